@@ -67,7 +67,7 @@ class Checker:
         if checked.type is not None and checked.type != BOOLEAN:
             self.error(
                 "type_mismatch",
-                f"a segment definition must be a boolean condition, not a {checked.type}",
+                f"a segment definition must be a boolean condition, not {_a(checked.type)}",
                 checked.span,
                 hint="compare the value, e.g. `loyalty.points > 500`",
             )
@@ -114,7 +114,7 @@ class Checker:
                 ok = False
                 continue
             if checked.type.is_list or checked.type == DURATION:
-                self.error("type_mismatch", f"a list may not hold a {checked.type}", item.span)
+                self.error("type_mismatch", f"a list may not hold {_a(checked.type)}", item.span)
                 ok = False
                 continue
             unified = unify(element, checked.type)
@@ -266,7 +266,7 @@ class Checker:
         if operand.type is None:
             return False
         if operand.type != BOOLEAN:
-            self.error("type_mismatch", f"{what} needs a boolean condition, not a {operand.type}",
+            self.error("type_mismatch", f"{what} needs a boolean condition, not {_a(operand.type)}",
                        operand.span, hint="compare the value, e.g. `loyalty.points > 500`")
             return False
         return True
@@ -296,7 +296,7 @@ class Checker:
         if self.null_operand(node.operand, node, "unary `-`"):
             return self.typed(node, None, True, operand=operand)
         if operand.type is not None and not operand.type.is_numeric:
-            self.error("type_mismatch", f"unary `-` needs a number, not a {operand.type}", node.span)
+            self.error("type_mismatch", f"unary `-` needs a number, not {_a(operand.type)}", node.span)
             return self.typed(node, None, True, operand=operand)
         return self.typed(node, operand.type, operand.nullable, operand=operand)
 
@@ -373,7 +373,7 @@ class Checker:
             return self.typed(node, None, True, **rebuilt)
         if not comparable(value.type, items.type.element):
             self.error("type_mismatch",
-                       f"cannot test a {value.type} against a list of {items.type.element}", node.span,
+                       f"cannot test {_a(value.type)} against a list of {items.type.element}", node.span,
                        hint=_conversion_hint(value, items))
             return self.typed(node, None, True, **rebuilt)
         return self.typed(node, BOOLEAN, value.nullable, **rebuilt)
@@ -412,7 +412,7 @@ class Checker:
         ok = True
         for operand in (value, pattern):
             if operand.type is not None and operand.type != STRING:
-                self.error("type_mismatch", f"{what} works on strings, not on a {operand.type}", node.span,
+                self.error("type_mismatch", f"{what} works on strings, not on {_a(operand.type)}", node.span,
                            hint="compare numbers and dates with `=`, `<`, `between`")
                 ok = False
                 break
@@ -446,7 +446,7 @@ class Checker:
         if value.type is None or other.type is None:
             return self.typed(node, None, True, **rebuilt)
         if not value.type.is_list:
-            self.error("type_mismatch", f"{what} tests a list attribute, not a {value.type}", node.span,
+            self.error("type_mismatch", f"{what} tests a list attribute, not {_a(value.type)}", node.span,
                        hint="for a string write `contains`; for one value write `=` or `in [...]`")
             return self.typed(node, None, True, **rebuilt)
         if node.op == "has":
@@ -460,7 +460,7 @@ class Checker:
                 return self.typed(node, None, True, **rebuilt)
             element = other.type.element
         if not comparable(value.type.element, element) or element == DURATION:
-            self.error("type_mismatch", f"a list of {value.type.element} cannot hold a {element}", node.span)
+            self.error("type_mismatch", f"a list of {value.type.element} cannot hold {_a(element)}", node.span)
             return self.typed(node, None, True, **rebuilt)
         return self.typed(node, BOOLEAN, value.nullable or other.nullable, **rebuilt)
 
@@ -502,7 +502,7 @@ class Checker:
     def check_bound(self, bound: ast.Node, scope: _Scope) -> ast.Node:
         checked = self.visit(bound, scope)
         if checked.type is not None and not checked.type.is_temporal and not checked.type.is_null:
-            self.error("type_mismatch", f"a window bound must be a date or datetime, not a {checked.type}",
+            self.error("type_mismatch", f"a window bound must be a date or datetime, not {_a(checked.type)}",
                        checked.span, hint='write e.g. `since date("2026-01-01")` or `since now() - 2 hours`')
         return checked
 
@@ -547,13 +547,20 @@ class Checker:
             if family(field_type) not in _ORDERED_FAMILIES:
                 result = None
         if result is None:
-            self.error("wrong_arguments", f"`{fn}` cannot aggregate `event.{dotted}`, a {field_type}",
+            self.error("wrong_arguments", f"`{fn}` cannot aggregate `event.{dotted}`, {_a(field_type)}",
                        _path_span(node),
                        hint="sum and avg take numbers; min and max take numbers, dates and strings")
         return self.typed(node, result, nullable, filter=flt)
 
 
 # ---- rules as functions ---------------------------------------------------------------------
+
+
+def _a(t: object) -> str:
+    """`a string`, `an integer`: the article for a type name in messages."""
+    text = str(t)
+    return ("an " if text[:1] in "aeiou" else "a ") + text
+
 
 
 def _is_constant(node: ast.Node) -> bool:
@@ -577,7 +584,7 @@ def _arithmetic_type(left: PqlType, op: str, right: PqlType, right_node: ast.Nod
         return DATETIME
     if op == "+" and left == DURATION and right.is_temporal:
         return right
-    return f"cannot apply `{op}` to a {left} and a {right}"
+    return f"cannot apply `{op}` to {_a(left)} and {_a(right)}"
 
 
 def _arithmetic_hint(left: PqlType, op: str, right: PqlType, right_node: ast.Node) -> str | None:
@@ -594,11 +601,11 @@ def _comparison_problem(left: PqlType, op: str, right: PqlType) -> str | None:
     if left.is_null or right.is_null:
         return None
     if left.is_list or right.is_list:
-        return f"cannot compare a {left} with a {right}; test lists with `has`, `has any`, `has all`"
+        return f"cannot compare {_a(left)} with {_a(right)}; test lists with `has`, `has any`, `has all`"
     if DURATION in (left, right):
-        return f"cannot compare a {left} with a {right}"
+        return f"cannot compare {_a(left)} with {_a(right)}"
     if not comparable(left, right):
-        return f"cannot compare a {left} with a {right}"
+        return f"cannot compare {_a(left)} with {_a(right)}"
     if op not in ("=", "!=") and family(left) not in _ORDERED_FAMILIES:
         return f"`{op}` does not order {left} values; use `=` or `!=`"
     return None

@@ -225,12 +225,13 @@ def _check_depth(text: str, tree: Tree) -> None:
 
 
 def _tree_span(text: str, node: Tree | Token) -> Span:
+    # Lark already counted lines and columns; recounting from the start would be quadratic.
     if isinstance(node, Token):
-        return Span.at_offset(text, node.start_pos, node.end_pos)
+        return Span(node.line, node.column, node.end_line, node.end_column, node.start_pos, node.end_pos)
     meta = node.meta
     if getattr(meta, "empty", True):
         return Span.at_offset(text, 0, 0)
-    return Span.at_offset(text, meta.start_pos, meta.end_pos)
+    return Span(meta.line, meta.column, meta.end_line, meta.end_column, meta.start_pos, meta.end_pos)
 
 
 # ---- Lark tree → AST ------------------------------------------------------------------------
@@ -505,7 +506,11 @@ class _Builder:
         return ast.EventFilter(alias_name, self._enter_condition(condition), built_window, span=self.span(at))
 
     def build_filter(self, tree: Tree, first_step: bool = True) -> ast.EventFilter:
-        _event, alias, condition, window = tree.children
+        if len(tree.children) == 3:  # the open form: `event [as a] where condition`
+            _event, alias, condition = tree.children
+            window = None
+        else:
+            _event, alias, condition, window = tree.children
         return self._filter(alias, condition, window, tree, first_step)
 
     def build_filter_no_where(self, tree: Tree, first_step: bool = True) -> ast.EventFilter:
@@ -513,7 +518,10 @@ class _Builder:
         return self._filter(alias, None, window, tree, first_step)
 
     def _step(self, tree: Tree) -> ast.SequenceStep:
-        if tree.data == "then_step":
+        if tree.data == "then_step" and len(tree.children) == 4:  # open form
+            no, _event, alias, condition = tree.children
+            window = None
+        elif tree.data == "then_step":
             no, _event, alias, condition, window = tree.children
         else:
             no, _event, alias, window = tree.children

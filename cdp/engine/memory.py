@@ -32,6 +32,7 @@ from cdp.schema import Schema, luma_schema
 
 _PY_COMPARE = {"=": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _EMPTY = ([], [])
+_INLINE_CHAIN = 8  # longer arithmetic chains fold at run time (Python's parser nests ≤ 200 deep)
 
 
 @dataclass
@@ -217,6 +218,14 @@ class _Codegen:
         return f"(None if ({t} := {inner}) is None else -{t})"
 
     def v_Arithmetic(self, node: ast.Arithmetic, ctx):
+        if len(node.operands) > _INLINE_CHAIN:
+            values = []
+            for operand in node.operands:
+                if isinstance(operand, ast.DurationLiteral):
+                    values.append(self.const(runtime.Duration(operand.amount, operand.unit), "dur"))
+                else:
+                    values.append(self.value(operand, ctx))
+            return f"_rt.fold_arithmetic({node.operators!r}, [{', '.join(values)}])"
         first = node.operands[0]
         pending_duration = first if isinstance(first, ast.DurationLiteral) else None
         current = None if pending_duration else self.value(first, ctx)

@@ -223,3 +223,36 @@ def gap_function(amount: int, unit: str) -> Callable[[datetime], datetime | None
                 return None
         return gap
     return lambda t: add_duration(t, amount, unit)
+
+
+# ---- long arithmetic chains -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    amount: int
+    unit: str
+
+
+def fold_arithmetic(operators: tuple[str, ...], values: list):
+    """Left-to-right arithmetic over a long chain (generated inline code would nest too deeply
+    for Python's parser); null anywhere gives null, as inline code does."""
+    current = values[0]
+    for op, value in zip(operators, values[1:]):
+        if current is None or value is None:
+            return None
+        if isinstance(current, Duration):
+            current = add_duration(value, current.amount, current.unit, 1)
+        elif isinstance(value, Duration):
+            current = add_duration(current, value.amount, value.unit, 1 if op == "+" else -1)
+        elif op == "+":
+            current = current + value
+        elif op == "-":
+            current = current - value
+        elif op == "*":
+            current = current * value
+        elif op == "/":
+            current = divide(current, value)
+        else:
+            current = modulo(current, value)
+    return current

@@ -1,0 +1,205 @@
+"""The `cdp` command line. Its JSON output is a stable contract (SPEC.md, "The command line
+contract"): tools parse it, so fields are only ever added, never renamed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cdp.dsl.errors import PqlError
+
+EXIT_INVALID = 1
+
+
+class InputError(Exception):
+    """Bad input to a command: printed as `code: message` lines on stderr, exit 1."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def _fail(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line, err=True)
+    sys.exit(EXIT_INVALID)
+
+
+def _error_lines(error: PqlError) -> list[str]:
+    return [
+        f"{d.code}: {d.message} (line {d.span.line}, column {d.span.column})" + (f"; hint: {d.hint}" if d.hint else "")
+        for d in error.errors
+    ]
+
+
+def _read_json_object(path: str, what: str) -> dict[str, str]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError([f"unreadable_file: {what} {path}: {exc.strerror or exc}"]) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError([f"invalid_file: {what} {path} is not valid JSON: {exc}"]) from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise InputError([f"invalid_file: {what} {path} must be a JSON object of names to expression strings"])
+    return data
+
+
+def _read_profiles(path: str) -> list[Any]:
+    from cdp.engine import ProfileError, load_profile
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError([f"unreadable_file: profiles {path}: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise InputError([f"invalid_file: profiles {path} is not UTF-8: {exc}"]) from None
+    profiles, errors = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            profiles.append(load_profile(json.loads(line)))
+        except json.JSONDecodeError as exc:
+            errors.append(f"invalid_profile: {path} line {number}: not valid JSON: {exc.msg}")
+        except ProfileError as exc:
+            errors.append(f"invalid_profile: {path} line {number}: {exc}")
+    if errors:
+        raise InputError(errors)
+    return profiles
+
+
+def _parse_as_of(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(timezone.utc)
+    from cdp.engine.profile import parse_timestamp
+
+    try:
+        return parse_timestamp(text)
+    except ValueError as exc:
+        raise InputError([f"invalid_argument: --as-of {text!r} is not an ISO 8601 datetime: {exc}"]) from None
+
+
+@click.group()
+@click.version_option(package_name="cdp")
+def main() -> None:
+    """cdp — the open-source core of a real-time customer data platform."""
+
+
+@main.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON result instead of text.")
+@click.option("--segments", "segments_file", type=str, default=None,
+              help='A JSON object {"key": "expression", ...} that `in segment` references must name.')
+@click.argument("expression")
+def check_command(expression: str, as_json: bool, segments_file: str | None) -> None:
+    """Check EXPRESSION against the schema in force; exit 0 when valid, 1 when not."""
+    from cdp.dsl import check, render
+
+    try:
+        segments = _read_json_object(segments_file, "segments") if segments_file else None
+    except InputError as exc:
+        if as_json:
+            code, _, message = exc.lines[0].partition(": ")
+            click.echo(json.dumps({"ok": False, "errors": [
+                {"code": code, "message": message, "line": None, "column": None, "end_line": None,
+                 "end_column": None, "hint": None}]}))
+            sys.exit(EXIT_INVALID)
+        _fail(exc.lines)
+        return
+    try:
+        typed = check(expression, segments=segments)
+    except PqlError as error:
+        if as_json:
+            click.echo(json.dumps({"ok": False, "errors": [d.to_dict() for d in error.errors]}, ensure_ascii=False))
+        else:
+            for diagnostic in error.errors:
+                click.echo(str(diagnostic) + "\n", err=True)
+        sys.exit(EXIT_INVALID)
+    canonical = render(typed)
+    if as_json:
+        click.echo(json.dumps({"ok": True, "canonical": canonical}, ensure_ascii=False))
+    else:
+        click.echo(f"ok: {canonical}")
+
+
+@main.command("evaluate")
+@click.argument("expression", required=False)
+@click.option("--profiles", "profiles_file", required=True, help="Profile documents, one JSON object per line.")
+@click.option("--as-of", "as_of_text", default=None, help="The instant to evaluate at (ISO 8601; default: now, UTC).")
+@click.option("--segments", "segments_file", default=None, help="Catalogue for `in segment`: a JSON object key → expression.")
+@click.option("--expressions", "expressions_file", default=None,
+              help="Evaluate a catalogue instead: a JSON object name → expression; prints name → ids as JSON.")
+@click.option("--backend", type=click.Choice(["memory", "sqlite", "postgresql"]), default="memory", show_default=True)
+@click.option("--database-url", default=None, help="Database for --backend sqlite|postgresql.")
+@click.option("--explain", is_flag=True, help="Print the value of every sub-expression for each profile (or --id).")
+@click.option("--id", "profile_id", default=None, help="With --explain: only this profile.")
+def evaluate_command(expression: str | None, profiles_file: str, as_of_text: str | None, segments_file: str | None,
+                     expressions_file: str | None, backend: str, database_url: str | None, explain: bool,
+                     profile_id: str | None) -> None:
+    """Print the ids of the profiles in --profiles for which EXPRESSION is TRUE, in file order."""
+    try:
+        _evaluate(expression, profiles_file, as_of_text, segments_file, expressions_file, backend, explain, profile_id)
+    except InputError as exc:
+        _fail(exc.lines)
+    except PqlError as error:
+        _fail(_error_lines(error))
+
+
+def _evaluate(expression, profiles_file, as_of_text, segments_file, expressions_file, backend, explain, profile_id):
+    from cdp.dsl import check, check_catalogue
+    from cdp.engine import compile_predicate
+    from cdp.engine.memory import explain as explain_profile
+
+    if (expression is None) == (expressions_file is None):
+        raise InputError(["invalid_argument: give either EXPRESSION or --expressions FILE"])
+    if backend != "memory":
+        raise InputError([f"unsupported_backend: the {backend} backend is not available in this build yet; "
+                          "use --backend memory"])
+    as_of = _parse_as_of(as_of_text)
+    segments = _read_json_object(segments_file, "segments") if segments_file else {}
+    expressions = _read_json_object(expressions_file, "expressions") if expressions_file else {"": expression}
+    # Check everything before reading data, and report every error at once.
+    errors: list[str] = []
+    if segments:
+        try:
+            check_catalogue(segments)
+        except PqlError as error:
+            errors.extend(_error_lines(error))
+    predicates = {}
+    for name, text in expressions.items():
+        try:
+            check(text, segments=segments or None)
+            predicates[name] = compile_predicate(text, segments=segments)
+        except PqlError as error:
+            lines = _error_lines(error)
+            errors.extend(lines if not name else [line.replace(": ", f": in expression \"{name}\": ", 1) for line in lines])
+    if errors:
+        raise InputError(list(dict.fromkeys(errors)))
+    profiles = _read_profiles(profiles_file)
+    if explain:
+        chosen = [p for p in profiles if profile_id is None or p.id == profile_id]
+        if profile_id is not None and not chosen:
+            raise InputError([f"invalid_argument: no profile with id {profile_id!r} in {profiles_file}"])
+        for name, text in expressions.items():
+            for profile in chosen:
+                click.echo(f"profile {profile.id}" + (f", expression {name}" if name else "") + f", as of {as_of.isoformat()}")
+                for row in explain_profile(text, profile, as_of, segments=segments):
+                    click.echo(f"{'  ' * row['depth']}{row['value']:<8} {row['expression']}")
+                click.echo("")
+        return
+    if expressions_file is None:
+        predicate = predicates[""]
+        for profile in profiles:
+            if predicate(profile, as_of):
+                click.echo(profile.id)
+        return
+    result = {name: [p.id for p in profiles if predicate(p, as_of)] for name, predicate in predicates.items()}
+    click.echo(json.dumps(result, ensure_ascii=False))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
