@@ -32,7 +32,7 @@ def check(text_or_tree: str | ast.Node, schema: Schema | None = None, *,
     is checked too. ``key`` names the segment being defined, so a reference to itself is a cycle.
     Returns the typed tree; raises PqlError carrying every error found.
     """
-    from cdp.dsl.catalogue import cycle_errors, prefix_errors, reference_graph
+    from cdp.dsl.catalogue import cycle_errors, reference_graph
     from cdp.dsl.checker import Checker
     from cdp.schema import luma_schema
 
@@ -47,14 +47,17 @@ def check(text_or_tree: str | ast.Node, schema: Schema | None = None, *,
     typed = checker.check_root(tree)
     errors = list(checker.errors)
     if segments is not None:
-        parsed: dict[str, ast.Node] = {}
-        for seg_key, definition in segments.items():
-            try:
-                parsed[seg_key] = _check_one(definition, schema, names)
-            except PqlError as exc:
-                errors.extend(prefix_errors(seg_key, exc))
-        graph = reference_graph(parsed)
-        errors.extend(cycle_errors(text, tree, graph, key))
+        try:
+            checked = check_catalogue(segments, schema)
+        except PqlError as exc:
+            errors.extend(exc.errors)
+            checked = {}
+            for seg_key, definition in segments.items():
+                try:
+                    checked[seg_key] = _check_one(definition, schema, names)
+                except PqlError:
+                    pass
+        errors.extend(cycle_errors(text, tree, reference_graph(checked), key))
     if errors:
         raise PqlError(errors)
     return typed

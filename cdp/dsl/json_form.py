@@ -101,7 +101,7 @@ class _Reader:
         if not isinstance(data, dict):
             self.fail(path, "expected an object with a `kind`")
         kind = data.get("kind")
-        if kind not in _SPECS or (allowed is not None and kind not in allowed):
+        if not isinstance(kind, str) or kind not in _SPECS or (allowed is not None and kind not in allowed):
             choices = allowed or tuple(sorted(_EXPRESSION_KINDS))
             self.fail(path, f"unknown kind {kind!r}; expected one of {', '.join(choices)}")
         cls, spec = _SPECS[kind]

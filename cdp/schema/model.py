@@ -83,7 +83,10 @@ class Schema:
     @staticmethod
     def closest(fields_: Mapping[str, PqlType] | list[str], path: str, n: int = 3) -> list[str]:
         names = list(fields_)
-        found = difflib.get_close_matches(path, names, n=n, cutoff=0.6)
+        scored = sorted(((difflib.SequenceMatcher(None, path, k).ratio(), k) for k in names), reverse=True)
+        best = scored[0][0] if scored else 0
+        # only the clear winners: `loyality.tier` suggests `loyalty.tier`, not every loyalty.* field
+        found = [k for ratio, k in scored[:n] if ratio >= 0.6 and ratio >= best - 0.05]
         if not found:  # `tier` → `loyalty.tier`: match on the last segment too
             last = path.split(".")[-1]
             found = [k for k in names if k.split(".")[-1] == last][:n]

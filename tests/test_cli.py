@@ -1,0 +1,96 @@
+"""The command-line contract of SPEC.md, run as a user would: the installed `cdp` in a subprocess."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CDP = [str(Path(sys.executable).parent / "cdp")]
+ROOT = Path(__file__).resolve().parents[1]
+PROFILES = ROOT / "examples" / "luma_profiles.jsonl"
+GIFT = (ROOT / "examples" / "gift_giving_cart_abandoners.pql").read_text()
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(CDP + list(args), capture_output=True, text=True, timeout=60)
+
+
+def test_check_json_ok():
+    result = run("check", "--json", "loyalty.points > 500 AND email_opt_in")
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == {"ok": True, "canonical": "loyalty.points > 500 and email_opt_in"}
+
+
+def test_check_json_errors():
+    result = run("check", "--json", 'loyality.tier = "gold" and lowr(email) = "x"')
+    assert result.returncode == 1
+    body = json.loads(result.stdout)
+    assert body["ok"] is False
+    assert [e["code"] for e in body["errors"]] == ["unknown_field", "unknown_function"]
+    first = body["errors"][0]
+    assert (first["line"], first["column"], first["end_line"], first["end_column"]) == (1, 1, 1, 14)
+    assert set(first) == {"code", "message", "line", "column", "end_line", "end_column", "hint"}
+
+
+def test_check_with_segments(tmp_path):
+    catalogue = tmp_path / "segments.json"
+    catalogue.write_text(json.dumps({"a": 'in segment "b"', "b": 'in segment "a"', "gold": 'loyalty.tier = "gold"'}))
+    result = run("check", "--json", "--segments", str(catalogue), 'in segment "gold" and in segment "nope"')
+    codes = [e["code"] for e in json.loads(result.stdout)["errors"]]
+    assert result.returncode == 1 and "unknown_segment" in codes and "segment_cycle" in codes
+    assert run("check", 'in segment "anything"').returncode == 0  # without a catalogue: syntax only
+
+
+def test_evaluate_prints_ids_in_file_order():
+    result = run("evaluate", GIFT, "--profiles", str(PROFILES), "--as-of", "2026-11-28T12:00:00Z")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["sarah-rose"]
+    result = run("evaluate", "loyalty.tier is not null", "--profiles", str(PROFILES), "--as-of", "2026-11-28T12:00:00Z")
+    assert result.stdout.splitlines() == ["sarah-rose", "jon-park"]
+
+
+def test_evaluate_batch_of_expressions(tmp_path):
+    expressions = tmp_path / "e.json"
+    expressions.write_text(json.dumps({"gift": GIFT, "gold": 'loyalty.tier = "gold"', "none": "false"}))
+    result = run("evaluate", "--expressions", str(expressions), "--profiles", str(PROFILES), "--as-of", "2026-11-28T12:00:00Z")
+    assert json.loads(result.stdout) == {"gift": ["sarah-rose"], "gold": ["jon-park"], "none": []}
+
+
+@pytest.mark.parametrize("args, code", [
+    (["evaluate", "loyalty.points >", "--profiles", str(PROFILES)], "syntax_error"),
+    (["evaluate", "x = 1", "--profiles", "/nonexistent.jsonl"], "unknown_field"),
+    (["evaluate", "email_opt_in", "--profiles", "/nonexistent.jsonl"], "unreadable_file"),
+    (["evaluate", "email_opt_in", "--profiles", str(PROFILES), "--as-of", "yesterday"], "invalid_argument"),
+])
+def test_evaluate_invalid_input_exits_1_with_nothing_on_stdout(args, code):
+    result = run(*args)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[0].startswith(code + ":")
+
+
+def test_evaluate_cycle_and_bad_profile(tmp_path):
+    catalogue = tmp_path / "segments.json"
+    catalogue.write_text(json.dumps({"a": 'in segment "b"', "b": 'in segment "a"'}))
+    result = run("evaluate", 'in segment "a"', "--segments", str(catalogue), "--profiles", str(PROFILES))
+    assert result.returncode == 1 and result.stdout == ""
+    assert all(line.startswith("segment_cycle:") for line in result.stderr.splitlines())
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "attributes": {"loyalty": {"points": "many"}}}\nnot json\n')
+    result = run("evaluate", "email_opt_in", "--profiles", str(bad))
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and all(line.startswith("invalid_profile:") for line in lines)
+    assert "line 1" in lines[0] and "loyalty.points" in lines[0] and "line 2" in lines[1]
+
+
+def test_explain_shows_why():
+    result = run("evaluate", "--explain", "--id", "jon-park", "--profiles", str(PROFILES), "--as-of",
+                 "2026-11-28T12:00:00Z", 'loyalty.points > 500 and home_address.country != "US"')
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith("FALSE")
+    assert any(line.strip().startswith("2400") for line in lines)
+    assert any(line.strip().startswith("FALSE") and "home_address.country" in line for line in lines)
