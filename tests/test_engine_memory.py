@@ -71,7 +71,7 @@ def test_sequence_on_thousands_of_events_is_fast():
                 and e["timestamp"] < e2["timestamp"] for e2 in events)
         for e in events[-20:] if e["type"] == "addToCart")
     assert result is expected
-    assert elapsed < 5.0, elapsed
+    assert elapsed < 20.0, elapsed  # a guard against quadratic blow-ups; bench/ measures speed
 
 
 def test_segment_references_evaluate_each_segment_once():

@@ -148,7 +148,8 @@ def test_limits_are_too_complex_and_fast():
         started = time.perf_counter()
         with pytest.raises(PqlError) as info:
             parse(text)
-        assert time.perf_counter() - started < 1.0
+        # a guard against hangs and quadratic blow-ups, not a benchmark (bench/ measures speed)
+        assert time.perf_counter() - started < 10.0
         assert info.value.errors[0].code == "too_complex", text[:30]
     flat = " or ".join(["a"] * 5000)  # one level however long
     assert len(parse(flat).operands) == 5000
