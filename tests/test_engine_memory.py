@@ -105,3 +105,18 @@ def test_explain_lists_each_sub_expression():
     assert rows[0]["value"] == "UNKNOWN"
     assert {"depth": 1, "expression": "loyalty.points > 500", "value": "TRUE"} in rows
     assert any(r["expression"] == "email_opt_in" and r["value"] == "UNKNOWN" for r in rows)
+
+
+def test_review_findings_stay_fixed():
+    from cdp.dsl import check
+
+    with pytest.raises(PqlError) as info:
+        check("1 hour + today() = today()")  # hours never apply to a date, on either side
+    assert info.value.codes == ["type_mismatch"]
+    assert compile_predicate("round(1.5, 1000) = 1.5")(profile(), AS_OF)  # no decimal crash
+    with pytest.raises(PqlError) as info:
+        check("lifetime_value > " + "9" * 400 + ".5")  # would be inf
+    assert info.value.codes == ["invalid_literal"]
+    with pytest.raises(PqlError) as info:
+        check("exists event" + " then event" * 100)  # search recursion stays bounded
+    assert info.value.codes == ["too_complex"]

@@ -314,7 +314,7 @@ class Checker:
             if not ok or current_type is None or right.type is None:
                 ok = False
                 continue
-            result = _arithmetic_type(current_type, op, right.type, node.operands[index])
+            result = _arithmetic_type(current_type, op, right.type, node.operands[index], node.operands[index - 1])
             if isinstance(result, str):
                 self.error("type_mismatch", result, span,
                            hint=_arithmetic_hint(current_type, op, right.type, node.operands[index]))
@@ -570,7 +570,8 @@ def _is_constant(node: ast.Node) -> bool:
     return True
 
 
-def _arithmetic_type(left: PqlType, op: str, right: PqlType, right_node: ast.Node) -> PqlType | str:
+def _arithmetic_type(left: PqlType, op: str, right: PqlType, right_node: ast.Node,
+                     left_node: ast.Node | None = None) -> PqlType | str:
     if left.is_numeric and right.is_numeric:
         if op == "/":
             return NUMBER
@@ -583,6 +584,10 @@ def _arithmetic_type(left: PqlType, op: str, right: PqlType, right_node: ast.Nod
             return DATE
         return DATETIME
     if op == "+" and left == DURATION and right.is_temporal:
+        # the same unit rule as `date + duration`; a duration value is always a literal
+        unit = left_node.unit if isinstance(left_node, ast.DurationLiteral) else "day"
+        if right == DATE and unit not in _DATE_UNITS:
+            return f"{unit}s + a date is not a date: only days, weeks, months and years apply to a date"
         return right
     return f"cannot apply `{op}` to {_a(left)} and {_a(right)}"
 

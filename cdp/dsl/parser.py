@@ -405,11 +405,16 @@ class _Builder:
     def _number_value(self, token: Token) -> int | float:
         text = token.value
         if "." in text:
-            return float(text)
+            value = float(text)
+            if value == float("inf"):
+                self.error("invalid_literal", "the number is too large to be represented", token,
+                           hint="numbers are 64-bit floating point when they have a decimal point")
+                return 0.0
+            return value
         value = int(text)
         if value > MAX_INTEGER:
             self.error("invalid_literal", f"the number {text} is larger than {MAX_INTEGER}", token,
-                       hint="integers are 64-bit; write a decimal such as `1e30` is not supported either")
+                       hint="integers are 64-bit")
         return value
 
     def build_number(self, tree: Tree) -> ast.Node:
@@ -419,7 +424,8 @@ class _Builder:
         unit_name = _unit(unit)
         if "." in number.value:
             self.error("invalid_literal", f"the number of a duration must be whole, not {number.value}", at,
-                       hint=f"write e.g. `{number.value.split('.')[0]} {unit_name}s` or use a smaller unit")
+                       hint=f"write a whole number, e.g. `{max(1, int(float(number.value)))} "
+                            f"{_plural(max(1, int(float(number.value))), unit_name)}`, with a smaller unit if needed")
             return 0, unit_name
         amount = int(number.value)
         if amount > 1_000_000:
@@ -537,6 +543,10 @@ class _Builder:
     def build_exists_term(self, tree: Tree) -> ast.Node:
         self._nested_event_term(tree)
         parts = self.subtrees(tree)
+        if len(parts) - 1 > MAX_DEPTH:
+            self.error("too_complex", f"the sequence has {len(parts) - 1} `then` steps; the limit is {MAX_DEPTH}",
+                       tree, hint="split the journey into several segments")
+            return ast.Exists(ast.EventFilter(None, None, None), (), span=self.span(tree))
         flt = self._any_filter(parts[0])
         steps = tuple(self._step(s) for s in parts[1:])
         for step in steps[:-1]:

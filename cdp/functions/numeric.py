@@ -19,6 +19,10 @@ def round_half_away(x: int | float, digits: int = 0) -> int | float:
         return x
     if isinstance(x, float) and not math.isfinite(x):
         return x
+    if digits > 350:  # finer than any float or 64-bit integer holds: nothing to round
+        return x
+    if digits < -350:  # coarser than any representable value
+        return 0 if isinstance(x, int) else 0.0
     with localcontext() as ctx:
         ctx.prec = 400
         exact = Decimal(repr(x)) if isinstance(x, float) else Decimal(x)
