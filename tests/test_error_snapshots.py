@@ -67,7 +67,7 @@ SNAPSHOTS = [
      'type_mismatch at line 1, column 1: a date - hours is not a date: only days, weeks, months and years apply to a date\n'
      'person.birth_date - 3 hours > now()\n'
      '^^^^^^^^^^^^^^^^^^^^^^^^^^^\n'
-     'hint: convert the date first: `datetime(...)`, or use a datetime attribute'),
+     'hint: add days, weeks, months or years to a date; for hours, start from a datetime such as `now()`'),
 ]
 
 

@@ -57,3 +57,19 @@ def test_arbitrary_json_raises_only_the_language_error(data):
         from_json(data)
     except PqlError:
         pass
+
+
+def test_json_form_obeys_the_rules_of_the_text_form():
+    nested = {"kind": "exists", "steps": [], "filter": {"kind": "filter", "alias": None, "window": None,
+              "condition": {"kind": "no_event", "filter": {"kind": "filter", "alias": None, "condition": None,
+                                                           "window": None}}}}
+    deep = {"kind": "boolean", "value": True}
+    for _ in range(70):
+        deep = {"kind": "not", "operand": deep}
+    for data in (nested, deep, {"kind": "name", "path": ["a`b"]}, {"kind": "number", "value": 2**70}):
+        try:
+            from_json(data)
+        except PqlError as error:
+            assert error.errors[0].code in ("syntax_error", "too_complex", "invalid_literal")
+        else:
+            raise AssertionError(f"accepted {data}")

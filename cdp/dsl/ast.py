@@ -259,6 +259,7 @@ class Aggregate(Node):
     function: str
     path: tuple[str, ...] | None
     filter: EventFilter
+    path_span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 Expr = Union[

@@ -389,7 +389,7 @@ class Checker:
         for bound in (low, high):
             problem = _comparison_problem(value.type, "<=", bound.type)
             if problem:
-                self.error("type_mismatch", problem.replace("compare", f"test {what} with", 1), node.span,
+                self.error("type_mismatch", f"in {what}: {problem}", node.span,
                            hint=_conversion_hint(value, bound))
                 return self.typed(node, None, True, **rebuilt)
         return self.typed(node, BOOLEAN, value.nullable or low.nullable or high.nullable, **rebuilt)
@@ -593,8 +593,8 @@ def _arithmetic_type(left: PqlType, op: str, right: PqlType, right_node: ast.Nod
 
 
 def _arithmetic_hint(left: PqlType, op: str, right: PqlType, right_node: ast.Node) -> str | None:
-    if left == DATE and right == DURATION:
-        return "convert the date first: `datetime(...)`, or use a datetime attribute"
+    if DATE in (left, right) and DURATION in (left, right):
+        return "add days, weeks, months or years to a date; for hours, start from a datetime such as `now()`"
     if right == DURATION or left == DURATION:
         return "durations apply to dates and datetimes: `now() - 30 days`"
     if STRING in (left, right):
@@ -618,11 +618,19 @@ def _comparison_problem(left: PqlType, op: str, right: PqlType) -> str | None:
 
 def _conversion_hint(left: ast.Node, right: ast.Node) -> str | None:
     for a, b in ((left, right), (right, left)):
-        if a.type is not None and a.type.is_numeric and isinstance(b, ast.StringLiteral):
-            return f"there is no implicit conversion: write the number without quotes, {b.value}"
+        if a.type is not None and a.type.is_numeric and isinstance(b, ast.StringLiteral) and _is_number(b.value):
+            return f"there is no implicit conversion: write the number without quotes, {b.value.strip()}"
         if a.type is not None and a.type.is_temporal and isinstance(b, ast.StringLiteral):
             return f'write a date literal: date("{b.value}") or datetime("{b.value}")'
     return None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _like_problem(pattern: str) -> str | None:
@@ -645,7 +653,7 @@ def _regex_problem(pattern: str) -> str | None:
 
 
 def _path_span(node: ast.Aggregate) -> Span:
-    return node.span
+    return node.path_span if node.path_span.line else node.span
 
 
 def _short(text: str, span: Span) -> str:

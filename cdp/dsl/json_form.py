@@ -80,8 +80,31 @@ def to_json(node: ast.Node) -> dict:
 
 
 def from_json(data: Any) -> ast.Node:
-    """A tree from its JSON form; raises PqlError on anything malformed."""
-    return _Reader().expression(data, "$", 0)
+    """A tree from its JSON form; raises PqlError on anything malformed.
+
+    The tree must also have a text form: it is rendered and parsed again, so the JSON form obeys
+    every rule the text form does (limits, sequence rules, no event term inside a `where` …).
+    """
+    from cdp.dsl.parser import parse
+    from cdp.dsl.render import render
+
+    tree = _Reader().expression(data, "$", 0)
+    try:
+        text = render(tree)
+    except ValueError as exc:
+        raise PqlError([Diagnostic("syntax_error", f"invalid JSON form: {exc}", Span(1, 1, 1, 1))]) from None
+    try:
+        reparsed = parse(text)
+    except PqlError as exc:
+        raise PqlError([
+            Diagnostic(d.code, f"the JSON form breaks a rule of the language: {d.message}", d.span, hint=d.hint,
+                       source=d.source)
+            for d in exc.errors
+        ]) from None
+    if reparsed != tree:
+        raise PqlError([Diagnostic("syntax_error", "the JSON form has no text form (ambiguous structure)",
+                                   Span(1, 1, 1, 1))])
+    return tree
 
 
 class _Reader:

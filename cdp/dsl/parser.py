@@ -110,6 +110,12 @@ _TERMINAL_NAMES = {
 }
 
 
+def _keywords() -> frozenset[str]:
+    from cdp.dsl.render import KEYWORDS
+
+    return KEYWORDS
+
+
 def _describe_terminal(name: str) -> str:
     if name in _TERMINAL_NAMES:
         return _TERMINAL_NAMES[name]
@@ -172,9 +178,23 @@ def _syntax_diagnostic(text: str, exc: UnexpectedInput) -> Diagnostic:
         start -= 1
         message = "unexpected `<>`"
         hint = "use `!=` to test inequality"
-    elif token.type in ("COMPARE", "IN", "BETWEEN", "IS", "LIKE", "MATCHES", "CONTAINS", "HAS", "STARTS", "ENDS") and "COMPARE" not in expected:
-        message = f"comparisons cannot be chained: unexpected `{shown}`"
-        hint = "combine the comparisons with `and`, e.g. `a < b and b < c`"
+    elif token.type in ("COMPARE", "IN", "BETWEEN", "IS", "LIKE", "MATCHES", "CONTAINS", "HAS", "STARTS", "ENDS") \
+            and "COMPARE" not in expected:
+        previous = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*$", text[:start])
+        before = text[:start].rstrip()
+        if re.search(r"\b(within\s+(today|this\s+\w+|last\s+\d+\s+\w+|\d+\s+\w+))\s*$", before, re.I):
+            message = f"unexpected `{shown}` after an event term"
+            hint = "an event term is a condition of its own; to compare it, put it in parentheses"
+        elif previous and previous.group(1).lower() in _keywords() and not before.endswith(")"):
+            word = previous.group(1)
+            message = f"unexpected `{shown}` after the keyword `{word}`"
+            hint = f"`{word}` is a keyword; to name a field called {word} write `{word}` in backticks: `` `{word}` ``"
+        else:
+            message = f"comparisons cannot be chained: unexpected `{shown}`"
+            hint = "combine the comparisons with `and`, e.g. `a < b and b < c`"
+    elif token.type == "_THEN":
+        hint = ("`then` steps follow `exists event …`; for the negation of a sequence write "
+                "`not (exists event … then …)`")
     elif token.type in ("EXISTS", "NO", "COUNT", "AGGREGATE", "LAST") and "NAME" in expected:
         hint = ("an event term may not appear inside another event term's `where`; "
                 "to combine conditions on two events use a sequence (`then`) or write the terms side by side")
@@ -576,7 +596,7 @@ class _Builder:
         func_token, _lpar, _event, path_tree, condition, window, _rpar = tree.children
         path = tuple(self._ident(t) for t in path_tree.children if isinstance(t, Token))
         flt = self._filter(None, condition, window, tree, first_step=True)
-        return ast.Aggregate(func_token.value.lower(), path, flt, span=self.span(tree))
+        return ast.Aggregate(func_token.value.lower(), path, flt, path_span=self.span(path_tree), span=self.span(tree))
 
     # windows ----------------------------------------------------------------------------------
 
