@@ -63,6 +63,11 @@ def no_gc():
 
 def median_us(fn: Callable[[], object], repeats: int, warmup: int = 5) -> float:
     """Median wall time of one call of ``fn``, in microseconds, over ``repeats`` calls."""
+    return sample_us(fn, repeats, warmup)[0]
+
+
+def sample_us(fn: Callable[[], object], repeats: int, warmup: int = 5) -> tuple[float, float]:
+    """(median, fastest) wall time of one call of ``fn``, in microseconds, over ``repeats`` calls."""
     for _ in range(warmup):
         fn()
     samples = []
@@ -72,7 +77,7 @@ def median_us(fn: Callable[[], object], repeats: int, warmup: int = 5) -> float:
             start = clock()
             fn()
             samples.append(clock() - start)
-    return statistics.median(samples) / 1000.0
+    return statistics.median(samples) / 1000.0, min(samples) / 1000.0
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:

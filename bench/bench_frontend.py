@@ -14,7 +14,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 
-from _common import CATALOGUE, DSL_EXAMPLES, markdown_table, median_us, short
+from _common import CATALOGUE, DSL_EXAMPLES, markdown_table, median_us, sample_us, short
 
 from cdp.dsl import check, parse
 from cdp.engine import memory
@@ -29,6 +29,7 @@ class FrontendRow:
     parse_us: float
     check_us: float  # parse + check
     compile_us: float  # parse + check + compile
+    compile_best_us: float  # the fastest of the compile runs: the floor, when the machine is noisy
 
     @property
     def ok(self) -> bool:
@@ -55,19 +56,21 @@ def run(repeats: int = 200) -> list[FrontendRow]:
             return memory.compile_segment(text, segments=segments)
 
         do_compile()  # fails loudly here, not inside the timing, if an example does not compile
+        compile_median, compile_best = sample_us(do_compile, repeats)
         rows.append(FrontendRow(index, text, median_us(do_parse, repeats), median_us(do_check, repeats),
-                                median_us(do_compile, repeats)))
+                                compile_median, compile_best))
     memory._CACHE.clear()
     return rows
 
 
 def table(rows: list[FrontendRow]) -> str:
     body = [[r.index, f"`{short(r.expression, 58)}`", f"{r.parse_us:.0f}", f"{r.check_us:.0f}",
-             f"{r.compile_us:.0f}", "yes" if r.ok else "**NO**"] for r in rows]
+             f"{r.compile_us:.0f}", f"{r.compile_best_us:.0f}", "yes" if r.ok else "**NO**"] for r in rows]
     worst = max(rows, key=lambda r: r.compile_us)
-    body.append(["", "**worst**", "", "", f"{worst.compile_us:.0f}", "yes" if worst.ok else "**NO**"])
-    return markdown_table(["#", "DSL.md §13 example", "parse µs", "+check µs", "+compile µs", "< 1 ms"], body,
-                          align="rlrrrl")
+    body.append(["", "**worst**", "", "", f"{worst.compile_us:.0f}", f"{max(r.compile_best_us for r in rows):.0f}",
+                 "yes" if worst.ok else "**NO**"])
+    return markdown_table(["#", "DSL.md §13 example", "parse", "+check", "+compile", "+compile (fastest)",
+                           "median < 1 ms"], body, align="rlrrrrl")
 
 
 def main(argv: list[str] | None = None) -> int:

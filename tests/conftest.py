@@ -1,3 +1,9 @@
+"""Shared fixtures: real databases. SQLite files in a temporary folder; a throwaway PostgreSQL
+cluster started once per test run and stopped at the end."""
+
+from __future__ import annotations
+
+import sys
 from datetime import datetime, timezone
 
 import pytest
@@ -8,3 +14,32 @@ AS_OF = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
 @pytest.fixture
 def as_of() -> datetime:
     return AS_OF
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    from cdp.devtools.postgres import start_cluster
+
+    try:
+        cluster = start_cluster()
+    except RuntimeError as exc:
+        message = f"\n*** SKIPPING PostgreSQL tests: {exc} ***\n"
+        print(message, file=sys.stderr)
+        pytest.skip(message)
+    yield cluster
+    cluster.stop()
+
+
+_DATABASES = iter(range(1, 10_000))
+
+
+@pytest.fixture(scope="session")
+def postgres_url_factory(postgres_cluster):
+    """A new empty database on the shared cluster per call."""
+    return lambda: postgres_cluster.create_database(f"cdp_test_{next(_DATABASES)}")
+
+
+@pytest.fixture(scope="session")
+def sqlite_url_factory(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sqlite")
+    return lambda: f"sqlite:///{folder}/cdp_{next(_DATABASES)}.db"

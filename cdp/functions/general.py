@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import sqlalchemy as sa
+
 from cdp.dsl.types import INTEGER, NULL, PqlType, unify
 from cdp.functions.registry import Function, Param, fixed, register
 
@@ -30,11 +32,13 @@ def _size(values) -> int:
 register(Function(
     name="coalesce", params=(Param("value", "scalar"),), variadic=True, min_args=1,
     result=_coalesce_type, python=_coalesce, null_propagating=False,
+    sql={"default": lambda c, n, a: sa.func.coalesce(*a)},
     doc="The first argument that is not `null` (all arguments of one type family).",
     example='coalesce(consents.email, "n") = "y"',
 ))
 register(Function(
     name="size", params=(Param("list", "list"),), result=fixed(INTEGER), python=_size,
+    sql={"default": lambda c, n, a: c.list_size(a[0])},
     doc="The number of elements of a list, not counting `null` elements.",
     example="size(interests) >= 2",
 ))

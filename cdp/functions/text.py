@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import sqlalchemy as sa
+
 from cdp.dsl.types import INTEGER, STRING
 from cdp.functions.registry import Function, Param, fixed, register
 
@@ -50,29 +52,46 @@ def trim(s: str) -> str:
     return s.strip(" \t\r\n")
 
 
+_TRIMMED = " \t\r\n"
+
+
+def _concat_sql(compiler, node, args):
+    result = args[0]
+    for arg in args[1:]:
+        result = result.op("||")(arg)  # `||` is null when any side is null, as the language wants
+    return sa.type_coerce(result, sa.String)
+
+
 register(Function(
     name="lower", params=(_S,), result=fixed(STRING), python=simple_lower,
+    sql={"sqlite": lambda c, n, a: sa.func.pql_lower(a[0]),
+         # PostgreSQL maps one code point to one (towlower) under a UTF-8 ctype such as C.UTF-8
+         "postgresql": lambda c, n, a: sa.func.lower(a[0])},
     doc="The string in lower case, one code point to one (`ß` stays `ß`; `İ` lowers to `i`).",
     example='lower(email) ends with "@example.com"',
 ))
 register(Function(
     name="upper", params=(_S,), result=fixed(STRING), python=simple_upper,
+    sql={"sqlite": lambda c, n, a: sa.func.pql_upper(a[0]), "postgresql": lambda c, n, a: sa.func.upper(a[0])},
     doc="The string in upper case, one code point to one (`ß` stays `ß`).",
     example='upper(home_address.country) = "US"',
 ))
 register(Function(
     name="trim", params=(_S,), result=fixed(STRING), python=trim,
+    sql={"sqlite": lambda c, n, a: sa.func.trim(a[0], sa.literal(_TRIMMED)),
+         "postgresql": lambda c, n, a: sa.func.btrim(a[0], sa.literal(_TRIMMED))},
     doc="The string without leading and trailing spaces, tabs, carriage returns and newlines.",
     example='trim(person.first_name) = "Sarah"',
 ))
 register(Function(
     name="length", params=(_S,), result=fixed(INTEGER), python=len,
+    sql={"default": lambda c, n, a: sa.func.length(a[0])},  # characters, not bytes, on both
     doc="The number of code points in the string.",
     example="length(phone) >= 10",
 ))
 register(Function(
     name="concat", params=(Param("s", "string"),), variadic=True, min_args=1, result=fixed(STRING),
-    python=lambda *parts: "".join(parts),
+    python=lambda *parts: "".join(parts), sql={"default": _concat_sql},
     doc="The strings joined; `null` when any argument is `null`.",
     example='concat(person.first_name, " ", person.last_name) = "Sarah Rose"',
 ))

@@ -1,8 +1,8 @@
 """One conformance suite for every backend (DSL.md, all sections).
 
 Cases are data (cases.toml: expression, expected ids, the section they exercise) over a fixed
-dataset (profiles.jsonl); expected ids were worked out by hand from DSL.md. Each backend is a
-function (cases, profiles) → ids; the SQL backends join the BACKENDS table when they land.
+dataset (profiles.jsonl); expected ids were worked out by hand from DSL.md. Every case runs on
+every backend: in memory, SQLite and PostgreSQL (a real throwaway cluster).
 """
 
 from __future__ import annotations
@@ -22,27 +22,48 @@ HERE = Path(__file__).parent
 DEFAULT_AS_OF = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
 CASES = tomllib.loads((HERE / "cases.toml").read_text(encoding="utf-8"))["case"]
 DOCUMENTS = [json.loads(line) for line in (HERE / "profiles.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+BACKENDS = ["memory", "sqlite", "postgresql"]
 
 
-def evaluate_memory(expression: str, as_of: datetime, segments: dict | None) -> list[str]:
-    predicate = compile_predicate(expression, segments=segments)
-    return [p.id for p in _loaded() if predicate(p, as_of)]
+@pytest.fixture(scope="module")
+def memory_backend():
+    loaded = [load_profile(d) for d in DOCUMENTS]
+
+    def evaluate(expression, as_of, segments):
+        predicate = compile_predicate(expression, segments=segments)
+        return [p.id for p in loaded if predicate(p, as_of)]
+    return evaluate
 
 
-_LOADED: list = []
+def _sql_backend(url: str):
+    from cdp.engine import sql
+    from cdp.storage.database import create_engine
+    from cdp.storage.loader import load_documents
+    from cdp.storage.migrate import upgrade
+
+    engine = create_engine(url)
+    upgrade(engine)
+    with engine.begin() as connection:
+        load_documents(connection, DOCUMENTS)
+
+    def evaluate(expression, as_of, segments):
+        with engine.connect() as connection:
+            return sql.evaluate(connection, expression, as_of=as_of, segments=segments)
+    return evaluate, engine
 
 
-def _loaded():
-    if not _LOADED:
-        _LOADED.extend(load_profile(d) for d in DOCUMENTS)
-    return _LOADED
+@pytest.fixture(scope="module")
+def sqlite_backend(sqlite_url_factory):
+    evaluate, engine = _sql_backend(sqlite_url_factory())
+    yield evaluate
+    engine.dispose()
 
 
-BACKENDS = {"memory": evaluate_memory}
-
-
-def _case_id(case: dict) -> str:
-    return case["name"]
+@pytest.fixture(scope="module")
+def postgresql_backend(postgres_url_factory):
+    evaluate, engine = _sql_backend(postgres_url_factory())
+    yield evaluate
+    engine.dispose()
 
 
 def test_cases_are_well_formed():
@@ -55,15 +76,16 @@ def test_cases_are_well_formed():
         assert set(case.get("expected", [])) <= ids, case["name"]
 
 
-@pytest.mark.parametrize("backend", sorted(BACKENDS))
-@pytest.mark.parametrize("case", [c for c in CASES if "expected" in c], ids=_case_id)
-def test_case(case: dict, backend: str):
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", [c for c in CASES if "expected" in c], ids=lambda c: c["name"])
+def test_case(case: dict, backend: str, request):
+    evaluate = request.getfixturevalue(f"{backend}_backend")
     as_of = parse_timestamp(case["as_of"]) if "as_of" in case else DEFAULT_AS_OF
-    ids = BACKENDS[backend](case["expression"], as_of, case.get("segments"))
+    ids = evaluate(case["expression"], as_of, case.get("segments"))
     assert ids == case["expected"], f"{case['section']}: {case.get('note', '')}"
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if "error" in c], ids=_case_id)
+@pytest.mark.parametrize("case", [c for c in CASES if "error" in c], ids=lambda c: c["name"])
 def test_invalid_case(case: dict):
     with pytest.raises(PqlError) as info:
         check(case["expression"], segments=case.get("segments"))

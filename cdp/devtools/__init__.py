@@ -1,0 +1,1 @@
+"""Tools for developers: throwaway database servers for tests and benchmarks."""

@@ -1,0 +1,83 @@
+"""A throwaway PostgreSQL cluster: initdb in a temporary folder, start on a free port, stop and
+delete at the end. Used by the test fixtures and the benchmarks; never by the service."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+CANDIDATE_BIN_DIRS = ["/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/14/bin"]
+
+
+def find_bin_dir() -> Path | None:
+    for directory in [os.environ.get("CDP_PG_BIN", "")] + CANDIDATE_BIN_DIRS:
+        if directory and (Path(directory) / "initdb").exists():
+            return Path(directory)
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Cluster:
+    directory: Path
+    port: int
+    bin_dir: Path
+    as_user: str | None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        command = list(args)
+        if self.as_user:
+            command = ["runuser", "-u", self.as_user, "--"] + command
+        return subprocess.run(command, check=check, capture_output=True, text=True, timeout=120)
+
+    def create_database(self, name: str) -> str:
+        self._run(str(self.bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "immediate", "-w",
+                  "stop", check=False)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_cluster(*, fsync: bool = False, extra_options: str = "") -> Cluster:
+    """Start a new cluster; raises RuntimeError (with the reason) when PostgreSQL is not available."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        raise RuntimeError("PostgreSQL binaries (initdb, pg_ctl) not found; install Debian's postgresql")
+    directory = Path(tempfile.mkdtemp(prefix="cdp-pg-"))
+    as_user = None
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        as_user = "postgres"
+        shutil.chown(directory, user="postgres")
+    port = _free_port()
+    cluster = Cluster(directory, port, bin_dir, as_user)
+    data = directory / "data"
+    try:
+        cluster._run(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync",
+                     "-E", "UTF8", "--locale=C.UTF-8")
+        options = (f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 "
+                   f"-c fsync={'on' if fsync else 'off'} -c synchronous_commit=off -c full_page_writes=off "
+                   f"-c timezone=UTC {extra_options}")
+        cluster._run(str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(directory / "log"),
+                     "-o", options, "start")
+    except subprocess.CalledProcessError as exc:
+        log = (directory / "log").read_text() if (directory / "log").exists() else ""
+        shutil.rmtree(directory, ignore_errors=True)
+        raise RuntimeError(f"could not start PostgreSQL: {exc.stderr or exc.stdout}\n{log}") from exc
+    return cluster

@@ -1,0 +1,493 @@
+"""The SQL backend: a checked tree → one SQLAlchemy Core query over the storage schema, for
+SQLite and PostgreSQL.
+
+SQL already has the language's three-valued logic (DSL.md §9) in its comparisons, AND, OR and
+NOT, so most nodes map one to one; the visitor spends its methods on the real differences:
+empty lists, division by zero, `%` on reals, code-point string order (COLLATE "C" on
+PostgreSQL; SQLite's BINARY is already byte = code-point order), case-sensitive LIKE, RE2,
+calendar arithmetic, and dates meeting datetimes. Everything the user writes reaches the
+database as a bound parameter: literals, window bounds, as_of, JSON keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any, Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql import operators as sql_operators
+from sqlalchemy.sql.elements import ColumnElement, ExpressionClauseList
+
+from cdp.dsl import ast, check
+from cdp.dsl.types import BOOLEAN, DATE, DATETIME, INTEGER, NUMBER, PqlType
+from cdp.engine import runtime
+from cdp.engine.sql_regex import UnsupportedOnBackend, re2_to_postgres
+from cdp.functions import lookup
+from cdp.schema import Schema, luma_schema
+from cdp.storage.models import UtcDateTime, events, profiles
+
+DOUBLE = sa.Float(53)
+TIMESTAMPTZ = postgresql.TIMESTAMP(timezone=True)
+_SQL_COMPARE = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+_INTERVAL_UNITS = {"second": "seconds", "minute": "mins", "hour": "hours", "day": "days", "week": "weeks",
+                   "month": "months", "year": "years"}
+
+
+@dataclass
+class _Ctx:
+    event: Any = None  # the events alias being filtered
+    aliases: dict[str, Any] = field(default_factory=dict)
+
+
+class SqlCompiler:
+    """One compiler per (dialect, as_of, catalogue); ``compile(tree)`` gives a WHERE clause over
+    ``self.profile`` (an alias of the profiles table)."""
+
+    def __init__(self, dialect: str, as_of: datetime, *, schema: Schema | None = None,
+                 segments: Mapping[str, str] | None = None):
+        if dialect not in ("sqlite", "postgresql"):
+            raise UnsupportedOnBackend(dialect, "the SQL backend supports sqlite and postgresql")
+        self.dialect = dialect
+        self.schema = schema or luma_schema()
+        self.segments = dict(segments or {})
+        self.as_of = as_of.astimezone(timezone.utc)
+        self.profile = profiles.alias("p")
+        self.as_of_param = sa.bindparam("as_of", self.as_of, type_=UtcDateTime)
+        self.today_param = self.date_literal(self.as_of.date())
+        self._aliases = 0
+        self._segment_stack: list[str] = []
+
+    @property
+    def sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    # ---- literals and typed reads -----------------------------------------------------------
+
+    def date_literal(self, value: date) -> ColumnElement:
+        if self.sqlite:
+            return sa.literal(value.isoformat(), sa.String)
+        return sa.literal(value, sa.Date)
+
+    def datetime_literal(self, value: datetime) -> ColumnElement:
+        return sa.literal(value, UtcDateTime)
+
+    def json_read(self, document: ColumnElement, key: str, type_: PqlType) -> ColumnElement:
+        if self.sqlite:
+            path = '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            return sa.func.json_extract(document, sa.literal(path, sa.String))
+        if type_.is_list:
+            return document.op("->", return_type=postgresql.JSONB)(sa.literal(key, sa.String))
+        text = document.op("->>", return_type=sa.Text)(sa.literal(key, sa.String))
+        return self.pg_cast(text, type_)
+
+    @staticmethod
+    def pg_cast(text: ColumnElement, type_: PqlType) -> ColumnElement:
+        target = {"integer": sa.BigInteger, "number": DOUBLE, "boolean": sa.Boolean, "date": sa.Date,
+                  "datetime": TIMESTAMPTZ}.get(type_.name)
+        return sa.cast(text, target) if target is not None else text
+
+    def to_datetime(self, value: ColumnElement) -> ColumnElement:
+        if self.sqlite:
+            return sa.func.pql_to_datetime(value)
+        return sa.cast(value, TIMESTAMPTZ)
+
+    def collated(self, value: ColumnElement, type_: PqlType | None) -> ColumnElement:
+        """Strings order by code point: COLLATE "C" on PostgreSQL; SQLite's BINARY already is."""
+        if not self.sqlite and type_ is not None and type_.name == "string":
+            return value.collate("C")
+        return value
+
+    # ---- entry ------------------------------------------------------------------------------
+
+    def compile(self, tree: ast.Node) -> ColumnElement:
+        return self.value(tree, _Ctx())
+
+    def value(self, node: ast.Node, ctx: _Ctx) -> ColumnElement:
+        return getattr(self, f"c_{type(node).__name__}")(node, ctx)
+
+    # ---- literals ---------------------------------------------------------------------------
+
+    def c_StringLiteral(self, node, ctx):
+        return sa.literal(node.value, sa.String)
+
+    def c_NumberLiteral(self, node, ctx):
+        return sa.literal(node.value, sa.BigInteger if isinstance(node.value, int) else DOUBLE)
+
+    def c_BooleanLiteral(self, node, ctx):
+        return sa.true() if node.value else sa.false()
+
+    def c_NullLiteral(self, node, ctx):
+        return sa.null()
+
+    # ---- names ------------------------------------------------------------------------------
+
+    def c_Name(self, node: ast.Name, ctx):
+        if node.binding == "profile":
+            return self.json_read(self.profile.c.attributes, node.dotted, node.type)
+        if node.binding == "event":
+            table, key = ctx.event, node.dotted
+        elif node.binding == "alias":
+            table, key = ctx.aliases[node.path[0]], ".".join(node.path[1:])
+        else:
+            raise ValueError(f"unchecked name {node.dotted!r}: compile only checked trees")
+        return self.event_field(table, key, node.type)
+
+    def event_field(self, table, key: str, type_: PqlType) -> ColumnElement:
+        if key == "id":
+            return table.c.event_id
+        if key == "type":
+            return table.c.type
+        if key == "timestamp":
+            return table.c.ts
+        return self.json_read(table.c.fields, key, type_)
+
+    # ---- calls ------------------------------------------------------------------------------
+
+    def c_Call(self, node: ast.Call, ctx):
+        function = lookup(node.function)
+        args = []
+        for arg in node.args:
+            compiled = self.value(arg, ctx)
+            if function.name == "coalesce" and node.type == DATETIME and arg.type == DATE:
+                compiled = self.to_datetime(compiled)
+            args.append(compiled)
+        form = function.sql.get(self.dialect) or function.sql.get("default")
+        if form is None:
+            raise UnsupportedOnBackend(self.dialect, f"the function {function.name}() has no SQL form")
+        return form(self, node, args)
+
+    # ---- boolean structure ------------------------------------------------------------------
+
+    def c_BoolChain(self, node: ast.BoolChain, ctx):
+        operands = [self.value(o, ctx) for o in node.operands]
+        return (sa.and_ if node.op == "and" else sa.or_)(*operands).self_group()
+
+    def c_Not(self, node: ast.Not, ctx):
+        return sa.not_(self.value(node.operand, ctx).self_group())
+
+    # ---- arithmetic -------------------------------------------------------------------------
+
+    def c_Negate(self, node: ast.Negate, ctx):
+        return (-self.value(node.operand, ctx)).self_group()
+
+    def c_Arithmetic(self, node: ast.Arithmetic, ctx):
+        operands = node.operands
+        if len(operands) > _MAX_SQL_CHAIN:
+            raise UnsupportedOnBackend(self.dialect, f"an arithmetic chain of {len(operands)} operands is deeper than "
+                                       f"SQL parsers accept ({_MAX_SQL_CHAIN}); evaluate it in memory", node.span)
+        flat_op = _flat_operator(node)
+        if flat_op is not None:
+            # `a + b - c` as one flat list (a + b + -c): no deep nesting for SQLAlchemy's compiler
+            terms = [self.value(operands[0], ctx)]
+            for op, operand in zip(node.operators, operands[1:]):
+                term = self.value(operand, ctx)
+                terms.append((-term).self_group() if op == "-" else term)
+            result_type = sa.BigInteger() if node.type == INTEGER else DOUBLE
+            return ExpressionClauseList._construct_for_list(flat_op, result_type, *terms).self_group()
+        pending: ast.DurationLiteral | None = operands[0] if isinstance(operands[0], ast.DurationLiteral) else None
+        current = None if pending else self.value(operands[0], ctx)
+        current_type = None if pending else operands[0].type
+        for op, operand in zip(node.operators, operands[1:]):
+            if pending is not None:
+                current = self.shift(self.value(operand, ctx), operand.type, pending, +1)
+                current_type, pending = operand.type, None
+                continue
+            if isinstance(operand, ast.DurationLiteral):
+                current = self.shift(current, current_type, operand, +1 if op == "+" else -1)
+                continue
+            right = self.value(operand, ctx)
+            both_integer = current_type == INTEGER and operand.type == INTEGER
+            if op == "/":
+                current = sa.cast(current, DOUBLE).op("/")(sa.func.nullif(sa.cast(right, DOUBLE), 0))
+                current_type = NUMBER
+            elif op == "%":
+                if self.sqlite:
+                    current = sa.func.pql_mod(current, right)
+                elif both_integer:
+                    current = current.op("%")(sa.func.nullif(right, 0))
+                else:
+                    current = sa.cast(sa.func.mod(sa.cast(current, sa.Numeric), sa.func.nullif(sa.cast(right, sa.Numeric), 0)), DOUBLE)
+                current_type = INTEGER if both_integer else NUMBER
+            else:
+                current = current.op(op)(right)
+                current_type = INTEGER if both_integer else NUMBER
+            current = current.self_group()
+        return current
+
+    def shift(self, value: ColumnElement, type_: PqlType, duration: ast.DurationLiteral, sign: int) -> ColumnElement:
+        """value ± duration, calendar months and years included (DSL.md §1, §4)."""
+        if self.sqlite:
+            return sa.func.pql_add(value, sa.literal(duration.amount), sa.literal(duration.unit), sa.literal(sign))
+        interval = sa.cast(sa.literal(f"{duration.amount} {_INTERVAL_UNITS[duration.unit]}", sa.String), postgresql.INTERVAL)
+        shifted = value.op("+" if sign > 0 else "-")(interval)
+        return sa.cast(shifted, sa.Date) if type_ == DATE else shifted.self_group()
+
+    # ---- predicates -------------------------------------------------------------------------
+
+    def comparable_pair(self, left: ast.Node, right: ast.Node, ctx) -> tuple[ColumnElement, ColumnElement]:
+        a, b = self.value(left, ctx), self.value(right, ctx)
+        if {left.type, right.type} == {DATE, DATETIME}:
+            if left.type == DATE:
+                a = self.to_datetime(a)
+            else:
+                b = self.to_datetime(b)
+        if "string" in (getattr(left.type, "name", None), getattr(right.type, "name", None)):
+            a = self.collated(a, left.type if left.type and left.type.name == "string" else right.type)
+        return a, b
+
+    def c_Comparison(self, node: ast.Comparison, ctx):
+        a, b = self.comparable_pair(node.left, node.right, ctx)
+        return a.op(_SQL_COMPARE[node.op], is_comparison=True)(b).self_group()
+
+    def c_InList(self, node: ast.InList, ctx):
+        value = self.value(node.value, ctx)
+        items = []
+        for item in node.items.items:
+            compiled = self.value(item, ctx)
+            if node.value.type == DATETIME and item.type == DATE:
+                compiled = self.to_datetime(compiled)
+            items.append(compiled)
+        if node.value.type == DATE and any(i.type == DATETIME for i in node.items.items):
+            value = self.to_datetime(value)
+        if not items:  # SQL has no empty IN list; the language says FALSE, UNKNOWN when missing
+            return sa.case((value.is_(None), sa.null()), else_=sa.true() if node.negated else sa.false())
+        test = value.in_(items) if not node.negated else value.not_in(items)
+        return test.self_group()
+
+    def c_Between(self, node: ast.Between, ctx):
+        v_low, low = self.comparable_pair(node.value, node.low, ctx)
+        v_high, high = self.comparable_pair(node.value, node.high, ctx)
+        both = sa.and_(v_low.op(">=", is_comparison=True)(low), v_high.op("<=", is_comparison=True)(high)).self_group()
+        return sa.not_(both) if node.negated else both
+
+    def c_IsNull(self, node: ast.IsNull, ctx):
+        value = self.value(node.value, ctx)
+        return (value.is_not(None) if node.negated else value.is_(None)).self_group()
+
+    def c_StringTest(self, node: ast.StringTest, ctx):
+        a = self.value(node.value, ctx)
+        if node.op == "matches":
+            if self.sqlite:
+                return sa.func.pql_regex(a, sa.literal(node.pattern.value, sa.String))
+            return a.op("~", is_comparison=True)(sa.literal(re2_to_postgres(node.pattern.value, node.pattern.span), sa.String))
+        if node.op == "like":
+            if self.sqlite:  # SQLite's LIKE ignores ASCII case; the language's does not
+                return sa.func.pql_like(a, sa.literal(node.pattern.value, sa.String))
+            return a.like(sa.literal(node.pattern.value, sa.String), escape="\\")
+        b = self.value(node.pattern, ctx)
+        if node.op == "contains":
+            found = sa.func.instr(a, b) if self.sqlite else sa.func.strpos(a, b)
+            return (found > 0).self_group()
+        if node.op == "starts with":
+            head = sa.func.substr(a, 1, sa.func.length(b)) if self.sqlite else sa.func.left(a, sa.func.length(b))
+            return (head == b).self_group()
+        tail = (sa.func.substr(a, sa.func.length(a) - sa.func.length(b) + 1) if self.sqlite
+                else sa.func.right(a, sa.func.length(b)))
+        return (tail == b).self_group()
+
+    # ---- lists ------------------------------------------------------------------------------
+
+    def list_elements(self, list_value: ColumnElement):
+        if self.sqlite:
+            return sa.func.json_each(list_value).table_valued("value", "type").alias(self.fresh("je"))
+        return sa.func.jsonb_array_elements_text(list_value).table_valued("value").alias(self.fresh("je"))
+
+    def list_size(self, list_value: ColumnElement) -> ColumnElement:
+        elements = self.list_elements(list_value)
+        if self.sqlite:
+            count = sa.select(sa.func.count()).select_from(elements).where(elements.c.type != "null")
+        else:
+            count = sa.select(sa.func.count()).select_from(elements).where(elements.c.value.is_not(None))
+        count = count.correlate_except(elements)
+        return sa.case((list_value.is_(None), sa.null()), else_=count.scalar_subquery())
+
+    def c_Has(self, node: ast.Has, ctx):
+        list_value = self.value(node.value, ctx)
+
+        def contains(item: ColumnElement) -> ColumnElement:
+            elements = self.list_elements(list_value)
+            return sa.exists(sa.select(sa.literal(1)).select_from(elements).where(elements.c.value == item)
+                             .correlate_except(elements))
+
+        if node.op == "has":
+            item = self.value(node.other, ctx)
+            return sa.case((sa.or_(list_value.is_(None), item.is_(None)), sa.null()), else_=contains(item))
+        items = [self.value(i, ctx) for i in node.other.items]
+        if not items:
+            test = sa.false() if node.op == "has any" else sa.true()
+        elif node.op == "has any":
+            elements = self.list_elements(list_value)
+            test = sa.exists(sa.select(sa.literal(1)).select_from(elements).where(elements.c.value.in_(items))
+                             .correlate_except(elements))
+        else:
+            test = sa.and_(*[contains(i) for i in items])
+        return sa.case((list_value.is_(None), sa.null()), else_=test)
+
+    # ---- segments ---------------------------------------------------------------------------
+
+    def c_SegmentRef(self, node: ast.SegmentRef, ctx):
+        if node.key not in self.segments:
+            raise UnsupportedOnBackend(self.dialect, f'unknown segment "{node.key}": no definition was given')
+        if node.key in self._segment_stack:
+            raise UnsupportedOnBackend(self.dialect, f'segment "{node.key}" refers to itself')
+        typed = check(self.segments[node.key], self.schema, segments=self.segments, key=node.key)
+        self._segment_stack.append(node.key)
+        try:
+            inner = self.value(typed, _Ctx())
+        finally:
+            self._segment_stack.pop()
+        # a member only when the definition is TRUE: never UNKNOWN (DSL.md §8)
+        return sa.case((inner, sa.true()), else_=sa.false())
+
+    # ---- event terms ------------------------------------------------------------------------
+
+    def fresh(self, prefix: str) -> str:
+        self._aliases += 1
+        return f"{prefix}{self._aliases}"
+
+    def window_conditions(self, table, window: ast.Node | None) -> list[ColumnElement]:
+        ts = table.c.ts
+        if window is None:
+            return [ts <= self.as_of_param]
+        if isinstance(window, (ast.WithinLast, ast.WithinPeriod)):
+            if isinstance(window, ast.WithinLast):
+                bounds = runtime.range_within_last(self.as_of, window.amount, window.unit)
+            else:
+                bounds = runtime.range_period(self.as_of, "day" if window.period == "today" else window.period)
+            return self.range_conditions(ts, bounds)
+        if isinstance(window, ast.FromTo):
+            start = self.bound(window.start)
+            end = self.bound(window.end)
+            return [ts >= start, ts < end, ts <= self.as_of_param]
+        bound = self.bound(window.bound)
+        if isinstance(window, ast.Since):
+            return [ts >= bound, ts <= self.as_of_param]
+        return [ts < bound, ts <= self.as_of_param]  # before: a null bound selects nothing
+
+    def bound(self, node: ast.Node) -> ColumnElement:
+        value = self.value(node, _Ctx())
+        return self.to_datetime(value) if node.type == DATE else value
+
+    def range_conditions(self, ts, bounds: runtime.Range) -> list[ColumnElement]:
+        if bounds.empty:
+            return [sa.false()]
+        conditions = []
+        if bounds.lo is not None:
+            lo = self.datetime_literal(bounds.lo)
+            conditions.append(ts >= lo if bounds.lo_inclusive else ts > lo)
+        hi = self.datetime_literal(bounds.hi)
+        conditions.append(ts <= hi if bounds.hi_inclusive else ts < hi)
+        return conditions
+
+    def filter_conditions(self, table, flt: ast.EventFilter, ctx: _Ctx, absolute: bool = True) -> list[ColumnElement]:
+        conditions = [table.c.profile_pk == self.profile.c.pk]
+        if absolute:
+            conditions += self.window_conditions(table, flt.window)
+        if flt.condition is not None:
+            conditions.append(self.value(flt.condition, ctx))
+        return conditions
+
+    def c_Exists(self, node: ast.Exists, ctx):
+        table = events.alias(self.fresh("e"))
+        aliases = {node.filter.alias: table} if node.filter.alias else {}
+        inner = _Ctx(event=table, aliases=aliases)
+        conditions = self.filter_conditions(table, node.filter, inner)
+        if node.steps:
+            conditions.append(self.sequence(node.steps, 0, table, dict(aliases)))
+        return sa.exists(sa.select(sa.literal(1)).select_from(table).where(*conditions).correlate_except(table))
+
+    def sequence(self, steps: tuple[ast.SequenceStep, ...], index: int, previous, aliases: dict) -> ColumnElement:
+        step = steps[index]
+        table = events.alias(self.fresh("e"))
+        scope = dict(aliases)
+        if step.filter.alias:
+            scope[step.filter.alias] = table
+        ctx = _Ctx(event=table, aliases=scope)
+        conditions = self.filter_conditions(table, step.filter, ctx, absolute=False)
+        conditions += [table.c.ts > previous.c.ts, table.c.ts <= self.as_of_param]
+        if isinstance(step.filter.window, ast.WithinGap):
+            gap = ast.DurationLiteral(step.filter.window.amount, step.filter.window.unit)
+            conditions.append(table.c.ts <= self.shift(previous.c.ts, DATETIME, gap, +1))
+        if index + 1 < len(steps):
+            conditions.append(self.sequence(steps, index + 1, table, scope))
+        found = sa.exists(sa.select(sa.literal(1)).select_from(table).where(*conditions).correlate_except(table))
+        return sa.not_(found) if step.negated else found
+
+    def c_NoEvent(self, node: ast.NoEvent, ctx):
+        table = events.alias(self.fresh("e"))
+        inner = _Ctx(event=table, aliases={node.filter.alias: table} if node.filter.alias else {})
+        return sa.not_(sa.exists(sa.select(sa.literal(1)).select_from(table)
+                                 .where(*self.filter_conditions(table, node.filter, inner)).correlate_except(table)))
+
+    def c_Aggregate(self, node: ast.Aggregate, ctx):
+        table = events.alias(self.fresh("e"))
+        inner = _Ctx(event=table, aliases={node.filter.alias: table} if node.filter.alias else {})
+        conditions = self.filter_conditions(table, node.filter, inner)
+        if node.function == "count":
+            return sa.select(sa.func.count()).select_from(table).where(*conditions).correlate_except(table).scalar_subquery()
+        key = ".".join(node.path)
+        field_type = self.schema.event_type(key)
+        value = self.event_field(table, key, field_type)
+        fn = node.function
+        if fn in ("first", "last"):
+            order = [table.c.ts, self.collated(table.c.event_id, PqlType("string"))]
+            if fn == "last":
+                order = [o.desc() for o in order]
+            query = (sa.select(value).select_from(table).where(*conditions, value.is_not(None))
+                     .order_by(*order).limit(1).correlate_except(table))
+            return query.scalar_subquery()
+        if fn == "sum":
+            aggregate = sa.func.coalesce(sa.func.sum(value), 0)
+        elif fn == "avg":
+            aggregate = sa.cast(sa.func.avg(value), DOUBLE)
+        elif fn == "count_distinct":
+            aggregate = sa.func.count(sa.distinct(value))
+        else:
+            aggregate = getattr(sa.func, fn)(self.collated(value, field_type))
+        scalar = sa.select(aggregate).select_from(table).where(*conditions).correlate_except(table).scalar_subquery()
+        if fn == "sum" and not self.sqlite and field_type == INTEGER:
+            return sa.cast(scalar, sa.BigInteger)  # PostgreSQL sums bigints as numeric
+        return scalar
+
+
+_MAX_SQL_CHAIN = 900  # SQLite refuses expression trees deeper than 1000
+
+
+def _flat_operator(node: ast.Arithmetic):
+    """The operator of a chain that SQL may write flat: numeric `+`/`-` or `*` only."""
+    if any(isinstance(o, ast.DurationLiteral) or (o.type is not None and not o.type.is_numeric) for o in node.operands):
+        return None
+    if set(node.operators) <= {"+", "-"}:
+        return sql_operators.add
+    if set(node.operators) == {"*"}:
+        return sql_operators.mul
+    return None
+
+
+# ---- public API -------------------------------------------------------------------------------
+
+
+def members_query(text_or_tree: str | ast.Node, *, dialect: str, as_of: datetime, sandbox: str = "prod",
+                  schema: Schema | None = None, segments: Mapping[str, str] | None = None) -> sa.Select:
+    """SELECT the external ids of qualifying profiles, in load order."""
+    schema = schema or luma_schema()
+    catalogue = dict(segments or {})
+    if isinstance(text_or_tree, ast.Node) and text_or_tree.type is not None:
+        typed = text_or_tree
+    else:
+        typed = check(text_or_tree, schema, segments=catalogue or None)
+    compiler = SqlCompiler(dialect, as_of, schema=schema, segments=catalogue)
+    condition = compiler.compile(typed)
+    p = compiler.profile
+    return (sa.select(p.c.external_id)
+            .where(p.c.sandbox == sa.literal(sandbox, sa.String), condition)
+            .order_by(p.c.pk))
+
+
+def evaluate(connection: sa.Connection, text_or_tree: str | ast.Node, *, as_of: datetime, sandbox: str = "prod",
+             schema: Schema | None = None, segments: Mapping[str, str] | None = None) -> list[str]:
+    query = members_query(text_or_tree, dialect=connection.dialect.name, as_of=as_of, sandbox=sandbox,
+                          schema=schema, segments=segments)
+    return [row[0] for row in connection.execute(query)]

@@ -1,0 +1,1 @@
+"""Storage: the database schema (SQLAlchemy Core), connections, migrations and loading."""

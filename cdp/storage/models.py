@@ -1,0 +1,115 @@
+"""The storage schema. Alembic migrations in migrations/ build exactly this (a test compares them).
+
+Design for the compiled SQL:
+* profile attributes live in one JSON document per profile, flattened to dotted keys
+  (``{"loyalty.tier": "gold"}``) so every attribute is one key lookup (SQLite ``json_extract``,
+  PostgreSQL ``->>`` on JSONB); a missing or null attribute is an absent key;
+* events are rows with their time, type and id as real columns — every event term filters on
+  them — and the other fields in a JSON document; ``(profile_pk, type, ts)`` is the index every
+  event term uses;
+* datetimes are stored as UTC (PostgreSQL ``timestamptz``; SQLite text ``YYYY-MM-DD
+  HH:MM:SS.ffffff``, which orders like time), dates as ``YYYY-MM-DD``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+})
+
+# JSONB on PostgreSQL (indexable, `->>` is cheap), JSON text on SQLite.
+Document = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# 64-bit keys on PostgreSQL; SQLite's INTEGER PRIMARY KEY is its 64-bit rowid.
+Key = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class UtcDateTime(sa.TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every dialect."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: cdp stores UTC instants only")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+profiles = sa.Table(
+    "profiles", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("sandbox", sa.String(64), nullable=False, server_default="prod"),
+    sa.Column("external_id", sa.String(256), nullable=False),
+    sa.Column("attributes", Document, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("sandbox", "external_id"),
+)
+
+identities = sa.Table(
+    "identities", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("sandbox", sa.String(64), nullable=False, server_default="prod"),
+    sa.Column("profile_pk", Key, sa.ForeignKey("profiles.pk", ondelete="CASCADE"), nullable=False),
+    sa.Column("namespace", sa.String(64), nullable=False),
+    sa.Column("value", sa.String(512), nullable=False),
+    sa.Column("first_seen", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("sandbox", "namespace", "value"),
+    sa.Index("ix_identities_profile_pk", "profile_pk"),
+)
+
+events = sa.Table(
+    "events", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("profile_pk", Key, sa.ForeignKey("profiles.pk", ondelete="CASCADE"), nullable=False),
+    sa.Column("event_id", sa.String(256), nullable=False),
+    sa.Column("type", sa.String(128), nullable=False),
+    sa.Column("ts", UtcDateTime, nullable=False),
+    sa.Column("fields", Document, nullable=False),
+    sa.Index("ix_events_profile_pk_type_ts", "profile_pk", "type", "ts"),
+    sa.Index("ix_events_profile_pk_ts", "profile_pk", "ts"),
+)
+
+segments = sa.Table(
+    "segments", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("sandbox", sa.String(64), nullable=False, server_default="prod"),
+    sa.Column("key", sa.String(128), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("expression", sa.Text, nullable=False),
+    sa.Column("canonical", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("sandbox", "key"),
+)
+
+memberships = sa.Table(
+    "memberships", metadata,
+    sa.Column("segment_pk", Key, sa.ForeignKey("segments.pk", ondelete="CASCADE"), primary_key=True),
+    sa.Column("profile_pk", Key, sa.ForeignKey("profiles.pk", ondelete="CASCADE"), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),  # realized | existing | exited
+    sa.Column("entered_at", UtcDateTime, nullable=False),
+    sa.Column("exited_at", UtcDateTime, nullable=True),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.CheckConstraint("status in ('realized', 'existing', 'exited')", name="status"),
+    sa.Index("ix_memberships_profile_pk", "profile_pk"),
+)
