@@ -142,23 +142,28 @@ def evaluate_command(expression: str | None, profiles_file: str, as_of_text: str
                      profile_id: str | None) -> None:
     """Print the ids of the profiles in --profiles for which EXPRESSION is TRUE, in file order."""
     try:
-        _evaluate(expression, profiles_file, as_of_text, segments_file, expressions_file, backend, explain, profile_id)
+        _evaluate(expression, profiles_file, as_of_text, segments_file, expressions_file, backend, database_url,
+                  explain, profile_id)
     except InputError as exc:
         _fail(exc.lines)
     except PqlError as error:
         _fail(_error_lines(error))
 
 
-def _evaluate(expression, profiles_file, as_of_text, segments_file, expressions_file, backend, explain, profile_id):
+def _evaluate(expression, profiles_file, as_of_text, segments_file, expressions_file, backend, database_url,
+              explain, profile_id):
     from cdp.dsl import check, check_catalogue
     from cdp.engine import compile_predicate
     from cdp.engine.memory import explain as explain_profile
 
     if (expression is None) == (expressions_file is None):
         raise InputError(["invalid_argument: give either EXPRESSION or --expressions FILE"])
-    if backend != "memory":
-        raise InputError([f"unsupported_backend: the {backend} backend is not available in this build yet; "
-                          "use --backend memory"])
+    if backend == "postgresql" and not database_url:
+        raise InputError(["invalid_argument: --backend postgresql needs --database-url postgresql+psycopg://…"])
+    if backend == "memory" and database_url:
+        raise InputError(["invalid_argument: --database-url goes with --backend sqlite or postgresql"])
+    if explain and backend != "memory":
+        raise InputError(["invalid_argument: --explain runs in memory; drop --backend"])
     as_of = _parse_as_of(as_of_text)
     segments = _read_json_object(segments_file, "segments") if segments_file else {}
     expressions = _read_json_object(expressions_file, "expressions") if expressions_file else {"": expression}
@@ -191,14 +196,62 @@ def _evaluate(expression, profiles_file, as_of_text, segments_file, expressions_
                     click.echo(f"{'  ' * row['depth']}{row['value']:<8} {row['expression']}")
                 click.echo("")
         return
+    if backend == "memory":
+        result = {name: [p.id for p in profiles if predicate(p, as_of)] for name, predicate in predicates.items()}
+    else:
+        result = _evaluate_in_database(backend, database_url, profiles, expressions, segments, as_of)
     if expressions_file is None:
-        predicate = predicates[""]
-        for profile in profiles:
-            if predicate(profile, as_of):
-                click.echo(profile.id)
+        for profile_id_ in result[""]:
+            click.echo(profile_id_)
         return
-    result = {name: [p.id for p in profiles if predicate(p, as_of)] for name, predicate in predicates.items()}
     click.echo(json.dumps(result, ensure_ascii=False))
+
+
+def _evaluate_in_database(backend, database_url, profiles, expressions, segments, as_of) -> dict[str, list[str]]:
+    """Load the profiles into the database (a sandbox of their own, removed afterwards) and run
+    the compiled SQL of each expression."""
+    import tempfile
+    import uuid
+
+    import sqlalchemy as sa
+
+    from cdp.engine import sql
+    from cdp.engine.sql_regex import UnsupportedOnBackend
+    from cdp.storage.database import create_engine
+    from cdp.storage.loader import load_documents
+    from cdp.storage.migrate import upgrade
+    from cdp.storage.models import profiles as profiles_table
+
+    folder = None
+    if database_url is None:  # sqlite without a URL: a database file of this run's own
+        folder = tempfile.TemporaryDirectory(prefix="cdp-evaluate-")
+        database_url = f"sqlite:///{folder.name}/cdp.db"
+    try:
+        engine = create_engine(database_url)
+        if engine.dialect.name != backend:
+            raise InputError([f"invalid_argument: --database-url is a {engine.dialect.name} URL, not {backend}"])
+        sandbox = f"cli-{uuid.uuid4().hex[:12]}"
+        try:
+            upgrade(engine)
+            with engine.begin() as connection:
+                load_documents(connection, profiles, sandbox=sandbox)
+            with engine.connect() as connection:
+                return {name: sql.evaluate(connection, text, as_of=as_of, sandbox=sandbox, segments=segments)
+                        for name, text in expressions.items()}
+        except UnsupportedOnBackend as exc:
+            raise InputError([f"unsupported: {exc}"]) from None
+        except sa.exc.OperationalError as exc:
+            raise InputError([f"database_error: {str(exc.orig).strip().splitlines()[0]}"]) from None
+        finally:
+            try:
+                with engine.begin() as connection:
+                    connection.execute(profiles_table.delete().where(profiles_table.c.sandbox == sandbox))
+            except sa.exc.SQLAlchemyError:
+                pass
+            engine.dispose()
+    finally:
+        if folder is not None:
+            folder.cleanup()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,9 +5,22 @@
         ...
 
 The same generator feeds ``cdp demo``, the in-memory benchmarks (bench/) and the SQL benchmarks,
-so that every number in the project is measured on the same kind of data.
+so that every number in the project is measured on the same kind of data. As a command:
+``python -m cdp.demo.generator --count 1000 > profiles.jsonl``.
 """
 
-from cdp.demo.generator import DEFAULT_AS_OF, generate_profiles, write_jsonl
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cdp.demo.generator import DEFAULT_AS_OF, generate_profiles, write_jsonl
 
 __all__ = ["DEFAULT_AS_OF", "generate_profiles", "write_jsonl"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so that `python -m cdp.demo.generator` runs the module only once.
+    if name in __all__:
+        from cdp.demo import generator
+
+        return getattr(generator, name)
+    raise AttributeError(f"module 'cdp.demo' has no attribute {name!r}")

@@ -110,12 +110,20 @@ _PAGES = ["/", "/men", "/women", "/kids", "/gear", "/sale", "/whats-new", "/trai
 _CAMPAIGNS = [("cmp-101", "Black Friday Preview"), ("cmp-102", "Winter Running"), ("cmp-103", "Yoga Essentials"),
               ("cmp-104", "Loyalty Double Points"), ("cmp-105", "Gift Guide")]
 
-_SECOND = timedelta(seconds=1)
 _DAY_SECONDS = 86400
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_DAY_TEXT: dict[int, str] = {}  # days since 1970-01-01 → "YYYY-MM-DD" (formatting is the hot path)
 
 
-def _iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+def _iso(seconds: int) -> str:
+    """Whole seconds since the Unix epoch as ISO 8601 UTC text with a Z."""
+    day, rest = divmod(seconds, _DAY_SECONDS)
+    text = _DAY_TEXT.get(day)
+    if text is None:
+        text = _DAY_TEXT[day] = date.fromordinal(_EPOCH_ORDINAL + day).isoformat()
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{text}T{hours:02d}:{minutes:02d}:{secs:02d}Z"
 
 
 # ---- the generator ----------------------------------------------------------------------------
@@ -127,6 +135,7 @@ class _ProfileMaker:
     def __init__(self, rng: random.Random, as_of: datetime, events_per_profile: float):
         self.rng = rng
         self.as_of = as_of.astimezone(timezone.utc).replace(microsecond=0)
+        self.as_of_s = int(self.as_of.timestamp())  # event times are whole seconds since the epoch
         self.mean_events = max(0.0, float(events_per_profile))
         self.country_names = [c for c, _w in _COUNTRIES]
         self.country_weights = [w for _c, w in _COUNTRIES]
@@ -213,8 +222,7 @@ class _ProfileMaker:
                                   "sms": "y" if rng.random() < 0.3 else "n",
                                   "ads": rng.choice(["y", "y", "n", None])}
         attributes["lifetime_value"] = round(rng.lognormvariate(5.0, 1.1), 2) if rng.random() < 0.85 else None
-        created = self.as_of - timedelta(seconds=rng.randrange(_DAY_SECONDS * 30, _DAY_SECONDS * 365 * 6))
-        attributes["created_at"] = _iso(created)
+        attributes["created_at"] = _iso(self.as_of_s - rng.randrange(_DAY_SECONDS * 30, _DAY_SECONDS * 365 * 6))
 
         events = self.events(pid, country, category, size, member)
         return {"id": pid, "identities": identities, "attributes": attributes, "events": events}
@@ -365,17 +373,15 @@ class _ProfileMaker:
             budget -= len(session)
             sessions.append((rng.uniform(0, HISTORY_DAYS * _DAY_SECONDS), session))
 
-        stamped: list[tuple[datetime, dict]] = []
+        stamped: list[tuple[int, dict]] = []
+        lowest = self.as_of_s - HISTORY_DAYS * _DAY_SECONDS + 1
         for back, session in sessions:
             length = session[-1][0] if session else 0.0
             # the whole session lies in (as_of − 120 days, as_of]: start `back` seconds ago,
             # or earlier when the session would otherwise run past as_of
-            start = self.as_of - timedelta(seconds=int(max(back, length + 1)))
-            lowest = self.as_of - timedelta(days=HISTORY_DAYS) + _SECOND
-            if start < lowest:
-                start = lowest
+            start = max(lowest, self.as_of_s - int(max(back, length + 1)))
             for offset, body in session:
-                stamped.append((start + timedelta(seconds=int(offset)), body))
+                stamped.append((start + int(offset), body))
         stamped.sort(key=lambda pair: pair[0])
         out = []
         for k, (t, body) in enumerate(stamped, start=1):
@@ -429,7 +435,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.as_of:
         as_of = datetime.fromisoformat(args.as_of)
         as_of = as_of.replace(tzinfo=timezone.utc) if as_of.tzinfo is None else as_of.astimezone(timezone.utc)
-    write_jsonl(sys.stdout, args.count, seed=args.seed, as_of=as_of, events_per_profile=args.events_per_profile)
+    try:
+        write_jsonl(sys.stdout, args.count, seed=args.seed, as_of=as_of, events_per_profile=args.events_per_profile)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `… | head`: the reader has all it wanted
+        sys.stderr.close()
     return 0
 
 

@@ -75,8 +75,11 @@ class SqlCompiler:
 
     def json_read(self, document: ColumnElement, key: str, type_: PqlType) -> ColumnElement:
         if self.sqlite:
-            path = '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
-            return sa.func.json_extract(document, sa.literal(path, sa.String))
+            if '"' in key:  # a JSON path label cannot hold a quote: look the key up exactly instead
+                members = sa.func.json_each(document).table_valued("key", "value").alias(self.fresh("jk"))
+                return (sa.select(members.c.value).select_from(members)
+                        .where(members.c.key == sa.literal(key, sa.String)).correlate_except(members).scalar_subquery())
+            return sa.func.json_extract(document, sa.literal('$."' + key + '"', sa.String))
         if type_.is_list:
             return document.op("->", return_type=postgresql.JSONB)(sa.literal(key, sa.String))
         text = document.op("->>", return_type=sa.Text)(sa.literal(key, sa.String))
@@ -226,19 +229,22 @@ class SqlCompiler:
 
     # ---- predicates -------------------------------------------------------------------------
 
-    def comparable_pair(self, left: ast.Node, right: ast.Node, ctx) -> tuple[ColumnElement, ColumnElement]:
+    def comparable_pair(self, left: ast.Node, right: ast.Node, ctx, *, ordering: bool = True
+                        ) -> tuple[ColumnElement, ColumnElement]:
         a, b = self.value(left, ctx), self.value(right, ctx)
         if {left.type, right.type} == {DATE, DATETIME}:
             if left.type == DATE:
                 a = self.to_datetime(a)
             else:
                 b = self.to_datetime(b)
-        if "string" in (getattr(left.type, "name", None), getattr(right.type, "name", None)):
+        # Equality is byte equality under any deterministic collation; only ordering needs "C"
+        # (and keeping `=` uncollated lets PostgreSQL use the (profile_pk, type, ts) index).
+        if ordering and "string" in (getattr(left.type, "name", None), getattr(right.type, "name", None)):
             a = self.collated(a, left.type if left.type and left.type.name == "string" else right.type)
         return a, b
 
     def c_Comparison(self, node: ast.Comparison, ctx):
-        a, b = self.comparable_pair(node.left, node.right, ctx)
+        a, b = self.comparable_pair(node.left, node.right, ctx, ordering=node.op not in ("=", "!="))
         return a.op(_SQL_COMPARE[node.op], is_comparison=True)(b).self_group()
 
     def c_InList(self, node: ast.InList, ctx):
@@ -308,7 +314,7 @@ class SqlCompiler:
 
         def contains(item: ColumnElement) -> ColumnElement:
             elements = self.list_elements(list_value)
-            return sa.exists(sa.select(sa.literal(1)).select_from(elements).where(elements.c.value == item)
+            return sa.exists(sa.select(sa.literal_column("1")).select_from(elements).where(elements.c.value == item)
                              .correlate_except(elements))
 
         if node.op == "has":
@@ -319,7 +325,7 @@ class SqlCompiler:
             test = sa.false() if node.op == "has any" else sa.true()
         elif node.op == "has any":
             elements = self.list_elements(list_value)
-            test = sa.exists(sa.select(sa.literal(1)).select_from(elements).where(elements.c.value.in_(items))
+            test = sa.exists(sa.select(sa.literal_column("1")).select_from(elements).where(elements.c.value.in_(items))
                              .correlate_except(elements))
         else:
             test = sa.and_(*[contains(i) for i in items])
@@ -396,7 +402,7 @@ class SqlCompiler:
         conditions = self.filter_conditions(table, node.filter, inner)
         if node.steps:
             conditions.append(self.sequence(node.steps, 0, table, dict(aliases)))
-        return sa.exists(sa.select(sa.literal(1)).select_from(table).where(*conditions).correlate_except(table))
+        return sa.exists(sa.select(sa.literal_column("1")).select_from(table).where(*conditions).correlate_except(table))
 
     def sequence(self, steps: tuple[ast.SequenceStep, ...], index: int, previous, aliases: dict) -> ColumnElement:
         step = steps[index]
@@ -412,13 +418,13 @@ class SqlCompiler:
             conditions.append(table.c.ts <= self.shift(previous.c.ts, DATETIME, gap, +1))
         if index + 1 < len(steps):
             conditions.append(self.sequence(steps, index + 1, table, scope))
-        found = sa.exists(sa.select(sa.literal(1)).select_from(table).where(*conditions).correlate_except(table))
+        found = sa.exists(sa.select(sa.literal_column("1")).select_from(table).where(*conditions).correlate_except(table))
         return sa.not_(found) if step.negated else found
 
     def c_NoEvent(self, node: ast.NoEvent, ctx):
         table = events.alias(self.fresh("e"))
         inner = _Ctx(event=table, aliases={node.filter.alias: table} if node.filter.alias else {})
-        return sa.not_(sa.exists(sa.select(sa.literal(1)).select_from(table)
+        return sa.not_(sa.exists(sa.select(sa.literal_column("1")).select_from(table)
                                  .where(*self.filter_conditions(table, node.filter, inner)).correlate_except(table)))
 
     def c_Aggregate(self, node: ast.Aggregate, ctx):

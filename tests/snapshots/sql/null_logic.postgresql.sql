@@ -1,0 +1,3 @@
+SELECT p.external_id 
+FROM profiles AS p 
+WHERE p.sandbox = %(param_1)s::VARCHAR AND (NOT ((p.attributes ->> %(param_2)s::VARCHAR) != %(param_3)s::VARCHAR) OR (((p.attributes ->> %(param_4)s::VARCHAR) NOT IN (%(param_5)s::VARCHAR)))) ORDER BY p.pk
