@@ -55,9 +55,9 @@ def machine_lines(command: str) -> list[str]:
     ]
 
 
-def report(args, frontend_rows, memory_result, command: str, started: datetime, elapsed: float) -> str:
+def report(args, frontend_rows, memory_result, machine: list[str], started: datetime, elapsed: float) -> str:
     lines = [f"## {started:%Y-%m-%d %H:%M} UTC", ""]
-    lines += machine_lines(command)
+    lines += machine
     lines.append(f"- wall time of the suite: {elapsed:.0f} s")
     lines.append("")
     if frontend_rows is not None:
@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     command = os.environ.get("CDP_BENCH_COMMAND") or shlex.join(["python", "bench/run_all.py", *sys.argv[1:]])
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    print("\n".join(machine_lines(command)), flush=True)
+    machine = machine_lines(command)  # taken now: the load average is the one at the start
+    print("\n".join(machine), flush=True)
 
     frontend_rows = memory_result = None
     if args.only in (None, "frontend"):
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     elapsed = time.perf_counter() - t0
     if args.record:
-        text = report(args, frontend_rows, memory_result, command, started, elapsed)
+        text = report(args, frontend_rows, memory_result, machine, started, elapsed)
         existing = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else (
             "# Benchmark results\n\nAppended by `bash bench/run.sh --record`; newest last. "
             "See bench/README.md for what is measured and how.\n")

@@ -12,11 +12,10 @@ PROFILE_DATE = [("person", "birth_date"), ("loyalty", "joined")]
 EVENT_NUMERIC = [("product", "price"), ("product", "quantity"), ("order", "total")]
 EVENT_STRING = [("type",), ("channel",), ("product", "category"), ("product", "size"), ("product", "sku")]
 
-text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=8)
+text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=8)
 strings = st.builds(ast.StringLiteral, text)
 integers = st.builds(ast.NumberLiteral, st.integers(min_value=0, max_value=10**6))
-decimals = st.builds(ast.NumberLiteral, st.floats(min_value=0, max_value=1e6, allow_nan=False,
-                                                  allow_infinity=False).filter(lambda f: f != int(f) or True))
+decimals = st.builds(ast.NumberLiteral, st.integers(0, 10**9).map(lambda n: n / 1000))
 
 
 def names(paths, event: bool, profile_prefix_ok: bool = True):

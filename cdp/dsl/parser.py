@@ -416,6 +416,9 @@ class _Builder:
             )
         elif any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
             self.error("invalid_literal", "a string may not hold a lone surrogate (\\uD800–\\uDFFF)", token)
+        elif "\x00" in value:
+            self.error("invalid_literal", "a string may not hold the NUL character (\\u0000)", token,
+                       hint="databases such as PostgreSQL cannot store it, so no profile can hold it either")
         return value
 
     def build_string(self, tree: Tree) -> ast.Node:
@@ -426,9 +429,9 @@ class _Builder:
         text = token.value
         if "." in text:
             value = float(text)
-            if value == float("inf"):
-                self.error("invalid_literal", "the number is too large to be represented", token,
-                           hint="numbers are 64-bit floating point when they have a decimal point")
+            if value == float("inf") or (value != 0 and value < 2.2250738585072014e-308):
+                self.error("invalid_literal", "the number is outside the range of 64-bit floating point", token,
+                           hint="decimal numbers are IEEE doubles: about 2.2e-308 to 1.8e308 in size")
                 return 0.0
             return value
         value = int(text)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import itertools
 import threading
+from bisect import bisect_left, bisect_right
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -42,6 +44,7 @@ class _Ctx:
     event: str | None = None
     aliases: dict[str, str] = field(default_factory=dict)  # alias → Python expression
     in_condition: bool = False
+    hoisted: dict[str, str] = field(default_factory=dict)  # profile attribute → local variable
 
 
 class _Codegen:
@@ -56,11 +59,15 @@ class _Codegen:
             "_add": runtime.add_duration,
             "_seq": runtime.sequence_exists,
             "_Step": runtime.Step,
+            "_br": bisect_right,
+            "_bl": bisect_left,
+            "_MAX_T": datetime.max.replace(tzinfo=timezone.utc),
         }
         self.functions: list[str] = []  # generated helper functions (source)
         self.refresh: list[str] = []  # expressions of as_of, in order: C[1], C[2], …
         self.counter = itertools.count(1)
         self.traced: list[tuple[int, str, bool]] = []  # (depth, text, is_boolean)
+        self.uses_segments = False
         self.depth = 0
 
     # ---- names for generated things ---------------------------------------------------------
@@ -74,9 +81,10 @@ class _Codegen:
         return name
 
     def as_of_constant(self, expression: str) -> str:
-        """A value computed once per as_of (windows, now(), today())."""
-        self.refresh.append(expression)
-        return f"C[{len(self.refresh)}]"
+        """A value computed once per as_of (windows, now(), today()); the same one shared."""
+        if expression not in self.refresh:
+            self.refresh.append(expression)
+        return f"C[{self.refresh.index(expression) + 1}]"
 
     # ---- modes ------------------------------------------------------------------------------
 
@@ -132,7 +140,7 @@ class _Codegen:
 
     def v_Name(self, node: ast.Name, ctx):
         if node.binding == "profile":
-            return f"A.get({node.dotted!r})"
+            return ctx.hoisted.get(node.dotted) or f"A.get({node.dotted!r})"
         if node.binding == "event":
             source = ctx.event
             key = node.dotted
@@ -288,10 +296,14 @@ class _Codegen:
         checks = []
         if nullable[0]:
             checks.append(f"({ta} := {a}) is not None")
+        elif _is_literal(node.left):
+            ta = a  # a literal needs no temporary
         else:
             checks.append(f"(({ta} := {a}) or True)")
         if nullable[1]:
             checks.append(f"({tb} := {b}) is not None")
+        elif _is_literal(node.right):
+            tb = b
         else:
             checks.append(f"(({tb} := {b}) or True)")
         guard = " and ".join(checks)
@@ -386,6 +398,8 @@ class _Codegen:
         return self._between(node, ctx, "f")
 
     def v_IsNull(self, node: ast.IsNull, ctx):
+        if not node.value.nullable:  # a value that cannot be null: the answer is known now
+            return "True" if node.negated else "False"
         return f"({self.value(node.value, ctx)} is {'not ' if node.negated else ''}None)"
 
     # ---- string tests -----------------------------------------------------------------------
@@ -451,6 +465,7 @@ class _Codegen:
     # ---- segments ---------------------------------------------------------------------------
 
     def v_SegmentRef(self, node: ast.SegmentRef, ctx):
+        self.uses_segments = True
         return f"_seg({node.key!r}, p, C[0], memo)"
 
     # ---- event terms ------------------------------------------------------------------------
@@ -476,15 +491,18 @@ class _Codegen:
                 return f"p.by_type.get({c.right.value!r}, _EMPTY)", remaining
         return "(p.events, p.timestamps)", condition
 
-    def _range(self, window: ast.Node | None, ctx_lines: list[str]) -> str:
-        """Code for the runtime.Range of a first-step window."""
+    def _window_indexes(self, window: ast.Node | None) -> list[str]:
+        """Lines setting i, j: the slice of `ts` (time-ordered timestamps) inside a first-step
+        window. Bounds that depend only on as_of are computed once per as_of (in C)."""
         if window is None:
-            return self.as_of_constant("_rt.range_all(as_of)")
-        if isinstance(window, ast.WithinLast):
-            return self.as_of_constant(f"_rt.range_within_last(as_of, {window.amount}, {window.unit!r})")
-        if isinstance(window, ast.WithinPeriod):
+            return ["i = 0", "j = _br(ts, C[0])"]
+        if isinstance(window, ast.WithinLast):  # (as_of − N, as_of]
+            lo = self.as_of_constant(f"_rt.window_start(as_of, {window.amount}, {window.unit!r})")
+            return [f"i = _br(ts, {lo})", "j = _br(ts, C[0])"]
+        if isinstance(window, ast.WithinPeriod):  # [start of period, as_of]
             period = "day" if window.period == "today" else window.period
-            return self.as_of_constant(f"_rt.range_period(as_of, {period!r})")
+            lo = self.as_of_constant(f"_rt.period_start(as_of, {period!r})")
+            return [f"i = _bl(ts, {lo})", "j = _br(ts, C[0])"]
         bounds = [window.start, window.end] if isinstance(window, ast.FromTo) else [window.bound]
         profile_dependent = any(
             isinstance(n, (ast.Name, ast.Aggregate, ast.SegmentRef, ast.Exists, ast.NoEvent))
@@ -493,8 +511,9 @@ class _Codegen:
         function = {ast.Since: "range_since", ast.Before: "range_before", ast.FromTo: "range_from_to"}[type(window)]
         codes = [self.value(b, _Ctx(in_condition=True)) for b in bounds]
         if profile_dependent:
-            return f"_rt.{function}(C[0], {', '.join(codes)})"
-        return self.as_of_constant(f"_rt.{function}(as_of, {', '.join(c.replace('C[', '_C_[') for c in codes)})")
+            return [f"i, j = _rt.{function}(C[0], {', '.join(codes)}).indexes(ts)"]
+        rng = self.as_of_constant(f"_rt.{function}(as_of, {', '.join(c.replace('C[', '_C_[') for c in codes)})")
+        return [f"i, j = {rng}.indexes(ts)"]
 
     def _condition_code(self, condition: ast.Node | None, ctx: _Ctx) -> str | None:
         if condition is None:
@@ -506,27 +525,43 @@ class _Codegen:
         self.functions.append(f"def {name}(p, A, C, memo):\n" + "\n".join("    " + line for line in body))
         return f"{name}(p, A, C, memo)"
 
-    def _filter_prelude(self, flt: ast.EventFilter, alias_target: str = "e") -> tuple[list[str], str | None]:
+    def _hoist(self, conditions: list[ast.Node | None], ctx: _Ctx) -> list[str]:
+        """Read each profile attribute an event condition uses once, before the loop over events."""
+        lines = []
+        for condition in conditions:
+            if condition is None:
+                continue
+            for n in ast.walk(condition):
+                if isinstance(n, ast.Name) and n.binding == "profile" and n.dotted not in ctx.hoisted:
+                    var = f"_pa{next(self.counter)}"
+                    ctx.hoisted[n.dotted] = var
+                    lines.append(f"{var} = A.get({n.dotted!r})")
+        return lines
+
+    def _filter_prelude(self, flt: ast.EventFilter, empty_result: str) -> tuple[list[str], str | None, _Ctx]:
+        """Lines that find the candidate events (evs[i:j]) and return early when there are none;
+        the condition left to test on each; the context it was compiled in."""
         source, condition = self._source(flt)
-        range_code = self._range(flt.window, [])
-        ctx = _Ctx(event="e", aliases={flt.alias: alias_target} if flt.alias else {}, in_condition=True)
-        lines = [f"evs, ts = {source}", f"i, j = {range_code}.indexes(ts)"]
-        return lines, self._condition_code(condition, ctx)
+        ctx = _Ctx(event="e", aliases={flt.alias: "e"} if flt.alias else {}, in_condition=True)
+        lines = [f"evs, ts = {source}"] + self._window_indexes(flt.window)
+        lines += ["if i >= j:", f"    return {empty_result}"]
+        lines += self._hoist([condition], ctx)
+        return lines, self._condition_code(condition, ctx), ctx
 
     def v_Exists(self, node: ast.Exists, ctx):
         if node.steps:
             return self._sequence(node)
-        lines, cond = self._filter_prelude(node.filter)
+        lines, cond, _ = self._filter_prelude(node.filter, "False")
         if cond is None:
-            lines.append("return i < j")
+            lines.append("return True")
         else:
             lines += ["for e in evs[i:j]:", f"    if {cond}:", "        return True", "return False"]
         return self._event_function(lines)
 
     def v_NoEvent(self, node: ast.NoEvent, ctx):
-        lines, cond = self._filter_prelude(node.filter)
+        lines, cond, _ = self._filter_prelude(node.filter, "True")
         if cond is None:
-            lines.append("return i >= j")
+            lines.append("return False")
         else:
             lines += ["for e in evs[i:j]:", f"    if {cond}:", "        return False", "return True"]
         return self._event_function(lines)
@@ -538,8 +573,9 @@ class _Codegen:
         return f"(not {self.value(node, ctx)})"
 
     def v_Aggregate(self, node: ast.Aggregate, ctx):
-        lines, cond = self._filter_prelude(node.filter)
         fn = node.function
+        empty = {"count": "0", "count_distinct": "0", "sum": "0"}.get(fn, "None")
+        lines, cond, _ = self._filter_prelude(node.filter, empty)
         if fn == "count":
             if cond is None:
                 lines.append("return j - i")
@@ -568,44 +604,87 @@ class _Codegen:
     def _sequence(self, node: ast.Exists) -> str:
         filters = [node.filter] + [s.filter for s in node.steps]
         alias_index = {f.alias: i for i, f in enumerate(filters) if f.alias}
-        lines, cond = self._filter_prelude(node.filter)
-        if cond:
-            lines += ["first = []", "for e in evs[i:j]:", f"    if {cond}:", "        first.append(e)"]
-        else:
-            lines.append("first = evs[i:j]")
-        lines.append("if not first:")
-        lines.append("    return False")
+        lines, cond, ctx0 = self._filter_prelude(node.filter, "False")
         # aliases each step reads, as indexes into the chain of chosen events
         reads = []
         for k, f in enumerate(filters):
             used = {alias_index[n.path[0]] for n in ast.walk(f.condition) if isinstance(n, ast.Name)
                     and n.binding == "alias" and n.path[0] != f.alias} if f.condition is not None else set()
             reads.append(used)
-        step_codes = []
+        hoisted = ctx0.hoisted
+        prepared = []
         for k, step in enumerate(node.steps, start=1):
             flt = step.filter
             source, condition = self._source(flt)
             aliases = {a: f"chain[{i}]" for a, i in alias_index.items() if i < k}
             if flt.alias:
                 aliases[flt.alias] = "e"
-            ctx = _Ctx(event="e", aliases=aliases, in_condition=True)
+            ctx = _Ctx(event="e", aliases=aliases, in_condition=True, hoisted=hoisted)
+            lines += self._hoist([condition], ctx)
+            prepared.append((k, step, source, condition, ctx))
+        if len(node.steps) == 1 and not reads[1]:
+            return self._two_step_sequence(lines, cond, prepared[0])
+        if cond:
+            lines += ["first = []", "for e in evs[i:j]:", f"    if {cond}:", "        first.append(e)"]
+        else:
+            lines.append("first = evs[i:j]")
+        lines.append("if not first:")
+        lines.append("    return False")
+        step_codes = []
+        for k, step, source, condition, ctx in prepared:
+            flt = step.filter
             gap = "None"
             if isinstance(flt.window, ast.WithinGap):
                 gap = self.const(runtime.gap_function(flt.window.amount, flt.window.unit), "gap")
             needed = tuple(sorted({i for later in reads[k:] for i in later if i < k}))
+            lines.append(f"evs{k}, ts{k} = {source}")
             if condition is not None and reads[k]:
                 fname = f"_c{next(self.counter)}"
                 lines.append(f"def {fname}(e, chain):")
                 lines.append(f"    return {self.truth(condition, ctx)}")
-                lines.append(f"evs{k}, ts{k} = {source}")
                 step_codes.append(f"_Step(evs{k}, ts{k}, {fname}, {gap}, {step.negated}, {needed!r})")
             else:
-                lines.append(f"evs{k}, ts{k} = {source}")
                 if condition is not None:
                     lines.append(f"evs{k} = [e for e in evs{k} if {self.truth(condition, ctx)}]")
                     lines.append(f"ts{k} = [e['timestamp'] for e in evs{k}]")
                 step_codes.append(f"_Step(evs{k}, ts{k}, None, {gap}, {step.negated}, {needed!r})")
         lines.append(f"return _seq(first, ({', '.join(step_codes)},), C[0])")
+        return self._event_function(lines)
+
+    def _two_step_sequence(self, lines: list[str], cond: str | None, prepared) -> str:
+        """`exists A then [no] B [within gap]` where B reads no alias: for each A in time order,
+        one binary search among the B timestamps decides (O(m log n), no search machinery)."""
+        _k, step, source, condition, ctx = prepared
+        lines.append(f"evs1, ts1 = {source}")
+        if condition is not None:
+            lines.append(f"ts1 = [e['timestamp'] for e in evs1 if {self.truth(condition, ctx)}]")
+        lines.append("n1 = len(ts1)")
+        lines.append("as_of = C[0]")
+        window = step.filter.window
+        if isinstance(window, ast.WithinGap):
+            if window.unit in ("month", "year"):
+                gap = self.const(runtime.gap_function(window.amount, window.unit), "gap")
+                limit = [f"hi = {gap}(t)", "if hi is None or hi > as_of:", "    hi = as_of"]
+            else:
+                delta_value = runtime.timedelta_of(window.amount, window.unit)
+                delta = self.const(delta_value, "delta")
+                latest = self.const(datetime.max.replace(tzinfo=timezone.utc) - delta_value, "latest")
+                limit = [f"hi = t + {delta} if t <= {latest} else as_of", "if hi > as_of:", "    hi = as_of"]
+        else:
+            limit = ["hi = as_of"]
+        found_next = "k < n1 and ts1[k] <= hi"
+        success = f"not ({found_next})" if step.negated else found_next
+        lines.append("for e in evs[i:j]:")
+        indent = "    "
+        if cond:
+            lines.append(f"    if not ({cond}):")
+            lines.append("        continue")
+        lines.append(f"{indent}t = e['timestamp']")
+        lines += [indent + line for line in limit]
+        lines.append(f"{indent}k = _br(ts1, t)")
+        lines.append(f"{indent}if {success}:")
+        lines.append(f"{indent}    return True")
+        lines.append("return False")
         return self._event_function(lines)
 
     # ---- assembly ---------------------------------------------------------------------------
@@ -623,17 +702,18 @@ class _Codegen:
             "    _cache[0] = C\n"
             "    return C\n\n"
             "def predicate(p, as_of, memo=None):\n"
-            "    C = _cache[0]\n"
-            "    if C[0] != as_of:\n"
-            "        C = _refresh(as_of)\n"
-            "    A = p.attributes\n"
-            "    if memo is None:\n"
-            "        memo = {}\n"
-            f"    return {body}\n"
+            + ("    C = _cache[0]\n"
+               "    if C[0] != as_of:\n"
+               "        C = _refresh(as_of)\n" if self.refresh else "    C = (as_of,)\n")
+            + "    A = p.attributes\n"
+            + ("    if memo is None:\n        memo = {}\n" if self.uses_segments else "")
+            + f"    return {body}\n"
         )
         self.namespace["_rt_kleene_and"] = kleene_and
         self.namespace["_rt_kleene_or"] = kleene_or
-        code = compile(source, "<pql>", "exec")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)  # `5 is None`-style tests are meant
+            code = compile(source, "<pql>", "exec")
         exec(code, self.namespace)  # noqa: S102 - our own generated code from a checked tree
         return source, self.namespace["predicate"]
 

@@ -85,6 +85,8 @@ def coerce(value: Any, type_: PqlType) -> Any:
     name = type_.name
     if name == "string":
         if isinstance(value, str):
+            if "\x00" in value:
+                raise ValueError("a string may not hold the NUL character")
             return value
     elif name == "integer":
         if isinstance(value, int) and not isinstance(value, bool):

@@ -112,6 +112,16 @@ def period_start(as_of: datetime, period: str) -> datetime:
     return datetime.combine(day, time(0), tzinfo=timezone.utc)
 
 
+def window_start(as_of: datetime, amount: int, unit: str) -> datetime:
+    """The exclusive lower bound of `within last N UNIT` (the earliest instant when out of range)."""
+    lo = add_duration(as_of, amount, unit, -1)
+    return lo if lo is not None else datetime.min.replace(tzinfo=timezone.utc)
+
+
+def timedelta_of(amount: int, unit: str) -> timedelta:
+    return timedelta(seconds=amount * _UNIT_SECONDS[unit])
+
+
 def range_period(as_of: datetime, period: str) -> Range:
     return Range(period_start(as_of, period), True, as_of, True)
 
