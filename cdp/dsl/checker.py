@@ -321,7 +321,9 @@ class Checker:
                 ok = False
                 continue
             divisor_is_safe = isinstance(node.operands[index], ast.NumberLiteral) and node.operands[index].value != 0
-            nullable = nullable or right.nullable or (op in ("/", "%") and not divisor_is_safe)
+            # division by zero and dates pushed out of range give null
+            nullable = (nullable or right.nullable or (op in ("/", "%") and not divisor_is_safe)
+                        or DURATION in (current_type, right.type))
             current_type = result
         return self.typed(node, current_type if ok else None, nullable, operands=tuple(operands))
 
