@@ -43,7 +43,9 @@ def _lark() -> lark.Lark:
                 path.read_text(encoding="utf-8"),
                 parser="lalr",
                 strict=True,
-                propagate_positions=True,
+                # Spans come from the tokens (_tree_span); Lark's own position tracking would
+                # double the parse time.
+                propagate_positions=False,
                 maybe_placeholders=True,
                 cache=False,
             )
@@ -192,7 +194,7 @@ def _syntax_diagnostic(text: str, exc: UnexpectedInput) -> Diagnostic:
         else:
             message = f"comparisons cannot be chained: unexpected `{shown}`"
             hint = "combine the comparisons with `and`, e.g. `a < b and b < c`"
-    elif token.type == "_THEN":
+    elif token.type == "THEN":
         hint = ("`then` steps follow `exists event …`; for the negation of a sequence write "
                 "`not (exists event … then …)`")
     elif token.type in ("EXISTS", "NO", "COUNT", "AGGREGATE", "LAST") and "NAME" in expected:
@@ -245,13 +247,21 @@ def _check_depth(text: str, tree: Tree) -> None:
 
 
 def _tree_span(text: str, node: Tree | Token) -> Span:
-    # Lark already counted lines and columns; recounting from the start would be quadratic.
-    if isinstance(node, Token):
-        return Span(node.line, node.column, node.end_line, node.end_column, node.start_pos, node.end_pos)
-    meta = node.meta
-    if getattr(meta, "empty", True):
+    """From the first token of the subtree to the last (Lark counted their lines and columns)."""
+    first = _edge_token(node, 0)
+    last = _edge_token(node, -1)
+    if first is None or last is None:
         return Span.at_offset(text, 0, 0)
-    return Span(meta.line, meta.column, meta.end_line, meta.end_column, meta.start_pos, meta.end_pos)
+    return Span(first.line, first.column, last.end_line, last.end_column, first.start_pos, last.end_pos)
+
+
+def _edge_token(node: Tree | Token | None, side: int) -> Token | None:
+    while isinstance(node, Tree):
+        children = [c for c in node.children if c is not None]
+        if not children:
+            return None
+        node = children[side]
+    return node
 
 
 # ---- Lark tree → AST ------------------------------------------------------------------------
@@ -547,13 +557,13 @@ class _Builder:
         return self._filter(alias, None, window, tree, first_step)
 
     def _step(self, tree: Tree) -> ast.SequenceStep:
-        if tree.data == "then_step" and len(tree.children) == 4:  # open form
-            no, _event, alias, condition = tree.children
+        if tree.data == "then_step" and len(tree.children) == 5:  # open form
+            _then, no, _event, alias, condition = tree.children
             window = None
         elif tree.data == "then_step":
-            no, _event, alias, condition, window = tree.children
+            _then, no, _event, alias, condition, window = tree.children
         else:
-            no, _event, alias, window = tree.children
+            _then, no, _event, alias, window = tree.children
             condition = None
         flt = self._filter(alias, condition, window, tree, first_step=False)
         return ast.SequenceStep(no is not None, flt, span=self.span(tree))
