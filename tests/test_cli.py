@@ -94,3 +94,33 @@ def test_explain_shows_why():
     assert lines[1].startswith("FALSE")
     assert any(line.strip().startswith("2400") for line in lines)
     assert any(line.strip().startswith("FALSE") and "home_address.country" in line for line in lines)
+
+
+CONFORMANCE_PROFILES = ROOT / "tests" / "conformance" / "profiles.jsonl"
+BACKEND_EXPRESSIONS = [
+    GIFT,
+    'count(event where type = "purchase" within last 90 days) >= 1 and loyalty.tier is not null',
+    'lower(email) ends with "@example.com" or email matches "^[^@]+@luma\\\\.com$"',
+    'home_address.country != "US" or home_address.country is null',
+]
+
+
+@pytest.mark.parametrize("expression", BACKEND_EXPRESSIONS)
+def test_every_backend_prints_the_same_ids(expression, postgres_url_factory):
+    common = ["evaluate", expression, "--profiles", str(CONFORMANCE_PROFILES), "--as-of", "2026-11-28T12:00:00Z"]
+    outputs = {}
+    for backend, extra in (("memory", []), ("sqlite", []), ("postgresql", ["--database-url", postgres_url_factory()])):
+        result = run(*common, "--backend", backend, *extra)
+        assert result.returncode == 0, (backend, result.stderr)
+        outputs[backend] = result.stdout
+    assert outputs["memory"] == outputs["sqlite"] == outputs["postgresql"]
+    assert outputs["memory"].strip(), "the expression should select someone"
+
+
+def test_backend_errors_are_clear(postgres_url_factory):
+    result = run("evaluate", "email_opt_in", "--profiles", str(PROFILES), "--backend", "postgresql")
+    assert result.returncode == 1 and result.stderr.startswith("invalid_argument:")
+    result = run("evaluate", 'email matches "\\\\pL"', "--profiles", str(PROFILES), "--backend", "postgresql",
+                 "--database-url", postgres_url_factory())
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("unsupported:") and "PostgreSQL equivalent" in result.stderr
