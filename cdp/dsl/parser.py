@@ -7,7 +7,7 @@ recursive touches the input, so no input raises RecursionError or takes seconds.
 from __future__ import annotations
 
 import re
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import lark
@@ -53,9 +53,21 @@ def _lark() -> lark.Lark:
 
 
 def parse(text: str) -> ast.Node:
-    """Parse PQL text into an (unchecked) AST, or raise PqlError with every problem found."""
+    """Parse PQL text into an (unchecked) AST, or raise PqlError with every problem found.
+
+    Trees are immutable, so the same text parses once: checking a catalogue re-reads every
+    definition, and Lark's LALR parser costs about 15 µs a token on a slow machine."""
     if not isinstance(text, str):
         raise TypeError("parse() takes the expression text as a str")
+    return _parse_cached(text)
+
+
+def clear_parse_cache() -> None:
+    _parse_cached.cache_clear()
+
+
+@lru_cache(maxsize=4096)
+def _parse_cached(text: str) -> ast.Node:
     size = len(text.encode("utf-8", errors="surrogatepass"))
     if size > MAX_BYTES:
         raise PqlError([
