@@ -75,7 +75,6 @@ def test_sequence_on_thousands_of_events_is_fast():
 
 
 def test_segment_references_evaluate_each_segment_once():
-    calls = []
     catalogue = {"gold": 'loyalty.tier = "gold"', "rich": 'in segment "gold" and loyalty.points > 100'}
     predicate = compile_predicate('in segment "rich" or in segment "gold"', segments=catalogue)
     p = profile({"loyalty": {"tier": "gold", "points": 5}})

@@ -21,7 +21,7 @@ from sqlalchemy.sql import operators as sql_operators
 from sqlalchemy.sql.elements import ColumnElement, ExpressionClauseList
 
 from cdp.dsl import ast, check
-from cdp.dsl.types import BOOLEAN, DATE, DATETIME, INTEGER, NUMBER, PqlType
+from cdp.dsl.types import DATE, DATETIME, INTEGER, NUMBER, PqlType
 from cdp.engine import runtime
 from cdp.engine.sql_regex import UnsupportedOnBackend, re2_to_postgres
 from cdp.functions import lookup
