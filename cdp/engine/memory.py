@@ -693,7 +693,7 @@ class _Codegen:
         ctx = _Ctx()
         body = self.truth(root, ctx) if not self.trace else f"({self.value(root, ctx)} is True)"
         refresh_items = "".join(f"    _C_.append({e})\n" for e in self.refresh)
-        source = "\n\n".join(self.functions) + (
+        refresh = (
             "\n\n_cache = [(None,)]\n\n"
             "def _refresh(as_of):\n"
             "    _C_ = [as_of]\n"
@@ -701,6 +701,8 @@ class _Codegen:
             "    C = tuple(_C_)\n"
             "    _cache[0] = C\n"
             "    return C\n\n"
+        ) if self.refresh else "\n\n"
+        source = "\n\n".join(self.functions) + refresh + (
             "def predicate(p, as_of, memo=None):\n"
             + ("    C = _cache[0]\n"
                "    if C[0] != as_of:\n"
