@@ -72,6 +72,7 @@ SANDBOX = "prod"
 TARGETS = {"postgresql": 1.10, "sqlite": 1.25}
 CHUNK = 5_000  # profiles per bulk-load step
 VERIFY_SAMPLE = 2_000  # bulk-loaded profiles loaded again with load_documents and compared
+MEMORY_PROFILES = 100_000  # the in-memory engine is timed on the first ones (17 KB each once loaded)
 
 # PostgreSQL for a 2-core / 24 GiB box (on top of start_cluster's fsync=off,
 # synchronous_commit=off, full_page_writes=off: a throwaway cluster). JIT is off: its compile
@@ -224,33 +225,95 @@ def read_lines(path: Path, start: int, stop: int):
 
 # ---- the bulk path -------------------------------------------------------------------------------
 #
-# Exactly the rows load_documents writes: profile_rows (which applies json_value) for the values,
-# SQLAlchemy's JSON serialization (json.dumps with its defaults) on SQLite and its DateTime
-# storage format (sqlite_text); on PostgreSQL the same JSON and aware datetimes, through COPY.
-# Keys are assigned here in load order, continuing after the rows already in the tables.
+# Exactly the rows load_documents writes: load_profile, then profile_rows (which applies
+# json_value) for the values; SQLAlchemy's JSON serialization (json.dumps with its defaults) and,
+# on SQLite, its DateTime storage format (sqlite_text). Profile keys are given explicitly, in load
+# order, continuing after the rows already there; event keys come from the table (SQLite's rowid,
+# PostgreSQL's sequence) in insertion order, as with load_documents. Two worker processes turn
+# chunks of JSONL lines into rows for both databases (parsed and validated once); the main process
+# writes them: one executemany transaction on SQLite, COPY on PostgreSQL.
 
+PROFILE_COLUMNS = "pk, sandbox, external_id, attributes, created_at, updated_at"
+EVENT_COLUMNS = "profile_pk, event_id, type, ts, fields"
 _dumps = json.dumps
 
 
-def sqlite_bulk_rows(profile, now, pk: int, event_pk: int):
+def copy_text(value) -> str:
+    """A value in COPY's text format (no column here is ever NULL)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text = str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text
+
+
+def copy_line(values) -> str:
+    return "\t".join(map(copy_text, values)) + "\n"
+
+
+def sqlite_bulk_rows(profile, now, pk: int):
     row, event_rows = profile_rows(profile, "sqlite", SANDBOX, now)
     now_text = sqlite_text(now)
     prow = (pk, row["sandbox"], row["external_id"], _dumps(row["attributes"]), now_text, now_text)
-    erows = [(event_pk + i, pk, e["event_id"], e["type"], sqlite_text(e["ts"]), _dumps(e["fields"]))
-             for i, e in enumerate(event_rows)]
+    erows = [(pk, e["event_id"], e["type"], sqlite_text(e["ts"]), _dumps(e["fields"])) for e in event_rows]
     return prow, erows
 
 
-def postgres_bulk_rows(profile, now, pk: int, event_pk: int):
+def postgres_bulk_lines(profile, now, pk: int) -> tuple[str, list[str]]:
     row, event_rows = profile_rows(profile, "postgresql", SANDBOX, now)
-    prow = (pk, row["sandbox"], row["external_id"], _dumps(row["attributes"]), now, now)
-    erows = [(event_pk + i, pk, e["event_id"], e["type"], e["ts"], _dumps(e["fields"]))
-             for i, e in enumerate(event_rows)]
+    prow = copy_line((pk, row["sandbox"], row["external_id"], _dumps(row["attributes"]), now, now))
+    erows = [copy_line((pk, e["event_id"], e["type"], e["ts"], _dumps(e["fields"]))) for e in event_rows]
     return prow, erows
 
 
-PROFILE_COLUMNS = "pk, sandbox, external_id, attributes, created_at, updated_at"
-EVENT_COLUMNS = "pk, profile_pk, event_id, type, ts, fields"
+@dataclass
+class Prepared:
+    """One chunk, ready to write."""
+    sqlite_profiles: list
+    sqlite_events: list
+    pg_profiles: bytes
+    pg_events: bytes
+    profiles: int
+    events: int
+    seconds: dict  # parse (json.loads + load_profile), sqlite rows, postgresql rows: worker CPU seconds
+    members: dict  # segment → ids the in-memory engine selects (checked against SQL at the end)
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(now: datetime) -> None:
+    gc.disable()  # short-lived acyclic garbage; the collector only costs time here
+    _WORKER["now"] = now
+    _WORKER["predicates"] = {k: compile_predicate(text) for k, text in SEGMENTS.items()}
+
+
+def _prepare(job: tuple[list[str], int]) -> Prepared:
+    lines, first_pk = job
+    now = _WORKER["now"]
+    clock = time.perf_counter
+    started = clock()
+    loaded = [load_profile(json.loads(line)) for line in lines]
+    parsed = clock()
+    members = {k: [p.id for p in loaded if predicate(p, AS_OF)] for k, predicate in _WORKER["predicates"].items()}
+    checked = clock()
+    sqlite_profiles, sqlite_events = [], []
+    for i, profile in enumerate(loaded):
+        prow, erows = sqlite_bulk_rows(profile, now, first_pk + i)
+        sqlite_profiles.append(prow)
+        sqlite_events.extend(erows)
+    sqlite_done = clock()
+    pg_profiles, pg_events = [], []
+    for i, profile in enumerate(loaded):
+        prow, erows = postgres_bulk_lines(profile, now, first_pk + i)
+        pg_profiles.append(prow)
+        pg_events.extend(erows)
+    pg_done = clock()
+    return Prepared(sqlite_profiles, sqlite_events, "".join(pg_profiles).encode(), "".join(pg_events).encode(),
+                    len(loaded), len(sqlite_events),
+                    {"parse": parsed - started, "sqlite": sqlite_done - checked, "postgresql": pg_done - sqlite_done},
+                    members)
 
 
 class SqliteBulk:
@@ -260,24 +323,14 @@ class SqliteBulk:
         self.db.execute("PRAGMA synchronous = OFF")
         self.db.execute("PRAGMA cache_size = -2097152")  # 2 GiB while loading
         self.db.execute("PRAGMA temp_store = MEMORY")
-        self.pk = self.db.execute("SELECT coalesce(max(pk), 0) FROM profiles").fetchone()[0] + 1
-        self.event_pk = self.db.execute("SELECT coalesce(max(pk), 0) FROM events").fetchone()[0] + 1
+        self.next_pk = self.db.execute("SELECT coalesce(max(pk), 0) FROM profiles").fetchone()[0] + 1
         self.db.execute("BEGIN")
         self.seconds = 0.0
 
-    def add(self, loaded: list, now) -> None:
+    def write(self, chunk: Prepared) -> None:
         started = time.perf_counter()
-        profiles_out, events_out = [], []
-        pk, event_pk = self.pk, self.event_pk
-        for profile in loaded:
-            prow, erows = sqlite_bulk_rows(profile, now, pk, event_pk)
-            profiles_out.append(prow)
-            events_out.extend(erows)
-            pk += 1
-            event_pk += len(erows)
-        self.db.executemany(f"INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", profiles_out)
-        self.db.executemany(f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", events_out)
-        self.pk, self.event_pk = pk, event_pk
+        self.db.executemany(f"INSERT INTO profiles ({PROFILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", chunk.sqlite_profiles)
+        self.db.executemany(f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?)", chunk.sqlite_events)
         self.seconds += time.perf_counter() - started
 
     def finish(self) -> None:
@@ -289,53 +342,39 @@ class SqliteBulk:
 
 
 class PostgresBulk:
-    def __init__(self, url: str, drop_fk: bool = True):
+    def __init__(self, url: str):
         import psycopg
 
         self.db = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
         self.db.execute("SET TIME ZONE 'UTC'")
-        self.pk = self.db.execute("SELECT coalesce(max(pk), 0) FROM profiles").fetchone()[0] + 1
-        self.event_pk = self.db.execute("SELECT coalesce(max(pk), 0) FROM events").fetchone()[0] + 1
-        self.fk = None
-        if drop_fk:  # checked once at the end (one anti-join) instead of one trigger query per row
-            self.fk = self.db.execute(
-                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                "WHERE conrelid = 'events'::regclass AND contype = 'f'").fetchall()
-            for name, _definition in self.fk:
-                self.db.execute(f'ALTER TABLE events DROP CONSTRAINT "{name}"')
+        self.next_pk = self.db.execute("SELECT coalesce(max(pk), 0) FROM profiles").fetchone()[0] + 1
+        # the events foreign key: checked once at the end (one join) instead of by one trigger query per row
+        self.fk = self.db.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = 'events'::regclass AND contype = 'f'").fetchall()
+        for name, _definition in self.fk:
+            self.db.execute(f'ALTER TABLE events DROP CONSTRAINT "{name}"')
         self.seconds = 0.0
 
-    def add(self, loaded: list, now) -> None:
+    def write(self, chunk: Prepared) -> None:
         started = time.perf_counter()
-        profiles_out, events_out = [], []
-        pk, event_pk = self.pk, self.event_pk
-        for profile in loaded:
-            prow, erows = postgres_bulk_rows(profile, now, pk, event_pk)
-            profiles_out.append(prow)
-            events_out.extend(erows)
-            pk += 1
-            event_pk += len(erows)
         with self.db.cursor() as cur:
             with cur.copy(f"COPY profiles ({PROFILE_COLUMNS}) FROM STDIN") as copy:
-                for prow in profiles_out:
-                    copy.write_row(prow)
+                copy.write(chunk.pg_profiles)
             with cur.copy(f"COPY events ({EVENT_COLUMNS}) FROM STDIN") as copy:
-                for erow in events_out:
-                    copy.write_row(erow)
-        self.pk, self.event_pk = pk, event_pk
+                copy.write(chunk.pg_events)
         self.seconds += time.perf_counter() - started
 
     def finish(self) -> float:
-        """Commit; re-add the foreign key (validated). Returns the seconds of the re-add."""
+        """Commit; re-add the foreign key (validated), set the profiles sequence. Returns the
+        seconds after the commit."""
         started = time.perf_counter()
         self.db.commit()
         self.seconds += time.perf_counter() - started
         started = time.perf_counter()
-        for name, definition in self.fk or []:
+        for name, definition in self.fk:
             self.db.execute(f'ALTER TABLE events ADD CONSTRAINT "{name}" {definition}')
-        for table in ("profiles", "events"):
-            self.db.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'pk'), "
-                            f"(SELECT coalesce(max(pk), 1) FROM {table}))")
+        self.db.execute("SELECT setval(pg_get_serial_sequence('profiles', 'pk'), (SELECT max(pk) FROM profiles))")
         self.db.commit()
         self.db.close()
         return time.perf_counter() - started
@@ -351,45 +390,56 @@ class LoadStats:
     loader_profiles: int = 0
     loader_events: int = 0
     loader_s: dict = field(default_factory=dict)  # dialect → load_documents seconds
-    parse_s: float = 0.0  # bulk path: json.loads + load_profile, shared by both databases
-    bulk_s: dict = field(default_factory=dict)  # dialect → rows + insert/COPY seconds
+    bulk_wall_s: float = 0.0  # the bulk path, both databases at once
+    worker_s: dict = field(default_factory=dict)  # parse / sqlite / postgresql → worker CPU seconds
+    write_s: dict = field(default_factory=dict)  # dialect → main-process seconds writing (executemany / COPY)
     post: dict = field(default_factory=dict)  # dialect → [(step, seconds)]
     size: dict = field(default_factory=dict)  # dialect → bytes
     verified: str = ""
+    members: dict = field(default_factory=dict)  # in-memory engine's ids over all profiles
 
 
-class InMemory:
-    """The in-memory engine on the same profiles, for context: each chunk of loaded profiles is
-    evaluated (gc off) ``passes`` times per segment while it is at hand; the per-chunk medians
-    are summed into the time of one pass over all N."""
+@dataclass
+class MemoryTiming:
+    """The in-memory engine on the first profiles, timed in the quiet main process."""
+    profiles: int
+    rounds: int
+    ms: dict  # segment → [ms per pass]
 
-    def __init__(self, passes: int = 3):
-        self.predicates = {k: compile_predicate(text) for k, text in SEGMENTS.items()}
-        self.passes = passes
-        self.seconds = {k: 0.0 for k in SEGMENTS}
-        self.members: dict[str, list[str]] = {k: [] for k in SEGMENTS}
-        self.profiles = 0
 
-    def evaluate(self, loaded: list) -> None:
-        for key, predicate in self.predicates.items():
+def time_in_memory(path: Path, count: int, rounds: int = 5) -> MemoryTiming:
+    log(f"in memory: load_profile + compile_predicate on the first {count:,} profiles")
+    gc.collect()
+    gc.disable()
+    loaded: list = []
+    try:
+        loaded = [load_profile(json.loads(line)) for line in read_lines(path, 0, count)]
+        ms: dict = {}
+        for key, text in SEGMENTS.items():
+            predicate = compile_predicate(text)
             samples = []
-            for _ in range(self.passes):
+            for _ in range(rounds):
                 started = time.perf_counter()
-                ids = [p.id for p in loaded if predicate(p, AS_OF)]
-                samples.append(time.perf_counter() - started)
-            self.seconds[key] += statistics.median(samples)
-            self.members[key].extend(ids)
-        self.profiles += len(loaded)
+                [p.id for p in loaded if predicate(p, AS_OF)]
+                samples.append((time.perf_counter() - started) * 1000)
+            ms[key] = samples
+    finally:
+        del loaded
+        gc.enable()
+        gc.collect()
+    return MemoryTiming(count, rounds, ms)
 
 
 def load_all(path: Path, count: int, loader_count: int, sqlite_path: Path, sqlite_url: str,
-             pg_url: str, memory: InMemory | None) -> LoadStats:
+             pg_url: str, workers: int = 2) -> LoadStats:
+    import multiprocessing
+
     stats = LoadStats(profiles=count, loader_profiles=loader_count)
     engines = {"sqlite": create_engine(sqlite_url), "postgresql": create_engine(pg_url)}
-    for dialect, engine in engines.items():
+    for engine in engines.values():
         upgrade(engine)
 
-    # (1) our loader, on the first K profiles, each database on its own
+    # (1) our loader on the first K profiles, each database on its own
     if loader_count:
         for dialect, engine in engines.items():
             documents = [json.loads(line) for line in read_lines(path, 0, loader_count)]
@@ -406,49 +456,59 @@ def load_all(path: Path, count: int, loader_count: int, sqlite_path: Path, sqlit
             stats.loader_events = connection.execute(sa.text("SELECT count(*) FROM events")).scalar()
     for engine in engines.values():
         engine.dispose()
-    if memory is not None and loader_count:  # the in-memory engine sees these profiles too
-        for start in range(0, loader_count, CHUNK):
-            loaded = [load_profile(json.loads(line)) for line in read_lines(path, start, min(start + CHUNK, loader_count))]
-            memory.evaluate(loaded)
+
+    # the in-memory engine's ids for the first K (the workers check the rest)
+    predicates = {k: compile_predicate(text) for k, text in SEGMENTS.items()}
+    stats.members = {k: [] for k in SEGMENTS}
+    for start in range(0, loader_count, CHUNK):
+        loaded = [load_profile(json.loads(line)) for line in read_lines(path, start, min(start + CHUNK, loader_count))]
+        for key, predicate in predicates.items():
+            stats.members[key] += [p.id for p in loaded if predicate(p, AS_OF)]
 
     # (2) the bulk path for the rest
     rest = count - loader_count
     sqlite_bulk = SqliteBulk(sqlite_path)
     pg_bulk = PostgresBulk(pg_url)
+    assert sqlite_bulk.next_pk == pg_bulk.next_pk, "the two databases must hold the same profiles"
     now = datetime.now(timezone.utc)
+    stats.worker_s = {"parse": 0.0, "sqlite": 0.0, "postgresql": 0.0}
     events_total = stats.loader_events
-    if rest:
-        log(f"load: bulk path, {rest:,} profiles → sqlite + postgresql")
-    gc.collect()
-    gc.disable()
-    try:
-        with path.open(encoding="utf-8") as f:
-            lines = itertools.islice(f, loader_count, count)
-            done = 0
-            next_log = 100_000
-            while True:
+    log(f"load: bulk path, {rest:,} profiles → sqlite + postgresql ({workers} worker processes prepare the rows)")
+    started = time.perf_counter()
+    context = multiprocessing.get_context("fork")
+    with context.Pool(workers, initializer=_worker_init, initargs=(now,)) as pool, path.open(encoding="utf-8") as f:
+        lines = itertools.islice(f, loader_count, count)
+        pending = []
+        pk = sqlite_bulk.next_pk
+        done = 0
+        next_log = 100_000
+        while True:
+            while len(pending) < 2 * workers:  # a bounded window of chunks in flight, in order
                 chunk = list(itertools.islice(lines, CHUNK))
                 if not chunk:
                     break
-                started = time.perf_counter()
-                loaded = [load_profile(json.loads(line)) for line in chunk]
-                stats.parse_s += time.perf_counter() - started
-                events_total += sum(len(p.events) for p in loaded)
-                if memory is not None:
-                    memory.evaluate(loaded)
-                sqlite_bulk.add(loaded, now)
-                pg_bulk.add(loaded, now)
-                done += len(chunk)
-                if done >= next_log:
-                    log(f"load: bulk {done:,} / {rest:,} (parse {stats.parse_s:.0f} s, sqlite {sqlite_bulk.seconds:.0f} s, "
-                        f"postgresql {pg_bulk.seconds:.0f} s)")
-                    next_log += 100_000
-    finally:
-        gc.enable()
+                pending.append(pool.apply_async(_prepare, ((chunk, pk),)))
+                pk += len(chunk)
+            if not pending:
+                break
+            prepared = pending.pop(0).get()
+            sqlite_bulk.write(prepared)
+            pg_bulk.write(prepared)
+            for key in stats.worker_s:
+                stats.worker_s[key] += prepared.seconds[key]
+            for key, ids in prepared.members.items():
+                stats.members[key] += ids
+            events_total += prepared.events
+            done += prepared.profiles
+            if done >= next_log:
+                log(f"load: bulk {done:,} / {rest:,} ({time.perf_counter() - started:.0f} s)")
+                next_log += 100_000
     sqlite_bulk.finish()
     fk_seconds = pg_bulk.finish()
+    stats.bulk_wall_s = time.perf_counter() - started
     stats.events = events_total
-    stats.bulk_s = {"sqlite": sqlite_bulk.seconds, "postgresql": pg_bulk.seconds}
+    stats.write_s = {"sqlite": sqlite_bulk.seconds, "postgresql": pg_bulk.seconds}
+    log(f"load: bulk path done in {stats.bulk_wall_s:.0f} s")
 
     # (3) after the load: checks and statistics
     log("load: SQLite foreign_key_check + ANALYZE")
@@ -697,7 +757,7 @@ def cpu_model() -> str:
 
 
 def report(args, command: str, started: datetime, wall_s: float, info: dict, load_avg: float,
-           generated_s: float | None, stats: LoadStats, results: list[QueryResult], memory: InMemory | None,
+           generated_s: float | None, stats: LoadStats, results: list[QueryResult], memory: MemoryTiming | None,
            plan_notes: list[str]) -> str:
     n = stats.profiles
     lines = [f"## SQL engine and storage: {n:,} profiles — {started:%Y-%m-%d %H:%M} UTC", ""]
@@ -724,28 +784,30 @@ def report(args, command: str, started: datetime, wall_s: float, info: dict, loa
     rows = []
     for dialect, name in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
         loader_s = stats.loader_s.get(dialect, 0.0)
-        bulk_s = stats.parse_s + stats.bulk_s.get(dialect, 0.0)
         post_s = sum(s for _step, s in stats.post.get(dialect, []))
         rows.append([
             name,
             f"{fmt_s(loader_s)} ({k / loader_s:,.0f}/s)" if k else "—",
-            f"{fmt_s(bulk_s)} ({rest / bulk_s:,.0f}/s)" if rest else "—",
+            f"{fmt_s(stats.bulk_wall_s)} ({rest / stats.bulk_wall_s:,.0f}/s)" if rest else "—",
             ", ".join(f"{step} {fmt_s(s)}" for step, s in stats.post.get(dialect, [])),
-            fmt_s(loader_s + bulk_s + post_s),
+            fmt_s(loader_s + stats.bulk_wall_s + post_s),
             fmt_size(stats.size[dialect]),
         ])
+    w = stats.worker_s
     lines += [
         markdown_table(["database", f"load_documents, first {k:,} (profiles/s)",
-                        f"bulk path, other {rest:,} (profiles/s)", "after the load", "total", "size"],
-                       rows, align="lrrlrr"),
+                        f"bulk path, other {rest:,}: both databases at once (profiles/s)", "after the load",
+                        "total", "size"], rows, align="lrrlrr"),
         "",
-        f"- load_documents: our loader through SQLAlchemy (batches of 2,000 profiles; the documents were "
-        f"parsed from JSONL beforehand): {stats.loader_events:,} events with the first {k:,} profiles.",
-        f"- bulk path: JSONL parse + `load_profile` ({fmt_s(stats.parse_s)}, counted in both rows), then "
-        f"`profile_rows` + serialization + one executemany transaction (SQLite, synchronous=OFF, "
-        f"journal_mode=OFF: {fmt_s(stats.bulk_s.get('sqlite', 0))}) / COPY with the events foreign key "
-        f"dropped and re-added (PostgreSQL: {fmt_s(stats.bulk_s.get('postgresql', 0))}); same indexes as "
-        "the migration throughout.",
+        f"- load_documents: our loader, through SQLAlchemy in one transaction (the documents parsed from "
+        f"JSONL beforehand); {stats.loader_events:,} events come with the first {k:,} profiles.",
+        f"- bulk path (wall time shared by both rows): 2 worker processes parse and validate "
+        f"(`json.loads` + `load_profile`: {fmt_s(w.get('parse', 0))} CPU) and build the rows with "
+        f"`profile_rows` (SQLite {fmt_s(w.get('sqlite', 0))}, PostgreSQL {fmt_s(w.get('postgresql', 0))} CPU); "
+        f"the main process writes them: one executemany transaction on SQLite (synchronous=OFF, "
+        f"journal_mode=OFF; {fmt_s(stats.write_s.get('sqlite', 0))}) and COPY on PostgreSQL with the events "
+        f"foreign key dropped and re-added ({fmt_s(stats.write_s.get('postgresql', 0))}). Indexes as the "
+        "migration makes them, kept throughout.",
         f"- {stats.verified}.",
         "- size: the SQLite file; PostgreSQL `pg_database_size` (tables, TOAST, indexes).",
         "",
@@ -779,30 +841,40 @@ def report(args, command: str, started: datetime, wall_s: float, info: dict, loa
                      + ", ".join(f"{x:.0f}" for x in r.hand_ms)
                      + f"; members_query() build {r.build_ms:.1f} ms (not in the times)")
     if memory is not None:
+        scale = n / memory.profiles
         lines.append(
-            f"- in-memory engine, same {memory.profiles:,} profiles (compiled predicate over LoadedProfile, "
-            f"load_profile excluded; per-chunk medians of {memory.passes} passes, summed): "
-            + "; ".join(f"({k}) {memory.seconds[k] * 1000:,.0f} ms / pass, {len(memory.members[k]):,} members "
-                        "(same ids as SQL)" for k in SEGMENTS))
+            f"- in-memory engine (context): compiled predicate over the first {memory.profiles:,} LoadedProfiles "
+            f"(load_profile excluded), median of {memory.rounds} passes: "
+            + "; ".join(f"({key}) {statistics.median(ms):,.0f} ms" + (f" (≈ {statistics.median(ms) * scale:,.0f} ms "
+                        f"for {n:,})" if scale > 1 else "") for key, ms in memory.ms.items()))
+    lines.append(f"- the in-memory engine selects the same ids as the SQL, over all {n:,} profiles (checked).")
     lines += plan_notes
     lines.append("")
     return "\n".join(lines)
 
 
 def plan_summary(plans: list[str]) -> list[str]:
-    """The SQLite plans (short) for the report."""
+    """The plans, one line each, for the report (full text in bench/data/sql-plans-N.txt)."""
     out = []
     current = None
     for line in plans:
-        if line.startswith("=== sqlite"):
-            current = line[4:].split(":")[0]
-            out.append(f"- plan, {current}: " )
-            continue
         if line.startswith("==="):
-            current = None
+            current = line[4:].split(":")[0]
+            out.append(f"- plan, {current}: ")
             continue
-        if current and line.strip():
-            out[-1] += ("" if out[-1].endswith(": ") else " → ") + line.strip()
+        text = line.strip()
+        if not (current and text):
+            continue
+        if current.startswith("postgresql"):
+            if text.startswith("Execution Time"):
+                text = text.lower()
+            elif text.startswith("->") or "(cost=" in text and out[-1].endswith(": "):
+                text = text.lstrip("-> ").split("  (cost=")[0]
+                loops = line.split("loops=")[-1].rstrip(")") if "loops=" in line else ""
+                text += f" ×{int(loops):,}" if loops.isdigit() and int(loops) > 1 else ""
+            else:
+                continue
+        out[-1] += ("" if out[-1].endswith(": ") else " → ") + text
     return out
 
 
@@ -815,7 +887,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loader-profiles", type=int, default=None,
                         help="profiles loaded with load_documents (default min(100000, N // 10))")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per contender (≥ 5)")
-    parser.add_argument("--no-memory", action="store_true", help="skip the in-memory engine")
+    parser.add_argument("--no-memory", action="store_true", help="do not time the in-memory engine")
     parser.add_argument("--record", action="store_true", help="append the report to bench/RESULTS.md")
     args = parser.parse_args(argv)
     if args.runs < 5:
@@ -840,8 +912,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster = start_cluster(extra_options=options)
     try:
         pg_url = cluster.create_database("cdp_bench")
-        memory = None if args.no_memory else InMemory()
-        stats = load_all(path, n, loader_count, sqlite_path, sqlite_url, pg_url, memory)
+        stats = load_all(path, n, loader_count, sqlite_path, sqlite_url, pg_url)
         if n > loader_count:
             sample = min(VERIFY_SAMPLE, n - loader_count)
             stats.verified = verify_bulk(path, loader_count, sample, sqlite_url,
@@ -849,15 +920,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             stats.verified = "bulk path not used (every profile went through load_documents)"
         log(stats.verified)
+        memory = None if args.no_memory else time_in_memory(path, min(n, MEMORY_PROFILES))
         plans: list[str] = []
         results = []
         for dialect, url in (("sqlite", sqlite_url), ("postgresql", pg_url)):
             results += time_queries(dialect, url, args.runs, plans)
-        if memory is not None:  # the in-memory engine agrees with SQL, id for id
-            for r in results:
-                if r.ids != memory.members[r.segment]:
-                    raise SystemExit(f"in-memory engine and {r.dialect} disagree on ({r.segment}): "
-                                     f"{len(memory.members[r.segment]):,} vs {len(r.ids):,} members")
+        for r in results:  # the in-memory engine agrees with SQL, id for id
+            if r.ids != stats.members[r.segment]:
+                raise SystemExit(f"in-memory engine and {r.dialect} disagree on ({r.segment}): "
+                                 f"{len(stats.members[r.segment]):,} vs {len(r.ids):,} members")
         info = versions(pg_url)
     finally:
         log("postgresql: stopping the cluster")

@@ -254,5 +254,88 @@ def _evaluate_in_database(backend, database_url, profiles, expressions, segments
             folder.cleanup()
 
 
+# ---- the service ------------------------------------------------------------------------------
+
+
+def _settings(**overrides: Any):
+    """Settings from the environment (CDP_*), with the command's options on top."""
+    from pydantic import ValidationError
+
+    from cdp.settings import Settings
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        _fail([f"invalid_setting: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()])
+
+
+@main.command("serve")
+@click.option("--host", default=None, help="Interface to listen on (CDP_HOST; default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (CDP_PORT; default 8000).")
+@click.option("--database-url", default=None,
+              help="CDP_DATABASE_URL; default: the embedded SQLite file .cdp/cdp.db. postgresql://… for PostgreSQL.")
+@click.option("--log-level", default=None, help="uvicorn log level (CDP_LOG_LEVEL; default info).")
+def serve_command(host: str | None, port: int | None, database_url: str | None, log_level: str | None) -> None:
+    """Run the HTTP service (API under /v1, docs at /docs).
+
+    The database is upgraded to the newest migration first (or the start is refused, saying
+    why); on the first start an admin key is created and printed once to stderr."""
+    import uvicorn
+
+    from cdp.api import create_app
+    from cdp.api.startup import StartupError, bootstrap_admin, prepare_database
+
+    settings = _settings(host=host, port=port, database_url=database_url, log_level=log_level)
+    try:  # the same steps the app's start-up runs, first here: a refusal is one clear line, exit 1
+        engine = prepare_database(settings.resolved_database_url(), migrate=settings.migrate_on_start)
+        try:
+            fixed = settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None
+            bootstrap_admin(engine, fixed)
+        finally:
+            engine.dispose()
+    except StartupError as exc:
+        _fail([f"cannot_start: {exc}"])
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """API keys of the service."""
+
+
+@keys_group.command("create")
+@click.option("--role", required=True, type=click.Choice(["admin", "data_steward", "marketer", "reader"]))
+@click.option("--sandbox", default=None, help="Bind the key to this sandbox (default: valid in every sandbox).")
+@click.option("--name", default=None, help="What the key is for (default: '<role> key').")
+@click.option("--database-url", default=None, help="CDP_DATABASE_URL; default: the embedded SQLite file.")
+def keys_create_command(role: str, sandbox: str | None, name: str | None, database_url: str | None) -> None:
+    """Create an API key and print it (only this once) on stdout."""
+    from cdp.api.startup import StartupError, prepare_database
+    from cdp.auth import Role
+    from cdp.auth.service import create_key
+    from cdp.errors import CdpError
+    from cdp.sandboxes import validate_sandbox_name
+
+    settings = _settings(database_url=database_url)
+    try:
+        if sandbox is not None:
+            validate_sandbox_name(sandbox)
+        engine = prepare_database(settings.resolved_database_url(), migrate=settings.migrate_on_start)
+    except StartupError as exc:
+        _fail([f"cannot_start: {exc}"])
+    except CdpError as exc:
+        _fail([f"{exc.code}: {exc.message}"])
+    try:
+        with engine.begin() as connection:
+            created = create_key(connection=connection, name=name or f"{role} key", role=Role(role), sandbox=sandbox)
+    except CdpError as exc:
+        _fail([f"{exc.code}: {exc.message}"])
+    finally:
+        engine.dispose()
+    where = f"sandbox {sandbox!r} only" if sandbox else "every sandbox"
+    click.echo(f"created {role} key {created.id} for {where}; it is shown only this once:", err=True)
+    click.echo(created.key)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -113,3 +113,49 @@ memberships = sa.Table(
     sa.CheckConstraint("status in ('realized', 'existing', 'exited')", name="status"),
     sa.Index("ix_memberships_profile_pk", "profile_pk"),
 )
+
+
+# ---- the service (cdp/api): keys, per-sandbox schemas, datasets -------------------------------
+
+# API keys (cdp/auth): only a SHA-256 of the key is kept; ``key_id`` is the public part of the key
+# (``cdp_<key_id>_<secret>``) and finds the row. ``sandbox`` NULL: the key works in every sandbox.
+api_keys = sa.Table(
+    "api_keys", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("sandbox", sa.String(64), nullable=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime, nullable=True),
+    sa.UniqueConstraint("key_id"),
+    sa.CheckConstraint("role in ('admin', 'data_steward', 'marketer', 'reader')", name="role"),
+)
+
+# The schema in force per sandbox (cdp/schema_registry): Schema.to_dict() as JSON. No row: the
+# Luma schema. ``version`` counts replacements (1 for the first stored schema).
+sandbox_schemas = sa.Table(
+    "sandbox_schemas", metadata,
+    sa.Column("sandbox", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("document", Document, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Datasets (cdp/datasets): a named source of records of one kind, with data-usage labels on the
+# dataset (a JSON list) and on its fields (a JSON object: field path → list of labels).
+datasets = sa.Table(
+    "datasets", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("sandbox", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("labels", Document, nullable=False),
+    sa.Column("field_labels", Document, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("sandbox", "name"),
+    sa.CheckConstraint("kind in ('profile', 'event')", name="kind"),
+)

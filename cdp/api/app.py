@@ -1,0 +1,117 @@
+"""The FastAPI application, built by :func:`create_app` (nothing happens at import time).
+
+Layout: one package per domain, each with ``models.py`` (pydantic shapes: ``XCreate``,
+``XUpdate``, ``XRead``), ``service.py`` (plain functions with keyword-only arguments that take a
+``connection``) and ``views.py`` (a thin ``APIRouter``):
+
+* cdp/auth — API keys and roles (``/v1/keys``)
+* cdp/schema_registry — the schema in force per sandbox (``/v1/schema``)
+* cdp/datasets — datasets and their data-usage labels (``/v1/datasets``)
+* cdp/expressions — checking expressions (``/v1/expressions/check``)
+* cdp/profiles — evaluating an expression on a profile (``/v1/profiles/evaluate``)
+* cdp/api — the app itself: settings wiring, dependencies, errors, middleware, metrics, health.
+
+Start-up (the lifespan): the engine is created, the database upgraded to the newest migration
+(or the start refused, saying why; cdp/api/startup.py) and the first admin key created when
+none exists. Every endpoint lives under ``/v1`` except ``/healthz``, ``/metrics`` and the API
+docs (``/docs``, ``/redoc``, ``/openapi.json``); each operation of the OpenAPI document lists the
+roles it allows as ``x-roles``.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from cdp.settings import Settings
+
+API_PREFIX = "/v1"
+
+
+def _routers() -> list[APIRouter]:
+    from cdp.auth.views import router as keys
+    from cdp.datasets.views import router as datasets
+    from cdp.expressions.views import router as expressions
+    from cdp.profiles.views import router as profiles
+    from cdp.schema_registry.views import router as schema
+
+    return [schema, datasets, expressions, profiles, keys]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    from cdp.api import errors
+    from cdp.api.health import router as operations
+    from cdp.api.metrics import Metrics
+    from cdp.api.middleware import BodySizeLimit, RequestMetrics
+    from cdp.api.startup import bootstrap_admin, prepare_database
+
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = prepare_database(settings.resolved_database_url(), migrate=settings.migrate_on_start)
+        try:
+            fixed = settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None
+            bootstrap_admin(engine, fixed)
+            app.state.engine = engine
+            yield
+        finally:
+            engine.dispose()
+
+    from importlib.metadata import version
+
+    app = FastAPI(
+        title="cdp",
+        version=version("cdp"),
+        summary="Open-source core of a real-time customer data platform.",
+        description="Every endpoint under /v1 needs an API key (`Authorization: Bearer cdp_…`) and works in the "
+                    "sandbox named by the `X-Sandbox` header (default `prod`). Errors have one shape: "
+                    '`{"error": {"code", "message", "details"}}`. Each operation lists the roles it allows '
+                    "under `x-roles`.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    errors.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts 413s too
+
+    v1 = APIRouter(prefix=API_PREFIX)
+    for router in _routers():
+        v1.include_router(router)
+    app.include_router(v1)
+    app.include_router(operations)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's document, with each operation's allowed roles (``x-roles``) added."""
+    from cdp.api.deps import endpoints
+    from cdp.api.errors import COMMON_RESPONSES
+    from cdp.auth import ALL_ROLES
+
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(title=app.title, version=app.version, summary=app.summary, description=app.description,
+                           routes=app.routes)
+    for endpoint in endpoints(app):
+        operation = document["paths"].get(endpoint.path, {}).get(endpoint.method.lower())
+        if operation is None:
+            continue
+        if endpoint.roles is None:
+            operation["x-roles"] = []
+        else:
+            operation["x-roles"] = [r.value for r in ALL_ROLES if r in endpoint.roles]
+            for status in ("401", "403"):  # every endpoint that needs a key may answer these
+                operation["responses"].setdefault(status, {
+                    "description": COMMON_RESPONSES[int(status)]["description"],
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}})
+            operation["description"] = (operation.get("description", "") +
+                                        f"\n\nRoles allowed: {', '.join(operation['x-roles'])}.").strip()
+    app.openapi_schema = document
+    return document

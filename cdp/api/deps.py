@@ -1,0 +1,136 @@
+"""Dependencies of route handlers, as typed aliases.
+
+* ``ConnectionDep`` — one SQLAlchemy Core connection per request, inside one transaction:
+  committed when the handler returns, rolled back when it raises (``scope="function"``: before
+  the response is sent, so a failed commit is an error response, not a lost write).
+* ``require(*roles)`` — authentication and authorization, declared by every endpoint: the API key
+  (``Authorization: Bearer``) must be valid (else 401), hold one of ``roles`` (else 403
+  ``forbidden``) and, when bound to a sandbox, be used in that sandbox (else 403
+  ``sandbox_forbidden``). Yields a :class:`~cdp.auth.service.Principal` carrying the request's
+  sandbox (``X-Sandbox``, default ``prod``; invalid names are 400 ``invalid_sandbox``).
+  Aliases: ``AnyRole``, ``Stewards`` (admin, data_steward), ``Admins``.
+* ``SettingsDep``, ``MetricsDep``.
+
+:func:`route_roles` tells which roles a route allows (for the OpenAPI document and the tests
+that prove every endpoint is protected).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Iterator
+
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from cdp.api.metrics import Metrics
+from cdp.auth import ALL_ROLES, Role
+from cdp.auth.service import Principal, authenticate
+from cdp.errors import Forbidden
+from cdp.sandboxes import DEFAULT_SANDBOX, SANDBOX_HEADER, validate_sandbox_name
+from cdp.settings import Settings
+
+
+def get_engine(request: Request) -> sa.Engine:
+    return request.app.state.engine
+
+
+def get_connection(request: Request) -> Iterator[sa.Connection]:
+    with get_engine(request).begin() as connection:
+        yield connection
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+ConnectionDep = Annotated[sa.Connection, Depends(get_connection, scope="function")]
+EngineDep = Annotated[sa.Engine, Depends(get_engine)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+_bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey",
+                     description="An API key: `Authorization: Bearer cdp_<id>_<secret>`. Create one with "
+                                 "`cdp keys create --role ROLE` or POST /v1/keys.")
+
+
+class Authorizer:
+    """The dependency behind ``require``; its ``roles`` are read by :func:`route_roles`."""
+
+    def __init__(self, roles: frozenset[Role]):
+        self.roles = roles
+
+    def __call__(
+        self,
+        connection: ConnectionDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        x_sandbox: Annotated[str | None, Header(alias=SANDBOX_HEADER, description=(
+            "The sandbox to work in (default `prod`).")) ] = None,
+    ) -> Principal:
+        key = authenticate(connection=connection, key=credentials.credentials if credentials else None)
+        sandbox = validate_sandbox_name(x_sandbox) if x_sandbox is not None else DEFAULT_SANDBOX
+        if key.role not in self.roles:
+            allowed = ", ".join(r.value for r in ALL_ROLES if r in self.roles)
+            raise Forbidden(f"role {key.role.value!r} may not do this; allowed: {allowed}",
+                            details={"role": key.role.value, "allowed_roles": [r.value for r in ALL_ROLES
+                                                                               if r in self.roles]})
+        if key.sandbox is not None and key.sandbox != sandbox:
+            raise Forbidden(f"this key works only in sandbox {key.sandbox!r}; the request names sandbox {sandbox!r} "
+                            f"({SANDBOX_HEADER} header)", code="sandbox_forbidden",
+                            details={"key_sandbox": key.sandbox, "sandbox": sandbox})
+        return Principal(key_id=key.id, name=key.name, role=key.role, key_sandbox=key.sandbox, sandbox=sandbox)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Authorizer) and other.roles == self.roles
+
+    def __hash__(self) -> int:
+        return hash(self.roles)
+
+
+def require(*roles: Role):
+    """``Annotated[Principal, require(Role.admin)]`` or ``dependencies=[require(...)]``."""
+    if not roles:
+        raise ValueError("an endpoint must allow at least one role")
+    return Depends(Authorizer(frozenset(roles)), scope="function")
+
+
+AnyRole = Annotated[Principal, require(*ALL_ROLES)]
+Stewards = Annotated[Principal, require(Role.admin, Role.data_steward)]
+Admins = Annotated[Principal, require(Role.admin)]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str  # the full template, prefix included: /v1/datasets/{dataset_id}
+    route: APIRoute
+    roles: frozenset[Role] | None  # None: no key needed
+
+
+def endpoints(app: FastAPI) -> list[Endpoint]:
+    """Every API endpoint of the app (routers included), with the roles it allows."""
+    found = []
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute):
+            roles = route_roles(route)
+            for method in sorted(context.methods or ()):
+                found.append(Endpoint(method, context.path_format, route, roles))
+    return found
+
+
+def route_roles(route: APIRoute) -> frozenset[Role] | None:
+    """The roles an endpoint allows, or None when it requires no key."""
+    stack = list(route.dependant.dependencies)
+    while stack:
+        dependant = stack.pop()
+        if isinstance(dependant.call, Authorizer):
+            return dependant.call.roles
+        stack.extend(dependant.dependencies)
+    return None

@@ -1,0 +1,129 @@
+"""One error shape everywhere: ``{"error": {"code", "message", "details"}}``.
+
+* cdp.errors.CdpError (raised by services) → its own status and code;
+* request validation (FastAPI/pydantic) → 422 ``validation_error``, ``details.errors`` listing
+  each problem with its location (``["body", "profile", "id"]``) — except a body that is not
+  JSON at all: 400 ``invalid_json``;
+* unknown route → 404 ``not_found``; wrong method → 405 ``method_not_allowed``;
+* a value the database refuses → 422 ``invalid_value``; a write that lost a race with another
+  (unique constraint) → 409 ``conflict``;
+* anything else → 500 ``internal_error`` with a request id; the traceback goes to the server log,
+  never to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cdp.errors import CdpError
+
+log = logging.getLogger("cdp.api")
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+               422: "validation_error", 429: "too_many_requests", 503: "unavailable"}
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable, machine-readable (`invalid_expression`, `not_found` …).")
+    message: str = Field(description="For people.")
+    details: dict[str, Any] = Field(default_factory=dict, description="Structured context; depends on the code.")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, "details": details or {}}},
+                        status_code=status, headers=headers)
+
+
+def _location(loc: tuple) -> list:
+    return [part for part in loc]
+
+
+def _validation_errors(errors: list[dict]) -> list[dict]:
+    out = []
+    for error in errors:
+        item = {"loc": _location(error.get("loc", ())), "message": error.get("msg", ""), "type": error.get("type", "")}
+        out.append(item)
+    return out
+
+
+async def _cdp_error(_request: Request, exc: CdpError) -> JSONResponse:
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        problem = next(e for e in errors if e.get("type") == "json_invalid")
+        reason = (problem.get("ctx") or {}).get("error", "")
+        return error_response(400, "invalid_json", f"the request body is not valid JSON{': ' + reason if reason else ''}",
+                              {"errors": _validation_errors([problem])})
+    listed = _validation_errors(errors)
+    first = listed[0] if listed else {"loc": [], "message": "invalid request"}
+    where = ".".join(str(p) for p in first["loc"])
+    more = f" (and {len(listed) - 1} more)" if len(listed) > 1 else ""
+    return error_response(422, "validation_error", f"{where}: {first['message']}{more}" if where else first["message"],
+                          {"errors": listed})
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    if exc.status_code == 404 and exc.detail == "Not Found":
+        message = f"no such endpoint: {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"method {request.method} is not allowed on {request.url.path}"
+    else:
+        message = str(exc.detail)
+    return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+
+
+async def _data_error(_request: Request, exc: sa.exc.DataError) -> JSONResponse:
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:300]
+    return error_response(422, "invalid_value", f"a value cannot be stored: {reason}")
+
+
+async def _integrity_error(_request: Request, exc: sa.exc.IntegrityError) -> JSONResponse:
+    log.info("integrity error answered as 409: %s", exc)
+    return error_response(409, "conflict", "the write conflicts with existing data (possibly a concurrent request); "
+                                           "read the resource and retry")
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    request_id = uuid.uuid4().hex[:16]
+    log.error("unhandled error (request id %s) on %s %s", request_id, request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", f"internal error; the server log has the details (request id "
+                                                 f"{request_id})", {"request_id": request_id})
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(CdpError, _cdp_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(sa.exc.DataError, _data_error)
+    app.add_exception_handler(sa.exc.IntegrityError, _integrity_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+# For route declarations: the error responses every authenticated endpoint may give.
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Malformed request (body not JSON, invalid X-Sandbox)."},
+    401: {"model": ErrorResponse, "description": "Missing, invalid or revoked API key."},
+    403: {"model": ErrorResponse, "description": "The key's role is not allowed here, or the key is bound to "
+                                                 "another sandbox."},
+    413: {"model": ErrorResponse, "description": "Request body larger than the limit."},
+    422: {"model": ErrorResponse, "description": "Invalid input (`validation_error` and domain codes)."},
+}

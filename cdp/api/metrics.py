@@ -1,0 +1,45 @@
+"""Prometheus metrics, one registry per app (so several apps in one process — tests — do not
+share counters), served at ``GET /metrics`` in the text exposition format (any API key).
+
+* ``cdp_http_requests_total{method, route, status}`` and
+  ``cdp_http_request_duration_seconds{method, route}`` — ``route`` is the route template
+  (``/v1/datasets/{dataset_id}``), ``unmatched`` for unknown paths, so labels stay bounded;
+* ``cdp_ingested_records_total{sandbox, kind}`` and ``cdp_rejected_records_total{sandbox, kind}``
+  — counted by ingestion through :meth:`Metrics.ingested` / :meth:`Metrics.rejected`.
+
+One process: with several worker processes each would count its own (use one uvicorn worker, or
+prometheus_client's multiprocess mode, not set up here).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, disable_created_metrics,
+                               generate_latest)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        disable_created_metrics()  # no `*_created` series (process-wide switch of prometheus_client)
+        self.registry = CollectorRegistry()
+        self.requests = Counter("cdp_http_requests", "HTTP requests answered.", ["method", "route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("cdp_http_request_duration_seconds", "Time to answer HTTP requests.",
+                                 ["method", "route"], registry=self.registry,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.ingested_records = Counter("cdp_ingested_records", "Records ingested (stored).", ["sandbox", "kind"],
+                                        registry=self.registry)
+        self.rejected_records = Counter("cdp_rejected_records", "Records rejected by validation.",
+                                        ["sandbox", "kind"], registry=self.registry)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    def ingested(self, sandbox: str, kind: str, count: int = 1) -> None:
+        self.ingested_records.labels(sandbox, kind).inc(count)
+
+    def rejected(self, sandbox: str, kind: str, count: int = 1) -> None:
+        self.rejected_records.labels(sandbox, kind).inc(count)
+
+    def exposition(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

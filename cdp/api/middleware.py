@@ -1,0 +1,111 @@
+"""ASGI middleware: request metrics and the request-body size limit.
+
+The body limit is enforced before anything parses the body: a ``Content-Length`` over the
+limit is refused at once, and a body without one (chunked) is read up to the limit and refused
+as soon as it passes it — 413 ``payload_too_large`` in the one error shape. Within the limit,
+the body is buffered and handed on unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cdp.api.metrics import Metrics
+
+_BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+async def _send_error(send: Send, status: int, code: str, message: str, details: dict) -> None:
+    body = json.dumps({"error": {"code": code, "message": message, "details": details}}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodySizeLimit:
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        too_large = (f"the request body is larger than {self.max_bytes} bytes (CDP_MAX_BODY_BYTES)",
+                     {"limit_bytes": self.max_bytes})
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                await _send_error(send, 400, "bad_request", "invalid Content-Length header", {})
+                return
+            if length > self.max_bytes:
+                await _send_error(send, 413, "payload_too_large", *too_large)
+                return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # client went away
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await _send_error(send, 413, "payload_too_large", *too_large)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class RequestMetrics:
+    def __init__(self, app: ASGIApp, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+        self._templates: dict[int, str] | None = None
+
+    def _template(self, scope: Scope) -> str:
+        """The full route template of the matched route (``scope["route"]`` holds the route as
+        declared in its router, without the prefixes it was included under)."""
+        route = scope.get("route")
+        if route is None:
+            return "unmatched"
+        if self._templates is None:
+            from cdp.api.deps import endpoints
+
+            self._templates = {id(e.route): e.path for e in endpoints(scope["app"])}
+        return self._templates.get(id(route)) or getattr(route, "path", None) or "unmatched"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            self.metrics.observe_request(scope["method"], self._template(scope), status,
+                                         time.perf_counter() - started)

@@ -1,0 +1,57 @@
+"""Settings of the service and of the commands that touch its database, from the environment.
+
+Every setting is an environment variable prefixed ``CDP_`` (``CDP_DATABASE_URL``,
+``CDP_MAX_BODY_BYTES`` …); command-line options of ``cdp serve`` override them. Reading settings
+connects to nothing: the engine is created by the app factory's lifespan (cdp/api/app.py).
+
+Database: by default an embedded SQLite file ``<CDP_DATA_DIR>/cdp.db`` (``.cdp/cdp.db`` under the
+working directory); a ``postgresql://…`` URL switches to PostgreSQL (the psycopg 3 driver is
+filled in when the URL names none).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CDP_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: an SQLite file in data_dir. postgresql://… for PostgreSQL.")
+    data_dir: Path = Field(default=Path(".cdp"), description="Folder of the embedded database (created on start).")
+    migrate_on_start: bool = Field(
+        default=True, description="Upgrade the database to the newest migration on start; when false, refuse to "
+                                  "start on a database that is not at the newest migration.")
+    bootstrap_admin_key: SecretStr | None = Field(
+        default=None, description="Fix the key of the admin created on first start (tests, demos); default: random, "
+                                  "printed once to stderr.")
+    max_body_bytes: int = Field(default=1 * MIB, ge=1024, description="Largest request body accepted (413 beyond).")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: str = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        scheme = value.split(":", 1)[0]
+        if scheme in ("postgresql", "postgres"):
+            return "postgresql+psycopg:" + value.split(":", 1)[1]
+        if not (scheme.startswith("sqlite") or scheme.startswith("postgresql+")):
+            raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:///path or postgresql://…")
+        return value
+
+    def resolved_database_url(self) -> str:
+        """The URL to connect to; for the embedded default, creates the data folder."""
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.data_dir.resolve() / 'cdp.db'}"

@@ -1,0 +1,114 @@
+"""Data in one sandbox is invisible from another, for every resource type."""
+
+from __future__ import annotations
+
+import uuid
+
+from tests.api.conftest import SARAH, assert_error
+
+# Every /v1 resource (first path segment) and the test below that proves its isolation.
+ISOLATION_TESTS = {
+    "schema": "test_schema_is_per_sandbox",
+    "datasets": "test_datasets_are_per_sandbox",
+    "keys": "test_keys_are_per_sandbox",
+    "expressions": "test_expressions_check_against_the_sandbox_schema_and_segments",
+    "profiles": "test_profile_evaluation_uses_the_sandbox_schema_and_segments",
+}
+
+
+def _other() -> str:
+    return f"o-{uuid.uuid4().hex[:12]}"
+
+
+def test_every_resource_type_has_an_isolation_test(api):
+    from cdp.api.deps import endpoints
+
+    resources = {e.path.split("/")[2] for e in endpoints(api.app) if e.path.startswith("/v1/")}
+    assert resources == set(ISOLATION_TESTS), "add an isolation test for the new resource type"
+    for name in ISOLATION_TESTS.values():
+        assert callable(globals()[name])
+
+
+def test_schema_is_per_sandbox(api):
+    schema = api.get("/v1/schema").json()
+    schema["profile"]["shoe_size"] = "number"
+    replaced = api.put("/v1/schema", json={k: schema[k] for k in ("profile", "event", "event_types", "enums")})
+    assert replaced.status_code == 200, replaced.text
+    other = _other()
+    theirs = api.get("/v1/schema", sandbox=other).json()
+    assert theirs["is_default"] and theirs["version"] == 0 and "shoe_size" not in theirs["profile"]
+    assert theirs["sandbox"] == other
+    assert api.get("/v1/schema").json()["profile"]["shoe_size"] == "number"
+
+
+def test_datasets_are_per_sandbox(api):
+    created = api.post("/v1/datasets", json={"name": "CRM contacts", "kind": "profile", "labels": ["C2"]}).json()
+    other = _other()
+    assert api.get("/v1/datasets", sandbox=other).json() == {"items": [], "total": 0, "limit": 50, "offset": 0}
+    path = f"/v1/datasets/{created['id']}"
+    assert_error(api.get(path, sandbox=other), 404, "not_found")
+    assert_error(api.patch(path, sandbox=other, json={"labels": []}), 404, "not_found")
+    assert_error(api.delete(path, sandbox=other), 404, "not_found")
+    # the same name is free in another sandbox
+    assert api.post("/v1/datasets", sandbox=other, json={"name": "CRM contacts", "kind": "event"}).status_code == 201
+    assert api.get(path).json()["labels"] == ["C2"]  # untouched
+    assert [d["kind"] for d in api.get("/v1/datasets").json()["items"]] == ["profile"]
+
+
+def test_keys_are_per_sandbox(api):
+    created = api.post("/v1/keys", json={"name": "mine", "role": "reader"}).json()
+    other = _other()
+    assert_error(api.get(f"/v1/keys/{created['id']}", sandbox=other), 404, "not_found")
+    assert_error(api.delete(f"/v1/keys/{created['id']}", sandbox=other), 404, "not_found")
+    listed = api.get("/v1/keys", sandbox=other, params={"limit": 500}).json()["items"]
+    assert created["id"] not in {k["id"] for k in listed}
+    assert all(k["sandbox"] in (None, other) for k in listed)
+    assert_error(api.get("/v1/schema", key=created["key"], sandbox=other), 403, "sandbox_forbidden")
+
+
+def _insert_segment(engine, sandbox: str, key: str, expression: str) -> None:
+    from datetime import datetime, timezone
+
+    from cdp.storage.models import segments
+
+    now = datetime.now(timezone.utc)
+    with engine.begin() as connection:
+        connection.execute(segments.insert().values(sandbox=sandbox, key=key, name=key, expression=expression,
+                                                    canonical=expression, created_at=now, updated_at=now))
+
+
+def test_expressions_check_against_the_sandbox_schema_and_segments(api, engine):
+    schema = api.get("/v1/schema").json()
+    schema["profile"]["shoe_size"] = "number"
+    api.put("/v1/schema", json={k: schema[k] for k in ("profile", "event", "event_types", "enums")})
+    _insert_segment(engine, api.sandbox, "bronze", 'loyalty.tier = "bronze"')
+    other = _other()
+    assert api.post("/v1/expressions/check", json={"expression": "shoe_size > 40"}).json()["ok"] is True
+    error = assert_error(api.post("/v1/expressions/check", sandbox=other, json={"expression": "shoe_size > 40"}),
+                         422, "invalid_expression")
+    assert error["details"]["errors"][0]["code"] == "unknown_field"
+    assert api.post("/v1/expressions/check", json={"expression": 'in segment "bronze"'}).status_code == 200
+    error = assert_error(api.post("/v1/expressions/check", sandbox=other, json={"expression": 'in segment "bronze"'}),
+                         422, "invalid_expression")
+    assert error["details"]["errors"][0]["code"] == "unknown_segment"
+
+
+def test_profile_evaluation_uses_the_sandbox_schema_and_segments(api, engine):
+    schema = api.get("/v1/schema").json()
+    schema["profile"]["shoe_size"] = "number"
+    api.put("/v1/schema", json={k: schema[k] for k in ("profile", "event", "event_types", "enums")})
+    _insert_segment(engine, api.sandbox, "bronze", 'loyalty.tier = "bronze"')
+    profile = {**SARAH, "attributes": {**SARAH["attributes"], "shoe_size": 38}}
+    body = {"expression": 'shoe_size < 40 and in segment "bronze"', "profile": profile}
+    assert api.post("/v1/profiles/evaluate", json=body).json()["qualifies"] is True
+    error = assert_error(api.post("/v1/profiles/evaluate", sandbox=_other(), json=body), 422, "invalid_expression")
+    assert {e["code"] for e in error["details"]["errors"]} == {"unknown_field", "unknown_segment"}
+
+
+def test_default_sandbox_is_prod_and_names_are_checked(api):
+    response = api.client.get("/v1/schema", headers={"Authorization": f"Bearer {api.keys['reader']}"})
+    assert response.json()["sandbox"] == "prod"
+    for bad in ("Prod", "", "a" * 65, "1abc", "a b", "é"):
+        error = assert_error(api.get("/v1/schema", sandbox=None, headers={"X-Sandbox": bad.encode("utf-8")}),
+                             400, "invalid_sandbox")
+        assert "sandbox" in error["message"]

@@ -1,0 +1,157 @@
+"""A real `cdp serve` in a subprocess on a free local port, on SQLite and on PostgreSQL: start-up
+(migrations, the bootstrap key printed once), health, auth and a schema round trip over HTTP."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+
+CDP = str(Path(sys.executable).parent / "cdp")
+KEY = re.compile(r"cdp_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _environment(url: str, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDP_") or k == "CDP_PG_BIN"}
+    return {**env, "CDP_DATABASE_URL": url, **extra}
+
+
+class Server:
+    def __init__(self, url: str, log: Path):
+        self.url = url
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        with open(log, "w") as stderr:
+            self.process = subprocess.Popen([CDP, "serve", "--port", str(self.port), "--log-level", "warning"],
+                                            env=_environment(url), stdout=subprocess.DEVNULL, stderr=stderr)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(f"cdp serve exited {self.process.returncode}: {log.read_text()}")
+            try:
+                if httpx.get(self.base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"cdp serve did not answer within 60 s: {log.read_text()}")
+            time.sleep(0.1)
+
+    @property
+    def stderr(self) -> str:
+        return self.log.read_text()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request, sqlite_url_factory, tmp_path_factory):
+    url = sqlite_url_factory() if request.param == "sqlite" else request.getfixturevalue("postgres_url_factory")()
+    running = Server(url, tmp_path_factory.mktemp("serve") / "stderr.log")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def admin_key(server) -> str:
+    [key] = KEY.findall(server.stderr)
+    return key
+
+
+def test_health_without_a_key(server):
+    response = httpx.get(server.base + "/healthz")
+    assert response.status_code == 200 and response.json()["status"] == "ok"
+    assert "database upgraded from migration none (empty) to" in server.stderr
+
+
+def test_auth(server, admin_key):
+    response = httpx.get(server.base + "/v1/schema")
+    assert response.status_code == 401 and response.json()["error"]["code"] == "missing_api_key"
+    response = httpx.get(server.base + "/v1/schema", headers={"Authorization": "Bearer " + admin_key[:-2] + "xx"})
+    assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
+    response = httpx.get(server.base + "/v1/schema", headers={"Authorization": "Bearer " + admin_key})
+    assert response.status_code == 200
+
+
+def test_a_key_made_by_the_command_line_works_with_its_role(server, admin_key):
+    created = subprocess.run([CDP, "keys", "create", "--role", "reader", "--sandbox", "cli"],
+                             env=_environment(server.url), capture_output=True, text=True, timeout=60)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert KEY.fullmatch(key) and "shown only this once" in created.stderr
+    headers = {"Authorization": f"Bearer {key}", "X-Sandbox": "cli"}
+    assert httpx.get(server.base + "/v1/schema", headers=headers).status_code == 200
+    response = httpx.put(server.base + "/v1/schema", headers=headers, json={"profile": {}})
+    assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
+    response = httpx.get(server.base + "/v1/schema", headers={**headers, "X-Sandbox": "prod"})
+    assert response.status_code == 403 and response.json()["error"]["code"] == "sandbox_forbidden"
+
+
+def test_schema_round_trip(server, admin_key):
+    headers = {"Authorization": f"Bearer {admin_key}", "X-Sandbox": "roundtrip"}
+    schema = httpx.get(server.base + "/v1/schema", headers=headers).json()
+    assert schema["is_default"] is True
+    body = {k: schema[k] for k in ("profile", "event", "event_types", "enums")}
+    body["profile"]["shoe_size"] = "number"
+    replaced = httpx.put(server.base + "/v1/schema", headers=headers, json=body)
+    assert replaced.status_code == 200, replaced.text
+    read = httpx.get(server.base + "/v1/schema", headers=headers).json()
+    assert read == replaced.json() and read["version"] == 1 and read["profile"]["shoe_size"] == "number"
+    checked = httpx.post(server.base + "/v1/expressions/check", headers=headers, json={"expression": "shoe_size >= 42"})
+    assert checked.json()["canonical"] == "shoe_size >= 42"
+    body["profile"]["shoe_size"] = "string"  # retyping is fine while the sandbox holds no data
+    assert httpx.put(server.base + "/v1/schema", headers=headers, json=body).json()["version"] == 2
+
+
+def test_openapi_is_served(server):
+    document = httpx.get(server.base + "/openapi.json").json()
+    assert "/v1/schema" in document["paths"] and "/v1/datasets/{dataset_id}" in document["paths"]
+
+
+def test_restart_prints_no_new_key_and_keeps_data(sqlite_url_factory, tmp_path):
+    url = sqlite_url_factory()
+    first = Server(url, tmp_path / "first.log")
+    try:
+        [key] = KEY.findall(first.stderr)
+        headers = {"Authorization": f"Bearer {key}"}
+        created = httpx.post(first.base + "/v1/datasets", headers=headers, json={"name": "Web events", "kind": "event"})
+        assert created.status_code == 201
+    finally:
+        first.stop()
+    second = Server(url, tmp_path / "second.log")
+    try:
+        assert KEY.findall(second.stderr) == [] and "upgraded" not in second.stderr
+        listed = httpx.get(second.base + "/v1/datasets", headers=headers).json()
+        assert [d["name"] for d in listed["items"]] == ["Web events"]
+    finally:
+        second.stop()
+
+
+def test_refusal_to_start_says_why(sqlite_url_factory):
+    result = subprocess.run([CDP, "serve", "--port", str(_free_port())], capture_output=True, text=True, timeout=60,
+                            env=_environment(sqlite_url_factory(), CDP_MIGRATE_ON_START="false"))
+    assert result.returncode == 1
+    assert re.match(r"cannot_start: the database .* is at migration none \(empty\), this cdp needs '\d+'; start "
+                    r"with CDP_MIGRATE_ON_START=true", result.stderr), result.stderr
+    assert "Traceback" not in result.stderr
