@@ -273,7 +273,7 @@ def _settings(**overrides: Any):
 @click.option("--host", default=None, help="Interface to listen on (CDP_HOST; default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (CDP_PORT; default 8000).")
 @click.option("--database-url", default=None,
-              help="CDP_DATABASE_URL; default: the embedded SQLite file .cdp/cdp.db. postgresql://… for PostgreSQL.")
+              help="CDP_DATABASE_URL; default: the embedded SQLite file var/cdp.db. postgresql://… for PostgreSQL.")
 @click.option("--log-level", default=None, help="uvicorn log level (CDP_LOG_LEVEL; default info).")
 def serve_command(host: str | None, port: int | None, database_url: str | None, log_level: str | None) -> None:
     """Run the HTTP service (API under /v1, docs at /docs).

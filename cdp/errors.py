@@ -46,7 +46,7 @@ class NotFound(CdpError):
     status, code = 404, "not_found"
 
     @classmethod
-    def resource(cls, kind: str, identifier: Any, sandbox: str) -> "NotFound":
+    def resource(cls, kind: str, identifier: Any, sandbox: str) -> NotFound:
         return cls(f"no {kind} {identifier!r} in sandbox {sandbox!r}",
                    details={"resource": kind, "id": identifier, "sandbox": sandbox})
 

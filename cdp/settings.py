@@ -4,7 +4,7 @@ Every setting is an environment variable prefixed ``CDP_`` (``CDP_DATABASE_URL``
 ``CDP_MAX_BODY_BYTES`` …); command-line options of ``cdp serve`` override them. Reading settings
 connects to nothing: the engine is created by the app factory's lifespan (cdp/api/app.py).
 
-Database: by default an embedded SQLite file ``<CDP_DATA_DIR>/cdp.db`` (``.cdp/cdp.db`` under the
+Database: by default an embedded SQLite file ``<CDP_DATA_DIR>/cdp.db`` (``var/cdp.db`` under the
 working directory); a ``postgresql://…`` URL switches to PostgreSQL (the psycopg 3 driver is
 filled in when the URL names none).
 """
@@ -24,7 +24,7 @@ class Settings(BaseSettings):
 
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default: an SQLite file in data_dir. postgresql://… for PostgreSQL.")
-    data_dir: Path = Field(default=Path(".cdp"), description="Folder of the embedded database (created on start).")
+    data_dir: Path = Field(default=Path("var"), description="Folder of the embedded database (created on start).")
     migrate_on_start: bool = Field(
         default=True, description="Upgrade the database to the newest migration on start; when false, refuse to "
                                   "start on a database that is not at the newest migration.")
@@ -45,7 +45,7 @@ class Settings(BaseSettings):
         scheme = value.split(":", 1)[0]
         if scheme in ("postgresql", "postgres"):
             return "postgresql+psycopg:" + value.split(":", 1)[1]
-        if not (scheme.startswith("sqlite") or scheme.startswith("postgresql+")):
+        if not scheme.startswith(("sqlite", "postgresql+")):
             raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:///path or postgresql://…")
         return value
 

@@ -20,8 +20,8 @@ roles it allows as ``x-roles``.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi

@@ -17,8 +17,9 @@ that prove every endpoint is protected).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Iterator
+from typing import Annotated
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Header, Request
@@ -60,6 +61,9 @@ _bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey",
                                  "`cdp keys create --role ROLE` or POST /v1/keys.")
 
 
+_SANDBOX_HELP = "The sandbox to work in (default `prod`)."
+
+
 class Authorizer:
     """The dependency behind ``require``; its ``roles`` are read by :func:`route_roles`."""
 
@@ -70,8 +74,7 @@ class Authorizer:
         self,
         connection: ConnectionDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-        x_sandbox: Annotated[str | None, Header(alias=SANDBOX_HEADER, description=(
-            "The sandbox to work in (default `prod`).")) ] = None,
+        x_sandbox: Annotated[str | None, Header(alias=SANDBOX_HEADER, description=_SANDBOX_HELP)] = None,
     ) -> Principal:
         key = authenticate(connection=connection, key=credentials.credentials if credentials else None)
         sandbox = validate_sandbox_name(x_sandbox) if x_sandbox is not None else DEFAULT_SANDBOX
@@ -85,12 +88,6 @@ class Authorizer:
                             f"({SANDBOX_HEADER} header)", code="sandbox_forbidden",
                             details={"key_sandbox": key.sandbox, "sandbox": sandbox})
         return Principal(key_id=key.id, name=key.name, role=key.role, key_sandbox=key.sandbox, sandbox=sandbox)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Authorizer) and other.roles == self.roles
-
-    def __hash__(self) -> int:
-        return hash(self.roles)
 
 
 def require(*roles: Role):

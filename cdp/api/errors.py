@@ -7,6 +7,8 @@
 * unknown route → 404 ``not_found``; wrong method → 405 ``method_not_allowed``;
 * a value the database refuses → 422 ``invalid_value``; a write that lost a race with another
   (unique constraint) → 409 ``conflict``;
+* the database busy (SQLite's lock) or unreachable → 503 ``database_unavailable`` with
+  ``Retry-After``;
 * anything else → 500 ``internal_error`` with a request id; the traceback goes to the server log,
   never to the client.
 """
@@ -49,16 +51,10 @@ def error_response(status: int, code: str, message: str, details: dict[str, Any]
                         status_code=status, headers=headers)
 
 
-def _location(loc: tuple) -> list:
-    return [part for part in loc]
-
-
 def _validation_errors(errors: list[dict]) -> list[dict]:
-    out = []
-    for error in errors:
-        item = {"loc": _location(error.get("loc", ())), "message": error.get("msg", ""), "type": error.get("type", "")}
-        out.append(item)
-    return out
+    """Location, message and type of each problem (never the input itself or exception objects)."""
+    return [{"loc": list(error.get("loc", ())), "message": error.get("msg", ""), "type": error.get("type", "")}
+            for error in errors]
 
 
 async def _cdp_error(_request: Request, exc: CdpError) -> JSONResponse:
@@ -102,6 +98,12 @@ async def _integrity_error(_request: Request, exc: sa.exc.IntegrityError) -> JSO
                                            "read the resource and retry")
 
 
+async def _database_unavailable(request: Request, exc: sa.exc.OperationalError) -> JSONResponse:
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, getattr(exc, "orig", exc))
+    return error_response(503, "database_unavailable", "the database is busy or unreachable; retry shortly",
+                          headers={"Retry-After": "1"})
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     request_id = uuid.uuid4().hex[:16]
     log.error("unhandled error (request id %s) on %s %s", request_id, request.method, request.url.path, exc_info=exc)
@@ -115,6 +117,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(sa.exc.DataError, _data_error)
     app.add_exception_handler(sa.exc.IntegrityError, _integrity_error)
+    app.add_exception_handler(sa.exc.OperationalError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)
 
 

@@ -9,7 +9,7 @@ is stored sorted and without duplicates.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 STANDARD_LABELS: dict[str, str] = {
     **{f"C{n}": "contract" for n in range(1, 13)},

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any
 
 from cdp.dsl import PqlError
 from cdp.engine import ProfileError, compile_predicate, explain, load_profile

@@ -143,3 +143,20 @@ def test_500_is_the_same_shape_without_a_traceback(sqlite_url_factory):
     error = assert_error(response, 500, "internal_error")
     assert "secret internals" not in response.text and "RuntimeError" not in response.text
     assert error["details"]["request_id"] in error["message"]
+
+
+def test_database_trouble_is_503_not_500(sqlite_url_factory):
+    from fastapi.testclient import TestClient
+
+    from cdp.api import create_app
+    from tests.api.conftest import ADMIN_KEY
+
+    url = sqlite_url_factory()
+    app = create_app(make_settings(url))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        with app.state.engine.begin() as connection:  # a database in trouble
+            connection.exec_driver_sql("DROP TABLE datasets")
+        response = client.get("/v1/datasets", headers=headers)
+    error = assert_error(response, 503, "database_unavailable")
+    assert response.headers["Retry-After"] == "1" and "datasets" not in error["message"]

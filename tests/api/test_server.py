@@ -95,7 +95,7 @@ def test_auth(server, admin_key):
 
 
 def test_a_key_made_by_the_command_line_works_with_its_role(server, admin_key):
-    created = subprocess.run([CDP, "keys", "create", "--role", "reader", "--sandbox", "cli"],
+    created = subprocess.run([CDP, "keys", "create", "--role", "reader", "--sandbox", "cli"], check=False,
                              env=_environment(server.url), capture_output=True, text=True, timeout=60)
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
@@ -149,7 +149,8 @@ def test_restart_prints_no_new_key_and_keeps_data(sqlite_url_factory, tmp_path):
 
 
 def test_refusal_to_start_says_why(sqlite_url_factory):
-    result = subprocess.run([CDP, "serve", "--port", str(_free_port())], capture_output=True, text=True, timeout=60,
+    result = subprocess.run([CDP, "serve", "--port", str(_free_port())], check=False, capture_output=True, text=True,
+                            timeout=60,
                             env=_environment(sqlite_url_factory(), CDP_MIGRATE_ON_START="false"))
     assert result.returncode == 1
     assert re.match(r"cannot_start: the database .* is at migration none \(empty\), this cdp needs '\d+'; start "
