@@ -13,12 +13,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Runs cdp on the embedded default. Until the HTTP service lands this checks the gift-giving
-# cart abandoners segment and evaluates it over the Luma sample profiles.
+# Runs the service on the embedded default (SQLite file var/cdp.db) with the Luma demo data.
+# The first start prints the bootstrap admin key once. API docs: http://127.0.0.1:8000/docs
 run: $(STAMP)
-	$(BIN)/cdp check "$$(cat examples/gift_giving_cart_abandoners.pql)"
-	$(BIN)/cdp evaluate "$$(cat examples/gift_giving_cart_abandoners.pql)" \
-		--profiles examples/luma_profiles.jsonl --as-of 2026-11-28T12:00:00Z
+	$(BIN)/cdp serve --demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -275,7 +275,9 @@ def _settings(**overrides: Any):
 @click.option("--database-url", default=None,
               help="CDP_DATABASE_URL; default: the embedded SQLite file var/cdp.db. postgresql://… for PostgreSQL.")
 @click.option("--log-level", default=None, help="uvicorn log level (CDP_LOG_LEVEL; default info).")
-def serve_command(host: str | None, port: int | None, database_url: str | None, log_level: str | None) -> None:
+@click.option("--demo", is_flag=True, help="Load the Luma demo profiles into an empty `prod` sandbox first.")
+def serve_command(host: str | None, port: int | None, database_url: str | None, log_level: str | None,
+                  demo: bool) -> None:
     """Run the HTTP service (API under /v1, docs at /docs).
 
     The database is upgraded to the newest migration first (or the start is refused, saying
@@ -291,6 +293,12 @@ def serve_command(host: str | None, port: int | None, database_url: str | None, 
         try:
             fixed = settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None
             bootstrap_admin(engine, fixed)
+            if demo:
+                from cdp.demo.seed import seed_demo_data
+
+                loaded = seed_demo_data(engine)
+                if loaded:
+                    click.echo(f"loaded {loaded} Luma demo profiles into sandbox prod", err=True)
         finally:
             engine.dispose()
     except StartupError as exc:

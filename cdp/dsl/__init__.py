@@ -8,14 +8,15 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from cdp.dsl import ast
 from cdp.dsl.errors import Diagnostic, PqlError, Span
 from cdp.dsl.json_form import from_json, to_json
 from cdp.dsl.parser import parse
 from cdp.dsl.render import render
-from cdp.schema import Schema
+if TYPE_CHECKING:  # cdp.schema imports cdp.dsl.types; importing it here would be a cycle
+    from cdp.schema import Schema
 
 __all__ = [
     "ast", "check", "check_catalogue", "parse", "render", "to_json", "from_json",
@@ -23,7 +24,7 @@ __all__ = [
 ]
 
 
-def check(text_or_tree: str | ast.Node, schema: Schema | None = None, *,
+def check(text_or_tree: str | ast.Node, schema: "Schema | None" = None, *,
           segments: Mapping[str, str | ast.Node] | None = None, key: str | None = None) -> ast.Node:
     """Parse (if given text) and type-check against the schema (default: Luma).
 
@@ -63,7 +64,7 @@ def check(text_or_tree: str | ast.Node, schema: Schema | None = None, *,
     return typed
 
 
-def _check_one(definition: str | ast.Node, schema: Schema, names: set[str]) -> ast.Node:
+def _check_one(definition: str | ast.Node, schema: "Schema", names: set[str]) -> ast.Node:
     from cdp.dsl.checker import Checker
 
     if isinstance(definition, str):
@@ -77,7 +78,7 @@ def _check_one(definition: str | ast.Node, schema: Schema, names: set[str]) -> a
     return typed
 
 
-def check_catalogue(segments: Mapping[str, str | ast.Node], schema: Schema | None = None) -> dict[str, ast.Node]:
+def check_catalogue(segments: Mapping[str, str | ast.Node], schema: "Schema | None" = None) -> dict[str, ast.Node]:
     """Check every definition of a catalogue; unknown references and cycles are errors."""
     from cdp.dsl.catalogue import cycle_errors, prefix_errors, reference_graph
     from cdp.schema import luma_schema

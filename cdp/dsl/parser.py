@@ -137,7 +137,9 @@ def _describe_terminal(name: str) -> str:
 
 
 def _expected_summary(expected: set[str]) -> str:
-    names = sorted({_describe_terminal(n) for n in expected if not n.startswith("__")})
+    # "a name", "a number" … first, then the keywords and punctuation
+    names = sorted({_describe_terminal(n) for n in expected if not n.startswith("__")},
+                   key=lambda d: (d.startswith("`"), d))
     if not names:
         return ""
     if len(names) > 8:

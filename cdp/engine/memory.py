@@ -806,7 +806,7 @@ def compile_segment(text_or_tree: str | ast.Node, schema: Schema | None = None, 
     else:
         typed = check(tree, schema, segments=catalogue if catalogue else None)
     canonical = render(typed)
-    key = (canonical, id(schema), tuple(sorted(catalogue.items())), trace)
+    key = (canonical, schema.fingerprint, tuple(sorted(catalogue.items())), trace)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is not None:

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Mapping
 
 from cdp.dsl.types import DATETIME, STRING, PqlType, parse_type
@@ -55,6 +58,11 @@ class Schema:
             )
         except (AttributeError, TypeError) as exc:
             raise SchemaError(f"malformed schema: {exc}") from exc
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A digest of the schema's content: equal schemas share compiled code, different ones never."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
     def to_dict(self) -> dict:
         return {
