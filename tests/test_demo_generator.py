@@ -23,3 +23,19 @@ def test_documents_fit_the_schema_and_history():
                               / "examples" / "gift_giving_cart_abandoners.pql").read_text())
     members = [p.id for p in loaded if gift(p, DEFAULT_AS_OF)]
     assert 0 < len(members) < 100  # the generator plants some gift-giving cart abandoners
+
+
+def test_demo_seed_loads_once_into_an_empty_sandbox(sqlite_url_factory):
+    from cdp.demo.seed import seed_demo_data
+    from cdp.engine import sql
+    from cdp.storage.database import create_engine
+    from cdp.storage.migrate import upgrade
+
+    engine = create_engine(sqlite_url_factory())
+    upgrade(engine)
+    assert seed_demo_data(engine, generated=50) == 53  # the three examples/ profiles and 50 generated
+    assert seed_demo_data(engine, generated=50) == 0  # never twice
+    gift = (__import__("pathlib").Path(__file__).resolve().parents[1] / "examples" / "gift_giving_cart_abandoners.pql").read_text()
+    with engine.connect() as connection:
+        assert "sarah-rose" in sql.evaluate(connection, gift, as_of=DEFAULT_AS_OF)
+    engine.dispose()
