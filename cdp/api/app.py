@@ -7,6 +7,8 @@ Layout: one package per domain, each with ``models.py`` (pydantic shapes: ``XCre
 * cdp/auth — API keys and roles (``/v1/keys``)
 * cdp/schema_registry — the schema in force per sandbox (``/v1/schema``)
 * cdp/datasets — datasets and their data-usage labels (``/v1/datasets``)
+* cdp/ingestion — records and batch files into datasets (``/v1/datasets/{id}/records``,
+  ``/v1/datasets/{id}/batches``, ``/v1/datasets/{id}/batch``)
 * cdp/expressions — checking expressions (``/v1/expressions/check``)
 * cdp/profiles — evaluating an expression on a profile (``/v1/profiles/evaluate``)
 * cdp/api — the app itself: settings wiring, dependencies, errors, middleware, metrics, health.
@@ -35,10 +37,11 @@ def _routers() -> list[APIRouter]:
     from cdp.auth.views import router as keys
     from cdp.datasets.views import router as datasets
     from cdp.expressions.views import router as expressions
+    from cdp.ingestion.views import router as ingestion
     from cdp.profiles.views import router as profiles
     from cdp.schema_registry.views import router as schema
 
-    return [schema, datasets, expressions, profiles, keys]
+    return [schema, datasets, ingestion, expressions, profiles, keys]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -85,8 +85,12 @@ events = sa.Table(
     sa.Column("type", sa.String(128), nullable=False),
     sa.Column("ts", UtcDateTime, nullable=False),
     sa.Column("fields", Document, nullable=False),
+    # the dataset an event was ingested through (cdp/ingestion); NULL for events loaded otherwise.
+    # An event id is stored once per dataset (NULLs are distinct, so loaded events are unaffected).
+    sa.Column("dataset_pk", Key, sa.ForeignKey("datasets.pk", ondelete="SET NULL"), nullable=True),
     sa.Index("ix_events_profile_pk_type_ts", "profile_pk", "type", "ts"),
     sa.Index("ix_events_profile_pk_ts", "profile_pk", "ts"),
+    sa.Index("uq_events_dataset_pk_event_id", "dataset_pk", "event_id", unique=True),
 )
 
 segments = sa.Table(
@@ -158,4 +162,43 @@ datasets = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("sandbox", "name"),
     sa.CheckConstraint("kind in ('profile', 'event')", name="kind"),
+)
+
+
+# Ingestion jobs of batch files (cdp/ingestion): one row per uploaded file, with the file itself
+# (so a job can be run again after a crash), its mapping, status and counts; its per-row errors
+# in ``ingestion_errors``.
+ingestion_batches = sa.Table(
+    "ingestion_batches", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("sandbox", sa.String(64), nullable=False),
+    sa.Column("dataset_pk", Key, sa.ForeignKey("datasets.pk", ondelete="CASCADE"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("format", sa.String(16), nullable=False),
+    sa.Column("filename", sa.String(512), nullable=True),
+    sa.Column("file_sha256", sa.String(64), nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+    sa.Column("mapping", Document, nullable=True),
+    sa.Column("error_threshold", sa.Float, nullable=False),
+    sa.Column("total_rows", sa.Integer, nullable=False),
+    sa.Column("accepted_rows", sa.Integer, nullable=False),
+    sa.Column("rejected_rows", sa.Integer, nullable=False),
+    sa.Column("duplicate_rows", sa.Integer, nullable=False),
+    sa.Column("message", sa.Text, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=True),
+    sa.Column("finished_at", UtcDateTime, nullable=True),
+    sa.CheckConstraint("status in ('queued', 'processing', 'succeeded', 'failed')", name="status"),
+    sa.Index("ix_ingestion_batches_sandbox_dataset_pk", "sandbox", "dataset_pk"),
+)
+
+ingestion_errors = sa.Table(
+    "ingestion_errors", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("batch_pk", Key, sa.ForeignKey("ingestion_batches.pk", ondelete="CASCADE"), nullable=False),
+    sa.Column("row_number", sa.Integer, nullable=False),
+    sa.Column("column", sa.String(512), nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("raw", sa.Text, nullable=False),
+    sa.Index("ix_ingestion_errors_batch_pk_row_number", "batch_pk", "row_number"),
 )

@@ -1,0 +1,47 @@
+"""Ingestion: records into a dataset, validated against the sandbox's schema in force.
+
+* Streaming — ``POST /v1/datasets/{id}/records``: one record, or ``{"records": [...]}``. The
+  answer lists, per record, ``accepted`` / ``rejected`` (with ``errors``: path + message) /
+  ``duplicate`` (an event id already stored in this dataset), the profile it landed on and any
+  ``warnings``. Rejected records are never stored; the others are.
+* Batch files — ``POST /v1/datasets/{id}/batches`` (multipart: a CSV or JSON Lines ``file``, a
+  JSON ``mapping``, an optional ``error_threshold``) answers 202 with a job, processed in a
+  background thread; ``GET /v1/datasets/{id}/batch?batch_id=`` (status queued | processing | succeeded | failed,
+  counts) and ``GET /v1/datasets/{id}/batch/errors?batch_id=`` (row number, column, reason, raw row; JSON pages or
+  ``?format=jsonl`` to download). All rows are validated first and applied in ONE transaction;
+  when more than ``error_threshold`` (default 5 %) of the rows are rejected, the batch fails and
+  nothing of it is applied.
+
+A record: ``{"identities": [{"namespace", "id"}, ...], "attributes": {...}}`` for a profile
+dataset (attributes nested as in the profile document of SPEC.md; ``null`` removes an attribute,
+an object set to ``null`` removes everything under it), ``{"identities": [...], "event": {"id",
+"type", "timestamp", <fields as in the profile document>}}`` for an event dataset.
+
+Profile resolution (until the identity graph lands): the profile that owns any of the record's
+identities (first in the record's order) — a new one when none does. When the identities belong
+to several profiles, nothing is merged: the record goes to the first, only unclaimed identities
+are added to it, and the record's result carries a warning. Profile records upsert: their
+attributes are merged into the profile's (latest write wins).
+
+Limits (each enforced with a clear error, never by silent truncation):
+
+=====================================  ==========================================================
+record size (JSON)                      64 KiB — the record is rejected (``record_too_large``)
+records per streaming request           1,000 — the request is refused, 413 ``batch_too_large``
+identities per record                   20; namespaces: ecid, email, phone, crm_id, loyalty_id;
+                                        an id is 1 to 512 characters
+events per profile                      100,000 — further events are rejected
+                                        (``too_many_events``)
+batch file size                         the request-body limit (``CDP_MAX_BODY_BYTES``, 413)
+rows per batch file                     1,000,000 — the batch fails
+=====================================  ==========================================================
+"""
+
+RECORD_MAX_BYTES = 64 * 1024
+MAX_RECORDS_PER_REQUEST = 1000
+MAX_IDENTITIES_PER_RECORD = 20
+MAX_IDENTITY_LENGTH = 512
+MAX_EVENTS_PER_PROFILE = 100_000
+MAX_BATCH_ROWS = 1_000_000
+DEFAULT_ERROR_THRESHOLD = 0.05
+NAMESPACES = ("ecid", "email", "phone", "crm_id", "loyalty_id")

@@ -1,0 +1,70 @@
+"""API shapes of ingestion: per-record results of streaming, batch jobs and their row errors."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class RecordStatus(StrEnum):
+    accepted = "accepted"
+    rejected = "rejected"
+    duplicate = "duplicate"
+
+
+class RecordError(BaseModel):
+    path: str = Field(description="Where in the record: `attributes.loyalty.points`, `identities[0].namespace`, "
+                                  "`event.timestamp`; empty for the record as a whole.")
+    message: str
+
+
+class RecordResult(BaseModel):
+    index: int = Field(description="Position of the record in the request (0 for a single record).")
+    status: RecordStatus
+    profile_id: str | None = Field(default=None, description="The profile the record landed on (not for rejected).")
+    errors: list[RecordError] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+
+class IngestResponse(BaseModel):
+    dataset_id: int
+    accepted: int
+    rejected: int
+    duplicates: int
+    results: list[RecordResult]
+
+
+class BatchStatus(StrEnum):
+    queued = "queued"
+    processing = "processing"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class BatchRead(BaseModel):
+    id: int
+    dataset_id: int
+    status: BatchStatus
+    format: str
+    filename: str | None
+    file_sha256: str
+    mapping: dict | None
+    error_threshold: float
+    total_rows: int
+    accepted_rows: int
+    rejected_rows: int
+    duplicate_rows: int
+    message: str | None = Field(description="Why a batch failed, or a note on one that succeeded.")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class BatchError(BaseModel):
+    row_number: int = Field(description="CSV: the row as a spreadsheet numbers it (the header is row 1); "
+                                        "JSON Lines: the line number (from 1).")
+    column: str | None = Field(description="The source column (or JSON key) at fault, when one is.")
+    reason: str
+    raw: str = Field(description="The row as read: the line for JSON Lines, a JSON object for CSV.")

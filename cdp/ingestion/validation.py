@@ -1,0 +1,175 @@
+"""Validating one record against the schema in force — pure functions, no database.
+
+Values are checked and converted with the engine's own ``coerce`` / ``parse_timestamp``
+(cdp/engine/profile.py), so what ingestion accepts is exactly what the engine can evaluate.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import cdp.dsl  # noqa: F401 - cdp.schema must not be imported first (import cycle)
+from cdp.engine.profile import coerce, parse_timestamp
+import cdp.ingestion as limits
+from cdp.ingestion import MAX_IDENTITIES_PER_RECORD, MAX_IDENTITY_LENGTH, NAMESPACES
+from cdp.schema import Schema
+from cdp.schema.model import BUILTIN_EVENT_FIELDS
+
+
+@dataclass
+class ValidRecord:
+    """A record that passed validation: identities as (namespace, id) pairs; for a profile
+    record the attributes to set (path → engine value) and the paths/prefixes to remove; for an
+    event record the event (id, type, ts and the other fields, path → engine value)."""
+
+    identities: list[tuple[str, str]]
+    set_attributes: dict[str, Any] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+    event_id: str | None = None
+    event_type: str | None = None
+    ts: datetime | None = None
+    event_fields: dict[str, Any] = field(default_factory=dict)
+
+
+def _error(path: str, message: str) -> dict[str, str]:
+    return {"path": path, "message": message}
+
+
+def _unknown(path: str, fields: dict, what: str) -> str:
+    suggestion = Schema.closest(fields, path) if fields else []
+    hint = f" (did you mean {', '.join(map(repr, suggestion))}?)" if suggestion else ""
+    return f"unknown {what} field {path!r} in the schema in force{hint}"
+
+
+def _walk(obj: dict, fields: dict, where: str, prefix: str, errors: list, out: dict, removed: list | None,
+          what: str, skip: tuple[str, ...] = ()) -> None:
+    """Nested object → dotted paths checked against ``fields`` (leaf path → type)."""
+    for key, value in obj.items():
+        if not isinstance(key, str) or not key:
+            errors.append(_error(f"{where}{prefix}", "field names must be non-empty strings"))
+            continue
+        path = f"{prefix}{key}"
+        if not prefix and key in skip:
+            continue
+        location = f"{where}{path}"
+        type_ = fields.get(path)
+        is_object = Schema.is_object(fields, path)
+        if type_ is None and not is_object:
+            errors.append(_error(location, _unknown(path, fields, what)))
+            continue
+        if value is None:
+            if removed is not None:
+                removed.append(path)
+            continue
+        if isinstance(value, dict):
+            if type_ is not None:
+                errors.append(_error(location, f"expected {type_}, got an object"))
+                continue
+            _walk(value, fields, where, path + ".", errors, out, removed, what)
+            continue
+        if type_ is None:
+            errors.append(_error(location, f"{path!r} is an object of the schema (fields "
+                                           f"{', '.join(sorted(k for k in fields if k.startswith(path + '.'))[:5])}), "
+                                           f"got {type(value).__name__}"))
+            continue
+        try:
+            out[path] = coerce(value, type_)
+        except (ValueError, TypeError) as exc:
+            errors.append(_error(location, str(exc)[:300]))
+
+
+def _identities(record: dict, errors: list) -> list[tuple[str, str]]:
+    raw = record.get("identities")
+    if raw is None or raw == []:
+        errors.append(_error("identities", "a record needs at least one identity ({\"namespace\", \"id\"})"))
+        return []
+    if not isinstance(raw, list):
+        errors.append(_error("identities", "must be a list of {\"namespace\", \"id\"} objects"))
+        return []
+    if len(raw) > MAX_IDENTITIES_PER_RECORD:
+        errors.append(_error("identities", f"{len(raw)} identities; at most {MAX_IDENTITIES_PER_RECORD} per record"))
+        return []
+    found: list[tuple[str, str]] = []
+    for index, identity in enumerate(raw):
+        where = f"identities[{index}]"
+        if not isinstance(identity, dict):
+            errors.append(_error(where, "must be an object {\"namespace\", \"id\"}"))
+            continue
+        extra = sorted(set(identity) - {"namespace", "id"})
+        if extra:
+            errors.append(_error(f"{where}.{extra[0]}", "unknown key; an identity has only namespace and id"))
+        namespace, value = identity.get("namespace"), identity.get("id")
+        if namespace not in NAMESPACES:
+            errors.append(_error(f"{where}.namespace", f"unknown namespace {namespace!r}; one of "
+                                                       f"{', '.join(NAMESPACES)}"))
+            continue
+        if not isinstance(value, str) or not value.strip() or len(value) > MAX_IDENTITY_LENGTH or "\x00" in value:
+            errors.append(_error(f"{where}.id", f"an identity id is a string of 1 to {MAX_IDENTITY_LENGTH} "
+                                                f"characters"))
+            continue
+        if (namespace, value) not in found:
+            found.append((namespace, value))
+    return found
+
+
+def record_size(record: Any) -> int:
+    return len(json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str).encode())
+
+
+def validate_record(record: Any, kind: str, schema: Schema) -> tuple[ValidRecord | None, list[dict[str, str]]]:
+    """(the valid record, []) or (None, errors); each error is ``{"path", "message"}``."""
+    if not isinstance(record, dict):
+        return None, [_error("", "a record must be a JSON object")]
+    size = record_size(record)
+    if size > limits.RECORD_MAX_BYTES:
+        return None, [_error("", f"record_too_large: the record is {size} bytes; at most {limits.RECORD_MAX_BYTES}")]
+    errors: list[dict[str, str]] = []
+    body_key = "attributes" if kind == "profile" else "event"
+    for key in sorted(set(record) - {"identities", body_key}):
+        other = "event" if kind == "profile" else "attributes"
+        hint = f" (a {kind} dataset takes `{body_key}`, not `{other}`)" if key == other else ""
+        errors.append(_error(key, f"unknown key; a {kind} record has identities and {body_key}{hint}"))
+    identities = _identities(record, errors)
+    valid = ValidRecord(identities=identities)
+    if kind == "profile":
+        attributes = record.get("attributes")
+        if attributes is None:
+            attributes = {}
+        if not isinstance(attributes, dict):
+            errors.append(_error("attributes", "must be an object"))
+        else:
+            _walk(attributes, dict(schema.profile), "attributes.", "", errors, valid.set_attributes, valid.removed,
+                  "profile")
+    else:
+        event = record.get("event")
+        if not isinstance(event, dict):
+            errors.append(_error("event", "an event record needs an `event` object with id, type and timestamp"))
+        else:
+            for name in BUILTIN_EVENT_FIELDS:
+                if event.get(name) is None:
+                    errors.append(_error(f"event.{name}", f"an event needs `{name}`"))
+            event_id, event_type = event.get("id"), event.get("type")
+            if event_id is not None and (not isinstance(event_id, str) or not event_id or len(event_id) > 256
+                                         or "\x00" in event_id):
+                errors.append(_error("event.id", "an event id is a string of 1 to 256 characters"))
+            if event_type is not None:
+                if not isinstance(event_type, str) or not event_type or len(event_type) > 128:
+                    errors.append(_error("event.type", "an event type is a string of 1 to 128 characters"))
+                elif schema.event_types and event_type not in schema.event_types:
+                    suggestion = Schema.closest(list(schema.event_types), event_type)
+                    hint = f" (did you mean {', '.join(map(repr, suggestion))}?)" if suggestion else ""
+                    errors.append(_error("event.type", f"unknown event type {event_type!r}{hint}"))
+            if event.get("timestamp") is not None:
+                try:
+                    valid.ts = parse_timestamp(event["timestamp"])
+                except (ValueError, TypeError) as exc:
+                    errors.append(_error("event.timestamp", f"bad timestamp: {exc}"[:300]))
+            valid.event_id, valid.event_type = event_id, event_type
+            _walk(event, dict(schema.event), "event.", "", errors, valid.event_fields, None, "event",
+                  skip=tuple(BUILTIN_EVENT_FIELDS))
+    if errors:
+        return None, errors
+    return valid, []

@@ -1,0 +1,106 @@
+"""Ingestion endpoints: streaming records into a dataset, batch files as jobs. Roles: admin and
+data_steward (the batch errors hold raw rows, so reading them is for the same roles).
+
+Batch jobs live under their dataset (``/v1/datasets/{id}/batches``, ``/v1/datasets/{id}/batch?batch_id=``,
+``/v1/datasets/{id}/batch/errors?batch_id=``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, File, Form, Path, Query, Response, UploadFile, status
+
+from cdp.api.deps import ConnectionDep, EngineDep, MetricsDep, Stewards
+from cdp.api.errors import COMMON_RESPONSES, ErrorResponse
+from cdp.api.pagination import Page, PageDep
+from cdp.ingestion import DEFAULT_ERROR_THRESHOLD, batches, service
+from cdp.ingestion.models import BatchError, BatchRead, IngestResponse
+from cdp.schema_registry.service import get_schema
+
+router = APIRouter(tags=["ingestion"], responses=COMMON_RESPONSES)
+
+DatasetId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+NOT_FOUND = {404: {"model": ErrorResponse}}
+
+_RECORDS_EXAMPLE = {"records": [
+    {"identities": [{"namespace": "email", "id": "sarah.rose@example.com"}, {"namespace": "crm_id", "id": "C-1001"}],
+     "attributes": {"person": {"first_name": "Sarah", "last_name": "Rose"}, "loyalty": {"tier": "bronze"}}},
+]}
+
+
+@router.post("/datasets/{dataset_id}/records", response_model=IngestResponse, responses=NOT_FOUND,
+             summary="Ingest one record or up to 1,000 records into a dataset",
+             description="One record, or `{\"records\": [...]}`. Each record is validated against the schema in "
+                         "force and answered on its own: accepted, rejected (with the path and reason of each "
+                         "problem) or duplicate (an event id already ingested into this dataset). A profile record "
+                         "has `identities` and `attributes`; an event record `identities` and `event` (id, type, "
+                         "timestamp and fields, as in the profile document). Limits: 64 KiB per record, 1,000 "
+                         "records per request (413 `batch_too_large`), 100,000 events per profile.")
+def ingest_records(dataset_id: DatasetId, principal: Stewards, connection: ConnectionDep, metrics: MetricsDep,
+                   body: Annotated[Any, Body(openapi_examples={"batch": {"value": _RECORDS_EXAMPLE}})]
+                   ) -> IngestResponse:
+    schema = get_schema(connection=connection, sandbox=principal.sandbox)
+    return service.ingest_records(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id, body=body,
+                                  schema=schema, metrics=metrics)
+
+
+# ---- batch files ---------------------------------------------------------------------------------
+
+BatchId = Annotated[int, Query(ge=1, le=2**63 - 1, description="The batch job's id.")]
+
+
+@router.post("/datasets/{dataset_id}/batches", status_code=status.HTTP_202_ACCEPTED, response_model=BatchRead,
+             responses=NOT_FOUND, summary="Upload a CSV or JSON Lines file as a batch job",
+             description="Multipart: `file` (.csv or .jsonl), `mapping` (JSON: source column → schema path or "
+                         "`identity.<namespace>`, with transforms trim, lower, {\"parse_date\": FORMAT}, "
+                         "{\"split\": SEP}; optional for JSON Lines whose lines are records), `error_threshold` "
+                         "(fraction of rows that may be rejected, default 0.05; over it the batch fails and nothing "
+                         "is applied) and `format` (csv or jsonl, when the file name does not tell). Answers 202 "
+                         "with the job; poll `GET /v1/datasets/{id}/batch?batch_id=`. The file's size is bounded by "
+                         "the request-body limit (413).")
+def upload_batch(dataset_id: DatasetId, principal: Stewards, connection: ConnectionDep, engine: EngineDep,
+                 metrics: MetricsDep, file: Annotated[UploadFile, File(description="The CSV or JSON Lines file.")],
+                 mapping: Annotated[str | None, Form(description="The field mapping, as JSON.")] = None,
+                 error_threshold: Annotated[float, Form(ge=0, le=1)] = DEFAULT_ERROR_THRESHOLD,
+                 format: Annotated[Literal["csv", "jsonl"] | None, Form()] = None) -> BatchRead:
+    schema = get_schema(connection=connection, sandbox=principal.sandbox)
+    content = file.file.read()
+    batch_id = batches.create_batch(connection=connection, engine=engine, sandbox=principal.sandbox,
+                                    dataset_id=dataset_id, content=content, filename=file.filename, format_=format,
+                                    mapping=mapping, error_threshold=error_threshold, schema=schema)
+    batches.start(engine, batch_id, metrics)
+    with engine.connect() as own:
+        return batches.get_batch(connection=own, sandbox=principal.sandbox, dataset_id=dataset_id, batch_id=batch_id)
+
+
+@router.get("/datasets/{dataset_id}/batches", response_model=Page[BatchRead], responses=NOT_FOUND,
+            summary="List a dataset's batch jobs (newest first)")
+def list_batches(dataset_id: DatasetId, principal: Stewards, connection: ConnectionDep, page: PageDep
+                 ) -> Page[BatchRead]:
+    items, total = batches.list_batches(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id,
+                                        limit=page.limit, offset=page.offset)
+    return Page(items=items, total=total, limit=page.limit, offset=page.offset)
+
+
+@router.get("/datasets/{dataset_id}/batch", response_model=BatchRead, responses=NOT_FOUND,
+            summary="A batch job: status (queued, processing, succeeded, failed) and counts")
+def get_batch(dataset_id: DatasetId, batch_id: BatchId, principal: Stewards, connection: ConnectionDep) -> BatchRead:
+    return batches.get_batch(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id,
+                             batch_id=batch_id)
+
+
+@router.get("/datasets/{dataset_id}/batch/errors", response_model=Page[BatchError], responses=NOT_FOUND,
+            summary="A batch job's per-row errors: row number, column, reason, raw row",
+            description="JSON pages by default; `format=jsonl` downloads every error as JSON Lines.")
+def get_batch_errors(dataset_id: DatasetId, batch_id: BatchId, principal: Stewards, connection: ConnectionDep,
+                     page: PageDep, format: Annotated[Literal["json", "jsonl"], Query()] = "json"):
+    if format == "jsonl":
+        items, _total = batches.batch_errors(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id,
+                                             batch_id=batch_id, limit=None, offset=0)
+        text = "".join(json.dumps(item.model_dump(), ensure_ascii=False) + "\n" for item in items)
+        return Response(text, media_type="application/x-ndjson", headers={
+            "Content-Disposition": f'attachment; filename="batch-{batch_id}-errors.jsonl"'})
+    items, total = batches.batch_errors(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id,
+                                        batch_id=batch_id, limit=page.limit, offset=page.offset)
+    return Page(items=items, total=total, limit=page.limit, offset=page.offset)
