@@ -222,6 +222,12 @@ class SqlCompiler:
     def shift(self, value: ColumnElement, type_: PqlType, duration: ast.DurationLiteral, sign: int) -> ColumnElement:
         """value ± duration, calendar months and years included (DSL.md §1, §4)."""
         if self.sqlite:
+            if duration.unit in _FIXED_SECONDS and type_ == DATETIME:
+                # SQLite's own datetime() on the stored text: whole seconds, the microseconds
+                # carried over unchanged (no Python call per row, which the UDF would cost)
+                seconds = sign * duration.amount * _FIXED_SECONDS[duration.unit]
+                shifted = sa.func.datetime(value, sa.literal(f"{seconds:+d} seconds", sa.String))
+                return shifted.op("||")(sa.func.substr(value, 20))
             return sa.func.pql_add(value, sa.literal(duration.amount), sa.literal(duration.unit), sa.literal(sign))
         interval = sa.cast(sa.literal(f"{duration.amount} {_INTERVAL_UNITS[duration.unit]}", sa.String), postgresql.INTERVAL)
         shifted = value.op("+" if sign > 0 else "-")(interval)
@@ -438,7 +444,10 @@ class SqlCompiler:
         conditions += [table.c.ts > previous.c.ts, table.c.ts <= self.as_of_param]
         if isinstance(step.filter.window, ast.WithinGap):
             gap = ast.DurationLiteral(step.filter.window.amount, step.filter.window.unit)
-            conditions.append(table.c.ts <= self.shift(previous.c.ts, DATETIME, gap, +1))
+            limit = self.shift(previous.c.ts, DATETIME, gap, +1)
+            if self.sqlite:  # past year 9999 the gap caps nothing (as in memory); SQLite says NULL there
+                limit = sa.func.coalesce(limit, sa.literal("9999-12-31 23:59:59.999999", sa.String))
+            conditions.append(table.c.ts <= limit)
         if index + 1 < len(steps):
             conditions.append(self.sequence(steps, index + 1, table, scope, semi))
         found = sa.exists(sa.select(sa.literal_column("1")).select_from(table).where(*conditions).correlate_except(table))
@@ -485,6 +494,7 @@ class SqlCompiler:
         return scalar
 
 
+_FIXED_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
 _MAX_SQL_CHAIN = 900  # SQLite refuses expression trees deeper than 1000
 
 

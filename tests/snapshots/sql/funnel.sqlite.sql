@@ -4,6 +4,6 @@ WHERE p.sandbox = ? AND p.pk IN (SELECT e1.profile_pk
 FROM events AS e1 
 WHERE e1.ts > ? AND e1.ts <= ? AND (e1.type = ?) AND (EXISTS (SELECT 1 
 FROM events AS e2 
-WHERE e2.profile_pk = e1.profile_pk AND (e2.type = ?) AND e2.ts > e1.ts AND e2.ts <= ? AND e2.ts <= pql_add(e1.ts, ?, ?, ?) AND NOT (EXISTS (SELECT 1 
+WHERE e2.profile_pk = e1.profile_pk AND (e2.type = ?) AND e2.ts > e1.ts AND e2.ts <= ? AND e2.ts <= coalesce(datetime(e1.ts, ?) || substr(e1.ts, ?), ?) AND NOT (EXISTS (SELECT 1 
 FROM events AS e3 
-WHERE e3.profile_pk = e2.profile_pk AND (e3.type = ?) AND e3.ts > e2.ts AND e3.ts <= ? AND e3.ts <= pql_add(e2.ts, ?, ?, ?)))))) ORDER BY p.pk
+WHERE e3.profile_pk = e2.profile_pk AND (e3.type = ?) AND e3.ts > e2.ts AND e3.ts <= ? AND e3.ts <= coalesce(datetime(e2.ts, ?) || substr(e2.ts, ?), ?)))))) ORDER BY p.pk
