@@ -398,10 +398,13 @@ class SqlCompiler:
         """The event is the profile's (or, in a semi-join, the previous step's profile's), in the
         window, and meets the condition. ``owner`` None: no ownership test (semi-join root)."""
         conditions = [] if owner is None else [table.c.profile_pk == owner]
+        type_tests, rest = _split_type_tests(flt.condition)
+        # `type = "X"` first: a scan of the (profile_pk, type, ts) index then rejects most
+        # entries on the type column without decoding the timestamp (SQLite tests in order)
+        conditions += [self.value(c, ctx) for c in type_tests]
         if absolute:
             conditions += self.window_conditions(table, flt.window)
-        if flt.condition is not None:
-            conditions.append(self.value(flt.condition, ctx))
+        conditions += [self.value(c, ctx) for c in rest]
         return conditions
 
     def semi_join(self, node: ast.Node) -> bool:
@@ -492,6 +495,16 @@ class SqlCompiler:
         if fn == "sum" and not self.sqlite and field_type == INTEGER:
             return sa.cast(scalar, sa.BigInteger)  # PostgreSQL sums bigints as numeric
         return scalar
+
+
+def _split_type_tests(condition: ast.Node | None) -> tuple[list[ast.Node], list[ast.Node]]:
+    """The top-level `type = "X"` conjuncts of an event condition, and the other conjuncts."""
+    if condition is None:
+        return [], []
+    conjuncts = list(condition.operands) if isinstance(condition, ast.BoolChain) and condition.op == "and" else [condition]
+    type_tests = [c for c in conjuncts if isinstance(c, ast.Comparison) and c.op == "=" and isinstance(c.left, ast.Name)
+                  and c.left.binding == "event" and c.left.path == ("type",) and isinstance(c.right, ast.StringLiteral)]
+    return type_tests, [c for c in conjuncts if not any(c is t for t in type_tests)]
 
 
 _FIXED_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}

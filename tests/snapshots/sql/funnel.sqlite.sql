@@ -2,7 +2,7 @@ SELECT p.external_id
 FROM profiles AS p 
 WHERE p.sandbox = ? AND p.pk IN (SELECT e1.profile_pk 
 FROM events AS e1 
-WHERE e1.ts > ? AND e1.ts <= ? AND (e1.type = ?) AND (EXISTS (SELECT 1 
+WHERE (e1.type = ?) AND e1.ts > ? AND e1.ts <= ? AND (EXISTS (SELECT 1 
 FROM events AS e2 
 WHERE e2.profile_pk = e1.profile_pk AND (e2.type = ?) AND e2.ts > e1.ts AND e2.ts <= ? AND e2.ts <= coalesce(datetime(e1.ts, ?) || substr(e1.ts, ?), ?) AND NOT (EXISTS (SELECT 1 
 FROM events AS e3 

@@ -2,4 +2,4 @@ SELECT p.external_id
 FROM profiles AS p 
 WHERE p.sandbox = ? AND ((SELECT coalesce(sum(json_extract(e1.fields, ?)), ?) AS coalesce_1 
 FROM events AS e1 
-WHERE e1.profile_pk = p.pk AND e1.ts >= ? AND e1.ts <= ? AND (e1.type = ?)) > ?) ORDER BY p.pk
+WHERE e1.profile_pk = p.pk AND (e1.type = ?) AND e1.ts >= ? AND e1.ts <= ?) > ?) ORDER BY p.pk
