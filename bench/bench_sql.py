@@ -45,16 +45,15 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import sqlalchemy as sa
+from _common import SEGMENT_A, SEGMENT_B, markdown_table
 from sqlalchemy import event
 
-from _common import SEGMENT_A, SEGMENT_B, markdown_table
-
-import cdp.demo.generator as generator
-from cdp.demo import generate_profiles
+from cdp.demo import generate_profiles, generator
 from cdp.devtools.postgres import start_cluster
 from cdp.engine import compile_predicate, load_profile
 from cdp.engine.sql import members_query
@@ -69,7 +68,7 @@ RESULTS = BENCH / "RESULTS.md"
 
 SEED = 42
 EVENTS_PER_PROFILE = 10
-AS_OF = datetime(2026, 11, 28, 12, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 11, 28, 12, tzinfo=UTC)
 SANDBOX = "prod"
 TARGETS = {"postgresql": 1.10, "sqlite": 1.25}
 CHUNK = 5_000  # profiles per bulk-load step
@@ -490,7 +489,7 @@ def load_all(path: Path, count: int, loader_count: int, sqlite_path: Path, sqlit
     sqlite_bulk = SqliteBulk(sqlite_path)
     pg_bulk = PostgresBulk(pg_url)
     assert sqlite_bulk.next_pk == pg_bulk.next_pk, "the two databases must hold the same profiles"
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     stats.worker_s = {"parse": 0.0, "sqlite": 0.0, "postgresql": 0.0}
     events_total = stats.loader_events
     log(f"load: bulk path, {rest:,} profiles → sqlite + postgresql ({workers} worker processes prepare the rows)")
@@ -676,7 +675,7 @@ def time_queries(dialect: str, url: str, runs: int, plans: list[str]) -> list[Qu
     engine = create_engine(url)
     if dialect == "sqlite":
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection, _record):  # noqa: ANN001
+        def _pragmas(dbapi_connection, _record):
             for pragma in SQLITE_PRAGMAS:
                 dbapi_connection.execute(pragma)
     explainer = Explainer(engine)
@@ -706,8 +705,8 @@ def time_queries(dialect: str, url: str, runs: int, plans: list[str]) -> list[Qu
                                  f"{len(got)} vs {len(expected)} compiled; missing {missing}, extra {extra}")
             assert scalar(compiled_count) == scalar(hand_count) == len(expected)
             timings = {"compiled": [], "hand": [], "compiled_count": [], "hand_count": []}
-            contenders = [("compiled", lambda: ids(compiled)), ("hand", lambda: ids(hand))]
-            counters = [("compiled_count", lambda: scalar(compiled_count)), ("hand_count", lambda: scalar(hand_count))]
+            contenders = [("compiled", partial(ids, compiled)), ("hand", partial(ids, hand))]
+            counters = [("compiled_count", partial(scalar, compiled_count)), ("hand_count", partial(scalar, hand_count))]
             gc.collect()
             for run in range(runs):
                 for group in (contenders, counters):
@@ -782,8 +781,8 @@ def report(args, command: str, started: datetime, wall_s: float, info: dict, loa
     n = stats.profiles
     lines = [f"## SQL engine and storage: {n:,} profiles — {started:%Y-%m-%d %H:%M} UTC", ""]
     lines += [
-        f"- machine: nproc {os.cpu_count()}, {cpu_model()}, {platform.system()} {platform.machine()}; "
-        f"load average at start {load_avg:.2f}",
+        (f"- machine: nproc {os.cpu_count()}, {cpu_model()}, {platform.system()} {platform.machine()}; "
+         f"load average at start {load_avg:.2f}"),
         f"- python: {info['python']}; SQLAlchemy {info['sqlalchemy']}; psycopg {info.get('psycopg', '?')}",
         f"- databases: SQLite {info['sqlite']} (query connection: {', '.join(p.split(' ', 1)[1] for p in SQLITE_PRAGMAS)}); "
         f"PostgreSQL {info.get('postgresql', '?')} (throwaway cluster: fsync off, "
@@ -819,15 +818,15 @@ def report(args, command: str, started: datetime, wall_s: float, info: dict, loa
                         f"bulk path, other {rest:,}: both databases at once (profiles/s)", "after the load",
                         "total", "size"], rows, align="lrrlrr"),
         "",
-        f"- load_documents: our loader, through SQLAlchemy in one transaction (the documents parsed from "
-        f"JSONL beforehand); {stats.loader_events:,} events come with the first {k:,} profiles.",
-        f"- bulk path (wall time shared by both rows): 2 worker processes parse and validate "
-        f"(`json.loads` + `load_profile`: {fmt_s(w.get('parse', 0))} CPU) and build the rows with "
-        f"`profile_rows` (SQLite {fmt_s(w.get('sqlite', 0))}, PostgreSQL {fmt_s(w.get('postgresql', 0))} CPU); "
-        f"the main process writes them: one executemany transaction on SQLite (synchronous=OFF, "
-        f"journal_mode=OFF; {fmt_s(stats.write_s.get('sqlite', 0))}) and COPY on PostgreSQL with the events "
-        f"foreign key dropped and re-added ({fmt_s(stats.write_s.get('postgresql', 0))}). Indexes as the "
-        "migration makes them, kept throughout.",
+        (f"- load_documents: our loader, through SQLAlchemy in one transaction (the documents parsed from "
+         f"JSONL beforehand); {stats.loader_events:,} events come with the first {k:,} profiles."),
+        (f"- bulk path (wall time shared by both rows): 2 worker processes parse and validate "
+         f"(`json.loads` + `load_profile`: {fmt_s(w.get('parse', 0))} CPU) and build the rows with "
+         f"`profile_rows` (SQLite {fmt_s(w.get('sqlite', 0))}, PostgreSQL {fmt_s(w.get('postgresql', 0))} CPU); "
+         f"the main process writes them: one executemany transaction on SQLite (synchronous=OFF, "
+         f"journal_mode=OFF; {fmt_s(stats.write_s.get('sqlite', 0))}) and COPY on PostgreSQL with the events "
+         f"foreign key dropped and re-added ({fmt_s(stats.write_s.get('postgresql', 0))}). Indexes as the "
+         "migration makes them, kept throughout."),
         f"- {stats.verified}.",
         "- size: the SQLite file; PostgreSQL `pg_database_size` (tables, TOAST, indexes).",
         "",
@@ -836,9 +835,9 @@ def report(args, command: str, started: datetime, wall_s: float, info: dict, loa
         f"- (a) `{SEGMENT_A}`",
         "- (b) Gift-giving cart abandoners (DSL.md §13; examples/gift_giving_cart_abandoners.pql)",
         "",
-        "`ids` ships the member ids into Python in load order (what `evaluate` does); `count` is "
-        "`SELECT count(*)` over the same query without ORDER BY (the query alone). Ratio = compiled / "
-        "hand-written; hand-written SQL in bench/bench_sql.py (`HAND`), same ids asserted.",
+        ("`ids` ships the member ids into Python in load order (what `evaluate` does); `count` is "
+         "`SELECT count(*)` over the same query without ORDER BY (the query alone). Ratio = compiled / "
+         "hand-written; hand-written SQL in bench/bench_sql.py (`HAND`), same ids asserted."),
         "",
     ]
     rows = []
@@ -916,8 +915,8 @@ def main(argv: list[str] | None = None) -> int:
     loader_count = args.loader_profiles if args.loader_profiles is not None else min(100_000, n // 10)
     loader_count = max(0, min(loader_count, n))
     command = os.environ.get("CDP_BENCH_COMMAND") or "python bench/bench_sql.py " + " ".join(sys.argv[1:])
-    _lock = one_run_at_a_time()  # noqa: F841 - held until exit
-    started_at = datetime.now(timezone.utc)
+    _lock = one_run_at_a_time()
+    started_at = datetime.now(UTC)
     load_avg = os.getloadavg()[0]
     wall = time.perf_counter()
 
