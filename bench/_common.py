@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gc
+import platform
 import statistics
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 # The ten examples of DSL.md §13, verbatim (the first one spans several lines, comments included).
@@ -116,3 +118,13 @@ def fmt_rate(per_second: float) -> str:
 def banner(text: str) -> str:
     bar = "!" * (len(text) + 8)
     return f"\n{bar}\n!!! {text} !!!\n{bar}\n"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"

@@ -50,7 +50,7 @@ from functools import partial
 from pathlib import Path
 
 import sqlalchemy as sa
-from _common import SEGMENT_A, SEGMENT_B, markdown_table
+from _common import SEGMENT_A, SEGMENT_B, cpu_model, markdown_table
 from sqlalchemy import event
 
 from cdp.demo import generate_profiles, generator
@@ -763,16 +763,6 @@ def versions(pg_url: str | None) -> dict:
             out["postgresql"] = connection.execute(sa.text("SHOW server_version")).scalar()
         engine.dispose()
     return out
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def report(args, command: str, started: datetime, wall_s: float, info: dict, load_avg: float,

@@ -19,19 +19,9 @@ from pathlib import Path
 
 import bench_frontend
 import bench_memory
-from _common import SEGMENT_A, SEGMENT_B, banner
+from _common import SEGMENT_A, SEGMENT_B, banner, cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def versions() -> str:

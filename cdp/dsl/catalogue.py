@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from cdp.dsl import ast
-from cdp.dsl.errors import Diagnostic, PqlError, Span
+from cdp.dsl.errors import Diagnostic, PqlError
 
 
 def reference_graph(definitions: Mapping[str, ast.Node]) -> dict[str, set[str]]:
@@ -84,5 +84,3 @@ def prefix_errors(key: str, error: PqlError) -> list[Diagnostic]:
         for d in error.errors
     ]
 
-
-NO_POSITION = Span(1, 1, 1, 1)
