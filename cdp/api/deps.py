@@ -2,7 +2,8 @@
 
 * ``ConnectionDep`` — one SQLAlchemy Core connection per request, inside one transaction:
   committed when the handler returns, rolled back when it raises (``scope="function"``: before
-  the response is sent, so a failed commit is an error response, not a lost write).
+  the response is sent, so a failed commit is an error response, not a lost write). Requests
+  other than GET/HEAD/OPTIONS begin as writers (``write_transaction``: SQLite's lock up front).
 * ``require(*roles)`` — authentication and authorization, declared by every endpoint: the API key
   (``Authorization: Bearer``) must be valid (else 401), hold one of ``roles`` (else 403
   ``forbidden``) and, when bound to a sandbox, be used in that sandbox (else 403
@@ -32,15 +33,23 @@ from cdp.auth.service import Principal, authenticate
 from cdp.errors import Forbidden
 from cdp.sandboxes import DEFAULT_SANDBOX, SANDBOX_HEADER, validate_sandbox_name
 from cdp.settings import Settings
+from cdp.storage.database import write_transaction
 
 
 def get_engine(request: Request) -> sa.Engine:
     return request.app.state.engine
 
 
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def get_connection(request: Request) -> Iterator[sa.Connection]:
-    with get_engine(request).begin() as connection:
-        yield connection
+    if request.method in _READS:
+        with get_engine(request).begin() as connection:
+            yield connection
+    else:  # a request that may write takes SQLite's write lock up front (cdp.storage.database)
+        with write_transaction(get_engine(request)) as connection:
+            yield connection
 
 
 def get_settings(request: Request) -> Settings:

@@ -46,6 +46,7 @@ from cdp.ingestion.models import BatchError, BatchRead, BatchStatus, RecordStatu
 from cdp.ingestion.service import Writer
 from cdp.ingestion.validation import validate_record
 from cdp.schema import Schema
+from cdp.storage.database import write_transaction
 from cdp.storage.models import datasets, ingestion_batches, ingestion_errors
 
 log = logging.getLogger("cdp.ingestion")
@@ -295,10 +296,11 @@ def _read(row) -> BatchRead:
 _COLUMNS = [c for c in ingestion_batches.c if c.name != "content"]
 
 
-def create_batch(*, connection: sa.Connection, engine: sa.Engine, sandbox: str, dataset_id: int, content: bytes,
+def create_batch(*, connection: sa.Connection, sandbox: str, dataset_id: int, content: bytes,
                  filename: str | None, format_: str | None, mapping: str | None, error_threshold: float,
                  schema: Schema) -> int:
-    """Check the upload and store the job (committed on its own, so the worker sees it); returns its id."""
+    """Check the upload and store the job as queued (in the caller's transaction: start the worker
+    after it commits); returns its id."""
     dataset = get_dataset(connection=connection, sandbox=sandbox, dataset_id=dataset_id)
     if format_ is None:
         suffix = (filename or "").lower().rsplit(".", 1)[-1]
@@ -326,12 +328,11 @@ def create_batch(*, connection: sa.Connection, engine: sa.Engine, sandbox: str, 
     elif format_ == "csv":
         raise Unprocessable("a CSV file needs a mapping (source column → schema path)", code="invalid_mapping")
     now = datetime.now(timezone.utc)
-    with engine.begin() as own:
-        return own.execute(ingestion_batches.insert().values(
-            sandbox=sandbox, dataset_pk=dataset.id, status=BatchStatus.queued.value, format=format_,
-            filename=(filename or None) and filename[:512], file_sha256=hashlib.sha256(content).hexdigest(),
-            content=content, mapping=parsed_mapping, error_threshold=error_threshold, total_rows=0, accepted_rows=0,
-            rejected_rows=0, duplicate_rows=0, created_at=now).returning(ingestion_batches.c.pk)).scalar_one()
+    return connection.execute(ingestion_batches.insert().values(
+        sandbox=sandbox, dataset_pk=dataset.id, status=BatchStatus.queued.value, format=format_,
+        filename=(filename or None) and filename[:512], file_sha256=hashlib.sha256(content).hexdigest(),
+        content=content, mapping=parsed_mapping, error_threshold=error_threshold, total_rows=0, accepted_rows=0,
+        rejected_rows=0, duplicate_rows=0, created_at=now).returning(ingestion_batches.c.pk)).scalar_one()
 
 
 def start(engine: sa.Engine, batch_id: int, metrics: Metrics | None) -> threading.Thread:
@@ -353,7 +354,7 @@ def _finish(engine: sa.Engine, batch_id: int, status: BatchStatus, message: str 
     if connection is not None:
         write(connection)
     else:
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             write(conn)
 
 
@@ -374,7 +375,7 @@ def run_batch(engine: sa.Engine, batch_id: int, metrics: Metrics | None = None) 
 def _run(engine: sa.Engine, batch_id: int, metrics: Metrics | None) -> None:
     from cdp.schema_registry.service import get_schema
 
-    with engine.begin() as connection:
+    with write_transaction(engine) as connection:
         claimed = connection.execute(ingestion_batches.update().where(
             ingestion_batches.c.pk == batch_id, ingestion_batches.c.status == BatchStatus.queued.value)
             .values(status=BatchStatus.processing.value, started_at=datetime.now(timezone.utc))).rowcount
@@ -420,7 +421,7 @@ def _run(engine: sa.Engine, batch_id: int, metrics: Metrics | None) -> None:
         _finish(engine, batch_id, BatchStatus.failed, "the file holds no rows", counts, [])
         return
     try:
-        with engine.begin() as connection:
+        with write_transaction(engine) as connection:
             writer = Writer(connection, sandbox=batch.sandbox, dataset_pk=batch.dataset_pk, kind=kind)
             for row, valid in valid_rows:
                 result = writer.apply(row.number, valid)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, File, Form, Path, Query, Response, UploadFile, status
+from fastapi import APIRouter, BackgroundTasks, Body, File, Form, Path, Query, Response, UploadFile, status
 
 from cdp.api.deps import ConnectionDep, EngineDep, MetricsDep, Stewards
 from cdp.api.errors import COMMON_RESPONSES, ErrorResponse
@@ -60,18 +60,21 @@ BatchId = Annotated[int, Query(ge=1, le=2**63 - 1, description="The batch job's 
                          "with the job; poll `GET /v1/datasets/{id}/batch?batch_id=`. The file's size is bounded by "
                          "the request-body limit (413).")
 def upload_batch(dataset_id: DatasetId, principal: Stewards, connection: ConnectionDep, engine: EngineDep,
-                 metrics: MetricsDep, file: Annotated[UploadFile, File(description="The CSV or JSON Lines file.")],
+                 metrics: MetricsDep, background: BackgroundTasks, file: Annotated[UploadFile, File(description="The CSV or JSON Lines file.")],
                  mapping: Annotated[str | None, Form(description="The field mapping, as JSON.")] = None,
                  error_threshold: Annotated[float, Form(ge=0, le=1)] = DEFAULT_ERROR_THRESHOLD,
                  format: Annotated[Literal["csv", "jsonl"] | None, Form()] = None) -> BatchRead:
     schema = get_schema(connection=connection, sandbox=principal.sandbox)
     content = file.file.read()
-    batch_id = batches.create_batch(connection=connection, engine=engine, sandbox=principal.sandbox,
+    batch_id = batches.create_batch(connection=connection, sandbox=principal.sandbox,
                                     dataset_id=dataset_id, content=content, filename=file.filename, format_=format,
                                     mapping=mapping, error_threshold=error_threshold, schema=schema)
-    batches.start(engine, batch_id, metrics)
-    with engine.connect() as own:
-        return batches.get_batch(connection=own, sandbox=principal.sandbox, dataset_id=dataset_id, batch_id=batch_id)
+    created = batches.get_batch(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id,
+                                batch_id=batch_id)
+    # the job runs once the request's transaction has committed (the dependency exits before the
+    # response is sent; background tasks run after it)
+    background.add_task(batches.start, engine, batch_id, metrics)
+    return created
 
 
 @router.get("/datasets/{dataset_id}/batches", response_model=Page[BatchRead], responses=NOT_FOUND,

@@ -1,11 +1,23 @@
 """Engines for the embedded default (SQLite) and PostgreSQL, set up the way the compiled SQL
 expects: UTC sessions on PostgreSQL; on SQLite, foreign keys on and the language's functions
-registered (cdp.engine.sqlite_functions)."""
+registered (cdp.engine.sqlite_functions).
+
+Writers on SQLite: a transaction that reads before it writes cannot become a writer once another
+writer has committed (WAL: ``SQLITE_BUSY_SNAPSHOT``, no waiting). So cdp begins its own
+transactions (``isolation_level=None`` on the driver) and :func:`write_transaction` — or the
+execution option ``sqlite_begin="IMMEDIATE"`` — takes the write lock at ``BEGIN``, waiting up to
+``busy_timeout`` for other writers; readers never wait (WAL).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import sqlalchemy as sa
 from sqlalchemy import event
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def create_engine(url: str, **kwargs) -> sa.Engine:
@@ -16,10 +28,19 @@ def create_engine(url: str, **kwargs) -> sa.Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_setup(dbapi_connection, _record):  # noqa: ANN001 - DBAPI connection
             register(dbapi_connection)
+            dbapi_connection.isolation_level = None  # BEGIN is ours (see _sqlite_begin)
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: sa.Connection) -> None:
+            mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+            if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
+                raise ValueError(f"sqlite_begin: {mode!r}")
+            connection.exec_driver_sql(f"BEGIN {mode}")
     elif engine.dialect.name == "postgresql":
         @event.listens_for(engine, "connect")
         def _postgres_setup(dbapi_connection, _record):  # noqa: ANN001
@@ -28,6 +49,16 @@ def create_engine(url: str, **kwargs) -> sa.Engine:
             cursor.close()
             dbapi_connection.commit()
     return engine
+
+
+@contextmanager
+def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A connection in a transaction that will write: committed at the end, rolled back on an
+    exception. On SQLite it holds the write lock from its first statement (see the module doc)."""
+    with engine.connect() as connection:
+        connection.execution_options(sqlite_begin="IMMEDIATE")
+        with connection.begin():
+            yield connection
 
 
 def sqlite_text(value) -> str:

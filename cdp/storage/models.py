@@ -73,6 +73,9 @@ identities = sa.Table(
     sa.Column("namespace", sa.String(64), nullable=False),
     sa.Column("value", sa.String(512), nullable=False),
     sa.Column("first_seen", UtcDateTime, nullable=False),
+    # when a record or event last carried this identity (cdp/identity: the graph limit drops the
+    # least recently seen identities of the lowest kind first)
+    sa.Column("last_seen", UtcDateTime, nullable=True),
     sa.UniqueConstraint("sandbox", "namespace", "value"),
     sa.Index("ix_identities_profile_pk", "profile_pk"),
 )
@@ -188,6 +191,11 @@ ingestion_batches = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("started_at", UtcDateTime, nullable=True),
     sa.Column("finished_at", UtcDateTime, nullable=True),
+    # how many times a worker has claimed the job; the worker holding it and its last sign of life
+    # (a job whose worker stopped beating is found by the next start and can be retried)
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("worker", sa.String(128), nullable=True),
+    sa.Column("heartbeat_at", UtcDateTime, nullable=True),
     sa.CheckConstraint("status in ('queued', 'processing', 'succeeded', 'failed')", name="status"),
     sa.Index("ix_ingestion_batches_sandbox_dataset_pk", "sandbox", "dataset_pk"),
 )
@@ -201,4 +209,93 @@ ingestion_errors = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("raw", sa.Text, nullable=False),
     sa.Index("ix_ingestion_errors_batch_pk_row_number", "batch_pk", "row_number"),
+)
+
+
+# ---- identity (cdp/identity) -----------------------------------------------------------------------
+
+# Custom identity namespaces of a sandbox (the built-in ones are in code, cdp/identity/namespaces.py).
+# ``kind`` orders what the graph limit drops first: cookie, then device, then person.
+identity_namespaces = sa.Table(
+    "identity_namespaces", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("sandbox", sa.String(64), nullable=False),
+    sa.Column("code", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("sandbox", "code"),
+    sa.CheckConstraint("kind in ('cookie', 'device', 'person')", name="kind"),
+)
+
+# The merge policy of a sandbox (no row: timestamp-ordered). ``dataset_order``: dataset ids, the
+# first wins (dataset precedence).
+merge_policies = sa.Table(
+    "merge_policies", metadata,
+    sa.Column("sandbox", sa.String(64), primary_key=True),
+    sa.Column("policy", sa.String(32), nullable=False),
+    sa.Column("dataset_order", Document, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.CheckConstraint("policy in ('timestamp_ordered', 'dataset_precedence')", name="policy"),
+)
+
+# Attribute provenance: for each profile attribute (leaf path), the latest value each dataset gave
+# it and where it came from (a batch row, or a record of a streaming request). ``removed``: the
+# dataset's latest word was null (a tombstone). The profile's ``attributes`` is the merge policy
+# applied to these rows; a merge of profiles re-applies it to the union.
+attribute_sources = sa.Table(
+    "attribute_sources", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("profile_pk", Key, sa.ForeignKey("profiles.pk", ondelete="CASCADE"), nullable=False),
+    sa.Column("path", sa.String(512), nullable=False),
+    sa.Column("dataset_pk", Key, sa.ForeignKey("datasets.pk", ondelete="CASCADE"), nullable=False),
+    sa.Column("value", Document, nullable=True),
+    sa.Column("removed", sa.Boolean, nullable=False),
+    sa.Column("observed_at", UtcDateTime, nullable=False),
+    sa.Column("batch_pk", Key, sa.ForeignKey("ingestion_batches.pk", ondelete="SET NULL"), nullable=True),
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("record_index", sa.Integer, nullable=True),
+    sa.UniqueConstraint("profile_pk", "path", "dataset_pk"),
+)
+
+# Identities the graph limit removed from a profile (reported with the profile; the events stay).
+identity_removals = sa.Table(
+    "identity_removals", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("profile_pk", Key, sa.ForeignKey("profiles.pk", ondelete="CASCADE"), nullable=False),
+    sa.Column("namespace", sa.String(64), nullable=False),
+    sa.Column("value", sa.String(512), nullable=False),
+    sa.Column("removed_at", UtcDateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Index("ix_identity_removals_profile_pk", "profile_pk"),
+)
+
+# Profiles merged into another: the merged-away id still finds the survivor.
+profile_merges = sa.Table(
+    "profile_merges", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("sandbox", sa.String(64), nullable=False),
+    sa.Column("survivor_pk", Key, sa.ForeignKey("profiles.pk", ondelete="CASCADE"), nullable=False),
+    sa.Column("merged_external_id", sa.String(256), nullable=False),
+    sa.Column("merged_at", UtcDateTime, nullable=False),
+    sa.Column("identities_moved", sa.Integer, nullable=False),
+    sa.Column("events_moved", sa.Integer, nullable=False),
+    sa.UniqueConstraint("sandbox", "merged_external_id"),
+    sa.Index("ix_profile_merges_survivor_pk", "survivor_pk"),
+)
+
+# Privacy deletions: that one happened, by whom, and how much went — never the personal data.
+privacy_deletions = sa.Table(
+    "privacy_deletions", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("sandbox", sa.String(64), nullable=False),
+    sa.Column("profile_external_id", sa.String(256), nullable=False),
+    sa.Column("requested_by", sa.String(64), nullable=False),
+    sa.Column("requested_at", UtcDateTime, nullable=False),
+    sa.Column("identities", sa.Integer, nullable=False),
+    sa.Column("events", sa.Integer, nullable=False),
+    sa.Column("memberships", sa.Integer, nullable=False),
+    sa.Column("attribute_sources", sa.Integer, nullable=False),
+    sa.Index("ix_privacy_deletions_sandbox_requested_at", "sandbox", "requested_at"),
 )
