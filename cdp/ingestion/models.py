@@ -30,6 +30,7 @@ class RecordResult(BaseModel):
 
 class IngestResponse(BaseModel):
     dataset_id: int
+    request_id: str = Field(description="Names this request in the attribute provenance of the profiles it wrote.")
     accepted: int
     rejected: int
     duplicates: int

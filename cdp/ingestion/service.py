@@ -1,8 +1,12 @@
-"""Writing validated records: profile resolution by identity, attribute upserts, idempotent
-events (see the package docstring for the rules and limits)."""
+"""Writing validated records: profile resolution through the identity graph, attributes by the
+merge policy with their provenance, idempotent events (see the package docstring for the rules
+and limits)."""
 
 from __future__ import annotations
 
+import logging
+import random
+import time
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -17,81 +21,64 @@ from cdp.ingestion.models import IngestResponse, RecordError, RecordResult, Reco
 from cdp.ingestion.validation import ValidRecord, validate_record
 from cdp.schema import Schema
 from cdp.storage.loader import json_value
-from cdp.storage.models import events, identities, profiles
+from cdp.identity.attributes import Source, record_attributes
+from cdp.identity.graph import IdentityGraph, ResolutionConflict
+from cdp.identity.namespaces import IdentityValueError, normalize, sandbox_namespaces
+from cdp.identity.settings import get_identity_settings
+from cdp.segments.membership import MembershipRefresher
+from cdp.storage.models import events, profiles
+
+log = logging.getLogger("cdp.ingestion")
 
 
 class Writer:
     """Applies valid records on one connection (one transaction), remembering what it has seen
-    (event ids of this call, event counts per profile) so a batch is checked as a whole."""
+    (event ids of this call, event counts per profile) so a batch is checked as a whole.
 
-    def __init__(self, connection: sa.Connection, *, sandbox: str, dataset_pk: int, kind: str):
+    Identities are normalised per namespace (cdp/identity/namespaces.py) and resolved through the
+    identity graph (cdp/identity/graph.py), which links and merges profiles. On PostgreSQL each
+    record is applied in a savepoint and retried when it loses a race with a concurrent writer (a
+    merge deleted its profile, a deadlock, an identity or event id claimed meanwhile); on SQLite
+    the transaction holds the write lock, so nothing races.
+    """
+
+    def __init__(self, connection: sa.Connection, *, sandbox: str, dataset_pk: int, kind: str,
+                 batch_pk: int | None = None, request_id: str | None = None):
         self.connection = connection
         self.sandbox = sandbox
         self.dataset_pk = dataset_pk
         self.kind = kind
+        self.batch_pk = batch_pk
+        self.request_id = request_id
         self.dialect = connection.dialect.name
         self.seen_event_ids: set[str] = set()
         self.event_counts: dict[int, int] = {}
-        self.external_ids: dict[int, str] = {}
+        self.namespaces = sandbox_namespaces(connection=connection, sandbox=sandbox)
+        self.settings = get_identity_settings(connection=connection, sandbox=sandbox)
+        self.graph = IdentityGraph(connection, sandbox=sandbox, namespaces=dict(self.namespaces),
+                                   settings=self.settings)
+        self.memberships = MembershipRefresher(connection, sandbox=sandbox)
 
-    # ---- profiles ----------------------------------------------------------------------------
+    # ---- identities --------------------------------------------------------------------------
 
-    def _resolve(self, pairs: list[tuple[str, str]], now: datetime) -> tuple[int, list[str]]:
-        condition = sa.or_(*(sa.and_(identities.c.namespace == ns, identities.c.value == value)
-                             for ns, value in pairs))
-        rows = self.connection.execute(sa.select(identities.c.namespace, identities.c.value, identities.c.profile_pk)
-                                       .where(identities.c.sandbox == self.sandbox, condition)).all()
-        owner = {(row.namespace, row.value): row.profile_pk for row in rows}
-        owners: list[int] = []
-        for pair in pairs:
-            pk = owner.get(pair)
-            if pk is not None and pk not in owners:
-                owners.append(pk)
-        warnings: list[str] = []
-        if owners:
-            profile_pk = owners[0]
-        else:
-            external_id = f"p-{uuid.uuid4().hex}"
-            profile_pk = self.connection.execute(profiles.insert().values(
-                sandbox=self.sandbox, external_id=external_id, attributes={}, created_at=now, updated_at=now)
-                .returning(profiles.c.pk)).scalar_one()
-            self.external_ids[profile_pk] = external_id
-        if len(owners) > 1:
-            others = [self._external_id(pk) for pk in owners[1:]]
-            elsewhere = [f"{ns}:{value}" for (ns, value) in pairs if owner.get((ns, value)) not in (None, profile_pk)]
-            warnings.append(f"the record's identities belong to {len(owners)} profiles; they were not merged (merging "
-                            f"comes with the identity graph): the record went to profile "
-                            f"{self._external_id(profile_pk)!r}; identities {', '.join(elsewhere)} stay with "
-                            f"{', '.join(map(repr, others))}")
-        new = [{"sandbox": self.sandbox, "profile_pk": profile_pk, "namespace": ns, "value": value, "first_seen": now}
-               for ns, value in pairs if (ns, value) not in owner]
-        if new:
-            self.connection.execute(identities.insert(), new)
-        return profile_pk, warnings
-
-    def _external_id(self, profile_pk: int) -> str:
-        found = self.external_ids.get(profile_pk)
-        if found is None:
-            found = self.connection.execute(sa.select(profiles.c.external_id)
-                                            .where(profiles.c.pk == profile_pk)).scalar_one()
-            self.external_ids[profile_pk] = found
-        return found
-
-    def _upsert_attributes(self, profile_pk: int, record: ValidRecord, now: datetime) -> None:
-        if not record.set_attributes and not record.removed:
-            return
-        query = sa.select(profiles.c.attributes).where(profiles.c.pk == profile_pk)
-        if self.dialect == "postgresql":
-            query = query.with_for_update()
-        attributes = dict(self.connection.execute(query).scalar_one() or {})
-        for path in record.removed:
-            prefix = path + "."
-            for key in [k for k in attributes if k == path or k.startswith(prefix)]:
-                del attributes[key]
-        for path, value in record.set_attributes.items():
-            attributes[path] = json_value(value, self.dialect)
-        self.connection.execute(profiles.update().where(profiles.c.pk == profile_pk)
-                                .values(attributes=attributes, updated_at=now))
+    def normalized_identities(self, pairs: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[RecordError]]:
+        found: list[tuple[str, str]] = []
+        errors: list[RecordError] = []
+        for index, (namespace, value) in enumerate(pairs):
+            if namespace not in self.namespaces:
+                errors.append(RecordError(path=f"identities[{index}].namespace", message=(
+                    f"unknown namespace {namespace!r}; one of {', '.join(self.namespaces)} (custom namespaces: "
+                    f"POST /v1/identity/namespaces)")))
+                continue
+            try:
+                normalized = normalize(namespace, value)
+            except IdentityValueError as exc:
+                errors.append(RecordError(path=f"identities[{index}].id", message=f"invalid {namespace} identity: "
+                                                                                  f"{exc}"))
+                continue
+            if (namespace, normalized) not in found:
+                found.append((namespace, normalized))
+        return found, errors
 
     # ---- events ------------------------------------------------------------------------------
 
@@ -107,34 +94,95 @@ class Writer:
         if count is None:
             count = self.connection.execute(sa.select(sa.func.count()).select_from(events)
                                             .where(events.c.profile_pk == profile_pk)).scalar_one()
-            self.event_counts[profile_pk] = count
         return count
 
     # ---- one record --------------------------------------------------------------------------
 
     def apply(self, index: int, record: ValidRecord) -> RecordResult:
-        now = datetime.now(timezone.utc)
+        pairs, errors = self.normalized_identities(record.identities)
+        if errors:
+            return RecordResult(index=index, status=RecordStatus.rejected, errors=errors)
+        if self.dialect != "postgresql":
+            result, commit = self._apply(index, record, pairs)
+            commit()
+            return result
+        for attempt in range(MAX_ATTEMPTS):
+            savepoint = self.connection.begin_nested()
+            try:
+                result, commit = self._apply(index, record, pairs)
+            except (sa.exc.IntegrityError, sa.exc.OperationalError, ResolutionConflict) as exc:
+                savepoint.rollback()
+                if not _lost_a_race(exc):
+                    raise
+                log.info("record %s lost a race with a concurrent writer (attempt %s): %s", index, attempt + 1,
+                         str(getattr(exc, "orig", exc)).splitlines()[0])
+                self.event_counts.clear()
+                time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+                continue
+            savepoint.commit()
+            commit()
+            return result
+        return RecordResult(index=index, status=RecordStatus.rejected, errors=[RecordError(
+            path="identities", message=f"conflict: concurrent writers kept changing this record's profiles "
+                                       f"({MAX_ATTEMPTS} attempts); nothing of it was stored, send it again")])
+
+    def _apply(self, index: int, record: ValidRecord, pairs: list[tuple[str, str]]):
+        """(the result, what to remember once it is committed)."""
         if self.kind == "event" and self._is_duplicate(record.event_id):
             return RecordResult(index=index, status=RecordStatus.duplicate, warnings=[
-                f"event {record.event_id!r} was already ingested into this dataset; not stored again"])
-        profile_pk, warnings = self._resolve(record.identities, now)
-        profile_id = self._external_id(profile_pk)
+                f"event {record.event_id!r} was already ingested into this dataset; not stored again"]), _nothing
+        now = datetime.now(timezone.utc)
+        resolution = self.graph.resolve(pairs, now)
+        profile_pk, profile_id = resolution.profile_pk, resolution.external_id
+        warnings = list(resolution.warnings)
+        if resolution.merged:
+            warnings.append(f"the record linked profiles {', '.join(map(repr, resolution.merged))} into "
+                            f"{profile_id!r} (merged)")
+        if resolution.removed:
+            warnings.append(f"the profile passed the graph limit of {self.settings.graph_limit} identities; removed "
+                            f"{', '.join(f'{ns}:{value}' for ns, value in resolution.removed)}")
         if self.kind == "profile":
-            self._upsert_attributes(profile_pk, record, now)
+            source = Source(self.dataset_pk, record.observed_at or now, self.batch_pk, self.request_id, index)
+            record_attributes(self.connection, profile_pk=profile_pk,
+                              values={k: json_value(v, self.dialect) for k, v in record.set_attributes.items()},
+                              removed=record.removed, source=source, settings=self.settings)
+            self.connection.execute(profiles.update().where(profiles.c.pk == profile_pk).values(updated_at=now))
+            remember = _nothing
         else:
+            if resolution.merged:
+                self.event_counts.clear()
             count = self._event_count(profile_pk)
             if count >= limits.MAX_EVENTS_PER_PROFILE:
                 return RecordResult(index=index, status=RecordStatus.rejected, profile_id=profile_id, errors=[
                     RecordError(path="event", message=f"too_many_events: profile {profile_id!r} holds {count} events; "
                                                       f"at most {limits.MAX_EVENTS_PER_PROFILE} per profile")],
-                    warnings=warnings)
+                    warnings=warnings), _nothing
             fields = {k: json_value(v, self.dialect) for k, v in record.event_fields.items()}
             self.connection.execute(events.insert().values(
                 profile_pk=profile_pk, event_id=record.event_id, type=record.event_type, ts=record.ts, fields=fields,
                 dataset_pk=self.dataset_pk))
-            self.seen_event_ids.add(record.event_id)
-            self.event_counts[profile_pk] = count + 1
-        return RecordResult(index=index, status=RecordStatus.accepted, profile_id=profile_id, warnings=warnings)
+
+            def remember() -> None:
+                self.seen_event_ids.add(record.event_id)
+                self.event_counts[profile_pk] = count + 1
+        if resolution.merged:
+            self.memberships.refresh(profile_pk, now)
+        return RecordResult(index=index, status=RecordStatus.accepted, profile_id=profile_id,
+                            warnings=warnings), remember
+
+
+MAX_ATTEMPTS = 6
+_RACE_CODES = {"23503", "23505", "40P01", "40001"}  # foreign key, unique, deadlock, serialization
+
+
+def _lost_a_race(exc: Exception) -> bool:
+    if isinstance(exc, ResolutionConflict):
+        return True
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in _RACE_CODES
+
+
+def _nothing() -> None:
+    return None
 
 
 def records_of(body: Any) -> list[Any]:
@@ -171,10 +219,11 @@ def ingest_records(*, connection: sa.Connection, sandbox: str, dataset_id: int, 
     dataset = get_dataset(connection=connection, sandbox=sandbox, dataset_id=dataset_id)
     kind = dataset.kind.value
     records = records_of(body)
-    writer = Writer(connection, sandbox=sandbox, dataset_pk=dataset.id, kind=kind)
+    request_id = uuid.uuid4().hex
+    writer = Writer(connection, sandbox=sandbox, dataset_pk=dataset.id, kind=kind, request_id=request_id)
     results: list[RecordResult] = []
     for index, raw in enumerate(records):
-        valid, errors = validate_record(raw, kind, schema)
+        valid, errors = validate_record(raw, kind, schema, namespaces=tuple(writer.namespaces))
         if valid is None:
             results.append(RecordResult(index=index, status=RecordStatus.rejected,
                                         errors=[RecordError(**e) for e in errors]))
@@ -186,6 +235,6 @@ def ingest_records(*, connection: sa.Connection, sandbox: str, dataset_id: int, 
             metrics.ingested(sandbox, kind, counts[RecordStatus.accepted])
         if counts[RecordStatus.rejected]:
             metrics.rejected(sandbox, kind, counts[RecordStatus.rejected])
-    return IngestResponse(dataset_id=dataset.id, accepted=counts[RecordStatus.accepted],
+    return IngestResponse(dataset_id=dataset.id, request_id=request_id, accepted=counts[RecordStatus.accepted],
                           rejected=counts[RecordStatus.rejected], duplicates=counts[RecordStatus.duplicate],
                           results=results)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from collections.abc import Collection
 from typing import Any
 
 import cdp.dsl  # noqa: F401 - cdp.schema must not be imported first (import cycle)
 from cdp.engine.profile import coerce, parse_timestamp
 import cdp.ingestion as limits
-from cdp.ingestion import MAX_IDENTITIES_PER_RECORD, MAX_IDENTITY_LENGTH, NAMESPACES
+from cdp.identity.namespaces import IdentityValueError, normalize
+from cdp.ingestion import MAX_IDENTITIES_PER_RECORD, NAMESPACES
 from cdp.schema import Schema
 from cdp.schema.model import BUILTIN_EVENT_FIELDS
 
@@ -32,6 +34,7 @@ class ValidRecord:
     event_type: str | None = None
     ts: datetime | None = None
     event_fields: dict[str, Any] = field(default_factory=dict)
+    observed_at: datetime | None = None  # a profile record's `timestamp`: when the source saw these values
 
 
 def _error(path: str, message: str) -> dict[str, str]:
@@ -81,7 +84,9 @@ def _walk(obj: dict, fields: dict, where: str, prefix: str, errors: list, out: d
             errors.append(_error(location, str(exc)[:300]))
 
 
-def _identities(record: dict, errors: list) -> list[tuple[str, str]]:
+def _identities(record: dict, errors: list, namespaces: Collection[str]) -> list[tuple[str, str]]:
+    """The record's (namespace, id) pairs, normalised (cdp/identity/namespaces.py), in order,
+    without repeats."""
     raw = record.get("identities")
     if raw is None or raw == []:
         errors.append(_error("identities", "a record needs at least one identity ({\"namespace\", \"id\"})"))
@@ -102,16 +107,18 @@ def _identities(record: dict, errors: list) -> list[tuple[str, str]]:
         if extra:
             errors.append(_error(f"{where}.{extra[0]}", "unknown key; an identity has only namespace and id"))
         namespace, value = identity.get("namespace"), identity.get("id")
-        if namespace not in NAMESPACES:
-            errors.append(_error(f"{where}.namespace", f"unknown namespace {namespace!r}; one of "
-                                                       f"{', '.join(NAMESPACES)}"))
+        if namespace not in namespaces:
+            errors.append(_error(f"{where}.namespace", f"unknown namespace {str(namespace)[:64]!r}; one of "
+                                                       f"{', '.join(namespaces)} (custom namespaces: POST "
+                                                       f"/v1/identity/namespaces)"))
             continue
-        if not isinstance(value, str) or not value.strip() or len(value) > MAX_IDENTITY_LENGTH or "\x00" in value:
-            errors.append(_error(f"{where}.id", f"an identity id is a string of 1 to {MAX_IDENTITY_LENGTH} "
-                                                f"characters"))
+        try:
+            normalized = normalize(namespace, value)
+        except IdentityValueError as exc:
+            errors.append(_error(f"{where}.id", f"invalid {namespace} identity: {exc}"))
             continue
-        if (namespace, value) not in found:
-            found.append((namespace, value))
+        if (namespace, normalized) not in found:
+            found.append((namespace, normalized))
     return found
 
 
@@ -119,8 +126,10 @@ def record_size(record: Any) -> int:
     return len(json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str).encode())
 
 
-def validate_record(record: Any, kind: str, schema: Schema) -> tuple[ValidRecord | None, list[dict[str, str]]]:
-    """(the valid record, []) or (None, errors); each error is ``{"path", "message"}``."""
+def validate_record(record: Any, kind: str, schema: Schema, *, namespaces: Collection[str] = NAMESPACES
+                    ) -> tuple[ValidRecord | None, list[dict[str, str]]]:
+    """(the valid record, []) or (None, errors); each error is ``{"path", "message"}``.
+    ``namespaces``: the identity namespaces of the sandbox (default: the built-in ones)."""
     if not isinstance(record, dict):
         return None, [_error("", "a record must be a JSON object")]
     size = record_size(record)
@@ -128,11 +137,13 @@ def validate_record(record: Any, kind: str, schema: Schema) -> tuple[ValidRecord
         return None, [_error("", f"record_too_large: the record is {size} bytes; at most {limits.RECORD_MAX_BYTES}")]
     errors: list[dict[str, str]] = []
     body_key = "attributes" if kind == "profile" else "event"
-    for key in sorted(set(record) - {"identities", body_key}):
+    allowed = {"identities", body_key} | ({"timestamp"} if kind == "profile" else set())
+    for key in sorted(set(record) - allowed):
         other = "event" if kind == "profile" else "attributes"
         hint = f" (a {kind} dataset takes `{body_key}`, not `{other}`)" if key == other else ""
-        errors.append(_error(key, f"unknown key; a {kind} record has identities and {body_key}{hint}"))
-    identities = _identities(record, errors)
+        errors.append(_error(key, f"unknown key; a {kind} record has identities and {body_key}"
+                                  + (" (and an optional timestamp)" if kind == "profile" else "") + hint))
+    identities = _identities(record, errors, namespaces)
     valid = ValidRecord(identities=identities)
     if kind == "profile":
         attributes = record.get("attributes")
@@ -141,8 +152,17 @@ def validate_record(record: Any, kind: str, schema: Schema) -> tuple[ValidRecord
         if not isinstance(attributes, dict):
             errors.append(_error("attributes", "must be an object"))
         else:
-            _walk(attributes, dict(schema.profile), "attributes.", "", errors, valid.set_attributes, valid.removed,
-                  "profile")
+            fields = dict(schema.profile)
+            _walk(attributes, fields, "attributes.", "", errors, valid.set_attributes, valid.removed, "profile")
+            # a removed object removes every attribute under it
+            valid.removed = [leaf for path in valid.removed
+                             for leaf in ([path] if path in fields else sorted(f for f in fields
+                                                                               if f.startswith(path + ".")))]
+        if record.get("timestamp") is not None:
+            try:
+                valid.observed_at = parse_timestamp(record["timestamp"])
+            except (ValueError, TypeError) as exc:
+                errors.append(_error("timestamp", f"bad timestamp: {exc}"[:300]))
     else:
         event = record.get("event")
         if not isinstance(event, dict):

@@ -229,15 +229,17 @@ identity_namespaces = sa.Table(
     sa.CheckConstraint("kind in ('cookie', 'device', 'person')", name="kind"),
 )
 
-# The merge policy of a sandbox (no row: timestamp-ordered). ``dataset_order``: dataset ids, the
-# first wins (dataset precedence).
-merge_policies = sa.Table(
-    "merge_policies", metadata,
+# Identity settings of a sandbox (no row: the defaults): the merge policy (timestamp-ordered, or
+# dataset precedence with ``dataset_order``: dataset ids, the first wins) and the graph limit
+# (identities per profile).
+identity_settings = sa.Table(
+    "identity_settings", metadata,
     sa.Column("sandbox", sa.String(64), primary_key=True),
-    sa.Column("policy", sa.String(32), nullable=False),
+    sa.Column("merge_policy", sa.String(32), nullable=False),
     sa.Column("dataset_order", Document, nullable=False),
+    sa.Column("graph_limit", sa.Integer, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
-    sa.CheckConstraint("policy in ('timestamp_ordered', 'dataset_precedence')", name="policy"),
+    sa.CheckConstraint("merge_policy in ('timestamp_ordered', 'dataset_precedence')", name="merge_policy"),
 )
 
 # Attribute provenance: for each profile attribute (leaf path), the latest value each dataset gave

@@ -1,4 +1,5 @@
-"""Identity graph and unified profiles: custom namespaces, merge policies, attribute provenance,
+"""Identity graph and unified profiles: custom namespaces, identity settings (merge policy, graph
+limit), attribute provenance,
 identities removed by the graph limit, merged-away profile ids, privacy deletions; identities
 remember when they were last seen; batch jobs remember their attempts and their worker's
 heartbeat (so an interrupted job can be found and retried).
@@ -44,14 +45,15 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('pk', name=op.f('pk_identity_namespaces')),
     sa.UniqueConstraint('sandbox', 'code', name=op.f('uq_identity_namespaces_sandbox_code'))
     )
-    op.create_table('merge_policies',
+    op.create_table('identity_settings',
     sa.Column('sandbox', sa.String(length=64), nullable=False),
-    sa.Column('policy', sa.String(length=32), nullable=False),
+    sa.Column('merge_policy', sa.String(length=32), nullable=False),
     sa.Column('dataset_order', DOCUMENT, nullable=False),
+    sa.Column('graph_limit', sa.Integer(), nullable=False),
     sa.Column('updated_at', UTC, nullable=False),
-    sa.CheckConstraint("policy in ('timestamp_ordered', 'dataset_precedence')",
-                       name=op.f('ck_merge_policies_policy')),
-    sa.PrimaryKeyConstraint('sandbox', name=op.f('pk_merge_policies'))
+    sa.CheckConstraint("merge_policy in ('timestamp_ordered', 'dataset_precedence')",
+                       name=op.f('ck_identity_settings_merge_policy')),
+    sa.PrimaryKeyConstraint('sandbox', name=op.f('pk_identity_settings'))
     )
     op.create_table('attribute_sources',
     sa.Column('pk', KEY, autoincrement=True, nullable=False),
@@ -122,7 +124,7 @@ def downgrade() -> None:
     op.drop_index('ix_identity_removals_profile_pk', table_name='identity_removals')
     op.drop_table('identity_removals')
     op.drop_table('attribute_sources')
-    op.drop_table('merge_policies')
+    op.drop_table('identity_settings')
     op.drop_table('identity_namespaces')
     with op.batch_alter_table('ingestion_batches') as batch:
         batch.drop_column('heartbeat_at')

@@ -1,5 +1,6 @@
 """Streaming ingestion: per-record validation against the schema in force, profile resolution
-by identity, attribute upserts, idempotent events, limits, roles, sandbox isolation."""
+by identity (the graph itself: tests/identity), attribute upserts, idempotent events, limits,
+roles, sandbox isolation."""
 
 from __future__ import annotations
 
@@ -156,20 +157,20 @@ def test_events_are_validated_and_idempotent_per_dataset(api):
     assert len(_events(api, profile_id)) == 3
 
 
-def test_identities_of_several_profiles_are_not_merged(api):
+def test_a_record_linking_two_profiles_merges_them_into_the_older(api):
     crm = _dataset(api, "profile")
     a = _ingest(api, crm, {"identities": [SARAH_EMAIL], "attributes": {"crm_id": "A"}})["results"][0]["profile_id"]
     b = _ingest(api, crm, {"identities": [{"namespace": "ecid", "id": "c-9"}]})["results"][0]["profile_id"]
     assert a != b
     answer = _ingest(api, crm, {"identities": [{"namespace": "ecid", "id": "c-9"}, SARAH_EMAIL,
-                                               {"namespace": "phone", "id": "+15550100"}],
-                                "attributes": {"phone": "+15550100"}})
+                                               {"namespace": "phone", "id": "+1 (415) 555-0100"}],
+                                "attributes": {"phone": "+14155550100"}})
     result = answer["results"][0]
-    assert result["status"] == "accepted" and result["profile_id"] == b
-    assert len(result["warnings"]) == 1 and "not merged" in result["warnings"][0] and a in result["warnings"][0]
-    assert _identities(api) == {("email", "sarah.rose@example.com", a), ("ecid", "c-9", b),
-                                ("phone", "+15550100", b)}
-    assert _profile(api, b) == {"phone": "+15550100"} and _profile(api, a) == {"crm_id": "A"}
+    assert result["status"] == "accepted" and result["profile_id"] == a
+    assert len(result["warnings"]) == 1 and "merged" in result["warnings"][0] and b in result["warnings"][0]
+    assert _identities(api) == {("email", "sarah.rose@example.com", a), ("ecid", "c-9", a),
+                                ("phone", "+14155550100", a)}
+    assert _profile(api, a) == {"phone": "+14155550100", "crm_id": "A"}
 
 
 def test_limits(api, monkeypatch):

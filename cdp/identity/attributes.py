@@ -1,0 +1,142 @@
+"""Attribute provenance and the merge policy.
+
+Every profile record leaves, for each attribute it sets or removes, one row in
+``attribute_sources`` per (profile, attribute, dataset): the dataset's latest word on that
+attribute (a value, or ``removed`` for a null), when it was observed (the record's ``timestamp``,
+else the time of ingestion) and where it came from (a batch and row, or a streaming request and
+the record's index in it). An older record never overwrites a newer one of the same dataset.
+
+A profile's ``attributes`` (what segments read) is the merge policy applied to those rows, per
+attribute (cdp/identity/settings.py):
+
+* timestamp-ordered: the row observed last wins; when it says ``removed``, the attribute is
+  missing. Ties go to the row written last.
+* dataset precedence: the first dataset of the list with a value (not ``removed``) wins; datasets
+  not in the list come after it, latest first.
+
+Values stored without a dataset (profiles loaded from documents, e.g. the demo seed) have no rows:
+they stay until an ingested value for the same attribute replaces them, and on a merge the
+survivor's value is kept, else the most recently updated merged profile's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cdp.identity.settings import IdentitySettings, MergePolicy
+from cdp.storage.models import attribute_sources, profiles
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a record came from: its dataset and, for lineage, a batch row or a streaming record."""
+
+    dataset_pk: int
+    observed_at: datetime
+    batch_pk: int | None = None
+    request_id: str | None = None
+    record_index: int | None = None
+
+
+def _insert(dialect: str):
+    return postgresql.insert(attribute_sources) if dialect == "postgresql" else sqlite.insert(attribute_sources)
+
+
+def record_attributes(connection: sa.Connection, *, profile_pk: int, values: Mapping[str, Any],
+                      removed: Iterable[str], source: Source, settings: IdentitySettings) -> None:
+    """Keep the record's word on each attribute, then re-apply the policy to those attributes."""
+    dialect = connection.dialect.name
+    rows = [{"profile_pk": profile_pk, "path": path, "dataset_pk": source.dataset_pk, "value": value,
+             "removed": False} for path, value in values.items()]
+    rows += [{"profile_pk": profile_pk, "path": path, "dataset_pk": source.dataset_pk, "value": None,
+              "removed": True} for path in removed if path not in values]
+    if not rows:
+        return
+    lineage = {"observed_at": source.observed_at, "batch_pk": source.batch_pk, "request_id": source.request_id,
+               "record_index": source.record_index}
+    statement = _insert(dialect).values([{**row, **lineage} for row in rows])
+    excluded = statement.excluded
+    statement = statement.on_conflict_do_update(
+        index_elements=["profile_pk", "path", "dataset_pk"],
+        set_={name: excluded[name] for name in ("value", "removed", "observed_at", "batch_pk", "request_id",
+                                                "record_index")},
+        where=excluded.observed_at >= attribute_sources.c.observed_at)
+    connection.execute(statement)
+    apply_policy(connection, profile_pk=profile_pk, settings=settings, paths={row["path"] for row in rows})
+
+
+def winner(rows: list, settings: IdentitySettings):
+    """The row whose value the profile shows for one attribute (None: the attribute is missing)."""
+    if settings.merge_policy == MergePolicy.timestamp_ordered:
+        latest = max(rows, key=lambda r: (r.observed_at, r.pk))
+        return None if latest.removed else latest
+    order = {dataset: rank for rank, dataset in enumerate(settings.dataset_precedence)}
+    candidates = [r for r in rows if not r.removed]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda r: (order.get(r.dataset_pk, len(order)), -r.observed_at.timestamp(), -r.pk))
+
+
+def apply_policy(connection: sa.Connection, *, profile_pk: int, settings: IdentitySettings,
+                 paths: set[str] | None = None, legacy: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Recompute the profile's attributes from its source rows (only ``paths`` when given); paths
+    without rows keep their value, or take it from ``legacy`` (a merge). Returns the attributes."""
+    query = sa.select(profiles.c.attributes).where(profiles.c.pk == profile_pk)
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update()
+    current = dict(connection.execute(query).scalar_one() or {})
+    source_query = sa.select(attribute_sources).where(attribute_sources.c.profile_pk == profile_pk)
+    if paths is not None:
+        source_query = source_query.where(attribute_sources.c.path.in_(sorted(paths)))
+    by_path: dict[str, list] = {}
+    for row in connection.execute(source_query):
+        by_path.setdefault(row.path, []).append(row)
+    attributes = dict(current)
+    for path, value in (legacy or {}).items():
+        attributes.setdefault(path, value)
+    for path, rows in by_path.items():
+        chosen = winner(rows, settings)
+        if chosen is None:
+            attributes.pop(path, None)
+        else:
+            attributes[path] = chosen.value
+    if attributes != current:
+        connection.execute(profiles.update().where(profiles.c.pk == profile_pk).values(attributes=attributes))
+    return attributes
+
+
+def merge_sources(connection: sa.Connection, *, survivor_pk: int, merged_pks: list[int]) -> None:
+    """Move the merged profiles' source rows to the survivor, keeping per (attribute, dataset) the
+    latest one."""
+    if not merged_pks:
+        return
+    rows = connection.execute(sa.select(attribute_sources).where(
+        attribute_sources.c.profile_pk.in_([survivor_pk, *merged_pks]))).all()
+    best: dict[tuple[str, int], Any] = {}
+    for row in rows:
+        key = (row.path, row.dataset_pk)
+        if key not in best or (row.observed_at, row.pk) > (best[key].observed_at, best[key].pk):
+            best[key] = row
+    keep = {row.pk for row in best.values()}
+    drop = [row.pk for row in rows if row.pk not in keep]
+    if drop:
+        connection.execute(attribute_sources.delete().where(attribute_sources.c.pk.in_(drop)))
+    move = [row.pk for row in best.values() if row.profile_pk != survivor_pk]
+    if move:
+        connection.execute(attribute_sources.update().where(attribute_sources.c.pk.in_(move))
+                           .values(profile_pk=survivor_pk))
+
+
+def provenance(connection: sa.Connection, *, profile_pk: int, settings: IdentitySettings) -> dict[str, Any]:
+    """For each attribute the profile shows: the source row it came from (or none: loaded without a
+    dataset)."""
+    by_path: dict[str, list] = {}
+    for row in connection.execute(sa.select(attribute_sources).where(attribute_sources.c.profile_pk == profile_pk)):
+        by_path.setdefault(row.path, []).append(row)
+    return {path: chosen for path, rows in by_path.items() if (chosen := winner(rows, settings)) is not None}

@@ -1,0 +1,214 @@
+"""The identity graph: identities seen together are one person, and one person is one profile.
+
+Every identity (namespace + value) belongs to exactly one profile (``identities``, unique per
+sandbox). A record's identities are linked: :meth:`IdentityGraph.resolve` finds the profiles that
+own any of them —
+
+* none: a new profile gets them all;
+* one: it gets the record's new identities;
+* several: they **merge** into the oldest (lowest key), which keeps its id: identities, events,
+  attribute sources, graph-limit reports are moved to it, its attributes are recomputed by the
+  merge policy (cdp/identity/attributes.py), the others are deleted (their memberships with them)
+  and their ids recorded in ``profile_merges`` so lookups by an old id find the survivor; the
+  survivor's segment memberships are then re-evaluated (cdp/segments/membership.py), not unioned.
+
+So the profiles are always the connected components of the graph of identities seen together
+(tests/identity prove it against networkx), whatever the arrival order.
+
+**Graph limit** (per sandbox, default 50 identities per profile). When a link or merge passes it,
+identities are removed from the profile until it fits: cookie namespaces first (``ecid``), then
+device namespaces, then person namespaces; within a kind the least recently seen first (a record
+or event carrying an identity marks it seen). Removed identities are listed with the profile
+(``identity_removals``); the profile's events and attributes stay — nothing else is lost. A
+removed identity seen again later starts a new profile, unless it comes with a linked one.
+
+**Concurrency.** On PostgreSQL, a merge locks every profile it involves (``FOR UPDATE``, in key
+order) and checks that the record's identities still belong to them; new identities are inserted
+with ``ON CONFLICT DO NOTHING`` (PostgreSQL makes a second inserter wait for the first to commit),
+and an identity another transaction claimed meanwhile sends resolution round again, merging with
+the other profile. An event insert takes a key-share lock on its profile (foreign key), so a merge
+cannot delete a profile under a concurrent insert; the loser of such a race sees a foreign-key or
+deadlock error and the caller retries the record (cdp/ingestion/service.py, in a savepoint). On
+SQLite a writer holds the database's write lock for its whole transaction, so nothing interleaves.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cdp.identity.attributes import apply_policy, merge_sources
+from cdp.identity.namespaces import KIND_RANK, Namespace, NamespaceKind
+from cdp.identity.settings import IdentitySettings
+from cdp.storage.models import (events, identities, identity_removals, memberships, profile_merges, profiles)
+
+MAX_RESOLVE_ROUNDS = 8
+
+
+class ResolutionConflict(RuntimeError):
+    """Concurrent writers kept changing the record's identities; the caller retries the record."""
+
+
+@dataclass
+class Resolution:
+    profile_pk: int
+    external_id: str
+    created: bool = False
+    merged: list[str] = field(default_factory=list)  # ids of the profiles merged into this one
+    removed: list[tuple[str, str]] = field(default_factory=list)  # identities the graph limit removed
+    warnings: list[str] = field(default_factory=list)
+
+
+class IdentityGraph:
+    """Resolution and merges on one connection (inside the caller's transaction)."""
+
+    def __init__(self, connection: sa.Connection, *, sandbox: str, namespaces: dict[str, Namespace],
+                 settings: IdentitySettings):
+        self.connection = connection
+        self.sandbox = sandbox
+        self.namespaces = namespaces
+        self.settings = settings
+        self.dialect = connection.dialect.name
+        self.created_here: set[int] = set()  # profiles created by this transaction (no merge record needed)
+
+    # ---- reading -------------------------------------------------------------------------------
+
+    def owners(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        condition = sa.or_(*(sa.and_(identities.c.namespace == ns, identities.c.value == value)
+                             for ns, value in pairs))
+        rows = self.connection.execute(sa.select(identities.c.namespace, identities.c.value, identities.c.profile_pk)
+                                       .where(identities.c.sandbox == self.sandbox, condition))
+        return {(row.namespace, row.value): row.profile_pk for row in rows}
+
+    def external_id(self, profile_pk: int) -> str:
+        return self.connection.execute(sa.select(profiles.c.external_id).where(profiles.c.pk == profile_pk)).scalar_one()
+
+    # ---- resolution ----------------------------------------------------------------------------
+
+    def resolve(self, pairs: list[tuple[str, str]], now: datetime) -> Resolution:
+        """The profile of a record carrying ``pairs`` (normalised, distinct), linking and merging as
+        needed; marks the pairs seen at ``now``."""
+        created: int | None = None
+        for _round in range(MAX_RESOLVE_ROUNDS):
+            owner = self.owners(pairs)
+            owner_pks = sorted(set(owner.values()) | ({created} if created is not None else set()))
+            if len(owner_pks) > 1 and not self._lock(owner_pks, pairs, owner):
+                continue
+            if not owner_pks:
+                created = self._create_profile(now)
+                owner_pks = [created]
+            survivor, merged = owner_pks[0], owner_pks[1:]
+            merged_ids = [self._merge(survivor, other, now) for other in merged]
+            missing = [pair for pair in pairs if owner.get(pair) is None]
+            if missing and not self._claim(survivor, missing, now):
+                created = survivor if survivor in self.created_here else created
+                continue  # another writer claimed one of them meanwhile: link with its profile
+            self._touch(survivor, [pair for pair in pairs if owner.get(pair) is not None], now)
+            resolution = Resolution(survivor, self.external_id(survivor), created=created == survivor,
+                                    merged=[m for m in merged_ids if m is not None])
+            if merged or missing:
+                resolution.removed = self._enforce_limit(survivor, now)
+            if merged:
+                apply_policy(self.connection, profile_pk=survivor, settings=self.settings)
+            return resolution
+        raise ResolutionConflict("the record's identities kept changing under concurrent writers")
+
+    def _lock(self, owner_pks: list[int], pairs: list[tuple[str, str]], owner: dict) -> bool:
+        """Lock the profiles to merge (PostgreSQL); False when one vanished or an identity moved
+        meanwhile (resolve again)."""
+        if self.dialect != "postgresql":
+            return True
+        locked = self.connection.execute(sa.select(profiles.c.pk).where(profiles.c.pk.in_(owner_pks))
+                                         .order_by(profiles.c.pk).with_for_update()).scalars().all()
+        if len(locked) != len(owner_pks):
+            return False
+        return self.owners(pairs) == owner
+
+    def _create_profile(self, now: datetime) -> int:
+        profile_pk = self.connection.execute(profiles.insert().values(
+            sandbox=self.sandbox, external_id=f"p-{uuid.uuid4().hex}", attributes={}, created_at=now,
+            updated_at=now).returning(profiles.c.pk)).scalar_one()
+        self.created_here.add(profile_pk)
+        return profile_pk
+
+    def _claim(self, profile_pk: int, pairs: list[tuple[str, str]], now: datetime) -> bool:
+        """Give the unowned identities to the profile; False when another writer got one first."""
+        rows = [{"sandbox": self.sandbox, "profile_pk": profile_pk, "namespace": ns, "value": value,
+                 "first_seen": now, "last_seen": now} for ns, value in pairs]
+        if self.dialect == "postgresql":
+            statement = postgresql.insert(identities).values(rows).on_conflict_do_nothing(
+                index_elements=["sandbox", "namespace", "value"]).returning(identities.c.pk)
+        else:
+            statement = sqlite.insert(identities).values(rows).on_conflict_do_nothing(
+                index_elements=["sandbox", "namespace", "value"]).returning(identities.c.pk)
+        inserted = self.connection.execute(statement).all()
+        return len(inserted) == len(rows)
+
+    def _touch(self, profile_pk: int, pairs: list[tuple[str, str]], now: datetime) -> None:
+        if not pairs:
+            return
+        condition = sa.or_(*(sa.and_(identities.c.namespace == ns, identities.c.value == value)
+                             for ns, value in pairs))
+        self.connection.execute(identities.update().where(identities.c.sandbox == self.sandbox, condition,
+                                                          sa.or_(identities.c.last_seen.is_(None),
+                                                                 identities.c.last_seen < now))
+                                .values(last_seen=now))
+
+    # ---- merging -------------------------------------------------------------------------------
+
+    def _merge(self, survivor: int, other: int, now: datetime) -> str | None:
+        """Move everything of ``other`` to ``survivor`` and delete it; its id (None when this
+        transaction created it)."""
+        other_row = self.connection.execute(sa.select(profiles.c.external_id, profiles.c.attributes,
+                                                      profiles.c.updated_at).where(profiles.c.pk == other)).one()
+        moved_identities = self.connection.execute(identities.update().where(identities.c.profile_pk == other)
+                                                   .values(profile_pk=survivor)).rowcount
+        moved_events = self.connection.execute(events.update().where(events.c.profile_pk == other)
+                                               .values(profile_pk=survivor)).rowcount
+        merge_sources(self.connection, survivor_pk=survivor, merged_pks=[other])
+        self.connection.execute(identity_removals.update().where(identity_removals.c.profile_pk == other)
+                                .values(profile_pk=survivor))
+        self.connection.execute(profile_merges.update().where(profile_merges.c.survivor_pk == other)
+                                .values(survivor_pk=survivor))
+        # values loaded without a dataset: the survivor's stay, the merged profile's fill the gaps
+        legacy = dict(other_row.attributes or {})
+        if legacy:
+            apply_policy(self.connection, profile_pk=survivor, settings=self.settings, paths=set(), legacy=legacy)
+        self.connection.execute(memberships.delete().where(memberships.c.profile_pk == other))
+        self.connection.execute(profiles.delete().where(profiles.c.pk == other))
+        self.connection.execute(profiles.update().where(profiles.c.pk == survivor).values(updated_at=now))
+        if other in self.created_here:
+            return None
+        self.connection.execute(profile_merges.insert().values(
+            sandbox=self.sandbox, survivor_pk=survivor, merged_external_id=other_row.external_id, merged_at=now,
+            identities_moved=moved_identities, events_moved=moved_events))
+        return other_row.external_id
+
+    # ---- the graph limit -----------------------------------------------------------------------
+
+    def _kind(self, namespace: str) -> NamespaceKind:
+        found = self.namespaces.get(namespace)
+        return found.kind if found is not None else NamespaceKind.cookie
+
+    def _enforce_limit(self, profile_pk: int, now: datetime) -> list[tuple[str, str]]:
+        limit = self.settings.graph_limit
+        count = self.connection.execute(sa.select(sa.func.count()).select_from(identities)
+                                        .where(identities.c.profile_pk == profile_pk)).scalar_one()
+        if count <= limit:
+            return []
+        rows = self.connection.execute(sa.select(identities.c.pk, identities.c.namespace, identities.c.value,
+                                                 identities.c.first_seen, identities.c.last_seen)
+                                       .where(identities.c.profile_pk == profile_pk)).all()
+        ordered = sorted(rows, key=lambda r: (KIND_RANK[self._kind(r.namespace)], r.last_seen or r.first_seen,
+                                              r.first_seen, r.pk))
+        drop = ordered[:count - limit]
+        self.connection.execute(identities.delete().where(identities.c.pk.in_([r.pk for r in drop])))
+        self.connection.execute(identity_removals.insert(), [
+            {"profile_pk": profile_pk, "namespace": r.namespace, "value": r.value, "removed_at": now,
+             "reason": f"graph limit of {limit} identities passed: removed as the least recently seen "
+                       f"{self._kind(r.namespace).value} identity"} for r in drop])
+        return [(r.namespace, r.value) for r in drop]

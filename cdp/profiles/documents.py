@@ -1,0 +1,81 @@
+"""Stored profiles as profile documents (SPEC.md, "The profile document"): what the profile API
+answers and what in-memory evaluation of a stored profile reads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from cdp.schema import Schema
+from cdp.storage.models import events, identities, profiles
+
+
+def api_value(value: Any, type_name: str | None) -> Any:
+    """A value as stored in a JSON document, as the API shows it: datetimes ISO 8601 in UTC with
+    ``Z`` (SQLite stores ``YYYY-MM-DD HH:MM:SS.ffffff``)."""
+    if type_name == "datetime" and isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        parsed = parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+        return iso(parsed)
+    return value
+
+
+def iso(value: datetime) -> str:
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted paths to nested objects (``{"loyalty.tier": "gold"}`` → ``{"loyalty": {"tier": "gold"}}``)."""
+    out: dict[str, Any] = {}
+    for path in sorted(flat):
+        node = out
+        parts = path.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):  # a leaf and an object of the same name: keep the leaf's path
+                node = None
+                break
+            node = child
+        if node is None:
+            out[path] = flat[path]
+        else:
+            node[parts[-1]] = flat[path]
+    return out
+
+
+def attributes_document(flat: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
+    return nest({path: api_value(value, _type_name(schema.profile_type(path))) for path, value in flat.items()})
+
+
+def event_document(row, schema: Schema) -> dict[str, Any]:
+    fields = {path: api_value(value, _type_name(schema.event_type(path))) for path, value in (row.fields or {}).items()}
+    return {"id": row.event_id, "type": row.type, "timestamp": iso(row.ts), **nest(fields)}
+
+
+def _type_name(type_) -> str | None:
+    return None if type_ is None else type_.name
+
+
+def profile_document(connection: sa.Connection, profile_pk: int, *, schema: Schema,
+                     with_events: bool = True) -> dict[str, Any]:
+    """The whole profile: id, identities, attributes and (oldest first) events."""
+    row = connection.execute(sa.select(profiles.c.external_id, profiles.c.attributes)
+                             .where(profiles.c.pk == profile_pk)).one()
+    document: dict[str, Any] = {
+        "id": row.external_id,
+        "identities": [{"namespace": r.namespace, "id": r.value} for r in connection.execute(
+            sa.select(identities.c.namespace, identities.c.value).where(identities.c.profile_pk == profile_pk)
+            .order_by(identities.c.pk))],
+        "attributes": attributes_document(row.attributes or {}, schema),
+    }
+    if with_events:
+        document["events"] = [event_document(r, schema) for r in connection.execute(
+            sa.select(events.c.event_id, events.c.type, events.c.ts, events.c.fields)
+            .where(events.c.profile_pk == profile_pk).order_by(events.c.ts, events.c.pk))]
+    return document

@@ -1,0 +1,1 @@
+"""Segments: stored expressions and the memberships of profiles in them."""
