@@ -37,11 +37,13 @@ def _routers() -> list[APIRouter]:
     from cdp.auth.views import router as keys
     from cdp.datasets.views import router as datasets
     from cdp.expressions.views import router as expressions
+    from cdp.identity.views import router as identity
     from cdp.ingestion.views import router as ingestion
+    from cdp.profiles.views import privacy_router as privacy
     from cdp.profiles.views import router as profiles
     from cdp.schema_registry.views import router as schema
 
-    return [schema, datasets, ingestion, expressions, profiles, keys]
+    return [schema, datasets, ingestion, identity, expressions, profiles, privacy, keys]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
