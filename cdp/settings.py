@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 
 
 class Settings(BaseSettings):
@@ -31,7 +32,13 @@ class Settings(BaseSettings):
     bootstrap_admin_key: SecretStr | None = Field(
         default=None, description="Fix the key of the admin created on first start (tests, demos); default: random, "
                                   "printed once to stderr.")
-    max_body_bytes: int = Field(default=1 * MIB, ge=1024, description="Largest request body accepted (413 beyond).")
+    max_body_bytes: int = Field(default=1 * MIB, ge=1024, description="Largest request body accepted (413 beyond); "
+                                                                      "not for batch file uploads (max_file_bytes).")
+    max_file_bytes: int = Field(
+        default=1 * GIB, ge=1024,
+        description="Largest batch file accepted by POST /v1/datasets/{id}/batches (413 `file_too_large` beyond); the "
+                    "rest of that form may add up to max_body_bytes. Capped by what the database stores in one value "
+                    "(SQLite: 1,000,000,000 bytes by default; PostgreSQL: 1 GiB - 1 MiB), which the error then names.")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"

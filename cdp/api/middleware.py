@@ -4,12 +4,23 @@ The body limit is enforced before anything parses the body: a ``Content-Length``
 limit is refused at once, and a body without one (chunked) is read up to the limit and refused
 as soon as it passes it — 413 ``payload_too_large`` in the one error shape. Within the limit,
 the body is buffered and handed on unchanged.
+
+File uploads (the routes named in ``file_routes``: batch files) are not held to the body limit
+but to the file limit plus the body limit (room for the other form fields), and they are not
+buffered here: the body streams through to the multipart parser, which spools the file to a
+temporary file, while this middleware counts the bytes. A ``Content-Length`` over that bound is
+refused at once; a body that passes it while streaming is cut there — 413 ``file_too_large``
+either way, sent by this middleware; the application then sees the client as gone and its own
+answer is dropped. The exact file limit is checked by the upload endpoint as it reads the file
+(cdp/ingestion/batches.py :func:`read_upload`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
+from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,14 +37,30 @@ async def _send_error(send: Send, status: int, code: str, message: str, details:
     await send({"type": "http.response.body", "body": body})
 
 
+def _template_pattern(template: str) -> re.Pattern:
+    """``/v1/datasets/{dataset_id}/batches`` → a pattern matching its paths."""
+    parts = re.split(r"(\{[^}]+\})", template)
+    return re.compile("".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts) + "/?")
+
+
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, file_routes: Iterable[tuple[str, str]] = (),
+                 max_file_bytes: int | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.max_file_bytes = max_file_bytes if max_file_bytes is not None else max_bytes
+        self.file_routes = [(method, _template_pattern(template)) for method, template in file_routes]
+
+    def _is_upload(self, scope: Scope) -> bool:
+        return any(scope["method"] == method and pattern.fullmatch(scope["path"])
+                   for method, pattern in self.file_routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
+            return
+        if self._is_upload(scope):
+            await self._upload(scope, receive, send)
             return
         too_large = (f"the request body is larger than {self.max_bytes} bytes (CDP_MAX_BODY_BYTES)",
                      {"limit_bytes": self.max_bytes})
@@ -71,6 +98,48 @@ class BodySizeLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _upload(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.max_file_bytes + self.max_bytes
+        too_large = (f"the upload is larger than {limit} bytes: a batch file may hold {self.max_file_bytes} bytes "
+                     f"(CDP_MAX_FILE_BYTES) and the rest of the form {self.max_bytes} (CDP_MAX_BODY_BYTES)",
+                     {"limit_bytes": self.max_file_bytes, "request_limit_bytes": limit})
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                await _send_error(send, 400, "bad_request", "invalid Content-Length header", {})
+                return
+            if length > limit:
+                await _send_error(send, 413, "file_too_large", *too_large)
+                return
+        size = 0
+        refused = answered = started = False
+
+        async def counting() -> Message:
+            nonlocal size, refused, answered
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > limit:
+                    refused = True
+                    if not started:
+                        answered = True
+                        await _send_error(send, 413, "file_too_large", *too_large)
+                    return {"type": "http.disconnect"}  # the parser stops: the client is gone as far as it knows
+            return message
+
+        async def unless_answered(message: Message) -> None:
+            nonlocal started
+            if answered:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, counting, unless_answered)
 
 
 class RequestMetrics:
