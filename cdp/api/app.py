@@ -8,14 +8,16 @@ Layout: one package per domain, each with ``models.py`` (pydantic shapes: ``XCre
 * cdp/schema_registry — the schema in force per sandbox (``/v1/schema``)
 * cdp/datasets — datasets and their data-usage labels (``/v1/datasets``)
 * cdp/ingestion — records and batch files into datasets (``/v1/datasets/{id}/records``,
-  ``/v1/datasets/{id}/batches``, ``/v1/datasets/{id}/batch``)
+  ``/v1/datasets/{id}/batches``), batch jobs (``/v1/batches/{id}``)
 * cdp/expressions — checking expressions (``/v1/expressions/check``)
 * cdp/profiles — evaluating an expression on a profile (``/v1/profiles/evaluate``)
 * cdp/api — the app itself: settings wiring, dependencies, errors, middleware, metrics, health.
 
 Start-up (the lifespan): the engine is created, the database upgraded to the newest migration
-(or the start refused, saying why; cdp/api/startup.py) and the first admin key created when
-none exists. Every endpoint lives under ``/v1`` except ``/healthz``, ``/metrics`` and the API
+(or the start refused, saying why; cdp/api/startup.py), the first admin key created when
+none exists, and batch jobs recovered: jobs a stopped server left processing are marked failed
+(they can be retried), queued ones started (cdp/ingestion/batches.py). At shutdown, running
+batch jobs stop and roll back. Every endpoint lives under ``/v1`` except ``/healthz``, ``/metrics`` and the API
 docs (``/docs``, ``/redoc``, ``/openapi.json``); each operation of the OpenAPI document lists the
 roles it allows as ``x-roles``.
 """
@@ -52,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from cdp.api.metrics import Metrics
     from cdp.api.middleware import BodySizeLimit, RequestMetrics
     from cdp.api.startup import bootstrap_admin, prepare_database
+    from cdp.ingestion.batches import Recovery
+    from cdp.ingestion.views import FILE_ROUTES
 
     settings = settings or Settings()
     metrics = Metrics()
@@ -63,7 +67,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             fixed = settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None
             bootstrap_admin(engine, fixed)
             app.state.engine = engine
-            yield
+            recovery = Recovery(engine, metrics)
+            recovery.start()
+            try:
+                yield
+            finally:
+                recovery.stop()
         finally:
             engine.dispose()
 
@@ -82,7 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     errors.install(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, max_file_bytes=settings.max_file_bytes,
+                       file_routes=[(method, API_PREFIX + path) for method, path in FILE_ROUTES])
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts 413s too
 
     v1 = APIRouter(prefix=API_PREFIX)

@@ -6,11 +6,16 @@
   ``warnings``. Rejected records are never stored; the others are.
 * Batch files — ``POST /v1/datasets/{id}/batches`` (multipart: a CSV or JSON Lines ``file``, a
   JSON ``mapping``, an optional ``error_threshold``) answers 202 with a job, processed in a
-  background thread; ``GET /v1/datasets/{id}/batch?batch_id=`` (status queued | processing | succeeded | failed,
-  counts) and ``GET /v1/datasets/{id}/batch/errors?batch_id=`` (row number, column, reason, raw row; JSON pages or
-  ``?format=jsonl`` to download). All rows are validated first and applied in ONE transaction;
-  when more than ``error_threshold`` (default 5 %) of the rows are rejected, the batch fails and
-  nothing of it is applied.
+  background thread; ``GET /v1/datasets/{id}/batches`` lists a dataset's jobs. A job is then its
+  own resource: ``GET /v1/batches/{id}`` (status queued | processing | succeeded | failed,
+  counts, attempts), ``GET /v1/batches/{id}/errors`` (row number, column, reason, raw row; JSON
+  pages or ``?format=jsonl`` to download) and ``POST /v1/batches/{id}/retry`` (runs a failed
+  job — or one whose server stopped while processing it — again from the stored file). All rows
+  are validated first and the valid ones applied in ONE transaction; when more than
+  ``error_threshold`` (default 5 %) of the rows are rejected, the batch fails and nothing of it
+  is applied. A server that stops (even killed) while applying a batch leaves nothing of it;
+  the next start marks the job failed, and a retry gives exactly the data of one complete run
+  (cdp/ingestion/batches.py).
 
 A record: ``{"identities": [{"namespace", "id"}, ...], "attributes": {...}}`` for a profile
 dataset (attributes nested as in the profile document of SPEC.md; ``null`` removes an attribute,
@@ -28,12 +33,17 @@ Limits (each enforced with a clear error, never by silent truncation):
 =====================================  ==========================================================
 record size (JSON)                      64 KiB — the record is rejected (``record_too_large``)
 records per streaming request           1,000 — the request is refused, 413 ``batch_too_large``
-identities per record                   20; namespaces: ecid, email, phone, crm_id, loyalty_id;
-                                        an id is 1 to 512 characters
+identities per record                   20; namespaces: ecid, email, phone, crm_id, loyalty_id
+                                        and the sandbox's custom ones; an id is 1 to 512 characters
 events per profile                      100,000 — further events are rejected
                                         (``too_many_events``)
-batch file size                         the request-body limit (``CDP_MAX_BODY_BYTES``, 413)
-rows per batch file                     1,000,000 — the batch fails
+batch file size                         ``CDP_MAX_FILE_BYTES`` (default 1 GiB; at most what the
+                                        database stores in one value: 1,000,000,000 bytes on
+                                        SQLite, 1 GiB - 1 MiB on PostgreSQL) — 413
+                                        ``file_too_large`` as soon as the upload passes it; the
+                                        request-body limit (``CDP_MAX_BODY_BYTES``) does not apply
+                                        to the file, only to the rest of the form
+rows per batch file                     1,000,000 — the batch fails, nothing is applied
 =====================================  ==========================================================
 """
 

@@ -57,9 +57,12 @@ class BatchRead(BaseModel):
     accepted_rows: int
     rejected_rows: int
     duplicate_rows: int
-    message: str | None = Field(description="Why a batch failed, or a note on one that succeeded.")
+    message: str | None = Field(description="Why a batch failed, or a note on one that succeeded; while it is "
+                                            "processing, which pass it is in.")
+    attempts: int = Field(description="How many times a worker has started the job (a retry starts it again).")
     created_at: datetime
     started_at: datetime | None
+    heartbeat_at: datetime | None = Field(description="The last sign of life of the worker processing the job.")
     finished_at: datetime | None
 
 

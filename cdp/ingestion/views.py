@@ -1,17 +1,20 @@
 """Ingestion endpoints: streaming records into a dataset, batch files as jobs. Roles: admin and
 data_steward (the batch errors hold raw rows, so reading them is for the same roles).
 
-Batch jobs live under their dataset (``/v1/datasets/{id}/batches``, ``/v1/datasets/{id}/batch?batch_id=``,
-``/v1/datasets/{id}/batch/errors?batch_id=``)."""
+Batch files are uploaded to and listed under their dataset (``/v1/datasets/{id}/batches``); a
+job is then its own resource: ``/v1/batches/{id}`` (status, counts), ``/v1/batches/{id}/errors``
+and ``/v1/batches/{id}/retry``. Like everything else, a job belongs to its sandbox: a job of
+another sandbox is 404.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Body, File, Form, Path, Query, Response, UploadFile, status
+from fastapi import APIRouter, BackgroundTasks, Body, Depends, File, Form, Path, Query, Response, UploadFile, status
 
-from cdp.api.deps import ConnectionDep, EngineDep, MetricsDep, Stewards
+from cdp.api.deps import ConnectionDep, EngineDep, MetricsDep, SettingsDep, Stewards
 from cdp.api.errors import COMMON_RESPONSES, ErrorResponse
 from cdp.api.pagination import Page, PageDep
 from cdp.ingestion import DEFAULT_ERROR_THRESHOLD, batches, service
@@ -38,46 +41,60 @@ _RECORDS_EXAMPLE = {"records": [
                          "timestamp and fields, as in the profile document). Limits: 64 KiB per record, 1,000 "
                          "records per request (413 `batch_too_large`), 100,000 events per profile.")
 def ingest_records(dataset_id: DatasetId, principal: Stewards, connection: ConnectionDep, metrics: MetricsDep,
+                   engine: EngineDep,
                    body: Annotated[Any, Body(openapi_examples={"batch": {"value": _RECORDS_EXAMPLE}})]
                    ) -> IngestResponse:
     schema = get_schema(connection=connection, sandbox=principal.sandbox)
     return service.ingest_records(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id, body=body,
-                                  schema=schema, metrics=metrics)
+                                  schema=schema, metrics=metrics, engine=engine)
 
 
 # ---- batch files ---------------------------------------------------------------------------------
 
-BatchId = Annotated[int, Query(ge=1, le=2**63 - 1, description="The batch job's id.")]
+BatchId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The batch job's id.")]
+UPLOAD_PATH = "/datasets/{dataset_id}/batches"
+FILE_ROUTES = [("POST", UPLOAD_PATH)]  # held to the file limit instead of the body limit (cdp/api/middleware.py)
 
 
-@router.post("/datasets/{dataset_id}/batches", status_code=status.HTTP_202_ACCEPTED, response_model=BatchRead,
-             responses=NOT_FOUND, summary="Upload a CSV or JSON Lines file as a batch job",
-             description="Multipart: `file` (.csv or .jsonl), `mapping` (JSON: source column → schema path or "
+def _read_file(engine: EngineDep, settings: SettingsDep,
+               file: Annotated[UploadFile, File(description="The CSV or JSON Lines file.")]) -> batches.Upload:
+    """The uploaded file, read and checked before the request's transaction begins (on SQLite
+    that transaction holds the write lock)."""
+    limit, reason = batches.file_limit(engine.dialect.name, settings.max_file_bytes)
+    return batches.read_upload(file.file, filename=file.filename, limit=limit, limit_reason=reason)
+
+
+@router.post(UPLOAD_PATH, status_code=status.HTTP_202_ACCEPTED, response_model=BatchRead,
+             responses={**NOT_FOUND, 413: {"model": ErrorResponse, "description": "The file is larger than the "
+                                                                                  "limit (`file_too_large`)."}},
+             summary="Upload a CSV or JSON Lines file as a batch job",
+             description="Multipart: `file` (.csv or .jsonl, UTF-8), `mapping` (JSON: source column → schema path or "
                          "`identity.<namespace>`, with transforms trim, lower, {\"parse_date\": FORMAT}, "
                          "{\"split\": SEP}; optional for JSON Lines whose lines are records), `error_threshold` "
                          "(fraction of rows that may be rejected, default 0.05; over it the batch fails and nothing "
                          "is applied) and `format` (csv or jsonl, when the file name does not tell). Answers 202 "
-                         "with the job; poll `GET /v1/datasets/{id}/batch?batch_id=`. The file's size is bounded by "
-                         "the request-body limit (413).")
-def upload_batch(dataset_id: DatasetId, principal: Stewards, connection: ConnectionDep, engine: EngineDep,
-                 metrics: MetricsDep, background: BackgroundTasks, file: Annotated[UploadFile, File(description="The CSV or JSON Lines file.")],
+                         "with the job; poll `GET /v1/batches/{batch_id}`, read the rejected rows at "
+                         "`GET /v1/batches/{batch_id}/errors`. Limits: the file may hold `CDP_MAX_FILE_BYTES` "
+                         "(default 1 GiB, capped by what the database stores in one value) — 413 `file_too_large` "
+                         "as soon as it passes it; the general body limit does not apply here; 1,000,000 rows per "
+                         "file (the job fails).")
+def upload_batch(dataset_id: DatasetId, upload: Annotated[batches.Upload, Depends(_read_file)], principal: Stewards,
+                 connection: ConnectionDep, engine: EngineDep, metrics: MetricsDep, background: BackgroundTasks,
                  mapping: Annotated[str | None, Form(description="The field mapping, as JSON.")] = None,
                  error_threshold: Annotated[float, Form(ge=0, le=1)] = DEFAULT_ERROR_THRESHOLD,
                  format: Annotated[Literal["csv", "jsonl"] | None, Form()] = None) -> BatchRead:
     schema = get_schema(connection=connection, sandbox=principal.sandbox)
-    content = file.file.read()
-    batch_id = batches.create_batch(connection=connection, sandbox=principal.sandbox,
-                                    dataset_id=dataset_id, content=content, filename=file.filename, format_=format,
-                                    mapping=mapping, error_threshold=error_threshold, schema=schema)
-    created = batches.get_batch(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id,
-                                batch_id=batch_id)
+    batch_id = batches.create_batch(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id,
+                                    upload=upload, format_=format, mapping=mapping, error_threshold=error_threshold,
+                                    schema=schema)
+    created = batches.get_batch(connection=connection, sandbox=principal.sandbox, batch_id=batch_id)
     # the job runs once the request's transaction has committed (the dependency exits before the
     # response is sent; background tasks run after it)
     background.add_task(batches.start, engine, batch_id, metrics)
     return created
 
 
-@router.get("/datasets/{dataset_id}/batches", response_model=Page[BatchRead], responses=NOT_FOUND,
+@router.get(UPLOAD_PATH, response_model=Page[BatchRead], responses=NOT_FOUND,
             summary="List a dataset's batch jobs (newest first)")
 def list_batches(dataset_id: DatasetId, principal: Stewards, connection: ConnectionDep, page: PageDep
                  ) -> Page[BatchRead]:
@@ -86,24 +103,45 @@ def list_batches(dataset_id: DatasetId, principal: Stewards, connection: Connect
     return Page(items=items, total=total, limit=page.limit, offset=page.offset)
 
 
-@router.get("/datasets/{dataset_id}/batch", response_model=BatchRead, responses=NOT_FOUND,
-            summary="A batch job: status (queued, processing, succeeded, failed) and counts")
-def get_batch(dataset_id: DatasetId, batch_id: BatchId, principal: Stewards, connection: ConnectionDep) -> BatchRead:
-    return batches.get_batch(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id,
-                             batch_id=batch_id)
+@router.get("/batches/{batch_id}", response_model=BatchRead, responses=NOT_FOUND,
+            summary="A batch job: status (queued, processing, succeeded, failed) and counts",
+            description="While the job is processing, `message` says which pass it is in (validating the rows, "
+                        "then applying the valid ones in one transaction) and `heartbeat_at` when its worker last "
+                        "showed life. A job whose server stopped while processing it is marked failed on the next "
+                        "start (nothing of it applied); `POST /v1/batches/{batch_id}/retry` runs it again.")
+def get_batch(batch_id: BatchId, principal: Stewards, connection: ConnectionDep) -> BatchRead:
+    return batches.get_batch(connection=connection, sandbox=principal.sandbox, batch_id=batch_id)
 
 
-@router.get("/datasets/{dataset_id}/batch/errors", response_model=Page[BatchError], responses=NOT_FOUND,
+@router.get("/batches/{batch_id}/errors", response_model=Page[BatchError], responses=NOT_FOUND,
             summary="A batch job's per-row errors: row number, column, reason, raw row",
             description="JSON pages by default; `format=jsonl` downloads every error as JSON Lines.")
-def get_batch_errors(dataset_id: DatasetId, batch_id: BatchId, principal: Stewards, connection: ConnectionDep,
-                     page: PageDep, format: Annotated[Literal["json", "jsonl"], Query()] = "json"):
+def get_batch_errors(batch_id: BatchId, principal: Stewards, connection: ConnectionDep, page: PageDep,
+                     format: Annotated[Literal["json", "jsonl"], Query()] = "json"):
     if format == "jsonl":
-        items, _total = batches.batch_errors(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id,
-                                             batch_id=batch_id, limit=None, offset=0)
+        items, _total = batches.batch_errors(connection=connection, sandbox=principal.sandbox, batch_id=batch_id,
+                                             limit=None, offset=0)
         text = "".join(json.dumps(item.model_dump(), ensure_ascii=False) + "\n" for item in items)
         return Response(text, media_type="application/x-ndjson", headers={
             "Content-Disposition": f'attachment; filename="batch-{batch_id}-errors.jsonl"'})
-    items, total = batches.batch_errors(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id,
-                                        batch_id=batch_id, limit=page.limit, offset=page.offset)
+    items, total = batches.batch_errors(connection=connection, sandbox=principal.sandbox, batch_id=batch_id,
+                                        limit=page.limit, offset=page.offset)
     return Page(items=items, total=total, limit=page.limit, offset=page.offset)
+
+
+@router.post("/batches/{batch_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=BatchRead,
+             responses={**NOT_FOUND, 409: {"model": ErrorResponse, "description": "The job succeeded, is queued, or "
+                                                                                  "is being processed "
+                                                                                  "(`batch_not_retryable`)."}},
+             summary="Run a failed batch job again from its stored file",
+             description="For a `failed` job, or a `processing` one whose worker is gone (its server stopped: the "
+                         "process no longer runs, or no heartbeat for 30 s). The job goes back to `queued`, its "
+                         "counts and errors are cleared, and it runs again from the file stored at upload, against "
+                         "the schema in force now. A batch is applied in one transaction and events are idempotent "
+                         "per dataset, so after an interrupted run a retry gives exactly the data of one complete "
+                         "run. A succeeded, queued or live processing job answers 409 `batch_not_retryable`.")
+def retry_batch(batch_id: BatchId, principal: Stewards, connection: ConnectionDep, engine: EngineDep,
+                metrics: MetricsDep, background: BackgroundTasks) -> BatchRead:
+    queued = batches.retry_batch(connection=connection, sandbox=principal.sandbox, batch_id=batch_id)
+    background.add_task(batches.start, engine, batch_id, metrics)  # after the commit, as for an upload
+    return queued

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from tests.api.conftest import ADMIN_KEY, ROLES, assert_error
 
 PUBLIC = {("GET", "/healthz")}
-PATH_VALUES = {"dataset_id": "1", "key_id": "abcdef123456"}
+PATH_VALUES = {"dataset_id": "1", "key_id": "abcdef123456", "batch_id": "1", "code": "loyalty_card",
+               "profile_id": "p-unknown"}
 
 
 def _endpoints(app):
@@ -83,6 +84,10 @@ def test_declared_roles(api):
     assert roles[("PATCH", "/v1/datasets/{dataset_id}")] == stewards
     assert roles[("DELETE", "/v1/datasets/{dataset_id}")] == stewards
     assert roles[("GET", "/v1/datasets")] == everyone
+    for method, path in [("POST", "/v1/datasets/{dataset_id}/batches"), ("GET", "/v1/datasets/{dataset_id}/batches"),
+                         ("GET", "/v1/batches/{batch_id}"), ("GET", "/v1/batches/{batch_id}/errors"),
+                         ("POST", "/v1/batches/{batch_id}/retry")]:
+        assert roles[(method, path)] == stewards, (method, path)
     for (method, path), allowed in roles.items():
         if path.startswith("/v1/keys"):
             assert allowed == {"admin"}, (method, path)

@@ -35,17 +35,17 @@ def _upload(api, dataset_id, content: str, filename: str = "crm.csv", mapping=No
     return response.json()
 
 
-def _wait(api, dataset_id, batch_id, timeout: float = 30) -> dict:
+def _wait(api, batch_id, timeout: float = 30) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        batch = api.get(f"/v1/datasets/{dataset_id}/batch", params={"batch_id": batch_id}).json()
+        batch = api.get(f"/v1/batches/{batch_id}").json()
         if batch["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
             return batch
         time.sleep(0.05)
 
 
-def _errors(api, dataset_id, batch_id) -> list[dict]:
-    response = api.get(f"/v1/datasets/{dataset_id}/batch/errors", params={"batch_id": batch_id, "limit": 500})
+def _errors(api, batch_id) -> list[dict]:
+    response = api.get(f"/v1/batches/{batch_id}/errors", params={"limit": 500})
     assert response.status_code == 200, response.text
     return response.json()["items"]
 
@@ -62,11 +62,11 @@ def test_csv_with_mapping_good_and_bad_rows(api):
     crm = _dataset(api, "profile")
     job = _upload(api, crm, CRM_CSV, mapping=CRM_MAPPING, error_threshold=0.6)
     assert job["status"] in ("queued", "processing", "succeeded") and job["format"] == "csv"
-    batch = _wait(api, crm, job["id"])
+    batch = _wait(api, job["id"])
     assert batch["status"] == "succeeded", batch
     assert (batch["total_rows"], batch["accepted_rows"], batch["rejected_rows"]) == (5, 2, 3)
     assert "3 of 5 rows rejected" in batch["message"]
-    errors = _errors(api, crm, job["id"])
+    errors = _errors(api, job["id"])
     assert [(e["row_number"], e["column"]) for e in errors] == [(4, "Points"), (5, "Email"), (6, "Birthday")]
     assert "expected an integer" in errors[0]["reason"] and "at least one identity" in errors[1]["reason"]
     assert json.loads(errors[0]["raw"])["First name"] == "Ann"
@@ -77,7 +77,7 @@ def test_csv_with_mapping_good_and_bad_rows(api):
                                     "email_opt_in": True}
     assert {value for _ns, value, _p in identities} == {"sarah.rose@example.com", "john@example.com"}
 
-    download = api.get(f"/v1/datasets/{crm}/batch/errors", params={"batch_id": job["id"], "format": "jsonl"})
+    download = api.get(f"/v1/batches/{job['id']}/errors", params={"format": "jsonl"})
     assert download.status_code == 200 and download.headers["content-type"].startswith("application/x-ndjson")
     assert "attachment" in download.headers["content-disposition"]
     assert [json.loads(line) for line in download.text.splitlines()] == errors
@@ -88,11 +88,11 @@ def test_csv_with_mapping_good_and_bad_rows(api):
 def test_threshold_fails_the_batch_and_applies_nothing(api):
     crm = _dataset(api, "profile")
     job = _upload(api, crm, CRM_CSV, mapping=CRM_MAPPING)  # default threshold 5 %: 3 of 5 is far over
-    batch = _wait(api, crm, job["id"])
+    batch = _wait(api, job["id"])
     assert batch["status"] == "failed" and batch["error_threshold"] == 0.05
     assert "nothing of the batch was applied" in batch["message"]
     assert batch["rejected_rows"] == 3 and batch["accepted_rows"] == 0
-    assert len(_errors(api, crm, job["id"])) == 3
+    assert len(_errors(api, job["id"])) == 3
     assert _profile_count(api) == 0 and _identities(api) == set()
 
 
@@ -108,13 +108,13 @@ def test_jsonl_events_and_idempotent_reupload(api):
     text = "\n".join(json.dumps(line) for line in lines) + "\n"
     mapping = {"cookie": "identity.ecid", "event.id": "id", "event.kind": "type", "event.at": "timestamp",
                "sku": "product.sku", "price": "product.price"}
-    first = _wait(api, web, _upload(api, web, text, "web.jsonl", mapping)["id"])
+    first = _wait(api, _upload(api, web, text, "web.jsonl", mapping)["id"])
     assert first["status"] == "succeeded" and (first["accepted_rows"], first["duplicate_rows"]) == (3, 0)
     c1 = next(p for _ns, value, p in _identities(api) if value == "c-1")
     stored = _events(api, c1)
     assert [(e.event_id, e.type, e.fields.get("product.price")) for e in stored] == [
         ("e-1", "productView", 52), ("e-2", "addToCart", 52.5)]
-    again = _wait(api, web, _upload(api, web, text, "web.jsonl", mapping)["id"])
+    again = _wait(api, _upload(api, web, text, "web.jsonl", mapping)["id"])
     assert again["status"] == "succeeded" and (again["accepted_rows"], again["duplicate_rows"]) == (0, 3)
     assert again["file_sha256"] == first["file_sha256"]
     assert len(_events(api, c1)) == 2 and _profile_count(api) == 2
@@ -124,15 +124,15 @@ def test_jsonl_records_without_mapping_and_unreadable_lines(api):
     crm = _dataset(api, "profile")
     good = {"identities": [{"namespace": "crm_id", "id": "C-1"}], "attributes": {"loyalty": {"tier": "gold"}}}
     text = "\n".join([json.dumps(good), "{not json", "[1]", json.dumps({**good, "attributes": {"tier": "x"}})]) + "\n"
-    batch = _wait(api, crm, _upload(api, crm, text, "loyalty.jsonl", error_threshold=0.8)["id"])
+    batch = _wait(api, _upload(api, crm, text, "loyalty.jsonl", error_threshold=0.8)["id"])
     assert batch["status"] == "succeeded" and (batch["accepted_rows"], batch["rejected_rows"]) == (1, 3)
-    errors = _errors(api, crm, batch["id"])
+    errors = _errors(api, batch["id"])
     assert [e["row_number"] for e in errors] == [2, 3, 4]
     assert errors[0]["reason"].startswith("not JSON") and errors[0]["raw"] == "{not json"
     assert errors[2]["column"] == "attributes.tier" and "did you mean 'loyalty.tier'" in errors[2]["reason"]
     # re-upload: profile records are upserts, nothing changes
     before = _identities(api)
-    assert _wait(api, crm, _upload(api, crm, text, "loyalty.jsonl", error_threshold=0.8)["id"])["status"] == "succeeded"
+    assert _wait(api, _upload(api, crm, text, "loyalty.jsonl", error_threshold=0.8)["id"])["status"] == "succeeded"
     assert _identities(api) == before and _profile_count(api) == 1
 
 
@@ -174,15 +174,13 @@ def test_batches_roles_and_sandboxes(api):
                               files={"file": ("crm.csv", CRM_CSV.encode())}), 403, "forbidden")
         assert_error(api.get(f"/v1/datasets/{crm}/batches", role=role), 403, "forbidden")
     job = _upload(api, crm, CRM_CSV, mapping=CRM_MAPPING, error_threshold=1)
-    assert _wait(api, crm, job["id"])["status"] == "succeeded"
+    assert _wait(api, job["id"])["status"] == "succeeded"
     other = _other()
-    for path in ("batch", "batch/errors"):
-        assert_error(api.get(f"/v1/datasets/{crm}/{path}", params={"batch_id": job["id"]}, sandbox=other),
-                     404, "not_found")
+    for path in ("", "/errors"):
+        assert_error(api.get(f"/v1/batches/{job['id']}{path}", sandbox=other), 404, "not_found")
     assert_error(api.get(f"/v1/datasets/{crm}/batches", sandbox=other), 404, "not_found")
-    theirs = _dataset(api, "profile", sandbox=other)
-    assert_error(api.get(f"/v1/datasets/{theirs}/batch", params={"batch_id": job["id"]}, sandbox=other),
-                 404, "not_found")
-    assert _wait(api, crm, job["id"])["status"] == "succeeded"
-    assert api.get(f"/v1/datasets/{crm}/batch/errors", params={"batch_id": job["id"]}, role="data_steward"
-                   ).status_code == 200
+    assert _wait(api, job["id"])["status"] == "succeeded"
+    assert api.get(f"/v1/batches/{job['id']}/errors", role="data_steward").status_code == 200
+    for role in ("marketer", "reader"):
+        assert_error(api.get(f"/v1/batches/{job['id']}", role=role), 403, "forbidden")
+        assert_error(api.post(f"/v1/batches/{job['id']}/retry", role=role), 403, "forbidden")

@@ -13,6 +13,7 @@ ISOLATION_TESTS = {
     "keys": "test_keys_are_per_sandbox",
     "expressions": "test_expressions_check_against_the_sandbox_schema_and_segments",
     "profiles": "test_profile_evaluation_uses_the_sandbox_schema_and_segments",
+    "batches": "test_batches_are_per_sandbox",
 }
 
 
@@ -112,3 +113,23 @@ def test_default_sandbox_is_prod_and_names_are_checked(api):
         error = assert_error(api.get("/v1/schema", sandbox=None, headers={"X-Sandbox": bad.encode("utf-8")}),
                              400, "invalid_sandbox")
         assert "sandbox" in error["message"]
+
+
+def test_batches_are_per_sandbox(api):
+    import time
+
+    dataset = api.post("/v1/datasets", json={"name": "CRM", "kind": "profile"}).json()["id"]
+    line = b'{"identities": [{"namespace": "crm_id", "id": "C-1"}], "attributes": {"tier": "gold"}}\n'
+    job = api.post(f"/v1/datasets/{dataset}/batches", files={"file": ("crm.jsonl", line)}).json()
+    deadline = time.monotonic() + 30
+    while (batch := api.get(f"/v1/batches/{job['id']}").json())["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, batch
+        time.sleep(0.05)
+    assert batch["status"] == "failed" and batch["rejected_rows"] == 1  # no field "tier": a failed job, retryable
+    other = _other()
+    for method, path in [("GET", ""), ("GET", "/errors"), ("POST", "/retry")]:
+        error = assert_error(api.request(method, f"/v1/batches/{job['id']}{path}", sandbox=other), 404, "not_found")
+        assert error["details"] == {"resource": "batch", "id": job["id"], "sandbox": other}
+    assert api.get(f"/v1/batches/{job['id']}").json() == batch  # the retry from elsewhere changed nothing
+    assert_error(api.get(f"/v1/datasets/{dataset}/batches", sandbox=other), 404, "not_found")
+    assert api.get(f"/v1/batches/{job['id']}/errors").json()["total"] == 1
