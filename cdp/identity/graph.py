@@ -96,7 +96,7 @@ class IdentityGraph:
         for _round in range(MAX_RESOLVE_ROUNDS):
             owner = self.owners(pairs)
             owner_pks = sorted(set(owner.values()) | ({created} if created is not None else set()))
-            if len(owner_pks) > 1 and not self._lock(owner_pks, pairs, owner):
+            if owner_pks and not self._lock(owner_pks, pairs, owner, merging=len(owner_pks) > 1):
                 continue
             if not owner_pks:
                 created = self._create_profile(now)
@@ -117,13 +117,15 @@ class IdentityGraph:
             return resolution
         raise ResolutionConflict("the record's identities kept changing under concurrent writers")
 
-    def _lock(self, owner_pks: list[int], pairs: list[tuple[str, str]], owner: dict) -> bool:
-        """Lock the profiles to merge (PostgreSQL); False when one vanished or an identity moved
-        meanwhile (resolve again)."""
+    def _lock(self, owner_pks: list[int], pairs: list[tuple[str, str]], owner: dict, *, merging: bool) -> bool:
+        """Lock the owning profiles (PostgreSQL): all of them ``FOR UPDATE`` for a merge, else the
+        one ``FOR KEY SHARE`` so a concurrent merge cannot delete it under us. False when one
+        vanished or an identity moved meanwhile (resolve again)."""
         if self.dialect != "postgresql":
             return True
-        locked = self.connection.execute(sa.select(profiles.c.pk).where(profiles.c.pk.in_(owner_pks))
-                                         .order_by(profiles.c.pk).with_for_update()).scalars().all()
+        query = sa.select(profiles.c.pk).where(profiles.c.pk.in_(owner_pks)).order_by(profiles.c.pk)
+        query = query.with_for_update() if merging else query.with_for_update(read=True, key_share=True)
+        locked = self.connection.execute(query).scalars().all()
         if len(locked) != len(owner_pks):
             return False
         return self.owners(pairs) == owner

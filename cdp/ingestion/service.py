@@ -98,29 +98,40 @@ class Writer:
 
     # ---- one record --------------------------------------------------------------------------
 
-    def apply(self, index: int, record: ValidRecord) -> RecordResult:
+    def rebind(self, connection: sa.Connection) -> None:
+        """Go on on another connection (a record's own transaction)."""
+        self.connection = self.graph.connection = self.memberships.connection = connection
+
+    def apply(self, index: int, record: ValidRecord, *, engine: sa.Engine | None = None) -> RecordResult:
+        """Apply one record. On PostgreSQL with ``engine``, in a transaction of its own (streaming:
+        a record holds its locks only while it is written); without, in a savepoint of the
+        caller's transaction (a batch file: all or nothing). Either way retried when it loses a
+        race with a concurrent writer."""
         pairs, errors = self.normalized_identities(record.identities)
         if errors:
             return RecordResult(index=index, status=RecordStatus.rejected, errors=errors)
         if self.dialect != "postgresql":
-            result, commit = self._apply(index, record, pairs)
-            commit()
+            result, remember = self._apply(index, record, pairs)
+            remember()
             return result
         for attempt in range(MAX_ATTEMPTS):
-            savepoint = self.connection.begin_nested()
             try:
-                result, commit = self._apply(index, record, pairs)
+                if engine is not None:
+                    with engine.begin() as own:
+                        self.rebind(own)
+                        result, remember = self._apply(index, record, pairs)
+                else:
+                    with self.connection.begin_nested():
+                        result, remember = self._apply(index, record, pairs)
             except (sa.exc.IntegrityError, sa.exc.OperationalError, ResolutionConflict) as exc:
-                savepoint.rollback()
                 if not _lost_a_race(exc):
                     raise
                 log.info("record %s lost a race with a concurrent writer (attempt %s): %s", index, attempt + 1,
                          str(getattr(exc, "orig", exc)).splitlines()[0])
                 self.event_counts.clear()
-                time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
                 continue
-            savepoint.commit()
-            commit()
+            remember()
             return result
         return RecordResult(index=index, status=RecordStatus.rejected, errors=[RecordError(
             path="identities", message=f"conflict: concurrent writers kept changing this record's profiles "
@@ -215,7 +226,11 @@ def records_of(body: Any) -> list[Any]:
 
 
 def ingest_records(*, connection: sa.Connection, sandbox: str, dataset_id: int, body: Any, schema: Schema,
-                   metrics: Metrics | None = None) -> IngestResponse:
+                   metrics: Metrics | None = None, engine: sa.Engine | None = None) -> IngestResponse:
+    """Validate and apply each record on its own. ``engine`` (PostgreSQL): each record is written in
+    a transaction of its own, so concurrent requests never wait on each other's earlier records;
+    without it (and always on SQLite, whose writer holds the database lock anyway) everything is
+    written in ``connection``'s transaction."""
     dataset = get_dataset(connection=connection, sandbox=sandbox, dataset_id=dataset_id)
     kind = dataset.kind.value
     records = records_of(body)
@@ -228,7 +243,7 @@ def ingest_records(*, connection: sa.Connection, sandbox: str, dataset_id: int, 
             results.append(RecordResult(index=index, status=RecordStatus.rejected,
                                         errors=[RecordError(**e) for e in errors]))
         else:
-            results.append(writer.apply(index, valid))
+            results.append(writer.apply(index, valid, engine=engine if writer.dialect == "postgresql" else None))
     counts = {status: sum(1 for r in results if r.status == status) for status in RecordStatus}
     if metrics is not None:
         if counts[RecordStatus.accepted]:

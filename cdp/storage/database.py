@@ -21,6 +21,11 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def create_engine(url: str, **kwargs) -> sa.Engine:
+    if url.startswith("postgresql"):
+        # a request may hold two connections (its own, and a streamed record's transaction), and
+        # the server runs up to 40 requests at once: room for all of them
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 80)
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         from cdp.engine.sqlite_functions import register
