@@ -1,0 +1,95 @@
+"""Property: for any stream of records carrying linked identities, in any arrival order, the
+profiles are exactly the connected components of the graph of identities seen together —
+networkx computes them independently — and every event sits on the profile of its identities.
+On SQLite and PostgreSQL, through the ingestion service (identity normalisation, the graph,
+merges), one record per request as streaming clients send them."""
+
+from __future__ import annotations
+
+import uuid
+
+import networkx as nx
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import cdp.dsl  # noqa: F401 - cdp.schema must not be imported first (import cycle)
+
+# a small universe, so that streams link and merge a lot
+UNIVERSE = [("ecid", f"c{i}") for i in range(6)] + [("email", f"p{i}@example.com") for i in range(4)] + [
+    ("crm_id", f"K{i}") for i in range(3)]
+
+records = st.lists(st.lists(st.sampled_from(UNIVERSE), min_size=1, max_size=3, unique=True), min_size=1, max_size=25)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def engine(request, sqlite_url_factory):
+    from cdp.storage.database import create_engine
+    from cdp.storage.migrate import upgrade
+
+    url = sqlite_url_factory() if request.param == "sqlite" else request.getfixturevalue("postgres_url_factory")()
+    engine = create_engine(url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _ingest_stream(engine, stream: list[list[tuple[str, str]]]) -> str:
+    from cdp.ingestion.service import ingest_records
+    from cdp.schema import luma_schema
+    from cdp.storage.database import write_transaction
+    from cdp.storage.models import datasets
+
+    sandbox = f"g-{uuid.uuid4().hex[:12]}"
+    with write_transaction(engine) as connection:
+        dataset = connection.execute(datasets.insert().values(
+            sandbox=sandbox, name="Web", kind="event", labels=[], field_labels={},
+            created_at=sa.func.now(), updated_at=sa.func.now()).returning(datasets.c.pk)).scalar_one()
+    for index, identities in enumerate(stream):
+        body = {"identities": [{"namespace": ns, "id": value} for ns, value in identities],
+                "event": {"id": f"e{index}", "type": "pageView", "timestamp": "2026-11-28T10:00:00Z"}}
+        with write_transaction(engine) as connection:
+            answer = ingest_records(connection=connection, sandbox=sandbox, dataset_id=dataset, body=body,
+                                    schema=luma_schema(), engine=engine)
+        assert answer.accepted == 1, answer
+    return sandbox
+
+
+def _stored(engine, sandbox: str) -> tuple[dict, dict]:
+    from cdp.storage.models import events, identities, profiles
+
+    with engine.connect() as connection:
+        owner = {(r.namespace, r.value): r.profile_pk for r in connection.execute(
+            sa.select(identities).where(identities.c.sandbox == sandbox))}
+        event_owner = {r.event_id: r.profile_pk for r in connection.execute(
+            sa.select(events.c.event_id, events.c.profile_pk).join(profiles).where(profiles.c.sandbox == sandbox))}
+    return owner, event_owner
+
+
+def _components(stream) -> list[frozenset]:
+    graph = nx.Graph()
+    for identities in stream:
+        graph.add_nodes_from(identities)
+        graph.add_edges_from(zip(identities, identities[1:]))
+    return sorted((frozenset(c) for c in nx.connected_components(graph)), key=sorted)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(stream=records, order=st.randoms(use_true_random=False))
+def test_profiles_are_the_connected_components_whatever_the_order(engine, stream, order):
+    shuffled = list(stream)
+    order.shuffle(shuffled)
+    expected = _components(stream)
+    for arrival in (stream, shuffled):
+        sandbox = _ingest_stream(engine, arrival)
+        owner, event_owner = _stored(engine, sandbox)
+        by_profile: dict[int, set] = {}
+        for identity, profile in owner.items():
+            by_profile.setdefault(profile, set()).add(identity)
+        assert sorted((frozenset(c) for c in by_profile.values()), key=sorted) == expected
+        # every event kept, on the profile of its identities
+        assert len(event_owner) == len(arrival)
+        for index, identities in enumerate(arrival):
+            assert event_owner[f"e{index}"] == owner[identities[0]]
