@@ -56,6 +56,11 @@ class Server:
     def stderr(self) -> str:
         return self.log.read_text()
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown of any kind (open transactions die with the process)."""
+        self.process.kill()
+        self.process.wait()
+
     def stop(self) -> None:
         self.process.terminate()
         try:
