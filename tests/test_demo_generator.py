@@ -36,6 +36,14 @@ def test_demo_seed_loads_once_into_an_empty_sandbox(sqlite_url_factory):
     assert seed_demo_data(engine, generated=50) == 53  # the three examples/ profiles and 50 generated
     assert seed_demo_data(engine, generated=50) == 0  # never twice
     gift = (__import__("pathlib").Path(__file__).resolve().parents[1] / "examples" / "gift_giving_cart_abandoners.pql").read_text()
+    from cdp.profiles.lookup import find_by_identity, read_profile
+    from cdp.schema import luma_schema
+
     with engine.connect() as connection:
-        assert "sarah-rose" in sql.evaluate(connection, gift, as_of=DEFAULT_AS_OF)
+        sarah = find_by_identity(connection=connection, sandbox="prod", namespace="email",
+                                 value="Sarah.Rose@example.com")
+        profile = read_profile(connection=connection, sandbox="prod", profile_pk=sarah, schema=luma_schema())
+        assert profile.attributes["loyalty"]["tier"] == "bronze" and profile.events_total >= 2
+        assert profile.provenance["loyalty.tier"].dataset_name == "CRM contacts"
+        assert profile.id in sql.evaluate(connection, gift, as_of=DEFAULT_AS_OF)
     engine.dispose()

@@ -44,30 +44,36 @@ class Source:
     record_index: int | None = None
 
 
-def _insert(dialect: str):
-    return postgresql.insert(attribute_sources) if dialect == "postgresql" else sqlite.insert(attribute_sources)
+def _upsert(dialect: str):
+    """INSERT … ON CONFLICT (profile, path, dataset) DO UPDATE — unless the stored word is newer."""
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(attribute_sources)
+    excluded = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=["profile_pk", "path", "dataset_pk"],
+        set_={name: excluded[name] for name in ("value", "removed", "observed_at", "batch_pk", "request_id",
+                                                "record_index")},
+        where=excluded.observed_at >= attribute_sources.c.observed_at)
+
+
+_UPSERT = {dialect: _upsert(dialect) for dialect in ("postgresql", "sqlite")}
+_ATTRIBUTES = sa.select(profiles.c.attributes).where(profiles.c.pk == sa.bindparam("b_pk"))
+_ATTRIBUTES_FOR_UPDATE = _ATTRIBUTES.with_for_update()
+_SOURCES = sa.select(attribute_sources).where(attribute_sources.c.profile_pk == sa.bindparam("b_pk"))
+_SOURCES_OF_PATHS = _SOURCES.where(attribute_sources.c.path.in_(sa.bindparam("b_paths", expanding=True)))
+_SET_ATTRIBUTES = profiles.update().where(profiles.c.pk == sa.bindparam("b_pk")).values(
+    attributes=sa.bindparam("b_attributes"))
 
 
 def record_attributes(connection: sa.Connection, *, profile_pk: int, values: Mapping[str, Any],
                       removed: Iterable[str], source: Source, settings: IdentitySettings) -> None:
     """Keep the record's word on each attribute, then re-apply the policy to those attributes."""
-    dialect = connection.dialect.name
-    rows = [{"profile_pk": profile_pk, "path": path, "dataset_pk": source.dataset_pk, "value": value,
-             "removed": False} for path, value in values.items()]
-    rows += [{"profile_pk": profile_pk, "path": path, "dataset_pk": source.dataset_pk, "value": None,
-              "removed": True} for path in removed if path not in values]
+    lineage = {"profile_pk": profile_pk, "dataset_pk": source.dataset_pk, "observed_at": source.observed_at,
+               "batch_pk": source.batch_pk, "request_id": source.request_id, "record_index": source.record_index}
+    rows = [{**lineage, "path": path, "value": value, "removed": False} for path, value in values.items()]
+    rows += [{**lineage, "path": path, "value": None, "removed": True} for path in removed if path not in values]
     if not rows:
         return
-    lineage = {"observed_at": source.observed_at, "batch_pk": source.batch_pk, "request_id": source.request_id,
-               "record_index": source.record_index}
-    statement = _insert(dialect).values([{**row, **lineage} for row in rows])
-    excluded = statement.excluded
-    statement = statement.on_conflict_do_update(
-        index_elements=["profile_pk", "path", "dataset_pk"],
-        set_={name: excluded[name] for name in ("value", "removed", "observed_at", "batch_pk", "request_id",
-                                                "record_index")},
-        where=excluded.observed_at >= attribute_sources.c.observed_at)
-    connection.execute(statement)
+    connection.execute(_UPSERT[connection.dialect.name], rows)
     apply_policy(connection, profile_pk=profile_pk, settings=settings, paths={row["path"] for row in rows})
 
 
@@ -87,15 +93,17 @@ def apply_policy(connection: sa.Connection, *, profile_pk: int, settings: Identi
                  paths: set[str] | None = None, legacy: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Recompute the profile's attributes from its source rows (only ``paths`` when given); paths
     without rows keep their value, or take it from ``legacy`` (a merge). Returns the attributes."""
-    query = sa.select(profiles.c.attributes).where(profiles.c.pk == profile_pk)
-    if connection.dialect.name == "postgresql":
-        query = query.with_for_update()
-    current = dict(connection.execute(query).scalar_one() or {})
-    source_query = sa.select(attribute_sources).where(attribute_sources.c.profile_pk == profile_pk)
-    if paths is not None:
-        source_query = source_query.where(attribute_sources.c.path.in_(sorted(paths)))
+    locking = connection.dialect.name == "postgresql"
+    current = dict(connection.execute(_ATTRIBUTES_FOR_UPDATE if locking else _ATTRIBUTES, {"b_pk": profile_pk}
+                                      ).scalar_one() or {})
     by_path: dict[str, list] = {}
-    for row in connection.execute(source_query):
+    if paths is None:
+        sources = connection.execute(_SOURCES, {"b_pk": profile_pk})
+    elif paths:
+        sources = connection.execute(_SOURCES_OF_PATHS, {"b_pk": profile_pk, "b_paths": sorted(paths)})
+    else:
+        sources = []
+    for row in sources:
         by_path.setdefault(row.path, []).append(row)
     attributes = dict(current)
     for path, value in (legacy or {}).items():
@@ -107,7 +115,7 @@ def apply_policy(connection: sa.Connection, *, profile_pk: int, settings: Identi
         else:
             attributes[path] = chosen.value
     if attributes != current:
-        connection.execute(profiles.update().where(profiles.c.pk == profile_pk).values(attributes=attributes))
+        connection.execute(_SET_ATTRIBUTES, {"b_pk": profile_pk, "b_attributes": attributes})
     return attributes
 
 

@@ -48,6 +48,24 @@ from cdp.storage.models import (events, identities, identity_removals, membershi
 
 MAX_RESOLVE_ROUNDS = 8
 
+# statements of the hot path, built once (building Core expressions per record costs more than
+# running them on SQLite)
+_PAIR = sa.tuple_(identities.c.namespace, identities.c.value)
+_OWNERS = sa.select(identities.c.namespace, identities.c.value, identities.c.profile_pk).where(
+    identities.c.sandbox == sa.bindparam("b_sandbox"), _PAIR.in_(sa.bindparam("b_pairs", expanding=True)))
+_TOUCH = identities.update().where(
+    identities.c.sandbox == sa.bindparam("b_sandbox"), _PAIR.in_(sa.bindparam("b_pairs", expanding=True)),
+    sa.or_(identities.c.last_seen.is_(None), identities.c.last_seen < sa.bindparam("b_now"))
+).values(last_seen=sa.bindparam("b_now"))
+_EXTERNAL_ID = sa.select(profiles.c.external_id).where(profiles.c.pk == sa.bindparam("b_pk"))
+_NEW_PROFILE = profiles.insert().returning(profiles.c.pk)
+_CLAIM = {
+    "postgresql": postgresql.insert(identities).on_conflict_do_nothing(
+        index_elements=["sandbox", "namespace", "value"]).returning(identities.c.pk),
+    "sqlite": sqlite.insert(identities).on_conflict_do_nothing(
+        index_elements=["sandbox", "namespace", "value"]).returning(identities.c.pk),
+}
+
 
 class ResolutionConflict(RuntimeError):
     """Concurrent writers kept changing the record's identities; the caller retries the record."""
@@ -74,18 +92,20 @@ class IdentityGraph:
         self.settings = settings
         self.dialect = connection.dialect.name
         self.created_here: set[int] = set()  # profiles created by this transaction (no merge record needed)
+        self.external_ids: dict[int, str] = {}  # profile key → id (ids never change; merged ones are dropped)
 
     # ---- reading -------------------------------------------------------------------------------
 
     def owners(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        condition = sa.or_(*(sa.and_(identities.c.namespace == ns, identities.c.value == value)
-                             for ns, value in pairs))
-        rows = self.connection.execute(sa.select(identities.c.namespace, identities.c.value, identities.c.profile_pk)
-                                       .where(identities.c.sandbox == self.sandbox, condition))
+        rows = self.connection.execute(_OWNERS, {"b_sandbox": self.sandbox, "b_pairs": pairs})
         return {(row.namespace, row.value): row.profile_pk for row in rows}
 
     def external_id(self, profile_pk: int) -> str:
-        return self.connection.execute(sa.select(profiles.c.external_id).where(profiles.c.pk == profile_pk)).scalar_one()
+        found = self.external_ids.get(profile_pk)
+        if found is None:
+            found = self.external_ids[profile_pk] = self.connection.execute(_EXTERNAL_ID, {"b_pk": profile_pk}
+                                                                            ).scalar_one()
+        return found
 
     # ---- resolution ----------------------------------------------------------------------------
 
@@ -131,34 +151,24 @@ class IdentityGraph:
         return self.owners(pairs) == owner
 
     def _create_profile(self, now: datetime) -> int:
-        profile_pk = self.connection.execute(profiles.insert().values(
-            sandbox=self.sandbox, external_id=f"p-{uuid.uuid4().hex}", attributes={}, created_at=now,
-            updated_at=now).returning(profiles.c.pk)).scalar_one()
+        external_id = f"p-{uuid.uuid4().hex}"
+        profile_pk = self.connection.execute(_NEW_PROFILE, {"sandbox": self.sandbox, "external_id": external_id,
+                                                            "attributes": {}, "created_at": now,
+                                                            "updated_at": now}).scalar_one()
         self.created_here.add(profile_pk)
+        self.external_ids[profile_pk] = external_id
         return profile_pk
 
     def _claim(self, profile_pk: int, pairs: list[tuple[str, str]], now: datetime) -> bool:
         """Give the unowned identities to the profile; False when another writer got one first."""
         rows = [{"sandbox": self.sandbox, "profile_pk": profile_pk, "namespace": ns, "value": value,
                  "first_seen": now, "last_seen": now} for ns, value in pairs]
-        if self.dialect == "postgresql":
-            statement = postgresql.insert(identities).values(rows).on_conflict_do_nothing(
-                index_elements=["sandbox", "namespace", "value"]).returning(identities.c.pk)
-        else:
-            statement = sqlite.insert(identities).values(rows).on_conflict_do_nothing(
-                index_elements=["sandbox", "namespace", "value"]).returning(identities.c.pk)
-        inserted = self.connection.execute(statement).all()
+        inserted = self.connection.execute(_CLAIM[self.dialect], rows).all()
         return len(inserted) == len(rows)
 
     def _touch(self, profile_pk: int, pairs: list[tuple[str, str]], now: datetime) -> None:
-        if not pairs:
-            return
-        condition = sa.or_(*(sa.and_(identities.c.namespace == ns, identities.c.value == value)
-                             for ns, value in pairs))
-        self.connection.execute(identities.update().where(identities.c.sandbox == self.sandbox, condition,
-                                                          sa.or_(identities.c.last_seen.is_(None),
-                                                                 identities.c.last_seen < now))
-                                .values(last_seen=now))
+        if pairs:
+            self.connection.execute(_TOUCH, {"b_sandbox": self.sandbox, "b_pairs": pairs, "b_now": now})
 
     # ---- merging -------------------------------------------------------------------------------
 
@@ -182,6 +192,7 @@ class IdentityGraph:
             apply_policy(self.connection, profile_pk=survivor, settings=self.settings, paths=set(), legacy=legacy)
         self.connection.execute(memberships.delete().where(memberships.c.profile_pk == other))
         self.connection.execute(profiles.delete().where(profiles.c.pk == other))
+        self.external_ids.pop(other, None)
         self.connection.execute(profiles.update().where(profiles.c.pk == survivor).values(updated_at=now))
         if other in self.created_here:
             return None

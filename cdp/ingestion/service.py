@@ -30,6 +30,13 @@ from cdp.storage.models import events, profiles
 
 log = logging.getLogger("cdp.ingestion")
 
+# statements of the hot path, built once
+_EVENT_SEEN = sa.select(events.c.pk).where(events.c.dataset_pk == sa.bindparam("b_dataset"),
+                                           events.c.event_id == sa.bindparam("b_event_id"))
+_NEW_EVENT = events.insert()
+_TOUCH_PROFILE = profiles.update().where(profiles.c.pk == sa.bindparam("b_pk")).values(
+    updated_at=sa.bindparam("b_now"))
+
 
 class Writer:
     """Applies valid records on one connection (one transaction), remembering what it has seen
@@ -85,8 +92,7 @@ class Writer:
     def _is_duplicate(self, event_id: str) -> bool:
         if event_id in self.seen_event_ids:
             return True
-        found = self.connection.execute(sa.select(events.c.pk).where(events.c.dataset_pk == self.dataset_pk,
-                                                                     events.c.event_id == event_id)).first()
+        found = self.connection.execute(_EVENT_SEEN, {"b_dataset": self.dataset_pk, "b_event_id": event_id}).first()
         return found is not None
 
     def _event_count(self, profile_pk: int) -> int:
@@ -157,7 +163,7 @@ class Writer:
             record_attributes(self.connection, profile_pk=profile_pk,
                               values={k: json_value(v, self.dialect) for k, v in record.set_attributes.items()},
                               removed=record.removed, source=source, settings=self.settings)
-            self.connection.execute(profiles.update().where(profiles.c.pk == profile_pk).values(updated_at=now))
+            self.connection.execute(_TOUCH_PROFILE, {"b_pk": profile_pk, "b_now": now})
             remember = _nothing
         else:
             if resolution.merged:
@@ -169,9 +175,9 @@ class Writer:
                                                       f"at most {limits.MAX_EVENTS_PER_PROFILE} per profile")],
                     warnings=warnings), _nothing
             fields = {k: json_value(v, self.dialect) for k, v in record.event_fields.items()}
-            self.connection.execute(events.insert().values(
-                profile_pk=profile_pk, event_id=record.event_id, type=record.event_type, ts=record.ts, fields=fields,
-                dataset_pk=self.dataset_pk))
+            self.connection.execute(_NEW_EVENT, {"profile_pk": profile_pk, "event_id": record.event_id,
+                                                 "type": record.event_type, "ts": record.ts, "fields": fields,
+                                                 "dataset_pk": self.dataset_pk})
 
             def remember() -> None:
                 self.seen_event_ids.add(record.event_id)

@@ -59,7 +59,7 @@ def _walk(obj: dict, fields: dict, where: str, prefix: str, errors: list, out: d
             continue
         location = f"{where}{path}"
         type_ = fields.get(path)
-        is_object = Schema.is_object(fields, path)
+        is_object = type_ is None and Schema.is_object(fields, path)
         if type_ is None and not is_object:
             errors.append(_error(location, _unknown(path, fields, what)))
             continue
