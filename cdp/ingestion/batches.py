@@ -17,11 +17,13 @@ items trimmed, empty ones dropped). Text is then converted to the target's type 
 number, boolean ``true/false/yes/no/1/0``, date, datetime). An empty cell sets nothing. JSON
 Lines without a mapping: each line is a record as streamed.
 
-Upload (:func:`read_upload`, :func:`create_batch`): the file is read from the request in chunks
-of 1 MiB, hashed and checked to be UTF-8 as it is read; the read stops with 413
-``file_too_large`` as soon as the file passes the limit (``CDP_MAX_FILE_BYTES``, capped by what
-the database stores in one value: see :func:`file_limit`). The file is stored whole in
-``ingestion_batches.content`` — the job reads it from there, and a retry reads it again.
+Upload (:func:`read_upload`, :func:`create_batch`): the multipart parser spools the file to a
+temporary file (the middleware bounds the request by file + form limits); the endpoint reads it
+in chunks of 1 MiB, hashing it and checking it is UTF-8 on the way, and stops with 413
+``file_too_large`` as soon as it passes the limit (``CDP_MAX_FILE_BYTES``, capped by what the
+database stores in one value: see :func:`file_limit`) — all before the request's transaction
+begins. Only an authorized upload with a valid mapping is read into memory, once, to be stored
+whole in ``ingestion_batches.content``: the job reads it from there, and a retry reads it again.
 
 Processing (:func:`run_batch`, in a background thread with its own connections) reads the
 stored file twice as a stream of rows and never holds the rows in memory — only the file's
@@ -360,9 +362,16 @@ def iter_rows(content: bytes, format_: str) -> Iterator[Row]:
 
 @dataclass(frozen=True)
 class Upload:
-    content: bytes
+    """An uploaded file, checked (size, UTF-8) and hashed, still in the request's spooled file."""
+
+    file: BinaryIO
+    size: int
     sha256: str
     filename: str | None
+
+    def read(self) -> bytes:
+        self.file.seek(0)
+        return self.file.read()
 
 
 @cache
@@ -390,7 +399,8 @@ def file_limit(dialect: str, configured: int) -> tuple[int, str]:
 def read_upload(file: BinaryIO, *, filename: str | None, limit: int, limit_reason: str = "CDP_MAX_FILE_BYTES"
                 ) -> Upload:
     """An uploaded file read in chunks: 413 ``file_too_large`` as soon as it passes ``limit``,
-    422 ``invalid_file`` when it is not UTF-8; hashed on the way."""
+    422 ``invalid_file`` when it is not UTF-8; hashed on the way. Nothing is kept in memory: the
+    file is read whole only once the request is authorized and checked (:func:`create_batch`)."""
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     size = 0
@@ -412,8 +422,7 @@ def read_upload(file: BinaryIO, *, filename: str | None, limit: int, limit_reaso
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise Unprocessable("the file is not UTF-8 text (it ends inside a character)", code="invalid_file") from None
-    file.seek(0)
-    return Upload(file.read(), digest.hexdigest(), filename or None)
+    return Upload(file, size, digest.hexdigest(), filename or None)
 
 
 def create_batch(*, connection: sa.Connection, sandbox: str, dataset_id: int, upload: Upload,
@@ -428,8 +437,9 @@ def create_batch(*, connection: sa.Connection, sandbox: str, dataset_id: int, up
         if format_ is None:
             raise Unprocessable("cannot tell the file's format from its name: name it .csv or .jsonl, or give "
                                 "`format` (csv or jsonl)", code="invalid_file")
-    if not upload.content:
+    if not upload.size:
         raise Unprocessable("the file is empty", code="invalid_file")
+    content = None
     parsed_mapping = None
     if mapping is not None and mapping.strip():
         try:
@@ -439,7 +449,8 @@ def create_batch(*, connection: sa.Connection, sandbox: str, dataset_id: int, up
         rules = parse_mapping(parsed_mapping, dataset.kind.value, schema,
                               namespaces=namespace_codes(connection=connection, sandbox=sandbox))
         if format_ == "csv":
-            header = csv_header(upload.content)
+            content = upload.read()
+            header = csv_header(content)
             missing = [r.column for r in rules if r.column not in header]
             if missing:
                 raise Unprocessable(f"invalid mapping: column(s) {', '.join(map(repr, missing))} are not in the CSV "
@@ -450,7 +461,8 @@ def create_batch(*, connection: sa.Connection, sandbox: str, dataset_id: int, up
     now = datetime.now(timezone.utc)
     return connection.execute(ingestion_batches.insert().values(
         sandbox=sandbox, dataset_pk=dataset.id, status=BatchStatus.queued.value, format=format_,
-        filename=(filename or None) and filename[:512], file_sha256=upload.sha256, content=upload.content,
+        filename=(filename or None) and filename[:512], file_sha256=upload.sha256,
+        content=content if content is not None else upload.read(),
         mapping=parsed_mapping, error_threshold=error_threshold, total_rows=0, accepted_rows=0, rejected_rows=0,
         duplicate_rows=0, created_at=now, attempts=0).returning(ingestion_batches.c.pk)).scalar_one()
 

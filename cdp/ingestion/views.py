@@ -58,8 +58,8 @@ FILE_ROUTES = [("POST", UPLOAD_PATH)]  # held to the file limit instead of the b
 
 def _read_file(engine: EngineDep, settings: SettingsDep,
                file: Annotated[UploadFile, File(description="The CSV or JSON Lines file.")]) -> batches.Upload:
-    """The uploaded file, read and checked before the request's transaction begins (on SQLite
-    that transaction holds the write lock)."""
+    """The uploaded file, checked and hashed before the request's transaction begins (on SQLite
+    that transaction holds the write lock); it is read into memory only after authorization."""
     limit, reason = batches.file_limit(engine.dialect.name, settings.max_file_bytes)
     return batches.read_upload(file.file, filename=file.filename, limit=limit, limit_reason=reason)
 
