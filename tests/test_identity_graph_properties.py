@@ -2,7 +2,7 @@
 profiles are exactly the connected components of the graph of identities seen together —
 networkx computes them independently — and every event sits on the profile of its identities.
 On SQLite and PostgreSQL, through the ingestion service (identity normalisation, the graph,
-merges), one record per request as streaming clients send them."""
+merges), one record per request and several per request (set-wise resolution)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def engine(request, sqlite_url_factory):
     engine.dispose()
 
 
-def _ingest_stream(engine, stream: list[list[tuple[str, str]]]) -> str:
+def _ingest_stream(engine, stream: list[list[tuple[str, str]]], per_request: int) -> str:
     from cdp.ingestion.service import ingest_records
     from cdp.schema import luma_schema
     from cdp.storage.database import write_transaction
@@ -46,13 +46,15 @@ def _ingest_stream(engine, stream: list[list[tuple[str, str]]]) -> str:
         dataset = connection.execute(datasets.insert().values(
             sandbox=sandbox, name="Web", kind="event", labels=[], field_labels={},
             created_at=sa.func.now(), updated_at=sa.func.now()).returning(datasets.c.pk)).scalar_one()
-    for index, identities in enumerate(stream):
-        body = {"identities": [{"namespace": ns, "id": value} for ns, value in identities],
+    records = [{"identities": [{"namespace": ns, "id": value} for ns, value in identities],
                 "event": {"id": f"e{index}", "type": "pageView", "timestamp": "2026-11-28T10:00:00Z"}}
+               for index, identities in enumerate(stream)]
+    for start in range(0, len(records), per_request):
+        chunk = records[start:start + per_request]
         with write_transaction(engine) as connection:
-            answer = ingest_records(connection=connection, sandbox=sandbox, dataset_id=dataset, body=body,
-                                    schema=luma_schema(), engine=engine)
-        assert answer.accepted == 1, answer
+            answer = ingest_records(connection=connection, sandbox=sandbox, dataset_id=dataset,
+                                    body={"records": chunk}, schema=luma_schema(), engine=engine)
+        assert answer.accepted == len(chunk), answer
     return sandbox
 
 
@@ -82,8 +84,9 @@ def test_profiles_are_the_connected_components_whatever_the_order(engine, stream
     shuffled = list(stream)
     order.shuffle(shuffled)
     expected = _components(stream)
-    for arrival in (stream, shuffled):
-        sandbox = _ingest_stream(engine, arrival)
+    # one record per request (resolved one by one), then shuffled in requests of 7 (resolved set-wise)
+    for arrival, per_request in ((stream, 1), (shuffled, 7)):
+        sandbox = _ingest_stream(engine, arrival, per_request)
         owner, event_owner = _stored(engine, sandbox)
         by_profile: dict[int, set] = {}
         for identity, profile in owner.items():

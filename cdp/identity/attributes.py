@@ -56,6 +56,7 @@ def _upsert(dialect: str):
 
 
 _UPSERT = {dialect: _upsert(dialect) for dialect in ("postgresql", "sqlite")}
+_PROFILES_PER_QUERY = 500
 _ATTRIBUTES = sa.select(profiles.c.attributes).where(profiles.c.pk == sa.bindparam("b_pk"))
 _ATTRIBUTES_FOR_UPDATE = _ATTRIBUTES.with_for_update()
 _SOURCES = sa.select(attribute_sources).where(attribute_sources.c.profile_pk == sa.bindparam("b_pk"))
@@ -75,6 +76,58 @@ def record_attributes(connection: sa.Connection, *, profile_pk: int, values: Map
         return
     connection.execute(_UPSERT[connection.dialect.name], rows)
     apply_policy(connection, profile_pk=profile_pk, settings=settings, paths={row["path"] for row in rows})
+
+
+def record_attributes_many(connection: sa.Connection, items: list[tuple[int, Mapping[str, Any], Iterable[str],
+                                                                       Source]], settings: IdentitySettings) -> None:
+    """:func:`record_attributes` for many records (profile key, values, removed paths, source), in
+    order, with a few set-wise statements."""
+    rows: list[dict] = []
+    touched: dict[int, set[str]] = {}
+    for profile_pk, values, removed, source in items:
+        lineage = {"profile_pk": profile_pk, "dataset_pk": source.dataset_pk, "observed_at": source.observed_at,
+                   "batch_pk": source.batch_pk, "request_id": source.request_id, "record_index": source.record_index}
+        rows += [{**lineage, "path": path, "value": value, "removed": False} for path, value in values.items()]
+        rows += [{**lineage, "path": path, "value": None, "removed": True} for path in removed if path not in values]
+        touched.setdefault(profile_pk, set()).update(values, removed)
+    if not rows:
+        return
+    # one row per (profile, attribute, dataset): the one applying them in order would keep (a
+    # multi-row INSERT … ON CONFLICT may not touch a row twice on PostgreSQL)
+    latest: dict[tuple, dict] = {}
+    for row in rows:
+        key = (row["profile_pk"], row["path"], row["dataset_pk"])
+        if key not in latest or row["observed_at"] >= latest[key]["observed_at"]:
+            latest[key] = row
+    connection.execute(_UPSERT[connection.dialect.name], list(latest.values()))
+    touched = {pk: paths for pk, paths in touched.items() if paths}
+    locking = connection.dialect.name == "postgresql"
+    pks = sorted(touched)
+    updates = []
+    for start in range(0, len(pks), _PROFILES_PER_QUERY):
+        chunk = pks[start:start + _PROFILES_PER_QUERY]
+        query = sa.select(profiles.c.pk, profiles.c.attributes).where(profiles.c.pk.in_(chunk))
+        current = {row.pk: dict(row.attributes or {}) for row in connection.execute(
+            query.order_by(profiles.c.pk).with_for_update() if locking else query)}
+        by_path: dict[tuple[int, str], list] = {}
+        paths = sorted(set().union(*(touched[pk] for pk in chunk)))
+        for row in connection.execute(sa.select(attribute_sources).where(
+                attribute_sources.c.profile_pk.in_(chunk), attribute_sources.c.path.in_(paths))):
+            if row.path in touched[row.profile_pk]:
+                by_path.setdefault((row.profile_pk, row.path), []).append(row)
+        changed: dict[int, dict] = {}
+        for (profile_pk, path), candidates in by_path.items():
+            attributes = changed.get(profile_pk) or dict(current[profile_pk])
+            chosen = winner(candidates, settings)
+            if chosen is None:
+                attributes.pop(path, None)
+            else:
+                attributes[path] = chosen.value
+            changed[profile_pk] = attributes
+        updates += [{"b_pk": pk, "b_attributes": attributes} for pk, attributes in changed.items()
+                    if attributes != current[pk]]
+    if updates:
+        connection.execute(_SET_ATTRIBUTES, updates)
 
 
 def winner(rows: list, settings: IdentitySettings):

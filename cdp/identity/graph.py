@@ -47,6 +47,7 @@ from cdp.identity.settings import IdentitySettings
 from cdp.storage.models import (events, identities, identity_removals, memberships, profile_merges, profiles)
 
 MAX_RESOLVE_ROUNDS = 8
+_PAIRS_PER_QUERY = 400  # bound parameters per statement stay far below SQLite's limit
 
 # statements of the hot path, built once (building Core expressions per record costs more than
 # running them on SQLite)
@@ -136,6 +137,122 @@ class IdentityGraph:
                 apply_policy(self.connection, profile_pk=survivor, settings=self.settings)
             return resolution
         raise ResolutionConflict("the record's identities kept changing under concurrent writers")
+
+    def resolve_many(self, records: list[list[tuple[str, str]]], now: datetime) -> list[Resolution]:
+        """:meth:`resolve` for many records at once, with the same outcome as one after the other
+        (each record's profile is the one its identities end in; a merge is reported on the record
+        that linked the profiles), in a few set-wise statements. Raises ResolutionConflict when a
+        concurrent writer got in the way (PostgreSQL): the caller rolls back and goes one by one."""
+        pairs = list(dict.fromkeys(pair for record in records for pair in record))
+        owner: dict[tuple[str, str], int] = {}
+        for start in range(0, len(pairs), _PAIRS_PER_QUERY):
+            owner.update(self.owners(pairs[start:start + _PAIRS_PER_QUERY]))
+        # union-find over the records' identities and their owners (a profile is a node too, so
+        # identities of one profile are one component from the start), in arrival order
+        parent: dict[tuple[str, str], tuple[str, str]] = {pair: pair for pair in pairs}
+        owners_of: dict[tuple[str, str], set[int]] = {pair: set() for pair in pairs}
+        for pk in set(owner.values()):
+            parent[("", str(pk))] = ("", str(pk))
+            owners_of[("", str(pk))] = {pk}
+
+        def find(node):
+            while parent[node] != node:
+                parent[node] = parent[parent[node]]
+                node = parent[node]
+            return node
+
+        def union(a, b) -> None:
+            a, b = find(a), find(b)
+            if a != b:
+                parent[b] = a
+                owners_of[a] |= owners_of.pop(b)
+
+        for pair, pk in owner.items():
+            union(("", str(pk)), pair)
+        links: dict[int, list[int]] = {}  # record index → the owner profiles it linked
+        for index, record in enumerate(records):
+            roots = list(dict.fromkeys(find(pair) for pair in record))
+            if sum(1 for root in roots if owners_of[root]) > 1:
+                links[index] = sorted(set().union(*(owners_of[root] for root in roots)))
+            for root in roots[1:]:
+                union(roots[0], root)
+        components: dict[tuple[str, str], list[int]] = {}
+        for index, record in enumerate(records):
+            components.setdefault(find(record[0]), []).append(index)
+        all_owners = sorted({pk for root in components for pk in owners_of[root]})
+        if all_owners and self.dialect == "postgresql":
+            merging = {pk for root in components if len(owners_of[root]) > 1 for pk in owners_of[root]}
+            query = sa.select(profiles.c.pk).where(profiles.c.pk.in_(all_owners)).order_by(profiles.c.pk)
+            query = query.with_for_update() if merging else query.with_for_update(read=True, key_share=True)
+            if len(self.connection.execute(query).all()) != len(all_owners) or any(
+                    self.owners(pairs[start:start + _PAIRS_PER_QUERY]) != {
+                        p: owner[p] for p in pairs[start:start + _PAIRS_PER_QUERY] if p in owner}
+                    for start in range(0, len(pairs), _PAIRS_PER_QUERY)):
+                raise ResolutionConflict("profiles changed under the batch")
+        # a profile per component: the oldest owner, or a new one
+        fresh = [root for root in components if not owners_of[root]]
+        created_in_order = self._create_profiles(len(fresh), now)
+        created = set(created_in_order)
+        profile_of: dict[tuple[str, str], int] = dict(zip(fresh, created_in_order))
+        merged_ids: dict[int, str] = {}
+        merged_into: dict[int, int] = {}
+        for root in components:
+            if owners_of[root]:
+                survivor, *others = sorted(owners_of[root])
+                profile_of[root] = survivor
+                for other in others:
+                    merged_ids[other] = self._merge(survivor, other, now) or ""
+                    merged_into[other] = survivor
+        missing = [pair for pair in pairs if pair not in owner]
+        if missing:
+            rows = sorted(({"sandbox": self.sandbox, "profile_pk": profile_of[find(pair)], "namespace": pair[0],
+                            "value": pair[1], "first_seen": now, "last_seen": now} for pair in missing),
+                          key=lambda row: (row["namespace"], row["value"]))  # one order for every writer
+            if len(self.connection.execute(_CLAIM[self.dialect], rows).all()) != len(rows):
+                raise ResolutionConflict("another writer claimed an identity of the batch")
+        known = [pair for pair in pairs if pair in owner]
+        for start in range(0, len(known), _PAIRS_PER_QUERY):
+            self._touch(0, known[start:start + _PAIRS_PER_QUERY], now)
+        grown_roots = {find(pair) for pair in missing} | {root for root in components if len(owners_of[root]) > 1}
+        grown = {profile_of[root] for root in grown_roots}
+        removed = {pk: self._enforce_limit(pk, now) for pk in sorted(grown)}
+        for survivor in sorted({merged_into[pk] for pk in merged_into}):
+            apply_policy(self.connection, profile_pk=survivor, settings=self.settings)
+        external = self._external_ids(sorted(set(profile_of.values())))
+        resolutions = []
+        reported: set[int] = set()
+        for index, record in enumerate(records):
+            profile_pk = profile_of[find(record[0])]
+            resolution = Resolution(profile_pk, external[profile_pk], created=profile_pk in created)
+            if index in links:
+                resolution.merged = [merged_ids[pk] for pk in links[index] if pk in merged_ids and merged_ids[pk]
+                                     and pk not in reported]
+                reported.update(links[index])
+            if profile_pk in removed and profile_pk not in reported:
+                resolution.removed = removed[profile_pk]
+                reported.add(profile_pk)
+            resolutions.append(resolution)
+        return resolutions
+
+    def _create_profiles(self, count: int, now: datetime) -> list[int]:
+        if not count:
+            return []
+        rows = [{"sandbox": self.sandbox, "external_id": f"p-{uuid.uuid4().hex}", "attributes": {},
+                 "created_at": now, "updated_at": now} for _ in range(count)]
+        created = self.connection.execute(
+            profiles.insert().returning(profiles.c.pk, sort_by_parameter_order=True), rows).scalars().all()
+        for pk, row in zip(created, rows):
+            self.created_here.add(pk)
+            self.external_ids[pk] = row["external_id"]
+        return list(created)
+
+    def _external_ids(self, profile_pks: list[int]) -> dict[int, str]:
+        missing = [pk for pk in profile_pks if pk not in self.external_ids]
+        for start in range(0, len(missing), _PAIRS_PER_QUERY):
+            for row in self.connection.execute(sa.select(profiles.c.pk, profiles.c.external_id).where(
+                    profiles.c.pk.in_(missing[start:start + _PAIRS_PER_QUERY]))):
+                self.external_ids[row.pk] = row.external_id
+        return {pk: self.external_ids[pk] for pk in profile_pks}
 
     def _lock(self, owner_pks: list[int], pairs: list[tuple[str, str]], owner: dict, *, merging: bool) -> bool:
         """Lock the owning profiles (PostgreSQL): all of them ``FOR UPDATE`` for a merge, else the

@@ -21,8 +21,8 @@ from cdp.ingestion.models import IngestResponse, RecordError, RecordResult, Reco
 from cdp.ingestion.validation import ValidRecord, validate_record
 from cdp.schema import Schema
 from cdp.storage.loader import json_value
-from cdp.identity.attributes import Source, record_attributes
-from cdp.identity.graph import IdentityGraph, ResolutionConflict
+from cdp.identity.attributes import Source, record_attributes, record_attributes_many
+from cdp.identity.graph import IdentityGraph, Resolution, ResolutionConflict
 from cdp.identity.namespaces import IdentityValueError, normalize, sandbox_namespaces
 from cdp.identity.settings import get_identity_settings
 from cdp.segments.membership import MembershipRefresher
@@ -34,6 +34,11 @@ log = logging.getLogger("cdp.ingestion")
 _EVENT_SEEN = sa.select(events.c.pk).where(events.c.dataset_pk == sa.bindparam("b_dataset"),
                                            events.c.event_id == sa.bindparam("b_event_id"))
 _NEW_EVENT = events.insert()
+_EVENTS_SEEN = sa.select(events.c.event_id).where(events.c.dataset_pk == sa.bindparam("b_dataset"),
+                                                  events.c.event_id.in_(sa.bindparam("b_event_ids", expanding=True)))
+_EVENT_COUNTS = sa.select(events.c.profile_pk, sa.func.count()).where(
+    events.c.profile_pk.in_(sa.bindparam("b_pks", expanding=True))).group_by(events.c.profile_pk)
+_IDS_PER_QUERY = 500
 _TOUCH_PROFILE = profiles.update().where(profiles.c.pk == sa.bindparam("b_pk")).values(
     updated_at=sa.bindparam("b_now"))
 
@@ -143,6 +148,131 @@ class Writer:
             path="identities", message=f"conflict: concurrent writers kept changing this record's profiles "
                                        f"({MAX_ATTEMPTS} attempts); nothing of it was stored, send it again")])
 
+    def apply_many(self, items: list[tuple[int, ValidRecord]], *, engine: sa.Engine | None = None
+                   ) -> list[RecordResult]:
+        """Apply many records (index, record) with the outcome of :meth:`apply` one after the
+        other, in a few set-wise statements. On PostgreSQL in a transaction of their own (with
+        ``engine``) or a savepoint; when they lose a race with a concurrent writer, they are rolled
+        back and applied one by one."""
+        results: dict[int, RecordResult] = {}
+        prepared: list[tuple[int, int, ValidRecord, list[tuple[str, str]]]] = []
+        for position, (index, record) in enumerate(items):
+            pairs, errors = self.normalized_identities(record.identities)
+            if errors:
+                results[position] = RecordResult(index=index, status=RecordStatus.rejected, errors=errors)
+            else:
+                prepared.append((position, index, record, pairs))
+        if prepared and self.dialect != "postgresql":
+            applied, remember = self._apply_many(prepared)
+            remember()
+            results.update(applied)
+        elif prepared:
+            try:
+                if engine is not None:
+                    with engine.begin() as own:
+                        self.rebind(own)
+                        applied, remember = self._apply_many(prepared)
+                else:
+                    with self.connection.begin_nested():
+                        applied, remember = self._apply_many(prepared)
+                remember()
+                results.update(applied)
+            except (sa.exc.IntegrityError, sa.exc.OperationalError, ResolutionConflict) as exc:
+                if not _lost_a_race(exc):
+                    raise
+                log.info("%s records lost a race with a concurrent writer; applying them one by one: %s",
+                         len(prepared), str(getattr(exc, "orig", exc)).splitlines()[0])
+                self.event_counts.clear()
+                for position, index, record, _pairs in prepared:
+                    results[position] = self.apply(index, record, engine=engine)
+        return [results[position] for position in range(len(items))]
+
+    def _apply_many(self, prepared: list[tuple[int, int, ValidRecord, list[tuple[str, str]]]]):
+        """(position → result, what to remember once it is committed)."""
+        now = datetime.now(timezone.utc)
+        results: dict[int, RecordResult] = {}
+        if self.kind == "event":
+            stored = set()
+            ids = [record.event_id for _, _, record, _ in prepared]
+            for start in range(0, len(ids), _IDS_PER_QUERY):
+                stored.update(self.connection.execute(_EVENTS_SEEN, {
+                    "b_dataset": self.dataset_pk, "b_event_ids": ids[start:start + _IDS_PER_QUERY]}).scalars())
+            fresh, here = [], set()
+            for item in prepared:
+                event_id = item[2].event_id
+                if event_id in stored or event_id in self.seen_event_ids or event_id in here:
+                    results[item[0]] = RecordResult(index=item[1], status=RecordStatus.duplicate, warnings=[
+                        f"event {event_id!r} was already ingested into this dataset; not stored again"])
+                else:
+                    here.add(event_id)
+                    fresh.append(item)
+            prepared = fresh
+        if not prepared:
+            return results, _nothing
+        resolutions = self.graph.resolve_many([pairs for _, _, _, pairs in prepared], now)
+        merged_into = sorted({r.profile_pk for r in resolutions if r.merged})
+        if self.kind == "profile":
+            record_attributes_many(self.connection, [
+                (resolution.profile_pk, {k: json_value(v, self.dialect) for k, v in record.set_attributes.items()},
+                 record.removed, Source(self.dataset_pk, record.observed_at or now, self.batch_pk, self.request_id,
+                                        index))
+                for (_, index, record, _), resolution in zip(prepared, resolutions)], self.settings)
+            self.connection.execute(_TOUCH_PROFILE, [{"b_pk": pk, "b_now": now}
+                                                     for pk in sorted({r.profile_pk for r in resolutions})])
+            for (position, index, _, _), resolution in zip(prepared, resolutions):
+                results[position] = RecordResult(index=index, status=RecordStatus.accepted,
+                                                 profile_id=resolution.external_id, warnings=self._warnings(resolution))
+            remember = _nothing
+        else:
+            if merged_into:
+                self.event_counts.clear()
+            counts = dict(self.event_counts)
+            unknown = sorted({r.profile_pk for r in resolutions} - set(counts))
+            for start in range(0, len(unknown), _IDS_PER_QUERY):
+                chunk = unknown[start:start + _IDS_PER_QUERY]
+                counts.update({pk: 0 for pk in chunk})
+                counts.update(self.connection.execute(_EVENT_COUNTS, {"b_pks": chunk}).all())
+            rows, stored_ids = [], []
+            for (position, index, record, _), resolution in zip(prepared, resolutions):
+                profile_pk, warnings = resolution.profile_pk, self._warnings(resolution)
+                if counts[profile_pk] >= limits.MAX_EVENTS_PER_PROFILE:
+                    results[position] = self._too_many_events(index, resolution.external_id, counts[profile_pk],
+                                                              warnings)
+                    continue
+                counts[profile_pk] += 1
+                rows.append({"profile_pk": profile_pk, "event_id": record.event_id, "type": record.event_type,
+                             "ts": record.ts, "dataset_pk": self.dataset_pk,
+                             "fields": {k: json_value(v, self.dialect) for k, v in record.event_fields.items()}})
+                stored_ids.append(record.event_id)
+                results[position] = RecordResult(index=index, status=RecordStatus.accepted,
+                                                 profile_id=resolution.external_id, warnings=warnings)
+            if rows:  # in one order for every writer (the unique index on dataset and event id)
+                self.connection.execute(_NEW_EVENT, sorted(rows, key=lambda row: row["event_id"]))
+
+            def remember() -> None:
+                self.seen_event_ids.update(stored_ids)
+                self.event_counts.update(counts)
+        for profile_pk in merged_into:
+            self.memberships.refresh(profile_pk, now)
+        return results, remember
+
+    def _warnings(self, resolution: Resolution) -> list[str]:
+        warnings = list(resolution.warnings)
+        if resolution.merged:
+            warnings.append(f"the record linked profiles {', '.join(map(repr, resolution.merged))} into "
+                            f"{resolution.external_id!r} (merged)")
+        if resolution.removed:
+            warnings.append(f"the profile passed the graph limit of {self.settings.graph_limit} identities; removed "
+                            f"{', '.join(f'{ns}:{value}' for ns, value in resolution.removed)}")
+        return warnings
+
+    @staticmethod
+    def _too_many_events(index: int, profile_id: str, count: int, warnings: list[str]) -> RecordResult:
+        return RecordResult(index=index, status=RecordStatus.rejected, profile_id=profile_id, errors=[
+            RecordError(path="event", message=f"too_many_events: profile {profile_id!r} holds {count} events; "
+                                              f"at most {limits.MAX_EVENTS_PER_PROFILE} per profile")],
+            warnings=warnings)
+
     def _apply(self, index: int, record: ValidRecord, pairs: list[tuple[str, str]]):
         """(the result, what to remember once it is committed)."""
         if self.kind == "event" and self._is_duplicate(record.event_id):
@@ -151,13 +281,7 @@ class Writer:
         now = datetime.now(timezone.utc)
         resolution = self.graph.resolve(pairs, now)
         profile_pk, profile_id = resolution.profile_pk, resolution.external_id
-        warnings = list(resolution.warnings)
-        if resolution.merged:
-            warnings.append(f"the record linked profiles {', '.join(map(repr, resolution.merged))} into "
-                            f"{profile_id!r} (merged)")
-        if resolution.removed:
-            warnings.append(f"the profile passed the graph limit of {self.settings.graph_limit} identities; removed "
-                            f"{', '.join(f'{ns}:{value}' for ns, value in resolution.removed)}")
+        warnings = self._warnings(resolution)
         if self.kind == "profile":
             source = Source(self.dataset_pk, record.observed_at or now, self.batch_pk, self.request_id, index)
             record_attributes(self.connection, profile_pk=profile_pk,
@@ -170,10 +294,7 @@ class Writer:
                 self.event_counts.clear()
             count = self._event_count(profile_pk)
             if count >= limits.MAX_EVENTS_PER_PROFILE:
-                return RecordResult(index=index, status=RecordStatus.rejected, profile_id=profile_id, errors=[
-                    RecordError(path="event", message=f"too_many_events: profile {profile_id!r} holds {count} events; "
-                                                      f"at most {limits.MAX_EVENTS_PER_PROFILE} per profile")],
-                    warnings=warnings), _nothing
+                return self._too_many_events(index, profile_id, count, warnings), _nothing
             fields = {k: json_value(v, self.dialect) for k, v in record.event_fields.items()}
             self.connection.execute(_NEW_EVENT, {"profile_pk": profile_pk, "event_id": record.event_id,
                                                  "type": record.event_type, "ts": record.ts, "fields": fields,
@@ -242,14 +363,18 @@ def ingest_records(*, connection: sa.Connection, sandbox: str, dataset_id: int, 
     records = records_of(body)
     request_id = uuid.uuid4().hex
     writer = Writer(connection, sandbox=sandbox, dataset_pk=dataset.id, kind=kind, request_id=request_id)
-    results: list[RecordResult] = []
+    slots: list[RecordResult | None] = []
+    valid_records: list[tuple[int, ValidRecord]] = []
     for index, raw in enumerate(records):
         valid, errors = validate_record(raw, kind, schema, namespaces=tuple(writer.namespaces))
         if valid is None:
-            results.append(RecordResult(index=index, status=RecordStatus.rejected,
-                                        errors=[RecordError(**e) for e in errors]))
+            slots.append(RecordResult(index=index, status=RecordStatus.rejected,
+                                      errors=[RecordError(**e) for e in errors]))
         else:
-            results.append(writer.apply(index, valid, engine=engine if writer.dialect == "postgresql" else None))
+            slots.append(None)
+            valid_records.append((index, valid))
+    applied = iter(writer.apply_many(valid_records, engine=engine if writer.dialect == "postgresql" else None))
+    results: list[RecordResult] = [slot if slot is not None else next(applied) for slot in slots]
     counts = {status: sum(1 for r in results if r.status == status) for status in RecordStatus}
     if metrics is not None:
         if counts[RecordStatus.accepted]:
