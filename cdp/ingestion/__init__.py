@@ -22,11 +22,14 @@ dataset (attributes nested as in the profile document of SPEC.md; ``null`` remov
 an object set to ``null`` removes everything under it), ``{"identities": [...], "event": {"id",
 "type", "timestamp", <fields as in the profile document>}}`` for an event dataset.
 
-Profile resolution (until the identity graph lands): the profile that owns any of the record's
-identities (first in the record's order) — a new one when none does. When the identities belong
-to several profiles, nothing is merged: the record goes to the first, only unclaimed identities
-are added to it, and the record's result carries a warning. Profile records upsert: their
-attributes are merged into the profile's (latest write wins).
+Profile resolution is the identity graph's (cdp/identity/graph.py, docs/identity.md): identities
+are normalised per namespace, a record's identities are linked, and a record whose identities
+belong to several profiles merges them (its result says so in ``warnings``). A profile record may
+carry a ``timestamp`` (when the source observed the values; default: ingestion time); its
+attributes are kept per dataset with their provenance, and the profile shows them by the
+sandbox's merge policy (cdp/identity/attributes.py). The records of a request — and the rows of a
+batch, 1,000 at a time — are resolved and written set-wise, with the outcome of applying them one
+after the other.
 
 Limits (each enforced with a clear error, never by silent truncation):
 

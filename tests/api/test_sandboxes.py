@@ -14,6 +14,8 @@ ISOLATION_TESTS = {
     "expressions": "test_expressions_check_against_the_sandbox_schema_and_segments",
     "profiles": "test_profile_evaluation_uses_the_sandbox_schema_and_segments",
     "batches": "test_batches_are_per_sandbox",
+    "identity": "test_identity_namespaces_and_settings_are_per_sandbox",
+    "privacy": "test_profiles_and_privacy_deletions_are_per_sandbox",
 }
 
 
@@ -133,3 +135,40 @@ def test_batches_are_per_sandbox(api):
     assert api.get(f"/v1/batches/{job['id']}").json() == batch  # the retry from elsewhere changed nothing
     assert_error(api.get(f"/v1/datasets/{dataset}/batches", sandbox=other), 404, "not_found")
     assert api.get(f"/v1/batches/{job['id']}/errors").json()["total"] == 1
+
+
+def test_identity_namespaces_and_settings_are_per_sandbox(api):
+    assert api.post("/v1/identity/namespaces", json={"code": "idfa", "name": "Ad id", "kind": "device"}
+                    ).status_code == 201
+    assert api.put("/v1/identity/settings", json={"graph_limit": 7}).status_code == 200
+    other = _other()
+    assert "idfa" not in {n["code"] for n in api.get("/v1/identity/namespaces", sandbox=other).json()}
+    assert api.get("/v1/identity/settings", sandbox=other).json()["graph_limit"] == 50
+    assert_error(api.delete("/v1/identity/namespaces/idfa", sandbox=other), 404, "not_found")
+    # the same identity in two sandboxes is two people
+    web = {s: api.post("/v1/datasets", json={"name": "Web", "kind": "event"}, sandbox=s).json()["id"]
+           for s in (api.sandbox, other)}
+    record = {"identities": [{"namespace": "email", "id": "same@example.com"}],
+              "event": {"id": "e-1", "type": "pageView", "timestamp": "2026-11-28T10:00:00Z"}}
+    ids = {s: api.post(f"/v1/datasets/{web[s]}/records", json=record, sandbox=s).json()["results"][0]["profile_id"]
+           for s in web}
+    assert ids[api.sandbox] != ids[other]
+
+
+def test_profiles_and_privacy_deletions_are_per_sandbox(api):
+    crm = api.post("/v1/datasets", json={"name": "CRM", "kind": "profile"}).json()["id"]
+    answer = api.post(f"/v1/datasets/{crm}/records", json={
+        "identities": [{"namespace": "email", "id": "sarah.rose@example.com"}],
+        "attributes": {"person": {"first_name": "Sarah"}}}).json()
+    profile_id = answer["results"][0]["profile_id"]
+    other = _other()
+    lookup = {"namespace": "email", "id": "sarah.rose@example.com"}
+    assert_error(api.get("/v1/profiles/lookup", params=lookup, sandbox=other), 404, "not_found")
+    assert_error(api.get(f"/v1/profiles/{profile_id}", sandbox=other), 404, "not_found")
+    assert_error(api.get(f"/v1/profiles/{profile_id}/events", sandbox=other), 404, "not_found")
+    assert api.get("/v1/profiles", params={"q": "sarah"}, sandbox=other).json()["total"] == 0
+    assert_error(api.request("DELETE", "/v1/profiles/lookup", params=lookup, sandbox=other), 404, "not_found")
+    assert api.get("/v1/profiles/lookup", params=lookup).status_code == 200  # untouched here
+    assert api.request("DELETE", "/v1/profiles/lookup", params=lookup).status_code == 200
+    assert api.get("/v1/privacy/deletions").json()["total"] == 1
+    assert api.get("/v1/privacy/deletions", sandbox=other).json()["total"] == 0
