@@ -24,13 +24,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cdp.identity.settings import IdentitySettings, MergePolicy
 from cdp.storage.models import attribute_sources, profiles
+
+
+class _Row(NamedTuple):
+    """A source row not read back from the database (the attributes of a profile made just now)."""
+
+    dataset_pk: int
+    value: Any
+    removed: bool
+    observed_at: datetime
+    pk: int
 
 
 @dataclass(frozen=True)
@@ -79,9 +89,11 @@ def record_attributes(connection: sa.Connection, *, profile_pk: int, values: Map
 
 
 def record_attributes_many(connection: sa.Connection, items: list[tuple[int, Mapping[str, Any], Iterable[str],
-                                                                       Source]], settings: IdentitySettings) -> None:
+                                                                       Source]], settings: IdentitySettings,
+                           created: set[int] = frozenset()) -> None:
     """:func:`record_attributes` for many records (profile key, values, removed paths, source), in
-    order, with a few set-wise statements."""
+    order, with a few set-wise statements. ``created``: profiles made for these records, whose
+    only sources are these rows (their attributes are computed without reading anything back)."""
     rows: list[dict] = []
     touched: dict[int, set[str]] = {}
     for profile_pk, values, removed, source in items:
@@ -100,10 +112,19 @@ def record_attributes_many(connection: sa.Connection, items: list[tuple[int, Map
         if key not in latest or row["observed_at"] >= latest[key]["observed_at"]:
             latest[key] = row
     connection.execute(_UPSERT[connection.dialect.name], list(latest.values()))
-    touched = {pk: paths for pk, paths in touched.items() if paths}
+    updates = []
+    fresh: dict[int, dict[str, list]] = {}
+    for sequence, ((profile_pk, path, _dataset), row) in enumerate(latest.items()):
+        if profile_pk in created:
+            fresh.setdefault(profile_pk, {}).setdefault(path, []).append(_Row(
+                row["dataset_pk"], row["value"], row["removed"], row["observed_at"], sequence))
+    for profile_pk, by_path in fresh.items():
+        chosen = {path: winner(rows, settings) for path, rows in by_path.items()}
+        updates.append({"b_pk": profile_pk, "b_attributes": {path: row.value for path, row in chosen.items()
+                                                             if row is not None}})
+    touched = {pk: paths for pk, paths in touched.items() if paths and pk not in created}
     locking = connection.dialect.name == "postgresql"
     pks = sorted(touched)
-    updates = []
     for start in range(0, len(pks), _PROFILES_PER_QUERY):
         chunk = pks[start:start + _PROFILES_PER_QUERY]
         query = sa.select(profiles.c.pk, profiles.c.attributes).where(profiles.c.pk.in_(chunk))

@@ -58,6 +58,8 @@ _TOUCH = identities.update().where(
     identities.c.sandbox == sa.bindparam("b_sandbox"), _PAIR.in_(sa.bindparam("b_pairs", expanding=True)),
     sa.or_(identities.c.last_seen.is_(None), identities.c.last_seen < sa.bindparam("b_now"))
 ).values(last_seen=sa.bindparam("b_now"))
+_IDENTITY_COUNTS = sa.select(identities.c.profile_pk, sa.func.count()).where(
+    identities.c.profile_pk.in_(sa.bindparam("b_pks", expanding=True))).group_by(identities.c.profile_pk)
 _EXTERNAL_ID = sa.select(profiles.c.external_id).where(profiles.c.pk == sa.bindparam("b_pk"))
 _NEW_PROFILE = profiles.insert().returning(profiles.c.pk)
 _CLAIM = {
@@ -213,9 +215,21 @@ class IdentityGraph:
         known = [pair for pair in pairs if pair in owner]
         for start in range(0, len(known), _PAIRS_PER_QUERY):
             self._touch(0, known[start:start + _PAIRS_PER_QUERY], now)
-        grown_roots = {find(pair) for pair in missing} | {root for root in components if len(owners_of[root]) > 1}
-        grown = {profile_of[root] for root in grown_roots}
-        removed = {pk: self._enforce_limit(pk, now) for pk in sorted(grown)}
+        # the graph limit, where it can be passed: a new profile holds exactly its component's
+        # identities; profiles that grew are counted in one statement
+        limit = self.settings.graph_limit
+        new_sizes: dict[int, int] = {}
+        for pair in missing:
+            pk = profile_of[find(pair)]
+            new_sizes[pk] = new_sizes.get(pk, 0) + 1
+        grown = {profile_of[root] for root in components if len(owners_of[root]) > 1}
+        grown |= {pk for pk, size in new_sizes.items() if pk not in created or size > limit}
+        over = []
+        ordered = sorted(grown)
+        for start in range(0, len(ordered), _PAIRS_PER_QUERY):
+            counts = self.connection.execute(_IDENTITY_COUNTS, {"b_pks": ordered[start:start + _PAIRS_PER_QUERY]})
+            over += [pk for pk, count in counts if count > limit]
+        removed = {pk: self._enforce_limit(pk, now) for pk in sorted(over)}
         for survivor in sorted({merged_into[pk] for pk in merged_into}):
             apply_policy(self.connection, profile_pk=survivor, settings=self.settings)
         external = self._external_ids(sorted(set(profile_of.values())))

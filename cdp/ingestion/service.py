@@ -167,24 +167,32 @@ class Writer:
             remember()
             results.update(applied)
         elif prepared:
-            try:
-                if engine is not None:
-                    with engine.begin() as own:
-                        self.rebind(own)
-                        applied, remember = self._apply_many(prepared)
-                else:
-                    with self.connection.begin_nested():
-                        applied, remember = self._apply_many(prepared)
+            for attempt in range(SET_WISE_ATTEMPTS + 1):
+                if attempt == SET_WISE_ATTEMPTS:  # still losing: one by one, each retried on its own
+                    for position, index, record, _pairs in prepared:
+                        results[position] = self.apply(index, record, engine=engine)
+                    break
+                try:
+                    if engine is not None:
+                        with engine.begin() as own:
+                            self.rebind(own)
+                            applied, remember = self._apply_many(prepared)
+                    else:
+                        with self.connection.begin_nested():
+                            applied, remember = self._apply_many(prepared)
+                except (sa.exc.IntegrityError, sa.exc.OperationalError, ResolutionConflict) as exc:
+                    if not _lost_a_race(exc):
+                        raise
+                    # the other writer has committed by now (we waited for it): the next round sees
+                    # its identities as owned and links to its profiles
+                    log.info("%s records lost a race with a concurrent writer (attempt %s): %s", len(prepared),
+                             attempt + 1, str(getattr(exc, "orig", exc)).splitlines()[0])
+                    self.event_counts.clear()
+                    time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
+                    continue
                 remember()
                 results.update(applied)
-            except (sa.exc.IntegrityError, sa.exc.OperationalError, ResolutionConflict) as exc:
-                if not _lost_a_race(exc):
-                    raise
-                log.info("%s records lost a race with a concurrent writer; applying them one by one: %s",
-                         len(prepared), str(getattr(exc, "orig", exc)).splitlines()[0])
-                self.event_counts.clear()
-                for position, index, record, _pairs in prepared:
-                    results[position] = self.apply(index, record, engine=engine)
+                break
         return [results[position] for position in range(len(items))]
 
     def _apply_many(self, prepared: list[tuple[int, int, ValidRecord, list[tuple[str, str]]]]):
@@ -216,7 +224,8 @@ class Writer:
                 (resolution.profile_pk, {k: json_value(v, self.dialect) for k, v in record.set_attributes.items()},
                  record.removed, Source(self.dataset_pk, record.observed_at or now, self.batch_pk, self.request_id,
                                         index))
-                for (_, index, record, _), resolution in zip(prepared, resolutions)], self.settings)
+                for (_, index, record, _), resolution in zip(prepared, resolutions)], self.settings,
+                created={r.profile_pk for r in resolutions if r.created})
             self.connection.execute(_TOUCH_PROFILE, [{"b_pk": pk, "b_now": now}
                                                      for pk in sorted({r.profile_pk for r in resolutions})])
             for (position, index, _, _), resolution in zip(prepared, resolutions):
@@ -310,6 +319,7 @@ class Writer:
 
 
 MAX_ATTEMPTS = 6
+SET_WISE_ATTEMPTS = 4  # then one by one
 _RACE_CODES = {"23503", "23505", "40P01", "40001"}  # foreign key, unique, deadlock, serialization
 
 

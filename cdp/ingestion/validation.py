@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import cdp.dsl  # noqa: F401 - cdp.schema must not be imported first (import cycle)
@@ -47,8 +47,8 @@ def _unknown(path: str, fields: dict, what: str) -> str:
     return f"unknown {what} field {path!r} in the schema in force{hint}"
 
 
-def _walk(obj: dict, fields: dict, where: str, prefix: str, errors: list, out: dict, removed: list | None,
-          what: str, skip: tuple[str, ...] = ()) -> None:
+def _walk(obj: dict, fields: Mapping, objects: frozenset[str], where: str, prefix: str, errors: list, out: dict,
+          removed: list | None, what: str, skip: tuple[str, ...] = ()) -> None:
     """Nested object → dotted paths checked against ``fields`` (leaf path → type)."""
     for key, value in obj.items():
         if not isinstance(key, str) or not key:
@@ -59,7 +59,7 @@ def _walk(obj: dict, fields: dict, where: str, prefix: str, errors: list, out: d
             continue
         location = f"{where}{path}"
         type_ = fields.get(path)
-        is_object = type_ is None and Schema.is_object(fields, path)
+        is_object = type_ is None and path in objects
         if type_ is None and not is_object:
             errors.append(_error(location, _unknown(path, fields, what)))
             continue
@@ -71,7 +71,7 @@ def _walk(obj: dict, fields: dict, where: str, prefix: str, errors: list, out: d
             if type_ is not None:
                 errors.append(_error(location, f"expected {type_}, got an object"))
                 continue
-            _walk(value, fields, where, path + ".", errors, out, removed, what)
+            _walk(value, fields, objects, where, path + ".", errors, out, removed, what)
             continue
         if type_ is None:
             errors.append(_error(location, f"{path!r} is an object of the schema (fields "
@@ -152,8 +152,9 @@ def validate_record(record: Any, kind: str, schema: Schema, *, namespaces: Colle
         if not isinstance(attributes, dict):
             errors.append(_error("attributes", "must be an object"))
         else:
-            fields = dict(schema.profile)
-            _walk(attributes, fields, "attributes.", "", errors, valid.set_attributes, valid.removed, "profile")
+            fields = schema.profile
+            _walk(attributes, fields, schema.profile_objects, "attributes.", "", errors, valid.set_attributes,
+                  valid.removed, "profile")
             # a removed object removes every attribute under it
             valid.removed = [leaf for path in valid.removed
                              for leaf in ([path] if path in fields else sorted(f for f in fields
@@ -188,7 +189,7 @@ def validate_record(record: Any, kind: str, schema: Schema, *, namespaces: Colle
                 except (ValueError, TypeError) as exc:
                     errors.append(_error("event.timestamp", f"bad timestamp: {exc}"[:300]))
             valid.event_id, valid.event_type = event_id, event_type
-            _walk(event, dict(schema.event), "event.", "", errors, valid.event_fields, None, "event",
+            _walk(event, schema.event, schema.event_objects, "event.", "", errors, valid.event_fields, None, "event",
                   skip=tuple(BUILTIN_EVENT_FIELDS))
     if errors:
         return None, errors

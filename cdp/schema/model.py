@@ -83,6 +83,15 @@ class Schema:
     def all_event_fields(self) -> dict[str, PqlType]:
         return {**BUILTIN_EVENT_FIELDS, **self.event}
 
+    @cached_property
+    def profile_objects(self) -> frozenset[str]:
+        """Every object path of the profile (``loyalty``, ``home_address``): proper prefixes of fields."""
+        return _prefixes(self.profile)
+
+    @cached_property
+    def event_objects(self) -> frozenset[str]:
+        return _prefixes(self.event)
+
     @staticmethod
     def is_object(fields_: Mapping[str, PqlType], path: str) -> bool:
         prefix = path + "."
@@ -101,3 +110,11 @@ class Schema:
         if not found:
             found = [k for k in names if k.startswith(path + ".")][:n]
         return found
+
+
+def _prefixes(fields_: Mapping[str, PqlType]) -> frozenset[str]:
+    found = set()
+    for path in fields_:
+        parts = path.split(".")
+        found.update(".".join(parts[:i]) for i in range(1, len(parts)))
+    return frozenset(found)
