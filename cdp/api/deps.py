@@ -36,7 +36,9 @@ from cdp.settings import Settings
 from cdp.storage.database import write_transaction
 
 
-def get_engine(request: Request) -> sa.Engine:
+# The dependencies that only read app state are async: FastAPI runs sync ones in its thread pool,
+# a hop per dependency per request.
+async def get_engine(request: Request) -> sa.Engine:
     return request.app.state.engine
 
 
@@ -45,18 +47,18 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def get_connection(request: Request) -> Iterator[sa.Connection]:
     if request.method in _READS:
-        with get_engine(request).begin() as connection:
+        with request.app.state.engine.begin() as connection:
             yield connection
     else:  # a request that may write takes SQLite's write lock up front (cdp.storage.database)
-        with write_transaction(get_engine(request)) as connection:
+        with write_transaction(request.app.state.engine) as connection:
             yield connection
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
