@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cdp.identity.settings import IdentitySettings, MergePolicy
+from cdp.storage.bulk import upsert_attribute_sources
 from cdp.storage.models import attribute_sources, profiles
 
 
@@ -111,7 +112,7 @@ def record_attributes_many(connection: sa.Connection, items: list[tuple[int, Map
         key = (row["profile_pk"], row["path"], row["dataset_pk"])
         if key not in latest or row["observed_at"] >= latest[key]["observed_at"]:
             latest[key] = row
-    connection.execute(_UPSERT[connection.dialect.name], list(latest.values()))
+    upsert_attribute_sources(connection, list(latest.values()))
     updates = []
     fresh: dict[int, dict[str, list]] = {}
     for sequence, ((profile_pk, path, _dataset), row) in enumerate(latest.items()):

@@ -26,6 +26,7 @@ from cdp.identity.graph import IdentityGraph, Resolution, ResolutionConflict
 from cdp.identity.namespaces import IdentityValueError, normalize, sandbox_namespaces
 from cdp.identity.settings import get_identity_settings
 from cdp.segments.membership import MembershipRefresher
+from cdp.storage.bulk import insert_events
 from cdp.storage.models import events, profiles
 
 log = logging.getLogger("cdp.ingestion")
@@ -256,7 +257,7 @@ class Writer:
                 results[position] = RecordResult(index=index, status=RecordStatus.accepted,
                                                  profile_id=resolution.external_id, warnings=warnings)
             if rows:  # in one order for every writer (the unique index on dataset and event id)
-                self.connection.execute(_NEW_EVENT, sorted(rows, key=lambda row: row["event_id"]))
+                insert_events(self.connection, sorted(rows, key=lambda row: row["event_id"]))
 
             def remember() -> None:
                 self.seen_event_ids.update(stored_ids)
