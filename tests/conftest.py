@@ -43,3 +43,17 @@ def postgres_url_factory(postgres_cluster):
 def sqlite_url_factory(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sqlite")
     return lambda: f"sqlite:///{folder}/cdp_{next(_DATABASES)}.db"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def migrated_engine(request, sqlite_url_factory):
+    """An engine on a new database at the newest migration, on SQLite and on PostgreSQL (one per
+    test module and backend)."""
+    from cdp.storage.database import create_engine
+    from cdp.storage.migrate import upgrade
+
+    url = sqlite_url_factory() if request.param == "sqlite" else request.getfixturevalue("postgres_url_factory")()
+    engine = create_engine(url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()

@@ -23,16 +23,9 @@ UNIVERSE = [("ecid", f"c{i}") for i in range(6)] + [("email", f"p{i}@example.com
 records = st.lists(st.lists(st.sampled_from(UNIVERSE), min_size=1, max_size=3, unique=True), min_size=1, max_size=25)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def engine(request, sqlite_url_factory):
-    from cdp.storage.database import create_engine
-    from cdp.storage.migrate import upgrade
-
-    url = sqlite_url_factory() if request.param == "sqlite" else request.getfixturevalue("postgres_url_factory")()
-    engine = create_engine(url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+@pytest.fixture
+def engine(migrated_engine):
+    return migrated_engine
 
 
 def _ingest_stream(engine, stream: list[list[tuple[str, str]]], per_request: int) -> str:

@@ -11,16 +11,9 @@ import sqlalchemy as sa
 import cdp.dsl  # noqa: F401 - cdp.schema must not be imported first (import cycle)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def engine(request, sqlite_url_factory):
-    from cdp.storage.database import create_engine
-    from cdp.storage.migrate import upgrade
-
-    url = sqlite_url_factory() if request.param == "sqlite" else request.getfixturevalue("postgres_url_factory")()
-    engine = create_engine(url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+@pytest.fixture
+def engine(migrated_engine):
+    return migrated_engine
 
 
 NOW = datetime(2026, 11, 28, 10, 0, 0, 123456, tzinfo=timezone.utc)
