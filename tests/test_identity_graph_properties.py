@@ -89,3 +89,67 @@ def test_profiles_are_the_connected_components_whatever_the_order(engine, stream
         assert len(event_owner) == len(arrival)
         for index, identities in enumerate(arrival):
             assert event_owner[f"e{index}"] == owner[identities[0]]
+
+
+def test_a_record_that_loses_a_race_for_an_identity_links_to_the_winner(postgres_url_factory):
+    """PostgreSQL, two real transactions: one has claimed an identity and not committed; a second
+    record carrying it waits on the unique index, finds it claimed when the first commits, is
+    rolled back and tried again — and lands on the winner's profile, with nothing lost."""
+    import threading
+    import time
+
+    from cdp.ingestion.service import ingest_records
+    from cdp.schema import luma_schema
+    from cdp.storage.database import create_engine, write_transaction
+    from cdp.storage.migrate import upgrade
+    from cdp.storage.models import datasets, events, identities
+
+    engine = create_engine(postgres_url_factory())
+    upgrade(engine)
+    sandbox = "race"
+    with write_transaction(engine) as connection:
+        dataset = connection.execute(datasets.insert().values(
+            sandbox=sandbox, name="Web", kind="event", labels=[], field_labels={}, created_at=sa.func.now(),
+            updated_at=sa.func.now()).returning(datasets.c.pk)).scalar_one()
+
+    def record(event_id: str, *identities_: tuple[str, str]) -> dict:
+        return {"identities": [{"namespace": ns, "id": value} for ns, value in identities_],
+                "event": {"id": event_id, "type": "pageView", "timestamp": "2026-11-28T10:00:00Z"}}
+
+    answers = {}
+    first = engine.connect()
+    first_transaction = first.begin()
+    answers["first"] = ingest_records(connection=first, sandbox=sandbox, dataset_id=dataset,
+                                      body=record("e-1", ("email", "shared@example.com")), schema=luma_schema())
+
+    def second() -> None:
+        with write_transaction(engine) as connection:
+            answers["second"] = ingest_records(
+                connection=connection, sandbox=sandbox, dataset_id=dataset, engine=engine,
+                body=record("e-2", ("ecid", "c-9"), ("email", "shared@example.com")), schema=luma_schema())
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with engine.connect() as watcher:  # wait until the second writer waits for the first
+        deadline = time.monotonic() + 30
+        while True:
+            waiting = watcher.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                              "AND datname = current_database()")).scalar_one()
+            watcher.rollback()  # pg_stat_activity is a snapshot per transaction
+            if waiting:
+                break
+            assert time.monotonic() < deadline, "the second writer never waited for the first"
+            time.sleep(0.05)
+    first_transaction.commit()
+    first.close()
+    thread.join(60)
+    assert answers["second"].accepted == 1, answers["second"]
+    assert answers["second"].results[0].profile_id == answers["first"].results[0].profile_id
+    with engine.connect() as connection:
+        owners = connection.execute(sa.select(identities.c.profile_pk).where(identities.c.sandbox == sandbox)
+                                    ).scalars().all()
+        stored = connection.execute(sa.select(events.c.event_id, events.c.profile_pk).where(
+            events.c.dataset_pk == dataset)).all()
+    assert len(owners) == 2 and len(set(owners)) == 1
+    assert sorted(e.event_id for e in stored) == ["e-1", "e-2"] and {e.profile_pk for e in stored} == set(owners)
+    engine.dispose()

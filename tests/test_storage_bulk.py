@@ -19,6 +19,24 @@ def engine(migrated_engine):
 NOW = datetime(2026, 11, 28, 10, 0, 0, 123456, tzinfo=timezone.utc)
 
 
+def _core_statements(dialect: str) -> dict:
+    """The same writes as SQLAlchemy Core statements: the reference the bulk writes must match."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from cdp.storage.models import attribute_sources, events, identities
+
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    upsert = insert(attribute_sources)
+    upsert = upsert.on_conflict_do_update(
+        index_elements=["profile_pk", "path", "dataset_pk"],
+        set_={name: upsert.excluded[name] for name in ("value", "removed", "observed_at", "batch_pk", "request_id",
+                                                       "record_index")},
+        where=upsert.excluded.observed_at >= attribute_sources.c.observed_at)
+    claim = insert(identities).on_conflict_do_nothing(index_elements=["sandbox", "namespace", "value"]
+                                                      ).returning(identities.c.pk)
+    return {"upsert": upsert, "claim": claim, "events": events.insert()}
+
+
 def _profiles(connection, count: int) -> list[int]:
     from cdp.storage.models import datasets, profiles
 
@@ -39,7 +57,6 @@ def _read(connection, table, where) -> list[tuple]:
 
 
 def test_attribute_sources_as_core_would_write_them(engine):
-    from cdp.identity.attributes import _UPSERT
     from cdp.storage.bulk import upsert_attribute_sources
     from cdp.storage.models import attribute_sources
 
@@ -54,12 +71,13 @@ def test_attribute_sources_as_core_would_write_them(engine):
                     {**base, "path": "loyalty.points", "value": 1.5, "removed": False},
                     {**base, "path": "email", "value": None, "removed": True}]
 
-        connection.execute(_UPSERT[engine.dialect.name], rows(a, NOW, "gold"))
+        core = _core_statements(engine.dialect.name)["upsert"]
+        connection.execute(core, rows(a, NOW, "gold"))
         upsert_attribute_sources(connection, rows(b, NOW, "gold"))
         assert _read(connection, attribute_sources, attribute_sources.c.profile_pk == a) == \
             _read(connection, attribute_sources, attribute_sources.c.profile_pk == b)
         # a newer word replaces, an older one does not — both ways alike
-        for write in (lambda r: connection.execute(_UPSERT[engine.dialect.name], r), lambda r:
+        for write in (lambda r: connection.execute(core, r), lambda r:
                       upsert_attribute_sources(connection, r)):
             write(rows(a, NOW + timedelta(hours=1), "silver") + rows(b, NOW - timedelta(hours=1), "bronze"))
             write(rows(b, NOW + timedelta(hours=1), "silver"))
@@ -69,8 +87,6 @@ def test_attribute_sources_as_core_would_write_them(engine):
 
 
 def test_identities_and_events_as_core_would_write_them(engine):
-    from cdp.identity.graph import _CLAIM
-    from cdp.ingestion.service import _NEW_EVENT
     from cdp.storage.bulk import claim_identities, insert_events
     from cdp.storage.models import events, identities
 
@@ -81,7 +97,8 @@ def test_identities_and_events_as_core_would_write_them(engine):
             return [{"sandbox": "bulk", "profile_pk": profile_pk, "namespace": "email", "value": f"{prefix}{i}@x.com",
                      "first_seen": NOW, "last_seen": NOW} for i in range(3)]
 
-        assert len(connection.execute(_CLAIM[engine.dialect.name], identity_rows(a, "a")).all()) == 3
+        core = _core_statements(engine.dialect.name)
+        assert len(connection.execute(core["claim"], identity_rows(a, "a")).all()) == 3
         assert claim_identities(connection, identity_rows(b, "b")) == 3
         # already claimed: nothing inserted, and the count says so
         assert claim_identities(connection, identity_rows(b, "a") + identity_rows(b, "c")) == 3
@@ -97,7 +114,7 @@ def test_identities_and_events_as_core_would_write_them(engine):
                      "ts": NOW + timedelta(minutes=i), "dataset_pk": dataset,
                      "fields": {"product.price": 52.5, "page.url": "https://luma.example/é"}} for i in range(3)]
 
-        connection.execute(_NEW_EVENT, event_rows(a, "x"))
+        connection.execute(core["events"], event_rows(a, "x"))
         insert_events(connection, event_rows(b, "y"))
         read = {pk: [(r.type, r.ts, r.fields, r.dataset_pk) for r in connection.execute(
             sa.select(events).where(events.c.profile_pk == pk).order_by(events.c.ts))] for pk in (a, b)}

@@ -43,6 +43,22 @@ def _template_pattern(template: str) -> re.Pattern:
     return re.compile("".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts) + "/?")
 
 
+async def _declared_length_fits(scope: Scope, send: Send, limit: int, code: str, too_large: tuple[str, dict]) -> bool:
+    """False (and the error sent) when Content-Length is malformed (400) or over ``limit`` (413)."""
+    declared = dict(scope.get("headers") or []).get(b"content-length")
+    if declared is None:
+        return True
+    try:
+        length = int(declared)
+    except ValueError:
+        await _send_error(send, 400, "bad_request", "invalid Content-Length header", {})
+        return False
+    if length > limit:
+        await _send_error(send, 413, code, *too_large)
+        return False
+    return True
+
+
 class BodySizeLimit:
     def __init__(self, app: ASGIApp, max_bytes: int, file_routes: Iterable[tuple[str, str]] = (),
                  max_file_bytes: int | None = None):
@@ -64,16 +80,8 @@ class BodySizeLimit:
             return
         too_large = (f"the request body is larger than {self.max_bytes} bytes (CDP_MAX_BODY_BYTES)",
                      {"limit_bytes": self.max_bytes})
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None:
-            try:
-                length = int(declared)
-            except ValueError:
-                await _send_error(send, 400, "bad_request", "invalid Content-Length header", {})
-                return
-            if length > self.max_bytes:
-                await _send_error(send, 413, "payload_too_large", *too_large)
-                return
+        if not await _declared_length_fits(scope, send, self.max_bytes, "payload_too_large", too_large):
+            return
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -104,16 +112,8 @@ class BodySizeLimit:
         too_large = (f"the upload is larger than {limit} bytes: a batch file may hold {self.max_file_bytes} bytes "
                      f"(CDP_MAX_FILE_BYTES) and the rest of the form {self.max_bytes} (CDP_MAX_BODY_BYTES)",
                      {"limit_bytes": self.max_file_bytes, "request_limit_bytes": limit})
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None:
-            try:
-                length = int(declared)
-            except ValueError:
-                await _send_error(send, 400, "bad_request", "invalid Content-Length header", {})
-                return
-            if length > limit:
-                await _send_error(send, 413, "file_too_large", *too_large)
-                return
+        if not await _declared_length_fits(scope, send, limit, "file_too_large", too_large):
+            return
         size = 0
         refused = answered = started = False
 

@@ -27,7 +27,6 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from cdp.identity.settings import IdentitySettings, MergePolicy
 from cdp.storage.bulk import upsert_attribute_sources
@@ -55,18 +54,6 @@ class Source:
     record_index: int | None = None
 
 
-def _upsert(dialect: str):
-    """INSERT … ON CONFLICT (profile, path, dataset) DO UPDATE — unless the stored word is newer."""
-    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(attribute_sources)
-    excluded = statement.excluded
-    return statement.on_conflict_do_update(
-        index_elements=["profile_pk", "path", "dataset_pk"],
-        set_={name: excluded[name] for name in ("value", "removed", "observed_at", "batch_pk", "request_id",
-                                                "record_index")},
-        where=excluded.observed_at >= attribute_sources.c.observed_at)
-
-
-_UPSERT = {dialect: _upsert(dialect) for dialect in ("postgresql", "sqlite")}
 _PROFILES_PER_QUERY = 500
 _ATTRIBUTES = sa.select(profiles.c.attributes).where(profiles.c.pk == sa.bindparam("b_pk"))
 _ATTRIBUTES_FOR_UPDATE = _ATTRIBUTES.with_for_update()
@@ -76,24 +63,12 @@ _SET_ATTRIBUTES = profiles.update().where(profiles.c.pk == sa.bindparam("b_pk"))
     attributes=sa.bindparam("b_attributes"))
 
 
-def record_attributes(connection: sa.Connection, *, profile_pk: int, values: Mapping[str, Any],
-                      removed: Iterable[str], source: Source, settings: IdentitySettings) -> None:
-    """Keep the record's word on each attribute, then re-apply the policy to those attributes."""
-    lineage = {"profile_pk": profile_pk, "dataset_pk": source.dataset_pk, "observed_at": source.observed_at,
-               "batch_pk": source.batch_pk, "request_id": source.request_id, "record_index": source.record_index}
-    rows = [{**lineage, "path": path, "value": value, "removed": False} for path, value in values.items()]
-    rows += [{**lineage, "path": path, "value": None, "removed": True} for path in removed if path not in values]
-    if not rows:
-        return
-    connection.execute(_UPSERT[connection.dialect.name], rows)
-    apply_policy(connection, profile_pk=profile_pk, settings=settings, paths={row["path"] for row in rows})
-
-
 def record_attributes_many(connection: sa.Connection, items: list[tuple[int, Mapping[str, Any], Iterable[str],
                                                                        Source]], settings: IdentitySettings,
                            created: set[int] = frozenset()) -> None:
-    """:func:`record_attributes` for many records (profile key, values, removed paths, source), in
-    order, with a few set-wise statements. ``created``: profiles made for these records, whose
+    """Keep each record's word on each attribute it sets or removes — records given as (profile
+    key, values, removed paths, source), in order — then re-apply the policy to those attributes,
+    with a few set-wise statements. ``created``: profiles made for these records, whose
     only sources are these rows (their attributes are computed without reading anything back)."""
     rows: list[dict] = []
     touched: dict[int, set[str]] = {}

@@ -1,8 +1,8 @@
 """The identity graph: identities seen together are one person, and one person is one profile.
 
 Every identity (namespace + value) belongs to exactly one profile (``identities``, unique per
-sandbox). A record's identities are linked: :meth:`IdentityGraph.resolve` finds the profiles that
-own any of them —
+sandbox). A record's identities are linked: :meth:`IdentityGraph.resolve_many` (records resolved
+together, with the outcome of one after the other) finds the profiles that own any of them —
 
 * none: a new profile gets them all;
 * one: it gets the record's new identities;
@@ -13,7 +13,7 @@ own any of them —
   survivor's segment memberships are then re-evaluated (cdp/segments/membership.py), not unioned.
 
 So the profiles are always the connected components of the graph of identities seen together
-(tests/identity prove it against networkx), whatever the arrival order.
+(tests/test_identity_graph_properties.py proves it against networkx), whatever the arrival order.
 
 **Graph limit** (per sandbox, default 50 identities per profile). When a link or merge passes it,
 identities are removed from the profile until it fits: cookie namespaces first (``ecid``), then
@@ -22,14 +22,15 @@ or event carrying an identity marks it seen). Removed identities are listed with
 (``identity_removals``); the profile's events and attributes stay — nothing else is lost. A
 removed identity seen again later starts a new profile, unless it comes with a linked one.
 
-**Concurrency.** On PostgreSQL, a merge locks every profile it involves (``FOR UPDATE``, in key
-order) and checks that the record's identities still belong to them; new identities are inserted
-with ``ON CONFLICT DO NOTHING`` (PostgreSQL makes a second inserter wait for the first to commit),
-and an identity another transaction claimed meanwhile sends resolution round again, merging with
-the other profile. An event insert takes a key-share lock on its profile (foreign key), so a merge
-cannot delete a profile under a concurrent insert; the loser of such a race sees a foreign-key or
-deadlock error and the caller retries the record (cdp/ingestion/service.py, in a savepoint). On
-SQLite a writer holds the database's write lock for its whole transaction, so nothing interleaves.
+**Concurrency.** On PostgreSQL the owning profiles are locked first, in key order (``FOR UPDATE``
+where profiles merge, ``FOR KEY SHARE`` elsewhere, so a concurrent merge cannot delete a profile
+under us), and the identities' owners are checked again under the locks; new identities are
+inserted with ``ON CONFLICT DO NOTHING`` in one order for every writer (PostgreSQL makes a second
+inserter wait for the first to commit). When another transaction got in the way —
+an identity claimed meanwhile, a profile gone, a deadlock — resolution raises
+:class:`ResolutionConflict` (or the database error), and the caller rolls back and tries again
+(cdp/ingestion/service.py), now seeing the other writer's identities as owned. On SQLite a
+writer holds the database's write lock for its whole transaction, so nothing interleaves.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from cdp.identity.attributes import apply_policy, merge_sources
 from cdp.identity.namespaces import KIND_RANK, Namespace, NamespaceKind
@@ -47,7 +47,6 @@ from cdp.identity.settings import IdentitySettings
 from cdp.storage.bulk import claim_identities
 from cdp.storage.models import (events, identities, identity_removals, memberships, profile_merges, profiles)
 
-MAX_RESOLVE_ROUNDS = 8
 _PAIRS_PER_QUERY = 400  # bound parameters per statement stay far below SQLite's limit
 
 # statements of the hot path, built once (building Core expressions per record costs more than
@@ -71,14 +70,6 @@ def _pair_params(sandbox: str, pairs: list[tuple[str, str]]) -> dict:
             "b_values": sorted({value for _, value in pairs})}
 _IDENTITY_COUNTS = sa.select(identities.c.profile_pk, sa.func.count()).where(
     identities.c.profile_pk.in_(sa.bindparam("b_pks", expanding=True))).group_by(identities.c.profile_pk)
-_EXTERNAL_ID = sa.select(profiles.c.external_id).where(profiles.c.pk == sa.bindparam("b_pk"))
-_NEW_PROFILE = profiles.insert().returning(profiles.c.pk)
-_CLAIM = {
-    "postgresql": postgresql.insert(identities).on_conflict_do_nothing(
-        index_elements=["sandbox", "namespace", "value"]).returning(identities.c.pk),
-    "sqlite": sqlite.insert(identities).on_conflict_do_nothing(
-        index_elements=["sandbox", "namespace", "value"]).returning(identities.c.pk),
-}
 
 
 class ResolutionConflict(RuntimeError):
@@ -92,7 +83,6 @@ class Resolution:
     created: bool = False
     merged: list[str] = field(default_factory=list)  # ids of the profiles merged into this one
     removed: list[tuple[str, str]] = field(default_factory=list)  # identities the graph limit removed
-    warnings: list[str] = field(default_factory=list)
 
 
 class IdentityGraph:
@@ -114,48 +104,14 @@ class IdentityGraph:
         rows = self.connection.execute(_OWNERS, _pair_params(self.sandbox, pairs))
         return {(row.namespace, row.value): row.profile_pk for row in rows}
 
-    def external_id(self, profile_pk: int) -> str:
-        found = self.external_ids.get(profile_pk)
-        if found is None:
-            found = self.external_ids[profile_pk] = self.connection.execute(_EXTERNAL_ID, {"b_pk": profile_pk}
-                                                                            ).scalar_one()
-        return found
-
     # ---- resolution ----------------------------------------------------------------------------
 
-    def resolve(self, pairs: list[tuple[str, str]], now: datetime) -> Resolution:
-        """The profile of a record carrying ``pairs`` (normalised, distinct), linking and merging as
-        needed; marks the pairs seen at ``now``."""
-        created: int | None = None
-        for _round in range(MAX_RESOLVE_ROUNDS):
-            owner = self.owners(pairs)
-            owner_pks = sorted(set(owner.values()) | ({created} if created is not None else set()))
-            if owner_pks and not self._lock(owner_pks, pairs, owner, merging=len(owner_pks) > 1):
-                continue
-            if not owner_pks:
-                created = self._create_profile(now)
-                owner_pks = [created]
-            survivor, merged = owner_pks[0], owner_pks[1:]
-            merged_ids = [self._merge(survivor, other, now) for other in merged]
-            missing = [pair for pair in pairs if owner.get(pair) is None]
-            if missing and not self._claim(survivor, missing, now):
-                created = survivor if survivor in self.created_here else created
-                continue  # another writer claimed one of them meanwhile: link with its profile
-            self._touch(survivor, [pair for pair in pairs if owner.get(pair) is not None], now)
-            resolution = Resolution(survivor, self.external_id(survivor), created=created == survivor,
-                                    merged=[m for m in merged_ids if m is not None])
-            if merged or missing:
-                resolution.removed = self._enforce_limit(survivor, now)
-            if merged:
-                apply_policy(self.connection, profile_pk=survivor, settings=self.settings)
-            return resolution
-        raise ResolutionConflict("the record's identities kept changing under concurrent writers")
-
     def resolve_many(self, records: list[list[tuple[str, str]]], now: datetime) -> list[Resolution]:
-        """:meth:`resolve` for many records at once, with the same outcome as one after the other
+        """The profile of each record (its normalised, distinct identities), linking and merging as
+        needed and marking the identities seen at ``now`` — with the same outcome as one after the other
         (each record's profile is the one its identities end in; a merge is reported on the record
         that linked the profiles), in a few set-wise statements. Raises ResolutionConflict when a
-        concurrent writer got in the way (PostgreSQL): the caller rolls back and goes one by one."""
+        concurrent writer got in the way (PostgreSQL): the caller rolls back and tries again."""
         pairs = list(dict.fromkeys(pair for record in records for pair in record))
         owner: dict[tuple[str, str], int] = {}
         for start in range(0, len(pairs), _PAIRS_PER_QUERY):
@@ -225,7 +181,7 @@ class IdentityGraph:
                 raise ResolutionConflict("another writer claimed an identity of the batch")
         known = [pair for pair in pairs if pair in owner]
         for start in range(0, len(known), _PAIRS_PER_QUERY):
-            self._touch(0, known[start:start + _PAIRS_PER_QUERY], now)
+            self._touch(known[start:start + _PAIRS_PER_QUERY], now)
         # the graph limit, where it can be passed: a new profile holds exactly its component's
         # identities; profiles that grew are counted in one statement
         limit = self.settings.graph_limit
@@ -279,36 +235,7 @@ class IdentityGraph:
                 self.external_ids[row.pk] = row.external_id
         return {pk: self.external_ids[pk] for pk in profile_pks}
 
-    def _lock(self, owner_pks: list[int], pairs: list[tuple[str, str]], owner: dict, *, merging: bool) -> bool:
-        """Lock the owning profiles (PostgreSQL): all of them ``FOR UPDATE`` for a merge, else the
-        one ``FOR KEY SHARE`` so a concurrent merge cannot delete it under us. False when one
-        vanished or an identity moved meanwhile (resolve again)."""
-        if self.dialect != "postgresql":
-            return True
-        query = sa.select(profiles.c.pk).where(profiles.c.pk.in_(owner_pks)).order_by(profiles.c.pk)
-        query = query.with_for_update() if merging else query.with_for_update(read=True, key_share=True)
-        locked = self.connection.execute(query).scalars().all()
-        if len(locked) != len(owner_pks):
-            return False
-        return self.owners(pairs) == owner
-
-    def _create_profile(self, now: datetime) -> int:
-        external_id = f"p-{uuid.uuid4().hex}"
-        profile_pk = self.connection.execute(_NEW_PROFILE, {"sandbox": self.sandbox, "external_id": external_id,
-                                                            "attributes": {}, "created_at": now,
-                                                            "updated_at": now}).scalar_one()
-        self.created_here.add(profile_pk)
-        self.external_ids[profile_pk] = external_id
-        return profile_pk
-
-    def _claim(self, profile_pk: int, pairs: list[tuple[str, str]], now: datetime) -> bool:
-        """Give the unowned identities to the profile; False when another writer got one first."""
-        rows = [{"sandbox": self.sandbox, "profile_pk": profile_pk, "namespace": ns, "value": value,
-                 "first_seen": now, "last_seen": now} for ns, value in pairs]
-        inserted = self.connection.execute(_CLAIM[self.dialect], rows).all()
-        return len(inserted) == len(rows)
-
-    def _touch(self, profile_pk: int, pairs: list[tuple[str, str]], now: datetime) -> None:
+    def _touch(self, pairs: list[tuple[str, str]], now: datetime) -> None:
         if pairs:
             self.connection.execute(_TOUCH, {**_pair_params(self.sandbox, pairs), "b_now": now})
 

@@ -21,7 +21,7 @@ from cdp.ingestion.models import IngestResponse, RecordError, RecordResult, Reco
 from cdp.ingestion.validation import ValidRecord, validate_record
 from cdp.schema import Schema
 from cdp.storage.loader import json_value
-from cdp.identity.attributes import Source, record_attributes, record_attributes_many
+from cdp.identity.attributes import Source, record_attributes_many
 from cdp.identity.graph import IdentityGraph, Resolution, ResolutionConflict
 from cdp.identity.namespaces import IdentityValueError, normalize, sandbox_namespaces
 from cdp.identity.settings import get_identity_settings
@@ -32,9 +32,6 @@ from cdp.storage.models import events, profiles
 log = logging.getLogger("cdp.ingestion")
 
 # statements of the hot path, built once
-_EVENT_SEEN = sa.select(events.c.pk).where(events.c.dataset_pk == sa.bindparam("b_dataset"),
-                                           events.c.event_id == sa.bindparam("b_event_id"))
-_NEW_EVENT = events.insert()
 _EVENTS_SEEN = sa.select(events.c.event_id).where(events.c.dataset_pk == sa.bindparam("b_dataset"),
                                                   events.c.event_id.in_(sa.bindparam("b_event_ids", expanding=True)))
 _EVENT_COUNTS = sa.select(events.c.profile_pk, sa.func.count()).where(
@@ -49,10 +46,10 @@ class Writer:
     (event ids of this call, event counts per profile) so a batch is checked as a whole.
 
     Identities are normalised per namespace (cdp/identity/namespaces.py) and resolved through the
-    identity graph (cdp/identity/graph.py), which links and merges profiles. On PostgreSQL each
-    record is applied in a savepoint and retried when it loses a race with a concurrent writer (a
-    merge deleted its profile, a deadlock, an identity or event id claimed meanwhile); on SQLite
-    the transaction holds the write lock, so nothing races.
+    identity graph (cdp/identity/graph.py), which links and merges profiles; records are written
+    set-wise (:meth:`apply_many`), with the outcome of one after the other. On PostgreSQL a write
+    that loses a race with a concurrent writer (a merge deleted its profile, a deadlock, an
+    identity or event id claimed meanwhile) is rolled back and tried again.
     """
 
     def __init__(self, connection: sa.Connection, *, sandbox: str, dataset_pk: int, kind: str,
@@ -93,21 +90,6 @@ class Writer:
                 found.append((namespace, normalized))
         return found, errors
 
-    # ---- events ------------------------------------------------------------------------------
-
-    def _is_duplicate(self, event_id: str) -> bool:
-        if event_id in self.seen_event_ids:
-            return True
-        found = self.connection.execute(_EVENT_SEEN, {"b_dataset": self.dataset_pk, "b_event_id": event_id}).first()
-        return found is not None
-
-    def _event_count(self, profile_pk: int) -> int:
-        count = self.event_counts.get(profile_pk)
-        if count is None:
-            count = self.connection.execute(sa.select(sa.func.count()).select_from(events)
-                                            .where(events.c.profile_pk == profile_pk)).scalar_one()
-        return count
-
     # ---- one record --------------------------------------------------------------------------
 
     def rebind(self, connection: sa.Connection) -> None:
@@ -115,46 +97,19 @@ class Writer:
         self.connection = self.graph.connection = self.memberships.connection = connection
 
     def apply(self, index: int, record: ValidRecord, *, engine: sa.Engine | None = None) -> RecordResult:
-        """Apply one record. On PostgreSQL with ``engine``, in a transaction of its own (streaming:
-        a record holds its locks only while it is written); without, in a savepoint of the
-        caller's transaction (a batch file: all or nothing). Either way retried when it loses a
-        race with a concurrent writer."""
-        pairs, errors = self.normalized_identities(record.identities)
-        if errors:
-            return RecordResult(index=index, status=RecordStatus.rejected, errors=errors)
-        if self.dialect != "postgresql":
-            result, remember = self._apply(index, record, pairs)
-            remember()
-            return result
-        for attempt in range(MAX_ATTEMPTS):
-            try:
-                if engine is not None:
-                    with engine.begin() as own:
-                        self.rebind(own)
-                        result, remember = self._apply(index, record, pairs)
-                else:
-                    with self.connection.begin_nested():
-                        result, remember = self._apply(index, record, pairs)
-            except (sa.exc.IntegrityError, sa.exc.OperationalError, ResolutionConflict) as exc:
-                if not _lost_a_race(exc):
-                    raise
-                log.info("record %s lost a race with a concurrent writer (attempt %s): %s", index, attempt + 1,
-                         str(getattr(exc, "orig", exc)).splitlines()[0])
-                self.event_counts.clear()
-                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
-                continue
-            remember()
-            return result
-        return RecordResult(index=index, status=RecordStatus.rejected, errors=[RecordError(
-            path="identities", message=f"conflict: concurrent writers kept changing this record's profiles "
-                                       f"({MAX_ATTEMPTS} attempts); nothing of it was stored, send it again")])
+        """Apply one record (:meth:`apply_many` of one)."""
+        return self.apply_many([(index, record)], engine=engine)[0]
 
     def apply_many(self, items: list[tuple[int, ValidRecord]], *, engine: sa.Engine | None = None
                    ) -> list[RecordResult]:
-        """Apply many records (index, record) with the outcome of :meth:`apply` one after the
+        """Apply many records (index, record) with the outcome of applying them one after the
         other, in a few set-wise statements. On PostgreSQL in a transaction of their own (with
-        ``engine``) or a savepoint; when they lose a race with a concurrent writer, they are rolled
-        back and applied one by one."""
+        ``engine``: streaming, the locks are held only while they are written) or in a savepoint
+        of the caller's transaction (a batch file: all or nothing); when they lose a race with a
+        concurrent writer they are rolled back and tried again — together SET_WISE_ATTEMPTS
+        times, then one by one, each MAX_ATTEMPTS times; a record that still loses is rejected
+        (``conflict``), never half stored. On SQLite the transaction holds the write lock, so
+        nothing races."""
         results: dict[int, RecordResult] = {}
         prepared: list[tuple[int, int, ValidRecord, list[tuple[str, str]]]] = []
         for position, (index, record) in enumerate(items):
@@ -168,33 +123,44 @@ class Writer:
             remember()
             results.update(applied)
         elif prepared:
-            for attempt in range(SET_WISE_ATTEMPTS + 1):
-                if attempt == SET_WISE_ATTEMPTS:  # still losing: one by one, each retried on its own
-                    for position, index, record, _pairs in prepared:
-                        results[position] = self.apply(index, record, engine=engine)
-                    break
-                try:
-                    if engine is not None:
-                        with engine.begin() as own:
-                            self.rebind(own)
-                            applied, remember = self._apply_many(prepared)
-                    else:
-                        with self.connection.begin_nested():
-                            applied, remember = self._apply_many(prepared)
-                except (sa.exc.IntegrityError, sa.exc.OperationalError, ResolutionConflict) as exc:
-                    if not _lost_a_race(exc):
-                        raise
-                    # the other writer has committed by now (we waited for it): the next round sees
-                    # its identities as owned and links to its profiles
-                    log.info("%s records lost a race with a concurrent writer (attempt %s): %s", len(prepared),
-                             attempt + 1, str(getattr(exc, "orig", exc)).splitlines()[0])
-                    self.event_counts.clear()
-                    time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
-                    continue
-                remember()
-                results.update(applied)
-                break
+            applied = self._attempt(prepared, engine, SET_WISE_ATTEMPTS if len(prepared) > 1 else MAX_ATTEMPTS)
+            if applied is None:  # still losing together: one by one
+                applied = {}
+                for item in prepared:
+                    alone = self._attempt([item], engine, MAX_ATTEMPTS)
+                    applied.update(alone if alone is not None else {item[0]: RecordResult(
+                        index=item[1], status=RecordStatus.rejected, errors=[RecordError(
+                            path="identities", message=f"conflict: concurrent writers kept changing this record's "
+                                                       f"profiles ({MAX_ATTEMPTS} attempts); nothing of it was "
+                                                       f"stored, send it again")])})
+            results.update(applied)
         return [results[position] for position in range(len(items))]
+
+    def _attempt(self, prepared: list, engine: sa.Engine | None, attempts: int) -> dict[int, RecordResult] | None:
+        """PostgreSQL: apply ``prepared`` in a transaction or savepoint, up to ``attempts`` times while
+        it loses races; None when it never won."""
+        for attempt in range(attempts):
+            try:
+                if engine is not None:
+                    with engine.begin() as own:
+                        self.rebind(own)
+                        applied, remember = self._apply_many(prepared)
+                else:
+                    with self.connection.begin_nested():
+                        applied, remember = self._apply_many(prepared)
+            except (sa.exc.IntegrityError, sa.exc.OperationalError, ResolutionConflict) as exc:
+                if not _lost_a_race(exc):
+                    raise
+                # the other writer has committed by now (we waited for it): the next round sees its
+                # identities as owned and links to its profiles
+                log.info("%s record(s) lost a race with a concurrent writer (attempt %s): %s", len(prepared),
+                         attempt + 1, str(getattr(exc, "orig", exc)).splitlines()[0])
+                self.event_counts.clear()
+                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
+                continue
+            remember()
+            return applied
+        return None
 
     def _apply_many(self, prepared: list[tuple[int, int, ValidRecord, list[tuple[str, str]]]]):
         """(position → result, what to remember once it is committed)."""
@@ -267,7 +233,7 @@ class Writer:
         return results, remember
 
     def _warnings(self, resolution: Resolution) -> list[str]:
-        warnings = list(resolution.warnings)
+        warnings: list[str] = []
         if resolution.merged:
             warnings.append(f"the record linked profiles {', '.join(map(repr, resolution.merged))} into "
                             f"{resolution.external_id!r} (merged)")
@@ -282,41 +248,6 @@ class Writer:
             RecordError(path="event", message=f"too_many_events: profile {profile_id!r} holds {count} events; "
                                               f"at most {limits.MAX_EVENTS_PER_PROFILE} per profile")],
             warnings=warnings)
-
-    def _apply(self, index: int, record: ValidRecord, pairs: list[tuple[str, str]]):
-        """(the result, what to remember once it is committed)."""
-        if self.kind == "event" and self._is_duplicate(record.event_id):
-            return RecordResult(index=index, status=RecordStatus.duplicate, warnings=[
-                f"event {record.event_id!r} was already ingested into this dataset; not stored again"]), _nothing
-        now = datetime.now(timezone.utc)
-        resolution = self.graph.resolve(pairs, now)
-        profile_pk, profile_id = resolution.profile_pk, resolution.external_id
-        warnings = self._warnings(resolution)
-        if self.kind == "profile":
-            source = Source(self.dataset_pk, record.observed_at or now, self.batch_pk, self.request_id, index)
-            record_attributes(self.connection, profile_pk=profile_pk,
-                              values={k: json_value(v, self.dialect) for k, v in record.set_attributes.items()},
-                              removed=record.removed, source=source, settings=self.settings)
-            self.connection.execute(_TOUCH_PROFILE, {"b_pk": profile_pk, "b_now": now})
-            remember = _nothing
-        else:
-            if resolution.merged:
-                self.event_counts.clear()
-            count = self._event_count(profile_pk)
-            if count >= limits.MAX_EVENTS_PER_PROFILE:
-                return self._too_many_events(index, profile_id, count, warnings), _nothing
-            fields = {k: json_value(v, self.dialect) for k, v in record.event_fields.items()}
-            self.connection.execute(_NEW_EVENT, {"profile_pk": profile_pk, "event_id": record.event_id,
-                                                 "type": record.event_type, "ts": record.ts, "fields": fields,
-                                                 "dataset_pk": self.dataset_pk})
-
-            def remember() -> None:
-                self.seen_event_ids.add(record.event_id)
-                self.event_counts[profile_pk] = count + 1
-        if resolution.merged:
-            self.memberships.refresh(profile_pk, now)
-        return RecordResult(index=index, status=RecordStatus.accepted, profile_id=profile_id,
-                            warnings=warnings), remember
 
 
 MAX_ATTEMPTS = 6
@@ -365,10 +296,10 @@ def records_of(body: Any) -> list[Any]:
 
 def ingest_records(*, connection: sa.Connection, sandbox: str, dataset_id: int, body: Any, schema: Schema,
                    metrics: Metrics | None = None, engine: sa.Engine | None = None) -> IngestResponse:
-    """Validate and apply each record on its own. ``engine`` (PostgreSQL): each record is written in
-    a transaction of its own, so concurrent requests never wait on each other's earlier records;
-    without it (and always on SQLite, whose writer holds the database lock anyway) everything is
-    written in ``connection``'s transaction."""
+    """Validate each record on its own and apply the valid ones set-wise (Writer.apply_many).
+    ``engine`` (PostgreSQL): they are written in a transaction of their own, short and retried on
+    a lost race, not in the request's; without it (and always on SQLite, whose writer holds the
+    database lock anyway) in ``connection``'s transaction."""
     dataset = get_dataset(connection=connection, sandbox=sandbox, dataset_id=dataset_id)
     kind = dataset.kind.value
     records = records_of(body)

@@ -6,7 +6,7 @@ database spends on them. These few statements are written once per dialect and t
 prepared here the way the column types store them (datetimes in UTC — SQLite's text form —, JSON
 as text). On SQLite they go through ``executemany`` (a loop in C); on PostgreSQL as ONE statement
 over ``unnest`` of one array per column — psycopg's ``executemany`` runs a statement per row,
-which measured ~80 µs a row. Each function's SQL matches the Core statement it replaces
+which measured ~80 µs a row. Each function writes what the equivalent Core statement would
 (tests/test_storage_bulk.py compares what both write).
 """
 

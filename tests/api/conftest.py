@@ -121,6 +121,13 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
     return error
 
 
+def create_dataset(api, kind: str, name: str | None = None, **kwargs) -> int:
+    """A new dataset of the test's sandbox; its id."""
+    response = api.post("/v1/datasets", json={"name": name or f"{kind} data", "kind": kind}, **kwargs)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
 def store_profiles(engine, sandbox: str, documents: list[dict]) -> None:
     from cdp.storage.loader import load_documents
 

@@ -11,12 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.api.conftest import assert_error
-
-
-def _dataset(api, kind: str, name: str) -> int:
-    response = api.post("/v1/datasets", json={"name": name, "kind": kind})
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
+from tests.api.conftest import create_dataset as _dataset
 
 
 def _post(api, dataset_id: int, records: list) -> list[dict]:

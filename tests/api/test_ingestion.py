@@ -7,14 +7,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from tests.api.conftest import assert_error
+from tests.api.conftest import create_dataset as _dataset
 
 SARAH_EMAIL = {"namespace": "email", "id": "sarah.rose@example.com"}
-
-
-def _dataset(api, kind: str, name: str | None = None, **kwargs) -> int:
-    response = api.post("/v1/datasets", json={"name": name or f"{kind} data", "kind": kind}, **kwargs)
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
 
 
 def _ingest(api, dataset_id: int, body, **kwargs):

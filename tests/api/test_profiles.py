@@ -7,18 +7,13 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from tests.api.conftest import assert_error
+from tests.api.conftest import create_dataset as _dataset
 
 SARAH_EMAIL = {"namespace": "email", "id": "sarah.rose@example.com"}
 CRM = {"namespace": "crm_id", "id": "C-1001"}
 LOYALTY = {"namespace": "loyalty_id", "id": "L-77"}
 WEB_COOKIE = {"namespace": "ecid", "id": "web-cookie-1"}
 MOBILE_COOKIE = {"namespace": "ecid", "id": "mobile-cookie-2"}
-
-
-def _dataset(api, kind: str, name: str) -> int:
-    response = api.post("/v1/datasets", json={"name": name, "kind": kind})
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
 
 
 def _ingest(api, dataset_id: int, records: list) -> list[dict]:
