@@ -1,4 +1,4 @@
-"""Text → AST. Lark parses with grammars/pql.lark; we turn its tree into cdp.dsl.ast at once.
+"""Text → AST. Lark parses with the grammar cdp/dsl/pql.lark (package data); we turn its tree into cdp.dsl.ast at once.
 
 The parser enforces the limits of DSL.md §11 (size, depth, list length) before anything
 recursive touches the input, so no input raises RecursionError or takes seconds.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from functools import cache, lru_cache
-from pathlib import Path
+from importlib import resources
 
 import lark
 from lark import Token, Tree
@@ -22,10 +22,7 @@ MAX_DEPTH = 64
 MAX_LIST_ITEMS = 10_000
 MAX_INTEGER = 2**63 - 1  # what SQL's bigint holds; larger literals are rejected, not wrapped
 
-_GRAMMAR_CANDIDATES = (
-    Path(__file__).resolve().parents[2] / "grammars" / "pql.lark",  # source checkout / editable
-    Path(__file__).resolve().parents[1] / "grammars" / "pql.lark",  # installed wheel
-)
+GRAMMAR = "pql.lark"  # package data of cdp.dsl: in the source tree and inside the wheel
 
 # Lark tree nodes that nest one level deeper (DSL.md §11: parentheses, calls, event terms,
 # lists and prefix operators).
@@ -37,19 +34,21 @@ _NESTING_RULES = frozenset(
 @cache
 def _lark() -> lark.Lark:
     """Built once, on first use (never at import time)."""
-    for path in _GRAMMAR_CANDIDATES:
-        if path.exists():
-            return lark.Lark(
-                path.read_text(encoding="utf-8"),
-                parser="lalr",
-                strict=True,
-                # Spans come from the tokens (_tree_span); Lark's own position tracking would
-                # double the parse time.
-                propagate_positions=False,
-                maybe_placeholders=True,
-                cache=False,
-            )
-    raise RuntimeError(f"PQL grammar not found; looked in {', '.join(map(str, _GRAMMAR_CANDIDATES))}")
+    return lark.Lark(
+        grammar_text(),
+        parser="lalr",
+        strict=True,
+        # Spans come from the tokens (_tree_span); Lark's own position tracking would
+        # double the parse time.
+        propagate_positions=False,
+        maybe_placeholders=True,
+        cache=False,
+    )
+
+
+def grammar_text() -> str:
+    """The PQL grammar, read from the installed package (importlib.resources)."""
+    return resources.files("cdp.dsl").joinpath(GRAMMAR).read_text(encoding="utf-8")
 
 
 def parse(text: str) -> ast.Node:

@@ -1,4 +1,4 @@
-"""The storage schema. Alembic migrations in migrations/ build exactly this (a test compares them).
+"""The storage schema. Alembic migrations in cdp/storage/migrations/ build exactly this (a test compares them).
 
 Design for the compiled SQL:
 * profile attributes live in one JSON document per profile, flattened to dotted keys
