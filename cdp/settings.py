@@ -6,7 +6,8 @@ connects to nothing: the engine is created by the app factory's lifespan (cdp/ap
 
 Database: by default an embedded SQLite file ``<CDP_DATA_DIR>/cdp.db`` (``var/cdp.db`` under the
 working directory); a ``postgresql://…`` URL switches to PostgreSQL (the psycopg 3 driver is
-filled in when the URL names none).
+filled in when the URL names none; it comes with the ``postgresql`` extra: ``pip install
+'cdp[postgresql]'``).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import sys
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
-from cdp.storage.database import create_engine
+from cdp.storage.database import MissingDriverError, create_engine
 from cdp.storage.migrate import alembic_config, current_revision, head_revision, upgrade
 
 log = logging.getLogger("cdp.api")
@@ -33,6 +33,8 @@ def prepare_database(url: str, *, migrate: bool) -> sa.Engine:
     try:
         engine = create_engine(url)
         found = current_revision(engine)
+    except MissingDriverError as exc:
+        raise StartupError(str(exc)) from None
     except sa.exc.SQLAlchemyError as exc:
         raise StartupError(f"cannot open the database {_redacted(url)}: "
                            f"{str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}") from None

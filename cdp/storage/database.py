@@ -11,6 +11,7 @@ execution option ``sqlite_begin="IMMEDIATE"`` — takes the write lock at ``BEGI
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,8 +21,32 @@ from sqlalchemy import event
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+class MissingDriverError(RuntimeError):
+    """The database URL needs a driver that is not installed; the message says what to install."""
+
+
+def postgresql_driver_available() -> bool:
+    return importlib.util.find_spec("psycopg") is not None
+
+
+def normalize_url(url: str) -> str:
+    """``postgresql://…`` and ``postgres://…`` mean cdp's driver, psycopg 3 (SQLAlchemy alone would
+    pick psycopg2)."""
+    scheme, sep, rest = url.partition(":")
+    if sep and scheme in ("postgresql", "postgres"):
+        return "postgresql+psycopg:" + rest
+    return url
+
+
 def create_engine(url: str, **kwargs) -> sa.Engine:
+    """An engine set up for cdp; MissingDriverError for a PostgreSQL URL without psycopg (the
+    embedded default, SQLite, needs no extra package)."""
+    url = normalize_url(url)
     if url.startswith("postgresql"):
+        if url.startswith("postgresql+psycopg:") and not postgresql_driver_available():
+            raise MissingDriverError(
+                "PostgreSQL needs the psycopg driver, which is not installed: "
+                "pip install 'cdp[postgresql]' (SQLite, the embedded default, needs nothing more)")
         # a request may hold two connections (its own, and a streamed record's transaction), and
         # the server runs up to 40 requests at once: room for all of them
         kwargs.setdefault("pool_size", 10)
