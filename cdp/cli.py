@@ -134,7 +134,9 @@ def check_command(expression: str, as_json: bool, segments_file: str | None) -> 
 @click.option("--expressions", "expressions_file", default=None,
               help="Evaluate a catalogue instead: a JSON object name → expression; prints name → ids as JSON.")
 @click.option("--backend", type=click.Choice(["memory", "sqlite", "postgresql"]), default="memory", show_default=True)
-@click.option("--database-url", default=None, help="Database for --backend sqlite|postgresql.")
+@click.option("--database-url", default=None,
+              help="Database for --backend sqlite|postgresql (default for sqlite: in memory). Only temporary "
+                   "tables of the run's own session are used: the database is never migrated or changed.")
 @click.option("--explain", is_flag=True, help="Print the value of every sub-expression for each profile (or --id).")
 @click.option("--id", "profile_id", default=None, help="With --explain: only this profile.")
 def evaluate_command(expression: str | None, profiles_file: str, as_of_text: str | None, segments_file: str | None,
@@ -159,7 +161,7 @@ def _evaluate(expression, profiles_file, as_of_text, segments_file, expressions_
     if (expression is None) == (expressions_file is None):
         raise InputError(["invalid_argument: give either EXPRESSION or --expressions FILE"])
     if backend == "postgresql" and not database_url:
-        raise InputError(["invalid_argument: --backend postgresql needs --database-url postgresql+psycopg://…"])
+        raise InputError(["invalid_argument: --backend postgresql needs --database-url postgresql://…"])
     if backend == "memory" and database_url:
         raise InputError(["invalid_argument: --database-url goes with --backend sqlite or postgresql"])
     if explain and backend != "memory":
@@ -207,51 +209,68 @@ def _evaluate(expression, profiles_file, as_of_text, segments_file, expressions_
     click.echo(json.dumps(result, ensure_ascii=False))
 
 
-def _evaluate_in_database(backend, database_url, profiles, expressions, segments, as_of) -> dict[str, list[str]]:
-    """Load the profiles into the database (a sandbox of their own, removed afterwards) and run
-    the compiled SQL of each expression."""
-    import tempfile
-    import uuid
+# Where `cdp evaluate` puts the profiles: the session's own temporary schema. The Core tables of
+# cdp.storage.models are rendered there (schema_translate_map), so nothing of the database's own
+# is read, created, migrated or changed, and what the run loaded vanishes with its session.
+_TEMPORARY_SCHEMA = {"postgresql": "pg_temp", "sqlite": "temp"}
 
+
+def _evaluate_in_database(backend, database_url, profiles, expressions, segments, as_of) -> dict[str, list[str]]:
+    """Load the profiles into temporary tables of this run's own session and run the compiled SQL
+    of each expression there; the transaction is rolled back at the end. The database given by
+    --database-url is left as it was found: no migration, no table, no row (an SQLite file is even
+    opened read-only). A database where the session cannot create temporary tables is refused."""
     import sqlalchemy as sa
 
     from cdp.engine import sql
     from cdp.engine.sql_regex import UnsupportedOnBackend
-    from cdp.storage.database import create_engine
+    from cdp.storage.database import MissingDriverError, create_engine
     from cdp.storage.loader import load_documents
-    from cdp.storage.migrate import upgrade
-    from cdp.storage.models import profiles as profiles_table
+    from cdp.storage.models import metadata
 
-    folder = None
-    if database_url is None:  # sqlite without a URL: a database file of this run's own
-        folder = tempfile.TemporaryDirectory(prefix="cdp-evaluate-")
-        database_url = f"sqlite:///{folder.name}/cdp.db"
+    if database_url is None:  # sqlite without a URL: an in-memory database of this run's own
+        database_url = "sqlite://"
     try:
-        engine = create_engine(database_url)
-        if engine.dialect.name != backend:
-            raise InputError([f"invalid_argument: --database-url is a {engine.dialect.name} URL, not {backend}"])
-        sandbox = f"cli-{uuid.uuid4().hex[:12]}"
-        try:
-            upgrade(engine)
-            with engine.begin() as connection:
-                load_documents(connection, profiles, sandbox=sandbox)
-            with engine.connect() as connection:
-                return {name: sql.evaluate(connection, text, as_of=as_of, sandbox=sandbox, segments=segments)
-                        for name, text in expressions.items()}
-        except UnsupportedOnBackend as exc:
-            raise InputError([f"unsupported: {exc}"]) from None
-        except sa.exc.OperationalError as exc:
-            raise InputError([f"database_error: {str(exc.orig).strip().splitlines()[0]}"]) from None
-        finally:
+        engine = create_engine(database_url, read_only=True)
+    except MissingDriverError as exc:
+        raise InputError([f"missing_driver: {exc}"]) from None
+    except FileNotFoundError as exc:
+        raise InputError([f"invalid_argument: --database-url: {exc}"]) from None
+    except (sa.exc.ArgumentError, ImportError) as exc:  # noqa: B014 - what SQLAlchemy raises for a bad URL
+        raise InputError([f"invalid_argument: --database-url {database_url!r} is not a database URL cdp can use: "
+                          f"{exc}"]) from None
+    if engine.dialect.name != backend:
+        engine.dispose()
+        raise InputError([f"invalid_argument: --database-url is a {engine.dialect.name} URL, not {backend}"])
+    try:
+        with engine.connect() as connection:
+            connection = connection.execution_options(
+                schema_translate_map={None: _TEMPORARY_SCHEMA[engine.dialect.name]})
+            transaction = connection.begin()
             try:
-                with engine.begin() as connection:
-                    connection.execute(profiles_table.delete().where(profiles_table.c.sandbox == sandbox))
-            except sa.exc.SQLAlchemyError:
-                pass
-            engine.dispose()
+                try:
+                    metadata.create_all(connection)
+                except sa.exc.DBAPIError as exc:
+                    raise InputError([
+                        f"database_error: cannot create temporary tables in this database "
+                        f"({_first_line(exc)}); cdp evaluate works only in temporary tables of its own "
+                        f"session and never changes the database"]) from None
+                load_documents(connection, profiles, sandbox="evaluate")
+                return {name: sql.evaluate(connection, text, as_of=as_of, sandbox="evaluate", segments=segments)
+                        for name, text in expressions.items()}
+            finally:
+                transaction.rollback()  # the temporary tables and everything in them go with it
+    except UnsupportedOnBackend as exc:
+        raise InputError([f"unsupported: {exc}"]) from None
+    except sa.exc.DBAPIError as exc:
+        raise InputError([f"database_error: {_first_line(exc)}"]) from None
     finally:
-        if folder is not None:
-            folder.cleanup()
+        engine.dispose()
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # ---- the service ------------------------------------------------------------------------------

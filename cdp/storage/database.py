@@ -38,10 +38,15 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def create_engine(url: str, **kwargs) -> sa.Engine:
+def create_engine(url: str, *, read_only: bool = False, **kwargs) -> sa.Engine:
     """An engine set up for cdp; MissingDriverError for a PostgreSQL URL without psycopg (the
-    embedded default, SQLite, needs no extra package)."""
+    embedded default, SQLite, needs no extra package).
+
+    ``read_only`` (SQLite): the database file is opened read-only and must exist — nothing is
+    written to it, not even the switch to WAL; temporary tables still work."""
     url = normalize_url(url)
+    if read_only and url.startswith("sqlite"):
+        url = _sqlite_read_only(url)
     if url.startswith("postgresql"):
         if url.startswith("postgresql+psycopg:") and not postgresql_driver_available():
             raise MissingDriverError(
@@ -61,7 +66,8 @@ def create_engine(url: str, **kwargs) -> sa.Engine:
             dbapi_connection.isolation_level = None  # BEGIN is ours (see _sqlite_begin)
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            if not read_only:
+                cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cursor.close()
 
@@ -84,6 +90,20 @@ def create_engine(url: str, **kwargs) -> sa.Engine:
             cursor.close()
             dbapi_connection.commit()
     return engine
+
+
+def _sqlite_read_only(url: str) -> str:
+    parsed = sa.engine.make_url(url)
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return url
+    from pathlib import Path
+    from urllib.parse import quote
+
+    path = Path(database).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no SQLite database file {path}")
+    return f"{parsed.drivername}:///file:{quote(str(path))}?mode=ro&uri=true"
 
 
 @contextmanager
