@@ -3,12 +3,26 @@ cluster started once per test run and stopped at the end."""
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime, timezone
 
 import pytest
 
+from tests.components import require_component
+from tests.snapshots import update_requested
+
+
 AS_OF = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--snapshot-update", action="store_true", default=False,
+                     help="write snapshot files (tests/snapshots/) instead of failing on a missing or changed one")
+
+
+@pytest.fixture(scope="session")
+def snapshot_update(pytestconfig) -> bool:
+    """True when snapshots are to be written (--snapshot-update or CDP_UPDATE_SNAPSHOTS=1)."""
+    return update_requested(pytestconfig)
 
 
 @pytest.fixture
@@ -18,14 +32,13 @@ def as_of() -> datetime:
 
 @pytest.fixture(scope="session")
 def postgres_cluster():
+    """The throwaway cluster. Without PostgreSQL the tests using it are skipped — or fail, when
+    PostgreSQL is required (CDP_REQUIRE_POSTGRES=1, set by .ci/run, or CI=true)."""
     from cdp.devtools.postgres import start_cluster
 
-    try:
-        cluster = start_cluster()
-    except RuntimeError as exc:
-        message = f"\n*** SKIPPING PostgreSQL tests: {exc} ***\n"
-        print(message, file=sys.stderr)
-        pytest.skip(message)
+    cluster = require_component("postgres", start_cluster,
+                                hint="install the PostgreSQL server (Debian: apt-get install postgresql) "
+                                     "or point CDP_PG_BIN at its bin folder")
     yield cluster
     cluster.stop()
 

@@ -3,7 +3,6 @@ migrations against the models."""
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from cdp.storage.database import create_engine
 from cdp.storage.loader import load_documents
 from cdp.storage.migrate import current_revision, head_revision, upgrade
 from cdp.storage.models import metadata
+from tests.snapshots import assert_snapshot
 
 AS_OF = datetime(2026, 11, 28, 12, tzinfo=timezone.utc)
 SNAPSHOTS = Path(__file__).parent / "snapshots" / "sql"
@@ -44,13 +44,10 @@ CATALOGUE = {"churn-risk": "days_since(last(event.timestamp)) > 90"}
 
 @pytest.mark.parametrize("dialect", sorted(DIALECTS))
 @pytest.mark.parametrize("name", sorted(TYPICAL_SEGMENTS))
-def test_generated_sql_snapshot(name, dialect):
+def test_generated_sql_snapshot(name, dialect, snapshot_update):
     query = sql.members_query(TYPICAL_SEGMENTS[name], dialect=dialect, as_of=AS_OF, segments=CATALOGUE)
     text = str(query.compile(dialect=DIALECTS[dialect])).strip() + "\n"
-    path = SNAPSHOTS / f"{name}.{dialect}.sql"
-    if os.environ.get("UPDATE_SNAPSHOTS") or not path.exists():
-        path.write_text(text)
-    assert text == path.read_text(), f"generated SQL changed; review it and rerun with UPDATE_SNAPSHOTS=1 ({path})"
+    assert_snapshot(SNAPSHOTS / f"{name}.{dialect}.sql", text, update=snapshot_update)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -11,15 +11,42 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-CANDIDATE_BIN_DIRS = ["/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/14/bin"]
+def _version_key(directory: Path) -> tuple[int, ...]:
+    digits = "".join(ch if ch.isdigit() else " " for ch in str(directory)).split()
+    return tuple(int(d) for d in digits) or (0,)
+
+
+def candidate_bin_dirs() -> list[Path]:
+    """Where PostgreSQL's server programs may be, newest version first: Debian/Ubuntu
+    (/usr/lib/postgresql/<version>/bin), RHEL/Fedora (/usr/pgsql-<version>/bin), Homebrew, what
+    ``pg_config --bindir`` says, and the folder of ``initdb`` on PATH."""
+    found: list[Path] = []
+    for pattern in ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin", "/opt/homebrew/opt/postgresql@*/bin",
+                    "/usr/local/opt/postgresql@*/bin"):
+        found += sorted((p for p in Path("/").glob(pattern.lstrip("/"))), key=_version_key, reverse=True)
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        try:
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        if out:
+            found.append(Path(out))
+    on_path = shutil.which("initdb")
+    if on_path:
+        found.append(Path(on_path).parent)
+    return list(dict.fromkeys(found))
 
 
 def find_bin_dir() -> Path | None:
-    for directory in [os.environ.get("CDP_PG_BIN", "")] + CANDIDATE_BIN_DIRS:
-        if directory and (Path(directory) / "initdb").exists():
-            return Path(directory)
-    found = shutil.which("initdb")
-    return Path(found).parent if found else None
+    """The folder of initdb and pg_ctl. ``CDP_PG_BIN``, when set, is the only place looked at."""
+    explicit = os.environ.get("CDP_PG_BIN", "").strip()
+    if explicit:
+        return Path(explicit) if (Path(explicit) / "initdb").exists() else None
+    for directory in candidate_bin_dirs():
+        if (directory / "initdb").exists() and (directory / "pg_ctl").exists():
+            return directory
+    return None
 
 
 def _free_port() -> int:
@@ -59,7 +86,9 @@ def start_cluster(*, fsync: bool = False, extra_options: str = "") -> Cluster:
     """Start a new cluster; raises RuntimeError (with the reason) when PostgreSQL is not available."""
     bin_dir = find_bin_dir()
     if bin_dir is None:
-        raise RuntimeError("PostgreSQL binaries (initdb, pg_ctl) not found; install Debian's postgresql")
+        where = (f"CDP_PG_BIN={os.environ['CDP_PG_BIN']}" if os.environ.get("CDP_PG_BIN", "").strip()
+                 else "/usr/lib/postgresql/*/bin, /usr/pgsql-*/bin, pg_config --bindir, PATH")
+        raise RuntimeError(f"PostgreSQL server programs (initdb, pg_ctl) not found in {where}")
     directory = Path(tempfile.mkdtemp(prefix="cdp-pg-"))
     as_user = None
     if os.geteuid() == 0:  # initdb refuses to run as root
