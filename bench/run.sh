@@ -3,8 +3,8 @@
 #
 #   bash bench/run.sh [--profiles N] [--repeats N] [--rounds N] [--record]
 #
-# Creates bench/.venv on first use (the project in editable mode plus the comparison
-# libraries rule-engine, cel-python and json-logic-qubit, installed ONLY there), then runs
+# Creates bench/.venv on first use (the project in editable mode with its bench extra: the
+# comparison libraries rule-engine, cel-python and json-logic-qubit, installed ONLY there), then runs
 # bench/run_all.py with the given arguments. A comparison library that fails to install is
 # reported loudly and skipped; the rest of the suite still runs.
 set -euo pipefail
@@ -21,10 +21,12 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 VPY="$VENV/bin/python"
 
-# The project itself (editable, so the benchmark always measures the working tree).
-if ! "$VPY" -c "import cdp.engine, cdp.dsl" 2>/dev/null; then
-    echo "bench: installing the project from $ROOT" >&2
-    "$VPY" -m pip install -q -e "$ROOT" >&2
+# The project itself (editable, so the benchmark always measures the working tree) with its
+# `bench` extra; when that fails as a whole, the project with its PostgreSQL driver, and the
+# comparison libraries one by one below.
+if ! "$VPY" -c "import cdp.engine, cdp.dsl, psycopg, httpx2" 2>/dev/null; then
+    echo "bench: installing the project from $ROOT with its bench extra" >&2
+    "$VPY" -m pip install -q -e "$ROOT[bench]" >&2 || "$VPY" -m pip install -q -e "$ROOT[postgresql]" >&2
 fi
 
 # Comparison libraries: distribution name → module it provides.

@@ -4,7 +4,7 @@
 #   bash bench/run_sql.sh [--profiles N] [--runs N] [--loader-profiles K] [--no-memory] [--record]
 #
 # Uses the project's own environment (.venv at the repository root, the project installed in
-# editable mode with psycopg); needs PostgreSQL's server binaries (initdb, pg_ctl) for the
+# editable mode with the dev extra: psycopg); needs PostgreSQL's server binaries (initdb, pg_ctl) for the
 # throwaway cluster it starts and stops. Generated data and the SQLite file go to bench/data/.
 set -euo pipefail
 
@@ -13,7 +13,7 @@ ROOT="$(cd "$BENCH_DIR/.." && pwd)"
 VPY="$ROOT/.venv/bin/python"
 
 if [[ ! -x "$VPY" ]]; then
-    echo "bench: $VPY not found; create the project's environment first (python3 -m venv .venv && .venv/bin/pip install -e .)" >&2
+    echo "bench: $VPY not found; create the project's environment first (make test, or: python3 -m venv .venv && .venv/bin/pip install -e '.[dev]')" >&2
     exit 1
 fi
 
