@@ -236,7 +236,7 @@ def _evaluate_in_database(backend, database_url, profiles, expressions, segments
         raise InputError([f"missing_driver: {exc}"]) from None
     except FileNotFoundError as exc:
         raise InputError([f"invalid_argument: --database-url: {exc}"]) from None
-    except (sa.exc.ArgumentError, ImportError) as exc:  # noqa: B014 - what SQLAlchemy raises for a bad URL
+    except (sa.exc.ArgumentError, ImportError) as exc:  # unknown dialect or driver
         raise InputError([f"invalid_argument: --database-url {database_url!r} is not a database URL cdp can use: "
                           f"{exc}"]) from None
     if engine.dialect.name != backend:
@@ -249,7 +249,7 @@ def _evaluate_in_database(backend, database_url, profiles, expressions, segments
             transaction = connection.begin()
             try:
                 try:
-                    metadata.create_all(connection)
+                    metadata.create_all(connection, checkfirst=False)  # a new session: its own, empty
                 except sa.exc.DBAPIError as exc:
                     raise InputError([
                         f"database_error: cannot create temporary tables in this database "
