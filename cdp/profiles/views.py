@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from cdp.api.deps import AnyRole, ConnectionDep, Stewards
+from cdp.api.deps import AnyRole, ConnectionDep, Stewards, read_only
 from cdp.api.errors import COMMON_RESPONSES, ErrorResponse
 from cdp.api.pagination import MAX_LIMIT, Page, PageDep
 from cdp.expressions.service import stored_catalogue
@@ -99,6 +99,7 @@ def get_profile_events(profile_id: ProfileId, principal: AnyRole, connection: Co
 
 @router.post("/evaluate", response_model=ProfileEvaluation,
              summary="Does this profile qualify for the expression now (or at as_of)? With the value of each part")
+@read_only
 def evaluate_profile(spec: ProfileEvaluate, principal: AnyRole, connection: ConnectionDep) -> ProfileEvaluation:
     schema = get_schema(connection=connection, sandbox=principal.sandbox)
     catalogue = spec.segments if spec.segments is not None else stored_catalogue(
