@@ -21,4 +21,4 @@ def check_expression(spec: ExpressionCheck, principal: AnyRole, connection: Conn
     catalogue = spec.segments if spec.segments is not None else service.stored_catalogue(
         connection=connection, sandbox=principal.sandbox)
     tree = service.check_expression(expression=spec.expression, schema=schema, catalogue=catalogue)
-    return service.describe(tree)
+    return service.describe(tree, schema=schema, text=spec.expression)
