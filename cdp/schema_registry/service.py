@@ -114,7 +114,7 @@ def build_schema(spec: SchemaReplace) -> Schema:
             continue
         types = {t.strip() for t in (spec.profile.get(path), spec.event.get(path)) if t is not None}
         if not types <= {"string", "list<string>"}:
-            errors.append(f"enums: {path[:120]!r} is a {' and '.join(sorted(types))} field; allowed values are "
+            errors.append(f"enums: {path[:120]!r} is of type {' and '.join(sorted(types))}; allowed values are "
                           f"for string and list<string> fields")
         if not values or len(values) > MAX_ALLOWED_VALUES:
             errors.append(f"enums: {path[:120]!r} lists {len(values)} values; 1 to {MAX_ALLOWED_VALUES}")

@@ -485,3 +485,58 @@ def test_an_instant_is_accepted_exactly_when_it_lies_in_the_range(value: datetim
     else:
         with pytest.raises(ValueError, match="outside the range of datetimes"):
             parse_timestamp(text)
+
+
+# ---- allowed values that change ----------------------------------------------------------------
+
+
+def test_an_enum_that_shrinks_keeps_stored_data_and_segments(api, engine):
+    """Removing an allowed value is a compatible change: the profiles holding it stay readable and
+    are evaluated as they are (a merge re-evaluates them), a stored segment naming it still checks
+    (a warning), and new records with it are refused."""
+    from datetime import datetime, timezone
+
+    from cdp.storage.models import segments
+
+    schema = {k: api.get("/v1/schema").json()[k] for k in ("profile", "event", "event_types", "enums")}
+    schema["enums"]["loyalty.tier"] = ["bronze", "silver", "gold", "platinum", "diamond"]
+    assert api.put("/v1/schema", json=schema).status_code == 200
+    now = datetime.now(timezone.utc)
+    with engine.begin() as connection:
+        connection.execute(segments.insert().values(sandbox=api.sandbox, key="diamonds", name="diamonds",
+                                                    expression='loyalty.tier = "diamond"',
+                                                    canonical='loyalty.tier = "diamond"', created_at=now, updated_at=now))
+    crm, web = create_dataset(api, "profile"), create_dataset(api, "event")
+    email, cookie = {"namespace": "email", "id": "d@example.com"}, {"namespace": "ecid", "id": "X"}
+    accepted = api.post(f"/v1/datasets/{crm}/records", json={"identities": [email],
+                                                             "attributes": {"loyalty": {"tier": "diamond"}}})
+    assert accepted.json()["accepted"] == 1, accepted.text
+    login = {"id": "l-1", "type": "login", "timestamp": now.isoformat()}
+    assert api.post(f"/v1/datasets/{web}/records", json={"identities": [cookie], "event": login}).json()["accepted"] == 1
+
+    schema["enums"]["loyalty.tier"] = ["bronze", "silver", "gold", "platinum"]
+    shrunk = api.put("/v1/schema", json=schema)
+    assert shrunk.status_code == 200, shrunk.text
+    check = api.post("/v1/expressions/check", json={"expression": 'loyalty.tier = "diamond"'}).json()
+    assert [w["code"] for w in check["warnings"]] == ["unlisted_value"]
+
+    refused = api.post(f"/v1/datasets/{crm}/records", json={"identities": [{"namespace": "email", "id": "e@x.com"}],
+                                                            "attributes": {"loyalty": {"tier": "diamond"}}})
+    assert refused.json()["results"][0]["status"] == "rejected"
+    merge = {**login, "id": "l-2"}
+    merged = api.post(f"/v1/datasets/{web}/records", json={"identities": [email, cookie], "event": merge})
+    assert merged.status_code == 200 and merged.json()["accepted"] == 1, merged.text
+    profile = api.get("/v1/profiles/lookup", params={"namespace": "ecid", "id": "X"}).json()
+    assert profile["attributes"]["loyalty"]["tier"] == "diamond"
+    assert {m["segment"]: m["status"] for m in profile["memberships"]} == {"diamonds": "realized"}
+
+
+def test_allowed_values_are_for_string_fields(api):
+    schema = {k: api.get("/v1/schema").json()[k] for k in ("profile", "event", "event_types", "enums")}
+    for enums, problem in (({"loyalty.points": ["1", "2"]}, "is of type integer"),
+                           ({"loyalty.tier": []}, "lists 0 values"),
+                           ({"loyalty.tier": ["gold", "gold"]}, "lists a value twice"),
+                           ({"loyalty.tier": ["gold", ""]}, "1 to 256 characters")):
+        response = api.put("/v1/schema", json={**schema, "enums": enums})
+        error = assert_error(response, 422, "invalid_schema")
+        assert any(problem in e for e in error["details"]["errors"]), error
