@@ -177,3 +177,36 @@ def test_healthz_is_503_on_a_database_that_refuses_writes(backend, request, sqli
         response = client.get("/healthz")
         error = assert_error(response, 503, "unavailable")
         assert "not writable" in error["message"] and "read" in error["details"]["reason"].lower(), error
+
+
+def test_a_request_failing_in_the_database_layer_leaves_its_connection_clean(monkeypatch, sqlite_url_factory,
+                                                                             gc_off):
+    """503 database_unavailable (SQLite's lock not obtained in time), then a write and a fresh read."""
+    from fastapi.testclient import TestClient
+
+    import cdp.storage.database as database
+    from cdp.api import create_app
+    from cdp.storage.database import create_engine
+    from tests.api.conftest import ADMIN_KEY, make_settings
+
+    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_MS", 200)  # read when each connection opens
+    url = sqlite_url_factory()
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with TestClient(create_app(make_settings(url)), raise_server_exceptions=False) as client:
+        other = create_engine(url)
+        dataset = client.post("/v1/datasets", json={"name": "web", "kind": "event"}, headers=headers).json()["id"]
+        record = {"identities": [{"namespace": "ecid", "id": "A"}],
+                  "event": {"id": "e-1", "type": "login", "timestamp": "2026-11-27T10:00:00Z"}}
+        with other.connect() as writer:
+            writer.execution_options(sqlite_begin="IMMEDIATE")
+            with writer.begin():
+                busy = client.post(f"/v1/datasets/{dataset}/records", json=record, headers=headers)
+                assert_error(busy, 503, "database_unavailable")
+                assert busy.headers["retry-after"] == "1"
+        store_profiles(other, "prod", [{"id": "after-503", "identities": [], "attributes": {}}])
+        engine = client.app.state.engine
+        for _ in range(engine.pool.checkedin() + 1):
+            assert client.get("/v1/profiles/after-503", headers=headers).status_code == 200
+        written = client.post(f"/v1/datasets/{dataset}/records", json=record, headers=headers)
+        assert written.status_code == 200 and written.json()["accepted"] == 1, written.text
+        other.dispose()
