@@ -68,6 +68,9 @@ def _read_profiles(path: str) -> list[Any]:
             errors.append(f"invalid_profile: {path} line {number}: not valid JSON: {exc.msg}")
         except ProfileError as exc:
             errors.append(f"invalid_profile: {path} line {number}: {exc}")
+        except ValueError:  # the parser's refusal of an integer of more than 4,300 digits
+            errors.append(f"invalid_profile: {path} line {number}: not valid JSON: a number has more than 4,300 "
+                          f"digits")
     if errors:
         raise InputError(errors)
     return profiles
@@ -119,10 +122,17 @@ def check_command(expression: str, as_json: bool, segments_file: str | None) -> 
             for diagnostic in error.errors:
                 click.echo(str(diagnostic) + "\n", err=True)
         sys.exit(EXIT_INVALID)
+    from cdp.dsl.checker import value_warnings
+    from cdp.schema import luma_schema
+
     canonical = render(typed)
+    warnings = value_warnings(typed, luma_schema(), expression)
     if as_json:
-        click.echo(json.dumps({"ok": True, "canonical": canonical}, ensure_ascii=False))
+        click.echo(json.dumps({"ok": True, "canonical": canonical, "warnings": [w.to_dict() for w in warnings]},
+                              ensure_ascii=False))
     else:
+        for warning in warnings:
+            click.echo("warning: " + str(warning) + "\n", err=True)
         click.echo(f"ok: {canonical}")
 
 

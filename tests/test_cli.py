@@ -20,7 +20,19 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_check_json_ok():
     result = run("check", "--json", "loyalty.points > 500 AND email_opt_in")
     assert result.returncode == 0
-    assert json.loads(result.stdout) == {"ok": True, "canonical": "loyalty.points > 500 and email_opt_in"}
+    assert json.loads(result.stdout) == {"ok": True, "canonical": "loyalty.points > 500 and email_opt_in",
+                                         "warnings": []}
+
+
+def test_check_warns_about_a_value_outside_the_allowed_values():
+    result = run("check", "--json", 'loyalty.tier = "Gold"')
+    assert result.returncode == 0
+    [warning] = json.loads(result.stdout)["warnings"]
+    assert warning["code"] == "unlisted_value" and (warning["column"], warning["end_column"]) == (16, 22)
+    assert 'did you mean "gold"?' in warning["hint"]
+    text = run("check", 'loyalty.tier = "Gold"')
+    assert text.returncode == 0 and text.stdout.strip() == 'ok: loyalty.tier = "Gold"'
+    assert "warning: unlisted_value at line 1, column 16" in text.stderr and "^^^^^^" in text.stderr
 
 
 def test_check_json_errors():

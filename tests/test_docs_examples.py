@@ -337,16 +337,22 @@ def generate_functions() -> str:
     return "\n".join(rows)
 
 
+def _allowed(values) -> str:
+    if len(values) > 12:
+        return f"{', '.join(f'`{v}`' for v in values[:6])} … ({len(values)} values)"
+    return ", ".join(f"`{v}`" for v in values)
+
+
 def generate_schema() -> str:
     schema = luma_schema()
-    out = ["Profile attributes:", "", "| attribute | type | documented values |", "|---|---|---|"]
+    out = ["Profile attributes:", "", "| attribute | type | allowed values |", "|---|---|---|"]
     for path, type_ in schema.profile.items():
-        values = ", ".join(f"`{v}`" for v in schema.enums.get(path, ()))
+        values = _allowed(schema.enums.get(path, ()))
         out.append(f"| `{path}` | `{type_}` | {values} |")
     out += ["", "Event fields (`id`, `type` and `timestamp` are built in and always present):", "",
-            "| field | type | documented values |", "|---|---|---|"]
+            "| field | type | allowed values |", "|---|---|---|"]
     for path, type_ in {**BUILTIN_EVENT_FIELDS, **schema.event}.items():
-        values = ", ".join(f"`{v}`" for v in schema.enums.get(path, ()))
+        values = _allowed(schema.enums.get(path, ()))
         if path == "type":
             values = ", ".join(f"`{v}`" for v in schema.event_types)
         out.append(f"| `{path}` | `{type_}` | {values} |")

@@ -28,7 +28,7 @@ def ev(id, type, at, **fields):
     ('not (loyalty.points > 5 and email_opt_in)', {"email_opt_in": False}, True),  # not (U and F) = T
     ('not (loyalty.points > 5 or email_opt_in)', {"email_opt_in": False}, False),  # not (U or F) = U
     ('loyalty.tier not in ["gold"]', {}, False),
-    ('loyalty.tier not in []', {"loyalty": {"tier": "x"}}, True),
+    ('loyalty.tier not in []', {"loyalty": {"tier": "gold"}}, True),
     ('loyalty.points not between 1 and lifetime_value', {"loyalty": {"points": 0}}, True),  # F or U
     ('loyalty.points / 0 is null', {"loyalty": {"points": 3}}, True),
     ('-7 % 3 = -1', {}, True),

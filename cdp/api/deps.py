@@ -3,7 +3,9 @@
 * ``ConnectionDep`` — one SQLAlchemy Core connection per request, inside one transaction:
   committed when the handler returns, rolled back when it raises (``scope="function"``: before
   the response is sent, so a failed commit is an error response, not a lost write). Requests
-  other than GET/HEAD/OPTIONS begin as writers (``write_transaction``: SQLite's lock up front).
+  other than GET/HEAD/OPTIONS begin as writers (``write_transaction``: SQLite's lock up front),
+  except routes marked :func:`read_only` (evaluating, checking): readers never wait for a
+  writer — not even behind a batch holding SQLite's write lock.
 * ``require(*roles)`` — authentication and authorization, declared by every endpoint: the API key
   (``Authorization: Bearer``) must be valid (else 401), hold one of ``roles`` (else 403
   ``forbidden``) and, when bound to a sandbox, be used in that sandbox (else 403
@@ -45,8 +47,15 @@ async def get_engine(request: Request) -> sa.Engine:
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+def read_only(handler):
+    """Marks a route handler that only reads, whatever its method (a POST that evaluates): its
+    connection begins as a reader, which on SQLite (WAL) never waits for a writer."""
+    handler.cdp_read_only = True
+    return handler
+
+
 def get_connection(request: Request) -> Iterator[sa.Connection]:
-    if request.method in _READS:
+    if request.method in _READS or getattr(request.scope.get("endpoint"), "cdp_read_only", False):
         with request.app.state.engine.begin() as connection:
             yield connection
     else:  # a request that may write takes SQLite's write lock up front (cdp.storage.database)

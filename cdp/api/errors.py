@@ -82,6 +82,13 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
         message = f"no such endpoint: {request.method} {request.url.path}"
     elif exc.status_code == 405:
         message = f"method {request.method} is not allowed on {request.url.path}"
+    elif exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        # FastAPI's answer when the JSON parser fails other than by a syntax error: Python refuses
+        # integers of more than 4,300 digits (a guard against quadratic-time parsing)
+        cause = exc.__cause__
+        reason = ("a number has more than 4,300 digits" if isinstance(cause, ValueError) and "digits" in str(cause)
+                  else str(cause or "unreadable")[:200])
+        return error_response(400, "invalid_json", f"the request body cannot be read as JSON: {reason}")
     else:
         message = str(exc.detail)
     return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))

@@ -21,6 +21,12 @@ ERROR_CODES = (
     "too_complex",
 )
 
+# Diagnostics that do not stop an expression from checking (DSL.md §11 lists the errors; these are
+# the project's own, docs/language.md §11): reported beside the result.
+WARNING_CODES = (
+    "unlisted_value",  # a comparison with a value outside the field's allowed values
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Span:
@@ -67,7 +73,7 @@ class Diagnostic:
     source: str = field(default="", repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.code not in ERROR_CODES:  # a typo in our own code must not reach users
+        if self.code not in ERROR_CODES and self.code not in WARNING_CODES:  # a typo in our code must not reach users
             raise ValueError(f"unknown error code {self.code!r}")
 
     def snippet(self) -> str:

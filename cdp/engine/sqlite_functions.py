@@ -28,8 +28,8 @@ def to_value(text):
 def to_text(value):
     if value is None:
         return None
-    if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, datetime):  # the year in four digits, as stored (cdp.storage.database.sqlite_text)
+        return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
     return value.isoformat()
 
 

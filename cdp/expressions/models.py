@@ -26,5 +26,10 @@ class ExpressionChecked(BaseModel):
     ok: bool = True
     canonical: str = Field(description="The canonical text of the expression.")
     json_form: dict[str, Any] = Field(alias="json", description="The JSON form of the expression tree (DSL.md §12).")
+    warnings: list[dict[str, Any]] = Field(
+        default_factory=list, description="Diagnostics that do not make the expression invalid, shaped as errors "
+                                          "(code, message, line, column, end_line, end_column, hint): "
+                                          "`unlisted_value`, a comparison with a value outside a field's allowed "
+                                          "values (docs/language.md).")
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)

@@ -34,5 +34,8 @@ def check_expression(*, expression: str, schema: Schema, catalogue: Mapping[str,
         raise invalid_expression(error) from None
 
 
-def describe(tree: ast.Node) -> dict:
-    return {"ok": True, "canonical": render(tree), "json": to_json(tree)}
+def describe(tree: ast.Node, *, schema: Schema, text: str) -> dict:
+    from cdp.dsl.checker import value_warnings
+
+    return {"ok": True, "canonical": render(tree), "json": to_json(tree),
+            "warnings": [w.to_dict() for w in value_warnings(tree, schema, text)]}

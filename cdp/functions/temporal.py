@@ -35,6 +35,8 @@ def _literal_error(parser):
             parser(text)
         except ValueError as exc:
             return str(exc)
+        except OverflowError:  # an offset that moves the instant out of years 1 to 9999
+            return "outside the range of datetimes, 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z in UTC"
         return None
     return validate
 

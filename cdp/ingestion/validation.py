@@ -1,7 +1,9 @@
 """Validating one record against the schema in force — pure functions, no database.
 
 Values are checked and converted with the engine's own ``coerce`` / ``parse_timestamp``
-(cdp/engine/profile.py), so what ingestion accepts is exactly what the engine can evaluate.
+(cdp/engine/profile.py), so what ingestion accepts is exactly what the engine can evaluate:
+numbers finite, integers 64-bit, dates and datetimes within years 1 to 9999 (in UTC), and a
+field with allowed values (the schema's ``enums``) holding one of them.
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ def _unknown(path: str, fields: dict, what: str) -> str:
 
 
 def _walk(obj: dict, fields: Mapping, objects: frozenset[str], where: str, prefix: str, errors: list, out: dict,
-          removed: list | None, what: str, skip: tuple[str, ...] = ()) -> None:
-    """Nested object → dotted paths checked against ``fields`` (leaf path → type)."""
+          removed: list | None, what: str, skip: tuple[str, ...] = (), schema: Schema | None = None) -> None:
+    """Nested object → dotted paths checked against ``fields`` (leaf path → type) and the
+    schema's allowed values."""
     for key, value in obj.items():
         if not isinstance(key, str) or not key:
             errors.append(_error(f"{where}{prefix}", "field names must be non-empty strings"))
@@ -71,7 +74,7 @@ def _walk(obj: dict, fields: Mapping, objects: frozenset[str], where: str, prefi
             if type_ is not None:
                 errors.append(_error(location, f"expected {type_}, got an object"))
                 continue
-            _walk(value, fields, objects, where, path + ".", errors, out, removed, what)
+            _walk(value, fields, objects, where, path + ".", errors, out, removed, what, schema=schema)
             continue
         if type_ is None:
             errors.append(_error(location, f"{path!r} is an object of the schema (fields "
@@ -82,6 +85,11 @@ def _walk(obj: dict, fields: Mapping, objects: frozenset[str], where: str, prefi
             out[path] = coerce(value, type_)
         except (ValueError, TypeError) as exc:
             errors.append(_error(location, str(exc)[:300]))
+            continue
+        problem = schema.value_problem(path, out[path]) if schema is not None else None
+        if problem:
+            del out[path]
+            errors.append(_error(location, problem[:300]))
 
 
 def _identities(record: dict, errors: list, namespaces: Collection[str]) -> list[tuple[str, str]]:
@@ -154,7 +162,7 @@ def validate_record(record: Any, kind: str, schema: Schema, *, namespaces: Colle
         else:
             fields = schema.profile
             _walk(attributes, fields, schema.profile_objects, "attributes.", "", errors, valid.set_attributes,
-                  valid.removed, "profile")
+                  valid.removed, "profile", schema=schema)
             # a removed object removes every attribute under it
             valid.removed = [leaf for path in valid.removed
                              for leaf in ([path] if path in fields else sorted(f for f in fields
@@ -190,7 +198,7 @@ def validate_record(record: Any, kind: str, schema: Schema, *, namespaces: Colle
                     errors.append(_error("event.timestamp", f"bad timestamp: {exc}"[:300]))
             valid.event_id, valid.event_type = event_id, event_type
             _walk(event, schema.event, schema.event_objects, "event.", "", errors, valid.event_fields, None, "event",
-                  skip=tuple(BUILTIN_EVENT_FIELDS))
+                  skip=tuple(BUILTIN_EVENT_FIELDS), schema=schema)
     if errors:
         return None, errors
     return valid, []

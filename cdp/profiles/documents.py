@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cdp.engine.profile import INTEGER_MAX, INTEGER_MIN
 from cdp.schema import Schema
 from cdp.storage.models import events, identities, profiles
 
@@ -16,6 +17,10 @@ from cdp.storage.models import events, identities, profiles
 def api_value(value: Any, type_name: str | None) -> Any:
     """A value as stored in a JSON document, as the API shows it: datetimes ISO 8601 in UTC with
     ``Z`` (SQLite stores ``YYYY-MM-DD HH:MM:SS.ffffff``)."""
+    if type_name == "number":
+        return _number(value)
+    if type_name in ("list<number>", "list<datetime>") and isinstance(value, list):
+        return [api_value(v, type_name[5:-1]) for v in value]
     if type_name == "datetime" and isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
@@ -23,6 +28,14 @@ def api_value(value: Any, type_name: str | None) -> Any:
             return value
         parsed = parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
         return iso(parsed)
+    return value
+
+
+def _number(value: Any) -> Any:
+    """PostgreSQL's jsonb writes a large number without an exponent (1e20 comes back as
+    100000000000000000000): a number beyond the 64-bit integers is the decimal it was."""
+    if isinstance(value, int) and not isinstance(value, bool) and not INTEGER_MIN <= value <= INTEGER_MAX:
+        return float(value)
     return value
 
 
@@ -59,7 +72,7 @@ def event_document(row, schema: Schema) -> dict[str, Any]:
 
 
 def _type_name(type_) -> str | None:
-    return None if type_ is None else type_.name
+    return None if type_ is None else str(type_)
 
 
 def profile_document(connection: sa.Connection, profile_pk: int, *, schema: Schema,

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from cdp.expressions.models import Catalogue, Expression
+from cdp.text import Instant
 
 
 class ProfileEvaluate(BaseModel):
@@ -19,8 +20,9 @@ class ProfileEvaluate(BaseModel):
 
     expression: str = Expression
     profile: dict[str, Any] = Field(description="A profile document (SPEC.md, 'The profile document').")
-    as_of: datetime | None = Field(default=None, description="The instant to evaluate at (default: now). "
-                                                             "Without an offset: UTC.")
+    as_of: Instant | None = Field(default=None, description="The instant to evaluate at (default: now). "
+                                                           "Without an offset: UTC. From 0001-01-01T00:00:00Z to "
+                                                           "9999-12-31T23:59:59.999999Z.")
     segments: dict[str, str] | None = Catalogue
 
 

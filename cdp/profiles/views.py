@@ -4,12 +4,11 @@ deleting: admin and data_steward. ``/v1/privacy/deletions`` — the record of pr
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from cdp.api.deps import AnyRole, ConnectionDep, Stewards
+from cdp.api.deps import AnyRole, ConnectionDep, Stewards, read_only
 from cdp.api.errors import COMMON_RESPONSES, ErrorResponse
 from cdp.api.pagination import MAX_LIMIT, Page, PageDep
 from cdp.expressions.service import stored_catalogue
@@ -17,6 +16,7 @@ from cdp.profiles import lookup, service
 from cdp.profiles.models import EventRead, PrivacyDeletionRead, ProfileEvaluate, ProfileEvaluation, ProfileRead, \
     ProfileSummary
 from cdp.schema_registry.service import get_schema
+from cdp.text import Instant
 
 router = APIRouter(prefix="/profiles", tags=["profiles"], responses=COMMON_RESPONSES)
 privacy_router = APIRouter(prefix="/privacy", tags=["profiles"], responses=COMMON_RESPONSES)
@@ -86,9 +86,9 @@ def get_profile_events(profile_id: ProfileId, principal: AnyRole, connection: Co
                        type: Annotated[list[str] | None, Query(max_length=50, description="Only these event types "
                                                                                            "(repeat the parameter).")
                                        ] = None,
-                       since: Annotated[datetime | None, Query(description="From this instant (inclusive; UTC "
+                       since: Annotated[Instant | None, Query(description="From this instant (inclusive; UTC "
                                                                            "without an offset).")] = None,
-                       until: Annotated[datetime | None, Query(description="Before this instant (exclusive).")] = None,
+                       until: Annotated[Instant | None, Query(description="Before this instant (exclusive).")] = None,
                        ) -> Page[EventRead]:
     profile_pk = lookup.find_by_id(connection=connection, sandbox=principal.sandbox, profile_id=profile_id)
     items, total = lookup.profile_events(connection=connection, profile_pk=profile_pk,
@@ -99,6 +99,7 @@ def get_profile_events(profile_id: ProfileId, principal: AnyRole, connection: Co
 
 @router.post("/evaluate", response_model=ProfileEvaluation,
              summary="Does this profile qualify for the expression now (or at as_of)? With the value of each part")
+@read_only
 def evaluate_profile(spec: ProfileEvaluate, principal: AnyRole, connection: ConnectionDep) -> ProfileEvaluation:
     schema = get_schema(connection=connection, sandbox=principal.sandbox)
     catalogue = spec.segments if spec.segments is not None else stored_catalogue(

@@ -21,8 +21,10 @@ class SchemaError(ValueError):
 class Schema:
     """Leaf paths (``"loyalty.tier"``) to types, for profiles and for events.
 
-    ``enums`` lists the documented values of a field (``loyalty.tier``: bronze … platinum); the
-    checker does not reject other values (data may hold them) but the docs and UI show them.
+    ``enums`` lists the allowed values of a string (or list<string>) field (``loyalty.tier``:
+    bronze … platinum), for the profile or event field of that path. Ingestion refuses any other
+    value (:meth:`value_problem`, with a did-you-mean); the checker warns about a comparison with
+    one (``unlisted_value``); data stored before the list changed is kept and evaluated as it is.
     """
 
     profile: Mapping[str, PqlType]
@@ -72,6 +74,23 @@ class Schema:
             "enums": {k: list(v) for k, v in self.enums.items()},
         }
 
+    # ---- allowed values ---------------------------------------------------------------------
+
+    @cached_property
+    def _allowed(self) -> dict[str, frozenset[str]]:
+        return {path: frozenset(values) for path, values in self.enums.items()}
+
+    def value_problem(self, path: str, value: object) -> str | None:
+        """Why ``value`` (a field's value as the engine holds it; a tuple for a list) is not
+        allowed for ``path``, or None. Only fields with allowed values are checked."""
+        allowed = self._allowed.get(path)
+        if not allowed:
+            return None
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, str) and item not in allowed:
+                return not_allowed(path, item, self.enums[path])
+        return None
+
     # ---- look-ups used by the checker -------------------------------------------------------
 
     def profile_type(self, path: str) -> PqlType | None:
@@ -110,6 +129,32 @@ class Schema:
         if not found:
             found = [k for k in names if k.startswith(path + ".")][:n]
         return found
+
+
+_LISTED = 12  # allowed values shown in a message; longer lists are named, not listed
+
+
+def closest_value(value: str, allowed: tuple[str, ...]) -> str | None:
+    """The allowed value ``value`` most likely meant: the same but for case (``Gold`` → ``gold``,
+    ``us`` → ``US``), else a close spelling (``XXXXL`` → ``XXL``), else None."""
+    folded = {a.casefold(): a for a in allowed}
+    if value.casefold() in folded:
+        return folded[value.casefold()]
+    close = difflib.get_close_matches(value.casefold(), list(folded), n=1, cutoff=0.6)
+    return folded[close[0]] if close else None
+
+
+def describe_allowed(allowed: tuple[str, ...]) -> str:
+    if len(allowed) <= _LISTED:
+        return ", ".join(allowed)
+    return f"{', '.join(allowed[:6])} … ({len(allowed)} values, listed by GET /v1/schema)"
+
+
+def not_allowed(path: str, value: str, allowed: tuple[str, ...]) -> str:
+    shown = value if len(value) <= 64 else value[:64] + "…"
+    suggestion = closest_value(value, allowed)
+    hint = f"; did you mean {suggestion!r}?" if suggestion else ""
+    return f"{shown!r} is not an allowed value of {path}{hint} (allowed: {describe_allowed(allowed)})"
 
 
 def _prefixes(fields_: Mapping[str, PqlType]) -> frozenset[str]:

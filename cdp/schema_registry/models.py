@@ -11,7 +11,8 @@ from cdp.text import StoredText
 
 class SchemaReplace(BaseModel):
     """The whole schema: field paths to types (``string``, ``integer``, ``number``, ``boolean``,
-    ``date``, ``datetime``, ``list<T>``), the event types, and documented values (enums)."""
+    ``date``, ``datetime``, ``list<T>``), the event types, and the allowed values of string fields
+    (enums)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
         "profile": {"loyalty.tier": "string", "loyalty.points": "integer"},
@@ -22,7 +23,9 @@ class SchemaReplace(BaseModel):
     event: dict[StoredText, StoredText] = Field(default_factory=dict, description="Event field path → type (besides id, type, "
                                                                     "timestamp, which every event has).")
     event_types: list[StoredText] = Field(default_factory=list)
-    enums: dict[StoredText, list[StoredText]] = Field(default_factory=dict, description="Field path → documented values.")
+    enums: dict[StoredText, list[StoredText]] = Field(default_factory=dict, description="Field path → its allowed values (string and list<string> fields): "
+                                                                    "ingestion refuses others; the checker warns "
+                                                                    "about a comparison with one.")
 
 
 class SchemaRead(SchemaReplace):

@@ -7,7 +7,10 @@ order, so we never promise one).
 Compatibility rule (kept simple and explicit):
 
 * adding profile fields, event fields, event types or enum values is always compatible;
-  changing enums is always compatible (they document values; the checker never rejects others);
+  changing enums (the allowed values of a field) is always compatible: stored data is kept as it
+  is and evaluated as it is, ingestion refuses values outside the new list from then on, and a
+  stored segment comparing with a value no longer listed still checks (with an ``unlisted_value``
+  warning, never an error);
 * removing or retyping a field, or removing an event type, is refused when the sandbox stores
   any profile or event, and removing a field is refused when a dataset of the sandbox labels it;
 * any change is refused when a segment stored in the sandbox would no longer check against the
@@ -39,6 +42,7 @@ from cdp.storage.models import datasets, sandbox_schemas, segments
 
 MAX_FIELDS = 5000
 MAX_EVENT_TYPES = 1000
+MAX_ALLOWED_VALUES = 10_000
 _SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SCHEMAS: dict[str, Schema] = {}
 _SCHEMAS_LOCK = threading.Lock()
@@ -104,9 +108,20 @@ def build_schema(spec: SchemaReplace) -> Schema:
         if name in seen:
             errors.append(f"event type {name!r} is listed twice")
         seen.add(name)
-    for path in spec.enums:
+    for path, values in spec.enums.items():
         if path not in spec.profile and path not in spec.event:
             errors.append(f"enums: {path[:120]!r} is not a profile or event field of this schema")
+            continue
+        types = {t.strip() for t in (spec.profile.get(path), spec.event.get(path)) if t is not None}
+        if not types <= {"string", "list<string>"}:
+            errors.append(f"enums: {path[:120]!r} is of type {' and '.join(sorted(types))}; allowed values are "
+                          f"for string and list<string> fields")
+        if not values or len(values) > MAX_ALLOWED_VALUES:
+            errors.append(f"enums: {path[:120]!r} lists {len(values)} values; 1 to {MAX_ALLOWED_VALUES}")
+        elif len(set(values)) != len(values):
+            errors.append(f"enums: {path[:120]!r} lists a value twice")
+        elif any(not v or len(v) > 256 for v in values):
+            errors.append(f"enums: {path[:120]!r}: each value is 1 to 256 characters")
     schema = None
     if not errors:
         try:

@@ -46,7 +46,8 @@ class MembershipRefresher:
         from cdp.schema_registry.service import get_schema
 
         schema = get_schema(connection=self.connection, sandbox=self.sandbox)
-        profile = load_profile(profile_document(self.connection, profile_pk, schema=schema), schema)
+        profile = load_profile(profile_document(self.connection, profile_pk, schema=schema), schema,
+                               allowed_values=False)  # stored: may predate the allowed values
         catalogue = {row.key: row.expression for row in defined}
         current = {row.segment_pk: row for row in self.connection.execute(
             sa.select(memberships).where(memberships.c.profile_pk == profile_pk))}

@@ -7,13 +7,25 @@ writer has committed (WAL: ``SQLITE_BUSY_SNAPSHOT``, no waiting). So cdp begins 
 transactions (``isolation_level=None`` on the driver) and :func:`write_transaction` — or the
 execution option ``sqlite_begin="IMMEDIATE"`` — takes the write lock at ``BEGIN``, waiting up to
 ``busy_timeout`` for other writers; readers never wait (WAL).
+
+Connections go back to the pool clean. On SQLite a statement that was stepped but neither
+finished nor reset keeps its read snapshot open even after ``COMMIT`` or ``ROLLBACK`` (Python 3.11's
+``sqlite3`` no longer resets cursors on rollback): a request that failed half-way through
+iterating a result — its cursor kept alive by the traceback until the garbage collector runs —
+would leave its pooled connection reading an old snapshot (stale reads for whoever gets it
+next) and unable to write (``SQLITE_BUSY_SNAPSHOT`` at once: a 503 in milliseconds). So the
+driver's connections track their cursors (:class:`TrackingConnection`) and every cursor is
+closed when the connection is checked in, whatever the request's outcome.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import sqlite3
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date, datetime, timezone
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -38,6 +50,40 @@ def normalize_url(url: str) -> str:
     return url
 
 
+class TrackingConnection(sqlite3.Connection):
+    """A sqlite3 connection that knows its open cursors, so that they can all be closed (their
+    statements reset, their read snapshots released) when it goes back to the pool."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._cursors: weakref.WeakSet[sqlite3.Cursor] = weakref.WeakSet()
+
+    def cursor(self, factory=sqlite3.Cursor):  # noqa: ANN001 - the sqlite3 signature
+        cursor = super().cursor(factory)
+        self._cursors.add(cursor)
+        return cursor
+
+    # the C shortcuts make their cursor without calling cursor(): route them through it
+    def execute(self, sql, parameters=(), /):  # noqa: ANN001
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql, parameters, /):  # noqa: ANN001
+        return self.cursor().executemany(sql, parameters)
+
+    def executescript(self, script, /):  # noqa: ANN001
+        return self.cursor().executescript(script)
+
+    def close_cursors(self) -> int:
+        """Close every cursor still open; how many there were."""
+        cursors = list(self._cursors)
+        for cursor in cursors:
+            try:
+                cursor.close()
+            except sqlite3.Error:  # already unusable: nothing of it can hold a snapshot
+                pass
+        return len(cursors)
+
+
 def create_engine(url: str, *, read_only: bool = False, **kwargs) -> sa.Engine:
     """An engine set up for cdp; MissingDriverError for a PostgreSQL URL without psycopg (the
     embedded default, SQLite, needs no extra package).
@@ -56,6 +102,8 @@ def create_engine(url: str, *, read_only: bool = False, **kwargs) -> sa.Engine:
         # the server runs up to 40 requests at once: room for all of them
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 80)
+    elif url.startswith("sqlite"):
+        kwargs.setdefault("connect_args", {}).setdefault("factory", TrackingConnection)
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         from cdp.engine.sqlite_functions import register
@@ -70,6 +118,12 @@ def create_engine(url: str, *, read_only: bool = False, **kwargs) -> sa.Engine:
                 cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cursor.close()
+
+        @event.listens_for(engine, "checkin")
+        def _sqlite_clean(dbapi_connection, _record):  # noqa: ANN001
+            # after the pool's rollback: no statement of the last user may keep a snapshot open
+            if isinstance(dbapi_connection, TrackingConnection):
+                dbapi_connection.close_cursors()
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection: sa.Connection) -> None:
@@ -116,11 +170,50 @@ def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
             yield connection
 
 
-def sqlite_text(value) -> str:
-    """The text SQLite stores for a date or an aware datetime (SQLAlchemy's DateTime format)."""
-    from datetime import datetime, timezone
-
+def sqlite_text(value: date | datetime) -> str:
+    """The text SQLite stores for a date or an aware datetime (SQLAlchemy's DateTime format:
+    ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC, the year always four digits — ``strftime("%Y")``
+    writes year 999 as ``999``, which neither sorts nor parses as a date)."""
     if isinstance(value, datetime):
-        value = value.astimezone(timezone.utc)
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
     return value.isoformat()
+
+
+HEALTH_LOCK_WAIT_MS = 2_000
+
+
+class NotWritable(Exception):
+    """The database refused a write for a reason other than a writer holding the lock."""
+
+
+def probe_write(engine: sa.Engine, lock_wait_ms: int = HEALTH_LOCK_WAIT_MS) -> str:
+    """Try a write transaction (a no-op UPDATE of ``alembic_version``, rolled back) on a pooled
+    connection: ``"ok"``, or ``"busy"`` when another writer held the lock for ``lock_wait_ms``
+    (a batch being applied: writes queue for up to the busy timeout). Raises :class:`NotWritable`
+    when the database refuses writes (read-only file or database, stale snapshot, I/O, disk full)."""
+    sqlite = engine.dialect.name == "sqlite"
+    try:
+        with engine.connect() as connection:
+            driver = connection.connection.driver_connection
+            if sqlite:  # straight to the driver: a pragma through SQLAlchemy would begin a transaction
+                driver.execute(f"PRAGMA busy_timeout = {int(lock_wait_ms)}").close()
+                connection.execution_options(sqlite_begin="IMMEDIATE")
+            try:
+                transaction = connection.begin()
+                try:
+                    if not sqlite:
+                        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {int(lock_wait_ms)}")
+                    connection.exec_driver_sql("UPDATE alembic_version SET version_num = version_num")
+                finally:
+                    transaction.rollback()
+            finally:
+                if sqlite:
+                    driver.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}").close()
+    except sa.exc.DBAPIError as exc:
+        original = exc.orig
+        if sqlite and getattr(original, "sqlite_errorcode", None) == 5:  # SQLITE_BUSY (not _SNAPSHOT: 517)
+            return "busy"
+        if not sqlite and getattr(original, "sqlstate", None) == "55P03":  # lock_not_available
+            return "busy"
+        raise NotWritable(str(original).strip().splitlines()[0][:200] if original else str(exc)) from None
+    return "ok"

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from cdp.engine.profile import LoadedProfile, load_profile
 from cdp.schema import Schema
+from cdp.storage.database import sqlite_text
 from cdp.storage.models import events, profiles
 
 _BATCH = 2000
@@ -18,10 +19,9 @@ def json_value(value: Any, dialect: str) -> Any:
     """A loaded value as stored in a JSON document: dates 'YYYY-MM-DD', datetimes in UTC in the
     form the dialect compares as text (SQLite) or casts (PostgreSQL)."""
     if isinstance(value, datetime):
-        value = value.astimezone(timezone.utc)
         if dialect == "sqlite":
-            return value.strftime("%Y-%m-%d %H:%M:%S.%f")
-        return value.isoformat()
+            return sqlite_text(value)
+        return value.astimezone(timezone.utc).isoformat()
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, tuple):

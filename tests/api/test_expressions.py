@@ -15,7 +15,8 @@ def test_check_returns_canonical_text_and_json_form(api):
     response = api.post("/v1/expressions/check", role="reader", json={"expression": expression})
     assert response.status_code == 200, response.text
     typed = check(expression)
-    assert response.json() == {"ok": True, "canonical": render(typed), "json": to_json(typed)}
+    assert response.json() == {"ok": True, "canonical": render(typed), "json": to_json(typed),
+                               "warnings": []}
 
 
 def test_check_the_gift_giving_segment(api):
