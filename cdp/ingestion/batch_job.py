@@ -126,7 +126,6 @@ class _Outcome:
                 "duplicate_rows": self.duplicates}
 
 
-_COLUMNS = [c for c in ingestion_batches.c if c.name != "content"]
 
 
 class _BatchRun:
@@ -147,7 +146,7 @@ class _BatchRun:
             connection.execute(ingestion_batches.update().where(c.pk == self.batch_id).values(
                 status=BatchStatus.processing.value, started_at=datetime.now(timezone.utc), finished_at=None,
                 message="validating the rows"))
-            self.batch = connection.execute(sa.select(*_COLUMNS).where(c.pk == self.batch_id)).one()
+            self.batch = connection.execute(sa.select(ingestion_batches).where(c.pk == self.batch_id)).one()
             self.kind = connection.execute(sa.select(datasets.c.kind)
                                            .where(datasets.c.pk == self.batch.dataset_pk)).scalar_one()
             self.schema = get_schema(connection=connection, sandbox=self.batch.sandbox)

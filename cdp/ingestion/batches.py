@@ -72,7 +72,7 @@ def create_batch(*, connection: sa.Connection, sandbox: str, dataset_id: int, up
     now = datetime.now(timezone.utc)
     batch_id = connection.execute(ingestion_batches.insert().values(
         sandbox=sandbox, dataset_pk=dataset.id, status=BatchStatus.queued.value, format=format_,
-        filename=(filename or None) and filename[:512], file_sha256=upload.sha256, content=b"",
+        filename=(filename or None) and filename[:512], file_sha256=upload.sha256,
         mapping=parsed_mapping, error_threshold=error_threshold, total_rows=0, accepted_rows=0, rejected_rows=0,
         duplicate_rows=0, created_at=now).returning(ingestion_batches.c.pk)).scalar_one()
     store_content(connection, batch_id=batch_id, upload=upload)
@@ -83,8 +83,7 @@ def create_batch(*, connection: sa.Connection, sandbox: str, dataset_id: int, up
 
 # ---- reads ---------------------------------------------------------------------------------------
 
-_COLUMNS = [c for c in ingestion_batches.c if c.name != "content"] + [
-    jobs.c.pk.label("job_pk"), jobs.c.attempts, jobs.c.heartbeat_at, jobs.c.worker]
+_COLUMNS = [*ingestion_batches.c, jobs.c.pk.label("job_pk"), jobs.c.attempts, jobs.c.heartbeat_at, jobs.c.worker]
 _FROM = ingestion_batches.outerjoin(jobs, job_of_batch())
 
 
@@ -135,9 +134,11 @@ def _error(row) -> BatchError:
 
 
 def batch_errors(*, connection: sa.Connection, sandbox: str, batch_id: int, limit: int, offset: int,
-                 max_bytes: int = ERRORS_PAGE_BYTES) -> tuple[list[BatchError], int, int | None]:
+                 max_bytes: int | None = None) -> tuple[list[BatchError], int, int | None]:
     """A page of a batch's errors: at most ``limit`` of them and, past the first, no more than
-    ``max_bytes`` of JSON; with the total and the offset of the next page (None at the end)."""
+    ``max_bytes`` (default ERRORS_PAGE_BYTES) of JSON; with the total and the offset of the next
+    page (None at the end)."""
+    max_bytes = ERRORS_PAGE_BYTES if max_bytes is None else max_bytes
     _batch_row(connection, sandbox, batch_id)
     total = connection.execute(sa.select(sa.func.count()).select_from(ingestion_errors)
                                .where(ingestion_errors.c.batch_pk == batch_id)).scalar_one()

@@ -22,7 +22,7 @@ from typing import BinaryIO
 import sqlalchemy as sa
 
 from cdp.errors import Unprocessable
-from cdp.storage.models import ingestion_batches
+from cdp.storage.models import ingestion_batch_files
 
 CHUNK_BYTES = 1024 * 1024
 MAX_LINE_BYTES = 1024 * 1024  # a physical line of a batch file; records are at most 64 KiB as JSON
@@ -191,12 +191,12 @@ class _ChunkReader(io.RawIOBase):
 def open_stored_file(engine: sa.Engine, batch_id: int) -> Iterator[BinaryIO]:
     """The file stored with a batch, as a buffered binary stream read from the database in
     chunks (never whole)."""
-    c = ingestion_batches.c
+    c = ingestion_batch_files.c
     with engine.connect() as connection:
         if engine.dialect.name == "sqlite":
             # incremental blob I/O on the driver's connection, in its own read transaction
             driver = connection.connection.driver_connection
-            blob = driver.blobopen("ingestion_batches", "content", batch_id, readonly=True)
+            blob = driver.blobopen("ingestion_batch_files", "content", batch_id, readonly=True)
             try:
                 def fetch(offset: int, size: int) -> bytes:
                     blob.seek(offset)
@@ -206,12 +206,12 @@ def open_stored_file(engine: sa.Engine, batch_id: int) -> Iterator[BinaryIO]:
             finally:
                 blob.close()
             return
-        length = connection.execute(sa.select(sa.func.length(c.content)).where(c.pk == batch_id)).scalar_one()
+        length = connection.execute(sa.select(sa.func.length(c.content)).where(c.batch_pk == batch_id)).scalar_one()
         connection.rollback()
 
         def fetch(offset: int, size: int) -> bytes:
             data = connection.execute(sa.select(sa.func.substr(c.content, offset + 1, size))
-                                      .where(c.pk == batch_id)).scalar_one()
+                                      .where(c.batch_pk == batch_id)).scalar_one()
             connection.rollback()  # no snapshot held between two slices
             return bytes(data)
 

@@ -5,9 +5,10 @@ file + form limits); :func:`read_upload` reads it in chunks of 1 MiB, hashing it
 is UTF-8 on the way, and stops with 413 ``file_too_large`` as soon as it passes the limit
 (``CDP_MAX_FILE_BYTES``, capped by what the database stores in one value: see
 :func:`file_limit`) — all before the request's transaction begins. Only an authorized upload
-with a valid mapping is stored (:func:`store_content`): on SQLite streamed from the spooled file
-into the row (incremental blob I/O, a chunk at a time); on PostgreSQL, which takes a value whole,
-read into memory once. The job reads it back in chunks (cdp/ingestion/readers.py).
+with a valid mapping is stored (:func:`store_content`), streamed from the spooled file a chunk at
+a time (SQLite: incremental blob I/O; PostgreSQL: a large object the server turns into the
+value). The job reads it back in chunks (cdp/ingestion/readers.py): the server never holds a
+batch file whole.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sqlalchemy as sa
 
 from cdp.errors import PayloadTooLarge, Unprocessable
 from cdp.ingestion.readers import CHUNK_BYTES
-from cdp.storage.models import ingestion_batches
+from cdp.storage.models import ingestion_batch_files
 
 POSTGRESQL_MAX_VALUE_BYTES = 2**30 - 2**20  # a value is at most 1 GiB; room for the rest of the row
 
@@ -93,18 +94,29 @@ def read_upload(file: BinaryIO, *, filename: str | None, limit: int, limit_reaso
 
 
 def store_content(connection: sa.Connection, *, batch_id: int, upload: Upload) -> None:
-    """Put the uploaded file into the batch's row (inserted with an empty ``content``), in the
-    caller's transaction."""
-    c = ingestion_batches.c
-    if connection.dialect.name != "sqlite":
-        connection.execute(ingestion_batches.update().where(c.pk == batch_id).values(content=upload.read()))
+    """Store the uploaded file of a batch, in the caller's transaction, a chunk at a time: this
+    process never holds the file whole."""
+    upload.file.seek(0)
+    if connection.dialect.name == "sqlite":
+        # the row is created with a value of the file's size, then filled by incremental blob I/O
+        # (as the row's last value, SQLite does not build that value in memory)
+        connection.execute(ingestion_batch_files.insert().values(batch_pk=batch_id,
+                                                                 content=sa.func.zeroblob(upload.size)))
+        blob = connection.connection.driver_connection.blobopen("ingestion_batch_files", "content", batch_id)
+        try:
+            while chunk := upload.file.read(CHUNK_BYTES):
+                blob.write(chunk)
+        finally:
+            blob.close()
         return
-    connection.execute(ingestion_batches.update().where(c.pk == batch_id)
-                       .values(content=sa.func.zeroblob(upload.size)))
-    blob = connection.connection.driver_connection.blobopen("ingestion_batches", "content", batch_id)
-    try:
-        upload.file.seek(0)
-        while chunk := upload.file.read(CHUNK_BYTES):
-            blob.write(chunk)
-    finally:
-        blob.close()
+    # PostgreSQL takes a bytea parameter whole: the chunks go to a large object first (rolled
+    # back with the transaction), which the server turns into the value and drops
+    oid = connection.execute(sa.text("SELECT lo_from_bytea(0, :chunk)"),
+                             {"chunk": upload.file.read(CHUNK_BYTES)}).scalar_one()
+    offset = CHUNK_BYTES
+    while chunk := upload.file.read(CHUNK_BYTES):
+        connection.execute(sa.text("SELECT lo_put(:oid, :offset, :chunk)"),
+                           {"oid": oid, "offset": offset, "chunk": chunk})
+        offset += len(chunk)
+    connection.execute(ingestion_batch_files.insert().values(batch_pk=batch_id, content=sa.func.lo_get(oid)))
+    connection.execute(sa.text("SELECT lo_unlink(:oid)"), {"oid": oid})

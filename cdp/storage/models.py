@@ -201,9 +201,9 @@ jobs = sa.Table(
     sa.Index("ix_jobs_status_run_at", "status", "run_at"),
 )
 
-# Batch files (cdp/ingestion): one row per uploaded file, with the file itself (so a job can be
-# run again after a crash), its mapping, status and counts; its per-row errors in
-# ``ingestion_errors``. The run itself — attempts, worker, heartbeat — is its job: the row of
+# Batch files (cdp/ingestion): one row per uploaded file, with its mapping, status and counts;
+# the file itself in ``ingestion_batch_files`` (so a job can be run again after a crash), its
+# per-row errors in ``ingestion_errors``. The run itself — attempts, worker, heartbeat — is its job: the row of
 # ``jobs`` of kind ``ingestion.batch`` whose key is the batch's id.
 ingestion_batches = sa.Table(
     "ingestion_batches", metadata,
@@ -214,7 +214,6 @@ ingestion_batches = sa.Table(
     sa.Column("format", sa.String(16), nullable=False),
     sa.Column("filename", sa.String(512), nullable=True),
     sa.Column("file_sha256", sa.String(64), nullable=False),
-    sa.Column("content", sa.LargeBinary, nullable=False),
     sa.Column("mapping", Document, nullable=True),
     sa.Column("error_threshold", sa.Float, nullable=False),
     sa.Column("total_rows", sa.Integer, nullable=False),
@@ -227,6 +226,17 @@ ingestion_batches = sa.Table(
     sa.Column("finished_at", UtcDateTime, nullable=True),
     sa.CheckConstraint("status in ('queued', 'processing', 'succeeded', 'failed')", name="status"),
     sa.Index("ix_ingestion_batches_sandbox_dataset_pk", "sandbox", "dataset_pk"),
+)
+
+# The file of a batch, in a table of its own: updating a batch's status never rewrites its file
+# (SQLite rewrites a whole row on update, blob included), and the file is its row's last value,
+# which SQLite can create empty at its full size and fill a chunk at a time (incremental blob I/O).
+# On PostgreSQL ``content`` is stored uncompressed (migration 0005), so a slice of it is read alone.
+ingestion_batch_files = sa.Table(
+    "ingestion_batch_files", metadata,
+    sa.Column("batch_pk", Key, sa.ForeignKey("ingestion_batches.pk", ondelete="CASCADE"), primary_key=True,
+              autoincrement=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
 )
 
 # ``raw``: the row as read, at most RAW_MAX_BYTES of it (cdp/ingestion/readers.py);

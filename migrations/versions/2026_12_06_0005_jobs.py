@@ -1,8 +1,9 @@
 """One job table for all background work (cdp/jobs): batch files become jobs of kind
 ``ingestion.batch`` keyed by the batch's id (their attempts, worker and heartbeat move to the
 job); batch errors say when their raw row was cut (``raw_truncated``)
-and how long it was (``raw_bytes``). On PostgreSQL a batch file is stored uncompressed
-(``STORAGE EXTERNAL``) so a job reads it in slices without decompressing it from the start.
+and how long it was (``raw_bytes``); batch files move to a table of their own
+(``ingestion_batch_files``), on PostgreSQL stored uncompressed (``STORAGE EXTERNAL``) so a job
+reads a file in slices without decompressing it from the start.
 
 Columns are added and dropped with ALTER TABLE on SQLite too (3.35+), never by copying a table:
 a copy drops the old table, and with foreign keys on that would cascade into the batch errors.
@@ -75,14 +76,28 @@ def upgrade() -> None:
     op.add_column('ingestion_errors', sa.Column('raw_bytes', sa.BigInteger(), server_default='0', nullable=False))
     op.execute('UPDATE ingestion_errors SET raw_bytes = '
                + ('length(CAST(raw AS BLOB))' if sqlite else 'octet_length(raw)'))
-    if not sqlite:
-        op.execute('ALTER TABLE ingestion_batches ALTER COLUMN content SET STORAGE EXTERNAL')
+
+    # the files move to a table of their own (a batch's updates no longer rewrite its file)
+    op.create_table('ingestion_batch_files',
+    sa.Column('batch_pk', KEY, autoincrement=False, nullable=False),
+    sa.Column('content', sa.LargeBinary(), nullable=False),
+    sa.ForeignKeyConstraint(['batch_pk'], ['ingestion_batches.pk'],
+                            name=op.f('fk_ingestion_batch_files_batch_pk_ingestion_batches'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('batch_pk', name=op.f('pk_ingestion_batch_files'))
+    )
+    if not sqlite:  # before the copy: the storage applies to values stored from now on
+        op.execute('ALTER TABLE ingestion_batch_files ALTER COLUMN content SET STORAGE EXTERNAL')
+    op.execute('INSERT INTO ingestion_batch_files (batch_pk, content) SELECT pk, content FROM ingestion_batches')
+    op.execute('ALTER TABLE ingestion_batches DROP COLUMN content')
 
 
 def downgrade() -> None:
     sqlite = op.get_bind().dialect.name == 'sqlite'
-    if not sqlite:
-        op.execute('ALTER TABLE ingestion_batches ALTER COLUMN content SET STORAGE EXTENDED')
+    empty = sa.text("X''" if sqlite else "''::bytea")
+    op.add_column('ingestion_batches', sa.Column('content', sa.LargeBinary(), server_default=empty, nullable=False))
+    op.execute('UPDATE ingestion_batches SET content = (SELECT content FROM ingestion_batch_files '
+               'WHERE ingestion_batch_files.batch_pk = ingestion_batches.pk)')
+    op.drop_table('ingestion_batch_files')
     op.execute('ALTER TABLE ingestion_errors DROP COLUMN raw_bytes')
     op.execute('ALTER TABLE ingestion_errors DROP COLUMN raw_truncated')
     op.add_column('ingestion_batches', sa.Column('attempts', sa.Integer(), server_default='0', nullable=False))
