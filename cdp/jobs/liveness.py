@@ -34,10 +34,13 @@ STALE_AFTER_SECONDS = 30.0
 
 _process: tuple[int, str] | None = None
 
-# (database, job id) → the context of the job a thread of this process runs. Registered under
-# the lock in the same step as the claim, so rule 1 never sees a claimed job unregistered.
+# (database, job id) → the context of the job a thread of this process runs, registered right
+# after its claim. While a claim is in flight (``claiming`` > 0) rule 1 does not judge: the job
+# just claimed may not be registered yet. The lock is never held across a database call (a
+# request holding SQLite's write lock may be waiting for it).
 running: dict[tuple[str, int], Any] = {}
 running_lock = threading.Lock()
+claiming = 0
 
 
 def worker_id() -> str:
@@ -73,7 +76,7 @@ def worker_gone(*, database: str, job_id: int, worker: str | None, heartbeat_at:
         return "no worker recorded"
     if worker == worker_id():
         with running_lock:
-            alive = (database, job_id) in running
+            alive = (database, job_id) in running or claiming > 0
         return None if alive else f"worker {worker} is this server, which does not run the job any more"
     host, _, rest = worker.partition(":")
     pid_text = rest.partition(":")[0]

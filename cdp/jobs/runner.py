@@ -39,7 +39,6 @@ log = logging.getLogger("cdp.jobs")
 HEARTBEAT_SECONDS = 2.0
 SWEEP_SECONDS = 30.0
 POLL_SECONDS = 1.0
-PROGRESS_EVERY_SECONDS = 1.0  # a handler's progress is written at most this often (and with each heartbeat)
 
 
 class JobStopped(Exception):
@@ -78,7 +77,6 @@ class JobContext:
         self._exclusive = threading.Event()  # SQLite: the handler holds the write lock; no heartbeat
         self._progress_lock = threading.Lock()
         self._progress: tuple[int, int | None, str | None] | None = None
-        self._progress_written = 0.0
 
     @property
     def job_id(self) -> int:
@@ -129,19 +127,17 @@ class JobContext:
 
     def progress(self, done: int, total: int | None = None, message: str | None = None, *, flush: bool = False
                  ) -> None:
-        """How far the work is; written at once when ``flush`` or PROGRESS_EVERY_SECONDS have
-        passed since the last write, else with the next heartbeat."""
+        """How far the work is: written with the next heartbeat (the handler's thread never waits
+        for the database to report progress), or at once with ``flush``."""
         with self._progress_lock:
             self._progress = (done, total, message)
-        if (flush or time.monotonic() - self._progress_written >= PROGRESS_EVERY_SECONDS) \
-                and not self._exclusive.is_set():
+        if flush and not self._exclusive.is_set():
             with write_transaction(self.engine) as connection:
                 self.hold(connection, **self._pending_progress())
 
     def _pending_progress(self) -> dict:
         with self._progress_lock:
             pending, self._progress = self._progress, None
-        self._progress_written = time.monotonic()
         if pending is None:
             return {}
         done, total, message = pending
@@ -274,12 +270,18 @@ class Runner:
         """Claim the job due first and run it to its end in this thread; its id, or None when no
         job is due."""
         worker = worker_id()
-        with liveness.running_lock:  # claimed and registered in one step (liveness rule 1)
+        with liveness.running_lock:  # liveness rule 1 waits while a claim is in flight
+            liveness.claiming += 1
+        try:
             job = queue.claim_next(self.engine, kinds=self.registry.names(), worker=worker, now=self.clock())
             if job is None:
                 return None
             context = JobContext(self.engine, job, self.clock, self._stopping)
-            liveness.running[(self.database, job.pk)] = context
+            with liveness.running_lock:
+                liveness.running[(self.database, job.pk)] = context
+        finally:
+            with liveness.running_lock:
+                liveness.claiming -= 1
         try:
             self._execute(self.registry[job.kind], context)
         finally:
