@@ -287,6 +287,7 @@ class _BatchRun:
             note = (f"{len(outcome.rejected)} of {total} rows rejected (within the threshold of {threshold:.2%}); "
                     f"see the errors")
         self._record(connection, BatchStatus.succeeded, note, outcome)
+        self.context.progress(total, total, "applied")
         self.context.succeed(connection, note)
 
     def _over_threshold(self, outcome: _Outcome) -> None:

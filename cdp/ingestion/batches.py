@@ -83,7 +83,8 @@ def create_batch(*, connection: sa.Connection, sandbox: str, dataset_id: int, up
 
 # ---- reads ---------------------------------------------------------------------------------------
 
-_COLUMNS = [*ingestion_batches.c, jobs.c.pk.label("job_pk"), jobs.c.attempts, jobs.c.heartbeat_at, jobs.c.worker]
+_COLUMNS = [*ingestion_batches.c, jobs.c.pk.label("job_pk"), jobs.c.attempts, jobs.c.heartbeat_at, jobs.c.worker,
+            jobs.c.progress_done, jobs.c.progress_total]
 _FROM = ingestion_batches.outerjoin(jobs, job_of_batch())
 
 
@@ -93,7 +94,8 @@ def _read(row) -> BatchRead:
                      error_threshold=row.error_threshold, total_rows=row.total_rows, accepted_rows=row.accepted_rows,
                      rejected_rows=row.rejected_rows, duplicate_rows=row.duplicate_rows, message=row.message,
                      attempts=row.attempts or 0, created_at=row.created_at, started_at=row.started_at,
-                     heartbeat_at=row.heartbeat_at, finished_at=row.finished_at)
+                     heartbeat_at=row.heartbeat_at, finished_at=row.finished_at, job_id=row.job_pk,
+                     progress_rows=row.progress_done or 0, progress_total_rows=row.progress_total)
 
 
 def _batch_row(connection: sa.Connection, sandbox: str, batch_id: int):

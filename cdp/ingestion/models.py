@@ -64,6 +64,11 @@ class BatchRead(BaseModel):
     started_at: datetime | None
     heartbeat_at: datetime | None = Field(description="The last sign of life of the worker processing the job.")
     finished_at: datetime | None
+    job_id: int | None = Field(default=None, description="The background job that runs the batch (docs/jobs.md).")
+    progress_rows: int = Field(default=0, description="Rows the pass in progress has read (updated every few "
+                                                      "seconds while the job runs).")
+    progress_total_rows: int | None = Field(default=None, description="Rows of the file, once the first pass "
+                                                                      "has counted them.")
 
 
 class BatchError(BaseModel):

@@ -116,7 +116,7 @@ class JobContext:
     def succeed(self, connection: sa.Connection, message: str | None = None) -> None:
         """In the caller's transaction: the job succeeded (a recurring one is queued for its next
         instant). Commits with the caller's work, or not at all."""
-        self.hold(connection, **_success_values(self.job, self.clock(), message))
+        self.hold(connection, **{**self._pending_progress(), **_success_values(self.job, self.clock(), message)})
         self.ended = True
 
     def fail(self, connection: sa.Connection, message: str) -> None:

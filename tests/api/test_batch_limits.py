@@ -44,6 +44,7 @@ def test_an_error_keeps_at_most_2_kib_of_its_raw_row_and_says_so(api):
     job = _wait(api, _upload(api, crm, "\n".join(lines) + "\n", "notes.jsonl", error_threshold=1)["id"])
     assert job["status"] == "succeeded", job
     assert (job["total_rows"], job["accepted_rows"], job["rejected_rows"]) == (5, 2, 3)
+    assert (job["progress_rows"], job["progress_total_rows"], job["attempts"]) == (5, 5, 1)
     errors = {e["row_number"]: e for e in _all_errors(api, job["id"])}
     assert set(errors) == {2, 3, 4}
     for number in (2, 4):
