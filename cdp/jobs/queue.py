@@ -176,8 +176,9 @@ def requeue(connection: sa.Connection, *, job_id: int, now: datetime | None = No
         reason = worker_gone(database=database_name(connection.engine), job_id=job_id, worker=job.worker,
                              heartbeat_at=job.heartbeat_at, now=now, stale_after=stale_after)
         if reason is None:
+            heartbeat = job.heartbeat_at.isoformat() if job.heartbeat_at else None
             raise Conflict(f"job {job_id} is running", code="job_not_retryable",
-                           details={**details, "attempts": job.attempts, "heartbeat_at": job.heartbeat_at.isoformat() if job.heartbeat_at else None})
+                           details={**details, "attempts": job.attempts, "heartbeat_at": heartbeat})
     updated = connection.execute(jobs.update().where(*unchanged(job)).values(
         status=JobStatus.queued.value, run_at=now, worker=None, heartbeat_at=None, started_at=None, finished_at=None,
         cancel_requested=False, progress_done=0, progress_total=None, message=None,

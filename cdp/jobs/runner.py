@@ -13,7 +13,7 @@ writes its domain's outcome and the job's in one commit; when the job was taken 
 meanwhile (judged gone), that write finds nothing and raises :class:`JobLost`, so the
 transaction rolls back: a job's work is committed by one attempt at most.
 
-Time comes from ``clock`` (injected by tests); nothing else in the package reads the wall.
+Time comes from ``clock`` (tests inject one); the functions of cdp/jobs/queue.py take ``now``.
 """
 
 from __future__ import annotations
@@ -200,8 +200,8 @@ class Runner:
     commits); otherwise they look every ``poll_seconds``. :meth:`stop` asks running handlers to
     stop between two steps and waits for them."""
 
-    def __init__(self, engine: sa.Engine, registry: Registry, *, workers: int = 2, clock: Callable[[], datetime] = utcnow,
-                 poll_seconds: float = POLL_SECONDS, heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    def __init__(self, engine: sa.Engine, registry: Registry, *, workers: int = 2,
+                 clock: Callable[[], datetime] = utcnow, poll_seconds: float = POLL_SECONDS, heartbeat_seconds: float = HEARTBEAT_SECONDS,
                  sweep_seconds: float = SWEEP_SECONDS, stale_after: float = STALE_AFTER_SECONDS):
         self.engine = engine
         self.registry = registry
