@@ -15,11 +15,13 @@ Layout: one package per domain, each with ``models.py`` (pydantic shapes: ``XCre
 
 Start-up (the lifespan): the engine is created, the database upgraded to the newest migration
 (or the start refused, saying why; cdp/api/startup.py), the first admin key created when
-none exists, and the job runner started (cdp/jobs): jobs a stopped server left running are taken
-back first (a batch is marked failed and can be retried), then worker threads run the queued
-ones. At shutdown, running jobs stop between two steps and roll back. Every endpoint lives under ``/v1`` except ``/healthz``, ``/metrics`` and the API
-docs (``/docs``, ``/redoc``, ``/openapi.json``); each operation of the OpenAPI document lists the
-roles it allows as ``x-roles``.
+none exists, and the job runner started with the kinds of :func:`job_registry` (cdp/jobs): jobs a
+stopped server left running are taken back first (a batch is marked failed and can be retried),
+then worker threads run the queued ones (``app.state.jobs``; a view that enqueues a job wakes it
+after its commit). At shutdown, running jobs stop between two steps and roll back. Every endpoint
+lives under ``/v1`` except ``/healthz``, ``/metrics`` and the API docs (``/docs``, ``/redoc``,
+``/openapi.json``); each operation of the OpenAPI document lists the roles it allows as
+``x-roles``.
 """
 
 from __future__ import annotations
