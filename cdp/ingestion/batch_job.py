@@ -52,6 +52,7 @@ _CHECK_EVERY_ROWS = 256  # a worker looks for a stop request (and reports progre
 _APPLY_CHUNK_ROWS = 1000  # rows the writer resolves and writes set-wise at once
 _ERRORS_PER_INSERT = 2000
 _ERRORS_IN_MEMORY_BYTES = 8 * 1024 * 1024  # past this, a batch's errors wait in a temporary file
+_REASON_MAX_CHARS = 1000
 
 
 def job_of_batch() -> sa.ColumnElement[bool]:
@@ -104,6 +105,8 @@ class _Outcome:
         self.rejected.add(row.number)
         raw, raw_bytes, truncated = row.raw()
         for column, reason in problems:
+            if len(reason) > _REASON_MAX_CHARS:  # a reason may quote a value of the row: the raw row has it
+                reason = reason[:_REASON_MAX_CHARS - 1] + "…"
             self.spool.write(json.dumps({"row_number": row.number, "column": column and column[:512],
                                          "reason": reason, "raw": raw, "raw_truncated": truncated,
                                          "raw_bytes": raw_bytes}, ensure_ascii=False).encode() + b"\n")

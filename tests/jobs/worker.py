@@ -23,7 +23,7 @@ def main() -> None:
     def record(context) -> None:
         with open(out / f"{os.getpid()}.log", "a") as log:
             log.write(f"{context.job_id}\n")
-        time.sleep(0.02)  # long enough for the other process to want the same job
+        time.sleep(0.05)  # long enough for the other process to want the same job, even on a busy machine
 
     def block(context) -> None:
         (out / f"started-{context.job_id}").write_text(str(os.getpid()))
