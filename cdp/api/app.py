@@ -76,7 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             fixed = settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None
             bootstrap_admin(engine, fixed)
             app.state.engine = engine
-            runner = Runner(engine, job_registry(metrics), workers=settings.job_workers)
+            workers = settings.job_workers or (1 if engine.dialect.name == "sqlite" else 2)
+            runner = Runner(engine, job_registry(metrics), workers=workers)
             app.state.jobs = runner
             runner.start()
             try:
