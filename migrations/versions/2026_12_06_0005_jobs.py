@@ -76,6 +76,10 @@ def upgrade() -> None:
     op.add_column('ingestion_errors', sa.Column('raw_bytes', sa.BigInteger(), server_default='0', nullable=False))
     op.execute('UPDATE ingestion_errors SET raw_bytes = '
                + ('length(CAST(raw AS BLOB))' if sqlite else 'octet_length(raw)'))
+    # rows stored whole before the cap give their space back (2,048 characters kept here; reads cut
+    # them to 2,048 bytes)
+    op.execute(f"UPDATE ingestion_errors SET raw = substr(raw, 1, 2048), raw_truncated = {'1' if sqlite else 'true'} "
+               f"WHERE raw_bytes > 2048")
 
     # the files move to a table of their own (a batch's updates no longer rewrite its file)
     op.create_table('ingestion_batch_files',

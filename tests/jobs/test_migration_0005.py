@@ -86,6 +86,8 @@ def test_batches_of_revision_0004_become_jobs(backend, request, sqlite_url_facto
                                                    offset=0)
             assert total == 1 and following is None
             assert (items[0].raw_bytes, items[0].raw_truncated, len(items[0].raw.encode())) == (10_000, True, 2048)
+            stored = connection.execute(sa.text("SELECT raw FROM ingestion_errors")).scalar_one()
+            assert stored == "é" * 2048  # the whole row stored before the cap gave its space back
         for pk in (1, 2, 3):
             with open_stored_file(engine, pk) as stream:
                 assert stream.read() == FILE
