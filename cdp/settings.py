@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         description="Largest batch file accepted by POST /v1/datasets/{id}/batches (413 `file_too_large` beyond); the "
                     "rest of that form may add up to max_body_bytes. Capped by what the database stores in one value "
                     "(SQLite: 1,000,000,000 bytes by default; PostgreSQL: 1 GiB - 1 MiB), which the error then names.")
+    job_workers: int | None = Field(
+        default=None, ge=1, le=32,
+        description="Threads of the server that run background jobs (batch files …) at once; more wait in the queue. "
+                    "Default: 1 on SQLite, where a job that applies a batch holds the database's one write lock (a "
+                    "second would wait for it, and fail after the busy timeout); 2 on PostgreSQL.")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"

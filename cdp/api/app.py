@@ -15,11 +15,13 @@ Layout: one package per domain, each with ``models.py`` (pydantic shapes: ``XCre
 
 Start-up (the lifespan): the engine is created, the database upgraded to the newest migration
 (or the start refused, saying why; cdp/api/startup.py), the first admin key created when
-none exists, and batch jobs recovered: jobs a stopped server left processing are marked failed
-(they can be retried), queued ones started (cdp/ingestion/batches.py). At shutdown, running
-batch jobs stop and roll back. Every endpoint lives under ``/v1`` except ``/healthz``, ``/metrics`` and the API
-docs (``/docs``, ``/redoc``, ``/openapi.json``); each operation of the OpenAPI document lists the
-roles it allows as ``x-roles``.
+none exists, and the job runner started with the kinds of :func:`job_registry` (cdp/jobs): jobs a
+stopped server left running are taken back first (a batch is marked failed and can be retried),
+then worker threads run the queued ones (``app.state.jobs``; a view that enqueues a job wakes it
+after its commit). At shutdown, running jobs stop between two steps and roll back. Every endpoint
+lives under ``/v1`` except ``/healthz``, ``/metrics`` and the API docs (``/docs``, ``/redoc``,
+``/openapi.json``); each operation of the OpenAPI document lists the roles it allows as
+``x-roles``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from cdp.jobs import Registry, Runner
 from cdp.settings import Settings
 
 API_PREFIX = "/v1"
@@ -48,13 +51,19 @@ def _routers() -> list[APIRouter]:
     return [schema, datasets, ingestion, identity, expressions, profiles, privacy, keys]
 
 
+def job_registry(metrics) -> Registry:
+    """Every kind of background work the service runs; a domain adds its kind here."""
+    from cdp.ingestion.batch_job import batch_job_kind
+
+    return Registry([batch_job_kind(metrics)])
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     from cdp.api import errors
     from cdp.api.health import router as operations
     from cdp.api.metrics import Metrics
     from cdp.api.middleware import BodySizeLimit, RequestMetrics
     from cdp.api.startup import bootstrap_admin, prepare_database
-    from cdp.ingestion.batches import Recovery
     from cdp.ingestion.views import FILE_ROUTES
 
     settings = settings or Settings()
@@ -67,12 +76,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             fixed = settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None
             bootstrap_admin(engine, fixed)
             app.state.engine = engine
-            recovery = Recovery(engine, metrics)
-            recovery.start()
+            workers = settings.job_workers or (1 if engine.dialect.name == "sqlite" else 2)
+            runner = Runner(engine, job_registry(metrics), workers=workers)
+            app.state.jobs = runner
+            runner.start()
             try:
                 yield
             finally:
-                recovery.stop()
+                runner.stop()
         finally:
             engine.dispose()
 

@@ -12,7 +12,7 @@ temporary file, while this middleware counts the bytes. A ``Content-Length`` ove
 refused at once; a body that passes it while streaming is cut there — 413 ``file_too_large``
 either way, sent by this middleware; the application then sees the client as gone and its own
 answer is dropped. The exact file limit is checked by the upload endpoint as it reads the file
-(cdp/ingestion/batches.py :func:`read_upload`).
+(cdp/ingestion/uploads.py :func:`read_upload`).
 """
 
 from __future__ import annotations

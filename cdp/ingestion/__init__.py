@@ -5,17 +5,21 @@
   ``duplicate`` (an event id already stored in this dataset), the profile it landed on and any
   ``warnings``. Rejected records are never stored; the others are.
 * Batch files — ``POST /v1/datasets/{id}/batches`` (multipart: a CSV or JSON Lines ``file``, a
-  JSON ``mapping``, an optional ``error_threshold``) answers 202 with a job, processed in a
-  background thread; ``GET /v1/datasets/{id}/batches`` lists a dataset's jobs. A job is then its
+  JSON ``mapping``, an optional ``error_threshold``) answers 202 with a job, run by the job
+  runner (cdp/jobs); ``GET /v1/datasets/{id}/batches`` lists a dataset's jobs. A job is then its
   own resource: ``GET /v1/batches/{id}`` (status queued | processing | succeeded | failed,
   counts, attempts), ``GET /v1/batches/{id}/errors`` (row number, column, reason, raw row; JSON
-  pages or ``?format=jsonl`` to download) and ``POST /v1/batches/{id}/retry`` (runs a failed
+  pages of at most ``limit`` errors and ~1 MiB, or ``?format=jsonl`` streamed; each keeps at most
+  2 KiB of its raw row) and ``POST /v1/batches/{id}/retry`` (runs a failed
   job — or one whose server stopped while processing it — again from the stored file). All rows
   are validated first and the valid ones applied in ONE transaction; when more than
   ``error_threshold`` (default 5 %) of the rows are rejected, the batch fails and nothing of it
   is applied. A server that stops (even killed) while applying a batch leaves nothing of it;
-  the next start marks the job failed, and a retry gives exactly the data of one complete run
-  (cdp/ingestion/batches.py).
+  the next start marks the job failed, and a retry gives exactly the data of one complete run.
+  Modules: ``mapping`` (the mapping language, type conversion), ``readers`` (CSV and JSON Lines
+  read as streams, in bounded memory), ``uploads`` (checking and storing a file),
+  ``batch_job`` (the job that processes a batch), ``batches`` (the batch resource: upload,
+  reads, errors, retry).
 
 A record: ``{"identities": [{"namespace", "id"}, ...], "attributes": {...}}`` for a profile
 dataset (attributes nested as in the profile document of SPEC.md; ``null`` removes an attribute,

@@ -64,6 +64,11 @@ class BatchRead(BaseModel):
     started_at: datetime | None
     heartbeat_at: datetime | None = Field(description="The last sign of life of the worker processing the job.")
     finished_at: datetime | None
+    job_id: int | None = Field(default=None, description="The background job that runs the batch (docs/jobs.md).")
+    progress_rows: int = Field(default=0, description="Rows the pass in progress has read (updated every few "
+                                                      "seconds while the job runs).")
+    progress_total_rows: int | None = Field(default=None, description="Rows of the file, once the first pass "
+                                                                      "has counted them.")
 
 
 class BatchError(BaseModel):
@@ -71,4 +76,19 @@ class BatchError(BaseModel):
                                         "JSON Lines: the line number (from 1).")
     column: str | None = Field(description="The source column (or JSON key) at fault, when one is.")
     reason: str
-    raw: str = Field(description="The row as read: the line for JSON Lines, a JSON object for CSV.")
+    raw: str = Field(description="The row as read: the line for JSON Lines, a JSON object for CSV; at most "
+                                 "2,048 bytes of it (`raw_truncated` says when it was cut).")
+    raw_truncated: bool = Field(default=False, description="The row was longer than what an error keeps of it.")
+    raw_bytes: int = Field(default=0, description="The row's full length in bytes (UTF-8).")
+
+
+class BatchErrorPage(BaseModel):
+    """A page of a batch's errors: at most `limit` errors and about 1 MiB of them, whichever comes
+    first."""
+
+    items: list[BatchError]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="Where the next page starts (`offset=`); null on the last page. "
+                                                "A page may hold fewer than `limit` errors when they are large.")

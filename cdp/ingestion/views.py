@@ -9,16 +9,17 @@ another sandbox is 404.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Body, Depends, File, Form, Path, Query, Response, UploadFile, status
+from fastapi import APIRouter, BackgroundTasks, Body, Depends, File, Form, Path, Query, Request, UploadFile, status
+from fastapi.responses import StreamingResponse
 
 from cdp.api.deps import ConnectionDep, EngineDep, MetricsDep, SettingsDep, Stewards
 from cdp.api.errors import COMMON_RESPONSES, ErrorResponse
 from cdp.api.pagination import Page, PageDep
-from cdp.ingestion import DEFAULT_ERROR_THRESHOLD, batches, service
-from cdp.ingestion.models import BatchError, BatchRead, IngestResponse
+from cdp.ingestion import DEFAULT_ERROR_THRESHOLD, batches, service, uploads
+from cdp.ingestion.models import BatchErrorPage, BatchRead, IngestResponse
+from cdp.jobs import Runner
 from cdp.schema_registry.service import get_schema
 
 router = APIRouter(tags=["ingestion"], responses=COMMON_RESPONSES)
@@ -57,11 +58,18 @@ FILE_ROUTES = [("POST", UPLOAD_PATH)]  # held to the file limit instead of the b
 
 
 def _read_file(engine: EngineDep, settings: SettingsDep,
-               file: Annotated[UploadFile, File(description="The CSV or JSON Lines file.")]) -> batches.Upload:
+               file: Annotated[UploadFile, File(description="The CSV or JSON Lines file.")]) -> uploads.Upload:
     """The uploaded file, checked and hashed before the request's transaction begins (on SQLite
-    that transaction holds the write lock); it is read into memory only after authorization."""
-    limit, reason = batches.file_limit(engine.dialect.name, settings.max_file_bytes)
-    return batches.read_upload(file.file, filename=file.filename, limit=limit, limit_reason=reason)
+    that transaction holds the write lock); it is stored only after authorization."""
+    limit, reason = uploads.file_limit(engine.dialect.name, settings.max_file_bytes)
+    return uploads.read_upload(file.file, filename=file.filename, limit=limit, limit_reason=reason)
+
+
+async def _runner(request: Request) -> Runner:
+    return request.app.state.jobs
+
+
+RunnerDep = Annotated[Runner, Depends(_runner)]
 
 
 @router.post(UPLOAD_PATH, status_code=status.HTTP_202_ACCEPTED, response_model=BatchRead,
@@ -78,8 +86,8 @@ def _read_file(engine: EngineDep, settings: SettingsDep,
                          "(default 1 GiB, capped by what the database stores in one value) — 413 `file_too_large` "
                          "as soon as it passes it; the general body limit does not apply here; 1,000,000 rows per "
                          "file (the job fails).")
-def upload_batch(dataset_id: DatasetId, upload: Annotated[batches.Upload, Depends(_read_file)], principal: Stewards,
-                 connection: ConnectionDep, engine: EngineDep, metrics: MetricsDep, background: BackgroundTasks,
+def upload_batch(dataset_id: DatasetId, upload: Annotated[uploads.Upload, Depends(_read_file)], principal: Stewards,
+                 connection: ConnectionDep, runner: RunnerDep, background: BackgroundTasks,
                  mapping: Annotated[str | None, Form(description="The field mapping, as JSON.")] = None,
                  error_threshold: Annotated[float, Form(ge=0, le=1)] = DEFAULT_ERROR_THRESHOLD,
                  format: Annotated[Literal["csv", "jsonl"] | None, Form()] = None) -> BatchRead:
@@ -88,9 +96,9 @@ def upload_batch(dataset_id: DatasetId, upload: Annotated[batches.Upload, Depend
                                     upload=upload, format_=format, mapping=mapping, error_threshold=error_threshold,
                                     schema=schema)
     created = batches.get_batch(connection=connection, sandbox=principal.sandbox, batch_id=batch_id)
-    # the job runs once the request's transaction has committed (the dependency exits before the
-    # response is sent; background tasks run after it)
-    background.add_task(batches.start, engine, batch_id, metrics)
+    # a worker takes the job once the request's transaction has committed (the dependency exits
+    # before the response is sent; background tasks run after it)
+    background.add_task(runner.wake)
     return created
 
 
@@ -113,20 +121,21 @@ def get_batch(batch_id: BatchId, principal: Stewards, connection: ConnectionDep)
     return batches.get_batch(connection=connection, sandbox=principal.sandbox, batch_id=batch_id)
 
 
-@router.get("/batches/{batch_id}/errors", response_model=Page[BatchError], responses=NOT_FOUND,
+@router.get("/batches/{batch_id}/errors", response_model=BatchErrorPage, responses=NOT_FOUND,
             summary="A batch job's per-row errors: row number, column, reason, raw row",
-            description="JSON pages by default; `format=jsonl` downloads every error as JSON Lines.")
-def get_batch_errors(batch_id: BatchId, principal: Stewards, connection: ConnectionDep, page: PageDep,
-                     format: Annotated[Literal["json", "jsonl"], Query()] = "json"):
+            description="JSON pages by default: at most `limit` errors and about 1 MiB of them, whichever comes "
+                        "first (`next_offset` is where the next page starts). Each error keeps at most 2,048 bytes "
+                        "of its raw row (`raw_truncated`, `raw_bytes`). `format=jsonl` downloads every error as "
+                        "JSON Lines, streamed.")
+def get_batch_errors(batch_id: BatchId, principal: Stewards, connection: ConnectionDep, engine: EngineDep,
+                     page: PageDep, format: Annotated[Literal["json", "jsonl"], Query()] = "json"):
     if format == "jsonl":
-        items, _total = batches.batch_errors(connection=connection, sandbox=principal.sandbox, batch_id=batch_id,
-                                             limit=None, offset=0)
-        text = "".join(json.dumps(item.model_dump(), ensure_ascii=False) + "\n" for item in items)
-        return Response(text, media_type="application/x-ndjson", headers={
+        batches.check_batch(connection=connection, sandbox=principal.sandbox, batch_id=batch_id)
+        return StreamingResponse(batches.error_lines(engine, batch_id), media_type="application/x-ndjson", headers={
             "Content-Disposition": f'attachment; filename="batch-{batch_id}-errors.jsonl"'})
-    items, total = batches.batch_errors(connection=connection, sandbox=principal.sandbox, batch_id=batch_id,
-                                        limit=page.limit, offset=page.offset)
-    return Page(items=items, total=total, limit=page.limit, offset=page.offset)
+    items, total, next_offset = batches.batch_errors(connection=connection, sandbox=principal.sandbox,
+                                                     batch_id=batch_id, limit=page.limit, offset=page.offset)
+    return BatchErrorPage(items=items, total=total, limit=page.limit, offset=page.offset, next_offset=next_offset)
 
 
 @router.post("/batches/{batch_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=BatchRead,
@@ -140,8 +149,8 @@ def get_batch_errors(batch_id: BatchId, principal: Stewards, connection: Connect
                          "the schema in force now. A batch is applied in one transaction and events are idempotent "
                          "per dataset, so after an interrupted run a retry gives exactly the data of one complete "
                          "run. A succeeded, queued or live processing job answers 409 `batch_not_retryable`.")
-def retry_batch(batch_id: BatchId, principal: Stewards, connection: ConnectionDep, engine: EngineDep,
-                metrics: MetricsDep, background: BackgroundTasks) -> BatchRead:
+def retry_batch(batch_id: BatchId, principal: Stewards, connection: ConnectionDep, runner: RunnerDep,
+                background: BackgroundTasks) -> BatchRead:
     queued = batches.retry_batch(connection=connection, sandbox=principal.sandbox, batch_id=batch_id)
-    background.add_task(batches.start, engine, batch_id, metrics)  # after the commit, as for an upload
+    background.add_task(runner.wake)  # after the commit, as for an upload
     return queued

@@ -168,9 +168,43 @@ datasets = sa.Table(
 )
 
 
-# Ingestion jobs of batch files (cdp/ingestion): one row per uploaded file, with the file itself
-# (so a job can be run again after a crash), its mapping, status and counts; its per-row errors
-# in ``ingestion_errors``.
+# Background work (cdp/jobs): one row per job of any kind — a batch file, later segment runs,
+# exports, deliveries. ``run_at`` is the next instant the job may run (claimed by the worker that
+# finds it due: ``status = 'queued' AND run_at <= now``, the index below); ``worker`` and
+# ``heartbeat_at`` say who runs it and when it last showed life; ``attempts`` counts claims
+# against ``max_attempts``; ``interval_seconds`` makes it recurring. ``key`` is a domain's name
+# for what the job is about (a batch's id): one job per (kind, key).
+jobs = sa.Table(
+    "jobs", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("key", sa.String(200), nullable=True),
+    sa.Column("sandbox", sa.String(64), nullable=True),
+    sa.Column("payload", Document, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("run_at", UtcDateTime, nullable=False),
+    sa.Column("interval_seconds", sa.Float, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("worker", sa.String(128), nullable=True),
+    sa.Column("heartbeat_at", UtcDateTime, nullable=True),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("progress_done", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("progress_total", sa.BigInteger, nullable=True),
+    sa.Column("message", sa.Text, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=True),
+    sa.Column("finished_at", UtcDateTime, nullable=True),
+    sa.CheckConstraint("status in ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"),
+    sa.UniqueConstraint("kind", "key"),
+    sa.Index("ix_jobs_status_run_at", "status", "run_at"),
+)
+
+# Batch files (cdp/ingestion): one row per uploaded file, with its mapping, status and counts;
+# the file itself in ``ingestion_batch_files`` (so a job can be run again after a crash), its
+# per-row errors in ``ingestion_errors``. The run itself — attempts, worker, heartbeat — is its job: the row of
+# ``jobs`` of kind ``ingestion.batch`` whose key is the batch's id.
 ingestion_batches = sa.Table(
     "ingestion_batches", metadata,
     sa.Column("pk", Key, primary_key=True, autoincrement=True),
@@ -180,7 +214,6 @@ ingestion_batches = sa.Table(
     sa.Column("format", sa.String(16), nullable=False),
     sa.Column("filename", sa.String(512), nullable=True),
     sa.Column("file_sha256", sa.String(64), nullable=False),
-    sa.Column("content", sa.LargeBinary, nullable=False),
     sa.Column("mapping", Document, nullable=True),
     sa.Column("error_threshold", sa.Float, nullable=False),
     sa.Column("total_rows", sa.Integer, nullable=False),
@@ -191,15 +224,23 @@ ingestion_batches = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("started_at", UtcDateTime, nullable=True),
     sa.Column("finished_at", UtcDateTime, nullable=True),
-    # how many times a worker has claimed the job; the worker holding it and its last sign of life
-    # (a job whose worker stopped beating is found by the next start and can be retried)
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("worker", sa.String(128), nullable=True),
-    sa.Column("heartbeat_at", UtcDateTime, nullable=True),
     sa.CheckConstraint("status in ('queued', 'processing', 'succeeded', 'failed')", name="status"),
     sa.Index("ix_ingestion_batches_sandbox_dataset_pk", "sandbox", "dataset_pk"),
 )
 
+# The file of a batch, in a table of its own: updating a batch's status never rewrites its file
+# (SQLite rewrites a whole row on update, blob included), and the file is its row's last value,
+# which SQLite can create empty at its full size and fill a chunk at a time (incremental blob I/O).
+# On PostgreSQL ``content`` is stored uncompressed (migration 0005), so a slice of it is read alone.
+ingestion_batch_files = sa.Table(
+    "ingestion_batch_files", metadata,
+    sa.Column("batch_pk", Key, sa.ForeignKey("ingestion_batches.pk", ondelete="CASCADE"), primary_key=True,
+              autoincrement=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+)
+
+# ``raw``: the row as read, at most RAW_MAX_BYTES of it (cdp/ingestion/readers.py);
+# ``raw_truncated`` says it was cut and ``raw_bytes`` how long the row was.
 ingestion_errors = sa.Table(
     "ingestion_errors", metadata,
     sa.Column("pk", Key, primary_key=True, autoincrement=True),
@@ -208,6 +249,8 @@ ingestion_errors = sa.Table(
     sa.Column("column", sa.String(512), nullable=True),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("raw", sa.Text, nullable=False),
+    sa.Column("raw_truncated", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("raw_bytes", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index("ix_ingestion_errors_batch_pk_row_number", "batch_pk", "row_number"),
 )
 

@@ -23,10 +23,19 @@ NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
 
 
 def _set_job(engine, batch_id: int, **values) -> None:
-    from cdp.storage.models import ingestion_batches
+    """Put a batch in the state a worker leaves it in: the batch's status on the batch, the run
+    (status, worker, attempts, heartbeat) on its job (cdp/jobs)."""
+    from cdp.storage.models import ingestion_batches, jobs
 
+    run = {k: values.pop(k) for k in ("worker", "attempts", "heartbeat_at") if k in values}
+    if "status" in values:
+        run["status"] = {"processing": "running"}.get(values["status"], values["status"])
     with engine.begin() as connection:
-        connection.execute(ingestion_batches.update().where(ingestion_batches.c.pk == batch_id).values(**values))
+        if values:
+            connection.execute(ingestion_batches.update().where(ingestion_batches.c.pk == batch_id).values(**values))
+        if run:  # the batch's job is keyed by the batch's id
+            connection.execute(jobs.update().where(jobs.c.kind == "ingestion.batch", jobs.c.key == str(batch_id))
+                               .values(**run))
 
 
 def _add_shoe_size(api) -> None:
@@ -63,11 +72,11 @@ def test_a_failed_job_is_retried_against_the_schema_in_force(api):
 
 
 def test_retry_is_refused_while_queued_or_live_and_allowed_once_the_worker_is_gone(api, engine, monkeypatch):
-    from cdp.ingestion import batches
+    from cdp.jobs import queue
 
     crm = _dataset(api, "profile")
     _add_shoe_size(api)
-    monkeypatch.setattr(batches, "start", lambda *args: None)  # the upload leaves the job queued
+    monkeypatch.setattr(queue, "claim_next", lambda *args, **kwargs: None)  # the upload leaves the job queued
     job = _upload(api, crm, SHOE.decode(), "shoes.jsonl")
     assert api.get(f"/v1/batches/{job['id']}").json()["status"] == "queued"
     error = assert_error(api.post(f"/v1/batches/{job['id']}/retry"), 409, "batch_not_retryable")
@@ -90,14 +99,16 @@ def test_retry_is_refused_while_queued_or_live_and_allowed_once_the_worker_is_go
 
 
 def test_worker_liveness_rule():
-    from cdp.ingestion.batches import _running, _running_lock, worker_gone, worker_id
+    from cdp.jobs.liveness import running as _running
+    from cdp.jobs.liveness import running_lock as _running_lock
+    from cdp.jobs.liveness import worker_gone, worker_id
 
     host = socket.gethostname()
     me = worker_id()
     assert me.startswith(f"{host}:") and me.split(":")[1].isdigit() and worker_id() == me
 
     def gone(worker, heartbeat_at=NOW, batch_id=1):
-        return worker_gone(database="db", batch_id=batch_id, worker=worker, heartbeat_at=heartbeat_at, now=NOW)
+        return worker_gone(database="db", job_id=batch_id, worker=worker, heartbeat_at=heartbeat_at, now=NOW)
 
     recent, old = NOW - timedelta(seconds=5), NOW - timedelta(seconds=31)
     # 1. this process: alive exactly while a thread of it runs the job
@@ -130,11 +141,11 @@ def test_start_fails_jobs_of_gone_workers_and_starts_queued_ones(backend, reques
     from fastapi.testclient import TestClient
 
     from cdp.api import create_app
-    from cdp.ingestion import batches
+    from cdp.jobs import queue
 
     url = sqlite_url_factory() if backend == "sqlite" else request.getfixturevalue("postgres_url_factory")()
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    monkeypatch.setattr(batches, "start", lambda *args: None)  # uploads leave their jobs queued
+    monkeypatch.setattr(queue, "claim_next", lambda *args, **kwargs: None)  # uploads leave their jobs queued
     with TestClient(create_app(make_settings(url))) as client:
         schema = client.get("/v1/schema", headers=headers).json()
         schema["profile"]["shoe_size"] = "number"
@@ -270,7 +281,7 @@ def test_file_limit_is_enforced_while_reading(sqlite_url_factory):
 
 
 def test_file_limit_is_capped_by_what_the_database_stores():
-    from cdp.ingestion.batches import POSTGRESQL_MAX_VALUE_BYTES, file_limit
+    from cdp.ingestion.uploads import POSTGRESQL_MAX_VALUE_BYTES, file_limit
 
     assert file_limit("sqlite", 4096) == (4096, "CDP_MAX_FILE_BYTES")
     limit, reason = file_limit("sqlite", 2**30)

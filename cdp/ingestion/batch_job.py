@@ -1,0 +1,303 @@
+"""A batch file as a job of kind ``ingestion.batch`` (cdp/jobs): the handler that processes it.
+
+The handler reads the stored file twice as a stream of rows and never holds the rows — or the
+file — in memory: only the counts, the rejected rows' numbers, and their errors, spooled to a
+temporary file past a few MiB.
+
+1. *validate* — every row is read, mapped and validated against the schema in force; only the
+   counts and the rejected rows (with their reasons) are kept. Over the error threshold (a
+   fraction of the rows), the batch fails here and nothing is applied.
+2. *apply* — the rows are read again and the valid ones applied in ONE transaction, which also
+   records the outcome (the batch's status, counts and per-row errors, and its job's end). Rows
+   the writer refuses (an identity its namespace does not accept, too many events …) count as
+   rejected too; over the threshold the transaction is rolled back and the batch fails —
+   nothing of it is applied.
+
+Events already ingested into the dataset (by id) are counted as duplicates, not errors, so
+re-uploading a file changes nothing. While the job runs, the batch's ``message`` says which pass
+it is in, and the job's progress how many rows were read.
+
+A batch job is tried once (``max_attempts=1``): a batch fails for reasons in its data or the
+schema, which a person fixes before ``POST /v1/batches/{id}/retry``; and when its server stops
+(killed, shut down) the batch is marked failed — nothing of it was applied, since the outcome is
+written in the applying transaction and fenced by the job's attempt — so that a person decides
+to run it again. The runner's hook (:func:`_on_failure`) writes that message.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+
+import cdp.ingestion as limits
+from cdp.api.metrics import Metrics
+from cdp.errors import CdpError, Unprocessable
+from cdp.identity.namespaces import namespace_codes
+from cdp.ingestion.mapping import Rule, column_of, parse_mapping, row_record
+from cdp.ingestion.models import BatchStatus, RecordStatus
+from cdp.ingestion.readers import Row, iter_rows, open_stored_file
+from cdp.ingestion.service import Writer
+from cdp.ingestion.validation import ValidRecord, validate_record
+from cdp.jobs import Cause, Failure, Job, JobContext, JobKind
+from cdp.storage.database import write_transaction
+from cdp.storage.models import datasets, ingestion_batches, ingestion_errors, jobs
+
+BATCH_KIND = "ingestion.batch"
+_CHECK_EVERY_ROWS = 256  # a worker looks for a stop request (and reports progress) this often
+_APPLY_CHUNK_ROWS = 1000  # rows the writer resolves and writes set-wise at once
+_ERRORS_PER_INSERT = 2000
+_ERRORS_IN_MEMORY_BYTES = 8 * 1024 * 1024  # past this, a batch's errors wait in a temporary file
+_REASON_MAX_CHARS = 1000
+
+
+def job_of_batch() -> sa.ColumnElement[bool]:
+    """The join condition of a batch and its job (the job's key is the batch's id)."""
+    return sa.and_(jobs.c.kind == BATCH_KIND, jobs.c.key == sa.cast(ingestion_batches.c.pk, sa.String(200)))
+
+
+def batch_job_kind(metrics: Metrics | None) -> JobKind:
+    return JobKind(name=BATCH_KIND, run=lambda context: _BatchRun(context, metrics).run(), max_attempts=1,
+                   on_failure=_on_failure, description="a batch file: validated, then applied in one transaction")
+
+
+def interrupted_message(batch_id: int, reason: str) -> str:
+    return (f"the server stopped while processing this batch ({reason}); nothing of it was applied (its rows are "
+            f"applied in one transaction); POST /v1/batches/{batch_id}/retry runs it again")
+
+
+def _on_failure(connection: sa.Connection, job: Job, failure: Failure) -> None:
+    """The batch of a job that ended without its handler: failed, saying why (in the transaction
+    that ends the job)."""
+    batch_id = job.payload["batch_id"]
+    if failure.cause in (Cause.worker_gone, Cause.shutdown):
+        message = interrupted_message(batch_id, failure.detail)
+    elif failure.cause == Cause.cancelled:
+        message = "the batch was cancelled; nothing of it was applied"
+    else:
+        message = "internal error while processing the batch; the server log has the details; nothing was applied"
+    c = ingestion_batches.c
+    connection.execute(ingestion_batches.update().where(
+        c.pk == batch_id, c.status.in_([BatchStatus.queued.value, BatchStatus.processing.value])
+    ).values(status=BatchStatus.failed.value, message=message, finished_at=datetime.now(timezone.utc)))
+    connection.execute(ingestion_errors.delete().where(ingestion_errors.c.batch_pk == batch_id))
+
+
+class _Rejected(Exception):
+    """Raised out of the applying transaction to roll it back (threshold passed)."""
+
+
+@dataclass
+class _Outcome:
+    total: int = 0
+    rejected: set[int] = field(default_factory=set)  # row numbers
+    accepted: int = 0
+    duplicates: int = 0
+    # the errors, as JSON lines: in memory up to a few MiB, then in a temporary file
+    spool: tempfile.SpooledTemporaryFile = field(
+        default_factory=lambda: tempfile.SpooledTemporaryFile(max_size=_ERRORS_IN_MEMORY_BYTES, mode="w+b"))
+
+    def reject(self, row: Row, problems: list[tuple[str | None, str]]) -> None:
+        self.rejected.add(row.number)
+        raw, raw_bytes, truncated = row.raw()
+        for column, reason in problems:
+            if len(reason) > _REASON_MAX_CHARS:  # a reason may quote a value of the row: the raw row has it
+                reason = reason[:_REASON_MAX_CHARS - 1] + "…"
+            self.spool.write(json.dumps({"row_number": row.number, "column": column and column[:512],
+                                         "reason": reason, "raw": raw, "raw_truncated": truncated,
+                                         "raw_bytes": raw_bytes}, ensure_ascii=False).encode() + b"\n")
+
+    def errors(self) -> Iterator[list[dict]]:
+        """The errors in chunks of _ERRORS_PER_INSERT."""
+        self.spool.seek(0)
+        chunk: list[dict] = []
+        for line in self.spool:
+            chunk.append(json.loads(line))
+            if len(chunk) == _ERRORS_PER_INSERT:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+        self.spool.seek(0, 2)
+
+    def counts(self) -> dict:
+        return {"total_rows": self.total, "accepted_rows": self.accepted, "rejected_rows": len(self.rejected),
+                "duplicate_rows": self.duplicates}
+
+
+
+
+class _BatchRun:
+    """One attempt at one batch, in a worker thread of the runner."""
+
+    def __init__(self, context: JobContext, metrics: Metrics | None):
+        self.context = context
+        self.engine = context.engine
+        self.metrics = metrics
+        self.batch_id: int = context.payload["batch_id"]
+
+    def _start(self) -> None:
+        from cdp.schema_registry.service import get_schema
+
+        c = ingestion_batches.c
+        with write_transaction(self.engine) as connection:
+            self.context.hold(connection)
+            connection.execute(ingestion_batches.update().where(c.pk == self.batch_id).values(
+                status=BatchStatus.processing.value, started_at=datetime.now(timezone.utc), finished_at=None,
+                message="validating the rows"))
+            self.batch = connection.execute(sa.select(ingestion_batches).where(c.pk == self.batch_id)).one()
+            self.kind = connection.execute(sa.select(datasets.c.kind)
+                                           .where(datasets.c.pk == self.batch.dataset_pk)).scalar_one()
+            self.schema = get_schema(connection=connection, sandbox=self.batch.sandbox)
+            self.namespaces = namespace_codes(connection=connection, sandbox=self.batch.sandbox)
+
+    def _message(self, message: str) -> None:
+        with write_transaction(self.engine) as connection:
+            self.context.hold(connection)
+            connection.execute(ingestion_batches.update().where(ingestion_batches.c.pk == self.batch_id)
+                               .values(message=message))
+
+    def fail(self, message: str, outcome: _Outcome | None = None) -> None:
+        """The batch ends failed, in a transaction of its own (nothing of it applied)."""
+        with write_transaction(self.engine) as connection:
+            self._record(connection, BatchStatus.failed, message, outcome)
+            self.context.fail(connection, message)
+
+    def _record(self, connection: sa.Connection, status: BatchStatus, message: str | None,
+                outcome: _Outcome | None) -> None:
+        counts = outcome.counts() if outcome is not None else {}
+        connection.execute(ingestion_batches.update().where(ingestion_batches.c.pk == self.batch_id).values(
+            status=status.value, message=message, finished_at=datetime.now(timezone.utc), **counts))
+        connection.execute(ingestion_errors.delete().where(ingestion_errors.c.batch_pk == self.batch_id))
+        if outcome is not None:
+            for chunk in outcome.errors():
+                connection.execute(ingestion_errors.insert(), [{**e, "batch_pk": self.batch_id} for e in chunk])
+
+    def _check(self, row: Row, rules: list[Rule] | None, fields: dict, target_columns: dict
+               ) -> tuple[ValidRecord | None, list[tuple[str | None, str]]]:
+        if row.problem is not None:
+            return None, [(None, row.problem)]
+        if rules is None:
+            record, problems = row.values, []
+        else:
+            record, problems = row_record(row.values, rules, self.kind, fields)
+        if problems:
+            return None, problems
+        valid, errors = validate_record(record, self.kind, self.schema, namespaces=self.namespaces)
+        if valid is None:
+            return None, [(column_of(e["path"], target_columns, rules is None), e["message"]) for e in errors]
+        return valid, []
+
+    def _rows(self) -> Iterator[Row]:
+        with open_stored_file(self.engine, self.batch_id) as stream:
+            yield from iter_rows(stream, self.batch.format)
+
+    def run(self) -> None:
+        self._start()
+        batch = self.batch
+        try:
+            rules = None if batch.mapping is None else parse_mapping(batch.mapping, self.kind, self.schema,
+                                                                     namespaces=self.namespaces)
+        except CdpError as exc:  # the schema or the namespaces changed since the upload
+            self.fail(f"{exc.message}; nothing was applied")
+            return
+        fields = dict(self.schema.profile) if self.kind == "profile" else self.schema.all_event_fields()
+        target_columns = {r.target: r.column for r in rules or []}
+        threshold = batch.error_threshold
+        outcome = _Outcome()
+        # 1. validate every row; keep the counts and the rejected rows only
+        try:
+            for row in self._rows():
+                outcome.total += 1
+                if outcome.total > limits.MAX_BATCH_ROWS:
+                    self.fail(f"more than {limits.MAX_BATCH_ROWS:,} rows; at most {limits.MAX_BATCH_ROWS:,} per file "
+                              f"(split it into several batches); nothing was applied", _Outcome(total=outcome.total))
+                    return
+                if outcome.total % _CHECK_EVERY_ROWS == 0:
+                    self.context.checkpoint()
+                    self.context.progress(outcome.total, None, "validating the rows")
+                valid, problems = self._check(row, rules, fields, target_columns)
+                if valid is None:
+                    outcome.reject(row, problems)
+        except Unprocessable as exc:
+            self.fail(f"{exc.message}; nothing was applied", outcome)
+            return
+        total = outcome.total
+        if total == 0:
+            self.fail("the file holds no rows", outcome)
+            return
+        if len(outcome.rejected) > threshold * total:
+            self._over_threshold(outcome)
+            return
+        # 2. apply the valid rows in ONE transaction, with the outcome
+        valid_rows = total - len(outcome.rejected)
+        self._message(f"applying {valid_rows:,} valid rows of {total:,} in one transaction (nothing is visible "
+                      f"until it commits)")
+        self.context.progress(0, total, "applying the valid rows", flush=True)
+        try:
+            with self.context.exclusive(), write_transaction(self.engine) as connection:
+                self._apply(connection, rules, fields, target_columns, outcome)
+        except _Rejected:
+            self._over_threshold(outcome)
+            return
+        if self.metrics is not None:
+            if outcome.accepted:
+                self.metrics.ingested(batch.sandbox, self.kind, outcome.accepted)
+            if outcome.rejected:
+                self.metrics.rejected(batch.sandbox, self.kind, len(outcome.rejected))
+
+    def _apply(self, connection: sa.Connection, rules: list[Rule] | None, fields: dict, target_columns: dict,
+               outcome: _Outcome) -> None:
+        batch, total, threshold = self.batch, outcome.total, self.batch.error_threshold
+        writer = Writer(connection, sandbox=batch.sandbox, dataset_pk=batch.dataset_pk, kind=self.kind,
+                        batch_pk=self.batch_id)
+        pending: list[tuple[Row, ValidRecord]] = []
+
+        def apply_pending() -> None:
+            # set-wise, in chunks (one row at a time costs ~10x more; see cdp/ingestion/service.py)
+            results = writer.apply_many([(row.number, valid) for row, valid in pending])
+            for (row, _), result in zip(pending, results):
+                if result.status == RecordStatus.rejected:
+                    outcome.reject(row, [(None, e.message) for e in result.errors])
+                elif result.status == RecordStatus.duplicate:
+                    outcome.duplicates += 1
+                else:
+                    outcome.accepted += 1
+            pending.clear()
+
+        for index, row in enumerate(self._rows()):
+            if index % _CHECK_EVERY_ROWS == 0:
+                self.context.checkpoint()
+                self.context.progress(index, total, "applying the valid rows")
+            if row.number in outcome.rejected:
+                continue
+            valid, problems = self._check(row, rules, fields, target_columns)
+            if valid is None:  # cannot happen: the same checks passed in the first pass
+                outcome.reject(row, problems)
+                continue
+            pending.append((row, valid))
+            if len(pending) >= _APPLY_CHUNK_ROWS:
+                apply_pending()
+        apply_pending()
+        if len(outcome.rejected) > threshold * total:
+            raise _Rejected
+        note = None
+        if outcome.rejected:
+            note = (f"{len(outcome.rejected)} of {total} rows rejected (within the threshold of {threshold:.2%}); "
+                    f"see the errors")
+        self._record(connection, BatchStatus.succeeded, note, outcome)
+        self.context.progress(total, total, "applied")
+        self.context.succeed(connection, note)
+
+    def _over_threshold(self, outcome: _Outcome) -> None:
+        total, rejected = outcome.total, len(outcome.rejected)
+        outcome.accepted = outcome.duplicates = 0
+        threshold = self.batch.error_threshold
+        self.fail(f"{rejected} of {total} rows rejected ({rejected / total:.2%}), over the error threshold of "
+                  f"{threshold:.2%}: nothing of the batch was applied; fix the rows and upload again", outcome)
+        if self.metrics is not None:
+            self.metrics.rejected(self.batch.sandbox, self.kind, total)
