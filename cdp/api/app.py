@@ -5,6 +5,7 @@ Layout: one package per domain, each with ``models.py`` (pydantic shapes: ``XCre
 ``connection``) and ``views.py`` (a thin ``APIRouter``):
 
 * cdp/auth — API keys and roles (``/v1/keys``)
+* cdp/sandboxes — the sandboxes, which exist before use (``/v1/sandboxes``)
 * cdp/schema_registry — the schema in force per sandbox (``/v1/schema``)
 * cdp/datasets — datasets and their data-usage labels (``/v1/datasets``)
 * cdp/ingestion — records and batch files into datasets (``/v1/datasets/{id}/records``,
@@ -43,9 +44,10 @@ def _routers() -> list[APIRouter]:
     from cdp.ingestion.views import router as ingestion
     from cdp.profiles.views import privacy_router as privacy
     from cdp.profiles.views import router as profiles
+    from cdp.sandboxes.views import router as sandboxes
     from cdp.schema_registry.views import router as schema
 
-    return [schema, datasets, ingestion, identity, expressions, profiles, privacy, keys]
+    return [schema, datasets, ingestion, identity, expressions, profiles, privacy, keys, sandboxes]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -122,7 +124,7 @@ def _openapi(app: FastAPI) -> dict:
             operation["x-roles"] = []
         else:
             operation["x-roles"] = [r.value for r in ALL_ROLES if r in endpoint.roles]
-            for status in ("401", "403"):  # every endpoint that needs a key may answer these
+            for status in ("400", "401", "403", "404"):  # every endpoint that needs a key may answer these
                 operation["responses"].setdefault(status, {
                     "description": COMMON_RESPONSES[int(status)]["description"],
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}})

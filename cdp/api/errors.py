@@ -127,6 +127,7 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing, invalid or revoked API key."},
     403: {"model": ErrorResponse, "description": "The key's role is not allowed here, or the key is bound to "
                                                  "another sandbox."},
+    404: {"model": ErrorResponse, "description": "No such resource, or no such sandbox (`unknown_sandbox`)."},
     413: {"model": ErrorResponse, "description": "Request body larger than the limit."},
     422: {"model": ErrorResponse, "description": "Invalid input (`validation_error` and domain codes)."},
 }

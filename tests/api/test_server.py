@@ -99,9 +99,21 @@ def test_auth(server, admin_key):
     assert response.status_code == 200
 
 
+def _cdp(server, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CDP, *args], check=False, env=_environment(server.url), capture_output=True, text=True,
+                          timeout=60)
+
+
 def test_a_key_made_by_the_command_line_works_with_its_role(server, admin_key):
-    created = subprocess.run([CDP, "keys", "create", "--role", "reader", "--sandbox", "cli"], check=False,
-                             env=_environment(server.url), capture_output=True, text=True, timeout=60)
+    refused = _cdp(server, "keys", "create", "--role", "reader", "--sandbox", "cli")  # no such sandbox yet
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith("unknown_sandbox: no sandbox 'cli'"), refused.stderr
+    made = _cdp(server, "sandboxes", "create", "cli", "--description", "keys made by the command line")
+    assert made.returncode == 0 and made.stdout == "created sandbox cli\n", made.stderr
+    again = _cdp(server, "sandboxes", "create", "cli")
+    assert again.returncode == 1 and again.stderr.startswith("sandbox_exists: "), again.stderr
+    assert "cli" in _cdp(server, "sandboxes", "list").stdout.split()
+    created = _cdp(server, "keys", "create", "--role", "reader", "--sandbox", "cli")
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
     assert KEY.fullmatch(key) and "shown only this once" in created.stderr
@@ -115,6 +127,9 @@ def test_a_key_made_by_the_command_line_works_with_its_role(server, admin_key):
 
 def test_schema_round_trip(server, admin_key):
     headers = {"Authorization": f"Bearer {admin_key}", "X-Sandbox": "roundtrip"}
+    assert httpx.get(server.base + "/v1/schema", headers=headers).json()["error"]["code"] == "unknown_sandbox"
+    created = httpx.post(server.base + "/v1/sandboxes", headers=headers, json={"name": "roundtrip"})
+    assert created.status_code == 201, created.text
     schema = httpx.get(server.base + "/v1/schema", headers=headers).json()
     assert schema["is_default"] is True
     body = {k: schema[k] for k in ("profile", "event", "event_types", "enums")}
