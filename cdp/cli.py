@@ -303,7 +303,10 @@ def serve_command(host: str | None, port: int | None, database_url: str | None, 
             engine.dispose()
     except StartupError as exc:
         _fail([f"cannot_start: {exc}"])
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    from cdp.api.protocol import MAX_HEADER_BYTES, JsonErrorsH11Protocol
+
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                http=JsonErrorsH11Protocol, h11_max_incomplete_event_size=MAX_HEADER_BYTES)
 
 
 @main.group("keys")

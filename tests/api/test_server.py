@@ -176,3 +176,33 @@ def test_refusal_to_start_says_why(sqlite_url_factory):
     assert re.match(r"cannot_start: the database .* is at migration none \(empty\), this cdp needs '\d+'; start "
                     r"with CDP_MIGRATE_ON_START=true", result.stderr), result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _raw(server, request: bytes) -> tuple[str, dict, bytes]:
+    """Send bytes as they are; the status line, headers and body of the answer."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    return status, {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}, body
+
+
+def test_requests_the_server_cannot_parse_get_the_error_shape(server):
+    import json
+
+    response = httpx.get(server.base + "/v1/schema", headers={"Authorization": "Bearer " + "x" * 100_000})
+    assert response.status_code == 431 and response.headers["content-type"] == "application/json"
+    assert response.json()["error"] == {"code": "headers_too_large", "details": {"limit_bytes": 16384},
+                                        "message": "the request's headers are larger than 16384 bytes altogether"}
+    # the same header, sent in pieces: refused by the HTTP protocol before the app sees it
+    status, headers, body = _raw(server, b"GET /v1/schema HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                                         + b"x" * 20_000)
+    assert status.startswith("HTTP/1.1 431") and headers["content-type"] == "application/json"
+    assert json.loads(body) == response.json()
+    status, headers, body = _raw(server, b"GARBAGE\r\n\r\n")
+    assert status.startswith("HTTP/1.1 400") and headers["content-type"] == "application/json"
+    assert json.loads(body)["error"]["code"] == "bad_request"
+    assert httpx.get(server.base + "/healthz").status_code == 200  # and the server goes on
