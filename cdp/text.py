@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 
 def _no_nul(value: str) -> str:
@@ -13,5 +15,49 @@ def _no_nul(value: str) -> str:
     return value
 
 
+class DocumentPattern:
+    """A pattern for the OpenAPI document only, for a rule the code checks itself (with its own
+    error code and message): ``Annotated[str, check, DocumentPattern("^…$")]``."""
+
+    def __init__(self, pattern: str):
+        self.pattern = pattern
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        schema = handler(core_schema)
+        schema["pattern"] = self.pattern
+        return schema
+
+
+NO_NUL = "^[^\\u0000]*$"  # every character but NUL
+
 # A str without NUL characters (PostgreSQL text and JSONB cannot hold them).
-StoredText = Annotated[str, AfterValidator(_no_nul)]
+StoredText = Annotated[str, AfterValidator(_no_nul), DocumentPattern(NO_NUL)]
+
+
+# An instant as ISO 8601 text, `2026-11-28T12:00:00Z` (RFC 3339; an offset-less value is read as UTC,
+# as the field descriptions say). Pydantic alone would also take a number of seconds since 1970
+# (`0.0`) or a bare date, which the OpenAPI document (`format: date-time`) does not allow.
+_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?([Zz]|[+-]\d{2}:\d{2})?")
+
+
+def _iso_instant(value: object) -> object:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _INSTANT.fullmatch(value):
+        raise ValueError("expected an ISO 8601 date and time, like 2026-11-28T12:00:00Z")
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_instant)]
+
+
+
+def json_integers(value: object) -> object:
+    """For a ``mode="before"`` field validator: a JSON integer (``3``, or ``3.0``, which JSON
+    Schema counts as one) or a list of them, not ``"3"`` or ``true``, which pydantic's lax mode
+    would take. (A validator on the field, not on its type, keeps the document's
+    ``minimum``/``maximum`` plain integers.)"""
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            raise ValueError("expected a JSON integer")
+    return value

@@ -127,7 +127,9 @@ def search_profiles(*, connection: sa.Connection, sandbox: str, text: str, limit
                     offset: int) -> tuple[list[ProfileSummary], int]:
     """Profiles whose first or last name or email contains ``text`` (any case), or one of whose
     identities starts with it (as typed, and lower-cased)."""
-    text = text.strip()
+    # Python strips U+001C…U+001F too, which the document's "not blank" (`\S`) counts as text:
+    # such a text is searched as given
+    text = text.strip() or text
     if not text:
         raise Unprocessable("give a search text (`q`)", code="validation_error")
     if len(text) > MAX_SEARCH_TEXT:

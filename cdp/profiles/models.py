@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from cdp.expressions.models import Catalogue, Expression
+from cdp.text import IsoDateTime
 
 
 class ProfileEvaluate(BaseModel):
@@ -18,8 +19,11 @@ class ProfileEvaluate(BaseModel):
         "as_of": "2026-11-28T12:00:00Z"}})
 
     expression: str = Expression
-    profile: dict[str, Any] = Field(description="A profile document (SPEC.md, 'The profile document').")
-    as_of: datetime | None = Field(default=None, description="The instant to evaluate at (default: now). "
+    profile: dict[str, Any] = Field(
+        description="A profile document (SPEC.md, 'The profile document'): an `id`, and optionally `identities`, "
+                    "`attributes` and `events`. What does not fit the sandbox's schema is 422 `invalid_profile`.",
+        json_schema_extra={"required": ["id"], "properties": {"id": {"type": "string", "minLength": 1}}})
+    as_of: IsoDateTime | None = Field(default=None, description="The instant to evaluate at (default: now). "
                                                              "Without an offset: UTC.")
     segments: dict[str, str] | None = Catalogue
 

@@ -4,7 +4,6 @@ deleting: admin and data_steward. ``/v1/privacy/deletions`` — the record of pr
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
@@ -17,6 +16,7 @@ from cdp.profiles import lookup, service
 from cdp.profiles.models import EventRead, PrivacyDeletionRead, ProfileEvaluate, ProfileEvaluation, ProfileRead, \
     ProfileSummary
 from cdp.schema_registry.service import get_schema
+from cdp.text import IsoDateTime
 
 router = APIRouter(prefix="/profiles", tags=["profiles"], responses=COMMON_RESPONSES)
 privacy_router = APIRouter(prefix="/privacy", tags=["profiles"], responses=COMMON_RESPONSES)
@@ -88,9 +88,9 @@ def get_profile_events(profile_id: ProfileId, principal: AnyRole, connection: Co
                        type: Annotated[list[str] | None, Query(max_length=50, description="Only these event types "
                                                                                            "(repeat the parameter).")
                                        ] = None,
-                       since: Annotated[datetime | None, Query(description="From this instant (inclusive; UTC "
+                       since: Annotated[IsoDateTime | None, Query(description="From this instant (inclusive; UTC "
                                                                            "without an offset).")] = None,
-                       until: Annotated[datetime | None, Query(description="Before this instant (exclusive).")] = None,
+                       until: Annotated[IsoDateTime | None, Query(description="Before this instant (exclusive).")] = None,
                        ) -> Page[EventRead]:
     profile_pk = lookup.find_by_id(connection=connection, sandbox=principal.sandbox, profile_id=profile_id)
     items, total = lookup.profile_events(connection=connection, profile_pk=profile_pk,
