@@ -19,8 +19,8 @@ Start-up (the lifespan): the engine is created, the database upgraded to the new
 none exists, and batch jobs recovered: jobs a stopped server left processing are marked failed
 (they can be retried), queued ones started (cdp/ingestion/batches.py). At shutdown, running
 batch jobs stop and roll back. Every endpoint lives under ``/v1`` except ``/healthz``, ``/metrics`` and the API
-docs (``/docs``, ``/redoc``, ``/openapi.json``); each operation of the OpenAPI document lists the
-roles it allows as ``x-roles``.
+docs (``/docs``, ``/redoc``, ``/openapi.json``; their files are served from ``/docs/assets``, no CDN:
+cdp/api/docs.py); each operation of the OpenAPI document lists the roles it allows as ``x-roles``.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _routers() -> list[APIRouter]:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    from cdp.api import errors
+    from cdp.api import docs, errors
     from cdp.api.health import router as operations
     from cdp.api.metrics import Metrics
     from cdp.api.middleware import BodySizeLimit, HeaderSizeLimit, RequestMetrics
@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     '`{"error": {"code", "message", "details"}}`. Each operation lists the roles it allows '
                     "under `x-roles`.",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # ours, without a CDN: cdp/api/docs.py
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(operations)
+    docs.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
