@@ -30,15 +30,21 @@ def _environment(url: str, **extra: str) -> dict:
 
 
 class Server:
-    def __init__(self, url: str, log: Path):
+    """``cdp serve`` on a free port: on the database ``url``, or (url None) on what ``env`` says
+    (the default: ``var/cdp.db`` under ``cwd``); ``args`` go on its command line."""
+
+    def __init__(self, url: str | None, log: Path, *, cwd: Path | None = None, env: dict | None = None,
+                 args: list[str] | tuple[str, ...] = (), timeout: float = 60):
         self.url = url
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log
+        environment = env if env is not None else _environment(url)
         with open(log, "w") as stderr:
-            self.process = subprocess.Popen([CDP, "serve", "--port", str(self.port), "--log-level", "warning"],
-                                            env=_environment(url), stdout=subprocess.DEVNULL, stderr=stderr)
-        deadline = time.monotonic() + 60
+            self.process = subprocess.Popen([CDP, "serve", "--port", str(self.port), "--log-level", "warning",
+                                             *args], cwd=cwd, env=environment, stdout=subprocess.DEVNULL,
+                                            stderr=stderr)
+        deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
                 raise AssertionError(f"cdp serve exited {self.process.returncode}: {log.read_text()}")
@@ -49,7 +55,7 @@ class Server:
                 pass
             if time.monotonic() > deadline:
                 self.stop()
-                raise AssertionError(f"cdp serve did not answer within 60 s: {log.read_text()}")
+                raise AssertionError(f"cdp serve did not answer within {timeout} s: {log.read_text()}")
             time.sleep(0.1)
 
     @property
