@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from cdp.api import docs, errors
     from cdp.api.health import router as operations
     from cdp.api.metrics import Metrics
-    from cdp.api.middleware import BodySizeLimit, HeaderSizeLimit, RequestMetrics
+    from cdp.api.middleware import BodySizeLimit, HeaderSizeLimit, NoNulInUrl, RequestMetrics
     from cdp.api.startup import bootstrap_admin, prepare_database
     from cdp.ingestion.batches import Recovery
     from cdp.ingestion.views import FILE_ROUTES
@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, max_file_bytes=settings.max_file_bytes,
                        file_routes=[(method, API_PREFIX + path) for method, path in FILE_ROUTES])
+    app.add_middleware(NoNulInUrl)
     app.add_middleware(HeaderSizeLimit)
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts 413s and 431s too
 
@@ -135,11 +136,28 @@ def _openapi(app: FastAPI) -> dict:
             operation["description"] = (operation.get("description", "") +
                                         f"\n\nRoles allowed: {', '.join(operation['x-roles'])}.").strip()
     _exact_schemas(document)
+    for item in document["paths"].values():
+        for operation in item.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] in ("path", "query"):
+                    _no_nul(parameter["schema"])
     app.openapi_schema = document
     return document
 
 
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _no_nul(schema: dict) -> None:
+    """A string in a URL may not hold NUL (cdp/api/middleware.py NoNulInUrl): say so where no
+    pattern says more."""
+    from cdp.text import NO_NUL
+
+    for option in schema.get("anyOf", [schema]):
+        target = option.get("items", option) if option.get("type") == "array" else option
+        if target.get("type") == "string" and "pattern" not in target and "enum" not in target \
+                and "format" not in target:
+            target["pattern"] = NO_NUL
 
 
 def _exact_schemas(node: object) -> None:

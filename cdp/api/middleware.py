@@ -65,6 +65,23 @@ async def _declared_length_fits(scope: Scope, send: Send, limit: int, code: str,
     return True
 
 
+class NoNulInUrl:
+    """A path or query string holding NUL (``%00``) is 422 ``validation_error``: no stored text holds
+    NUL (PostgreSQL cannot), and the OpenAPI document's string parameters say so with a pattern
+    (cdp/api/app.py)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")):
+            await _send_error(send, 422, "validation_error", "the URL may not contain the NUL character (%00)",
+                              {"errors": [{"loc": ["path" if "\x00" in scope["path"] else "query"],
+                                           "message": "may not contain NUL", "type": "string_pattern_mismatch"}]})
+            return
+        await self.app(scope, receive, send)
+
+
 class HeaderSizeLimit:
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_HEADER_BYTES):
         self.app = app

@@ -133,3 +133,12 @@ def test_a_json_body_sent_as_another_media_type_is_415(api):
     # an upload takes multipart: JSON there is not 415 but says the file is missing
     dataset = create_dataset(api, "profile")
     assert api.post(f"/v1/datasets/{dataset}/batches", json={"file": "x"}).status_code == 422
+
+
+def test_nul_in_a_url_is_refused_as_the_document_says(api, document):
+    assert parameter_schema(document, "get", "/v1/keys/{key_id}", "key_id")["pattern"] == "^[^\\u0000]*$"
+    for path, params in (("/v1/profiles/p%00x", None), ("/v1/keys/ab%00cd", None),
+                         ("/v1/profiles", {"q": "a\x00b"}), ("/v1/profiles/lookup", {"namespace": "email",
+                                                                                     "id": "a\x00@b.co"})):
+        error = assert_error(api.get(path, params=params), 422, "validation_error")
+        assert "NUL" in error["message"]

@@ -118,6 +118,8 @@ def test_a_key_made_by_the_command_line_works_with_its_role(server, admin_key):
     assert made.returncode == 0 and made.stdout == "created sandbox cli\n", made.stderr
     again = _cdp(server, "sandboxes", "create", "cli")
     assert again.returncode == 1 and again.stderr.startswith("sandbox_exists: "), again.stderr
+    invalid = _cdp(server, "sandboxes", "create", "Not Valid")
+    assert invalid.returncode == 1 and invalid.stderr.startswith("invalid_sandbox: "), invalid.stderr
     assert "cli" in _cdp(server, "sandboxes", "list").stdout.split()
     created = _cdp(server, "keys", "create", "--role", "reader", "--sandbox", "cli")
     assert created.returncode == 0, created.stderr
