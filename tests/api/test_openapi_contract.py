@@ -47,6 +47,7 @@ def test_bodies_the_document_forbids_are_refused_and_those_it_allows_are_not(api
         ("post", "/v1/datasets/{dataset_id}/records", f"/v1/datasets/{web}/records", {"records": [{}], "x": 1},
          False),
         ("post", "/v1/datasets/{dataset_id}/records", f"/v1/datasets/{web}/records", {"records": [{}]}, True),
+        ("post", "/v1/datasets/{dataset_id}/records", f"/v1/datasets/{web}/records", {"records": [[], 1]}, True),
         ("post", "/v1/datasets/{dataset_id}/records", f"/v1/datasets/{web}/records", {"identities": []}, True),
         ("post", "/v1/profiles/evaluate", "/v1/profiles/evaluate", {"expression": "true", "profile": {}}, False),
         ("post", "/v1/profiles/evaluate", "/v1/profiles/evaluate", {"expression": "true", "profile": {"id": ""}},

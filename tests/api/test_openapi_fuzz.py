@@ -22,7 +22,8 @@ from tests.api.test_server import KEY, Server
 
 HERE = Path(__file__).parent / "openapi_fuzz"
 ST = str(Path(sys.executable).parent / "st")
-EXAMPLES_PER_OPERATION = 25
+# Bounded for the suite; `FUZZ_EXAMPLES=200 pytest tests/api/test_openapi_fuzz.py` looks harder.
+EXAMPLES_PER_OPERATION = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
