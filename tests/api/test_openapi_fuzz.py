@@ -40,7 +40,8 @@ def test_generated_requests_over_the_served_document(request, backend, sqlite_ur
             env={**os.environ, "SCHEMATHESIS_HOOKS": str(HERE / "hooks.py")}, cwd=tmp_path,
             capture_output=True, text=True, timeout=600, check=False)
         tested = [line for line in result.stdout.splitlines() if "Tested:" in line]
-        assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
+        failures = result.stdout[result.stdout.find("= FAILURES ="):]  # the failures first, then the summary
+        assert result.returncode == 0, failures[:20000] + "\n...\n" + result.stdout[-3000:] + result.stderr[-3000:]
         assert tested and "Tested: 0" not in tested[0], result.stdout[-5000:]
         assert "Traceback" not in server.stderr, server.stderr[-5000:]
     finally:
