@@ -225,11 +225,14 @@ class Server:
 
 
 class Api:
-    """Calls with the admin key in one sandbox."""
+    """Calls with the admin key in one sandbox (created here: sandboxes exist before use)."""
 
     def __init__(self, base: str, key: str, sandbox: str):
         self.headers = {"Authorization": f"Bearer {key}", "X-Sandbox": sandbox}
         self.client = httpx.Client(base_url=base, headers=self.headers, timeout=LIMIT["request"])
+        response = self.client.post("/v1/sandboxes", json={"name": sandbox})
+        if response.status_code not in (201, 409):  # 409: made by an earlier section
+            raise RuntimeError(f"creating sandbox {sandbox!r}: {response.status_code} {response.text[:500]}")
 
     def create_dataset(self, name: str, kind: str) -> int:
         response = self.client.post("/v1/datasets", json={"name": name, "kind": kind})

@@ -332,7 +332,10 @@ def serve_command(host: str | None, port: int | None, database_url: str | None, 
             engine.dispose()
     except StartupError as exc:
         _fail([f"cannot_start: {exc}"])
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    from cdp.api.protocol import MAX_HEADER_BYTES, JsonErrorsH11Protocol
+
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                http=JsonErrorsH11Protocol, h11_max_incomplete_event_size=MAX_HEADER_BYTES)
 
 
 @main.group("keys")
@@ -342,7 +345,8 @@ def keys_group() -> None:
 
 @keys_group.command("create")
 @click.option("--role", required=True, type=click.Choice(["admin", "data_steward", "marketer", "reader"]))
-@click.option("--sandbox", default=None, help="Bind the key to this sandbox (default: valid in every sandbox).")
+@click.option("--sandbox", default=None, help="Bind the key to this sandbox, which must exist (`cdp sandboxes "
+                                              "create`; default: valid in every sandbox).")
 @click.option("--name", default=None, help="What the key is for (default: '<role> key').")
 @click.option("--database-url", default=None, help="CDP_DATABASE_URL; default: the embedded SQLite file.")
 def keys_create_command(role: str, sandbox: str | None, name: str | None, database_url: str | None) -> None:
@@ -352,6 +356,7 @@ def keys_create_command(role: str, sandbox: str | None, name: str | None, databa
     from cdp.auth.service import create_key
     from cdp.errors import CdpError
     from cdp.sandboxes import validate_sandbox_name
+    from cdp.sandboxes.service import require_sandbox
 
     settings = _settings(database_url=database_url)
     try:
@@ -364,6 +369,8 @@ def keys_create_command(role: str, sandbox: str | None, name: str | None, databa
         _fail([f"{exc.code}: {exc.message}"])
     try:
         with engine.begin() as connection:
+            if sandbox is not None:  # a key is bound to a sandbox that exists (`cdp sandboxes create` first)
+                require_sandbox(connection=connection, name=sandbox)
             created = create_key(connection=connection, name=name or f"{role} key", role=Role(role), sandbox=sandbox)
     except CdpError as exc:
         _fail([f"{exc.code}: {exc.message}"])
@@ -376,3 +383,59 @@ def keys_create_command(role: str, sandbox: str | None, name: str | None, databa
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+@main.group("sandboxes")
+def sandboxes_group() -> None:
+    """Sandboxes of the service: each exists before a request or a key names it (`prod` always does)."""
+
+
+def _open_database(database_url: str | None):
+    from cdp.api.startup import StartupError, prepare_database
+
+    settings = _settings(database_url=database_url)
+    try:
+        return prepare_database(settings.resolved_database_url(), migrate=settings.migrate_on_start)
+    except StartupError as exc:
+        _fail([f"cannot_start: {exc}"])
+
+
+@sandboxes_group.command("create")
+@click.argument("name")
+@click.option("--description", default=None, help="What the sandbox is for.")
+@click.option("--database-url", default=None, help="CDP_DATABASE_URL; default: the embedded SQLite file.")
+def sandboxes_create_command(name: str, description: str | None, database_url: str | None) -> None:
+    """Create the sandbox NAME (1-64 lowercase letters, digits, '-' or '_', starting with a letter)."""
+    from cdp.errors import CdpError
+    from cdp.sandboxes import validate_sandbox_name
+    from cdp.sandboxes.service import create_sandbox
+
+    try:
+        validate_sandbox_name(name)
+    except CdpError as exc:
+        _fail([f"{exc.code}: {exc.message}"])
+    engine = _open_database(database_url)
+    try:
+        with engine.begin() as connection:
+            create_sandbox(connection=connection, name=name, description=description)
+    except CdpError as exc:
+        _fail([f"{exc.code}: {exc.message}"])
+    finally:
+        engine.dispose()
+    click.echo(f"created sandbox {name}")
+
+
+@sandboxes_group.command("list")
+@click.option("--database-url", default=None, help="CDP_DATABASE_URL; default: the embedded SQLite file.")
+def sandboxes_list_command(database_url: str | None) -> None:
+    """Print the name of every sandbox, one a line."""
+    from cdp.sandboxes.service import list_sandboxes
+
+    engine = _open_database(database_url)
+    try:
+        with engine.connect() as connection:
+            items, _total = list_sandboxes(connection=connection, limit=10**9, offset=0)
+    finally:
+        engine.dispose()
+    for sandbox in items:
+        click.echo(sandbox.name)

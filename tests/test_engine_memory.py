@@ -119,3 +119,19 @@ def test_review_findings_stay_fixed():
     with pytest.raises(PqlError) as info:
         check("exists event" + " then event" * 100)  # search recursion stays bounded
     assert info.value.codes == ["too_complex"]
+
+
+def test_as_of_may_be_iso_text_or_a_naive_datetime():
+    """The README's snippet passes as_of as text: it means the same instant as the aware datetime."""
+    text = 'exists event where type = "purchase" within last 1 days'
+    someone = profile(events=[ev("e1", "purchase", "2026-11-28T01:00:00Z")])
+    predicate = compile_predicate(text)
+    for as_of in (AS_OF, "2026-11-28T12:00:00Z", "2026-11-28T13:00:00+01:00", "2026-11-28 12:00:00",
+                  datetime(2026, 11, 28, 12)):
+        assert predicate(someone, as_of) is True, as_of
+        assert explain(text, someone, as_of)[0]["value"] == "TRUE"
+    assert predicate(someone, "2026-11-30T12:00:00Z") is False
+    with pytest.raises(ValueError, match="as_of"):
+        predicate(someone, "yesterday")
+    with pytest.raises(TypeError, match="as_of must be a datetime or ISO 8601 text, not int"):
+        predicate(someone, 0)

@@ -5,6 +5,7 @@ Layout: one package per domain, each with ``models.py`` (pydantic shapes: ``XCre
 ``connection``) and ``views.py`` (a thin ``APIRouter``):
 
 * cdp/auth — API keys and roles (``/v1/keys``)
+* cdp/sandboxes — the sandboxes, which exist before use (``/v1/sandboxes``)
 * cdp/schema_registry — the schema in force per sandbox (``/v1/schema``)
 * cdp/datasets — datasets and their data-usage labels (``/v1/datasets``)
 * cdp/ingestion — records and batch files into datasets (``/v1/datasets/{id}/records``,
@@ -20,7 +21,8 @@ stopped server left running are taken back first (a batch is marked failed and c
 then worker threads run the queued ones (``app.state.jobs``; a view that enqueues a job wakes it
 after its commit). At shutdown, running jobs stop between two steps and roll back. Every endpoint
 lives under ``/v1`` except ``/healthz``, ``/metrics`` and the API docs (``/docs``, ``/redoc``,
-``/openapi.json``); each operation of the OpenAPI document lists the roles it allows as
+``/openapi.json``; their files are served from ``/docs/assets``, no CDN: cdp/api/docs.py); each
+operation of the OpenAPI document lists the roles it allows as
 ``x-roles``.
 """
 
@@ -46,9 +48,10 @@ def _routers() -> list[APIRouter]:
     from cdp.ingestion.views import router as ingestion
     from cdp.profiles.views import privacy_router as privacy
     from cdp.profiles.views import router as profiles
+    from cdp.sandboxes.views import router as sandboxes
     from cdp.schema_registry.views import router as schema
 
-    return [schema, datasets, ingestion, identity, expressions, profiles, privacy, keys]
+    return [schema, datasets, ingestion, identity, expressions, profiles, privacy, keys, sandboxes]
 
 
 def job_registry(metrics) -> Registry:
@@ -59,10 +62,10 @@ def job_registry(metrics) -> Registry:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    from cdp.api import errors
+    from cdp.api import docs, errors
     from cdp.api.health import router as operations
     from cdp.api.metrics import Metrics
-    from cdp.api.middleware import BodySizeLimit, RequestMetrics
+    from cdp.api.middleware import BodySizeLimit, HeaderSizeLimit, NoNulInUrl, RequestMetrics
     from cdp.api.startup import bootstrap_admin, prepare_database
     from cdp.ingestion.views import FILE_ROUTES
 
@@ -98,25 +101,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     '`{"error": {"code", "message", "details"}}`. Each operation lists the roles it allows '
                     "under `x-roles`.",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # ours, without a CDN: cdp/api/docs.py
     )
     app.state.settings = settings
     app.state.metrics = metrics
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, max_file_bytes=settings.max_file_bytes,
                        file_routes=[(method, API_PREFIX + path) for method, path in FILE_ROUTES])
-    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts 413s too
+    app.add_middleware(NoNulInUrl)
+    app.add_middleware(HeaderSizeLimit)
+    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts 413s and 431s too
 
     v1 = APIRouter(prefix=API_PREFIX)
     for router in _routers():
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(operations)
+    docs.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
 def _openapi(app: FastAPI) -> dict:
-    """FastAPI's document, with each operation's allowed roles (``x-roles``) added."""
+    """FastAPI's document, with each operation's allowed roles (``x-roles``) added, and every
+    response an authenticated endpoint may give (400, 401, 403, 404)."""
     from cdp.api.deps import endpoints
     from cdp.api.errors import COMMON_RESPONSES
     from cdp.auth import ALL_ROLES
@@ -133,11 +141,53 @@ def _openapi(app: FastAPI) -> dict:
             operation["x-roles"] = []
         else:
             operation["x-roles"] = [r.value for r in ALL_ROLES if r in endpoint.roles]
-            for status in ("401", "403"):  # every endpoint that needs a key may answer these
+            for status in ("400", "401", "403", "404"):  # every endpoint that needs a key may answer these
                 operation["responses"].setdefault(status, {
                     "description": COMMON_RESPONSES[int(status)]["description"],
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}})
             operation["description"] = (operation.get("description", "") +
                                         f"\n\nRoles allowed: {', '.join(operation['x-roles'])}.").strip()
+    _exact_schemas(document)
+    for item in document["paths"].values():
+        for operation in item.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] in ("path", "query"):
+                    _no_nul(parameter["schema"])
     app.openapi_schema = document
     return document
+
+
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _no_nul(schema: dict) -> None:
+    """A string in a URL may not hold NUL (cdp/api/middleware.py NoNulInUrl): say so where no
+    pattern says more."""
+    from cdp.text import NO_NUL
+
+    for option in schema.get("anyOf", [schema]):
+        target = option.get("items", option) if option.get("type") == "array" else option
+        if target.get("type") == "string" and "pattern" not in target and "enum" not in target \
+                and "format" not in target:
+            target["pattern"] = NO_NUL
+
+
+def _exact_schemas(node: object) -> None:
+    """Two things FastAPI's document says less exactly than pydantic validates:
+
+    * a dict whose keys are constrained (``dict[StoredText, …]``) becomes ``patternProperties``; a
+      key that does not match is refused too, so say so: ``additionalProperties: false``;
+    * FastAPI's OpenAPI model holds bounds as floats, so ``le=2**63 - 1`` (a 64-bit id) would read
+      ``9.223372036854776e+18``, which is 2**63: integral bounds are written as integers again."""
+    if isinstance(node, dict):
+        if "patternProperties" in node:
+            node.setdefault("additionalProperties", False)
+        for bound in _BOUNDS:
+            value = node.get(bound)
+            if isinstance(value, float) and value.is_integer():
+                node[bound] = 2**63 - 1 if value == float(2**63) else int(value)
+        for value in node.values():
+            _exact_schemas(value)
+    elif isinstance(node, list):
+        for value in node:
+            _exact_schemas(value)

@@ -10,7 +10,8 @@
   (``Authorization: Bearer``) must be valid (else 401), hold one of ``roles`` (else 403
   ``forbidden``) and, when bound to a sandbox, be used in that sandbox (else 403
   ``sandbox_forbidden``). Yields a :class:`~cdp.auth.service.Principal` carrying the request's
-  sandbox (``X-Sandbox``, default ``prod``; invalid names are 400 ``invalid_sandbox``).
+  sandbox (``X-Sandbox``, default ``prod``; invalid names are 400 ``invalid_sandbox``, a sandbox
+  that does not exist is 404 ``unknown_sandbox``: cdp/sandboxes).
   Aliases: ``AnyRole``, ``Stewards`` (admin, data_steward), ``Admins``.
 * ``SettingsDep``, ``MetricsDep``.
 
@@ -33,7 +34,8 @@ from cdp.api.metrics import Metrics
 from cdp.auth import ALL_ROLES, Role
 from cdp.auth.service import Principal, authenticate
 from cdp.errors import Forbidden
-from cdp.sandboxes import DEFAULT_SANDBOX, SANDBOX_HEADER, validate_sandbox_name
+from cdp.sandboxes import DEFAULT_SANDBOX, NAME_PATTERN, SANDBOX_HEADER, validate_sandbox_name
+from cdp.sandboxes.service import require_sandbox
 from cdp.settings import Settings
 from cdp.storage.database import write_transaction
 
@@ -81,20 +83,25 @@ _bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey",
                                  "`cdp keys create --role ROLE` or POST /v1/keys.")
 
 
-_SANDBOX_HELP = "The sandbox to work in (default `prod`)."
+_SANDBOX_HELP = ("The sandbox to work in (default `prod`); it must exist (GET /v1/sandboxes). A name that does not "
+                 "match the pattern is 400 `invalid_sandbox`, an unknown one 404 `unknown_sandbox`.")
 
 
 class Authorizer:
     """The dependency behind ``require``; its ``roles`` are read by :func:`route_roles`."""
 
-    def __init__(self, roles: frozenset[Role]):
+    def __init__(self, roles: frozenset[Role], sandbox_must_exist: bool = True):
         self.roles = roles
+        self.sandbox_must_exist = sandbox_must_exist
 
     def __call__(
         self,
         connection: ConnectionDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-        x_sandbox: Annotated[str | None, Header(alias=SANDBOX_HEADER, description=_SANDBOX_HELP)] = None,
+        x_sandbox: Annotated[str | None, Header(
+            alias=SANDBOX_HEADER, description=_SANDBOX_HELP,
+            # checked below (400 invalid_sandbox rather than 422), stated here for the OpenAPI document
+            json_schema_extra={"pattern": NAME_PATTERN, "minLength": 1, "maxLength": 64})] = None,
     ) -> Principal:
         key = authenticate(connection=connection, key=credentials.credentials if credentials else None)
         sandbox = validate_sandbox_name(x_sandbox) if x_sandbox is not None else DEFAULT_SANDBOX
@@ -107,14 +114,18 @@ class Authorizer:
             raise Forbidden(f"this key works only in sandbox {key.sandbox!r}; the request names sandbox {sandbox!r} "
                             f"({SANDBOX_HEADER} header)", code="sandbox_forbidden",
                             details={"key_sandbox": key.sandbox, "sandbox": sandbox})
+        if self.sandbox_must_exist:
+            require_sandbox(connection=connection, name=sandbox)
         return Principal(key_id=key.id, name=key.name, role=key.role, key_sandbox=key.sandbox, sandbox=sandbox)
 
 
-def require(*roles: Role):
-    """``Annotated[Principal, require(Role.admin)]`` or ``dependencies=[require(...)]``."""
+def require(*roles: Role, sandbox_must_exist: bool = True):
+    """``Annotated[Principal, require(Role.admin)]`` or ``dependencies=[require(...)]``.
+    ``sandbox_must_exist=False``: for the endpoints about sandboxes themselves, which work whatever
+    ``X-Sandbox`` names (creating a sandbox while naming it there is fine)."""
     if not roles:
         raise ValueError("an endpoint must allow at least one role")
-    return Depends(Authorizer(frozenset(roles)), scope="function")
+    return Depends(Authorizer(frozenset(roles), sandbox_must_exist), scope="function")
 
 
 AnyRole = Annotated[Principal, require(*ALL_ROLES)]

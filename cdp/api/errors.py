@@ -3,7 +3,8 @@
 * cdp.errors.CdpError (raised by services) → its own status and code;
 * request validation (FastAPI/pydantic) → 422 ``validation_error``, ``details.errors`` listing
   each problem with its location (``["body", "profile", "id"]``) — except a body that is not
-  JSON at all: 400 ``invalid_json``;
+  JSON at all: 400 ``invalid_json``, and a body sent with a Content-Type other than JSON to an
+  endpoint that takes JSON: 415 ``unsupported_media_type``;
 * unknown route → 404 ``not_found``; wrong method → 405 ``method_not_allowed``;
 * a value the database refuses → 422 ``invalid_value``; a write that lost a race with another
   (unique constraint) → 409 ``conflict``;
@@ -61,8 +62,15 @@ async def _cdp_error(_request: Request, exc: CdpError) -> JSONResponse:
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
-async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
+    if isinstance(exc.body, (bytes, bytearray)) and exc.body:
+        # FastAPI hands a body over as JSON only when its Content-Type says JSON; otherwise it stays
+        # bytes, and the endpoint (which takes JSON) cannot use it
+        sent = request.headers.get("content-type") or "none"
+        return error_response(415, "unsupported_media_type",
+                              f"the request body must be JSON sent with `Content-Type: application/json` (got "
+                              f"Content-Type {sent[:100]!r})", {"content_type": sent[:100]})
     if any(e.get("type") == "json_invalid" for e in errors):
         problem = next(e for e in errors if e.get("type") == "json_invalid")
         reason = (problem.get("ctx") or {}).get("error", "")
@@ -81,7 +89,10 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     if exc.status_code == 404 and exc.detail == "Not Found":
         message = f"no such endpoint: {request.method} {request.url.path}"
     elif exc.status_code == 405:
-        message = f"method {request.method} is not allowed on {request.url.path}"
+        allowed = allowed_methods(request) or [m.strip() for m in (exc.headers or {}).get("Allow", "").split(",")
+                                                if m.strip()]  # the docs pages, which are not API endpoints
+        message = f"method {request.method} is not allowed on {request.url.path}; allowed: {', '.join(allowed)}"
+        return error_response(405, code, message, {"allowed_methods": allowed}, headers={"Allow": ", ".join(allowed)})
     elif exc.status_code == 400 and exc.detail == "There was an error parsing the body":
         # FastAPI's answer when the JSON parser fails other than by a syntax error: Python refuses
         # integers of more than 4,300 digits (a guard against quadratic-time parsing)
@@ -92,6 +103,31 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     else:
         message = str(exc.detail)
     return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods of the path, as the OpenAPI document has them: of the endpoints whose template
+    matches it, those with the fewest parameters (a concrete path, ``/v1/profiles/evaluate``, before
+    a templated one, ``/v1/profiles/{profile_id}``). Starlette's own ``Allow`` names the methods of
+    the first route that matched, whichever it was."""
+    from starlette.routing import compile_path
+
+    from cdp.api.deps import endpoints
+
+    app = request.app
+    templates = getattr(app.state, "endpoint_patterns", None)
+    if templates is None:
+        templates = {}
+        for endpoint in endpoints(app):
+            regex, _format, convertors = compile_path(endpoint.path)
+            templates.setdefault((endpoint.path, regex, len(convertors)), set()).add(endpoint.method)
+        app.state.endpoint_patterns = templates
+    path = request.scope.get("path", request.url.path)
+    matching: dict[int, set[str]] = {}
+    for (_template, regex, parameters), methods in templates.items():
+        if regex.match(path):
+            matching.setdefault(parameters, set()).update(methods)
+    return sorted(matching[min(matching)]) if matching else []
 
 
 async def _data_error(_request: Request, exc: sa.exc.DataError) -> JSONResponse:
@@ -134,6 +170,9 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing, invalid or revoked API key."},
     403: {"model": ErrorResponse, "description": "The key's role is not allowed here, or the key is bound to "
                                                  "another sandbox."},
+    404: {"model": ErrorResponse, "description": "No such resource, or no such sandbox (`unknown_sandbox`)."},
     413: {"model": ErrorResponse, "description": "Request body larger than the limit."},
+    415: {"model": ErrorResponse, "description": "A body sent with a Content-Type other than the one the endpoint "
+                                                 "takes (`application/json`, or `multipart/form-data` for uploads)."},
     422: {"model": ErrorResponse, "description": "Invalid input (`validation_error` and domain codes)."},
 }

@@ -1,4 +1,9 @@
-"""ASGI middleware: request metrics and the request-body size limit.
+"""ASGI middleware: request metrics, the header size limit and the request-body size limit.
+
+Headers larger than ``MAX_HEADER_BYTES`` altogether (a 100 KB ``Authorization`` header, say) are
+431 ``headers_too_large`` in the error shape, whichever sees them first: this middleware, or the
+HTTP protocol of `cdp serve` (cdp/api/protocol.py), which refuses a header section still
+incomplete past the same bound — which of the two depends only on how the bytes arrived.
 
 The body limit is enforced before anything parses the body: a ``Content-Length`` over the
 limit is refused at once, and a body without one (chunked) is read up to the limit and refused
@@ -25,6 +30,7 @@ from collections.abc import Iterable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cdp.api.metrics import Metrics
+from cdp.api.protocol import MAX_HEADER_BYTES, error_body
 
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -57,6 +63,41 @@ async def _declared_length_fits(scope: Scope, send: Send, limit: int, code: str,
         await _send_error(send, 413, code, *too_large)
         return False
     return True
+
+
+class NoNulInUrl:
+    """A path or query string holding NUL (``%00``) is 422 ``validation_error``: no stored text holds
+    NUL (PostgreSQL cannot), and the OpenAPI document's string parameters say so with a pattern
+    (cdp/api/app.py)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")):
+            await _send_error(send, 422, "validation_error", "the URL may not contain the NUL character (%00)",
+                              {"errors": [{"loc": ["path" if "\x00" in scope["path"] else "query"],
+                                           "message": "may not contain NUL", "type": "string_pattern_mismatch"}]})
+            return
+        await self.app(scope, receive, send)
+
+
+class HeaderSizeLimit:
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_HEADER_BYTES):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = sum(len(name) + len(value) + 4 for name, value in scope.get("headers") or ())  # "N: V\r\n"
+            if size > self.max_bytes:
+                body = error_body(431)
+                await send({"type": "http.response.start", "status": 431,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
 
 
 class BodySizeLimit:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from cdp.auth.roles import Role
 from cdp.text import StoredText
@@ -16,7 +16,7 @@ class ApiKeyCreate(BaseModel):
 
     name: StoredText = Field(min_length=1, max_length=256, description="What the key is for (shown in listings).")
     role: Role
-    all_sandboxes: bool = Field(
+    all_sandboxes: StrictBool = Field(  # true or false, not 0 or "yes" (the document says boolean)
         default=False, description="Make the key work in every sandbox (only a key that itself works in every "
                                    "sandbox may create one). Default: bound to the request's sandbox.")
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cdp.text import StoredText
+from cdp.text import DocumentPattern, StoredText
 
 
 class DatasetKind(StrEnum):
@@ -15,7 +16,10 @@ class DatasetKind(StrEnum):
     event = "event"
 
 
-Labels = list[StoredText]
+# The label rule (cdp/governance/labels.py) is checked by the service (422 invalid_labels, every bad
+# label listed); the pattern states it in the OpenAPI document.
+Label = Annotated[StoredText, DocumentPattern("^[A-Za-z][A-Za-z0-9_-]{0,63}$")]
+Labels = list[Label]
 
 
 class DatasetCreate(BaseModel):
@@ -37,10 +41,11 @@ class DatasetUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: StoredText | None = Field(default=None, min_length=1, max_length=256)
+    # name, labels and field_labels may be left out but not null (the document says so: no null type)
+    name: StoredText = Field(default=None, min_length=1, max_length=256)  # type: ignore[assignment]
     description: StoredText | None = Field(default=None, max_length=10_000)
-    labels: Labels | None = Field(default=None, max_length=200)
-    field_labels: dict[StoredText, Labels] | None = None
+    labels: Labels = Field(default=None, max_length=200)  # type: ignore[assignment]
+    field_labels: dict[StoredText, Labels] = None  # type: ignore[assignment]
 
 
 class DatasetRead(BaseModel):

@@ -704,6 +704,9 @@ class _Codegen:
         ) if self.refresh else "\n\n"
         source = "\n\n".join(self.functions) + refresh + (
             "def predicate(p, as_of, memo=None):\n"
+            # an aware datetime passes with one class check; ISO text or a naive datetime (UTC) is converted
+            "    if as_of.__class__ is not _datetime or as_of.tzinfo is None:\n"
+            "        as_of = _instant(as_of)\n"
             + ("    C = _cache[0]\n"
                "    if C[0] != as_of:\n"
                "        C = _refresh(as_of)\n" if self.refresh else "    C = (as_of,)\n")
@@ -711,6 +714,8 @@ class _Codegen:
             + ("    if memo is None:\n        memo = {}\n" if self.uses_segments else "")
             + f"    return {body}\n"
         )
+        self.namespace["_datetime"] = datetime
+        self.namespace["_instant"] = as_instant
         self.namespace["_rt_kleene_and"] = kleene_and
         self.namespace["_rt_kleene_or"] = kleene_or
         with warnings.catch_warnings():
@@ -789,7 +794,8 @@ def compile_predicate(text_or_tree: str | ast.Node, schema: Schema | None = None
                       segments: Mapping[str, str] | None = None) -> Predicate:
     """Compile once into ``predicate(profile, as_of) -> bool`` (TRUE qualifies).
 
-    ``profile`` is a LoadedProfile (see load_profile); ``as_of`` an aware datetime. ``segments``
+    ``profile`` is a LoadedProfile (see load_profile); ``as_of`` an aware datetime (a naive one is
+    UTC; ISO 8601 text is accepted too: :func:`as_instant`). ``segments``
     is the catalogue that ``in segment`` references resolve against (each referenced segment is
     evaluated at most once per profile and evaluation). Cached by canonical text.
     """
@@ -855,14 +861,14 @@ def _segment_resolver(referenced: set[str], schema: Schema, catalogue: Mapping[s
     return resolve
 
 
-def explain(text_or_tree: str | ast.Node, profile: LoadedProfile, as_of: datetime, schema: Schema | None = None, *,
+def explain(text_or_tree: str | ast.Node, profile: LoadedProfile, as_of: datetime | str, schema: Schema | None = None, *,
             segments: Mapping[str, str] | None = None) -> list[dict]:
     """For one profile, the value of each sub-expression (for people: why is it in or out?).
 
     Returns [{"depth", "expression", "value"}] in evaluation order, the root first."""
     compiled = compile_segment(text_or_tree, schema, segments=segments, trace=True)
     compiled.trace_values.clear()
-    compiled.predicate(profile, _aware(as_of))
+    compiled.predicate(profile, as_instant(as_of))
     seen: dict[int, Any] = {}
     for index, value in compiled.trace_values:
         seen.setdefault(index, value)
@@ -896,7 +902,14 @@ def render_string_value(value: str) -> str:
     return render_string(value)
 
 
-def _aware(as_of: datetime) -> datetime:
-    if as_of.tzinfo is None:
-        return as_of.replace(tzinfo=timezone.utc)
-    return as_of.astimezone(timezone.utc)
+def as_instant(as_of: Any) -> datetime:
+    """``as_of`` as predicates take it: an aware datetime, a naive one (UTC), or ISO 8601 text
+    (``"2026-11-28T12:00:00Z"``; no offset means UTC). TypeError for anything else."""
+    from cdp.engine.profile import parse_timestamp
+
+    if not isinstance(as_of, (datetime, str)):
+        raise TypeError(f"as_of must be a datetime or ISO 8601 text, not {type(as_of).__name__}")
+    try:
+        return parse_timestamp(as_of)
+    except ValueError as exc:
+        raise ValueError(f"as_of: {exc}") from None

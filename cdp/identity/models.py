@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cdp.identity.namespaces import NamespaceKind
 from cdp.identity.settings import DEFAULT_GRAPH_LIMIT, MAX_GRAPH_LIMIT, MIN_GRAPH_LIMIT, MergePolicy
+from cdp.text import StoredText, json_integers
 
 
 class NamespaceCreate(BaseModel):
@@ -16,10 +18,10 @@ class NamespaceCreate(BaseModel):
 
     code: str = Field(pattern=r"^[a-z][a-z0-9_]{1,63}$", description="What records name it by: lower-case "
                                                                      "letters, digits and _, 2 to 64 characters.")
-    name: str = Field(min_length=1, max_length=256)
+    name: StoredText = Field(min_length=1, max_length=256)
     kind: NamespaceKind = Field(description="cookie, device or person: what the graph limit drops first (cookie ids "
                                             "first, then device ids, then person ids).")
-    description: str | None = Field(default=None, max_length=2000)
+    description: StoredText | None = Field(default=None, max_length=2000)
 
 
 class NamespaceRead(BaseModel):
@@ -38,10 +40,12 @@ class IdentitySettingsWrite(BaseModel):
     merge_policy: MergePolicy = Field(default=MergePolicy.timestamp_ordered, description=(
         "timestamp_ordered: for each attribute the value observed last wins; dataset_precedence: the value of the "
         "first dataset in `dataset_precedence` that has one wins (datasets not listed come after, latest first)."))
-    dataset_precedence: list[int] = Field(default_factory=list, max_length=1000,
+    dataset_precedence: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(default_factory=list, max_length=1000,
                                           description="Profile dataset ids, the most trusted first.")
     graph_limit: int = Field(default=DEFAULT_GRAPH_LIMIT, ge=MIN_GRAPH_LIMIT, le=MAX_GRAPH_LIMIT,
                              description="The most identities one profile holds.")
+
+    _integers = field_validator("dataset_precedence", "graph_limit", mode="before")(json_integers)
 
 
 class IdentitySettingsRead(BaseModel):

@@ -65,7 +65,13 @@ BUILTIN_NAMESPACES: dict[str, Namespace] = {ns.code: ns for ns in (
 
 
 class IdentityValueError(ValueError):
-    """A value a namespace does not accept; the message says why."""
+    """A value a namespace does not accept; the message says why (quoting the value, for the
+    sender of a record), ``reason`` says why without the value (for messages that end up in logs:
+    identities are personal data)."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 def valid_code(code: str) -> bool:
@@ -84,11 +90,13 @@ def normalize(namespace: str, value: object, *, default_phone_region: str | None
     if _CONTROL.search(text):
         raise IdentityValueError("an identity id must not contain control characters")
     if text.lower() in PLACEHOLDERS:
-        raise IdentityValueError(f"{text!r} is a placeholder, not an identity (send no identity instead)")
+        raise IdentityValueError(f"{text!r} is a placeholder, not an identity (send no identity instead)",
+                                 "the value is a placeholder, not an identity")
     if namespace == "email":
         text = text.lower()
         if not _EMAIL.fullmatch(text):
-            raise IdentityValueError(f"{text[:80]!r} is not an email address (local@domain.tld)")
+            raise IdentityValueError(f"{text[:80]!r} is not an email address (local@domain.tld)",
+                                     "the value is not an email address (local@domain.tld)")
     elif namespace == "phone":
         text = _e164(text, default_phone_region)
     return text
@@ -98,13 +106,16 @@ def _e164(text: str, default_region: str | None) -> str:
     candidate = "+" + text[2:] if text.startswith("00") else text
     if not candidate.startswith("+") and default_region is None:
         raise IdentityValueError(f"{text[:40]!r}: a phone number needs its country code (+44 20 7946 0958); no "
-                                 f"default region is configured (CDP_DEFAULT_PHONE_REGION)")
+                                 f"default region is configured (CDP_DEFAULT_PHONE_REGION)",
+                                 "a phone number needs its country code (+44 20 7946 0958)")
     try:
         number = phonenumbers.parse(candidate, None if candidate.startswith("+") else default_region)
     except phonenumbers.NumberParseException as exc:
-        raise IdentityValueError(f"{text[:40]!r} is not a phone number ({exc._msg})") from None
+        raise IdentityValueError(f"{text[:40]!r} is not a phone number ({exc._msg})",
+                                 "the value is not a phone number") from None
     if not phonenumbers.is_possible_number(number):
-        raise IdentityValueError(f"{text[:40]!r} is not a possible phone number (wrong length for its country)")
+        raise IdentityValueError(f"{text[:40]!r} is not a possible phone number (wrong length for its country)",
+                                 "the value is not a possible phone number (wrong length for its country)")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

@@ -33,6 +33,15 @@ _RECORDS_EXAMPLE = {"records": [
 ]}
 
 
+# What service.records_of accepts, for the OpenAPI document (the body itself is checked there).
+_RECORDS_BODY = {"anyOf": [
+    {"type": "object", "title": "Records", "required": ["records"], "additionalProperties": False,
+     "properties": {"records": {"type": "array", "minItems": 1, "maxItems": 1000,
+                                # each answered on its own: one that is not an object is rejected in the results
+                                "items": {"title": "Record"}}}},
+    {"type": "object", "title": "Record", "not": {"required": ["records"]}}]}
+
+
 @router.post("/datasets/{dataset_id}/records", response_model=IngestResponse, responses=NOT_FOUND,
              summary="Ingest one record or up to 1,000 records into a dataset",
              description="One record, or `{\"records\": [...]}`. Each record is validated against the schema in "
@@ -43,7 +52,8 @@ _RECORDS_EXAMPLE = {"records": [
                          "records per request (413 `batch_too_large`), 100,000 events per profile.")
 def ingest_records(dataset_id: DatasetId, principal: Stewards, connection: ConnectionDep, metrics: MetricsDep,
                    engine: EngineDep,
-                   body: Annotated[Any, Body(openapi_examples={"batch": {"value": _RECORDS_EXAMPLE}})]
+                   body: Annotated[Any, Body(openapi_examples={"batch": {"value": _RECORDS_EXAMPLE}},
+                                             json_schema_extra=_RECORDS_BODY)]
                    ) -> IngestResponse:
     schema = get_schema(connection=connection, sandbox=principal.sandbox)
     return service.ingest_records(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id, body=body,
@@ -88,9 +98,10 @@ RunnerDep = Annotated[Runner, Depends(_runner)]
                          "file (the job fails).")
 def upload_batch(dataset_id: DatasetId, upload: Annotated[uploads.Upload, Depends(_read_file)], principal: Stewards,
                  connection: ConnectionDep, runner: RunnerDep, background: BackgroundTasks,
-                 mapping: Annotated[str | None, Form(description="The field mapping, as JSON.")] = None,
+                 # optional form fields, never null (a form cannot send null): no null in the document
+                 mapping: Annotated[str, Form(description="The field mapping, as JSON.")] = None,  # type: ignore
                  error_threshold: Annotated[float, Form(ge=0, le=1)] = DEFAULT_ERROR_THRESHOLD,
-                 format: Annotated[Literal["csv", "jsonl"] | None, Form()] = None) -> BatchRead:
+                 format: Annotated[Literal["csv", "jsonl"], Form()] = None) -> BatchRead:  # type: ignore
     schema = get_schema(connection=connection, sandbox=principal.sandbox)
     batch_id = batches.create_batch(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id,
                                     upload=upload, format_=format, mapping=mapping, error_threshold=error_threshold,
@@ -121,7 +132,9 @@ def get_batch(batch_id: BatchId, principal: Stewards, connection: ConnectionDep)
     return batches.get_batch(connection=connection, sandbox=principal.sandbox, batch_id=batch_id)
 
 
-@router.get("/batches/{batch_id}/errors", response_model=BatchErrorPage, responses=NOT_FOUND,
+@router.get("/batches/{batch_id}/errors", response_model=BatchErrorPage,
+            responses={**NOT_FOUND, 200: {"content": {"application/x-ndjson": {
+                "schema": {"type": "string", "description": "format=jsonl: one BatchError a line"}}}}},
             summary="A batch job's per-row errors: row number, column, reason, raw row",
             description="JSON pages by default: at most `limit` errors and about 1 MiB of them, whichever comes "
                         "first (`next_offset` is where the next page starts). Each error keeps at most 2,048 bytes "

@@ -23,16 +23,23 @@ MAX_SEARCH_TEXT = 256
 
 
 def find_by_identity(*, connection: sa.Connection, sandbox: str, namespace: str, value: str) -> int:
-    """The key of the profile owning the identity (normalised as on ingestion); NotFound else."""
+    """The key of the profile owning the identity (normalised as on ingestion); NotFound else —
+    also for a namespace the sandbox does not have and for a value the namespace cannot hold (no
+    profile can have it), the message saying why. Messages name the namespace, never the value."""
     known = sandbox_namespaces(connection=connection, sandbox=sandbox)
+    shown = namespace[:64]
     if namespace not in known:
-        raise Unprocessable(f"unknown namespace {namespace[:64]!r}; one of {', '.join(known)}",
-                            code="invalid_identity", details={"namespace": namespace[:64]})
+        raise NotFound(f"no profile with a {shown!r} identity in sandbox {sandbox!r}: the sandbox has no such namespace "
+                       f"(it has {', '.join(known)})",
+                       details={"resource": "profile", "namespace": shown, "sandbox": sandbox,
+                                "reason": "unknown namespace"})
     try:
         normalized = normalize(namespace, value)
     except IdentityValueError as exc:
-        raise Unprocessable(f"invalid {namespace} identity: {exc}", code="invalid_identity",
-                            details={"namespace": namespace}) from None
+        raise NotFound(f"no profile with that {namespace} identity in sandbox {sandbox!r}: {exc.reason}, so no "
+                       f"profile can hold it",
+                       details={"resource": "profile", "namespace": namespace, "sandbox": sandbox,
+                                "reason": exc.reason}) from None
     found = connection.execute(sa.select(identities.c.profile_pk).where(
         identities.c.sandbox == sandbox, identities.c.namespace == namespace,
         identities.c.value == normalized)).scalar()
@@ -120,7 +127,9 @@ def search_profiles(*, connection: sa.Connection, sandbox: str, text: str, limit
                     offset: int) -> tuple[list[ProfileSummary], int]:
     """Profiles whose first or last name or email contains ``text`` (any case), or one of whose
     identities starts with it (as typed, and lower-cased)."""
-    text = text.strip()
+    # Python strips U+001C…U+001F too, which the document's "not blank" (`\S`) counts as text:
+    # such a text is searched as given
+    text = text.strip() or text
     if not text:
         raise Unprocessable("give a search text (`q`)", code="validation_error")
     if len(text) > MAX_SEARCH_TEXT:

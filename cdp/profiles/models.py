@@ -19,7 +19,10 @@ class ProfileEvaluate(BaseModel):
         "as_of": "2026-11-28T12:00:00Z"}})
 
     expression: str = Expression
-    profile: dict[str, Any] = Field(description="A profile document (SPEC.md, 'The profile document').")
+    profile: dict[str, Any] = Field(
+        description="A profile document (SPEC.md, 'The profile document'): an `id`, and optionally `identities`, "
+                    "`attributes` and `events`. What does not fit the sandbox's schema is 422 `invalid_profile`.",
+        json_schema_extra={"required": ["id"], "properties": {"id": {"type": "string", "minLength": 1}}})
     as_of: Instant | None = Field(default=None, description="The instant to evaluate at (default: now). "
                                                            "Without an offset: UTC. From 0001-01-01T00:00:00Z to "
                                                            "9999-12-31T23:59:59.999999Z.")

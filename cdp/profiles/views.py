@@ -36,7 +36,9 @@ EventsLimit = Annotated[int, Query(ge=0, le=MAX_LIMIT, description="How many of 
             description="Profiles whose first name, last name or email contains `q` (any case), or one of whose "
                         "identities starts with `q`; most recently updated first.")
 def search_profiles(principal: AnyRole, connection: ConnectionDep, page: PageDep,
-                    q: Annotated[str, Query(min_length=1, max_length=256, description="The search text.")]
+                    q: Annotated[str, Query(min_length=1, max_length=256, pattern=r"^[^\u0000]*[^\s\u0000][^\u0000]*$",
+                                           description="The search text (not blank, no NUL; matched literally: `%`, `_` "
+                                                       "and `\\` are plain characters).")]
                     ) -> Page[ProfileSummary]:
     items, total = lookup.search_profiles(connection=connection, sandbox=principal.sandbox, text=q, limit=page.limit,
                                           offset=page.offset)

@@ -3,8 +3,13 @@
 Every request names its sandbox with the ``X-Sandbox`` header (``prod`` when absent), and every
 stored row of every resource carries the sandbox it belongs to; services filter on it in every
 query, so data in one sandbox is invisible from another (tests/api/test_sandboxes.py proves it for
-each resource type). Sandboxes are not created: a valid name is a sandbox, empty until data is
-written to it. An API key may be bound to one sandbox (cdp/auth) and is then refused elsewhere.
+each resource type).
+
+A sandbox exists before it is used: an admin key valid in every sandbox creates it
+(``POST /v1/sandboxes``, ``cdp sandboxes create NAME``); ``prod`` exists from the first migration
+on. A request naming a sandbox that does not exist is 404 ``unknown_sandbox`` (a typo in
+``X-Sandbox`` writes nothing anywhere). An API key may be bound to one sandbox (cdp/auth), which
+must exist when the key is created, and is then refused elsewhere. Sandboxes are not deleted.
 
 Names: 1–64 characters, lowercase letters, digits, ``-`` and ``_``, starting with a letter.
 """
@@ -17,7 +22,8 @@ from cdp.errors import BadRequest
 
 SANDBOX_HEADER = "X-Sandbox"
 DEFAULT_SANDBOX = "prod"
-_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"  # as the OpenAPI document states it
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")  # fullmatch (Python's `$` would let a final newline in)
 
 
 def validate_sandbox_name(name: str) -> str:

@@ -124,6 +124,16 @@ memberships = sa.Table(
 
 # ---- the service (cdp/api): keys, per-sandbox schemas, datasets -------------------------------
 
+# Sandboxes (cdp/sandboxes): a sandbox exists before anything is done in it (an admin creates it;
+# ``prod`` is created by the migration that made this table). The API answers 404
+# ``unknown_sandbox`` for a name without a row, so a typo in X-Sandbox writes nothing.
+sandboxes = sa.Table(
+    "sandboxes", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("description", sa.String(1024), nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
 # API keys (cdp/auth): only a SHA-256 of the key is kept; ``key_id`` is the public part of the key
 # (``cdp_<key_id>_<secret>``) and finds the row. ``sandbox`` NULL: the key works in every sandbox.
 api_keys = sa.Table(

@@ -1,7 +1,8 @@
 """API test fixtures: the app in process (FastAPI's TestClient) on SQLite and on PostgreSQL.
 
 One database per backend per test run, migrated by the app's own start-up; each test works in
-a sandbox of its own (``sandbox`` fixture), so tests never see each other's data — the
+a sandbox of its own, created for it through the API (``sandbox`` and ``api`` fixtures; a test
+that needs another one calls :func:`new_sandbox`), so tests never see each other's data — the
 isolation the service promises is what isolates the tests.
 """
 
@@ -90,9 +91,19 @@ def service(database_url):
         yield client, keys
 
 
+def new_sandbox(api: Api, prefix: str = "o") -> str:
+    """A new sandbox, created the way an admin creates one (sandboxes exist before use)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    response = api.client.post("/v1/sandboxes", json={"name": name},
+                               headers={"Authorization": f"Bearer {api.keys['admin']}"})
+    assert response.status_code == 201, response.text
+    return name
+
+
 @pytest.fixture
-def sandbox() -> str:
-    return f"t-{uuid.uuid4().hex[:12]}"
+def sandbox(service) -> str:
+    client, keys = service
+    return new_sandbox(Api(client, keys), "t")
 
 
 @pytest.fixture

@@ -314,7 +314,7 @@ def test_a_csv_error_fails_the_batch_with_its_line(api):
 # ---- namespaces --------------------------------------------------------------------------------
 
 def test_mappings_accept_the_sandbox_custom_namespaces(api):
-    from tests.api.test_sandboxes import _other
+    from tests.api.conftest import new_sandbox
 
     created = api.post("/v1/identity/namespaces", json={"code": "loyalty_card", "name": "Loyalty card",
                                                         "kind": "person"})
@@ -324,7 +324,7 @@ def test_mappings_accept_the_sandbox_custom_namespaces(api):
     mapping = {"Card": "identity.loyalty_card", "Tier": "loyalty.tier"}
     job = _wait(api, _upload(api, crm, text, mapping=mapping)["id"])
     assert job["status"] == "succeeded" and job["accepted_rows"] == 1, job
-    other = _other()
+    other = new_sandbox(api)
     theirs = _dataset(api, "profile", sandbox=other)
     response = api.post(f"/v1/datasets/{theirs}/batches", sandbox=other, files={"file": ("crm.csv", text.encode())},
                         data={"mapping": json.dumps(mapping)})

@@ -160,3 +160,10 @@ def test_database_trouble_is_503_not_500(sqlite_url_factory):
         response = client.get("/v1/datasets", headers=headers)
     error = assert_error(response, 503, "database_unavailable")
     assert response.headers["Retry-After"] == "1" and "datasets" not in error["message"]
+
+
+def test_431_headers_too_large(api):
+    error = assert_error(api.get("/v1/schema", headers={"Authorization": "Bearer " + "x" * 100_000}), 431,
+                         "headers_too_large")
+    assert error["details"] == {"limit_bytes": 16384}
+    assert api.get("/v1/schema", headers={"X-Note": "x" * 10_000}).status_code == 200

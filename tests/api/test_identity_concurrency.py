@@ -61,6 +61,8 @@ def _profiles_and_events(url: str, sandbox: str) -> tuple[dict, dict]:
 
 def _setup(server, key) -> tuple[dict, int, str]:
     sandbox = f"c-{uuid.uuid4().hex[:10]}"
+    created = httpx.post(server.base + "/v1/sandboxes", json={"name": sandbox}, headers={"Authorization": f"Bearer {key}"})
+    assert created.status_code == 201, created.text
     headers = {"Authorization": f"Bearer {key}", "X-Sandbox": sandbox}
     response = httpx.post(server.base + "/v1/datasets", json={"name": "Web", "kind": "event"}, headers=headers)
     assert response.status_code == 201, response.text

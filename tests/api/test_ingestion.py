@@ -208,10 +208,10 @@ def test_unknown_dataset_roles_and_metrics(api):
 
 
 def test_ingested_data_is_per_sandbox(api):
-    from tests.api.test_sandboxes import _other
+    from tests.api.conftest import new_sandbox
 
     crm = _dataset(api, "profile")
-    other = _other()
+    other = new_sandbox(api)
     assert_error(api.post(f"/v1/datasets/{crm}/records", sandbox=other, json={"identities": [SARAH_EMAIL]}),
                  404, "not_found")
     mine = _ingest(api, crm, {"identities": [SARAH_EMAIL], "attributes": {"crm_id": "mine"}})

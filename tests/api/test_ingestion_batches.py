@@ -166,7 +166,7 @@ def test_upload_is_checked_before_a_job_starts(api):
 
 
 def test_batches_roles_and_sandboxes(api):
-    from tests.api.test_sandboxes import _other
+    from tests.api.conftest import new_sandbox
 
     crm = _dataset(api, "profile")
     for role in ("marketer", "reader"):
@@ -175,7 +175,7 @@ def test_batches_roles_and_sandboxes(api):
         assert_error(api.get(f"/v1/datasets/{crm}/batches", role=role), 403, "forbidden")
     job = _upload(api, crm, CRM_CSV, mapping=CRM_MAPPING, error_threshold=1)
     assert _wait(api, job["id"])["status"] == "succeeded"
-    other = _other()
+    other = new_sandbox(api)
     for path in ("", "/errors"):
         assert_error(api.get(f"/v1/batches/{job['id']}{path}", sandbox=other), 404, "not_found")
     assert_error(api.get(f"/v1/datasets/{crm}/batches", sandbox=other), 404, "not_found")

@@ -20,6 +20,25 @@ def test_docs_need_no_key(api):
     assert api.client.get("/openapi.json").status_code == 200
 
 
+def test_docs_pages_load_only_files_the_service_serves(api):
+    """No CDN: /docs must work on a machine without internet."""
+    for page, assets in (("/docs", {"swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"}),
+                         ("/redoc", {"redoc.standalone.js", "favicon.png"})):
+        html = api.client.get(page).text
+        assert "//" not in html.replace("http://www.w3.org", ""), f"{page} names another origin:\n{html}"
+        loaded = set(re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)["\']', html))
+        loaded |= set(re.findall(r"url:\s*'([^']+)'", html))  # the OpenAPI document, for Swagger UI
+        assert {path.rsplit("/", 1)[-1] for path in loaded} >= assets, (page, loaded)
+        for path in loaded:
+            assert path.startswith("/"), (page, path)
+            response = api.client.get(path)
+            assert response.status_code == 200 and len(response.content) > 100, (page, path)
+        if page == "/docs":
+            assert "/openapi.json" in loaded and '"validatorUrl": null' in html
+    script = api.client.get("/docs/assets/swagger-ui-bundle.js")
+    assert "javascript" in script.headers["content-type"] and b"isOAS31" in script.content  # Swagger UI 5
+
+
 def test_openapi_lists_every_v1_route_with_its_roles(api):
     from cdp.api.deps import endpoints
 

@@ -115,8 +115,17 @@ def test_events_are_paged_newest_first_and_filtered(api):
 def test_lookup_errors_name_no_personal_data(api):
     error = assert_error(_lookup(api, {"namespace": "email", "id": "nobody@example.com"}), 404, "not_found")
     assert "nobody" not in error["message"] and "nobody" not in str(error["details"])
-    assert_error(_lookup(api, {"namespace": "twitter", "id": "x"}), 422, "invalid_identity")
-    assert_error(_lookup(api, {"namespace": "email", "id": "not-an-email"}), 422, "invalid_identity")
+    # what no profile can have is not found either, and says why without quoting the value
+    error = assert_error(_lookup(api, {"namespace": "twitter", "id": "x"}), 404, "not_found")
+    assert "no such namespace" in error["message"] and error["details"]["reason"] == "unknown namespace"
+    for namespace, value, reason in (("email", "not-an-email", "not an email address"),
+                                     ("phone", "+1 call-me-maybe", "not a phone number"),
+                                     ("crm_id", "Undefined", "placeholder")):
+        for method in ("GET", "DELETE"):
+            response = api.request(method, "/v1/profiles/lookup", params={"namespace": namespace, "id": value})
+            error = assert_error(response, 404, "not_found")
+            assert reason in error["message"] and reason in error["details"]["reason"], error
+            assert value not in response.text and value.lower() not in response.text.lower(), response.text
     assert_error(api.get("/v1/profiles/lookup", params={"namespace": "email"}), 422, "validation_error")
     assert_error(api.get("/v1/profiles/p-unknown"), 404, "not_found")
 
@@ -138,10 +147,19 @@ def test_search_by_name_email_or_identity_prefix(api):
     assert found("C-10") == [ids["known"]]  # a CRM id prefix
     assert found("web-cookie") == [ids["known"]]
     assert found("100%") == [] and found("_") == []  # LIKE's wildcards are literal
+    odd = _ingest(api, ids["crm"], [{"identities": [{"namespace": "crm_id", "id": "_K\\7%"}],
+                                     "attributes": {"person": {"first_name": "50%", "last_name": "O_Back\\slash"}}}]
+                  )[0]["profile_id"]
+    for q in ("%", "_", "\\", "0%", "o_b", "k\\s", "_K\\7%"):
+        assert found(q) == [odd], q
+    assert found("%%") == [] and found("__") == [] and found("\\\\") == []
     summary = api.get("/v1/profiles", params={"q": "rosa"}).json()["items"][0]
     assert summary["first_name"] == "Rosa" and summary["identities"] == [
         {"namespace": "email", "id": "rosa.rossi@example.com"}]
     assert_error(api.get("/v1/profiles", params={"q": ""}), 422, "validation_error")
+    assert_error(api.get("/v1/profiles", params={"q": " \t "}), 422, "validation_error")  # as the document says:
+    [q] = [p for p in api.app.openapi()["paths"]["/v1/profiles"]["get"]["parameters"] if p["name"] == "q"]
+    assert q["schema"]["pattern"] == "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"  # not blank, no NUL
 
 
 def test_privacy_deletion_removes_everything_and_is_recorded_without_personal_data(api):

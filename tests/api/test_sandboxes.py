@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.api.conftest import SARAH, assert_error
+from tests.api.conftest import SARAH, assert_error, new_sandbox
 
 # Every /v1 resource (first path segment) and the test below that proves its isolation.
 ISOLATION_TESTS = {
@@ -16,11 +16,8 @@ ISOLATION_TESTS = {
     "batches": "test_batches_are_per_sandbox",
     "identity": "test_identity_namespaces_and_settings_are_per_sandbox",
     "privacy": "test_profiles_and_privacy_deletions_are_per_sandbox",
+    "sandboxes": "test_a_key_bound_to_a_sandbox_sees_only_that_sandbox",
 }
-
-
-def _other() -> str:
-    return f"o-{uuid.uuid4().hex[:12]}"
 
 
 def test_every_resource_type_has_an_isolation_test(api):
@@ -37,7 +34,7 @@ def test_schema_is_per_sandbox(api):
     schema["profile"]["shoe_size"] = "number"
     replaced = api.put("/v1/schema", json={k: schema[k] for k in ("profile", "event", "event_types", "enums")})
     assert replaced.status_code == 200, replaced.text
-    other = _other()
+    other = new_sandbox(api)
     theirs = api.get("/v1/schema", sandbox=other).json()
     assert theirs["is_default"] and theirs["version"] == 0 and "shoe_size" not in theirs["profile"]
     assert theirs["sandbox"] == other
@@ -46,7 +43,7 @@ def test_schema_is_per_sandbox(api):
 
 def test_datasets_are_per_sandbox(api):
     created = api.post("/v1/datasets", json={"name": "CRM contacts", "kind": "profile", "labels": ["C2"]}).json()
-    other = _other()
+    other = new_sandbox(api)
     assert api.get("/v1/datasets", sandbox=other).json() == {"items": [], "total": 0, "limit": 50, "offset": 0}
     path = f"/v1/datasets/{created['id']}"
     assert_error(api.get(path, sandbox=other), 404, "not_found")
@@ -60,7 +57,7 @@ def test_datasets_are_per_sandbox(api):
 
 def test_keys_are_per_sandbox(api):
     created = api.post("/v1/keys", json={"name": "mine", "role": "reader"}).json()
-    other = _other()
+    other = new_sandbox(api)
     assert_error(api.get(f"/v1/keys/{created['id']}", sandbox=other), 404, "not_found")
     assert_error(api.delete(f"/v1/keys/{created['id']}", sandbox=other), 404, "not_found")
     listed = api.get("/v1/keys", sandbox=other, params={"limit": 500}).json()["items"]
@@ -85,7 +82,7 @@ def test_expressions_check_against_the_sandbox_schema_and_segments(api, engine):
     schema["profile"]["shoe_size"] = "number"
     api.put("/v1/schema", json={k: schema[k] for k in ("profile", "event", "event_types", "enums")})
     _insert_segment(engine, api.sandbox, "bronze", 'loyalty.tier = "bronze"')
-    other = _other()
+    other = new_sandbox(api)
     assert api.post("/v1/expressions/check", json={"expression": "shoe_size > 40"}).json()["ok"] is True
     error = assert_error(api.post("/v1/expressions/check", sandbox=other, json={"expression": "shoe_size > 40"}),
                          422, "invalid_expression")
@@ -104,7 +101,8 @@ def test_profile_evaluation_uses_the_sandbox_schema_and_segments(api, engine):
     profile = {**SARAH, "attributes": {**SARAH["attributes"], "shoe_size": 38}}
     body = {"expression": 'shoe_size < 40 and in segment "bronze"', "profile": profile}
     assert api.post("/v1/profiles/evaluate", json=body).json()["qualifies"] is True
-    error = assert_error(api.post("/v1/profiles/evaluate", sandbox=_other(), json=body), 422, "invalid_expression")
+    error = assert_error(api.post("/v1/profiles/evaluate", sandbox=new_sandbox(api), json=body), 422,
+                         "invalid_expression")
     assert {e["code"] for e in error["details"]["errors"]} == {"unknown_field", "unknown_segment"}
 
 
@@ -128,7 +126,7 @@ def test_batches_are_per_sandbox(api):
         assert time.monotonic() < deadline, batch
         time.sleep(0.05)
     assert batch["status"] == "failed" and batch["rejected_rows"] == 1  # no field "tier": a failed job, retryable
-    other = _other()
+    other = new_sandbox(api)
     for method, path in [("GET", ""), ("GET", "/errors"), ("POST", "/retry")]:
         error = assert_error(api.request(method, f"/v1/batches/{job['id']}{path}", sandbox=other), 404, "not_found")
         assert error["details"] == {"resource": "batch", "id": job["id"], "sandbox": other}
@@ -141,7 +139,7 @@ def test_identity_namespaces_and_settings_are_per_sandbox(api):
     assert api.post("/v1/identity/namespaces", json={"code": "idfa", "name": "Ad id", "kind": "device"}
                     ).status_code == 201
     assert api.put("/v1/identity/settings", json={"graph_limit": 7}).status_code == 200
-    other = _other()
+    other = new_sandbox(api)
     assert "idfa" not in {n["code"] for n in api.get("/v1/identity/namespaces", sandbox=other).json()}
     assert api.get("/v1/identity/settings", sandbox=other).json()["graph_limit"] == 50
     assert_error(api.delete("/v1/identity/namespaces/idfa", sandbox=other), 404, "not_found")
@@ -161,7 +159,7 @@ def test_profiles_and_privacy_deletions_are_per_sandbox(api):
         "identities": [{"namespace": "email", "id": "sarah.rose@example.com"}],
         "attributes": {"person": {"first_name": "Sarah"}}}).json()
     profile_id = answer["results"][0]["profile_id"]
-    other = _other()
+    other = new_sandbox(api)
     lookup = {"namespace": "email", "id": "sarah.rose@example.com"}
     assert_error(api.get("/v1/profiles/lookup", params=lookup, sandbox=other), 404, "not_found")
     assert_error(api.get(f"/v1/profiles/{profile_id}", sandbox=other), 404, "not_found")
@@ -172,3 +170,75 @@ def test_profiles_and_privacy_deletions_are_per_sandbox(api):
     assert api.request("DELETE", "/v1/profiles/lookup", params=lookup).status_code == 200
     assert api.get("/v1/privacy/deletions").json()["total"] == 1
     assert api.get("/v1/privacy/deletions", sandbox=other).json()["total"] == 0
+
+
+# ---- sandboxes exist before use ------------------------------------------------------------------
+
+def test_an_unknown_sandbox_is_404_and_nothing_is_written(api):
+    typo = f"t-{uuid.uuid4().hex[:12]}"  # never created
+    for method, path, body in (("GET", "/v1/schema", None), ("GET", "/v1/datasets", None),
+                               ("POST", "/v1/datasets", {"name": "Web", "kind": "event"}),
+                               ("POST", "/v1/identity/namespaces", {"code": "idfa", "name": "IDFA", "kind": "device"}),
+                               ("GET", "/v1/profiles/lookup?namespace=email&id=a@b.co", None),
+                               ("POST", "/v1/keys", {"name": "k", "role": "reader"})):
+        error = assert_error(api.request(method, path, sandbox=typo, json=body), 404, "unknown_sandbox")
+        assert error["details"] == {"resource": "sandbox", "sandbox": typo}
+        assert "POST /v1/sandboxes" in error["message"]
+    for role in ("reader", "marketer", "data_steward"):
+        assert_error(api.get("/v1/datasets", sandbox=typo, role=role), 404, "unknown_sandbox")
+    assert_error(api.get("/v1/datasets", sandbox=typo, role=None), 401, "missing_api_key")  # the key comes first
+    created = api.post("/v1/sandboxes", json={"name": typo})
+    assert created.status_code == 201, created.text
+    assert api.get("/v1/datasets", sandbox=typo).json()["total"] == 0  # the refused POST left nothing
+    assert api.get("/v1/identity/namespaces", sandbox=typo).status_code == 200
+
+
+def test_sandboxes_are_created_by_an_admin_valid_everywhere_and_listed(api):
+    name = f"s-{uuid.uuid4().hex[:12]}"
+    created = api.post("/v1/sandboxes", json={"name": name, "description": "staging"}, sandbox=name)
+    assert created.status_code == 201, created.text  # naming it in X-Sandbox while creating it is fine
+    assert created.json()["name"] == name and created.json()["description"] == "staging"
+    assert_error(api.post("/v1/sandboxes", json={"name": name}), 409, "sandbox_exists")
+    listed = api.get("/v1/sandboxes", params={"limit": 500}).json()
+    names = [s["name"] for s in listed["items"]]
+    assert "prod" in names and name in names and names == sorted(names)
+    assert listed["total"] >= 3
+    for bad in ("Prod", "", "a" * 65, "1abc", "a b", "dev\n"):
+        assert_error(api.post("/v1/sandboxes", json={"name": bad}), 422, "validation_error")
+    for role in ("reader", "marketer", "data_steward"):
+        assert_error(api.post("/v1/sandboxes", json={"name": f"x-{uuid.uuid4().hex[:8]}"}, role=role), 403,
+                     "forbidden")
+        assert api.get("/v1/sandboxes", role=role).status_code == 200
+    bound = api.post("/v1/keys", json={"name": "sandbox admin", "role": "admin"}).json()["key"]
+    error = assert_error(api.post("/v1/sandboxes", json={"name": f"x-{uuid.uuid4().hex[:8]}"}, key=bound), 403,
+                         "sandbox_forbidden")
+    assert error["details"] == {"key_sandbox": api.sandbox}
+
+
+def test_a_key_bound_to_a_sandbox_sees_only_that_sandbox(api):
+    bound = api.post("/v1/keys", json={"name": "bound", "role": "reader"}).json()["key"]
+    listed = api.get("/v1/sandboxes", key=bound).json()
+    assert [s["name"] for s in listed["items"]] == [api.sandbox] and listed["total"] == 1
+
+
+def test_the_migration_registers_prod_and_every_sandbox_already_in_use(sqlite_url_factory):
+    import sqlalchemy as sa
+
+    from cdp.storage.database import create_engine
+    from cdp.storage.migrate import upgrade
+    from cdp.storage.models import sandboxes
+
+    engine = create_engine(sqlite_url_factory())
+    try:
+        upgrade(engine, "0004")
+        with engine.begin() as connection:
+            connection.execute(sa.text(
+                "INSERT INTO datasets (sandbox, name, kind, labels, field_labels, created_at, updated_at) "
+                "VALUES ('legacy', 'Web', 'event', '[]', '{}', '2026-11-29 00:00:00', '2026-11-29 00:00:00')"))
+            connection.execute(sa.text("INSERT INTO api_keys (key_id, name, role, sandbox, secret_hash, created_at) "
+                                       "VALUES ('abcdefgh', 'k', 'reader', 'keyed', 'x', '2026-11-29 00:00:00')"))
+        upgrade(engine)
+        with engine.connect() as connection:
+            assert sorted(connection.execute(sa.select(sandboxes.c.name)).scalars()) == ["keyed", "legacy", "prod"]
+    finally:
+        engine.dispose()

@@ -30,15 +30,21 @@ def _environment(url: str, **extra: str) -> dict:
 
 
 class Server:
-    def __init__(self, url: str, log: Path):
+    """``cdp serve`` on a free port: on the database ``url``, or (url None) on what ``env`` says
+    (the default: ``var/cdp.db`` under ``cwd``); ``args`` go on its command line."""
+
+    def __init__(self, url: str | None, log: Path, *, cwd: Path | None = None, env: dict | None = None,
+                 args: list[str] | tuple[str, ...] = (), timeout: float = 60):
         self.url = url
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log
+        environment = env if env is not None else _environment(url)
         with open(log, "w") as stderr:
-            self.process = subprocess.Popen([CDP, "serve", "--port", str(self.port), "--log-level", "warning"],
-                                            env=_environment(url), stdout=subprocess.DEVNULL, stderr=stderr)
-        deadline = time.monotonic() + 60
+            self.process = subprocess.Popen([CDP, "serve", "--port", str(self.port), "--log-level", "warning",
+                                             *args], cwd=cwd, env=environment, stdout=subprocess.DEVNULL,
+                                            stderr=stderr)
+        deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
                 raise AssertionError(f"cdp serve exited {self.process.returncode}: {log.read_text()}")
@@ -49,7 +55,7 @@ class Server:
                 pass
             if time.monotonic() > deadline:
                 self.stop()
-                raise AssertionError(f"cdp serve did not answer within 60 s: {log.read_text()}")
+                raise AssertionError(f"cdp serve did not answer within {timeout} s: {log.read_text()}")
             time.sleep(0.1)
 
     @property
@@ -99,9 +105,23 @@ def test_auth(server, admin_key):
     assert response.status_code == 200
 
 
+def _cdp(server, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CDP, *args], check=False, env=_environment(server.url), capture_output=True, text=True,
+                          timeout=60)
+
+
 def test_a_key_made_by_the_command_line_works_with_its_role(server, admin_key):
-    created = subprocess.run([CDP, "keys", "create", "--role", "reader", "--sandbox", "cli"], check=False,
-                             env=_environment(server.url), capture_output=True, text=True, timeout=60)
+    refused = _cdp(server, "keys", "create", "--role", "reader", "--sandbox", "cli")  # no such sandbox yet
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith("unknown_sandbox: no sandbox 'cli'"), refused.stderr
+    made = _cdp(server, "sandboxes", "create", "cli", "--description", "keys made by the command line")
+    assert made.returncode == 0 and made.stdout == "created sandbox cli\n", made.stderr
+    again = _cdp(server, "sandboxes", "create", "cli")
+    assert again.returncode == 1 and again.stderr.startswith("sandbox_exists: "), again.stderr
+    invalid = _cdp(server, "sandboxes", "create", "Not Valid")
+    assert invalid.returncode == 1 and invalid.stderr.startswith("invalid_sandbox: "), invalid.stderr
+    assert "cli" in _cdp(server, "sandboxes", "list").stdout.split()
+    created = _cdp(server, "keys", "create", "--role", "reader", "--sandbox", "cli")
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
     assert KEY.fullmatch(key) and "shown only this once" in created.stderr
@@ -115,6 +135,9 @@ def test_a_key_made_by_the_command_line_works_with_its_role(server, admin_key):
 
 def test_schema_round_trip(server, admin_key):
     headers = {"Authorization": f"Bearer {admin_key}", "X-Sandbox": "roundtrip"}
+    assert httpx.get(server.base + "/v1/schema", headers=headers).json()["error"]["code"] == "unknown_sandbox"
+    created = httpx.post(server.base + "/v1/sandboxes", headers=headers, json={"name": "roundtrip"})
+    assert created.status_code == 201, created.text
     schema = httpx.get(server.base + "/v1/schema", headers=headers).json()
     assert schema["is_default"] is True
     body = {k: schema[k] for k in ("profile", "event", "event_types", "enums")}
@@ -161,3 +184,33 @@ def test_refusal_to_start_says_why(sqlite_url_factory):
     assert re.match(r"cannot_start: the database .* is at migration none \(empty\), this cdp needs '\d+'; start "
                     r"with CDP_MIGRATE_ON_START=true", result.stderr), result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _raw(server, request: bytes) -> tuple[str, dict, bytes]:
+    """Send bytes as they are; the status line, headers and body of the answer."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    return status, {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}, body
+
+
+def test_requests_the_server_cannot_parse_get_the_error_shape(server):
+    import json
+
+    response = httpx.get(server.base + "/v1/schema", headers={"Authorization": "Bearer " + "x" * 100_000})
+    assert response.status_code == 431 and response.headers["content-type"] == "application/json"
+    assert response.json()["error"] == {"code": "headers_too_large", "details": {"limit_bytes": 16384},
+                                        "message": "the request's headers are larger than 16384 bytes altogether"}
+    # the same header, sent in pieces: refused by the HTTP protocol before the app sees it
+    status, headers, body = _raw(server, b"GET /v1/schema HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                                         + b"x" * 20_000)
+    assert status.startswith("HTTP/1.1 431") and headers["content-type"] == "application/json"
+    assert json.loads(body) == response.json()
+    status, headers, body = _raw(server, b"GARBAGE\r\n\r\n")
+    assert status.startswith("HTTP/1.1 400") and headers["content-type"] == "application/json"
+    assert json.loads(body)["error"]["code"] == "bad_request"
+    assert httpx.get(server.base + "/healthz").status_code == 200  # and the server goes on

@@ -1,0 +1,145 @@
+"""The OpenAPI document says exactly what the service accepts: requests the document allows are
+not refused for their shape, requests it forbids are refused, and 405s name the methods the
+document lists. (tests/api/test_openapi_fuzz.py does the same with generated requests against
+a real server; these are the cases a fuzzer found, kept as plain tests.)"""
+
+from __future__ import annotations
+
+import jsonschema_rs
+import pytest
+
+from tests.api.conftest import assert_error, create_dataset
+
+
+@pytest.fixture(scope="module")
+def document(service):
+    client, _keys = service
+    return client.get("/openapi.json").json()
+
+
+def allows(document: dict, schema: dict, value) -> bool:
+    """Does ``schema`` (a part of the document, with its $refs) allow ``value``? Formats included."""
+    root = {**schema, "components": document["components"]}
+    return jsonschema_rs.validator_for(root, validate_formats=True).is_valid(value)
+
+
+def body_schema(document: dict, method: str, path: str) -> dict:
+    return document["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+
+
+def parameter_schema(document: dict, method: str, path: str, name: str) -> dict:
+    [parameter] = [p for p in document["paths"][path][method]["parameters"] if p["name"] == name]
+    return parameter["schema"]
+
+
+def test_bodies_the_document_forbids_are_refused_and_those_it_allows_are_not(api, document):
+    dataset = create_dataset(api, "profile")
+    web = create_dataset(api, "event")
+    cases = [  # method, template, path, body, does the document allow it
+        ("patch", "/v1/datasets/{dataset_id}", f"/v1/datasets/{dataset}", {"field_labels": None}, False),
+        ("patch", "/v1/datasets/{dataset_id}", f"/v1/datasets/{dataset}", {"labels": None}, False),
+        ("patch", "/v1/datasets/{dataset_id}", f"/v1/datasets/{dataset}", {"field_labels": {}}, True),
+        ("patch", "/v1/datasets/{dataset_id}", f"/v1/datasets/{dataset}", {"description": None}, True),
+        ("post", "/v1/datasets", "/v1/datasets", {"name": "x", "kind": "event", "labels": ["not a label"]}, False),
+        ("post", "/v1/datasets/{dataset_id}/records", f"/v1/datasets/{web}/records", None, False),
+        ("post", "/v1/datasets/{dataset_id}/records", f"/v1/datasets/{web}/records", [], False),
+        ("post", "/v1/datasets/{dataset_id}/records", f"/v1/datasets/{web}/records", {"records": []}, False),
+        ("post", "/v1/datasets/{dataset_id}/records", f"/v1/datasets/{web}/records", {"records": [{}], "x": 1},
+         False),
+        ("post", "/v1/datasets/{dataset_id}/records", f"/v1/datasets/{web}/records", {"records": [{}]}, True),
+        ("post", "/v1/datasets/{dataset_id}/records", f"/v1/datasets/{web}/records", {"records": [[], 1]}, True),
+        ("post", "/v1/datasets/{dataset_id}/records", f"/v1/datasets/{web}/records", {"identities": []}, True),
+        ("post", "/v1/profiles/evaluate", "/v1/profiles/evaluate", {"expression": "true", "profile": {}}, False),
+        ("post", "/v1/profiles/evaluate", "/v1/profiles/evaluate", {"expression": "true", "profile": {"id": ""}},
+         False),
+        ("post", "/v1/profiles/evaluate", "/v1/profiles/evaluate", {"expression": "true", "profile": {"id": "p"},
+                                                                    "as_of": 0}, False),
+        ("post", "/v1/profiles/evaluate", "/v1/profiles/evaluate", {"expression": "true", "profile": {"id": "p"},
+                                                                    "as_of": "2026-11-28"}, False),
+        ("post", "/v1/profiles/evaluate", "/v1/profiles/evaluate", {"expression": "true", "profile": {"id": "p"},
+                                                                    "as_of": "2026-11-28T12:00:00+01:00"}, True),
+        ("post", "/v1/keys", "/v1/keys", {"name": "k", "role": "reader", "all_sandboxes": 0}, False),
+        ("post", "/v1/keys", "/v1/keys", {"name": "k\u0000", "role": "reader"}, False),
+        ("put", "/v1/identity/settings", "/v1/identity/settings", {"graph_limit": "50"}, False),
+        ("put", "/v1/identity/settings", "/v1/identity/settings", {"graph_limit": True}, False),
+        ("put", "/v1/identity/settings", "/v1/identity/settings", {"dataset_precedence": [0]}, False),
+        ("put", "/v1/identity/settings", "/v1/identity/settings", {"graph_limit": 50.0}, True),
+        ("post", "/v1/identity/namespaces", "/v1/identity/namespaces",
+         {"code": "idfa", "name": "I\u0000", "kind": "device"}, False),
+    ]
+    for method, template, path, body, allowed in cases:
+        assert allows(document, body_schema(document, method, template), body) is allowed, (method, path, body)
+        response = api.request(method.upper(), path, json=body)
+        if allowed:
+            assert response.status_code < 400, (method, path, body, response.text)
+        else:
+            assert_error(response, 422, None)
+
+
+def test_parameters_the_document_forbids_are_refused_and_those_it_allows_are_not(api, document):
+    events = "/v1/profiles/{profile_id}/events"
+    for value, allowed in (("0.0", False), ("0", False), ("2026-11-28", False), ("yesterday", False),
+                           ("2026-11-28T12:00:00Z", True), ("2026-11-28T12:00:00.5+05:30", True)):
+        for name in ("since", "until"):
+            assert allows(document, parameter_schema(document, "get", events, name), value) is allowed, value
+            response = api.get(f"/v1/profiles/p-nobody/events", params={name: value})
+            assert_error(response, 404 if allowed else 422, "not_found" if allowed else "validation_error")
+    # any namespace the document allows is looked up: one the sandbox lacks finds no profile
+    lookup = parameter_schema(document, "get", "/v1/profiles/lookup", "namespace")
+    for namespace in ("twitter", "é", "x" * 64):
+        assert allows(document, lookup, namespace)
+        assert_error(api.get("/v1/profiles/lookup", params={"namespace": namespace, "id": "a"}), 404, "not_found")
+    search = parameter_schema(document, "get", "/v1/profiles", "q")
+    for q, allowed in ((" ", False), ("\t\n", False), ("\u001c", True), ("%", True)):
+        assert allows(document, search, q) is allowed, repr(q)
+        assert api.get("/v1/profiles", params={"q": q}).status_code == (200 if allowed else 422), repr(q)
+
+
+def test_the_sandbox_header_is_described_exactly(api, document):
+    header = parameter_schema(document, "get", "/v1/datasets", "X-Sandbox")
+    assert header["maxLength"] == 64 and header["pattern"] == "^[a-z][a-z0-9_-]{0,63}$"
+    for value, allowed in (("prod", True), ("a" * 64, True), ("a" * 65, False), ("Prod", False), ("1a", False),
+                           ("a b", False), ("", False)):
+        assert allows(document, header, value) is allowed, value
+        response = api.get("/v1/datasets", sandbox=None, headers={"X-Sandbox": value})
+        if allowed:  # a well-formed name: the sandbox exists or it does not
+            assert response.status_code in (200, 404) and (response.status_code == 200 or
+                                                            response.json()["error"]["code"] == "unknown_sandbox")
+        else:
+            assert_error(response, 400, "invalid_sandbox")
+
+
+def test_a_405_names_the_methods_the_document_lists(api, document):
+    for method, path, template in (("OPTIONS", "/v1/profiles/evaluate", "/v1/profiles/evaluate"),
+                                   ("PUT", "/v1/profiles/evaluate", "/v1/profiles/evaluate"),
+                                   ("PATCH", "/v1/schema", "/v1/schema"),
+                                   ("PATCH", "/v1/profiles/lookup", "/v1/profiles/lookup"),
+                                   ("PUT", "/v1/profiles/p-1/events", "/v1/profiles/{profile_id}/events"),
+                                   ("DELETE", "/v1/sandboxes", "/v1/sandboxes")):
+        response = api.request(method, path)
+        error = assert_error(response, 405, "method_not_allowed")
+        listed = sorted(m.upper() for m in document["paths"][template])
+        assert response.headers["allow"] == ", ".join(listed), (method, path)
+        assert error["details"] == {"allowed_methods": listed}
+
+
+def test_a_json_body_sent_as_another_media_type_is_415(api):
+    body = b'{"expression": "loyalty.points > 500"}'
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "application/xml"):
+        error = assert_error(api.post("/v1/expressions/check", content=body, headers={"Content-Type": content_type}),
+                             415, "unsupported_media_type")
+        assert "application/json" in error["message"] and error["details"] == {"content_type": content_type}
+    assert api.post("/v1/expressions/check", content=body,
+                    headers={"Content-Type": "application/json; charset=utf-8"}).status_code == 200
+    # an upload takes multipart: JSON there is not 415 but says the file is missing
+    dataset = create_dataset(api, "profile")
+    assert api.post(f"/v1/datasets/{dataset}/batches", json={"file": "x"}).status_code == 422
+
+
+def test_nul_in_a_url_is_refused_as_the_document_says(api, document):
+    assert parameter_schema(document, "get", "/v1/keys/{key_id}", "key_id")["pattern"] == "^[^\\u0000]*$"
+    for path, params in (("/v1/profiles/p%00x", None), ("/v1/keys/ab%00cd", None),
+                         ("/v1/profiles", {"q": "a\x00b"}), ("/v1/profiles/lookup", {"namespace": "email",
+                                                                                     "id": "a\x00@b.co"})):
+        error = assert_error(api.get(path, params=params), 422, "validation_error")
+        assert "NUL" in error["message"]

@@ -1,0 +1,48 @@
+"""Requests generated from the served OpenAPI document (schemathesis) against a real `cdp serve`
+with an admin key: every operation, schema-valid and schema-invalid requests, the examples, the
+coverage phase (edges of every constraint), random ones and chains through the document's links.
+
+Every built-in check runs — no 5xx, answers as documented (status, content type, headers, body
+schema), schema-invalid requests refused, 405s with the right ``Allow`` — and one of ours
+(openapi_fuzz/hooks.py): a schema-valid request is never refused for its shape (400, 415, or 422
+other than a domain rule's code). Bounded: 25 examples per operation, about half a minute per backend (SQLite, PostgreSQL).
+A failure prints schemathesis' report, with a curl command for each failing request.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.api.test_server import KEY, Server
+
+HERE = Path(__file__).parent / "openapi_fuzz"
+ST = str(Path(sys.executable).parent / "st")
+# Bounded for the suite; `FUZZ_EXAMPLES=200 pytest tests/api/test_openapi_fuzz.py` looks harder.
+EXAMPLES_PER_OPERATION = int(os.environ.get("FUZZ_EXAMPLES", "25"))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_generated_requests_over_the_served_document(request, backend, sqlite_url_factory, tmp_path):
+    url = sqlite_url_factory() if backend == "sqlite" else request.getfixturevalue("postgres_url_factory")()
+    server = Server(url, tmp_path / "serve.log")
+    try:
+        [key] = KEY.findall(server.stderr)
+        result = subprocess.run(
+            [ST, "--config-file", str(HERE / "schemathesis.toml"), "--no-color", "run",
+             server.base + "/openapi.json", "--header", f"Authorization: Bearer {key}", "--checks", "all",
+             "--max-examples", str(EXAMPLES_PER_OPERATION), "--workers", "2", "--generation-database", "none",
+             "--report-dir", str(tmp_path / "report")],
+            env={**os.environ, "SCHEMATHESIS_HOOKS": str(HERE / "hooks.py")}, cwd=tmp_path,
+            capture_output=True, text=True, timeout=600, check=False)
+        tested = [line for line in result.stdout.splitlines() if "Tested:" in line]
+        failures = result.stdout[result.stdout.find("= FAILURES ="):]  # the failures first, then the summary
+        assert result.returncode == 0, failures[:20000] + "\n...\n" + result.stdout[-3000:] + result.stderr[-3000:]
+        assert tested and "Tested: 0" not in tested[0], result.stdout[-5000:]
+        assert "Traceback" not in server.stderr, server.stderr[-5000:]
+    finally:
+        server.stop()
