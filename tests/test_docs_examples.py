@@ -37,7 +37,7 @@ import pytest
 
 from cdp.dsl import PqlError, check, from_json, parse, render, to_json
 from cdp.dsl.errors import ERROR_CODES
-from cdp.dsl.render import KEYWORDS
+from cdp.dsl.render import keywords
 from cdp.dsl.types import BOOLEAN, DATE, DATETIME, INTEGER, NUMBER, STRING, list_of
 from cdp.engine import compile_predicate, explain, load_profile
 from cdp.functions import all_functions
@@ -354,7 +354,7 @@ def generate_schema() -> str:
 
 
 def generate_keywords() -> str:
-    return "```text\n" + "\n".join(_wrap(sorted(KEYWORDS), 96)) + "\n```"
+    return "```text\n" + "\n".join(_wrap(sorted(keywords()), 96)) + "\n```"
 
 
 def _wrap(words: list[str], width: int) -> list[str]:
