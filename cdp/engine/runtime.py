@@ -15,12 +15,26 @@ _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 
 
 # ---- arithmetic with SQL's nulls ------------------------------------------------------------
 
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+
+
+def checked(x):
+    """DSL.md §9: an integer result outside the 64-bit range is null, and so is a number result
+    that is not finite. Every backend applies this to every arithmetic result."""
+    if x.__class__ is int:
+        return x if INT_MIN <= x <= INT_MAX else None
+    if x.__class__ is float:
+        return x if -math.inf < x < math.inf else None
+    return x
+
+
 
 def divide(a, b):
-    """True division; division by zero is null (DSL.md §4)."""
+    """True division of doubles, as SQL divides (an integer operand is first a double); division
+    by zero is null (DSL.md §4), and so is a result that is not finite (§9)."""
     if b == 0:
         return None
-    return a / b
+    return checked(float(a) / float(b))
 
 
 def modulo(a, b):
@@ -256,11 +270,11 @@ def fold_arithmetic(operators: tuple[str, ...], values: list):
         elif isinstance(value, Duration):
             current = add_duration(current, value.amount, value.unit, 1 if op == "+" else -1)
         elif op == "+":
-            current = current + value
+            current = checked(current + value)
         elif op == "-":
-            current = current - value
+            current = checked(current - value)
         elif op == "*":
-            current = current * value
+            current = checked(current * value)
         elif op == "/":
             current = divide(current, value)
         else:

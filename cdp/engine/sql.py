@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from decimal import Decimal
 from typing import Any, Mapping
 
 import sqlalchemy as sa
@@ -23,7 +24,8 @@ from sqlalchemy.sql.elements import ColumnElement, ExpressionClauseList
 from cdp.dsl import ast, check
 from cdp.dsl.types import DATE, DATETIME, INTEGER, NUMBER, PqlType
 from cdp.engine import runtime
-from cdp.engine.sql_regex import UnsupportedOnBackend, re2_to_postgres
+from cdp.engine.sql_regex import re2_to_postgres
+from cdp.engine.support import UnsupportedOnBackend, require_support
 from cdp.functions import lookup
 from cdp.schema import Schema, luma_schema
 from cdp.storage.models import UtcDateTime, events, profiles
@@ -96,6 +98,15 @@ class SqlCompiler:
             return sa.func.pql_to_datetime(value)
         return sa.cast(value, TIMESTAMPTZ)
 
+    def bigint_or_null(self, value: ColumnElement) -> ColumnElement:
+        """PostgreSQL: an exact (numeric) integer result as a bigint, null outside the 64-bit
+        range (DSL.md §9), never "bigint out of range". The value is named once: clamped just
+        beyond the range, the two out-of-range ends become null."""
+        above = sa.literal(Decimal(runtime.INT_MAX + 1), sa.Numeric)
+        below = sa.literal(Decimal(runtime.INT_MIN - 1), sa.Numeric)
+        clamped = sa.func.greatest(sa.func.least(value, above), below)
+        return sa.cast(sa.func.nullif(sa.func.nullif(clamped, above), below), sa.BigInteger)
+
     def collated(self, value: ColumnElement, type_: PqlType | None) -> ColumnElement:
         """Strings order by code point: COLLATE "C" on PostgreSQL; SQLite's BINARY already is."""
         if not self.sqlite and type_ is not None and type_.name == "string":
@@ -150,15 +161,16 @@ class SqlCompiler:
 
     def c_Call(self, node: ast.Call, ctx):
         function = lookup(node.function)
+        form = function.sql_form(self.dialect)
+        if form is None:  # require_support found it before compiling; a guard for direct use
+            raise UnsupportedOnBackend(self.dialect, f"the function {function.name}() has no {self.dialect} form",
+                                       node.span)
         args = []
-        for arg in node.args:
+        for arg, target in zip(node.args, function.argument_targets(node)):
             compiled = self.value(arg, ctx)
-            if function.name == "coalesce" and node.type == DATETIME and arg.type == DATE:
+            if target == DATETIME and arg.type == DATE:  # declared by the record (DSL.md §2)
                 compiled = self.to_datetime(compiled)
             args.append(compiled)
-        form = function.sql.get(self.dialect) or function.sql.get("default")
-        if form is None:
-            raise UnsupportedOnBackend(self.dialect, f"the function {function.name}() has no SQL form")
         return form(self, node, args)
 
     # ---- boolean structure ------------------------------------------------------------------
@@ -173,22 +185,39 @@ class SqlCompiler:
     # ---- arithmetic -------------------------------------------------------------------------
 
     def c_Negate(self, node: ast.Negate, ctx):
-        return (-self.value(node.operand, ctx)).self_group()
+        value = self.value(node.operand, ctx)
+        if self.sqlite:  # -(-2^63) is null (DSL.md §9); SQLite would make it a real
+            return sa.func.pql_negate(value)
+        if node.type == INTEGER:
+            return self.bigint_or_null(-sa.cast(value, sa.Numeric))
+        return (-value).self_group()
 
     def c_Arithmetic(self, node: ast.Arithmetic, ctx):
         operands = node.operands
         if len(operands) > _MAX_SQL_CHAIN:
             raise UnsupportedOnBackend(self.dialect, f"an arithmetic chain of {len(operands)} operands is deeper than "
                                        f"SQL parsers accept ({_MAX_SQL_CHAIN}); evaluate it in memory", node.span)
-        flat_op = _flat_operator(node)
+        if self.sqlite and not any(isinstance(o, ast.DurationLiteral) for o in operands):
+            # the in-memory runtime's left-to-right fold: null on division by zero and outside 64
+            # bits or a double's range (DSL.md §9), where SQLite would stop with "integer
+            # overflow"; one call however long the chain
+            values = [self.value(o, ctx) for o in operands]
+            result, rest, operators = values[0], values[1:], node.operators
+            while rest:  # SQLite takes at most 127 arguments: a long chain folds in pieces
+                piece, rest = rest[:100], rest[100:]
+                result = sa.func.pql_arithmetic(sa.literal("".join(operators[:len(piece)])), result, *piece)
+                operators = operators[len(piece):]
+            return result
+        if not self.sqlite and node.type == INTEGER and len(operands) > _NESTED_CHECKS:
+            return self.long_integer_chain(node, ctx)
+        flat_op = None if self.sqlite else _flat_operator(node)
         if flat_op is not None:
             # `a + b - c` as one flat list (a + b + -c): no deep nesting for SQLAlchemy's compiler
             terms = [self.value(operands[0], ctx)]
             for op, operand in zip(node.operators, operands[1:]):
                 term = self.value(operand, ctx)
                 terms.append((-term).self_group() if op == "-" else term)
-            result_type = sa.BigInteger() if node.type == INTEGER else DOUBLE
-            return ExpressionClauseList._construct_for_list(flat_op, result_type, *terms).self_group()
+            return ExpressionClauseList._construct_for_list(flat_op, DOUBLE, *terms).self_group()
         pending: ast.DurationLiteral | None = operands[0] if isinstance(operands[0], ast.DurationLiteral) else None
         current = None if pending else self.value(operands[0], ctx)
         current_type = None if pending else operands[0].type
@@ -202,22 +231,49 @@ class SqlCompiler:
                 continue
             right = self.value(operand, ctx)
             both_integer = current_type == INTEGER and operand.type == INTEGER
+            if self.sqlite:  # a chain with durations: the arithmetic as the runtime does it
+                current = getattr(sa.func, _SQLITE_ARITHMETIC[op])(current, right)
+                current_type = INTEGER if both_integer and op != "/" else NUMBER
+                continue
             if op == "/":
                 current = sa.cast(current, DOUBLE).op("/")(sa.func.nullif(sa.cast(right, DOUBLE), 0))
                 current_type = NUMBER
             elif op == "%":
-                if self.sqlite:
-                    current = sa.func.pql_mod(current, right)
-                elif both_integer:
+                if both_integer:
                     current = current.op("%")(sa.func.nullif(right, 0))
                 else:
                     current = sa.cast(sa.func.mod(sa.cast(current, sa.Numeric), sa.func.nullif(sa.cast(right, sa.Numeric), 0)), DOUBLE)
                 current_type = INTEGER if both_integer else NUMBER
+            elif both_integer:  # exact, then null outside 64 bits (DSL.md §9)
+                current = self.bigint_or_null(sa.cast(current, sa.Numeric).op(op)(sa.cast(right, sa.Numeric)))
             else:
                 current = current.op(op)(right)
-                current_type = INTEGER if both_integer else NUMBER
+                current_type = NUMBER
             current = current.self_group()
         return current
+
+    def long_integer_chain(self, node: ast.Arithmetic, ctx) -> ColumnElement:
+        """PostgreSQL, a long chain of integer `+`/`-`: every partial result must lie in 64 bits
+        (DSL.md §9, left to right as in memory), but a check nested per step is too deep for the
+        SQL compiler. The partial sums are a running sum over the signed terms instead, exact in
+        numeric: null when a term is null or a partial sum leaves the range."""
+        if set(node.operators) - {"+", "-"}:
+            raise UnsupportedOnBackend(self.dialect, f"a chain of {len(node.operands)} integer products is checked "
+                                       f"for overflow at every step only up to {_NESTED_CHECKS} operands on "
+                                       "PostgreSQL; evaluate it in memory", node.span)
+        terms = [sa.cast(self.value(node.operands[0], ctx), sa.Numeric)]
+        for op, operand in zip(node.operators, node.operands[1:]):
+            term = sa.cast(self.value(operand, ctx), sa.Numeric)
+            terms.append(-term if op == "-" else term)
+        elements = (sa.func.unnest(postgresql.array(terms)).table_valued("v", with_ordinality="i")
+                    .render_derived(name=self.fresh("t")))
+        running = (sa.select(elements.c.v, sa.func.sum(elements.c.v).over(order_by=elements.c.i).label("s"))
+                   .select_from(elements).subquery(self.fresh("r")))
+        last = sa.func.sum(running.c.v)  # the whole sum: the last partial sum
+        fits = sa.and_(sa.func.count() == sa.func.count(running.c.v),
+                       sa.func.max(running.c.s) <= runtime.INT_MAX, sa.func.min(running.c.s) >= runtime.INT_MIN)
+        total = sa.select(sa.case((fits, sa.cast(last, sa.BigInteger)), else_=sa.null())).select_from(running)
+        return total.scalar_subquery()
 
     def shift(self, value: ColumnElement, type_: PqlType, duration: ast.DurationLiteral, sign: int) -> ColumnElement:
         """value ± duration, calendar months and years included (DSL.md §1, §4)."""
@@ -485,17 +541,37 @@ class SqlCompiler:
                      .order_by(*order).limit(1).correlate_except(table))
             return query.scalar_subquery()
         if fn == "sum":
-            aggregate = sa.func.coalesce(sa.func.sum(value), 0)
+            aggregate = self.exact_sum(value, field_type)
         elif fn == "avg":
             aggregate = sa.cast(sa.func.avg(value), DOUBLE)
         elif fn == "count_distinct":
             aggregate = sa.func.count(sa.distinct(value))
         else:
             aggregate = getattr(sa.func, fn)(self.collated(value, field_type))
-        scalar = sa.select(aggregate).select_from(table).where(*conditions).correlate_except(table).scalar_subquery()
-        if fn == "sum" and not self.sqlite and field_type == INTEGER:
-            return sa.cast(scalar, sa.BigInteger)  # PostgreSQL sums bigints as numeric
-        return scalar
+        return sa.select(aggregate).select_from(table).where(*conditions).correlate_except(table).scalar_subquery()
+
+    def exact_sum(self, value: ColumnElement, field_type: PqlType) -> ColumnElement:
+        """The sum of the non-null values: 0 when there are none, null when it lies outside 64 bits
+        or a double's range (DSL.md §9) — never an error, whatever the order of the rows."""
+        if not self.sqlite:
+            if field_type == INTEGER:  # PostgreSQL sums bigints exactly, as numeric
+                return self.bigint_or_null(sa.func.coalesce(sa.func.sum(value), 0))
+            return sa.func.coalesce(sa.func.sum(value), 0.0)
+        if field_type != INTEGER:  # SQLite sums doubles to an infinity when they overflow
+            total = sa.func.total(value)
+            return sa.case((sa.func.abs(total) <= _MAX_DOUBLE, total), else_=sa.null())
+        # SQLite's sum() stops with "integer overflow" as soon as a partial sum leaves 64 bits
+        # (and a sum of valid values may come back in range). Exact instead: the high and the low
+        # 32 bits of the values summed apart (neither sum can overflow), then put together when
+        # the result fits.
+        mask = sa.literal(0xFFFFFFFF)
+        high = sa.func.sum(value.op(">>")(32))
+        low = sa.func.sum(value.op("&")(mask))
+        carried = (high + low.op(">>")(32)).self_group()
+        return sa.case((sa.func.count(value) == 0, sa.literal(0)),
+                       (carried.between(-(2**31), 2**31 - 1),
+                        carried * sa.literal(2**32) + low.op("&")(mask)),
+                       else_=sa.null())
 
 
 def _split_type_tests(condition: ast.Node | None) -> tuple[list[ast.Node], list[ast.Node]]:
@@ -509,12 +585,20 @@ def _split_type_tests(condition: ast.Node | None) -> tuple[list[ast.Node], list[
 
 
 _FIXED_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
-_MAX_SQL_CHAIN = 900  # SQLite refuses expression trees deeper than 1000
+_MAX_SQL_CHAIN = 900
+_MAX_DOUBLE = 1.7976931348623157e308
+_NESTED_CHECKS = 8  # integer steps checked one inside the other; longer chains see long_integer_chain  # SQLite refuses expression trees deeper than 1000
+
+
+_SQLITE_ARITHMETIC = {"+": "pql_plus", "-": "pql_minus", "*": "pql_times", "/": "pql_divide", "%": "pql_mod"}
 
 
 def _flat_operator(node: ast.Arithmetic):
-    """The operator of a chain that SQL may write flat: numeric `+`/`-` or `*` only."""
+    """The operator of a chain that SQL may write flat: `+`/`-` or `*` on doubles only (every
+    step of an integer chain is checked for overflow)."""
     if any(isinstance(o, ast.DurationLiteral) or (o.type is not None and not o.type.is_numeric) for o in node.operands):
+        return None
+    if node.operands[0].type == INTEGER:
         return None
     if set(node.operators) <= {"+", "-"}:
         return sql_operators.add
@@ -535,6 +619,7 @@ def members_query(text_or_tree: str | ast.Node, *, dialect: str, as_of: datetime
         typed = text_or_tree
     else:
         typed = check(text_or_tree, schema, segments=catalogue or None)
+    require_support(typed, dialect, catalogue)  # before anything runs: never a database error
     compiler = SqlCompiler(dialect, as_of, schema=schema, segments=catalogue)
     condition = compiler.compile(typed)
     p = compiler.profile
