@@ -285,8 +285,10 @@ def _syntax_diagnostic(text: str, exc: UnexpectedInput) -> Diagnostic:
     return Diagnostic("syntax_error", message, Span.at_offset(text, start, end), hint=hint, source=text)
 
 
-# Keywords that begin a construct: a function or aggregate call, an event term, `not`.
-_STARTERS = frozenset({"FUNCTION", "TODAY", "COUNT", "AGGREGATE", "LAST", "EXISTS", "NO", "NOT"})
+# Keywords that begin a construct: a call (function, aggregate), an event term, `not`,
+# `in segment`.
+_CALLS = frozenset({"FUNCTION", "TODAY", "COUNT", "AGGREGATE", "LAST"})
+_STARTERS = _CALLS | {"EXISTS", "NO", "NOT", "IN"}
 # Tokens that end an operand: after a starter they show it was meant as a name.
 _AFTER_OPERAND = frozenset({"COMPARE", "ADD_OP", "MUL_OP", "_AND", "_OR", "RPAR", "RSQB", "COMMA", "$END", "IN",
                             "BETWEEN", "IS", "LIKE", "MATCHES", "CONTAINS", "HAS", "STARTS", "ENDS"})
@@ -295,15 +297,22 @@ _AFTER_OPERAND = frozenset({"COMPARE", "ADD_OP", "MUL_OP", "_AND", "_OR", "RPAR"
 def _keyword_used_as_name(exc: UnexpectedToken) -> Token | None:
     """`first = 1`, `lower = "x"`, `exists and …`: the keyword was taken as the start of its
     construct, and the token after it shows it was meant as a name. The keyword is the offending
-    token (DSL.md §1: a keyword is never a name)."""
-    if exc.token.type not in _AFTER_OPERAND:
+    token (DSL.md §1: a keyword is never a name). At the end of the input only a call's name
+    counts (`x = today`); `a and not` just ends too early."""
+    token = exc.token
+    if token.type not in _AFTER_OPERAND:
         return None
     stack = getattr(getattr(exc, "state", None), "value_stack", None) or ()
     if not stack or not isinstance(stack[-1], Token) or stack[-1].type not in _STARTERS:
         return None
-    if stack[-1].type == "NOT" and len(stack) > 1 and not isinstance(stack[-2], Token):
+    keyword, expected = stack[-1], set(exc.expected or ())
+    if token.type == "$END" and keyword.type not in _CALLS | {"IN"}:
+        return None
+    if keyword.type == "NOT" and "NAME" not in expected:
         return None  # `x not = 1`: `not` after an operand (`not in`, `not between`)
-    return stack[-1]
+    if keyword.type == "IN" and "NAME" in expected:
+        return None  # `x in = 1`: `in` after an operand
+    return keyword
 
 
 def _after_comparison(exc: UnexpectedToken) -> bool:
