@@ -370,7 +370,18 @@ def _wrap(words: list[str], width: int) -> list[str]:
     return lines
 
 
-GENERATED = {"functions": generate_functions, "schema": generate_schema, "keywords": generate_keywords}
+def generate_support() -> str:
+    from cdp.engine.support import support_matrix
+    from cdp.functions import BACKENDS
+
+    rows = ["| function | " + " | ".join(BACKENDS) + " |", "|---|" + "---|" * len(BACKENDS)]
+    for name, supported in support_matrix():
+        rows.append(f"| `{name}` | " + " | ".join("yes" if supported[b] else "no" for b in BACKENDS) + " |")
+    return "\n".join(rows)
+
+
+GENERATED = {"functions": generate_functions, "schema": generate_schema, "keywords": generate_keywords,
+             "support": generate_support}
 
 
 def generated_section(name: str) -> str:
