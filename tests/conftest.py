@@ -3,6 +3,7 @@ cluster started once per test run and stopped at the end."""
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime, timezone
 
@@ -23,6 +24,8 @@ def postgres_cluster():
     try:
         cluster = start_cluster()
     except RuntimeError as exc:
+        if os.environ.get("CDP_REQUIRE_POSTGRES"):  # CI: PostgreSQL is part of every run
+            pytest.fail(f"PostgreSQL is required (CDP_REQUIRE_POSTGRES) but could not start: {exc}")
         message = f"\n*** SKIPPING PostgreSQL tests: {exc} ***\n"
         print(message, file=sys.stderr)
         pytest.skip(message)
@@ -57,3 +60,13 @@ def migrated_engine(request, sqlite_url_factory):
     upgrade(engine)
     yield engine
     engine.dispose()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow (long property runs) run only when asked: `-m slow` or CDP_SLOW=1."""
+    if os.environ.get("CDP_SLOW") or "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow or CDP_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

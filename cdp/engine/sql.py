@@ -435,6 +435,8 @@ class SqlCompiler:
         return [ts < bound, ts <= self.as_of_param]  # before: a null bound selects nothing
 
     def bound(self, node: ast.Node) -> ColumnElement:
+        if isinstance(node, ast.NullLiteral):  # `since null`: an empty window (DSL.md §6)
+            return sa.literal(None, UtcDateTime)
         value = self.value(node, _Ctx())
         return self.to_datetime(value) if node.type == DATE else value
 
