@@ -210,7 +210,11 @@ class SqlCompiler:
             return result
         if not self.sqlite and node.type == INTEGER and len(operands) > _NESTED_CHECKS:
             return self.long_integer_chain(node, ctx)
-        flat_op = None if self.sqlite else _flat_operator(node)
+        if not self.sqlite and len(operands) > _NESTED_CHECKS and _flat_operator(node) is not None:
+            raise UnsupportedOnBackend(self.dialect, f"a chain of {len(operands)} decimal operands is checked for "
+                                       f"overflow at every step only up to {_NESTED_CHECKS} operands on PostgreSQL; "
+                                       "evaluate it in memory or on SQLite", node.span)
+        flat_op = None
         if flat_op is not None:
             # `a + b - c` as one flat list (a + b + -c): no deep nesting for SQLAlchemy's compiler
             terms = [self.value(operands[0], ctx)]
@@ -236,7 +240,7 @@ class SqlCompiler:
                 current_type = INTEGER if both_integer and op != "/" else NUMBER
                 continue
             if op == "/":
-                current = sa.cast(current, DOUBLE).op("/")(sa.func.nullif(sa.cast(right, DOUBLE), 0))
+                current = self.double_or_null("/", sa.cast(current, DOUBLE), sa.func.nullif(sa.cast(right, DOUBLE), 0))
                 current_type = NUMBER
             elif op == "%":
                 if both_integer:
@@ -247,10 +251,26 @@ class SqlCompiler:
             elif both_integer:  # exact, then null outside 64 bits (DSL.md §9)
                 current = self.bigint_or_null(sa.cast(current, sa.Numeric).op(op)(sa.cast(right, sa.Numeric)))
             else:
-                current = current.op(op)(right)
+                current = self.double_or_null(op, current, right)
                 current_type = NUMBER
             current = current.self_group()
         return current
+
+    def double_or_null(self, op: str, left: ColumnElement, right: ColumnElement) -> ColumnElement:
+        """PostgreSQL, doubles: `left op right`, null where the result would not be finite (DSL.md
+        §9) — PostgreSQL stops with "value out of range: overflow" there. The guard reads each
+        operand once: they are named in a derived table, so nesting does not repeat them."""
+        pair = sa.select(left.label("x"), right.label("y")).correlate_except(None).subquery(self.fresh("g"))
+        x, y = pair.c.x, pair.c.y
+        largest = sa.literal(_MAX_DOUBLE, DOUBLE)
+        if op in ("+", "-"):
+            other = y if op == "+" else -y
+            safe = sa.or_(sa.func.sign(x) != sa.func.sign(other), sa.func.abs(x) <= largest - sa.func.abs(y))
+        elif op == "*":
+            safe = sa.or_(sa.func.abs(x) <= 1, sa.func.abs(y) <= 1, sa.func.abs(x) <= largest / sa.func.abs(y))
+        else:  # "/", y is never 0 here (nullif)
+            safe = sa.or_(sa.func.abs(y) >= 1, sa.func.abs(x) <= largest * sa.func.abs(y))
+        return sa.select(sa.case((safe, x.op(op)(y)), else_=sa.null())).select_from(pair).scalar_subquery()
 
     def long_integer_chain(self, node: ast.Arithmetic, ctx) -> ColumnElement:
         """PostgreSQL, a long chain of integer `+`/`-`: every partial result must lie in 64 bits
@@ -542,8 +562,12 @@ class SqlCompiler:
             query = (sa.select(value).select_from(table).where(*conditions, value.is_not(None))
                      .order_by(*order).limit(1).correlate_except(table))
             return query.scalar_subquery()
+        if fn in ("sum", "avg") and not self.sqlite and field_type != INTEGER:
+            return self.double_aggregate(fn, table, value, conditions)
         if fn == "sum":
             aggregate = self.exact_sum(value, field_type)
+        elif fn == "avg" and self.sqlite:  # the runtime's average: an exact sum, divided (DSL.md §9)
+            aggregate = sa.func.pql_avg(value)
         elif fn == "avg":
             aggregate = sa.cast(sa.func.avg(value), DOUBLE)
         elif fn == "count_distinct":
@@ -552,13 +576,30 @@ class SqlCompiler:
             aggregate = getattr(sa.func, fn)(self.collated(value, field_type))
         return sa.select(aggregate).select_from(table).where(*conditions).correlate_except(table).scalar_subquery()
 
+    def double_aggregate(self, fn: str, table, value: ColumnElement, conditions: list) -> ColumnElement:
+        """PostgreSQL, `sum` / `avg` of doubles: sum(float8) stops with an error when a partial sum
+        overflows, which cannot happen when the largest value times their number is finite; past
+        that (values near 1e308) the result is null (DSL.md §9). The test needs the values' maximum
+        and count beside each value, so they come from window functions in a derived table."""
+        rows = (sa.select(value.label("v"), sa.func.max(sa.func.abs(value)).over().label("m"),
+                          sa.func.count(value).over().label("n"))
+                .select_from(table).where(*conditions).correlate_except(table).subquery(self.fresh("w")))
+        fits = rows.c.m <= sa.literal(_MAX_DOUBLE, DOUBLE) / sa.func.greatest(rows.c.n, 1)
+        total = sa.func.sum(sa.case((fits, rows.c.v), else_=sa.null()))
+        count = sa.func.count(rows.c.v)
+        if fn == "sum":
+            result = sa.case((count == 0, sa.literal(0.0, DOUBLE)), (sa.func.bool_and(fits), total), else_=sa.null())
+        else:
+            result = sa.case((sa.func.bool_and(fits), total / sa.func.nullif(count, 0)), else_=sa.null())
+        return sa.select(result).select_from(rows).scalar_subquery()
+
     def exact_sum(self, value: ColumnElement, field_type: PqlType) -> ColumnElement:
         """The sum of the non-null values: 0 when there are none, null when it lies outside 64 bits
         or a double's range (DSL.md §9) — never an error, whatever the order of the rows."""
         if not self.sqlite:
             if field_type == INTEGER:  # PostgreSQL sums bigints exactly, as numeric
                 return self.bigint_or_null(sa.func.coalesce(sa.func.sum(value), 0))
-            return sa.func.coalesce(sa.func.sum(value), 0.0)
+            return sa.func.coalesce(sa.func.sum(value), 0.0)  # doubles: see double_aggregate
         if field_type != INTEGER:  # SQLite sums doubles to an infinity when they overflow
             total = sa.func.total(value)
             return sa.case((sa.func.abs(total) <= _MAX_DOUBLE, total), else_=sa.null())

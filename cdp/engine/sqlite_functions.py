@@ -38,7 +38,11 @@ def to_text(value):
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+        # the year zero-padded, as SQLAlchemy stores timestamps (strftime("%Y") writes 999, not
+        # 0999, and the text would then sort after 2026)
+        d = value.astimezone(timezone.utc)
+        return (f"{d.year:04d}-{d.month:02d}-{d.day:02d} {d.hour:02d}:{d.minute:02d}:{d.second:02d}"
+                f".{d.microsecond:06d}")
     return value.isoformat()
 
 
@@ -133,6 +137,25 @@ OPERATORS = {
 }
 
 
+class Average:
+    """`avg` as the in-memory engine computes it: the exact sum of the non-null values (Python
+    integers do not overflow) divided by their number; null when none, or not finite (§9)."""
+
+    def __init__(self):
+        self.total, self.count = 0, 0
+
+    def step(self, value):
+        if value is not None:
+            self.total += value
+            self.count += 1
+
+    def finalize(self):
+        return checked(self.total / self.count) if self.count else None
+
+
+AGGREGATES = {"pql_avg": (1, Average)}
+
+
 def functions() -> dict[str, tuple[int, object]]:
     """Every function to register: the operators' helpers and one per registry record whose
     SQLite form is its Python form."""
@@ -146,3 +169,5 @@ def functions() -> dict[str, tuple[int, object]]:
 def register(connection) -> None:
     for name, (arity, function) in functions().items():
         connection.create_function(name, arity, function, deterministic=True)
+    for name, (arity, aggregate) in AGGREGATES.items():
+        connection.create_aggregate(name, arity, aggregate)
