@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import calendar
 import math
+from decimal import Decimal, localcontext
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -38,13 +39,19 @@ def divide(a, b):
 
 
 def modulo(a, b):
-    """Remainder with the sign of the left operand (truncating, as SQL); by zero it is null."""
+    """Remainder with the sign of the left operand (truncating, as SQL); by zero it is null.
+
+    For decimals, the remainder of the decimal values as written (their shortest repr, as
+    `round` takes them), so `3.3 % 1.1` is 0 — every backend computes it so (PostgreSQL in
+    numeric) — rather than fmod's 1.0999999999999996 from the binary values."""
     if b == 0:
         return None
     if isinstance(a, int) and isinstance(b, int):
         r = abs(a) % abs(b)
         return -r if a < 0 else r
-    return math.fmod(a, b)
+    with localcontext() as ctx:
+        ctx.prec = 1000  # the quotient of 1e308 by 1e-308 has 617 digits; Decimal needs them
+        return checked(float(Decimal(repr(a)) % Decimal(repr(b))))
 
 
 def to_datetime(d: date | datetime) -> datetime:

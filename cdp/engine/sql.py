@@ -98,6 +98,14 @@ class SqlCompiler:
             return sa.func.pql_to_datetime(value)
         return sa.cast(value, TIMESTAMPTZ)
 
+    @staticmethod
+    def as_written(value: ColumnElement, type_: PqlType | None) -> ColumnElement:
+        """PostgreSQL: a number as numeric, a double by its decimal value as written (its shortest
+        text, as Python's repr) — a cast straight to numeric keeps only 15 digits."""
+        if type_ == INTEGER:
+            return sa.cast(value, sa.Numeric)
+        return sa.cast(sa.cast(value, sa.Text), sa.Numeric)
+
     def bigint_or_null(self, value: ColumnElement) -> ColumnElement:
         """PostgreSQL: an exact (numeric) integer result as a bigint, null outside the 64-bit
         range (DSL.md §9), never "bigint out of range". The value is named once: clamped just
@@ -245,8 +253,9 @@ class SqlCompiler:
             elif op == "%":
                 if both_integer:
                     current = current.op("%")(sa.func.nullif(right, 0))
-                else:
-                    current = sa.cast(sa.func.mod(sa.cast(current, sa.Numeric), sa.func.nullif(sa.cast(right, sa.Numeric), 0)), DOUBLE)
+                else:  # on the decimal values as written, as in memory (runtime.modulo)
+                    current = sa.cast(sa.func.mod(self.as_written(current, current_type),
+                                                  sa.func.nullif(self.as_written(right, operand.type), 0)), DOUBLE)
                 current_type = INTEGER if both_integer else NUMBER
             elif both_integer:  # exact, then null outside 64 bits (DSL.md §9)
                 current = self.bigint_or_null(sa.cast(current, sa.Numeric).op(op)(sa.cast(right, sa.Numeric)))

@@ -59,8 +59,9 @@ def _abs_postgresql(compiler, node, args):
 
 def _round_postgresql(compiler, node, args):
     digits = args[1] if len(args) > 1 else sa.literal(0)
-    # round(numeric) halves away from zero; float8 → numeric keeps the decimal value as written
-    return _same_type(compiler, node, sa.func.round(sa.cast(args[0], sa.Numeric), sa.cast(digits, sa.Integer)))
+    # round(numeric) halves away from zero, on the decimal value as written
+    value = compiler.as_written(args[0], node.args[0].type)
+    return _same_type(compiler, node, sa.func.round(value, sa.cast(digits, sa.Integer)))
 
 
 def _whole_postgresql(name: str):
