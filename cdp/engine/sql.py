@@ -18,8 +18,7 @@ from typing import Any, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.sql import operators as sql_operators
-from sqlalchemy.sql.elements import ColumnElement, ExpressionClauseList
+from sqlalchemy.sql.elements import ColumnElement
 
 from cdp.dsl import ast, check
 from cdp.dsl.types import DATE, DATETIME, INTEGER, NUMBER, PqlType
@@ -218,18 +217,10 @@ class SqlCompiler:
             return result
         if not self.sqlite and node.type == INTEGER and len(operands) > _NESTED_CHECKS:
             return self.long_integer_chain(node, ctx)
-        if not self.sqlite and len(operands) > _NESTED_CHECKS and _flat_operator(node) is not None:
+        if not self.sqlite and len(operands) > _NESTED_CHECKS and _is_decimal_chain(node):
             raise UnsupportedOnBackend(self.dialect, f"a chain of {len(operands)} decimal operands is checked for "
                                        f"overflow at every step only up to {_NESTED_CHECKS} operands on PostgreSQL; "
                                        "evaluate it in memory or on SQLite", node.span)
-        flat_op = None
-        if flat_op is not None:
-            # `a + b - c` as one flat list (a + b + -c): no deep nesting for SQLAlchemy's compiler
-            terms = [self.value(operands[0], ctx)]
-            for op, operand in zip(node.operators, operands[1:]):
-                term = self.value(operand, ctx)
-                terms.append((-term).self_group() if op == "-" else term)
-            return ExpressionClauseList._construct_for_list(flat_op, DOUBLE, *terms).self_group()
         pending: ast.DurationLiteral | None = operands[0] if isinstance(operands[0], ast.DurationLiteral) else None
         current = None if pending else self.value(operands[0], ctx)
         current_type = None if pending else operands[0].type
@@ -645,18 +636,11 @@ _NESTED_CHECKS = 8  # integer steps checked one inside the other; longer chains 
 _SQLITE_ARITHMETIC = {"+": "pql_plus", "-": "pql_minus", "*": "pql_times", "/": "pql_divide", "%": "pql_mod"}
 
 
-def _flat_operator(node: ast.Arithmetic):
-    """The operator of a chain that SQL may write flat: `+`/`-` or `*` on doubles only (every
-    step of an integer chain is checked for overflow)."""
+def _is_decimal_chain(node: ast.Arithmetic) -> bool:
+    """A chain of decimal arithmetic (not integers only, no durations)."""
     if any(isinstance(o, ast.DurationLiteral) or (o.type is not None and not o.type.is_numeric) for o in node.operands):
-        return None
-    if node.operands[0].type == INTEGER:
-        return None
-    if set(node.operators) <= {"+", "-"}:
-        return sql_operators.add
-    if set(node.operators) == {"*"}:
-        return sql_operators.mul
-    return None
+        return False
+    return node.type != INTEGER
 
 
 # ---- public API -------------------------------------------------------------------------------
