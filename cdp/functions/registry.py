@@ -194,8 +194,17 @@ def all_functions() -> list[Function]:
     return sorted(_REGISTRY.values(), key=lambda f: f.name)
 
 
+_NAMES: dict[int, tuple[str, ...]] = {}
+
+
 def names() -> tuple[str, ...]:
-    return tuple(f.name for f in all_functions())
+    """The registered names, sorted (asked on every render and parse: kept per generation)."""
+    current = generation()
+    found = _NAMES.get(current)
+    if found is None:
+        _NAMES.clear()
+        found = _NAMES[current] = tuple(f.name for f in all_functions())
+    return found
 
 
 def same_as_first(types: Sequence[PqlType]) -> PqlType:
