@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping
 from cdp.dsl import ast, check, render
 from cdp.dsl.errors import Diagnostic, PqlError
 from cdp.dsl.regex import compile_regex
-from cdp.dsl.types import BOOLEAN, DATE, DATETIME
+from cdp.dsl.types import BOOLEAN, DATE, DATETIME, NUMBER
 from cdp.engine import runtime
 from cdp.engine.profile import LoadedProfile
 from cdp.engine.support import require_support
@@ -56,6 +56,7 @@ class _Codegen:
             "_EMPTY": _EMPTY,
             "_div": runtime.divide,
             "_chk": runtime.checked,
+            "_flt": runtime.as_double,
             "_mod": runtime.modulo,
             "_to_dt": runtime.to_datetime,
             "_add": runtime.add_duration,
@@ -175,7 +176,7 @@ class _Codegen:
             args.append((code, arg.nullable))
         if node.type is not None and node.type.is_numeric:  # DSL.md §9: out of range is null
             impl = f"_chk_{impl}"
-            self.namespace[impl] = _checked_result(function.python)
+            self.namespace[impl] = _checked_result(function.python, double=node.type == NUMBER)
         if not function.null_propagating or not any(nullable for _c, nullable in args):
             return f"{impl}({', '.join(clock + [c for c, _n in args])})"
         names, guards = [], []
@@ -225,11 +226,19 @@ class _Codegen:
     # ---- arithmetic -------------------------------------------------------------------------
 
     def v_Negate(self, node: ast.Negate, ctx):
-        inner = self.value(node.operand, ctx)
+        inner = self.operand(node.operand, ctx)
         if not node.operand.nullable:
             return f"_chk(-{inner})"  # -(-2^63) is outside 64 bits: null (DSL.md §9)
         t = self.temp()
         return f"(None if ({t} := {inner}) is None else _chk(-{t}))"
+
+    def operand(self, node: ast.Node, ctx) -> str:
+        """An arithmetic operand. A `number` is a double (as SQL holds it), even when the data
+        holds a whole number there (`lifetime_value: 120`): its arithmetic is the doubles'."""
+        code = self.value(node, ctx)
+        if node.type == NUMBER and not isinstance(node, ast.NumberLiteral):
+            return f"_flt({code})"
+        return code
 
     def v_Arithmetic(self, node: ast.Arithmetic, ctx):
         if len(node.operands) > _INLINE_CHAIN:
@@ -238,11 +247,11 @@ class _Codegen:
                 if isinstance(operand, ast.DurationLiteral):
                     values.append(self.const(runtime.Duration(operand.amount, operand.unit), "dur"))
                 else:
-                    values.append(self.value(operand, ctx))
+                    values.append(self.operand(operand, ctx))
             return f"_rt.fold_arithmetic({node.operators!r}, [{', '.join(values)}])"
         first = node.operands[0]
         pending_duration = first if isinstance(first, ast.DurationLiteral) else None
-        current = None if pending_duration else self.value(first, ctx)
+        current = None if pending_duration else self.operand(first, ctx)
         current_nullable = first.nullable
         for op, operand in zip(node.operators, node.operands[1:]):
             if pending_duration is not None:  # `5 days + now()`
@@ -255,7 +264,7 @@ class _Codegen:
                 current = self._shift(current, current_nullable, operand, +1 if op == "+" else -1)
                 current_nullable = True  # out-of-range dates are null
                 continue
-            right = self.value(operand, ctx)
+            right = self.operand(operand, ctx)
             a, b = self.temp(), self.temp()
             if op == "/":
                 combined = f"_div({a}, {b})"
@@ -595,7 +604,9 @@ class _Codegen:
             order = "evs[i:j]" if fn == "first" else "reversed(evs[i:j])"
             lines += [f"for e in {order}:", f"    if {test}:", "        return v", "return None"]
         elif fn in ("sum", "avg"):
-            lines += ["s = 0", "n = 0", "for e in evs[i:j]:", f"    if {test}:", "        s += v", "        n += 1"]
+            # a `number` field sums in doubles (as SQL does), an integer field exactly
+            add = "s += float(v)" if fn == "sum" and node.type == NUMBER else "s += v"
+            lines += ["s = 0", "n = 0", "for e in evs[i:j]:", f"    if {test}:", f"        {add}", "        n += 1"]
             # an exact sum, then DSL.md §9: outside 64 bits (or not finite) is null
             lines.append("return _chk(s)" if fn == "sum" else "return _chk(s / n) if n else None")
         elif fn == "count_distinct":
@@ -727,10 +738,11 @@ class _Codegen:
         return source, self.namespace["predicate"]
 
 
-def _checked_result(python: Callable) -> Callable:
-    def call(*args):
-        return runtime.checked(python(*args))
-    return call
+def _checked_result(python: Callable, double: bool) -> Callable:
+    """A numeric function's result, null out of range (DSL.md §9); a `number` as a double."""
+    if double:
+        return lambda *args: runtime.checked(runtime.as_double(python(*args)))
+    return lambda *args: runtime.checked(python(*args))
 
 
 def _guarded(gen: _Codegen, code: str, nullable: bool, function: str) -> str:

@@ -30,6 +30,11 @@ def checked(x):
 
 
 
+def as_double(x):
+    """A `number` as SQL holds it: a double, also when the data wrote a whole number."""
+    return float(x) if x.__class__ is int else x
+
+
 def divide(a, b):
     """True division of doubles, as SQL divides (an integer operand is first a double); division
     by zero is null (DSL.md §4), and so is a result that is not finite (§9)."""

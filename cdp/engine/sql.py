@@ -194,7 +194,7 @@ class SqlCompiler:
     def c_Negate(self, node: ast.Negate, ctx):
         value = self.value(node.operand, ctx)
         if self.sqlite:  # -(-2^63) is null (DSL.md §9); SQLite would make it a real
-            return sa.func.pql_negate(value)
+            return sa.func.pql_negate(sa.cast(value, DOUBLE) if node.type == NUMBER else value)
         if node.type == INTEGER:
             return self.bigint_or_null(-sa.cast(value, sa.Numeric))
         return (-value).self_group()
@@ -208,7 +208,8 @@ class SqlCompiler:
             # the in-memory runtime's left-to-right fold: null on division by zero and outside 64
             # bits or a double's range (DSL.md §9), where SQLite would stop with "integer
             # overflow"; one call however long the chain
-            values = [self.value(o, ctx) for o in operands]
+            # a `number` is a double, also when the data wrote a whole number there
+            values = [sa.cast(self.value(o, ctx), DOUBLE) if o.type == NUMBER else self.value(o, ctx) for o in operands]
             result, rest, operators = values[0], values[1:], node.operators
             while rest:  # SQLite takes at most 127 arguments: a long chain folds in pieces
                 piece, rest = rest[:100], rest[100:]

@@ -53,10 +53,13 @@ def python_udf(compiler, node, args):
     """The SQL form "run the record's own Python form inside the database": SQLite registers it
     on every connection as ``pql_<name>`` (cdp.engine.sqlite_functions); as_of comes first for a
     clocked function. Only SQLite can run Python, so use it under the "sqlite" key."""
-    function = lookup(node.function)
-    clock = [compiler.as_of_param] if function.needs_clock else []
     import sqlalchemy as sa
 
+    function = lookup(node.function)
+    clock = [compiler.as_of_param] if function.needs_clock else []
+    # a `number` argument is a double, also when the data wrote a whole number there
+    args = [sa.cast(a, sa.Float(53)) if arg.type is not None and arg.type.name == "number" else a
+            for a, arg in zip(args, node.args)]
     return getattr(sa.func, udf_name(function.name))(*clock, *args)
 
 
