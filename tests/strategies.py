@@ -142,6 +142,7 @@ def typed(type_: str, scope: Scope = OUTSIDE, depth: int = 2):
             st.builds(lambda xs, ops: ast.Arithmetic(tuple(xs), tuple(ops[:len(xs) - 1])),
                       st.lists(numeric, min_size=2, max_size=3),
                       st.lists(st.sampled_from(["*", "/", "%"]), min_size=2, max_size=2)),
+            st.builds(lambda a, b: ast.Arithmetic((a, b), ("/",)), numeric, numeric),
             st.builds(ast.Negate, inner("number")),
             st.builds(lambda f, x: ast.Call(f, (x,)), st.sampled_from(["abs", "round", "floor", "ceil"]), inner("number")),
             st.builds(lambda x, d: ast.Call("round", (x, d)), inner("number"),

@@ -261,7 +261,9 @@ class SqlCompiler:
         """PostgreSQL, doubles: `left op right`, null where the result would not be finite (DSL.md
         §9) — PostgreSQL stops with "value out of range: overflow" there. The guard reads each
         operand once: they are named in a derived table, so nesting does not repeat them."""
-        pair = sa.select(left.label("x"), right.label("y")).correlate_except(None).subquery(self.fresh("g"))
+        # as doubles: abs() of a bigint -2^63 would itself be out of range
+        pair = (sa.select(sa.cast(left, DOUBLE).label("x"), sa.cast(right, DOUBLE).label("y"))
+                .correlate_except(None).subquery(self.fresh("g")))
         x, y = pair.c.x, pair.c.y
         largest = sa.literal(_MAX_DOUBLE, DOUBLE)
         if op in ("+", "-"):
