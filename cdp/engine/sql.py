@@ -298,19 +298,35 @@ class SqlCompiler:
         total = sa.select(sa.case((fits, sa.cast(last, sa.BigInteger)), else_=sa.null())).select_from(running)
         return total.scalar_subquery()
 
-    def shift(self, value: ColumnElement, type_: PqlType, duration: ast.DurationLiteral, sign: int) -> ColumnElement:
-        """value ± duration, calendar months and years included (DSL.md §1, §4)."""
+    def shift(self, value: ColumnElement, type_: PqlType, duration: ast.DurationLiteral, sign: int,
+              *, in_range: bool = True) -> ColumnElement:
+        """value ± duration, calendar months and years included (DSL.md §1, §4). With
+        ``in_range``, a result outside years 1–9999 is null, as in memory (the databases go on to
+        year 0 and BC); a sequence's gap limit goes on (past 9999 it caps nothing)."""
         if self.sqlite:
             if duration.unit in _FIXED_SECONDS and type_ == DATETIME:
                 # SQLite's own datetime() on the stored text: whole seconds, the microseconds
                 # carried over unchanged (no Python call per row, which the UDF would cost)
                 seconds = sign * duration.amount * _FIXED_SECONDS[duration.unit]
                 shifted = sa.func.datetime(value, sa.literal(f"{seconds:+d} seconds", sa.String))
-                return shifted.op("||")(sa.func.substr(value, 20))
+                shifted = shifted.op("||")(sa.func.substr(value, 20))
+                if not in_range:
+                    return shifted
+                # datetime() answers null past 9999 but goes down to year 0000: that is null too
+                # ('0000-99' sorts after every year-0 text and before year 1; named once)
+                floor = sa.literal("0000-99", sa.String)
+                return sa.func.nullif(sa.func.max(shifted, floor), floor)
             return sa.func.pql_add(value, sa.literal(duration.amount), sa.literal(duration.unit), sa.literal(sign))
         interval = sa.cast(sa.literal(f"{duration.amount} {_INTERVAL_UNITS[duration.unit]}", sa.String), postgresql.INTERVAL)
         shifted = value.op("+" if sign > 0 else "-")(interval)
-        return sa.cast(shifted, sa.Date) if type_ == DATE else shifted.self_group()
+        shifted = sa.cast(shifted, sa.Date) if type_ == DATE else shifted.self_group()
+        if not in_range:
+            return shifted
+        # clamped just outside years 1–9999, and those two ends are null (the value named once)
+        kind = sa.Date if type_ == DATE else TIMESTAMPTZ
+        above = sa.cast(sa.literal("10000-01-01" if type_ == DATE else "10000-01-01 00:00:00+00", sa.String), kind)
+        below = sa.cast(sa.literal("0001-12-31 BC" if type_ == DATE else "0001-12-31 23:59:59.999999+00 BC", sa.String), kind)
+        return sa.func.nullif(sa.func.nullif(sa.func.greatest(sa.func.least(shifted, above), below), above), below)
 
     # ---- predicates -------------------------------------------------------------------------
 
@@ -529,7 +545,7 @@ class SqlCompiler:
         conditions += [table.c.ts > previous.c.ts, table.c.ts <= self.as_of_param]
         if isinstance(step.filter.window, ast.WithinGap):
             gap = ast.DurationLiteral(step.filter.window.amount, step.filter.window.unit)
-            limit = self.shift(previous.c.ts, DATETIME, gap, +1)
+            limit = self.shift(previous.c.ts, DATETIME, gap, +1, in_range=False)
             if self.sqlite:  # past year 9999 the gap caps nothing (as in memory); SQLite says NULL there
                 limit = sa.func.coalesce(limit, sa.literal("9999-12-31 23:59:59.999999", sa.String))
             conditions.append(table.c.ts <= limit)
