@@ -303,4 +303,10 @@ def event_terms():
     )
 
 
-segments = conditions(OUTSIDE, 2)
+def expressions(type_: str):
+    """An expression of the type, outside any event (a short repr: Hypothesis prints it)."""
+    return st.deferred(lambda: typed(type_))
+
+
+# deferred: the strategy's repr stays short (the built one's runs to hundreds of kB)
+segments = st.deferred(lambda: conditions(OUTSIDE, 2))
