@@ -3,6 +3,8 @@ cluster started once per test run and stopped at the end."""
 
 from __future__ import annotations
 
+import os
+import sys
 from datetime import datetime, timezone
 
 import pytest
@@ -70,3 +72,18 @@ def migrated_engine(request, sqlite_url_factory):
     upgrade(engine)
     yield engine
     engine.dispose()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow (long property runs) run only when asked: `-m slow` or CDP_SLOW=1."""
+    if os.environ.get("CDP_SLOW") or "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow or CDP_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_configure(config):
+    # the PQL tree strategies (tests/strategies.py) are large; Hypothesis builds their repr once
+    config.addinivalue_line("filterwarnings", "ignore:Generating overly large repr:hypothesis.errors.HypothesisWarning")

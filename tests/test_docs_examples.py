@@ -37,7 +37,7 @@ import pytest
 
 from cdp.dsl import PqlError, check, from_json, parse, render, to_json
 from cdp.dsl.errors import ERROR_CODES
-from cdp.dsl.render import KEYWORDS
+from cdp.dsl.render import keywords
 from cdp.dsl.types import BOOLEAN, DATE, DATETIME, INTEGER, NUMBER, STRING, list_of
 from cdp.engine import compile_predicate, explain, load_profile
 from cdp.functions import all_functions
@@ -360,7 +360,7 @@ def generate_schema() -> str:
 
 
 def generate_keywords() -> str:
-    return "```text\n" + "\n".join(_wrap(sorted(KEYWORDS), 96)) + "\n```"
+    return "```text\n" + "\n".join(_wrap(sorted(keywords()), 96)) + "\n```"
 
 
 def _wrap(words: list[str], width: int) -> list[str]:
@@ -376,7 +376,18 @@ def _wrap(words: list[str], width: int) -> list[str]:
     return lines
 
 
-GENERATED = {"functions": generate_functions, "schema": generate_schema, "keywords": generate_keywords}
+def generate_support() -> str:
+    from cdp.engine.support import support_matrix
+    from cdp.functions import BACKENDS
+
+    rows = ["| function | " + " | ".join(BACKENDS) + " |", "|---|" + "---|" * len(BACKENDS)]
+    for name, supported in support_matrix():
+        rows.append(f"| `{name}` | " + " | ".join("yes" if supported[b] else "no" for b in BACKENDS) + " |")
+    return "\n".join(rows)
+
+
+GENERATED = {"functions": generate_functions, "schema": generate_schema, "keywords": generate_keywords,
+             "support": generate_support}
 
 
 def generated_section(name: str) -> str:

@@ -241,19 +241,21 @@ class Checker:
         if not ok:
             return self.typed(node, None, True, args=args)
         arg_types = [a.type for a in args]
-        if function.name == "coalesce":
+        if function.common_type:
             common = NULL
             for arg in args:
                 unified = unify(common, arg.type)
                 if unified is None:
                     self.error("wrong_arguments",
-                               f"the arguments of `coalesce` must have one type: {arg.type} after {common}",
+                               f"the arguments of `{function.name}` must have one type: {arg.type} after {common}",
                                arg.span)
                     return self.typed(node, None, True, args=args)
                 common = unified
         result = function.result(arg_types)
         if function.never_null:
             nullable = False
+        elif result.is_numeric:  # a number result out of range is null (DSL.md §9)
+            nullable = True
         elif function.null_propagating:
             nullable = any(a.nullable for a in args)
         else:
@@ -262,12 +264,13 @@ class Checker:
 
     # ---- boolean structure ------------------------------------------------------------------
 
-    def require_boolean(self, operand: ast.Node, what: str) -> bool:
+    def require_boolean(self, operand: ast.Node, what: str, span: Span | None = None) -> bool:
+        """``span``: the whole operation, for an operator (DSL.md §11); the operand otherwise."""
         if operand.type is None:
             return False
         if operand.type != BOOLEAN:
             self.error("type_mismatch", f"{what} needs a boolean condition, not {_a(operand.type)}",
-                       operand.span, hint="compare the value, e.g. `loyalty.points > 500`")
+                       span or operand.span, hint="compare the value, e.g. `loyalty.points > 500`")
             return False
         return True
 
@@ -279,14 +282,15 @@ class Checker:
             operands.append(checked)
             if self.null_operand(operand, node, f"`{node.op}`"):
                 ok = False
-            elif not self.require_boolean(checked, f"`{node.op}`"):
+            # the operation that meets the operand: from the chain's start to it (left-associative)
+            elif not self.require_boolean(checked, f"`{node.op}`", Span.covering(node.operands[0].span, checked.span)):
                 ok = False
         return self.typed(node, BOOLEAN if ok else None, any(o.nullable for o in operands),
                           operands=tuple(operands))
 
     def visit_Not(self, node: ast.Not, scope):
         operand = self.visit(node.operand, scope)
-        ok = not self.null_operand(node.operand, node, "`not`") and self.require_boolean(operand, "`not`")
+        ok = not self.null_operand(node.operand, node, "`not`") and self.require_boolean(operand, "`not`", node.span)
         return self.typed(node, BOOLEAN if ok else None, operand.nullable, operand=operand)
 
     # ---- arithmetic -------------------------------------------------------------------------
@@ -298,7 +302,7 @@ class Checker:
         if operand.type is not None and not operand.type.is_numeric:
             self.error("type_mismatch", f"unary `-` needs a number, not {_a(operand.type)}", node.span)
             return self.typed(node, None, True, operand=operand)
-        return self.typed(node, operand.type, operand.nullable, operand=operand)
+        return self.typed(node, operand.type, True, operand=operand)  # -(-2^63) is null (DSL.md §9)
 
     def visit_Arithmetic(self, node: ast.Arithmetic, scope):
         operands = [self.visit(o, scope) for o in node.operands]
@@ -322,8 +326,9 @@ class Checker:
                 continue
             divisor_is_safe = isinstance(node.operands[index], ast.NumberLiteral) and node.operands[index].value != 0
             # division by zero and dates pushed out of range give null
+            # a number result outside the 64-bit range (or not finite) is null (DSL.md §9)
             nullable = (nullable or right.nullable or (op in ("/", "%") and not divisor_is_safe)
-                        or DURATION in (current_type, right.type))
+                        or DURATION in (current_type, right.type) or (op in "+-*" and result.is_numeric))
             current_type = result
         return self.typed(node, current_type if ok else None, nullable, operands=tuple(operands))
 
@@ -356,7 +361,7 @@ class Checker:
             if checked.type is not None and checked.type.is_list:
                 hint = "to test a list attribute write `interests has \"running\"`"
             self.error("type_mismatch", f"{what} takes a constant list such as [\"a\", \"b\"]",
-                       checked.span, hint=hint)
+                       parent.span, hint=hint)
             return False
         return checked.type is not None
 
@@ -420,7 +425,7 @@ class Checker:
                 break
         if node.op in ("like", "matches"):
             if not isinstance(pattern, ast.StringLiteral):
-                self.error("type_mismatch", f"the pattern of {what} must be a string literal", pattern.span)
+                self.error("type_mismatch", f"the pattern of {what} must be a string literal", node.span)
                 ok = False
             elif node.op == "like":
                 problem = _like_problem(pattern.value)
@@ -539,8 +544,7 @@ class Checker:
         nullable = True
         if fn == "count_distinct":
             result, nullable = INTEGER, False
-        elif fn == "sum":
-            nullable = False
+        elif fn == "sum":  # 0 when no event matches; null when the sum overflows (DSL.md §9)
             if not field_type.is_numeric:
                 result = None
         elif fn == "avg":

@@ -89,7 +89,9 @@ class Diagnostic:
             end = max(self.span.end_column - 1, start + 1)
         else:
             end = max(len(text_line), start + 1)
-        return f"{text_line}\n{' ' * start}{'^' * (end - start)}"
+        # the caret line keeps the tabs of the source line, so the caret stands under the span
+        pad = "".join("\t" if ch == "\t" else " " for ch in text_line[:start])
+        return f"{text_line}\n{pad}{'^' * (end - start)}"
 
     def to_dict(self) -> dict:
         return {

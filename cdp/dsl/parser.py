@@ -16,6 +16,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 
 from cdp.dsl import ast
 from cdp.dsl.errors import Diagnostic, PqlError, Span
+from cdp.functions import registry
 
 MAX_BYTES = 64 * 1024
 MAX_DEPTH = 64
@@ -31,11 +32,69 @@ _NESTING_RULES = frozenset(
 )
 
 
+_FUNCTION_MARKER = "@FUNCTION_NAMES@"
+_KEYWORD_TERMINAL = re.compile(r"^(_?[A-Z_]+)\.2: /\(?([a-z_|?]+)\)?\\b/i$", re.M)
+
+
 @cache
+def _grammar_text() -> str:
+    """The PQL grammar, read from the installed package (importlib.resources)."""
+    return resources.files("cdp.dsl").joinpath(GRAMMAR).read_text(encoding="utf-8")
+
+
+@cache
+def _grammar_keywords() -> dict[str, str]:
+    """The words of the grammar's own keyword terminals (`and`, `within`, `days` …) → terminal."""
+    words: dict[str, str] = {}
+    for terminal, body in _KEYWORD_TERMINAL.findall(_grammar_text()):
+        if terminal == "FUNCTION":
+            continue
+        for alternative in body.split("|"):
+            if alternative.endswith("s?"):
+                words.setdefault(alternative[:-2], terminal)
+                words.setdefault(alternative[:-1], terminal)
+            else:
+                words.setdefault(alternative, terminal)
+    return words
+
+
+def keywords() -> frozenset[str]:
+    """Every reserved word (DSL.md §1): the grammar's keywords and the registry's function names.
+    A name that is one of them is written in backticks."""
+    return _keywords_for(registry.names())
+
+
+@cache
+def _keywords_for(function_names: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(_grammar_keywords()) | frozenset(function_names)
+
+
 def _lark() -> lark.Lark:
-    """Built once, on first use (never at import time)."""
+    """Built on first use (never at import time), again only when the function registry changes."""
+    return _lark_for(registry.names())
+
+
+@cache
+def _lark_for(function_names: tuple[str, ...]) -> lark.Lark:
+    own = _grammar_keywords()
+    # A function may share its name with a unit (`day(d)`, `7 days`: never in the same place)
+    # or be `today`, which the call rule takes as it is; any other keyword is the grammar's own.
+    clashes = sorted(n for n in function_names if n in own and own[n] not in ("UNIT", "TODAY"))
+    if clashes:
+        raise RuntimeError(f"function names {clashes} are keywords of the grammar")
+    # longest first, so that `datetime` is not read as `date` followed by `time`
+    spelled = "|".join(sorted((n for n in function_names if own.get(n) != "TODAY"), key=lambda n: (-len(n), n)))
+    text = _grammar_text().replace(_FUNCTION_MARKER, spelled or "(?!)")
+    terminal_of = {**{n: "FUNCTION" for n in function_names}, **own}
+
+    def reserved(token: Token) -> Token:
+        # The contextual lexer reads a keyword as a NAME where the keyword cannot stand; a keyword
+        # is never a name (DSL.md §1), so hand the parser the keyword: its error then points at it.
+        terminal = terminal_of.get(token.value.lower())
+        return Token.new_borrow_pos(terminal, token.value, token) if terminal else token
+
     return lark.Lark(
-        grammar_text(),
+        text,
         parser="lalr",
         strict=True,
         # Spans come from the tokens (_tree_span); Lark's own position tracking would
@@ -43,12 +102,8 @@ def _lark() -> lark.Lark:
         propagate_positions=False,
         maybe_placeholders=True,
         cache=False,
+        lexer_callbacks={"NAME": reserved},
     )
-
-
-def grammar_text() -> str:
-    """The PQL grammar, read from the installed package (importlib.resources)."""
-    return resources.files("cdp.dsl").joinpath(GRAMMAR).read_text(encoding="utf-8")
 
 
 def parse(text: str) -> ast.Node:
@@ -58,7 +113,7 @@ def parse(text: str) -> ast.Node:
     definition, and Lark's LALR parser costs about 15 µs a token on a slow machine."""
     if not isinstance(text, str):
         raise TypeError("parse() takes the expression text as a str")
-    return _parse_cached(text)
+    return _parse_cached(text, registry.generation())
 
 
 def clear_parse_cache() -> None:
@@ -66,7 +121,7 @@ def clear_parse_cache() -> None:
 
 
 @lru_cache(maxsize=4096)
-def _parse_cached(text: str) -> ast.Node:
+def _parse_cached(text: str, _functions_generation: int) -> ast.Node:
     size = len(text.encode("utf-8", errors="surrogatepass"))
     if size > MAX_BYTES:
         raise PqlError([
@@ -103,6 +158,7 @@ def _has_code(text: str) -> bool:
 
 _TERMINAL_NAMES = {
     "NAME": "a name",
+    "MEMBER": "a name",
     "QUOTED_NAME": "a `quoted name`",
     "STRING": "a string",
     "NUMBER": "a number",
@@ -121,12 +177,6 @@ _TERMINAL_NAMES = {
     "DOT": "`.`",
     "$END": "the end of the expression",
 }
-
-
-def _keywords() -> frozenset[str]:
-    from cdp.dsl.render import KEYWORDS
-
-    return KEYWORDS
 
 
 def _describe_terminal(name: str) -> str:
@@ -178,13 +228,22 @@ def _syntax_diagnostic(text: str, exc: UnexpectedInput) -> Diagnostic:
     assert isinstance(exc, UnexpectedToken)
     token: Token = exc.token
     expected = set(exc.expected or ())
+    keyword = _keyword_used_as_name(exc)
+    if keyword is not None:
+        word = keyword.value.lower()
+        return Diagnostic(
+            "syntax_error", f"unexpected `{keyword.value}`: `{word}` is a keyword, not a name",
+            Span.at_offset(text, keyword.start_pos, keyword.end_pos),
+            hint=f"to name a field called {word} write it in backticks: `` `{keyword.value}` ``", source=text)
     if token.type == "$END":
         span = Span.at_offset(text, len(text))
         message = "the expression ends too early" + _expected_summary(expected)
         return Diagnostic("syntax_error", message, span, hint=None, source=text)
     start, end = token.start_pos, token.end_pos
     shown = str(token)
+    word = shown.lower()
     message = f"unexpected `{shown}`" + _expected_summary(expected)
+    in_where = _inside_where(exc)
     if token.type == "COMPARE" and token.value == "=" and start > 0 and text[start - 1] == "=":
         start -= 1
         message = "unexpected `==`"
@@ -194,32 +253,84 @@ def _syntax_diagnostic(text: str, exc: UnexpectedInput) -> Diagnostic:
         message = "unexpected `<>`"
         hint = "use `!=` to test inequality"
     elif token.type in ("COMPARE", "IN", "BETWEEN", "IS", "LIKE", "MATCHES", "CONTAINS", "HAS", "STARTS", "ENDS") \
-            and "COMPARE" not in expected:
-        previous = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*$", text[:start])
+            and "COMPARE" not in expected and "NAME" not in expected:
         before = text[:start].rstrip()
         if re.search(r"\b(within\s+(today|this\s+\w+|last\s+\d+\s+\w+|\d+\s+\w+))\s*$", before, re.I):
             message = f"unexpected `{shown}` after an event term"
             hint = "an event term is a condition of its own; to compare it, put it in parentheses"
-        elif previous and previous.group(1).lower() in _keywords() and not before.endswith(")"):
-            word = previous.group(1)
-            message = f"unexpected `{shown}` after the keyword `{word}`"
-            hint = f"`{word}` is a keyword; to name a field called {word} write `{word}` in backticks: `` `{word}` ``"
-        else:
+        elif _after_comparison(exc):
             message = f"comparisons cannot be chained: unexpected `{shown}`"
             hint = "combine the comparisons with `and`, e.g. `a < b and b < c`"
+    elif token.type in ("EXISTS", "NO", "COUNT", "AGGREGATE", "LAST") and "NAME" in expected and in_where:
+        message = f"unexpected `{shown}`: an event term may not appear inside another event term's `where`"
+        hint = ("to combine conditions on two events use a sequence (`then`) or write the terms side by "
+                "side: `(exists event where …) and count(event …) > 1`")
     elif token.type == "THEN":
         hint = ("`then` steps follow `exists event …`; for the negation of a sequence write "
                 "`not (exists event … then …)`")
-    elif token.type in ("EXISTS", "NO", "COUNT", "AGGREGATE", "LAST") and "NAME" in expected:
-        hint = ("an event term may not appear inside another event term's `where`; "
-                "to combine conditions on two events use a sequence (`then`) or write the terms side by side")
+    elif token.type in ("_AND", "_OR") and "NAME" in expected:
+        hint = (f"`{word}` joins two conditions: write one on each side of it "
+                f"(a field called {word} is written `` `{word}` ``)")
+    elif word in keywords() and "NAME" in expected:
+        hint = f"`{word}` is a keyword; to name a field called {word} write it in backticks: `` `{shown}` ``"
     elif token.type == "UNIT":
         hint = "a duration is a whole number followed by its unit, such as `7 days`"
-    elif token.type == "NAME" and token.value.lower() in ("then",):
-        hint = "`then` steps follow `exists event …`"
     elif token.type in ("NAME", "STRING", "NUMBER") and exc.expected and ("_AND" in expected or "_OR" in expected):
         hint = "combine conditions with `and` or `or`"
     return Diagnostic("syntax_error", message, Span.at_offset(text, start, end), hint=hint, source=text)
+
+
+# Keywords that begin a construct: a call (function, aggregate), an event term, `not`,
+# `in segment`.
+_CALLS = frozenset({"FUNCTION", "TODAY", "COUNT", "AGGREGATE", "LAST"})
+_STARTERS = _CALLS | {"EXISTS", "NO", "NOT", "IN"}
+# Tokens that end an operand: after a starter they show it was meant as a name.
+_AFTER_OPERAND = frozenset({"COMPARE", "ADD_OP", "MUL_OP", "_AND", "_OR", "RPAR", "RSQB", "COMMA", "$END", "IN",
+                            "BETWEEN", "IS", "LIKE", "MATCHES", "CONTAINS", "HAS", "STARTS", "ENDS"})
+
+
+def _keyword_used_as_name(exc: UnexpectedToken) -> Token | None:
+    """`first = 1`, `lower = "x"`, `exists and …`: the keyword was taken as the start of its
+    construct, and the token after it shows it was meant as a name. The keyword is the offending
+    token (DSL.md §1: a keyword is never a name). At the end of the input only a call's name
+    counts (`x = today`); `a and not` just ends too early."""
+    token = exc.token
+    if token.type not in _AFTER_OPERAND:
+        return None
+    stack = getattr(getattr(exc, "state", None), "value_stack", None) or ()
+    if not stack or not isinstance(stack[-1], Token) or stack[-1].type not in _STARTERS:
+        return None
+    keyword, expected = stack[-1], set(exc.expected or ())
+    if token.type == "$END" and keyword.type not in _CALLS | {"IN"}:
+        return None
+    if keyword.type == "NOT" and "NAME" not in expected:
+        return None  # `x not = 1`: `not` after an operand (`not in`, `not between`)
+    if keyword.type == "IN" and "NAME" in expected:
+        return None  # `x in = 1`: `in` after an operand
+    return keyword
+
+
+def _after_comparison(exc: UnexpectedToken) -> bool:
+    """`a < b < c`: the parser holds a complete comparison (operand, operator, operand)."""
+    stack = getattr(getattr(exc, "state", None), "value_stack", None) or ()
+    if len(stack) >= 2 and isinstance(stack[-1], Token) and stack[-1].type == "NULL":
+        return isinstance(stack[-2], Token) and stack[-2].type in ("IS", "NOT")  # `x is [not] null`
+    return len(stack) >= 2 and not isinstance(stack[-1], Token) and isinstance(stack[-2], Token) \
+        and stack[-2].type in _AFTER_OPERAND
+
+
+def _inside_where(exc: UnexpectedToken) -> bool:
+    """Did the error happen inside an event filter's `where` (one not closed by a window or a
+    parenthesis)? The `where` keyword is then still on the parser's stack."""
+    state = getattr(exc, "state", None)
+    stack = getattr(state, "value_stack", None) or ()
+    depth = 0
+    for value in reversed(stack):
+        if isinstance(value, Token) and value.type == "LPAR":
+            depth += 1
+        if isinstance(value, Token) and value.type == "_WHERE":
+            return depth == 0
+    return False
 
 
 # ---- limits ---------------------------------------------------------------------------------
@@ -327,7 +438,8 @@ class _Builder:
         return ast.Not(self.build(self.subtrees(tree)[0]), span=self.span(tree))
 
     def build_parens(self, tree: Tree) -> ast.Node:
-        return self.build(self.subtrees(tree)[0])
+        # the parentheses belong to the operand: an error about it spans them too (DSL.md §11)
+        return self.build(self.subtrees(tree)[0]).annotated(span=self.span(tree))
 
     # predicates -------------------------------------------------------------------------------
 
@@ -595,10 +707,10 @@ class _Builder:
             return ast.Exists(ast.EventFilter(None, None, None), (), span=self.span(tree))
         flt = self._any_filter(parts[0])
         steps = tuple(self._step(s) for s in parts[1:])
-        for step in steps[:-1]:
-            if step.negated:
-                self.error("syntax_error", "`then no event` may only be the last step of a sequence",
-                           step.span, hint="move the `then no event` step to the end")
+        for step, following in zip(steps, steps[1:]):
+            if step.negated:  # the step after it is what may not be there (its `then`)
+                self.error("syntax_error", "`then no event` may only be the last step of a sequence: "
+                           "no step may follow it", following.span, hint="move the `then no event` step to the end")
         aliases: dict[str, ast.Node] = {}
         for f in (flt, *(s.filter for s in steps)):
             if f.alias is None:
@@ -619,10 +731,13 @@ class _Builder:
 
     def build_value_agg(self, tree: Tree) -> ast.Node:
         self._nested_event_term(tree)
-        func_token, _lpar, _event, path_tree, condition, window, _rpar = tree.children
+        func_token, _lpar, event, path_tree, condition, window, _rpar = tree.children
         path = tuple(self._ident(t) for t in path_tree.children if isinstance(t, Token))
         flt = self._filter(None, condition, window, tree, first_step=True)
-        return ast.Aggregate(func_token.value.lower(), path, flt, path_span=self.span(path_tree), span=self.span(tree))
+        # the argument is `event.PATH`, whole
+        last = _edge_token(path_tree, -1)
+        path_span = Span(event.line, event.column, last.end_line, last.end_column, event.start_pos, last.end_pos)
+        return ast.Aggregate(func_token.value.lower(), path, flt, path_span=path_span, span=self.span(tree))
 
     # windows ----------------------------------------------------------------------------------
 

@@ -11,15 +11,16 @@ from decimal import Decimal
 
 from cdp.dsl import ast
 
-# Every word the grammar treats as a keyword somewhere; such names are written in backticks.
-KEYWORDS = frozenset(
-    """or and not in between is null true false contains starts ends with like matches has any all
-    segment exists no event as where then within last today this since before from to
-    count count_distinct sum avg min max first
-    lower upper trim length size abs round floor ceil coalesce concat now date datetime year month
-    day day_of_week days_since days_until age
-    second seconds minute minutes hour hours days week weeks months years""".split()
-)
+
+
+def keywords() -> frozenset[str]:
+    """Every reserved word: the grammar's keywords and the function registry's names (such names
+    are written in backticks)."""
+    from cdp.dsl.parser import keywords as reserved
+
+    return reserved()
+
+
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 # Binding strength: higher binds tighter (DSL.md §4).
@@ -34,7 +35,7 @@ def render(node: ast.Node) -> str:
 def render_name_part(part: str, *, after_dot: bool = False) -> str:
     if "`" in part or "\n" in part or not part:
         raise ValueError(f"the name {part!r} cannot be written in PQL")
-    if _IDENT.match(part) and (after_dot or part.lower() not in KEYWORDS):
+    if _IDENT.match(part) and (after_dot or part.lower() not in keywords()):
         return part
     return f"`{part}`"
 
@@ -144,7 +145,7 @@ class _Renderer:
         return ("profile." if node.profile_prefix else "") + ".".join(parts)
 
     def r_Call(self, node, open_ok):
-        name = node.function if node.function.lower() in KEYWORDS else render_name_part(node.function)
+        name = node.function if node.function.lower() in keywords() else render_name_part(node.function)
         return f"{name}(" + ", ".join(self.expr(a, minimum=_OR, open_ok=True) for a in node.args) + ")"
 
     # operators

@@ -26,9 +26,10 @@ from typing import Any, Callable, Mapping
 from cdp.dsl import ast, check, render
 from cdp.dsl.errors import Diagnostic, PqlError
 from cdp.dsl.regex import compile_regex
-from cdp.dsl.types import BOOLEAN, DATE, DATETIME
+from cdp.dsl.types import BOOLEAN, DATE, DATETIME, NUMBER
 from cdp.engine import runtime
 from cdp.engine.profile import LoadedProfile
+from cdp.engine.support import require_support
 from cdp.functions import lookup
 from cdp.schema import Schema, luma_schema
 
@@ -54,6 +55,8 @@ class _Codegen:
             "_rt": runtime,
             "_EMPTY": _EMPTY,
             "_div": runtime.divide,
+            "_chk": runtime.checked,
+            "_flt": runtime.as_double,
             "_mod": runtime.modulo,
             "_to_dt": runtime.to_datetime,
             "_add": runtime.add_duration,
@@ -158,18 +161,22 @@ class _Codegen:
     def v_Call(self, node: ast.Call, ctx):
         function = lookup(node.function)
         impl = self.const(function.python, "f")
-        if function.validate_literal is not None:  # date("…"), datetime("…"): folded now
-            return self.const(function.python(node.args[0].value))
+        if function.stage == "compile":  # date("…"), datetime("…"): literal arguments, folded now
+            return self.const(function.python(*(a.value for a in node.args)))
         clock = ["C[0]"] if function.needs_clock else []
-        if function.name in ("now", "today"):
-            return self.as_of_constant(f"{impl}(as_of)")
+        if function.stage == "as_of":  # now(), today(): once per as_of
+            return self.as_of_constant(f"{impl}({', '.join(['as_of'] + [self.value(a, ctx) for a in node.args])})"
+                                       if function.needs_clock else f"{impl}()")
         args = []
-        for arg in node.args:
+        for arg, target in zip(node.args, function.argument_targets(node)):
             code = self.value(arg, ctx)
-            if function.name == "coalesce" and node.type == DATETIME and arg.type == DATE:
+            if target == DATETIME and arg.type == DATE:  # declared by the record (DSL.md §2)
                 t = self.temp()
                 code = f"(None if ({t} := {code}) is None else _to_dt({t}))"
             args.append((code, arg.nullable))
+        if node.type is not None and node.type.is_numeric:  # DSL.md §9: out of range is null
+            impl = f"_chk_{impl}"
+            self.namespace[impl] = _checked_result(function.python, double=node.type == NUMBER)
         if not function.null_propagating or not any(nullable for _c, nullable in args):
             return f"{impl}({', '.join(clock + [c for c, _n in args])})"
         names, guards = [], []
@@ -219,11 +226,19 @@ class _Codegen:
     # ---- arithmetic -------------------------------------------------------------------------
 
     def v_Negate(self, node: ast.Negate, ctx):
-        inner = self.value(node.operand, ctx)
+        inner = self.operand(node.operand, ctx)
         if not node.operand.nullable:
-            return f"(-{inner})"
+            return f"_chk(-{inner})"  # -(-2^63) is outside 64 bits: null (DSL.md §9)
         t = self.temp()
-        return f"(None if ({t} := {inner}) is None else -{t})"
+        return f"(None if ({t} := {inner}) is None else _chk(-{t}))"
+
+    def operand(self, node: ast.Node, ctx) -> str:
+        """An arithmetic operand. A `number` is a double (as SQL holds it), even when the data
+        holds a whole number there (`lifetime_value: 120`): its arithmetic is the doubles'."""
+        code = self.value(node, ctx)
+        if node.type == NUMBER and not isinstance(node, ast.NumberLiteral):
+            return f"_flt({code})"
+        return code
 
     def v_Arithmetic(self, node: ast.Arithmetic, ctx):
         if len(node.operands) > _INLINE_CHAIN:
@@ -232,11 +247,11 @@ class _Codegen:
                 if isinstance(operand, ast.DurationLiteral):
                     values.append(self.const(runtime.Duration(operand.amount, operand.unit), "dur"))
                 else:
-                    values.append(self.value(operand, ctx))
+                    values.append(self.operand(operand, ctx))
             return f"_rt.fold_arithmetic({node.operators!r}, [{', '.join(values)}])"
         first = node.operands[0]
         pending_duration = first if isinstance(first, ast.DurationLiteral) else None
-        current = None if pending_duration else self.value(first, ctx)
+        current = None if pending_duration else self.operand(first, ctx)
         current_nullable = first.nullable
         for op, operand in zip(node.operators, node.operands[1:]):
             if pending_duration is not None:  # `5 days + now()`
@@ -249,19 +264,19 @@ class _Codegen:
                 current = self._shift(current, current_nullable, operand, +1 if op == "+" else -1)
                 current_nullable = True  # out-of-range dates are null
                 continue
-            right = self.value(operand, ctx)
+            right = self.operand(operand, ctx)
             a, b = self.temp(), self.temp()
             if op == "/":
                 combined = f"_div({a}, {b})"
             elif op == "%":
                 combined = f"_mod({a}, {b})"
-            else:
-                combined = f"({a} {op} {b})"
+            else:  # DSL.md §9: outside 64 bits (or not finite) is null
+                combined = f"_chk({a} {op} {b})"
             if current_nullable or operand.nullable:
                 current = f"(None if ({a} := {current}) is None or ({b} := {right}) is None else {combined})"
             else:
                 current = f"(({a} := {current}), ({b} := {right}), {combined})[2]"
-            current_nullable = current_nullable or operand.nullable or op in "/%"
+            current_nullable = True  # null operands, division by zero, overflow (DSL.md §9)
         return current
 
     def _shift(self, code: str, nullable: bool, duration: ast.DurationLiteral, sign: int) -> str:
@@ -333,7 +348,7 @@ class _Codegen:
                 code = f"_to_dt({code})"
             codes.append(code)
         literal = "frozenset((" + "".join(c + ", " for c in codes) + "))"
-        if any(isinstance(n, ast.Call) and n.function in ("now", "today") for n in ast.walk(items)):
+        if any(isinstance(n, ast.Call) and lookup(n.function).stage == "as_of" for n in ast.walk(items)):
             return self.as_of_constant(literal.replace("C[", "_C_["))  # resolved per as_of
         namespace = dict(self.namespace)
         return self.const(eval(literal, namespace), "set")  # noqa: S307 - our own generated code
@@ -589,8 +604,11 @@ class _Codegen:
             order = "evs[i:j]" if fn == "first" else "reversed(evs[i:j])"
             lines += [f"for e in {order}:", f"    if {test}:", "        return v", "return None"]
         elif fn in ("sum", "avg"):
-            lines += ["s = 0", "n = 0", "for e in evs[i:j]:", f"    if {test}:", "        s += v", "        n += 1"]
-            lines.append("return s" if fn == "sum" else "return s / n if n else None")
+            # a `number` field sums in doubles (as SQL does), an integer field exactly
+            add = "s += float(v)" if fn == "sum" and node.type == NUMBER else "s += v"
+            lines += ["s = 0", "n = 0", "for e in evs[i:j]:", f"    if {test}:", f"        {add}", "        n += 1"]
+            # an exact sum, then DSL.md §9: outside 64 bits (or not finite) is null
+            lines.append("return _chk(s)" if fn == "sum" else "return _chk(s / n) if n else None")
         elif fn == "count_distinct":
             lines += ["seen = set()", "for e in evs[i:j]:", f"    if {test}:", "        seen.add(v)", "return len(seen)"]
         elif fn in ("min", "max"):
@@ -725,6 +743,13 @@ class _Codegen:
         return source, self.namespace["predicate"]
 
 
+def _checked_result(python: Callable, double: bool) -> Callable:
+    """A numeric function's result, null out of range (DSL.md §9); a `number` as a double."""
+    if double:
+        return lambda *args: runtime.checked(runtime.as_double(python(*args)))
+    return lambda *args: runtime.checked(python(*args))
+
+
 def _guarded(gen: _Codegen, code: str, nullable: bool, function: str) -> str:
     if not nullable:
         return f"{function}({code})"
@@ -818,6 +843,7 @@ def compile_segment(text_or_tree: str | ast.Node, schema: Schema | None = None, 
         if cached is not None:
             _CACHE.move_to_end(key)
             return cached
+    require_support(typed, "memory", catalogue)
     referenced = ast.segment_references(typed)
     missing = sorted(k for k in referenced if k not in catalogue)
     if missing:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import calendar
 import math
+from decimal import Decimal, localcontext
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -15,22 +16,47 @@ _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 
 
 # ---- arithmetic with SQL's nulls ------------------------------------------------------------
 
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+
+
+def checked(x):
+    """DSL.md §9: an integer result outside the 64-bit range is null, and so is a number result
+    that is not finite. Every backend applies this to every arithmetic result."""
+    if x.__class__ is int:
+        return x if INT_MIN <= x <= INT_MAX else None
+    if x.__class__ is float:
+        return x if -math.inf < x < math.inf else None
+    return x
+
+
+
+def as_double(x):
+    """A `number` as SQL holds it: a double, also when the data wrote a whole number."""
+    return float(x) if x.__class__ is int else x
+
 
 def divide(a, b):
-    """True division; division by zero is null (DSL.md §4)."""
+    """True division of doubles, as SQL divides (an integer operand is first a double); division
+    by zero is null (DSL.md §4), and so is a result that is not finite (§9)."""
     if b == 0:
         return None
-    return a / b
+    return checked(float(a) / float(b))
 
 
 def modulo(a, b):
-    """Remainder with the sign of the left operand (truncating, as SQL); by zero it is null."""
+    """Remainder with the sign of the left operand (truncating, as SQL); by zero it is null.
+
+    For decimals, the remainder of the decimal values as written (their shortest repr, as
+    `round` takes them), so `3.3 % 1.1` is 0 — every backend computes it so (PostgreSQL in
+    numeric) — rather than fmod's 1.0999999999999996 from the binary values."""
     if b == 0:
         return None
     if isinstance(a, int) and isinstance(b, int):
         r = abs(a) % abs(b)
         return -r if a < 0 else r
-    return math.fmod(a, b)
+    with localcontext() as ctx:
+        ctx.prec = 1000  # the quotient of 1e308 by 1e-308 has 617 digits; Decimal needs them
+        return checked(float(Decimal(repr(a)) % Decimal(repr(b))))
 
 
 def to_datetime(d: date | datetime) -> datetime:
@@ -256,11 +282,11 @@ def fold_arithmetic(operators: tuple[str, ...], values: list):
         elif isinstance(value, Duration):
             current = add_duration(current, value.amount, value.unit, 1 if op == "+" else -1)
         elif op == "+":
-            current = current + value
+            current = checked(current + value)
         elif op == "-":
-            current = current - value
+            current = checked(current - value)
         elif op == "*":
-            current = current * value
+            current = checked(current * value)
         elif op == "/":
             current = divide(current, value)
         else:

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from decimal import Decimal
 from typing import Any, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.sql import operators as sql_operators
-from sqlalchemy.sql.elements import ColumnElement, ExpressionClauseList
+from sqlalchemy.sql.elements import ColumnElement
 
 from cdp.dsl import ast, check
 from cdp.dsl.types import DATE, DATETIME, INTEGER, NUMBER, PqlType
 from cdp.engine import runtime
-from cdp.engine.sql_regex import UnsupportedOnBackend, re2_to_postgres
+from cdp.engine.sql_regex import re2_to_postgres
+from cdp.engine.support import UnsupportedOnBackend, require_support
 from cdp.functions import lookup
 from cdp.schema import Schema, luma_schema
 from cdp.storage.models import UtcDateTime, events, profiles
@@ -96,6 +97,23 @@ class SqlCompiler:
             return sa.func.pql_to_datetime(value)
         return sa.cast(value, TIMESTAMPTZ)
 
+    @staticmethod
+    def as_written(value: ColumnElement, type_: PqlType | None) -> ColumnElement:
+        """PostgreSQL: a number as numeric, a double by its decimal value as written (its shortest
+        text, as Python's repr) — a cast straight to numeric keeps only 15 digits."""
+        if type_ == INTEGER:
+            return sa.cast(value, sa.Numeric)
+        return sa.cast(sa.cast(value, sa.Text), sa.Numeric)
+
+    def bigint_or_null(self, value: ColumnElement) -> ColumnElement:
+        """PostgreSQL: an exact (numeric) integer result as a bigint, null outside the 64-bit
+        range (DSL.md §9), never "bigint out of range". The value is named once: clamped just
+        beyond the range, the two out-of-range ends become null."""
+        above = sa.literal(Decimal(runtime.INT_MAX + 1), sa.Numeric)
+        below = sa.literal(Decimal(runtime.INT_MIN - 1), sa.Numeric)
+        clamped = sa.func.greatest(sa.func.least(value, above), below)
+        return sa.cast(sa.func.nullif(sa.func.nullif(clamped, above), below), sa.BigInteger)
+
     def collated(self, value: ColumnElement, type_: PqlType | None) -> ColumnElement:
         """Strings order by code point: COLLATE "C" on PostgreSQL; SQLite's BINARY already is."""
         if not self.sqlite and type_ is not None and type_.name == "string":
@@ -150,15 +168,16 @@ class SqlCompiler:
 
     def c_Call(self, node: ast.Call, ctx):
         function = lookup(node.function)
+        form = function.sql_form(self.dialect)
+        if form is None:  # require_support found it before compiling; a guard for direct use
+            raise UnsupportedOnBackend(self.dialect, f"the function {function.name}() has no {self.dialect} form",
+                                       node.span)
         args = []
-        for arg in node.args:
+        for arg, target in zip(node.args, function.argument_targets(node)):
             compiled = self.value(arg, ctx)
-            if function.name == "coalesce" and node.type == DATETIME and arg.type == DATE:
+            if target == DATETIME and arg.type == DATE:  # declared by the record (DSL.md §2)
                 compiled = self.to_datetime(compiled)
             args.append(compiled)
-        form = function.sql.get(self.dialect) or function.sql.get("default")
-        if form is None:
-            raise UnsupportedOnBackend(self.dialect, f"the function {function.name}() has no SQL form")
         return form(self, node, args)
 
     # ---- boolean structure ------------------------------------------------------------------
@@ -173,22 +192,36 @@ class SqlCompiler:
     # ---- arithmetic -------------------------------------------------------------------------
 
     def c_Negate(self, node: ast.Negate, ctx):
-        return (-self.value(node.operand, ctx)).self_group()
+        value = self.value(node.operand, ctx)
+        if self.sqlite:  # -(-2^63) is null (DSL.md §9); SQLite would make it a real
+            return sa.func.pql_negate(sa.cast(value, DOUBLE) if node.type == NUMBER else value)
+        if node.type == INTEGER:
+            return self.bigint_or_null(-sa.cast(value, sa.Numeric))
+        return (-value).self_group()
 
     def c_Arithmetic(self, node: ast.Arithmetic, ctx):
         operands = node.operands
         if len(operands) > _MAX_SQL_CHAIN:
             raise UnsupportedOnBackend(self.dialect, f"an arithmetic chain of {len(operands)} operands is deeper than "
                                        f"SQL parsers accept ({_MAX_SQL_CHAIN}); evaluate it in memory", node.span)
-        flat_op = _flat_operator(node)
-        if flat_op is not None:
-            # `a + b - c` as one flat list (a + b + -c): no deep nesting for SQLAlchemy's compiler
-            terms = [self.value(operands[0], ctx)]
-            for op, operand in zip(node.operators, operands[1:]):
-                term = self.value(operand, ctx)
-                terms.append((-term).self_group() if op == "-" else term)
-            result_type = sa.BigInteger() if node.type == INTEGER else DOUBLE
-            return ExpressionClauseList._construct_for_list(flat_op, result_type, *terms).self_group()
+        if self.sqlite and not any(isinstance(o, ast.DurationLiteral) for o in operands):
+            # the in-memory runtime's left-to-right fold: null on division by zero and outside 64
+            # bits or a double's range (DSL.md §9), where SQLite would stop with "integer
+            # overflow"; one call however long the chain
+            # a `number` is a double, also when the data wrote a whole number there
+            values = [sa.cast(self.value(o, ctx), DOUBLE) if o.type == NUMBER else self.value(o, ctx) for o in operands]
+            result, rest, operators = values[0], values[1:], node.operators
+            while rest:  # SQLite takes at most 127 arguments: a long chain folds in pieces
+                piece, rest = rest[:100], rest[100:]
+                result = sa.func.pql_arithmetic(sa.literal("".join(operators[:len(piece)])), result, *piece)
+                operators = operators[len(piece):]
+            return result
+        if not self.sqlite and node.type == INTEGER and len(operands) > _NESTED_CHECKS:
+            return self.long_integer_chain(node, ctx)
+        if not self.sqlite and len(operands) > _NESTED_CHECKS and _is_decimal_chain(node):
+            raise UnsupportedOnBackend(self.dialect, f"a chain of {len(operands)} decimal operands is checked for "
+                                       f"overflow at every step only up to {_NESTED_CHECKS} operands on PostgreSQL; "
+                                       "evaluate it in memory or on SQLite", node.span)
         pending: ast.DurationLiteral | None = operands[0] if isinstance(operands[0], ast.DurationLiteral) else None
         current = None if pending else self.value(operands[0], ctx)
         current_type = None if pending else operands[0].type
@@ -202,36 +235,98 @@ class SqlCompiler:
                 continue
             right = self.value(operand, ctx)
             both_integer = current_type == INTEGER and operand.type == INTEGER
+            if self.sqlite:  # a chain with durations: the arithmetic as the runtime does it
+                current = getattr(sa.func, _SQLITE_ARITHMETIC[op])(current, right)
+                current_type = INTEGER if both_integer and op != "/" else NUMBER
+                continue
             if op == "/":
-                current = sa.cast(current, DOUBLE).op("/")(sa.func.nullif(sa.cast(right, DOUBLE), 0))
+                current = self.double_or_null("/", sa.cast(current, DOUBLE), sa.func.nullif(sa.cast(right, DOUBLE), 0))
                 current_type = NUMBER
             elif op == "%":
-                if self.sqlite:
-                    current = sa.func.pql_mod(current, right)
-                elif both_integer:
+                if both_integer:
                     current = current.op("%")(sa.func.nullif(right, 0))
-                else:
-                    current = sa.cast(sa.func.mod(sa.cast(current, sa.Numeric), sa.func.nullif(sa.cast(right, sa.Numeric), 0)), DOUBLE)
+                else:  # on the decimal values as written, as in memory (runtime.modulo)
+                    current = sa.cast(sa.func.mod(self.as_written(current, current_type),
+                                                  sa.func.nullif(self.as_written(right, operand.type), 0)), DOUBLE)
                 current_type = INTEGER if both_integer else NUMBER
+            elif both_integer:  # exact, then null outside 64 bits (DSL.md §9)
+                current = self.bigint_or_null(sa.cast(current, sa.Numeric).op(op)(sa.cast(right, sa.Numeric)))
             else:
-                current = current.op(op)(right)
-                current_type = INTEGER if both_integer else NUMBER
+                current = self.double_or_null(op, current, right)
+                current_type = NUMBER
             current = current.self_group()
         return current
 
-    def shift(self, value: ColumnElement, type_: PqlType, duration: ast.DurationLiteral, sign: int) -> ColumnElement:
-        """value ± duration, calendar months and years included (DSL.md §1, §4)."""
+    def double_or_null(self, op: str, left: ColumnElement, right: ColumnElement) -> ColumnElement:
+        """PostgreSQL, doubles: `left op right`, null where the result would not be finite (DSL.md
+        §9) — PostgreSQL stops with "value out of range: overflow" there. The guard reads each
+        operand once: they are named in a derived table, so nesting does not repeat them."""
+        # as doubles: abs() of a bigint -2^63 would itself be out of range
+        pair = (sa.select(sa.cast(left, DOUBLE).label("x"), sa.cast(right, DOUBLE).label("y"))
+                .correlate_except(None).subquery(self.fresh("g")))
+        x, y = pair.c.x, pair.c.y
+        largest = sa.literal(_MAX_DOUBLE, DOUBLE)
+        if op in ("+", "-"):
+            other = y if op == "+" else -y
+            safe = sa.or_(sa.func.sign(x) != sa.func.sign(other), sa.func.abs(x) <= largest - sa.func.abs(y))
+        elif op == "*":
+            safe = sa.or_(sa.func.abs(x) <= 1, sa.func.abs(y) <= 1, sa.func.abs(x) <= largest / sa.func.abs(y))
+        else:  # "/", y is never 0 here (nullif)
+            safe = sa.or_(sa.func.abs(y) >= 1, sa.func.abs(x) <= largest * sa.func.abs(y))
+        return sa.select(sa.case((safe, x.op(op)(y)), else_=sa.null())).select_from(pair).scalar_subquery()
+
+    def long_integer_chain(self, node: ast.Arithmetic, ctx) -> ColumnElement:
+        """PostgreSQL, a long chain of integer `+`/`-`: every partial result must lie in 64 bits
+        (DSL.md §9, left to right as in memory), but a check nested per step is too deep for the
+        SQL compiler. The partial sums are a running sum over the signed terms instead, exact in
+        numeric: null when a term is null or a partial sum leaves the range."""
+        if set(node.operators) - {"+", "-"}:
+            raise UnsupportedOnBackend(self.dialect, f"a chain of {len(node.operands)} integer products is checked "
+                                       f"for overflow at every step only up to {_NESTED_CHECKS} operands on "
+                                       "PostgreSQL; evaluate it in memory", node.span)
+        terms = [sa.cast(self.value(node.operands[0], ctx), sa.Numeric)]
+        for op, operand in zip(node.operators, node.operands[1:]):
+            term = sa.cast(self.value(operand, ctx), sa.Numeric)
+            terms.append(-term if op == "-" else term)
+        elements = (sa.func.unnest(postgresql.array(terms)).table_valued("v", with_ordinality="i")
+                    .render_derived(name=self.fresh("t")))
+        running = (sa.select(elements.c.v, sa.func.sum(elements.c.v).over(order_by=elements.c.i).label("s"))
+                   .select_from(elements).subquery(self.fresh("r")))
+        last = sa.func.sum(running.c.v)  # the whole sum: the last partial sum
+        fits = sa.and_(sa.func.count() == sa.func.count(running.c.v),
+                       sa.func.max(running.c.s) <= runtime.INT_MAX, sa.func.min(running.c.s) >= runtime.INT_MIN)
+        total = sa.select(sa.case((fits, sa.cast(last, sa.BigInteger)), else_=sa.null())).select_from(running)
+        return total.scalar_subquery()
+
+    def shift(self, value: ColumnElement, type_: PqlType, duration: ast.DurationLiteral, sign: int,
+              *, in_range: bool = True) -> ColumnElement:
+        """value ± duration, calendar months and years included (DSL.md §1, §4). With
+        ``in_range``, a result outside years 1–9999 is null, as in memory (the databases go on to
+        year 0 and BC); a sequence's gap limit goes on (past 9999 it caps nothing)."""
         if self.sqlite:
             if duration.unit in _FIXED_SECONDS and type_ == DATETIME:
                 # SQLite's own datetime() on the stored text: whole seconds, the microseconds
                 # carried over unchanged (no Python call per row, which the UDF would cost)
                 seconds = sign * duration.amount * _FIXED_SECONDS[duration.unit]
                 shifted = sa.func.datetime(value, sa.literal(f"{seconds:+d} seconds", sa.String))
-                return shifted.op("||")(sa.func.substr(value, 20))
+                shifted = shifted.op("||")(sa.func.substr(value, 20))
+                if not in_range:
+                    return shifted
+                # datetime() answers null past 9999 but goes down to year 0000: that is null too
+                # ('0000-99' sorts after every year-0 text and before year 1; named once)
+                floor = sa.literal("0000-99", sa.String)
+                return sa.func.nullif(sa.func.max(shifted, floor), floor)
             return sa.func.pql_add(value, sa.literal(duration.amount), sa.literal(duration.unit), sa.literal(sign))
         interval = sa.cast(sa.literal(f"{duration.amount} {_INTERVAL_UNITS[duration.unit]}", sa.String), postgresql.INTERVAL)
         shifted = value.op("+" if sign > 0 else "-")(interval)
-        return sa.cast(shifted, sa.Date) if type_ == DATE else shifted.self_group()
+        shifted = sa.cast(shifted, sa.Date) if type_ == DATE else shifted.self_group()
+        if not in_range:
+            return shifted
+        # clamped just outside years 1–9999, and those two ends are null (the value named once)
+        kind = sa.Date if type_ == DATE else TIMESTAMPTZ
+        above = sa.cast(sa.literal("10000-01-01" if type_ == DATE else "10000-01-01 00:00:00+00", sa.String), kind)
+        below = sa.cast(sa.literal("0001-12-31 BC" if type_ == DATE else "0001-12-31 23:59:59.999999+00 BC", sa.String), kind)
+        return sa.func.nullif(sa.func.nullif(sa.func.greatest(sa.func.least(shifted, above), below), above), below)
 
     # ---- predicates -------------------------------------------------------------------------
 
@@ -379,6 +474,8 @@ class SqlCompiler:
         return [ts < bound, ts <= self.as_of_param]  # before: a null bound selects nothing
 
     def bound(self, node: ast.Node) -> ColumnElement:
+        if isinstance(node, ast.NullLiteral):  # `since null`: an empty window (DSL.md §6)
+            return sa.literal(None, UtcDateTime)
         value = self.value(node, _Ctx())
         return self.to_datetime(value) if node.type == DATE else value
 
@@ -448,7 +545,7 @@ class SqlCompiler:
         conditions += [table.c.ts > previous.c.ts, table.c.ts <= self.as_of_param]
         if isinstance(step.filter.window, ast.WithinGap):
             gap = ast.DurationLiteral(step.filter.window.amount, step.filter.window.unit)
-            limit = self.shift(previous.c.ts, DATETIME, gap, +1)
+            limit = self.shift(previous.c.ts, DATETIME, gap, +1, in_range=False)
             if self.sqlite:  # past year 9999 the gap caps nothing (as in memory); SQLite says NULL there
                 limit = sa.func.coalesce(limit, sa.literal("9999-12-31 23:59:59.999999", sa.String))
             conditions.append(table.c.ts <= limit)
@@ -484,18 +581,59 @@ class SqlCompiler:
             query = (sa.select(value).select_from(table).where(*conditions, value.is_not(None))
                      .order_by(*order).limit(1).correlate_except(table))
             return query.scalar_subquery()
+        if fn in ("sum", "avg") and not self.sqlite and field_type != INTEGER:
+            return self.double_aggregate(fn, table, value, conditions)
         if fn == "sum":
-            aggregate = sa.func.coalesce(sa.func.sum(value), 0)
+            aggregate = self.exact_sum(value, field_type)
+        elif fn == "avg" and self.sqlite:  # the runtime's average: an exact sum, divided (DSL.md §9)
+            aggregate = sa.func.pql_avg(value)
         elif fn == "avg":
             aggregate = sa.cast(sa.func.avg(value), DOUBLE)
         elif fn == "count_distinct":
             aggregate = sa.func.count(sa.distinct(value))
         else:
             aggregate = getattr(sa.func, fn)(self.collated(value, field_type))
-        scalar = sa.select(aggregate).select_from(table).where(*conditions).correlate_except(table).scalar_subquery()
-        if fn == "sum" and not self.sqlite and field_type == INTEGER:
-            return sa.cast(scalar, sa.BigInteger)  # PostgreSQL sums bigints as numeric
-        return scalar
+        return sa.select(aggregate).select_from(table).where(*conditions).correlate_except(table).scalar_subquery()
+
+    def double_aggregate(self, fn: str, table, value: ColumnElement, conditions: list) -> ColumnElement:
+        """PostgreSQL, `sum` / `avg` of doubles: sum(float8) stops with an error when a partial sum
+        overflows, which cannot happen when the largest value times their number is finite; past
+        that (values near 1e308) the result is null (DSL.md §9). The test needs the values' maximum
+        and count beside each value, so they come from window functions in a derived table."""
+        rows = (sa.select(value.label("v"), sa.func.max(sa.func.abs(value)).over().label("m"),
+                          sa.func.count(value).over().label("n"))
+                .select_from(table).where(*conditions).correlate_except(table).subquery(self.fresh("w")))
+        fits = rows.c.m <= sa.literal(_MAX_DOUBLE, DOUBLE) / sa.func.greatest(rows.c.n, 1)
+        total = sa.func.sum(sa.case((fits, rows.c.v), else_=sa.null()))
+        count = sa.func.count(rows.c.v)
+        if fn == "sum":
+            result = sa.case((count == 0, sa.literal(0.0, DOUBLE)), (sa.func.bool_and(fits), total), else_=sa.null())
+        else:
+            result = sa.case((sa.func.bool_and(fits), total / sa.func.nullif(count, 0)), else_=sa.null())
+        return sa.select(result).select_from(rows).scalar_subquery()
+
+    def exact_sum(self, value: ColumnElement, field_type: PqlType) -> ColumnElement:
+        """The sum of the non-null values: 0 when there are none, null when it lies outside 64 bits
+        or a double's range (DSL.md §9) — never an error, whatever the order of the rows."""
+        if not self.sqlite:
+            if field_type == INTEGER:  # PostgreSQL sums bigints exactly, as numeric
+                return self.bigint_or_null(sa.func.coalesce(sa.func.sum(value), 0))
+            return sa.func.coalesce(sa.func.sum(value), 0.0)  # doubles: see double_aggregate
+        if field_type != INTEGER:  # SQLite sums doubles to an infinity when they overflow
+            total = sa.func.total(value)
+            return sa.case((sa.func.abs(total) <= _MAX_DOUBLE, total), else_=sa.null())
+        # SQLite's sum() stops with "integer overflow" as soon as a partial sum leaves 64 bits
+        # (and a sum of valid values may come back in range). Exact instead: the high and the low
+        # 32 bits of the values summed apart (neither sum can overflow), then put together when
+        # the result fits.
+        mask = sa.literal(0xFFFFFFFF)
+        high = sa.func.sum(value.op(">>")(32))
+        low = sa.func.sum(value.op("&")(mask))
+        carried = (high + low.op(">>")(32)).self_group()
+        return sa.case((sa.func.count(value) == 0, sa.literal(0)),
+                       (carried.between(-(2**31), 2**31 - 1),
+                        carried * sa.literal(2**32) + low.op("&")(mask)),
+                       else_=sa.null())
 
 
 def _split_type_tests(condition: ast.Node | None) -> tuple[list[ast.Node], list[ast.Node]]:
@@ -509,18 +647,19 @@ def _split_type_tests(condition: ast.Node | None) -> tuple[list[ast.Node], list[
 
 
 _FIXED_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
-_MAX_SQL_CHAIN = 900  # SQLite refuses expression trees deeper than 1000
+_MAX_SQL_CHAIN = 900
+_MAX_DOUBLE = 1.7976931348623157e308
+_NESTED_CHECKS = 8  # integer steps checked one inside the other; longer chains see long_integer_chain  # SQLite refuses expression trees deeper than 1000
 
 
-def _flat_operator(node: ast.Arithmetic):
-    """The operator of a chain that SQL may write flat: numeric `+`/`-` or `*` only."""
+_SQLITE_ARITHMETIC = {"+": "pql_plus", "-": "pql_minus", "*": "pql_times", "/": "pql_divide", "%": "pql_mod"}
+
+
+def _is_decimal_chain(node: ast.Arithmetic) -> bool:
+    """A chain of decimal arithmetic (not integers only, no durations)."""
     if any(isinstance(o, ast.DurationLiteral) or (o.type is not None and not o.type.is_numeric) for o in node.operands):
-        return None
-    if set(node.operators) <= {"+", "-"}:
-        return sql_operators.add
-    if set(node.operators) == {"*"}:
-        return sql_operators.mul
-    return None
+        return False
+    return node.type != INTEGER
 
 
 # ---- public API -------------------------------------------------------------------------------
@@ -535,6 +674,7 @@ def members_query(text_or_tree: str | ast.Node, *, dialect: str, as_of: datetime
         typed = text_or_tree
     else:
         typed = check(text_or_tree, schema, segments=catalogue or None)
+    require_support(typed, dialect, catalogue)  # before anything runs: never a database error
     compiler = SqlCompiler(dialect, as_of, schema=schema, segments=catalogue)
     condition = compiler.compile(typed)
     p = compiler.profile

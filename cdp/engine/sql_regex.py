@@ -18,23 +18,12 @@ translated token by token and anything without an exact equivalent is refused:
 from __future__ import annotations
 
 from cdp.dsl.errors import Span
+from cdp.engine.support import UnsupportedOnBackend  # noqa: F401  (its home is support)
 
 _CLASS = {
     "d": "0-9", "w": "0-9A-Za-z_", "s": "\\t\\n\\f\\r ",
 }
 _PUNCTUATION = set("\\.^$*+?()[]{}|/-")
-
-
-class UnsupportedOnBackend(Exception):
-    """A backend cannot run something the language allows: one error type, with the reason."""
-
-    code = "unsupported"
-
-    def __init__(self, backend: str, reason: str, span: Span | None = None):
-        super().__init__(f"{backend}: {reason}")
-        self.backend = backend
-        self.reason = reason
-        self.span = span
 
 
 def re2_to_postgres(pattern: str, span: Span | None = None) -> str:

@@ -31,7 +31,7 @@ def _size(values) -> int:
 
 register(Function(
     name="coalesce", params=(Param("value", "scalar"),), variadic=True, min_args=1,
-    result=_coalesce_type, python=_coalesce, null_propagating=False,
+    result=_coalesce_type, python=_coalesce, null_propagating=False, common_type=True,
     sql={"default": lambda c, n, a: a[0] if len(a) == 1 else sa.func.coalesce(*a)},  # SQLite wants ≥ 2
     doc="The first argument that is not `null` (all arguments of one type family).",
     example='coalesce(consents.email, "n") = "y"',

@@ -7,7 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 import sqlalchemy as sa
 
-from cdp.functions.registry import Function, Param, same_as_first, register
+from cdp.functions.registry import Function, Param, python_udf, same_as_first, register
 
 _X = Param("x", "numeric")
 
@@ -43,40 +43,54 @@ def _ceil(x: int | float) -> int | float:
 _DOUBLE = sa.Float(53)
 
 
-def _same_type(node, value):
-    """PostgreSQL's numeric results back to the argument's type (bigint or double)."""
-    return sa.cast(value, sa.BigInteger if node.args[0].type.name == "integer" else _DOUBLE)
+def _same_type(compiler, node, value):
+    """PostgreSQL's numeric results back to the argument's type: bigint (null outside 64 bits,
+    DSL.md §9) or double."""
+    if node.args[0].type.name == "integer":
+        return compiler.bigint_or_null(value)
+    return sa.cast(value, _DOUBLE)
 
 
-def _round_sql(compiler, node, args):
+def _abs_postgresql(compiler, node, args):
+    if node.args[0].type.name == "integer":  # abs(-2^63) is 2^63: null, not an error
+        return compiler.bigint_or_null(sa.func.abs(sa.cast(args[0], sa.Numeric)))
+    return sa.func.abs(args[0])
+
+
+def _round_postgresql(compiler, node, args):
     digits = args[1] if len(args) > 1 else sa.literal(0)
-    if compiler.sqlite:
-        return sa.func.pql_round(args[0], digits)
-    # round(numeric) halves away from zero; float8 → numeric keeps the decimal value as written
-    return _same_type(node, sa.func.round(sa.cast(args[0], sa.Numeric), sa.cast(digits, sa.Integer)))
+    # round(numeric) halves away from zero, on the decimal value as written
+    value = compiler.as_written(args[0], node.args[0].type)
+    return _same_type(compiler, node, sa.func.round(value, sa.cast(digits, sa.Integer)))
+
+
+def _whole_postgresql(name: str):
+    def form(compiler, node, args):
+        if node.args[0].type.name == "integer":  # an integer is already whole
+            return args[0]
+        return sa.cast(getattr(sa.func, name)(args[0]), _DOUBLE)
+    return form
 
 
 register(Function(
     name="abs", params=(_X,), result=same_as_first, python=abs,
-    sql={"default": lambda c, n, a: sa.func.abs(a[0])},
+    sql={"sqlite": python_udf, "postgresql": _abs_postgresql},
     doc="The absolute value.", example="abs(lifetime_value) > 100",
 ))
 register(Function(
     name="round", params=(_X, Param("digits", "integer")), min_args=1, result=same_as_first,
-    python=round_half_away, sql={"default": _round_sql},
+    python=round_half_away, sql={"sqlite": python_udf, "postgresql": _round_postgresql},
     doc="Rounded half away from zero on the decimal value as written (`round(2.5)` is 3, "
         "`round(-2.5)` is -3, `round(1.25, 1)` is 1.3); negative `digits` round to tens, hundreds …",
     example="round(lifetime_value) >= 100",
 ))
 register(Function(
     name="floor", params=(_X,), result=same_as_first, python=_floor,
-    sql={"sqlite": lambda c, n, a: sa.func.pql_floor(a[0]),
-         "postgresql": lambda c, n, a: _same_type(n, sa.func.floor(a[0]))},
+    sql={"sqlite": python_udf, "postgresql": _whole_postgresql("floor")},
     doc="The greatest whole number not above x.", example="floor(lifetime_value) = 99",
 ))
 register(Function(
     name="ceil", params=(_X,), result=same_as_first, python=_ceil,
-    sql={"sqlite": lambda c, n, a: sa.func.pql_ceil(a[0]),
-         "postgresql": lambda c, n, a: _same_type(n, sa.func.ceil(a[0]))},
+    sql={"sqlite": python_udf, "postgresql": _whole_postgresql("ceil")},
     doc="The least whole number not below x.", example="ceil(lifetime_value) = 100",
 ))

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from cdp.dsl.types import DATE, DATETIME, INTEGER
-from cdp.functions.registry import Function, Param, fixed, register
+from cdp.functions.registry import Function, Param, fixed, python_udf, register
 
 _D = Param("d", "temporal")
 _ONE_DAY = timedelta(days=1)
@@ -64,19 +64,14 @@ def age(as_of: datetime, d: date | datetime) -> int:
     return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
 
 
-def _part_sql(sqlite_name: str, field: str):
+def _part_postgresql(field: str):
     def form(compiler, node, args):
-        if compiler.sqlite:
-            return getattr(sa.func, sqlite_name)(args[0])
         return sa.cast(sa.func.extract(field, args[0]), sa.BigInteger)
     return form
 
 
-def _days_sql(direction: int):
+def _days_postgresql(direction: int):
     def form(compiler, node, args):
-        if compiler.sqlite:
-            name = "pql_days_since" if direction > 0 else "pql_days_until"
-            return getattr(sa.func, name)(compiler.as_of_param, args[0])
         d = args[0]
         if node.args[0].type.name == "date":
             difference = compiler.today_param.op("-")(d) if direction > 0 else d.op("-")(compiler.today_param)
@@ -86,9 +81,7 @@ def _days_sql(direction: int):
     return form
 
 
-def _age_sql(compiler, node, args):
-    if compiler.sqlite:
-        return sa.func.pql_age(compiler.as_of_param, args[0])
+def _age_postgresql(compiler, node, args):
     born = sa.cast(args[0], sa.Date)
     today = compiler.today_param
     part = lambda field, d: sa.func.extract(field, d)  # noqa: E731
@@ -98,63 +91,63 @@ def _age_sql(compiler, node, args):
 
 
 register(Function(
-    name="now", params=(), result=fixed(DATETIME), python=lambda as_of: as_of, never_null=True,
+    name="now", params=(), result=fixed(DATETIME), python=lambda as_of: as_of, never_null=True, stage="as_of",
     sql={"default": lambda c, n, a: c.as_of_param},
     needs_clock=True, doc="`as_of` as a datetime.", example="created_at > now() - 30 days",
 ))
 register(Function(
-    name="today", params=(), result=fixed(DATE), python=lambda as_of: as_of.date(), never_null=True,
+    name="today", params=(), result=fixed(DATE), python=lambda as_of: as_of.date(), never_null=True, stage="as_of",
     sql={"default": lambda c, n, a: c.today_param},
     needs_clock=True, doc="The date of `as_of` in UTC.", example="loyalty.joined = today()",
 ))
 register(Function(
     name="date", params=(Param("text", "string", literal_only=True),), result=fixed(DATE),
-    python=parse_date_literal, never_null=True, validate_literal=_literal_error(parse_date_literal),
+    python=parse_date_literal, never_null=True, stage="compile", validate_literal=_literal_error(parse_date_literal),
     sql={"default": lambda c, n, a: c.date_literal(parse_date_literal(n.args[0].value))},
     doc='A date literal, `date("2026-11-28")`; a malformed one is an error at check time.',
     example='loyalty.joined >= date("2026-01-01")',
 ))
 register(Function(
     name="datetime", params=(Param("text", "string", literal_only=True),), result=fixed(DATETIME),
-    python=parse_datetime_literal, never_null=True,
+    python=parse_datetime_literal, never_null=True, stage="compile",
     sql={"default": lambda c, n, a: c.datetime_literal(parse_datetime_literal(n.args[0].value))},
     validate_literal=_literal_error(parse_datetime_literal),
     doc='A datetime literal, `datetime("2026-11-28T10:00:00Z")` (no offset means UTC).',
     example='created_at < datetime("2026-11-28T10:00:00Z")',
 ))
 register(Function(
-    name="year", params=(_D,), result=fixed(INTEGER), sql={"default": _part_sql("pql_year", "year")}, python=lambda d: d.year,
+    name="year", params=(_D,), result=fixed(INTEGER), sql={"sqlite": python_udf, "postgresql": _part_postgresql("year")}, python=lambda d: d.year,
     doc="The year of a date or datetime (UTC).", example="year(loyalty.joined) = 2026",
 ))
 register(Function(
-    name="month", params=(_D,), result=fixed(INTEGER), sql={"default": _part_sql("pql_month", "month")}, python=lambda d: d.month,
+    name="month", params=(_D,), result=fixed(INTEGER), sql={"sqlite": python_udf, "postgresql": _part_postgresql("month")}, python=lambda d: d.month,
     doc="The month (1–12) of a date or datetime (UTC).",
     example="month(person.birth_date) = month(today())",
 ))
 register(Function(
-    name="day", params=(_D,), result=fixed(INTEGER), sql={"default": _part_sql("pql_day", "day")}, python=lambda d: d.day,
+    name="day", params=(_D,), result=fixed(INTEGER), sql={"sqlite": python_udf, "postgresql": _part_postgresql("day")}, python=lambda d: d.day,
     doc="The day of the month of a date or datetime (UTC).", example="day(person.birth_date) = 1",
 ))
 register(Function(
-    name="day_of_week", params=(_D,), result=fixed(INTEGER), sql={"default": _part_sql("pql_day_of_week", "isodow")}, python=lambda d: d.isoweekday(),
+    name="day_of_week", params=(_D,), result=fixed(INTEGER), sql={"sqlite": python_udf, "postgresql": _part_postgresql("isodow")}, python=lambda d: d.isoweekday(),
     doc="1 = Monday … 7 = Sunday.", example="day_of_week(created_at) >= 6",
 ))
 register(Function(
     name="days_since", params=(_D,), result=fixed(INTEGER), python=days_since, needs_clock=True,
-    sql={"default": _days_sql(+1)},
+    sql={"sqlite": python_udf, "postgresql": _days_postgresql(+1)},
     doc="For a date: calendar days from it to `today()`. For a datetime: whole days of elapsed "
         "time to `as_of`, rounded down (negative when it lies after `as_of`).",
     example='days_since(last(event.timestamp where type = "purchase")) > 180',
 ))
 register(Function(
     name="days_until", params=(_D,), result=fixed(INTEGER), python=days_until, needs_clock=True,
-    sql={"default": _days_sql(-1)},
+    sql={"sqlite": python_udf, "postgresql": _days_postgresql(-1)},
     doc="For a date: calendar days from `today()` to it. For a datetime: whole days of time from "
         "`as_of` to it, rounded down.",
     example="days_until(loyalty.joined) < 0",
 ))
 register(Function(
-    name="age", params=(_D,), result=fixed(INTEGER), python=age, needs_clock=True, sql={"default": _age_sql},
+    name="age", params=(_D,), result=fixed(INTEGER), python=age, needs_clock=True, sql={"sqlite": python_udf, "postgresql": _age_postgresql},
     doc="Whole years from the date (a datetime's UTC date) to `today()`; a 29 February birthday "
         "is reached on 1 March in common years.",
     example="age(person.birth_date) >= 18",

@@ -7,7 +7,7 @@ from functools import lru_cache
 import sqlalchemy as sa
 
 from cdp.dsl.types import INTEGER, STRING
-from cdp.functions.registry import Function, Param, fixed, register
+from cdp.functions.registry import Function, Param, fixed, python_udf, register
 
 _S = Param("s", "string")
 
@@ -64,7 +64,7 @@ def _concat_sql(compiler, node, args):
 
 register(Function(
     name="lower", params=(_S,), result=fixed(STRING), python=simple_lower,
-    sql={"sqlite": lambda c, n, a: sa.func.pql_lower(a[0]),
+    sql={"sqlite": python_udf,
          # PostgreSQL maps one code point to one (towlower) under a UTF-8 ctype such as C.UTF-8
          "postgresql": lambda c, n, a: sa.func.lower(a[0])},
     doc="The string in lower case, one code point to one (`ß` stays `ß`; `İ` lowers to `i`).",
@@ -72,7 +72,7 @@ register(Function(
 ))
 register(Function(
     name="upper", params=(_S,), result=fixed(STRING), python=simple_upper,
-    sql={"sqlite": lambda c, n, a: sa.func.pql_upper(a[0]), "postgresql": lambda c, n, a: sa.func.upper(a[0])},
+    sql={"sqlite": python_udf, "postgresql": lambda c, n, a: sa.func.upper(a[0])},
     doc="The string in upper case, one code point to one (`ß` stays `ß`).",
     example='upper(home_address.country) = "US"',
 ))

@@ -1,8 +1,9 @@
 """One conformance suite for every backend (DSL.md, all sections).
 
 Cases are data (cases.toml: expression, expected ids, the section they exercise) over a fixed
-dataset (profiles.jsonl); expected ids were worked out by hand from DSL.md. Every case runs on
-every backend: in memory, SQLite and PostgreSQL (a real throwaway cluster).
+dataset (profiles.jsonl, or profiles_NAME.jsonl for a case with `dataset = "NAME"`); expected ids
+were worked out by hand from DSL.md. Every case runs on every backend: in memory, SQLite and
+PostgreSQL (a real throwaway cluster).
 """
 
 from __future__ import annotations
@@ -21,17 +22,25 @@ from cdp.engine.profile import parse_timestamp
 HERE = Path(__file__).parent
 DEFAULT_AS_OF = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
 CASES = tomllib.loads((HERE / "cases.toml").read_text(encoding="utf-8"))["case"]
-DOCUMENTS = [json.loads(line) for line in (HERE / "profiles.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+DOCUMENTS = _read(HERE / "profiles.jsonl")
+# Extra datasets (profiles_NAME.jsonl), each loaded into a sandbox of its own name.
+DATASETS = {"prod": DOCUMENTS, **{p.stem.removeprefix("profiles_"): _read(p) for p in sorted(HERE.glob("profiles_*.jsonl"))}}
 BACKENDS = ["memory", "sqlite", "postgresql"]
 
 
 @pytest.fixture(scope="module")
 def memory_backend():
-    loaded = [load_profile(d) for d in DOCUMENTS]
+    loaded = {name: [load_profile(d) for d in documents] for name, documents in DATASETS.items()}
 
-    def evaluate(expression, as_of, segments):
+    def evaluate(expression, as_of, segments, dataset="prod"):
         predicate = compile_predicate(expression, segments=segments)
-        return [p.id for p in loaded if predicate(p, as_of)]
+        return [p.id for p in loaded[dataset] if predicate(p, as_of)]
     return evaluate
 
 
@@ -44,11 +53,12 @@ def _sql_backend(url: str):
     engine = create_engine(url)
     upgrade(engine)
     with engine.begin() as connection:
-        load_documents(connection, DOCUMENTS)
+        for name, documents in DATASETS.items():
+            load_documents(connection, documents, sandbox=name)
 
-    def evaluate(expression, as_of, segments):
+    def evaluate(expression, as_of, segments, dataset="prod"):
         with engine.connect() as connection:
-            return sql.evaluate(connection, expression, as_of=as_of, segments=segments)
+            return sql.evaluate(connection, expression, as_of=as_of, segments=segments, sandbox=dataset)
     return evaluate, engine
 
 
@@ -69,10 +79,10 @@ def postgresql_backend(postgres_url_factory):
 def test_cases_are_well_formed():
     names = [c["name"] for c in CASES]
     assert len(names) == len(set(names)), "case names must be unique"
-    ids = {d["id"] for d in DOCUMENTS}
     assert len(CASES) >= 150
     for case in CASES:
         assert ("expected" in case) != ("error" in case), case["name"]
+        ids = {d["id"] for d in DATASETS[case.get("dataset", "prod")]}
         assert set(case.get("expected", [])) <= ids, case["name"]
 
 
@@ -81,7 +91,7 @@ def test_cases_are_well_formed():
 def test_case(case: dict, backend: str, request):
     evaluate = request.getfixturevalue(f"{backend}_backend")
     as_of = parse_timestamp(case["as_of"]) if "as_of" in case else DEFAULT_AS_OF
-    ids = evaluate(case["expression"], as_of, case.get("segments"))
+    ids = evaluate(case["expression"], as_of, case.get("segments"), case.get("dataset", "prod"))
     assert ids == case["expected"], f"{case['section']}: {case.get('note', '')}"
 
 
