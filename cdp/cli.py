@@ -233,7 +233,7 @@ def _evaluate_in_database(backend, database_url, profiles, expressions, segments
     import sqlalchemy as sa
 
     from cdp.engine import sql
-    from cdp.engine.sql_regex import UnsupportedOnBackend
+    from cdp.engine.support import UnsupportedOnBackend
     from cdp.storage.database import MissingDriverError, create_engine
     from cdp.storage.loader import load_documents
     from cdp.storage.models import metadata

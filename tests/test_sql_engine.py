@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cdp.engine import sql
-from cdp.engine.sql_regex import UnsupportedOnBackend, re2_to_postgres
+from cdp.engine.sql.postgresql_regex import UnsupportedOnBackend, re2_to_postgres
 from cdp.schema import Schema
 from cdp.storage.database import create_engine
 from cdp.storage.loader import load_documents

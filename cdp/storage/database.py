@@ -1,6 +1,6 @@
 """Engines for the embedded default (SQLite) and PostgreSQL, set up the way the compiled SQL
 expects: UTC sessions on PostgreSQL; on SQLite, foreign keys on and the language's functions
-registered (cdp.engine.sqlite_functions).
+registered (cdp.engine.sql.sqlite_functions).
 
 Writers on SQLite: a transaction that reads before it writes cannot become a writer once another
 writer has committed (WAL: ``SQLITE_BUSY_SNAPSHOT``, no waiting). So cdp begins its own
@@ -106,7 +106,7 @@ def create_engine(url: str, *, read_only: bool = False, **kwargs) -> sa.Engine:
         kwargs.setdefault("connect_args", {}).setdefault("factory", TrackingConnection)
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
-        from cdp.engine.sqlite_functions import register
+        from cdp.engine.sql.sqlite_functions import register
 
         @event.listens_for(engine, "connect")
         def _sqlite_setup(dbapi_connection, _record):  # noqa: ANN001 - DBAPI connection
