@@ -38,7 +38,7 @@ import pytest
 from tests.api.test_server import KEY, Server
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = ["README.md", "docs/ingestion.md", "docs/identity.md", "docs/jobs.md"]  # every *.md in docs/ but language.md
+DOCUMENTS = ["README.md", "docs/ingestion.md", "docs/identity.md", "docs/jobs.md", "docs/backends.md"]  # every *.md in docs/ but language.md
 RUN = {"sh", "python", "http"}
 NOT_COMMANDS = {"json", "text"}
 
