@@ -10,7 +10,7 @@ the compiled SQL of two segments against the best hand-written SQL for the same 
 2. Load. Into a new SQLite file (bench/data/sql-N.sqlite) and a throwaway PostgreSQL cluster
    started here and stopped at the end, both migrated with ``cdp.storage.migrate.upgrade``. The
    first K profiles (``--loader-profiles``; default min(100,000, N/10)) go through our loader,
-   ``cdp.storage.loader.load_documents``, timed on its own for each database (its honest
+   ``cdp.engine.sql.loading.load_documents``, timed on its own for each database (its honest
    throughput); the rest through a bulk path written here: the same ``load_profile`` +
    ``profile_rows`` (+ ``json_value``) rows, prepared by two worker processes, written by one
    ``executemany`` transaction on SQLite (synchronous=OFF, journal_mode=OFF) and ``COPY`` on
@@ -58,7 +58,7 @@ from cdp.devtools.postgres import start_cluster
 from cdp.engine import compile_predicate, load_profile
 from cdp.engine.sql import members_query
 from cdp.storage.database import create_engine, sqlite_text
-from cdp.storage.loader import load_documents, profile_rows
+from cdp.engine.sql.loading import load_documents, profile_rows
 from cdp.storage.migrate import upgrade
 
 BENCH = Path(__file__).resolve().parent

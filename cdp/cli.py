@@ -235,7 +235,7 @@ def _evaluate_in_database(backend, database_url, profiles, expressions, segments
     from cdp.engine import sql
     from cdp.engine.support import UnsupportedOnBackend
     from cdp.storage.database import MissingDriverError, create_engine
-    from cdp.storage.loader import load_documents
+    from cdp.engine.sql.loading import load_documents
     from cdp.storage.models import metadata
 
     if database_url is None:  # sqlite without a URL: an in-memory database of this run's own

@@ -8,6 +8,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator
 
+from cdp.engine.profile import parse_timestamp
+
 
 def _no_nul(value: str) -> str:
     if "\x00" in value:
@@ -49,8 +51,6 @@ def _iso_instant(value: object) -> object:
 
 
 def _instant(value: datetime) -> datetime:
-    from cdp.engine.profile import parse_timestamp
-
     return parse_timestamp(value)  # ValueError (a 422 naming the parameter) outside the range
 
 

@@ -24,7 +24,7 @@ from cdp.dsl.parser import _lark
 from cdp.engine import compile_predicate, load_profile, sql
 from cdp.functions import all_functions
 from cdp.storage.database import create_engine
-from cdp.storage.loader import load_documents
+from cdp.engine.sql.loading import load_documents
 from cdp.storage.migrate import upgrade
 from tests.strategies import INT_MAX, segments
 

@@ -38,7 +38,7 @@ import pytest
 from cdp.dsl import PqlError, check, from_json, parse, render, to_json
 from cdp.dsl.errors import ERROR_CODES
 from cdp.dsl.render import keywords
-from cdp.dsl.types import BOOLEAN, DATE, DATETIME, INTEGER, NUMBER, STRING, list_of
+from cdp.pqltypes import BOOLEAN, DATE, DATETIME, INTEGER, NUMBER, STRING, list_of
 from cdp.engine import compile_predicate, explain, load_profile
 from cdp.functions import all_functions
 from cdp.schema import luma_schema

@@ -14,7 +14,7 @@ import pytest
 
 from cdp.dsl import PqlError, check, parse, render
 from cdp.dsl.render import keywords
-from cdp.dsl.types import STRING
+from cdp.pqltypes import STRING
 from cdp.engine import UnsupportedOnBackend, check_for_backend, compile_predicate, load_profile
 from cdp.functions import Function, Param, lookup, python_udf, register, registered
 from cdp.functions.registry import fixed
@@ -79,7 +79,7 @@ def test_its_docs_come_from_the_record(toy):
 def test_it_evaluates_in_memory_and_in_sql_on_every_backend(toy, sqlite_url_factory, postgres_url_factory):
     from cdp.engine import sql
     from cdp.storage.database import create_engine
-    from cdp.storage.loader import load_documents
+    from cdp.engine.sql.loading import load_documents
     from cdp.storage.migrate import upgrade
 
     predicate = compile_predicate(CASE["expression"])

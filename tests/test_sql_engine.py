@@ -14,7 +14,7 @@ from cdp.engine import sql
 from cdp.engine.sql.postgresql_regex import UnsupportedOnBackend, re2_to_postgres
 from cdp.schema import Schema
 from cdp.storage.database import create_engine
-from cdp.storage.loader import load_documents
+from cdp.engine.sql.loading import load_documents
 from cdp.storage.migrate import current_revision, head_revision, upgrade
 from cdp.storage.models import metadata
 from tests.snapshots import assert_snapshot

@@ -1,8 +1,9 @@
 """The FastAPI application, built by :func:`create_app` (nothing happens at import time).
 
 Layout: one package per domain, each with ``models.py`` (pydantic shapes: ``XCreate``,
-``XUpdate``, ``XRead``), ``service.py`` (plain functions with keyword-only arguments that take a
-``connection``) and ``views.py`` (a thin ``APIRouter``):
+``XUpdate``, ``XRead``) and ``service.py`` (plain functions with keyword-only arguments that take a
+``connection``); its HTTP routes are a thin ``APIRouter`` in ``cdp/api/routes/<domain>.py``, so
+the domain packages never import the HTTP layer (tests/test_layers.py):
 
 * cdp/auth — API keys and roles (``/v1/keys``)
 * cdp/sandboxes — the sandboxes, which exist before use (``/v1/sandboxes``)
@@ -12,7 +13,8 @@ Layout: one package per domain, each with ``models.py`` (pydantic shapes: ``XCre
   ``/v1/datasets/{id}/batches``), batch jobs (``/v1/batches/{id}``)
 * cdp/expressions — checking expressions (``/v1/expressions/check``)
 * cdp/profiles — evaluating an expression on a profile (``/v1/profiles/evaluate``)
-* cdp/api — the app itself: settings wiring, dependencies, errors, middleware, metrics, health.
+* cdp/api — the app itself: the routes, settings wiring, dependencies, errors, middleware, health
+  (metrics: cdp/observability, which every layer may import).
 
 Start-up (the lifespan): the engine is created, the database upgraded to the newest migration
 (or the start refused, saying why; cdp/api/startup.py), the first admin key created when
@@ -34,41 +36,42 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from cdp.api import docs, errors
+from cdp.api.deps import endpoints
+from cdp.api.errors import COMMON_RESPONSES
+from cdp.api.health import router as operations
+from cdp.api.middleware import BodySizeLimit, HeaderSizeLimit, NoNulInUrl, RequestMetrics
+from cdp.api.routes.auth import router as keys
+from cdp.api.routes.datasets import router as datasets
+from cdp.api.routes.expressions import router as expressions
+from cdp.api.routes.identity import router as identity
+from cdp.api.routes.ingestion import FILE_ROUTES
+from cdp.api.routes.ingestion import router as ingestion
+from cdp.api.routes.profiles import privacy_router as privacy
+from cdp.api.routes.profiles import router as profiles
+from cdp.api.routes.sandboxes import router as sandboxes
+from cdp.api.routes.schema_registry import router as schema
+from cdp.api.startup import bootstrap_admin, prepare_database
+from cdp.auth import ALL_ROLES
+from cdp.ingestion.batch_job import batch_job_kind
 from cdp.jobs import Registry, Runner
+from cdp.observability.metrics import Metrics
 from cdp.settings import Settings
+from cdp.text import NO_NUL
 
 API_PREFIX = "/v1"
 
 
 def _routers() -> list[APIRouter]:
-    from cdp.auth.views import router as keys
-    from cdp.datasets.views import router as datasets
-    from cdp.expressions.views import router as expressions
-    from cdp.identity.views import router as identity
-    from cdp.ingestion.views import router as ingestion
-    from cdp.profiles.views import privacy_router as privacy
-    from cdp.profiles.views import router as profiles
-    from cdp.sandboxes.views import router as sandboxes
-    from cdp.schema_registry.views import router as schema
-
     return [schema, datasets, ingestion, identity, expressions, profiles, privacy, keys, sandboxes]
 
 
 def job_registry(metrics) -> Registry:
     """Every kind of background work the service runs; a domain adds its kind here."""
-    from cdp.ingestion.batch_job import batch_job_kind
-
     return Registry([batch_job_kind(metrics)])
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    from cdp.api import docs, errors
-    from cdp.api.health import router as operations
-    from cdp.api.metrics import Metrics
-    from cdp.api.middleware import BodySizeLimit, HeaderSizeLimit, NoNulInUrl, RequestMetrics
-    from cdp.api.startup import bootstrap_admin, prepare_database
-    from cdp.ingestion.views import FILE_ROUTES
-
     settings = settings or Settings()
     metrics = Metrics()
 
@@ -125,10 +128,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _openapi(app: FastAPI) -> dict:
     """FastAPI's document, with each operation's allowed roles (``x-roles``) added, and every
     response an authenticated endpoint may give (400, 401, 403, 404)."""
-    from cdp.api.deps import endpoints
-    from cdp.api.errors import COMMON_RESPONSES
-    from cdp.auth import ALL_ROLES
-
     if app.openapi_schema:
         return app.openapi_schema
     document = get_openapi(title=app.title, version=app.version, summary=app.summary, description=app.description,
@@ -163,8 +162,6 @@ _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 def _no_nul(schema: dict) -> None:
     """A string in a URL may not hold NUL (cdp/api/middleware.py NoNulInUrl): say so where no
     pattern says more."""
-    from cdp.text import NO_NUL
-
     for option in schema.get("anyOf", [schema]):
         target = option.get("items", option) if option.get("type") == "array" else option
         if target.get("type") == "string" and "pattern" not in target and "enum" not in target \

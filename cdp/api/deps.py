@@ -30,7 +30,7 @@ from fastapi import Depends, FastAPI, Header, Request
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from cdp.api.metrics import Metrics
+from cdp.observability.metrics import Metrics
 from cdp.auth import ALL_ROLES, Role
 from cdp.auth.service import Principal, authenticate
 from cdp.errors import Forbidden

@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cdp.api.deps import endpoints
 from cdp.errors import CdpError
 
 log = logging.getLogger("cdp.api")
@@ -111,8 +112,6 @@ def allowed_methods(request: Request) -> list[str]:
     a templated one, ``/v1/profiles/{profile_id}``). Starlette's own ``Allow`` names the methods of
     the first route that matched, whichever it was."""
     from starlette.routing import compile_path
-
-    from cdp.api.deps import endpoints
 
     app = request.app
     templates = getattr(app.state, "endpoint_patterns", None)

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cdp.api.metrics import Metrics
+from cdp.observability.metrics import Metrics
 from cdp.api.protocol import MAX_HEADER_BYTES, error_body
 
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}

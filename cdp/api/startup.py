@@ -14,6 +14,8 @@ import sys
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
+from cdp.auth.service import ensure_bootstrap_admin
+from cdp.errors import CdpError
 from cdp.storage.database import MissingDriverError, create_engine
 from cdp.storage.migrate import alembic_config, current_revision, head_revision, upgrade
 
@@ -64,9 +66,6 @@ def prepare_database(url: str, *, migrate: bool) -> sa.Engine:
 
 def bootstrap_admin(engine: sa.Engine, fixed_key: str | None) -> None:
     """Create the first admin key when none exists; print a generated one once to stderr."""
-    from cdp.auth.service import ensure_bootstrap_admin
-    from cdp.errors import CdpError
-
     try:
         with engine.begin() as connection:
             created = ensure_bootstrap_admin(connection=connection, fixed_key=fixed_key)

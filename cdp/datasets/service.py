@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-import cdp.dsl  # noqa: F401 - imported before cdp.schema, which cannot be imported first (import cycle)
 from cdp.datasets.models import DatasetCreate, DatasetKind, DatasetRead, DatasetUpdate
 from cdp.errors import Conflict, NotFound, Unprocessable
 from cdp.governance.labels import label_errors, normalize

@@ -1,4 +1,7 @@
-"""The PQL language front end: parse, check, render, JSON form (../shared/DSL.md).
+"""The PQL language front end: parse, check, render, JSON form (../shared/DSL.md); and what the
+language means at run time (runtime.py) and its regular expressions (regex.py: RE2, `like`).
+It imports only the rest of the language: the types (cdp.pqltypes), the function registry and
+schemas.
 
     tree = parse('loyalty.tier = "gold"')
     typed = check(tree)                 # or check(text); raises PqlError with every error
@@ -8,15 +11,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
 from cdp.dsl import ast
+from cdp.dsl.catalogue import cycle_errors, prefix_errors, reference_graph
+from cdp.dsl.checker import Checker
 from cdp.dsl.errors import Diagnostic, PqlError, Span
 from cdp.dsl.json_form import from_json, to_json
 from cdp.dsl.parser import parse
 from cdp.dsl.render import render
-if TYPE_CHECKING:  # cdp.schema imports cdp.dsl.types; importing it here would be a cycle
-    from cdp.schema import Schema
+from cdp.schema import Schema, luma_schema
 
 __all__ = [
     "ast", "check", "check_catalogue", "parse", "render", "to_json", "from_json",
@@ -24,7 +28,7 @@ __all__ = [
 ]
 
 
-def check(text_or_tree: str | ast.Node, schema: "Schema | None" = None, *,
+def check(text_or_tree: str | ast.Node, schema: Schema | None = None, *,
           segments: Mapping[str, str | ast.Node] | None = None, key: str | None = None) -> ast.Node:
     """Parse (if given text) and type-check against the schema (default: Luma).
 
@@ -33,10 +37,6 @@ def check(text_or_tree: str | ast.Node, schema: "Schema | None" = None, *,
     is checked too. ``key`` names the segment being defined, so a reference to itself is a cycle.
     Returns the typed tree; raises PqlError carrying every error found.
     """
-    from cdp.dsl.catalogue import cycle_errors, reference_graph
-    from cdp.dsl.checker import Checker
-    from cdp.schema import luma_schema
-
     schema = schema or luma_schema()
     if isinstance(text_or_tree, str):
         text = text_or_tree
@@ -64,9 +64,7 @@ def check(text_or_tree: str | ast.Node, schema: "Schema | None" = None, *,
     return typed
 
 
-def _check_one(definition: str | ast.Node, schema: "Schema", names: set[str]) -> ast.Node:
-    from cdp.dsl.checker import Checker
-
+def _check_one(definition: str | ast.Node, schema: Schema, names: set[str]) -> ast.Node:
     if isinstance(definition, str):
         text, tree = definition, parse(definition)
     else:
@@ -78,11 +76,8 @@ def _check_one(definition: str | ast.Node, schema: "Schema", names: set[str]) ->
     return typed
 
 
-def check_catalogue(segments: Mapping[str, str | ast.Node], schema: "Schema | None" = None) -> dict[str, ast.Node]:
+def check_catalogue(segments: Mapping[str, str | ast.Node], schema: Schema | None = None) -> dict[str, ast.Node]:
     """Check every definition of a catalogue; unknown references and cycles are errors."""
-    from cdp.dsl.catalogue import cycle_errors, prefix_errors, reference_graph
-    from cdp.schema import luma_schema
-
     schema = schema or luma_schema()
     names = set(segments)
     checked: dict[str, ast.Node] = {}

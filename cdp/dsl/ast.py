@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Iterator, Union
 
 from cdp.dsl.errors import NO_SPAN, Span
-from cdp.dsl.types import PqlType
+from cdp.pqltypes import PqlType
 
 
 @dataclass(frozen=True, slots=True)

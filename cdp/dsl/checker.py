@@ -12,13 +12,14 @@ from typing import Mapping
 
 from cdp.dsl import ast
 from cdp.dsl.errors import Diagnostic, PqlError, Span
-from cdp.dsl.types import (
+from cdp.pqltypes import (
     BOOLEAN, DATE, DATETIME, DURATION, INTEGER, NULL, NUMBER, STRING, PqlType, comparable, family,
     list_of, unify,
 )
 from cdp.functions import lookup
 from cdp.functions.registry import ACCEPTS, all_functions
 from cdp.schema import Schema, luma_schema
+from cdp.schema.model import closest_value, describe_allowed
 
 _DATE_UNITS = ("day", "week", "month", "year")
 _ORDERED_FAMILIES = ("numeric", "temporal", "string")
@@ -687,8 +688,6 @@ def value_warnings(tree: ast.Node, schema: Schema, text: str = "") -> list[Diagn
     values (the schema's ``enums``). A warning, not an error: the expression is valid, and a
     segment stays valid when a value leaves the list (stored data may still hold it) — but as
     written it can only match data from before the list changed. Span: the literal."""
-    from cdp.schema.model import closest_value, describe_allowed
-
     found: list[Diagnostic] = []
 
     def field_of(node: ast.Node) -> str | None:

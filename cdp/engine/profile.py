@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Any, Mapping
 
-from cdp.dsl.types import PqlType
+from cdp.pqltypes import PqlType
 from cdp.schema import Schema, luma_schema
 from cdp.schema.model import BUILTIN_EVENT_FIELDS
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from cdp.dsl import ast
+from cdp.dsl import ast, check, parse
 from cdp.dsl.errors import Span
 from cdp.functions import BACKENDS, all_functions, lookup
 
@@ -51,7 +51,6 @@ def require_support(tree: ast.Node, backend: str, segments: Mapping[str, object]
         raise problems[0]
     if not segments:
         return
-    from cdp.dsl import parse
 
     pending, seen = sorted(ast.segment_references(tree)), set()
     while pending:
@@ -70,7 +69,6 @@ def require_support(tree: ast.Node, backend: str, segments: Mapping[str, object]
 def check_for_backend(text_or_tree, backend: str, schema=None, *, segments: Mapping[str, str] | None = None):
     """``cdp.dsl.check`` and then whether ``backend`` can run the expression: the typed tree, or
     PqlError (language errors) or UnsupportedOnBackend (the backend lacks a form)."""
-    from cdp.dsl import check
 
     typed = check(text_or_tree, schema, segments=segments)
     require_support(typed, backend, segments)

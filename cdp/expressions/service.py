@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import sqlalchemy as sa
 
 from cdp.dsl import PqlError, ast, check, render, to_json
+from cdp.dsl.checker import value_warnings
 from cdp.errors import Unprocessable
 from cdp.schema import Schema
 from cdp.storage.models import segments
@@ -35,7 +36,6 @@ def check_expression(*, expression: str, schema: Schema, catalogue: Mapping[str,
 
 
 def describe(tree: ast.Node, *, schema: Schema, text: str) -> dict:
-    from cdp.dsl.checker import value_warnings
 
     return {"ok": True, "canonical": render(tree), "json": to_json(tree),
             "warnings": [w.to_dict() for w in value_warnings(tree, schema, text)]}

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import sqlalchemy as sa
 
-from cdp.dsl.types import INTEGER, NULL, PqlType, unify
+from cdp.pqltypes import INTEGER, NULL, PqlType, unify
 from cdp.functions.registry import Function, Param, fixed, register
 
 

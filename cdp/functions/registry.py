@@ -4,7 +4,7 @@ A record holds the function's name, signature, null behaviour, documentation and
 Python form (what the in-memory engine runs) and its SQL forms keyed by dialect ("default" for
 any). Everything else is derived from the records: the grammar's function names and the
 renderer's keywords (cdp.dsl.parser), the SQLite functions that run a Python form
-(cdp.engine.sql.sqlite_functions), the function table and the support matrix of docs/language.md,
+(cdp.storage.sqlite_functions), the function table and the support matrix of docs/language.md,
 and the check that a backend can run an expression (cdp.engine.support).
 """
 
@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from cdp.dsl.types import DATE, DATETIME, PqlType
+from cdp.pqltypes import DATE, DATETIME, PqlType
 
 # What a parameter accepts, by type family.
 ACCEPTS = {
@@ -51,7 +51,7 @@ class Param:
 
 def python_udf(compiler, node, args):
     """The SQL form "run the record's own Python form inside the database": SQLite registers it
-    on every connection as ``pql_<name>`` (cdp.engine.sql.sqlite_functions); as_of comes first for a
+    on every connection as ``pql_<name>`` (cdp.storage.sqlite_functions); as_of comes first for a
     clocked function. Only SQLite can run Python, so use it under the "sqlite" key."""
     import sqlalchemy as sa
 

@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from cdp.dsl.types import DATE, DATETIME, INTEGER
+from cdp.pqltypes import DATE, DATETIME, INTEGER
 from cdp.functions.registry import Function, Param, fixed, python_udf, register
 
 _D = Param("d", "temporal")

@@ -6,7 +6,7 @@ from functools import lru_cache
 
 import sqlalchemy as sa
 
-from cdp.dsl.types import INTEGER, STRING
+from cdp.pqltypes import INTEGER, STRING
 from cdp.functions.registry import Function, Param, fixed, python_udf, register
 
 _S = Param("s", "string")

@@ -29,6 +29,8 @@ from enum import StrEnum
 import phonenumbers
 import sqlalchemy as sa
 
+from cdp.storage.models import identity_namespaces
+
 MAX_IDENTITY_LENGTH = 512
 PLACEHOLDERS = frozenset({"null", "none", "nil", "undefined", "anonymous", "unknown", "n/a", "na", "-", "0"})
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
@@ -121,10 +123,9 @@ def _e164(text: str, default_region: str | None) -> str:
 
 def sandbox_namespaces(*, connection: sa.Connection, sandbox: str) -> Mapping[str, Namespace]:
     """The namespaces of a sandbox: the built-in ones and its custom ones, by code."""
-    from cdp.storage.models import identity_namespaces as table
-
     found = dict(BUILTIN_NAMESPACES)
-    for row in connection.execute(sa.select(table).where(table.c.sandbox == sandbox).order_by(table.c.code)):
+    for row in connection.execute(sa.select(identity_namespaces).where(identity_namespaces.c.sandbox == sandbox)
+                                      .order_by(identity_namespaces.c.code)):
         found[row.code] = Namespace(row.code, row.name, NamespaceKind(row.kind), False, row.description)
     return found
 

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 import cdp.ingestion as limits
-from cdp.api.metrics import Metrics
+from cdp.observability.metrics import Metrics
 from cdp.errors import CdpError, Unprocessable
 from cdp.identity.namespaces import namespace_codes
 from cdp.ingestion.mapping import Rule, column_of, parse_mapping, row_record
@@ -44,6 +44,7 @@ from cdp.ingestion.readers import Row, iter_rows, open_stored_file
 from cdp.ingestion.service import Writer
 from cdp.ingestion.validation import ValidRecord, validate_record
 from cdp.jobs import Cause, Failure, Job, JobContext, JobKind
+from cdp.schema_registry.service import get_schema
 from cdp.storage.database import write_transaction
 from cdp.storage.models import datasets, ingestion_batches, ingestion_errors, jobs
 
@@ -141,7 +142,6 @@ class _BatchRun:
         self.batch_id: int = context.payload["batch_id"]
 
     def _start(self) -> None:
-        from cdp.schema_registry.service import get_schema
 
         c = ingestion_batches.c
         with write_transaction(self.engine) as connection:

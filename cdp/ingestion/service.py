@@ -14,13 +14,13 @@ from typing import Any
 import sqlalchemy as sa
 
 import cdp.ingestion as limits
-from cdp.api.metrics import Metrics
+from cdp.observability.metrics import Metrics
 from cdp.datasets.service import get_dataset
 from cdp.errors import PayloadTooLarge, Unprocessable
 from cdp.ingestion.models import IngestResponse, RecordError, RecordResult, RecordStatus
 from cdp.ingestion.validation import ValidRecord, validate_record
 from cdp.schema import Schema
-from cdp.storage.loader import json_value
+from cdp.engine.sql.loading import json_value
 from cdp.identity.attributes import Source, record_attributes_many
 from cdp.identity.graph import IdentityGraph, Resolution, ResolutionConflict
 from cdp.identity.namespaces import IdentityValueError, normalize, sandbox_namespaces

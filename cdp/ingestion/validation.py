@@ -14,7 +14,6 @@ from datetime import datetime
 from collections.abc import Collection, Mapping
 from typing import Any
 
-import cdp.dsl  # noqa: F401 - cdp.schema must not be imported first (import cycle)
 from cdp.engine.profile import coerce, parse_timestamp
 import cdp.ingestion as limits
 from cdp.identity.namespaces import IdentityValueError, normalize

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Mapping
 
-from cdp.dsl.types import DATETIME, STRING, PqlType, parse_type
+from cdp.pqltypes import DATETIME, STRING, PqlType, parse_type
 
 # Every event has these, whatever the schema says (DSL.md §3).
 BUILTIN_EVENT_FIELDS: dict[str, PqlType] = {"id": STRING, "type": STRING, "timestamp": DATETIME}

@@ -36,6 +36,7 @@ import sqlalchemy as sa
 
 from cdp.dsl import PqlError, check
 from cdp.errors import Conflict, Unprocessable
+from cdp.sandboxes.service import stored_record_counts
 from cdp.schema import Schema, SchemaError, luma_schema
 from cdp.schema_registry.models import SchemaRead, SchemaReplace
 from cdp.storage.models import datasets, sandbox_schemas, segments
@@ -177,7 +178,6 @@ def _broken_segments(connection: sa.Connection, sandbox: str, schema: Schema) ->
 def compatibility_problems(*, connection: sa.Connection, sandbox: str, old: Schema,
                            new: Schema) -> dict[str, Any] | None:
     """None when ``new`` may replace ``old`` in the sandbox; else the details of the refusal."""
-    from cdp.sandboxes.service import stored_record_counts
 
     changes = field_changes(old, new)
     stored = stored_record_counts(connection=connection, sandbox=sandbox) if changes else {"profiles": 0, "events": 0}

@@ -17,6 +17,8 @@ import sqlalchemy as sa
 
 from cdp.dsl import PqlError
 from cdp.engine import compile_predicate, load_profile
+from cdp.profiles.documents import profile_document
+from cdp.schema_registry.service import get_schema
 from cdp.storage.models import memberships, segments
 
 log = logging.getLogger("cdp.segments")
@@ -42,9 +44,6 @@ class MembershipRefresher:
         defined = self._load()
         if not defined:
             return {}
-        from cdp.profiles.documents import profile_document
-        from cdp.schema_registry.service import get_schema
-
         schema = get_schema(connection=self.connection, sandbox=self.sandbox)
         profile = load_profile(profile_document(self.connection, profile_pk, schema=schema), schema,
                                allowed_values=False)  # stored: may predate the allowed values

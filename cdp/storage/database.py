@@ -1,6 +1,6 @@
 """Engines for the embedded default (SQLite) and PostgreSQL, set up the way the compiled SQL
 expects: UTC sessions on PostgreSQL; on SQLite, foreign keys on and the language's functions
-registered (cdp.engine.sql.sqlite_functions).
+registered (cdp.storage.sqlite_functions).
 
 Writers on SQLite: a transaction that reads before it writes cannot become a writer once another
 writer has committed (WAL: ``SQLITE_BUSY_SNAPSHOT``, no waiting). So cdp begins its own
@@ -29,6 +29,8 @@ from datetime import date, datetime, timezone
 
 import sqlalchemy as sa
 from sqlalchemy import event
+
+from cdp.storage.sqlite_functions import register
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -106,8 +108,6 @@ def create_engine(url: str, *, read_only: bool = False, **kwargs) -> sa.Engine:
         kwargs.setdefault("connect_args", {}).setdefault("factory", TrackingConnection)
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
-        from cdp.engine.sql.sqlite_functions import register
-
         @event.listens_for(engine, "connect")
         def _sqlite_setup(dbapi_connection, _record):  # noqa: ANN001 - DBAPI connection
             register(dbapi_connection)

@@ -140,7 +140,7 @@ def create_dataset(api, kind: str, name: str | None = None, **kwargs) -> int:
 
 
 def store_profiles(engine, sandbox: str, documents: list[dict]) -> None:
-    from cdp.storage.loader import load_documents
+    from cdp.engine.sql.loading import load_documents
 
     with engine.begin() as connection:
         load_documents(connection, documents, sandbox=sandbox)

@@ -455,9 +455,9 @@ instants = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12
 def test_sqlite_text_of_instants_sorts_and_reads_back_as_the_instants_do(a: datetime, b: datetime):
     """SQLite compares stored instants as text: the text must order as the instants do and
     read back as the same instant (the year in four digits: ``999`` sorted after ``2026``)."""
-    from cdp.engine.sql.sqlite_functions import to_text, to_value
+    from cdp.storage.sqlite_functions import to_text, to_value
     from cdp.storage.database import sqlite_text
-    from cdp.storage.loader import json_value
+    from cdp.engine.sql.loading import json_value
 
     for value in (a, b):
         assert to_text(value) == sqlite_text(value) == json_value(value, "sqlite")

@@ -47,7 +47,7 @@ def memory_backend():
 def _sql_backend(url: str):
     from cdp.engine import sql
     from cdp.storage.database import create_engine
-    from cdp.storage.loader import load_documents
+    from cdp.engine.sql.loading import load_documents
     from cdp.storage.migrate import upgrade
 
     engine = create_engine(url)

@@ -21,7 +21,8 @@ from cdp.engine.memory.api import (
     _CACHE, CompiledSegment, Predicate, compile_predicate, compile_segment, explain, format_value,
     render_string_value,
 )
-from cdp.engine.memory.common import as_instant, kleene_and, kleene_or, like_to_regex
+from cdp.dsl.regex import like_to_regex
+from cdp.engine.memory.common import as_instant, kleene_and, kleene_or
 
 __all__ = ["CompiledSegment", "Predicate", "as_instant", "compile_predicate", "compile_segment", "explain",
            "format_value", "kleene_and", "kleene_or", "like_to_regex", "render_string_value", "_CACHE"]

@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from cdp.dsl import ast, render
-from cdp.dsl.types import BOOLEAN
-from cdp.engine import runtime
+from cdp.pqltypes import BOOLEAN
+from cdp.dsl import runtime
 from cdp.engine.memory.common import Ctx, as_instant, is_literal, kleene_and, kleene_or
 from cdp.engine.memory.events import EventNodes
 from cdp.engine.memory.predicates import PredicateNodes

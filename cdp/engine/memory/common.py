@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from cdp.dsl import ast
-from cdp.engine import runtime
+from cdp.dsl import runtime
 from cdp.engine.profile import parse_timestamp
 
 PY_COMPARE = {"=": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -55,30 +55,6 @@ def kleene_or(values: tuple) -> bool | None:
     if any(v is True for v in values):
         return True
     return None if any(v is None for v in values) else False
-
-
-def like_to_regex(pattern: str) -> str:
-    """A SQL `like` pattern as an anchored RE2 regex: `%` any run, `_` one character, `\\` escapes."""
-    out = ["(?s)\\A"]
-    escaped = False
-    for ch in pattern:
-        if escaped:
-            out.append(_re2_escape(ch))
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == "%":
-            out.append(".*")
-        elif ch == "_":
-            out.append(".")
-        else:
-            out.append(_re2_escape(ch))
-    out.append("\\z")
-    return "".join(out)
-
-
-def _re2_escape(ch: str) -> str:
-    return "\\" + ch if ch in r".^$*+?()[]{}|\-/" else ch
 
 
 def as_instant(as_of: Any) -> datetime:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from cdp.dsl import ast
-from cdp.dsl.types import NUMBER
-from cdp.engine import runtime
+from cdp.pqltypes import NUMBER
+from cdp.dsl import runtime
 from cdp.engine.memory.common import Ctx
 
 

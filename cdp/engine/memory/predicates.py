@@ -4,9 +4,9 @@ list tests, each in the three modes (value, truth, falsity)."""
 from __future__ import annotations
 
 from cdp.dsl import ast
-from cdp.dsl.regex import compile_regex
-from cdp.dsl.types import BOOLEAN, DATE, DATETIME
-from cdp.engine.memory.common import PY_COMPARE, Ctx, guarded, is_literal, like_to_regex
+from cdp.dsl.regex import compile_regex, like_to_regex
+from cdp.pqltypes import BOOLEAN, DATE, DATETIME
+from cdp.engine.memory.common import PY_COMPARE, Ctx, guarded, is_literal
 from cdp.functions import lookup
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from cdp.dsl import ast
-from cdp.dsl.types import DATE, DATETIME, NUMBER
-from cdp.engine import runtime
+from cdp.pqltypes import DATE, DATETIME, NUMBER
+from cdp.dsl import runtime
 from cdp.engine.memory.common import INLINE_CHAIN, checked_result
 from cdp.functions import lookup
 

@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from cdp.dsl import ast, check
-from cdp.dsl.types import DATE, DATETIME, INTEGER, NUMBER, PqlType
-from cdp.engine import runtime
+from cdp.pqltypes import DATE, DATETIME, INTEGER, NUMBER, PqlType
+from cdp.dsl import runtime
 from cdp.engine.support import UnsupportedOnBackend
 from cdp.functions import lookup
 from cdp.schema import Schema, luma_schema

@@ -16,8 +16,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from cdp.dsl import ast
-from cdp.dsl.types import DATE, INTEGER, PqlType
-from cdp.engine import runtime
+from cdp.pqltypes import DATE, INTEGER, PqlType
+from cdp.dsl import runtime
 from cdp.engine.sql.base import DOUBLE, MAX_DOUBLE, SqlCompiler
 from cdp.engine.sql.postgresql_regex import re2_to_postgres
 from cdp.engine.support import UnsupportedOnBackend

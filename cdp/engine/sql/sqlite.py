@@ -2,7 +2,7 @@
 
 SQLite lacks calendar arithmetic, RE2, case-sensitive LIKE and arithmetic that gives null rather
 than an error on overflow; the language's own Python runs there instead, registered on every
-connection as ``pql_*`` functions (cdp.engine.sql.sqlite_functions, loaded by
+connection as ``pql_*`` functions (cdp.storage.sqlite_functions, loaded by
 cdp.storage.database). Dates are stored as 'YYYY-MM-DD' text, datetimes as
 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC); SQLite's BINARY collation already orders by code point.
 """
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from cdp.dsl import ast
-from cdp.dsl.types import DATETIME, INTEGER, NUMBER, PqlType
+from cdp.pqltypes import DATETIME, INTEGER, NUMBER, PqlType
 from cdp.engine.sql.base import DOUBLE, FIXED_SECONDS, MAX_DOUBLE, SqlCompiler
 
 # One step of a chain with durations, as the runtime does it.

@@ -1,4 +1,5 @@
-"""The value types of PQL (DSL.md §2)."""
+"""The value types of PQL (DSL.md §2): the bottom of the language layer, shared by the parser and
+checker (cdp.dsl), schemas (cdp.schema) and the function registry (cdp.functions)."""
 
 from __future__ import annotations
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, timezone
 
-from cdp.dsl.regex import compile_regex
-from cdp.engine import runtime
+from cdp.dsl.regex import compile_regex, like_to_regex
+from cdp.dsl import runtime
 from cdp.functions.registry import Function, all_functions, python_udf, udf_name
-from cdp.engine.runtime import checked
+from cdp.dsl.runtime import checked
 
 
 def to_value(text):
@@ -98,8 +98,6 @@ def _add(text, amount, unit, sign):
 
 
 def _like(value, pattern):
-    from cdp.engine.memory import like_to_regex
-
     if value is None or pattern is None:
         return None
     return int(compile_regex(like_to_regex(pattern)).search(value) is not None)

@@ -1,5 +1,8 @@
-"""Helpers the generated Python code calls: SQL's null logic, calendar arithmetic, windows and
-sequences. Everything here receives `as_of`; nothing reads the wall clock."""
+"""The language's values at run time (DSL.md §9): SQL's null logic, 64-bit arithmetic that is null
+on overflow, calendar arithmetic, windows and sequences. The in-memory engine's generated code
+calls these, and so do SQLite's functions (cdp/storage/sqlite_functions.py), so the two cannot
+disagree; it lives with the language, below storage and the engines, for both to import.
+Everything here receives `as_of`; nothing reads the wall clock."""
 
 from __future__ import annotations
 
