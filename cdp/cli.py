@@ -122,7 +122,7 @@ def check_command(expression: str, as_json: bool, segments_file: str | None) -> 
             for diagnostic in error.errors:
                 click.echo(str(diagnostic) + "\n", err=True)
         sys.exit(EXIT_INVALID)
-    from cdp.dsl.checker import value_warnings
+    from cdp.dsl.value_warnings import value_warnings
     from cdp.schema import luma_schema
 
     canonical = render(typed)

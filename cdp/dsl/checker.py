@@ -1,7 +1,9 @@
 """The type checker: resolves names against the schema, types every node, collects every error.
 
 Backends receive only checked trees (every node has ``type`` and ``nullable``; every Name has
-its ``binding``), so they never re-validate.
+its ``binding``), so they never re-validate. The rules that read best as functions (arithmetic
+result types, comparability, patterns, message words) are in type_rules.py; warnings about values
+outside a field's allowed list in value_warnings.py.
 """
 
 from __future__ import annotations
@@ -12,17 +14,17 @@ from typing import Mapping
 
 from cdp.dsl import ast
 from cdp.dsl.errors import Diagnostic, PqlError, Span
-from cdp.pqltypes import (
-    BOOLEAN, DATE, DATETIME, DURATION, INTEGER, NULL, NUMBER, STRING, PqlType, comparable, family,
-    list_of, unify,
+from cdp.dsl.type_rules import (
+    ORDERED_FAMILIES, arithmetic_hint, arithmetic_type, comparison_problem, conversion_hint, is_constant,
+    like_problem, path_span, regex_problem, short, with_article,
 )
+from cdp.dsl.value_warnings import value_warnings  # noqa: F401 - its documented home (docs/language.md)
 from cdp.functions import lookup
 from cdp.functions.registry import ACCEPTS, all_functions
+from cdp.pqltypes import (
+    BOOLEAN, DATE, DURATION, INTEGER, NULL, NUMBER, STRING, PqlType, comparable, family, list_of, unify,
+)
 from cdp.schema import Schema, luma_schema
-from cdp.schema.model import closest_value, describe_allowed
-
-_DATE_UNITS = ("day", "week", "month", "year")
-_ORDERED_FAMILIES = ("numeric", "temporal", "string")
 
 
 @dataclass
@@ -68,7 +70,7 @@ class Checker:
         if checked.type is not None and checked.type != BOOLEAN:
             self.error(
                 "type_mismatch",
-                f"a segment definition must be a boolean condition, not {_a(checked.type)}",
+                f"a segment definition must be a boolean condition, not {with_article(checked.type)}",
                 checked.span,
                 hint="compare the value, e.g. `loyalty.points > 500`",
             )
@@ -106,7 +108,7 @@ class Checker:
                            hint="test for a missing value with `is null`")
                 ok = False
                 continue
-            if not _is_constant(checked):
+            if not is_constant(checked):
                 self.error("invalid_literal", "list elements must be constants", item.span,
                            hint="write literal values such as [\"gold\", \"silver\"]")
                 ok = False
@@ -115,7 +117,7 @@ class Checker:
                 ok = False
                 continue
             if checked.type.is_list or checked.type == DURATION:
-                self.error("type_mismatch", f"a list may not hold {_a(checked.type)}", item.span)
+                self.error("type_mismatch", f"a list may not hold {with_article(checked.type)}", item.span)
                 ok = False
                 continue
             unified = unify(element, checked.type)
@@ -270,7 +272,7 @@ class Checker:
         if operand.type is None:
             return False
         if operand.type != BOOLEAN:
-            self.error("type_mismatch", f"{what} needs a boolean condition, not {_a(operand.type)}",
+            self.error("type_mismatch", f"{what} needs a boolean condition, not {with_article(operand.type)}",
                        span or operand.span, hint="compare the value, e.g. `loyalty.points > 500`")
             return False
         return True
@@ -301,7 +303,7 @@ class Checker:
         if self.null_operand(node.operand, node, "unary `-`"):
             return self.typed(node, None, True, operand=operand)
         if operand.type is not None and not operand.type.is_numeric:
-            self.error("type_mismatch", f"unary `-` needs a number, not {_a(operand.type)}", node.span)
+            self.error("type_mismatch", f"unary `-` needs a number, not {with_article(operand.type)}", node.span)
             return self.typed(node, None, True, operand=operand)
         return self.typed(node, operand.type, True, operand=operand)  # -(-2^63) is null (DSL.md §9)
 
@@ -319,10 +321,10 @@ class Checker:
             if not ok or current_type is None or right.type is None:
                 ok = False
                 continue
-            result = _arithmetic_type(current_type, op, right.type, node.operands[index], node.operands[index - 1])
+            result = arithmetic_type(current_type, op, right.type, node.operands[index], node.operands[index - 1])
             if isinstance(result, str):
                 self.error("type_mismatch", result, span,
-                           hint=_arithmetic_hint(current_type, op, right.type, node.operands[index]))
+                           hint=arithmetic_hint(current_type, op, right.type, node.operands[index]))
                 ok = False
                 continue
             divisor_is_safe = isinstance(node.operands[index], ast.NumberLiteral) and node.operands[index].value != 0
@@ -344,13 +346,13 @@ class Checker:
             test = "is not null" if node.op == "!=" else "is null"
             self.error("type_mismatch",
                        f"`{node.op} null` can never be TRUE: a comparison with null is UNKNOWN",
-                       node.span, hint=f"use `{_short(self.text, other.span)} {test}`")
+                       node.span, hint=f"use `{short(self.text, other.span)} {test}`")
             return self.typed(node, None, True, **rebuilt)
         if left.type is None or right.type is None:
             return self.typed(node, None, True, **rebuilt)
-        problem = _comparison_problem(left.type, node.op, right.type)
+        problem = comparison_problem(left.type, node.op, right.type)
         if problem:
-            self.error("type_mismatch", problem, node.span, hint=_conversion_hint(left, right))
+            self.error("type_mismatch", problem, node.span, hint=conversion_hint(left, right))
             return self.typed(node, None, True, **rebuilt)
         return self.typed(node, BOOLEAN, left.nullable or right.nullable, **rebuilt)
 
@@ -381,8 +383,8 @@ class Checker:
             return self.typed(node, None, True, **rebuilt)
         if not comparable(value.type, items.type.element):
             self.error("type_mismatch",
-                       f"cannot test {_a(value.type)} against a list of {items.type.element}", node.span,
-                       hint=_conversion_hint(value, items))
+                       f"cannot test {with_article(value.type)} against a list of {items.type.element}", node.span,
+                       hint=conversion_hint(value, items))
             return self.typed(node, None, True, **rebuilt)
         return self.typed(node, BOOLEAN, value.nullable, **rebuilt)
 
@@ -395,10 +397,10 @@ class Checker:
         if None in (value.type, low.type, high.type):
             return self.typed(node, None, True, **rebuilt)
         for bound in (low, high):
-            problem = _comparison_problem(value.type, "<=", bound.type)
+            problem = comparison_problem(value.type, "<=", bound.type)
             if problem:
                 self.error("type_mismatch", f"in {what}: {problem}", node.span,
-                           hint=_conversion_hint(value, bound))
+                           hint=conversion_hint(value, bound))
                 return self.typed(node, None, True, **rebuilt)
         return self.typed(node, BOOLEAN, value.nullable or low.nullable or high.nullable, **rebuilt)
 
@@ -420,7 +422,7 @@ class Checker:
         ok = True
         for operand in (value, pattern):
             if operand.type is not None and operand.type != STRING:
-                self.error("type_mismatch", f"{what} works on strings, not on {_a(operand.type)}", node.span,
+                self.error("type_mismatch", f"{what} works on strings, not on {with_article(operand.type)}", node.span,
                            hint="compare numbers and dates with `=`, `<`, `between`")
                 ok = False
                 break
@@ -429,13 +431,13 @@ class Checker:
                 self.error("type_mismatch", f"the pattern of {what} must be a string literal", node.span)
                 ok = False
             elif node.op == "like":
-                problem = _like_problem(pattern.value)
+                problem = like_problem(pattern.value)
                 if problem:
                     self.error("invalid_literal", problem, pattern.span,
                                hint="escape a backslash as `\\\\\\\\` in the pattern (`\\\\` in the string)")
                     ok = False
             else:
-                problem = _regex_problem(pattern.value)
+                problem = regex_problem(pattern.value)
                 if problem:
                     self.error("invalid_regex", f"invalid regular expression: {problem}", pattern.span,
                                hint="the syntax is RE2's; write `\\\\.` for a literal dot")
@@ -454,7 +456,7 @@ class Checker:
         if value.type is None or other.type is None:
             return self.typed(node, None, True, **rebuilt)
         if not value.type.is_list:
-            self.error("type_mismatch", f"{what} tests a list attribute, not {_a(value.type)}", node.span,
+            self.error("type_mismatch", f"{what} tests a list attribute, not {with_article(value.type)}", node.span,
                        hint="for a string write `contains`; for one value write `=` or `in [...]`")
             return self.typed(node, None, True, **rebuilt)
         if node.op == "has":
@@ -468,7 +470,7 @@ class Checker:
                 return self.typed(node, None, True, **rebuilt)
             element = other.type.element
         if not comparable(value.type.element, element) or element == DURATION:
-            self.error("type_mismatch", f"a list of {value.type.element} cannot hold {_a(element)}", node.span)
+            self.error("type_mismatch", f"a list of {value.type.element} cannot hold {with_article(element)}", node.span)
             return self.typed(node, None, True, **rebuilt)
         return self.typed(node, BOOLEAN, value.nullable or other.nullable, **rebuilt)
 
@@ -510,7 +512,7 @@ class Checker:
     def check_bound(self, bound: ast.Node, scope: _Scope) -> ast.Node:
         checked = self.visit(bound, scope)
         if checked.type is not None and not checked.type.is_temporal and not checked.type.is_null:
-            self.error("type_mismatch", f"a window bound must be a date or datetime, not {_a(checked.type)}",
+            self.error("type_mismatch", f"a window bound must be a date or datetime, not {with_article(checked.type)}",
                        checked.span, hint='write e.g. `since date("2026-01-01")` or `since now() - 2 hours`')
         return checked
 
@@ -537,7 +539,7 @@ class Checker:
         dotted = ".".join(node.path)
         field_type = self.schema.event_type(dotted)
         if field_type is None:
-            fake = ast.Name(node.path, span=_path_span(node))
+            fake = ast.Name(node.path, span=path_span(node))
             self.unknown_event_field(fake, dotted, prefix="event.")
             return self.typed(node, None, True, filter=flt)
         fn = node.function
@@ -551,122 +553,13 @@ class Checker:
         elif fn == "avg":
             result = NUMBER if field_type.is_numeric else None
         elif fn in ("min", "max"):
-            if family(field_type) not in _ORDERED_FAMILIES:
+            if family(field_type) not in ORDERED_FAMILIES:
                 result = None
         if result is None:
-            self.error("wrong_arguments", f"`{fn}` cannot aggregate `event.{dotted}`, {_a(field_type)}",
-                       _path_span(node),
+            self.error("wrong_arguments", f"`{fn}` cannot aggregate `event.{dotted}`, {with_article(field_type)}",
+                       path_span(node),
                        hint="sum and avg take numbers; min and max take numbers, dates and strings")
         return self.typed(node, result, nullable, filter=flt)
-
-
-# ---- rules as functions ---------------------------------------------------------------------
-
-
-def _a(t: object) -> str:
-    """`a string`, `an integer`: the article for a type name in messages."""
-    text = str(t)
-    return ("an " if text[:1] in "aeiou" else "a ") + text
-
-
-
-def _is_constant(node: ast.Node) -> bool:
-    for n in ast.walk(node):
-        if isinstance(n, (ast.Name, ast.Exists, ast.NoEvent, ast.Aggregate, ast.SegmentRef)):
-            return False
-    return True
-
-
-def _arithmetic_type(left: PqlType, op: str, right: PqlType, right_node: ast.Node,
-                     left_node: ast.Node | None = None) -> PqlType | str:
-    if left.is_numeric and right.is_numeric:
-        if op == "/":
-            return NUMBER
-        return INTEGER if left == INTEGER and right == INTEGER else NUMBER
-    if op in ("+", "-") and left.is_temporal and right == DURATION:
-        if left == DATE:
-            unit = right_node.unit if isinstance(right_node, ast.DurationLiteral) else "day"
-            if unit not in _DATE_UNITS:
-                return f"a date {op} {unit}s is not a date: only days, weeks, months and years apply to a date"
-            return DATE
-        return DATETIME
-    if op == "+" and left == DURATION and right.is_temporal:
-        # the same unit rule as `date + duration`; a duration value is always a literal
-        unit = left_node.unit if isinstance(left_node, ast.DurationLiteral) else "day"
-        if right == DATE and unit not in _DATE_UNITS:
-            return f"{unit}s + a date is not a date: only days, weeks, months and years apply to a date"
-        return right
-    return f"cannot apply `{op}` to {_a(left)} and {_a(right)}"
-
-
-def _arithmetic_hint(left: PqlType, op: str, right: PqlType, right_node: ast.Node) -> str | None:
-    if DATE in (left, right) and DURATION in (left, right):
-        return "add days, weeks, months or years to a date; for hours, start from a datetime such as `now()`"
-    if right == DURATION or left == DURATION:
-        return "durations apply to dates and datetimes: `now() - 30 days`"
-    if STRING in (left, right):
-        return "to join strings use `concat(a, b)`"
-    return None
-
-
-def _comparison_problem(left: PqlType, op: str, right: PqlType) -> str | None:
-    if left.is_null or right.is_null:
-        return None
-    if left.is_list or right.is_list:
-        return f"cannot compare {_a(left)} with {_a(right)}; test lists with `has`, `has any`, `has all`"
-    if DURATION in (left, right):
-        return f"cannot compare {_a(left)} with {_a(right)}"
-    if not comparable(left, right):
-        return f"cannot compare {_a(left)} with {_a(right)}"
-    if op not in ("=", "!=") and family(left) not in _ORDERED_FAMILIES:
-        return f"`{op}` does not order {left} values; use `=` or `!=`"
-    return None
-
-
-def _conversion_hint(left: ast.Node, right: ast.Node) -> str | None:
-    for a, b in ((left, right), (right, left)):
-        if a.type is not None and a.type.is_numeric and isinstance(b, ast.StringLiteral) and _is_number(b.value):
-            return f"there is no implicit conversion: write the number without quotes, {b.value.strip()}"
-        if a.type is not None and a.type.is_temporal and isinstance(b, ast.StringLiteral):
-            return f'write a date literal: date("{b.value}") or datetime("{b.value}")'
-    return None
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _like_problem(pattern: str) -> str | None:
-    escaped = False
-    for ch in pattern:
-        escaped = (not escaped) and ch == "\\"
-    if escaped:
-        return "a `like` pattern may not end in a lone `\\`"
-    return None
-
-
-def _regex_problem(pattern: str) -> str | None:
-    from cdp.dsl.regex import compile_regex  # RE2: the one regex dialect of the language
-
-    try:
-        compile_regex(pattern)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
-def _path_span(node: ast.Aggregate) -> Span:
-    return node.path_span if node.path_span.line else node.span
-
-
-def _short(text: str, span: Span) -> str:
-    if span.start < span.end <= len(text):
-        return text[span.start:span.end]
-    return "x"
 
 
 def check_tree(tree: ast.Node, *, text: str = "", schema: Schema | None = None,
@@ -676,56 +569,3 @@ def check_tree(tree: ast.Node, *, text: str = "", schema: Schema | None = None,
     if checker.errors:
         raise PqlError(checker.errors)
     return checked
-
-
-# ---- warnings -------------------------------------------------------------------------------
-
-
-def value_warnings(tree: ast.Node, schema: Schema, text: str = "") -> list[Diagnostic]:
-    """``unlisted_value`` warnings of a checked tree: a string literal compared with a field
-    (``=``, ``!=``, ``in``, ``not in``, ``has``, ``has any``, ``has all``; a field, or the
-    ``first``/``last``/``min``/``max`` of an event field) that is not one of the field's allowed
-    values (the schema's ``enums``). A warning, not an error: the expression is valid, and a
-    segment stays valid when a value leaves the list (stored data may still hold it) — but as
-    written it can only match data from before the list changed. Span: the literal."""
-    found: list[Diagnostic] = []
-
-    def field_of(node: ast.Node) -> str | None:
-        if isinstance(node, ast.Name) and node.binding is not None:
-            return ".".join(node.path[1:]) if node.binding == "alias" else node.dotted
-        if isinstance(node, ast.Aggregate) and node.function in ("first", "last", "min", "max") and node.path:
-            return ".".join(node.path)
-        return None
-
-    def literals(node: ast.Node) -> list[ast.StringLiteral]:
-        if isinstance(node, ast.StringLiteral):
-            return [node]
-        if isinstance(node, ast.ListLiteral):
-            return [item for item in node.items if isinstance(item, ast.StringLiteral)]
-        return []
-
-    def flag(path: str | None, values: list[ast.StringLiteral]) -> None:
-        allowed = schema.enums.get(path) if path else None
-        if not allowed:
-            return
-        for literal in values:
-            if literal.value in allowed:
-                continue
-            suggestion = closest_value(literal.value, tuple(allowed))
-            listed = describe_allowed(tuple(allowed))
-            hint = (f'did you mean "{suggestion}"? ' if suggestion else "") + f"the allowed values: {listed}"
-            found.append(Diagnostic(
-                "unlisted_value",
-                f'"{literal.value}" is not an allowed value of `{path}`: only data stored before the schema '
-                f"listed its values can hold it",
-                literal.span, hint=hint, source=text))
-
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Comparison) and node.op in ("=", "!="):
-            flag(field_of(node.left), literals(node.right))
-            flag(field_of(node.right), literals(node.left))
-        elif isinstance(node, ast.InList):
-            flag(field_of(node.value), literals(node.items))
-        elif isinstance(node, ast.Has):
-            flag(field_of(node.value), literals(node.other))
-    return found

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import sqlalchemy as sa
 
 from cdp.dsl import PqlError, ast, check, render, to_json
-from cdp.dsl.checker import value_warnings
+from cdp.dsl.value_warnings import value_warnings
 from cdp.errors import Unprocessable
 from cdp.schema import Schema
 from cdp.storage.models import segments
