@@ -46,7 +46,7 @@ class SqlCompiler:
     ``self.profile`` (an alias of the profiles table)."""
 
     def __init__(self, dialect: str, as_of: datetime, *, schema: Schema | None = None,
-                 segments: Mapping[str, str] | None = None):
+                 segments: Mapping[str, str] | None = None, sandbox: str | None = None):
         if dialect not in ("sqlite", "postgresql"):
             raise UnsupportedOnBackend(dialect, "the SQL backend supports sqlite and postgresql")
         self.dialect = dialect
@@ -58,6 +58,9 @@ class SqlCompiler:
         self.today_param = self.date_literal(self.as_of.date())
         self._aliases = 0
         self._segment_stack: list[str] = []
+        # segment references: each referenced segment is one CTE, compiled once (see c_SegmentRef)
+        self.sandbox = sandbox
+        self._segment_ctes: dict[str, Any] = {}
 
     @property
     def sqlite(self) -> bool:
@@ -340,18 +343,47 @@ class SqlCompiler:
     # ---- segments ---------------------------------------------------------------------------
 
     def c_SegmentRef(self, node: ast.SegmentRef, ctx):
+        # `p.pk IN (SELECT pk FROM <the segment's CTE>)`: TRUE or FALSE, never UNKNOWN (DSL.md §8)
+        members = self.segment_cte(node)
+        return self.profile.c.pk.in_(sa.select(members.c.pk))
+
+    def segment_cte(self, node: ast.SegmentRef):
+        """The members of a referenced segment as one CTE per segment and statement, compiled
+        once however often (and however deep) it is referenced, so the SQL grows linearly with
+        the number of segments in the reference graph, never with the number of paths through it.
+        MATERIALIZED: the database computes it once too (SQLite and PostgreSQL would otherwise
+        inline a CTE at each use)."""
+        found = self._segment_ctes.get(node.key)
+        if found is not None:
+            return found
         if node.key not in self.segments:
             raise UnsupportedOnBackend(self.dialect, f'unknown segment "{node.key}": no definition was given')
         if node.key in self._segment_stack:
             raise UnsupportedOnBackend(self.dialect, f'segment "{node.key}" refers to itself')
-        typed = check(self.segments[node.key], self.schema, segments=self.segments, key=node.key)
+        if len(self._segment_stack) >= MAX_SEGMENT_DEPTH or len(self._segment_ctes) >= MAX_SEGMENT_REFERENCES:
+            from cdp.dsl import Diagnostic, PqlError
+
+            limit = (f"{MAX_SEGMENT_DEPTH} segments deep" if len(self._segment_stack) >= MAX_SEGMENT_DEPTH
+                     else f"{MAX_SEGMENT_REFERENCES} referenced segments")
+            raise PqlError([Diagnostic("too_complex", f'the reference to segment "{node.key}" goes beyond the limit '
+                                       f"of {limit}", node.span,
+                                       hint="segments may reference segments, but not without end; "
+                                            "flatten the chain")])
+        typed = check(self.segments[node.key], self.schema)  # references resolved here, one CTE each
+        outer = self.profile
+        self.profile = profiles.alias(self.fresh("sp"))
         self._segment_stack.append(node.key)
         try:
-            inner = self.value(typed, _Ctx())
+            condition = self.value(typed, _Ctx())
+            query = sa.select(self.profile.c.pk).where(condition)
+            if self.sandbox is not None:
+                query = query.where(self.profile.c.sandbox == sa.literal(self.sandbox, sa.String))
         finally:
             self._segment_stack.pop()
-        # a member only when the definition is TRUE: never UNKNOWN (DSL.md §8)
-        return sa.case((inner, sa.true()), else_=sa.false())
+            self.profile = outer
+        cte = query.cte(self.fresh("seg")).prefix_with("MATERIALIZED")
+        self._segment_ctes[node.key] = cte
+        return cte
 
     # ---- event terms ------------------------------------------------------------------------
 
@@ -508,6 +540,8 @@ def _split_type_tests(condition: ast.Node | None) -> tuple[list[ast.Node], list[
     return type_tests, [c for c in conjuncts if not any(c is t for t in type_tests)]
 
 
+MAX_SEGMENT_DEPTH = 64  # `in segment` chains deeper than this are too_complex (as nesting is, DSL.md §11)
+MAX_SEGMENT_REFERENCES = 1000  # distinct segments one expression may reach through references
 _FIXED_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
 _MAX_SQL_CHAIN = 900  # SQLite refuses expression trees deeper than 1000
 
@@ -535,7 +569,7 @@ def members_query(text_or_tree: str | ast.Node, *, dialect: str, as_of: datetime
         typed = text_or_tree
     else:
         typed = check(text_or_tree, schema, segments=catalogue or None)
-    compiler = SqlCompiler(dialect, as_of, schema=schema, segments=catalogue)
+    compiler = SqlCompiler(dialect, as_of, schema=schema, segments=catalogue, sandbox=sandbox)
     condition = compiler.compile(typed)
     p = compiler.profile
     return (sa.select(p.c.external_id)
