@@ -11,6 +11,9 @@ Layout: one package per domain, each with ``models.py`` (pydantic shapes: ``XCre
   ``/v1/datasets/{id}/batches``), batch jobs (``/v1/batches/{id}``)
 * cdp/expressions — checking expressions (``/v1/expressions/check``)
 * cdp/profiles — evaluating an expression on a profile (``/v1/profiles/evaluate``)
+* cdp/segments — saved segments, members, estimates, history (``/v1/segments``), batch
+  evaluation jobs (``/v1/segment-jobs``), one profile against an expression or segment
+  (``/v1/evaluate``)
 * cdp/api — the app itself: settings wiring, dependencies, errors, middleware, metrics, health.
 
 Start-up (the lifespan): the engine is created, the database upgraded to the newest migration
@@ -44,8 +47,10 @@ def _routers() -> list[APIRouter]:
     from cdp.profiles.views import privacy_router as privacy
     from cdp.profiles.views import router as profiles
     from cdp.schema_registry.views import router as schema
+    from cdp.segments.views import evaluate_router, jobs_router, router as segments
 
-    return [schema, datasets, ingestion, identity, expressions, profiles, privacy, keys]
+    return [schema, datasets, ingestion, identity, expressions, profiles, privacy, segments, jobs_router,
+            evaluate_router, keys]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -66,6 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             fixed = settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None
             bootstrap_admin(engine, fixed)
+            from cdp.segments.jobs import fail_interrupted
+
+            fail_interrupted(engine)  # segment jobs a stop interrupted: failed, to be run again
             app.state.engine = engine
             recovery = Recovery(engine, metrics)
             recovery.start()

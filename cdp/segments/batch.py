@@ -1,0 +1,139 @@
+"""Batch evaluation: a segment over every profile of its sandbox, in SQL, writing memberships
+set-wise — no row per profile ever passes through Python.
+
+For one segment at ``as_of``:
+
+1. its members are computed once by the compiled SQL (cdp/engine/sql.py; references to other
+   segments are CTEs compiled once) into a temporary table ``segment_run_members``;
+2. members that stopped qualifying exit (``exited_at``), with an outbox row each;
+3. realized members that still qualify become existing;
+4. profiles that qualify and were not members (never, or exited) are realized (``entered_at``),
+   with an outbox row each — a re-entry updates the kept row;
+5. the hour's history row gets the size and the counts.
+
+Rows whose status does not change are not rewritten. :func:`evaluate_segments` runs a list of
+segments in dependency order, each in the caller's transaction or one transaction each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from cdp.dsl import check
+from cdp.dsl.catalogue import dependency_order
+from cdp.engine.sql import SqlCompiler
+from cdp.schema import Schema
+from cdp.segments.membership import MEMBER, record_history
+from cdp.storage.models import Key, membership_changes, memberships, profiles, segments
+
+_scratch = sa.MetaData()
+run_members = sa.Table("segment_run_members", _scratch, sa.Column("profile_pk", Key, primary_key=True),
+                       prefixes=["TEMPORARY"])
+
+
+@dataclass(frozen=True)
+class Counts:
+    realized: int
+    existing: int
+    exited: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"realized": self.realized, "existing": self.existing, "exited": self.exited}
+
+
+def members_select(*, dialect: str, sandbox: str, expression: str, schema: Schema, catalogue: Mapping[str, str],
+                   as_of: datetime) -> sa.Select:
+    """SELECT the pk of every profile of the sandbox that qualifies (one statement)."""
+    typed = check(expression, schema)  # references: resolved by the compiler against the catalogue
+    compiler = SqlCompiler(dialect, as_of, schema=schema, segments=catalogue, sandbox=sandbox)
+    condition = compiler.compile(typed)
+    p = compiler.profile
+    return sa.select(p.c.pk).where(p.c.sandbox == sa.literal(sandbox, sa.String), condition)
+
+
+def evaluate_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int, segment_key: str, expression: str,
+                     schema: Schema, catalogue: Mapping[str, str], as_of: datetime, source: str = "batch") -> Counts:
+    """Evaluate one segment over all profiles and write its memberships (see the module doc)."""
+    dialect = connection.dialect.name
+    query = members_select(dialect=dialect, sandbox=sandbox, expression=expression, schema=schema,
+                           catalogue=catalogue, as_of=as_of)
+    connection.execute(sa.text("DROP TABLE IF EXISTS segment_run_members"))
+    run_members.create(connection)
+    try:
+        connection.execute(run_members.insert().from_select(["profile_pk"], query))
+        if dialect == "postgresql":
+            connection.execute(sa.text("ANALYZE segment_run_members"))
+        return _write(connection, sandbox=sandbox, segment_pk=segment_pk, segment_key=segment_key, as_of=as_of,
+                      source=source)
+    finally:
+        run_members.drop(connection)
+
+
+def _write(connection: sa.Connection, *, sandbox: str, segment_pk: int, segment_key: str, as_of: datetime,
+           source: str) -> Counts:
+    m, r, p = memberships, run_members, profiles
+    qualifies = sa.exists(sa.select(sa.literal_column("1")).select_from(r).where(r.c.profile_pk == m.c.profile_pk))
+    ours = m.c.segment_pk == segment_pk
+    now = sa.literal(as_of, m.c.entered_at.type)
+
+    def change(status: str, select_from, where) -> sa.Insert:
+        rows = (sa.select(sa.literal(sandbox, sa.String), sa.literal(segment_pk, Key), sa.literal(segment_key, sa.String),
+                          p.c.pk, p.c.external_id, sa.literal(status, sa.String), now, sa.literal(source, sa.String))
+                .select_from(select_from).where(*where))
+        return membership_changes.insert().from_select(
+            ["sandbox", "segment_pk", "segment_key", "profile_pk", "profile_id", "status", "at", "source"], rows)
+
+    # exits: members that no longer qualify
+    connection.execute(change("exited", m.join(p, p.c.pk == m.c.profile_pk),
+                              [ours, m.c.status.in_(MEMBER), ~qualifies]))
+    exited = connection.execute(m.update().where(ours, m.c.status.in_(MEMBER), ~qualifies).values(
+        status="exited", exited_at=as_of, updated_at=as_of)).rowcount
+    # realized → existing: members that still qualify
+    connection.execute(m.update().where(ours, m.c.status == "realized", qualifies).values(
+        status="existing", updated_at=as_of))
+    # entries: qualifying profiles without a membership, or with an exited one
+    known = m.alias("known")
+    entering = sa.outerjoin(r, known, sa.and_(known.c.profile_pk == r.c.profile_pk,
+                                              known.c.segment_pk == segment_pk)).join(p, p.c.pk == r.c.profile_pk)
+    connection.execute(change("entered", entering, [sa.or_(known.c.profile_pk.is_(None), known.c.status == "exited")]))
+    reentered = connection.execute(m.update().where(ours, m.c.status == "exited", qualifies).values(
+        status="realized", entered_at=as_of, exited_at=None, updated_at=as_of)).rowcount
+    fresh = (sa.select(sa.literal(segment_pk, Key), r.c.profile_pk, sa.literal("realized", sa.String), now,
+                       sa.null(), now)
+             .where(~sa.exists(sa.select(sa.literal_column("1")).select_from(m)
+                               .where(ours, m.c.profile_pk == r.c.profile_pk))))
+    inserted = connection.execute(m.insert().from_select(
+        ["segment_pk", "profile_pk", "status", "entered_at", "exited_at", "updated_at"], fresh)).rowcount
+    size = connection.execute(sa.select(sa.func.count()).select_from(r)).scalar_one()
+    realized = reentered + inserted
+    record_history(connection, segment_pk=segment_pk, at=as_of, entered=realized, exited=exited, size=size)
+    connection.execute(segments.update().where(segments.c.pk == segment_pk).values(evaluated_at=as_of))
+    return Counts(realized=realized, existing=size - realized, exited=exited)
+
+
+def ordered(rows: Iterable, graph: Mapping[str, set[str]]) -> list:
+    """Segments (rows with ``key``) in dependency order: every one after those it references."""
+    by_key = {row.key: row for row in rows}
+    order = dependency_order({key: set(graph.get(key, ())) for key in by_key})
+    return [by_key[key] for key in order]
+
+
+def evaluate_segments(connection_factory: Callable, *, sandbox: str, rows: list, schema: Schema,
+                      catalogue: Mapping[str, str], as_of: datetime, source: str = "batch",
+                      on_done: Callable[[sa.Connection, str, Counts], None] | None = None) -> dict[str, Counts]:
+    """Evaluate ``rows`` (segment rows, already in dependency order), each in the transaction the
+    context manager ``connection_factory()`` gives; ``on_done`` runs in that transaction."""
+    results: dict[str, Counts] = {}
+    for row in rows:
+        with connection_factory() as connection:
+            counts = evaluate_segment(connection, sandbox=sandbox, segment_pk=row.pk, segment_key=row.key,
+                                      expression=row.expression, schema=schema, catalogue=catalogue, as_of=as_of,
+                                      source=source)
+            if on_done is not None:
+                on_done(connection, row.key, counts)
+        results[row.key] = counts
+    return results
