@@ -26,7 +26,7 @@ from cdp.engine import runtime
 from cdp.engine.sql_regex import UnsupportedOnBackend, re2_to_postgres
 from cdp.functions import lookup
 from cdp.schema import Schema, luma_schema
-from cdp.storage.models import UtcDateTime, events, profiles
+from cdp.storage.models import UtcDateTime, events, memberships, profiles
 
 DOUBLE = sa.Float(53)
 TIMESTAMPTZ = postgresql.TIMESTAMP(timezone=True)
@@ -46,7 +46,8 @@ class SqlCompiler:
     ``self.profile`` (an alias of the profiles table)."""
 
     def __init__(self, dialect: str, as_of: datetime, *, schema: Schema | None = None,
-                 segments: Mapping[str, str] | None = None, sandbox: str | None = None):
+                 segments: Mapping[str, str] | None = None, sandbox: str | None = None,
+                 memberships_of: Mapping[str, int] | None = None):
         if dialect not in ("sqlite", "postgresql"):
             raise UnsupportedOnBackend(dialect, "the SQL backend supports sqlite and postgresql")
         self.dialect = dialect
@@ -61,6 +62,10 @@ class SqlCompiler:
         # segment references: each referenced segment is one CTE, compiled once (see c_SegmentRef)
         self.sandbox = sandbox
         self._segment_ctes: dict[str, Any] = {}
+        self._expansion: dict[str, int] = {}  # copies of each CTE SQLite's parser makes (see segment_cte)
+        # key → segment pk of segments whose stored memberships are current at as_of (a batch run
+        # evaluates referenced segments first): references to them read the memberships
+        self.memberships_of = dict(memberships_of or {})
 
     @property
     def sqlite(self) -> bool:
@@ -343,7 +348,11 @@ class SqlCompiler:
     # ---- segments ---------------------------------------------------------------------------
 
     def c_SegmentRef(self, node: ast.SegmentRef, ctx):
-        # `p.pk IN (SELECT pk FROM <the segment's CTE>)`: TRUE or FALSE, never UNKNOWN (DSL.md §8)
+        # `p.pk IN (SELECT …)`: TRUE or FALSE, never UNKNOWN (DSL.md §8)
+        if node.key in self.memberships_of:
+            return self.profile.c.pk.in_(sa.select(memberships.c.profile_pk).where(
+                memberships.c.segment_pk == sa.literal(self.memberships_of[node.key], memberships.c.segment_pk.type),
+                memberships.c.status.in_(["realized", "existing"])))
         members = self.segment_cte(node)
         return self.profile.c.pk.in_(sa.select(members.c.pk))
 
@@ -383,6 +392,19 @@ class SqlCompiler:
             self.profile = outer
         cte = query.cte(self.fresh("seg")).prefix_with("MATERIALIZED")
         self._segment_ctes[node.key] = cte
+        # SQLite's parser copies a CTE's SELECT into every place that names it (it then runs a
+        # MATERIALIZED one once), so a graph that references segments many times over many levels
+        # still multiplies there: count the copies and refuse clearly before SQLite does
+        copies = 1 + sum(self._expansion.get(ref.key, 1) for ref in ast.walk(typed) if isinstance(ref, ast.SegmentRef)
+                         and ref.key not in self.memberships_of)
+        self._expansion[node.key] = copies
+        if self.sqlite and copies > MAX_SQLITE_SEGMENT_COPIES:
+            from cdp.dsl import Diagnostic, PqlError
+
+            raise PqlError([Diagnostic("too_complex", f'segment "{node.key}" expands to {copies} copies of the '
+                                       f"segments it references on SQLite (at most {MAX_SQLITE_SEGMENT_COPIES})",
+                                       node.span, hint="save the segments and run them as a batch job (it reads "
+                                                       "referenced segments' memberships), or use PostgreSQL")])
         return cte
 
     # ---- event terms ------------------------------------------------------------------------
@@ -540,8 +562,11 @@ def _split_type_tests(condition: ast.Node | None) -> tuple[list[ast.Node], list[
     return type_tests, [c for c in conjuncts if not any(c is t for t in type_tests)]
 
 
-MAX_SEGMENT_DEPTH = 64  # `in segment` chains deeper than this are too_complex (as nesting is, DSL.md §11)
+# `in segment` chains deeper than this are too_complex: SQLAlchemy compiles nested CTEs recursively
+# (about 31 Python frames a level), and a statement must compile within Python's recursion limit
+MAX_SEGMENT_DEPTH = 16
 MAX_SEGMENT_REFERENCES = 1000  # distinct segments one expression may reach through references
+MAX_SQLITE_SEGMENT_COPIES = 2000  # SQLite refuses more than 65,535 references to one table in a statement
 _FIXED_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
 _MAX_SQL_CHAIN = 900  # SQLite refuses expression trees deeper than 1000
 

@@ -23,7 +23,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from cdp.dsl import check
+from cdp.dsl import Diagnostic, PqlError, check
+from cdp.dsl.errors import NO_SPAN
 from cdp.dsl.catalogue import dependency_order
 from cdp.engine.sql import SqlCompiler
 from cdp.schema import Schema
@@ -46,25 +47,34 @@ class Counts:
 
 
 def members_select(*, dialect: str, sandbox: str, expression: str, schema: Schema, catalogue: Mapping[str, str],
-                   as_of: datetime) -> sa.Select:
-    """SELECT the pk of every profile of the sandbox that qualifies (one statement)."""
+                   as_of: datetime, memberships_of: Mapping[str, int] | None = None) -> sa.Select:
+    """SELECT the pk of every profile of the sandbox that qualifies (one statement). References
+    to the segments of ``memberships_of`` (key → pk; evaluated earlier in the same run, at the
+    same as_of) read their memberships; others are compiled once, as CTEs."""
     typed = check(expression, schema)  # references: resolved by the compiler against the catalogue
-    compiler = SqlCompiler(dialect, as_of, schema=schema, segments=catalogue, sandbox=sandbox)
+    compiler = SqlCompiler(dialect, as_of, schema=schema, segments=catalogue, sandbox=sandbox,
+                           memberships_of=memberships_of)
     condition = compiler.compile(typed)
     p = compiler.profile
     return sa.select(p.c.pk).where(p.c.sandbox == sa.literal(sandbox, sa.String), condition)
 
 
 def evaluate_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int, segment_key: str, expression: str,
-                     schema: Schema, catalogue: Mapping[str, str], as_of: datetime, source: str = "batch") -> Counts:
+                     schema: Schema, catalogue: Mapping[str, str], as_of: datetime, source: str = "batch",
+                     memberships_of: Mapping[str, int] | None = None) -> Counts:
     """Evaluate one segment over all profiles and write its memberships (see the module doc)."""
     dialect = connection.dialect.name
     query = members_select(dialect=dialect, sandbox=sandbox, expression=expression, schema=schema,
-                           catalogue=catalogue, as_of=as_of)
+                           catalogue=catalogue, as_of=as_of, memberships_of=memberships_of)
     connection.execute(sa.text("DROP TABLE IF EXISTS segment_run_members"))
     run_members.create(connection)
     try:
-        connection.execute(run_members.insert().from_select(["profile_pk"], query))
+        try:
+            connection.execute(run_members.insert().from_select(["profile_pk"], query))
+        except RecursionError:
+            raise PqlError([Diagnostic("too_complex", f'segment "{segment_key}" nests too deeply to compile to SQL',
+                                       NO_SPAN, hint="simplify the expression or the segments it references")]
+                           ) from None
         if dialect == "postgresql":
             connection.execute(sa.text("ANALYZE segment_run_members"))
         return _write(connection, sandbox=sandbox, segment_pk=segment_pk, segment_key=segment_key, as_of=as_of,
@@ -87,11 +97,13 @@ def _write(connection: sa.Connection, *, sandbox: str, segment_pk: int, segment_
         return membership_changes.insert().from_select(
             ["sandbox", "segment_pk", "segment_key", "profile_pk", "profile_id", "status", "at", "source"], rows)
 
-    # exits: members that no longer qualify
-    connection.execute(change("exited", m.join(p, p.c.pk == m.c.profile_pk),
-                              [ours, m.c.status.in_(MEMBER), ~qualifies]))
-    exited = connection.execute(m.update().where(ours, m.c.status.in_(MEMBER), ~qualifies).values(
-        status="exited", exited_at=as_of, updated_at=as_of)).rowcount
+    # exits: members that no longer qualify (counted by a SELECT: rowcount is not reliable for
+    # INSERT … SELECT on every driver)
+    leaving = [ours, m.c.status.in_(MEMBER), ~qualifies]
+    exited = connection.execute(sa.select(sa.func.count()).select_from(m).where(*leaving)).scalar_one()
+    if exited:
+        connection.execute(change("exited", m.join(p, p.c.pk == m.c.profile_pk), leaving))
+        connection.execute(m.update().where(*leaving).values(status="exited", exited_at=as_of, updated_at=as_of))
     # realized → existing: members that still qualify
     connection.execute(m.update().where(ours, m.c.status == "realized", qualifies).values(
         status="existing", updated_at=as_of))
@@ -99,17 +111,19 @@ def _write(connection: sa.Connection, *, sandbox: str, segment_pk: int, segment_
     known = m.alias("known")
     entering = sa.outerjoin(r, known, sa.and_(known.c.profile_pk == r.c.profile_pk,
                                               known.c.segment_pk == segment_pk)).join(p, p.c.pk == r.c.profile_pk)
-    connection.execute(change("entered", entering, [sa.or_(known.c.profile_pk.is_(None), known.c.status == "exited")]))
-    reentered = connection.execute(m.update().where(ours, m.c.status == "exited", qualifies).values(
-        status="realized", entered_at=as_of, exited_at=None, updated_at=as_of)).rowcount
-    fresh = (sa.select(sa.literal(segment_pk, Key), r.c.profile_pk, sa.literal("realized", sa.String), now,
-                       sa.null(), now)
-             .where(~sa.exists(sa.select(sa.literal_column("1")).select_from(m)
-                               .where(ours, m.c.profile_pk == r.c.profile_pk))))
-    inserted = connection.execute(m.insert().from_select(
-        ["segment_pk", "profile_pk", "status", "entered_at", "exited_at", "updated_at"], fresh)).rowcount
+    entry = [sa.or_(known.c.profile_pk.is_(None), known.c.status == "exited")]
+    realized = connection.execute(sa.select(sa.func.count()).select_from(entering).where(*entry)).scalar_one()
+    if realized:
+        connection.execute(change("entered", entering, entry))
+        connection.execute(m.update().where(ours, m.c.status == "exited", qualifies).values(
+            status="realized", entered_at=as_of, exited_at=None, updated_at=as_of))
+        fresh = (sa.select(sa.literal(segment_pk, Key), r.c.profile_pk, sa.literal("realized", sa.String), now,
+                           sa.null(), now)
+                 .where(~sa.exists(sa.select(sa.literal_column("1")).select_from(m)
+                                   .where(ours, m.c.profile_pk == r.c.profile_pk))))
+        connection.execute(m.insert().from_select(
+            ["segment_pk", "profile_pk", "status", "entered_at", "exited_at", "updated_at"], fresh))
     size = connection.execute(sa.select(sa.func.count()).select_from(r)).scalar_one()
-    realized = reentered + inserted
     record_history(connection, segment_pk=segment_pk, at=as_of, entered=realized, exited=exited, size=size)
     connection.execute(segments.update().where(segments.c.pk == segment_pk).values(evaluated_at=as_of))
     return Counts(realized=realized, existing=size - realized, exited=exited)
@@ -122,18 +136,34 @@ def ordered(rows: Iterable, graph: Mapping[str, set[str]]) -> list:
     return [by_key[key] for key in order]
 
 
+def run_set(chosen: Iterable[str], active: Iterable[str], graph: Mapping[str, set[str]]) -> set[str]:
+    """The segments a run evaluates: the chosen ones and every active segment they depend on
+    (directly or not), so references inside the run read memberships written at the run's as_of."""
+    active = set(active)
+    found = {k for k in chosen if k in active}
+    stack = list(found)
+    while stack:
+        for dep in graph.get(stack.pop(), ()):
+            if dep in active and dep not in found:
+                found.add(dep)
+                stack.append(dep)
+    return found
+
+
 def evaluate_segments(connection_factory: Callable, *, sandbox: str, rows: list, schema: Schema,
                       catalogue: Mapping[str, str], as_of: datetime, source: str = "batch",
                       on_done: Callable[[sa.Connection, str, Counts], None] | None = None) -> dict[str, Counts]:
     """Evaluate ``rows`` (segment rows, already in dependency order), each in the transaction the
     context manager ``connection_factory()`` gives; ``on_done`` runs in that transaction."""
     results: dict[str, Counts] = {}
+    done: dict[str, int] = {}  # evaluated in this run: references to them read their memberships
     for row in rows:
         with connection_factory() as connection:
             counts = evaluate_segment(connection, sandbox=sandbox, segment_pk=row.pk, segment_key=row.key,
                                       expression=row.expression, schema=schema, catalogue=catalogue, as_of=as_of,
-                                      source=source)
+                                      source=source, memberships_of=dict(done))
             if on_done is not None:
                 on_done(connection, row.key, counts)
+        done[row.key] = row.pk
         results[row.key] = counts
     return results

@@ -102,10 +102,11 @@ def run_job(engine: sa.Engine, job_id: int, *, as_of: datetime | None = None) ->
         schema = get_schema(connection=connection, sandbox=sandbox)
         known = catalogue(connection, sandbox)
         graph = reference_graph(connection, sandbox)
-        query = sa.select(segments).where(segments.c.sandbox == sandbox, segments.c.status == "active")
-        if row.segments is not None:
-            query = query.where(segments.c.key.in_(row.segments))
-        rows = batch.ordered(connection.execute(query).all(), graph)
+        active = connection.execute(sa.select(segments).where(segments.c.sandbox == sandbox,
+                                                              segments.c.status == "active")).all()
+        chosen = row.segments if row.segments is not None else [r.key for r in active]
+        keys = batch.run_set(chosen, [r.key for r in active], graph)  # and the active segments they use
+        rows = batch.ordered([r for r in active if r.key in keys], graph)
 
     counts: dict[str, dict] = {}
 

@@ -221,11 +221,13 @@ def _set_dependencies(connection: sa.Connection, sandbox: str, segment_pk: int, 
 
 def _evaluate_after_save(connection: sa.Connection, sandbox: str, key: str, schema: Schema,
                          as_of: datetime | None = None) -> None:
-    """Evaluate the saved segment (if active) and the active segments that depend on it."""
+    """Evaluate the saved segment (if active), the active segments that depend on it, and the
+    active segments those use (so every reference inside the run reads fresh memberships)."""
     graph = reference_graph(connection, sandbox)
-    keys = {key} | _dependents(graph, key)
-    rows = connection.execute(sa.select(segments).where(segments.c.sandbox == sandbox, segments.c.key.in_(sorted(keys)),
-                                                        segments.c.status == "active")).all()
+    active = connection.execute(sa.select(segments).where(segments.c.sandbox == sandbox,
+                                                          segments.c.status == "active")).all()
+    keys = batch.run_set({key} | _dependents(graph, key), [r.key for r in active], graph)
+    rows = [r for r in active if r.key in keys]
     if not rows:
         return
     known = catalogue(connection, sandbox)
@@ -450,6 +452,9 @@ def estimate(*, connection: sa.Connection, sandbox: str, expression: str, schema
                                            ).scalar_one()
                 sample = list(connection.execute(sa.select(p.c.external_id).where(*base, condition).order_by(p.c.pk)
                                                  .limit(SAMPLE_MEMBERS)).scalars())
+    except RecursionError:
+        raise Unprocessable("the expression and the segments it references nest too deeply to compile to SQL",
+                            code="too_complex") from None
     except sa.exc.DBAPIError as error:
         if _timed_out(error):
             raise EstimateTimeout(f"the estimate took longer than {timeout_ms} ms and was stopped; narrow the "
