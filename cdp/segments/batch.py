@@ -66,21 +66,20 @@ def evaluate_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int
     dialect = connection.dialect.name
     query = members_select(dialect=dialect, sandbox=sandbox, expression=expression, schema=schema,
                            catalogue=catalogue, as_of=as_of, memberships_of=memberships_of)
-    connection.execute(sa.text("DROP TABLE IF EXISTS segment_run_members"))
-    run_members.create(connection)
+    # a temporary table per connection, created once and emptied for each segment
+    connection.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS segment_run_members "
+                               "(profile_pk BIGINT PRIMARY KEY)"))
+    connection.execute(sa.text("TRUNCATE segment_run_members" if dialect == "postgresql"
+                               else "DELETE FROM segment_run_members"))
     try:
-        try:
-            connection.execute(run_members.insert().from_select(["profile_pk"], query))
-        except RecursionError:
-            raise PqlError([Diagnostic("too_complex", f'segment "{segment_key}" nests too deeply to compile to SQL',
-                                       NO_SPAN, hint="simplify the expression or the segments it references")]
-                           ) from None
-        if dialect == "postgresql":
-            connection.execute(sa.text("ANALYZE segment_run_members"))
-        return _write(connection, sandbox=sandbox, segment_pk=segment_pk, segment_key=segment_key, as_of=as_of,
-                      source=source)
-    finally:
-        run_members.drop(connection)
+        connection.execute(run_members.insert().from_select(["profile_pk"], query))
+    except RecursionError:
+        raise PqlError([Diagnostic("too_complex", f'segment "{segment_key}" nests too deeply to compile to SQL',
+                                   NO_SPAN, hint="simplify the expression or the segments it references")]) from None
+    if dialect == "postgresql":  # the planner's row estimate for the joins below
+        connection.execute(sa.text("ANALYZE segment_run_members"))
+    return _write(connection, sandbox=sandbox, segment_pk=segment_pk, segment_key=segment_key, as_of=as_of,
+                  source=source)
 
 
 def _write(connection: sa.Connection, *, sandbox: str, segment_pk: int, segment_key: str, as_of: datetime,

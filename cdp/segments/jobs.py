@@ -114,15 +114,18 @@ def run_job(engine: sa.Engine, job_id: int, *, as_of: datetime | None = None) ->
         counts[key] = result.as_dict()
         connection.execute(segment_jobs.update().where(segment_jobs.c.pk == job_id).values(counts=dict(counts)))
 
-    @contextmanager
-    def transaction() -> Iterator[sa.Connection]:
-        with write_transaction(engine) as connection:
-            yield connection
-
     status, message = "succeeded", None
     try:
-        batch.evaluate_segments(transaction, sandbox=sandbox, rows=rows, schema=schema, catalogue=known, as_of=as_of,
-                                on_done=done)
+        with engine.connect() as connection:  # one connection (its temporary table), a transaction per segment
+            connection.execution_options(sqlite_begin="IMMEDIATE")
+
+            @contextmanager
+            def transaction() -> Iterator[sa.Connection]:
+                with connection.begin():
+                    yield connection
+
+            batch.evaluate_segments(transaction, sandbox=sandbox, rows=rows, schema=schema, catalogue=known,
+                                    as_of=as_of, on_done=done)
     except (PqlError, UnsupportedOnBackend) as exc:
         status, message = "failed", f"a segment could not be evaluated: {str(exc).splitlines()[0]}"
     except Exception as exc:  # the job says why; the server log has the traceback

@@ -485,6 +485,22 @@ def estimate_segment(*, connection: sa.Connection, sandbox: str, key: str, schem
 
 # ---- one profile -----------------------------------------------------------------------------
 
+_CHECKED: dict[tuple[str, str], ast.Node] = {}
+_CHECKED_SIZE = 4096
+
+
+def _checked(expression: str, schema: Schema) -> ast.Node:
+    """check() of a saved expression, cached by text and schema (typed trees are immutable)."""
+    key = (expression, schema.fingerprint)
+    found = _CHECKED.get(key)
+    if found is None:
+        found = check(expression, schema)
+        if len(_CHECKED) >= _CHECKED_SIZE:
+            _CHECKED.pop(next(iter(_CHECKED)))
+        _CHECKED[key] = found
+    return found
+
+
 
 def evaluate(*, connection: sa.Connection, sandbox: str, spec: EvaluateRequest, schema: Schema) -> EvaluateResult:
     """Does one profile (a document, or a stored one by identity or id) qualify at as_of?"""
@@ -492,18 +508,21 @@ def evaluate(*, connection: sa.Connection, sandbox: str, spec: EvaluateRequest, 
     from cdp.profiles.documents import profile_document
 
     as_of = _utc(spec.as_of)
-    known = catalogue(connection, sandbox)
     if spec.segment is not None:
-        row = _row(connection, sandbox, spec.segment)
-        expression = row.expression
+        row = connection.execute(sa.select(segments.c.expression).where(
+            segments.c.sandbox == sandbox, segments.c.key == spec.segment)).first()
+        if row is None:
+            raise NotFound.resource("segment", spec.segment, sandbox)
         try:
-            typed = check(expression, schema)
+            typed = _checked(row.expression, schema)
         except PqlError as error:
             raise invalid(error) from None
+        # the catalogue only when the segment references others (one query less on the hot path)
+        known = catalogue(connection, sandbox) if ast.segment_references(typed) else {}
     else:
-        expression = spec.expression
+        known = catalogue(connection, sandbox)
         try:
-            typed = check_definition(expression=expression, key="", schema=schema, known=known,
+            typed = check_definition(expression=spec.expression, key="", schema=schema, known=known,
                                      graph=reference_graph(connection, sandbox))
         except PqlError as error:
             raise invalid(error) from None
