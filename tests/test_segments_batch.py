@@ -356,3 +356,27 @@ def test_references_beyond_the_depth_limit_are_too_complex():
                                  known=catalogue, graph=graph)
     assert info.value.codes == ["too_complex"]
     service.check_definition(expression='in segment "s10"', key="top", schema=SCHEMA, known=catalogue, graph=graph)
+
+
+def test_the_schedule_runs_sandboxes_whose_segments_are_stale(sqlite_url_factory):
+    from cdp.storage.database import create_engine
+    from cdp.storage.migrate import upgrade
+
+    engine = create_engine(sqlite_url_factory())
+    upgrade(engine)
+    try:
+        with engine.begin() as connection:
+            load_documents(connection, DOCUMENTS, sandbox="fresh")
+            load_documents(connection, DOCUMENTS, sandbox="stale")
+            for sandbox in ("fresh", "stale"):
+                save(connection, sandbox, "gold", 'loyalty.tier = "gold"', status="active")
+            save(connection, "stale", "drafted", "email_opt_in")
+        run(engine, "stale", AS_OF)  # evaluated_at: AS_OF, long ago
+        run(engine, "fresh", datetime.now(timezone.utc))
+        assert jobs.due_sandboxes(engine, every=timedelta(hours=24)) == ["stale"]
+        assert jobs.due_sandboxes(engine, every=timedelta(hours=24), now=AS_OF + timedelta(hours=1)) == []
+        [job] = jobs.run_due(engine, every=timedelta(hours=24))
+        assert job.status.value == "succeeded" and set(job.counts) == {"gold"}
+        assert jobs.due_sandboxes(engine, every=timedelta(hours=24)) == []
+    finally:
+        engine.dispose()

@@ -71,15 +71,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             fixed = settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None
             bootstrap_admin(engine, fixed)
-            from cdp.segments.jobs import fail_interrupted
+            from cdp.segments.jobs import Schedule, fail_interrupted
+            from cdp.segments.settings import SegmentSettings
 
             fail_interrupted(engine)  # segment jobs a stop interrupted: failed, to be run again
+            app.state.segment_settings = SegmentSettings()
+            schedule = Schedule(engine, every_hours=app.state.segment_settings.batch_every_hours)
             app.state.engine = engine
             recovery = Recovery(engine, metrics)
             recovery.start()
+            schedule.start()
             try:
                 yield
             finally:
+                schedule.stop()
                 recovery.stop()
         finally:
             engine.dispose()

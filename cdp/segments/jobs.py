@@ -7,14 +7,15 @@ in dependency order, one transaction per segment, and records the counts of each
 goes. One job at a time per sandbox: asking for another while one is queued or running is 409
 ``segment_job_running``. A job that a stop of the service interrupted is marked failed at the
 next start (:func:`fail_interrupted`); the memberships of the segments it finished stay written,
-and a new job re-runs everything.
+and a new job re-runs everything. :class:`Schedule` runs every sandbox daily by default.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
 import sqlalchemy as sa
@@ -144,3 +145,63 @@ def fail_interrupted(engine: sa.Engine) -> int:
             status="failed", finished_at=_now(),
             message="interrupted by a stop of the service; the segments it finished kept their memberships; "
                     "run it again")).rowcount
+
+
+# ---- the schedule ---------------------------------------------------------------------------------
+
+
+def due_sandboxes(engine: sa.Engine, *, every: timedelta, now: datetime | None = None) -> list[str]:
+    """Sandboxes due for a batch run: one of their active segments was last evaluated more than
+    ``every`` ago, and no job of theirs is queued or running."""
+    now = now or _now()
+    with engine.connect() as connection:
+        stale = sa.select(segments.c.sandbox).where(
+            segments.c.status == "active",
+            sa.or_(segments.c.evaluated_at.is_(None), segments.c.evaluated_at < now - every)).distinct()
+        busy = set(connection.execute(sa.select(segment_jobs.c.sandbox).where(segment_jobs.c.status.in_(OPEN)))
+                   .scalars())
+        return sorted(s for s in connection.execute(stale).scalars() if s not in busy)
+
+
+def run_due(engine: sa.Engine, *, every: timedelta) -> list[SegmentJobRead]:
+    """Run a job for every due sandbox, one after the other; what a scheduler calls."""
+    finished = []
+    for sandbox in due_sandboxes(engine, every=every):
+        try:
+            with write_transaction(engine) as connection:
+                job = create_job(connection=connection, sandbox=sandbox, keys=None, requested_by="schedule")
+        except Conflict:  # another one started meanwhile
+            continue
+        finished.append(run_job(engine, job.id))
+    return finished
+
+
+class Schedule:
+    """Batch runs by the clock (CDP_SEGMENT_BATCH_EVERY_HOURS, default 24; 0 turns it off): a
+    thread that wakes every ``check_seconds`` and runs the due sandboxes. A durable job runner
+    can replace it by calling :func:`run_due` itself."""
+
+    def __init__(self, engine: sa.Engine, *, every_hours: float, check_seconds: float = 60.0):
+        self.engine = engine
+        self.every = timedelta(hours=every_hours)
+        self.check_seconds = check_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.every <= timedelta(0):
+            return
+        self._thread = threading.Thread(target=self._loop, name="cdp-segment-schedule", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.check_seconds):
+            try:
+                run_due(self.engine, every=self.every)
+            except Exception as exc:  # noqa: BLE001 - the next wake-up tries again
+                log.warning("scheduled segment runs failed: %s", str(getattr(exc, "orig", exc))[:200])
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1)

@@ -14,5 +14,8 @@ class SegmentSettings(BaseSettings):
                                            "profiles; above it, they come from a random sample.")
     estimate_sample_rows: int = Field(default=20_000, ge=100, description="About how many profiles a sampled "
                                                                           "estimate reads.")
+    batch_every_hours: float = Field(
+        default=24, ge=0, description="A sandbox gets a batch run when one of its active segments was last "
+                                      "evaluated longer ago than this (0: never by the clock).")
     estimate_timeout_ms: int = Field(default=5_000, ge=10, description="An estimate running longer is stopped "
                                                                         "(422 estimate_timeout).")
