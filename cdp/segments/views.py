@@ -18,7 +18,7 @@ from cdp.auth.service import Principal
 from cdp.schema_registry.service import get_schema
 from cdp.segments import jobs, service
 from cdp.segments.models import (KEY_PATTERN, Estimate, EstimateRequest, EvaluateRequest, EvaluateResult, History,
-                                 MemberPage, MembershipStatus, SegmentCreate, SegmentJobCreate, SegmentJobRead,
+                                 MemberPage, SegmentCreate, SegmentJobCreate, SegmentJobRead,
                                  SegmentRead, SegmentStatus, SegmentUpdate)
 from cdp.segments.settings import SegmentSettings
 
