@@ -437,7 +437,10 @@ def estimate(*, connection: sa.Connection, sandbox: str, expression: str, schema
     except PqlError as error:
         raise invalid(error) from None
     p = compiler.profile
-    base = [p.c.sandbox == sa.literal(sandbox, sa.String), *extra]
+    sandbox_column = p.c.sandbox
+    if extra:  # SQLite: `+p.sandbox` keeps the planner on the rowid runs, off the (sandbox, id) index
+        sandbox_column = sa.literal_column(f"+{p.name}.sandbox", sa.String)
+    base = [sandbox_column == sa.literal(sandbox, sa.String), *extra]
     try:
         with _statement_timeout(connection, timeout_ms):
             if sampled:  # the sample's size and hits in one pass; a few members from another sample
