@@ -104,24 +104,26 @@ def _write(connection: sa.Connection, *, sandbox: str, segment_pk: int, segment_
         return membership_changes.insert().from_select(
             ["sandbox", "segment_pk", "segment_key", "profile_pk", "profile_id", "status", "at", "source"], rows)
 
-    # exits: members that no longer qualify (counted by a SELECT: rowcount is not reliable for
-    # INSERT … SELECT on every driver)
-    leaving = [ours, m.c.status.in_(MEMBER), ~qualifies]
-    exited = connection.execute(sa.select(sa.func.count()).select_from(m).where(*leaving)).scalar_one()
+    leaving = [ours, m.c.status.in_(MEMBER), ~qualifies]  # members that no longer qualify
+    staying = [ours, m.c.status == "realized", qualifies]  # realized members that still qualify
+    known = m.alias("known")
+    entry_join = sa.outerjoin(r, known, sa.and_(known.c.profile_pk == r.c.profile_pk, known.c.segment_pk == segment_pk))
+    entry = [sa.or_(known.c.profile_pk.is_(None), known.c.status == "exited")]  # no membership, or an exited one
+    # every count in one statement, before writing (and only the writes that have rows to write:
+    # the steady state, where members stay members, writes nothing); counted by SELECTs, since
+    # rowcount is not reliable for INSERT … SELECT on every driver
+    exited, stayed, realized, size = connection.execute(sa.select(
+        sa.select(sa.func.count()).select_from(m).where(*leaving).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(m).where(*staying).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(entry_join).where(*entry).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(r).scalar_subquery())).one()
     if exited:
         connection.execute(change("exited", m.join(p, p.c.pk == m.c.profile_pk), leaving))
         connection.execute(m.update().where(*leaving).values(status="exited", exited_at=as_of, updated_at=as_of))
-    # realized → existing: members that still qualify
-    connection.execute(m.update().where(ours, m.c.status == "realized", qualifies).values(
-        status="existing", updated_at=as_of))
-    # entries: qualifying profiles without a membership, or with an exited one
-    known = m.alias("known")
-    entering = sa.outerjoin(r, known, sa.and_(known.c.profile_pk == r.c.profile_pk,
-                                              known.c.segment_pk == segment_pk)).join(p, p.c.pk == r.c.profile_pk)
-    entry = [sa.or_(known.c.profile_pk.is_(None), known.c.status == "exited")]
-    realized = connection.execute(sa.select(sa.func.count()).select_from(entering).where(*entry)).scalar_one()
+    if stayed:
+        connection.execute(m.update().where(*staying).values(status="existing", updated_at=as_of))
     if realized:
-        connection.execute(change("entered", entering, entry))
+        connection.execute(change("entered", entry_join.join(p, p.c.pk == r.c.profile_pk), entry))
         connection.execute(m.update().where(ours, m.c.status == "exited", qualifies).values(
             status="realized", entered_at=as_of, exited_at=None, updated_at=as_of))
         fresh = (sa.select(sa.literal(segment_pk, Key), r.c.profile_pk, sa.literal("realized", sa.String), now,
@@ -130,7 +132,6 @@ def _write(connection: sa.Connection, *, sandbox: str, segment_pk: int, segment_
                                    .where(ours, m.c.profile_pk == r.c.profile_pk))))
         connection.execute(m.insert().from_select(
             ["segment_pk", "profile_pk", "status", "entered_at", "exited_at", "updated_at"], fresh))
-    size = connection.execute(sa.select(sa.func.count()).select_from(r)).scalar_one()
     record_history(connection, segment_pk=segment_pk, at=as_of, entered=realized, exited=exited, size=size)
     connection.execute(segments.update().where(segments.c.pk == segment_pk).values(evaluated_at=as_of))
     return Counts(realized=realized, existing=size - realized, exited=exited)

@@ -2,8 +2,9 @@
 reading, the reference graph, members, history, estimates and single-profile evaluation.
 
 Saving an active segment (create, or an update of its expression or to status active) evaluates
-it at once over every profile (cdp/segments/batch.py), and the active segments that reference it,
-in dependency order, in the same transaction: its size and members are there when the answer is.
+it at once over every profile (cdp/segments/batch.py), with the active segments that reference it
+and the active segments those use, in dependency order, in the same transaction: its size and
+members are there when the answer is.
 Draft and inactive segments are never evaluated; an inactive segment keeps the memberships of its
 last evaluation.
 """
@@ -33,11 +34,10 @@ from cdp.segments import batch
 from cdp.segments.models import (Estimate, EvaluateRequest, EvaluateResult, ExplainRow, History, HistoryPoint,
                                  MemberPage, MemberRead, MembershipStatus, SegmentCreate, SegmentRead, SegmentStatus,
                                  SegmentUpdate)
-from cdp.segments.membership import MEMBER
+from cdp.segments.membership import MEMBER, hour_of
 from cdp.storage.models import memberships, profiles, segment_dependencies, segment_history, segments
 
 SAMPLE_MEMBERS = 20
-MAX_MEMBERS_PAGE = 1000
 
 
 def _now() -> datetime:
@@ -351,16 +351,12 @@ def history(*, connection: sa.Connection, sandbox: str, key: str, start: datetim
     row = _row(connection, sandbox, key)
     where = [segment_history.c.segment_pk == row.pk]
     if start is not None:
-        where.append(segment_history.c.at >= batch_hour(_utc(start)))
+        where.append(segment_history.c.at >= hour_of(_utc(start)))
     if end is not None:
         where.append(segment_history.c.at < _utc(end))
     rows = connection.execute(sa.select(segment_history).where(*where).order_by(segment_history.c.at)).all()
     return History(segment=key, points=[HistoryPoint(at=r.at, size=r.size, entered=r.entered, exited=r.exited)
                                         for r in rows])
-
-
-def batch_hour(at: datetime) -> datetime:
-    return at.replace(minute=0, second=0, microsecond=0)
 
 
 # ---- estimates -------------------------------------------------------------------------------
