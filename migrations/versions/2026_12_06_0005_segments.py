@@ -92,8 +92,8 @@ def downgrade() -> None:
     op.drop_index('ix_segment_dependencies_depends_on_pk', table_name='segment_dependencies')
     op.drop_table('segment_dependencies')
     with op.batch_alter_table('segments') as batch:
-        batch.drop_constraint('ck_segments_evaluation', type_='check')
-        batch.drop_constraint('ck_segments_status', type_='check')
+        batch.drop_constraint(op.f('ck_segments_evaluation'), type_='check')
+        batch.drop_constraint(op.f('ck_segments_status'), type_='check')
         batch.drop_column('evaluated_at')
         batch.drop_column('evaluation')
         batch.drop_column('status')
