@@ -66,6 +66,9 @@ class SqlCompiler:
         # key → segment pk of segments whose stored memberships are current at as_of (a batch run
         # evaluates referenced segments first): references to them read the memberships
         self.memberships_of = dict(memberships_of or {})
+        # optional: profiles alias → a condition every referenced segment's CTE adds (an estimate
+        # on a sample computes referenced segments on that sample only)
+        self.segment_scope: Any = None
 
     @property
     def sqlite(self) -> bool:
@@ -387,6 +390,8 @@ class SqlCompiler:
             query = sa.select(self.profile.c.pk).where(condition)
             if self.sandbox is not None:
                 query = query.where(self.profile.c.sandbox == sa.literal(self.sandbox, sa.String))
+            if self.segment_scope is not None:
+                query = query.where(self.segment_scope(self.profile))
         finally:
             self._segment_stack.pop()
             self.profile = outer

@@ -425,7 +425,12 @@ def estimate(*, connection: sa.Connection, sandbox: str, expression: str, schema
         if dialect == "postgresql":
             compiler.profile = profiles.tablesample(sa.func.system(sa.literal_column(repr(fraction * 100))), name="p")
         else:
-            extra.append(_sqlite_blocks(connection, compiler.profile, total, sample_rows))
+            in_sample = _sqlite_blocks(connection, total, sample_rows)
+            extra.append(in_sample(compiler.profile))
+            compiler.segment_scope = in_sample  # referenced segments: on the same sample only
+            # event terms as correlated lookups per sampled profile, not as one IN list built
+            # from every profile's events (SqlCompiler.semi_join's choice for whole-table scans)
+            compiler.semi_join = lambda node: False
     try:
         condition = compiler.compile(typed)
     except UnsupportedOnBackend as exc:
@@ -475,15 +480,15 @@ def estimate(*, connection: sa.Connection, sandbox: str, expression: str, schema
                     sample=sample, took_ms=round((time.perf_counter() - started) * 1000, 3), as_of=as_of)
 
 
-def _sqlite_blocks(connection: sa.Connection, p, total: int, sample_rows: int, blocks: int = 20):
+def _sqlite_blocks(connection: sa.Connection, total: int, sample_rows: int, blocks: int = 20):
     """SQLite's TABLESAMPLE SYSTEM: ``blocks`` random runs of consecutive rowids (profiles.pk),
     sized so that they hold about ``sample_rows`` of the sandbox's ``total`` profiles; each run
-    is one range scan of the table's b-tree."""
+    is one range scan of the table's b-tree. Returns alias → the condition "in the sample"."""
     low, high = connection.execute(sa.select(sa.func.min(profiles.c.pk), sa.func.max(profiles.c.pk))).one()
     span = high - low + 1
     width = max(1, round(sample_rows * span / max(total, 1) / blocks))
     starts = [random.randint(low, max(low, high - width + 1)) for _ in range(blocks)]
-    return sa.or_(*[p.c.pk.between(start, start + width - 1) for start in starts])
+    return lambda p: sa.or_(*[p.c.pk.between(start, start + width - 1) for start in starts])
 
 
 def estimate_segment(*, connection: sa.Connection, sandbox: str, key: str, schema: Schema, **options) -> Estimate:
