@@ -3,16 +3,19 @@ set-wise — no row per profile ever passes through Python.
 
 For one segment at ``as_of``:
 
-1. its members are computed once by the compiled SQL (cdp/engine/sql.py; references to other
-   segments are CTEs compiled once) into a temporary table ``segment_run_members``;
+1. its members are computed once by the compiled SQL (cdp/engine/sql.py) into a temporary table
+   ``segment_run_members``; references to segments evaluated earlier in the same run read their
+   memberships (a run includes the active segments its segments use, in dependency order), other
+   references are CTEs compiled once;
 2. members that stopped qualifying exit (``exited_at``), with an outbox row each;
 3. realized members that still qualify become existing;
 4. profiles that qualify and were not members (never, or exited) are realized (``entered_at``),
    with an outbox row each — a re-entry updates the kept row;
 5. the hour's history row gets the size and the counts.
 
-Rows whose status does not change are not rewritten. :func:`evaluate_segments` runs a list of
-segments in dependency order, each in the caller's transaction or one transaction each.
+Rows whose status does not change are not rewritten; every count comes from one statement before
+the writes, and a write without rows is skipped. :func:`evaluate_segments` runs a list of
+segments in dependency order, each in the transaction its ``connection_factory`` gives.
 """
 
 from __future__ import annotations
