@@ -12,6 +12,9 @@ Layout: one package per domain, each with ``models.py`` (pydantic shapes: ``XCre
   ``/v1/datasets/{id}/batches``), batch jobs (``/v1/batches/{id}``)
 * cdp/expressions — checking expressions (``/v1/expressions/check``)
 * cdp/profiles — evaluating an expression on a profile (``/v1/profiles/evaluate``)
+* cdp/segments — saved segments, members, estimates, history (``/v1/segments``), batch
+  evaluation jobs (``/v1/segment-jobs``), one profile against an expression or segment
+  (``/v1/evaluate``)
 * cdp/api — the app itself: settings wiring, dependencies, errors, middleware, metrics, health.
 
 Start-up (the lifespan): the engine is created, the database upgraded to the newest migration
@@ -50,8 +53,10 @@ def _routers() -> list[APIRouter]:
     from cdp.profiles.views import router as profiles
     from cdp.sandboxes.views import router as sandboxes
     from cdp.schema_registry.views import router as schema
+    from cdp.segments.views import evaluate_router, jobs_router, router as segments
 
-    return [schema, datasets, ingestion, identity, expressions, profiles, privacy, keys, sandboxes]
+    return [schema, datasets, ingestion, identity, expressions, profiles, privacy, segments, jobs_router,
+            evaluate_router, keys, sandboxes]
 
 
 def job_registry(metrics) -> Registry:
@@ -78,14 +83,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             fixed = settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None
             bootstrap_admin(engine, fixed)
+            from cdp.segments.jobs import Schedule, fail_interrupted
+            from cdp.segments.settings import SegmentSettings
+
+            fail_interrupted(engine)  # segment jobs a stop interrupted: failed, to be run again
+            app.state.segment_settings = SegmentSettings()
+            schedule = Schedule(engine, every_hours=app.state.segment_settings.batch_every_hours)
             app.state.engine = engine
             workers = settings.job_workers or (1 if engine.dialect.name == "sqlite" else 2)
             runner = Runner(engine, job_registry(metrics), workers=workers)
             app.state.jobs = runner
             runner.start()
+            schedule.start()
             try:
                 yield
             finally:
+                schedule.stop()
                 runner.stop()
         finally:
             engine.dispose()

@@ -27,7 +27,7 @@ from cdp.engine.sql_regex import re2_to_postgres
 from cdp.engine.support import UnsupportedOnBackend, require_support
 from cdp.functions import lookup
 from cdp.schema import Schema, luma_schema
-from cdp.storage.models import UtcDateTime, events, profiles
+from cdp.storage.models import UtcDateTime, events, memberships, profiles
 
 DOUBLE = sa.Float(53)
 TIMESTAMPTZ = postgresql.TIMESTAMP(timezone=True)
@@ -47,7 +47,8 @@ class SqlCompiler:
     ``self.profile`` (an alias of the profiles table)."""
 
     def __init__(self, dialect: str, as_of: datetime, *, schema: Schema | None = None,
-                 segments: Mapping[str, str] | None = None):
+                 segments: Mapping[str, str] | None = None, sandbox: str | None = None,
+                 memberships_of: Mapping[str, int] | None = None):
         if dialect not in ("sqlite", "postgresql"):
             raise UnsupportedOnBackend(dialect, "the SQL backend supports sqlite and postgresql")
         self.dialect = dialect
@@ -59,6 +60,16 @@ class SqlCompiler:
         self.today_param = self.date_literal(self.as_of.date())
         self._aliases = 0
         self._segment_stack: list[str] = []
+        # segment references: each referenced segment is one CTE, compiled once (see c_SegmentRef)
+        self.sandbox = sandbox
+        self._segment_ctes: dict[str, Any] = {}
+        self._expansion: dict[str, int] = {}  # copies of each CTE SQLite's parser makes (see segment_cte)
+        # key → segment pk of segments whose stored memberships are current at as_of (a batch run
+        # evaluates referenced segments first): references to them read the memberships
+        self.memberships_of = dict(memberships_of or {})
+        # optional: profiles alias → a condition every referenced segment's CTE adds (an estimate
+        # on a sample computes referenced segments on that sample only)
+        self.segment_scope: Any = None
 
     @property
     def sqlite(self) -> bool:
@@ -435,18 +446,66 @@ class SqlCompiler:
     # ---- segments ---------------------------------------------------------------------------
 
     def c_SegmentRef(self, node: ast.SegmentRef, ctx):
+        # `p.pk IN (SELECT …)`: TRUE or FALSE, never UNKNOWN (DSL.md §8)
+        if node.key in self.memberships_of:
+            return self.profile.c.pk.in_(sa.select(memberships.c.profile_pk).where(
+                memberships.c.segment_pk == sa.literal(self.memberships_of[node.key], memberships.c.segment_pk.type),
+                memberships.c.status.in_(["realized", "existing"])))
+        members = self.segment_cte(node)
+        return self.profile.c.pk.in_(sa.select(members.c.pk))
+
+    def segment_cte(self, node: ast.SegmentRef):
+        """The members of a referenced segment as one CTE per segment and statement, compiled
+        once however often (and however deep) it is referenced, so the SQL grows linearly with
+        the number of segments in the reference graph, never with the number of paths through it.
+        MATERIALIZED: the database computes it once too (SQLite and PostgreSQL would otherwise
+        inline a CTE at each use)."""
+        found = self._segment_ctes.get(node.key)
+        if found is not None:
+            return found
         if node.key not in self.segments:
             raise UnsupportedOnBackend(self.dialect, f'unknown segment "{node.key}": no definition was given')
         if node.key in self._segment_stack:
             raise UnsupportedOnBackend(self.dialect, f'segment "{node.key}" refers to itself')
-        typed = check(self.segments[node.key], self.schema, segments=self.segments, key=node.key)
+        if len(self._segment_stack) >= MAX_SEGMENT_DEPTH or len(self._segment_ctes) >= MAX_SEGMENT_REFERENCES:
+            from cdp.dsl import Diagnostic, PqlError
+
+            limit = (f"{MAX_SEGMENT_DEPTH} segments deep" if len(self._segment_stack) >= MAX_SEGMENT_DEPTH
+                     else f"{MAX_SEGMENT_REFERENCES} referenced segments")
+            raise PqlError([Diagnostic("too_complex", f'the reference to segment "{node.key}" goes beyond the limit '
+                                       f"of {limit}", node.span,
+                                       hint="segments may reference segments, but not without end; "
+                                            "flatten the chain")])
+        typed = check(self.segments[node.key], self.schema)  # references resolved here, one CTE each
+        outer = self.profile
+        self.profile = profiles.alias(self.fresh("sp"))
         self._segment_stack.append(node.key)
         try:
-            inner = self.value(typed, _Ctx())
+            condition = self.value(typed, _Ctx())
+            query = sa.select(self.profile.c.pk).where(condition)
+            if self.sandbox is not None:
+                query = query.where(self.profile.c.sandbox == sa.literal(self.sandbox, sa.String))
+            if self.segment_scope is not None:
+                query = query.where(self.segment_scope(self.profile))
         finally:
             self._segment_stack.pop()
-        # a member only when the definition is TRUE: never UNKNOWN (DSL.md §8)
-        return sa.case((inner, sa.true()), else_=sa.false())
+            self.profile = outer
+        cte = query.cte(self.fresh("seg")).prefix_with("MATERIALIZED")
+        self._segment_ctes[node.key] = cte
+        # SQLite's parser copies a CTE's SELECT into every place that names it (it then runs a
+        # MATERIALIZED one once), so a graph that references segments many times over many levels
+        # still multiplies there: count the copies and refuse clearly before SQLite does
+        copies = 1 + sum(self._expansion.get(ref.key, 1) for ref in ast.walk(typed) if isinstance(ref, ast.SegmentRef)
+                         and ref.key not in self.memberships_of)
+        self._expansion[node.key] = copies
+        if self.sqlite and copies > MAX_SQLITE_SEGMENT_COPIES:
+            from cdp.dsl import Diagnostic, PqlError
+
+            raise PqlError([Diagnostic("too_complex", f'segment "{node.key}" expands to {copies} copies of the '
+                                       f"segments it references on SQLite (at most {MAX_SQLITE_SEGMENT_COPIES})",
+                                       node.span, hint="save the segments and run them as a batch job (it reads "
+                                                       "referenced segments' memberships), or use PostgreSQL")])
+        return cte
 
     # ---- event terms ------------------------------------------------------------------------
 
@@ -646,6 +705,11 @@ def _split_type_tests(condition: ast.Node | None) -> tuple[list[ast.Node], list[
     return type_tests, [c for c in conjuncts if not any(c is t for t in type_tests)]
 
 
+# `in segment` chains deeper than this are too_complex: SQLAlchemy compiles nested CTEs recursively
+# (about 31 Python frames a level), and a statement must compile within Python's recursion limit
+MAX_SEGMENT_DEPTH = 16
+MAX_SEGMENT_REFERENCES = 1000  # distinct segments one expression may reach through references
+MAX_SQLITE_SEGMENT_COPIES = 2000  # SQLite refuses more than 65,535 references to one table in a statement
 _FIXED_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
 _MAX_SQL_CHAIN = 900
 _MAX_DOUBLE = 1.7976931348623157e308
@@ -675,7 +739,7 @@ def members_query(text_or_tree: str | ast.Node, *, dialect: str, as_of: datetime
     else:
         typed = check(text_or_tree, schema, segments=catalogue or None)
     require_support(typed, dialect, catalogue)  # before anything runs: never a database error
-    compiler = SqlCompiler(dialect, as_of, schema=schema, segments=catalogue)
+    compiler = SqlCompiler(dialect, as_of, schema=schema, segments=catalogue, sandbox=sandbox)
     condition = compiler.compile(typed)
     p = compiler.profile
     return (sa.select(p.c.external_id)

@@ -17,6 +17,9 @@ ISOLATION_TESTS = {
     "identity": "test_identity_namespaces_and_settings_are_per_sandbox",
     "privacy": "test_profiles_and_privacy_deletions_are_per_sandbox",
     "sandboxes": "test_a_key_bound_to_a_sandbox_sees_only_that_sandbox",
+    "segments": "test_segments_are_per_sandbox",
+    "segment-jobs": "test_segment_jobs_are_per_sandbox",
+    "evaluate": "test_evaluate_reads_the_sandbox_segments_and_profiles",
 }
 
 
@@ -242,3 +245,36 @@ def test_the_migration_registers_prod_and_every_sandbox_already_in_use(sqlite_ur
             assert sorted(connection.execute(sa.select(sandboxes.c.name)).scalars()) == ["keyed", "legacy", "prod"]
     finally:
         engine.dispose()
+
+
+def test_segments_are_per_sandbox(api):
+    created = api.post("/v1/segments", json={"key": "gold", "name": "Gold", "expression": 'loyalty.tier = "gold"'})
+    assert created.status_code == 201, created.text
+    other = new_sandbox(api)
+    assert api.get("/v1/segments", sandbox=other).json()["total"] == 0
+    for method, path in (("GET", "/v1/segments/gold"), ("PATCH", "/v1/segments/gold"), ("DELETE", "/v1/segments/gold"),
+                         ("GET", "/v1/segments/gold/members"), ("GET", "/v1/segments/gold/history"),
+                         ("GET", "/v1/segments/gold/estimate")):
+        kwargs = {"json": {"name": "x"}} if method == "PATCH" else {}
+        assert_error(api.request(method, path, sandbox=other, **kwargs), 404, "not_found")
+    assert_error(api.post("/v1/segments/estimate", sandbox=other, json={"expression": 'in segment "gold"'}), 422,
+                 "unknown_segment")
+    assert api.post("/v1/segments", sandbox=other, json={"key": "gold", "name": "Theirs",
+                                                         "expression": "true"}).status_code == 201
+    assert api.get("/v1/segments/gold").json()["name"] == "Gold"
+
+
+def test_segment_jobs_are_per_sandbox(api):
+    job = api.post("/v1/segment-jobs", json={})
+    assert job.status_code == 202, job.text
+    other = new_sandbox(api)
+    assert_error(api.get(f"/v1/segment-jobs/{job.json()['id']}", sandbox=other), 404, "not_found")
+    assert api.get("/v1/segment-jobs", sandbox=other).json()["total"] == 0
+    assert api.post("/v1/segment-jobs", sandbox=other, json={}).status_code == 202  # one at a time per sandbox
+
+
+def test_evaluate_reads_the_sandbox_segments_and_profiles(api):
+    assert api.post("/v1/segments", json={"key": "gold", "name": "Gold", "expression": "true"}).status_code == 201
+    other = new_sandbox(api)
+    assert api.post("/v1/evaluate", json={"segment": "gold", "profile": SARAH}).json()["qualifies"] is True
+    assert_error(api.post("/v1/evaluate", sandbox=other, json={"segment": "gold", "profile": SARAH}), 404, "not_found")
