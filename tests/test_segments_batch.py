@@ -33,6 +33,9 @@ CASES = tomllib.loads((CONFORMANCE / "cases.toml").read_text(encoding="utf-8"))[
 DOCUMENTS = [__import__("json").loads(line) for line in (CONFORMANCE / "profiles.jsonl").read_text().splitlines()
              if line.strip()]
 SANDBOXES = (f"b{i}" for i in itertools.count())
+CONFORMANCE_DATASETS = {"prod": DOCUMENTS, **{p.stem.removeprefix("profiles_"): [
+    __import__("json").loads(line) for line in p.read_text().splitlines() if line.strip()]
+    for p in sorted(CONFORMANCE.glob("profiles_*.jsonl"))}}
 SCHEMA = luma_schema()
 
 
@@ -68,13 +71,13 @@ def test_conformance_cases_as_saved_segments(migrated_engine):
     """Every conformance case (with its as_of and its catalogue) saved as a segment: a batch run
     writes exactly the expected members."""
     plain = [c for c in CASES if "expected" in c and "segments" not in c]
-    by_as_of: dict[str, list[dict]] = {}
-    for case in plain:
-        by_as_of.setdefault(case.get("as_of", ""), []).append(case)
-    for as_of_text, cases in by_as_of.items():
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for case in plain:  # one sandbox per as_of and dataset (`dataset = "NAME"`: profiles_NAME.jsonl)
+        groups.setdefault((case.get("as_of", ""), case.get("dataset", "prod")), []).append(case)
+    for (as_of_text, dataset), cases in groups.items():
         sandbox = next(SANDBOXES)
         with migrated_engine.begin() as connection:
-            load_documents(connection, DOCUMENTS, sandbox=sandbox)
+            load_documents(connection, CONFORMANCE_DATASETS[dataset], sandbox=sandbox)
             for case in cases:
                 save(connection, sandbox, case["name"][:128], case["expression"], status="active")
         run(migrated_engine, sandbox, parse_timestamp(as_of_text) if as_of_text else AS_OF)
@@ -128,7 +131,7 @@ def test_batch_members_equal_the_in_memory_verdicts(both_engines, first, second,
                  "r1": 'in segment "g1" and not in segment "c1"',
                  "r2": 'in segment "r1" or in segment "g2" or (in segment "vip" and in segment "r1")',
                  "r3": 'not in segment "r2" and (in segment "churn-risk" or in segment "g1")'}
-    loaded = [load_profile(d) for d in documents]
+    loaded = [load_profile(d, allowed_values=False) for d in documents]  # generated values, stored as they are
     expected = {}
     for key, text in catalogue.items():
         predicate = compile_predicate(text, segments=catalogue)
@@ -136,7 +139,7 @@ def test_batch_members_equal_the_in_memory_verdicts(both_engines, first, second,
     for engine in both_engines:
         sandbox = next(SANDBOXES)
         with engine.begin() as connection:
-            load_documents(connection, documents, sandbox=sandbox)
+            load_documents(connection, loaded, sandbox=sandbox)
             for key, text in catalogue.items():
                 save(connection, sandbox, key, text, status="active")
         run(engine, sandbox, AS_OF)

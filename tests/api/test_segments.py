@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.api.conftest import SARAH, assert_error, store_profiles
+from tests.api.conftest import SARAH, assert_error, new_sandbox, store_profiles
 from tests.api.conftest import create_dataset as _dataset
 
 GIFT_GIVERS = '''loyalty.tier is not null
@@ -385,7 +385,7 @@ def test_roles(api):
 
 
 def test_sandboxes_are_isolated(api, engine, sandbox):
-    other = sandbox + "-other"
+    other = new_sandbox(api)
     store_profiles(engine, sandbox, PROFILES)
     store_profiles(engine, other, PROFILES)
     _segment(api, "gold", 'loyalty.tier = "gold"')
