@@ -156,7 +156,7 @@ def parse(text: str, *, known: Collection[str] | None = None) -> Condition:
         raise PolicyError([PolicyDiagnostic("too_complex", f"the condition is {len(text)} characters long; the "
                                             f"limit is {MAX_CHARS}", Span.at_offset(text, 0, 1), source=text)])
     if not text.strip():
-        raise PolicyError([PolicyDiagnostic("syntax_error", "the condition is empty", Span.at_offset(text, len(text)),
+        raise PolicyError([PolicyDiagnostic("syntax_error", "the condition is empty", Span.at_offset(text, 0, len(text)),
                                             hint="name the labels it denies, e.g. `C4 OR (I1 AND S1)`",
                                             source=text)])
     depth = _paren_depth(text)
@@ -197,6 +197,8 @@ def _paren_depth(text: str) -> int | None:
 def _unknown_label(text: str, node: Label, known: Collection[str]) -> PolicyDiagnostic:
     by_case = [k for k in known if k.lower() == node.name.lower()]
     close = by_case or difflib.get_close_matches(node.name, sorted(known), n=3, cutoff=0.5)
+    same_family = [c for c in close if c[0].upper() == node.name[0].upper()]  # S9: S1, S2 before C9
+    close = sorted(same_family, key=lambda c: (len(c), c)) if same_family and not by_case else close
     hint = ("did you mean " + ", ".join(f"`{c}`" for c in close) + "?") if close else \
         "the standard labels are C1–C12, I1–I2 and S1–S2; create a custom label with POST /v1/labels"
     return PolicyDiagnostic("unknown_label", f"unknown label `{node.name}`", node.span, hint=hint, source=text)
