@@ -29,15 +29,18 @@ from cdp.storage.models import attribute_sources, datasets, events
 _PAIRS_PER_QUERY = 200
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class FieldUse:
     kind: str  # "profile" | "event"
     path: str
     use: str  # "read" | "export"
     via_segment: str | None = None
 
+    def order(self) -> tuple:
+        return self.kind, self.path, self.use, self.via_segment or ""
 
-@dataclass(frozen=True, order=True)
+
+@dataclass(frozen=True)
 class LabelSource:
     """One step of lineage: a field in play, a dataset supplying it, one of its labels."""
 
@@ -93,7 +96,7 @@ def fields_in_play(*, tree: ast.Node | None, catalogue: Mapping[str, str], schem
                 seen.add(key)
                 pending.append((check(catalogue[key], schema), key))  # PqlError: it no longer checks
     uses.update(FieldUse("profile", path, "export") for path in attributes)
-    return sorted(uses)
+    return sorted(uses, key=FieldUse.order)
 
 
 def _label_pairs(field_labels: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
@@ -121,7 +124,7 @@ def label_lineage(*, connection: sa.Connection, sandbox: str, uses: Sequence[Fie
                 continue
             found += [LabelSource(use, row.pk, row.name, label, "dataset") for label in row.labels]
             found += [LabelSource(use, row.pk, row.name, label, "field") for label in field_labels]
-    return sorted(found)
+    return sorted(found, key=lambda s: (s.field.order(), s.dataset_id, s.label, s.level))
 
 
 def _profile_provenance(connection: sa.Connection, dataset_pks: list[int], paths: list[str]) -> set[tuple[int, str]]:

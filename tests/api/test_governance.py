@@ -204,6 +204,10 @@ def test_a_label_reached_only_through_a_referenced_segment(api):
         assert _steps(violation) == {("person.birth_date", "CRM", "S2", "field", "born-in-spring")}, body
     answer = _evaluate(api, marketing_action="cross_site_targeting", segment="born-in-spring")
     assert _steps(answer["violations"][0]) == {("person.birth_date", "CRM", "S2", "field", None)}
+    # read directly and through a segment: a step for each way
+    answer = _evaluate(api, marketing_action="cross_site_targeting",
+                       expression='person.birth_date is null or in segment "spring-gold"')
+    assert [s.get("via_segment") for s in answer["violations"][0]["lineage"]] == [None, "born-in-spring"]
     assert _evaluate(api, marketing_action="cross_site_targeting", expression='loyalty.tier = "gold"')["allowed"]
 
 
