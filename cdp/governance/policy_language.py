@@ -156,9 +156,9 @@ def parse(text: str, *, known: Collection[str] | None = None) -> Condition:
         raise PolicyError([PolicyDiagnostic("too_complex", f"the condition is {len(text)} characters long; the "
                                             f"limit is {MAX_CHARS}", Span.at_offset(text, 0, 1), source=text)])
     if not text.strip():
-        raise PolicyError([PolicyDiagnostic("syntax_error", "the condition is empty", Span.at_offset(text, 0, len(text)),
-                                            hint="name the labels it denies, e.g. `C4 OR (I1 AND S1)`",
-                                            source=text)])
+        raise PolicyError([PolicyDiagnostic("syntax_error", "the condition is empty",
+                                            Span.at_offset(text, 0, len(text)),
+                                            hint="name the labels it denies, e.g. `C4 OR (I1 AND S1)`", source=text)])
     depth = _paren_depth(text)
     if depth is not None:
         raise PolicyError([PolicyDiagnostic("too_complex", f"parentheses nest deeper than {MAX_DEPTH} levels",

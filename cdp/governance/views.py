@@ -91,7 +91,8 @@ def get_marketing_action(key: ActionKey, principal: AnyRole, connection: Connect
 
 @actions_router.delete("/{key}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
                        responses={**NOT_FOUND, **CONFLICT},
-                       summary="Delete a custom marketing action (409 marketing_action_in_use while policies govern it)")
+                       summary="Delete a custom marketing action (409 marketing_action_in_use while policies "
+                               "govern it)")
 def delete_marketing_action(key: ActionKey, principal: Stewards, connection: ConnectionDep) -> Response:
     service.delete_marketing_action(connection=connection, sandbox=principal.sandbox, key=key)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
