@@ -2,9 +2,9 @@
 
 * :func:`fields_read` — the fields a checked PQL tree reads: profile attributes by name, event
   fields by name (in event conditions, through aliases, and the path of a value aggregate), and
-  ``timestamp`` for every event filter with a window, every sequence step and ``first``/``last``
-  (they read the time of events). An event filter that names no field at all (``exists event``,
-  ``count(event)``) still reads the events: it counts as reading ``id``.
+  ``timestamp`` for every event filter with a window, every sequence and ``first``/``last`` (they
+  read the time of events). An event term that reads nothing else of its events (``exists
+  event``, ``count(event)``) still reads the events: it counts as reading ``id``.
 * :func:`fields_in_play` — those of an expression or a saved segment, through every segment it
   references (each field tagged with the referenced segment whose expression reads it), plus the
   attributes to be exported.
@@ -54,6 +54,11 @@ class LabelSource:
 def fields_read(tree: ast.Node) -> set[tuple[str, str]]:
     """(kind, path) of every field a checked tree reads, ``kind`` being ``profile`` or ``event``."""
     found: set[tuple[str, str]] = set()
+    # filters whose term reads something of the events besides their condition: a value
+    # aggregate's path, the time order of a sequence
+    reads_more = {id(n.filter) for n in ast.walk(tree)
+                  if (isinstance(n, ast.Aggregate) and n.path is not None) or (isinstance(n, ast.Exists) and n.steps)
+                  or isinstance(n, ast.SequenceStep)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             if node.binding == "profile":
@@ -74,7 +79,7 @@ def fields_read(tree: ast.Node) -> set[tuple[str, str]]:
                 found.add(("event", "timestamp"))
             names_a_field = node.condition is not None and any(
                 isinstance(n, ast.Name) and n.binding in ("event", "alias") for n in ast.walk(node.condition))
-            if not names_a_field and node.window is None:
+            if not names_a_field and node.window is None and id(node) not in reads_more:
                 found.add(("event", "id"))
     return found
 
