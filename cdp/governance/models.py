@@ -34,6 +34,12 @@ class LabelCreate(BaseModel):
     description: StoredText | None = Field(default=None, max_length=10_000)
 
 
+class LabelUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: StoredText | None = Field(default=None, max_length=10_000)
+
+
 class LabelRead(BaseModel):
     name: str
     family: LabelFamily
@@ -50,6 +56,15 @@ class MarketingActionCreate(BaseModel):
     key: str = Field(pattern=ACTION_PATTERN, description="Lower-case letters, digits and `_` (up to 64), starting "
                                                          "with a letter; not a core action's key.")
     name: StoredText = Field(min_length=1, max_length=256)
+    description: StoredText | None = Field(default=None, max_length=10_000)
+
+
+class MarketingActionUpdate(BaseModel):
+    """Only the fields given change; the key never does."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StoredText | None = Field(default=None, min_length=1, max_length=256)
     description: StoredText | None = Field(default=None, max_length=10_000)
 
 

@@ -23,9 +23,9 @@ from cdp.governance import policy_language as language
 from cdp.governance.actions import CORE_ACTIONS
 from cdp.governance.labels import RESERVED_NAMES, STANDARD_LABELS, STANDARD_MEANINGS, family
 from cdp.governance.lineage import LabelSource, fields_in_play, label_lineage
-from cdp.governance.models import (DatasetRef, LabelCreate, LabelFamily, LabelRead, LineageStep, MarketingActionCreate,
-                                   MarketingActionRead, PolicyCreate, PolicyDecision, PolicyRead, PolicyRef,
-                                   PolicyStatus, PolicyUpdate, Violation)
+from cdp.governance.models import (DatasetRef, LabelCreate, LabelFamily, LabelRead, LabelUpdate, LineageStep,
+                                   MarketingActionCreate, MarketingActionRead, MarketingActionUpdate, PolicyCreate,
+                                   PolicyDecision, PolicyRead, PolicyRef, PolicyStatus, PolicyUpdate, Violation)
 from cdp.schema import Schema
 from cdp.storage.models import custom_labels, marketing_actions, policies
 
@@ -95,6 +95,19 @@ def create_label(*, connection: sa.Connection, sandbox: str, spec: LabelCreate) 
     return get_label(connection=connection, sandbox=sandbox, name=spec.name)
 
 
+def update_label(*, connection: sa.Connection, sandbox: str, name: str, spec: LabelUpdate) -> LabelRead:
+    """Change a custom label's description (the meanings of standard labels are fixed)."""
+    if name in STANDARD_LABELS:
+        raise Conflict(f"{name!r} is a standard label; its meaning is fixed", code="standard_label",
+                       details={"name": name})
+    get_label(connection=connection, sandbox=sandbox, name=name)
+    if "description" in spec.model_fields_set:
+        connection.execute(custom_labels.update().where(custom_labels.c.sandbox == sandbox,
+                                                        custom_labels.c.name == name)
+                           .values(description=spec.description))
+    return get_label(connection=connection, sandbox=sandbox, name=name)
+
+
 def delete_label(*, connection: sa.Connection, sandbox: str, name: str) -> None:
     """Delete a custom label; 409 ``label_in_use`` while a policy names it (datasets may keep it:
     a label on data is a fact about the data)."""
@@ -156,6 +169,24 @@ def create_marketing_action(*, connection: sa.Connection, sandbox: str,
     connection.execute(marketing_actions.insert().values(sandbox=sandbox, key=spec.key, name=spec.name,
                                                          description=spec.description, created_at=_now()))
     return get_marketing_action(connection=connection, sandbox=sandbox, key=spec.key)
+
+
+def update_marketing_action(*, connection: sa.Connection, sandbox: str, key: str,
+                            spec: MarketingActionUpdate) -> MarketingActionRead:
+    """Change a custom action's name or description (core actions are fixed)."""
+    if key in CORE_ACTIONS:
+        raise Conflict(f"{key!r} is a core marketing action; core actions cannot be changed",
+                       code="core_marketing_action", details={"key": key})
+    get_marketing_action(connection=connection, sandbox=sandbox, key=key)
+    changes = spec.model_dump(exclude_unset=True)
+    if "name" in changes and changes["name"] is None:
+        raise Unprocessable("name cannot be null", code="validation_error",
+                            details={"errors": [{"loc": ["body", "name"], "message": "may not be null",
+                                                 "type": "null"}]})
+    if changes:
+        connection.execute(marketing_actions.update().where(marketing_actions.c.sandbox == sandbox,
+                                                            marketing_actions.c.key == key).values(**changes))
+    return get_marketing_action(connection=connection, sandbox=sandbox, key=key)
 
 
 def delete_marketing_action(*, connection: sa.Connection, sandbox: str, key: str) -> None:

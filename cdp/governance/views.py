@@ -17,9 +17,9 @@ from cdp.api.pagination import Page, PageDep
 from cdp.auth import Role
 from cdp.auth.service import Principal
 from cdp.governance import service
-from cdp.governance.models import (ACTION_PATTERN, LABEL_PATTERN, LabelCreate, LabelFamily, LabelRead,
-                                   MarketingActionCreate, MarketingActionRead, PolicyCreate, PolicyDecision,
-                                   PolicyEvaluate, PolicyRead, PolicyStatus, PolicyUpdate)
+from cdp.governance.models import (ACTION_PATTERN, LABEL_PATTERN, LabelCreate, LabelFamily, LabelRead, LabelUpdate,
+                                   MarketingActionCreate, MarketingActionRead, MarketingActionUpdate, PolicyCreate,
+                                   PolicyDecision, PolicyEvaluate, PolicyRead, PolicyStatus, PolicyUpdate)
 from cdp.schema_registry.service import get_schema
 
 labels_router = APIRouter(prefix="/labels", tags=["governance"], responses=COMMON_RESPONSES)
@@ -57,6 +57,12 @@ def get_label(name: LabelName, principal: AnyRole, connection: ConnectionDep) ->
     return service.get_label(connection=connection, sandbox=principal.sandbox, name=name)
 
 
+@labels_router.patch("/{name}", response_model=LabelRead, responses={**NOT_FOUND, **CONFLICT},
+                     summary="Change a custom label's description")
+def update_label(name: LabelName, spec: LabelUpdate, principal: Stewards, connection: ConnectionDep) -> LabelRead:
+    return service.update_label(connection=connection, sandbox=principal.sandbox, name=name, spec=spec)
+
+
 @labels_router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
                       responses={**NOT_FOUND, **CONFLICT},
                       summary="Delete a custom label (409 label_in_use while a policy names it)")
@@ -87,6 +93,13 @@ def create_marketing_action(spec: MarketingActionCreate, principal: Stewards,
                     summary="Read a marketing action")
 def get_marketing_action(key: ActionKey, principal: AnyRole, connection: ConnectionDep) -> MarketingActionRead:
     return service.get_marketing_action(connection=connection, sandbox=principal.sandbox, key=key)
+
+
+@actions_router.patch("/{key}", response_model=MarketingActionRead, responses={**NOT_FOUND, **CONFLICT},
+                      summary="Change a custom marketing action's name or description")
+def update_marketing_action(key: ActionKey, spec: MarketingActionUpdate, principal: Stewards,
+                            connection: ConnectionDep) -> MarketingActionRead:
+    return service.update_marketing_action(connection=connection, sandbox=principal.sandbox, key=key, spec=spec)
 
 
 @actions_router.delete("/{key}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,

@@ -244,6 +244,11 @@ def test_labels_standard_and_custom(api):
     assert_error(api.post("/v1/labels", json={"name": "Or"}), 422, "invalid_label")
     assert_error(api.post("/v1/labels", json={"name": "1x"}), 422, "validation_error")
     assert_error(api.get("/v1/labels/NOPE"), 404, "not_found")
+    changed = api.patch("/v1/labels/PARTNER_ONLY", role="data_steward", json={"description": "from partners"})
+    assert changed.status_code == 200 and changed.json()["description"] == "from partners"
+    assert_error(api.patch("/v1/labels/C2", json={"description": "mine"}), 409, "standard_label")
+    assert_error(api.patch("/v1/labels/NOPE", json={}), 404, "not_found")
+    assert_error(api.patch("/v1/labels/PARTNER_ONLY", role="marketer", json={}), 403, "forbidden")
     # a label no dataset carries can be used in a policy; while it is, it cannot be deleted
     policy = _policy(api, "partners", "export_to_third_party", "PARTNER_ONLY OR C2")
     error = assert_error(api.delete("/v1/labels/PARTNER_ONLY"), 409, "label_in_use")
@@ -270,6 +275,10 @@ def test_marketing_actions_core_and_custom(api):
     assert_error(api.post("/v1/marketing-actions", json={"key": "analytics", "name": "x"}), 409,
                  "marketing_action_exists")
     assert_error(api.post("/v1/marketing-actions", json={"key": "SMS", "name": "x"}), 422, "validation_error")
+    changed = api.patch("/v1/marketing-actions/sms_targeting", json={"name": "Text messages"}).json()
+    assert changed["name"] == "Text messages" and changed["description"] == "texts"
+    assert_error(api.patch("/v1/marketing-actions/sms_targeting", json={"name": None}), 422, "validation_error")
+    assert_error(api.patch("/v1/marketing-actions/analytics", json={"name": "x"}), 409, "core_marketing_action")
     policy = _policy(api, "sms", "sms_targeting", "C4")
     assert_error(api.delete("/v1/marketing-actions/sms_targeting"), 409, "marketing_action_in_use")
     assert_error(api.delete("/v1/marketing-actions/analytics"), 409, "core_marketing_action")

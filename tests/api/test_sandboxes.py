@@ -219,6 +219,7 @@ def test_custom_labels_are_per_sandbox(api):
     assert api.get("/v1/labels", sandbox=other).json()["total"] == 16  # the standard ones
     assert_error(api.get("/v1/labels/PARTNER_ONLY", sandbox=other), 404, "not_found")
     assert_error(api.delete("/v1/labels/PARTNER_ONLY", sandbox=other), 404, "not_found")
+    assert_error(api.patch("/v1/labels/PARTNER_ONLY", sandbox=other, json={"description": "x"}), 404, "not_found")
     error = assert_error(api.post("/v1/policies", sandbox=other, json={"name": "p", "marketing_action": "analytics",
                                                                        "deny": "PARTNER_ONLY"}), 422, "invalid_policy")
     assert error["details"]["errors"][0]["code"] == "unknown_label"
@@ -231,6 +232,7 @@ def test_custom_marketing_actions_are_per_sandbox(api):
     assert api.get("/v1/marketing-actions", sandbox=other).json()["total"] == 10  # the core ones
     assert_error(api.get("/v1/marketing-actions/sms", sandbox=other), 404, "not_found")
     assert_error(api.delete("/v1/marketing-actions/sms", sandbox=other), 404, "not_found")
+    assert_error(api.patch("/v1/marketing-actions/sms", sandbox=other, json={"name": "x"}), 404, "not_found")
     assert_error(api.post("/v1/policies", sandbox=other, json={"name": "p", "marketing_action": "sms", "deny": "C1"}),
                  422, "unknown_marketing_action")
 
