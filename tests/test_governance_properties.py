@@ -88,3 +88,33 @@ def test_the_evaluator_is_a_brute_force_evaluation_over_the_collected_labels(mig
         assert {(s.attribute, s.dataset.id, s.label, s.level) for s in violation.lineage} == {
             source for source in expected_sources if source[2] in reason}
 
+
+
+def test_one_decision_per_marketing_action_as_activation_asks(migrated_engine):
+    import pytest
+
+    from cdp.errors import Unprocessable
+
+    with migrated_engine.connect() as connection:
+        transaction = connection.begin()
+        try:
+            connection.execute(datasets.insert().values(sandbox="lib", name="CRM", kind="profile", labels=["C2"],
+                                                        field_labels={"email": ["I1"]}, created_at=AT, updated_at=AT))
+            for name, action, deny in (("third", "export_to_third_party", "C2"), ("mail", "email_targeting", "S1"),
+                                       ("ads", "cross_site_targeting", "I1 AND C2")):
+                service.create_policy(connection=connection, sandbox="lib", spec=PolicyCreate(
+                    name=name, marketing_action=action, deny=deny, status="enabled"))
+            decisions = service.evaluate(connection=connection, sandbox="lib", schema=luma_schema(),
+                                         marketing_actions=["email_targeting", "cross_site_targeting"],
+                                         expression="email is not null", attributes=["phone"])
+            with pytest.raises(Unprocessable):
+                service.evaluate(connection=connection, sandbox="lib", schema=luma_schema(),
+                                 marketing_actions=["analytics"], segment="x", expression="true")
+        finally:
+            transaction.rollback()
+    assert [(d.marketing_action, d.allowed) for d in decisions] == [("email_targeting", True),
+                                                                   ("cross_site_targeting", False)]
+    [violation] = decisions[1].violations
+    assert violation.marketing_action == "cross_site_targeting" and violation.labels == ["C2", "I1"]
+    assert {(s.attribute, s.label, s.level, s.use) for s in violation.lineage} == {
+        ("email", "C2", "dataset", "read"), ("email", "I1", "field", "read")}

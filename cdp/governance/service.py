@@ -11,13 +11,14 @@ true and the lineage (attribute → dataset → label → policy).
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
 
-from cdp.dsl import PqlError
+from cdp.dsl import PqlError, check
 from cdp.errors import Conflict, NotFound, Unprocessable
 from cdp.governance import policy_language as language
 from cdp.governance.actions import CORE_ACTIONS
@@ -28,6 +29,8 @@ from cdp.governance.models import (DatasetRef, LabelCreate, LabelFamily, LabelRe
                                    PolicyDecision, PolicyRead, PolicyRef, PolicyStatus, PolicyUpdate, Violation)
 from cdp.schema import Schema
 from cdp.storage.models import custom_labels, marketing_actions, policies
+
+log = logging.getLogger(__name__)
 
 
 def _now() -> datetime:
@@ -359,14 +362,16 @@ def evaluate(*, connection: sa.Connection, sandbox: str, schema: Schema, marketi
     ``unknown_segment``, ``invalid_attributes``, ``unknown_marketing_action``)."""
     from cdp.segments import service as segments
 
+    if segment is not None and expression is not None:
+        raise Unprocessable("give at most one of segment and expression", code="validation_error",
+                            details={"errors": [{"loc": ["body"], "message": "segment and expression both given",
+                                                 "type": "value_error"}]})
     actions = [_known_action(connection, sandbox, key) for key in marketing_actions]
     known = segments.catalogue(connection, sandbox)
     try:
         if segment is not None:
             if segment not in known:
                 raise NotFound.resource("segment", segment, sandbox)
-            from cdp.dsl import check
-
             tree = check(known[segment], schema)
         elif expression is not None:
             tree = segments.check_definition(expression=expression, key="", schema=schema, known=known,
@@ -377,7 +382,13 @@ def evaluate(*, connection: sa.Connection, sandbox: str, schema: Schema, marketi
     except PqlError as error:
         raise segments.invalid(error) from None
     lineage = label_lineage(connection=connection, sandbox=sandbox, uses=uses)
-    return decide(connection=connection, sandbox=sandbox, marketing_actions=actions, lineage=lineage)
+    decisions = decide(connection=connection, sandbox=sandbox, marketing_actions=actions, lineage=lineage)
+    for decision in decisions:  # decisions are values; the log keeps each with its inputs
+        log.info("policy decision in sandbox %r: %s %s for segment=%r expression=%r attributes=%r (labels %s; "
+                 "violated: %s)", sandbox, decision.marketing_action, "allowed" if decision.allowed else "denied",
+                 segment, expression[:200] if expression else None, list(attributes)[:50], decision.labels,
+                 [v.policy.name for v in decision.violations])
+    return decisions
 
 
 def decide(*, connection: sa.Connection, sandbox: str, marketing_actions: Sequence[str],
