@@ -15,6 +15,8 @@ Layout: one package per domain, each with ``models.py`` (pydantic shapes: ``XCre
 * cdp/segments — saved segments, members, estimates, history (``/v1/segments``), batch
   evaluation jobs (``/v1/segment-jobs``), one profile against an expression or segment
   (``/v1/evaluate``)
+* cdp/governance — labels, marketing actions, policies and their evaluation with lineage
+  (``/v1/labels``, ``/v1/marketing-actions``, ``/v1/policies``, ``/v1/policies/evaluate``)
 * cdp/api — the app itself: settings wiring, dependencies, errors, middleware, metrics, health.
 
 Start-up (the lifespan): the engine is created, the database upgraded to the newest migration
@@ -47,6 +49,7 @@ def _routers() -> list[APIRouter]:
     from cdp.auth.views import router as keys
     from cdp.datasets.views import router as datasets
     from cdp.expressions.views import router as expressions
+    from cdp.governance.views import actions_router, labels_router, policies_router
     from cdp.identity.views import router as identity
     from cdp.ingestion.views import router as ingestion
     from cdp.profiles.views import privacy_router as privacy
@@ -56,7 +59,7 @@ def _routers() -> list[APIRouter]:
     from cdp.segments.views import evaluate_router, jobs_router, router as segments
 
     return [schema, datasets, ingestion, identity, expressions, profiles, privacy, segments, jobs_router,
-            evaluate_router, keys, sandboxes]
+            evaluate_router, labels_router, actions_router, policies_router, keys, sandboxes]
 
 
 def job_registry(metrics) -> Registry:
