@@ -439,3 +439,43 @@ def sandboxes_list_command(database_url: str | None) -> None:
         engine.dispose()
     for sandbox in items:
         click.echo(sandbox.name)
+
+
+@main.group("segments")
+def segments_group() -> None:
+    """Saved segments of the service."""
+
+
+@segments_group.command("run")
+@click.option("--sandbox", default="prod", show_default=True, help="The sandbox whose segments to evaluate.")
+@click.option("--segment", "keys", multiple=True, help="Evaluate this active segment (repeatable; default: every "
+                                                       "active segment). The active segments it uses come along.")
+@click.option("--database-url", default=None, help="CDP_DATABASE_URL; default: the embedded SQLite file.")
+def segments_run_command(sandbox: str, keys: tuple[str, ...], database_url: str | None) -> None:
+    """Run a batch evaluation now and print the job (counts per segment) as JSON. Exit 1 when it
+    cannot start or fails."""
+    from cdp.api.startup import StartupError, prepare_database
+    from cdp.errors import CdpError
+    from cdp.sandboxes import validate_sandbox_name
+    from cdp.segments.jobs import create_job, run_job
+    from cdp.storage.database import write_transaction
+
+    settings = _settings(database_url=database_url)
+    try:
+        validate_sandbox_name(sandbox)
+        engine = prepare_database(settings.resolved_database_url(), migrate=settings.migrate_on_start)
+    except StartupError as exc:
+        _fail([f"cannot_start: {exc}"])
+    except CdpError as exc:
+        _fail([f"{exc.code}: {exc.message}"])
+    try:
+        with write_transaction(engine) as connection:
+            job = create_job(connection=connection, sandbox=sandbox, keys=list(keys) or None, requested_by="cli")
+        done = run_job(engine, job.id)
+    except CdpError as exc:
+        _fail([f"{exc.code}: {exc.message}"])
+    finally:
+        engine.dispose()
+    click.echo(done.model_dump_json())
+    if done.status.value != "succeeded":
+        _fail([f"segment_job_failed: {done.message}"])

@@ -241,7 +241,7 @@ def memory_value(expression: ast.Node, document: dict):
     # `x = x`: evaluates x whatever the checker knows of it (`x is null` of a never-null x does not)
     compiled = compile_segment(render(ast.Comparison(expression, "=", expression)), segments=CATALOGUE, trace=True)
     compiled.trace_values.clear()
-    compiled.predicate(load_profile(document), AS_OF)
+    compiled.predicate(load_profile(document, allowed_values=False), AS_OF)
     values = dict(reversed(compiled.trace_values))  # the first value recorded for each node
     return values[1]  # node 0 is the comparison, node 1 its left side
 

@@ -102,6 +102,7 @@ def test_the_wheel_holds_the_grammar_the_migrations_and_the_license(built):
     with zipfile.ZipFile(built["wheel"]) as wheel:
         names = set(wheel.namelist())
         assert wheel.read("cdp/dsl/pql.lark") == (ROOT / "cdp" / "dsl" / "pql.lark").read_bytes()
+        assert wheel.read("cdp/governance/policy.lark") == (ROOT / "cdp" / "governance" / "policy.lark").read_bytes()
         migrations = ROOT / "cdp" / "storage" / "migrations"
         for script in [migrations / "env.py", migrations / "script.py.mako", *migrations.glob("versions/*.py")]:
             assert wheel.read(script.relative_to(ROOT).as_posix()) == script.read_bytes(), script

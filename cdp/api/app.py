@@ -13,6 +13,11 @@ the domain packages never import the HTTP layer (tests/test_layers.py):
   ``/v1/datasets/{id}/batches``), batch jobs (``/v1/batches/{id}``)
 * cdp/expressions — checking expressions (``/v1/expressions/check``)
 * cdp/profiles — evaluating an expression on a profile (``/v1/profiles/evaluate``)
+* cdp/segments — saved segments, members, estimates, history (``/v1/segments``), batch
+  evaluation jobs (``/v1/segment-jobs``), one profile against an expression or segment
+  (``/v1/evaluate``)
+* cdp/governance — labels, marketing actions, policies and their evaluation with lineage
+  (``/v1/labels``, ``/v1/marketing-actions``, ``/v1/policies``, ``/v1/policies/evaluate``)
 * cdp/api — the app itself: the routes, settings wiring, dependencies, errors, middleware, health
   (metrics: cdp/observability, which every layer may import).
 
@@ -44,6 +49,7 @@ from cdp.api.middleware import BodySizeLimit, HeaderSizeLimit, NoNulInUrl, Reque
 from cdp.api.routes.auth import router as keys
 from cdp.api.routes.datasets import router as datasets
 from cdp.api.routes.expressions import router as expressions
+from cdp.api.routes.governance import actions_router, labels_router, policies_router
 from cdp.api.routes.identity import router as identity
 from cdp.api.routes.ingestion import FILE_ROUTES
 from cdp.api.routes.ingestion import router as ingestion
@@ -51,11 +57,15 @@ from cdp.api.routes.profiles import privacy_router as privacy
 from cdp.api.routes.profiles import router as profiles
 from cdp.api.routes.sandboxes import router as sandboxes
 from cdp.api.routes.schema_registry import router as schema
+from cdp.api.routes.segments import evaluate_router, jobs_router
+from cdp.api.routes.segments import router as segments
 from cdp.api.startup import bootstrap_admin, prepare_database
 from cdp.auth import ALL_ROLES
 from cdp.ingestion.batch_job import batch_job_kind
 from cdp.jobs import Registry, Runner
 from cdp.observability.metrics import Metrics
+from cdp.segments.jobs import Schedule, fail_interrupted
+from cdp.segments.settings import SegmentSettings
 from cdp.settings import Settings
 from cdp.text import NO_NUL
 
@@ -63,7 +73,8 @@ API_PREFIX = "/v1"
 
 
 def _routers() -> list[APIRouter]:
-    return [schema, datasets, ingestion, identity, expressions, profiles, privacy, keys, sandboxes]
+    return [schema, datasets, ingestion, identity, expressions, profiles, privacy, segments, jobs_router,
+            evaluate_router, labels_router, actions_router, policies_router, keys, sandboxes]
 
 
 def job_registry(metrics) -> Registry:
@@ -81,14 +92,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             fixed = settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None
             bootstrap_admin(engine, fixed)
+            fail_interrupted(engine)  # segment jobs a stop interrupted: failed, to be run again
+            app.state.segment_settings = SegmentSettings()
+            schedule = Schedule(engine, every_hours=app.state.segment_settings.batch_every_hours)
             app.state.engine = engine
             workers = settings.job_workers or (1 if engine.dialect.name == "sqlite" else 2)
             runner = Runner(engine, job_registry(metrics), workers=workers)
             app.state.jobs = runner
             runner.start()
+            schedule.start()
             try:
                 yield
             finally:
+                schedule.stop()
                 runner.stop()
         finally:
             engine.dispose()

@@ -1,17 +1,26 @@
-"""Memberships of one profile, re-evaluated in memory after its data changed in a way no event
-describes — today a profile merge (cdp/identity/graph.py): the merged profile's memberships are
-computed afresh from its merged data, never unioned from the profiles it was made of.
+"""Memberships of profiles in segments, and the two records every change leaves.
 
-Statuses (SPEC.md): ``realized`` — entered at ``entered_at``; ``existing`` — still a member (kept
-as is); ``exited`` — left at ``exited_at``. A profile that qualifies and was not a member (or had
-exited) is realized now; a member that no longer qualifies exits now. Segments whose expression
-no longer checks against the schema in force are skipped (and logged), not guessed.
+Statuses (API.md): ``realized`` — entered at ``entered_at``; ``existing`` — still a member (a
+batch run turns realized into existing); ``exited`` — left at ``exited_at``. A profile that
+qualifies and was not a member (or had exited) is realized now; a member that no longer
+qualifies exits now. A membership row is kept after an exit (with its times), so a re-entry
+updates it.
+
+Every entry and exit is written to the outbox ``membership_changes`` in the same transaction as
+the membership (delivery reads it), and counted in the segment's hourly ``segment_history``.
+
+Two writers: batch runs, set-wise in SQL (cdp/segments/batch.py), and :func:`apply_verdicts`
+for one profile whose answers were computed in memory — after a profile merge today
+(:class:`MembershipRefresher`, cdp/identity), and streaming evaluation on ingest later: that
+writer only has to say, per segment, whether the profile qualifies now.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
@@ -19,13 +28,90 @@ from cdp.dsl import PqlError
 from cdp.engine import compile_predicate, load_profile
 from cdp.profiles.documents import profile_document
 from cdp.schema_registry.service import get_schema
-from cdp.storage.models import memberships, segments
+from cdp.storage.models import membership_changes, memberships, profiles, segment_history, segments
 
 log = logging.getLogger("cdp.segments")
 
+MEMBER = ("realized", "existing")
+
+
+@dataclass(frozen=True)
+class SegmentRef:
+    pk: int
+    key: str
+
+
+def hour_of(at: datetime) -> datetime:
+    return at.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+def record_history(connection: sa.Connection, *, segment_pk: int, at: datetime, entered: int, exited: int,
+                   size: int | None = None) -> None:
+    """Add entries and exits to the segment's row for the hour of ``at``; ``size`` is the size
+    after the change (None: the last known size plus entries minus exits)."""
+    hour = hour_of(at)
+    row = connection.execute(sa.select(segment_history).where(
+        segment_history.c.segment_pk == segment_pk, segment_history.c.at == hour)).first()
+    if row is not None:
+        new_size = size if size is not None else row.size + entered - exited
+        connection.execute(segment_history.update().where(
+            segment_history.c.segment_pk == segment_pk, segment_history.c.at == hour).values(
+            size=new_size, entered=segment_history.c.entered + entered, exited=segment_history.c.exited + exited))
+        return
+    if size is None:
+        size = connection.execute(sa.select(sa.func.count()).select_from(memberships).where(
+            memberships.c.segment_pk == segment_pk, memberships.c.status.in_(MEMBER))).scalar_one()
+    connection.execute(segment_history.insert().values(segment_pk=segment_pk, at=hour, size=size, entered=entered,
+                                                       exited=exited))
+
+
+def apply_verdicts(connection: sa.Connection, *, sandbox: str, profile_pk: int, verdicts: Mapping[SegmentRef, bool],
+                   now: datetime, source: str) -> dict[str, str]:
+    """Bring one profile's memberships in line with ``verdicts`` (segment → qualifies now):
+    entries and exits written with their outbox rows and history. Unchanged memberships are not
+    touched. Returns key → "realized" | "exited" for the memberships that changed."""
+    if not verdicts:
+        return {}
+    current = {row.segment_pk: row for row in connection.execute(
+        sa.select(memberships).where(memberships.c.profile_pk == profile_pk,
+                                     memberships.c.segment_pk.in_([s.pk for s in verdicts])))}
+    changed: dict[str, str] = {}
+    outbox = []
+    for segment, qualifies in verdicts.items():
+        member = current.get(segment.pk)
+        is_member = member is not None and member.status in MEMBER
+        if qualifies and not is_member:
+            values = {"status": "realized", "entered_at": now, "exited_at": None, "updated_at": now}
+            if member is None:
+                connection.execute(memberships.insert().values(segment_pk=segment.pk, profile_pk=profile_pk, **values))
+            else:
+                connection.execute(memberships.update().where(
+                    memberships.c.segment_pk == segment.pk, memberships.c.profile_pk == profile_pk).values(**values))
+            changed[segment.key] = "realized"
+            outbox.append((segment, "entered"))
+        elif is_member and not qualifies:
+            connection.execute(memberships.update().where(
+                memberships.c.segment_pk == segment.pk, memberships.c.profile_pk == profile_pk).values(
+                status="exited", exited_at=now, updated_at=now))
+            changed[segment.key] = "exited"
+            outbox.append((segment, "exited"))
+    if outbox:
+        profile_id = connection.execute(sa.select(profiles.c.external_id).where(profiles.c.pk == profile_pk)).scalar_one()
+        connection.execute(membership_changes.insert(), [
+            {"sandbox": sandbox, "segment_pk": segment.pk, "segment_key": segment.key, "profile_pk": profile_pk,
+             "profile_id": profile_id, "status": status, "at": now, "source": source} for segment, status in outbox])
+        for segment, status in outbox:
+            record_history(connection, segment_pk=segment.pk, at=now, entered=int(status == "entered"),
+                           exited=int(status == "exited"))
+    return changed
+
 
 class MembershipRefresher:
-    """Re-evaluates profiles' memberships on one connection; reads the sandbox's segments once."""
+    """Re-evaluates profiles' memberships in memory on one connection (reads the sandbox's
+    segments once): a merged profile's memberships are computed afresh from its merged data,
+    never unioned from the profiles it was made of. Only active segments are evaluated; one
+    whose expression no longer checks against the schema in force is skipped (and logged), not
+    guessed."""
 
     def __init__(self, connection: sa.Connection, *, sandbox: str):
         self.connection = connection
@@ -34,43 +120,28 @@ class MembershipRefresher:
 
     def _load(self) -> list:
         if self._segments is None:
-            self._segments = self.connection.execute(sa.select(segments.c.pk, segments.c.key, segments.c.expression)
-                                                     .where(segments.c.sandbox == self.sandbox)).all()
+            self._segments = self.connection.execute(
+                sa.select(segments.c.pk, segments.c.key, segments.c.expression, segments.c.status)
+                .where(segments.c.sandbox == self.sandbox)).all()
         return self._segments
 
-    def refresh(self, profile_pk: int, now: datetime) -> dict[str, str]:
-        """Re-evaluate every segment of the sandbox on the profile; returns key → new status for
-        the memberships that changed."""
+    def refresh(self, profile_pk: int, now: datetime, *, source: str = "merge") -> dict[str, str]:
+        """Re-evaluate every active segment of the sandbox on the profile; returns key → new
+        status for the memberships that changed."""
         defined = self._load()
-        if not defined:
+        active = [row for row in defined if row.status == "active"]
+        if not active:
             return {}
         schema = get_schema(connection=self.connection, sandbox=self.sandbox)
         profile = load_profile(profile_document(self.connection, profile_pk, schema=schema), schema,
                                allowed_values=False)  # stored: may predate the allowed values
         catalogue = {row.key: row.expression for row in defined}
-        current = {row.segment_pk: row for row in self.connection.execute(
-            sa.select(memberships).where(memberships.c.profile_pk == profile_pk))}
-        changed: dict[str, str] = {}
-        for segment in defined:
+        verdicts: dict[SegmentRef, bool] = {}
+        for segment in active:
             try:
-                qualifies = bool(compile_predicate(segment.expression, schema, segments=catalogue)(profile, now))
+                verdicts[SegmentRef(segment.pk, segment.key)] = bool(
+                    compile_predicate(segment.expression, schema, segments=catalogue)(profile, now))
             except PqlError as error:
                 log.warning("segment %r of sandbox %r skipped: %s", segment.key, self.sandbox, error)
-                continue
-            member = current.get(segment.pk)
-            is_member = member is not None and member.status in ("realized", "existing")
-            if qualifies and not is_member:
-                values = {"status": "realized", "entered_at": now, "exited_at": None, "updated_at": now}
-                if member is None:
-                    self.connection.execute(memberships.insert().values(segment_pk=segment.pk, profile_pk=profile_pk,
-                                                                        **values))
-                else:
-                    self.connection.execute(memberships.update().where(
-                        memberships.c.segment_pk == segment.pk, memberships.c.profile_pk == profile_pk).values(**values))
-                changed[segment.key] = "realized"
-            elif is_member and not qualifies:
-                self.connection.execute(memberships.update().where(
-                    memberships.c.segment_pk == segment.pk, memberships.c.profile_pk == profile_pk).values(
-                    status="exited", exited_at=now, updated_at=now))
-                changed[segment.key] = "exited"
-        return changed
+        return apply_verdicts(self.connection, sandbox=self.sandbox, profile_pk=profile_pk, verdicts=verdicts,
+                              now=now, source=source)

@@ -106,7 +106,15 @@ segments = sa.Table(
     sa.Column("canonical", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # cdp/segments: what it is for, whether it is evaluated (active) and how (streaming or batch),
+    # and when a batch evaluation last wrote its memberships
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("evaluation", sa.String(16), nullable=False, server_default="batch"),
+    sa.Column("evaluated_at", UtcDateTime, nullable=True),
     sa.UniqueConstraint("sandbox", "key"),
+    sa.CheckConstraint("status in ('active', 'draft', 'inactive')", name="status"),
+    sa.CheckConstraint("evaluation in ('streaming', 'batch')", name="evaluation"),
 )
 
 memberships = sa.Table(
@@ -312,6 +320,8 @@ attribute_sources = sa.Table(
     sa.Column("request_id", sa.String(64), nullable=True),
     sa.Column("record_index", sa.Integer, nullable=True),
     sa.UniqueConstraint("profile_pk", "path", "dataset_pk"),
+    # governance: which datasets supplied an attribute (cdp/governance/lineage.py)
+    sa.Index("ix_attribute_sources_dataset_pk_path", "dataset_pk", "path"),
 )
 
 # Identities the graph limit removed from a profile (reported with the profile; the events stay).
@@ -353,4 +363,110 @@ privacy_deletions = sa.Table(
     sa.Column("memberships", sa.Integer, nullable=False),
     sa.Column("attribute_sources", sa.Integer, nullable=False),
     sa.Index("ix_privacy_deletions_sandbox_requested_at", "sandbox", "requested_at"),
+)
+
+
+# ---- segments (cdp/segments) ---------------------------------------------------------------------
+
+# The reference graph: segment ``segment_pk`` reads ``in segment`` of ``depends_on_pk``. Kept in
+# step with the expressions by the service; a used segment cannot be deleted (no cascade).
+segment_dependencies = sa.Table(
+    "segment_dependencies", metadata,
+    sa.Column("segment_pk", Key, sa.ForeignKey("segments.pk", ondelete="CASCADE"), primary_key=True),
+    sa.Column("depends_on_pk", Key, sa.ForeignKey("segments.pk"), primary_key=True),
+    sa.Index("ix_segment_dependencies_depends_on_pk", "depends_on_pk"),
+)
+
+# Size over time, one row per segment and hour (``at``: the start of the hour, UTC): the size after
+# the last change in that hour, and the entries and exits during it (batch runs and streaming).
+segment_history = sa.Table(
+    "segment_history", metadata,
+    sa.Column("segment_pk", Key, sa.ForeignKey("segments.pk", ondelete="CASCADE"), primary_key=True),
+    sa.Column("at", UtcDateTime, primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("entered", sa.BigInteger, nullable=False),
+    sa.Column("exited", sa.BigInteger, nullable=False),
+)
+
+# The membership change outbox: every entry and exit, written in the transaction that changed the
+# membership; delivery (destinations) reads it in ``pk`` order. No foreign keys: a change outlives
+# the profile or segment it was about (the key and the external id say which).
+membership_changes = sa.Table(
+    "membership_changes", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("sandbox", sa.String(64), nullable=False),
+    sa.Column("segment_pk", Key, nullable=False),
+    sa.Column("segment_key", sa.String(128), nullable=False),
+    sa.Column("profile_pk", Key, nullable=False),
+    sa.Column("profile_id", sa.String(256), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # entered | exited
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),  # batch | streaming | merge | save
+    sa.CheckConstraint("status in ('entered', 'exited')", name="status"),
+    sa.Index("ix_membership_changes_sandbox_pk", "sandbox", "pk"),
+)
+
+# Batch evaluation runs (POST /v1/segment-jobs): which segments (null: all active ones), the
+# instant they were evaluated at, and counts per segment key ({"realized", "existing", "exited"}).
+segment_jobs = sa.Table(
+    "segment_jobs", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("sandbox", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("segments", Document, nullable=True),
+    sa.Column("counts", Document, nullable=False),
+    sa.Column("message", sa.Text, nullable=True),
+    sa.Column("requested_by", sa.String(64), nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("as_of", UtcDateTime, nullable=True),
+    sa.Column("started_at", UtcDateTime, nullable=True),
+    sa.Column("finished_at", UtcDateTime, nullable=True),
+    sa.CheckConstraint("status in ('queued', 'running', 'succeeded', 'failed')", name="status"),
+    sa.Index("ix_segment_jobs_sandbox_status", "sandbox", "status"),
+)
+
+
+# ---- governance (cdp/governance) -----------------------------------------------------------------
+
+# Custom data-usage labels of a sandbox (the standard C1–C12, I1–I2, S1–S2 live in code).
+custom_labels = sa.Table(
+    "custom_labels", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("sandbox", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("sandbox", "name"),
+)
+
+# Custom marketing actions of a sandbox (the core ones live in code).
+marketing_actions = sa.Table(
+    "marketing_actions", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("sandbox", sa.String(64), nullable=False),
+    sa.Column("key", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("sandbox", "key"),
+)
+
+# Data-usage policies: a marketing action (a key, core or custom) denied when the deny condition
+# over labels holds. ``deny`` is the canonical text, ``deny_tree`` its JSON form; only enabled
+# policies are evaluated.
+policies = sa.Table(
+    "policies", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("sandbox", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("marketing_action", sa.String(64), nullable=False),
+    sa.Column("deny", sa.Text, nullable=False),
+    sa.Column("deny_tree", Document, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("sandbox", "name"),
+    sa.CheckConstraint("status in ('draft', 'enabled')", name="status"),
+    sa.Index("ix_policies_sandbox_marketing_action_status", "sandbox", "marketing_action", "status"),
 )

@@ -13,7 +13,7 @@ from tests.api.conftest import ADMIN_KEY, ROLES, assert_error
 
 PUBLIC = {("GET", "/healthz")}
 PATH_VALUES = {"dataset_id": "1", "key_id": "abcdef123456", "batch_id": "1", "code": "loyalty_card",
-               "profile_id": "p-unknown"}
+               "profile_id": "p-unknown", "key": "some-segment", "job_id": "1", "name": "C2", "policy_id": "1"}
 
 
 def _endpoints(app):

@@ -17,6 +17,12 @@ ISOLATION_TESTS = {
     "identity": "test_identity_namespaces_and_settings_are_per_sandbox",
     "privacy": "test_profiles_and_privacy_deletions_are_per_sandbox",
     "sandboxes": "test_a_key_bound_to_a_sandbox_sees_only_that_sandbox",
+    "segments": "test_segments_are_per_sandbox",
+    "segment-jobs": "test_segment_jobs_are_per_sandbox",
+    "evaluate": "test_evaluate_reads_the_sandbox_segments_and_profiles",
+    "labels": "test_custom_labels_are_per_sandbox",
+    "marketing-actions": "test_custom_marketing_actions_are_per_sandbox",
+    "policies": "test_policies_and_their_evaluation_are_per_sandbox",
 }
 
 
@@ -242,3 +248,85 @@ def test_the_migration_registers_prod_and_every_sandbox_already_in_use(sqlite_ur
             assert sorted(connection.execute(sa.select(sandboxes.c.name)).scalars()) == ["keyed", "legacy", "prod"]
     finally:
         engine.dispose()
+
+
+def test_segments_are_per_sandbox(api):
+    created = api.post("/v1/segments", json={"key": "gold", "name": "Gold", "expression": 'loyalty.tier = "gold"'})
+    assert created.status_code == 201, created.text
+    other = new_sandbox(api)
+    assert api.get("/v1/segments", sandbox=other).json()["total"] == 0
+    for method, path in (("GET", "/v1/segments/gold"), ("PATCH", "/v1/segments/gold"), ("DELETE", "/v1/segments/gold"),
+                         ("GET", "/v1/segments/gold/members"), ("GET", "/v1/segments/gold/history"),
+                         ("GET", "/v1/segments/gold/estimate")):
+        kwargs = {"json": {"name": "x"}} if method == "PATCH" else {}
+        assert_error(api.request(method, path, sandbox=other, **kwargs), 404, "not_found")
+    assert_error(api.post("/v1/segments/estimate", sandbox=other, json={"expression": 'in segment "gold"'}), 422,
+                 "unknown_segment")
+    assert api.post("/v1/segments", sandbox=other, json={"key": "gold", "name": "Theirs",
+                                                         "expression": "true"}).status_code == 201
+    assert api.get("/v1/segments/gold").json()["name"] == "Gold"
+
+
+def test_segment_jobs_are_per_sandbox(api):
+    job = api.post("/v1/segment-jobs", json={})
+    assert job.status_code == 202, job.text
+    other = new_sandbox(api)
+    assert_error(api.get(f"/v1/segment-jobs/{job.json()['id']}", sandbox=other), 404, "not_found")
+    assert api.get("/v1/segment-jobs", sandbox=other).json()["total"] == 0
+    assert api.post("/v1/segment-jobs", sandbox=other, json={}).status_code == 202  # one at a time per sandbox
+
+
+def test_evaluate_reads_the_sandbox_segments_and_profiles(api):
+    assert api.post("/v1/segments", json={"key": "gold", "name": "Gold", "expression": "true"}).status_code == 201
+    other = new_sandbox(api)
+    assert api.post("/v1/evaluate", json={"segment": "gold", "profile": SARAH}).json()["qualifies"] is True
+    assert_error(api.post("/v1/evaluate", sandbox=other, json={"segment": "gold", "profile": SARAH}), 404, "not_found")
+
+
+def test_custom_labels_are_per_sandbox(api):
+    assert api.post("/v1/labels", json={"name": "PARTNER_ONLY"}).status_code == 201
+    other = new_sandbox(api)
+    assert api.get("/v1/labels", sandbox=other).json()["total"] == 16  # the standard ones
+    assert_error(api.get("/v1/labels/PARTNER_ONLY", sandbox=other), 404, "not_found")
+    assert_error(api.delete("/v1/labels/PARTNER_ONLY", sandbox=other), 404, "not_found")
+    assert_error(api.patch("/v1/labels/PARTNER_ONLY", sandbox=other, json={"description": "x"}), 404, "not_found")
+    error = assert_error(api.post("/v1/policies", sandbox=other, json={"name": "p", "marketing_action": "analytics",
+                                                                       "deny": "PARTNER_ONLY"}), 422, "invalid_policy")
+    assert error["details"]["errors"][0]["code"] == "unknown_label"
+    assert api.post("/v1/labels", sandbox=other, json={"name": "PARTNER_ONLY"}).status_code == 201
+
+
+def test_custom_marketing_actions_are_per_sandbox(api):
+    assert api.post("/v1/marketing-actions", json={"key": "sms", "name": "SMS"}).status_code == 201
+    other = new_sandbox(api)
+    assert api.get("/v1/marketing-actions", sandbox=other).json()["total"] == 10  # the core ones
+    assert_error(api.get("/v1/marketing-actions/sms", sandbox=other), 404, "not_found")
+    assert_error(api.delete("/v1/marketing-actions/sms", sandbox=other), 404, "not_found")
+    assert_error(api.patch("/v1/marketing-actions/sms", sandbox=other, json={"name": "x"}), 404, "not_found")
+    assert_error(api.post("/v1/policies", sandbox=other, json={"name": "p", "marketing_action": "sms", "deny": "C1"}),
+                 422, "unknown_marketing_action")
+
+
+def test_policies_and_their_evaluation_are_per_sandbox(api):
+    dataset = api.post("/v1/datasets", json={"name": "CRM", "kind": "profile", "labels": ["C2"]}).json()
+    records = {"records": [{"identities": [{"namespace": "email", "id": "s@example.com"}],
+                            "attributes": {"email": "s@example.com"}}]}
+    assert api.post(f"/v1/datasets/{dataset['id']}/records", json=records).status_code == 200
+    policy = api.post("/v1/policies", json={"name": "p", "marketing_action": "export_to_third_party", "deny": "C2",
+                                            "status": "enabled"}).json()
+    body = {"marketing_action": "export_to_third_party", "attributes": ["email"]}
+    assert api.post("/v1/policies/evaluate", json=body).json()["allowed"] is False
+    other = new_sandbox(api)
+    path = f"/v1/policies/{policy['id']}"
+    assert api.get("/v1/policies", sandbox=other).json()["total"] == 0
+    for method in ("GET", "PATCH", "DELETE"):
+        assert_error(api.request(method, path, sandbox=other, **({"json": {}} if method == "PATCH" else {})), 404,
+                     "not_found")
+    # the other sandbox has neither the policy nor the labelled dataset
+    assert api.post("/v1/policies/evaluate", sandbox=other, json=body).json() == {
+        "allowed": True, "marketing_action": "export_to_third_party", "labels": [], "violations": []}
+    other_dataset = api.post("/v1/datasets", sandbox=other, json={"name": "CRM", "kind": "profile",
+                                                                  "labels": ["C2"]}).json()
+    assert api.post(f"/v1/datasets/{other_dataset['id']}/records", sandbox=other, json=records).status_code == 200
+    assert api.post("/v1/policies/evaluate", sandbox=other, json=body).json()["allowed"] is True  # no policy there
+    assert api.get(path).json()["name"] == "p"

@@ -181,7 +181,7 @@ def test_refusal_to_start_says_why(sqlite_url_factory):
                             timeout=60,
                             env=_environment(sqlite_url_factory(), CDP_MIGRATE_ON_START="false"))
     assert result.returncode == 1
-    assert re.match(r"cannot_start: the database .* is at migration none \(empty\), this cdp needs '\d+'; start "
+    assert re.match(r"cannot_start: the database .* is at migration none \(empty\), this cdp needs '\w+'; start "
                     r"with CDP_MIGRATE_ON_START=true", result.stderr), result.stderr
     assert "Traceback" not in result.stderr
 

@@ -2,7 +2,8 @@
 
 One visitor says what every SQL database shares (``base.SqlCompiler``); one small class per
 dialect overrides only what differs (``sqlite.py``, ``postgresql.py``): a ``TRANSFORMS`` entry for
-a simple mapping, a method for a real difference. ``DIALECTS`` names them. A function's SQL forms
+a simple mapping, a method for a real difference. ``DIALECTS`` names them, and
+``SqlCompiler(dialect, as_of, …)`` gives the dialect's compiler. A function's SQL forms
 live in its registry record (cdp/functions), keyed by dialect name with a "default".
 docs/backends.md says how to add a dialect.
 """
@@ -15,22 +16,12 @@ from typing import Mapping
 import sqlalchemy as sa
 
 from cdp.dsl import ast, check
-from cdp.engine.sql.base import SqlCompiler
+from cdp.engine.sql.base import DIALECTS, MAX_SEGMENT_DEPTH, MAX_SEGMENT_REFERENCES, SqlCompiler
+# every dialect module, imported so that it registers itself in DIALECTS
 from cdp.engine.sql.postgresql import PostgreSQLCompiler
-from cdp.engine.sql.sqlite import SQLiteCompiler
-from cdp.engine.support import UnsupportedOnBackend, require_support
+from cdp.engine.sql.sqlite import MAX_SQLITE_SEGMENT_COPIES, SQLiteCompiler
+from cdp.engine.support import require_support
 from cdp.schema import Schema, luma_schema
-
-# dialect name (SQLAlchemy's, so a connection's dialect finds its compiler) → compiler class
-DIALECTS: dict[str, type[SqlCompiler]] = {cls.name: cls for cls in (SQLiteCompiler, PostgreSQLCompiler)}
-
-
-def compiler_for(dialect: str, as_of: datetime, *, schema: Schema | None = None,
-                 segments: Mapping[str, str] | None = None) -> SqlCompiler:
-    """The compiler of a dialect, for one as_of and segment catalogue."""
-    if dialect not in DIALECTS:
-        raise UnsupportedOnBackend(dialect, f"the SQL backend supports {' and '.join(DIALECTS)}")
-    return DIALECTS[dialect](as_of, schema=schema, segments=segments)
 
 
 def members_query(text_or_tree: str | ast.Node, *, dialect: str, as_of: datetime, sandbox: str = "prod",
@@ -43,7 +34,7 @@ def members_query(text_or_tree: str | ast.Node, *, dialect: str, as_of: datetime
     else:
         typed = check(text_or_tree, schema, segments=catalogue or None)
     require_support(typed, dialect, catalogue)  # before anything runs: never a database error
-    compiler = compiler_for(dialect, as_of, schema=schema, segments=catalogue)
+    compiler = SqlCompiler(dialect, as_of, schema=schema, segments=catalogue, sandbox=sandbox)
     condition = compiler.compile(typed)
     p = compiler.profile
     return (sa.select(p.c.external_id)
@@ -58,5 +49,5 @@ def evaluate(connection: sa.Connection, text_or_tree: str | ast.Node, *, as_of: 
     return [row[0] for row in connection.execute(query)]
 
 
-__all__ = ["DIALECTS", "PostgreSQLCompiler", "SQLiteCompiler", "SqlCompiler", "compiler_for", "evaluate",
-           "members_query"]
+__all__ = ["DIALECTS", "MAX_SEGMENT_DEPTH", "MAX_SEGMENT_REFERENCES", "MAX_SQLITE_SEGMENT_COPIES",
+           "PostgreSQLCompiler", "SQLiteCompiler", "SqlCompiler", "evaluate", "members_query"]

@@ -19,19 +19,27 @@ from typing import Any, Callable, ClassVar, Mapping
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from cdp.dsl import ast, check
+from cdp.dsl import Diagnostic, PqlError, ast, check
 from cdp.pqltypes import DATE, DATETIME, INTEGER, NUMBER, PqlType
 from cdp.dsl import runtime
 from cdp.engine.support import UnsupportedOnBackend
 from cdp.functions import lookup
 from cdp.schema import Schema, luma_schema
-from cdp.storage.models import UtcDateTime, events, profiles
+from cdp.storage.models import UtcDateTime, events, memberships, profiles
 
 DOUBLE = sa.Float(53)
 MAX_DOUBLE = 1.7976931348623157e308
 FIXED_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
 _SQL_COMPARE = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _MAX_SQL_CHAIN = 900  # SQL parsers refuse expression trees deeper than about 1000
+# `in segment` chains deeper than this are too_complex: SQLAlchemy compiles nested CTEs recursively
+# (about 31 Python frames a level), and a statement must compile within Python's recursion limit
+MAX_SEGMENT_DEPTH = 16
+MAX_SEGMENT_REFERENCES = 1000  # distinct segments one expression may reach through references
+
+# dialect name (SQLAlchemy's, so a connection's dialect finds its compiler) → compiler class;
+# a subclass with a ``name`` registers itself (cdp.engine.sql imports every dialect module)
+DIALECTS: dict[str, type["SqlCompiler"]] = {}
 
 
 @dataclass
@@ -56,8 +64,23 @@ class SqlCompiler:
         "tail": lambda a, n: sa.func.right(a, n),
     }
 
-    def __init__(self, as_of: datetime, *, schema: Schema | None = None,
-                 segments: Mapping[str, str] | None = None):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in vars(cls):
+            DIALECTS[cls.name] = cls
+
+    def __new__(cls, dialect: str, *args, **kwargs):
+        """``SqlCompiler("sqlite", as_of, …)`` is the dialect's compiler (SQLiteCompiler)."""
+        if dialect not in DIALECTS:
+            raise UnsupportedOnBackend(dialect, f"the SQL backend supports {' and '.join(DIALECTS)}")
+        target = DIALECTS[dialect]
+        if not issubclass(target, cls):
+            raise TypeError(f"{cls.__name__} does not compile for {dialect}")
+        return super().__new__(target)
+
+    def __init__(self, dialect: str, as_of: datetime, *, schema: Schema | None = None,
+                 segments: Mapping[str, str] | None = None, sandbox: str | None = None,
+                 memberships_of: Mapping[str, int] | None = None):
         self.schema = schema or luma_schema()
         self.segments = dict(segments or {})
         self.as_of = as_of.astimezone(timezone.utc)
@@ -66,6 +89,16 @@ class SqlCompiler:
         self.today_param = self.date_literal(self.as_of.date())
         self._aliases = 0
         self._segment_stack: list[str] = []
+        # segment references: each referenced segment is one CTE, compiled once (see c_SegmentRef)
+        self.sandbox = sandbox
+        self._segment_ctes: dict[str, Any] = {}
+        self._expansion: dict[str, int] = {}  # copies of each CTE SQLite's parser makes (see segment_cte)
+        # key → segment pk of segments whose stored memberships are current at as_of (a batch run
+        # evaluates referenced segments first): references to them read the memberships
+        self.memberships_of = dict(memberships_of or {})
+        # optional: profiles alias → a condition every referenced segment's CTE adds (an estimate
+        # on a sample computes referenced segments on that sample only)
+        self.segment_scope: Any = None
 
     @property
     def dialect(self) -> str:
@@ -335,18 +368,62 @@ class SqlCompiler:
     # ---- segments ---------------------------------------------------------------------------
 
     def c_SegmentRef(self, node: ast.SegmentRef, ctx):
+        # `p.pk IN (SELECT …)`: TRUE or FALSE, never UNKNOWN (DSL.md §8)
+        if node.key in self.memberships_of:
+            return self.profile.c.pk.in_(sa.select(memberships.c.profile_pk).where(
+                memberships.c.segment_pk == sa.literal(self.memberships_of[node.key], memberships.c.segment_pk.type),
+                memberships.c.status.in_(["realized", "existing"])))
+        members = self.segment_cte(node)
+        return self.profile.c.pk.in_(sa.select(members.c.pk))
+
+    def segment_cte(self, node: ast.SegmentRef):
+        """The members of a referenced segment as one CTE per segment and statement, compiled
+        once however often (and however deep) it is referenced, so the SQL grows linearly with
+        the number of segments in the reference graph, never with the number of paths through it.
+        MATERIALIZED: the database computes it once too (SQLite and PostgreSQL would otherwise
+        inline a CTE at each use)."""
+        found = self._segment_ctes.get(node.key)
+        if found is not None:
+            return found
         if node.key not in self.segments:
             raise UnsupportedOnBackend(self.dialect, f'unknown segment "{node.key}": no definition was given')
         if node.key in self._segment_stack:
             raise UnsupportedOnBackend(self.dialect, f'segment "{node.key}" refers to itself')
-        typed = check(self.segments[node.key], self.schema, segments=self.segments, key=node.key)
+        if len(self._segment_stack) >= MAX_SEGMENT_DEPTH or len(self._segment_ctes) >= MAX_SEGMENT_REFERENCES:
+            limit = (f"{MAX_SEGMENT_DEPTH} segments deep" if len(self._segment_stack) >= MAX_SEGMENT_DEPTH
+                     else f"{MAX_SEGMENT_REFERENCES} referenced segments")
+            raise PqlError([Diagnostic("too_complex", f'the reference to segment "{node.key}" goes beyond the limit '
+                                       f"of {limit}", node.span,
+                                       hint="segments may reference segments, but not without end; "
+                                            "flatten the chain")])
+        typed = check(self.segments[node.key], self.schema)  # references resolved here, one CTE each
+        outer = self.profile
+        self.profile = profiles.alias(self.fresh("sp"))
         self._segment_stack.append(node.key)
         try:
-            inner = self.value(typed, _Ctx())
+            condition = self.value(typed, _Ctx())
+            query = sa.select(self.profile.c.pk).where(condition)
+            if self.sandbox is not None:
+                query = query.where(self.profile.c.sandbox == sa.literal(self.sandbox, sa.String))
+            if self.segment_scope is not None:
+                query = query.where(self.segment_scope(self.profile))
         finally:
             self._segment_stack.pop()
-        # a member only when the definition is TRUE: never UNKNOWN (DSL.md §8)
-        return sa.case((inner, sa.true()), else_=sa.false())
+            self.profile = outer
+        cte = query.cte(self.fresh("seg")).prefix_with("MATERIALIZED")
+        self._segment_ctes[node.key] = cte
+        # SQLite's parser copies a CTE's SELECT into every place that names it (it then runs a
+        # MATERIALIZED one once), so a graph that references segments many times over many levels
+        # still multiplies there: count the copies and refuse clearly before SQLite does
+        copies = 1 + sum(self._expansion.get(ref.key, 1) for ref in ast.walk(typed) if isinstance(ref, ast.SegmentRef)
+                         and ref.key not in self.memberships_of)
+        self._expansion[node.key] = copies
+        self.check_segment_copies(node, copies)
+        return cte
+
+    def check_segment_copies(self, node: ast.SegmentRef, copies: int) -> None:
+        """A dialect whose parser copies a CTE into each place naming it refuses, clearly, a
+        reference graph that would copy too much (the common answer: nothing to refuse)."""
 
     # ---- event terms ------------------------------------------------------------------------
 

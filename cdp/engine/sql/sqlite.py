@@ -14,13 +14,14 @@ from datetime import date
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from cdp.dsl import ast
+from cdp.dsl import Diagnostic, PqlError, ast
 from cdp.pqltypes import DATETIME, INTEGER, NUMBER, PqlType
 from cdp.engine.sql.base import DOUBLE, FIXED_SECONDS, MAX_DOUBLE, SqlCompiler
 
 # One step of a chain with durations, as the runtime does it.
 _ARITHMETIC_UDFS = {"+": "pql_plus", "-": "pql_minus", "*": "pql_times", "/": "pql_divide", "%": "pql_mod"}
 _MAX_UDF_ARGUMENTS = 100  # SQLite takes at most 127 arguments: a long chain folds in pieces
+MAX_SQLITE_SEGMENT_COPIES = 2000  # SQLite refuses more than 65,535 references to one table in a statement
 
 
 def _as_double(value: ColumnElement, type_: PqlType | None) -> ColumnElement:
@@ -141,3 +142,12 @@ class SQLiteCompiler(SqlCompiler):
                        (carried.between(-(2**31), 2**31 - 1),
                         carried * sa.literal(2**32) + low.op("&")(mask)),
                        else_=sa.null())
+
+    def check_segment_copies(self, node: ast.SegmentRef, copies: int) -> None:
+        # SQLite's parser copies a CTE's SELECT into every place that names it (it then runs a
+        # MATERIALIZED one once): refuse clearly before SQLite does
+        if copies > MAX_SQLITE_SEGMENT_COPIES:
+            raise PqlError([Diagnostic("too_complex", f'segment "{node.key}" expands to {copies} copies of the '
+                                       f"segments it references on SQLite (at most {MAX_SQLITE_SEGMENT_COPIES})",
+                                       node.span, hint="save the segments and run them as a batch job (it reads "
+                                                       "referenced segments' memberships), or use PostgreSQL")])

@@ -1,0 +1,283 @@
+"""Segments: a batch run of many saved segments against the bare SELECTs of the same segments,
+estimate latency, and single-profile evaluation of a stored profile.
+
+    python bench/bench_segments.py [--profiles 1000000] [--segments 100] [--record]
+    (or: bash bench/run_segments.sh …, which uses the project's .venv)
+
+1. Data: the same generated Luma profiles as bench_sql.py (``generate_profiles(N, seed=42)``,
+   ~10 events each, cached in bench/data/), loaded the same way into a new SQLite file and a
+   throwaway PostgreSQL cluster (bench_sql.load_all).
+2. Segments: ``--segments`` saved segments of mixed shapes (attributes, lists, event windows,
+   counts, sums, last(), days_since, the §13 sequence, and references to earlier segments),
+   cycled with different parameters, all active, in sandbox prod.
+3. Batch: a job over all of them (``cdp.segments.jobs.run_job``, as_of 2026-11-28T12:00Z) twice:
+   the first run inserts every membership; the second finds them (realized → existing). Then,
+   paired segment by segment in alternating order: the bare SELECT (``SELECT count(*)`` of exactly
+   the query a run writes from, references reading memberships as in the run) and the segment's
+   evaluation as a run does it (steady state), summed. Target: evaluations / bare ≤ 1.3.
+4. Estimates: ``service.estimate`` of every 7th segment (every shape), 3 times each, sampled (the exact limit
+   set below N, 20,000 sample rows): p50 and p95. Target: p95 < 300 ms at 1,000,000.
+5. Evaluate: a stored profile with 100 events, ``service.evaluate`` by profile id for three
+   segments (what POST /v1/evaluate runs after authentication), 1,000 times each: p50 and p99.
+   Target: p99 < 10 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_sql  # noqa: E402 - the data and the loader of the SQL benchmark
+from _common import cpu_model, markdown_table  # noqa: E402
+
+import cdp.dsl  # noqa: E402,F401 - before cdp.schema
+from cdp.devtools.postgres import start_cluster  # noqa: E402
+from cdp.schema import luma_schema  # noqa: E402
+from cdp.segments import batch, jobs, service  # noqa: E402
+from cdp.segments.models import EvaluateRequest, SegmentCreate, SegmentStatus  # noqa: E402
+from cdp.storage.database import create_engine  # noqa: E402
+from cdp.engine.sql.loading import load_documents  # noqa: E402
+from cdp.storage.models import segments  # noqa: E402
+
+AS_OF = bench_sql.AS_OF
+SANDBOX = bench_sql.SANDBOX
+RESULTS = bench_sql.RESULTS
+TIERS = ["bronze", "silver", "gold", "platinum"]
+TYPES = ["pageView", "productView", "addToCart", "purchase", "emailOpen"]
+GIFT = """loyalty.tier is not null
+and (exists event where type = "addToCart" and product.category != profile.preferred_category
+       and product.size != profile.preferred_size within last {d} days)
+and (exists event as cart where type = "addToCart" within last {d} days
+       then no event where type = "purchase" within 1 day)"""
+
+
+def shapes(count: int) -> dict[str, str]:
+    """``count`` segments of mixed shapes; every 10th references two earlier ones."""
+    made: dict[str, str] = {}
+    for i in range(count):
+        k = i // 10
+        kind = i % 10
+        if kind == 0:
+            text = f'loyalty.tier = "{TIERS[k % 4]}" and loyalty.points > {100 * k}'
+        elif kind == 1:
+            text = f'home_address.country = "US" and loyalty.points between {50 * k} and {50 * k + 2000}'
+        elif kind == 2:
+            text = f'exists event where type = "{TYPES[k % 5]}" within last {k + 1} days'
+        elif kind == 3:
+            text = f'count(event where type = "purchase" within last {30 + 30 * k} days) >= {1 + k % 3}'
+        elif kind == 4:
+            text = f'sum(event.order.total where type = "purchase" within last 365 days) > {100 * (k + 1)}'
+        elif kind == 5:
+            text = f'interests has any ["running", "yoga"] and email_opt_in and loyalty.points > {10 * k}'
+        elif kind == 6:
+            text = GIFT.format(d=7 + k)
+        elif kind == 7:
+            text = f'days_since(last(event.timestamp where type = "purchase")) > {30 * (k + 1)}'
+        elif kind == 8:
+            text = f'last(event.product.category where type = "purchase") != preferred_category or month(person.birth_date) = {1 + k % 12}'
+        else:
+            a, b = f"seg-{i - 9:03d}", f"seg-{i - 7:03d}"
+            text = f'(in segment "{a}" or in segment "{b}") and not in segment "seg-{i - 3:03d}"'
+        made[f"seg-{i:03d}"] = text
+    return made
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: int) -> dict:
+    engine = create_engine(url)
+    schema = luma_schema()
+    out: dict = {"dialect": dialect}
+    try:
+        if dialect == "sqlite":
+            @sa.event.listens_for(engine, "connect")
+            def _pragmas(dbapi_connection, _record):  # the query connection of bench_sql
+                for pragma in bench_sql.SQLITE_PRAGMAS:
+                    dbapi_connection.execute(pragma)
+        with engine.begin() as connection:
+            connection.execute(segments.delete().where(segments.c.sandbox == SANDBOX))
+            for key, text in catalogue.items():
+                service.create_segment(connection=connection, sandbox=SANDBOX, schema=schema, spec=SegmentCreate(
+                    key=key, name=key, expression=text, status=SegmentStatus.draft))
+            connection.execute(segments.update().where(segments.c.sandbox == SANDBOX).values(status="active"))
+        runs = []
+        for label in ("first run (every membership inserted)", "second run (steady state)"):
+            with engine.begin() as connection:
+                job = jobs.create_job(connection=connection, sandbox=SANDBOX, keys=None)
+            bench_sql.log(f"{dialect}: batch {label}")
+            started = time.perf_counter()
+            done = jobs.run_job(engine, job.id, as_of=AS_OF)
+            runs.append((label, time.perf_counter() - started, done))
+            if done.status.value != "succeeded":
+                raise SystemExit(f"{dialect}: the job failed: {done.message}")
+        out["runs"] = runs
+        # paired, segment by segment (robust to the machine's load drifting): the bare SELECT of
+        # what a run writes from, counted, and the segment's evaluation as a run does it (steady
+        # state), in alternating order
+        bench_sql.log(f"{dialect}: paired bare SELECTs and segment evaluations")
+        bare = write = 0.0
+        members: dict[str, int] = {}
+        with engine.connect() as connection:
+            connection.execution_options(sqlite_begin="IMMEDIATE")
+            rows = connection.execute(sa.select(segments).where(segments.c.sandbox == SANDBOX)).all()
+            graph = service.reference_graph(connection, SANDBOX)
+            evaluated: dict[str, int] = {}
+            for index, row in enumerate(batch.ordered(rows, graph)):
+                query = batch.members_select(dialect=dialect, sandbox=SANDBOX, expression=row.expression,
+                                             schema=schema, catalogue=catalogue, as_of=AS_OF,
+                                             memberships_of=dict(evaluated))
+
+                def count() -> float:
+                    started = time.perf_counter()
+                    members[row.key] = connection.execute(
+                        sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
+                    connection.rollback()
+                    return time.perf_counter() - started
+
+                def evaluate() -> float:
+                    started = time.perf_counter()
+                    with connection.begin():
+                        result = batch.evaluate_segment(
+                            connection, sandbox=SANDBOX, segment_pk=row.pk, segment_key=row.key,
+                            expression=row.expression, schema=schema, catalogue=catalogue, as_of=AS_OF,
+                            memberships_of=dict(evaluated))
+                    if result.realized or result.exited:
+                        raise SystemExit(f"{dialect}: {row.key}: not steady: {result}")
+                    return time.perf_counter() - started
+
+                if index % 2:
+                    write += evaluate()
+                    bare += count()
+                else:
+                    bare += count()
+                    write += evaluate()
+                evaluated[row.key] = row.pk
+        out["bare_s"], out["paired_write_s"] = bare, write
+        steady = runs[1][2].counts
+        for key, counts in steady.items():  # the run wrote what the SELECT selects
+            if counts.realized + counts.existing != members[key]:
+                raise SystemExit(f"{dialect}: {key}: run {counts} vs SELECT {members[key]}")
+        out["members"] = sum(members.values())
+        # estimates, sampled
+        bench_sql.log(f"{dialect}: estimates")
+        estimate_ms = []
+        sampled = True
+        with engine.connect() as connection:
+            for key in list(catalogue)[::7]:  # every shape
+                for _ in range(3):
+                    started = time.perf_counter()
+                    result = service.estimate(connection=connection, sandbox=SANDBOX, expression=catalogue[key],
+                                              schema=schema, as_of=AS_OF, exact_limit=min(profiles - 1, 100_000),
+                                              sample_rows=20_000, timeout_ms=60_000)
+                    estimate_ms.append((time.perf_counter() - started) * 1000)
+                    sampled = sampled and result.sampled
+        out["estimate_ms"], out["estimate_sampled"] = estimate_ms, sampled
+        # evaluate: a stored profile with 100 events
+        bench_sql.log(f"{dialect}: evaluate")
+        events = [{"id": f"b-{j}", "type": TYPES[j % 5], "timestamp": (AS_OF - timedelta(hours=3 * j)).isoformat(),
+                   "product": {"category": "mens", "size": "L", "price": 20.0 + j},
+                   "order": {"total": 50.0}} for j in range(100)]
+        with engine.begin() as connection:
+            load_documents(connection, [{"id": "bench-100-events", "attributes": {
+                "loyalty": {"tier": "gold", "points": 1200}, "preferred_category": "womens", "preferred_size": "S"},
+                "events": events}], sandbox=SANDBOX)
+        evaluate_ms: dict[str, list[float]] = {}
+        with engine.connect() as connection:
+            for key in ("seg-000", "seg-006", "seg-009"):
+                request = EvaluateRequest(segment=key, profile_id="bench-100-events", as_of=AS_OF)
+                samples = []
+                for _ in range(1000):
+                    started = time.perf_counter()
+                    service.evaluate(connection=connection, sandbox=SANDBOX, spec=request, schema=schema)
+                    samples.append((time.perf_counter() - started) * 1000)
+                evaluate_ms[key] = samples[50:]  # the first calls compile and warm the caches
+        out["evaluate_ms"] = evaluate_ms
+    finally:
+        engine.dispose()
+    return out
+
+
+def report(args, command: str, started: datetime, wall_s: float, results: list[dict], catalogue: dict) -> str:
+    lines = [f"## Segments: batch run of {len(catalogue)} segments, estimates, evaluate — {args.profiles:,} profiles — "
+             f"{started:%Y-%m-%d %H:%M} UTC", "",
+             f"- machine: nproc {os.cpu_count()}, {cpu_model()}; load average at start {os.getloadavg()[0]:.2f}",
+             f"- command: `{command}`", f"- wall time: {wall_s / 60:.1f} min",
+             "- segments: bench/bench_segments.py `shapes()` — attributes, lists, event windows, counts, sums, "
+             "last(), days_since, the §13 sequence; every 10th references three earlier ones", ""]
+    rows = []
+    for r in results:
+        ratio = r["paired_write_s"] / r["bare_s"]
+        rows.append([r["dialect"], f"{r['paired_write_s']:.2f}", f"{r['bare_s']:.2f}", f"{ratio:.2f}×",
+                     "≤ 1.3×: " + ("PASS" if ratio <= 1.3 else "FAIL")]
+                    + [f"{seconds:.2f}" for _label, seconds, _done in r["runs"]])
+    lines += ["### Batch evaluation (s) against the bare SELECTs of the same segments (s)", "",
+              "Paired: each segment's bare SELECT (`SELECT count(*)` of the query a run writes from) and its "
+              "evaluation as a run does it (steady state: members found existing, nothing rewritten), one after "
+              "the other in alternating order, summed over the segments. For context, two whole jobs before "
+              "that: the first inserts every membership (and its outbox row), the second turns them existing.", "",
+              markdown_table(["database", "evaluations", "bare SELECTs", "ratio", "target", "job: first run",
+                              "job: second run"], rows), ""]
+    lines += [f"- {r['dialect']}: {r['members']:,} memberships in all; the steady run's counts equal the SELECTs'"
+              for r in results]
+    rows = [[r["dialect"], "yes" if r["estimate_sampled"] else "no", len(r["estimate_ms"]),
+             f"{statistics.median(r['estimate_ms']):.1f}", f"{percentile(r['estimate_ms'], 0.95):.1f}",
+             "< 300 ms: " + ("PASS" if percentile(r["estimate_ms"], 0.95) < 300 else "FAIL")] for r in results]
+    lines += ["", "### Estimates (ms; every 7th segment — every shape — 3 times each)", "",
+              markdown_table(["database", "sampled", "estimates", "p50", "p95", "target (p95)"], rows), ""]
+    rows = []
+    for r in results:
+        for key, samples in r["evaluate_ms"].items():
+            rows.append([r["dialect"], key, f"{statistics.median(samples):.2f}", f"{percentile(samples, 0.99):.2f}",
+                         "< 10 ms: " + ("PASS" if percentile(samples, 0.99) < 10 else "FAIL")])
+    lines += ["### Evaluate a stored profile with 100 events (ms; `service.evaluate`, 950 calls after 50 warm-up)",
+              "", markdown_table(["database", "segment", "p50", "p99", "target (p99)"], rows), ""]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profiles", type=int, default=1_000_000)
+    parser.add_argument("--segments", type=int, default=100)
+    parser.add_argument("--record", action="store_true", help="append the report to bench/RESULTS.md")
+    args = parser.parse_args(argv)
+    n = args.profiles
+    command = os.environ.get("CDP_BENCH_COMMAND") or "python bench/bench_segments.py " + " ".join(sys.argv[1:])
+    _lock = bench_sql.one_run_at_a_time()
+    started_at = datetime.now(UTC)
+    wall = time.perf_counter()
+    path, _generated = bench_sql.ensure_jsonl(n)
+    sqlite_path = bench_sql.DATA / f"segments-{n}.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(sqlite_path) + suffix).unlink(missing_ok=True)
+    sqlite_url = f"sqlite:///{sqlite_path}"
+    options = " ".join(f"-c {k}={v}" for k, v in bench_sql.PG_SETTINGS.items())
+    cluster = start_cluster(extra_options=options)
+    catalogue = shapes(args.segments)
+    try:
+        pg_url = cluster.create_database("cdp_bench_segments")
+        bench_sql.load_all(path, n, min(10_000, n // 10), sqlite_path, sqlite_url, pg_url)
+        results = [bench_database("sqlite", sqlite_url, catalogue, n), bench_database("postgresql", pg_url, catalogue, n)]
+    finally:
+        cluster.stop()
+    text = report(args, command, started_at, time.perf_counter() - wall, results, catalogue)
+    print(text)
+    if args.record:
+        with RESULTS.open("a", encoding="utf-8") as out:
+            out.write("\n" + text)
+        print(f"(appended to {RESULTS.relative_to(bench_sql.ROOT)})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

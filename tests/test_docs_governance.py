@@ -1,0 +1,65 @@
+"""Run the commands of docs/governance.md against a real `cdp serve`, in order, as a reader would
+(the rules of tests/test_docs_segments.py: a ```json output block after a command is its output,
+"…" standing for any value); and check the document's tables of standard labels and core
+marketing actions against the code."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.api.test_server import KEY, Server, _environment
+from tests.test_docs_examples import read_blocks
+from tests.test_docs_segments import matches
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "governance.md"
+TEXT = DOC.read_text(encoding="utf-8")
+BLOCKS = read_blocks(TEXT)
+
+
+def _table_rows(first_cell: str) -> list[list[str]]:
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in TEXT.split("\n")
+            if re.match(rf"\| {first_cell} \|", line)]
+
+
+def test_the_tables_say_what_the_code_says():
+    from cdp.governance.actions import CORE_ACTIONS
+    from cdp.governance.labels import STANDARD_LABELS, STANDARD_MEANINGS
+
+    labels = {row[0]: row[1:] for row in _table_rows(r"[CIS]\d+")}
+    assert labels == {name: [STANDARD_LABELS[name], *STANDARD_MEANINGS[name]] for name in STANDARD_LABELS}
+    actions = {row[0].strip("`"): row[1:] for row in _table_rows(r"`[a-z_]+`")}
+    assert actions == {key: list(value) for key, value in CORE_ACTIONS.items()}
+
+
+@pytest.fixture(scope="module")
+def server(sqlite_url_factory, tmp_path_factory):
+    running = Server(sqlite_url_factory(), tmp_path_factory.mktemp("docs") / "stderr.log")
+    yield running
+    running.stop()
+
+
+def test_the_commands_of_the_document_run_and_print_what_it_shows(server):
+    [key] = KEY.findall(server.stderr)
+    env = {**_environment(server.url), "KEY": key,
+           "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
+    commands = [(i, b) for i, b in enumerate(BLOCKS) if b.kind == "sh"]
+    assert len(commands) >= 10
+    for index, block in commands:
+        script = block.body.replace("localhost:8000", f"127.0.0.1:{server.port}")
+        result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, f"docs/governance.md:{block.line}: exit {result.returncode}\n{result.stderr}"
+        following = BLOCKS[index + 1] if index + 1 < len(BLOCKS) else None
+        if following is None or following.info != "json output":
+            continue
+        actual = json.loads(result.stdout)
+        assert matches(json.loads(following.body), actual), (
+            f"docs/governance.md:{following.line}: the documented output differs; the real one is:\n"
+            f"{json.dumps(actual, ensure_ascii=False)}")
