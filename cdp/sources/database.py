@@ -66,7 +66,7 @@ def split_secrets(config: DatabaseConfig) -> tuple[dict, dict]:
         raise Unprocessable(problems[0], code="invalid_source", details={"errors": problems})
     password = url.password or config.password
     shown = config.model_dump(exclude={"password"})
-    shown["url"] = url.set(password=None).render_as_string(hide_password=False)
+    shown["url"] = url._replace(password=None).render_as_string(hide_password=False)
     return shown, ({"password": str(password)} if password else {})
 
 
