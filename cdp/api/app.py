@@ -146,5 +146,8 @@ def _openapi(app: FastAPI) -> dict:
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}})
             operation["description"] = (operation.get("description", "") +
                                         f"\n\nRoles allowed: {', '.join(operation['x-roles'])}.").strip()
+    from cdp.sources.views import document_write_key
+
+    document_write_key(document)
     app.openapi_schema = document
     return document

@@ -249,3 +249,15 @@ def _register(type_: str | None) -> None:
 
 for _type in (None, *tracking.MESSAGE_TYPES):
     _register(_type)
+
+
+def document_write_key(document: dict) -> None:
+    """The OpenAPI document: the tracking API's operations are secured by a write key (HTTP basic
+    auth, the key as user name), not an API key."""
+    schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes["WriteKey"] = {"type": "http", "scheme": "basic", "description": "A tracking_api source's write key as "
+                           "the user name, no password (as the analytics SDKs send it)."}
+    for path, item in document.get("paths", {}).items():
+        if path.startswith(service.ENDPOINT + "/"):
+            for operation in item.values():
+                operation["security"] = [{"WriteKey": []}]
