@@ -220,39 +220,42 @@ class Extracted:
         self.file = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024, mode="w+b")
         self.rows = 0
         self.last_cursor: Any = None
+        self.group_before: Any = None  # the cursor value before the current one
 
 
 def extract(config: dict, secrets: dict, *, after: Any, checkpoint=lambda: None) -> Extracted:
     """The rows past ``after`` (at most ``max_rows_per_run``; a run never ends between two rows of
-    the same cursor value), as JSON Lines."""
+    the same cursor value), written as JSON Lines as they are read (only the file grows)."""
     limit = int(config.get("max_rows_per_run", 100_000))
     cursor = config.get("cursor_column")
     out = Extracted()
+    group_start = group_rows = 0  # where the rows of the current cursor value begin (offset, rows before)
     with read_only(config, secrets) as connection:
         result = select(connection, config, after=after, limit=limit + 1 if cursor else None)
         if cursor and cursor not in result.keys():
             raise SourceUnavailable(f"the cursor column {cursor!r} is not among the source's columns "
                                     f"({', '.join(list(result.keys())[:30])})")
-        rows: list[tuple[Any, bytes]] = []
         for row in result:
             mapping = row._mapping
-            line = json.dumps({k: json_ready(v) for k, v in mapping.items()}, ensure_ascii=False).encode() + b"\n"
-            rows.append((mapping[cursor] if cursor else None, line))
-            if len(rows) % 1000 == 0:
+            value = mapping[cursor] if cursor else None
+            if cursor and out.rows == limit:  # one row more than a run takes
+                if value == out.last_cursor:  # do not split the rows of one cursor value between two runs
+                    if group_rows == 0:
+                        raise SourceUnavailable(f"more than {limit:,} rows share the cursor value {value!r}; raise "
+                                                f"config.max_rows_per_run")
+                    out.file.truncate(group_start)
+                    out.file.seek(group_start)
+                    out.rows, out.last_cursor = group_rows, out.group_before
+                break
+            if cursor and (out.rows == 0 or value != out.last_cursor):
+                group_start, group_rows, out.group_before = out.file.tell(), out.rows, out.last_cursor
+            out.file.write(json.dumps({k: json_ready(v) for k, v in mapping.items()}, ensure_ascii=False).encode()
+                           + b"\n")
+            out.rows += 1
+            out.last_cursor = value
+            if out.rows % 1000 == 0:
                 checkpoint()
-            if not cursor and len(rows) > 1_000_000:
+            if not cursor and out.rows > 1_000_000:
                 raise SourceUnavailable("more than 1,000,000 rows and no cursor column: give config.cursor_column "
                                         "so that runs read the table in parts")
-    if cursor and len(rows) > limit:
-        boundary = rows[limit][0]
-        rows = rows[:limit]
-        while rows and rows[-1][0] == boundary:
-            rows.pop()
-        if not rows:
-            raise SourceUnavailable(f"more than {limit:,} rows share the cursor value {boundary!r}; raise "
-                                    f"config.max_rows_per_run")
-    for _, line in rows:
-        out.file.write(line)
-    out.rows = len(rows)
-    out.last_cursor = rows[-1][0] if rows and cursor else None
     return out

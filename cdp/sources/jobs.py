@@ -33,8 +33,11 @@ def _schedule_job(context: JobContext) -> None:
     with write_transaction(context.engine) as connection:
         row = connection.execute(sa.select(sources.c.status).where(sources.c.pk == context.payload["source_id"])
                                  ).first()
-        if row is None or row.status != "active":
-            context.succeed(connection, "the source is paused" if row is not None else "the source is gone")
+        if row is None:  # deleted while this job ran: it ends here, not recurring
+            context.fail(connection, "the source was deleted")
+            return
+        if row.status != "active":
+            context.succeed(connection, "the source is paused")
             return
         run_pk = connection.execute(source_runs.insert().values(
             source_pk=context.payload["source_id"], trigger="schedule", status="queued", rows_read=0, created_at=now,

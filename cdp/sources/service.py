@@ -242,14 +242,10 @@ def update_source(*, connection: sa.Connection, sandbox: str, source_id: int, sp
                            details={"name": changes["name"], "sandbox": sandbox})
         values["name"] = changes["name"]
     if "config" in changes or "mapping" in changes:
-        old = {k: v for k, v in row.config.items() if k != "write_key_hint"}
         given = changes.get("config") or {}
+        merged = {**{k: v for k, v in row.config.items() if k != "write_key_hint"}, **given}
         if type_ == SourceType.database and "url" not in given and "password" not in given:
-            given = {**given, "password": (row.secrets or {}).get("password")}
-        merged = {**old, **given} if "config" in changes else {**old, **({"password": (row.secrets or {}).get(
-            "password")} if type_ == SourceType.database else {})}
-        if type_ == SourceType.database and "url" in given and "password" not in given:
-            merged.pop("password", None)  # a new URL brings its own credentials
+            merged["password"] = (row.secrets or {}).get("password")  # kept; a new URL brings its own
         config = _checked_config(type_, merged, settings)
         mapping = changes["mapping"] if "mapping" in changes else row.mapping
         shown, hidden = _validate(connection, sandbox, type_, DatasetPair(profile=row.profile_dataset_pk,

@@ -323,9 +323,8 @@ def translate(message: Any, *, type_: str | None, batch_sent_at: Any, received_a
             return out
         if name in rules.events:
             event_type = rules.events[name]
-            if event_type is None:
-                out.kind = None  # ignored on purpose
-                out.warnings.append(_err("event", f"event {name!r} is mapped to nothing; not stored"))
+            if event_type is None:  # the mapping says to ignore it: accepted, nothing stored
+                out.kind = None
                 return out
         elif name in schema.event_types:
             event_type = name
