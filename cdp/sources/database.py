@@ -41,8 +41,9 @@ class SourceUnavailable(CdpError):
     status, code = 422, "source_unavailable"
 
 
-def split_secrets(config: DatabaseConfig) -> tuple[dict, dict]:
-    """(the configuration as shown, the secrets): the password leaves the URL."""
+def split_secrets(config: DatabaseConfig, own_database: str | None = None) -> tuple[dict, dict]:
+    """(the configuration as shown, the secrets): the password leaves the URL. ``own_database``:
+    cdp's own URL, which a source may not read (it holds every sandbox's data)."""
     problems = []
     try:
         url = sa.engine.make_url(config.url)
@@ -52,6 +53,9 @@ def split_secrets(config: DatabaseConfig) -> tuple[dict, dict]:
     if url.get_backend_name() not in ("postgresql", "sqlite"):
         problems.append(f"config.url: {url.get_backend_name()!r} databases are not supported here (postgresql, "
                         f"sqlite)")
+    if same_database(url, own_database):
+        problems.append("config.url: that is cdp's own database; a source reads another database (cdp's tables hold "
+                        "every sandbox's data)")
     if (config.table is None) == (config.query is None):
         problems.append("config: give table or query (one of them)")
     if config.table is not None and not _IDENTIFIER.match(config.table):
@@ -68,6 +72,22 @@ def split_secrets(config: DatabaseConfig) -> tuple[dict, dict]:
     shown = config.model_dump(exclude={"password"})
     shown["url"] = url._replace(password=None).render_as_string(hide_password=False)
     return shown, ({"password": str(password)} if password else {})
+
+
+def same_database(url: sa.URL, own: str | None) -> bool:
+    """Whether ``url`` names cdp's own database (whose tables hold every sandbox's data)."""
+    if not own:
+        return False
+    mine = sa.engine.make_url(own)
+    if url.get_backend_name() != mine.get_backend_name():
+        return False
+    if url.get_backend_name() == "sqlite":
+        from pathlib import Path
+
+        theirs, ours = url.database or "", mine.database or ""
+        return bool(theirs) and theirs not in (":memory:",) and Path(theirs).resolve() == Path(ours).resolve()
+    return ((url.host or "localhost"), url.port or 5432, url.database) == \
+        ((mine.host or "localhost"), mine.port or 5432, mine.database)
 
 
 def _url(config: dict, secrets: dict) -> sa.URL:

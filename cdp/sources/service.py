@@ -118,7 +118,8 @@ def _validate(connection: sa.Connection, sandbox: str, type_: SourceType, datase
         if mapping is None:
             raise _invalid("a database source needs a mapping (column → field, the batch mapping language)",
                            ["mapping is required"], "invalid_mapping")
-        return database.split_secrets(config)
+        own = settings.resolved_database_url() if hasattr(settings, "resolved_database_url") else None
+        return database.split_secrets(config, own)
     file_drop.check_directory(config.directory, settings)
     return config.model_dump(), {}
 

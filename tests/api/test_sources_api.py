@@ -128,3 +128,12 @@ def test_a_run_never_splits_the_rows_of_one_cursor_value(crm_file):
     assert ids == [[0], [1, 2, 3], [4]]
     with pytest.raises(CdpError, match="share the cursor value 2"):
         database.extract({**config, "max_rows_per_run": 2}, {}, after=1)
+
+
+def test_a_source_may_not_read_cdps_own_database(api):
+    profile = create_dataset(api, "profile")
+    own = api.app.state.settings.resolved_database_url()
+    error = assert_error(api.post("/v1/sources", json={
+        "name": "own", "type": "database", "datasets": {"profile": profile},
+        "config": {"url": own, "table": "api_keys"}, "mapping": {"name": "identity.email"}}), 422, "invalid_source")
+    assert "cdp's own database" in error["message"]
