@@ -137,3 +137,10 @@ def test_a_source_may_not_read_cdps_own_database(api):
         "name": "own", "type": "database", "datasets": {"profile": profile},
         "config": {"url": own, "table": "api_keys"}, "mapping": {"name": "identity.email"}}), 422, "invalid_source")
     assert "cdp's own database" in error["message"]
+
+
+def test_a_dataset_bound_to_a_source_cannot_be_deleted(api):
+    source = tracking_source(api)
+    assert_error(api.delete(f"/v1/datasets/{source['datasets']['event']}"), 409)
+    assert api.delete(f"/v1/sources/{source['id']}").status_code == 204
+    assert api.delete(f"/v1/datasets/{source['datasets']['event']}").status_code == 204
