@@ -469,6 +469,7 @@ policies = sa.Table(
     sa.UniqueConstraint("sandbox", "name"),
     sa.CheckConstraint("status in ('draft', 'enabled')", name="status"),
     sa.Index("ix_policies_sandbox_marketing_action_status", "sandbox", "marketing_action", "status"),
+)
 
 
 # ---- sources (cdp/sources) ---------------------------------------------------------------------------
