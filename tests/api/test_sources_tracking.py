@@ -36,6 +36,8 @@ def admin(server) -> dict:
 def source(server, admin) -> dict:
     """A tracking source in a sandbox of its own, with its datasets and write key."""
     sandbox = f"t-{uuid.uuid4().hex[:10]}"
+    created = httpx.post(server.base + "/v1/sandboxes", headers=admin, json={"name": sandbox})  # exist before use
+    assert created.status_code == 201, created.text
     headers = {**admin, "X-Sandbox": sandbox}
     ids = {}
     for kind in ("profile", "event"):
