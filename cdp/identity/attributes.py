@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from cdp.identity.settings import IdentitySettings, MergePolicy
-from cdp.storage.bulk import upsert_attribute_sources
+from cdp.storage.bulk import set_profile_attributes, upsert_attribute_sources
 from cdp.storage.models import attribute_sources, profiles
 
 
@@ -124,7 +124,7 @@ def record_attributes_many(connection: sa.Connection, items: list[tuple[int, Map
         updates += [{"b_pk": pk, "b_attributes": attributes} for pk, attributes in changed.items()
                     if attributes != current[pk]]
     if updates:
-        connection.execute(_SET_ATTRIBUTES, updates)
+        set_profile_attributes(connection, [(u["b_pk"], u["b_attributes"]) for u in updates])
 
 
 def winner(rows: list, settings: IdentitySettings):

@@ -106,3 +106,46 @@ def insert_events(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> 
     _execute(connection, _INSERT_EVENTS["sqlite"], _INSERT_EVENTS["postgresql"], [
         (r["profile_pk"], r["event_id"], r["type"], instant(r["ts"]), json.dumps(r["fields"]), r["dataset_pk"])
         for r in rows])
+
+
+_PROFILE_COLUMNS = (("sandbox", "varchar"), ("external_id", "varchar"), ("attributes", "jsonb"),
+                    ("created_at", "timestamptz"), ("updated_at", "timestamptz"))
+_PROFILE_NAMES = ", ".join(name for name, _ in _PROFILE_COLUMNS)
+_PROFILES_PER_INSERT = 1000  # 5 parameters a row on SQLite: far below its 32,766
+
+
+def insert_profiles(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """INSERT the profiles, RETURNING their keys in the rows' order (matched by external id, which
+    is unique in a sandbox: neither database promises RETURNING's order)."""
+    if not rows:
+        return []
+    instant = _instant(connection.dialect.name)
+    values = [(r["sandbox"], r["external_id"], json.dumps(r["attributes"]), instant(r["created_at"]),
+               instant(r["updated_at"])) for r in rows]
+    keys: dict[str, int] = {}
+    if connection.dialect.name == "sqlite":
+        for start in range(0, len(values), _PROFILES_PER_INSERT):
+            chunk = values[start:start + _PROFILES_PER_INSERT]
+            sql = (f"INSERT INTO profiles ({_PROFILE_NAMES}) VALUES "
+                   + ", ".join([f"({_placeholders(len(_PROFILE_COLUMNS))})"] * len(chunk))
+                   + " RETURNING pk, external_id")
+            keys.update((external_id, pk) for pk, external_id in connection.exec_driver_sql(
+                sql, tuple(v for row in chunk for v in row)).all())
+    else:
+        sql = f"INSERT INTO profiles ({_PROFILE_NAMES}) {_unnest(_PROFILE_COLUMNS)} RETURNING pk, external_id"
+        keys.update((external_id, pk) for pk, external_id in connection.exec_driver_sql(
+            sql, tuple(list(column) for column in zip(*values))).all())
+    return [keys[r["external_id"]] for r in rows]
+
+
+_SET_ATTRIBUTES = {
+    "sqlite": "UPDATE profiles SET attributes = ? WHERE pk = ?",
+    "postgresql": "UPDATE profiles SET attributes = u.attributes::jsonb FROM unnest(%s::text[], %s::bigint[]) "
+                  "AS u(attributes, pk) WHERE profiles.pk = u.pk",
+}
+
+
+def set_profile_attributes(connection: sa.Connection, rows: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """UPDATE profiles SET attributes = … WHERE pk = … for each (key, attributes) (one row per key)."""
+    _execute(connection, _SET_ATTRIBUTES["sqlite"], _SET_ATTRIBUTES["postgresql"],
+             [(json.dumps(attributes), pk) for pk, attributes in rows])
