@@ -90,14 +90,23 @@ def record_attributes_many(connection: sa.Connection, items: list[tuple[int, Map
     upsert_attribute_sources(connection, list(latest.values()))
     updates = []
     fresh: dict[int, dict[str, list]] = {}
-    for sequence, ((profile_pk, path, _dataset), row) in enumerate(latest.items()):
-        if profile_pk in created:
-            fresh.setdefault(profile_pk, {}).setdefault(path, []).append(_Row(
-                row["dataset_pk"], row["value"], row["removed"], row["observed_at"], sequence))
+    if created:
+        for sequence, ((profile_pk, path, _dataset), row) in enumerate(latest.items()):
+            if profile_pk in created:
+                fresh.setdefault(profile_pk, {}).setdefault(path, []).append((sequence, row))
     for profile_pk, by_path in fresh.items():
-        chosen = {path: winner(rows, settings) for path, rows in by_path.items()}
-        updates.append({"b_pk": profile_pk, "b_attributes": {path: row.value for path, row in chosen.items()
-                                                             if row is not None}})
+        attributes = {}
+        for path, candidates in by_path.items():
+            if len(candidates) == 1:  # the one row wins unless it says removed (winner() of one row)
+                row = candidates[0][1]
+                if not row["removed"]:
+                    attributes[path] = row["value"]
+                continue
+            chosen = winner([_Row(row["dataset_pk"], row["value"], row["removed"], row["observed_at"], sequence)
+                             for sequence, row in candidates], settings)
+            if chosen is not None:
+                attributes[path] = chosen.value
+        updates.append({"b_pk": profile_pk, "b_attributes": attributes})
     touched = {pk: paths for pk, paths in touched.items() if paths and pk not in created}
     locking = connection.dialect.name == "postgresql"
     pks = sorted(touched)

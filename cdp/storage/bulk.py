@@ -13,6 +13,7 @@ dumped element by element in Python. Each function writes what the equivalent Co
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -27,9 +28,13 @@ def _placeholders(count: int) -> str:
     return ", ".join(["?"] * count)
 
 
+# a write stamps most rows with the same instant or two: each is converted once
+_sqlite_text = functools.lru_cache(maxsize=256)(sqlite_text)
+
+
 def _instant(dialect: str):
     if dialect == "sqlite":
-        return lambda value: None if value is None else sqlite_text(value)
+        return lambda value: None if value is None else _sqlite_text(value)
     return lambda value: None if value is None else value.astimezone(timezone.utc)
 
 
