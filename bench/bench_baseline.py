@@ -99,7 +99,25 @@ def section_stream(server: Server, key: str, requests: int, rounds: int = 2) -> 
     return out
 
 
-def section_csv(server: Server, key: str, url: str, rows: int) -> dict:
+def _pg_stat_reset(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as c:
+        c.exec_driver_sql("SELECT pg_stat_statements_reset()")
+    engine.dispose()
+
+
+def _pg_stat_top(url: str, top: int = 15) -> list[tuple]:
+    """The statements that took the most database time (pg_stat_statements), during the cdp batch."""
+    engine = create_engine(url)
+    with engine.begin() as c:
+        rows = c.exec_driver_sql(
+            "SELECT total_exec_time, calls, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 150) "
+            "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT %s", (top,)).all()
+    engine.dispose()
+    return [tuple(r) for r in rows]
+
+
+def section_csv(server: Server, key: str, url: str, rows: int, bare: bool = True) -> dict:
     path = crm_csv(rows, 42)
     api = Api(server.base, key, "baseline-csv")
     dataset = api.create_dataset("CRM contacts", "profile")
@@ -118,6 +136,8 @@ def section_csv(server: Server, key: str, url: str, rows: int) -> dict:
     api.close()
     assert job["status"] == "succeeded" and job["accepted_rows"] == rows, job
     bi.log(f"B. cdp: {rows:,} rows in {ours:.1f} s ({rows / ours:,.0f} rows/s)")
+    if not bare:
+        return {"ours": ours, "bare": float("nan"), "rows": rows}
     bare = bare_load(url, path, rows)
     bi.log(f"B. bare: {rows:,} rows in {bare:.1f} s ({rows / bare:,.0f} rows/s)")
     return {"ours": ours, "bare": bare, "rows": rows}
@@ -211,14 +231,26 @@ def run_backend(name: str, args, results: dict) -> None:
         if name == "sqlite":
             url = f"sqlite:///{workdir / 'cdp.db'}"
         else:
-            cluster = start_cluster(extra_options=" ".join(f"-c {k}={v}" for k, v in bi.PG_SETTINGS.items()))
+            settings = dict(bi.PG_SETTINGS)
+            if args.pg_stat:
+                settings.update({"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "all"})
+            cluster = start_cluster(extra_options=" ".join(f"-c {k}={v}" for k, v in settings.items()))
             url = cluster.create_database("cdp_baseline")
+            if args.pg_stat:
+                engine = create_engine(url)
+                with engine.begin() as c:
+                    c.exec_driver_sql("CREATE EXTENSION pg_stat_statements")
+                engine.dispose()
         server = Server(url, workdir / "server.log", key)
         try:
             if "stream" in args.only:
                 results["stream"] = section_stream(server, key, args.requests)
             if "csv" in args.only:
-                results["csv"] = section_csv(server, key, url, args.csv_rows)
+                if args.pg_stat and name == "postgresql":
+                    _pg_stat_reset(url)
+                results["csv"] = section_csv(server, key, url, args.csv_rows, bare=not args.pg_stat)
+                if args.pg_stat and name == "postgresql":
+                    results["pg_stat"] = _pg_stat_top(url)
         finally:
             server.stop()
     finally:
@@ -269,6 +301,12 @@ def report(args, all_results: dict, started: datetime, wall: float) -> str:
                          f"{c['bare']:.1f} | {c['rows'] / c['bare']:,.0f} | {ratio:.1f}× | "
                          f"{'PASS' if ratio <= 3 else '**MISS**'} |")
         lines.append("")
+    for name, r in all_results.items():
+        if "pg_stat" in r:
+            lines += ["### PostgreSQL: statements by database time during the cdp batch (pg_stat_statements)", "",
+                      "| total ms | calls | rows | statement |", "|---:|---:|---:|---|"]
+            lines += [f"| {t:,.0f} | {calls:,} | {n:,} | `{q.replace('|', '¦')}` |" for t, calls, n, q in r["pg_stat"]]
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -279,6 +317,8 @@ def main() -> int:
     parser.add_argument("--csv-rows", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=2_000)
     parser.add_argument("--record", action="store_true")
+    parser.add_argument("--pg-stat", action="store_true", help="PostgreSQL: pg_stat_statements during the cdp batch "
+                        "(no bare load)")
     args = parser.parse_args()
     args.only = args.only.split(",")
     bi.LIMIT.update(bi.LIMITS[False])
