@@ -154,3 +154,24 @@ def test_profiles_and_their_attributes_as_core_would_write_them(engine):
         set_profile_attributes(connection, list(zip(bulk, attributes)))
         assert read(core) == read(bulk)
         assert read(bulk)[0][1] == attributes[0]
+
+
+def test_source_rows_of_new_profiles_as_core_would_write_them(engine):
+    from cdp.storage.bulk import insert_attribute_sources
+    from cdp.storage.models import attribute_sources
+
+    with engine.begin() as connection:
+        a, b, dataset = _profiles(connection, 2)
+
+        def rows(profile_pk: int) -> list[dict]:
+            base = {"profile_pk": profile_pk, "dataset_pk": dataset, "observed_at": NOW, "batch_pk": None,
+                    "request_id": "r-1", "record_index": 3}
+            return [{**base, "path": "loyalty.tier", "value": "gold", "removed": False},
+                    {**base, "path": "interests", "value": ["running", "é", "tab\there"], "removed": False},
+                    {**base, "path": "loyalty.points", "value": 1.5, "removed": False},
+                    {**base, "path": "email", "value": None, "removed": True}]
+
+        connection.execute(_core_statements(engine.dialect.name)["upsert"], rows(a))
+        insert_attribute_sources(connection, rows(b))
+        assert _read(connection, attribute_sources, attribute_sources.c.profile_pk == a) == \
+            _read(connection, attribute_sources, attribute_sources.c.profile_pk == b)

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from cdp.identity.settings import IdentitySettings, MergePolicy
-from cdp.storage.bulk import set_profile_attributes, upsert_attribute_sources
+from cdp.storage.bulk import insert_attribute_sources, set_profile_attributes, upsert_attribute_sources
 from cdp.storage.models import attribute_sources, profiles
 
 
@@ -87,7 +87,9 @@ def record_attributes_many(connection: sa.Connection, items: list[tuple[int, Map
         key = (row["profile_pk"], row["path"], row["dataset_pk"])
         if key not in latest or row["observed_at"] >= latest[key]["observed_at"]:
             latest[key] = row
-    upsert_attribute_sources(connection, list(latest.values()))
+    # rows of profiles made by this transaction cannot meet a stored row: plain inserts
+    upsert_attribute_sources(connection, [row for key, row in latest.items() if key[0] not in created])
+    insert_attribute_sources(connection, [row for key, row in latest.items() if key[0] in created])
     updates = []
     fresh: dict[int, dict[str, list]] = {}
     if created:

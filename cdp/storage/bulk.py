@@ -95,6 +95,31 @@ def upsert_attribute_sources(connection: sa.Connection, rows: Sequence[dict[str,
          instant(r["observed_at"]), r["batch_pk"], r["request_id"], r["record_index"]) for r in rows])
 
 
+_INSERT_SOURCES_SQLITE = f"INSERT INTO attribute_sources ({_SOURCE_NAMES}) VALUES ({_placeholders(len(_SOURCES))})"
+_COPY_SOURCES = f"COPY attribute_sources ({_SOURCE_NAMES}) FROM STDIN"
+
+
+def insert_attribute_sources(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Plain INSERT of source rows no stored row can conflict with — those of profiles this
+    transaction made, invisible to every other writer (one row per key): ``executemany`` on SQLite,
+    ``COPY … FROM STDIN`` on PostgreSQL (the upsert's speculative insertion measured ~70 µs a row
+    on this machine, COPY a few)."""
+    if not rows:
+        return
+    if connection.dialect.name == "sqlite":
+        instant = _instant("sqlite")
+        connection.exec_driver_sql(_INSERT_SOURCES_SQLITE, [
+            (r["profile_pk"], r["path"], r["dataset_pk"], json.dumps(r["value"]), bool(r["removed"]),
+             instant(r["observed_at"]), r["batch_pk"], r["request_id"], r["record_index"]) for r in rows])
+        return
+    instant = _instant("postgresql")
+    driver = connection.connection.driver_connection  # the same connection, in the same transaction
+    with driver.cursor() as cursor, cursor.copy(_COPY_SOURCES) as copy:
+        for r in rows:
+            copy.write_row((r["profile_pk"], r["path"], r["dataset_pk"], json.dumps(r["value"]), bool(r["removed"]),
+                            instant(r["observed_at"]), r["batch_pk"], r["request_id"], r["record_index"]))
+
+
 _IDENTITIES = (("sandbox", "varchar"), ("profile_pk", "bigint"), ("namespace", "varchar"), ("value", "varchar"),
                ("first_seen", "timestamptz"), ("last_seen", "timestamptz"))
 _IDENTITY_NAMES = ", ".join(name for name, _ in _IDENTITIES)
