@@ -35,7 +35,6 @@ writer holds the database's write lock for its whole transaction, so nothing int
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -64,22 +63,6 @@ _OWNERS = sa.select(identities.c.namespace, identities.c.value, identities.c.pro
 _TOUCH = identities.update().where(
     *_PAIRS, sa.or_(identities.c.last_seen.is_(None), identities.c.last_seen < sa.bindparam("b_now"))
 ).values(last_seen=sa.bindparam("b_now"))
-
-
-# On PostgreSQL the pairs travel as ONE JSON parameter, joined to the unique index on (sandbox,
-# namespace, value): SQLAlchemy's expanding IN made a placeholder per value, which psycopg parses
-# and dumps in Python (measured: an eighth of a batch's time); the plan is a nested loop of
-# index lookups either way.
-_PG_PAIRS = ("(SELECT DISTINCT p->>0 AS namespace, p->>1 AS value FROM jsonb_array_elements(%s::jsonb) AS e(p)) "
-             "AS pair")
-_PG_OWNERS = (f"SELECT i.namespace, i.value, i.profile_pk FROM {_PG_PAIRS} JOIN identities AS i "
-              f"ON i.sandbox = %s AND i.namespace = pair.namespace AND i.value = pair.value")
-_PG_TOUCH = (f"UPDATE identities AS i SET last_seen = %s FROM {_PG_PAIRS} WHERE i.sandbox = %s "
-             f"AND i.namespace = pair.namespace AND i.value = pair.value AND (i.last_seen IS NULL OR i.last_seen < %s)")
-
-
-def _json_pairs(pairs: list[tuple[str, str]]) -> str:
-    return json.dumps(pairs, ensure_ascii=False, separators=(",", ":"))
 
 
 def _pair_params(sandbox: str, pairs: list[tuple[str, str]]) -> dict:
@@ -118,9 +101,6 @@ class IdentityGraph:
     # ---- reading -------------------------------------------------------------------------------
 
     def owners(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        if self.dialect == "postgresql":  # the pairs as one JSON parameter (see _PG_OWNERS)
-            rows = self.connection.exec_driver_sql(_PG_OWNERS, (_json_pairs(pairs), self.sandbox)).all()
-            return {(namespace, value): profile_pk for namespace, value, profile_pk in rows}
         rows = self.connection.execute(_OWNERS, _pair_params(self.sandbox, pairs))
         return {(row.namespace, row.value): row.profile_pk for row in rows}
 
@@ -255,9 +235,7 @@ class IdentityGraph:
         return {pk: self.external_ids[pk] for pk in profile_pks}
 
     def _touch(self, pairs: list[tuple[str, str]], now: datetime) -> None:
-        if pairs and self.dialect == "postgresql":
-            self.connection.exec_driver_sql(_PG_TOUCH, (now, _json_pairs(pairs), self.sandbox, now))
-        elif pairs:
+        if pairs:
             self.connection.execute(_TOUCH, {**_pair_params(self.sandbox, pairs), "b_now": now})
 
     # ---- merging -------------------------------------------------------------------------------
