@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("storage", {"storage"}),
     ("engines", {"engine"}),
     ("domain services", {"text", "jobs", "governance", "sandboxes", "auth", "identity", "schema_registry",
-                         "datasets", "expressions", "profiles", "segments", "ingestion", "demo", "devtools"}),
+                         "datasets", "expressions", "profiles", "segments", "ingestion", "sources", "demo", "devtools"}),
     ("HTTP", {"api"}),
     ("entry points", {"cli"}),
 ]

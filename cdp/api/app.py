@@ -18,6 +18,8 @@ the domain packages never import the HTTP layer (tests/test_layers.py):
   (``/v1/evaluate``)
 * cdp/governance — labels, marketing actions, policies and their evaluation with lineage
   (``/v1/labels``, ``/v1/marketing-actions``, ``/v1/policies``, ``/v1/policies/evaluate``)
+* cdp/sources — connectors (``/v1/source-types``, ``/v1/sources``) and the analytics SDKs' tracking
+  API (``/sources/segment/v1/…``, authenticated by a source's write key)
 * cdp/api — the app itself: the routes, settings wiring, dependencies, errors, middleware, health
   (metrics: cdp/observability, which every layer may import).
 
@@ -27,7 +29,7 @@ none exists, and the job runner started with the kinds of :func:`job_registry` (
 stopped server left running are taken back first (a batch is marked failed and can be retried),
 then worker threads run the queued ones (``app.state.jobs``; a view that enqueues a job wakes it
 after its commit). At shutdown, running jobs stop between two steps and roll back. Every endpoint
-lives under ``/v1`` except ``/healthz``, ``/metrics`` and the API docs (``/docs``, ``/redoc``,
+lives under ``/v1`` except ``/healthz``, ``/metrics``, the tracking API and the API docs (``/docs``, ``/redoc``,
 ``/openapi.json``; their files are served from ``/docs/assets``, no CDN: cdp/api/docs.py); each
 operation of the OpenAPI document lists the roles it allows as
 ``x-roles``.
@@ -59,6 +61,8 @@ from cdp.api.routes.sandboxes import router as sandboxes
 from cdp.api.routes.schema_registry import router as schema
 from cdp.api.routes.segments import evaluate_router, jobs_router
 from cdp.api.routes.segments import router as segments
+from cdp.api.routes.sources import document_write_key, tracking_router
+from cdp.api.routes.sources import router as sources
 from cdp.api.startup import bootstrap_admin, prepare_database
 from cdp.auth import ALL_ROLES
 from cdp.ingestion.batch_job import batch_job_kind
@@ -66,6 +70,7 @@ from cdp.jobs import Registry, Runner
 from cdp.observability.metrics import Metrics
 from cdp.segments.jobs import Schedule, fail_interrupted
 from cdp.segments.settings import SegmentSettings
+from cdp.sources.jobs import KINDS as SOURCE_KINDS
 from cdp.settings import Settings
 from cdp.text import NO_NUL
 
@@ -74,12 +79,13 @@ API_PREFIX = "/v1"
 
 def _routers() -> list[APIRouter]:
     return [schema, datasets, ingestion, identity, expressions, profiles, privacy, segments, jobs_router,
-            evaluate_router, labels_router, actions_router, policies_router, keys, sandboxes]
+            evaluate_router, labels_router, actions_router, policies_router, keys, sandboxes,
+            sources]
 
 
 def job_registry(metrics) -> Registry:
     """Every kind of background work the service runs; a domain adds its kind here."""
-    return Registry([batch_job_kind(metrics)])
+    return Registry([batch_job_kind(metrics), *SOURCE_KINDS])
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -135,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in _routers():
         v1.include_router(router)
     app.include_router(v1)
+    app.include_router(tracking_router)  # the analytics SDKs' tracking API: write keys, not API keys
     app.include_router(operations)
     docs.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -168,6 +175,7 @@ def _openapi(app: FastAPI) -> dict:
             for parameter in operation.get("parameters", []):
                 if parameter["in"] in ("path", "query"):
                     _no_nul(parameter["schema"])
+    document_write_key(document)
     app.openapi_schema = document
     return document
 
