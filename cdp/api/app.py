@@ -68,7 +68,8 @@ from cdp.auth import ALL_ROLES
 from cdp.ingestion.batch_job import batch_job_kind
 from cdp.jobs import Registry, Runner
 from cdp.observability.metrics import Metrics
-from cdp.segments.jobs import Schedule, fail_interrupted
+from cdp.segments import jobs as segment_jobs
+from cdp.segments.jobs import ensure_schedule, fail_interrupted
 from cdp.segments.settings import SegmentSettings
 from cdp.sources.jobs import KINDS as SOURCE_KINDS
 from cdp.settings import Settings
@@ -85,7 +86,9 @@ def _routers() -> list[APIRouter]:
 
 def job_registry(metrics) -> Registry:
     """Every kind of background work the service runs; a domain adds its kind here."""
-    return Registry([batch_job_kind(metrics), *SOURCE_KINDS])
+    every_hours = SegmentSettings().batch_every_hours
+    return Registry([batch_job_kind(metrics), segment_jobs.run_kind(), segment_jobs.schedule_kind(every_hours),
+                     *SOURCE_KINDS])
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -98,19 +101,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             fixed = settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None
             bootstrap_admin(engine, fixed)
-            fail_interrupted(engine)  # segment jobs a stop interrupted: failed, to be run again
+            fail_interrupted(engine)  # segment runs of a stopped CLI: failed, to be run again
             app.state.segment_settings = SegmentSettings()
-            schedule = Schedule(engine, every_hours=app.state.segment_settings.batch_every_hours)
+            ensure_schedule(engine, every_hours=app.state.segment_settings.batch_every_hours)
             app.state.engine = engine
             workers = settings.job_workers or (1 if engine.dialect.name == "sqlite" else 2)
             runner = Runner(engine, job_registry(metrics), workers=workers)
             app.state.jobs = runner
             runner.start()
-            schedule.start()
             try:
                 yield
             finally:
-                schedule.stop()
                 runner.stop()
         finally:
             engine.dispose()
