@@ -17,6 +17,7 @@ Layout: one package per domain, each with ``models.py`` (pydantic shapes: ``XCre
   (``/v1/evaluate``)
 * cdp/governance — labels, marketing actions, policies and their evaluation with lineage
   (``/v1/labels``, ``/v1/marketing-actions``, ``/v1/policies``, ``/v1/policies/evaluate``)
+* cdp/web — the web interface for marketers (``/ui``, its files under ``/ui/static``; docs/web.md)
 * cdp/api — the app itself: settings wiring, dependencies, errors, middleware, metrics, health.
 
 Start-up (the lifespan): the engine is created, the database upgraded to the newest migration
@@ -71,6 +72,7 @@ def job_registry(metrics) -> Registry:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     from cdp.api import docs, errors
+    from cdp.web import views as web
     from cdp.api.health import router as operations
     from cdp.api.metrics import Metrics
     from cdp.api.middleware import BodySizeLimit, HeaderSizeLimit, NoNulInUrl, RequestMetrics
@@ -134,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(v1)
     app.include_router(operations)
     docs.install(app)
+    web.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
