@@ -138,6 +138,7 @@ def test_a_marketer_writes_saves_and_explains_a_segment(page, server, admin_key,
     expect(page.locator("#pql-highlight mark.error-span")).to_have_text("==")
     expect(page.locator("#pql-highlight .tok-number")).to_have_text("100")
     expect(page.get_by_label("Canonical form")).to_have_text("")
+    expect(page.get_by_label("Estimated audience")).to_have_text("")
     page.screenshot(path=str(screenshots / "editor-error.png"), full_page=True)
 
     # fixed: no error, the canonical form and the estimate the API gives
@@ -154,6 +155,8 @@ def test_a_marketer_writes_saves_and_explains_a_segment(page, server, admin_key,
     assert answer["count"] > 0
     expect(page.get_by_label("Estimated audience")).to_have_text(
         f"{answer['count']:,} of {answer['total_profiles']:,} profiles")
+    page.get_by_text("Sample of members").click()
+    expect(page.get_by_role("list", name="Sample of members").get_by_role("button")).to_have_text(answer["sample"][:10])
     page.screenshot(path=str(screenshots / "editor.png"), full_page=True)
 
     # saved: in the list, with its size and status

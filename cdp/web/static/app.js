@@ -222,6 +222,7 @@ async function checkExpression() {
     $("pql-status").textContent = "";
     $("canonical").textContent = "";
     $("estimate").textContent = "";
+    showSample([]);
     renderHighlight();
     return;
   }
@@ -237,6 +238,7 @@ async function checkExpression() {
     currentErrors = errors;
     $("canonical").textContent = "";
     $("estimate").textContent = "";
+    showSample([]);
     $("pql-status").textContent = errors.length ? `${errors.length} error${errors.length > 1 ? "s" : ""}` : "";
     $("pql-errors").replaceChildren(...(errors.length ? errors.map((e) => el("li", { class: "error-box" },
       el("span", { class: "position" }, `line ${e.line}, column ${e.column}`), " ",
@@ -268,11 +270,20 @@ async function estimate(text) {
     const approx = result.sampled ? "≈ " : "";
     const bound = result.error_bound ? ` (± ${result.error_bound})` : "";
     $("estimate").textContent = `${approx}${result.count.toLocaleString("en")} of ${result.total_profiles.toLocaleString("en")} profiles${bound}`;
+    showSample(result.sample.slice(0, 10));
   } catch (error) {
     if (error.name === "AbortError" || controller.signal.aborted) return;
     $("estimate").textContent = "";
+    showSample([]);
     showError($("estimate-error"), error);
   }
+}
+
+// Up to ten members of the estimate, each opening its profile.
+function showSample(ids) {
+  $("sample").replaceChildren(...ids.map((id) => el("li", {}, el("button", { type: "button", class: "link",
+    onclick: () => { showView("profiles"); openProfile("/v1/profiles/" + encodeURIComponent(id)); } }, id))));
+  $("sample-box").hidden = !ids.length;
 }
 
 const checkSoon = debounce(checkExpression, DEBOUNCE_MS);
