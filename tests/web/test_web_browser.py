@@ -171,6 +171,20 @@ def test_a_marketer_writes_saves_and_explains_a_segment(page, server, admin_key,
     page.get_by_role("button", name="Save segment").click()
     expect(page.locator("#save-result .error-code")).to_have_text(re.compile(r"\w+"))
     expect(page.locator("#save-result")).to_contain_text("loyal-members")
+    # opened from the list: its expression back in the editor, and its history
+    editor.fill("")
+    expect(page.get_by_label("Canonical form")).to_have_text("")
+    page.get_by_role("button", name="Open segment loyal-members").click()
+    expect(editor).to_have_value("loyalty.points >= 100")
+    expect(page.get_by_label("Canonical form")).to_have_text("loyalty.points >= 100")
+    history = httpx.get(server.base + "/v1/segments/loyal-members/history",
+                        headers={"Authorization": "Bearer " + admin_key}).json()
+    detail = page.get_by_role("region", name="Segment history")
+    if history["points"]:
+        expect(detail.get_by_role("row")).to_have_count(1 + len(history["points"]))
+        expect(detail.get_by_role("row").nth(1)).to_contain_text(str(history["points"][0]["size"]))
+    else:
+        expect(detail).to_contain_text("Not evaluated yet")
 
     # Sarah Rose: found by name, her identities and her events on a timeline
     page.get_by_role("button", name="Profiles").click()

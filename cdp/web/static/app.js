@@ -143,6 +143,7 @@ let currentErrors = [];
 async function loadSchema() {
   try {
     schema = await api("/v1/schema");
+    if (document.activeElement === $("pql")) updateCompletions();  // typed before the schema arrived
   } catch (error) {
     schema = null;  // completion is a convenience; the editor still validates through the API
   }
@@ -336,11 +337,38 @@ async function loadSegments() {
     return;
   }
   const rows = page.items.map((s) => el("tr", {},
-    el("td", {}, el("code", {}, s.key)), el("td", {}, s.name), el("td", { class: "num" }, s.size.toLocaleString("en")),
+    el("td", {}, el("button", { type: "button", class: "link", "aria-label": `Open segment ${s.key}`,
+      onclick: () => openSegment(s) }, el("code", {}, s.key))), el("td", {}, s.name), el("td", { class: "num" }, s.size.toLocaleString("en")),
     el("td", {}, s.status), el("td", {}, s.evaluation)));
   if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "5" }, "No segments yet.")));
   $("segments-table").tBodies[0].replaceChildren(...rows);
   return page.items;
+}
+
+// A saved segment: its expression into the editor, its size, entries and exits per hour.
+async function openSegment(segment) {
+  $("pql").value = segment.expression;
+  $("segment-key").value = segment.key;
+  $("segment-name").value = segment.name;
+  currentErrors = [];
+  renderHighlight();
+  checkSoon();
+  const detail = $("segment-detail");
+  detail.hidden = false;
+  detail.replaceChildren(el("h4", {}, `History of ${segment.key}`));
+  try {
+    const history = await api(`/v1/segments/${encodeURIComponent(segment.key)}/history`);
+    detail.append(history.points.length
+      ? el("table", { "aria-label": `History of ${segment.key}` },
+          el("thead", {}, el("tr", {}, ["Hour (UTC)", "Size", "Entered", "Exited"].map((h) => el("th", { scope: "col" }, h)))),
+          el("tbody", {}, history.points.map((p) => el("tr", {}, el("td", {}, formatTime(p.at)),
+            el("td", { class: "num" }, p.size), el("td", { class: "num" }, p.entered), el("td", { class: "num" }, p.exited)))))
+      : el("p", { class: "muted" }, "Not evaluated yet: no history."));
+  } catch (error) {
+    const box = el("div", { role: "alert" });
+    showError(box, error);
+    detail.append(box);
+  }
 }
 
 async function saveSegment(event) {
