@@ -126,6 +126,7 @@ def test_a_marketer_writes_saves_and_explains_a_segment(page, server, admin_key,
     expect = _expect()
     _sign_in(page, admin_key)
     expect(page.get_by_label("Sandbox")).to_have_value("prod")
+    nav = page.get_by_role("navigation", name="Views")
     assert page.evaluate("sessionStorage.getItem('cdp.key')") == admin_key
 
     # a mistake, typed key by key: underlined at its span, with its position and hint
@@ -187,7 +188,7 @@ def test_a_marketer_writes_saves_and_explains_a_segment(page, server, admin_key,
         expect(detail).to_contain_text("Not evaluated yet")
 
     # Sarah Rose: found by name, her identities and her events on a timeline
-    page.get_by_role("button", name="Profiles").click()
+    nav.get_by_role("button", name="Profiles").click()
     page.get_by_label("Search profiles").fill("Sarah")
     page.get_by_role("button", name="Search").click()
     results = page.get_by_role("list", name="Search results")
@@ -217,7 +218,7 @@ def test_a_marketer_writes_saves_and_explains_a_segment(page, server, admin_key,
     expect(profile).to_be_visible()  # the profile shown before stays
 
     # why: the engine's explanation, part by part
-    page.get_by_role("button", name="Why").click()
+    nav.get_by_role("button", name="Why").click()
     page.get_by_label("Segment", exact=True).select_option("loyal-members")
     expect(page.get_by_label("Profile id")).to_have_value(stored["id"])
     page.get_by_role("button", name="Explain").click()
@@ -229,6 +230,16 @@ def test_a_marketer_writes_saves_and_explains_a_segment(page, server, admin_key,
     expect(rows).to_have_count(len(verdict["explain"]))
     expect(rows.first).to_contain_text(verdict["explain"][0]["expression"])
     page.screenshot(path=str(screenshots / "why.png"), full_page=True)
+
+    # from a membership of the profile: the same explanation
+    nav.get_by_role("button", name="Profiles").click()
+    memberships = page.get_by_role("region", name="Memberships")
+    assert verdict["qualifies"], verdict  # she has 120 points
+    expect(memberships).to_contain_text("loyal-members")
+    memberships.get_by_role("button", name="Why is this profile in loyal-members?").click()
+    expect(page.get_by_label("Segment", exact=True)).to_have_value("loyal-members")
+    expect(page.locator("#why-result")).to_contain_text("The profile qualifies.")
+    expect(page.get_by_role("list", name="Explanation").get_by_role("listitem")).to_have_count(len(verdict["explain"]))
 
 
 def test_field_names_are_completed_from_the_schema(page, admin_key):

@@ -456,9 +456,11 @@ async function openProfile(path) {
       el("section", { "aria-label": "Memberships" }, el("h4", {}, "Memberships"),
         profile.memberships && profile.memberships.length
           ? el("ul", {}, profile.memberships.map((m) => el("li", {},
-              el("code", {}, m.segment || m.key || m.segment_key || JSON.stringify(m)), " ", m.status || "",
-              m.entered_at ? ` since ${formatTime(m.entered_at)}` : "",
-              m.exited_at ? `, left ${formatTime(m.exited_at)}` : "")))
+              el("code", {}, m.segment), ` ${m.name} — ${m.status}`,
+              m.entered_at ? `, entered ${formatTime(m.entered_at)}` : "",
+              m.exited_at ? `, exited ${formatTime(m.exited_at)}` : "", " ",
+              el("button", { type: "button", class: "link", "aria-label": `Why is this profile in ${m.segment}?`,
+                onclick: () => why(m.segment, profile.id) }, "Why?"))))
           : el("p", { class: "muted" }, "In no segment."))),
     el("section", { "aria-label": "Attributes" }, el("h4", {}, "Attributes"),
       el("table", { "aria-label": "Attributes" },
@@ -481,7 +483,23 @@ async function openProfile(path) {
 
 // ---- why ----------------------------------------------------------------------------------------
 
-async function loadWhySegments() {
+// The why view for this segment and profile, asked at once.
+async function why(segment, profileId) {
+  showView("why");
+  await loadWhySegments();
+  $("why-segment").value = segment;
+  $("why-profile").value = profileId;
+  $("why-form").requestSubmit();
+}
+
+let whySegmentsLoading = null;
+
+function loadWhySegments() {  // one request at a time: callers share it
+  whySegmentsLoading = whySegmentsLoading || fetchWhySegments().finally(() => { whySegmentsLoading = null; });
+  return whySegmentsLoading;
+}
+
+async function fetchWhySegments() {
   const select = $("why-segment");
   try {
     const page = await api("/v1/segments?limit=200");
