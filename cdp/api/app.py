@@ -4,7 +4,7 @@ Layout: one package per domain, each with ``models.py`` (pydantic shapes: ``XCre
 ``XUpdate``, ``XRead``), ``service.py`` (plain functions with keyword-only arguments that take a
 ``connection``) and ``views.py`` (a thin ``APIRouter``):
 
-* cdp/auth — API keys and roles (``/v1/keys``)
+* cdp/auth — API keys and roles (``/v1/keys``), the calling key (``/v1/me``)
 * cdp/sandboxes — the sandboxes, which exist before use (``/v1/sandboxes``)
 * cdp/schema_registry — the schema in force per sandbox (``/v1/schema``)
 * cdp/datasets — datasets and their data-usage labels (``/v1/datasets``)
@@ -47,7 +47,7 @@ API_PREFIX = "/v1"
 
 
 def _routers() -> list[APIRouter]:
-    from cdp.auth.views import router as keys
+    from cdp.auth.views import me_router as me, router as keys
     from cdp.datasets.views import router as datasets
     from cdp.expressions.views import router as expressions
     from cdp.governance.views import actions_router, labels_router, policies_router
@@ -60,7 +60,7 @@ def _routers() -> list[APIRouter]:
     from cdp.segments.views import evaluate_router, jobs_router, router as segments
 
     return [schema, datasets, ingestion, identity, expressions, profiles, privacy, segments, jobs_router,
-            evaluate_router, labels_router, actions_router, policies_router, keys, sandboxes]
+            evaluate_router, labels_router, actions_router, policies_router, keys, me, sandboxes]
 
 
 def job_registry(metrics) -> Registry:

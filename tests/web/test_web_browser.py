@@ -96,6 +96,7 @@ def _sign_in(page, key: str) -> None:
     page.goto("/")
     page.get_by_label("API key").fill(key)
     page.get_by_role("button", name="Sign in").click()
+    _expect()(page.get_by_label("PQL expression")).to_be_visible()  # signed in: the editor is shown
 
 
 def _expect():
@@ -116,7 +117,9 @@ def test_the_page_is_served_by_the_service_itself(server):
 
 def test_a_wrong_key_shows_the_structured_error(page, admin_key):
     expect = _expect()
-    _sign_in(page, admin_key[:-2] + "xx")
+    page.goto("/")
+    page.get_by_label("API key").fill(admin_key[:-2] + "xx")
+    page.get_by_role("button", name="Sign in").click()
     error = page.locator("#signin-error")
     expect(error).to_contain_text("invalid_api_key")
     expect(page.get_by_role("navigation", name="Views")).to_be_hidden()
@@ -254,3 +257,24 @@ def test_field_names_are_completed_from_the_schema(page, admin_key):
     expect(suggestions).to_be_hidden()
     editor.press_sequentially(' = "gold"', delay=15)
     expect(page.get_by_label("Canonical form")).to_have_text('loyalty.tier = "gold"')  # checked as before
+
+
+def test_what_a_role_may_not_do_is_not_offered(page, server, admin_key):
+    expect = _expect()
+    created = httpx.post(server.base + "/v1/keys", headers={"Authorization": "Bearer " + admin_key},
+                         json={"name": "web reader", "role": "reader"})
+    assert created.status_code == 201, created.text
+    _sign_in(page, created.json()["key"])
+    expect(page.locator("#whoami")).to_have_text("web reader (reader)")
+    expect(page.get_by_role("button", name="Save segment")).to_be_hidden()
+    expect(page.locator("#save-not-allowed")).to_have_text("Your role (reader) may check and estimate segments, "
+                                                          "not save them.")
+    page.get_by_label("PQL expression").press_sequentially('loyalty.tier = "gold"', delay=10)
+    expect(page.get_by_label("Canonical form")).to_have_text('loyalty.tier = "gold"')  # checking is for everyone
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("API key")).to_have_value("")
+    assert page.evaluate("sessionStorage.getItem('cdp.key')") is None
+    _sign_in(page, admin_key)
+    expect(page.locator("#whoami")).to_contain_text("(admin)")
+    expect(page.get_by_role("button", name="Save segment")).to_be_visible()
+    expect(page.locator("#save-not-allowed")).to_be_hidden()

@@ -114,11 +114,34 @@ async function signIn(key) {
   } else {
     sessionStorage.setItem(SANDBOX_ITEM, chosen);
   }
+  await applyRole();
   $("nav").hidden = false;
   $("session").hidden = false;
   schema = null;
   loadSchema();
   showView("segments");
+}
+
+// What the key's role may not do is not offered: the roles each operation allows are the
+// OpenAPI document's `x-roles`; elements with data-needs="METHOD /path" need that operation.
+async function applyRole() {
+  let me = null;
+  let document_ = null;
+  try {
+    [me, document_] = await Promise.all([api("/v1/me"), fetch("/openapi.json").then((r) => r.json())]);
+  } catch (error) {
+    showError($("global-error"), error);
+    return;
+  }
+  $("whoami").textContent = `${me.name} (${me.role})`;
+  for (const node of document.querySelectorAll("[data-needs]")) {
+    const [method, path] = node.dataset.needs.split(" ");
+    const operation = ((document_.paths || {})[path] || {})[method.toLowerCase()] || {};
+    node.hidden = !(operation["x-roles"] || []).includes(me.role);
+  }
+  const saveHidden = $("save-form").hidden;
+  $("save-not-allowed").hidden = !saveHidden;
+  $("save-not-allowed").textContent = saveHidden ? `Your role (${me.role}) may check and estimate segments, not save them.` : "";
 }
 
 function signOut() {
