@@ -5,7 +5,9 @@ share counters), served at ``GET /metrics`` in the text exposition format (any A
   ``cdp_http_request_duration_seconds{method, route}`` — ``route`` is the route template
   (``/v1/datasets/{dataset_id}``), ``unmatched`` for unknown paths, so labels stay bounded;
 * ``cdp_ingested_records_total{sandbox, kind}`` and ``cdp_rejected_records_total{sandbox, kind}``
-  — counted by ingestion through :meth:`Metrics.ingested` / :meth:`Metrics.rejected`.
+  — counted by ingestion through :meth:`Metrics.ingested` / :meth:`Metrics.rejected`;
+* ``cdp_source_messages_total{sandbox, source, status}`` — the tracking API's messages per source
+  (cdp/sources).
 
 One process: with several worker processes each would count its own (use one uvicorn worker, or
 prometheus_client's multiprocess mode, not set up here).
@@ -36,6 +38,9 @@ class Metrics:
                                         registry=self.registry)
         self.rejected_records = Counter("cdp_rejected_records", "Records rejected by validation.",
                                         ["sandbox", "kind"], registry=self.registry)
+        self.source_messages_total = Counter("cdp_source_messages", "Messages of the tracking API by source and "
+                                             "outcome (accepted, rejected, duplicate).",
+                                             ["sandbox", "source", "status"], registry=self.registry)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
@@ -46,6 +51,9 @@ class Metrics:
 
     def rejected(self, sandbox: str, kind: str, count: int = 1) -> None:
         self.rejected_records.labels(sandbox, kind).inc(count)
+
+    def source_messages(self, sandbox: str, source: str, status: str, count: int = 1) -> None:
+        self.source_messages_total.labels(sandbox, source, status).inc(count)
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

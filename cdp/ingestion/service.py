@@ -193,8 +193,10 @@ class Writer:
                                         index))
                 for (_, index, record, _), resolution in zip(prepared, resolutions)], self.settings,
                 created={r.profile_pk for r in resolutions if r.created})
-            self.connection.execute(_TOUCH_PROFILE, [{"b_pk": pk, "b_now": now}
-                                                     for pk in sorted({r.profile_pk for r in resolutions})])
+            # profiles made just now already say updated_at = now
+            touched = sorted({r.profile_pk for r in resolutions if not r.created})
+            if touched:
+                self.connection.execute(_TOUCH_PROFILE, [{"b_pk": pk, "b_now": now} for pk in touched])
             for (position, index, _, _), resolution in zip(prepared, resolutions):
                 results[position] = RecordResult(index=index, status=RecordStatus.accepted,
                                                  profile_id=resolution.external_id, warnings=self._warnings(resolution))
