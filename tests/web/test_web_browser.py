@@ -278,3 +278,17 @@ def test_what_a_role_may_not_do_is_not_offered(page, server, admin_key):
     expect(page.locator("#whoami")).to_contain_text("(admin)")
     expect(page.get_by_role("button", name="Save segment")).to_be_visible()
     expect(page.locator("#save-not-allowed")).to_be_hidden()
+
+
+def test_a_key_bound_to_one_sandbox_works_there(page, server, admin_key):
+    expect = _expect()
+    admin = {"Authorization": "Bearer " + admin_key}
+    assert httpx.post(server.base + "/v1/sandboxes", headers=admin, json={"name": "webtest"}).status_code == 201
+    created = httpx.post(server.base + "/v1/keys", headers={**admin, "X-Sandbox": "webtest"},
+                         json={"name": "webtest marketer", "role": "marketer"})
+    assert created.status_code == 201, created.text
+    _sign_in(page, created.json()["key"])
+    expect(page.get_by_label("Sandbox").get_by_role("option")).to_have_text(["webtest"])
+    expect(page.locator("#whoami")).to_have_text("webtest marketer (marketer)")
+    expect(page.get_by_role("table", name="Segments")).to_contain_text("No segments yet.")  # its own sandbox's
+    expect(page.locator("#global-error")).to_be_empty()

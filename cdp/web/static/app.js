@@ -99,7 +99,15 @@ async function signIn(key) {
   showError($("signin-error"), null);
   let sandboxes;
   try {
-    sandboxes = await api("/v1/sandboxes?limit=200");
+    try {
+      sandboxes = await api("/v1/sandboxes?limit=200");
+    } catch (error) {
+      // a key bound to one sandbox is refused elsewhere, and says which one is its own
+      const own = error.code === "sandbox_forbidden" && error.details && error.details.key_sandbox;
+      if (!own) throw error;
+      sessionStorage.setItem(SANDBOX_ITEM, own);
+      sandboxes = await api("/v1/sandboxes?limit=200");
+    }
   } catch (error) {
     sessionStorage.removeItem(KEY_ITEM);
     showError($("signin-error"), error);
