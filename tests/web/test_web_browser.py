@@ -245,13 +245,14 @@ def test_a_marketer_writes_saves_and_explains_a_segment(page, server, admin_key,
     expect(page.get_by_role("list", name="Explanation").get_by_role("listitem")).to_have_count(len(verdict["explain"]))
 
 
-def test_field_names_are_completed_from_the_schema(page, admin_key):
+def test_field_names_are_completed_from_the_schema(page, admin_key, screenshots):
     expect = _expect()
     _sign_in(page, admin_key)
     editor = page.get_by_label("PQL expression")
     editor.press_sequentially("loyalty.ti", delay=15)
     suggestions = page.get_by_role("listbox", name="Field suggestions")
     expect(suggestions.get_by_role("option")).to_have_text(["loyalty.tier"])
+    page.screenshot(path=str(screenshots / "completion.png"))
     editor.press("Tab")
     expect(editor).to_have_value("loyalty.tier")
     expect(suggestions).to_be_hidden()
