@@ -36,9 +36,11 @@ operation of the OpenAPI document lists the roles it allows as
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
@@ -46,6 +48,7 @@ from cdp.jobs import Registry, Runner
 from cdp.settings import Settings
 
 API_PREFIX = "/v1"
+log = logging.getLogger("cdp.api")
 
 
 def _routers() -> list[APIRouter]:
@@ -100,9 +103,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             from cdp.segments.jobs import ensure_schedule, fail_interrupted
             from cdp.segments.settings import SegmentSettings
 
-            fail_interrupted(engine)  # segment runs of a stopped CLI: failed, to be run again
             app.state.segment_settings = SegmentSettings()
-            ensure_schedule(engine, every_hours=app.state.segment_settings.batch_every_hours)
+            try:
+                fail_interrupted(engine)  # segment runs of a stopped CLI: failed, to be run again
+                ensure_schedule(engine, every_hours=app.state.segment_settings.batch_every_hours)
+            except sa.exc.DBAPIError as exc:  # a database that takes no writes still serves reads
+                log.warning("start-up housekeeping skipped, the database refuses writes (/healthz says so): %s",
+                            str(getattr(exc, "orig", exc)).splitlines()[0][:200])
             app.state.engine = engine
             workers = settings.job_workers or (1 if engine.dialect.name == "sqlite" else 2)
             runner = Runner(engine, job_registry(metrics), workers=workers)
