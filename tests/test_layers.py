@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("engines", {"engine"}),
     ("domain services", {"text", "jobs", "governance", "sandboxes", "auth", "identity", "schema_registry",
                          "datasets", "expressions", "profiles", "segments", "ingestion", "sources", "demo", "devtools"}),
-    ("HTTP", {"api"}),
+    ("HTTP", {"web", "api"}),
     ("entry points", {"cli"}),
 ]
 LEVEL = {name: level for level, (_title, names) in enumerate(LAYERS) for name in names}

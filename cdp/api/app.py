@@ -5,7 +5,7 @@ Layout: one package per domain, each with ``models.py`` (pydantic shapes: ``XCre
 ``connection``); its HTTP routes are a thin ``APIRouter`` in ``cdp/api/routes/<domain>.py``, so
 the domain packages never import the HTTP layer (tests/test_layers.py):
 
-* cdp/auth — API keys and roles (``/v1/keys``)
+* cdp/auth — API keys and roles (``/v1/keys``), the calling key (``/v1/me``)
 * cdp/sandboxes — the sandboxes, which exist before use (``/v1/sandboxes``)
 * cdp/schema_registry — the schema in force per sandbox (``/v1/schema``)
 * cdp/datasets — datasets and their data-usage labels (``/v1/datasets``)
@@ -20,6 +20,7 @@ the domain packages never import the HTTP layer (tests/test_layers.py):
   (``/v1/labels``, ``/v1/marketing-actions``, ``/v1/policies``, ``/v1/policies/evaluate``)
 * cdp/sources — connectors (``/v1/source-types``, ``/v1/sources``) and the analytics SDKs' tracking
   API (``/sources/segment/v1/…``, authenticated by a source's write key)
+* cdp/web — the web interface for marketers (``/ui``, its files under ``/ui/static``; docs/web.md)
 * cdp/api — the app itself: the routes, settings wiring, dependencies, errors, middleware, health
   (metrics: cdp/observability, which every layer may import).
 
@@ -29,7 +30,7 @@ none exists, and the job runner started with the kinds of :func:`job_registry` (
 stopped server left running are taken back first (a batch is marked failed and can be retried),
 then worker threads run the queued ones (``app.state.jobs``; a view that enqueues a job wakes it
 after its commit). At shutdown, running jobs stop between two steps and roll back. Every endpoint
-lives under ``/v1`` except ``/healthz``, ``/metrics``, the tracking API and the API docs (``/docs``, ``/redoc``,
+lives under ``/v1`` except ``/healthz``, ``/metrics``, the tracking API, the web interface (``/ui``) and the API docs (``/docs``, ``/redoc``,
 ``/openapi.json``; their files are served from ``/docs/assets``, no CDN: cdp/api/docs.py); each
 operation of the OpenAPI document lists the roles it allows as
 ``x-roles``.
@@ -37,9 +38,11 @@ operation of the OpenAPI document lists the roles it allows as
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
@@ -48,6 +51,7 @@ from cdp.api.deps import endpoints
 from cdp.api.errors import COMMON_RESPONSES
 from cdp.api.health import router as operations
 from cdp.api.middleware import BodySizeLimit, HeaderSizeLimit, NoNulInUrl, RequestMetrics
+from cdp.api.routes.auth import me_router as me
 from cdp.api.routes.auth import router as keys
 from cdp.api.routes.datasets import router as datasets
 from cdp.api.routes.expressions import router as expressions
@@ -74,13 +78,15 @@ from cdp.segments.settings import SegmentSettings
 from cdp.sources.jobs import KINDS as SOURCE_KINDS
 from cdp.settings import Settings
 from cdp.text import NO_NUL
+from cdp.web import views as web
 
 API_PREFIX = "/v1"
+log = logging.getLogger("cdp.api")
 
 
 def _routers() -> list[APIRouter]:
     return [schema, datasets, ingestion, identity, expressions, profiles, privacy, segments, jobs_router,
-            evaluate_router, labels_router, actions_router, policies_router, keys, sandboxes,
+            evaluate_router, labels_router, actions_router, policies_router, keys, me, sandboxes,
             sources]
 
 
@@ -101,9 +107,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             fixed = settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None
             bootstrap_admin(engine, fixed)
-            fail_interrupted(engine)  # segment runs of a stopped CLI: failed, to be run again
             app.state.segment_settings = SegmentSettings()
-            ensure_schedule(engine, every_hours=app.state.segment_settings.batch_every_hours)
+            try:
+                fail_interrupted(engine)  # segment runs of a stopped CLI: failed, to be run again
+                ensure_schedule(engine, every_hours=app.state.segment_settings.batch_every_hours)
+            except sa.exc.DBAPIError as exc:  # a database that takes no writes still serves reads
+                log.warning("start-up housekeeping skipped, the database refuses writes (/healthz says so): %s",
+                            str(getattr(exc, "orig", exc)).splitlines()[0][:200])
             app.state.engine = engine
             workers = settings.job_workers or (1 if engine.dialect.name == "sqlite" else 2)
             runner = Runner(engine, job_registry(metrics), workers=workers)
@@ -145,6 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tracking_router)  # the analytics SDKs' tracking API: write keys, not API keys
     app.include_router(operations)
     docs.install(app)
+    web.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
