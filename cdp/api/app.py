@@ -65,8 +65,9 @@ def _routers() -> list[APIRouter]:
 def job_registry(metrics) -> Registry:
     """Every kind of background work the service runs; a domain adds its kind here."""
     from cdp.ingestion.batch_job import batch_job_kind
+    from cdp.segments.streaming import due_job_kind
 
-    return Registry([batch_job_kind(metrics)])
+    return Registry([batch_job_kind(metrics), due_job_kind(metrics)])
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -94,8 +95,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             schedule = Schedule(engine, every_hours=app.state.segment_settings.batch_every_hours)
             app.state.engine = engine
             workers = settings.job_workers or (1 if engine.dialect.name == "sqlite" else 2)
-            runner = Runner(engine, job_registry(metrics), workers=workers)
+            registry = job_registry(metrics)
+            runner = Runner(engine, registry, workers=workers, clock=lambda: app.state.clock())
             app.state.jobs = runner
+            from cdp.segments.streaming import schedule_due_job
+
+            schedule_due_job(engine, registry)
             runner.start()
             schedule.start()
             try:
@@ -121,6 +126,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    from cdp.jobs.queue import utcnow
+
+    app.state.clock = utcnow  # tests inject another (cdp.api.deps.get_clock)
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, max_file_bytes=settings.max_file_bytes,
                        file_routes=[(method, API_PREFIX + path) for method, path in FILE_ROUTES])
