@@ -57,7 +57,9 @@ class Reads:
 
     @property
     def timed(self) -> bool:
-        return bool(self.durations or self.periods or self.months or self.clock or self.literal_instants)
+        # events count from their timestamp on: one stored ahead of the clock enters later
+        return bool(self.durations or self.periods or self.months or self.clock or self.literal_instants
+                    or self.any_event or self.event_types)
 
     def union(self, other: Reads) -> Reads:
         return Reads(*(getattr(self, f.name) | getattr(other, f.name) for f in dataclasses.fields(self)))
@@ -186,7 +188,7 @@ _cache: dict[tuple, Reads] = {}
 _cache_lock = threading.Lock()
 
 
-def reads_of(key: str, catalogue: Mapping[str, str], schema: Schema) -> Reads:
+def reads_of(key: str, catalogue: Mapping[str, str], schema: Schema | None) -> Reads:
     """What segment ``key`` reads, through the segments it references (checked against
     ``schema``); cached per schema and the texts involved."""
     seen: dict[str, Reads] = {}
@@ -216,6 +218,15 @@ def reads_of(key: str, catalogue: Mapping[str, str], schema: Schema) -> Reads:
         r = own(k)
         total = total.union(r)
         stack.extend(r.references)
+    return total
+
+
+def reads_of_tree(tree: ast.Node, catalogue: Mapping[str, str], schema: Schema | None = None) -> Reads:
+    """What a checked tree reads, through the segments of ``catalogue`` it references."""
+    total = _own_reads(tree)
+    for key in total.references:
+        if key in catalogue:
+            total = total.union(reads_of(key, catalogue, schema))
     return total
 
 
