@@ -264,7 +264,7 @@ def _add_months(at: datetime, months: int) -> datetime:
 def next_change(reads: Reads, profile: Any, as_of: datetime) -> datetime | None:
     """An instant after ``as_of``, never later than the first at which the answer for a profile
     can change with time alone; None when it cannot. Candidates: every instant of the profile
-    (event times, date and datetime values) shifted by each window length (and one tick after,
+    (times and date values of the events of the types it reads, date and datetime attributes) shifted by each window length (and one tick after,
     windows being closed or open at either end), the literal instants, and, for calendar windows
     and clock functions, the next UTC midnight and the profile's instants moved by whole days."""
     if not reads.timed:
@@ -272,8 +272,9 @@ def next_change(reads: Reads, profile: Any, as_of: datetime) -> datetime | None:
     as_of = _instant(as_of)
     points: set[datetime] = set(reads.literal_instants)
     _instants_of(profile.attributes, points)
-    for event in profile.events:
-        _instants_of(event, points)
+    for event in profile.events:  # only the events its filters can admit
+        if reads.any_event or event.get("type") in reads.event_types:
+            _instants_of(event, points)
     shifts = {timedelta(0)} | set(reads.durations) | {-d for d in reads.durations}
     candidates: set[datetime] = set()
     for point in points:
@@ -404,6 +405,25 @@ class StreamingEvaluator:
                 for pk, at in due.items() if at is not None]
         if rows:
             self.connection.execute(segment_due.insert(), rows)
+
+
+def schedule_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int, key: str,
+                     catalogue: Mapping[str, str], schema: Schema, at: datetime) -> None:
+    """A streaming segment just saved and evaluated set-wise (its memberships as of ``at``): when
+    its answers can change with time, every profile of the sandbox is due at ``at``, so the due
+    job computes each one's next instant (one statement here; the work is the job's)."""
+    connection.execute(segment_due.delete().where(segment_due.c.segment_pk == segment_pk))
+    try:
+        reads = reads_of(key, catalogue, schema)
+    except PqlError:
+        return
+    if not reads.timed:
+        return
+    connection.execute(segment_due.insert().from_select(
+        ["segment_pk", "profile_pk", "sandbox", "due_at"],
+        sa.select(sa.literal(segment_pk, segment_due.c.segment_pk.type), profiles.c.pk,
+                  sa.literal(sandbox, sa.String), sa.literal(at, segment_due.c.due_at.type))
+        .where(profiles.c.sandbox == sandbox)))
 
 
 def exit_all(connection: sa.Connection, *, sandbox: str, profile_pk: int, now: datetime, source: str) -> int:

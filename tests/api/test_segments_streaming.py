@@ -188,3 +188,28 @@ def test_merge_exits_the_merged_away_profile(api, engine, sandbox, clock):
     changes = _outbox(engine, sandbox)[2:]
     gone = [(k, s) for k, p, s, *_ in changes if p != survivor]
     assert gone == [(next(k for k, p in before if p != survivor), "exited")]
+
+
+def test_a_streaming_segment_saved_over_existing_data_lets_members_go_when_windows_pass(api, engine, sandbox, clock):
+    """Saved after the purchase: a member from the save on; every profile is scheduled
+    (GET shows how many), and the due job lets her go when the 3 hours are up."""
+    web = _dataset(api, "event", "Web")
+    _ingest(api, web, [{"identities": [SARAH_EMAIL], "event": {
+        "id": "m-1", "type": "purchase", "timestamp": _iso(T0 - timedelta(hours=1)), "channel": "web",
+        "order": {"id": "o-1", "total": 52.0}}}])
+    _ingest(api, web, [{"identities": [CRM], "event": {
+        "id": "w-1", "type": "login", "timestamp": _iso(T0 - timedelta(hours=1)), "channel": "web"}}])
+    saved = _segment(api, "recent-buyers", 'exists event where type = "purchase" within last 3 hours')
+    sarah = api.get("/v1/profiles/lookup", params=SARAH_EMAIL).json()["id"]
+    assert saved["size"] == 1 and saved["scheduled"] == 2
+    assert _segment(api, "gold", 'loyalty.tier = "gold"')["scheduled"] == 0  # time cannot change it
+    while run_due(lambda: write_transaction(engine), now=T0):
+        pass
+    assert api.get("/v1/segments/recent-buyers").json()["scheduled"] == 1  # only Sarah's answer can change
+    assert _due(engine, sandbox) == [T0 + timedelta(hours=2)]
+    while run_due(lambda: write_transaction(engine), now=T0 + timedelta(hours=2, seconds=1)):
+        pass
+    assert _members(api, "recent-buyers") == []
+    assert [(k, s) for k, p, s, *_ in _outbox(engine, sandbox) if p == sarah] == [
+        ("recent-buyers", "entered"), ("recent-buyers", "exited")]
+    assert api.get("/v1/segments/recent-buyers").json()["scheduled"] == 0
