@@ -55,7 +55,8 @@ class Writer:
     """
 
     def __init__(self, connection: sa.Connection, *, sandbox: str, dataset_pk: int, kind: str,
-                 batch_pk: int | None = None, request_id: str | None = None, clock: Callable[[], datetime] | None = None):
+                 batch_pk: int | None = None, request_id: str | None = None, clock: Callable[[], datetime] | None = None,
+                 metrics: Metrics | None = None):
         self.connection = connection
         self.sandbox = sandbox
         self.dataset_pk = dataset_pk
@@ -70,7 +71,7 @@ class Writer:
         self.graph = IdentityGraph(connection, sandbox=sandbox, namespaces=dict(self.namespaces),
                                    settings=self.settings)
         self.memberships = MembershipRefresher(connection, sandbox=sandbox)
-        self.streaming = StreamingEvaluator(connection, sandbox=sandbox)
+        self.streaming = StreamingEvaluator(connection, sandbox=sandbox, metrics=metrics)
         self.clock = clock or _wall_clock
 
     # ---- identities --------------------------------------------------------------------------
@@ -327,7 +328,7 @@ def ingest_records(*, connection: sa.Connection, sandbox: str, dataset_id: int, 
     records = records_of(body)
     request_id = uuid.uuid4().hex
     writer = Writer(connection, sandbox=sandbox, dataset_pk=dataset.id, kind=kind, request_id=request_id,
-                    clock=clock)
+                    clock=clock, metrics=metrics)
     slots: list[RecordResult | None] = []
     valid_records: list[tuple[int, ValidRecord]] = []
     for index, raw in enumerate(records):

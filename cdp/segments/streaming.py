@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from time import perf_counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -315,9 +316,10 @@ class StreamingEvaluator:
     transaction): memberships through :func:`apply_verdicts` (source ``streaming``), and the
     next instants in ``segment_due``. Reads the sandbox's segments and schema once."""
 
-    def __init__(self, connection: sa.Connection, *, sandbox: str):
+    def __init__(self, connection: sa.Connection, *, sandbox: str, metrics: Any = None):
         self.connection = connection
         self.sandbox = sandbox
+        self.metrics = metrics  # cdp.api.metrics.Metrics, or None
         self._loaded: tuple | None = None
         self.evaluations = 0
 
@@ -383,6 +385,7 @@ class StreamingEvaluator:
         verdicts: dict[SegmentRef, bool] = {}
         due: dict[int, datetime | None] = {}
         for row, reads in chosen:
+            started = perf_counter()
             try:
                 verdicts[SegmentRef(row.pk, row.key)] = bool(
                     compile_predicate(row.expression, schema, segments=catalogue)(profile, now))
@@ -390,6 +393,8 @@ class StreamingEvaluator:
                 log.warning("streaming segment %r of sandbox %r skipped: %s", row.key, self.sandbox, error)
                 continue
             self.evaluations += 1
+            if self.metrics is not None:
+                self.metrics.evaluated(self.sandbox, row.key, perf_counter() - started)
             due[row.pk] = next_change(reads, profile, now)
         changed = apply_verdicts(self.connection, sandbox=self.sandbox, profile_pk=profile_pk, verdicts=verdicts,
                                  now=now, source="streaming")
@@ -449,7 +454,7 @@ def exit_all(connection: sa.Connection, *, sandbox: str, profile_pk: int, now: d
     return len(rows)
 
 
-def run_due(connection_factory, *, now: datetime, limit: int = 1000) -> int:
+def run_due(connection_factory, *, now: datetime, limit: int = 1000, metrics: Any = None) -> int:
     """Re-evaluate (profile, segment) pairs whose instant has come (due_at ≤ now), each profile
     in a transaction of its own; returns how many profiles were evaluated."""
     with connection_factory() as connection:
@@ -464,7 +469,7 @@ def run_due(connection_factory, *, now: datetime, limit: int = 1000) -> int:
         with connection_factory() as connection:
             exists = connection.execute(sa.select(profiles.c.pk).where(profiles.c.pk == profile_pk)).first()
             if exists is not None:
-                StreamingEvaluator(connection, sandbox=sandbox).due(profile_pk, keys, now)
+                StreamingEvaluator(connection, sandbox=sandbox, metrics=metrics).due(profile_pk, keys, now)
     return len(by_profile)
 
 
@@ -491,14 +496,14 @@ def due_job_kind(metrics: Any = None) -> Any:
         from cdp.storage.database import write_transaction
 
         now = context.clock()
-        total = 0
-        while True:  # in waves; each profile's re-evaluation commits on its own
-            done = run_due(lambda: write_transaction(context.engine), now=now)
-            total += done
-            if done == 0:
-                break
-        if metrics is not None and hasattr(metrics, "streaming_due"):
-            metrics.streaming_due(total)
+        if metrics is not None:
+            with context.engine.connect() as connection:
+                scheduled, overdue = due_depth(connection, now)
+                oldest = connection.execute(sa.select(sa.func.min(segment_due.c.due_at))
+                                            .where(segment_due.c.due_at <= now)).scalar()
+            metrics.due_queue(scheduled, overdue, (now - _instant(oldest)).total_seconds() if oldest else 0.0)
+        while run_due(lambda: write_transaction(context.engine), now=now, metrics=metrics):
+            pass  # in waves; each profile's re-evaluation commits on its own
 
     return JobKind(name=DUE_KIND, run=run, max_attempts=3, backoff_seconds=5.0,
                    description="streaming segments: profiles whose answer can change with time alone, re-evaluated")

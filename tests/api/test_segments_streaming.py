@@ -213,3 +213,23 @@ def test_a_streaming_segment_saved_over_existing_data_lets_members_go_when_windo
     assert [(k, s) for k, p, s, *_ in _outbox(engine, sandbox) if p == sarah] == [
         ("recent-buyers", "entered"), ("recent-buyers", "exited")]
     assert api.get("/v1/segments/recent-buyers").json()["scheduled"] == 0
+
+
+def test_metrics_count_streaming_evaluations_and_the_due_queue(api, engine, sandbox, clock):
+    web = _dataset(api, "event", "Web")
+    _segment(api, "recent-buyers", 'exists event where type = "purchase" within last 3 hours')
+    _ingest(api, web, [{"identities": [SARAH_EMAIL], "event": {
+        "id": "m-1", "type": "purchase", "timestamp": _iso(T0), "channel": "web", "order": {"id": "o", "total": 1.0}}}])
+    from cdp.segments.streaming import due_job_kind
+
+    class Context:  # what the runner gives a job: its engine and its clock
+        def __init__(self):
+            self.engine = engine
+            self.clock = lambda: T0 + timedelta(hours=4)
+
+    due_job_kind(api.app.state.metrics).run(Context())
+    text = api.get("/metrics").text
+    assert f'cdp_streaming_evaluations_total{{sandbox="{sandbox}",segment="recent-buyers"}} 2.0' in text
+    assert f'cdp_streaming_evaluation_seconds_count{{sandbox="{sandbox}",segment="recent-buyers"}} 2.0' in text
+    assert "cdp_streaming_due_scheduled " in text and "cdp_streaming_due_lag_seconds " in text
+    assert _members(api, "recent-buyers") == []
