@@ -233,3 +233,16 @@ def test_metrics_count_streaming_evaluations_and_the_due_queue(api, engine, sand
     assert f'cdp_streaming_evaluation_seconds_count{{sandbox="{sandbox}",segment="recent-buyers"}} 2.0' in text
     assert "cdp_streaming_due_scheduled " in text and "cdp_streaming_due_lag_seconds " in text
     assert _members(api, "recent-buyers") == []
+
+
+def test_privacy_deletion_writes_the_exits_to_the_outbox(api, engine, sandbox, clock):
+    web = _dataset(api, "event", "Web")
+    _segment(api, "buyers", 'exists event where type = "purchase"')
+    _ingest(api, web, [{"identities": [SARAH_EMAIL], "event": {
+        "id": "m-1", "type": "purchase", "timestamp": _iso(T0), "channel": "web", "order": {"id": "o", "total": 1.0}}}])
+    sarah = api.get("/v1/profiles/lookup", params=SARAH_EMAIL).json()["id"]
+    response = api.delete("/v1/profiles/lookup", params=SARAH_EMAIL)
+    assert response.status_code == 200, response.text
+    assert [(k, p, s) for k, p, s, *_ in _outbox(engine, sandbox)] == [("buyers", sarah, "entered"),
+                                                                        ("buyers", sarah, "exited")]
+    assert _outbox(engine, sandbox)[-1][4] == "privacy" and _members(api, "buyers") == []
