@@ -208,12 +208,28 @@ class Server:
                 self.stop()
                 raise RuntimeError(f"cdp serve did not answer within 120 s: {log_path.read_text()[-3000:]}")
             time.sleep(0.1)
+        # CDP_BENCH_PYSPY=DIR: sample the server with py-spy (collapsed stacks, DIR/server-<pid>.txt;
+        # bench/profile_report.py sums them); py-spy comes with the `bench` extra
+        self.profiler = None
+        spy_dir = os.environ.get("CDP_BENCH_PYSPY")
+        if spy_dir:
+            Path(spy_dir).mkdir(parents=True, exist_ok=True)
+            self.profiler = subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(self.process.pid), "--rate",
+                 "250", "--format", "raw", "--output", str(Path(spy_dir) / f"server-{self.process.pid}.txt")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
     def stop(self) -> None:
+        if self.profiler is not None and self.profiler.poll() is None:
+            self.profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            try:
+                self.profiler.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.profiler.kill()
         if self.process.poll() is not None:
             return
         self.process.terminate()

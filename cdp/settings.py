@@ -45,6 +45,8 @@ class Settings(BaseSettings):
         description="Threads of the server that run background jobs (batch files …) at once; more wait in the queue. "
                     "Default: 1 on SQLite, where a job that applies a batch holds the database's one write lock (a "
                     "second would wait for it, and fail after the busy timeout); 2 on PostgreSQL.")
+    file_drop_root: Path | None = Field(
+        default=None, description="When set, a file-drop source's folder must be under it (cdp/sources/file_drop.py).")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"

@@ -24,6 +24,7 @@ from cdp.segments import batch, jobs, service
 from cdp.segments.models import SegmentCreate, SegmentStatus
 from cdp.storage.loader import load_documents
 from cdp.storage.models import events, membership_changes, memberships, profiles, segment_history, segments
+from cdp.storage.models import segment_jobs as segment_jobs_table
 from tests.strategies import segments as generated_segments
 from tests.test_differential import profiles as generated_profiles
 
@@ -383,3 +384,64 @@ def test_the_schedule_runs_sandboxes_whose_segments_are_stale(sqlite_url_factory
         assert jobs.due_sandboxes(engine, every=timedelta(hours=24)) == []
     finally:
         engine.dispose()
+
+
+# ---- runs on the service's job runner (cdp/jobs) ------------------------------------------------------
+
+
+def test_a_run_on_the_job_runner_succeeds_and_one_interrupted_there_fails(migrated_engine):
+    from cdp.jobs import Cause, Failure, Registry, Runner, get_job as get_runner_job
+    from cdp.jobs.queue import end_without_handler
+    from cdp.storage.models import jobs as runner_jobs
+
+    sandbox = next(SANDBOXES)
+    with migrated_engine.begin() as connection:
+        load_documents(connection, DOCUMENTS, sandbox=sandbox)
+        save(connection, sandbox, "gold", 'loyalty.tier = "gold"', status="active")
+        first = jobs.create_job(connection=connection, sandbox=sandbox, keys=None)
+        jobs.enqueue_run(connection, sandbox=sandbox, job_id=first.id)
+    runner = Runner(migrated_engine, Registry([jobs.run_kind()]), workers=1)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with migrated_engine.connect() as connection:
+                done = jobs.get_job(connection=connection, sandbox=sandbox, job_id=first.id)
+            if done.status.value not in ("queued", "running"):
+                break
+            time.sleep(0.05)
+    finally:
+        runner.stop()
+    assert done.status.value == "succeeded" and done.counts["gold"].realized >= 1, done
+
+    # a run the runner held when its server stopped: the runner's failure hook fails the segment job
+    with migrated_engine.begin() as connection:
+        second = jobs.create_job(connection=connection, sandbox=sandbox, keys=None)
+        jobs.enqueue_run(connection, sandbox=sandbox, job_id=second.id)
+        connection.execute(segment_jobs_table.update().where(segment_jobs_table.c.pk == second.id)
+                           .values(status="running"))
+    assert jobs.fail_interrupted(migrated_engine) == 0  # held by the runner: not the start-up sweep's
+    with migrated_engine.begin() as connection:
+        pk = connection.execute(sa.select(runner_jobs.c.pk).where(runner_jobs.c.kind == jobs.RUN_KIND,
+                                                                  runner_jobs.c.key == str(second.id))).scalar_one()
+        connection.execute(runner_jobs.update().where(runner_jobs.c.pk == pk).values(  # claimed, as a worker does
+            status="running", attempts=1, worker="w-1"))
+        end_without_handler(connection, job=get_runner_job(connection, pk), kind=jobs.run_kind(),
+                            failure=Failure(Cause.worker_gone, "worker w-1 is gone"), now=datetime.now(timezone.utc))
+        failed = jobs.get_job(connection=connection, sandbox=sandbox, job_id=second.id)
+    assert failed.status.value == "failed" and "worker_gone" in failed.message and "run it again" in failed.message
+
+
+def test_the_schedule_is_one_recurring_job_and_zero_hours_turns_it_off(migrated_engine):
+    from cdp.storage.models import jobs as runner_jobs
+
+    def schedules() -> int:
+        with migrated_engine.connect() as connection:
+            return connection.execute(sa.select(sa.func.count()).select_from(runner_jobs)
+                                      .where(runner_jobs.c.kind == jobs.SCHEDULE_KIND)).scalar()
+
+    before = schedules()
+    jobs.ensure_schedule(migrated_engine, every_hours=24)
+    jobs.ensure_schedule(migrated_engine, every_hours=24)  # a second server start
+    assert schedules() == max(before, 1)
+    assert jobs.ensure_schedule(migrated_engine, every_hours=0) is False

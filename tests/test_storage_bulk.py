@@ -119,3 +119,59 @@ def test_identities_and_events_as_core_would_write_them(engine):
         read = {pk: [(r.type, r.ts, r.fields, r.dataset_pk) for r in connection.execute(
             sa.select(events).where(events.c.profile_pk == pk).order_by(events.c.ts))] for pk in (a, b)}
         assert read[a] == read[b] and read[a][0][1] == NOW
+
+
+def test_profiles_and_their_attributes_as_core_would_write_them(engine):
+    import uuid
+
+    from cdp.storage.bulk import insert_profiles, set_profile_attributes
+    from cdp.storage.models import profiles
+
+    def rows(count: int) -> list[dict]:
+        return [{"sandbox": "bulk", "external_id": f"p-{uuid.uuid4().hex}", "attributes": {"n": i, "é": [1.5]},
+                 "created_at": NOW, "updated_at": NOW + timedelta(seconds=i)} for i in range(count)]
+
+    def read(pks: list[int]) -> list[tuple]:
+        found = {r.pk: r for r in connection.execute(sa.select(profiles).where(profiles.c.pk.in_(pks)))}
+        return [(found[pk].sandbox, found[pk].attributes, found[pk].created_at, found[pk].updated_at) for pk in pks]
+
+    with engine.begin() as connection:
+        core_rows, bulk_rows = rows(3), rows(3)
+        core = connection.execute(profiles.insert().returning(profiles.c.pk, sort_by_parameter_order=True),
+                                  core_rows).scalars().all()
+        # keys come back in the rows' order, each the row of that external id
+        bulk = insert_profiles(connection, bulk_rows)
+        assert [connection.execute(sa.select(profiles.c.external_id).where(profiles.c.pk == pk)).scalar_one()
+                for pk in bulk] == [r["external_id"] for r in bulk_rows]
+        assert read(core) == read(bulk)
+        # more rows than one statement takes
+        many = rows(2500)
+        assert len(set(insert_profiles(connection, many))) == 2500
+        attributes = [{"loyalty.tier": "gold", "interests": ["running", "é"]}, {}, {"points": 12}]
+        connection.execute(profiles.update().where(profiles.c.pk == sa.bindparam("b_pk")).values(
+            attributes=sa.bindparam("b_attributes")), [{"b_pk": pk, "b_attributes": a}
+                                                       for pk, a in zip(core, attributes)])
+        set_profile_attributes(connection, list(zip(bulk, attributes)))
+        assert read(core) == read(bulk)
+        assert read(bulk)[0][1] == attributes[0]
+
+
+def test_source_rows_of_new_profiles_as_core_would_write_them(engine):
+    from cdp.storage.bulk import insert_attribute_sources
+    from cdp.storage.models import attribute_sources
+
+    with engine.begin() as connection:
+        a, b, dataset = _profiles(connection, 2)
+
+        def rows(profile_pk: int) -> list[dict]:
+            base = {"profile_pk": profile_pk, "dataset_pk": dataset, "observed_at": NOW, "batch_pk": None,
+                    "request_id": "r-1", "record_index": 3}
+            return [{**base, "path": "loyalty.tier", "value": "gold", "removed": False},
+                    {**base, "path": "interests", "value": ["running", "é", "tab\there"], "removed": False},
+                    {**base, "path": "loyalty.points", "value": 1.5, "removed": False},
+                    {**base, "path": "email", "value": None, "removed": True}]
+
+        connection.execute(_core_statements(engine.dialect.name)["upsert"], rows(a))
+        insert_attribute_sources(connection, rows(b))
+        assert _read(connection, attribute_sources, attribute_sources.c.profile_pk == a) == \
+            _read(connection, attribute_sources, attribute_sources.c.profile_pk == b)

@@ -17,6 +17,8 @@ Layout: one package per domain, each with ``models.py`` (pydantic shapes: ``XCre
   (``/v1/evaluate``)
 * cdp/governance — labels, marketing actions, policies and their evaluation with lineage
   (``/v1/labels``, ``/v1/marketing-actions``, ``/v1/policies``, ``/v1/policies/evaluate``)
+* cdp/sources — connectors (``/v1/source-types``, ``/v1/sources``) and the analytics SDKs' tracking
+  API (``/sources/segment/v1/…``, authenticated by a source's write key)
 * cdp/api — the app itself: settings wiring, dependencies, errors, middleware, metrics, health.
 
 Start-up (the lifespan): the engine is created, the database upgraded to the newest migration
@@ -25,7 +27,7 @@ none exists, and the job runner started with the kinds of :func:`job_registry` (
 stopped server left running are taken back first (a batch is marked failed and can be retried),
 then worker threads run the queued ones (``app.state.jobs``; a view that enqueues a job wakes it
 after its commit). At shutdown, running jobs stop between two steps and roll back. Every endpoint
-lives under ``/v1`` except ``/healthz``, ``/metrics`` and the API docs (``/docs``, ``/redoc``,
+lives under ``/v1`` except ``/healthz``, ``/metrics``, the tracking API and the API docs (``/docs``, ``/redoc``,
 ``/openapi.json``; their files are served from ``/docs/assets``, no CDN: cdp/api/docs.py); each
 operation of the OpenAPI document lists the roles it allows as
 ``x-roles``.
@@ -57,17 +59,24 @@ def _routers() -> list[APIRouter]:
     from cdp.sandboxes.views import router as sandboxes
     from cdp.schema_registry.views import router as schema
     from cdp.segments.views import evaluate_router, jobs_router, router as segments
+    from cdp.sources.views import router as sources
 
     return [schema, datasets, ingestion, identity, expressions, profiles, privacy, segments, jobs_router,
-            evaluate_router, labels_router, actions_router, policies_router, keys, sandboxes]
+            evaluate_router, labels_router, actions_router, policies_router, keys, sandboxes,
+            sources]
 
 
 def job_registry(metrics) -> Registry:
     """Every kind of background work the service runs; a domain adds its kind here."""
     from cdp.ingestion.batch_job import batch_job_kind
+    from cdp.segments import jobs as segment_jobs
+    from cdp.segments.settings import SegmentSettings
     from cdp.segments.streaming import due_job_kind
+    from cdp.sources.jobs import KINDS as SOURCE_KINDS
 
-    return Registry([batch_job_kind(metrics), due_job_kind(metrics)])
+    every_hours = SegmentSettings().batch_every_hours
+    return Registry([batch_job_kind(metrics), segment_jobs.run_kind(), segment_jobs.schedule_kind(every_hours),
+                     due_job_kind(metrics), *SOURCE_KINDS])
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -87,12 +96,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             fixed = settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None
             bootstrap_admin(engine, fixed)
-            from cdp.segments.jobs import Schedule, fail_interrupted
+            from cdp.segments.jobs import ensure_schedule, fail_interrupted
             from cdp.segments.settings import SegmentSettings
 
-            fail_interrupted(engine)  # segment jobs a stop interrupted: failed, to be run again
+            fail_interrupted(engine)  # segment runs of a stopped CLI: failed, to be run again
             app.state.segment_settings = SegmentSettings()
-            schedule = Schedule(engine, every_hours=app.state.segment_settings.batch_every_hours)
+            ensure_schedule(engine, every_hours=app.state.segment_settings.batch_every_hours)
             app.state.engine = engine
             workers = settings.job_workers or (1 if engine.dialect.name == "sqlite" else 2)
             registry = job_registry(metrics)
@@ -102,11 +111,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             schedule_due_job(engine, registry)
             runner.start()
-            schedule.start()
             try:
                 yield
             finally:
-                schedule.stop()
                 runner.stop()
         finally:
             engine.dispose()
@@ -140,6 +147,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in _routers():
         v1.include_router(router)
     app.include_router(v1)
+    from cdp.sources.views import tracking_router  # the analytics SDKs' tracking API: write keys, not API keys
+
+    app.include_router(tracking_router)
     app.include_router(operations)
     docs.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -177,6 +187,9 @@ def _openapi(app: FastAPI) -> dict:
             for parameter in operation.get("parameters", []):
                 if parameter["in"] in ("path", "query"):
                     _no_nul(parameter["schema"])
+    from cdp.sources.views import document_write_key
+
+    document_write_key(document)
     app.openapi_schema = document
     return document
 

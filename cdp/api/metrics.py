@@ -12,6 +12,8 @@ share counters), served at ``GET /metrics`` in the text exposition format (any A
 * ``cdp_streaming_due_scheduled`` and ``cdp_streaming_due_overdue`` — re-evaluations scheduled
   for the instant an answer can change with time alone, and of those already due, as the due job
   last saw them; ``cdp_streaming_due_lag_seconds`` — how late the oldest due one was.
+* ``cdp_source_messages_total{sandbox, source, status}`` — the tracking API's messages per source
+  (cdp/sources).
 
 One process: with several worker processes each would count its own (use one uvicorn worker, or
 prometheus_client's multiprocess mode, not set up here).
@@ -54,6 +56,9 @@ class Metrics:
                                  registry=self.registry)
         self.due_lag = Gauge("cdp_streaming_due_lag_seconds", "How late the oldest due re-evaluation was when the "
                              "due job ran.", registry=self.registry)
+        self.source_messages_total = Counter("cdp_source_messages", "Messages of the tracking API by source and "
+                                             "outcome (accepted, rejected, duplicate).",
+                                             ["sandbox", "source", "status"], registry=self.registry)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
@@ -73,6 +78,8 @@ class Metrics:
         self.due_scheduled.set(scheduled)
         self.due_overdue.set(overdue)
         self.due_lag.set(lag_seconds)
+    def source_messages(self, sandbox: str, source: str, status: str, count: int = 1) -> None:
+        self.source_messages_total.labels(sandbox, source, status).inc(count)
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

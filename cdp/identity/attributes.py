@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from cdp.identity.settings import IdentitySettings, MergePolicy
-from cdp.storage.bulk import upsert_attribute_sources
+from cdp.storage.bulk import insert_attribute_sources, set_profile_attributes, upsert_attribute_sources
 from cdp.storage.models import attribute_sources, profiles
 
 
@@ -87,17 +87,28 @@ def record_attributes_many(connection: sa.Connection, items: list[tuple[int, Map
         key = (row["profile_pk"], row["path"], row["dataset_pk"])
         if key not in latest or row["observed_at"] >= latest[key]["observed_at"]:
             latest[key] = row
-    upsert_attribute_sources(connection, list(latest.values()))
+    # rows of profiles made by this transaction cannot meet a stored row: plain inserts
+    upsert_attribute_sources(connection, [row for key, row in latest.items() if key[0] not in created])
+    insert_attribute_sources(connection, [row for key, row in latest.items() if key[0] in created])
     updates = []
     fresh: dict[int, dict[str, list]] = {}
-    for sequence, ((profile_pk, path, _dataset), row) in enumerate(latest.items()):
-        if profile_pk in created:
-            fresh.setdefault(profile_pk, {}).setdefault(path, []).append(_Row(
-                row["dataset_pk"], row["value"], row["removed"], row["observed_at"], sequence))
+    if created:
+        for sequence, ((profile_pk, path, _dataset), row) in enumerate(latest.items()):
+            if profile_pk in created:
+                fresh.setdefault(profile_pk, {}).setdefault(path, []).append((sequence, row))
     for profile_pk, by_path in fresh.items():
-        chosen = {path: winner(rows, settings) for path, rows in by_path.items()}
-        updates.append({"b_pk": profile_pk, "b_attributes": {path: row.value for path, row in chosen.items()
-                                                             if row is not None}})
+        attributes = {}
+        for path, candidates in by_path.items():
+            if len(candidates) == 1:  # the one row wins unless it says removed (winner() of one row)
+                row = candidates[0][1]
+                if not row["removed"]:
+                    attributes[path] = row["value"]
+                continue
+            chosen = winner([_Row(row["dataset_pk"], row["value"], row["removed"], row["observed_at"], sequence)
+                             for sequence, row in candidates], settings)
+            if chosen is not None:
+                attributes[path] = chosen.value
+        updates.append({"b_pk": profile_pk, "b_attributes": attributes})
     touched = {pk: paths for pk, paths in touched.items() if paths and pk not in created}
     locking = connection.dialect.name == "postgresql"
     pks = sorted(touched)
@@ -124,7 +135,7 @@ def record_attributes_many(connection: sa.Connection, items: list[tuple[int, Map
         updates += [{"b_pk": pk, "b_attributes": attributes} for pk, attributes in changed.items()
                     if attributes != current[pk]]
     if updates:
-        connection.execute(_SET_ATTRIBUTES, updates)
+        set_profile_attributes(connection, [(u["b_pk"], u["b_attributes"]) for u in updates])
 
 
 def winner(rows: list, settings: IdentitySettings):

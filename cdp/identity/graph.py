@@ -44,7 +44,7 @@ import sqlalchemy as sa
 from cdp.identity.attributes import apply_policy, merge_sources
 from cdp.identity.namespaces import KIND_RANK, Namespace, NamespaceKind
 from cdp.identity.settings import IdentitySettings
-from cdp.storage.bulk import claim_identities
+from cdp.storage.bulk import claim_identities, insert_profiles
 from cdp.storage.models import (events, identities, identity_removals, memberships, profile_merges, profiles)
 
 _PAIRS_PER_QUERY = 400  # bound parameters per statement stay far below SQLite's limit
@@ -220,8 +220,7 @@ class IdentityGraph:
             return []
         rows = [{"sandbox": self.sandbox, "external_id": f"p-{uuid.uuid4().hex}", "attributes": {},
                  "created_at": now, "updated_at": now} for _ in range(count)]
-        created = self.connection.execute(
-            profiles.insert().returning(profiles.c.pk, sort_by_parameter_order=True), rows).scalars().all()
+        created = insert_profiles(self.connection, rows)
         for pk, row in zip(created, rows):
             self.created_here.add(pk)
             self.external_ids[pk] = row["external_id"]

@@ -119,12 +119,18 @@ def _e164(text: str, default_region: str | None) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+_CUSTOM = None
+
+
 def sandbox_namespaces(*, connection: sa.Connection, sandbox: str) -> Mapping[str, Namespace]:
     """The namespaces of a sandbox: the built-in ones and its custom ones, by code."""
-    from cdp.storage.models import identity_namespaces as table
+    global _CUSTOM
+    if _CUSTOM is None:  # built once (building a Core statement costs more than running it)
+        from cdp.storage.models import identity_namespaces as table
 
+        _CUSTOM = sa.select(table).where(table.c.sandbox == sa.bindparam("b_sandbox")).order_by(table.c.code)
     found = dict(BUILTIN_NAMESPACES)
-    for row in connection.execute(sa.select(table).where(table.c.sandbox == sandbox).order_by(table.c.code)):
+    for row in connection.execute(_CUSTOM, {"b_sandbox": sandbox}):
         found[row.code] = Namespace(row.code, row.name, NamespaceKind(row.kind), False, row.description)
     return found
 

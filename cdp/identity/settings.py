@@ -37,8 +37,11 @@ class IdentitySettings:
     updated_at: datetime | None = None
 
 
+_SETTINGS = sa.select(identity_settings).where(identity_settings.c.sandbox == sa.bindparam("b_sandbox"))
+
+
 def get_identity_settings(*, connection: sa.Connection, sandbox: str) -> IdentitySettings:
-    row = connection.execute(sa.select(identity_settings).where(identity_settings.c.sandbox == sandbox)).first()
+    row = connection.execute(_SETTINGS, {"b_sandbox": sandbox}).first()
     if row is None:
         return IdentitySettings()
     return IdentitySettings(MergePolicy(row.merge_policy), tuple(row.dataset_order), row.graph_limit, row.updated_at)

@@ -38,7 +38,7 @@ import cdp.ingestion as limits
 from cdp.api.metrics import Metrics
 from cdp.errors import CdpError, Unprocessable
 from cdp.identity.namespaces import namespace_codes
-from cdp.ingestion.mapping import Rule, column_of, parse_mapping, row_record
+from cdp.ingestion.mapping import Rule, column_of, parse_mapping, record_size_bound, row_record
 from cdp.ingestion.models import BatchStatus, RecordStatus
 from cdp.ingestion.readers import Row, iter_rows, open_stored_file
 from cdp.ingestion.service import Writer
@@ -182,12 +182,13 @@ class _BatchRun:
         if row.problem is not None:
             return None, [(None, row.problem)]
         if rules is None:
-            record, problems = row.values, []
+            record, problems, bound = row.values, [], None
         else:
             record, problems = row_record(row.values, rules, self.kind, fields)
+            bound = record_size_bound(row.values, rules)
         if problems:
             return None, problems
-        valid, errors = validate_record(record, self.kind, self.schema, namespaces=self.namespaces)
+        valid, errors = validate_record(record, self.kind, self.schema, namespaces=self.namespaces, size_bound=bound)
         if valid is None:
             return None, [(column_of(e["path"], target_columns, rules is None), e["message"]) for e in errors]
         return valid, []

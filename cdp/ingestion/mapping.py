@@ -196,6 +196,21 @@ def row_record(values: dict, rules: list[Rule], kind: str, fields: dict) -> tupl
     return {"identities": identities, ("attributes" if kind == "profile" else "event"): body}, []
 
 
+def record_size_bound(values: dict, rules: list[Rule]) -> int | None:
+    """An upper bound on the JSON size in bytes of :func:`row_record`'s record for this row, or None
+    when a mapped value is not text (JSON Lines). A character takes at most 6 bytes of JSON (an
+    escape; UTF-8 takes at most 4), 9 once split into items (quotes and comma); a converted value
+    (number, boolean, date) and a target's keys take less than 2 × the target's length + 64."""
+    total = 256
+    for rule in rules:
+        value = _lookup(values, rule.column)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            return None
+        total += 9 * len(value) + 2 * len(rule.target) + 64
+    return total
+
 
 def column_of(path: str, target_columns: dict[str, str], unmapped: bool) -> str | None:
     """The source column behind a validation error's path (``attributes.loyalty.points``)."""

@@ -204,8 +204,10 @@ class Writer:
                 paths = frozenset(tuple(p.split(".")) for p in (*record.set_attributes, *record.removed))
                 before = changes.get(resolution.profile_pk, Change())
                 changes[resolution.profile_pk] = Change(attributes=before.attributes | paths)
-            self.connection.execute(_TOUCH_PROFILE, [{"b_pk": pk, "b_now": now}
-                                                     for pk in sorted({r.profile_pk for r in resolutions})])
+            # profiles made just now already say updated_at = now
+            touched = sorted({r.profile_pk for r in resolutions if not r.created})
+            if touched:
+                self.connection.execute(_TOUCH_PROFILE, [{"b_pk": pk, "b_now": now} for pk in touched])
             for (position, index, _, _), resolution in zip(prepared, resolutions):
                 results[position] = RecordResult(index=index, status=RecordStatus.accepted,
                                                  profile_id=resolution.external_id, warnings=self._warnings(resolution))

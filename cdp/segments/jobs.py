@@ -1,19 +1,21 @@
 """Batch evaluation jobs (``POST /v1/segment-jobs``, ``cdp segments run``).
 
-A job is a row of ``segment_jobs``: queued when asked for, then :func:`run_job` — the one function
-a durable job runner calls (today the API runs it after answering, in the background, and the CLI
-runs it in the foreground) — evaluates its segments at one instant (``as_of``, when it starts),
-in dependency order, one transaction per segment, and records the counts of each segment as it
-goes. One job at a time per sandbox: asking for another while one is queued or running is 409
-``segment_job_running``. A job that a stop of the service interrupted is marked failed at the
-next start (:func:`fail_interrupted`); the memberships of the segments it finished stay written,
-and a new job re-runs everything. :class:`Schedule` runs every sandbox daily by default.
+A job is a row of ``segment_jobs`` (what users see: segments, counts, status), run by the
+service's durable job runner (cdp/jobs): :func:`create_job` stores it and enqueues a
+``segments.run`` job in the same transaction; the runner's worker calls :func:`run_job`, which
+evaluates its segments at one instant (``as_of``, when it starts), in dependency order, one
+transaction per segment, recording the counts of each segment as it goes. The CLI runs
+:func:`run_job` in the foreground. One job at a time per sandbox: asking for another while one is
+queued or running is 409 ``segment_job_running``. A run is tried once: a job that a stop of the
+service interrupted is taken back by the runner and marked failed (:func:`_on_failure`); the
+memberships of the segments it finished stay written, and a new job re-runs everything. The
+schedule is a recurring ``segments.schedule`` job (:func:`schedule_kind`) that starts a run for
+every sandbox whose active segments are due (daily by default).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
@@ -23,13 +25,14 @@ import sqlalchemy as sa
 from cdp.dsl import PqlError
 from cdp.engine.sql_regex import UnsupportedOnBackend
 from cdp.errors import Conflict, NotFound, Unprocessable
+from cdp.jobs import Failure, Job, JobContext, JobKind, enqueue
 from cdp.schema_registry.service import get_schema
 from cdp.segments import batch
 from cdp.segments.batch import Counts
 from cdp.segments.models import JobStatus, SegmentCounts, SegmentJobRead
 from cdp.segments.service import catalogue, reference_graph
 from cdp.storage.database import write_transaction
-from cdp.storage.models import segment_jobs, segments
+from cdp.storage.models import jobs, segment_jobs, segments
 
 log = logging.getLogger("cdp.segments")
 OPEN = ("queued", "running")
@@ -138,10 +141,21 @@ def run_job(engine: sa.Engine, job_id: int, *, as_of: datetime | None = None) ->
         return get_job(connection=connection, sandbox=sandbox, job_id=job_id)
 
 
+def enqueue_run(connection: sa.Connection, *, sandbox: str, job_id: int) -> None:
+    """The runner's job for a segment job (in the caller's transaction: wake the runner after it
+    commits)."""
+    enqueue(connection, kind=run_kind(), payload={"segment_job_id": job_id}, sandbox=sandbox, key=str(job_id))
+
+
 def fail_interrupted(engine: sa.Engine) -> int:
-    """At start-up: jobs a stopped service left queued or running are failed (run them again)."""
+    """At start-up, before the runner starts: segment jobs left queued or running with no runner
+    job to finish them (a `cdp segments run` that was stopped) are failed (run them again). Those
+    the runner holds are its business: it runs the queued ones and fails the interrupted ones."""
+    held = sa.select(jobs.c.key).where(jobs.c.kind == RUN_KIND, jobs.c.status.in_(("queued", "running")),
+                                       jobs.c.key.is_not(None))
     with write_transaction(engine) as connection:
-        return connection.execute(segment_jobs.update().where(segment_jobs.c.status.in_(OPEN)).values(
+        return connection.execute(segment_jobs.update().where(
+            segment_jobs.c.status.in_(OPEN), sa.cast(segment_jobs.c.pk, sa.String).not_in(held)).values(
             status="failed", finished_at=_now(),
             message="interrupted by a stop of the service; the segments it finished kept their memberships; "
                     "run it again")).rowcount
@@ -176,32 +190,52 @@ def run_due(engine: sa.Engine, *, every: timedelta) -> list[SegmentJobRead]:
     return finished
 
 
-class Schedule:
-    """Batch runs by the clock (CDP_SEGMENT_BATCH_EVERY_HOURS, default 24; 0 turns it off): a
-    thread that wakes every ``check_seconds`` and runs the due sandboxes. A durable job runner
-    can replace it by calling :func:`run_due` itself."""
+RUN_KIND = "segments.run"
+SCHEDULE_KIND = "segments.schedule"
+SCHEDULE_CHECK = timedelta(minutes=5)  # how often the schedule looks for due sandboxes
 
-    def __init__(self, engine: sa.Engine, *, every_hours: float, check_seconds: float = 60.0):
-        self.engine = engine
-        self.every = timedelta(hours=every_hours)
-        self.check_seconds = check_seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        if self.every <= timedelta(0):
-            return
-        self._thread = threading.Thread(target=self._loop, name="cdp-segment-schedule", daemon=True)
-        self._thread.start()
+def _run(context: JobContext) -> None:
+    run_job(context.engine, context.payload["segment_job_id"])
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.check_seconds):
-            try:
-                run_due(self.engine, every=self.every)
-            except Exception as exc:  # noqa: BLE001 - the next wake-up tries again
-                log.warning("scheduled segment runs failed: %s", str(getattr(exc, "orig", exc))[:200])
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=1)
+def _on_failure(connection: sa.Connection, job: Job, failure: Failure) -> None:
+    """The segment job of a run that ended without finishing (a stop, a crash, a cancellation):
+    failed, saying why, in the transaction that ends the runner's job."""
+    connection.execute(segment_jobs.update().where(
+        segment_jobs.c.pk == job.payload["segment_job_id"], segment_jobs.c.status.in_(OPEN)).values(
+        status="failed", finished_at=_now(),
+        message=f"interrupted ({failure.cause.value}: {failure.detail}); the segments it finished kept their "
+                "memberships; run it again"))
+
+
+def run_kind() -> JobKind:
+    return JobKind(name=RUN_KIND, run=_run, max_attempts=1, on_failure=_on_failure,
+                   description="a batch evaluation of a sandbox's segments (POST /v1/segment-jobs)")
+
+
+def schedule_kind(every_hours: float) -> JobKind:
+    """The recurring check that starts a run for every due sandbox (CDP_SEGMENT_BATCH_EVERY_HOURS)."""
+    every = timedelta(hours=every_hours)
+
+    def run(context: JobContext) -> None:
+        if every > timedelta(0):  # 0 turns the schedule off (a job left from before does nothing)
+            run_due(context.engine, every=every)
+
+    return JobKind(name=SCHEDULE_KIND, run=run,
+                   description="starts a batch evaluation of every sandbox whose active segments are due")
+
+
+def ensure_schedule(engine: sa.Engine, *, every_hours: float, now: datetime | None = None) -> bool:
+    """At start-up: the recurring schedule job exists (once per database, whatever the number of
+    servers); 0 hours turns it off. True when this call created it."""
+    if every_hours <= 0:
+        return False
+    now = now or _now()
+    try:
+        with write_transaction(engine) as connection:
+            enqueue(connection, kind=schedule_kind(every_hours), payload={}, key=SCHEDULE_KIND,
+                    run_at=now + SCHEDULE_CHECK, every=SCHEDULE_CHECK, now=now)
+        return True
+    except Conflict:  # another start made it
+        return False

@@ -12,7 +12,7 @@ referencing segment evaluates what it references on the same data and instant).
 For every profile and time-dependent streaming segment, :func:`next_change` computes an instant
 no later than the first at which the answer can change without new data (or None: never), from
 the tree's durations and calendar windows and the profile's instants; it is stored in
-``segment_due`` and the ``segment_due`` job kind re-evaluates profiles whose instant has come.
+``segment_due`` and the ``segments.due`` job kind re-evaluates profiles whose instant has come.
 """
 
 from __future__ import annotations
@@ -483,7 +483,7 @@ def due_depth(connection: sa.Connection, now: datetime) -> tuple[int, int]:
 
 # ---- the due job ---------------------------------------------------------------------------------
 
-DUE_KIND = "segment_due"
+DUE_KIND = "segments.due"
 DUE_EVERY = timedelta(seconds=30)
 
 

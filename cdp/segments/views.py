@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response, status
 
-from cdp.api.deps import AnyRole, ClockDep, ConnectionDep, EngineDep, require
+from cdp.api.deps import AnyRole, ClockDep, ConnectionDep, require
 from cdp.api.errors import COMMON_RESPONSES, ErrorResponse
 from cdp.api.pagination import MAX_LIMIT, Page, PageDep
 from cdp.auth import Role
@@ -134,11 +134,12 @@ def segment_history(key: Key, principal: AnyRole, connection: ConnectionDep,
 @jobs_router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=SegmentJobRead,
                   responses={**NOT_FOUND, **CONFLICT},
                   summary="Run a batch evaluation of the active segments (or the ones named), in dependency order")
-def create_job(spec: SegmentJobCreate, principal: Editors, connection: ConnectionDep, engine: EngineDep,
+def create_job(spec: SegmentJobCreate, principal: Editors, connection: ConnectionDep, request: Request,
                background: BackgroundTasks) -> SegmentJobRead:
     job = jobs.create_job(connection=connection, sandbox=principal.sandbox, keys=spec.segments,
                           requested_by=principal.key_id)
-    background.add_task(jobs.run_job, engine, job.id)  # after the answer, once this request has committed
+    jobs.enqueue_run(connection, sandbox=principal.sandbox, job_id=job.id)  # run by the job runner (cdp/jobs)
+    background.add_task(request.app.state.jobs.wake)  # after the answer, once this request has committed
     return job
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib.util
 import sqlite3
+import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_SYNCHRONOUS = "NORMAL"  # in WAL mode; see create_engine
 
 
 class MissingDriverError(RuntimeError):
@@ -116,6 +118,11 @@ def create_engine(url: str, *, read_only: bool = False, **kwargs) -> sa.Engine:
             cursor.execute("PRAGMA foreign_keys = ON")
             if not read_only:
                 cursor.execute("PRAGMA journal_mode = WAL")
+                # WAL + NORMAL: a commit writes the WAL but does not wait for fsync (the checkpoint
+                # does). The database is never corrupted, and a commit survives the process being
+                # killed; only an OS crash or power loss may lose the last commits (SQLite docs,
+                # "WAL mode with synchronous=NORMAL"). SQLITE_SYNCHRONOUS = "FULL" for more.
+                cursor.execute(f"PRAGMA synchronous = {SQLITE_SYNCHRONOUS}")
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cursor.close()
 
@@ -163,14 +170,46 @@ def _sqlite_read_only(url: str) -> str:
     return f"{parsed.drivername}:///file:{quote(str(path))}?mode=ro&uri=true"
 
 
+_WRITER_LOCKS: weakref.WeakKeyDictionary[sa.Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_WRITER_LOCKS_GUARD = threading.Lock()
+
+
+def _writer_lock(engine: sa.Engine) -> threading.Lock:
+    with _WRITER_LOCKS_GUARD:
+        lock = _WRITER_LOCKS.get(engine)
+        if lock is None:
+            lock = _WRITER_LOCKS[engine] = threading.Lock()
+        return lock
+
+
 @contextmanager
 def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
     """A connection in a transaction that will write: committed at the end, rolled back on an
-    exception. On SQLite it holds the write lock from its first statement (see the module doc)."""
-    with engine.connect() as connection:
-        connection.execution_options(sqlite_begin="IMMEDIATE")
-        with connection.begin():
+    exception. On SQLite it holds the write lock from its first statement (see the module doc).
+
+    On SQLite the writers of one engine (one process) also queue on an in-process lock before
+    ``BEGIN IMMEDIATE``: SQLite's own busy handler makes a waiting writer sleep and poll (sleeps
+    of up to 100 ms), so with a few concurrent writers most of a request's time was spent asleep
+    after the lock had been freed (measured: p95 545 ms, max 9 s, for 1-record writes taking
+    5 ms). A waiter is now woken the moment the previous writer ends. It waits at most the busy
+    timeout, then fails as SQLite would (``database is locked``: 503). Writers of other
+    processes or engines still meet at SQLite's lock, as before."""
+    if engine.dialect.name != "sqlite":
+        with engine.connect() as connection, connection.begin():
             yield connection
+        return
+    lock = _writer_lock(engine)
+    if not lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+        busy = sqlite3.OperationalError("database is locked")
+        busy.sqlite_errorcode, busy.sqlite_errorname = 5, "SQLITE_BUSY"
+        raise sa.exc.OperationalError("BEGIN IMMEDIATE", None, busy)
+    try:
+        with engine.connect() as connection:
+            connection.execution_options(sqlite_begin="IMMEDIATE")
+            with connection.begin():
+                yield connection
+    finally:
+        lock.release()
 
 
 def sqlite_text(value: date | datetime) -> str:

@@ -11,9 +11,12 @@ import sqlalchemy as sa
 
 from tests.api.conftest import ADMIN_KEY, ROLES, assert_error
 
-PUBLIC = {("GET", "/healthz")}
+PUBLIC = {("GET", "/healthz")} | {  # the analytics SDKs' tracking API: a source's write key (tests/api/test_sources_tracking.py)
+    ("POST", f"/sources/segment/v1/{call}") for call in ("batch", "import", "identify", "track", "page", "screen",
+                                                         "group", "alias")}
 PATH_VALUES = {"dataset_id": "1", "key_id": "abcdef123456", "batch_id": "1", "code": "loyalty_card",
-               "profile_id": "p-unknown", "key": "some-segment", "job_id": "1", "name": "C2", "policy_id": "1"}
+               "profile_id": "p-unknown", "key": "some-segment", "job_id": "1", "name": "C2", "policy_id": "1",
+               "source_id": "1", "run_id": "1"}
 
 
 def _endpoints(app):

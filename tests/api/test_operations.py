@@ -47,8 +47,13 @@ def test_openapi_lists_every_v1_route_with_its_roles(api):
     served = {(e.method, e.path) for e in endpoints(api.app)}
     v1 = {pair for pair in served if pair[1].startswith("/v1/")}
     assert len(v1) >= 13 and v1 <= listed
-    assert all(path.startswith("/v1/") or path in ("/healthz", "/metrics") for _method, path in listed)
+    assert all(path.startswith(("/v1/", "/sources/segment/v1/")) or path in ("/healthz", "/metrics")
+               for _method, path in listed)
     assert document["components"]["securitySchemes"]["ApiKey"]["scheme"] == "bearer"
+    # the analytics SDKs' tracking API (cdp/sources): a source's write key as basic auth
+    assert document["components"]["securitySchemes"]["WriteKey"]["scheme"] == "basic"
+    tracking = [item["post"] for path, item in document["paths"].items() if path.startswith("/sources/segment/v1/")]
+    assert len(tracking) == 8 and all(o["security"] == [{"WriteKey": []}] for o in tracking)
     for endpoint in endpoints(api.app):
         operation = document["paths"][endpoint.path][endpoint.method.lower()]
         expected = sorted(r.value for r in endpoint.roles) if endpoint.roles else []

@@ -23,6 +23,8 @@ ISOLATION_TESTS = {
     "labels": "test_custom_labels_are_per_sandbox",
     "marketing-actions": "test_custom_marketing_actions_are_per_sandbox",
     "policies": "test_policies_and_their_evaluation_are_per_sandbox",
+    "sources": "test_sources_are_per_sandbox",
+    "source-types": "test_source_types_are_one_catalog_for_every_sandbox",
 }
 
 
@@ -330,3 +332,32 @@ def test_policies_and_their_evaluation_are_per_sandbox(api):
     assert api.post(f"/v1/datasets/{other_dataset['id']}/records", sandbox=other, json=records).status_code == 200
     assert api.post("/v1/policies/evaluate", sandbox=other, json=body).json()["allowed"] is True  # no policy there
     assert api.get(path).json()["name"] == "p"
+
+
+def test_sources_are_per_sandbox(api):
+    ids = {kind: api.post("/v1/datasets", json={"name": kind, "kind": kind}).json()["id"]
+           for kind in ("profile", "event")}
+    created = api.post("/v1/sources", json={"name": "web", "type": "tracking_api", "datasets": ids}).json()
+    other = new_sandbox(api)
+    assert api.get("/v1/sources", sandbox=other).json()["total"] == 0
+    path = f"/v1/sources/{created['id']}"
+    for method, suffix in (("GET", ""), ("PATCH", ""), ("DELETE", ""), ("POST", "/pause"), ("POST", "/resume"),
+                           ("POST", "/run"), ("POST", "/test"), ("GET", "/preview"), ("GET", "/runs"),
+                           ("GET", "/runs/1"), ("GET", "/messages")):
+        kwargs = {"json": {}} if method == "PATCH" else {}
+        assert_error(api.request(method, path + suffix, sandbox=other, **kwargs), 404, "not_found")
+    # a source cannot bind another sandbox's datasets
+    assert_error(api.post("/v1/sources", sandbox=other, json={"name": "web", "type": "tracking_api",
+                                                              "datasets": ids}), 404, "not_found")
+    # the write key writes into its source's sandbox, whatever X-Sandbox says
+    response = api.client.post("/sources/segment/v1/identify", auth=(created["write_key"], ""),
+                               headers={"X-Sandbox": other}, json={"userId": "C-1", "messageId": "m-1"})
+    assert response.status_code == 200, response.text
+    lookup = {"namespace": "crm_id", "id": "C-1"}
+    assert api.get("/v1/profiles/lookup", params=lookup).status_code == 200
+    assert_error(api.get("/v1/profiles/lookup", params=lookup, sandbox=other), 404, "not_found")
+    assert api.get(path).status_code == 200  # untouched by the other sandbox's attempts
+
+
+def test_source_types_are_one_catalog_for_every_sandbox(api):
+    assert api.get("/v1/source-types").json() == api.get("/v1/source-types", sandbox=new_sandbox(api)).json()

@@ -19,9 +19,11 @@ from cdp.storage.models import memberships, segments
 from tests.api.conftest import Api, create_dataset, new_sandbox
 from tests.api.test_segments_streaming import GIFT_GIVERS
 from tests.strategies import segments as generated_segments
+from tests.test_differential import CATALOGUE
 
 T0 = datetime(2026, 12, 30, 20, 0, tzinfo=timezone.utc)
 SEGMENTS = {
+    **CATALOGUE,  # what generated expressions may reference
     "recent-buyers": 'exists event where type = "purchase" within last 3 hours',
     "gift-givers": GIFT_GIVERS,
     "gold": 'loyalty.tier = "gold"',

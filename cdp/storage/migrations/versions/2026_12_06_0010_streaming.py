@@ -2,7 +2,7 @@
 without new data (cdp/segments/streaming.py).
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-06 09:10:00
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 import cdp.storage.models
 
 revision = '0010'
-down_revision = '0008'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
