@@ -246,3 +246,40 @@ def test_privacy_deletion_writes_the_exits_to_the_outbox(api, engine, sandbox, c
     assert [(k, p, s) for k, p, s, *_ in _outbox(engine, sandbox)] == [("buyers", sarah, "entered"),
                                                                         ("buyers", sarah, "exited")]
     assert _outbox(engine, sandbox)[-1][4] == "privacy" and _members(api, "buyers") == []
+
+
+def test_a_wave_stopped_midway_loses_nothing(api, engine, sandbox, clock):
+    """Each profile's re-evaluation and the removal of its due row commit together: a wave that
+    stops after some profiles (here: the third transaction fails) leaves the others due, and the
+    next wave does them — each exit in the outbox once."""
+    web = _dataset(api, "event", "Web")
+    _segment(api, "recent-buyers", 'exists event where type = "purchase" within last 3 hours')
+    for n in range(5):
+        _ingest(api, web, [{"identities": [{"namespace": "email", "id": f"p{n}@example.com"}], "event": {
+            "id": f"m-{n}", "type": "purchase", "timestamp": _iso(T0), "channel": "web",
+            "order": {"id": f"o{n}", "total": 1.0}}}])
+    assert len(_due(engine, sandbox)) == 5
+    later = T0 + timedelta(hours=4)
+    opened = []
+
+    class Stop(Exception):
+        pass
+
+    from contextlib import contextmanager
+
+    @contextmanager
+    def failing_third():
+        opened.append(1)
+        with write_transaction(engine) as connection:
+            yield connection
+            if len(opened) == 4:  # the listing, then profiles 1, 2 and (failing) 3
+                raise Stop
+
+    with pytest.raises(Stop):
+        run_due(failing_third, now=later)
+    assert len(_due(engine, sandbox)) == 3 and len(_members(api, "recent-buyers")) == 3
+    while run_due(lambda: write_transaction(engine), now=later):
+        pass
+    assert _due(engine, sandbox) == [] and _members(api, "recent-buyers") == []
+    exits = [p for k, p, s, *_ in _outbox(engine, sandbox) if s == "exited"]
+    assert len(exits) == 5 == len(set(exits))
