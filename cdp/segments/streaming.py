@@ -366,13 +366,11 @@ class StreamingEvaluator:
         wanted = set(segment_keys)
         chosen = [(row, self._reads(row.key, catalogue, schema)) for row in order if row.key in wanted]
         chosen = [(row, reads) for row, reads in chosen if reads is not None]
-        done = self._evaluate(profile_pk, chosen, now)
-        # a due segment whose instant passed without a change (or no longer streaming): its row
-        # was rewritten or is dropped here
-        self.connection.execute(segment_due.delete().where(
-            segment_due.c.profile_pk == profile_pk, segment_due.c.due_at <= now,
-            segment_due.c.segment_pk.notin_([row.pk for row, _ in chosen] or [-1])))
-        return done
+        # every instant that has come is consumed (a segment no longer streaming, or whose
+        # expression no longer checks, is not scheduled again); the evaluated ones get their next
+        self.connection.execute(segment_due.delete().where(segment_due.c.profile_pk == profile_pk,
+                                                           segment_due.c.due_at <= now))
+        return self._evaluate(profile_pk, chosen, now)
 
     def _evaluate(self, profile_pk: int, chosen: list, now: datetime) -> dict[str, str]:
         if not chosen:
@@ -465,12 +463,20 @@ def run_due(connection_factory, *, now: datetime, limit: int = 1000, metrics: An
     by_profile: dict[tuple[str, int], set[str]] = {}
     for row in rows:
         by_profile.setdefault((row.sandbox, row.profile_pk), set()).add(row.key)
+    done = 0
     for (sandbox, profile_pk), keys in by_profile.items():
-        with connection_factory() as connection:
-            exists = connection.execute(sa.select(profiles.c.pk).where(profiles.c.pk == profile_pk)).first()
-            if exists is not None:
-                StreamingEvaluator(connection, sandbox=sandbox, metrics=metrics).due(profile_pk, keys, now)
-    return len(by_profile)
+        try:
+            with connection_factory() as connection:
+                exists = connection.execute(sa.select(profiles.c.pk).where(profiles.c.pk == profile_pk)).first()
+                if exists is not None:
+                    StreamingEvaluator(connection, sandbox=sandbox, metrics=metrics).due(profile_pk, keys, now)
+        except (sa.exc.IntegrityError, sa.exc.OperationalError) as error:
+            # lost a race with an ingest writing the same profile (which re-evaluated it): its
+            # rows stay due and the next wave sees them
+            log.info("due re-evaluation of profile %s lost a race: %s", profile_pk, str(error).splitlines()[0])
+            continue
+        done += 1
+    return done
 
 
 def due_depth(connection: sa.Connection, now: datetime) -> tuple[int, int]:
@@ -515,7 +521,10 @@ def schedule_due_job(engine: sa.Engine, registry: Any, *, every: timedelta = DUE
     from cdp.storage.models import jobs
     from cdp.storage.database import write_transaction
 
-    with write_transaction(engine) as connection:
-        if connection.execute(sa.select(jobs.c.pk).where(jobs.c.kind == DUE_KIND, jobs.c.key == DUE_KIND)).first():
-            return
-        enqueue(connection, kind=registry[DUE_KIND], payload={}, key=DUE_KIND, every=every)
+    try:
+        with write_transaction(engine) as connection:
+            if connection.execute(sa.select(jobs.c.pk).where(jobs.c.kind == DUE_KIND, jobs.c.key == DUE_KIND)).first():
+                return
+            enqueue(connection, kind=registry[DUE_KIND], payload={}, key=DUE_KIND, every=every)
+    except (sa.exc.OperationalError, sa.exc.InternalError) as error:  # a database refusing writes: /healthz says so
+        log.warning("the %s job could not be scheduled: %s", DUE_KIND, str(error).splitlines()[0])
