@@ -378,6 +378,7 @@ class StreamingEvaluator:
         from cdp.profiles.documents import profile_document
 
         schema, catalogue, _ = self._load()
+        catalogue_key = self._catalogue_key()
         profile = load_profile(profile_document(self.connection, profile_pk, schema=schema), schema,
                                allowed_values=False)
         verdicts: dict[SegmentRef, bool] = {}
@@ -386,7 +387,7 @@ class StreamingEvaluator:
             started = perf_counter()
             try:
                 verdicts[SegmentRef(row.pk, row.key)] = bool(
-                    compile_predicate(row.expression, schema, segments=catalogue)(profile, now))
+                    _predicate(row.expression, schema, catalogue, catalogue_key)(profile, now))
             except PqlError as error:
                 log.warning("streaming segment %r of sandbox %r skipped: %s", row.key, self.sandbox, error)
                 continue
@@ -398,6 +399,11 @@ class StreamingEvaluator:
                                  now=now, source="streaming")
         self._store_due(profile_pk, due)
         return changed
+
+    def _catalogue_key(self) -> tuple:
+        if getattr(self, "_ckey", None) is None:
+            self._ckey = tuple(sorted(self._load()[1].items()))
+        return self._ckey
 
     def _store_due(self, profile_pk: int, due: Mapping[int, datetime | None]) -> None:
         if not due:
@@ -427,6 +433,23 @@ def schedule_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int
         sa.select(sa.literal(segment_pk, segment_due.c.segment_pk.type), profiles.c.pk,
                   sa.literal(sandbox, sa.String), sa.literal(at, segment_due.c.due_at.type))
         .where(profiles.c.sandbox == sandbox)))
+
+
+_predicates: dict[tuple, Any] = {}
+
+
+def _predicate(expression: str, schema: Schema, catalogue: Mapping[str, str], catalogue_key: tuple):
+    """The compiled predicate, cached per schema, expression and catalogue (a request's writer
+    is new each time; compiling, even from compile_predicate's own cache, parses the text)."""
+    key = (id(schema), expression, catalogue_key)
+    found = _predicates.get(key)
+    if found is None or found[0] is not schema:  # the schema kept with it: its id is not reused
+        found = (schema, compile_predicate(expression, schema, segments=catalogue))
+        with _cache_lock:
+            if len(_predicates) > 10_000:
+                _predicates.clear()
+            _predicates[key] = found
+    return found[1]
 
 
 def exit_all(connection: sa.Connection, *, sandbox: str, profile_pk: int, now: datetime, source: str) -> int:
