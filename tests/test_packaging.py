@@ -98,7 +98,7 @@ def outside(built) -> Path:
     return folder
 
 
-def test_the_wheel_holds_the_grammar_the_migrations_and_the_license(built):
+def test_the_wheel_holds_the_grammar_the_migrations_the_web_files_and_the_license(built):
     with zipfile.ZipFile(built["wheel"]) as wheel:
         names = set(wheel.namelist())
         assert wheel.read("cdp/dsl/pql.lark") == (ROOT / "cdp" / "dsl" / "pql.lark").read_bytes()
@@ -106,6 +106,10 @@ def test_the_wheel_holds_the_grammar_the_migrations_and_the_license(built):
         migrations = ROOT / "cdp" / "storage" / "migrations"
         for script in [migrations / "env.py", migrations / "script.py.mako", *migrations.glob("versions/*.py")]:
             assert wheel.read(script.relative_to(ROOT).as_posix()) == script.read_bytes(), script
+        static = sorted((ROOT / "cdp" / "web" / "static").iterdir())
+        assert {path.name for path in static} >= {"index.html", "app.js", "app.css"}
+        for path in static:  # the web interface's files (docs/web.md)
+            assert wheel.read(path.relative_to(ROOT).as_posix()) == path.read_bytes(), path
         info = f"cdp-{VERSION}.dist-info"
         assert wheel.read(f"{info}/licenses/LICENSE") == (ROOT / "LICENSE").read_bytes()
         metadata = wheel.read(f"{info}/METADATA").decode()

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = Path("tests") / "snapshots" / "sql" / "attributes.sqlite.sql"
 SNAPSHOT_TEST = "tests/test_sql_engine.py::test_generated_sql_snapshot[attributes-sqlite]"
 POSTGRES_TEST = "tests/test_cli.py::test_backend_errors_are_clear"
+BROWSER_TEST = "tests/web/test_web_browser.py::test_a_wrong_key_shows_the_structured_error"
 
 
 # ---- the helpers themselves ---------------------------------------------------------------------
@@ -110,6 +111,35 @@ def test_missing_postgresql_skips_only_where_it_is_not_required(suite_copy):
         result = _pytest(suite_copy, POSTGRES_TEST, **missing, **required)
         assert result.returncode == 1 and "1 error" in result.stdout, (required, result.stdout)
         assert "postgres unavailable: PostgreSQL server programs (initdb, pg_ctl) not found" in result.stdout
+
+
+def test_missing_browser_skips_only_where_it_is_not_required(suite_copy):
+    missing = {"CDP_CHROMIUM": str(suite_copy / "no-chromium-here")}
+    result = _pytest(suite_copy, BROWSER_TEST, **missing)
+    assert result.returncode == 0 and "1 skipped" in result.stdout, result.stdout
+    assert "SKIPPING browser tests" in result.stdout and "CDP_REQUIRE_BROWSER=1" in result.stdout
+    for required in ({"CDP_REQUIRE_BROWSER": "1"}, {"CI": "true"}):
+        result = _pytest(suite_copy, BROWSER_TEST, **missing, **required)
+        assert result.returncode == 1 and "1 error" in result.stdout, (required, result.stdout)
+        assert "browser unavailable: no Chromium at" in result.stdout
+
+
+def _installed_chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        raise FileNotFoundError("neither chromium nor chromium-browser is on PATH")
+    return path
+
+
+def test_ci_script_finds_chromium_or_says_why_not():
+    chromium = require_component("browser", _installed_chromium)  # the script would install it, as root
+    found = subprocess.run(["bash", str(ROOT / ".ci" / "run"), "--browser-only"], capture_output=True, text=True,
+                           timeout=600, env={k: v for k, v in os.environ.items() if k != "CDP_CHROMIUM"})
+    assert found.returncode == 0 and f"ci: Chromium: {chromium} (" in found.stderr, found.stderr
+    result = subprocess.run(["bash", str(ROOT / ".ci" / "run"), "--browser-only"], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "CDP_CHROMIUM": "/nonexistent"})
+    assert result.returncode == 1
+    assert "ci: ERROR: CDP_CHROMIUM=/nonexistent is not a program" in result.stderr
 
 
 def test_ci_script_says_which_postgresql_it_found(postgres_cluster):

@@ -4,7 +4,7 @@ Layout: one package per domain, each with ``models.py`` (pydantic shapes: ``XCre
 ``XUpdate``, ``XRead``), ``service.py`` (plain functions with keyword-only arguments that take a
 ``connection``) and ``views.py`` (a thin ``APIRouter``):
 
-* cdp/auth — API keys and roles (``/v1/keys``)
+* cdp/auth — API keys and roles (``/v1/keys``), the calling key (``/v1/me``)
 * cdp/sandboxes — the sandboxes, which exist before use (``/v1/sandboxes``)
 * cdp/schema_registry — the schema in force per sandbox (``/v1/schema``)
 * cdp/datasets — datasets and their data-usage labels (``/v1/datasets``)
@@ -19,6 +19,7 @@ Layout: one package per domain, each with ``models.py`` (pydantic shapes: ``XCre
   (``/v1/labels``, ``/v1/marketing-actions``, ``/v1/policies``, ``/v1/policies/evaluate``)
 * cdp/sources — connectors (``/v1/source-types``, ``/v1/sources``) and the analytics SDKs' tracking
   API (``/sources/segment/v1/…``, authenticated by a source's write key)
+* cdp/web — the web interface for marketers (``/ui``, its files under ``/ui/static``; docs/web.md)
 * cdp/api — the app itself: settings wiring, dependencies, errors, middleware, metrics, health.
 
 Start-up (the lifespan): the engine is created, the database upgraded to the newest migration
@@ -27,7 +28,7 @@ none exists, and the job runner started with the kinds of :func:`job_registry` (
 stopped server left running are taken back first (a batch is marked failed and can be retried),
 then worker threads run the queued ones (``app.state.jobs``; a view that enqueues a job wakes it
 after its commit). At shutdown, running jobs stop between two steps and roll back. Every endpoint
-lives under ``/v1`` except ``/healthz``, ``/metrics``, the tracking API and the API docs (``/docs``, ``/redoc``,
+lives under ``/v1`` except ``/healthz``, ``/metrics``, the tracking API, the web interface (``/ui``) and the API docs (``/docs``, ``/redoc``,
 ``/openapi.json``; their files are served from ``/docs/assets``, no CDN: cdp/api/docs.py); each
 operation of the OpenAPI document lists the roles it allows as
 ``x-roles``.
@@ -35,9 +36,11 @@ operation of the OpenAPI document lists the roles it allows as
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
@@ -45,10 +48,11 @@ from cdp.jobs import Registry, Runner
 from cdp.settings import Settings
 
 API_PREFIX = "/v1"
+log = logging.getLogger("cdp.api")
 
 
 def _routers() -> list[APIRouter]:
-    from cdp.auth.views import router as keys
+    from cdp.auth.views import me_router as me, router as keys
     from cdp.datasets.views import router as datasets
     from cdp.expressions.views import router as expressions
     from cdp.governance.views import actions_router, labels_router, policies_router
@@ -62,7 +66,7 @@ def _routers() -> list[APIRouter]:
     from cdp.sources.views import router as sources
 
     return [schema, datasets, ingestion, identity, expressions, profiles, privacy, segments, jobs_router,
-            evaluate_router, labels_router, actions_router, policies_router, keys, sandboxes,
+            evaluate_router, labels_router, actions_router, policies_router, keys, me, sandboxes,
             sources]
 
 
@@ -81,6 +85,7 @@ def job_registry(metrics) -> Registry:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     from cdp.api import docs, errors
+    from cdp.web import views as web
     from cdp.api.health import router as operations
     from cdp.api.metrics import Metrics
     from cdp.api.middleware import BodySizeLimit, HeaderSizeLimit, NoNulInUrl, RequestMetrics
@@ -99,9 +104,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             from cdp.segments.jobs import ensure_schedule, fail_interrupted
             from cdp.segments.settings import SegmentSettings
 
-            fail_interrupted(engine)  # segment runs of a stopped CLI: failed, to be run again
             app.state.segment_settings = SegmentSettings()
-            ensure_schedule(engine, every_hours=app.state.segment_settings.batch_every_hours)
+            try:
+                fail_interrupted(engine)  # segment runs of a stopped CLI: failed, to be run again
+                ensure_schedule(engine, every_hours=app.state.segment_settings.batch_every_hours)
+            except sa.exc.DBAPIError as exc:  # a database that takes no writes still serves reads
+                log.warning("start-up housekeeping skipped, the database refuses writes (/healthz says so): %s",
+                            str(getattr(exc, "orig", exc)).splitlines()[0][:200])
             app.state.engine = engine
             workers = settings.job_workers or (1 if engine.dialect.name == "sqlite" else 2)
             registry = job_registry(metrics)
@@ -152,6 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tracking_router)
     app.include_router(operations)
     docs.install(app)
+    web.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

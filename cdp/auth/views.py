@@ -1,4 +1,5 @@
-"""``/v1/keys`` — API keys, admin only. Keys bound to the request's sandbox and keys valid in
+"""``/v1/me`` — the calling key (any role; what the web interface offers follows its role).
+``/v1/keys`` — API keys, admin only. Keys bound to the request's sandbox and keys valid in
 every sandbox are visible; a created key is bound to the request's sandbox unless
 ``all_sandboxes`` is set (which only a key valid everywhere may ask for)."""
 
@@ -8,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 
-from cdp.api.deps import Admins, ConnectionDep
+from cdp.api.deps import Admins, AnyRole, ConnectionDep
 from cdp.api.errors import COMMON_RESPONSES, ErrorResponse
 from cdp.api.pagination import Page, PageDep
 from cdp.auth import service
@@ -16,6 +17,7 @@ from cdp.auth.models import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 from cdp.errors import Forbidden
 
 router = APIRouter(prefix="/keys", tags=["keys"], responses=COMMON_RESPONSES)
+me_router = APIRouter(tags=["keys"], responses=COMMON_RESPONSES)
 
 KeyId = Annotated[str, Path(max_length=32, description="The key's id (`cdp_<id>_…`).")]
 
@@ -48,3 +50,10 @@ def get_key(key_id: KeyId, principal: Admins, connection: ConnectionDep) -> ApiK
 def revoke_key(key_id: KeyId, principal: Admins, connection: ConnectionDep) -> Response:
     service.revoke_key(connection=connection, principal=principal, key_id=key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@me_router.get("/me", response_model=ApiKeyRead, summary="The API key making this request: its name, role and sandbox",
+               description="What a client may offer follows from the role: each operation lists the roles it allows "
+                           "under `x-roles` in the OpenAPI document.")
+def read_me(principal: AnyRole, connection: ConnectionDep) -> ApiKeyRead:
+    return service.get_key(connection=connection, sandbox=principal.sandbox, key_id=principal.key_id)

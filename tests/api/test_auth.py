@@ -82,6 +82,7 @@ def test_declared_roles(api):
     assert roles[("POST", "/v1/expressions/check")] == everyone
     assert roles[("POST", "/v1/profiles/evaluate")] == everyone
     assert roles[("GET", "/v1/schema")] == everyone
+    assert roles[("GET", "/v1/me")] == everyone
     assert roles[("PUT", "/v1/schema")] == stewards
     assert roles[("POST", "/v1/datasets")] == stewards
     assert roles[("PATCH", "/v1/datasets/{dataset_id}")] == stewards
@@ -94,6 +95,13 @@ def test_declared_roles(api):
     for (method, path), allowed in roles.items():
         if path.startswith("/v1/keys"):
             assert allowed == {"admin"}, (method, path)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_a_key_reads_itself(api, role):
+    me = api.get("/v1/me", role=role)
+    assert me.status_code == 200, me.text
+    assert me.json()["role"] == role and "key" not in me.json()
 
 
 def test_created_key_is_shown_once_and_stored_hashed(api):

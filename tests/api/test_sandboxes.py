@@ -11,6 +11,7 @@ ISOLATION_TESTS = {
     "schema": "test_schema_is_per_sandbox",
     "datasets": "test_datasets_are_per_sandbox",
     "keys": "test_keys_are_per_sandbox",
+    "me": "test_a_key_reads_itself_only_where_it_works",
     "expressions": "test_expressions_check_against_the_sandbox_schema_and_segments",
     "profiles": "test_profile_evaluation_uses_the_sandbox_schema_and_segments",
     "batches": "test_batches_are_per_sandbox",
@@ -72,6 +73,13 @@ def test_keys_are_per_sandbox(api):
     assert created["id"] not in {k["id"] for k in listed}
     assert all(k["sandbox"] in (None, other) for k in listed)
     assert_error(api.get("/v1/schema", key=created["key"], sandbox=other), 403, "sandbox_forbidden")
+
+
+def test_a_key_reads_itself_only_where_it_works(api):
+    created = api.post("/v1/keys", json={"name": "bound", "role": "marketer"}).json()  # bound to api's sandbox
+    me = api.get("/v1/me", key=created["key"])
+    assert me.status_code == 200 and me.json()["id"] == created["id"] and me.json()["sandbox"] == created["sandbox"]
+    assert_error(api.get("/v1/me", key=created["key"], sandbox=new_sandbox(api)), 403, "sandbox_forbidden")
 
 
 def _insert_segment(engine, sandbox: str, key: str, expression: str) -> None:

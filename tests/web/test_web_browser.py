@@ -1,0 +1,295 @@
+"""The web interface (docs/web.md) in a real browser: Debian's Chromium driven by Playwright, against
+a real ``cdp serve --demo`` on a free local port. A marketer signs in, types a segment with a
+mistake and sees it underlined with its position and hint, fixes it and sees the canonical form and
+the estimate, saves it, finds Sarah Rose and sees her identities and events, and asks why she is in
+the segment. Screenshots of each view are written for review (the path is printed).
+
+The browser is a component (tests/components.py): without Chromium or Playwright these tests skip
+on a developer's machine and FAIL where it is required (``CDP_REQUIRE_BROWSER=1``, set by .ci/run,
+or ``CI=true``). Never ``playwright install``: the browser is the system's (``CDP_CHROMIUM`` or
+/usr/bin/chromium)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+
+from tests.api.test_server import KEY, Server
+from tests.components import require_component
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--headless"]
+TIMEOUT_MS = 15_000
+
+
+def _chromium() -> str:
+    path = os.environ.get("CDP_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no Chromium at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the whole run."""
+    state = {}
+
+    def start():
+        from playwright.sync_api import sync_playwright
+
+        executable = _chromium()
+        state["playwright"] = sync_playwright().start()
+        try:
+            return state["playwright"].chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        except Exception:
+            state["playwright"].stop()
+            raise
+
+    running = require_component("browser", start, hint="Debian: apt-get install chromium; pip install playwright "
+                                                        "(never `playwright install`); or set CDP_CHROMIUM")
+    yield running
+    running.close()
+    state["playwright"].stop()
+
+
+@pytest.fixture(scope="module")
+def server(sqlite_url_factory, tmp_path_factory):
+    running = Server(sqlite_url_factory(), tmp_path_factory.mktemp("web") / "serve.log", args=["--demo"], timeout=300)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def admin_key(server) -> str:
+    [key] = KEY.findall(server.stderr)
+    return key
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("CDP_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\nweb screenshots: {folder}")
+    return folder
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, base_url=server.base)
+    context.set_default_timeout(TIMEOUT_MS)
+    opened = context.new_page()
+    problems: list[str] = []
+    opened.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    opened.on("console", lambda message: problems.append(f"console {message.type}: {message.text}")
+              if message.type == "error" and "status of 4" not in message.text else None)
+    yield opened
+    context.close()
+    assert not problems, problems  # a script error is a broken page, even when the steps passed
+
+
+def _sign_in(page, key: str) -> None:
+    page.goto("/")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    _expect()(page.get_by_label("PQL expression")).to_be_visible()  # signed in: the editor is shown
+
+
+def _expect():
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)  # a shared 2-core machine can be slow
+    return expect
+
+
+def test_the_page_is_served_by_the_service_itself(server):
+    response = httpx.get(server.base + "/", follow_redirects=True)
+    assert response.status_code == 200 and str(response.url).endswith("/ui")
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    for asset in re.findall(r'(?:src|href)="(/[^"]+)"', response.text):
+        assert httpx.get(server.base + asset).status_code == 200, asset
+    assert "http://" not in response.text and "https://" not in response.text  # nothing from elsewhere
+
+
+def test_a_wrong_key_shows_the_structured_error(page, admin_key):
+    expect = _expect()
+    page.goto("/")
+    page.get_by_label("API key").fill(admin_key[:-2] + "xx")
+    page.get_by_role("button", name="Sign in").click()
+    error = page.locator("#signin-error")
+    expect(error).to_contain_text("invalid_api_key")
+    expect(page.get_by_role("navigation", name="Views")).to_be_hidden()
+
+
+def test_a_marketer_writes_saves_and_explains_a_segment(page, server, admin_key, screenshots):
+    expect = _expect()
+    _sign_in(page, admin_key)
+    expect(page.get_by_label("Sandbox")).to_have_value("prod")
+    nav = page.get_by_role("navigation", name="Views")
+    assert page.evaluate("sessionStorage.getItem('cdp.key')") == admin_key
+
+    # a mistake, typed key by key: underlined at its span, with its position and hint
+    editor = page.get_by_label("PQL expression")
+    editor.press_sequentially("loyalty.points == 100", delay=15)
+    errors = page.get_by_role("list", name="Expression errors")
+    expect(errors).to_contain_text("line 1, column 16")
+    expect(errors).to_contain_text("unexpected `==`")
+    expect(errors).to_contain_text("Hint: use `=` to test equality")
+    expect(page.locator("#pql-highlight mark.error-span")).to_have_text("==")
+    expect(page.locator("#pql-highlight .tok-number")).to_have_text("100")
+    expect(page.get_by_label("Canonical form")).to_have_text("")
+    expect(page.get_by_label("Estimated audience")).to_have_text("")
+    page.screenshot(path=str(screenshots / "editor-error.png"), full_page=True)
+
+    # fixed: no error, the canonical form and the estimate the API gives
+    editor.press("Home")
+    for _ in range(len("loyalty.points ")):
+        editor.press("ArrowRight")
+    editor.press("Delete")
+    editor.type(">")
+    expect(editor).to_have_value("loyalty.points >= 100")
+    expect(page.get_by_label("Canonical form")).to_have_text("loyalty.points >= 100")
+    expect(page.locator("#pql-highlight mark")).to_have_count(0)
+    answer = httpx.post(server.base + "/v1/segments/estimate", headers={"Authorization": "Bearer " + admin_key},
+                        json={"expression": "loyalty.points >= 100"}).json()
+    assert answer["count"] > 0
+    expect(page.get_by_label("Estimated audience")).to_have_text(
+        f"{answer['count']:,} of {answer['total_profiles']:,} profiles")
+    page.get_by_text("Sample of members").click()
+    expect(page.get_by_role("list", name="Sample of members").get_by_role("button")).to_have_text(answer["sample"][:10])
+    page.screenshot(path=str(screenshots / "editor.png"), full_page=True)
+
+    # saved: in the list, with its size and status
+    page.get_by_label("Segment key").fill("loyal-members")
+    page.get_by_label("Segment name").fill("Loyal members")
+    page.get_by_role("button", name="Save segment").click()
+    expect(page.locator("#save-result")).to_contain_text("Saved segment loyal-members.")
+    row = page.get_by_role("table", name="Segments").get_by_role("row").filter(has_text="loyal-members")
+    expect(row).to_contain_text("Loyal members")
+    expect(row).to_contain_text("active")
+    # saving it again: the API's structured error, not a blank page
+    page.get_by_role("button", name="Save segment").click()
+    expect(page.locator("#save-result .error-code")).to_have_text(re.compile(r"\w+"))
+    expect(page.locator("#save-result")).to_contain_text("loyal-members")
+    # opened from the list: its expression back in the editor, and its history
+    editor.fill("")
+    expect(page.get_by_label("Canonical form")).to_have_text("")
+    page.get_by_role("button", name="Open segment loyal-members").click()
+    expect(editor).to_have_value("loyalty.points >= 100")
+    expect(page.get_by_label("Canonical form")).to_have_text("loyalty.points >= 100")
+    history = httpx.get(server.base + "/v1/segments/loyal-members/history",
+                        headers={"Authorization": "Bearer " + admin_key}).json()
+    detail = page.get_by_role("region", name="Segment history")
+    if history["points"]:
+        expect(detail.get_by_role("row")).to_have_count(1 + len(history["points"]))
+        expect(detail.get_by_role("row").nth(1)).to_contain_text(str(history["points"][0]["size"]))
+    else:
+        expect(detail).to_contain_text("Not evaluated yet")
+
+    # Sarah Rose: found by name, her identities and her events on a timeline
+    nav.get_by_role("button", name="Profiles").click()
+    page.get_by_label("Search profiles").fill("Sarah")
+    page.get_by_role("button", name="Search").click()
+    results = page.get_by_role("list", name="Search results")
+    expect(results).to_contain_text("sarah.rose@example.com")
+    results.get_by_role("listitem").filter(has_text="sarah.rose@example.com").get_by_role("button").click()
+    profile = page.get_by_role("article", name="Profile")
+    expect(profile.get_by_role("heading", name="Sarah Rose")).to_be_visible()
+    identities = profile.get_by_role("table", name="Identities")
+    expect(identities).to_contain_text("sarah.rose@example.com")
+    expect(identities).to_contain_text("ecid-7f3a")
+    events = profile.get_by_role("list", name="Event timeline").get_by_role("listitem")
+    stored = httpx.get(server.base + "/v1/profiles/lookup", headers={"Authorization": "Bearer " + admin_key},
+                       params={"namespace": "email", "id": "sarah.rose@example.com"}).json()
+    assert stored["events"], "the demo's Sarah Rose has events"
+    expect(events).to_have_count(len(stored["events"]))
+    times = [events.nth(i).locator("time").get_attribute("datetime") for i in range(events.count())]
+    assert times == sorted(times, reverse=True), times  # newest first
+    expect(profile.get_by_role("table", name="Attributes")).to_contain_text("person.first_name")
+    page.screenshot(path=str(screenshots / "profile.png"), full_page=True)
+
+    # an identity that does not exist: the structured error
+    page.get_by_label("Identity namespace").fill("email")
+    page.get_by_label("Identity value").fill("nobody@example.com")
+    page.get_by_role("button", name="Look up").click()
+    expect(page.locator("#profiles-error .error-code")).to_have_text("not_found")
+    expect(page.locator("#profiles-error")).to_contain_text("no profile with that email identity")
+    expect(profile).to_be_visible()  # the profile shown before stays
+
+    # why: the engine's explanation, part by part
+    nav.get_by_role("button", name="Why").click()
+    page.get_by_label("Segment", exact=True).select_option("loyal-members")
+    expect(page.get_by_label("Profile id")).to_have_value(stored["id"])
+    page.get_by_role("button", name="Explain").click()
+    verdict = httpx.post(server.base + "/v1/evaluate", headers={"Authorization": "Bearer " + admin_key},
+                         json={"segment": "loyal-members", "profile_id": stored["id"], "explain": True}).json()
+    expect(page.locator("#why-result")).to_contain_text(
+        "The profile qualifies." if verdict["qualifies"] else "The profile does not qualify.")
+    rows = page.get_by_role("list", name="Explanation").get_by_role("listitem")
+    expect(rows).to_have_count(len(verdict["explain"]))
+    expect(rows.first).to_contain_text(verdict["explain"][0]["expression"])
+    page.screenshot(path=str(screenshots / "why.png"), full_page=True)
+
+    # from a membership of the profile: the same explanation
+    nav.get_by_role("button", name="Profiles").click()
+    memberships = page.get_by_role("region", name="Memberships")
+    assert verdict["qualifies"], verdict  # she has 120 points
+    expect(memberships).to_contain_text("loyal-members")
+    memberships.get_by_role("button", name="Why is this profile in loyal-members?").click()
+    expect(page.get_by_label("Segment", exact=True)).to_have_value("loyal-members")
+    expect(page.locator("#why-result")).to_contain_text("The profile qualifies.")
+    expect(page.get_by_role("list", name="Explanation").get_by_role("listitem")).to_have_count(len(verdict["explain"]))
+
+
+def test_field_names_are_completed_from_the_schema(page, admin_key, screenshots):
+    expect = _expect()
+    _sign_in(page, admin_key)
+    editor = page.get_by_label("PQL expression")
+    editor.press_sequentially("loyalty.ti", delay=15)
+    suggestions = page.get_by_role("listbox", name="Field suggestions")
+    expect(suggestions.get_by_role("option")).to_have_text(["loyalty.tier"])
+    page.screenshot(path=str(screenshots / "completion.png"))
+    editor.press("Tab")
+    expect(editor).to_have_value("loyalty.tier")
+    expect(suggestions).to_be_hidden()
+    editor.press_sequentially(' = "gold"', delay=15)
+    expect(page.get_by_label("Canonical form")).to_have_text('loyalty.tier = "gold"')  # checked as before
+
+
+def test_what_a_role_may_not_do_is_not_offered(page, server, admin_key):
+    expect = _expect()
+    created = httpx.post(server.base + "/v1/keys", headers={"Authorization": "Bearer " + admin_key},
+                         json={"name": "web reader", "role": "reader"})
+    assert created.status_code == 201, created.text
+    _sign_in(page, created.json()["key"])
+    expect(page.locator("#whoami")).to_have_text("web reader (reader)")
+    expect(page.get_by_role("button", name="Save segment")).to_be_hidden()
+    expect(page.locator("#save-not-allowed")).to_have_text("Your role (reader) may check and estimate segments, "
+                                                          "not save them.")
+    page.get_by_label("PQL expression").press_sequentially('loyalty.tier = "gold"', delay=10)
+    expect(page.get_by_label("Canonical form")).to_have_text('loyalty.tier = "gold"')  # checking is for everyone
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("API key")).to_have_value("")
+    assert page.evaluate("sessionStorage.getItem('cdp.key')") is None
+    _sign_in(page, admin_key)
+    expect(page.locator("#whoami")).to_contain_text("(admin)")
+    expect(page.get_by_role("button", name="Save segment")).to_be_visible()
+    expect(page.locator("#save-not-allowed")).to_be_hidden()
+
+
+def test_a_key_bound_to_one_sandbox_works_there(page, server, admin_key):
+    expect = _expect()
+    admin = {"Authorization": "Bearer " + admin_key}
+    assert httpx.post(server.base + "/v1/sandboxes", headers=admin, json={"name": "webtest"}).status_code == 201
+    created = httpx.post(server.base + "/v1/keys", headers={**admin, "X-Sandbox": "webtest"},
+                         json={"name": "webtest marketer", "role": "marketer"})
+    assert created.status_code == 201, created.text
+    _sign_in(page, created.json()["key"])
+    expect(page.get_by_label("Sandbox").get_by_role("option")).to_have_text(["webtest"])
+    expect(page.locator("#whoami")).to_have_text("webtest marketer (marketer)")
+    expect(page.get_by_role("table", name="Segments")).to_contain_text("No segments yet.")  # its own sandbox's
+    expect(page.locator("#global-error")).to_be_empty()
