@@ -75,6 +75,7 @@ from cdp.observability.metrics import Metrics
 from cdp.segments import jobs as segment_jobs
 from cdp.segments.jobs import ensure_schedule, fail_interrupted
 from cdp.segments.settings import SegmentSettings
+from cdp.segments.streaming import due_job_kind, schedule_due_job
 from cdp.sources.jobs import KINDS as SOURCE_KINDS
 from cdp.settings import Settings
 from cdp.text import NO_NUL
@@ -94,7 +95,7 @@ def job_registry(metrics) -> Registry:
     """Every kind of background work the service runs; a domain adds its kind here."""
     every_hours = SegmentSettings().batch_every_hours
     return Registry([batch_job_kind(metrics), segment_jobs.run_kind(), segment_jobs.schedule_kind(every_hours),
-                     *SOURCE_KINDS])
+                     due_job_kind(metrics), *SOURCE_KINDS])
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -116,8 +117,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             str(getattr(exc, "orig", exc)).splitlines()[0][:200])
             app.state.engine = engine
             workers = settings.job_workers or (1 if engine.dialect.name == "sqlite" else 2)
-            runner = Runner(engine, job_registry(metrics), workers=workers)
+            registry = job_registry(metrics)
+            runner = Runner(engine, registry, workers=workers, clock=lambda: app.state.clock())
             app.state.jobs = runner
+
+            schedule_due_job(engine, registry)
             runner.start()
             try:
                 yield
@@ -141,6 +145,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    from cdp.jobs.queue import utcnow
+
+    app.state.clock = utcnow  # tests inject another (cdp.api.deps.get_clock)
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, max_file_bytes=settings.max_file_bytes,
                        file_routes=[(method, API_PREFIX + path) for method, path in FILE_ROUTES])

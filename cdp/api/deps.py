@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Header, Request
@@ -73,10 +73,17 @@ async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+def get_clock(request: Request):
+    """The service's clock (``app.state.clock``; tests inject one): the instant records are
+    written and streaming segments evaluated at."""
+    return request.app.state.clock
+
+
 ConnectionDep = Annotated[sa.Connection, Depends(get_connection, scope="function")]
 EngineDep = Annotated[sa.Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+ClockDep = Annotated[Any, Depends(get_clock)]
 
 _bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey",
                      description="An API key: `Authorization: Bearer cdp_<id>_<secret>`. Create one with "

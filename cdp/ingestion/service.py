@@ -9,6 +9,7 @@ import random
 import time
 import uuid
 from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,6 +27,7 @@ from cdp.identity.graph import IdentityGraph, Resolution, ResolutionConflict
 from cdp.identity.namespaces import IdentityValueError, normalize, sandbox_namespaces
 from cdp.identity.settings import get_identity_settings
 from cdp.segments.membership import MembershipRefresher
+from cdp.segments.streaming import Change, StreamingEvaluator
 from cdp.storage.bulk import insert_events
 from cdp.storage.models import events, profiles
 
@@ -53,7 +55,8 @@ class Writer:
     """
 
     def __init__(self, connection: sa.Connection, *, sandbox: str, dataset_pk: int, kind: str,
-                 batch_pk: int | None = None, request_id: str | None = None):
+                 batch_pk: int | None = None, request_id: str | None = None, clock: Callable[[], datetime] | None = None,
+                 metrics: Metrics | None = None):
         self.connection = connection
         self.sandbox = sandbox
         self.dataset_pk = dataset_pk
@@ -68,6 +71,8 @@ class Writer:
         self.graph = IdentityGraph(connection, sandbox=sandbox, namespaces=dict(self.namespaces),
                                    settings=self.settings)
         self.memberships = MembershipRefresher(connection, sandbox=sandbox)
+        self.streaming = StreamingEvaluator(connection, sandbox=sandbox, metrics=metrics)
+        self.clock = clock or _wall_clock
 
     # ---- identities --------------------------------------------------------------------------
 
@@ -95,6 +100,7 @@ class Writer:
     def rebind(self, connection: sa.Connection) -> None:
         """Go on on another connection (a record's own transaction)."""
         self.connection = self.graph.connection = self.memberships.connection = connection
+        self.streaming.connection = connection
 
     def apply(self, index: int, record: ValidRecord, *, engine: sa.Engine | None = None) -> RecordResult:
         """Apply one record (:meth:`apply_many` of one)."""
@@ -164,8 +170,9 @@ class Writer:
 
     def _apply_many(self, prepared: list[tuple[int, int, ValidRecord, list[tuple[str, str]]]]):
         """(position → result, what to remember once it is committed)."""
-        now = datetime.now(timezone.utc)
+        now = self.clock()
         results: dict[int, RecordResult] = {}
+        changes: dict[int, Change] = {}  # profile → what the records changed (streaming segments)
         if self.kind == "event":
             stored = set()
             ids = [record.event_id for _, _, record, _ in prepared]
@@ -193,6 +200,10 @@ class Writer:
                                         index))
                 for (_, index, record, _), resolution in zip(prepared, resolutions)], self.settings,
                 created={r.profile_pk for r in resolutions if r.created})
+            for (_, _, record, _), resolution in zip(prepared, resolutions):
+                paths = frozenset(tuple(p.split(".")) for p in (*record.set_attributes, *record.removed))
+                before = changes.get(resolution.profile_pk, Change())
+                changes[resolution.profile_pk] = Change(attributes=before.attributes | paths)
             # profiles made just now already say updated_at = now
             touched = sorted({r.profile_pk for r in resolutions if not r.created})
             if touched:
@@ -222,6 +233,8 @@ class Writer:
                              "ts": record.ts, "dataset_pk": self.dataset_pk,
                              "fields": {k: json_value(v, self.dialect) for k, v in record.event_fields.items()}})
                 stored_ids.append(record.event_id)
+                before = changes.get(profile_pk, Change())
+                changes[profile_pk] = Change(event_types=before.event_types | {record.event_type})
                 results[position] = RecordResult(index=index, status=RecordStatus.accepted,
                                                  profile_id=resolution.external_id, warnings=warnings)
             if rows:  # in one order for every writer (the unique index on dataset and event id)
@@ -232,6 +245,11 @@ class Writer:
                 self.event_counts.update(counts)
         for profile_pk in merged_into:
             self.memberships.refresh(profile_pk, now)
+        for profile_pk in {*merged_into, *(r.profile_pk for r in resolutions if r.created)}:
+            changes[profile_pk] = Change(everything=True)  # a new profile: any segment may take it
+        # streaming segments: evaluated in this transaction, so memberships commit with the records
+        for profile_pk in sorted(changes):
+            self.streaming.profile_changed(profile_pk, changes[profile_pk], now)
         return results, remember
 
     def _warnings(self, resolution: Resolution) -> list[str]:
@@ -261,6 +279,10 @@ def _lost_a_race(exc: Exception) -> bool:
     if isinstance(exc, ResolutionConflict):
         return True
     return getattr(getattr(exc, "orig", None), "sqlstate", None) in _RACE_CODES
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def _nothing() -> None:
@@ -297,7 +319,8 @@ def records_of(body: Any) -> list[Any]:
 
 
 def ingest_records(*, connection: sa.Connection, sandbox: str, dataset_id: int, body: Any, schema: Schema,
-                   metrics: Metrics | None = None, engine: sa.Engine | None = None) -> IngestResponse:
+                   metrics: Metrics | None = None, engine: sa.Engine | None = None,
+                   clock: Callable[[], datetime] | None = None) -> IngestResponse:
     """Validate each record on its own and apply the valid ones set-wise (Writer.apply_many).
     ``engine`` (PostgreSQL): they are written in a transaction of their own, short and retried on
     a lost race, not in the request's; without it (and always on SQLite, whose writer holds the
@@ -306,7 +329,8 @@ def ingest_records(*, connection: sa.Connection, sandbox: str, dataset_id: int, 
     kind = dataset.kind.value
     records = records_of(body)
     request_id = uuid.uuid4().hex
-    writer = Writer(connection, sandbox=sandbox, dataset_pk=dataset.id, kind=kind, request_id=request_id)
+    writer = Writer(connection, sandbox=sandbox, dataset_pk=dataset.id, kind=kind, request_id=request_id,
+                    clock=clock, metrics=metrics)
     slots: list[RecordResult | None] = []
     valid_records: list[tuple[int, ValidRecord]] = []
     for index, raw in enumerate(records):

@@ -6,6 +6,12 @@ share counters), served at ``GET /metrics`` in the text exposition format (any A
   (``/v1/datasets/{dataset_id}``), ``unmatched`` for unknown paths, so labels stay bounded;
 * ``cdp_ingested_records_total{sandbox, kind}`` and ``cdp_rejected_records_total{sandbox, kind}``
   — counted by ingestion through :meth:`Metrics.ingested` / :meth:`Metrics.rejected`;
+* ``cdp_streaming_evaluations_total{sandbox, segment}`` and
+  ``cdp_streaming_evaluation_seconds{sandbox, segment}`` — streaming segments evaluated in memory
+  (on ingest and by the due job) and the time each took;
+* ``cdp_streaming_due_scheduled`` and ``cdp_streaming_due_overdue`` — re-evaluations scheduled
+  for the instant an answer can change with time alone, and of those already due, as the due job
+  last saw them; ``cdp_streaming_due_lag_seconds`` — how late the oldest due one was.
 * ``cdp_source_messages_total{sandbox, source, status}`` — the tracking API's messages per source
   (cdp/sources).
 
@@ -19,6 +25,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -38,6 +45,17 @@ class Metrics:
                                         registry=self.registry)
         self.rejected_records = Counter("cdp_rejected_records", "Records rejected by validation.",
                                         ["sandbox", "kind"], registry=self.registry)
+        self.streaming_evaluations = Counter("cdp_streaming_evaluations", "Streaming segments evaluated for a profile.",
+                                             ["sandbox", "segment"], registry=self.registry)
+        self.streaming_seconds = Histogram("cdp_streaming_evaluation_seconds", "Time to evaluate a streaming segment "
+                                           "for a profile.", ["sandbox", "segment"], registry=self.registry,
+                                           buckets=(0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1))
+        self.due_scheduled = Gauge("cdp_streaming_due_scheduled", "Scheduled streaming re-evaluations.",
+                                   registry=self.registry)
+        self.due_overdue = Gauge("cdp_streaming_due_overdue", "Scheduled streaming re-evaluations already due.",
+                                 registry=self.registry)
+        self.due_lag = Gauge("cdp_streaming_due_lag_seconds", "How late the oldest due re-evaluation was when the "
+                             "due job ran.", registry=self.registry)
         self.source_messages_total = Counter("cdp_source_messages", "Messages of the tracking API by source and "
                                              "outcome (accepted, rejected, duplicate).",
                                              ["sandbox", "source", "status"], registry=self.registry)
@@ -52,6 +70,14 @@ class Metrics:
     def rejected(self, sandbox: str, kind: str, count: int = 1) -> None:
         self.rejected_records.labels(sandbox, kind).inc(count)
 
+    def evaluated(self, sandbox: str, segment: str, seconds: float) -> None:
+        self.streaming_evaluations.labels(sandbox, segment).inc()
+        self.streaming_seconds.labels(sandbox, segment).observe(seconds)
+
+    def due_queue(self, scheduled: int, overdue: int, lag_seconds: float) -> None:
+        self.due_scheduled.set(scheduled)
+        self.due_overdue.set(overdue)
+        self.due_lag.set(lag_seconds)
     def source_messages(self, sandbox: str, source: str, status: str, count: int = 1) -> None:
         self.source_messages_total.labels(sandbox, source, status).inc(count)
 

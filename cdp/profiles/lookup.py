@@ -172,6 +172,10 @@ def delete_profile(*, connection: sa.Connection, sandbox: str, profile_pk: int, 
     if connection.dialect.name == "postgresql":
         query = query.with_for_update()  # a concurrent merge into this profile waits, then finds it gone
     external_id = connection.execute(query).scalar_one()
+    now = datetime.now(timezone.utc)
+    from cdp.segments.streaming import exit_all
+
+    exit_all(connection, sandbox=sandbox, profile_pk=profile_pk, now=now, source="privacy")  # the outbox says so
     counts = {
         "identities": connection.execute(identities.delete().where(identities.c.profile_pk == profile_pk)).rowcount,
         "events": connection.execute(events.delete().where(events.c.profile_pk == profile_pk)).rowcount,
@@ -182,7 +186,6 @@ def delete_profile(*, connection: sa.Connection, sandbox: str, profile_pk: int, 
     connection.execute(identity_removals.delete().where(identity_removals.c.profile_pk == profile_pk))
     connection.execute(profile_merges.delete().where(profile_merges.c.survivor_pk == profile_pk))
     connection.execute(profiles.delete().where(profiles.c.pk == profile_pk))
-    now = datetime.now(timezone.utc)
     pk = connection.execute(privacy_deletions.insert().values(
         sandbox=sandbox, profile_external_id=external_id, requested_by=requested_by, requested_at=now, **counts)
         .returning(privacy_deletions.c.pk)).scalar_one()

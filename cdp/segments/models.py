@@ -78,6 +78,8 @@ class SegmentRead(BaseModel):
     updated_at: datetime
     evaluated_at: datetime | None = Field(description="When a batch evaluation last wrote its memberships.")
     size: int = Field(description="Members now (memberships realized or existing).")
+    scheduled: int = Field(default=0, description="Streaming: profiles with a re-evaluation scheduled for the "
+                                                  "instant their answer can change with time alone.")
 
 
 class MemberRead(BaseModel):

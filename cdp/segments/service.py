@@ -35,7 +35,7 @@ from cdp.segments.models import (Estimate, EvaluateRequest, EvaluateResult, Expl
                                  MemberPage, MemberRead, MembershipStatus, SegmentCreate, SegmentRead, SegmentStatus,
                                  SegmentUpdate)
 from cdp.segments.membership import MEMBER, hour_of
-from cdp.storage.models import memberships, profiles, segment_dependencies, segment_history, segments
+from cdp.storage.models import memberships, profiles, segment_dependencies, segment_due, segment_history, segments
 
 SAMPLE_MEMBERS = 20
 
@@ -180,6 +180,9 @@ def _reads(connection: sa.Connection, sandbox: str, rows: list) -> list[SegmentR
         sa.select(memberships.c.segment_pk, sa.func.count()).where(memberships.c.segment_pk.in_(pks),
                                                                     memberships.c.status.in_(MEMBER))
         .group_by(memberships.c.segment_pk)).all())
+    scheduled = dict(connection.execute(
+        sa.select(segment_due.c.segment_pk, sa.func.count()).where(segment_due.c.segment_pk.in_(pks))
+        .group_by(segment_due.c.segment_pk)).all())
     graph = reference_graph(connection, sandbox)
     users: dict[str, set[str]] = {}
     for source, targets in graph.items():
@@ -189,7 +192,7 @@ def _reads(connection: sa.Connection, sandbox: str, rows: list) -> list[SegmentR
                         canonical=row.canonical, status=row.status, evaluation=row.evaluation,
                         depends_on=sorted(graph.get(row.key, ())), used_by=sorted(users.get(row.key, ())),
                         created_at=row.created_at, updated_at=row.updated_at, evaluated_at=row.evaluated_at,
-                        size=sizes.get(row.pk, 0)) for row in rows]
+                        size=sizes.get(row.pk, 0), scheduled=scheduled.get(row.pk, 0)) for row in rows]
 
 
 def get_segment(*, connection: sa.Connection, sandbox: str, key: str) -> SegmentRead:
@@ -236,11 +239,19 @@ def _evaluate_after_save(connection: sa.Connection, sandbox: str, key: str, sche
     def same_transaction() -> Iterator[sa.Connection]:
         yield connection
 
+    as_of = as_of or _now()
     batch.evaluate_segments(same_transaction, sandbox=sandbox, rows=batch.ordered(rows, graph), schema=schema,
-                            catalogue=known, as_of=as_of or _now(), source="save")
+                            catalogue=known, as_of=as_of, source="save")
+    from cdp.segments.streaming import schedule_segment
+
+    for row in rows:
+        if row.evaluation == "streaming":
+            schedule_segment(connection, sandbox=sandbox, segment_pk=row.pk, key=row.key, catalogue=known,
+                             schema=schema, at=as_of)
 
 
-def create_segment(*, connection: sa.Connection, sandbox: str, spec: SegmentCreate, schema: Schema) -> SegmentRead:
+def create_segment(*, connection: sa.Connection, sandbox: str, spec: SegmentCreate, schema: Schema,
+                   as_of: datetime | None = None) -> SegmentRead:
     known = catalogue(connection, sandbox)
     if spec.key in known:
         raise Conflict(f"a segment with key {spec.key!r} exists in sandbox {sandbox!r}", code="conflict",
@@ -257,12 +268,12 @@ def create_segment(*, connection: sa.Connection, sandbox: str, spec: SegmentCrea
         updated_at=now).returning(segments.c.pk)).scalar_one()
     _set_dependencies(connection, sandbox, pk, ast.segment_references(typed))
     if spec.status == SegmentStatus.active:
-        _evaluate_after_save(connection, sandbox, spec.key, schema)
+        _evaluate_after_save(connection, sandbox, spec.key, schema, as_of)
     return get_segment(connection=connection, sandbox=sandbox, key=spec.key)
 
 
 def update_segment(*, connection: sa.Connection, sandbox: str, key: str, spec: SegmentUpdate,
-                   schema: Schema) -> SegmentRead:
+                   schema: Schema, as_of: datetime | None = None) -> SegmentRead:
     row = _row(connection, sandbox, key)
     changes = spec.model_dump(exclude_unset=True)
     for name in ("name", "expression", "status", "evaluation"):
@@ -291,7 +302,7 @@ def update_segment(*, connection: sa.Connection, sandbox: str, key: str, spec: S
     connection.execute(segments.update().where(segments.c.pk == row.pk).values(**values))
     activated = values.get("status") == "active" and row.status != "active"
     if expression_changed or activated:
-        _evaluate_after_save(connection, sandbox, key, schema)
+        _evaluate_after_save(connection, sandbox, key, schema, as_of)
     return get_segment(connection=connection, sandbox=sandbox, key=key)
 
 

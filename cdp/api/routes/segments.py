@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response, status
 
-from cdp.api.deps import AnyRole, ConnectionDep, require
+from cdp.api.deps import AnyRole, ClockDep, ConnectionDep, require
 from cdp.api.errors import COMMON_RESPONSES, ErrorResponse
 from cdp.api.pagination import MAX_LIMIT, Page, PageDep
 from cdp.auth import Role
@@ -53,9 +53,10 @@ def _estimate_options(settings: SegmentSettings) -> dict:
              description="The expression is checked against the schema in force and the other segments: 422 "
                          "`invalid_expression` (or `unknown_segment`, `segment_cycle`) with every error in "
                          "`details.errors`. An active segment is evaluated over every profile at once.")
-def create_segment(spec: SegmentCreate, principal: Editors, connection: ConnectionDep) -> SegmentRead:
+def create_segment(spec: SegmentCreate, principal: Editors, connection: ConnectionDep, clock: ClockDep) -> SegmentRead:
     schema = get_schema(connection=connection, sandbox=principal.sandbox)
-    return service.create_segment(connection=connection, sandbox=principal.sandbox, spec=spec, schema=schema)
+    return service.create_segment(connection=connection, sandbox=principal.sandbox, spec=spec, schema=schema,
+                                  as_of=clock())
 
 
 @router.get("", response_model=Page[SegmentRead], summary="List segments (by key)")
@@ -85,9 +86,11 @@ def get_segment(key: Key, principal: AnyRole, connection: ConnectionDep) -> Segm
 
 @router.patch("/{key}", response_model=SegmentRead, responses=NOT_FOUND,
               summary="Change a segment; a new expression is checked again and its memberships follow it")
-def update_segment(key: Key, spec: SegmentUpdate, principal: Editors, connection: ConnectionDep) -> SegmentRead:
+def update_segment(key: Key, spec: SegmentUpdate, principal: Editors, connection: ConnectionDep,
+                   clock: ClockDep) -> SegmentRead:
     schema = get_schema(connection=connection, sandbox=principal.sandbox)
-    return service.update_segment(connection=connection, sandbox=principal.sandbox, key=key, spec=spec, schema=schema)
+    return service.update_segment(connection=connection, sandbox=principal.sandbox, key=key, spec=spec, schema=schema,
+                                  as_of=clock())
 
 
 @router.delete("/{key}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,

@@ -1,0 +1,553 @@
+"""Streaming evaluation: a profile's streaming segments re-evaluated in memory when a record
+changes it, in the record's transaction, and again when time alone can change an answer.
+
+What a segment reads comes from its checked tree (:func:`reads_of`, through the segments it
+references): the event types its filters admit (or any type), the profile attributes it names,
+and what makes it depend on time (window lengths, calendar windows, clock functions). A change
+(:class:`Change`: events of some types, some attributes, or everything after a merge) evaluates
+only the streaming segments whose reads it touches — and, since reads are taken through
+references, the segments that reference them, in dependency order (the in-memory predicate of a
+referencing segment evaluates what it references on the same data and instant).
+
+For every profile and time-dependent streaming segment, :func:`next_change` computes an instant
+no later than the first at which the answer can change without new data (or None: never), from
+the tree's durations and calendar windows and the profile's instants; it is stored in
+``segment_due`` and the ``segments.due`` job kind re-evaluates profiles whose instant has come.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from time import perf_counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from cdp.dsl import PqlError, ast, check
+from cdp.dsl.catalogue import dependency_order
+from cdp.engine import compile_predicate, load_profile
+from cdp.schema import Schema
+from cdp.segments.membership import MEMBER, SegmentRef, apply_verdicts
+from cdp.storage.models import membership_changes, memberships, profiles, segment_due, segments
+
+log = logging.getLogger("cdp.segments")
+
+_UNITS = {"second": timedelta(seconds=1), "minute": timedelta(minutes=1), "hour": timedelta(hours=1),
+          "day": timedelta(days=1), "week": timedelta(weeks=1)}
+_TICK = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class Reads:
+    """What an expression reads (see the module doc)."""
+
+    any_event: bool = False  # a filter that admits events of any type
+    event_types: frozenset[str] = frozenset()
+    attributes: frozenset[tuple[str, ...]] = frozenset()
+    references: frozenset[str] = frozenset()
+    durations: frozenset[timedelta] = frozenset()
+    periods: frozenset[str] = frozenset()  # today | week | month | year
+    months: frozenset[int] = frozenset()  # window lengths in months / years (as months)
+    clock: bool = False  # calls a function of the clock (now(), today(), days_until …)
+    literal_instants: frozenset[datetime] = frozenset()
+
+    @property
+    def timed(self) -> bool:
+        # events count from their timestamp on: one stored ahead of the clock enters later
+        return bool(self.durations or self.periods or self.months or self.clock or self.literal_instants
+                    or self.any_event or self.event_types)
+
+    def union(self, other: Reads) -> Reads:
+        return Reads(*(getattr(self, f.name) | getattr(other, f.name) for f in dataclasses.fields(self)))
+
+    def touched_by(self, change: Change) -> bool:
+        if change.everything:
+            return True
+        if change.event_types and (self.any_event or self.event_types & change.event_types):
+            return True
+        for path in change.attributes:
+            for read in self.attributes:
+                n = min(len(path), len(read))
+                if path[:n] == read[:n]:
+                    return True
+        return False
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a record changed on a profile."""
+
+    event_types: frozenset[str] = frozenset()
+    attributes: frozenset[tuple[str, ...]] = frozenset()
+    everything: bool = False  # a merge, a deletion: every segment can be affected
+
+
+def _event_types(condition: ast.Node | None) -> frozenset[str] | None:
+    """The types a filter's condition admits when it says so at its top (``type = "x"``, ``type
+    in [...]``, in an ``and``); None: any type."""
+    if condition is None:
+        return None
+    if isinstance(condition, ast.BoolChain) and condition.op == "and":
+        found = None
+        for operand in condition.operands:
+            types = _event_types(operand)
+            if types is not None:
+                found = types if found is None else found & types
+        return found
+    if isinstance(condition, ast.BoolChain) and condition.op == "or":
+        parts = [_event_types(operand) for operand in condition.operands]
+        return None if any(p is None for p in parts) else frozenset().union(*parts)
+
+    def is_type(node: ast.Node) -> bool:
+        return isinstance(node, ast.Name) and node.binding == "event" and node.path == ("type",)
+
+    if isinstance(condition, ast.Comparison) and condition.op == "=":
+        for name, value in ((condition.left, condition.right), (condition.right, condition.left)):
+            if is_type(name) and isinstance(value, ast.StringLiteral):
+                return frozenset([value.value])
+    if (isinstance(condition, ast.InList) and not condition.negated and is_type(condition.value)
+            and isinstance(condition.items, ast.ListLiteral)
+            and all(isinstance(i, ast.StringLiteral) for i in condition.items.items)):
+        return frozenset(i.value for i in condition.items.items)
+    return None
+
+
+def _own_reads(tree: ast.Node) -> Reads:
+    from cdp.functions.registry import lookup
+
+    any_event = False
+    types: set[str] = set()
+    attributes: set[tuple[str, ...]] = set()
+    references: set[str] = set()
+    durations: set[timedelta] = set()
+    periods: set[str] = set()
+    months: set[int] = set()
+    instants: set[datetime] = set()
+    clock = False
+    stack: list[Any] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, tuple):
+            stack.extend(node)
+            continue
+        if not isinstance(node, ast.Node):
+            continue
+        if isinstance(node, ast.EventFilter):
+            admitted = _event_types(node.condition)
+            if admitted is None:
+                any_event = True
+            else:
+                types |= admitted
+        elif isinstance(node, ast.Name) and node.binding in (None, "profile"):
+            attributes.add(node.path)
+        elif isinstance(node, ast.SegmentRef):
+            references.add(node.key)
+        elif isinstance(node, (ast.WithinLast, ast.WithinGap, ast.DurationLiteral)):
+            amount, unit = node.amount, node.unit
+            if unit in ("month", "year"):
+                months.add(amount * (12 if unit == "year" else 1))
+            else:
+                durations.add(amount * _UNITS[unit])
+        elif isinstance(node, ast.WithinPeriod):
+            periods.add(node.period)
+        elif isinstance(node, ast.Call):
+            function = lookup(node.function)
+            if function is None or function.needs_clock or function.stage == "as_of":
+                clock = True
+        elif isinstance(node, ast.StringLiteral):
+            try:
+                instants.add(_instant(datetime.fromisoformat(node.value)))
+            except ValueError:
+                pass
+        for f in dataclasses.fields(node):
+            if f.name not in ("span", "type", "nullable"):
+                stack.append(getattr(node, f.name))
+    if any(isinstance(n, (ast.Since, ast.Before, ast.FromTo)) for n in _walk(tree)):
+        clock = clock or not instants
+    return Reads(any_event, frozenset(types), frozenset(attributes), frozenset(references), frozenset(durations),
+                 frozenset(periods), frozenset(months), clock, frozenset(instants))
+
+
+def _walk(tree: ast.Node) -> Iterable[ast.Node]:
+    stack: list[Any] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, tuple):
+            stack.extend(node)
+        elif isinstance(node, ast.Node):
+            yield node
+            stack.extend(getattr(node, f.name) for f in dataclasses.fields(node)
+                         if f.name not in ("span", "type", "nullable"))
+
+
+_cache: dict[tuple, Reads] = {}
+_cache_lock = threading.Lock()
+
+
+def reads_of(key: str, catalogue: Mapping[str, str], schema: Schema | None) -> Reads:
+    """What segment ``key`` reads, through the segments it references (checked against
+    ``schema``); cached per schema and the texts involved."""
+    seen: dict[str, Reads] = {}
+
+    def own(k: str) -> Reads:
+        if k not in seen:
+            text = catalogue[k]
+            cache_key = (id(schema), getattr(schema, "version", None), text)
+            with _cache_lock:
+                found = _cache.get(cache_key)
+            if found is None:
+                found = _own_reads(check(text, schema))
+                with _cache_lock:
+                    if len(_cache) > 10_000:
+                        _cache.clear()
+                    _cache[cache_key] = found
+            seen[k] = found
+        return seen[k]
+
+    total = Reads()
+    stack, visited = [key], set()
+    while stack:
+        k = stack.pop()
+        if k in visited or k not in catalogue:
+            continue
+        visited.add(k)
+        r = own(k)
+        total = total.union(r)
+        stack.extend(r.references)
+    return total
+
+
+def reads_of_tree(tree: ast.Node, catalogue: Mapping[str, str], schema: Schema | None = None) -> Reads:
+    """What a checked tree reads, through the segments of ``catalogue`` it references."""
+    total = _own_reads(tree)
+    for key in total.references:
+        if key in catalogue:
+            total = total.union(reads_of(key, catalogue, schema))
+    return total
+
+
+# ---- the next instant an answer can change without new data ---------------------------------
+
+def _instant(value: datetime | date) -> datetime:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return datetime.combine(value, time(), tzinfo=timezone.utc)
+
+
+def _instants_of(value: Any, into: set[datetime]) -> None:
+    if isinstance(value, (datetime, date)):
+        into.add(_instant(value))
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            _instants_of(v, into)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _instants_of(v, into)
+
+
+def _add_months(at: datetime, months: int) -> datetime:
+    index = at.year * 12 + at.month - 1 + months
+    year, month = divmod(index, 12)
+    month += 1
+    for day in (at.day, 30, 29, 28):
+        try:
+            return at.replace(year=year, month=month, day=day)
+        except ValueError:
+            continue
+    raise ValueError(at)
+
+
+def next_change(reads: Reads, profile: Any, as_of: datetime) -> datetime | None:
+    """An instant after ``as_of``, never later than the first at which the answer for a profile
+    can change with time alone; None when it cannot. Candidates: every instant of the profile
+    (times and date values of the events of the types it reads, date and datetime attributes) shifted by each window length (and one tick after,
+    windows being closed or open at either end), the literal instants, and, for calendar windows
+    and clock functions, the next UTC midnight and the profile's instants moved by whole days."""
+    if not reads.timed:
+        return None
+    as_of = _instant(as_of)
+    points: set[datetime] = set(reads.literal_instants)
+    _instants_of(profile.attributes, points)
+    for event in profile.events:  # only the events its filters can admit
+        if reads.any_event or event.get("type") in reads.event_types:
+            _instants_of(event, points)
+    shifts = {timedelta(0)} | set(reads.durations) | {-d for d in reads.durations}
+    candidates: set[datetime] = set()
+    for point in points:
+        for shift in shifts:
+            try:
+                candidates.add(point + shift)
+            except OverflowError:
+                continue
+        for months in reads.months:
+            for sign in (1, -1):
+                try:
+                    candidates.add(_add_months(point, sign * months))
+                except (ValueError, OverflowError):
+                    continue
+        if reads.clock or reads.periods:
+            if point <= as_of:  # the next instant with the same time of day
+                days = (as_of - point) // timedelta(days=1) + 1
+                try:
+                    candidates.add(point + days * timedelta(days=1))
+                except OverflowError:
+                    pass
+    if reads.clock or reads.periods:
+        candidates.add(datetime.combine(as_of.date() + timedelta(days=1), time(), tzinfo=timezone.utc))
+    future = {c for c in candidates if c > as_of} | {c + _TICK for c in candidates if c + _TICK > as_of}
+    return min(future) if future else None
+
+
+# ---- evaluation ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StreamingSegment:
+    ref: SegmentRef
+    expression: str
+
+
+class StreamingEvaluator:
+    """Evaluates one sandbox's active streaming segments for profiles on one connection (its
+    transaction): memberships through :func:`apply_verdicts` (source ``streaming``), and the
+    next instants in ``segment_due``. Reads the sandbox's segments and schema once."""
+
+    def __init__(self, connection: sa.Connection, *, sandbox: str, metrics: Any = None):
+        self.connection = connection
+        self.sandbox = sandbox
+        self.metrics = metrics  # cdp.observability.metrics.Metrics, or None
+        self._loaded: tuple | None = None
+        self.evaluations = 0
+
+    def _load(self) -> tuple:
+        if self._loaded is None:
+            rows = self.connection.execute(
+                sa.select(segments.c.pk, segments.c.key, segments.c.expression, segments.c.status,
+                          segments.c.evaluation).where(segments.c.sandbox == self.sandbox)).all()
+            catalogue = {row.key: row.expression for row in rows}
+            streaming = {row.key: row for row in rows if row.status == "active" and row.evaluation == "streaming"}
+            if streaming:
+                from cdp.schema_registry.service import get_schema
+
+                schema = get_schema(connection=self.connection, sandbox=self.sandbox)
+                graph = {key: set(reads.references) & set(streaming) for key, reads in
+                         ((key, self._reads(key, catalogue, schema)) for key in streaming) if reads is not None}
+                order = [streaming[key] for key in dependency_order(graph)]
+            else:
+                schema, order = None, []
+            self._loaded = (schema, catalogue, order)
+        return self._loaded
+
+    def _reads(self, key: str, catalogue: Mapping[str, str], schema: Schema) -> Reads | None:
+        try:
+            return reads_of(key, catalogue, schema)
+        except PqlError as error:
+            log.warning("streaming segment %r of sandbox %r skipped: %s", key, self.sandbox, error)
+            return None
+
+    def profile_changed(self, profile_pk: int, change: Change, now: datetime) -> dict[str, str]:
+        """Re-evaluate the streaming segments ``change`` can affect on the profile at ``now``;
+        returns key → new status for the memberships that changed."""
+        schema, catalogue, order = self._load()
+        chosen = []
+        for row in order:
+            reads = self._reads(row.key, catalogue, schema)
+            if reads is not None and reads.touched_by(change):
+                chosen.append((row, reads))
+        return self._evaluate(profile_pk, chosen, now)
+
+    def due(self, profile_pk: int, segment_keys: Iterable[str], now: datetime) -> dict[str, str]:
+        """Re-evaluate the given streaming segments (their instant has come)."""
+        schema, catalogue, order = self._load()
+        wanted = set(segment_keys)
+        chosen = [(row, self._reads(row.key, catalogue, schema)) for row in order if row.key in wanted]
+        chosen = [(row, reads) for row, reads in chosen if reads is not None]
+        # every instant that has come is consumed (a segment no longer streaming, or whose
+        # expression no longer checks, is not scheduled again); the evaluated ones get their next
+        self.connection.execute(segment_due.delete().where(segment_due.c.profile_pk == profile_pk,
+                                                           segment_due.c.due_at <= now))
+        return self._evaluate(profile_pk, chosen, now)
+
+    def _evaluate(self, profile_pk: int, chosen: list, now: datetime) -> dict[str, str]:
+        if not chosen:
+            return {}
+        from cdp.profiles.documents import profile_document
+
+        schema, catalogue, _ = self._load()
+        catalogue_key = self._catalogue_key()
+        profile = load_profile(profile_document(self.connection, profile_pk, schema=schema), schema,
+                               allowed_values=False)
+        verdicts: dict[SegmentRef, bool] = {}
+        due: dict[int, datetime | None] = {}
+        for row, reads in chosen:
+            started = perf_counter()
+            try:
+                verdicts[SegmentRef(row.pk, row.key)] = bool(
+                    _predicate(row.expression, schema, catalogue, catalogue_key)(profile, now))
+            except PqlError as error:
+                log.warning("streaming segment %r of sandbox %r skipped: %s", row.key, self.sandbox, error)
+                continue
+            self.evaluations += 1
+            if self.metrics is not None:
+                self.metrics.evaluated(self.sandbox, row.key, perf_counter() - started)
+            due[row.pk] = next_change(reads, profile, now)
+        changed = apply_verdicts(self.connection, sandbox=self.sandbox, profile_pk=profile_pk, verdicts=verdicts,
+                                 now=now, source="streaming")
+        self._store_due(profile_pk, due)
+        return changed
+
+    def _catalogue_key(self) -> tuple:
+        if getattr(self, "_ckey", None) is None:
+            self._ckey = tuple(sorted(self._load()[1].items()))
+        return self._ckey
+
+    def _store_due(self, profile_pk: int, due: Mapping[int, datetime | None]) -> None:
+        if not due:
+            return
+        self.connection.execute(segment_due.delete().where(segment_due.c.profile_pk == profile_pk,
+                                                           segment_due.c.segment_pk.in_(list(due))))
+        rows = [{"segment_pk": pk, "profile_pk": profile_pk, "sandbox": self.sandbox, "due_at": at}
+                for pk, at in due.items() if at is not None]
+        if rows:
+            self.connection.execute(segment_due.insert(), rows)
+
+
+def schedule_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int, key: str,
+                     catalogue: Mapping[str, str], schema: Schema, at: datetime) -> None:
+    """A streaming segment just saved and evaluated set-wise (its memberships as of ``at``): when
+    its answers can change with time, every profile of the sandbox is due at ``at``, so the due
+    job computes each one's next instant (one statement here; the work is the job's)."""
+    connection.execute(segment_due.delete().where(segment_due.c.segment_pk == segment_pk))
+    try:
+        reads = reads_of(key, catalogue, schema)
+    except PqlError:
+        return
+    if not reads.timed:
+        return
+    connection.execute(segment_due.insert().from_select(
+        ["segment_pk", "profile_pk", "sandbox", "due_at"],
+        sa.select(sa.literal(segment_pk, segment_due.c.segment_pk.type), profiles.c.pk,
+                  sa.literal(sandbox, sa.String), sa.literal(at, segment_due.c.due_at.type))
+        .where(profiles.c.sandbox == sandbox)))
+
+
+_predicates: dict[tuple, Any] = {}
+
+
+def _predicate(expression: str, schema: Schema, catalogue: Mapping[str, str], catalogue_key: tuple):
+    """The compiled predicate, cached per schema, expression and catalogue (a request's writer
+    is new each time; compiling, even from compile_predicate's own cache, parses the text)."""
+    key = (id(schema), expression, catalogue_key)
+    found = _predicates.get(key)
+    if found is None or found[0] is not schema:  # the schema kept with it: its id is not reused
+        found = (schema, compile_predicate(expression, schema, segments=catalogue))
+        with _cache_lock:
+            if len(_predicates) > 10_000:
+                _predicates.clear()
+            _predicates[key] = found
+    return found[1]
+
+
+def exit_all(connection: sa.Connection, *, sandbox: str, profile_pk: int, now: datetime, source: str) -> int:
+    """A profile about to disappear (merged away, deleted): each of its memberships exits, with an
+    outbox row, before the rows go. Returns how many exited."""
+    rows = connection.execute(
+        sa.select(memberships.c.segment_pk, segments.c.key, profiles.c.external_id)
+        .join(segments, segments.c.pk == memberships.c.segment_pk)
+        .join(profiles, profiles.c.pk == memberships.c.profile_pk)
+        .where(memberships.c.profile_pk == profile_pk, memberships.c.status.in_(MEMBER))).all()
+    if rows:
+        from cdp.segments.membership import record_history
+
+        connection.execute(membership_changes.insert(), [
+            {"sandbox": sandbox, "segment_pk": r.segment_pk, "segment_key": r.key, "profile_pk": profile_pk,
+             "profile_id": r.external_id, "status": "exited", "at": now, "source": source} for r in rows])
+        connection.execute(memberships.update().where(memberships.c.profile_pk == profile_pk,
+                                                      memberships.c.status.in_(MEMBER))
+                           .values(status="exited", exited_at=now, updated_at=now))
+        for r in rows:
+            record_history(connection, segment_pk=r.segment_pk, at=now, entered=0, exited=1)
+    connection.execute(segment_due.delete().where(segment_due.c.profile_pk == profile_pk))
+    return len(rows)
+
+
+def run_due(connection_factory, *, now: datetime, limit: int = 1000, metrics: Any = None) -> int:
+    """Re-evaluate (profile, segment) pairs whose instant has come (due_at ≤ now), each profile
+    in a transaction of its own; returns how many profiles were evaluated."""
+    with connection_factory() as connection:
+        rows = connection.execute(sa.select(segment_due.c.sandbox, segment_due.c.profile_pk, segments.c.key)
+                                  .join(segments, segments.c.pk == segment_due.c.segment_pk)
+                                  .where(segment_due.c.due_at <= now)
+                                  .order_by(segment_due.c.due_at).limit(limit)).all()
+    by_profile: dict[tuple[str, int], set[str]] = {}
+    for row in rows:
+        by_profile.setdefault((row.sandbox, row.profile_pk), set()).add(row.key)
+    done = 0
+    for (sandbox, profile_pk), keys in by_profile.items():
+        try:
+            with connection_factory() as connection:
+                exists = connection.execute(sa.select(profiles.c.pk).where(profiles.c.pk == profile_pk)).first()
+                if exists is not None:
+                    StreamingEvaluator(connection, sandbox=sandbox, metrics=metrics).due(profile_pk, keys, now)
+        except (sa.exc.IntegrityError, sa.exc.OperationalError) as error:
+            # lost a race with an ingest writing the same profile (which re-evaluated it): its
+            # rows stay due and the next wave sees them
+            log.info("due re-evaluation of profile %s lost a race: %s", profile_pk, str(error).splitlines()[0])
+            continue
+        done += 1
+    return done
+
+
+def due_depth(connection: sa.Connection, now: datetime) -> tuple[int, int]:
+    """(scheduled re-evaluations, of which due by ``now``)."""
+    total, due = connection.execute(sa.select(
+        sa.select(sa.func.count()).select_from(segment_due).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(segment_due).where(segment_due.c.due_at <= now).scalar_subquery())).one()
+    return total, due
+
+
+# ---- the due job ---------------------------------------------------------------------------------
+
+DUE_KIND = "segments.due"
+DUE_EVERY = timedelta(seconds=30)
+
+
+def due_job_kind(metrics: Any = None) -> Any:
+    """Re-evaluates the (profile, streaming segment) pairs whose instant has come, at the runner's
+    clock; recurring (:func:`schedule_due_job`)."""
+    from cdp.jobs import JobKind
+
+    def run(context: Any) -> None:
+        from cdp.storage.database import write_transaction
+
+        now = context.clock()
+        if metrics is not None:
+            with context.engine.connect() as connection:
+                scheduled, overdue = due_depth(connection, now)
+                oldest = connection.execute(sa.select(sa.func.min(segment_due.c.due_at))
+                                            .where(segment_due.c.due_at <= now)).scalar()
+            metrics.due_queue(scheduled, overdue, (now - _instant(oldest)).total_seconds() if oldest else 0.0)
+        while run_due(lambda: write_transaction(context.engine), now=now, metrics=metrics):
+            pass  # in waves; each profile's re-evaluation commits on its own
+
+    return JobKind(name=DUE_KIND, run=run, max_attempts=3, backoff_seconds=5.0,
+                   description="streaming segments: profiles whose answer can change with time alone, re-evaluated")
+
+
+def schedule_due_job(engine: sa.Engine, registry: Any, *, every: timedelta = DUE_EVERY) -> None:
+    """Enqueue the recurring due job once (kept across restarts: a stored job of the kind is reused)."""
+    from cdp.jobs.queue import enqueue
+    from cdp.storage.models import jobs
+    from cdp.storage.database import write_transaction
+
+    try:
+        with write_transaction(engine) as connection:
+            if connection.execute(sa.select(jobs.c.pk).where(jobs.c.kind == DUE_KIND, jobs.c.key == DUE_KIND)).first():
+                return
+            enqueue(connection, kind=registry[DUE_KIND], payload={}, key=DUE_KIND, every=every)
+    except (sa.exc.OperationalError, sa.exc.InternalError) as error:  # a database refusing writes: /healthz says so
+        log.warning("the %s job could not be scheduled: %s", DUE_KIND, str(error).splitlines()[0])

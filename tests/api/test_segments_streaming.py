@@ -1,0 +1,285 @@
+"""Streaming segments over HTTP, on SQLite and PostgreSQL, with the service's clock injected:
+the Luma story steps 6 and 8 on the streaming path (entry on ingest, exit on ingest, exit when a
+window passes with no new data), each change in the outbox once; merges; what is not evaluated."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from cdp.segments.streaming import run_due
+from cdp.storage.database import write_transaction
+from cdp.storage.models import membership_changes, segment_due
+from tests.api.conftest import create_dataset as _dataset
+
+GIFT_GIVERS = (Path(__file__).parents[2] / "examples" / "gift_giving_cart_abandoners.pql").read_text()
+SARAH_EMAIL = {"namespace": "email", "id": "sarah.rose@example.com"}
+CRM = {"namespace": "crm_id", "id": "C-1001"}
+WEB_COOKIE = {"namespace": "ecid", "id": "web-cookie-1"}
+MOBILE_COOKIE = {"namespace": "ecid", "id": "mobile-cookie-2"}
+T0 = datetime(2026, 12, 3, 15, 0, tzinfo=timezone.utc)
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class Clock:
+    def __init__(self, at: datetime):
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+@pytest.fixture
+def clock(api):
+    """The service's clock, set to T0 for the test (and given back after)."""
+    before = api.app.state.clock
+    api.app.state.clock = clock = Clock(T0)
+    yield clock
+    api.app.state.clock = before
+
+
+def _segment(api, key: str, expression: str, **fields) -> dict:
+    response = api.post("/v1/segments", json={"key": key, "name": fields.pop("name", key), "expression": expression,
+                                              "evaluation": fields.pop("evaluation", "streaming"), **fields})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _ingest(api, dataset_id: int, records: list) -> None:
+    response = api.post(f"/v1/datasets/{dataset_id}/records", json={"records": records})
+    assert response.status_code == 200, response.text
+    assert all(r["status"] == "accepted" for r in response.json()["results"]), response.text
+
+
+def _members(api, key: str) -> list[tuple[str, str]]:
+    response = api.get(f"/v1/segments/{key}/members")
+    assert response.status_code == 200, response.text
+    return [(m["profile_id"], m["status"]) for m in response.json()["items"]]
+
+
+def _outbox(engine, sandbox: str) -> list[tuple[str, str, str, datetime, str]]:
+    with engine.connect() as connection:
+        return [(r.segment_key, r.profile_id, r.status, r.at, r.source) for r in connection.execute(
+            sa.select(membership_changes).where(membership_changes.c.sandbox == sandbox)
+            .order_by(membership_changes.c.pk))]
+
+
+def _due(engine, sandbox: str) -> list[datetime]:
+    with engine.connect() as connection:
+        return sorted(connection.execute(sa.select(segment_due.c.due_at).where(segment_due.c.sandbox == sandbox))
+                      .scalars())
+
+
+def test_luma_streaming_entry_and_exits(api, engine, sandbox, clock):
+    """Step 6: Sarah enters "Gift-giving cart abandoners" when her addToCart event is ingested (no
+    batch run); step 8: she exits at once when her purchase on the phone is ingested; "bought in
+    the last 3 hours" lets her go 3 hours after the purchase with no new data. Each change lands in
+    the outbox once."""
+    crm, web, mobile = (_dataset(api, "profile", "CRM contacts"), _dataset(api, "event", "Web events"),
+                        _dataset(api, "event", "Mobile events"))
+    _segment(api, "gift-givers", GIFT_GIVERS, name="Gift-giving cart abandoners")
+    _segment(api, "recent-buyers", 'exists event where type = "purchase" within last 3 hours',
+             name="Bought in the last 3 hours")
+    _segment(api, "batch-only", 'exists event where type = "addToCart"', evaluation="batch")
+    _ingest(api, crm, [{"identities": [SARAH_EMAIL, CRM], "attributes": {
+        "person": {"first_name": "Sarah", "last_name": "Rose"}, "loyalty": {"tier": "bronze"},
+        "preferred_category": "womens", "preferred_size": "S"}}])
+    assert _outbox(engine, sandbox) == []
+    _ingest(api, web, [
+        {"identities": [WEB_COOKIE, SARAH_EMAIL, CRM], "event": {"id": "w-2", "type": "login", "timestamp": _iso(
+            T0 - timedelta(days=2, minutes=5)), "channel": "web"}},
+        {"identities": [WEB_COOKIE], "event": {"id": "w-3", "type": "addToCart", "timestamp": _iso(
+            T0 - timedelta(days=2)), "channel": "web",
+            "product": {"sku": "MH01-L", "size": "L", "category": "mens", "price": 52.0}}}])
+    sarah = api.get("/v1/profiles/lookup", params=SARAH_EMAIL).json()["id"]
+    assert _members(api, "gift-givers") == [(sarah, "realized")]  # at ingest, not at a batch run
+    assert _members(api, "batch-only") == []  # batch segments wait for their run
+    assert _outbox(engine, sandbox) == [("gift-givers", sarah, "entered", T0, "streaming")]
+
+    clock.at = T0 + timedelta(minutes=30)
+    bought = T0 + timedelta(minutes=20)
+    _ingest(api, mobile, [{"identities": [MOBILE_COOKIE, SARAH_EMAIL], "event": {
+        "id": "m-1", "type": "purchase", "timestamp": _iso(bought), "channel": "mobile",
+        "device": {"type": "phone"}, "order": {"id": "o-1", "total": 52.0}}}])
+    # the purchase is more than a day after the cart: the cart was abandoned, she stays; the
+    # purchase puts her among the recent buyers
+    assert _members(api, "recent-buyers") == [(sarah, "realized")]
+    assert bought + timedelta(hours=3) in _due(engine, sandbox)  # the window's end is scheduled
+
+    # nothing changes before the 3 hours are up
+    assert run_due(lambda: write_transaction(engine), now=bought + timedelta(hours=2)) >= 0
+    assert _members(api, "recent-buyers") == [(sarah, "realized")]
+    later = bought + timedelta(hours=3, seconds=1)
+    while run_due(lambda: write_transaction(engine), now=later):
+        pass
+    assert [k for k, *_ in _outbox(engine, sandbox)].count("recent-buyers") == 2
+    assert _outbox(engine, sandbox)[-1] == ("recent-buyers", sarah, "exited", _outbox(engine, sandbox)[-1][3],
+                                            "streaming")
+    assert _outbox(engine, sandbox)[-1][3] <= later
+    assert run_due(lambda: write_transaction(engine), now=later) == 0  # done once: no second exit
+    assert [k for k, *_ in _outbox(engine, sandbox)].count("recent-buyers") == 2
+
+
+def test_luma_streaming_purchase_exits_at_once(api, engine, sandbox, clock):
+    """Step 8: a purchase within a day of the cart, ingested, makes Sarah exit at once."""
+    crm, web, mobile = (_dataset(api, "profile", "CRM contacts"), _dataset(api, "event", "Web events"),
+                        _dataset(api, "event", "Mobile events"))
+    _segment(api, "gift-givers", GIFT_GIVERS, name="Gift-giving cart abandoners")
+    _ingest(api, crm, [{"identities": [SARAH_EMAIL, CRM], "attributes": {
+        "loyalty": {"tier": "bronze"}, "preferred_category": "womens", "preferred_size": "S"}}])
+    _ingest(api, web, [{"identities": [WEB_COOKIE, SARAH_EMAIL], "event": {
+        "id": "w-3", "type": "addToCart", "timestamp": _iso(T0 - timedelta(days=2)), "channel": "web",
+        "product": {"sku": "MH01-L", "size": "L", "category": "mens", "price": 52.0}}}])
+    sarah = api.get("/v1/profiles/lookup", params=SARAH_EMAIL).json()["id"]
+    assert _members(api, "gift-givers") == [(sarah, "realized")]
+    clock.at = T0 + timedelta(minutes=1)
+    _ingest(api, mobile, [{"identities": [MOBILE_COOKIE, SARAH_EMAIL], "event": {
+        "id": "m-1", "type": "purchase", "timestamp": _iso(T0 - timedelta(days=1, hours=20)), "channel": "mobile",
+        "device": {"type": "phone"}, "order": {"id": "o-1", "total": 52.0}}}])
+    assert _members(api, "gift-givers") == []
+    assert _outbox(engine, sandbox) == [("gift-givers", sarah, "entered", T0, "streaming"),
+                                        ("gift-givers", sarah, "exited", T0 + timedelta(minutes=1), "streaming")]
+
+
+def test_unaffected_segments_not_evaluated_and_references_follow(api, engine, sandbox, clock):
+    """An attribute record evaluates no segment reading only events; a segment referencing a
+    streaming segment follows it in the same request."""
+    crm, web = _dataset(api, "profile", "CRM"), _dataset(api, "event", "Web")
+    _segment(api, "carts", 'exists event where type = "addToCart"')
+    _segment(api, "gold", 'loyalty.tier = "gold"')
+    _segment(api, "gold-carts", 'in segment "gold" and in segment "carts"')
+    _ingest(api, web, [{"identities": [SARAH_EMAIL], "event": {
+        "id": "w-1", "type": "login", "timestamp": _iso(T0), "channel": "web"}}])
+    assert _outbox(engine, sandbox) == []
+    _ingest(api, web, [{"identities": [SARAH_EMAIL], "event": {
+        "id": "w-2", "type": "addToCart", "timestamp": _iso(T0), "channel": "web",
+        "product": {"sku": "MH01-L", "size": "L", "category": "mens", "price": 52.0}}}])
+    sarah = api.get("/v1/profiles/lookup", params=SARAH_EMAIL).json()["id"]
+    assert [(k, s) for k, _, s, *_ in _outbox(engine, sandbox)] == [("carts", "entered")]
+    _ingest(api, crm, [{"identities": [SARAH_EMAIL], "attributes": {"loyalty": {"tier": "gold"}}}])
+    assert [(k, s) for k, _, s, *_ in _outbox(engine, sandbox)] == [
+        ("carts", "entered"), ("gold", "entered"), ("gold-carts", "entered")]
+    assert _members(api, "gold-carts") == [(sarah, "realized")]
+
+
+def test_merge_exits_the_merged_away_profile(api, engine, sandbox, clock):
+    """Two profiles linked by a record: the merged-away profile's memberships exit (outbox), the
+    survivor is re-evaluated."""
+    web = _dataset(api, "event", "Web")
+    _segment(api, "carts", 'exists event where type = "addToCart"')
+    _segment(api, "logins", 'exists event where type = "login"')
+    _ingest(api, web, [{"identities": [WEB_COOKIE], "event": {
+        "id": "w-1", "type": "addToCart", "timestamp": _iso(T0), "channel": "web",
+        "product": {"sku": "MH01-L", "size": "L", "category": "mens", "price": 52.0}}}])
+    _ingest(api, web, [{"identities": [SARAH_EMAIL], "event": {
+        "id": "w-2", "type": "login", "timestamp": _iso(T0), "channel": "web"}}])
+    before = {(k, p) for k, p, s, *_ in _outbox(engine, sandbox)}
+    assert len(before) == 2
+    _ingest(api, web, [{"identities": [WEB_COOKIE, SARAH_EMAIL], "event": {
+        "id": "w-3", "type": "login", "timestamp": _iso(T0), "channel": "web"}}])
+    survivor = api.get("/v1/profiles/lookup", params=SARAH_EMAIL).json()["id"]
+    assert _members(api, "carts") == [(survivor, "realized")] and _members(api, "logins") == [(survivor, "realized")]
+    changes = _outbox(engine, sandbox)[2:]
+    gone = [(k, s) for k, p, s, *_ in changes if p != survivor]
+    assert gone == [(next(k for k, p in before if p != survivor), "exited")]
+
+
+def test_a_streaming_segment_saved_over_existing_data_lets_members_go_when_windows_pass(api, engine, sandbox, clock):
+    """Saved after the purchase: a member from the save on; every profile is scheduled
+    (GET shows how many), and the due job lets her go when the 3 hours are up."""
+    web = _dataset(api, "event", "Web")
+    _ingest(api, web, [{"identities": [SARAH_EMAIL], "event": {
+        "id": "m-1", "type": "purchase", "timestamp": _iso(T0 - timedelta(hours=1)), "channel": "web",
+        "order": {"id": "o-1", "total": 52.0}}}])
+    _ingest(api, web, [{"identities": [CRM], "event": {
+        "id": "w-1", "type": "login", "timestamp": _iso(T0 - timedelta(hours=1)), "channel": "web"}}])
+    saved = _segment(api, "recent-buyers", 'exists event where type = "purchase" within last 3 hours')
+    sarah = api.get("/v1/profiles/lookup", params=SARAH_EMAIL).json()["id"]
+    assert saved["size"] == 1 and saved["scheduled"] == 2
+    assert _segment(api, "gold", 'loyalty.tier = "gold"')["scheduled"] == 0  # time cannot change it
+    while run_due(lambda: write_transaction(engine), now=T0):
+        pass
+    assert api.get("/v1/segments/recent-buyers").json()["scheduled"] == 1  # only Sarah's answer can change
+    assert _due(engine, sandbox) == [T0 + timedelta(hours=2)]
+    while run_due(lambda: write_transaction(engine), now=T0 + timedelta(hours=2, seconds=1)):
+        pass
+    assert _members(api, "recent-buyers") == []
+    assert [(k, s) for k, p, s, *_ in _outbox(engine, sandbox) if p == sarah] == [
+        ("recent-buyers", "entered"), ("recent-buyers", "exited")]
+    assert api.get("/v1/segments/recent-buyers").json()["scheduled"] == 0
+
+
+def test_metrics_count_streaming_evaluations_and_the_due_queue(api, engine, sandbox, clock):
+    web = _dataset(api, "event", "Web")
+    _segment(api, "recent-buyers", 'exists event where type = "purchase" within last 3 hours')
+    _ingest(api, web, [{"identities": [SARAH_EMAIL], "event": {
+        "id": "m-1", "type": "purchase", "timestamp": _iso(T0), "channel": "web", "order": {"id": "o", "total": 1.0}}}])
+    from cdp.segments.streaming import due_job_kind
+
+    class Context:  # what the runner gives a job: its engine and its clock
+        def __init__(self):
+            self.engine = engine
+            self.clock = lambda: T0 + timedelta(hours=4)
+
+    due_job_kind(api.app.state.metrics).run(Context())
+    text = api.get("/metrics").text
+    assert f'cdp_streaming_evaluations_total{{sandbox="{sandbox}",segment="recent-buyers"}} 2.0' in text
+    assert f'cdp_streaming_evaluation_seconds_count{{sandbox="{sandbox}",segment="recent-buyers"}} 2.0' in text
+    assert "cdp_streaming_due_scheduled " in text and "cdp_streaming_due_lag_seconds " in text
+    assert _members(api, "recent-buyers") == []
+
+
+def test_privacy_deletion_writes_the_exits_to_the_outbox(api, engine, sandbox, clock):
+    web = _dataset(api, "event", "Web")
+    _segment(api, "buyers", 'exists event where type = "purchase"')
+    _ingest(api, web, [{"identities": [SARAH_EMAIL], "event": {
+        "id": "m-1", "type": "purchase", "timestamp": _iso(T0), "channel": "web", "order": {"id": "o", "total": 1.0}}}])
+    sarah = api.get("/v1/profiles/lookup", params=SARAH_EMAIL).json()["id"]
+    response = api.delete("/v1/profiles/lookup", params=SARAH_EMAIL)
+    assert response.status_code == 200, response.text
+    assert [(k, p, s) for k, p, s, *_ in _outbox(engine, sandbox)] == [("buyers", sarah, "entered"),
+                                                                        ("buyers", sarah, "exited")]
+    assert _outbox(engine, sandbox)[-1][4] == "privacy" and _members(api, "buyers") == []
+
+
+def test_a_wave_stopped_midway_loses_nothing(api, engine, sandbox, clock):
+    """Each profile's re-evaluation and the removal of its due row commit together: a wave that
+    stops after some profiles (here: the third transaction fails) leaves the others due, and the
+    next wave does them — each exit in the outbox once."""
+    web = _dataset(api, "event", "Web")
+    _segment(api, "recent-buyers", 'exists event where type = "purchase" within last 3 hours')
+    for n in range(5):
+        _ingest(api, web, [{"identities": [{"namespace": "email", "id": f"p{n}@example.com"}], "event": {
+            "id": f"m-{n}", "type": "purchase", "timestamp": _iso(T0), "channel": "web",
+            "order": {"id": f"o{n}", "total": 1.0}}}])
+    assert len(_due(engine, sandbox)) == 5
+    later = T0 + timedelta(hours=4)
+    opened = []
+
+    class Stop(Exception):
+        pass
+
+    from contextlib import contextmanager
+
+    @contextmanager
+    def failing_third():
+        opened.append(1)
+        with write_transaction(engine) as connection:
+            yield connection
+            if len(opened) == 4:  # the listing, then profiles 1, 2 and (failing) 3
+                raise Stop
+
+    with pytest.raises(Stop):
+        run_due(failing_third, now=later)
+    assert len(_due(engine, sandbox)) == 3 and len(_members(api, "recent-buyers")) == 3
+    while run_due(lambda: write_transaction(engine), now=later):
+        pass
+    assert _due(engine, sandbox) == [] and _members(api, "recent-buyers") == []
+    exits = [p for k, p, s, *_ in _outbox(engine, sandbox) if s == "exited"]
+    assert len(exits) == 5 == len(set(exits))
