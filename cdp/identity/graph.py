@@ -258,7 +258,7 @@ class IdentityGraph:
         legacy = dict(other_row.attributes or {})
         if legacy:
             apply_policy(self.connection, profile_pk=survivor, settings=self.settings, paths=set(), legacy=legacy)
-        from cdp.segments.streaming import exit_all
+        from cdp.storage.memberships import exit_all
 
         exit_all(self.connection, sandbox=self.sandbox, profile_pk=other, now=now, source="merge")  # outbox
         self.connection.execute(memberships.delete().where(memberships.c.profile_pk == other))

@@ -173,7 +173,7 @@ def delete_profile(*, connection: sa.Connection, sandbox: str, profile_pk: int, 
         query = query.with_for_update()  # a concurrent merge into this profile waits, then finds it gone
     external_id = connection.execute(query).scalar_one()
     now = datetime.now(timezone.utc)
-    from cdp.segments.streaming import exit_all
+    from cdp.storage.memberships import exit_all
 
     exit_all(connection, sandbox=sandbox, profile_pk=profile_pk, now=now, source="privacy")  # the outbox says so
     counts = {

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 import sqlalchemy as sa
 
@@ -28,41 +28,17 @@ from cdp.dsl import PqlError
 from cdp.engine import compile_predicate, load_profile
 from cdp.profiles.documents import profile_document
 from cdp.schema_registry.service import get_schema
-from cdp.storage.models import membership_changes, memberships, profiles, segment_history, segments
+from cdp.storage.memberships import MEMBER, hour_of, record_history  # noqa: F401 - hour_of: the package's name
+from cdp.storage.models import membership_changes, memberships, profiles, segments
 
 log = logging.getLogger("cdp.segments")
 
-MEMBER = ("realized", "existing")
 
 
 @dataclass(frozen=True)
 class SegmentRef:
     pk: int
     key: str
-
-
-def hour_of(at: datetime) -> datetime:
-    return at.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
-
-
-def record_history(connection: sa.Connection, *, segment_pk: int, at: datetime, entered: int, exited: int,
-                   size: int | None = None) -> None:
-    """Add entries and exits to the segment's row for the hour of ``at``; ``size`` is the size
-    after the change (None: the last known size plus entries minus exits)."""
-    hour = hour_of(at)
-    row = connection.execute(sa.select(segment_history).where(
-        segment_history.c.segment_pk == segment_pk, segment_history.c.at == hour)).first()
-    if row is not None:
-        new_size = size if size is not None else row.size + entered - exited
-        connection.execute(segment_history.update().where(
-            segment_history.c.segment_pk == segment_pk, segment_history.c.at == hour).values(
-            size=new_size, entered=segment_history.c.entered + entered, exited=segment_history.c.exited + exited))
-        return
-    if size is None:
-        size = connection.execute(sa.select(sa.func.count()).select_from(memberships).where(
-            memberships.c.segment_pk == segment_pk, memberships.c.status.in_(MEMBER))).scalar_one()
-    connection.execute(segment_history.insert().values(segment_pk=segment_pk, at=hour, size=size, entered=entered,
-                                                       exited=exited))
 
 
 def apply_verdicts(connection: sa.Connection, *, sandbox: str, profile_pk: int, verdicts: Mapping[SegmentRef, bool],

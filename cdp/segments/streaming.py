@@ -32,8 +32,9 @@ from cdp.dsl import PqlError, ast, check
 from cdp.dsl.catalogue import dependency_order
 from cdp.engine import compile_predicate, load_profile
 from cdp.schema import Schema
-from cdp.segments.membership import MEMBER, SegmentRef, apply_verdicts
-from cdp.storage.models import membership_changes, memberships, profiles, segment_due, segments
+from cdp.segments.membership import SegmentRef, apply_verdicts
+from cdp.storage.memberships import exit_all  # noqa: F401 - re-exported: streaming's exits
+from cdp.storage.models import profiles, segment_due, segments
 
 log = logging.getLogger("cdp.segments")
 
@@ -450,29 +451,6 @@ def _predicate(expression: str, schema: Schema, catalogue: Mapping[str, str], ca
                 _predicates.clear()
             _predicates[key] = found
     return found[1]
-
-
-def exit_all(connection: sa.Connection, *, sandbox: str, profile_pk: int, now: datetime, source: str) -> int:
-    """A profile about to disappear (merged away, deleted): each of its memberships exits, with an
-    outbox row, before the rows go. Returns how many exited."""
-    rows = connection.execute(
-        sa.select(memberships.c.segment_pk, segments.c.key, profiles.c.external_id)
-        .join(segments, segments.c.pk == memberships.c.segment_pk)
-        .join(profiles, profiles.c.pk == memberships.c.profile_pk)
-        .where(memberships.c.profile_pk == profile_pk, memberships.c.status.in_(MEMBER))).all()
-    if rows:
-        from cdp.segments.membership import record_history
-
-        connection.execute(membership_changes.insert(), [
-            {"sandbox": sandbox, "segment_pk": r.segment_pk, "segment_key": r.key, "profile_pk": profile_pk,
-             "profile_id": r.external_id, "status": "exited", "at": now, "source": source} for r in rows])
-        connection.execute(memberships.update().where(memberships.c.profile_pk == profile_pk,
-                                                      memberships.c.status.in_(MEMBER))
-                           .values(status="exited", exited_at=now, updated_at=now))
-        for r in rows:
-            record_history(connection, segment_pk=r.segment_pk, at=now, entered=0, exited=1)
-    connection.execute(segment_due.delete().where(segment_due.c.profile_pk == profile_pk))
-    return len(rows)
 
 
 def run_due(connection_factory, *, now: datetime, limit: int = 1000, metrics: Any = None) -> int:
