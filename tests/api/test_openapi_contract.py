@@ -143,3 +143,32 @@ def test_nul_in_a_url_is_refused_as_the_document_says(api, document):
                                                                                      "id": "a\x00@b.co"})):
         error = assert_error(api.get(path, params=params), 422, "validation_error")
         assert "NUL" in error["message"]
+
+
+# ---- findings on segments, governance and sources --------------------------------------------
+
+def _check(api, document, method: str, template: str, path: str, body, allowed: bool, *, refused=(422,)):
+    """The document allows ``body`` exactly when the service does not refuse its shape."""
+    assert allows(document, body_schema(document, method, template), body) is allowed, (method, path, body)
+    response = api.request(method.upper(), path, json=body)
+    if allowed:
+        if response.status_code == 422:
+            assert response.json()["error"]["code"] != "validation_error", (method, path, body, response.text)
+        else:
+            assert response.status_code < 500, (method, path, body, response.text)
+    else:
+        assert response.status_code in refused, (method, path, body, response.text)
+        assert response.json()["error"]["code"] == "validation_error", (method, path, body, response.text)
+
+
+def test_member_statuses_are_described_by_a_pattern(api, document):
+    status = parameter_schema(document, "get", "/v1/segments/{key}/members", "status")
+    for value, allowed in (("realized", True), ("realized,existing", True), ("exited, realized", True),
+                           ("emailClick", False), ("", False), ("realized,", False), ("realized,,exited", False)):
+        assert allows(document, status, value) is allowed, value
+        response = api.get("/v1/segments/nobody/members", params={"status": value})
+        if allowed:
+            assert_error(response, 404, None)
+        else:
+            assert_error(response, 422, "validation_error")
+
