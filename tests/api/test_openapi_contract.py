@@ -172,3 +172,13 @@ def test_member_statuses_are_described_by_a_pattern(api, document):
         else:
             assert_error(response, 422, "validation_error")
 
+
+def test_an_undeclared_method_is_405_whatever_the_sandbox(api, document):
+    for method, path, template in (("PATCH", "/v1/policies/evaluate", "/v1/policies/evaluate"),
+                                   ("GET", "/v1/policies/evaluate", "/v1/policies/evaluate")):
+        for headers in ({"X-Sandbox": "a"}, {}):
+            response = api.request(method, path, sandbox=None, headers=headers, json={"marketing_action": "x"})
+            error = assert_error(response, 405, "method_not_allowed")
+            assert error["details"] == {"allowed_methods": sorted(m.upper() for m in document["paths"][template])}
+    assert_error(api.get("/v1/policies/12345"), 404, None)  # a policy id still reaches the policy routes
+
