@@ -102,10 +102,11 @@ class PolicyUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: StoredText | None = Field(default=None, min_length=1, max_length=256)
-    marketing_action: str | None = Field(default=None, min_length=1, max_length=64)
-    deny: str | None = Field(default=None, min_length=1, max_length=MAX_CHARS)
-    status: PolicyStatus | None = None
+    # name, marketing_action, deny and status may be left out but not null (the document says so: no null type)
+    name: StoredText = Field(default=None, min_length=1, max_length=256)  # type: ignore[assignment]
+    marketing_action: str = Field(default=None, min_length=1, max_length=64)  # type: ignore[assignment]
+    deny: str = Field(default=None, min_length=1, max_length=MAX_CHARS)  # type: ignore[assignment]
+    status: PolicyStatus = None  # type: ignore[assignment]
     description: StoredText | None = Field(default=None, max_length=10_000)
 
 

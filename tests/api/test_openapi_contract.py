@@ -182,3 +182,14 @@ def test_an_undeclared_method_is_405_whatever_the_sandbox(api, document):
             assert error["details"] == {"allowed_methods": sorted(m.upper() for m in document["paths"][template])}
     assert_error(api.get("/v1/policies/12345"), 404, None)  # a policy id still reaches the policy routes
 
+
+def test_policy_patch_fields_may_be_left_out_but_not_null(api, document):
+    created = api.post("/v1/policies", json={"name": "p-null", "marketing_action": "email_targeting",
+                                             "deny": "C4"})
+    assert created.status_code == 201, created.text
+    path = f"/v1/policies/{created.json()['id']}"
+    for body, allowed in (({"status": None}, False), ({"name": None}, False), ({"deny": None}, False),
+                          ({"marketing_action": None}, False), ({"description": None}, True),
+                          ({"status": "enabled"}, True), ({}, True)):
+        _check(api, document, "patch", "/v1/policies/{policy_id}", path, body, allowed)
+
