@@ -193,3 +193,24 @@ def test_policy_patch_fields_may_be_left_out_but_not_null(api, document):
                           ({"status": "enabled"}, True), ({}, True)):
         _check(api, document, "patch", "/v1/policies/{policy_id}", path, body, allowed)
 
+
+def test_evaluate_bodies_state_their_one_of_rules(api, document):
+    profile = {"id": "p-1"}
+    for body, allowed in (({}, False), ({"expression": "true"}, False), ({"profile": profile}, False),
+                          ({"expression": "true", "segment": "s", "profile": profile}, False),
+                          ({"expression": "true", "profile": profile, "profile_id": "p-1"}, False),
+                          ({"expression": None, "segment": "s", "profile": profile}, False),
+                          ({"expression": "true", "profile": profile}, True),
+                          ({"segment": "nobody", "profile_id": "p-1"}, True)):
+        _check(api, document, "post", "/v1/evaluate", "/v1/evaluate", body, allowed, refused=(422,))
+
+
+def test_policy_evaluate_bodies_state_their_rule(api, document):
+    for body, allowed in (({"marketing_action": "email_targeting"}, False),
+                          ({"marketing_action": "email_targeting", "attributes": []}, False),
+                          ({"marketing_action": "email_targeting", "segment": "a", "expression": "true"}, False),
+                          ({"marketing_action": "email_targeting", "segment": None, "attributes": ["email"]}, False),
+                          ({"marketing_action": "email_targeting", "attributes": ["email"]}, True),
+                          ({"marketing_action": "email_targeting", "expression": "true"}, True)):
+        _check(api, document, "post", "/v1/policies/evaluate", "/v1/policies/evaluate", body, allowed)
+
