@@ -214,3 +214,9 @@ def test_policy_evaluate_bodies_state_their_rule(api, document):
                           ({"marketing_action": "email_targeting", "expression": "true"}, True)):
         _check(api, document, "post", "/v1/policies/evaluate", "/v1/policies/evaluate", body, allowed)
 
+
+def test_an_unknown_marketing_action_is_a_domain_refusal(api, document):
+    body = {"name": "p-unknown", "marketing_action": "ði", "deny": "C4"}
+    assert allows(document, body_schema(document, "post", "/v1/policies"), body)
+    assert_error(api.post("/v1/policies", json=body), 422, "unknown_marketing_action")
+
