@@ -220,3 +220,15 @@ def test_an_unknown_marketing_action_is_a_domain_refusal(api, document):
     assert allows(document, body_schema(document, "post", "/v1/policies"), body)
     assert_error(api.post("/v1/policies", json=body), 422, "unknown_marketing_action")
 
+
+def test_a_source_config_is_described_per_type(api, document):
+    ids = {kind: create_dataset(api, kind) for kind in ("profile", "event")}
+    base = {"name": "s", "datasets": ids}
+    for body, allowed in (({**base, "type": "database", "config": None, "mapping": {}}, False),
+                          ({**base, "type": "database", "config": {}, "mapping": {}}, False),
+                          ({**base, "type": "database", "config": {"url": "sqlite://"}}, False),
+                          ({**base, "type": "file_drop", "config": {"url": "sqlite://"}}, False),
+                          ({**base, "type": "tracking_api", "mapping": {"unknown": "shout"}}, False),
+                          ({**base, "type": "file_drop", "config": {"directory": "/nowhere/at/all"}}, True)):
+        _check(api, document, "post", "/v1/sources", "/v1/sources", body, allowed)
+

@@ -28,6 +28,11 @@ DOMAIN_CODES = frozenset({
     # a members cursor is a token the service issued (`next` of the previous page); one made up
     # has no page to continue, whatever its characters
     "invalid_cursor",
+    # POST /v1/sources: the document states each type's config and mapping (a discriminated union
+    # on `type`); what is left is about stored data and the server — the datasets' kinds, the
+    # folder (exists, readable, under CDP_FILE_DROP_ROOT), the database URL (a supported backend,
+    # not cdp's own database), table/query and the dataset config.target names
+    "invalid_source",
 })
 
 
