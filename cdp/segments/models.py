@@ -98,7 +98,8 @@ class EstimateRequest(BaseModel):
                       'within last 90 days) >= 3'}})
 
     expression: str = ExpressionText
-    as_of: datetime | None = Field(default=None, description="Evaluate at this instant (default: now).")
+    as_of: Instant | None = Field(default=None, description="Evaluate at this instant (default: now). ISO 8601; "
+                                  "without an offset: UTC.")
 
 
 class Estimate(BaseModel):
@@ -135,7 +136,7 @@ class JobStatus(StrEnum):
 class SegmentJobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    segments: list[str] | None = Field(default=None, max_length=1000, description="Keys of active segments to "
+    segments: list[Annotated[str, Field(pattern=KEY_PATTERN)]] | None = Field(default=None, max_length=1000, description="Keys of active segments to "
                                        "evaluate (default: every active segment), run in dependency order.")
 
 

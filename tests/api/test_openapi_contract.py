@@ -232,3 +232,20 @@ def test_a_source_config_is_described_per_type(api, document):
                           ({**base, "type": "file_drop", "config": {"directory": "/nowhere/at/all"}}, True)):
         _check(api, document, "post", "/v1/sources", "/v1/sources", body, allowed)
 
+
+def test_an_estimate_takes_an_instant_as_iso_text_only(api, document):
+    expression = "loyalty.points > 1"
+    for as_of, allowed in ((0, False), ("2026-11-28", False), ("2026-11-28T12:00:00Z", True), (None, True)):
+        _check(api, document, "post", "/v1/segments/estimate", "/v1/segments/estimate",
+               {"expression": expression, "as_of": as_of}, allowed)
+
+
+def test_segment_job_keys_are_segment_keys(api, document):
+    for segments, allowed in ((["\u0000x"], False), ([""], False), (["a b"], False), (["nobody"], True)):
+        body = {"segments": segments}
+        assert allows(document, body_schema(document, "post", "/v1/segment-jobs"), body) is allowed, segments
+        response = api.post("/v1/segment-jobs", json=body)
+        if allowed:
+            assert response.status_code in (202, 404), response.text
+        else:
+            assert_error(response, 422, "validation_error")
