@@ -64,7 +64,8 @@ class MarketingActionUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: StoredText | None = Field(default=None, min_length=1, max_length=256)
+    # name may be left out but not null (the document says so: no null type)
+    name: StoredText = Field(default=None, min_length=1, max_length=256)  # type: ignore[assignment]
     description: StoredText | None = Field(default=None, max_length=10_000)
 
 

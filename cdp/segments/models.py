@@ -57,11 +57,12 @@ class SegmentUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: StoredText | None = Field(default=None, min_length=1, max_length=256)
+    # name, expression, status and evaluation may be left out but not null (the document says so: no null type)
+    name: StoredText = Field(default=None, min_length=1, max_length=256)  # type: ignore[assignment]
     description: StoredText | None = Field(default=None, max_length=10_000)
-    expression: str | None = Field(default=None, min_length=1, max_length=MAX_EXPRESSION_CHARS)
-    status: SegmentStatus | None = None
-    evaluation: Evaluation | None = None
+    expression: str = Field(default=None, min_length=1, max_length=MAX_EXPRESSION_CHARS)  # type: ignore[assignment]
+    status: SegmentStatus = None  # type: ignore[assignment]
+    evaluation: Evaluation = None  # type: ignore[assignment]
 
 
 class SegmentRead(BaseModel):

@@ -151,7 +151,7 @@ SourceCreateBody = Annotated[TrackingSourceCreate | DatabaseSourceCreate | FileD
 
 
 class SourceUpdate(Strict):
-    name: str | None = Field(default=None, min_length=1, max_length=256)
+    name: str = Field(default=None, min_length=1, max_length=256)  # type: ignore[assignment]  # not null
     config: dict[str, Any] | None = None
     mapping: dict[str, Any] | None = None
     schedule: Schedule | None = None

@@ -249,3 +249,19 @@ def test_segment_job_keys_are_segment_keys(api, document):
             assert response.status_code in (202, 404), response.text
         else:
             assert_error(response, 422, "validation_error")
+
+
+def test_other_patch_names_may_be_left_out_but_not_null(api, document):
+    assert api.post("/v1/segments", json={"key": "s-null", "name": "S", "expression": "true"}).status_code == 201
+    for body, allowed in (({"expression": None}, False), ({"name": None}, False), ({"status": None}, False),
+                          ({"evaluation": None}, False), ({"description": None}, True)):
+        _check(api, document, "patch", "/v1/segments/{key}", "/v1/segments/s-null", body, allowed)
+    action = api.post("/v1/marketing-actions", json={"key": "a_null", "name": "A"})
+    assert action.status_code == 201, action.text
+    for body, allowed in (({"name": None}, False), ({"description": None}, True)):
+        _check(api, document, "patch", "/v1/marketing-actions/{key}", "/v1/marketing-actions/a_null", body, allowed)
+    ids = {kind: create_dataset(api, kind) for kind in ("profile", "event")}
+    source = api.post("/v1/sources", json={"name": "s-null", "type": "tracking_api", "datasets": ids})
+    assert source.status_code == 201, source.text
+    for body, allowed in (({"name": None}, False), ({"schedule": None}, True)):
+        _check(api, document, "patch", "/v1/sources/{source_id}", f"/v1/sources/{source.json()['id']}", body, allowed)
