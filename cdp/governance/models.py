@@ -64,7 +64,8 @@ class MarketingActionUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: StoredText | None = Field(default=None, min_length=1, max_length=256)
+    # name may be left out but not null (the document says so: no null type)
+    name: StoredText = Field(default=None, min_length=1, max_length=256)  # type: ignore[assignment]
     description: StoredText | None = Field(default=None, max_length=10_000)
 
 
@@ -102,10 +103,11 @@ class PolicyUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: StoredText | None = Field(default=None, min_length=1, max_length=256)
-    marketing_action: str | None = Field(default=None, min_length=1, max_length=64)
-    deny: str | None = Field(default=None, min_length=1, max_length=MAX_CHARS)
-    status: PolicyStatus | None = None
+    # name, marketing_action, deny and status may be left out but not null (the document says so: no null type)
+    name: StoredText = Field(default=None, min_length=1, max_length=256)  # type: ignore[assignment]
+    marketing_action: str = Field(default=None, min_length=1, max_length=64)  # type: ignore[assignment]
+    deny: str = Field(default=None, min_length=1, max_length=MAX_CHARS)  # type: ignore[assignment]
+    status: PolicyStatus = None  # type: ignore[assignment]
     description: StoredText | None = Field(default=None, max_length=10_000)
 
 
@@ -125,12 +127,18 @@ class PolicyRead(BaseModel):
 class PolicyEvaluate(BaseModel):
     """A segment (by key) or an expression, or neither; and the attributes to be exported."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
-        "marketing_action": "email_targeting", "segment": "gift-givers", "attributes": ["email"]}})
+    # The document states the rule: at most one of segment and expression, and at least one of them
+    # or a non-empty attributes. segment and expression may be left out but not null.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "example": {"marketing_action": "email_targeting", "segment": "gift-givers", "attributes": ["email"]},
+        "not": {"required": ["segment", "expression"]},
+        "anyOf": [{"required": ["segment"]}, {"required": ["expression"]},
+                  {"required": ["attributes"], "properties": {"attributes": {"minItems": 1}}}]})
 
     marketing_action: str = Field(min_length=1, max_length=64)
-    segment: str | None = Field(default=None, min_length=1, max_length=128, description="A saved segment's key.")
-    expression: str | None = Field(default=None, min_length=1, max_length=MAX_EXPRESSION_CHARS)
+    segment: StoredText = Field(default=None, min_length=1, max_length=128,  # type: ignore[assignment]
+                                description="A saved segment's key.")
+    expression: str = Field(default=None, min_length=1, max_length=MAX_EXPRESSION_CHARS)  # type: ignore[assignment]
     attributes: list[str] = Field(default_factory=list, max_length=MAX_EXPORTED,
                                   description="Profile attributes to be exported (field paths; an object path "
                                               "such as `home_address` stands for every field under it).")

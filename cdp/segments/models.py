@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cdp.expressions.models import MAX_EXPRESSION_CHARS
-from cdp.text import StoredText
+from cdp.text import Instant, StoredText
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 SegmentKey = Field(pattern=KEY_PATTERN, description="Letters, digits, `_`, `.` and `-` (up to 128; it starts with a "
@@ -57,11 +57,12 @@ class SegmentUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: StoredText | None = Field(default=None, min_length=1, max_length=256)
+    # name, expression, status and evaluation may be left out but not null (the document says so: no null type)
+    name: StoredText = Field(default=None, min_length=1, max_length=256)  # type: ignore[assignment]
     description: StoredText | None = Field(default=None, max_length=10_000)
-    expression: str | None = Field(default=None, min_length=1, max_length=MAX_EXPRESSION_CHARS)
-    status: SegmentStatus | None = None
-    evaluation: Evaluation | None = None
+    expression: str = Field(default=None, min_length=1, max_length=MAX_EXPRESSION_CHARS)  # type: ignore[assignment]
+    status: SegmentStatus = None  # type: ignore[assignment]
+    evaluation: Evaluation = None  # type: ignore[assignment]
 
 
 class SegmentRead(BaseModel):
@@ -100,7 +101,8 @@ class EstimateRequest(BaseModel):
                       'within last 90 days) >= 3'}})
 
     expression: str = ExpressionText
-    as_of: datetime | None = Field(default=None, description="Evaluate at this instant (default: now).")
+    as_of: Instant | None = Field(default=None, description="Evaluate at this instant (default: now). ISO 8601; "
+                                  "without an offset: UTC.")
 
 
 class Estimate(BaseModel):
@@ -137,7 +139,7 @@ class JobStatus(StrEnum):
 class SegmentJobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    segments: list[str] | None = Field(default=None, max_length=1000, description="Keys of active segments to "
+    segments: list[Annotated[str, Field(pattern=KEY_PATTERN)]] | None = Field(default=None, max_length=1000, description="Keys of active segments to "
                                        "evaluate (default: every active segment), run in dependency order.")
 
 
@@ -169,16 +171,23 @@ class IdentityRef(BaseModel):
 class EvaluateRequest(BaseModel):
     """One of ``expression`` and ``segment``; one of ``profile``, ``identity`` and ``profile_id``."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
-        "segment": "gift-givers", "identity": {"namespace": "email", "id": "sarah.rose@example.com"},
-        "explain": True}})
+    # The document states the rule (exactly one of each pair/triple); the fields may be left out but
+    # not null, so that "given" means "present" for the document and the service alike.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "example": {"segment": "gift-givers", "identity": {"namespace": "email", "id": "sarah.rose@example.com"},
+                    "explain": True},
+        "allOf": [{"oneOf": [{"required": ["expression"]}, {"required": ["segment"]}]},
+                  {"oneOf": [{"required": ["profile"]}, {"required": ["identity"]}, {"required": ["profile_id"]}]}]})
 
-    expression: str | None = Field(default=None, min_length=1, max_length=MAX_EXPRESSION_CHARS)
-    segment: str | None = Field(default=None, min_length=1, max_length=128, description="A saved segment's key.")
-    profile: dict[str, Any] | None = Field(default=None, description="A profile document (SPEC.md).")
-    identity: IdentityRef | None = Field(default=None, description="A stored profile, by any of its identities.")
-    profile_id: str | None = Field(default=None, min_length=1, max_length=256, description="A stored profile's id.")
-    as_of: datetime | None = Field(default=None, description="Default: now. Without an offset: UTC.")
+    expression: str = Field(default=None, min_length=1, max_length=MAX_EXPRESSION_CHARS)  # type: ignore[assignment]
+    segment: StoredText = Field(default=None, min_length=1, max_length=128,  # type: ignore[assignment]
+                         description="A saved segment's key.")
+    profile: dict[str, Any] = Field(default=None, description="A profile document (SPEC.md).")  # type: ignore[assignment]
+    identity: IdentityRef = Field(default=None,  # type: ignore[assignment]
+                                  description="A stored profile, by any of its identities.")
+    profile_id: StoredText = Field(default=None, min_length=1, max_length=256,  # type: ignore[assignment]
+                            description="A stored profile's id.")
+    as_of: Instant | None = Field(default=None, description="Default: now. ISO 8601; without an offset: UTC.")
     explain: bool = Field(default=False, description="Add the value of every sub-expression.")
 
     @model_validator(mode="after")

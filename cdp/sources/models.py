@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -115,8 +115,43 @@ class SourceCreate(Strict):
     schedule: Schedule | None = None
 
 
+# The body of POST /v1/sources as the document states it: one shape per type (discriminated by
+# `type`), each with its own `config` (and, for tracking_api, `mapping`), so that a config the
+# type does not take is refused as the document says (422 validation_error), not after it.
+# SourceCreate above is what the service works with (``SourceCreate.model_validate(body.model_dump(
+# exclude_unset=True))``); the rules left to the service (invalid_source) are about stored data and
+# the server: the datasets' kinds, the folder, the database URL.
+
+class _SourceCreateBody(Strict):
+    name: str = Field(min_length=1, max_length=256)
+    datasets: DatasetPair
+    schedule: Schedule | None = None
+
+
+class TrackingSourceCreate(_SourceCreateBody):
+    type: Literal[SourceType.tracking_api]
+    config: TrackingConfig | None = Field(default=None, description="Default: every default.")
+    mapping: TrackingMapping | None = Field(default=None, description="Merged over the defaults.")
+
+
+class DatabaseSourceCreate(_SourceCreateBody):
+    type: Literal[SourceType.database]
+    config: DatabaseConfig
+    mapping: dict[str, Any] = Field(description="The batch mapping language (column → field).")
+
+
+class FileDropSourceCreate(_SourceCreateBody):
+    type: Literal[SourceType.file_drop]
+    config: FileDropConfig
+    mapping: dict[str, Any] | None = Field(default=None, description="The batch mapping language (column → field).")
+
+
+SourceCreateBody = Annotated[TrackingSourceCreate | DatabaseSourceCreate | FileDropSourceCreate,
+                             Field(discriminator="type")]
+
+
 class SourceUpdate(Strict):
-    name: str | None = Field(default=None, min_length=1, max_length=256)
+    name: str = Field(default=None, min_length=1, max_length=256)  # type: ignore[assignment]  # not null
     config: dict[str, Any] | None = None
     mapping: dict[str, Any] | None = None
     schedule: Schedule | None = None

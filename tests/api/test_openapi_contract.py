@@ -143,3 +143,125 @@ def test_nul_in_a_url_is_refused_as_the_document_says(api, document):
                                                                                      "id": "a\x00@b.co"})):
         error = assert_error(api.get(path, params=params), 422, "validation_error")
         assert "NUL" in error["message"]
+
+
+# ---- findings on segments, governance and sources --------------------------------------------
+
+def _check(api, document, method: str, template: str, path: str, body, allowed: bool, *, refused=(422,)):
+    """The document allows ``body`` exactly when the service does not refuse its shape."""
+    assert allows(document, body_schema(document, method, template), body) is allowed, (method, path, body)
+    response = api.request(method.upper(), path, json=body)
+    if allowed:
+        if response.status_code == 422:
+            assert response.json()["error"]["code"] != "validation_error", (method, path, body, response.text)
+        else:
+            assert response.status_code < 500, (method, path, body, response.text)
+    else:
+        assert response.status_code in refused, (method, path, body, response.text)
+        assert response.json()["error"]["code"] == "validation_error", (method, path, body, response.text)
+
+
+def test_member_statuses_are_described_by_a_pattern(api, document):
+    status = parameter_schema(document, "get", "/v1/segments/{key}/members", "status")
+    for value, allowed in (("realized", True), ("realized,existing", True), ("exited, realized", True),
+                           ("emailClick", False), ("", False), ("realized,", False), ("realized,,exited", False)):
+        assert allows(document, status, value) is allowed, value
+        response = api.get("/v1/segments/nobody/members", params={"status": value})
+        if allowed:
+            assert_error(response, 404, None)
+        else:
+            assert_error(response, 422, "validation_error")
+
+
+def test_an_undeclared_method_is_405_whatever_the_sandbox(api, document):
+    for method, path, template in (("PATCH", "/v1/policies/evaluate", "/v1/policies/evaluate"),
+                                   ("GET", "/v1/policies/evaluate", "/v1/policies/evaluate")):
+        for headers in ({"X-Sandbox": "a"}, {}):
+            response = api.request(method, path, sandbox=None, headers=headers, json={"marketing_action": "x"})
+            error = assert_error(response, 405, "method_not_allowed")
+            assert error["details"] == {"allowed_methods": sorted(m.upper() for m in document["paths"][template])}
+    assert_error(api.get("/v1/policies/12345"), 404, None)  # a policy id still reaches the policy routes
+
+
+def test_policy_patch_fields_may_be_left_out_but_not_null(api, document):
+    created = api.post("/v1/policies", json={"name": "p-null", "marketing_action": "email_targeting",
+                                             "deny": "C4"})
+    assert created.status_code == 201, created.text
+    path = f"/v1/policies/{created.json()['id']}"
+    for body, allowed in (({"status": None}, False), ({"name": None}, False), ({"deny": None}, False),
+                          ({"marketing_action": None}, False), ({"description": None}, True),
+                          ({"status": "enabled"}, True), ({}, True)):
+        _check(api, document, "patch", "/v1/policies/{policy_id}", path, body, allowed)
+
+
+def test_evaluate_bodies_state_their_one_of_rules(api, document):
+    profile = {"id": "p-1"}
+    for body, allowed in (({}, False), ({"expression": "true"}, False), ({"profile": profile}, False),
+                          ({"expression": "true", "segment": "s", "profile": profile}, False),
+                          ({"expression": "true", "profile": profile, "profile_id": "p-1"}, False),
+                          ({"expression": None, "segment": "s", "profile": profile}, False),
+                          ({"expression": "true", "profile": profile}, True),
+                          ({"segment": "nobody", "profile_id": "p-1"}, True)):
+        _check(api, document, "post", "/v1/evaluate", "/v1/evaluate", body, allowed, refused=(422,))
+
+
+def test_policy_evaluate_bodies_state_their_rule(api, document):
+    for body, allowed in (({"marketing_action": "email_targeting"}, False),
+                          ({"marketing_action": "email_targeting", "attributes": []}, False),
+                          ({"marketing_action": "email_targeting", "segment": "a", "expression": "true"}, False),
+                          ({"marketing_action": "email_targeting", "segment": None, "attributes": ["email"]}, False),
+                          ({"marketing_action": "email_targeting", "attributes": ["email"]}, True),
+                          ({"marketing_action": "email_targeting", "expression": "true"}, True)):
+        _check(api, document, "post", "/v1/policies/evaluate", "/v1/policies/evaluate", body, allowed)
+
+
+def test_an_unknown_marketing_action_is_a_domain_refusal(api, document):
+    body = {"name": "p-unknown", "marketing_action": "ði", "deny": "C4"}
+    assert allows(document, body_schema(document, "post", "/v1/policies"), body)
+    assert_error(api.post("/v1/policies", json=body), 422, "unknown_marketing_action")
+
+
+def test_a_source_config_is_described_per_type(api, document):
+    ids = {kind: create_dataset(api, kind) for kind in ("profile", "event")}
+    base = {"name": "s", "datasets": ids}
+    for body, allowed in (({**base, "type": "database", "config": None, "mapping": {}}, False),
+                          ({**base, "type": "database", "config": {}, "mapping": {}}, False),
+                          ({**base, "type": "database", "config": {"url": "sqlite://"}}, False),
+                          ({**base, "type": "file_drop", "config": {"url": "sqlite://"}}, False),
+                          ({**base, "type": "tracking_api", "mapping": {"unknown": "shout"}}, False),
+                          ({**base, "type": "file_drop", "config": {"directory": "/nowhere/at/all"}}, True)):
+        _check(api, document, "post", "/v1/sources", "/v1/sources", body, allowed)
+
+
+def test_an_estimate_takes_an_instant_as_iso_text_only(api, document):
+    expression = "loyalty.points > 1"
+    for as_of, allowed in ((0, False), ("2026-11-28", False), ("2026-11-28T12:00:00Z", True), (None, True)):
+        _check(api, document, "post", "/v1/segments/estimate", "/v1/segments/estimate",
+               {"expression": expression, "as_of": as_of}, allowed)
+
+
+def test_segment_job_keys_are_segment_keys(api, document):
+    for segments, allowed in ((["\u0000x"], False), ([""], False), (["a b"], False), (["nobody"], True)):
+        body = {"segments": segments}
+        assert allows(document, body_schema(document, "post", "/v1/segment-jobs"), body) is allowed, segments
+        response = api.post("/v1/segment-jobs", json=body)
+        if allowed:
+            assert response.status_code in (202, 404), response.text
+        else:
+            assert_error(response, 422, "validation_error")
+
+
+def test_other_patch_names_may_be_left_out_but_not_null(api, document):
+    assert api.post("/v1/segments", json={"key": "s-null", "name": "S", "expression": "true"}).status_code == 201
+    for body, allowed in (({"expression": None}, False), ({"name": None}, False), ({"status": None}, False),
+                          ({"evaluation": None}, False), ({"description": None}, True)):
+        _check(api, document, "patch", "/v1/segments/{key}", "/v1/segments/s-null", body, allowed)
+    action = api.post("/v1/marketing-actions", json={"key": "a_null", "name": "A"})
+    assert action.status_code == 201, action.text
+    for body, allowed in (({"name": None}, False), ({"description": None}, True)):
+        _check(api, document, "patch", "/v1/marketing-actions/{key}", "/v1/marketing-actions/a_null", body, allowed)
+    ids = {kind: create_dataset(api, kind) for kind in ("profile", "event")}
+    source = api.post("/v1/sources", json={"name": "s-null", "type": "tracking_api", "datasets": ids})
+    assert source.status_code == 201, source.text
+    for body, allowed in (({"name": None}, False), ({"schedule": None}, True)):
+        _check(api, document, "patch", "/v1/sources/{source_id}", f"/v1/sources/{source.json()['id']}", body, allowed)

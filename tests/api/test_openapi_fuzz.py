@@ -40,7 +40,9 @@ def test_generated_requests_over_the_served_document(request, backend, sqlite_ur
             env={**os.environ, "SCHEMATHESIS_HOOKS": str(HERE / "hooks.py")}, cwd=tmp_path,
             capture_output=True, text=True, timeout=600, check=False)
         tested = [line for line in result.stdout.splitlines() if "Tested:" in line]
-        failures = result.stdout[result.stdout.find("= FAILURES ="):]  # the failures first, then the summary
+        # the failures (or, when there are none, the errors) first, then the summary
+        start = next((i for i in (result.stdout.find("= FAILURES ="), result.stdout.find("= ERRORS =")) if i >= 0), 0)
+        failures = result.stdout[start:]
         assert result.returncode == 0, failures[:20000] + "\n...\n" + result.stdout[-3000:] + result.stderr[-3000:]
         assert tested and "Tested: 0" not in tested[0], result.stdout[-5000:]
         assert "Traceback" not in server.stderr, server.stderr[-5000:]

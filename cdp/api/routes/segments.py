@@ -29,6 +29,8 @@ evaluate_router = APIRouter(tags=["segments"], responses=COMMON_RESPONSES)
 Editors = Annotated[Principal, require(Role.admin, Role.data_steward, Role.marketer)]
 Key = Annotated[str, Path(pattern=KEY_PATTERN, description="The segment's key.")]
 JobId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+_STATUS = "(realized|existing|exited)"
+STATUSES_PATTERN = f"^ *{_STATUS} *(, *{_STATUS} *)*$"  # what service.parse_statuses reads, spaces and all
 NOT_FOUND = {404: {"model": ErrorResponse}}
 CONFLICT = {409: {"model": ErrorResponse}}
 
@@ -103,8 +105,10 @@ def delete_segment(key: Key, principal: Editors, connection: ConnectionDep) -> R
 @router.get("/{key}/members", response_model=MemberPage, responses=NOT_FOUND,
             summary="A segment's memberships, by cursor")
 def list_members(key: Key, principal: AnyRole, connection: ConnectionDep,
-                 status_: Annotated[str, Query(alias="status", description="Comma-separated statuses (default: "
-                                               "members, `realized,existing`).")] = "realized,existing",
+                 status_: Annotated[str, Query(alias="status", pattern=STATUSES_PATTERN,
+                                               description="Comma-separated statuses among `realized`, `existing` "
+                                               "and `exited` (default: members, `realized,existing`).")]
+                 = "realized,existing",
                  limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
                  cursor: Annotated[str | None, Query(max_length=200, description="`next` of the previous page.")]
                  = None) -> MemberPage:

@@ -27,7 +27,7 @@ from cdp.schema_registry.service import get_schema
 from cdp.sources import preview as previews
 from cdp.sources import service, tracking
 from cdp.sources.models import (
-    ConnectionTest, MessageIssue, Preview, RunRead, SourceCreate, SourceRead, SourceStatus, SourceType,
+    ConnectionTest, MessageIssue, Preview, RunRead, SourceCreate, SourceCreateBody, SourceRead, SourceStatus, SourceType,
     SourceTypeRead, SourceUpdate,
 )
 
@@ -51,8 +51,9 @@ def source_types(principal: AnyRole) -> list[SourceTypeRead]:
                          "(an SDK's host is `<base URL><endpoint>`). A database source's password (in the URL or "
                          "`config.password`) is stored apart and never returned. 422 `invalid_source` / "
                          "`invalid_mapping` list every problem.")
-def create_source(spec: SourceCreate, principal: Stewards, connection: ConnectionDep, settings: SettingsDep
+def create_source(body: SourceCreateBody, principal: Stewards, connection: ConnectionDep, settings: SettingsDep
                   ) -> SourceRead:
+    spec = SourceCreate.model_validate(body.model_dump(mode="json", exclude_unset=True))
     schema = get_schema(connection=connection, sandbox=principal.sandbox)
     return service.create_source(connection=connection, sandbox=principal.sandbox, spec=spec, schema=schema,
                                  settings=settings)

@@ -20,6 +20,19 @@ DOMAIN_CODES = frozenset({
     "invalid_identity_settings",  # dataset_precedence naming datasets that do not exist
     "invalid_mapping",  # a batch mapping naming unknown fields, namespaces or columns
     "invalid_file",  # a batch file that is empty or cannot be read
+    # a policy's marketing_action must name a core or custom action of the sandbox (stored data, like
+    # a label that must exist): any non-empty key is the right shape
+    "unknown_marketing_action",
+    "invalid_policy",  # a deny condition in the policy language (labels, AND, OR …), checked like PQL
+    "invalid_attributes",  # attributes to export that are not fields of the schema in force
+    # a members cursor is a token the service issued (`next` of the previous page); one made up
+    # has no page to continue, whatever its characters
+    "invalid_cursor",
+    # POST /v1/sources: the document states each type's config and mapping (a discriminated union
+    # on `type`); what is left is about stored data and the server — the datasets' kinds, the
+    # folder (exists, readable, under CDP_FILE_DROP_ROOT), the database URL (a supported backend,
+    # not cdp's own database), table/query and the dataset config.target names
+    "invalid_source",
 })
 
 
