@@ -32,13 +32,23 @@ def test_generated_requests_over_the_served_document(request, backend, sqlite_ur
     server = Server(url, tmp_path / "serve.log")
     try:
         [key] = KEY.findall(server.stderr)
-        result = subprocess.run(
-            [ST, "--config-file", str(HERE / "schemathesis.toml"), "--no-color", "run",
-             server.base + "/openapi.json", "--header", f"Authorization: Bearer {key}", "--checks", "all",
-             "--max-examples", str(EXAMPLES_PER_OPERATION), "--workers", "2", "--generation-database", "none",
-             "--report-dir", str(tmp_path / "report")],
-            env={**os.environ, "SCHEMATHESIS_HOOKS": str(HERE / "hooks.py")}, cwd=tmp_path,
-            capture_output=True, text=True, timeout=600, check=False)
+        def fuzz() -> subprocess.CompletedProcess:
+            return subprocess.run(
+                [ST, "--config-file", str(HERE / "schemathesis.toml"), "--no-color", "run",
+                 server.base + "/openapi.json", "--header", f"Authorization: Bearer {key}", "--checks", "all",
+                 "--max-examples", str(EXAMPLES_PER_OPERATION), "--workers", "2", "--generation-database", "none",
+                 "--report-dir", str(tmp_path / "report")],
+                env={**os.environ, "SCHEMATHESIS_HOOKS": str(HERE / "hooks.py")}, cwd=tmp_path,
+                capture_output=True, text=True, timeout=600, check=False)
+
+        result = fuzz()
+        if result.returncode != 0 and "= FAILURES =" not in result.stdout and "= ERRORS =" in result.stdout:
+            # No finding, only an error of the tool itself (schemathesis 4.32 raises a KeyError inside
+            # its own strategy code on some oneOf bodies, reported as a flaky Hypothesis failure): run
+            # it once more with fresh examples. A finding is never retried; a second error still fails.
+            first = result.stdout[result.stdout.find("= ERRORS ="):][:5000]
+            result = fuzz()
+            result.stdout += "\n(first run's errors)\n" + first if result.returncode != 0 else ""
         tested = [line for line in result.stdout.splitlines() if "Tested:" in line]
         # the failures (or, when there are none, the errors) first, then the summary
         start = next((i for i in (result.stdout.find("= FAILURES ="), result.stdout.find("= ERRORS =")) if i >= 0), 0)
