@@ -3,7 +3,7 @@ the real SDK clients from PyPI — Segment's `segment-analytics-python` and Rudd
 `rudder-sdk-python` (which sends gzip bodies) — configured with cdp's URL and a source's write
 key. What they send is checked through the profile API.
 
-Not here: "a streaming segment picks up a tracked event" needs streaming segments (issue 15)."""
+A streaming segment picks up a tracked event during ingestion (no batch run)."""
 
 from __future__ import annotations
 
@@ -234,3 +234,24 @@ def test_limits_and_single_calls(server, source):
     assert httpx.post(server.base + f"/v1/sources/{source['id']}/resume", headers=source["headers"]).status_code == 200
     assert _post(source, "/v1/identify", {"userId": "P-1"}).status_code == 200
     assert lookup(server, source, "crm_id", "P-1") is not None
+
+
+def test_a_streaming_segment_picks_up_a_tracked_event(server, source):
+    """What an SDK sends reaches the audiences at once: the tracked event enters its profile into a
+    streaming segment during ingestion, before any batch run."""
+    from segment.analytics import Client
+
+    created = httpx.post(server.base + "/v1/segments", headers=source["headers"], json={
+        "key": "viewers", "name": "Product viewers", "evaluation": "streaming",
+        "expression": 'exists event where type = "productView"'})
+    assert created.status_code == 201, created.text
+    errors: list = []
+    client = Client(source["write_key"], host=source["host"], on_error=lambda e, batch: errors.append(e),
+                    max_retries=1)
+    client.track(anonymous_id="stream-1", event="Product Viewed", message_id="sv-1", properties={"sku": "MH01-L"})
+    client.flush()
+    client.join()
+    assert errors == []
+    profile = lookup(server, source, "ecid", "stream-1")
+    assert profile is not None
+    assert [(m["segment"], m["status"]) for m in profile["memberships"]] == [("viewers", "realized")]
