@@ -64,6 +64,25 @@ def _line_column(text: str, offset: int) -> tuple[int, int]:
     return line, offset - line_start + 1
 
 
+def caret_snippet(source: str, span: Span) -> str:
+    """The source line of ``span``'s start and a caret under the whole span on that line ("" when
+    there is no source); shared by every language of the project (PQL, policy deny conditions)."""
+    if not source or span.line < 1:
+        return ""
+    lines = source.split("\n")
+    if span.line > len(lines):
+        return ""
+    text_line = lines[span.line - 1]
+    start = span.column - 1
+    if span.end_line == span.line:
+        end = max(span.end_column - 1, start + 1)
+    else:
+        end = max(len(text_line), start + 1)
+    # the caret line keeps the tabs of the source line, so the caret stands under the span
+    pad = "".join("\t" if ch == "\t" else " " for ch in text_line[:start])
+    return f"{text_line}\n{pad}{'^' * (end - start)}"
+
+
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
     code: str
@@ -78,20 +97,7 @@ class Diagnostic:
 
     def snippet(self) -> str:
         """The source line of the span's start and a caret under the whole span on that line."""
-        if not self.source or self.span.line < 1:
-            return ""
-        lines = self.source.split("\n")
-        if self.span.line > len(lines):
-            return ""
-        text_line = lines[self.span.line - 1]
-        start = self.span.column - 1
-        if self.span.end_line == self.span.line:
-            end = max(self.span.end_column - 1, start + 1)
-        else:
-            end = max(len(text_line), start + 1)
-        # the caret line keeps the tabs of the source line, so the caret stands under the span
-        pad = "".join("\t" if ch == "\t" else " " for ch in text_line[:start])
-        return f"{text_line}\n{pad}{'^' * (end - start)}"
+        return caret_snippet(self.source, self.span)
 
     def to_dict(self) -> dict:
         return {

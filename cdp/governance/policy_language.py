@@ -28,7 +28,7 @@ import lark
 from lark import Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from cdp.dsl.errors import NO_SPAN, Span
+from cdp.dsl.errors import NO_SPAN, Span, caret_snippet
 
 MAX_CHARS = 10_000
 MAX_DEPTH = 32  # nested parentheses
@@ -99,13 +99,7 @@ class PolicyDiagnostic:
 
     def caret(self) -> str:
         """The source line of the span's start and a caret under the span on that line."""
-        lines = self.source.split("\n")
-        if not self.source or not 1 <= self.span.line <= len(lines):
-            return ""
-        text_line = lines[self.span.line - 1]
-        start = self.span.column - 1
-        end = self.span.end_column - 1 if self.span.end_line == self.span.line else len(text_line)
-        return f"{text_line}\n{' ' * start}{'^' * max(end - start, 1)}"
+        return caret_snippet(self.source, self.span)
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "line": self.span.line, "column": self.span.column,
