@@ -5,18 +5,14 @@ marketing actions against the code."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.api.test_server import KEY, Server, _environment
+from tests.api.test_server import Server
 from tests.test_docs_examples import read_blocks
-from tests.test_docs_segments import matches
+from tests.test_docs_segments import run_document_commands
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "governance.md"
 TEXT = DOC.read_text(encoding="utf-8")
@@ -46,20 +42,5 @@ def server(sqlite_url_factory, tmp_path_factory):
 
 
 def test_the_commands_of_the_document_run_and_print_what_it_shows(server):
-    [key] = KEY.findall(server.stderr)
-    env = {**_environment(server.url), "KEY": key,
-           "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
-    commands = [(i, b) for i, b in enumerate(BLOCKS) if b.kind == "sh"]
-    assert len(commands) >= 10
-    for index, block in commands:
-        script = block.body.replace("localhost:8000", f"127.0.0.1:{server.port}")
-        result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], env=env, capture_output=True,
-                                text=True, timeout=120)
-        assert result.returncode == 0, f"docs/governance.md:{block.line}: exit {result.returncode}\n{result.stderr}"
-        following = BLOCKS[index + 1] if index + 1 < len(BLOCKS) else None
-        if following is None or following.info != "json output":
-            continue
-        actual = json.loads(result.stdout)
-        assert matches(json.loads(following.body), actual), (
-            f"docs/governance.md:{following.line}: the documented output differs; the real one is:\n"
-            f"{json.dumps(actual, ensure_ascii=False)}")
+    run_document_commands(server, "docs/governance.md", BLOCKS, at_least=10)
+

@@ -57,28 +57,35 @@ def server(sqlite_url_factory, tmp_path_factory):
     running.stop()
 
 
-def test_the_commands_of_the_document_run_and_print_what_it_shows(server):
+def run_document_commands(server, document: str, blocks, *, at_least: int) -> None:
+    """Every ```sh block of ``document`` runs against ``server`` (bash -e -o pipefail, KEY set to its
+    admin key, localhost:8000 pointed at it); a ```json output or ```text output block right after
+    one is what it must print (… stands for any value). Used by every document with shown outputs."""
     [key] = KEY.findall(server.stderr)
     env = {**_environment(server.url), "KEY": key,
            "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
-    commands = [(i, b) for i, b in enumerate(BLOCKS) if b.kind == "sh"]
-    assert len(commands) >= 10
+    commands = [(i, b) for i, b in enumerate(blocks) if b.kind == "sh"]
+    assert len(commands) >= at_least
     for index, block in commands:
         script = block.body.replace("localhost:8000", f"127.0.0.1:{server.port}")
         result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], env=env, capture_output=True,
                                 text=True, timeout=120)
-        assert result.returncode == 0, f"docs/segments.md:{block.line}: exit {result.returncode}\n{result.stderr}"
-        following = BLOCKS[index + 1] if index + 1 < len(BLOCKS) else None
+        assert result.returncode == 0, f"{document}:{block.line}: exit {result.returncode}\n{result.stderr}"
+        following = blocks[index + 1] if index + 1 < len(blocks) else None
         if following is None or following.info not in ("json output", "text output"):
             continue
         if following.info == "json output":
             actual = json.loads(result.stdout)
             assert matches(json.loads(following.body), actual), (
-                f"docs/segments.md:{following.line}: the documented output differs; the real one is:\n"
+                f"{document}:{following.line}: the documented output differs; the real one is:\n"
                 f"{json.dumps(actual, ensure_ascii=False)}")
         else:
             assert text_matches(following.body, result.stdout), (
-                f"docs/segments.md:{following.line}: the documented output differs; the real one is:\n{result.stdout}")
+                f"{document}:{following.line}: the documented output differs; the real one is:\n{result.stdout}")
+
+
+def test_the_commands_of_the_document_run_and_print_what_it_shows(server):
+    run_document_commands(server, "docs/segments.md", BLOCKS, at_least=10)
 
 
 def test_segments_run_refuses_what_it_cannot_run(server):
