@@ -10,15 +10,5 @@
 # bench/data/ (git-ignored). Exits 1 when a check fails (the report says which).
 set -euo pipefail
 
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$BENCH_DIR/.." && pwd)"
-VPY="$ROOT/.venv/bin/python"
-
-if [[ ! -x "$VPY" ]]; then
-    echo "bench: $VPY not found; create the project's environment first (make test, or: python3 -m venv .venv && .venv/bin/pip install -e '.[dev]')" >&2
-    exit 1
-fi
-
-cd "$ROOT"
-export CDP_BENCH_COMMAND="bash bench/run_ingest.sh${*:+ $*}"
-exec "$VPY" "$BENCH_DIR/bench_ingest.py" "$@"
+source "$(dirname "${BASH_SOURCE[0]}")/_project_env.sh"
+run_in_project_env run_ingest.sh bench_ingest.py "$@"

@@ -7,15 +7,5 @@
 # binaries for a throwaway cluster; shares bench/data/ (the generated profiles) with run_sql.sh.
 set -euo pipefail
 
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$BENCH_DIR/.." && pwd)"
-VPY="$ROOT/.venv/bin/python"
-
-if [[ ! -x "$VPY" ]]; then
-    echo "bench: $VPY not found; create the project's environment first (make test)" >&2
-    exit 1
-fi
-
-cd "$ROOT"
-export CDP_BENCH_COMMAND="bash bench/run_segments.sh${*:+ $*}"
-exec "$VPY" "$BENCH_DIR/bench_segments.py" "$@"
+source "$(dirname "${BASH_SOURCE[0]}")/_project_env.sh"
+run_in_project_env run_segments.sh bench_segments.py "$@"
