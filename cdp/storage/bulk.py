@@ -66,6 +66,10 @@ def _json_default(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
 def _document(dialect: str):
     """A JSON column's value as the statement takes it: text on SQLite; on PostgreSQL the value
     itself, inside the rows' JSON."""
@@ -74,7 +78,7 @@ def _document(dialect: str):
 
 _SOURCES = (("profile_pk", "bigint"), ("path", "varchar"), ("dataset_pk", "bigint"), ("value", "jsonb"),
             ("removed", "boolean"), ("observed_at", "timestamptz"), ("batch_pk", "bigint"),
-            ("request_id", "varchar"), ("record_index", "integer"))
+            ("request_id", "varchar"), ("record_index", "integer"), ("identities", "jsonb"))
 _SOURCE_NAMES = ", ".join(name for name, _ in _SOURCES)
 _SOURCE_CONFLICT = ("ON CONFLICT (profile_pk, path, dataset_pk) DO UPDATE SET "
                     + ", ".join(f"{name} = excluded.{name}" for name, _ in _SOURCES[3:])
@@ -92,7 +96,8 @@ def upsert_attribute_sources(connection: sa.Connection, rows: Sequence[dict[str,
     instant, document = _instant(connection.dialect.name), _document(connection.dialect.name)
     _execute(connection, _UPSERT_SOURCES["sqlite"], _UPSERT_SOURCES["postgresql"], [
         (r["profile_pk"], r["path"], r["dataset_pk"], document(r["value"]), bool(r["removed"]),
-         instant(r["observed_at"]), r["batch_pk"], r["request_id"], r["record_index"]) for r in rows])
+         instant(r["observed_at"]), r["batch_pk"], r["request_id"], r["record_index"],
+         document(r.get("identities"))) for r in rows])
 
 
 _INSERT_SOURCES_SQLITE = f"INSERT INTO attribute_sources ({_SOURCE_NAMES}) VALUES ({_placeholders(len(_SOURCES))})"
@@ -110,14 +115,16 @@ def insert_attribute_sources(connection: sa.Connection, rows: Sequence[dict[str,
         instant = _instant("sqlite")
         connection.exec_driver_sql(_INSERT_SOURCES_SQLITE, [
             (r["profile_pk"], r["path"], r["dataset_pk"], json.dumps(r["value"]), bool(r["removed"]),
-             instant(r["observed_at"]), r["batch_pk"], r["request_id"], r["record_index"]) for r in rows])
+             instant(r["observed_at"]), r["batch_pk"], r["request_id"], r["record_index"],
+             _json_or_none(r.get("identities"))) for r in rows])
         return
     instant = _instant("postgresql")
     driver = connection.connection.driver_connection  # the same connection, in the same transaction
     with driver.cursor() as cursor, cursor.copy(_COPY_SOURCES) as copy:
         for r in rows:
             copy.write_row((r["profile_pk"], r["path"], r["dataset_pk"], json.dumps(r["value"]), bool(r["removed"]),
-                            instant(r["observed_at"]), r["batch_pk"], r["request_id"], r["record_index"]))
+                            instant(r["observed_at"]), r["batch_pk"], r["request_id"], r["record_index"],
+                            _json_or_none(r.get("identities"))))
 
 
 _IDENTITIES = (("sandbox", "varchar"), ("profile_pk", "bigint"), ("namespace", "varchar"), ("value", "varchar"),
@@ -142,7 +149,7 @@ def claim_identities(connection: sa.Connection, rows: Sequence[dict[str, Any]]) 
 
 
 _EVENTS = (("profile_pk", "bigint"), ("event_id", "varchar"), ("type", "varchar"), ("ts", "timestamptz"),
-           ("fields", "jsonb"), ("dataset_pk", "bigint"))
+           ("fields", "jsonb"), ("dataset_pk", "bigint"), ("identities", "jsonb"))
 _EVENT_NAMES = ", ".join(name for name, _ in _EVENTS)
 _INSERT_EVENTS = {
     "sqlite": f"INSERT INTO events ({_EVENT_NAMES}) VALUES ({_placeholders(len(_EVENTS))})",
@@ -153,8 +160,8 @@ _INSERT_EVENTS = {
 def insert_events(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
     instant, document = _instant(connection.dialect.name), _document(connection.dialect.name)
     _execute(connection, _INSERT_EVENTS["sqlite"], _INSERT_EVENTS["postgresql"], [
-        (r["profile_pk"], r["event_id"], r["type"], instant(r["ts"]), document(r["fields"]), r["dataset_pk"])
-        for r in rows])
+        (r["profile_pk"], r["event_id"], r["type"], instant(r["ts"]), document(r["fields"]), r["dataset_pk"],
+         document(r.get("identities"))) for r in rows])
 
 
 _PROFILE_COLUMNS = (("sandbox", "varchar"), ("external_id", "varchar"), ("attributes", "jsonb"),
@@ -200,3 +207,28 @@ def set_profile_attributes(connection: sa.Connection, rows: Sequence[tuple[int, 
     if rows:
         connection.exec_driver_sql(_SET_ATTRIBUTES[connection.dialect.name],
                                    [(json.dumps(attributes), pk) for pk, attributes in rows])
+
+
+_LINKS = (("sandbox", "varchar"), ("profile_pk", "bigint"), ("a_pk", "bigint"), ("b_pk", "bigint"),
+          ("first_seen", "timestamptz"), ("last_seen", "timestamptz"), ("seen_order", "integer"),
+          ("dataset_pk", "bigint"), ("batch_pk", "bigint"), ("request_id", "varchar"), ("record_index", "integer"),
+          ("removed_at", "timestamptz"), ("removed_reason", "text"))
+_LINK_NAMES = ", ".join(name for name, _ in _LINKS)
+_LINK_CONFLICT = ("ON CONFLICT (a_pk, b_pk) DO UPDATE SET "
+                  + ", ".join(f"{name} = excluded.{name}" for name, _ in _LINKS if name not in (
+                      "sandbox", "a_pk", "b_pk", "first_seen")))
+_UPSERT_LINKS = {
+    "sqlite": f"INSERT INTO identity_links ({_LINK_NAMES}) VALUES ({_placeholders(len(_LINKS))}) {_LINK_CONFLICT}",
+    "postgresql": f"INSERT INTO identity_links ({_LINK_NAMES}) {_rows(_LINKS)} {_LINK_CONFLICT}",
+}
+
+
+def upsert_links(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT … ON CONFLICT (a_pk, b_pk) DO UPDATE: a link seen again takes the new time, record,
+    profile and state (one row per key; sent in key order, one order for every writer)."""
+    instant = _instant(connection.dialect.name)
+    _execute(connection, _UPSERT_LINKS["sqlite"], _UPSERT_LINKS["postgresql"], [
+        (r["sandbox"], r["profile_pk"], r["a_pk"], r["b_pk"], instant(r["first_seen"]), instant(r["last_seen"]),
+         r["seen_order"], r["dataset_pk"], r["batch_pk"], r["request_id"], r["record_index"],
+         instant(r.get("removed_at")), r.get("removed_reason"))
+        for r in sorted(rows, key=lambda row: (row["a_pk"], row["b_pk"]))])
