@@ -154,6 +154,28 @@ def evaluate(nodes: Iterable[Identity], links: Iterable[Link], rules: Rules) -> 
     return outcome
 
 
+def apply_records(records: Iterable[tuple[list[Identity], tuple]], rules: Rules,
+                  links: Iterable[Link] = (), nodes: Iterable[Identity] = ()) -> Outcome:
+    """The rule applied one record after the other, as ingestion does: each record's links (seen
+    at its ``seen``) join the links kept so far and the rule runs again; a link removed stays
+    removed until a record carries it again. ``links``/``nodes``: a graph to start from."""
+    nodes = list(nodes)
+    kept = {(link.a, link.b): link for link in links}
+    removed: dict[tuple[Identity, Identity], Link] = {}
+    for identities, seen in records:
+        nodes += identities
+        for link in record_links(identities, seen):
+            kept[(link.a, link.b)] = link
+            removed.pop((link.a, link.b), None)
+        step = evaluate(nodes, list(kept.values()), rules)
+        removed.update(((link.a, link.b), link) for link in step.removed)
+        kept = {(link.a, link.b): link for link in step.kept}
+    outcome = evaluate(nodes, list(kept.values()), rules)
+    removed.update(((link.a, link.b), link) for link in outcome.removed)
+    outcome.removed = list(removed.values())
+    return outcome
+
+
 class _Reversed:
     """Wraps a sort key so that larger sorts first (any comparable ``seen``)."""
 

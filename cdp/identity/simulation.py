@@ -1,7 +1,7 @@
 """``POST /v1/identity/simulate``: what the linking rules would make of some records — the
 profiles, the links kept and removed (and why), the records ingestion would reject — with nothing
-stored. The records are taken as arriving in their order (the later, the newer), into an empty
-graph, under the sandbox's rules or the rules the request tries."""
+stored. The records are taken as arriving in their order (the later, the newer), one after the
+other as ingestion applies them, into an empty graph, under the sandbox's rules or the rules the request tries."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from cdp.errors import Unprocessable
 from cdp.identity.models import (SimulatedIdentity, SimulatedLink, SimulatedProfile, SimulatedRejection,
                                  SimulationRead, SimulationRequest)
 from cdp.identity.namespaces import IdentityValueError, normalize, sandbox_namespaces
-from cdp.identity.rules import Identity, Link, Rules, evaluate, record_links
+from cdp.identity.rules import Identity, Link, Rules, apply_records
 from cdp.identity.settings import get_identity_settings
 
 
@@ -49,12 +49,7 @@ def simulate(*, connection: sa.Connection, sandbox: str, spec: SimulationRequest
             rejected.append(SimulatedRejection(record=index, message=problem))
         else:
             accepted.append((index, pairs))
-    links: dict[tuple[Identity, Identity], Link] = {}
-    for index, pairs in accepted:
-        for link in record_links(pairs, (index,)):
-            links[(link.a, link.b)] = link  # seen again: the newer record's
-    nodes = [pair for _, pairs in accepted for pair in pairs]
-    outcome = evaluate(nodes, list(links.values()), rules)
+    outcome = apply_records([(pairs, (index,)) for index, pairs in accepted], rules)
 
     def shown(link: Link) -> SimulatedLink:
         return SimulatedLink(identities=[SimulatedIdentity(namespace=ns, id=value) for ns, value in (link.a, link.b)],

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from cdp.identity.attributes import winner
-from cdp.identity.rules import Identity, Link, Outcome, evaluate, record_links
+from cdp.identity.rules import Identity, Link, Outcome, apply_records, record_links
 from cdp.storage.bulk import claim_identities, set_profile_attributes
 from cdp.storage.models import (attribute_sources, events, identities, identity_links, identity_removals, memberships,
                                 profile_merges, profiles)
@@ -121,19 +121,9 @@ def regroup(graph: IdentityGraph, owned: list[int], *, records: list[tuple[list[
                                 row.pk)
             candidates[(link.a, link.b)] = link
     nodes = list(held) + [pair for identities_, _ in records for pair in identities_]
-    # one record after the other, as ingestion promises: each takes the kept links and its own
-    removed: dict[tuple[Identity, Identity], Link] = {}
-    for identities_, index in records:
-        for link in record_links(identities_, (now, index)):
-            link.key = candidates[(link.a, link.b)].key if (link.a, link.b) in candidates else None
-            candidates[(link.a, link.b)] = link  # seen again: it is the newest now
-            removed.pop((link.a, link.b), None)
-        step = evaluate(nodes, list(candidates.values()), rules)
-        removed.update(((link.a, link.b), link) for link in step.removed)
-        candidates = {(link.a, link.b): link for link in step.kept}
-    outcome = evaluate(nodes, list(candidates.values()), rules)  # records: all kept (the final graph)
-    removed.update(((link.a, link.b), link) for link in outcome.removed)
-    outcome.removed = list(removed.values())
+    # one record after the other, as ingestion promises
+    outcome = apply_records([(identities_, (now, index)) for identities_, index in records], rules,
+                            links=candidates.values(), nodes=nodes)
     component_of = outcome.component_of
 
     # which profile each component becomes
