@@ -183,3 +183,62 @@ def test_the_reference_keeps_the_newest_link_on_a_shared_laptop():
     laptop, a, b = ("ecid", "laptop"), ("crm_id", "A"), ("crm_id", "B")
     profiles, _ = reference([[a, laptop], [b, laptop]])
     assert profiles == sorted([frozenset({a}), frozenset({b, laptop})], key=sorted)
+
+
+@pytest.mark.parametrize("people_known", [False, True])
+def test_two_requests_racing_to_link_one_cookie_to_two_people(postgres_url_factory, people_known):
+    """PostgreSQL, two real transactions at once, each linking the same cookie to another person
+    (new people, or people with profiles already): two profiles, one crm_id each, the cookie with
+    exactly one of them and the other link removed; every event stored once, on its person."""
+    import threading
+
+    from cdp.ingestion.service import ingest_records
+    from cdp.schema import luma_schema
+    from cdp.storage.database import create_engine, write_transaction
+    from cdp.storage.migrate import upgrade
+    from cdp.storage.models import events, identities, identity_links
+
+    engine = create_engine(postgres_url_factory())
+    upgrade(engine)
+
+    def record(event_id: str, *pairs) -> dict:
+        return {"identities": [{"namespace": ns, "id": value} for ns, value in pairs],
+                "event": {"id": event_id, "type": "pageView", "timestamp": "2026-11-28T10:00:00Z"}}
+
+    cookie, people = ("ecid", "shared"), [("crm_id", "A"), ("crm_id", "B")]
+    for round_ in range(6):
+        sandbox = f"race-{round_}-{people_known}"
+        with write_transaction(engine) as connection:
+            web = _dataset(connection, sandbox, "event", "Web")
+        if people_known:
+            for person in people:
+                with write_transaction(engine) as connection:
+                    ingest_records(connection=connection, sandbox=sandbox, dataset_id=web, schema=luma_schema(),
+                                   body=record(f"{person[1]}-0", person), engine=engine)
+        barrier, answers = threading.Barrier(2), {}
+
+        def send(person) -> None:
+            barrier.wait()
+            with write_transaction(engine) as connection:
+                answers[person] = ingest_records(connection=connection, sandbox=sandbox, dataset_id=web,
+                                                 schema=luma_schema(), body=record(f"{person[1]}-1", person, cookie),
+                                                 engine=engine)
+
+        threads = [threading.Thread(target=send, args=(person,)) for person in people]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert all(answers[person].accepted == 1 for person in people), answers
+        with engine.connect() as connection:
+            owner = {(r.namespace, r.value): r.profile_pk for r in connection.execute(
+                sa.select(identities).where(identities.c.sandbox == sandbox))}
+            stored = connection.execute(sa.select(events.c.event_id, events.c.profile_pk).where(
+                events.c.dataset_pk == web)).all()
+            removed = connection.execute(sa.select(sa.func.count()).select_from(identity_links).where(
+                identity_links.c.sandbox == sandbox, identity_links.c.removed_at.is_not(None))).scalar_one()
+        assert owner[people[0]] != owner[people[1]] and owner[cookie] in (owner[people[0]], owner[people[1]])
+        assert removed == 1
+        expected = sorted((f"{p[1]}-{n}", owner[p]) for p in people for n in ((0, 1) if people_known else (1,)))
+        assert sorted((e.event_id, e.profile_pk) for e in stored) == expected
+    engine.dispose()
