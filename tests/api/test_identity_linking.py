@@ -177,3 +177,12 @@ def test_rules_in_the_settings_and_the_reevaluation_job(api, engine, sandbox):
 
     with write_transaction(engine) as connection:  # nothing more to do
         assert reevaluate_sandbox(connection, sandbox=sandbox, now=T0 + timedelta(days=1)) == (0, set())
+
+
+def test_a_privacy_deletion_takes_the_links_of_its_identities_on_both_sides(api):
+    web = _dataset(api, "event", "Web")
+    _send(api, web, _event("a-1", ANNA, LAPTOP), _event("b-1", BEN, LAPTOP))
+    assert len(_profile(api, BEN)["graph"]["removed_links"]) == 1
+    assert api.delete("/v1/profiles/lookup", params=ANNA).status_code == 200
+    ben = _profile(api, BEN)
+    assert ben["graph"]["removed_links"] == [] and len(ben["graph"]["links"]) == 1
