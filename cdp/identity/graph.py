@@ -45,7 +45,7 @@ from cdp.identity.attributes import apply_policy, merge_sources
 from cdp.identity.namespaces import KIND_RANK, Namespace, NamespaceKind
 from cdp.identity.rules import Rules
 from cdp.identity.settings import IdentitySettings
-from cdp.storage.bulk import claim_identities, insert_profiles, upsert_links
+from cdp.storage.bulk import claim_identities, insert_links, insert_profiles, upsert_links
 from cdp.storage.models import (events, identities, identity_links, identity_removals, memberships, profile_merges,
                                 profiles)
 
@@ -113,6 +113,7 @@ class IdentityGraph:
         self.rules = Rules.of(namespaces, settings.unique_namespaces, settings.namespace_priority)
         self.lineage = Lineage()
         self.identity_pks: dict[tuple[str, str], int] = {}
+        self.claimed: set[int] = set()  # identities inserted by this call (none of their links exists yet)
         self.regrouped: set[int] = set()  # profiles a split changed in the last resolve_many (memberships)
 
     # ---- reading -------------------------------------------------------------------------------
@@ -138,6 +139,8 @@ class IdentityGraph:
         Groups of records whose graph would hold two identities of a unique namespace are resolved
         by the linking rules instead (cdp/identity/split.py: links removed, profiles split)."""
         self.regrouped = set()
+        # keys looked up or claimed by this call only: an attempt rolled back (PostgreSQL) leaves none
+        self.identity_pks, self.claimed = {}, set()
         indices = list(range(len(records))) if indices is None else indices
         pairs = list(dict.fromkeys(pair for record in records for pair in record))
         owner: dict[tuple[str, str], int] = {}
@@ -208,7 +211,7 @@ class IdentityGraph:
             rows = sorted(({"sandbox": self.sandbox, "profile_pk": profile_of[find(pair)], "namespace": pair[0],
                             "value": pair[1], "first_seen": now, "last_seen": now} for pair in missing),
                           key=lambda row: (row["namespace"], row["value"]))  # one order for every writer
-            if claim_identities(self.connection, rows) != len(rows):
+            if self.claim(rows) != len(rows):
                 raise ResolutionConflict("another writer claimed an identity of the batch")
         known = [pair for pair in pairs if pair in owner]
         for start in range(0, len(known), _PAIRS_PER_QUERY):
@@ -308,6 +311,14 @@ class IdentityGraph:
         self.regrouped |= regrouped
         return [answers[index] for index in range(len(records))]
 
+    def claim(self, rows: list[dict]) -> int:
+        """Insert new identities (claim_identities), remembering their keys; how many were inserted."""
+        keys: dict[tuple[str, str], int] = {}
+        count = claim_identities(self.connection, rows, keys)
+        self.identity_pks.update(keys)
+        self.claimed.update(keys.values())
+        return count
+
     def pks_of(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """Identity keys (looked up once per transaction)."""
         missing = [pair for pair in dict.fromkeys(pairs) if pair not in self.identity_pks]
@@ -338,7 +349,10 @@ class IdentityGraph:
                         "first_seen": now, "last_seen": now, "seen_order": index, "dataset_pk": lineage.dataset_pk,
                         "batch_pk": lineage.batch_pk, "request_id": lineage.request_id, "record_index": index,
                         "removed_at": now if reason else None, "removed_reason": reason}
-        upsert_links(self.connection, list(rows.values()))
+        # a link of an identity inserted just now cannot exist yet: a plain insert (COPY on PostgreSQL)
+        claimed = self.claimed
+        insert_links(self.connection, [r for key, r in rows.items() if key[0] in claimed or key[1] in claimed])
+        upsert_links(self.connection, [r for key, r in rows.items() if key[0] not in claimed and key[1] not in claimed])
 
     # ---- merging -------------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 from cdp.identity.attributes import winner
 from cdp.identity.rules import Identity, Link, Outcome, apply_records, record_links
-from cdp.storage.bulk import claim_identities, set_profile_attributes
+from cdp.storage.bulk import set_profile_attributes
 from cdp.storage.models import (attribute_sources, events, identities, identity_links, identity_removals, memberships,
                                 profile_merges, profiles)
 
@@ -167,7 +167,7 @@ def regroup(graph: IdentityGraph, owned: list[int], *, records: list[tuple[list[
         rows = sorted(({"sandbox": sandbox, "profile_pk": destination[component_of[pair]], "namespace": pair[0],
                         "value": pair[1], "first_seen": now, "last_seen": now} for pair in new_pairs),
                       key=lambda row: (row["namespace"], row["value"]))
-        if claim_identities(connection, rows) != len(rows):
+        if graph.claim(rows) != len(rows):
             raise ResolutionConflict("another writer claimed an identity of the records")
     seen_again = [pair for identities_, _ in records for pair in identities_ if pair in held]
     for chunk in _chunks(list(dict.fromkeys(seen_again))):
