@@ -65,6 +65,17 @@ def stream(people: int, seed: int) -> list[list[tuple[str, str]]]:
     return records
 
 
+def flips(laptops: int, rounds: int) -> list[list[tuple[str, str]]]:
+    """Shared laptops, two people each, logging in by turns: every login after the first moves the
+    laptop — a link removed and a profile split — by the rules."""
+    records = []
+    for round_ in range(rounds):
+        for laptop in range(laptops):
+            for person in ("a", "b"):
+                records.append([("crm_id", f"{person}-{laptop:05d}"), ("ecid", f"laptop-{laptop:05d}")])
+    return records
+
+
 def reference(records, unique) -> int:
     """Profiles by the documented rule, over plain dicts (touched graphs only, per record)."""
     comp: dict = {}  # identity → component id
@@ -112,7 +123,7 @@ def reference(records, unique) -> int:
     return len(members)
 
 
-def run(engine, records, rules_on: bool) -> dict:
+def run(engine, records, rules_on: bool, request: int = REQUEST) -> dict:
     sandbox = f"rules-{'on' if rules_on else 'off'}-{uuid.uuid4().hex[:6]}"
     with write_transaction(engine) as connection:
         dataset = connection.execute(datasets.insert().values(
@@ -123,11 +134,11 @@ def run(engine, records, rules_on: bool) -> dict:
                               unique_namespaces=sorted(UNIQUE) if rules_on else [],
                               namespaces=frozenset(RANK))
     bodies = []
-    for start in range(0, len(records), REQUEST):
+    for start in range(0, len(records), request):
         bodies.append({"records": [{"identities": [{"namespace": ns, "id": v} for ns, v in identities],
                                     "event": {"id": f"e{start + i}", "type": "pageView",
                                               "timestamp": "2026-11-28T10:00:00Z"}}
-                                   for i, identities in enumerate(records[start:start + REQUEST])]})
+                                   for i, identities in enumerate(records[start:start + request])]})
     schema = luma_schema()
     splits = accepted = 0
     started = time.perf_counter()
@@ -152,10 +163,13 @@ def main() -> int:
     parser.add_argument("--people", type=int, default=1000)
     parser.add_argument("--backend", default="both", choices=["sqlite", "postgresql", "both"])
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--laptops", type=int, default=200)
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     records = stream(args.people, args.seed)
     want_on, want_off = reference(records, UNIQUE), reference(records, set())
+    flipping = flips(args.laptops, 5)
+    want_flips = reference(flipping, UNIQUE)
     lines = [f"### {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC — identity linking rules (issue 24)", "",
              f"`.venv/bin/python bench/bench_identity_rules.py --people {args.people} --backend {args.backend}`: "
              f"{len(records):,} records for {args.people:,} people, 5 % of devices shared, requests of {REQUEST}, "
@@ -164,6 +178,11 @@ def main() -> int:
              "| backend | rules | records/s | seconds | profiles | reference | splits | splits/s | links removed |",
              "|---|---|---|---|---|---|---|---|---|"]
     ok = True
+    flip_lines = [f"Splits: {args.laptops} shared laptops, two people each logging in by turns (5 rounds: "
+                  f"{len(flipping):,} records, one per request, rules on); every login after the first "
+                  f"removes a link and moves the laptop to the other person's profile.", "",
+                  "| backend | records/s (= splits/s) | seconds | removed links at the end | profiles | reference |",
+                  "|---|---|---|---|---|---|"]
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     for backend in backends:
         cluster = None
@@ -184,11 +203,16 @@ def main() -> int:
                              f"{result['seconds']:.1f} | {result['profiles']:,} | {want:,} | {result['splits']:,} | "
                              f"{result['splits'] / result['seconds']:,.1f} | {result['removed']:,} |")
                 print(lines[-1], flush=True)
+            result = run(engine, flipping, True, request=1)
+            ok &= result["profiles"] == want_flips and result["accepted"] == len(flipping)
+            flip_lines.append(f"| {backend} | {result['rate']:,.0f} | {result['seconds']:.1f} | "
+                              f"{result['removed']:,} | {result['profiles']:,} | {want_flips:,} |")
+            print(flip_lines[-1], flush=True)
         finally:
             engine.dispose()
             if cluster is not None:
                 cluster.stop()
-    lines += ["", "Check: profiles = reference, every record accepted: " + ("ok" if ok else "FAILED"), ""]
+    lines += [""] + flip_lines + ["", "Check: profiles = reference, every record accepted: " + ("ok" if ok else "FAILED"), ""]
     report = "\n".join(lines)
     print(report)
     if args.record:
