@@ -418,8 +418,10 @@ def keys_create_command(role: str, sandbox: str | None, name: str | None, databa
         _fail([f"cannot_start: {exc}"])
     except CdpError as exc:
         _fail([f"{exc.code}: {exc.message}"])
-    try:
-        with engine.begin() as connection:
+    from cdp.storage.database import write_transaction
+
+    try:  # the write lock from the start: a read-then-write transaction fails at once under a running server
+        with write_transaction(engine) as connection:
             if sandbox is not None:  # a key is bound to a sandbox that exists (`cdp sandboxes create` first)
                 require_sandbox(connection=connection, name=sandbox)
             created = create_key(connection=connection, name=name or f"{role} key", role=Role(role), sandbox=sandbox)
@@ -465,9 +467,11 @@ def sandboxes_create_command(name: str, description: str | None, database_url: s
         validate_sandbox_name(name)
     except CdpError as exc:
         _fail([f"{exc.code}: {exc.message}"])
+    from cdp.storage.database import write_transaction
+
     engine = _open_database(database_url)
-    try:
-        with engine.begin() as connection:
+    try:  # the write lock from the start (SQLite): see keys create
+        with write_transaction(engine) as connection:
             create_sandbox(connection=connection, name=name, description=description)
     except CdpError as exc:
         _fail([f"{exc.code}: {exc.message}"])
