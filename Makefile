@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Runs the service on the embedded default (SQLite file var/cdp.db) with the Luma demo data,
-# loaded over HTTP on the first start (about 20 s; later starts about 2 s). The first start prints
+# loaded over HTTP on the first start (about 20 s more; bench/RESULTS.md). The first start prints
 # the bootstrap admin key once, with a ready `export KEY=...` line. API docs: http://127.0.0.1:8000/docs
 run: $(STAMP)
 	$(BIN)/cdp serve --demo

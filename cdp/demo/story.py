@@ -230,7 +230,7 @@ def step_6(story: Story, step: Step) -> None:
                     f"({took * 1000:.0f} ms, no batch run: {client.get('/v1/segment-jobs', limit=1)['total'] - jobs_before}"
                     f" segment jobs since); the audience is {size}"]
     step.why = [f"{'  ' * row['depth']}{row['value']:<8} {row['expression']}" for row in verdict["explain"]]
-    step.facts = {"valid": checked.get("ok", True), "estimate": estimate["count"], "size_at_save": saved["size"],
+    step.facts = {"valid": checked["ok"], "estimate": estimate["count"], "size_at_save": saved["size"],
                   "sarah": {"qualifies": verdict["qualifies"], "status": sarah and sarah["status"]},
                   "explain": verdict["explain"],
                   "mia": {"status": mia and mia["status"], "entered_at": mia and mia["entered_at"],
