@@ -21,6 +21,7 @@ class Receiver:
         self.bad_signatures = 0
         self.answer: Callable[[dict], int] = lambda body: 200  # the status to answer (per body)
         self.delay = 0.0
+        self.delays: list[float] = []  # per request, first to last (then ``delay``)
         self._lock = threading.Lock()
         receiver = self
 
@@ -32,16 +33,21 @@ class Receiver:
                 expected = "sha256=" + hmac.new(receiver.secret, raw, hashlib.sha256).hexdigest()
                 good = hmac.compare_digest(self.headers.get("X-CDP-Signature", ""), expected)
                 body = json.loads(raw)
-                if receiver.delay:
-                    time.sleep(receiver.delay)
+                with receiver._lock:
+                    delay = receiver.delays.pop(0) if receiver.delays else receiver.delay
+                if delay:
+                    time.sleep(delay)
                 status = receiver.answer(body) if good else 401
                 with receiver._lock:
                     receiver.bad_signatures += not good
                     receiver.posts.append({"body": body, "status": status, "at": time.monotonic()})
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"{}")
+                except OSError:  # the sender gave up waiting (its timeout): it will send again
+                    pass
 
             def log_message(self, *args):  # quiet
                 pass
