@@ -228,6 +228,10 @@ def test_make_run_data_is_loaded_through_the_service(sqlite_url_factory, tmp_pat
         assert set(segments) == {"gift-giving-cart-abandoners", "high-value-loyalists", "email-engaged",
                                  "window-shoppers"} and all(segments.values())
         assert get("/v1/policies")["total"] == 3
+        activations = {a["destination_name"]: a for a in get("/v1/activations")["items"]}
+        assert set(activations) == {"Google Display", "Luma Email"}
+        assert all(a["status"] == "active" and a["segment"] == "gift-giving-cart-abandoners"
+                   for a in activations.values())
         assert "loaded the Luma demo data into sandbox prod" in server.stderr
         keys = get("/v1/keys")["items"]
         assert [k["revoked_at"] is not None for k in keys if k["name"].startswith("demo data loader")] == [True]

@@ -81,6 +81,11 @@ class Client:
         parts.append(f"--{boundary}--\r\n".encode())
         return self.request("POST", path, data=b"".join(parts), content_type=f"multipart/form-data; boundary={boundary}")
 
+    def has_paths(self, *paths: str) -> bool:
+        """Whether the service's OpenAPI document has every one of ``paths`` (what this cdp can do)."""
+        served = self.get("/openapi.json").get("paths", {})
+        return all(path in served for path in paths)
+
     def wait(self, path: str, *, done: Any, timeout: float = 300, every: float = 0.1) -> Any:
         """GET ``path`` until ``done(answer)``; the last answer (TimeoutError past ``timeout``)."""
         deadline = time.monotonic() + timeout

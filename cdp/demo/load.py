@@ -65,6 +65,16 @@ SEGMENTS = [
      "expression": 'exists event where type = "productView" within last 7 days\n'
                    'and count(event where type = "purchase" within last 30 days) = 0'},
 ]
+# make run's destinations: file drops under CDP_ACTIVATION_EXPORT_ROOT (var/exports), which need no
+# platform to answer (`cdp demo` uses webhooks to a receiver of its own instead)
+FILE_DESTINATIONS = [
+    ({"name": "Google Display", "type": "file", "marketing_actions": ["cross_site_targeting"],
+      "config": {"directory": "google-display", "format": "csv", "mode": "incremental", "every_minutes": 60}},
+     {"attributes": ["preferred_size"], "identities": ["ecid"]}),
+    ({"name": "Luma Email", "type": "file", "marketing_actions": ["email_targeting"], "consent": "consents.email",
+      "config": {"directory": "luma-email", "format": "jsonl", "mode": "full", "every_minutes": 60}},
+     {"attributes": ["person.first_name"], "identities": ["email"]}),
+]
 STREAM_CHUNK = 1000
 
 
@@ -78,6 +88,7 @@ class Loaded:
     streamed: dict[str, dict[str, int]] = field(default_factory=dict)
     segments: dict[str, int] = field(default_factory=dict)
     policies: list[int] = field(default_factory=list)
+    activations: dict[str, int] = field(default_factory=dict)  # destination name → activation id
     profiles: int = 0
     seconds: float = 0.0
 
@@ -100,11 +111,12 @@ def stream(client: Client, dataset_id: int, records: list[dict]) -> dict[str, in
 
 
 def load_luma(client: Client, *, count: int, as_of: datetime, story: bool, segments: list[dict] = SEGMENTS,
-              policies: bool = True, progress: Callable[[str], None] = lambda _text: None
+              policies: bool = True, destinations: bool = True, progress: Callable[[str], None] = lambda _text: None
               ) -> tuple[Loaded, LumaSources]:
     """Everything above into ``client``'s sandbox; ``story``: Sarah's browsing, cart and login of
     yesterday too (the state ``make run`` starts in — ``cdp demo`` plays them live instead).
-    ``cdp demo`` leaves out the policies and the story's segment: its steps 5 and 6 make them."""
+    ``cdp demo`` leaves out the policies, the story's segment and the destinations: its steps 5,
+    6 and 7 make them."""
     started = time.monotonic()
     loaded = Loaded(sandbox=client.sandbox)
     sources = luma_sources(count, as_of=as_of)
@@ -131,6 +143,11 @@ def load_luma(client: Client, *, count: int, as_of: datetime, story: bool, segme
     loaded.policies = [client.post("/v1/policies", policy)["id"] for policy in POLICIES] if policies else []
     for segment in segments:
         loaded.segments[segment["key"]] = client.post("/v1/segments", segment)["size"]
+    if destinations and segments is SEGMENTS and client.has_paths("/v1/destinations", "/v1/activations"):
+        for destination, mapping in FILE_DESTINATIONS:
+            created = client.post("/v1/destinations", destination)
+            loaded.activations[destination["name"]] = client.post("/v1/activations", {
+                "segment": GIFT_GIVERS, "destination": created["id"], **mapping})["id"]
     job = client.post("/v1/segment-jobs", {})
     client.wait(f"/v1/segment-jobs/{job['id']}", done=lambda j: j["status"] in ("succeeded", "failed"))
     loaded.profiles = client.post("/v1/segments/estimate", {"expression": "true"})["total_profiles"]

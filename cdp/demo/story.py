@@ -94,7 +94,7 @@ def _ids(profile: dict) -> list[str]:
 def step_0(story: Story, step: Step, progress: Callable[[str], None]) -> None:
     loaded, sources = load_luma(story.client, count=story.profiles, as_of=story.start, story=False,
                                 segments=[s for s in SEGMENTS if s["key"] != GIFT_GIVERS], policies=False,
-                                progress=progress)
+                                destinations=False, progress=progress)
     story.loaded = loaded
     crm, loyalty = loaded.batches["crm"], loaded.batches["loyalty"]
     step.sent = [f"POST /v1/datasets/{loaded.datasets['crm']}/batches: crm_contacts.csv, {crm['total_rows']:,} rows, "
