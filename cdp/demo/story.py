@@ -80,6 +80,10 @@ def _membership(profile: dict, key: str) -> dict | None:
     return next((m for m in profile["memberships"] if m["segment"] == key), None)
 
 
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def _moments_ago(seconds: int) -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=seconds)
 
@@ -229,7 +233,7 @@ def step_6(story: Story, step: Step) -> None:
                     f"Mia: {mia['status'] if mia else 'not a member'} in the same request as her event "
                     f"({took * 1000:.0f} ms, no batch run: {client.get('/v1/segment-jobs', limit=1)['total'] - jobs_before}"
                     f" segment jobs since); the audience is {size}"]
-    step.why = [f"{'  ' * row['depth']}{row['value']:<8} {row['expression']}" for row in verdict["explain"]]
+    step.why = [f"{'  ' * row['depth']}{row['value']:<8} {_short(row['expression'], 100)}" for row in verdict["explain"]]
     step.facts = {"valid": checked["ok"], "estimate": estimate["count"], "size_at_save": saved["size"],
                   "sarah": {"qualifies": verdict["qualifies"], "status": sarah and sarah["status"]},
                   "explain": verdict["explain"],
