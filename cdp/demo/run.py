@@ -113,9 +113,13 @@ def run_demo(*, url: str | None, key: str | None, database_url: str | None, unti
             transcript.update({"url": url, "sandbox": sandbox, "receiver": receiver.url})
             story = Story(admin.in_sandbox(sandbox), start=datetime.now(timezone.utc).replace(microsecond=0),
                           receiver=receiver, profiles=profiles)
-            steps = play(story, until=until, on_start=narrator.start,
-                         on_step=(lambda s: (steps.append(s), None if as_json else narrator.step(s))),
-                         progress=narrator.progress)
+
+            def reported(step: Step) -> None:  # as each step ends: the failed one too, for the transcript
+                steps.append(step)
+                if not as_json:
+                    narrator.step(step)
+
+            play(story, until=until, on_start=narrator.start, on_step=reported, progress=narrator.progress)
             if not as_json:
                 narrator.done(steps, url=url, sandbox=sandbox)
         except (DemoError, ApiError, TimeoutError, OSError) as exc:
