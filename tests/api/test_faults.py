@@ -8,7 +8,8 @@
   after there;
 * the job workers not running: `degraded`.
 
-kill -9 of the server during a batch apply is tests/api/test_batch_crash.py; a worker killed
+kill -9 of the server during a batch apply is tests/api/test_batch_crash.py (with merges:
+test_crash_merge.py), during a segment run tests/api/test_crash_segment_run.py; a worker killed
 during a job (segment runs, merges in a batch, the due re-evaluations all run as jobs) is
 tests/jobs/test_jobs.py (`test_the_job_of_a_killed_worker_is_taken_back_and_run_again`).
 """
