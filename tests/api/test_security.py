@@ -71,6 +71,17 @@ ROUTE_RULES = {
     ("GET", "/v1/sources/{source_id}/preview"): STEWARDS, ("POST", "/v1/sources/{source_id}/run"): STEWARDS,
     ("GET", "/v1/sources/{source_id}/runs"): ALL, ("GET", "/v1/sources/{source_id}/runs/{run_id}"): ALL,
     ("GET", "/v1/sources/{source_id}/messages"): STEWARDS,
+    # destinations hold secrets and reach outside: stewards define them; marketers activate onto them
+    ("POST", "/v1/destinations"): STEWARDS, ("GET", "/v1/destinations"): ALL,
+    ("GET", "/v1/destinations/{destination_id}"): ALL, ("PATCH", "/v1/destinations/{destination_id}"): STEWARDS,
+    ("DELETE", "/v1/destinations/{destination_id}"): STEWARDS,
+    ("GET", "/v1/destinations/{destination_id}/deliveries"): ALL,
+    ("GET", "/v1/destinations/{destination_id}/deliveries/{delivery_id}"): ALL,
+    ("POST", "/v1/destinations/{destination_id}/redeliver"): STEWARDS,
+    ("POST", "/v1/destinations/{destination_id}/export"): STEWARDS,
+    ("POST", "/v1/activations"): MARKETERS, ("GET", "/v1/activations"): ALL,
+    ("GET", "/v1/activations/{activation_id}"): ALL, ("PATCH", "/v1/activations/{activation_id}"): MARKETERS,
+    ("DELETE", "/v1/activations/{activation_id}"): MARKETERS, ("GET", "/v1/dataflow"): ALL,
     **{("POST", f"/sources/segment/v1/{call}"): WRITE_KEY
        for call in ("batch", "import", "identify", "track", "page", "screen", "group", "alias")},
     ("GET", "/healthz"): PUBLIC, ("GET", "/metrics"): ALL,
