@@ -28,7 +28,7 @@ from cdp.dsl import PqlError
 from cdp.engine import compile_predicate, load_profile
 from cdp.profiles.documents import profile_document
 from cdp.schema_registry.service import get_schema
-from cdp.storage.memberships import MEMBER, hour_of, record_history  # noqa: F401 - hour_of: the package's name
+from cdp.storage.memberships import MEMBER, hour_of, record_history, record_history_many  # noqa: F401 - hour_of: the package's name
 from cdp.storage.models import membership_changes, memberships, profiles, segments
 
 log = logging.getLogger("cdp.segments")
@@ -48,37 +48,42 @@ def apply_verdicts(connection: sa.Connection, *, sandbox: str, profile_pk: int, 
     touched. Returns key → "realized" | "exited" for the memberships that changed."""
     if not verdicts:
         return {}
-    current = {row.segment_pk: row for row in connection.execute(
-        sa.select(memberships).where(memberships.c.profile_pk == profile_pk,
-                                     memberships.c.segment_pk.in_([s.pk for s in verdicts])))}
+    current = {row.segment_pk: row.status for row in connection.execute(
+        sa.select(memberships.c.segment_pk, memberships.c.status).where(
+            memberships.c.profile_pk == profile_pk, memberships.c.segment_pk.in_([s.pk for s in verdicts])))}
     changed: dict[str, str] = {}
     outbox = []
-    for segment, qualifies in verdicts.items():
-        member = current.get(segment.pk)
-        is_member = member is not None and member.status in MEMBER
+    inserted, entered, exited = [], [], []
+    for segment, qualifies in sorted(verdicts.items(), key=lambda item: item[0].pk):  # one order for every writer
+        status = current.get(segment.pk)
+        is_member = status in MEMBER
         if qualifies and not is_member:
-            values = {"status": "realized", "entered_at": now, "exited_at": None, "updated_at": now}
-            if member is None:
-                connection.execute(memberships.insert().values(segment_pk=segment.pk, profile_pk=profile_pk, **values))
-            else:
-                connection.execute(memberships.update().where(
-                    memberships.c.segment_pk == segment.pk, memberships.c.profile_pk == profile_pk).values(**values))
+            (inserted if status is None else entered).append({"b_segment": segment.pk})
             changed[segment.key] = "realized"
             outbox.append((segment, "entered"))
         elif is_member and not qualifies:
-            connection.execute(memberships.update().where(
-                memberships.c.segment_pk == segment.pk, memberships.c.profile_pk == profile_pk).values(
-                status="exited", exited_at=now, updated_at=now))
+            exited.append({"b_segment": segment.pk})
             changed[segment.key] = "exited"
             outbox.append((segment, "exited"))
-    if outbox:
-        profile_id = connection.execute(sa.select(profiles.c.external_id).where(profiles.c.pk == profile_pk)).scalar_one()
-        connection.execute(membership_changes.insert(), [
-            {"sandbox": sandbox, "segment_pk": segment.pk, "segment_key": segment.key, "profile_pk": profile_pk,
-             "profile_id": profile_id, "status": status, "at": now, "source": source} for segment, status in outbox])
-        for segment, status in outbox:
-            record_history(connection, segment_pk=segment.pk, at=now, entered=int(status == "entered"),
-                           exited=int(status == "exited"))
+    if not outbox:
+        return changed
+    if inserted:
+        connection.execute(memberships.insert().values(
+            segment_pk=sa.bindparam("b_segment"), profile_pk=profile_pk, status="realized", entered_at=now,
+            exited_at=None, updated_at=now), inserted)
+    this = sa.and_(memberships.c.segment_pk == sa.bindparam("b_segment"), memberships.c.profile_pk == profile_pk)
+    if entered:  # a re-entry: the row kept since the exit
+        connection.execute(memberships.update().where(this).values(status="realized", entered_at=now, exited_at=None,
+                                                                   updated_at=now), entered)
+    if exited:
+        connection.execute(memberships.update().where(this).values(status="exited", exited_at=now, updated_at=now),
+                           exited)
+    profile_id = connection.execute(sa.select(profiles.c.external_id).where(profiles.c.pk == profile_pk)).scalar_one()
+    connection.execute(membership_changes.insert(), [
+        {"sandbox": sandbox, "segment_pk": segment.pk, "segment_key": segment.key, "profile_pk": profile_pk,
+         "profile_id": profile_id, "status": status, "at": now, "source": source} for segment, status in outbox])
+    record_history_many(connection, at=now, changes={
+        segment.pk: (int(status == "entered"), int(status == "exited")) for segment, status in outbox})
     return changed
 
 
