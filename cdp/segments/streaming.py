@@ -35,7 +35,7 @@ from cdp.engine.memory import CompiledCatalogue
 from cdp.schema import Schema
 from cdp.segments.membership import SegmentRef, apply_verdicts
 from cdp.storage.memberships import exit_all  # noqa: F401 - re-exported: streaming's exits
-from cdp.storage.models import profiles, segment_due, segments
+from cdp.storage.models import profiles, segment_due, segment_versions, segments
 
 log = logging.getLogger("cdp.segments")
 
@@ -402,29 +402,33 @@ class _Plan:
         return frozenset(types)
 
 
-_plans: dict[str, tuple[tuple, _Plan]] = {}
+_plans: dict[tuple[str, str], tuple[tuple, _Plan]] = {}
+_NO_SEGMENTS = _Plan(None, [], "")
 
 
 def _plan(connection: sa.Connection, sandbox: str) -> _Plan:
-    """The sandbox's plan, rebuilt when any of its segments or its schema changed (one query for
-    the segments, one for the schema; the comparison is of the rows themselves, so any change
-    made by any process is seen by the next transaction)."""
-    rows = connection.execute(
-        sa.select(segments.c.pk, segments.c.key, segments.c.expression, segments.c.status, segments.c.evaluation)
-        .where(segments.c.sandbox == sandbox).order_by(segments.c.pk)).all()
-    if not any(row.status == "active" and row.evaluation == "streaming" for row in rows):
-        return _Plan(None, [], sandbox)
+    """The sandbox's plan, rebuilt when its segments or its schema changed: the segments' version
+    (``segment_versions``, raised by database triggers on every write of a segment's definition,
+    status or mode, whoever writes) and the schema's fingerprint are compared, one lookup each;
+    the definitions are read only to build a plan."""
+    version = connection.execute(sa.select(segment_versions.c.version)
+                                 .where(segment_versions.c.sandbox == sandbox)).scalar()
+    if version is None:  # no segment was ever saved in the sandbox
+        return _NO_SEGMENTS
     from cdp.schema_registry.service import get_schema
 
     schema = get_schema(connection=connection, sandbox=sandbox)
-    version = (schema.fingerprint, tuple(tuple(row) for row in rows))
-    found = _plans.get(sandbox)
-    if found is None or found[0] != version:
-        found = (version, _Plan(schema, rows, sandbox))
+    key = (str(connection.engine.url), sandbox)  # tests run several databases in one process
+    found = _plans.get(key)
+    if found is None or found[0] != (version, schema.fingerprint):
+        rows = connection.execute(
+            sa.select(segments.c.pk, segments.c.key, segments.c.expression, segments.c.status, segments.c.evaluation)
+            .where(segments.c.sandbox == sandbox).order_by(segments.c.pk)).all()
+        found = ((version, schema.fingerprint), _Plan(schema, rows, sandbox))
         with _cache_lock:
             if len(_plans) > 1000:
                 _plans.clear()
-            _plans[sandbox] = found
+            _plans[key] = found
     return found[1]
 
 
