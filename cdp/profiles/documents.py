@@ -105,19 +105,24 @@ def stored_profile(connection: sa.Connection, profile_pk: int, *, schema: Schema
     cdp.segments.streaming.Reads), None for all. One query for the profile, one for its events
     (none when no event type is wanted). Paths are interned: every profile shares its key
     strings, so the compiled predicates' dictionary lookups compare pointers."""
-    row = connection.execute(sa.select(profiles.c.external_id, profiles.c.attributes)
-                             .where(profiles.c.pk == profile_pk)).one()
+    row = connection.execute(_PROFILE, {"b_profile": profile_pk}).one()
     attributes = _stored_fields(row.attributes, schema.profile_type, row.external_id)
     loaded: list[dict] = []
     if event_types is None or event_types:
-        query = sa.select(events.c.event_id, events.c.type, events.c.ts, events.c.fields).where(
-            events.c.profile_pk == profile_pk)
-        if event_types is not None:
-            query = query.where(events.c.type.in_(sorted(event_types)))
-        for r in connection.execute(query.order_by(events.c.ts, events.c.pk)):
+        if event_types is None:
+            found = connection.execute(_EVENTS, {"b_profile": profile_pk})
+        else:
+            found = connection.execute(_EVENTS_OF_TYPES, {"b_profile": profile_pk, "b_types": sorted(event_types)})
+        for r in found:
             loaded.append({"id": r.event_id, "type": intern(r.type), "timestamp": r.ts,
                            **_stored_fields(r.fields, schema.event_type, row.external_id)})
     return LoadedProfile(row.external_id, [], attributes, loaded)
+
+
+_PROFILE = sa.select(profiles.c.external_id, profiles.c.attributes).where(profiles.c.pk == sa.bindparam("b_profile"))
+_EVENTS = sa.select(events.c.event_id, events.c.type, events.c.ts, events.c.fields).where(
+    events.c.profile_pk == sa.bindparam("b_profile")).order_by(events.c.ts, events.c.pk)
+_EVENTS_OF_TYPES = _EVENTS.where(events.c.type.in_(sa.bindparam("b_types", expanding=True)))
 
 
 def _stored_fields(stored: Mapping[str, Any] | None, type_of, profile_id: str) -> dict[str, Any]:

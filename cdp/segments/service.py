@@ -434,7 +434,16 @@ def estimate(*, connection: sa.Connection, sandbox: str, expression: str, schema
     extra: list = []
     if sampled:  # both read about sample_rows profiles, not the whole table
         if dialect == "postgresql":
-            compiler.profile = profiles.tablesample(sa.func.system(sa.literal_column(repr(fraction * 100))), name="p")
+            # one sample for the statement: the profiles of the referenced segments' CTEs are the
+            # same blocks (REPEATABLE with one seed), not the whole table
+            seed = random.randint(0, 2**31 - 1)
+
+            def sample(name: str):
+                return profiles.tablesample(sa.func.system(sa.literal_column(repr(fraction * 100))), name=name,
+                                            seed=sa.literal_column(str(seed)))
+
+            compiler.profile = sample("p")
+            compiler.segment_scope = lambda p: p.c.pk.in_(sa.select(sample("ps").c.pk))
         else:
             in_sample = _sqlite_blocks(connection, total, sample_rows)
             extra.append(in_sample(compiler.profile))
@@ -527,10 +536,30 @@ def _checked(expression: str, schema: Schema) -> ast.Node:
 
 
 
+_READS: dict[int, tuple[ast.Node, tuple, frozenset[str] | None]] = {}
+
+
+def _event_types_read(typed: ast.Node, known: Mapping[str, str], schema: Schema) -> frozenset[str] | None:
+    """The event types an expression (and the segments it references) can read; None: any.
+    Cached per checked tree of a saved segment (those trees are cached, see :func:`_checked`)."""
+    from cdp.segments.streaming import reads_of_tree
+
+    catalogue_key = tuple(sorted(known.items()))  # what references read can change
+    found = _READS.get(id(typed))
+    if found is not None and found[0] is typed and found[1] == catalogue_key:
+        return found[2]
+    reads = reads_of_tree(typed, known, schema)
+    types = None if reads.any_event else reads.event_types
+    if len(_READS) >= _CHECKED_SIZE:
+        _READS.clear()
+    _READS[id(typed)] = (typed, catalogue_key, types)
+    return types
+
+
 def evaluate(*, connection: sa.Connection, sandbox: str, spec: EvaluateRequest, schema: Schema) -> EvaluateResult:
     """Does one profile (a document, or a stored one by identity or id) qualify at as_of?"""
     from cdp.profiles import lookup
-    from cdp.profiles.documents import profile_document
+    from cdp.profiles.documents import stored_profile
 
     as_of = _utc(spec.as_of)
     if spec.segment is not None:
@@ -560,10 +589,13 @@ def evaluate(*, connection: sa.Connection, sandbox: str, spec: EvaluateRequest, 
                                          value=spec.identity.id)
         else:
             pk = lookup.find_by_id(connection=connection, sandbox=sandbox, profile_id=spec.profile_id)
-        document = profile_document(connection, pk, schema=schema)
-        profile_id = document.get("id")
+        document = None
     try:
-        profile = load_profile(document, schema)
+        if document is not None:
+            profile = load_profile(document, schema)
+        else:  # from its rows, only the events of the types the expression reads
+            profile = stored_profile(connection, pk, schema=schema, event_types=_event_types_read(typed, known, schema))
+            profile_id = profile.id
     except ProfileError as exc:
         raise Unprocessable(f"invalid profile: {exc}", code="invalid_profile") from None
     try:

@@ -496,14 +496,23 @@ class StreamingEvaluator:
         return changed
 
     def _store_due(self, profile_pk: int, due: Mapping[int, datetime | None]) -> None:
+        """Only the instants that changed are written (most evaluations leave them as they were)."""
         if not due:
             return
-        self.connection.execute(segment_due.delete().where(segment_due.c.profile_pk == profile_pk,
-                                                           segment_due.c.segment_pk.in_(list(due))))
+        current = dict(self.connection.execute(_DUE_OF_PROFILE, {"b_profile": profile_pk}).all())
+        stale = sorted(pk for pk, at in due.items() if pk in current and current[pk] != at)
+        if stale:
+            self.connection.execute(_DUE_DELETE, {"b_profile": profile_pk, "b_segments": stale})
         rows = [{"segment_pk": pk, "profile_pk": profile_pk, "sandbox": self.sandbox, "due_at": at}
-                for pk, at in due.items() if at is not None]
+                for pk, at in sorted(due.items()) if at is not None and current.get(pk) != at]
         if rows:
             self.connection.execute(segment_due.insert(), rows)
+
+
+_DUE_OF_PROFILE = sa.select(segment_due.c.segment_pk, segment_due.c.due_at).where(
+    segment_due.c.profile_pk == sa.bindparam("b_profile"))
+_DUE_DELETE = segment_due.delete().where(segment_due.c.profile_pk == sa.bindparam("b_profile"),
+                                         segment_due.c.segment_pk.in_(sa.bindparam("b_segments", expanding=True)))
 
 
 def schedule_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int, key: str,
