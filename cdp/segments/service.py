@@ -34,7 +34,7 @@ from cdp.segments import batch
 from cdp.segments.models import (Estimate, EvaluateRequest, EvaluateResult, ExplainRow, History, HistoryPoint,
                                  MemberPage, MemberRead, MembershipStatus, SegmentCreate, SegmentRead, SegmentStatus,
                                  SegmentUpdate)
-from cdp.segments.membership import MEMBER, hour_of
+from cdp.segments.membership import MEMBER, compiled_catalogue, hour_of
 from cdp.storage.models import memberships, profiles, segment_dependencies, segment_due, segment_history, segments
 
 SAMPLE_MEMBERS = 20
@@ -599,7 +599,11 @@ def evaluate(*, connection: sa.Connection, sandbox: str, spec: EvaluateRequest, 
     except ProfileError as exc:
         raise Unprocessable(f"invalid profile: {exc}", code="invalid_profile") from None
     try:
-        qualifies = bool(compile_predicate(typed, schema, segments=known)(profile, as_of))
+        if spec.segment is not None:  # compiled once per definition (and referenced ones), kept across calls
+            predicate = compiled_catalogue({**known, spec.segment: row.expression}, schema).predicate(spec.segment)
+        else:
+            predicate = compile_predicate(typed, schema, segments=known)
+        qualifies = bool(predicate(profile, as_of))
         rows = explain(typed, profile, as_of, schema, segments=known) if spec.explain else None
     except PqlError as error:
         raise invalid(error) from None
