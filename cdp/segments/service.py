@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import json
 import math
 import random
 import time
@@ -464,12 +465,17 @@ def estimate(*, connection: sa.Connection, sandbox: str, expression: str, schema
     base = [sandbox_column == sa.literal(sandbox, sa.String), *extra]
     try:
         with _statement_timeout(connection, timeout_ms):
-            if sampled:  # the sample's size and hits in one pass; a few members from another sample
-                hit = sa.case((condition, 1), else_=0)
-                size, hits = connection.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(hit), 0))
-                                                .select_from(p).where(*base)).one()
-                sample = list(connection.execute(sa.select(p.c.external_id).where(*base, condition)
-                                                 .limit(SAMPLE_MEMBERS)).scalars())
+            if sampled:  # the sample's size, its members and so a few of them, in one pass (the
+                # referenced segments' CTEs computed once, not again for a second query)
+                if dialect == "postgresql":
+                    found = sa.func.array_agg(p.c.external_id).filter(condition)
+                else:
+                    found = sa.func.json_group_array(p.c.external_id).filter(condition)
+                size, hit_ids = connection.execute(sa.select(sa.func.count(), found).select_from(p).where(*base)).one()
+                if isinstance(hit_ids, str):
+                    hit_ids = json.loads(hit_ids)
+                hits = len(hit_ids or ())
+                sample = list((hit_ids or [])[:SAMPLE_MEMBERS])
             else:
                 count = connection.execute(sa.select(sa.func.count()).select_from(p).where(*base, condition)
                                            ).scalar_one()
