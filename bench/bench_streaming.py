@@ -92,6 +92,7 @@ def measure(server: bi.Server, key: str, made: dict[int, tuple[str, int]], recor
     per_round = len(records) // rounds
     latencies: dict[int, list[float]] = {count: [] for count in made}
     walls: dict[int, float] = {count: 0.0 for count in made}
+    cpu: dict[int, float] = {count: 0.0 for count in made}  # the server's CPU seconds (robust to a loaded machine)
     order = list(made)
     for round_ in range(rounds):
         chunk = records[round_ * per_round:(round_ + 1) * per_round]
@@ -101,6 +102,7 @@ def measure(server: bi.Server, key: str, made: dict[int, tuple[str, int]], recor
             headers = {"Authorization": f"Bearer {key}", "X-Sandbox": sandbox, "Content-Type": "application/json"}
             with httpx.Client(base_url=server.base, headers=headers, timeout=60) as client:
                 path = f"/v1/datasets/{dataset}/records"
+                cpu_before = bi.cpu_seconds(server.pid)
                 started = time.perf_counter()
                 for body in bodies:
                     t0 = time.perf_counter()
@@ -108,9 +110,10 @@ def measure(server: bi.Server, key: str, made: dict[int, tuple[str, int]], recor
                     latencies[count].append((time.perf_counter() - t0) * 1000)
                     assert response.status_code == 200 and response.json()["accepted"] == 1, response.text[:500]
                 walls[count] += time.perf_counter() - started
+                cpu[count] += bi.cpu_seconds(server.pid) - cpu_before
         bi.log(f"round {round_ + 1}/{rounds}: " + ", ".join(
             f"{c} segments p50 {statistics.median(latencies[c]):.1f} ms" for c in order))
-    return {"latencies": latencies, "walls": walls, "requests": per_round * rounds}
+    return {"latencies": latencies, "walls": walls, "cpu": cpu, "requests": per_round * rounds}
 
 
 def wait_for_due_wave(engine: sa.Engine, timeout: float = 1800) -> None:
@@ -194,12 +197,17 @@ def report(args, counts: list[int], results: dict[str, dict], started: datetime,
             ratio = f"{rate / base:.2f}×" if base and count else "—"
             p99 = pct(lat, 0.99)
             target = ("≤ 10 ms: " + ("PASS" if p99 <= 10 else "FAIL")) if count == 500 else ""
+            cpu_ms = out["cpu"][count] / out["requests"] * 1000
+            cpu_ratio = f"{out['cpu'][0] / out['cpu'][count]:.2f}×" if 0 in out["cpu"] and count else "—"
             rows.append([name, count, out["requests"], f"{statistics.median(lat):.2f}", f"{pct(lat, 0.95):.2f}",
-                         f"{p99:.2f}", target, f"{rate:,.0f}", ratio, out["changes"][count]])
+                         f"{p99:.2f}", target, f"{rate:,.0f}", ratio, f"{cpu_ms:.2f}", cpu_ratio, out["changes"][count]])
     lines += ["Latency = the client's round trip of a single-record request (ms); the membership changes and their "
-              "outbox rows commit in the record's transaction, before the answer.", "",
+              "outbox rows commit in the record's transaction, before the answer. Server CPU per record (the "
+              "`cdp serve` process, from /proc) is the figure a loaded machine disturbs least; its ratio is the "
+              "throughput ratio one core would give.", "",
               markdown_table(["database", "streaming segments", "requests", "p50", "p95", "p99", "target (p99)",
-                              "records/s", "÷ no segments (≥ 0.8)", "outbox rows (streaming)"], rows), ""]
+                              "records/s", "÷ no segments (≥ 0.8)", "server CPU ms / record",
+                              "CPU: no segments ÷ this", "outbox rows (streaming)"], rows), ""]
     for name, out in results.items():
         lines.append(f"- {name}: history of {out['seed_records']:,} records per sandbox; server CPU during the "
                      f"measured requests {out['server_cpu']:.1f} s")
