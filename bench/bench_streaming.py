@@ -25,7 +25,6 @@ source ``streaming``), and the server's CPU seconds.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import secrets

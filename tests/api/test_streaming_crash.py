@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import random
 import threading
-import time
 from datetime import datetime, timezone
 
 import httpx2 as httpx
