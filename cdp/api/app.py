@@ -20,6 +20,8 @@ the domain packages never import the HTTP layer (tests/test_layers.py):
   (``/v1/labels``, ``/v1/marketing-actions``, ``/v1/policies``, ``/v1/policies/evaluate``)
 * cdp/sources — connectors (``/v1/source-types``, ``/v1/sources``) and the analytics SDKs' tracking
   API (``/sources/segment/v1/…``, authenticated by a source's write key)
+* cdp/activation — destinations, activations with their policy evaluation, the delivery log and
+  the data-flow graph (``/v1/destinations``, ``/v1/activations``, ``/v1/dataflow``)
 * cdp/web — the web interface for marketers (``/ui``, its files under ``/ui/static``; docs/web.md)
 * cdp/api — the app itself: the routes, settings wiring, dependencies, errors, middleware, health
   (metrics: cdp/observability, which every layer may import).
@@ -46,11 +48,14 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from cdp.activation.export import KINDS as EXPORT_KINDS
+from cdp.activation.worker import DeliveryWorker
 from cdp.api import docs, errors
 from cdp.api.deps import endpoints
 from cdp.api.errors import COMMON_RESPONSES
 from cdp.api.health import router as operations
 from cdp.api.middleware import BodySizeLimit, HeaderSizeLimit, NoNulInUrl, RequestMetrics
+from cdp.api.routes.activation import activations_router, dataflow_router, destinations_router
 from cdp.api.routes.auth import me_router as me
 from cdp.api.routes.auth import router as keys
 from cdp.api.routes.datasets import router as datasets
@@ -76,6 +81,7 @@ from cdp.segments import jobs as segment_jobs
 from cdp.segments.jobs import ensure_schedule, fail_interrupted
 from cdp.segments.settings import SegmentSettings
 from cdp.segments.streaming import due_job_kind, schedule_due_job
+from cdp.ingestion.reevaluation import KIND as REEVALUATION_KIND
 from cdp.sources.jobs import KINDS as SOURCE_KINDS
 from cdp.settings import Settings
 from cdp.text import NO_NUL
@@ -88,14 +94,14 @@ log = logging.getLogger("cdp.api")
 def _routers() -> list[APIRouter]:
     return [schema, datasets, ingestion, identity, expressions, profiles, privacy, segments, jobs_router,
             evaluate_router, labels_router, actions_router, policies_router, keys, me, sandboxes,
-            sources]
+            sources, destinations_router, activations_router, dataflow_router]
 
 
 def job_registry(metrics) -> Registry:
     """Every kind of background work the service runs; a domain adds its kind here."""
     every_hours = SegmentSettings().batch_every_hours
     return Registry([batch_job_kind(metrics), segment_jobs.run_kind(), segment_jobs.schedule_kind(every_hours),
-                     due_job_kind(metrics), *SOURCE_KINDS])
+                     due_job_kind(metrics), *SOURCE_KINDS, REEVALUATION_KIND, *EXPORT_KINDS])
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -123,9 +129,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             schedule_due_job(engine, registry)
             runner.start()
+            delivery = DeliveryWorker(engine, clock=lambda: app.state.clock())
+            app.state.delivery = delivery
+            delivery.start()
             try:
                 yield
             finally:
+                delivery.stop()
                 runner.stop()
         finally:
             engine.dispose()

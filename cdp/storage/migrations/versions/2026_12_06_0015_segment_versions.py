@@ -3,7 +3,7 @@ that streaming evaluation knows in one lookup whether its compiled segments are 
 (cdp/segments/streaming.py).
 
 Revision ID: 0015
-Revises: 0010
+Revises: 0012
 Create Date: 2026-12-06 10:45:00
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = '0015'
-down_revision = '0010'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
