@@ -143,22 +143,20 @@ def check_command(expression: str, as_json: bool, segments_file: str | None) -> 
 @click.option("--segments", "segments_file", default=None, help="Catalogue for `in segment`: a JSON object key → expression.")
 @click.option("--expressions", "expressions_file", default=None,
               help="Evaluate a catalogue instead: a JSON object name → expression; prints name → ids as JSON.")
-@click.option("--backend", type=click.Choice(["memory", "sqlite", "postgresql", "duckdb", "spark"]), default="memory",
-              show_default=True, help="duckdb and spark run over the profiles as a snapshot's tables "
-                                      "(the analytics extra).")
-@click.option("--master", default=None, help="With --backend spark: the Spark master URL (default: local[2]).")
+@click.option("--backend", type=click.Choice(["memory", "sqlite", "postgresql", "duckdb"]), default="memory",
+              show_default=True, help="duckdb runs over the profiles as a snapshot's tables (the analytics extra).")
 @click.option("--database-url", default=None,
               help="Database for --backend sqlite|postgresql (default for sqlite: in memory). Only temporary "
                    "tables of the run's own session are used: the database is never migrated or changed.")
 @click.option("--explain", is_flag=True, help="Print the value of every sub-expression for each profile (or --id).")
 @click.option("--id", "profile_id", default=None, help="With --explain: only this profile.")
 def evaluate_command(expression: str | None, profiles_file: str, as_of_text: str | None, segments_file: str | None,
-                     expressions_file: str | None, backend: str, master: str | None, database_url: str | None,
+                     expressions_file: str | None, backend: str, database_url: str | None,
                      explain: bool, profile_id: str | None) -> None:
     """Print the ids of the profiles in --profiles for which EXPRESSION is TRUE, in file order."""
     try:
         _evaluate(expression, profiles_file, as_of_text, segments_file, expressions_file, backend, database_url,
-                  explain, profile_id, master)
+                  explain, profile_id)
     except InputError as exc:
         _fail(exc.lines)
     except PqlError as error:
@@ -166,7 +164,7 @@ def evaluate_command(expression: str | None, profiles_file: str, as_of_text: str
 
 
 def _evaluate(expression, profiles_file, as_of_text, segments_file, expressions_file, backend, database_url,
-              explain, profile_id, master=None):
+              explain, profile_id):
     from cdp.dsl import check, check_catalogue
     from cdp.engine import compile_predicate
     from cdp.engine.memory import explain as explain_profile
@@ -175,7 +173,7 @@ def _evaluate(expression, profiles_file, as_of_text, segments_file, expressions_
         raise InputError(["invalid_argument: give either EXPRESSION or --expressions FILE"])
     if backend == "postgresql" and not database_url:
         raise InputError(["invalid_argument: --backend postgresql needs --database-url postgresql://…"])
-    if backend in ("memory", "duckdb", "spark") and database_url:
+    if backend in ("memory", "duckdb") and database_url:
         raise InputError(["invalid_argument: --database-url goes with --backend sqlite or postgresql"])
     if explain and backend != "memory":
         raise InputError(["invalid_argument: --explain runs in memory; drop --backend"])
@@ -213,12 +211,12 @@ def _evaluate(expression, profiles_file, as_of_text, segments_file, expressions_
         return
     if backend == "memory":
         result = {name: [p.id for p in profiles if predicate(p, as_of)] for name, predicate in predicates.items()}
-    elif backend in ("duckdb", "spark"):
+    elif backend == "duckdb":
         from cdp.engine.sql.analytic import evaluate_documents, open_session
         from cdp.engine.support import UnsupportedOnBackend
 
         try:
-            session = open_session(backend, master=master)
+            session = open_session(backend)
         except ImportError as exc:
             raise InputError([f"missing_driver: {exc}; pip install 'cdp[analytics]'"]) from None
         try:
@@ -469,12 +467,11 @@ def segments_group() -> None:
 @click.option("--segment", "keys", multiple=True, help="Evaluate this active segment (repeatable; default: every "
                                                        "active segment). The active segments it uses come along.")
 @click.option("--database-url", default=None, help="CDP_DATABASE_URL; default: the embedded SQLite file.")
-@click.option("--engine", "on", type=click.Choice(["database", "duckdb", "spark"]), default="database",
-              show_default=True, help="Where the members are computed: the database, or DuckDB / Spark over the "
-                                      "sandbox's latest snapshot (cdp snapshot); memberships are written back alike.")
-@click.option("--master", default=None, help="With --engine spark: the Spark master URL (default: local[2]).")
+@click.option("--engine", "on", type=click.Choice(["database", "duckdb"]), default="database",
+              show_default=True, help="Where the members are computed: the database, or DuckDB over the sandbox's "
+                                      "latest snapshot (cdp snapshot); memberships are written back alike.")
 @click.option("--snapshots", "snapshot_dir", default=None, help="Folder of the snapshots (default: <CDP_DATA_DIR>/snapshots).")
-def segments_run_command(sandbox: str, keys: tuple[str, ...], database_url: str | None, on: str, master: str | None,
+def segments_run_command(sandbox: str, keys: tuple[str, ...], database_url: str | None, on: str,
                          snapshot_dir: str | None) -> None:
     """Run a batch evaluation now and print the job (counts per segment) as JSON. Exit 1 when it
     cannot start or fails."""
@@ -495,8 +492,7 @@ def segments_run_command(sandbox: str, keys: tuple[str, ...], database_url: str 
     try:
         with write_transaction(engine) as connection:
             job = create_job(connection=connection, sandbox=sandbox, keys=list(keys) or None, requested_by="cli")
-        done = run_job(engine, job.id, on=on, master=master,
-                       snapshots=snapshot_dir or settings.data_dir / "snapshots")
+        done = run_job(engine, job.id, on=on, snapshots=snapshot_dir or settings.data_dir / "snapshots")
     except CdpError as exc:
         _fail([f"{exc.code}: {exc.message}"])
     finally:

@@ -124,3 +124,28 @@ def test_history_is_written_as_by_the_database_job(migrated_engine, tmp_path):
     with migrated_engine.connect() as connection:
         size = connection.execute(sa.select(segment_history.c.size)).scalars().all()
     assert counts["opt-in"]["realized"] == 5 and 5 in size
+
+
+def test_the_command_line(tmp_path):
+    """`cdp evaluate --backend duckdb` answers as in memory; `cdp snapshot` prints the manifest;
+    `cdp segments run --engine duckdb` runs on it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cdp = str(Path(sys.executable).parent / "cdp")
+    env = {**os.environ, "CDP_DATA_DIR": str(tmp_path)}
+    example = (Path(__file__).parents[1] / "examples" / "gift_giving_cart_abandoners.pql").read_text()
+    common = ["--profiles", str(Path(__file__).parents[1] / "examples" / "luma_profiles.jsonl"),
+              "--as-of", "2026-11-28T12:00:00Z"]
+    answers = [subprocess.run([cdp, "evaluate", example, *common, *backend], env=env, capture_output=True, text=True,
+                              timeout=120) for backend in ([], ["--backend", "duckdb"])]
+    assert answers[0].returncode == answers[1].returncode == 0, answers[1].stderr
+    assert answers[1].stdout == answers[0].stdout == "sarah-rose\n"
+    snapshot = subprocess.run([cdp, "snapshot"], env=env, capture_output=True, text=True, timeout=120)
+    assert snapshot.returncode == 0, snapshot.stderr
+    assert json.loads(snapshot.stdout)["parts"][0]["full"] is True
+    run = subprocess.run([cdp, "segments", "run", "--engine", "duckdb"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0 and json.loads(run.stdout)["status"] == "succeeded", run.stderr

@@ -1,7 +1,6 @@
-"""The analytic engines: DuckDB (embedded) and Apache Spark, over profiles and events as tables.
+"""The analytic engines (DuckDB, embedded; Apache Spark next), over profiles and events as tables.
 
-They run the one compiler's query (cdp.engine.sql: the dialect classes ``duckdb.py`` and
-``spark.py``), rendered to SQL text with its parameters, over two relations in the snapshot
+They run the one compiler's query (cdp.engine.sql: the dialect class ``duckdb.py``), rendered to SQL text with its parameters, over two relations in the snapshot
 layout (cdp/snapshots writes it to Parquet; :func:`document_tables` makes it from profile
 documents, for ``cdp evaluate`` and the conformance suite):
 
@@ -27,7 +26,7 @@ from cdp.engine.sql.base import SqlCompiler
 from cdp.engine.support import require_support
 from cdp.schema import Schema, luma_schema
 
-ANALYTIC_ENGINES = ("duckdb", "spark")
+ANALYTIC_ENGINES = ("duckdb",)  # Spark: next (docs/backends.md)
 
 
 def _pyarrow():
@@ -135,7 +134,7 @@ def members_query(text_or_tree: str | ast.Node, *, engine: str, as_of: datetime,
 
 class AnalyticSession:
     """One engine's session over a ``profiles`` and an ``events`` relation; ``members`` runs an
-    expression there. Subclasses: DuckDBSession (below), SparkSession (cdp.engine.sql.spark_session)."""
+    expression there. DuckDBSession below; a Spark session is the next one (docs/backends.md)."""
 
     engine: str = ""
 
@@ -242,8 +241,4 @@ def evaluate_documents(engine: str, documents: Iterable[Mapping | LoadedProfile]
 def open_session(engine: str, *, master: str | None = None) -> AnalyticSession:
     if engine == "duckdb":
         return DuckDBSession()
-    if engine == "spark":
-        from cdp.engine.sql.spark_session import SparkSession
-
-        return SparkSession.shared(master=master)
     raise ValueError(f"unknown analytic engine {engine!r}; the engines are {', '.join(ANALYTIC_ENGINES)}")
