@@ -104,7 +104,8 @@ def _write_part(connection: sa.Connection, folder: Path, number: int, sandbox: s
     profile_count = event_count = 0
     with pa.parquet.ParquetWriter(target / "profiles.parquet", profile_schema) as writer:
         result = connection.execution_options(yield_per=_BATCH).execute(
-            sa.select(profiles.c.pk, profiles.c.external_id, profiles.c.attributes).where(*where)
+            sa.select(profiles.c.pk, profiles.c.external_id, sa.cast(profiles.c.attributes, sa.Text).label("attributes"))
+            .where(*where)
             .order_by(profiles.c.pk))
         for rows in result.partitions():
             writer.write_table(pa.Table.from_pydict({
@@ -120,7 +121,8 @@ def _write_part(connection: sa.Connection, folder: Path, number: int, sandbox: s
             profile_count += len(deleted)
     owner = sa.select(profiles.c.pk).where(*where)
     result = connection.execution_options(yield_per=_BATCH).execute(
-        sa.select(events.c.profile_pk, events.c.event_id, events.c.type, events.c.ts, events.c.fields)
+        sa.select(events.c.profile_pk, events.c.event_id, events.c.type, events.c.ts,
+                  sa.cast(events.c.fields, sa.Text).label("fields"))  # the JSON text as stored, not decoded
         .where(events.c.profile_pk.in_(owner)).order_by(events.c.profile_pk, events.c.ts, events.c.event_id))
     batch = 0
     for rows in result.partitions():

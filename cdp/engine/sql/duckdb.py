@@ -65,7 +65,9 @@ class DuckDBCompiler(SqlCompiler):
     name = "duckdb"
 
     def json_read(self, document, key, type_):
-        pointer = sa.literal(json_pointer(key), sa.String)
+        # a constant in the SQL text (quoted), not a parameter: DuckDB parses a constant path once
+        # per query, a parameter's once per row (5× slower on attribute segments)
+        pointer = sa.literal_column("'" + json_pointer(key).replace("'", "''") + "'", sa.String)
         if type_.is_list:
             return sa.func.json_extract(document, pointer)
         text = sa.func.json_extract_string(document, pointer)
