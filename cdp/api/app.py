@@ -20,6 +20,8 @@ the domain packages never import the HTTP layer (tests/test_layers.py):
   (``/v1/labels``, ``/v1/marketing-actions``, ``/v1/policies``, ``/v1/policies/evaluate``)
 * cdp/sources — connectors (``/v1/source-types``, ``/v1/sources``) and the analytics SDKs' tracking
   API (``/sources/segment/v1/…``, authenticated by a source's write key)
+* cdp/activation — destinations, activations with their policy evaluation, the delivery log and
+  the data-flow graph (``/v1/destinations``, ``/v1/activations``, ``/v1/dataflow``)
 * cdp/web — the web interface for marketers (``/ui``, its files under ``/ui/static``; docs/web.md)
 * cdp/api — the app itself: the routes, settings wiring, dependencies, errors, middleware, health
   (metrics: cdp/observability, which every layer may import).
@@ -46,11 +48,15 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from cdp.api import docs, errors
+from cdp.activation.export import KINDS as EXPORT_KINDS
+from cdp.activation.worker import DeliveryWorker
+from cdp.api import access_log, docs, errors
 from cdp.api.deps import endpoints
 from cdp.api.errors import COMMON_RESPONSES
 from cdp.api.health import router as operations
 from cdp.api.middleware import BodySizeLimit, HeaderSizeLimit, NoNulInUrl, RequestMetrics
+from cdp.api.ratelimit import RateLimiter
+from cdp.api.routes.activation import activations_router, dataflow_router, destinations_router
 from cdp.api.routes.auth import me_router as me
 from cdp.api.routes.auth import router as keys
 from cdp.api.routes.datasets import router as datasets
@@ -77,6 +83,7 @@ from cdp.snapshots import snapshot_kind
 from cdp.segments.jobs import ensure_schedule, fail_interrupted
 from cdp.segments.settings import SegmentSettings
 from cdp.segments.streaming import due_job_kind, schedule_due_job
+from cdp.ingestion.reevaluation import KIND as REEVALUATION_KIND
 from cdp.sources.jobs import KINDS as SOURCE_KINDS
 from cdp.settings import Settings
 from cdp.text import NO_NUL
@@ -89,14 +96,15 @@ log = logging.getLogger("cdp.api")
 def _routers() -> list[APIRouter]:
     return [schema, datasets, ingestion, identity, expressions, profiles, privacy, segments, jobs_router,
             evaluate_router, labels_router, actions_router, policies_router, keys, me, sandboxes,
-            sources]
+            sources, destinations_router, activations_router, dataflow_router]
 
 
 def job_registry(metrics) -> Registry:
     """Every kind of background work the service runs; a domain adds its kind here."""
     every_hours = SegmentSettings().batch_every_hours
     return Registry([batch_job_kind(metrics), segment_jobs.run_kind(), segment_jobs.schedule_kind(every_hours),
-                     due_job_kind(metrics), snapshot_kind(Settings().data_dir / "snapshots"), *SOURCE_KINDS])
+                     due_job_kind(metrics), snapshot_kind(Settings().data_dir / "snapshots"), *SOURCE_KINDS,
+                     REEVALUATION_KIND, *EXPORT_KINDS])
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -105,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        access_log.install()  # after uvicorn configured its loggers
         engine = prepare_database(settings.resolved_database_url(), migrate=settings.migrate_on_start)
         try:
             fixed = settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None
@@ -124,9 +133,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             schedule_due_job(engine, registry)
             runner.start()
+            delivery = DeliveryWorker(engine, clock=lambda: app.state.clock())
+            app.state.delivery = delivery
+            delivery.start()
             try:
                 yield
             finally:
+                delivery.stop()
                 runner.stop()
         finally:
             engine.dispose()
@@ -140,12 +153,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Every endpoint under /v1 needs an API key (`Authorization: Bearer cdp_…`) and works in the "
                     "sandbox named by the `X-Sandbox` header (default `prod`). Errors have one shape: "
                     '`{"error": {"code", "message", "details"}}`. Each operation lists the roles it allows '
-                    "under `x-roles`.",
+                    "under `x-roles`. Each key may make `CDP_RATE_LIMIT_BURST` requests at once and "
+                    "`CDP_RATE_LIMIT_PER_SECOND` a second sustained; past that, 429 `rate_limited` with `Retry-After`.",
         lifespan=lifespan,
         docs_url=None, redoc_url=None,  # ours, without a CDN: cdp/api/docs.py
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.rate_limiter = RateLimiter(per_second=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
     from cdp.jobs.queue import utcnow
 
     app.state.clock = utcnow  # tests inject another (cdp.api.deps.get_clock)
@@ -183,10 +198,13 @@ def _openapi(app: FastAPI) -> dict:
             operation["x-roles"] = []
         else:
             operation["x-roles"] = [r.value for r in ALL_ROLES if r in endpoint.roles]
-            for status in ("400", "401", "403", "404"):  # every endpoint that needs a key may answer these
+            for status in ("400", "401", "403", "404", "429"):  # every endpoint that needs a key may answer these
                 operation["responses"].setdefault(status, {
                     "description": COMMON_RESPONSES[int(status)]["description"],
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}})
+            operation["responses"]["429"].setdefault("headers", {"Retry-After": {
+                "description": "Seconds to wait before the next request of this key.", "required": True,
+                "schema": {"type": "integer", "minimum": 1}}})
             operation["description"] = (operation.get("description", "") +
                                         f"\n\nRoles allowed: {', '.join(operation['x-roles'])}.").strip()
     _exact_schemas(document)

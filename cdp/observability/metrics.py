@@ -34,6 +34,7 @@ from prometheus_client import (
 
 class Metrics:
     def __init__(self) -> None:
+        self.last_due_lag = 0.0
         disable_created_metrics()  # no `*_created` series (process-wide switch of prometheus_client)
         self.registry = CollectorRegistry()
         self.requests = Counter("cdp_http_requests", "HTTP requests answered.", ["method", "route", "status"],
@@ -75,9 +76,11 @@ class Metrics:
         self.streaming_seconds.labels(sandbox, segment).observe(seconds)
 
     def due_queue(self, scheduled: int, overdue: int, lag_seconds: float) -> None:
+        self.last_due_lag = lag_seconds  # read by /healthz (degraded when re-evaluations run late)
         self.due_scheduled.set(scheduled)
         self.due_overdue.set(overdue)
         self.due_lag.set(lag_seconds)
+
     def source_messages(self, sandbox: str, source: str, status: str, count: int = 1) -> None:
         self.source_messages_total.labels(sandbox, source, status).inc(count)
 

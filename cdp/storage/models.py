@@ -91,6 +91,9 @@ events = sa.Table(
     # the dataset an event was ingested through (cdp/ingestion); NULL for events loaded otherwise.
     # An event id is stored once per dataset (NULLs are distinct, so loaded events are unaffected).
     sa.Column("dataset_pk", Key, sa.ForeignKey("datasets.pk", ondelete="SET NULL"), nullable=True),
+    # the identities the record carried ([[namespace, value], …]): a split of its profile sends the
+    # event to the part holding the highest-priority one (cdp/identity/split.py); NULL: loaded otherwise
+    sa.Column("identities", Document, nullable=True),
     sa.Index("ix_events_profile_pk_type_ts", "profile_pk", "type", "ts"),
     sa.Index("ix_events_profile_pk_ts", "profile_pk", "ts"),
     sa.Index("uq_events_dataset_pk_event_id", "dataset_pk", "event_id", unique=True),
@@ -312,6 +315,9 @@ identity_settings = sa.Table(
     sa.Column("dataset_order", Document, nullable=False),
     sa.Column("graph_limit", sa.Integer, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # linking rules (cdp/identity/rules.py); NULL: the defaults
+    sa.Column("unique_namespaces", Document, nullable=True),
+    sa.Column("namespace_priority", Document, nullable=True),
     sa.CheckConstraint("merge_policy in ('timestamp_ordered', 'dataset_precedence')", name="merge_policy"),
 )
 
@@ -331,12 +337,36 @@ attribute_sources = sa.Table(
     sa.Column("batch_pk", Key, sa.ForeignKey("ingestion_batches.pk", ondelete="SET NULL"), nullable=True),
     sa.Column("request_id", sa.String(64), nullable=True),
     sa.Column("record_index", sa.Integer, nullable=True),
+    # the identities of the record that wrote this word (as on events: a split follows them)
+    sa.Column("identities", Document, nullable=True),
     sa.UniqueConstraint("profile_pk", "path", "dataset_pk"),
     # governance: which datasets supplied an attribute (cdp/governance/lineage.py)
     sa.Index("ix_attribute_sources_dataset_pk_path", "dataset_pk", "path"),
 )
 
 # Identities the graph limit removed from a profile (reported with the profile; the events stay).
+# the identity graph's edges: two identities seen together in a record, when (first and last) and by
+# which record last (cdp/identity/rules.py). A link the linking rules removed stays, with why.
+identity_links = sa.Table(
+    "identity_links", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("sandbox", sa.String(64), nullable=False),
+    sa.Column("profile_pk", Key, sa.ForeignKey("profiles.pk", ondelete="CASCADE"), nullable=False),
+    sa.Column("a_pk", Key, sa.ForeignKey("identities.pk", ondelete="CASCADE"), nullable=False),
+    sa.Column("b_pk", Key, sa.ForeignKey("identities.pk", ondelete="CASCADE"), nullable=False),
+    sa.Column("first_seen", UtcDateTime, nullable=False),
+    sa.Column("last_seen", UtcDateTime, nullable=False),
+    sa.Column("seen_order", sa.Integer, nullable=False),  # the record's place in its write: ties of last_seen
+    sa.Column("dataset_pk", Key, sa.ForeignKey("datasets.pk", ondelete="SET NULL"), nullable=True),
+    sa.Column("batch_pk", Key, sa.ForeignKey("ingestion_batches.pk", ondelete="SET NULL"), nullable=True),
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("record_index", sa.Integer, nullable=True),
+    sa.Column("removed_at", UtcDateTime, nullable=True),
+    sa.Column("removed_reason", sa.Text, nullable=True),
+    sa.UniqueConstraint("a_pk", "b_pk"),
+    sa.Index("ix_identity_links_profile_pk", "profile_pk"),
+    sa.Index("ix_identity_links_b_pk", "b_pk"),
+)
 identity_removals = sa.Table(
     "identity_removals", metadata,
     sa.Column("pk", Key, primary_key=True, autoincrement=True),
@@ -416,6 +446,7 @@ membership_changes = sa.Table(
     sa.Column("source", sa.String(16), nullable=False),  # batch | streaming | merge | save
     sa.CheckConstraint("status in ('entered', 'exited')", name="status"),
     sa.Index("ix_membership_changes_sandbox_pk", "sandbox", "pk"),
+    sa.Index("ix_membership_changes_segment_pk_pk", "segment_pk", "pk"),  # an activation reads its segment's
 )
 
 # Batch evaluation runs (POST /v1/segment-jobs): which segments (null: all active ones), the
@@ -576,4 +607,91 @@ source_message_issues = sa.Table(
     sa.Column("raw_bytes", sa.BigInteger, nullable=False),
     sa.CheckConstraint("level in ('error', 'warning')", name="level"),
     sa.Index("ix_source_message_issues_source_pk_pk", "source_pk", "pk"),
+)
+
+# ---- destinations and activation (cdp/activation) ---------------------------------------------
+
+# Where audiences go: a webhook (streaming) or a file directory (batch). ``config`` never holds
+# the webhook's secret: it lives in ``secret`` alone, which no read returns.
+destinations = sa.Table(
+    "destinations", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("sandbox", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("marketing_actions", Document, nullable=False),
+    sa.Column("consent", sa.String(512), nullable=True),
+    sa.Column("config", Document, nullable=False),
+    sa.Column("secret", sa.String(512), nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("sandbox", "name"),
+    sa.CheckConstraint("type in ('webhook', 'file')", name="type"),
+)
+
+# A segment onto a destination. ``cursor``: the last outbox row (membership_changes.pk) this
+# activation has turned into deliveries or exported; ``backfill_after``: while the members the
+# segment had when the activation started are being sent (the profile pk reached; null: done).
+activations = sa.Table(
+    "activations", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("sandbox", sa.String(64), nullable=False),
+    sa.Column("segment_pk", Key, sa.ForeignKey("segments.pk", ondelete="RESTRICT"), nullable=False),
+    sa.Column("destination_pk", Key, sa.ForeignKey("destinations.pk", ondelete="RESTRICT"), nullable=False),
+    sa.Column("attributes", Document, nullable=False),
+    sa.Column("identities", Document, nullable=False),
+    sa.Column("start_at", UtcDateTime, nullable=False),
+    sa.Column("end_at", UtcDateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("paused_reason", sa.Text, nullable=True),
+    sa.Column("violations", Document, nullable=True),
+    sa.Column("cursor", Key, nullable=False, server_default="0"),
+    sa.Column("backfill_after", Key, nullable=True),
+    sa.Column("last_export_at", UtcDateTime, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("segment_pk", "destination_pk"),
+    sa.CheckConstraint("status in ('active', 'paused', 'ended')", name="status"),
+    sa.Index("ix_activations_destination_pk", "destination_pk"),
+)
+
+# What a destination holds of each profile of an activation: ``exported`` (sent, with the
+# identities it was sent with, so its removal can name them even after the profile is gone) or
+# ``excluded`` (a member without the destination's consent). No row: not a member there.
+activation_members = sa.Table(
+    "activation_members", metadata,
+    sa.Column("activation_pk", Key, sa.ForeignKey("activations.pk", ondelete="CASCADE"), primary_key=True),
+    sa.Column("profile_pk", Key, primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("identities", Document, nullable=True),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.CheckConstraint("state in ('exported', 'excluded')", name="state"),
+    sa.Index("ix_activation_members_activation_pk_state", "activation_pk", "state"),
+)
+
+# The delivery log: a webhook POST of a batch of changes (retried with backoff until delivered or
+# dead), or a file export. ``changes`` holds what is sent, so a retry sends the same body.
+deliveries = sa.Table(
+    "deliveries", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("sandbox", sa.String(64), nullable=False),
+    sa.Column("destination_pk", Key, sa.ForeignKey("destinations.pk", ondelete="CASCADE"), nullable=False),
+    sa.Column("activation_pk", Key, sa.ForeignKey("activations.pk", ondelete="SET NULL"), nullable=True),
+    sa.Column("delivery_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("changes", Document, nullable=False),
+    sa.Column("change_count", sa.Integer, nullable=False),
+    sa.Column("excluded_no_consent", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=True),
+    sa.Column("response_status", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("file", sa.Text, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("delivered_at", UtcDateTime, nullable=True),
+    sa.UniqueConstraint("delivery_id"),
+    sa.CheckConstraint("status in ('pending', 'retrying', 'delivered', 'dead')", name="status"),
+    sa.Index("ix_deliveries_destination_pk_pk", "destination_pk", "pk"),
+    sa.Index("ix_deliveries_status_destination_pk_pk", "status", "destination_pk", "pk"),
 )
