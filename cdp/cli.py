@@ -143,15 +143,16 @@ def check_command(expression: str, as_json: bool, segments_file: str | None) -> 
 @click.option("--segments", "segments_file", default=None, help="Catalogue for `in segment`: a JSON object key → expression.")
 @click.option("--expressions", "expressions_file", default=None,
               help="Evaluate a catalogue instead: a JSON object name → expression; prints name → ids as JSON.")
-@click.option("--backend", type=click.Choice(["memory", "sqlite", "postgresql"]), default="memory", show_default=True)
+@click.option("--backend", type=click.Choice(["memory", "sqlite", "postgresql", "duckdb"]), default="memory",
+              show_default=True, help="duckdb runs over the profiles as a snapshot's tables (the analytics extra).")
 @click.option("--database-url", default=None,
               help="Database for --backend sqlite|postgresql (default for sqlite: in memory). Only temporary "
                    "tables of the run's own session are used: the database is never migrated or changed.")
 @click.option("--explain", is_flag=True, help="Print the value of every sub-expression for each profile (or --id).")
 @click.option("--id", "profile_id", default=None, help="With --explain: only this profile.")
 def evaluate_command(expression: str | None, profiles_file: str, as_of_text: str | None, segments_file: str | None,
-                     expressions_file: str | None, backend: str, database_url: str | None, explain: bool,
-                     profile_id: str | None) -> None:
+                     expressions_file: str | None, backend: str, database_url: str | None,
+                     explain: bool, profile_id: str | None) -> None:
     """Print the ids of the profiles in --profiles for which EXPRESSION is TRUE, in file order."""
     try:
         _evaluate(expression, profiles_file, as_of_text, segments_file, expressions_file, backend, database_url,
@@ -172,7 +173,7 @@ def _evaluate(expression, profiles_file, as_of_text, segments_file, expressions_
         raise InputError(["invalid_argument: give either EXPRESSION or --expressions FILE"])
     if backend == "postgresql" and not database_url:
         raise InputError(["invalid_argument: --backend postgresql needs --database-url postgresql://…"])
-    if backend == "memory" and database_url:
+    if backend in ("memory", "duckdb") and database_url:
         raise InputError(["invalid_argument: --database-url goes with --backend sqlite or postgresql"])
     if explain and backend != "memory":
         raise InputError(["invalid_argument: --explain runs in memory; drop --backend"])
@@ -210,6 +211,21 @@ def _evaluate(expression, profiles_file, as_of_text, segments_file, expressions_
         return
     if backend == "memory":
         result = {name: [p.id for p in profiles if predicate(p, as_of)] for name, predicate in predicates.items()}
+    elif backend == "duckdb":
+        from cdp.engine.sql.analytic import evaluate_documents, open_session
+        from cdp.engine.support import UnsupportedOnBackend
+
+        try:
+            session = open_session(backend)
+        except ImportError as exc:
+            raise InputError([f"missing_driver: {exc}; pip install 'cdp[analytics]'"]) from None
+        try:
+            result = evaluate_documents(backend, profiles, expressions, as_of=as_of, segments=segments,
+                                        session=session)
+        except UnsupportedOnBackend as exc:
+            raise InputError([f"unsupported: {exc}"]) from None
+        finally:
+            session.close()
     else:
         result = _evaluate_in_database(backend, database_url, profiles, expressions, segments, as_of)
     if expressions_file is None:
@@ -506,7 +522,12 @@ def segments_group() -> None:
 @click.option("--segment", "keys", multiple=True, help="Evaluate this active segment (repeatable; default: every "
                                                        "active segment). The active segments it uses come along.")
 @click.option("--database-url", default=None, help="CDP_DATABASE_URL; default: the embedded SQLite file.")
-def segments_run_command(sandbox: str, keys: tuple[str, ...], database_url: str | None) -> None:
+@click.option("--engine", "on", type=click.Choice(["database", "duckdb"]), default="database",
+              show_default=True, help="Where the members are computed: the database, or DuckDB over the sandbox's "
+                                      "latest snapshot (cdp snapshot); memberships are written back alike.")
+@click.option("--snapshots", "snapshot_dir", default=None, help="Folder of the snapshots (default: <CDP_DATA_DIR>/snapshots).")
+def segments_run_command(sandbox: str, keys: tuple[str, ...], database_url: str | None, on: str,
+                         snapshot_dir: str | None) -> None:
     """Run a batch evaluation now and print the job (counts per segment) as JSON. Exit 1 when it
     cannot start or fails."""
     from cdp.api.startup import StartupError, prepare_database
@@ -526,7 +547,7 @@ def segments_run_command(sandbox: str, keys: tuple[str, ...], database_url: str 
     try:
         with write_transaction(engine) as connection:
             job = create_job(connection=connection, sandbox=sandbox, keys=list(keys) or None, requested_by="cli")
-        done = run_job(engine, job.id)
+        done = run_job(engine, job.id, on=on, snapshots=snapshot_dir or settings.data_dir / "snapshots")
     except CdpError as exc:
         _fail([f"{exc.code}: {exc.message}"])
     finally:
@@ -534,3 +555,36 @@ def segments_run_command(sandbox: str, keys: tuple[str, ...], database_url: str 
     click.echo(done.model_dump_json())
     if done.status.value != "succeeded":
         _fail([f"segment_job_failed: {done.message}"])
+
+
+@main.command("snapshot")
+@click.option("--sandbox", default="prod", show_default=True, help="The sandbox to export.")
+@click.option("--full", is_flag=True, help="Export everything (a compaction) rather than what changed since the last.")
+@click.option("--snapshots", "snapshot_dir", default=None, help="Folder of the snapshots (default: <CDP_DATA_DIR>/snapshots).")
+@click.option("--database-url", default=None, help="CDP_DATABASE_URL; default: the embedded SQLite file.")
+def snapshot_command(sandbox: str, full: bool, snapshot_dir: str | None, database_url: str | None) -> None:
+    """Export the sandbox's profiles and events to Parquet (incremental) and print the manifest as
+    JSON: what `cdp segments run --engine duckdb|spark` reads."""
+    from cdp.api.startup import StartupError, prepare_database
+    from cdp.errors import CdpError
+    from cdp.sandboxes import validate_sandbox_name
+
+    settings = _settings(database_url=database_url)
+    try:
+        validate_sandbox_name(sandbox)
+        engine = prepare_database(settings.resolved_database_url(), migrate=settings.migrate_on_start)
+    except StartupError as exc:
+        _fail([f"cannot_start: {exc}"])
+    except CdpError as exc:
+        _fail([f"{exc.code}: {exc.message}"])
+    try:
+        from cdp.snapshots import export_snapshot
+
+        with engine.connect() as connection:
+            manifest = export_snapshot(connection, sandbox=sandbox, full=full,
+                                       root=snapshot_dir or settings.data_dir / "snapshots")
+    except ImportError as exc:
+        _fail([f"missing_driver: {exc}; pip install 'cdp[analytics]'"])
+    finally:
+        engine.dispose()
+    click.echo(json.dumps(manifest.to_dict()))

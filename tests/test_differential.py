@@ -99,7 +99,18 @@ def engines(sqlite_url_factory, postgres_url_factory):
         engine.dispose()
 
 
-def assert_backends_agree(engines, tree, documents):
+@pytest.fixture(scope="module")
+def analytic_sessions():
+    """The analytic engines (cdp.engine.sql.analytic): DuckDB here; Spark joins through the
+    session-wide fixture of tests/conftest.py."""
+    from cdp.engine.sql.analytic import DuckDBSession
+
+    session = DuckDBSession()
+    yield [session]
+    session.close()
+
+
+def assert_backends_agree(engines, tree, documents, analytic=()):
     text = render(tree)
     typed = check(text, segments=CATALOGUE)
     predicate = compile_predicate(typed, segments=CATALOGUE)
@@ -113,19 +124,27 @@ def assert_backends_agree(engines, tree, documents):
         with engine.connect() as connection:
             got = sql.evaluate(connection, typed, as_of=AS_OF, sandbox=sandbox, segments=CATALOGUE)
         assert got == expected, f"{engine.dialect.name} disagrees with memory on: {text}"
+    for session in analytic:
+        from cdp.engine.sql.analytic import document_tables
+
+        session.from_tables(*document_tables([load_profile(d, allowed_values=False) for d in documents],
+                                             sandbox=sandbox))
+        got = [external_id for _pk, external_id in session.members(typed, as_of=AS_OF, sandbox=sandbox,
+                                                                   segments=CATALOGUE)]
+        assert got == expected, f"{session.engine} disagrees with memory on: {text}"
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(tree=segments, documents=profiles)
-def test_all_backends_agree(engines, tree, documents):
-    assert_backends_agree(engines, tree, documents)
+def test_all_backends_agree(engines, analytic_sessions, tree, documents):
+    assert_backends_agree(engines, tree, documents, analytic_sessions)
 
 
 @pytest.mark.slow
 @settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(tree=segments, documents=profiles)
-def test_all_backends_agree_at_length(engines, tree, documents):
-    assert_backends_agree(engines, tree, documents)
+def test_all_backends_agree_at_length(engines, analytic_sessions, tree, documents):
+    assert_backends_agree(engines, tree, documents, analytic_sessions)
 
 
 # ---- coverage: does the generator reach every construct? ------------------------------------

@@ -79,6 +79,7 @@ from cdp.ingestion.batch_job import batch_job_kind
 from cdp.jobs import Registry, Runner
 from cdp.observability.metrics import Metrics
 from cdp.segments import jobs as segment_jobs
+from cdp.snapshots import snapshot_kind
 from cdp.segments.jobs import ensure_schedule, fail_interrupted
 from cdp.segments.settings import SegmentSettings
 from cdp.segments.streaming import due_job_kind, schedule_due_job
@@ -102,7 +103,8 @@ def job_registry(metrics) -> Registry:
     """Every kind of background work the service runs; a domain adds its kind here."""
     every_hours = SegmentSettings().batch_every_hours
     return Registry([batch_job_kind(metrics), segment_jobs.run_kind(), segment_jobs.schedule_kind(every_hours),
-                     due_job_kind(metrics), *SOURCE_KINDS, REEVALUATION_KIND, *EXPORT_KINDS])
+                     due_job_kind(metrics), snapshot_kind(Settings().data_dir / "snapshots"), *SOURCE_KINDS,
+                     REEVALUATION_KIND, *EXPORT_KINDS])
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

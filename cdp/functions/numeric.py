@@ -72,25 +72,38 @@ def _whole_postgresql(name: str):
     return form
 
 
+def _abs_duckdb(compiler, node, args):
+    if node.args[0].type.name == "integer":  # abs(-2^63) is 2^63: null, not an error
+        return compiler.checked_integer(sa.func.abs, args[0])
+    return sa.func.abs(args[0])
+
+
+def _round_duckdb(compiler, node, args):
+    # the language's own rounding (on the decimal value as written), registered on the connection
+    digits = args[1] if len(args) > 1 else sa.literal(0)
+    kind = "integer" if node.args[0].type.name == "integer" else "number"
+    return getattr(sa.func, f"pql_round_{kind}")(args[0], digits)
+
+
 register(Function(
     name="abs", params=(_X,), result=same_as_first, python=abs,
-    sql={"sqlite": python_udf, "postgresql": _abs_postgresql},
+    sql={"sqlite": python_udf, "postgresql": _abs_postgresql, "duckdb": _abs_duckdb},
     doc="The absolute value.", example="abs(lifetime_value) > 100",
 ))
 register(Function(
     name="round", params=(_X, Param("digits", "integer")), min_args=1, result=same_as_first,
-    python=round_half_away, sql={"sqlite": python_udf, "postgresql": _round_postgresql},
+    python=round_half_away, sql={"sqlite": python_udf, "postgresql": _round_postgresql, "duckdb": _round_duckdb},
     doc="Rounded half away from zero on the decimal value as written (`round(2.5)` is 3, "
         "`round(-2.5)` is -3, `round(1.25, 1)` is 1.3); negative `digits` round to tens, hundreds …",
     example="round(lifetime_value) >= 100",
 ))
 register(Function(
     name="floor", params=(_X,), result=same_as_first, python=_floor,
-    sql={"sqlite": python_udf, "postgresql": _whole_postgresql("floor")},
+    sql={"sqlite": python_udf, "postgresql": _whole_postgresql("floor"), "duckdb": _whole_postgresql("floor")},
     doc="The greatest whole number not above x.", example="floor(lifetime_value) = 99",
 ))
 register(Function(
     name="ceil", params=(_X,), result=same_as_first, python=_ceil,
-    sql={"sqlite": python_udf, "postgresql": _whole_postgresql("ceil")},
+    sql={"sqlite": python_udf, "postgresql": _whole_postgresql("ceil"), "duckdb": _whole_postgresql("ceil")},
     doc="The least whole number not below x.", example="ceil(lifetime_value) = 100",
 ))

@@ -34,7 +34,7 @@ STAGES = (
     "compile",  # its arguments are literals (date("…")): computed once, when compiled
 )
 
-SQL_DIALECTS = ("sqlite", "postgresql")
+SQL_DIALECTS = ("sqlite", "postgresql", "duckdb")
 BACKENDS = ("memory",) + SQL_DIALECTS
 
 

@@ -93,6 +93,23 @@ def evaluate_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int
                   source=source)
 
 
+def write_members(connection: sa.Connection, *, sandbox: str, segment_pk: int, segment_key: str,
+                  profile_pks: Iterable[int], as_of: datetime, source: str = "batch") -> Counts:
+    """Memberships from members computed elsewhere (an analytic engine over a snapshot): the pks
+    go into the run's temporary table and the same set-wise update follows (see the module doc).
+    A profile that is gone from the database since the snapshot is left out."""
+    connection.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS segment_run_members "
+                               "(profile_pk BIGINT PRIMARY KEY)"))
+    connection.execute(sa.text("DELETE FROM segment_run_members"))
+    rows = [{"profile_pk": int(pk)} for pk in profile_pks]
+    for start in range(0, len(rows), 50_000):
+        connection.execute(run_members.insert(), rows[start:start + 50_000])
+    connection.execute(run_members.delete().where(run_members.c.profile_pk.not_in(
+        sa.select(profiles.c.pk).where(profiles.c.sandbox == sandbox))))
+    return _write(connection, sandbox=sandbox, segment_pk=segment_pk, segment_key=segment_key, as_of=as_of,
+                  source=source)
+
+
 def _write(connection: sa.Connection, *, sandbox: str, segment_pk: int, segment_key: str, as_of: datetime,
            source: str) -> Counts:
     m, r, p = memberships, run_members, profiles

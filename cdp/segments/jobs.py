@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Iterator
 
 import sqlalchemy as sa
@@ -93,8 +94,12 @@ def list_jobs(*, connection: sa.Connection, sandbox: str, limit: int, offset: in
     return [_read(row) for row in rows], total
 
 
-def run_job(engine: sa.Engine, job_id: int, *, as_of: datetime | None = None) -> SegmentJobRead:
-    """Run a queued job to its end (succeeded or failed); returns it."""
+def run_job(engine: sa.Engine, job_id: int, *, as_of: datetime | None = None, on: str = "database",
+            master: str | None = None, snapshots: Path | str | None = None) -> SegmentJobRead:
+    """Run a queued job to its end (succeeded or failed); returns it. ``on`` says where the
+    members are computed: "database" (the compiled SQL in the database), or "duckdb" / "spark"
+    over the sandbox's latest snapshot under ``snapshots`` (cdp/snapshots; Spark at ``master``);
+    the memberships are written the same way either way."""
     with write_transaction(engine) as connection:
         row = connection.execute(sa.select(segment_jobs).where(segment_jobs.c.pk == job_id)).first()
         if row is None or row.status != "queued":
@@ -128,9 +133,13 @@ def run_job(engine: sa.Engine, job_id: int, *, as_of: datetime | None = None) ->
                 with connection.begin():
                     yield connection
 
-            batch.evaluate_segments(transaction, sandbox=sandbox, rows=rows, schema=schema, catalogue=known,
-                                    as_of=as_of, on_done=done)
-    except (PqlError, UnsupportedOnBackend) as exc:
+            if on == "database":
+                batch.evaluate_segments(transaction, sandbox=sandbox, rows=rows, schema=schema, catalogue=known,
+                                        as_of=as_of, on_done=done)
+            else:
+                _evaluate_on_snapshot(transaction, on=on, master=master, root=snapshots, sandbox=sandbox, rows=rows,
+                                      schema=schema, catalogue=known, as_of=as_of, on_done=done)
+    except (PqlError, UnsupportedOnBackend, Unprocessable) as exc:
         status, message = "failed", f"a segment could not be evaluated: {str(exc).splitlines()[0]}"
     except Exception as exc:  # the job says why; the server log has the traceback
         log.exception("segment job %s failed", job_id)
@@ -139,6 +148,36 @@ def run_job(engine: sa.Engine, job_id: int, *, as_of: datetime | None = None) ->
         connection.execute(segment_jobs.update().where(segment_jobs.c.pk == job_id).values(
             status=status, message=message, finished_at=_now()))
         return get_job(connection=connection, sandbox=sandbox, job_id=job_id)
+
+
+def _evaluate_on_snapshot(transaction, *, on: str, master: str | None, root: Path | str | None, sandbox: str,
+                          rows: list, schema, catalogue, as_of: datetime, on_done) -> None:
+    """The segments over the latest snapshot on an analytic engine, in dependency order (a
+    reference reads the members computed earlier in the run), each written back in its own
+    transaction by the database batch job's set-wise update."""
+    from cdp.engine.sql.analytic import open_session
+    from cdp.snapshots.export import latest_manifest, relations_sql
+
+    manifest = latest_manifest(root, sandbox) if root is not None else None
+    if manifest is None:
+        raise Unprocessable(f"sandbox {sandbox!r} has no snapshot to run on; take one first (cdp snapshot)",
+                            code="snapshot_missing")
+    session = open_session(on, master=master)
+    try:
+        session.from_sql(*relations_sql(manifest))
+        done: dict[str, int] = {}
+        for row in rows:
+            members = session.members(row.expression, as_of=as_of, sandbox=sandbox, schema=schema,
+                                      segments=catalogue, memberships_of=dict(done))
+            pks = [pk for pk, _external_id in members]
+            session.remember(row.pk, pks)
+            with transaction() as connection:
+                counts = batch.write_members(connection, sandbox=sandbox, segment_pk=row.pk, segment_key=row.key,
+                                             profile_pks=pks, as_of=as_of)
+                on_done(connection, row.key, counts)
+            done[row.key] = row.pk
+    finally:
+        session.close()
 
 
 def enqueue_run(connection: sa.Connection, *, sandbox: str, job_id: int) -> None:

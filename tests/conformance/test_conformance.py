@@ -31,7 +31,7 @@ def _read(path: Path) -> list[dict]:
 DOCUMENTS = _read(HERE / "profiles.jsonl")
 # Extra datasets (profiles_NAME.jsonl), each loaded into a sandbox of its own name.
 DATASETS = {"prod": DOCUMENTS, **{p.stem.removeprefix("profiles_"): _read(p) for p in sorted(HERE.glob("profiles_*.jsonl"))}}
-BACKENDS = ["memory", "sqlite", "postgresql"]
+BACKENDS = ["memory", "sqlite", "postgresql", "duckdb"]
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +74,35 @@ def postgresql_backend(postgres_url_factory):
     evaluate, engine = _sql_backend(postgres_url_factory())
     yield evaluate
     engine.dispose()
+
+
+def _analytic_backend(session):
+    """DuckDB or Spark over every dataset at once, one sandbox each (the snapshot layout)."""
+    import pyarrow
+
+    from cdp.engine.sql.analytic import document_tables
+
+    profiles, events, first = [], [], 1
+    for name, documents in DATASETS.items():
+        p, e = document_tables(documents, sandbox=name, first_pk=first)
+        profiles.append(p)
+        events.append(e)
+        first += len(documents)
+    session.from_tables(pyarrow.concat_tables(profiles), pyarrow.concat_tables(events))
+
+    def evaluate(expression, as_of, segments, dataset="prod"):
+        return [external_id for _pk, external_id in
+                session.members(expression, as_of=as_of, segments=segments, sandbox=dataset)]
+    return evaluate
+
+
+@pytest.fixture(scope="module")
+def duckdb_backend():
+    from cdp.engine.sql.analytic import DuckDBSession
+
+    session = DuckDBSession()
+    yield _analytic_backend(session)
+    session.close()
 
 
 def test_cases_are_well_formed():

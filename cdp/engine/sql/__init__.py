@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from cdp.dsl import ast, check
 from cdp.engine.sql.base import DIALECTS, MAX_SEGMENT_DEPTH, MAX_SEGMENT_REFERENCES, SqlCompiler
+from cdp.engine.sql.duckdb import DuckDBCompiler
 # every dialect module, imported so that it registers itself in DIALECTS
 from cdp.engine.sql.postgresql import PostgreSQLCompiler
 from cdp.engine.sql.sqlite import MAX_SQLITE_SEGMENT_COPIES, SQLiteCompiler
@@ -49,5 +50,5 @@ def evaluate(connection: sa.Connection, text_or_tree: str | ast.Node, *, as_of: 
     return [row[0] for row in connection.execute(query)]
 
 
-__all__ = ["DIALECTS", "MAX_SEGMENT_DEPTH", "MAX_SEGMENT_REFERENCES", "MAX_SQLITE_SEGMENT_COPIES",
+__all__ = ["DIALECTS", "DuckDBCompiler", "MAX_SEGMENT_DEPTH", "MAX_SEGMENT_REFERENCES", "MAX_SQLITE_SEGMENT_COPIES",
            "PostgreSQLCompiler", "SQLiteCompiler", "SqlCompiler", "evaluate", "members_query"]

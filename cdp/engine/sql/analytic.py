@@ -1,0 +1,244 @@
+"""The analytic engines (DuckDB, embedded; Apache Spark next), over profiles and events as tables.
+
+They run the one compiler's query (cdp.engine.sql: the dialect class ``duckdb.py``), rendered to SQL text with its parameters, over two relations in the snapshot
+layout (cdp/snapshots writes it to Parquet; :func:`document_tables` makes it from profile
+documents, for ``cdp evaluate`` and the conformance suite):
+
+* ``profiles``: ``pk``, ``sandbox``, ``external_id``, ``attributes`` (JSON text, dotted keys);
+* ``events``: ``profile_pk``, ``event_id``, ``type``, ``ts`` (UTC, no zone), ``fields`` (JSON).
+
+References to segments evaluated earlier in a run read ``memberships`` (``segment_pk``,
+``profile_pk``, ``status``), which a session keeps itself (:meth:`AnalyticSession.remember`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+from typing import Any, Iterable, Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql.base import PGDialect
+
+from cdp.dsl import ast, check
+from cdp.engine.profile import LoadedProfile, load_profile
+from cdp.engine.sql.base import SqlCompiler
+from cdp.engine.support import require_support
+from cdp.schema import Schema, luma_schema
+
+ANALYTIC_ENGINES = ("duckdb",)  # Spark: next (docs/backends.md)
+
+
+def _pyarrow():
+    import pyarrow
+
+    return pyarrow
+
+
+def profiles_schema():
+    pa = _pyarrow()
+    return pa.schema([("pk", pa.int64()), ("sandbox", pa.string()), ("external_id", pa.string()),
+                      ("attributes", pa.string())])
+
+
+def events_schema():
+    pa = _pyarrow()
+    return pa.schema([("profile_pk", pa.int64()), ("event_id", pa.string()), ("type", pa.string()),
+                      ("ts", pa.timestamp("us")), ("fields", pa.string())])
+
+
+def stored(value: Any) -> Any:
+    """A loaded value as the JSON documents of a snapshot hold it: dates 'YYYY-MM-DD', datetimes
+    in UTC ('YYYY-MM-DD HH:MM:SS.ffffff', which DuckDB and Spark both cast)."""
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (tuple, list)):
+        return [stored(v) for v in value]
+    return value
+
+
+def naive_utc(value: datetime) -> datetime:
+    return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo is not None else value
+
+
+def document_tables(documents: Iterable[Mapping | LoadedProfile], *, sandbox: str, schema: Schema | None = None,
+                    first_pk: int = 1):
+    """Profile documents (validated) → the ``profiles`` and ``events`` Arrow tables, pks in order."""
+    pa = _pyarrow()
+    profile_rows: dict[str, list] = {name: [] for name in profiles_schema().names}
+    event_rows: dict[str, list] = {name: [] for name in events_schema().names}
+    for pk, document in enumerate(documents, start=first_pk):
+        profile = document if isinstance(document, LoadedProfile) else load_profile(document, schema)
+        profile_rows["pk"].append(pk)
+        profile_rows["sandbox"].append(sandbox)
+        profile_rows["external_id"].append(profile.id)
+        profile_rows["attributes"].append(json.dumps({k: stored(v) for k, v in profile.attributes.items()},
+                                                     ensure_ascii=False))
+        for event in profile.events:
+            event_rows["profile_pk"].append(pk)
+            event_rows["event_id"].append(event["id"])
+            event_rows["type"].append(event["type"])
+            event_rows["ts"].append(naive_utc(event["timestamp"]))
+            event_rows["fields"].append(json.dumps(
+                {k: stored(v) for k, v in event.items() if k not in ("id", "type", "timestamp")}, ensure_ascii=False))
+    return (pa.Table.from_pydict(profile_rows, schema=profiles_schema()),
+            pa.Table.from_pydict(event_rows, schema=events_schema()))
+
+
+# ---- SQL text ---------------------------------------------------------------------------------
+
+
+class DuckDBDialect(PGDialect):
+    """DuckDB speaks PostgreSQL's SQL closely enough to render with its compiler; only the name
+    (the compiler's key) and the parameter style ($1, $2, …) are DuckDB's."""
+
+    name = "duckdb"
+    supports_statement_cache = False
+
+    def __init__(self, **kwargs):
+        super().__init__(paramstyle="numeric_dollar", **kwargs)
+
+
+def rendered(query: sa.Select, dialect: sa.engine.Dialect) -> tuple[str, list | dict]:
+    """The statement's SQL text and its bound values (positional or named, as the dialect's
+    parameter style says); datetimes as UTC without a zone, as the snapshots hold them."""
+    compiled = query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    processors = getattr(compiled, "_bind_processors", {})
+    values = {}
+    for name, value in compiled.construct_params().items():
+        value = processors[name](value) if name in processors else value
+        values[name] = naive_utc(value) if isinstance(value, datetime) else value
+    if compiled.positiontup is not None:
+        return compiled.string, [values[name] for name in compiled.positiontup]
+    return compiled.string, values
+
+
+def members_query(text_or_tree: str | ast.Node, *, engine: str, as_of: datetime, sandbox: str,
+                  schema: Schema | None = None, segments: Mapping[str, str] | None = None,
+                  memberships_of: Mapping[str, int] | None = None) -> sa.Select:
+    """SELECT pk, external_id of the qualifying profiles (order: pk)."""
+    schema = schema or luma_schema()
+    catalogue = dict(segments or {})
+    typed = text_or_tree if isinstance(text_or_tree, ast.Node) and text_or_tree.type is not None \
+        else check(text_or_tree, schema, segments=catalogue or None)
+    require_support(typed, engine, catalogue)
+    compiler = SqlCompiler(engine, as_of, schema=schema, segments=catalogue, sandbox=sandbox,
+                           memberships_of=memberships_of)
+    condition = compiler.compile(typed)
+    p = compiler.profile
+    return (sa.select(p.c.pk, p.c.external_id).where(p.c.sandbox == sa.literal(sandbox, sa.String), condition)
+            .order_by(p.c.pk))
+
+
+class AnalyticSession:
+    """One engine's session over a ``profiles`` and an ``events`` relation; ``members`` runs an
+    expression there. DuckDBSession below; a Spark session is the next one (docs/backends.md)."""
+
+    engine: str = ""
+
+    def members(self, text_or_tree: str | ast.Node, *, as_of: datetime, sandbox: str, schema: Schema | None = None,
+                segments: Mapping[str, str] | None = None,
+                memberships_of: Mapping[str, int] | None = None) -> list[tuple[int, str]]:
+        query = members_query(text_or_tree, engine=self.engine, as_of=as_of, sandbox=sandbox, schema=schema,
+                              segments=segments, memberships_of=memberships_of)
+        return self.run(query)
+
+    def run(self, query: sa.Select) -> list[tuple[int, str]]:
+        raise NotImplementedError
+
+    def remember(self, segment_pk: int, profile_pks: list[int]) -> None:
+        """The members of a segment evaluated in this run: later references read them."""
+        raise NotImplementedError
+
+
+def _python_udfs() -> list[tuple[str, Any, list[str], str]]:
+    """(name, function, argument types, result type): what DuckDB runs in the language's Python."""
+    from cdp.dsl import runtime
+    from cdp.functions.numeric import round_half_away
+    from cdp.functions.text import simple_upper
+
+    def null_safe(function, arity: int = 2):  # null in, null out; outside the range: null too (DSL.md §9)
+        if arity == 1:
+            return lambda a: None if a is None else runtime.checked(function(a))
+        return lambda a, b: None if a is None or b is None else runtime.checked(function(a, b))
+
+    return [("pql_mod", null_safe(runtime.modulo), ["DOUBLE", "DOUBLE"], "DOUBLE"),
+            ("pql_round_number", null_safe(round_half_away), ["DOUBLE", "BIGINT"], "DOUBLE"),
+            ("pql_round_integer", null_safe(round_half_away), ["BIGINT", "BIGINT"], "BIGINT"),
+            ("pql_upper", null_safe(simple_upper, 1), ["VARCHAR"], "VARCHAR")]
+
+
+class DuckDBSession(AnalyticSession):
+    """An in-process DuckDB database (memory) with the two relations as views: over Arrow tables
+    (:meth:`from_tables`) or Parquet files (:meth:`from_parquet`, what a snapshot gives)."""
+
+    engine = "duckdb"
+
+    def __init__(self, *, threads: int | None = None):
+        import duckdb
+
+        self.connection = duckdb.connect(":memory:")
+        self.connection.execute("SET TimeZone = 'UTC'")
+        if threads:
+            self.connection.execute(f"SET threads = {int(threads)}")
+        for name, function, parameters, result in _python_udfs():
+            self.connection.create_function(name, function, parameters, result, null_handling="special",
+                                            side_effects=False)
+        self.connection.execute("CREATE TABLE memberships (segment_pk BIGINT, profile_pk BIGINT, status VARCHAR)")
+        self.dialect = DuckDBDialect()
+
+    def from_tables(self, profiles, events) -> "DuckDBSession":
+        self.connection.register("profiles_arrow", profiles)
+        self.connection.register("events_arrow", events)
+        self.connection.execute("CREATE OR REPLACE TABLE profiles AS SELECT * FROM profiles_arrow")
+        self.connection.execute("CREATE OR REPLACE TABLE events AS SELECT * FROM events_arrow")
+        return self
+
+    def from_sql(self, profiles_sql: str, events_sql: str) -> "DuckDBSession":
+        """The relations as views of any SELECT (a snapshot's files merged on read)."""
+        self.connection.execute(f"CREATE OR REPLACE VIEW profiles AS {profiles_sql}")
+        self.connection.execute(f"CREATE OR REPLACE VIEW events AS {events_sql}")
+        return self
+
+    def run(self, query: sa.Select) -> list[tuple[int, str]]:
+        text, parameters = rendered(query, self.dialect)
+        return [(int(pk), external_id) for pk, external_id in self.connection.execute(text, parameters).fetchall()]
+
+    def remember(self, segment_pk: int, profile_pks: list[int]) -> None:
+        pa = _pyarrow()
+        rows = pa.table({"segment_pk": pa.array([segment_pk] * len(profile_pks), pa.int64()),
+                         "profile_pk": pa.array(profile_pks, pa.int64()),
+                         "status": pa.array(["realized"] * len(profile_pks), pa.string())})
+        self.connection.register("remembered", rows)
+        self.connection.execute("INSERT INTO memberships SELECT * FROM remembered")
+        self.connection.unregister("remembered")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def evaluate_documents(engine: str, documents: Iterable[Mapping | LoadedProfile], expressions: Mapping[str, str], *,
+                       as_of: datetime, segments: Mapping[str, str] | None = None, schema: Schema | None = None,
+                       sandbox: str = "evaluate", session: AnalyticSession | None = None) -> dict[str, list[str]]:
+    """``cdp evaluate --backend duckdb|spark``: the documents as the two relations, each
+    expression's ids in document order."""
+    profiles, events = document_tables(documents, sandbox=sandbox, schema=schema)
+    own = session is None
+    if session is None:
+        session = open_session(engine)
+    try:
+        session.from_tables(profiles, events)
+        return {name: [external_id for _pk, external_id in
+                       session.members(text, as_of=as_of, sandbox=sandbox, schema=schema, segments=segments)]
+                for name, text in expressions.items()}
+    finally:
+        if own:
+            session.close()
+
+
+def open_session(engine: str, *, master: str | None = None) -> AnalyticSession:
+    if engine == "duckdb":
+        return DuckDBSession()
+    raise ValueError(f"unknown analytic engine {engine!r}; the engines are {', '.join(ANALYTIC_ENGINES)}")

@@ -1,0 +1,231 @@
+"""A sandbox's profiles and events exported to Parquet, incrementally, with a manifest.
+
+Layout under ``<root>/<sandbox>/``:
+
+* ``manifest.json`` — the parts in order, each with its counts and watermarks (written last,
+  atomically: a reader never sees a part that is not complete);
+* ``part-NNNNN/profiles.parquet`` — ``pk``, ``sandbox``, ``external_id``, ``attributes`` (JSON
+  text), ``part``, ``deleted`` (a tombstone: the profile is gone since the part before);
+* ``part-NNNNN/events/bucket=K/*.parquet`` — ``profile_pk``, ``event_id``, ``type``, ``ts`` (UTC),
+  ``fields`` (JSON text), ``part``: hive-partitioned by ``profile_pk % BUCKETS`` and sorted by
+  profile and time, so a profile's events sit together in one file.
+
+The first snapshot (or ``full=True``) writes every profile. A later one writes only what changed
+since the last: every profile updated or given a new event since its watermarks — with all of its
+events, so a part holds a profile's whole current state — and a tombstone for each profile that is
+gone. Readers merge on read (:func:`relations_sql`: the latest part of each profile wins); past
+``MAX_PARTS`` parts a snapshot compacts instead (writes one full part and drops the others).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from cdp.engine.sql.analytic import events_schema, naive_utc, profiles_schema
+from cdp.jobs import JobContext, JobKind
+from cdp.storage.models import events, profiles
+
+BUCKETS = 8
+MAX_PARTS = 8  # past this many parts, a snapshot compacts
+_BATCH = 50_000
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Part:
+    number: int
+    created_at: str
+    full: bool
+    profiles: int  # rows written (tombstones included)
+    events: int
+    deleted: int
+    max_profile_updated_at: str | None
+    max_event_pk: int
+
+
+@dataclass
+class Manifest:
+    sandbox: str
+    root: str
+    parts: list[Part] = field(default_factory=list)
+    seconds: float = 0.0  # what the last export took
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.root) / self.sandbox
+
+    def to_dict(self) -> dict:
+        return {"version": 1, "sandbox": self.sandbox, "parts": [asdict(p) for p in self.parts],
+                "seconds": round(self.seconds, 3)}
+
+
+def latest_manifest(root: Path | str, sandbox: str) -> Manifest | None:
+    path = Path(root) / sandbox / MANIFEST
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return Manifest(sandbox=sandbox, root=str(root), parts=[Part(**p) for p in data["parts"]],
+                    seconds=data.get("seconds", 0.0))
+
+
+def _pa():
+    import pyarrow
+    import pyarrow.dataset
+    import pyarrow.parquet  # noqa: F401
+
+    return pyarrow
+
+
+def _document(value) -> str:
+    if isinstance(value, str):  # a driver that hands JSON back as text
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _write_part(connection: sa.Connection, folder: Path, number: int, sandbox: str, changed: sa.Select | None,
+                deleted: list[int]) -> tuple[int, int]:
+    """Write the profiles whose pk ``changed`` selects (None: all of the sandbox) with all their
+    events, and tombstones for ``deleted``; returns (profile rows, event rows)."""
+    pa = _pa()
+    target = folder / f"part-{number:05d}"
+    if target.exists():
+        shutil.rmtree(target)
+    (target / "events").mkdir(parents=True)
+    where = [profiles.c.sandbox == sandbox] + ([profiles.c.pk.in_(changed)] if changed is not None else [])
+    profile_schema = profiles_schema().append(pa.field("part", pa.int64())).append(pa.field("deleted", pa.bool_()))
+    event_schema = events_schema().append(pa.field("part", pa.int64())).append(pa.field("bucket", pa.int64()))
+    profile_count = event_count = 0
+    with pa.parquet.ParquetWriter(target / "profiles.parquet", profile_schema) as writer:
+        result = connection.execution_options(yield_per=_BATCH).execute(
+            sa.select(profiles.c.pk, profiles.c.external_id, sa.cast(profiles.c.attributes, sa.Text).label("attributes"))
+            .where(*where)
+            .order_by(profiles.c.pk))
+        for rows in result.partitions():
+            writer.write_table(pa.Table.from_pydict({
+                "pk": [r.pk for r in rows], "sandbox": [sandbox] * len(rows),
+                "external_id": [r.external_id for r in rows], "attributes": [_document(r.attributes) for r in rows],
+                "part": [number] * len(rows), "deleted": [False] * len(rows)}, schema=profile_schema))
+            profile_count += len(rows)
+        if deleted:
+            writer.write_table(pa.Table.from_pydict({
+                "pk": deleted, "sandbox": [sandbox] * len(deleted), "external_id": [""] * len(deleted),
+                "attributes": ["{}"] * len(deleted), "part": [number] * len(deleted),
+                "deleted": [True] * len(deleted)}, schema=profile_schema))
+            profile_count += len(deleted)
+    owner = sa.select(profiles.c.pk).where(*where)
+    result = connection.execution_options(yield_per=_BATCH).execute(
+        sa.select(events.c.profile_pk, events.c.event_id, events.c.type, events.c.ts,
+                  sa.cast(events.c.fields, sa.Text).label("fields"))  # the JSON text as stored, not decoded
+        .where(events.c.profile_pk.in_(owner)).order_by(events.c.profile_pk, events.c.ts, events.c.event_id))
+    batch = 0
+    for rows in result.partitions():
+        table = pa.Table.from_pydict({
+            "profile_pk": [r.profile_pk for r in rows], "event_id": [r.event_id for r in rows],
+            "type": [r.type for r in rows], "ts": [naive_utc(r.ts) for r in rows],
+            "fields": [_document(r.fields) for r in rows], "part": [number] * len(rows),
+            "bucket": [r.profile_pk % BUCKETS for r in rows]}, schema=event_schema)
+        pa.dataset.write_dataset(table, target / "events", format="parquet", partitioning=["bucket"],
+                                 partitioning_flavor="hive", basename_template=f"b{batch:05d}-{{i}}.parquet",
+                                 existing_data_behavior="overwrite_or_ignore")
+        batch += 1
+        event_count += len(rows)
+    return profile_count, event_count
+
+
+def _known_pks(manifest: Manifest) -> set[int]:
+    """The pks a reader of the snapshot sees (the latest row of each pk is not a tombstone)."""
+    pa = _pa()
+    state: dict[int, bool] = {}
+    for part in manifest.parts:
+        table = pa.parquet.read_table(manifest.folder / f"part-{part.number:05d}" / "profiles.parquet",
+                                      columns=["pk", "deleted"])
+        state.update(zip(table.column("pk").to_pylist(), table.column("deleted").to_pylist()))
+    return {pk for pk, gone in state.items() if not gone}
+
+
+def export_snapshot(connection: sa.Connection, *, sandbox: str, root: Path | str, full: bool = False) -> Manifest:
+    """Export what changed since the sandbox's last snapshot (everything the first time, with
+    ``full``, or when ``MAX_PARTS`` parts would be exceeded: a compaction); returns the manifest."""
+    _pa()  # pyarrow is there, or ImportError says so before anything is written
+    started = time.perf_counter()
+    previous = latest_manifest(root, sandbox)
+    folder = Path(root) / sandbox
+    folder.mkdir(parents=True, exist_ok=True)
+    max_updated, max_event = connection.execute(sa.select(
+        sa.select(sa.func.max(profiles.c.updated_at)).where(profiles.c.sandbox == sandbox).scalar_subquery(),
+        sa.select(sa.func.max(events.c.pk)).scalar_subquery())).one()
+    compact = full or previous is None or not previous.parts or len(previous.parts) >= MAX_PARTS
+    number = 0 if previous is None or not previous.parts else previous.parts[-1].number + 1
+    if compact:
+        counts = _write_part(connection, folder, number, sandbox, None, [])
+        deleted_count = 0
+        parts: list[Part] = []
+    else:
+        last = previous.parts[-1]
+        since = datetime.fromisoformat(last.max_profile_updated_at) if last.max_profile_updated_at else None
+        conditions = [profiles.c.pk.in_(sa.select(events.c.profile_pk).where(events.c.pk > last.max_event_pk))]
+        if since is not None:
+            conditions.append(profiles.c.updated_at > since)
+        changed = sa.select(profiles.c.pk).where(profiles.c.sandbox == sandbox, sa.or_(*conditions))
+        current = set(connection.execute(sa.select(profiles.c.pk).where(profiles.c.sandbox == sandbox)).scalars())
+        deleted = sorted(_known_pks(previous) - current)
+        counts = _write_part(connection, folder, number, sandbox, changed, deleted)
+        deleted_count = len(deleted)
+        parts = list(previous.parts)
+    part = Part(number=number, created_at=datetime.now(timezone.utc).isoformat(), full=compact,
+                profiles=counts[0], events=counts[1], deleted=deleted_count,
+                max_profile_updated_at=max_updated.isoformat() if max_updated is not None else None,
+                max_event_pk=int(max_event or 0))
+    manifest = Manifest(sandbox=sandbox, root=str(root), parts=parts + [part],
+                        seconds=time.perf_counter() - started)
+    temporary = folder / (MANIFEST + ".tmp")
+    temporary.write_text(json.dumps(manifest.to_dict(), indent=1), encoding="utf-8")
+    temporary.replace(folder / MANIFEST)  # the snapshot exists from here on
+    if compact:  # the parts before the compaction are no longer read
+        for old in (previous.parts if previous else []):
+            shutil.rmtree(folder / f"part-{old.number:05d}", ignore_errors=True)
+    return manifest
+
+
+def relations_sql(manifest: Manifest) -> tuple[str, str]:
+    """DuckDB SELECTs of the ``profiles`` and ``events`` relations, the parts merged on read:
+    each profile's latest part wins (a tombstone removes it), and its events are that part's."""
+    folder = manifest.folder
+    profile_files = [str(folder / f"part-{p.number:05d}" / "profiles.parquet") for p in manifest.parts]
+    event_globs = [str(folder / f"part-{p.number:05d}" / "events" / "**" / "*.parquet")
+                   for p in manifest.parts if p.events]
+    quoted = lambda paths: "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"  # noqa: E731
+    events_from = (f"read_parquet({quoted(event_globs)}, hive_partitioning = true)" if event_globs else
+                   "(SELECT NULL::BIGINT AS profile_pk, NULL::VARCHAR AS event_id, NULL::VARCHAR AS type, "
+                   "NULL::TIMESTAMP AS ts, NULL::VARCHAR AS fields, NULL::BIGINT AS part WHERE false)")
+    if len(manifest.parts) == 1:
+        return (f"SELECT pk, sandbox, external_id, attributes FROM read_parquet({quoted(profile_files)}) "
+                "WHERE NOT deleted",
+                f"SELECT profile_pk, event_id, type, ts, fields FROM {events_from}")
+    latest = (f"SELECT * FROM read_parquet({quoted(profile_files)}) "
+              "QUALIFY row_number() OVER (PARTITION BY pk ORDER BY part DESC) = 1")
+    return (f"SELECT pk, sandbox, external_id, attributes FROM ({latest}) WHERE NOT deleted",
+            f"SELECT e.profile_pk, e.event_id, e.type, e.ts, e.fields FROM {events_from} e "
+            f"JOIN ({latest}) l ON e.profile_pk = l.pk AND e.part = l.part WHERE NOT l.deleted")
+
+
+SNAPSHOT_KIND = "snapshots.export"
+
+
+def snapshot_kind(root: Path | str) -> JobKind:
+    """The runner's job that exports a sandbox's snapshot (payload: ``sandbox``, ``full``)."""
+
+    def run(context: JobContext) -> None:
+        with context.engine.connect() as connection:
+            export_snapshot(connection, sandbox=context.payload["sandbox"], root=root,
+                            full=bool(context.payload.get("full")))
+
+    return JobKind(name=SNAPSHOT_KIND, run=run, max_attempts=1,
+                   description="exports a sandbox's profiles and events to a Parquet snapshot (incremental)")
