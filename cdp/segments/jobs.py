@@ -95,10 +95,10 @@ def list_jobs(*, connection: sa.Connection, sandbox: str, limit: int, offset: in
 
 
 def run_job(engine: sa.Engine, job_id: int, *, as_of: datetime | None = None, on: str = "database",
-            master: str | None = None, snapshots: Path | str | None = None) -> SegmentJobRead:
+            snapshots: Path | str | None = None) -> SegmentJobRead:
     """Run a queued job to its end (succeeded or failed); returns it. ``on`` says where the
-    members are computed: "database" (the compiled SQL in the database), or "duckdb" / "spark"
-    over the sandbox's latest snapshot under ``snapshots`` (cdp/snapshots; Spark at ``master``);
+    members are computed: "database" (the compiled SQL in the database), or "duckdb" over the
+    sandbox's latest snapshot under ``snapshots`` (cdp/snapshots);
     the memberships are written the same way either way."""
     with write_transaction(engine) as connection:
         row = connection.execute(sa.select(segment_jobs).where(segment_jobs.c.pk == job_id)).first()
@@ -137,7 +137,7 @@ def run_job(engine: sa.Engine, job_id: int, *, as_of: datetime | None = None, on
                 batch.evaluate_segments(transaction, sandbox=sandbox, rows=rows, schema=schema, catalogue=known,
                                         as_of=as_of, on_done=done)
             else:
-                _evaluate_on_snapshot(transaction, on=on, master=master, root=snapshots, sandbox=sandbox, rows=rows,
+                _evaluate_on_snapshot(transaction, on=on, root=snapshots, sandbox=sandbox, rows=rows,
                                       schema=schema, catalogue=known, as_of=as_of, on_done=done)
     except (PqlError, UnsupportedOnBackend, Unprocessable) as exc:
         status, message = "failed", f"a segment could not be evaluated: {str(exc).splitlines()[0]}"
@@ -150,7 +150,7 @@ def run_job(engine: sa.Engine, job_id: int, *, as_of: datetime | None = None, on
         return get_job(connection=connection, sandbox=sandbox, job_id=job_id)
 
 
-def _evaluate_on_snapshot(transaction, *, on: str, master: str | None, root: Path | str | None, sandbox: str,
+def _evaluate_on_snapshot(transaction, *, on: str, root: Path | str | None, sandbox: str,
                           rows: list, schema, catalogue, as_of: datetime, on_done) -> None:
     """The segments over the latest snapshot on an analytic engine, in dependency order (a
     reference reads the members computed earlier in the run), each written back in its own
@@ -162,7 +162,7 @@ def _evaluate_on_snapshot(transaction, *, on: str, master: str | None, root: Pat
     if manifest is None:
         raise Unprocessable(f"sandbox {sandbox!r} has no snapshot to run on; take one first (cdp snapshot)",
                             code="snapshot_missing")
-    session = open_session(on, master=master)
+    session = open_session(on)
     try:
         session.from_sql(*relations_sql(manifest))
         done: dict[str, int] = {}

@@ -222,7 +222,7 @@ class DuckDBSession(AnalyticSession):
 def evaluate_documents(engine: str, documents: Iterable[Mapping | LoadedProfile], expressions: Mapping[str, str], *,
                        as_of: datetime, segments: Mapping[str, str] | None = None, schema: Schema | None = None,
                        sandbox: str = "evaluate", session: AnalyticSession | None = None) -> dict[str, list[str]]:
-    """``cdp evaluate --backend duckdb|spark``: the documents as the two relations, each
+    """``cdp evaluate --backend duckdb``: the documents as the two relations, each
     expression's ids in document order."""
     profiles, events = document_tables(documents, sandbox=sandbox, schema=schema)
     own = session is None
@@ -238,7 +238,7 @@ def evaluate_documents(engine: str, documents: Iterable[Mapping | LoadedProfile]
             session.close()
 
 
-def open_session(engine: str, *, master: str | None = None) -> AnalyticSession:
+def open_session(engine: str) -> AnalyticSession:
     if engine == "duckdb":
         return DuckDBSession()
     raise ValueError(f"unknown analytic engine {engine!r}; the engines are {', '.join(ANALYTIC_ENGINES)}")
