@@ -22,17 +22,16 @@ ADMIN = "cdp_logtestadmin_" + "S" * 40
 
 
 def _demo_emails() -> set[str]:
-    from cdp.demo.seed import demo_documents
+    """Every email in the sources `cdp serve --demo` loads (cdp/demo/luma.py: the CRM file, the
+    loyalty file, the event streams), whatever their dates."""
+    from datetime import datetime, timezone
 
-    emails = set()
-    for document in demo_documents(1000):
-        for identity in document.get("identities") or []:
-            if identity["namespace"] == "email":
-                emails.add(identity["id"].lower())
-        email = (document.get("attributes") or {}).get("email")
-        if email:
-            emails.add(email.lower())
-    return emails
+    from cdp.demo.luma import luma_sources
+    from cdp.demo.seed import DEMO_PROFILES
+
+    sources = luma_sources(DEMO_PROFILES, as_of=datetime.now(timezone.utc))
+    text = sources.crm_csv + sources.loyalty_jsonl + repr(sources.web_events) + repr(sources.mobile_events)
+    return {email.lower() for email in re.findall(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", text)}
 
 
 def test_a_full_session_leaves_no_email_and_no_key_in_the_log(tmp_path: Path):
