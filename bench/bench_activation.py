@@ -251,21 +251,23 @@ def latency(folder: Path, samples: int) -> dict:
                         "attributes": {"loyalty": {"tier": "gold"}}} for i in range(start, min(samples, start + 500))]
             assert client.post(f"/v1/datasets/{crm}/records", json={"records": records}).status_code == 200
         receiver.wait(lambda: receiver.changes >= samples, 120)
-        found = []
+        found, request_ms = [], []
         for i in range(samples):
             sent = time.perf_counter()
             response = client.post(f"/v1/datasets/{crm}/records", json={
                 "identities": [{"namespace": "crm_id", "id": f"C-{i}"}], "attributes": {"loyalty": {"tier": "silver"}}})
+            answered = time.perf_counter()
             assert response.status_code == 200, response.text
             receiver.wait(lambda: f"C-{i}" in receiver.exits, 30)
             found.append((receiver.exits[f"C-{i}"] - sent) * 1000)
+            request_ms.append((answered - sent) * 1000)
             time.sleep(0.01)
     finally:
         client.close()
         server.terminate()
         server.wait(15)
     assert receiver.bad == 0
-    return {"samples": samples, "ms": found}
+    return {"samples": samples, "ms": found, "request_ms": request_ms}
 
 
 class socketless_port:  # noqa: N801 - a context that hands out a free port
@@ -357,11 +359,15 @@ def report(command: str, started: datetime, results: dict) -> str:
                       ["hand-written (one SELECT, POSTs, no state)", t["changes"], f"{t['hand_s']:.2f}",
                        f"{t['changes'] / t['hand_s']:,.0f}"]]), ""]
     if "latency" in results:
-        ms = results["latency"]["ms"]
+        ms, request_ms = results["latency"]["ms"], results["latency"]["request_ms"]
         lines += [f"### Ingest → removal at the receiver (`cdp serve`, {len(ms)} sequential exits, ms)", "",
-                  markdown_table(["p50", "p90", "p99", "max", "target (p99)"], [[
-                      f"{statistics.median(ms):.1f}", f"{pct(ms, 0.9):.1f}", f"{pct(ms, 0.99):.1f}",
-                      f"{max(ms):.1f}", "< 100 ms: " + ("PASS" if pct(ms, 0.99) < 100 else "FAIL")]]), ""]
+                  markdown_table(["", "p50", "p90", "p99", "max", "target (p99)"], [
+                      ["request sent → removal arrived", f"{statistics.median(ms):.1f}", f"{pct(ms, 0.9):.1f}",
+                       f"{pct(ms, 0.99):.1f}", f"{max(ms):.1f}", "< 100 ms: " + ("PASS" if pct(ms, 0.99) < 100
+                                                                                 else "FAIL")],
+                      ["of which: the ingest request itself (sent → answered)", f"{statistics.median(request_ms):.1f}",
+                       f"{pct(request_ms, 0.9):.1f}", f"{pct(request_ms, 0.99):.1f}", f"{max(request_ms):.1f}", ""]]),
+                  ""]
     if "export" in results:
         e = results["export"]
         lines += [f"### Full CSV export of {e['members']:,} members (fresh process each; bulk load took "
