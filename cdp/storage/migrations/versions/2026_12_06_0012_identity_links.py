@@ -6,7 +6,7 @@ identity, seen when that identity was first seen (which records linked them is n
 linking rules apply to them from their next link on, or at once with the re-evaluation job.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-06 11:00:00
 """
 
@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql
 import cdp.storage.models
 
 revision = '0012'
-down_revision = '0010'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 

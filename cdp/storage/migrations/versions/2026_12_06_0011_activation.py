@@ -1,8 +1,8 @@
 """Destinations and activation (cdp/activation): destinations, activations, what each
 destination holds of an activation's members, and the delivery log.
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-06 10:40:00
 """
 
@@ -12,8 +12,8 @@ from sqlalchemy.dialects import postgresql
 
 import cdp.storage.models
 
-revision = '0013'
-down_revision = '0012'
+revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
