@@ -251,21 +251,23 @@ def latency(folder: Path, samples: int) -> dict:
                         "attributes": {"loyalty": {"tier": "gold"}}} for i in range(start, min(samples, start + 500))]
             assert client.post(f"/v1/datasets/{crm}/records", json={"records": records}).status_code == 200
         receiver.wait(lambda: receiver.changes >= samples, 120)
-        found = []
+        found, request_ms = [], []
         for i in range(samples):
             sent = time.perf_counter()
             response = client.post(f"/v1/datasets/{crm}/records", json={
                 "identities": [{"namespace": "crm_id", "id": f"C-{i}"}], "attributes": {"loyalty": {"tier": "silver"}}})
+            answered = time.perf_counter()
             assert response.status_code == 200, response.text
             receiver.wait(lambda: f"C-{i}" in receiver.exits, 30)
             found.append((receiver.exits[f"C-{i}"] - sent) * 1000)
+            request_ms.append((answered - sent) * 1000)
             time.sleep(0.01)
     finally:
         client.close()
         server.terminate()
         server.wait(15)
     assert receiver.bad == 0
-    return {"samples": samples, "ms": found}
+    return {"samples": samples, "ms": found, "request_ms": request_ms}
 
 
 class socketless_port:  # noqa: N801 - a context that hands out a free port
@@ -289,7 +291,16 @@ def _export_child(url: str, root: str, queue) -> None:
     engine = create_engine(url)
     start = time.perf_counter()
     export_activation(engine, 1, now=NOW + timedelta(minutes=1), settings=ActivationSettings(export_root=Path(root)))
-    queue.put((time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    queue.put((time.perf_counter() - start, _peak_kb()))
+
+
+def _peak_kb() -> int:
+    """This process's peak RSS (VmHWM): ru_maxrss is not used, as a spawned child on Linux reports
+    the parent's peak there when it was larger."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _hand_child(url: str, root: str, queue) -> None:
@@ -307,7 +318,7 @@ def _hand_child(url: str, root: str, queue) -> None:
             "AND json_extract(p.attributes, '$.\"consents.email\"') = 'y' ORDER BY m.profile_pk"))
         for row in result:
             writer.writerow(row)
-    queue.put((time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    queue.put((time.perf_counter() - start, _peak_kb()))
 
 
 def _in_child(target, *args) -> tuple[float, int]:
@@ -357,11 +368,18 @@ def report(command: str, started: datetime, results: dict) -> str:
                       ["hand-written (one SELECT, POSTs, no state)", t["changes"], f"{t['hand_s']:.2f}",
                        f"{t['changes'] / t['hand_s']:,.0f}"]]), ""]
     if "latency" in results:
-        ms = results["latency"]["ms"]
+        ms, request_ms = results["latency"]["ms"], results["latency"]["request_ms"]
+        after = [total - request for total, request in zip(ms, request_ms)]
         lines += [f"### Ingest → removal at the receiver (`cdp serve`, {len(ms)} sequential exits, ms)", "",
-                  markdown_table(["p50", "p90", "p99", "max", "target (p99)"], [[
-                      f"{statistics.median(ms):.1f}", f"{pct(ms, 0.9):.1f}", f"{pct(ms, 0.99):.1f}",
-                      f"{max(ms):.1f}", "< 100 ms: " + ("PASS" if pct(ms, 0.99) < 100 else "FAIL")]]), ""]
+                  markdown_table(["", "p50", "p90", "p99", "max", "target (p99)"], [
+                      ["request sent → removal arrived", f"{statistics.median(ms):.1f}", f"{pct(ms, 0.9):.1f}",
+                       f"{pct(ms, 0.99):.1f}", f"{max(ms):.1f}", "< 100 ms: " + ("PASS" if pct(ms, 0.99) < 100
+                                                                                 else "FAIL")],
+                      ["of which: the ingest request itself (sent → answered)", f"{statistics.median(request_ms):.1f}",
+                       f"{pct(request_ms, 0.9):.1f}", f"{pct(request_ms, 0.99):.1f}", f"{max(request_ms):.1f}", ""],
+                      ["after the answer (answered → arrived)", f"{statistics.median(after):.1f}",
+                       f"{pct(after, 0.9):.1f}", f"{pct(after, 0.99):.1f}", f"{max(after):.1f}", ""]]),
+                  ""]
     if "export" in results:
         e = results["export"]
         lines += [f"### Full CSV export of {e['members']:,} members (fresh process each; bulk load took "
@@ -393,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
             print(results["throughput"], flush=True)
         if args.only in (None, "latency"):
             results["latency"] = latency(folder, args.samples)
-            print({k: v for k, v in results["latency"].items() if k != "ms"}, flush=True)
+            print({"samples": results["latency"]["samples"]}, flush=True)
         if args.only in (None, "export"):
             results["export"] = file_export(folder, args.members)
             print(results["export"], flush=True)

@@ -33,6 +33,7 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -198,8 +199,8 @@ def next_due(connection: sa.Connection, destination_pk: int):
                               .order_by(deliveries.c.pk).limit(1)).first()
 
 
-def send_next(engine: sa.Engine, destination_pk: int, *, poster: Poster, now_fn, settings: ActivationSettings
-              ) -> datetime | None | bool:
+def send_next(engine: sa.Engine, destination_pk: int, *, poster: Poster, now_fn, settings: ActivationSettings,
+              metrics: Any = None) -> datetime | None | bool:
     """Send the destination's oldest open delivery if it is due. True: one was attempted (look
     again); a datetime: the next is due then; None: nothing open."""
     with engine.connect() as connection:
@@ -233,6 +234,8 @@ def send_next(engine: sa.Engine, destination_pk: int, *, poster: Poster, now_fn,
                                                      deliveries.c.attempts == head.attempts,
                                                      deliveries.c.status == head.status).values(
             attempts=attempts, response_status=outcome.status, error=outcome.error, updated_at=now, **values))
+    if metrics is not None:
+        metrics.delivery(values["status"], head.change_count)
     return True
 
 

@@ -353,8 +353,12 @@ def update_activation(*, connection: sa.Connection, sandbox: str, activation_id:
 
 
 def delete_activation(*, connection: sa.Connection, sandbox: str, activation_id: int) -> None:
-    """Stops sending; its delivery log stays with the destination."""
+    """Stops sending: its deliveries not yet sent are given up (``dead``, with why); its delivery
+    log stays with the destination."""
     row = activation_row(connection, sandbox, activation_id)
+    connection.execute(deliveries.update().where(deliveries.c.activation_pk == row.pk,
+                                                 deliveries.c.status.in_(("pending", "retrying"))).values(
+        status="dead", error="the activation was deleted", next_attempt_at=None, updated_at=_now()))
     connection.execute(activations.delete().where(activations.c.pk == row.pk))
 
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -34,8 +35,9 @@ def _utcnow() -> datetime:
 
 class DeliveryWorker:
     def __init__(self, engine: sa.Engine, *, settings: ActivationSettings | None = None,
-                 clock: Callable[[], datetime] = _utcnow):
+                 clock: Callable[[], datetime] = _utcnow, metrics: Any = None):
         self.engine = engine
+        self.metrics = metrics
         self.settings = settings or ActivationSettings()
         self.clock = clock
         self.horizon = Horizon()
@@ -111,7 +113,7 @@ class DeliveryWorker:
         try:
             while not self._stopping.is_set():
                 if send_next(self.engine, destination, poster=self._poster(destination), now_fn=self.clock,
-                             settings=self.settings) is not True:
+                             settings=self.settings, metrics=self.metrics) is not True:
                     break
         except Exception:  # noqa: BLE001
             log.exception("delivery to destination %s failed; trying again", destination)
@@ -139,5 +141,5 @@ class DeliveryWorker:
             open_ = open_destinations(connection)
         for destination in open_:
             while send_next(self.engine, destination, poster=self._poster(destination), now_fn=self.clock,
-                            settings=self.settings) is True:
+                            settings=self.settings, metrics=self.metrics) is True:
                 pass

@@ -133,7 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             schedule_due_job(engine, registry)
             runner.start()
-            delivery = DeliveryWorker(engine, clock=lambda: app.state.clock())
+            delivery = DeliveryWorker(engine, clock=lambda: app.state.clock(), metrics=metrics)
             app.state.delivery = delivery
             delivery.start()
             try:

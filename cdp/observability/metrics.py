@@ -61,6 +61,10 @@ class Metrics:
         self.source_messages_total = Counter("cdp_source_messages", "Messages of the tracking API by source and "
                                              "outcome (accepted, rejected, duplicate).",
                                              ["sandbox", "source", "status"], registry=self.registry)
+        self.delivery_attempts = Counter("cdp_delivery_attempts", "Webhook delivery attempts by outcome (delivered, "
+                                         "retrying, dead).", ["outcome"], registry=self.registry)
+        self.delivered_changes = Counter("cdp_delivered_changes", "Membership changes delivered to webhooks.",
+                                         registry=self.registry)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
@@ -90,6 +94,11 @@ class Metrics:
 
     def source_messages(self, sandbox: str, source: str, status: str, count: int = 1) -> None:
         self.source_messages_total.labels(sandbox, source, status).inc(count)
+
+    def delivery(self, outcome: str, changes: int) -> None:
+        self.delivery_attempts.labels(outcome).inc()
+        if outcome == "delivered":
+            self.delivered_changes.inc(changes)
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

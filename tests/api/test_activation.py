@@ -150,3 +150,49 @@ def test_errors(api):
     assert_error(api.get(f"/v1/destinations/{email['id']}/deliveries?cursor=zzz"), 422, "invalid_cursor")
     assert_error(api.post("/v1/destinations", role="marketer", json=bad), 403)
     assert_error(api.post("/v1/activations", role="reader", json={"segment": "gift-givers", "destination": 1}), 403)
+
+
+def test_a_new_label_on_a_dataset_pauses_and_a_paused_activation_sends_nothing(api, engine):
+    ids = luma_governance(api)
+    _policy(api, "No email targeting of sensitive data", "email_targeting", "S2")
+    email = _destination(api, "Luma Email", ["email_targeting"])
+    activation = api.post("/v1/activations", json={"segment": "gift-givers", "destination": email["id"],
+                                                   "attributes": ["email"]}).json()
+    assert api.get(f"/v1/activations/{activation['id']}").json()["status"] == "active"
+    # the steward labels the CRM's loyalty tier S2 (read by the segment): the activation is paused
+    assert api.patch(f"/v1/datasets/{ids['crm']}", json={"field_labels": {
+        "email": ["I1"], "home_address.street": ["S1"], "loyalty.tier": ["S2"]}}).status_code == 200
+    paused = api.get(f"/v1/activations/{activation['id']}").json()
+    assert paused["status"] == "paused" and "No email targeting of sensitive data" in paused["paused_reason"]
+    [violation] = paused["violations"]
+    assert {(s["attribute"], s["label"], s["level"]) for s in violation["lineage"]} == {("loyalty.tier", "S2", "field")}
+    # paused: nothing more is made for it (its members are not sent again, its changes wait)
+    import sqlalchemy as sa
+
+    from cdp.activation.worker import DeliveryWorker
+    from cdp.storage.models import activations, deliveries
+
+    def made() -> int:
+        with engine.connect() as connection:
+            return connection.execute(sa.select(sa.func.count()).select_from(deliveries).where(
+                deliveries.c.activation_pk == activation["id"])).scalar_one()
+
+    before = made()
+    with engine.begin() as connection:  # as if it were still to send its members
+        connection.execute(activations.update().where(activations.c.pk == activation["id"]).values(backfill_after=0))
+    DeliveryWorker(engine).pump_once()
+    assert made() == before
+    # the label removed, resuming is allowed again
+    assert api.patch(f"/v1/datasets/{ids['crm']}", json={"field_labels": {"email": ["I1"]}}).status_code == 200
+    resumed = api.patch(f"/v1/activations/{activation['id']}", json={"status": "active"})
+    assert resumed.status_code == 200 and resumed.json()["paused_reason"] is None
+
+
+def test_an_activation_past_its_end_is_ended(api):
+    luma_governance(api)
+    email = _destination(api, "Luma Email", ["email_targeting"])
+    past = api.post("/v1/activations", json={"segment": "gift-givers", "destination": email["id"],
+                                             "start": "2026-01-01T00:00:00Z"}).json()
+    assert past["end"].startswith("2026-04-01") and past["status"] == "ended"
+    listed = api.get("/v1/activations", params={"segment": "gift-givers"}).json()
+    assert listed["total"] == 1 and listed["items"][0]["status"] == "ended"

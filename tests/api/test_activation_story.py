@@ -124,3 +124,5 @@ def test_luma_steps_7_and_8(api, receiver):
     assert receiver.bad_signatures == 0
     # each change arrived once (nothing failed, nothing was sent twice)
     assert len(receiver.posts) == len(receiver.accepted())
+    metrics = api.get("/metrics", role="reader").text
+    assert 'cdp_delivery_attempts_total{outcome="delivered"}' in metrics and "cdp_delivered_changes_total" in metrics

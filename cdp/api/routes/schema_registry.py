@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from cdp.activation.service import recheck
 from cdp.api.deps import AnyRole, ConnectionDep, Stewards
 from cdp.api.errors import COMMON_RESPONSES, ErrorResponse
 from cdp.schema_registry import service
@@ -21,4 +22,6 @@ def read_schema(principal: AnyRole, connection: ConnectionDep) -> SchemaRead:
             responses={409: {"model": ErrorResponse, "description": "`schema_incompatible`: the change would "
                              "make stored data wrong; details list each field and why."}})
 def replace_schema(spec: SchemaReplace, principal: Stewards, connection: ConnectionDep) -> SchemaRead:
-    return service.replace_schema(connection=connection, sandbox=principal.sandbox, spec=spec)
+    replaced = service.replace_schema(connection=connection, sandbox=principal.sandbox, spec=spec)
+    recheck(connection=connection, sandbox=principal.sandbox)  # a segment may no longer check: its activations pause
+    return replaced
