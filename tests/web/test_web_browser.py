@@ -96,7 +96,15 @@ def _sign_in(page, key: str) -> None:
     page.goto("/")
     page.get_by_label("API key").fill(key)
     page.get_by_role("button", name="Sign in").click()
-    _expect()(page.get_by_label("PQL expression")).to_be_visible()  # signed in: the editor is shown
+    _expect()(page.get_by_role("heading", name="Audiences")).to_be_visible()  # signed in: the audiences are shown
+
+
+def _editor(page):
+    """The segment editor view and its PQL editor (CodeMirror's content element, labelled)."""
+    page.get_by_role("navigation", name="Views").get_by_role("button", name="Segment editor").click()
+    editor = page.get_by_label("PQL expression")
+    _expect()(editor).to_be_visible()
+    return editor
 
 
 def _expect():
@@ -106,10 +114,32 @@ def _expect():
     return expect
 
 
+def _chart_points(page, canvas_id: str) -> list[tuple[float, float, float]]:
+    """The size line's points as Chart.js placed them (x, y in CSS pixels, value), each checked to
+    be painted on the canvas: the chart has points, not just data."""
+    return page.evaluate("""async (id) => {
+        const { Chart } = await import("/ui/static/vendor/chartjs.js");
+        const canvas = document.getElementById(id);
+        const chart = Chart.getChart(canvas);
+        const context = canvas.getContext("2d");
+        const ratio = chart.currentDevicePixelRatio;
+        return chart.getDatasetMeta(0).data.map((point, index) => {
+            const [r, g, b, a] = context.getImageData(Math.round(point.x * ratio), Math.round(point.y * ratio), 1, 1).data;
+            if (a === 0) throw new Error(`point ${index} is not painted`);
+            return [point.x, point.y, chart.data.datasets[0].data[index]];
+        });
+    }""", canvas_id)
+
+
 def test_the_page_is_served_by_the_service_itself(server):
     response = httpx.get(server.base + "/", follow_redirects=True)
     assert response.status_code == 200 and str(response.url).endswith("/ui")
-    assert "default-src 'self'" in response.headers["content-security-policy"]
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    # the editor's style sheet is allowed by a nonce, new on every response and handed to the page
+    [nonce] = re.findall(r"'nonce-([^']+)'", policy)
+    assert f'<meta name="csp-nonce" content="{nonce}">' in response.text
+    assert nonce not in httpx.get(server.base + "/ui").headers["content-security-policy"]
     for asset in re.findall(r'(?:src|href)="(/[^"]+)"', response.text):
         assert httpx.get(server.base + asset).status_code == 200, asset
     assert "http://" not in response.text and "https://" not in response.text  # nothing from elsewhere
@@ -133,14 +163,17 @@ def test_a_marketer_writes_saves_and_explains_a_segment(page, server, admin_key,
     assert page.evaluate("sessionStorage.getItem('cdp.key')") == admin_key
 
     # a mistake, typed key by key: underlined at its span, with its position and hint
-    editor = page.get_by_label("PQL expression")
+    editor = _editor(page)
     editor.press_sequentially("loyalty.points == 100", delay=15)
     errors = page.get_by_role("list", name="Expression errors")
     expect(errors).to_contain_text("line 1, column 16")
     expect(errors).to_contain_text("unexpected `==`")
     expect(errors).to_contain_text("Hint: use `=` to test equality")
-    expect(page.locator("#pql-highlight mark.error-span")).to_have_text("==")
-    expect(page.locator("#pql-highlight .tok-number")).to_have_text("100")
+    expect(page.locator("#pql .cm-lintRange-error")).to_have_text("==")
+    expect(page.locator("#pql .tok-number")).to_have_text("100")
+    expect(page.locator("#pql .tok-keyword")).to_have_count(0)
+    page.locator("#pql .cm-lintRange-error").hover()  # the message and hint at the span itself
+    expect(page.locator(".cm-tooltip-lint")).to_contain_text("Hint: use `=` to test equality")
     expect(page.get_by_label("Canonical form")).to_have_text("")
     expect(page.get_by_label("Estimated audience")).to_have_text("")
     page.screenshot(path=str(screenshots / "editor-error.png"), full_page=True)
@@ -151,9 +184,9 @@ def test_a_marketer_writes_saves_and_explains_a_segment(page, server, admin_key,
         editor.press("ArrowRight")
     editor.press("Delete")
     editor.type(">")
-    expect(editor).to_have_value("loyalty.points >= 100")
+    expect(editor).to_have_text("loyalty.points >= 100")
     expect(page.get_by_label("Canonical form")).to_have_text("loyalty.points >= 100")
-    expect(page.locator("#pql-highlight mark")).to_have_count(0)
+    expect(page.locator("#pql .cm-lintRange")).to_have_count(0)
     answer = httpx.post(server.base + "/v1/segments/estimate", headers={"Authorization": "Bearer " + admin_key},
                         json={"expression": "loyalty.points >= 100"}).json()
     assert answer["count"] > 0
@@ -163,32 +196,41 @@ def test_a_marketer_writes_saves_and_explains_a_segment(page, server, admin_key,
     expect(page.get_by_role("list", name="Sample of members").get_by_role("button")).to_have_text(answer["sample"][:10])
     page.screenshot(path=str(screenshots / "editor.png"), full_page=True)
 
-    # saved: in the list, with its size and status
+    # saved: in the audiences, with its size, status and evaluation mode
     page.get_by_label("Segment key").fill("loyal-members")
     page.get_by_label("Segment name").fill("Loyal members")
     page.get_by_role("button", name="Save segment").click()
     expect(page.locator("#save-result")).to_contain_text("Saved segment loyal-members.")
-    row = page.get_by_role("table", name="Segments").get_by_role("row").filter(has_text="loyal-members")
-    expect(row).to_contain_text("Loyal members")
-    expect(row).to_contain_text("active")
     # saving it again: the API's structured error, not a blank page
     page.get_by_role("button", name="Save segment").click()
     expect(page.locator("#save-result .error-code")).to_have_text(re.compile(r"\w+"))
     expect(page.locator("#save-result")).to_contain_text("loyal-members")
-    # opened from the list: its expression back in the editor, and its history
     editor.fill("")
     expect(page.get_by_label("Canonical form")).to_have_text("")
-    page.get_by_role("button", name="Open segment loyal-members").click()
-    expect(editor).to_have_value("loyalty.points >= 100")
-    expect(page.get_by_label("Canonical form")).to_have_text("loyalty.points >= 100")
+    nav.get_by_role("button", name="Audiences").click()
+    saved = httpx.get(server.base + "/v1/segments/loyal-members", headers={"Authorization": "Bearer " + admin_key}).json()
+    row = page.get_by_role("table", name="Segments").get_by_role("row").filter(has_text="loyal-members")
+    expect(row).to_contain_text("Loyal members")
+    expect(row).to_contain_text("active")
+    expect(row).to_contain_text("batch")
+    expect(row).to_contain_text(f"{saved['size']:,}")
+    # its chart: size, entries and exits per hour, the points the API gives, drawn
+    row.get_by_role("button", name="Show the history of loyal-members").click()
+    expect(page.locator("#history-title")).to_have_text("Size over time: loyal-members")
     history = httpx.get(server.base + "/v1/segments/loyal-members/history",
                         headers={"Authorization": "Bearer " + admin_key}).json()
-    detail = page.get_by_role("region", name="Segment history")
-    if history["points"]:
-        expect(detail.get_by_role("row")).to_have_count(1 + len(history["points"]))
-        expect(detail.get_by_role("row").nth(1)).to_contain_text(str(history["points"][0]["size"]))
-    else:
-        expect(detail).to_contain_text("Not evaluated yet")
+    assert history["points"], history  # saving evaluates it: its first point
+    drawn = _chart_points(page, "history-chart")
+    assert [value for _, _, value in drawn] == [p["size"] for p in history["points"]], drawn
+    page.get_by_text("The chart's data as a table").click()
+    table = page.get_by_role("table", name="Segment history")
+    expect(table.get_by_role("row")).to_have_count(1 + len(history["points"]))
+    expect(table.get_by_role("row").nth(1)).to_contain_text(str(history["points"][0]["entered"]))
+    page.screenshot(path=str(screenshots / "audiences.png"), full_page=True)
+    # opened from the list: its expression back in the editor
+    row.get_by_role("button", name="Open segment loyal-members in the editor").click()
+    expect(editor).to_have_text("loyalty.points >= 100")
+    expect(page.get_by_label("Canonical form")).to_have_text("loyalty.points >= 100")
 
     # Sarah Rose: found by name, her identities and her events on a timeline
     nav.get_by_role("button", name="Profiles").click()
@@ -245,19 +287,39 @@ def test_a_marketer_writes_saves_and_explains_a_segment(page, server, admin_key,
     expect(page.get_by_role("list", name="Explanation").get_by_role("listitem")).to_have_count(len(verdict["explain"]))
 
 
-def test_field_names_are_completed_from_the_schema(page, admin_key, screenshots):
+def test_names_functions_and_segment_keys_are_completed(page, server, admin_key, screenshots):
     expect = _expect()
+    created = httpx.post(server.base + "/v1/segments", headers={"Authorization": "Bearer " + admin_key},
+                         json={"key": "gold-tier", "name": "Gold tier", "expression": 'loyalty.tier = "gold"'})
+    assert created.status_code in (201, 409), created.text
     _sign_in(page, admin_key)
-    editor = page.get_by_label("PQL expression")
+    editor = _editor(page)
+    suggestions = page.get_by_role("listbox", name="Completions")
+    labels = suggestions.locator(".cm-completionLabel")
+    # a field of the schema in force
     editor.press_sequentially("loyalty.ti", delay=15)
-    suggestions = page.get_by_role("listbox", name="Field suggestions")
-    expect(suggestions.get_by_role("option")).to_have_text(["loyalty.tier"])
-    page.screenshot(path=str(screenshots / "completion.png"))
+    expect(labels).to_have_text(["loyalty.tier"])
+    page.screenshot(path=str(screenshots / "completion.png"))  # (also lets CodeMirror's 75 ms pass)
     editor.press("Tab")
-    expect(editor).to_have_value("loyalty.tier")
+    expect(editor).to_have_text("loyalty.tier")
     expect(suggestions).to_be_hidden()
     editor.press_sequentially(' = "gold"', delay=15)
     expect(page.get_by_label("Canonical form")).to_have_text('loyalty.tier = "gold"')  # checked as before
+    # a function, with its signature
+    editor.press_sequentially(" and upp", delay=15)
+    expect(labels).to_have_text(["upper"])
+    expect(suggestions).to_contain_text("upper(")
+    page.wait_for_timeout(150)  # CodeMirror ignores Enter in the first 75 ms of a list (a fast typist's Enter)
+    editor.press("Enter")
+    editor.press_sequentially('person.last_name) = "ROSE"', delay=10)
+    expect(page.get_by_label("Canonical form")).to_have_text('loyalty.tier = "gold" and upper(person.last_name) = "ROSE"')
+    # a segment key of the sandbox
+    editor.press_sequentially(' and in segment "gol', delay=15)
+    expect(labels).to_have_text(["gold-tier"])
+    page.wait_for_timeout(150)
+    editor.press("Tab")
+    expect(editor).to_contain_text('in segment "gold-tier"')
+    expect(page.get_by_label("Canonical form")).to_contain_text('in segment "gold-tier"')
 
 
 def test_what_a_role_may_not_do_is_not_offered(page, server, admin_key):
@@ -267,6 +329,7 @@ def test_what_a_role_may_not_do_is_not_offered(page, server, admin_key):
     assert created.status_code == 201, created.text
     _sign_in(page, created.json()["key"])
     expect(page.locator("#whoami")).to_have_text("web reader (reader)")
+    _editor(page)
     expect(page.get_by_role("button", name="Save segment")).to_be_hidden()
     expect(page.locator("#save-not-allowed")).to_have_text("Your role (reader) may check and estimate segments, "
                                                           "not save them.")
@@ -277,6 +340,7 @@ def test_what_a_role_may_not_do_is_not_offered(page, server, admin_key):
     assert page.evaluate("sessionStorage.getItem('cdp.key')") is None
     _sign_in(page, admin_key)
     expect(page.locator("#whoami")).to_contain_text("(admin)")
+    _editor(page)
     expect(page.get_by_role("button", name="Save segment")).to_be_visible()
     expect(page.locator("#save-not-allowed")).to_be_hidden()
 
