@@ -357,3 +357,143 @@ def test_a_key_bound_to_one_sandbox_works_there(page, server, admin_key):
     expect(page.locator("#whoami")).to_have_text("webtest marketer (marketer)")
     expect(page.get_by_role("table", name="Segments")).to_contain_text("No segments yet.")  # its own sandbox's
     expect(page.locator("#global-error")).to_be_empty()
+
+
+class _Receiver:
+    """A real webhook receiver on a local port: answers 200 and keeps what arrives."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (the standard library's name)
+                received.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_marketer_activates_a_segment_sees_the_refusal_the_deliveries_and_the_data_flow(page, server, admin_key,
+                                                                                            screenshots):
+    """The demo's CRM dataset labels `email` I1; a policy denies exporting I1 data to third parties.
+    Activating with `email` onto the ad platform is refused, with the path email → CRM contacts →
+    I1 → the policy; onto the email platform it is allowed, its consent exclusions counted and its
+    deliveries logged; the data-flow graph draws it all."""
+    expect = _expect()
+    admin = {"Authorization": "Bearer " + admin_key}
+    receiver = _Receiver()
+    try:
+        policy = httpx.post(server.base + "/v1/policies", headers=admin, json={
+            "name": "No identities to third parties", "marketing_action": "export_to_third_party", "deny": "I1"})
+        assert policy.status_code == 201, policy.text
+        destinations = {}
+        for name, actions, consent in (("Ad platform", ["export_to_third_party"], "consents.ads"),
+                                       ("Email platform", ["email_targeting"], "consents.email")):
+            created = httpx.post(server.base + "/v1/destinations", headers=admin, json={
+                "name": name, "type": "webhook", "marketing_actions": actions, "consent": consent,
+                "config": {"url": receiver.url, "secret": "web-test-secret-0123456789"}})
+            assert created.status_code == 201, created.text
+            destinations[name] = created.json()
+        segment = httpx.post(server.base + "/v1/segments", headers=admin, json={
+            "key": "gold-members", "name": "Gold members", "expression": 'loyalty.tier = "gold"'})
+        assert segment.status_code == 201, segment.text
+
+        _sign_in(page, admin_key)
+        nav = page.get_by_role("navigation", name="Views")
+        nav.get_by_role("button", name="Activation").click()
+        page.get_by_label("Segment", exact=True).select_option("gold-members")
+        page.get_by_role("group", name="Destinations").get_by_label("Ad platform").check()
+        attributes = page.get_by_role("group", name="Mapped attributes")
+        attributes.get_by_label("email", exact=True).check()
+        attributes.get_by_label("person.first_name").check()
+        page.get_by_role("group", name="Identities sent").get_by_label("email", exact=True).check()
+        page.get_by_role("button", name="Activate").click()
+
+        # refused: the violated policy, and the lineage drawn as a path
+        refused = page.locator("#activate-result .refused")
+        expect(refused).to_contain_text("policy_violation")
+        expect(refused).to_contain_text("Nothing was created or sent.")
+        violations = page.get_by_role("list", name="Violated policies")
+        expect(violations).to_contain_text("No identities to third parties")
+        expect(violations).to_contain_text("export_to_third_party")
+        path = page.get_by_role("list", name="email to No identities to third parties")
+        expect(path.get_by_role("listitem")).to_have_text([re.compile(r"exported field\s*email"),
+                                                           re.compile(r"dataset\s*CRM contacts"),
+                                                           re.compile(r"field label\s*I1"),
+                                                           re.compile(r"policy\s*No identities to third parties")])
+        assert httpx.get(server.base + "/v1/activations", headers=admin).json()["total"] == 0  # nothing created
+        page.screenshot(path=str(screenshots / "activation-refused.png"), full_page=True)
+
+        # allowed onto the email platform: listed with what was sent and who was left out for consent
+        page.get_by_role("group", name="Destinations").get_by_label("Ad platform").uncheck()
+        page.get_by_role("group", name="Destinations").get_by_label("Email platform").check()
+        page.get_by_role("button", name="Activate").click()
+        expect(page.locator("#activate-result")).to_contain_text("Activated gold-members on Email platform: active")
+        [activation] = httpx.get(server.base + "/v1/activations", headers=admin).json()["items"]
+        assert activation["attributes"] == ["email", "person.first_name"] and activation["identities"] == ["email"]
+        delivered = _wait_for_delivery(server, admin, destinations["Email platform"]["id"])
+        activation = httpx.get(server.base + f"/v1/activations/{activation['id']}", headers=admin).json()
+        assert activation["excluded_no_consent"] > 0  # the demo has members without email consent
+        page.get_by_role("button", name="Refresh").last.click()
+        row = page.get_by_role("table", name="Activations").get_by_role("row").filter(has_text="gold-members")
+        expect(row).to_contain_text("Email platform")
+        expect(row.get_by_role("cell").nth(3)).to_have_text(f"{activation['members_exported']:,}")
+        expect(row.get_by_role("cell").nth(4)).to_have_text(f"{activation['excluded_no_consent']:,}")
+        # the delivery log of the destination
+        row.get_by_role("button", name="Delivery log of Email platform").click()
+        log = page.get_by_role("table", name="Delivery log")
+        expect(log.get_by_role("row").nth(1)).to_contain_text("delivered")
+        expect(log).to_contain_text(str(delivered["changes"]))
+        assert receiver.received, "the receiver got the entries"
+        page.screenshot(path=str(screenshots / "activation.png"), full_page=True)
+
+        # the data flow: datasets → segments → activations → destinations, drawn and listed
+        nav.get_by_role("button", name="Data flow").click()
+        flow = httpx.get(server.base + "/v1/dataflow", headers=admin).json()
+        listed = page.get_by_role("list", name="Data flow").get_by_role("listitem")
+        expect(listed).to_have_count(len(flow["edges"]))
+        expect(page.get_by_role("list", name="Data flow")).to_contain_text("dataset CRM contacts → segment Gold members")
+        expect(page.get_by_role("list", name="Data flow")).to_contain_text("→ destination Email platform")
+        drawn = page.evaluate("""async () => {
+            const { views } = await import("/ui/static/api.js");
+            const graph = views.dataflow.graph();
+            return { nodes: graph.nodes().map((n) => n.id()).sort(), edges: graph.edges().length };
+        }""")
+        assert drawn == {"nodes": sorted(n["id"] for n in flow["nodes"]), "edges": len(flow["edges"])}, drawn
+        assert page.evaluate("""() => [...document.querySelectorAll("#dataflow-graph canvas")].some((canvas) => {
+            const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+            for (let i = 3; i < data.length; i += 4) if (data[i] !== 0) return true;
+            return false;
+        })"""), "the graph is painted"
+        page.get_by_role("list", name="Data flow").get_by_role("button", name="destination Email platform").first.click()
+        expect(page.get_by_role("region", name="Node details")).to_contain_text("email_targeting")
+        page.screenshot(path=str(screenshots / "dataflow.png"), full_page=True)
+    finally:
+        receiver.stop()
+
+
+def _wait_for_delivery(server, headers: dict, destination: int) -> dict:
+    """The first delivered delivery of a destination (deliveries run in the service, shortly after)."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        items = httpx.get(server.base + f"/v1/destinations/{destination}/deliveries", headers=headers).json()["items"]
+        done = [d for d in items if d["status"] == "delivered"]
+        if done:
+            return done[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no delivery within 30 s: {items}")
