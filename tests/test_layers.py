@@ -23,7 +23,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("storage", {"storage"}),
     ("engines", {"engine"}),
     ("domain services", {"text", "jobs", "governance", "sandboxes", "auth", "identity", "schema_registry",
-                         "datasets", "expressions", "profiles", "segments", "ingestion", "sources", "demo", "devtools"}),
+                         "datasets", "expressions", "profiles", "segments", "ingestion", "sources", "activation", "demo",
+                         "devtools"}),
     ("HTTP", {"web", "api"}),
     ("entry points", {"cli"}),
 ]

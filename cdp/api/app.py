@@ -20,6 +20,8 @@ the domain packages never import the HTTP layer (tests/test_layers.py):
   (``/v1/labels``, ``/v1/marketing-actions``, ``/v1/policies``, ``/v1/policies/evaluate``)
 * cdp/sources — connectors (``/v1/source-types``, ``/v1/sources``) and the analytics SDKs' tracking
   API (``/sources/segment/v1/…``, authenticated by a source's write key)
+* cdp/activation — destinations, activations with their policy evaluation, the delivery log and
+  the data-flow graph (``/v1/destinations``, ``/v1/activations``, ``/v1/dataflow``)
 * cdp/web — the web interface for marketers (``/ui``, its files under ``/ui/static``; docs/web.md)
 * cdp/api — the app itself: the routes, settings wiring, dependencies, errors, middleware, health
   (metrics: cdp/observability, which every layer may import).
@@ -51,6 +53,7 @@ from cdp.api.deps import endpoints
 from cdp.api.errors import COMMON_RESPONSES
 from cdp.api.health import router as operations
 from cdp.api.middleware import BodySizeLimit, HeaderSizeLimit, NoNulInUrl, RequestMetrics
+from cdp.api.routes.activation import activations_router, dataflow_router, destinations_router
 from cdp.api.routes.auth import me_router as me
 from cdp.api.routes.auth import router as keys
 from cdp.api.routes.datasets import router as datasets
@@ -88,7 +91,7 @@ log = logging.getLogger("cdp.api")
 def _routers() -> list[APIRouter]:
     return [schema, datasets, ingestion, identity, expressions, profiles, privacy, segments, jobs_router,
             evaluate_router, labels_router, actions_router, policies_router, keys, me, sandboxes,
-            sources]
+            sources, destinations_router, activations_router, dataflow_router]
 
 
 def job_registry(metrics) -> Registry:

@@ -155,3 +155,16 @@ def _event_datasets_with_events(connection: sa.Connection, dataset_pks: list[int
         row = connection.execute(sa.select(*probes)).one()
         found.update(pk for pk, hit in zip(chunk, row) if hit)
     return found
+
+
+def datasets_supplying(*, connection: sa.Connection, sandbox: str, uses: Sequence[FieldUse]) -> set[int]:
+    """The datasets of the sandbox that supply any field in play, labelled or not (the data-flow
+    graph draws them all; :func:`label_lineage` keeps only the labelled ones)."""
+    rows = connection.execute(sa.select(datasets.c.pk, datasets.c.kind).where(datasets.c.sandbox == sandbox)).all()
+    profile_pks = [r.pk for r in rows if r.kind == "profile"]
+    event_pks = [r.pk for r in rows if r.kind == "event"]
+    paths = sorted({u.path for u in uses if u.kind == "profile"})
+    found = {pk for pk, _path in _profile_provenance(connection, profile_pks, paths)} if paths else set()
+    if any(u.kind == "event" for u in uses):
+        found |= _event_datasets_with_events(connection, event_pks)
+    return found

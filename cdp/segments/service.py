@@ -35,7 +35,8 @@ from cdp.segments.models import (Estimate, EvaluateRequest, EvaluateResult, Expl
                                  MemberPage, MemberRead, MembershipStatus, SegmentCreate, SegmentRead, SegmentStatus,
                                  SegmentUpdate)
 from cdp.segments.membership import MEMBER, hour_of
-from cdp.storage.models import memberships, profiles, segment_dependencies, segment_due, segment_history, segments
+from cdp.storage.models import (activations, memberships, profiles, segment_dependencies, segment_due, segment_history,
+                                segments)
 
 SAMPLE_MEMBERS = 20
 
@@ -311,9 +312,12 @@ def delete_segment(*, connection: sa.Connection, sandbox: str, key: str) -> None
     users = connection.execute(
         sa.select(segments.c.key).join(segment_dependencies, segment_dependencies.c.segment_pk == segments.c.pk)
         .where(segment_dependencies.c.depends_on_pk == row.pk).order_by(segments.c.key)).scalars().all()
-    if users:
-        raise Conflict(f"segment {key!r} is used by {', '.join(map(repr, users))}; change or delete those first",
-                       code="segment_in_use", details={"segments": list(users), "activations": []})
+    using = connection.execute(sa.select(activations.c.pk).where(activations.c.segment_pk == row.pk)
+                               .order_by(activations.c.pk)).scalars().all()
+    if users or using:
+        named = [*map(repr, users), *(f"activation {pk}" for pk in using)]
+        raise Conflict(f"segment {key!r} is used by {', '.join(named)}; change or delete those first",
+                       code="segment_in_use", details={"segments": list(users), "activations": list(using)})
     connection.execute(segments.delete().where(segments.c.pk == row.pk))
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
+from cdp.activation.service import recheck  # labels, policies and segments in use are evaluated again
 from cdp.api.deps import AnyRole, ConnectionDep, Stewards
 from cdp.api.errors import COMMON_RESPONSES, ErrorResponse
 from cdp.api.pagination import Page, PageDep
@@ -46,8 +47,10 @@ def get_dataset(dataset_id: DatasetId, principal: AnyRole, connection: Connectio
 def update_dataset(dataset_id: DatasetId, spec: DatasetUpdate, principal: Stewards,
                    connection: ConnectionDep) -> DatasetRead:
     schema = get_schema(connection=connection, sandbox=principal.sandbox)
-    return service.update_dataset(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id,
-                                  spec=spec, schema=schema)
+    updated = service.update_dataset(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id,
+                                     spec=spec, schema=schema)
+    recheck(connection=connection, sandbox=principal.sandbox)  # new labels may break a policy of an activation
+    return updated
 
 
 @router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
+from cdp.activation.service import recheck  # labels, policies and segments in use are evaluated again
 from cdp.api.deps import AnyRole, ConnectionDep, Stewards, require
 from cdp.api.errors import COMMON_RESPONSES, ErrorResponse
 from cdp.api.pagination import Page, PageDep
@@ -122,7 +123,9 @@ def delete_marketing_action(key: ActionKey, principal: Stewards, connection: Con
                                   "(code, message, line, column, end_line, end_column, hint, caret); 422 "
                                   "`unknown_marketing_action`; 409 `policy_exists` on a taken name.")
 def create_policy(spec: PolicyCreate, principal: Stewards, connection: ConnectionDep) -> PolicyRead:
-    return service.create_policy(connection=connection, sandbox=principal.sandbox, spec=spec)
+    created = service.create_policy(connection=connection, sandbox=principal.sandbox, spec=spec)
+    recheck(connection=connection, sandbox=principal.sandbox)  # the activations it now forbids are paused
+    return created
 
 
 @policies_router.get("", response_model=Page[PolicyRead], summary="List policies (by id)")
@@ -165,7 +168,9 @@ def get_policy(policy_id: PolicyId, principal: AnyRole, connection: ConnectionDe
                        summary="Change a policy (a new deny condition is checked again)")
 def update_policy(policy_id: PolicyId, spec: PolicyUpdate, principal: Stewards,
                   connection: ConnectionDep) -> PolicyRead:
-    return service.update_policy(connection=connection, sandbox=principal.sandbox, policy_id=policy_id, spec=spec)
+    updated = service.update_policy(connection=connection, sandbox=principal.sandbox, policy_id=policy_id, spec=spec)
+    recheck(connection=connection, sandbox=principal.sandbox)
+    return updated
 
 
 @policies_router.delete("/{policy_id:int}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response, status
 
+from cdp.activation.service import recheck  # labels, policies and segments in use are evaluated again
 from cdp.api.deps import AnyRole, ClockDep, ConnectionDep, require
 from cdp.api.errors import COMMON_RESPONSES, ErrorResponse
 from cdp.api.pagination import MAX_LIMIT, Page, PageDep
@@ -91,8 +92,10 @@ def get_segment(key: Key, principal: AnyRole, connection: ConnectionDep) -> Segm
 def update_segment(key: Key, spec: SegmentUpdate, principal: Editors, connection: ConnectionDep,
                    clock: ClockDep) -> SegmentRead:
     schema = get_schema(connection=connection, sandbox=principal.sandbox)
-    return service.update_segment(connection=connection, sandbox=principal.sandbox, key=key, spec=spec, schema=schema,
-                                  as_of=clock())
+    updated = service.update_segment(connection=connection, sandbox=principal.sandbox, key=key, spec=spec,
+                                     schema=schema, as_of=clock())
+    recheck(connection=connection, sandbox=principal.sandbox)  # it may read other fields now (or reference others)
+    return updated
 
 
 @router.delete("/{key}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,

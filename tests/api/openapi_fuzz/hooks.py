@@ -33,6 +33,12 @@ DOMAIN_CODES = frozenset({
     # folder (exists, readable, under CDP_FILE_DROP_ROOT), the database URL (a supported backend,
     # not cdp's own database), table/query and the dataset config.target names
     "invalid_source",
+    # activation: a consent field that is not a profile attribute of the schema in force, a directory
+    # with `..` (invalid_destination); namespaces the sandbox does not have (invalid_identities); an end
+    # before the start, which may be the default start (now: invalid_activation)
+    "invalid_destination",
+    "invalid_identities",
+    "invalid_activation",
 })
 
 

@@ -1,0 +1,2 @@
+"""Destinations and activation: audiences sent to webhooks and files, with policies and consent
+enforced (docs/activation.md)."""
