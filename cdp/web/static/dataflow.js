@@ -9,7 +9,7 @@ const COLUMNS = ["dataset", "segment", "activation", "destination"];
 const KIND_NAMES = { dataset: "Dataset", segment: "Segment", activation: "Activation", destination: "Destination" };
 const COLOURS = { dataset: "#0b5cad", segment: "#8250df", activation: "#1a7f37", destination: "#953800",
                   violation: "#b3261e", edge: "#57606a" };  // AA contrast on white
-const COLUMN_GAP = 230;
+const COLUMN_GAP = 240;
 const ROW_GAP = 90;
 
 let graph = null;
@@ -48,9 +48,9 @@ function draw() {
     layout: { name: "preset", fit: true, padding: 40 },
     autoungrabify: true, boxSelectionEnabled: false, wheelSensitivity: 0.3,
     style: [
-      { selector: "node", style: { "shape": "round-rectangle", "width": 150, "height": 46, "background-color": "#fff",
+      { selector: "node", style: { "shape": "round-rectangle", "width": 170, "height": 50, "background-color": "#fff",
         "border-width": 2, "border-color": COLOURS.edge, "label": "data(caption)", "color": "#1b1f24",
-        "font-size": 11, "text-wrap": "wrap", "text-max-width": 140, "text-valign": "center", "text-halign": "center" } },
+        "font-size": 13, "text-wrap": "wrap", "text-max-width": 160, "text-valign": "center", "text-halign": "center" } },
       ...COLUMNS.map((kind) => ({ selector: `node[kind = '${kind}']`, style: { "border-color": COLOURS[kind] } })),
       { selector: "node[policy = 'violation']", style: { "border-color": COLOURS.violation, "border-width": 3,
         "border-style": "dashed" } },
@@ -75,7 +75,7 @@ function detail(id) {
     ["Status", node.status || ""], ["Policies", node.policy || ""], ["From", into.join(", ")], ["To", out.join(", ")],
     ...Object.entries(node.details || {}).map(([k, v]) => [k.replace(/_/g, " "), Array.isArray(v) ? v.join(", ") : String(v ?? "")])];
   $("dataflow-detail").replaceChildren(el("h3", {}, node.name),
-    el("dl", { class: "facts" }, facts.filter(([, v]) => v !== "").map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])));
+    el("dl", { class: "facts" }, facts.filter(([, v]) => v !== "").flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])));
 }
 
 function name(id) {
@@ -99,6 +99,14 @@ async function load() {
   } catch (error) {
     showError($("dataflow-error"), error);
     return;
+  }
+  // an activation is named by its segment and its destination's name (the API names the destination by id)
+  for (const node of flow.nodes.filter((n) => n.kind === "activation")) {
+    const from = flow.edges.find((e) => e.target === node.id);
+    const to = flow.edges.find((e) => e.source === node.id);
+    const segment = from && flow.nodes.find((n) => n.id === from.source);
+    const destination = to && flow.nodes.find((n) => n.id === to.target);
+    if (segment && destination) node.name = `${segment.name} → ${destination.name}`;
   }
   $("dataflow-graph").setAttribute("aria-label", `Data-flow graph: ${flow.nodes.length} nodes, ${flow.edges.length} ` +
     "arrows (the list below says the same)");
