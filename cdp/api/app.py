@@ -48,6 +48,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from cdp.activation.worker import DeliveryWorker
 from cdp.api import docs, errors
 from cdp.api.deps import endpoints
 from cdp.api.errors import COMMON_RESPONSES
@@ -126,9 +127,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             schedule_due_job(engine, registry)
             runner.start()
+            delivery = DeliveryWorker(engine, clock=lambda: app.state.clock())
+            app.state.delivery = delivery
+            delivery.start()
             try:
                 yield
             finally:
+                delivery.stop()
                 runner.stop()
         finally:
             engine.dispose()

@@ -416,6 +416,7 @@ membership_changes = sa.Table(
     sa.Column("source", sa.String(16), nullable=False),  # batch | streaming | merge | save
     sa.CheckConstraint("status in ('entered', 'exited')", name="status"),
     sa.Index("ix_membership_changes_sandbox_pk", "sandbox", "pk"),
+    sa.Index("ix_membership_changes_segment_pk_pk", "segment_pk", "pk"),  # an activation reads its segment's
 )
 
 # Batch evaluation runs (POST /v1/segment-jobs): which segments (null: all active ones), the
@@ -662,5 +663,5 @@ deliveries = sa.Table(
     sa.UniqueConstraint("delivery_id"),
     sa.CheckConstraint("status in ('pending', 'retrying', 'delivered', 'dead')", name="status"),
     sa.Index("ix_deliveries_destination_pk_pk", "destination_pk", "pk"),
-    sa.Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    sa.Index("ix_deliveries_status_destination_pk_pk", "status", "destination_pk", "pk"),
 )

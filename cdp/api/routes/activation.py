@@ -34,7 +34,7 @@ NOT_FOUND = {404: {"model": ErrorResponse}}
 CONFLICT = {409: {"model": ErrorResponse}}
 
 
-def _wake(request: Request) -> None:
+def wake_delivery(request: Request) -> None:
     delivery = getattr(request.app.state, "delivery", None)
     if delivery is not None:
         delivery.wake()
@@ -121,7 +121,7 @@ def redeliver(destination_id: Id, spec: RedeliverRequest, principal: Stewards, c
               clock: ClockDep, request: Request, background: BackgroundTasks) -> Redelivered:
     count = log.redeliver(connection=connection, sandbox=principal.sandbox, destination_id=destination_id,
                           delivery_id=spec.delivery_id, now=clock())
-    background.add_task(_wake, request)
+    background.add_task(wake_delivery, request)
     return Redelivered(requeued=count)
 
 
@@ -138,7 +138,7 @@ def redeliver(destination_id: Id, spec: RedeliverRequest, principal: Stewards, c
 def create_activation(spec: ActivationCreate, principal: Activators, connection: ConnectionDep, clock: ClockDep,
                       request: Request, background: BackgroundTasks) -> ActivationRead:
     created = service.create_activation(connection=connection, sandbox=principal.sandbox, spec=spec, now=clock())
-    background.add_task(_wake, request)
+    background.add_task(wake_delivery, request)
     return created
 
 
@@ -168,7 +168,7 @@ def update_activation(activation_id: Id, spec: ActivationUpdate, principal: Acti
                       clock: ClockDep, request: Request, background: BackgroundTasks) -> ActivationRead:
     updated = service.update_activation(connection=connection, sandbox=principal.sandbox, activation_id=activation_id,
                                         spec=spec, now=clock())
-    background.add_task(_wake, request)
+    background.add_task(wake_delivery, request)
     return updated
 
 

@@ -17,6 +17,7 @@ from fastapi.responses import StreamingResponse
 from cdp.api.deps import ClockDep, ConnectionDep, EngineDep, MetricsDep, SettingsDep, Stewards
 from cdp.api.errors import COMMON_RESPONSES, ErrorResponse
 from cdp.api.pagination import Page, PageDep
+from cdp.api.routes.activation import wake_delivery
 from cdp.ingestion import DEFAULT_ERROR_THRESHOLD, batches, service, uploads
 from cdp.ingestion.models import BatchErrorPage, BatchRead, IngestResponse
 from cdp.jobs import Runner
@@ -51,13 +52,15 @@ _RECORDS_BODY = {"anyOf": [
                          "timestamp and fields, as in the profile document). Limits: 64 KiB per record, 1,000 "
                          "records per request (413 `batch_too_large`), 100,000 events per profile.")
 def ingest_records(dataset_id: DatasetId, principal: Stewards, connection: ConnectionDep, metrics: MetricsDep,
-                   engine: EngineDep, clock: ClockDep,
+                   engine: EngineDep, clock: ClockDep, request: Request, background: BackgroundTasks,
                    body: Annotated[Any, Body(openapi_examples={"batch": {"value": _RECORDS_EXAMPLE}},
                                              json_schema_extra=_RECORDS_BODY)]
                    ) -> IngestResponse:
     schema = get_schema(connection=connection, sandbox=principal.sandbox)
-    return service.ingest_records(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id, body=body,
-                                  schema=schema, metrics=metrics, engine=engine, clock=clock)
+    answer = service.ingest_records(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id,
+                                    body=body, schema=schema, metrics=metrics, engine=engine, clock=clock)
+    background.add_task(wake_delivery, request)  # after the commit: the changes it made go out at once
+    return answer
 
 
 # ---- batch files ---------------------------------------------------------------------------------

@@ -103,13 +103,17 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.create_index('ix_deliveries_destination_pk_pk', ['destination_pk', 'pk'], unique=False)
-        batch_op.create_index('ix_deliveries_status_next_attempt_at', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_deliveries_status_destination_pk_pk', ['status', 'destination_pk', 'pk'], unique=False)
+
+    # each activation reads the changes of its segment past its cursor
+    op.create_index('ix_membership_changes_segment_pk_pk', 'membership_changes', ['segment_pk', 'pk'], unique=False)
 
 
 
 def downgrade() -> None:
+    op.drop_index('ix_membership_changes_segment_pk_pk', table_name='membership_changes')
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
-        batch_op.drop_index('ix_deliveries_status_next_attempt_at')
+        batch_op.drop_index('ix_deliveries_status_destination_pk_pk')
         batch_op.drop_index('ix_deliveries_destination_pk_pk')
 
     op.drop_table('deliveries')
