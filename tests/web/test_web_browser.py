@@ -21,10 +21,12 @@ import pytest
 
 from tests.api.test_server import KEY, Server
 from tests.components import require_component
+from tests.receiver import Receiver
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--headless"]
 TIMEOUT_MS = 15_000
+SECRET = "web-test-secret-0123456789"
 
 
 def _chromium() -> str:
@@ -335,6 +337,10 @@ def test_what_a_role_may_not_do_is_not_offered(page, server, admin_key):
                                                           "not save them.")
     page.get_by_label("PQL expression").press_sequentially('loyalty.tier = "gold"', delay=10)
     expect(page.get_by_label("Canonical form")).to_have_text('loyalty.tier = "gold"')  # checking is for everyone
+    page.get_by_role("navigation", name="Views").get_by_role("button", name="Activation").click()
+    expect(page.get_by_role("button", name="Activate")).to_be_hidden()
+    expect(page.locator("#activate-not-allowed")).to_have_text("Your role (reader) may see activations, not create them.")
+    expect(page.get_by_role("table", name="Activations")).to_be_visible()  # reading is for everyone
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_label("API key")).to_have_value("")
     assert page.evaluate("sessionStorage.getItem('cdp.key')") is None
@@ -359,33 +365,6 @@ def test_a_key_bound_to_one_sandbox_works_there(page, server, admin_key):
     expect(page.locator("#global-error")).to_be_empty()
 
 
-class _Receiver:
-    """A real webhook receiver on a local port: answers 200 and keeps what arrives."""
-
-    def __init__(self) -> None:
-        import http.server
-        import threading
-
-        received = self.received = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (the standard library's name)
-                received.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_a_marketer_activates_a_segment_sees_the_refusal_the_deliveries_and_the_data_flow(page, server, admin_key,
                                                                                             screenshots):
     """The demo's CRM dataset labels `email` I1; a policy denies exporting I1 data to third parties.
@@ -394,7 +373,7 @@ def test_a_marketer_activates_a_segment_sees_the_refusal_the_deliveries_and_the_
     deliveries logged; the data-flow graph draws it all."""
     expect = _expect()
     admin = {"Authorization": "Bearer " + admin_key}
-    receiver = _Receiver()
+    receiver = Receiver(SECRET)
     try:
         policy = httpx.post(server.base + "/v1/policies", headers=admin, json={
             "name": "No identities to third parties", "marketing_action": "export_to_third_party", "deny": "I1",
@@ -405,7 +384,7 @@ def test_a_marketer_activates_a_segment_sees_the_refusal_the_deliveries_and_the_
                                        ("Email platform", ["email_targeting"], "consents.email")):
             created = httpx.post(server.base + "/v1/destinations", headers=admin, json={
                 "name": name, "type": "webhook", "marketing_actions": actions, "consent": consent,
-                "config": {"url": receiver.url, "secret": "web-test-secret-0123456789"}})
+                "config": {"url": receiver.url, "secret": SECRET}})
             assert created.status_code == 201, created.text
             destinations[name] = created.json()
         segment = httpx.post(server.base + "/v1/segments", headers=admin, json={
@@ -445,7 +424,9 @@ def test_a_marketer_activates_a_segment_sees_the_refusal_the_deliveries_and_the_
         expect(page.locator("#activate-result")).to_contain_text("Activated gold-members on Email platform: active")
         [activation] = httpx.get(server.base + "/v1/activations", headers=admin).json()["items"]
         assert activation["attributes"] == ["email", "person.first_name"] and activation["identities"] == ["email"]
+        delivered = _wait_for_delivery(server, admin, destinations["Email platform"]["id"])
         activation = httpx.get(server.base + f"/v1/activations/{activation['id']}", headers=admin).json()
+        assert activation["members_exported"] > 0 and activation["excluded_no_consent"] > 0  # some lack email consent
         page.get_by_role("button", name="Refresh").last.click()
         row = page.get_by_role("table", name="Activations").get_by_role("row").filter(has_text="gold-members")
         expect(row).to_contain_text("Email platform")
@@ -456,10 +437,15 @@ def test_a_marketer_activates_a_segment_sees_the_refusal_the_deliveries_and_the_
         log = page.get_by_role("table", name="Delivery log")
         deliveries = httpx.get(server.base + f"/v1/destinations/{destinations['Email platform']['id']}/deliveries",
                                headers=admin).json()["items"]
-        if deliveries:  # what the service has delivered so far, newest first
-            expect(log.get_by_role("row").nth(1)).to_contain_text(deliveries[0]["status"])
-        else:
-            expect(log).to_contain_text("No deliveries yet.")
+        expect(log.get_by_role("row")).to_have_count(1 + len(deliveries))  # newest first, as the API lists them
+        first = log.get_by_role("row").nth(1).get_by_role("cell")
+        expect(first.nth(1)).to_have_text(deliveries[0]["status"])
+        expect(first.nth(3)).to_have_text(str(deliveries[0]["changes"]))
+        expect(first.nth(4)).to_have_text(str(deliveries[0]["excluded_no_consent"]))
+        expect(log).to_contain_text("delivered")
+        assert delivered["changes"] > 0
+        receiver.wait(lambda: receiver.changes())  # signed, as the receiver checks
+        assert receiver.bad_signatures == 0
         page.screenshot(path=str(screenshots / "activation.png"), full_page=True)
 
         # the data flow: datasets → segments → activations → destinations, drawn and listed
