@@ -3,7 +3,7 @@
 // lockfile pins them). The bundles are committed: cdp is built and run without npm.
 //   cd web && npm ci && npm run build
 import { build } from "esbuild";
-import { readFileSync, readdirSync, writeFileSync, mkdirSync } from "node:fs";
+import { copyFileSync, readFileSync, readdirSync, writeFileSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -51,4 +51,13 @@ writeFileSync(join(out, "LICENSES.txt"), notices);
 writeFileSync(join(out, "cytoscape.css"), "/* the rule Cytoscape.js would add inline (web/build.mjs) */\n" +
   ".__________cytoscape_container { position: relative; }\n");
 writeFileSync(join(out, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
+// For the tests only (never shipped): axe-core, the accessibility checker the browser tests run
+// in every view (tests/web/test_web_browser.py), with its license.
+const axe = join(here, "..", "tests", "web", "vendor");
+const axeMeta = JSON.parse(readFileSync(join(here, "node_modules", "axe-core", "package.json"), "utf8"));
+mkdirSync(axe, { recursive: true });
+copyFileSync(join(here, "node_modules", "axe-core", "axe.min.js"), join(axe, "axe.min.js"));
+copyFileSync(join(here, "node_modules", "axe-core", "LICENSE"), join(axe, "axe-core.LICENSE"));
+writeFileSync(join(axe, "manifest.json"), JSON.stringify({ "axe-core": axeMeta.version }, null, 2) + "\n");
+
 console.log(JSON.stringify(manifest, null, 2));

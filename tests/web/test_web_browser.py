@@ -116,6 +116,21 @@ def _expect():
     return expect
 
 
+AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"  # axe-core, from web/package-lock.json
+
+
+def _accessible(page) -> None:
+    """axe-core's WCAG 2 A and AA rules over the page as it is now (labels, names, roles,
+    contrast, …): no violation. Injected through the DevTools protocol, as a test tool, not by the page."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text(encoding="utf-8"))
+    found = page.evaluate("""async () => {
+        const result = await window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21aa"] } });
+        return result.violations.map((v) => `${v.id}: ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join("; ")}`);
+    }""")
+    assert not found, found
+
+
 def _chart_points(page, canvas_id: str) -> list[tuple[float, float, float]]:
     """The size line's points as Chart.js placed them (x, y in CSS pixels, value), each checked to
     be painted on the canvas: the chart has points, not just data."""
@@ -154,6 +169,7 @@ def test_a_wrong_key_shows_the_structured_error(page, admin_key):
     page.get_by_role("button", name="Sign in").click()
     error = page.locator("#signin-error")
     expect(error).to_contain_text("invalid_api_key")
+    _accessible(page)
     expect(page.get_by_role("navigation", name="Views")).to_be_hidden()
 
 
@@ -179,6 +195,7 @@ def test_a_marketer_writes_saves_and_explains_a_segment(page, server, admin_key,
     expect(page.get_by_label("Canonical form")).to_have_text("")
     expect(page.get_by_label("Estimated audience")).to_have_text("")
     page.screenshot(path=str(screenshots / "editor-error.png"), full_page=True)
+    _accessible(page)
 
     # fixed: no error, the canonical form and the estimate the API gives
     editor.press("Home")
@@ -197,6 +214,7 @@ def test_a_marketer_writes_saves_and_explains_a_segment(page, server, admin_key,
     page.get_by_text("Sample of members").click()
     expect(page.get_by_role("list", name="Sample of members").get_by_role("button")).to_have_text(answer["sample"][:10])
     page.screenshot(path=str(screenshots / "editor.png"), full_page=True)
+    _accessible(page)
 
     # saved: in the audiences, with its size, status and evaluation mode
     page.get_by_label("Segment key").fill("loyal-members")
@@ -229,6 +247,7 @@ def test_a_marketer_writes_saves_and_explains_a_segment(page, server, admin_key,
     expect(table.get_by_role("row")).to_have_count(1 + len(history["points"]))
     expect(table.get_by_role("row").nth(1)).to_contain_text(str(history["points"][0]["entered"]))
     page.screenshot(path=str(screenshots / "audiences.png"), full_page=True)
+    _accessible(page)
     # opened from the list: its expression back in the editor
     row.get_by_role("button", name="Open segment loyal-members in the editor").click()
     expect(editor).to_have_text("loyalty.points >= 100")
@@ -255,6 +274,7 @@ def test_a_marketer_writes_saves_and_explains_a_segment(page, server, admin_key,
     assert times == sorted(times, reverse=True), times  # newest first
     expect(profile.get_by_role("table", name="Attributes")).to_contain_text("person.first_name")
     page.screenshot(path=str(screenshots / "profile.png"), full_page=True)
+    _accessible(page)
 
     # an identity that does not exist: the structured error
     page.get_by_label("Identity namespace").fill("email")
@@ -277,6 +297,7 @@ def test_a_marketer_writes_saves_and_explains_a_segment(page, server, admin_key,
     expect(rows).to_have_count(len(verdict["explain"]))
     expect(rows.first).to_contain_text(verdict["explain"][0]["expression"])
     page.screenshot(path=str(screenshots / "why.png"), full_page=True)
+    _accessible(page)
 
     # from a membership of the profile: the same explanation
     nav.get_by_role("button", name="Profiles").click()
@@ -302,6 +323,7 @@ def test_names_functions_and_segment_keys_are_completed(page, server, admin_key,
     editor.press_sequentially("loyalty.ti", delay=15)
     expect(labels).to_have_text(["loyalty.tier"])
     page.screenshot(path=str(screenshots / "completion.png"))  # (also lets CodeMirror's 75 ms pass)
+    _accessible(page)
     editor.press("Tab")
     expect(editor).to_have_text("loyalty.tier")
     expect(suggestions).to_be_hidden()
@@ -322,6 +344,15 @@ def test_names_functions_and_segment_keys_are_completed(page, server, admin_key,
     editor.press("Tab")
     expect(editor).to_contain_text('in segment "gold-tier"')
     expect(page.get_by_label("Canonical form")).to_contain_text('in segment "gold-tier"')
+    # the keyboard is never trapped: Escape closes a list, Tab (no list open) leaves the editor
+    editor.press("End")  # past the closing quote the editor added
+    editor.press_sequentially(" and lo", delay=15)
+    expect(suggestions).to_be_visible()
+    editor.press("Escape")
+    expect(suggestions).to_be_hidden()
+    editor.press("Tab")
+    assert page.evaluate("!document.activeElement.closest('.cm-editor')"), "Tab left the editor"
+    expect(editor).to_contain_text('"gold-tier" and lo')  # and inserted nothing
 
 
 def test_what_a_role_may_not_do_is_not_offered(page, server, admin_key):
@@ -416,6 +447,7 @@ def test_a_marketer_activates_a_segment_sees_the_refusal_the_deliveries_and_the_
                                                            re.compile(r"policy\s*No identities to third parties")])
         assert httpx.get(server.base + "/v1/activations", headers=admin).json()["total"] == 0  # nothing created
         page.screenshot(path=str(screenshots / "activation-refused.png"), full_page=True)
+        _accessible(page)
 
         # allowed onto the email platform: listed with what was sent and who was left out for consent
         page.get_by_role("group", name="Destinations").get_by_label("Ad platform").uncheck()
@@ -447,6 +479,7 @@ def test_a_marketer_activates_a_segment_sees_the_refusal_the_deliveries_and_the_
         receiver.wait(lambda: receiver.changes())  # signed, as the receiver checks
         assert receiver.bad_signatures == 0
         page.screenshot(path=str(screenshots / "activation.png"), full_page=True)
+        _accessible(page)
 
         # the data flow: datasets → segments → activations → destinations, drawn and listed
         nav.get_by_role("button", name="Data flow").click()
@@ -470,6 +503,7 @@ def test_a_marketer_activates_a_segment_sees_the_refusal_the_deliveries_and_the_
         page.get_by_role("list", name="Data flow").get_by_role("button", name="destination Email platform").first.click()
         expect(page.get_by_role("region", name="Node details")).to_contain_text("email_targeting")
         page.screenshot(path=str(screenshots / "dataflow.png"), full_page=True)
+        _accessible(page)
     finally:
         receiver.stop()
 

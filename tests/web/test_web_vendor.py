@@ -45,6 +45,14 @@ def test_every_bundled_package_ships_its_license():
             assert license_ in {"MIT", "BSD-3-Clause", "ISC", "Apache-2.0"}, (name, license_)
 
 
+def test_the_tests_accessibility_checker_is_the_locked_one():
+    axe = ROOT / "tests" / "web" / "vendor"
+    assert json.loads((axe / "manifest.json").read_text()) == {"axe-core": _locked("axe-core")}
+    assert PACKAGE["devDependencies"]["axe-core"] == _locked("axe-core")
+    assert f"axe v{_locked('axe-core')}" in (axe / "axe.min.js").read_text(encoding="utf-8")[:300]
+    assert "Mozilla Public License" in (axe / "axe-core.LICENSE").read_text(encoding="utf-8")
+
+
 def test_the_page_loads_only_shipped_files():
     page = (ROOT / "cdp" / "web" / "static" / "index.html").read_text(encoding="utf-8")
     modules = [page] + [path.read_text(encoding="utf-8") for path in (ROOT / "cdp" / "web" / "static").glob("*.js")]
