@@ -221,6 +221,10 @@ def test_a_marketer_writes_saves_and_explains_a_segment(page, server, admin_key,
     page.get_by_label("Segment name").fill("Loyal members")
     page.get_by_role("button", name="Save segment").click()
     expect(page.locator("#save-result")).to_contain_text("Saved segment loyal-members.")
+    page.locator("#save-result").get_by_role("button", name="Activate it").click()  # save, then activate
+    expect(page.get_by_label("Segment to activate")).to_have_value("loyal-members")
+    expect(page.get_by_label("Segment to activate")).to_be_focused()
+    nav.get_by_role("button", name="Segment editor").click()
     # saving it again: the API's structured error, not a blank page
     page.get_by_role("button", name="Save segment").click()
     expect(page.locator("#save-result .error-code")).to_have_text(re.compile(r"\w+"))
@@ -269,6 +273,7 @@ def test_a_marketer_writes_saves_and_explains_a_segment(page, server, admin_key,
     stored = httpx.get(server.base + "/v1/profiles/lookup", headers={"Authorization": "Bearer " + admin_key},
                        params={"namespace": "email", "id": "sarah.rose@example.com"}).json()
     assert stored["events"], "the demo's Sarah Rose has events"
+    expect(profile).to_contain_text(f"{len(stored['identities'])} identities linked in one identity graph")
     expect(events).to_have_count(len(stored["events"]))
     times = [events.nth(i).locator("time").get_attribute("datetime") for i in range(events.count())]
     assert times == sorted(times, reverse=True), times  # newest first

@@ -3,7 +3,7 @@
 // violated policy and its lineage drawn as a path: field → dataset → label → policy. Below, the
 // activations with the members sent and those left out for want of consent, and a destination's
 // delivery log.
-import { $, api, el, showError, formatTime, views, session, allowed, loadSegmentList } from "./api.js";
+import { $, api, el, showError, formatTime, showView, views, session, allowed, loadSegmentList } from "./api.js";
 
 let destinations = [];
 let deliveriesFor = null;  // { id, name, next }
@@ -156,5 +156,15 @@ export function setup() {
   $("activate-form").addEventListener("submit", activate);
   $("refresh-activations").addEventListener("click", () => { loadActivations(); if (deliveriesFor) openDeliveries(deliveriesFor.id, deliveriesFor.name); });
   $("more-deliveries").addEventListener("click", () => openDeliveries(deliveriesFor.id, deliveriesFor.name, deliveriesFor.next));
-  views.activation = { shown, reset: () => { deliveriesFor = null; $("deliveries").hidden = true; } };
+  views.activation = {
+    shown,
+    reset: () => { deliveriesFor = null; $("deliveries").hidden = true; },
+    // from the editor's "Activate it": this view, with the segment just saved picked
+    start: async (key) => {
+      showView("activation");
+      await loadChoices().catch(() => {});
+      $("activate-segment").value = key;
+      $("activate-segment").focus();
+    },
+  };
 }

@@ -50,9 +50,10 @@ async function openProfile(path) {
       el("section", { "aria-label": "Identities" }, el("h4", {}, "Identities"),
         el("table", { "aria-label": "Identities" },
           el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Namespace"), el("th", { scope: "col" }, "Identity"),
-            el("th", { scope: "col" }, "First seen"))),
+            el("th", { scope: "col" }, "First seen"), el("th", { scope: "col" }, "Last seen"))),
           el("tbody", {}, profile.identities.map((i) => el("tr", {}, el("td", {}, i.namespace),
-            el("td", {}, el("code", {}, i.id)), el("td", {}, formatTime(i.first_seen))))))),
+            el("td", {}, el("code", {}, i.id)), el("td", {}, formatTime(i.first_seen)), el("td", {}, formatTime(i.last_seen)))))),
+        linked(profile)),
       el("section", { "aria-label": "Memberships" }, el("h4", {}, "Memberships"),
         profile.memberships && profile.memberships.length
           ? el("ul", {}, profile.memberships.map((m) => el("li", {},
@@ -79,6 +80,21 @@ async function openProfile(path) {
   );
   article.hidden = false;
   $("why-profile").value = profile.id;
+}
+
+// How the identities came together: the identity graph (its size against the sandbox's limit),
+// the profiles merged into this one, and the identities the limit removed.
+function linked(profile) {
+  const graph = profile.graph || {};
+  const merged = profile.merged_ids || [];
+  const removed = graph.removed || [];
+  return el("div", { class: "linked" },
+    el("p", {}, `${profile.identities.length} identit${profile.identities.length === 1 ? "y" : "ies"} linked in one identity graph` +
+      (graph.limit ? ` (the sandbox's limit: ${graph.limit})` : "") + "; " +
+      (merged.length ? `${merged.length} profile${merged.length > 1 ? "s" : ""} merged into this one:` : "no other profile merged into it.")),
+    merged.length ? el("ul", { "aria-label": "Merged profiles" }, merged.map((id) => el("li", {}, el("code", {}, id)))) : null,
+    removed.length ? el("p", { class: "muted" }, "Removed by the graph limit: " +
+      removed.map((r) => `${r.namespace}:${r.id}`).join(", ")) : null);
 }
 
 // The why view for this segment and profile, asked at once.

@@ -1,7 +1,7 @@
 // The segment editor view: as you type, the expression is checked by the service (each error
 // underlined at its span, listed with its position, message and hint), then estimated (size and a
 // sample of members); stale requests are cancelled. Save stores it as a segment.
-import { $, api, el, showError, debounce, showView, views, session, loadSegmentList } from "./api.js";
+import { $, api, el, showError, debounce, showView, views, session, allowed, loadSegmentList } from "./api.js";
 import { createPqlEditor } from "./pql.js";
 
 const DEBOUNCE_MS = 250;
@@ -97,7 +97,9 @@ async function saveSegment(event) {
       evaluation: $("segment-evaluation").value } });
     result.append(el("p", { class: "ok" }, `Saved segment ${saved.key}.`, " ",
       el("button", { type: "button", class: "link", onclick: () => { showView("audiences"); views.audiences.select(saved.key); } },
-        "See it in Audiences")));
+        "See it in Audiences"),
+      allowed("POST", "/v1/activations") ? [" · ", el("button", { type: "button", class: "link",
+        onclick: () => views.activation.start(saved.key) }, "Activate it")] : null));
     await loadSegmentList();
   } catch (error) {
     showError(result, error);
