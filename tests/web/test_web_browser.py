@@ -494,6 +494,7 @@ def test_a_marketer_activates_a_segment_sees_the_refusal_the_deliveries_and_the_
         expect(listed).to_have_count(len(flow["edges"]))
         expect(page.get_by_role("list", name="Data flow")).to_contain_text("dataset CRM contacts → segment Gold members")
         expect(page.get_by_role("list", name="Data flow")).to_contain_text("→ destination Email platform")
+        expect(page.locator("#dataflow-graph canvas").first).to_be_attached()  # Cytoscape.js loaded on first use
         drawn = page.evaluate("""async () => {
             const { views } = await import("/ui/static/api.js");
             const graph = views.dataflow.graph();

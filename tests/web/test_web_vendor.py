@@ -57,7 +57,7 @@ def test_the_page_loads_only_shipped_files():
     page = (ROOT / "cdp" / "web" / "static" / "index.html").read_text(encoding="utf-8")
     modules = [page] + [path.read_text(encoding="utf-8") for path in (ROOT / "cdp" / "web" / "static").glob("*.js")]
     for text in modules:
-        for target in re.findall(r'(?:src|href)="/ui/static/([^"]+)"|from "\./([^"]+)"', text):
+        for target in re.findall(r'(?:src|href)="/ui/static/([^"]+)"|(?:from |import\()"\./([^"]+)"', text):
             name = next(t for t in target if t)
             assert (ROOT / "cdp" / "web" / "static" / name).is_file(), name
     pyproject = (ROOT / "pyproject.toml").read_text()

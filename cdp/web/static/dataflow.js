@@ -1,9 +1,9 @@
 // The Data flow view: GET /v1/dataflow drawn as a graph with Cytoscape.js (vendor/cytoscape.js) —
 // datasets → segments → activations → destinations, one column each, labels on the arrows, an
 // activation the policies refuse in red. The same graph is a list below, for screen readers and
-// keyboards; picking a node (either way) shows its details.
+// keyboards; picking a node (either way) shows its details. Cytoscape.js (the largest bundle) is
+// loaded the first time this view is opened, not with the page.
 import { $, api, el, showError, views } from "./api.js";
-import { cytoscape } from "./vendor/cytoscape.js";
 
 const COLUMNS = ["dataset", "segment", "activation", "destination"];
 const KIND_NAMES = { dataset: "Dataset", segment: "Segment", activation: "Activation", destination: "Destination" };
@@ -33,7 +33,8 @@ function caption(node) {
   return `${node.name}${labels}`;
 }
 
-function draw() {
+async function draw() {
+  const { cytoscape } = await import("./vendor/cytoscape.js");
   const placed = positions(flow.nodes);
   const elements = [
     ...flow.nodes.map((n) => ({ group: "nodes", data: { id: n.id, caption: caption(n), kind: n.kind,
@@ -110,8 +111,8 @@ async function load() {
   }
   $("dataflow-graph").setAttribute("aria-label", `Data-flow graph: ${flow.nodes.length} nodes, ${flow.edges.length} ` +
     "arrows (the list below says the same)");
-  draw();
   list();
+  await draw();
 }
 
 export function setup() {
