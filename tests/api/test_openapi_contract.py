@@ -265,3 +265,28 @@ def test_other_patch_names_may_be_left_out_but_not_null(api, document):
     assert source.status_code == 201, source.text
     for body, allowed in (({"name": None}, False), ({"schedule": None}, True)):
         _check(api, document, "patch", "/v1/sources/{source_id}", f"/v1/sources/{source.json()['id']}", body, allowed)
+
+
+def _date_time_query_parameters(document: dict):
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                schema = parameter["schema"]
+                formats = [schema.get("format")] + [part.get("format") for part in schema.get("anyOf", [])]
+                if parameter["in"] == "query" and "date-time" in formats:
+                    yield method, path, parameter["name"]
+
+
+def test_every_instant_in_a_query_is_iso_text_only(api, document):
+    """The whole class of the fuzzer's find (`?to=-238458` was taken as seconds since 1970): every
+    query parameter the document calls a date-time refuses a number and a bare date."""
+    found = list(_date_time_query_parameters(document))
+    assert {(path, name) for _, path, name in found} >= {
+        ("/v1/segments/{key}/history", "from"), ("/v1/segments/{key}/history", "to"),
+        ("/v1/profiles/{profile_id}/events", "since")}
+    for method, path, name in found:
+        url = path.replace("{key}", "nobody").replace("{profile_id}", "p-nobody")
+        for value in ("-238458", "0", "2026-11-28"):
+            assert not allows(document, parameter_schema(document, method, path, name), value)
+            response = api.request(method.upper(), url, params={name: value})
+            assert_error(response, 422, "validation_error")

@@ -5,7 +5,6 @@ evaluations: admin, data_steward and marketer (marketers own audiences)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response, status
@@ -22,6 +21,7 @@ from cdp.segments.models import (KEY_PATTERN, Estimate, EstimateRequest, Evaluat
                                  MemberPage, SegmentCreate, SegmentJobCreate, SegmentJobRead,
                                  SegmentRead, SegmentStatus, SegmentUpdate)
 from cdp.segments.settings import SegmentSettings
+from cdp.text import Instant
 
 router = APIRouter(prefix="/segments", tags=["segments"], responses=COMMON_RESPONSES)
 jobs_router = APIRouter(prefix="/segment-jobs", tags=["segments"], responses=COMMON_RESPONSES)
@@ -123,7 +123,7 @@ def list_members(key: Key, principal: AnyRole, connection: ConnectionDep,
 @router.get("/{key}/estimate", response_model=Estimate, responses=NOT_FOUND,
             summary="Estimate a saved segment now (count and sample)")
 def estimate_segment(key: Key, principal: AnyRole, connection: ConnectionDep, settings: SegmentSettingsDep,
-                     as_of: Annotated[datetime | None, Query(description="Default: now.")] = None) -> Estimate:
+                     as_of: Annotated[Instant | None, Query(description="Default: now.")] = None) -> Estimate:
     schema = get_schema(connection=connection, sandbox=principal.sandbox)
     return service.estimate_segment(connection=connection, sandbox=principal.sandbox, key=key, schema=schema,
                                     as_of=as_of, **_estimate_options(settings))
@@ -132,8 +132,8 @@ def estimate_segment(key: Key, principal: AnyRole, connection: ConnectionDep, se
 @router.get("/{key}/history", response_model=History, responses=NOT_FOUND,
             summary="A segment's size, entries and exits per hour")
 def segment_history(key: Key, principal: AnyRole, connection: ConnectionDep,
-                    start: Annotated[datetime | None, Query(alias="from", description="From this instant.")] = None,
-                    end: Annotated[datetime | None, Query(alias="to", description="Before this instant.")] = None,
+                    start: Annotated[Instant | None, Query(alias="from", description="From this instant.")] = None,
+                    end: Annotated[Instant | None, Query(alias="to", description="Before this instant.")] = None,
                     ) -> History:
     return service.history(connection=connection, sandbox=principal.sandbox, key=key, start=start, end=end)
 
