@@ -67,7 +67,7 @@ def _profiles(connection: sa.Connection, pks: Iterable[int]) -> dict[int, Any]:
     return found
 
 
-def _identities(connection: sa.Connection, pks: Iterable[int], namespaces: Sequence[str]) -> dict[int, dict]:
+def identities_of(connection: sa.Connection, pks: Iterable[int], namespaces: Sequence[str]) -> dict[int, dict]:
     pks = sorted(set(pks))
     found: dict[int, dict[str, list[str]]] = {}
     if not namespaces:
@@ -96,7 +96,7 @@ def apply_changes(connection: sa.Connection, *, activation, consent: str | None,
                                             activation_members.c.profile_pk.in_(sorted(set(pks)))))} if pks else {}
     entering = [c.profile_pk for c in changes if c.status == "entered"]
     rows = _profiles(connection, entering)
-    ids = _identities(connection, entering, activation.identities)
+    ids = identities_of(connection, entering, activation.identities)
     paths = leaves(activation.attributes, schema)
     out: list[dict] = []
     excluded = 0

@@ -194,6 +194,11 @@ class DeliveryPage(BaseModel):
     next: str | None = Field(description="Pass as `cursor` for the next page (older deliveries); null on the last.")
 
 
+class ExportRequested(BaseModel):
+    destination: int
+    job_id: int = Field(description="The export job (one file per active activation of the destination).")
+
+
 class Redelivered(BaseModel):
     requeued: int = Field(description="Dead deliveries put back in the queue.")
 

@@ -23,15 +23,17 @@ from pathlib import PurePosixPath
 
 import sqlalchemy as sa
 
+from cdp.activation import export
 from cdp.activation.models import (ActivationCreate, ActivationRead, ActivationStatus, ActivationUpdate,
-                                   DestinationCreate, DestinationRead, DestinationType, DestinationUpdate, FileConfig,
+                                   DestinationCreate, DestinationRead, DestinationType, DestinationUpdate,
+                                   ExportRequested, FileConfig,
                                    WebhookConfig, WebhookConfigRead)
 from cdp.errors import Conflict, NotFound, Unprocessable
 from cdp.governance import service as governance
 from cdp.governance.models import Violation
 from cdp.identity.namespaces import namespace_codes
 from cdp.schema_registry.service import get_schema
-from cdp.storage.models import activation_members, activations, destinations, membership_changes, segments
+from cdp.storage.models import activation_members, activations, deliveries, destinations, membership_changes, segments
 
 log = logging.getLogger("cdp.activation")
 DEFAULT_DURATION = timedelta(days=90)
@@ -114,6 +116,9 @@ def create_destination(*, connection: sa.Connection, sandbox: str, spec: Destina
         sandbox=sandbox, name=spec.name, type=spec.type, marketing_actions=list(dict.fromkeys(
             spec.marketing_actions)), consent=spec.consent, created_at=now, updated_at=now,
         **_config_values(spec.config)).returning(destinations.c.pk)).scalar_one()
+    if isinstance(spec.config, FileConfig):
+        export.set_schedule(connection, sandbox=sandbox, destination_pk=pk, every_minutes=spec.config.every_minutes,
+                            now=now)
     return get_destination(connection=connection, sandbox=sandbox, destination_id=pk)
 
 
@@ -154,9 +159,23 @@ def update_destination(*, connection: sa.Connection, sandbox: str, destination_i
     if "config" in given and spec.config is not None:
         values.update(_config_values(spec.config))
     connection.execute(destinations.update().where(destinations.c.pk == row.pk).values(**values))
+    if isinstance(spec.config, FileConfig) and "config" in given:
+        export.set_schedule(connection, sandbox=sandbox, destination_pk=row.pk, every_minutes=spec.config.every_minutes,
+                            now=now)
     if "marketing_actions" in values:
         recheck(connection=connection, sandbox=sandbox, now=now, destination_pk=row.pk)
     return get_destination(connection=connection, sandbox=sandbox, destination_id=row.pk)
+
+
+def request_export(*, connection: sa.Connection, sandbox: str, destination_id: int,
+                   now: datetime | None = None) -> ExportRequested:
+    """An export of a file destination, as a job (409 ``not_exportable`` for a webhook)."""
+    row = destination_row(connection, sandbox, destination_id)
+    if row.type != DestinationType.file:
+        raise Conflict(f"destination {row.pk} is a webhook: its changes are sent as they happen",
+                       code="not_exportable", details={"destination": row.pk})
+    job = export.request_export(connection, sandbox=sandbox, destination_pk=row.pk, now=now or _now())
+    return ExportRequested(destination=row.pk, job_id=job)
 
 
 def delete_destination(*, connection: sa.Connection, sandbox: str, destination_id: int) -> None:
@@ -166,6 +185,7 @@ def delete_destination(*, connection: sa.Connection, sandbox: str, destination_i
     if using:
         raise Conflict(f"destination {row.pk} is used by activation(s) {', '.join(map(str, using))}; delete those "
                        "first", code="destination_in_use", details={"activations": list(using)})
+    export.set_schedule(connection, sandbox=sandbox, destination_pk=row.pk, every_minutes=None, now=_now())
     connection.execute(destinations.delete().where(destinations.c.pk == row.pk))
 
 
@@ -212,10 +232,24 @@ def _activation_query():
             .join(destinations, destinations.c.pk == activations.c.destination_pk))
 
 
-def _activation_read(connection: sa.Connection, row, now: datetime) -> ActivationRead:
-    counts = dict(connection.execute(
+def _counts(connection: sa.Connection, row) -> dict[str, int]:
+    """Members the destination holds and members left out: what ``activation_members`` says —
+    except for a file destination in full mode, where each file is the whole audience: its last
+    file's rows and exclusions."""
+    config = connection.execute(sa.select(destinations.c.type, destinations.c.config)
+                                .where(destinations.c.pk == row.destination_pk)).one()
+    if config.type == "file" and config.config.get("mode") == "full":
+        last = connection.execute(sa.select(deliveries.c.change_count, deliveries.c.excluded_no_consent)
+                                  .where(deliveries.c.activation_pk == row.pk).order_by(deliveries.c.pk.desc())
+                                  .limit(1)).first()
+        return {"exported": last.change_count, "excluded": last.excluded_no_consent} if last else {}
+    return dict(connection.execute(
         sa.select(activation_members.c.state, sa.func.count()).where(activation_members.c.activation_pk == row.pk)
         .group_by(activation_members.c.state)).all())
+
+
+def _activation_read(connection: sa.Connection, row, now: datetime) -> ActivationRead:
+    counts = _counts(connection, row)
     return ActivationRead(
         id=row.pk, segment=row.segment_key, destination=row.destination_pk, destination_name=row.destination_name,
         attributes=row.attributes, identities=row.identities, start=row.start_at, end=row.end_at,

@@ -48,6 +48,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from cdp.activation.export import KINDS as EXPORT_KINDS
 from cdp.activation.worker import DeliveryWorker
 from cdp.api import docs, errors
 from cdp.api.deps import endpoints
@@ -99,7 +100,7 @@ def job_registry(metrics) -> Registry:
     """Every kind of background work the service runs; a domain adds its kind here."""
     every_hours = SegmentSettings().batch_every_hours
     return Registry([batch_job_kind(metrics), segment_jobs.run_kind(), segment_jobs.schedule_kind(every_hours),
-                     due_job_kind(metrics), *SOURCE_KINDS])
+                     due_job_kind(metrics), *SOURCE_KINDS, *EXPORT_KINDS])
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Body, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field
 
 from cdp.activation import dataflow as flows
 from cdp.activation import log, service
 from cdp.activation.models import (ActivationCreate, ActivationRead, ActivationUpdate, DataFlow, DeliveryPage,
                                    DeliveryRead, DeliveryStatus, DestinationCreate, DestinationRead,
-                                   DestinationUpdate, Redelivered)
+                                   DestinationUpdate, ExportRequested, Redelivered)
 from cdp.api.deps import AnyRole, ClockDep, ConnectionDep, Stewards, require
 from cdp.api.errors import COMMON_RESPONSES, ErrorResponse
 from cdp.api.pagination import MAX_LIMIT, Page, PageDep
@@ -117,12 +117,25 @@ class RedeliverRequest(BaseModel):
                           responses={**NOT_FOUND, **CONFLICT}, summary="Send dead deliveries again",
                           description="With their delivery ids unchanged (a receiver deduplicates) and attempts "
                                       "counted afresh. 409 `not_redeliverable` for a file destination.")
-def redeliver(destination_id: Id, spec: RedeliverRequest, principal: Stewards, connection: ConnectionDep,
-              clock: ClockDep, request: Request, background: BackgroundTasks) -> Redelivered:
+def redeliver(destination_id: Id, principal: Stewards, connection: ConnectionDep, clock: ClockDep, request: Request,
+              background: BackgroundTasks, spec: Annotated[RedeliverRequest | None, Body()] = None) -> Redelivered:
     count = log.redeliver(connection=connection, sandbox=principal.sandbox, destination_id=destination_id,
-                          delivery_id=spec.delivery_id, now=clock())
+                          delivery_id=spec.delivery_id if spec else None, now=clock())
     background.add_task(wake_delivery, request)
     return Redelivered(requeued=count)
+
+
+@destinations_router.post("/{destination_id}/export", status_code=status.HTTP_202_ACCEPTED,
+                          response_model=ExportRequested, responses={**NOT_FOUND, **CONFLICT},
+                          summary="Export a file destination now",
+                          description="A job writes one file per active activation (and its manifest); each is a "
+                                      "row of the delivery log. 409 `not_exportable` for a webhook.")
+def export_destination(destination_id: Id, principal: Stewards, connection: ConnectionDep, clock: ClockDep,
+                       request: Request, background: BackgroundTasks) -> ExportRequested:
+    requested = service.request_export(connection=connection, sandbox=principal.sandbox,
+                                       destination_id=destination_id, now=clock())
+    background.add_task(request.app.state.jobs.wake)
+    return requested
 
 
 # ---- activations -------------------------------------------------------------------------------
