@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test bench web-vendor clean
+.PHONY: run test demo bench web-vendor clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,10 +13,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Runs the service on the embedded default (SQLite file var/cdp.db) with the Luma demo data.
-# The first start prints the bootstrap admin key once. API docs: http://127.0.0.1:8000/docs
+# Runs the service on the embedded default (SQLite file var/cdp.db) with the Luma demo data,
+# loaded over HTTP on the first start (about 20 s more; bench/RESULTS.md). The first start prints
+# the bootstrap admin key once, with a ready `export KEY=...` line. API docs: http://127.0.0.1:8000/docs
 run: $(STAMP)
 	$(BIN)/cdp serve --demo
+
+# Plays the Luma story (SPEC.md, steps 1-9) against a server of its own, narrated.
+demo: $(STAMP)
+	$(BIN)/cdp demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

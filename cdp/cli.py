@@ -321,21 +321,72 @@ def serve_command(host: str | None, port: int | None, database_url: str | None, 
         engine = prepare_database(settings.resolved_database_url(), migrate=settings.migrate_on_start)
         try:
             fixed = settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None
-            bootstrap_admin(engine, fixed)
+            new_key = bootstrap_admin(engine, fixed)
             if demo:
-                from cdp.demo.seed import seed_demo_data
-
-                loaded = seed_demo_data(engine)
-                if loaded:
-                    click.echo(f"loaded {loaded} Luma demo profiles into sandbox prod", err=True)
+                _load_demo_data(engine, settings)
         finally:
             engine.dispose()
     except StartupError as exc:
         _fail([f"cannot_start: {exc}"])
     from cdp.api.protocol import MAX_HEADER_BYTES, JsonErrorsH11Protocol
 
+    _print_welcome(settings, new_key)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                 http=JsonErrorsH11Protocol, h11_max_incomplete_event_size=MAX_HEADER_BYTES)
+
+
+def _load_demo_data(engine, settings) -> None:
+    """On first start (an empty `prod`): the Luma demo data, loaded over HTTP through a copy of the
+    app served on a loopback port for the while (cdp/demo/seed.py)."""
+    import time
+
+    from cdp.api import create_app
+    from cdp.api.local import serve_in_thread
+    from cdp.demo.seed import is_empty, loader_key, seed_over_http
+
+    if not is_empty(engine):
+        return
+    started = time.monotonic()
+    key_id, key = loader_key(engine)
+    with serve_in_thread(create_app(settings)) as base:
+        loaded = seed_over_http(base, key_id, key, progress=lambda text: click.echo(f"cdp: demo data: {text}", err=True))
+    click.echo(f"cdp: loaded the Luma demo data into sandbox prod in {time.monotonic() - started:.1f} s: "
+               f"{loaded.profiles:,} profiles, segments {', '.join(loaded.segments)}", err=True)
+
+
+def _print_welcome(settings, new_key: str | None) -> None:
+    """Where to go next, on stdout: the addresses and, on the first start, a ready `export KEY=…`."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    base = f"http://{host}:{settings.port}"
+    lines = [f"cdp serves {base}", f"  API docs:  {base}/docs", f"  web page:  {base}/ui"]
+    if new_key:
+        lines.append(f"  your admin key (shown only this once), for the examples of README.md:\n  export KEY={new_key}")
+    else:
+        lines.append("  the admin key was printed on the first start (lost it? `.venv/bin/cdp keys create --role admin`)")
+    click.echo("\n".join(lines))
+
+
+@main.command("demo")
+@click.option("--url", default=None, help="Play against this running service (default: start `cdp serve` on a free "
+                                          "local port, on a fresh SQLite file or --database-url).")
+@click.option("--key", default=None, envvar="CDP_DEMO_KEY", help="An admin key of the service at --url (CDP_DEMO_KEY).")
+@click.option("--database-url", default=None, help="The database of the service the demo starts (default: a fresh "
+                                                   "SQLite file, removed after).")
+@click.option("--step", "until", type=click.IntRange(1, 9), default=9, show_default=True, help="Stop after this step.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON transcript of every step instead of the story.")
+@click.option("--profiles", type=click.IntRange(100, 100_000), default=1000, show_default=True,
+              help="How many generated Luma customers the demo's sandbox gets before the story.")
+@click.option("--no-color", is_flag=True, help="No colour (also: NO_COLOR set, or output not a terminal).")
+def demo_command(url: str | None, key: str | None, database_url: str | None, until: int, as_json: bool,
+                 profiles: int, no_color: bool) -> None:
+    """Play the Luma story (SPEC.md, steps 1-9) through a real service, narrating what was sent,
+    what cdp decided and why. Its own sandbox each time; the same story on every run."""
+    from cdp.demo.narrate import use_colour
+    from cdp.demo.run import run_demo
+
+    code = run_demo(url=url, key=key, database_url=database_url, until=until, as_json=as_json, profiles=profiles,
+                    colour=use_colour(sys.stdout, forced_off=no_color or as_json))
+    sys.exit(code)
 
 
 @main.group("keys")
@@ -367,8 +418,10 @@ def keys_create_command(role: str, sandbox: str | None, name: str | None, databa
         _fail([f"cannot_start: {exc}"])
     except CdpError as exc:
         _fail([f"{exc.code}: {exc.message}"])
-    try:
-        with engine.begin() as connection:
+    from cdp.storage.database import write_transaction
+
+    try:  # the write lock from the start: a read-then-write transaction fails at once under a running server
+        with write_transaction(engine) as connection:
             if sandbox is not None:  # a key is bound to a sandbox that exists (`cdp sandboxes create` first)
                 require_sandbox(connection=connection, name=sandbox)
             created = create_key(connection=connection, name=name or f"{role} key", role=Role(role), sandbox=sandbox)
@@ -414,9 +467,11 @@ def sandboxes_create_command(name: str, description: str | None, database_url: s
         validate_sandbox_name(name)
     except CdpError as exc:
         _fail([f"{exc.code}: {exc.message}"])
+    from cdp.storage.database import write_transaction
+
     engine = _open_database(database_url)
-    try:
-        with engine.begin() as connection:
+    try:  # the write lock from the start (SQLite): see keys create
+        with write_transaction(engine) as connection:
             create_sandbox(connection=connection, name=name, description=description)
     except CdpError as exc:
         _fail([f"{exc.code}: {exc.message}"])

@@ -25,25 +25,31 @@ def test_documents_fit_the_schema_and_history():
     assert 0 < len(members) < 100  # the generator plants some gift-giving cart abandoners
 
 
-def test_demo_seed_loads_once_into_an_empty_sandbox(sqlite_url_factory):
-    from cdp.demo.seed import seed_demo_data
-    from cdp.engine import sql
-    from cdp.storage.database import create_engine
-    from cdp.storage.migrate import upgrade
+def test_luma_sources_are_the_generated_people_as_their_systems_export_them():
+    import csv
+    import io
+    from datetime import datetime, timezone
 
-    engine = create_engine(sqlite_url_factory())
-    upgrade(engine)
-    assert seed_demo_data(engine, generated=50) == 53  # the three examples/ profiles and 50 generated
-    assert seed_demo_data(engine, generated=50) == 0  # never twice
-    gift = (__import__("pathlib").Path(__file__).resolve().parents[1] / "examples" / "gift_giving_cart_abandoners.pql").read_text()
-    from cdp.profiles.lookup import find_by_identity, read_profile
-    from cdp.schema import luma_schema
+    from cdp.demo.luma import CRM_COLUMNS, luma_sources
 
-    with engine.connect() as connection:
-        sarah = find_by_identity(connection=connection, sandbox="prod", namespace="email",
-                                 value="Sarah.Rose@example.com")
-        profile = read_profile(connection=connection, sandbox="prod", profile_pk=sarah, schema=luma_schema())
-        assert profile.attributes["loyalty"]["tier"] == "bronze" and profile.events_total >= 2
-        assert profile.provenance["loyalty.tier"].dataset_name == "CRM contacts"
-        assert profile.id in sql.evaluate(connection, gift, as_of=DEFAULT_AS_OF)
-    engine.dispose()
+    as_of = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
+    sources = luma_sources(200, as_of=as_of)
+    assert luma_sources(200, as_of=as_of) == sources  # deterministic
+    rows = list(csv.DictReader(io.StringIO(sources.crm_csv)))
+    assert list(rows[0]) == CRM_COLUMNS and len(rows) == sources.crm_rows
+    sarah = next(r for r in rows if r["Contact ID"] == "C-1001")
+    assert (sarah["Email"].strip().lower(), sarah["Preferred Category"], sarah["Preferred Size"]) == (
+        "sarah.rose@example.com", "Womens", "S")
+    lines = sources.loyalty_jsonl.splitlines()
+    assert json.loads(lines[0])["tier"] == "Bronze" and len(lines) == sources.loyalty_rows
+    # the broken rows sit where expected_rejections says (CSV rows count the header as row 1)
+    for file, number in sources.expected_rejections:
+        if file == "crm":
+            assert rows[number - 2]["Contact ID"].startswith("C-900")
+        else:
+            assert "L-900" in lines[number - 1]
+    assert len(sources.expected_rejections) == 7
+    events = sources.web_events + sources.mobile_events
+    assert len({r["event"]["id"] for r in events}) == len(events)
+    assert all(r["event"]["timestamp"] <= "2026-12-01T12:00:00Z" for r in events)
+    assert all(r["event"].get("channel") == "mobile" for r in sources.mobile_events)

@@ -29,6 +29,9 @@ def engine(migrated_engine):
 
 
 def _ingest_stream(engine, stream: list[list[tuple[str, str]]], per_request: int) -> str:
+    """Ingest with the linking rules off (no unique namespace): identities seen together are one
+    profile (tests/test_identity_linking_rules.py tests the rules)."""
+    from cdp.identity.settings import MergePolicy, put_identity_settings
     from cdp.ingestion.service import ingest_records
     from cdp.schema import luma_schema
     from cdp.storage.database import write_transaction
@@ -39,6 +42,8 @@ def _ingest_stream(engine, stream: list[list[tuple[str, str]]], per_request: int
         dataset = connection.execute(datasets.insert().values(
             sandbox=sandbox, name="Web", kind="event", labels=[], field_labels={},
             created_at=sa.func.now(), updated_at=sa.func.now()).returning(datasets.c.pk)).scalar_one()
+        put_identity_settings(connection=connection, sandbox=sandbox, merge_policy=MergePolicy.timestamp_ordered,
+                              dataset_precedence=[], graph_limit=50, unique_namespaces=[])
     records = [{"identities": [{"namespace": ns, "id": value} for ns, value in identities],
                 "event": {"id": f"e{index}", "type": "pageView", "timestamp": "2026-11-28T10:00:00Z"}}
                for index, identities in enumerate(stream)]

@@ -175,3 +175,32 @@ def test_source_rows_of_new_profiles_as_core_would_write_them(engine):
         insert_attribute_sources(connection, rows(b))
         assert _read(connection, attribute_sources, attribute_sources.c.profile_pk == a) == \
             _read(connection, attribute_sources, attribute_sources.c.profile_pk == b)
+
+
+def test_links_as_core_would_write_them_and_a_link_seen_again_takes_its_new_time(engine):
+    from cdp.storage.bulk import claim_identities, insert_links, upsert_links
+    from cdp.storage.database import write_transaction
+    from cdp.storage.models import identity_links
+
+    with write_transaction(engine) as connection:
+        profile, _, dataset = _profiles(connection, 2)
+        keys: dict = {}
+        assert claim_identities(connection, [
+            {"sandbox": "bulk-links", "profile_pk": profile, "namespace": "ecid", "value": f"c{i}", "first_seen": NOW,
+             "last_seen": NOW} for i in range(4)], keys) == 4
+        a, b, c, d = (keys[("ecid", f"c{i}")] for i in range(4))
+        row = {"sandbox": "bulk-links", "profile_pk": profile, "first_seen": NOW, "last_seen": NOW, "seen_order": 3,
+               "dataset_pk": dataset, "batch_pk": None, "request_id": "r-1", "record_index": 3,
+               "removed_at": NOW, "removed_reason": "why"}
+        insert_links(connection, [{**row, "a_pk": a, "b_pk": b}])
+        connection.execute(identity_links.insert().values(**row, a_pk=c, b_pk=d))
+        later = NOW + timedelta(hours=1)
+        upsert_links(connection, [{**row, "a_pk": c, "b_pk": d, "first_seen": later, "last_seen": later,
+                                   "seen_order": 7, "removed_at": None, "removed_reason": None}])
+        stored = {(r.a_pk, r.b_pk): r for r in connection.execute(sa.select(identity_links).where(
+            identity_links.c.sandbox == "bulk-links"))}
+    first, again = stored[(a, b)], stored[(c, d)]
+    assert (first.first_seen, first.last_seen, first.removed_at, first.removed_reason, first.request_id) == (
+        NOW, NOW, NOW, "why", "r-1")
+    assert (again.first_seen, again.last_seen, again.seen_order, again.removed_at, again.removed_reason) == (
+        NOW, later, 7, None, None)

@@ -59,8 +59,8 @@ def leaves(attributes: Sequence[str], schema: Schema) -> list[str]:
 def _profiles(connection: sa.Connection, pks: Iterable[int]) -> dict[int, Any]:
     pks = sorted(set(pks))
     found: dict[int, Any] = {}
-    for start in range(0, len(pks), 500):
-        chunk = pks[start:start + 500]
+    for start in range(0, len(pks), 2000):
+        chunk = pks[start:start + 2000]
         for row in connection.execute(sa.select(profiles.c.pk, profiles.c.external_id, profiles.c.attributes)
                                       .where(profiles.c.pk.in_(chunk))):
             found[row.pk] = row
@@ -72,8 +72,8 @@ def identities_of(connection: sa.Connection, pks: Iterable[int], namespaces: Seq
     found: dict[int, dict[str, list[str]]] = {}
     if not namespaces:
         return found
-    for start in range(0, len(pks), 500):
-        chunk = pks[start:start + 500]
+    for start in range(0, len(pks), 2000):
+        chunk = pks[start:start + 2000]
         for row in connection.execute(sa.select(identities.c.profile_pk, identities.c.namespace, identities.c.value)
                                       .where(identities.c.profile_pk.in_(chunk),
                                              identities.c.namespace.in_(list(namespaces)))
@@ -94,10 +94,13 @@ def apply_changes(connection: sa.Connection, *, activation, consent: str | None,
     held = {row.profile_pk: row for row in connection.execute(
         sa.select(activation_members).where(activation_members.c.activation_pk == activation.pk,
                                             activation_members.c.profile_pk.in_(sorted(set(pks)))))} if pks else {}
+    original = set(held)
+    touched: set[int] = set()
     entering = [c.profile_pk for c in changes if c.status == "entered"]
     rows = _profiles(connection, entering)
     ids = identities_of(connection, entering, activation.identities)
     paths = leaves(activation.attributes, schema)
+    types = {p: str(schema.profile_type(p)) for p in paths}
     out: list[dict] = []
     excluded = 0
     for change in changes:
@@ -107,32 +110,37 @@ def apply_changes(connection: sa.Connection, *, activation, consent: str | None,
             profile = rows.get(change.profile_pk)
             if profile is None or state == "exported":
                 continue  # gone since (its exit follows), or there already
+            touched.add(change.profile_pk)
             if not consented(profile.attributes, consent):
                 excluded += 1
-                _hold(connection, activation.pk, change.profile_pk, "excluded", None, now, exists=current is not None)
                 held[change.profile_pk] = _Held("excluded", None)
                 continue
             sent_ids = ids.get(change.profile_pk, {})
-            attributes = {p: api_value(profile.attributes.get(p), str(schema.profile_type(p)))
-                          for p in paths if profile.attributes.get(p) is not None}
+            values = profile.attributes or {}
             out.append({"profile_id": change.profile_id, "segment": segment_key, "status": "entered",
-                        "at": iso(change.at), "identities": sent_ids, "attributes": attributes})
-            _hold(connection, activation.pk, change.profile_pk, "exported", sent_ids, now, exists=current is not None)
+                        "at": iso(change.at), "identities": sent_ids,
+                        "attributes": {p: api_value(values[p], types[p]) for p in paths if values.get(p) is not None}})
             held[change.profile_pk] = _Held("exported", sent_ids)
         else:
             if state is None:
                 continue
+            touched.add(change.profile_pk)
             if change.withdrawn:
-                _hold(connection, activation.pk, change.profile_pk, "excluded", None, now, exists=True)
                 held[change.profile_pk] = _Held("excluded", None)
             else:
-                connection.execute(activation_members.delete().where(
-                    activation_members.c.activation_pk == activation.pk,
-                    activation_members.c.profile_pk == change.profile_pk))
                 held.pop(change.profile_pk, None)
             if state == "exported":
                 out.append({"profile_id": change.profile_id, "segment": segment_key, "status": "exited",
                             "at": iso(change.at), "identities": current.identities or {}, "attributes": {}})
+    # what the destination holds now, written set-wise: the rows touched go, their new states come
+    gone = sorted(touched & original)
+    for start in range(0, len(gone), 500):
+        connection.execute(activation_members.delete().where(activation_members.c.activation_pk == activation.pk,
+                                                             activation_members.c.profile_pk.in_(gone[start:start + 500])))
+    kept = [{"activation_pk": activation.pk, "profile_pk": pk, "state": held[pk].state,
+             "identities": held[pk].identities, "updated_at": now} for pk in sorted(touched) if pk in held]
+    if kept:
+        connection.execute(activation_members.insert(), kept)
     return out, excluded
 
 
@@ -140,18 +148,6 @@ def apply_changes(connection: sa.Connection, *, activation, consent: str | None,
 class _Held:
     state: str
     identities: dict | None
-
-
-def _hold(connection: sa.Connection, activation_pk: int, profile_pk: int, state: str, sent: dict | None,
-          now: datetime, *, exists: bool) -> None:
-    values = {"state": state, "identities": sent, "updated_at": now}
-    if exists:
-        connection.execute(activation_members.update().where(activation_members.c.activation_pk == activation_pk,
-                                                             activation_members.c.profile_pk == profile_pk)
-                           .values(**values))
-    else:
-        connection.execute(activation_members.insert().values(activation_pk=activation_pk, profile_pk=profile_pk,
-                                                              **values))
 
 
 def backfill_page(connection: sa.Connection, *, segment_pk: int, after: int, limit: int) -> list[Change]:

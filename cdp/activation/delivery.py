@@ -45,6 +45,7 @@ from cdp.storage.models import activations, deliveries, destinations, membership
 
 log = logging.getLogger("cdp.activation")
 SIGNATURE_HEADER = "X-CDP-Signature"
+READ_BATCHES = 10  # a pump transaction reads up to this many deliveries' worth of changes
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -62,22 +63,26 @@ def _locked_activation(connection: sa.Connection, activation_pk: int):
     return connection.execute(query).first()
 
 
-def record(connection: sa.Connection, activation, changes: list[dict], excluded: int, now: datetime) -> None:
-    """A delivery row for ``changes`` (nothing when there are none: the exclusions are counted
-    on the activation)."""
-    if not changes:
+def record(connection: sa.Connection, activation, changes: list[dict], excluded: int, now: datetime,
+           batch_size: int) -> None:
+    """Delivery rows for ``changes``, ``batch_size`` to a row (nothing when there are none: the
+    exclusions are counted on the activation; a delivery's own count is on its first row)."""
+    rows = [changes[at:at + batch_size] for at in range(0, len(changes), batch_size)]
+    if not rows:
         return
-    connection.execute(deliveries.insert().values(
-        sandbox=activation.sandbox, destination_pk=activation.destination_pk, activation_pk=activation.pk,
-        delivery_id=str(uuid.uuid4()), status="pending", attempts=0, changes=changes, change_count=len(changes),
-        excluded_no_consent=excluded, next_attempt_at=now, created_at=now, updated_at=now))
+    connection.execute(deliveries.insert(), [{
+        "sandbox": activation.sandbox, "destination_pk": activation.destination_pk, "activation_pk": activation.pk,
+        "delivery_id": str(uuid.uuid4()), "status": "pending", "attempts": 0, "changes": part,
+        "change_count": len(part), "excluded_no_consent": excluded if n == 0 else 0, "next_attempt_at": now,
+        "created_at": now, "updated_at": now} for n, part in enumerate(rows)])
 
 
 def pump_activation(engine: sa.Engine, activation_pk: int, *, horizon: int, now: datetime,
                     settings: ActivationSettings, consent_since: datetime | None | bool = False) -> int:
-    """One batch of one activation turned into a delivery; how many changes it read (0: caught
-    up). ``consent_since``: also look for consent changes of profiles changed since then
-    (None: all; False: not now)."""
+    """Up to ``READ_BATCHES`` batches of one activation turned into deliveries, in one
+    transaction; how many changes it read (fewer than the limit: caught up). ``consent_since``:
+    also look for consent changes of profiles changed since then (None: all; False: not now)."""
+    limit = settings.batch_size * READ_BATCHES
     with write_transaction(engine) as connection:
         activation = _locked_activation(connection, activation_pk)
         if activation is None or activation.status != "active" or activation.destination_type != "webhook":
@@ -86,23 +91,23 @@ def pump_activation(engine: sa.Engine, activation_pk: int, *, horizon: int, now:
         values: dict = {}
         if activation.backfill_after is not None:
             found = backfill_page(connection, segment_pk=activation.segment_pk, after=activation.backfill_after,
-                                  limit=settings.batch_size)
-            values["backfill_after"] = found[-1].profile_pk if len(found) == settings.batch_size else None
+                                  limit=limit)
+            values["backfill_after"] = found[-1].profile_pk if len(found) == limit else None
         else:
             rows = connection.execute(
                 sa.select(membership_changes).where(membership_changes.c.segment_pk == activation.segment_pk,
                                                     membership_changes.c.pk > activation.cursor,
                                                     membership_changes.c.pk <= horizon)
-                .order_by(membership_changes.c.pk).limit(settings.batch_size)).all()
+                .order_by(membership_changes.c.pk).limit(limit)).all()
             found = [Change(r.profile_pk, r.profile_id, r.status, r.at) for r in rows]
             if rows and rows[-1].pk != activation.cursor:
                 values["cursor"] = rows[-1].pk
-            if consent_since is not False and activation.consent and len(rows) < settings.batch_size:
+            if consent_since is not False and activation.consent and len(rows) < limit:
                 found += consent_changes(connection, activation=activation, consent=activation.consent,
                                          since=consent_since, now=now)
         changes, excluded = apply_changes(connection, activation=activation, consent=activation.consent,
                                           segment_key=activation.segment_key, schema=schema, changes=found, now=now)
-        record(connection, activation, changes, excluded, now)
+        record(connection, activation, changes, excluded, now, settings.batch_size)
         if values:
             connection.execute(activations.update().where(activations.c.pk == activation.pk).values(**values))
         return len(found)
@@ -131,7 +136,7 @@ def pump(engine: sa.Engine, *, horizon: int, now: datetime, settings: Activation
                                    consent_since=consent_since if first else False)
             first = False
             total += read
-            if read < settings.batch_size:
+            if read < settings.batch_size * READ_BATCHES:
                 break
     return total
 

@@ -81,6 +81,7 @@ from cdp.segments import jobs as segment_jobs
 from cdp.segments.jobs import ensure_schedule, fail_interrupted
 from cdp.segments.settings import SegmentSettings
 from cdp.segments.streaming import due_job_kind, schedule_due_job
+from cdp.ingestion.reevaluation import KIND as REEVALUATION_KIND
 from cdp.sources.jobs import KINDS as SOURCE_KINDS
 from cdp.settings import Settings
 from cdp.text import NO_NUL
@@ -100,7 +101,7 @@ def job_registry(metrics) -> Registry:
     """Every kind of background work the service runs; a domain adds its kind here."""
     every_hours = SegmentSettings().batch_every_hours
     return Registry([batch_job_kind(metrics), segment_jobs.run_kind(), segment_jobs.schedule_kind(every_hours),
-                     due_job_kind(metrics), *SOURCE_KINDS, *EXPORT_KINDS])
+                     due_job_kind(metrics), *SOURCE_KINDS, REEVALUATION_KIND, *EXPORT_KINDS])
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

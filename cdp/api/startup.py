@@ -64,17 +64,19 @@ def prepare_database(url: str, *, migrate: bool) -> sa.Engine:
     return engine
 
 
-def bootstrap_admin(engine: sa.Engine, fixed_key: str | None) -> None:
-    """Create the first admin key when none exists; print a generated one once to stderr."""
+def bootstrap_admin(engine: sa.Engine, fixed_key: str | None) -> str | None:
+    """Create the first admin key when none exists; print a generated one once to stderr and
+    return it (None when none was generated now)."""
     try:
         with engine.begin() as connection:
             created = ensure_bootstrap_admin(connection=connection, fixed_key=fixed_key)
     except CdpError as exc:
         raise StartupError(f"cannot create the bootstrap admin key (CDP_BOOTSTRAP_ADMIN_KEY): {exc.message}") from None
     if created is None:
-        return
+        return None
     if fixed_key:
         print(f"cdp: bootstrap admin key {created.id} registered from CDP_BOOTSTRAP_ADMIN_KEY", file=sys.stderr)
-        return
+        return None
     print("cdp: created the bootstrap admin key (valid in every sandbox). It is shown only this once; store it now:\n"
           f"cdp:     {created.key}", file=sys.stderr, flush=True)
+    return created.key

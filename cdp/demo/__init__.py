@@ -1,4 +1,7 @@
-"""Demo data for the Luma scenario (SPEC.md): a deterministic generator of profile documents.
+"""The Luma scenario (SPEC.md): a deterministic generator of profile documents (``generator``);
+Luma's sources as its systems export them (``luma``); their loader over HTTP (``load``, ``seed``:
+``make run``'s data); and ``cdp demo`` (``story``, ``activation``, ``receiver``, ``narrate``,
+``run``), which plays the story's nine steps through a real service.
 
     from cdp.demo import generate_profiles
     for document in generate_profiles(1000, seed=7):

@@ -52,6 +52,7 @@ class Source:
     batch_pk: int | None = None
     request_id: str | None = None
     record_index: int | None = None
+    identities: list[tuple[str, str]] | None = None  # the record's (a split follows them)
 
 
 _PROFILES_PER_QUERY = 500
@@ -74,7 +75,8 @@ def record_attributes_many(connection: sa.Connection, items: list[tuple[int, Map
     touched: dict[int, set[str]] = {}
     for profile_pk, values, removed, source in items:
         lineage = {"profile_pk": profile_pk, "dataset_pk": source.dataset_pk, "observed_at": source.observed_at,
-                   "batch_pk": source.batch_pk, "request_id": source.request_id, "record_index": source.record_index}
+                   "batch_pk": source.batch_pk, "request_id": source.request_id, "record_index": source.record_index,
+                   "identities": None if source.identities is None else [list(p) for p in source.identities]}
         rows += [{**lineage, "path": path, "value": value, "removed": False} for path, value in values.items()]
         rows += [{**lineage, "path": path, "value": None, "removed": True} for path in removed if path not in values]
         touched.setdefault(profile_pk, set()).update(values, removed)

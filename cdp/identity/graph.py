@@ -43,9 +43,11 @@ import sqlalchemy as sa
 
 from cdp.identity.attributes import apply_policy, merge_sources
 from cdp.identity.namespaces import KIND_RANK, Namespace, NamespaceKind
+from cdp.identity.rules import Rules
 from cdp.identity.settings import IdentitySettings
-from cdp.storage.bulk import claim_identities, insert_profiles
-from cdp.storage.models import (events, identities, identity_removals, memberships, profile_merges, profiles)
+from cdp.storage.bulk import claim_identities, insert_links, insert_profiles, upsert_links
+from cdp.storage.models import (events, identities, identity_links, identity_removals, memberships, profile_merges,
+                                profiles)
 
 _PAIRS_PER_QUERY = 400  # bound parameters per statement stay far below SQLite's limit
 
@@ -59,7 +61,7 @@ _PAIRS = (identities.c.sandbox == sa.bindparam("b_sandbox"),
           identities.c.namespace.in_(sa.bindparam("b_namespaces", expanding=True)),
           identities.c.value.in_(sa.bindparam("b_values", expanding=True)),
           _PAIR.in_(sa.bindparam("b_pairs", expanding=True)))
-_OWNERS = sa.select(identities.c.namespace, identities.c.value, identities.c.profile_pk).where(*_PAIRS)
+_OWNERS = sa.select(identities.c.namespace, identities.c.value, identities.c.profile_pk, identities.c.pk).where(*_PAIRS)
 _TOUCH = identities.update().where(
     *_PAIRS, sa.or_(identities.c.last_seen.is_(None), identities.c.last_seen < sa.bindparam("b_now"))
 ).values(last_seen=sa.bindparam("b_now"))
@@ -83,6 +85,17 @@ class Resolution:
     created: bool = False
     merged: list[str] = field(default_factory=list)  # ids of the profiles merged into this one
     removed: list[tuple[str, str]] = field(default_factory=list)  # identities the graph limit removed
+    unlinked: list[str] = field(default_factory=list)  # links the linking rules removed: "ns:value – ns:value"
+    split: list[str] = field(default_factory=list)  # ids of profiles split off by those removals
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Which write links come from (kept with each link, as attribute sources keep theirs)."""
+
+    dataset_pk: int | None = None
+    batch_pk: int | None = None
+    request_id: str | None = None
 
 
 class IdentityGraph:
@@ -97,21 +110,38 @@ class IdentityGraph:
         self.dialect = connection.dialect.name
         self.created_here: set[int] = set()  # profiles created by this transaction (no merge record needed)
         self.external_ids: dict[int, str] = {}  # profile key → id (ids never change; merged ones are dropped)
+        self.rules = Rules.of(namespaces, settings.unique_namespaces, settings.namespace_priority)
+        self.lineage = Lineage()
+        self.identity_pks: dict[tuple[str, str], int] = {}
+        self.claimed: set[int] = set()  # identities inserted by this call (none of their links exists yet)
+        self.regrouped: set[int] = set()  # profiles a split changed in the last resolve_many (memberships)
 
     # ---- reading -------------------------------------------------------------------------------
 
     def owners(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        rows = self.connection.execute(_OWNERS, _pair_params(self.sandbox, pairs))
-        return {(row.namespace, row.value): row.profile_pk for row in rows}
+        found = {}
+        for row in self.connection.execute(_OWNERS, _pair_params(self.sandbox, pairs)):
+            found[(row.namespace, row.value)] = row.profile_pk
+            self.identity_pks[(row.namespace, row.value)] = row.pk
+        return found
 
     # ---- resolution ----------------------------------------------------------------------------
 
-    def resolve_many(self, records: list[list[tuple[str, str]]], now: datetime) -> list[Resolution]:
+    def resolve_many(self, records: list[list[tuple[str, str]]], now: datetime,
+                     indices: list[int] | None = None) -> list[Resolution]:
         """The profile of each record (its normalised, distinct identities), linking and merging as
         needed and marking the identities seen at ``now`` — with the same outcome as one after the other
         (each record's profile is the one its identities end in; a merge is reported on the record
         that linked the profiles), in a few set-wise statements. Raises ResolutionConflict when a
-        concurrent writer got in the way (PostgreSQL): the caller rolls back and tries again."""
+        concurrent writer got in the way (PostgreSQL): the caller rolls back and tries again.
+        ``indices``: each record's index in its request or batch (kept with its links).
+
+        Groups of records whose graph would hold two identities of a unique namespace are resolved
+        by the linking rules instead (cdp/identity/split.py: links removed, profiles split)."""
+        self.regrouped = set()
+        # keys looked up or claimed by this call only: an attempt rolled back (PostgreSQL) leaves none
+        self.identity_pks, self.claimed = {}, set()
+        indices = list(range(len(records))) if indices is None else indices
         pairs = list(dict.fromkeys(pair for record in records for pair in record))
         owner: dict[tuple[str, str], int] = {}
         for start in range(0, len(pairs), _PAIRS_PER_QUERY):
@@ -148,6 +178,10 @@ class IdentityGraph:
         components: dict[tuple[str, str], list[int]] = {}
         for index, record in enumerate(records):
             components.setdefault(find(record[0]), []).append(index)
+        if self.rules.unique:
+            conflicted = self._conflicted(records, components, owner, owners_of)
+            if conflicted:
+                return self._resolve_by_rules(records, now, indices, conflicted)
         all_owners = sorted({pk for root in components for pk in owners_of[root]})
         if all_owners and self.dialect == "postgresql":
             merging = {pk for root in components if len(owners_of[root]) > 1 for pk in owners_of[root]}
@@ -177,11 +211,12 @@ class IdentityGraph:
             rows = sorted(({"sandbox": self.sandbox, "profile_pk": profile_of[find(pair)], "namespace": pair[0],
                             "value": pair[1], "first_seen": now, "last_seen": now} for pair in missing),
                           key=lambda row: (row["namespace"], row["value"]))  # one order for every writer
-            if claim_identities(self.connection, rows) != len(rows):
+            if self.claim(rows) != len(rows):
                 raise ResolutionConflict("another writer claimed an identity of the batch")
         known = [pair for pair in pairs if pair in owner]
         for start in range(0, len(known), _PAIRS_PER_QUERY):
             self._touch(known[start:start + _PAIRS_PER_QUERY], now)
+        self._write_links(records, indices, [profile_of[find(record[0])] for record in records], now)
         # the graph limit, where it can be passed: a new profile holds exactly its component's
         # identities; profiles that grew are counted in one statement
         limit = self.settings.graph_limit
@@ -238,6 +273,87 @@ class IdentityGraph:
         if pairs:
             self.connection.execute(_TOUCH, {**_pair_params(self.sandbox, pairs), "b_now": now})
 
+    # ---- links and the linking rules -----------------------------------------------------------
+
+    def _conflicted(self, records, components, owner, owners_of) -> list[int]:
+        """The records of the groups that would hold two identities of a unique namespace."""
+        unique = self.rules.unique
+        asking = sorted({pk for root, indexes in components.items() if owners_of[root] and (
+            len(owners_of[root]) > 1 or any(pair[0] in unique and pair not in owner
+                                            for index in indexes for pair in records[index]))
+            for pk in owners_of[root]})
+        held: dict[int, list[tuple[str, str]]] = {}
+        for start in range(0, len(asking), _PAIRS_PER_QUERY):
+            for row in self.connection.execute(sa.select(identities.c.profile_pk, identities.c.namespace,
+                                                         identities.c.value).where(
+                    identities.c.profile_pk.in_(asking[start:start + _PAIRS_PER_QUERY]),
+                    identities.c.namespace.in_(sorted(unique)))):
+                held.setdefault(row.profile_pk, []).append((row.namespace, row.value))
+        conflicted: list[int] = []
+        for root, indexes in components.items():
+            found = [pair for index in indexes for pair in records[index] if pair[0] in unique]
+            found += [pair for pk in owners_of[root] for pair in held.get(pk, ())]
+            if self.rules.doubled(found):
+                conflicted += indexes
+        return sorted(conflicted)
+
+    def _resolve_by_rules(self, records, now, indices, conflicted: list[int]) -> list[Resolution]:
+        from cdp.identity.split import resolve_by_rules
+
+        chosen = set(conflicted)
+        rest = [index for index in range(len(records)) if index not in chosen]
+        answers: dict[int, Resolution] = {}
+        if rest:
+            answers.update(zip(rest, self.resolve_many([records[i] for i in rest], now, [indices[i] for i in rest])))
+        regrouped = set(self.regrouped)
+        answers.update(zip(conflicted, resolve_by_rules(self, [records[i] for i in conflicted], now,
+                                                        [indices[i] for i in conflicted])))
+        self.regrouped |= regrouped
+        return [answers[index] for index in range(len(records))]
+
+    def claim(self, rows: list[dict]) -> int:
+        """Insert new identities (claim_identities), remembering their keys; how many were inserted."""
+        keys: dict[tuple[str, str], int] = {}
+        count = claim_identities(self.connection, rows, keys)
+        self.identity_pks.update(keys)
+        self.claimed.update(keys.values())
+        return count
+
+    def pks_of(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """Identity keys (looked up once per transaction)."""
+        missing = [pair for pair in dict.fromkeys(pairs) if pair not in self.identity_pks]
+        for start in range(0, len(missing), _PAIRS_PER_QUERY):
+            self.owners(missing[start:start + _PAIRS_PER_QUERY])
+        return {pair: self.identity_pks[pair] for pair in pairs}
+
+    def _write_links(self, records, indices, profile_pks, now: datetime, removed: dict | None = None,
+                     profile_of_pair: dict | None = None) -> None:
+        """Store the records' links (every two identities of a record) as seen now, by them, on
+        their profile (``profile_of_pair``: the profile of each link's first identity instead);
+        ``removed``: (a key, b key) → why the rules removed that link."""
+        linking = [(record, index, profile_pk) for record, index, profile_pk in zip(records, indices, profile_pks)
+                   if len(record) > 1]
+        if not linking:
+            return
+        pks = self.pks_of([pair for record, _, _ in linking for pair in record])
+        rows: dict[tuple[int, int], dict] = {}
+        lineage = self.lineage
+        for record, index, profile_pk in linking:
+            keyed = sorted((pks[pair], pair) for pair in record)
+            for position, (a_pk, a) in enumerate(keyed):
+                for b_pk, _ in keyed[position + 1:]:
+                    reason = (removed or {}).get((a_pk, b_pk))
+                    rows[(a_pk, b_pk)] = {
+                        "sandbox": self.sandbox, "a_pk": a_pk, "b_pk": b_pk,
+                        "profile_pk": profile_pk if profile_of_pair is None else profile_of_pair[a],
+                        "first_seen": now, "last_seen": now, "seen_order": index, "dataset_pk": lineage.dataset_pk,
+                        "batch_pk": lineage.batch_pk, "request_id": lineage.request_id, "record_index": index,
+                        "removed_at": now if reason else None, "removed_reason": reason}
+        # a link of an identity inserted just now cannot exist yet: a plain insert (COPY on PostgreSQL)
+        claimed = self.claimed
+        insert_links(self.connection, [r for key, r in rows.items() if key[0] in claimed or key[1] in claimed])
+        upsert_links(self.connection, [r for key, r in rows.items() if key[0] not in claimed and key[1] not in claimed])
+
     # ---- merging -------------------------------------------------------------------------------
 
     def _merge(self, survivor: int, other: int, now: datetime) -> str | None:
@@ -254,6 +370,8 @@ class IdentityGraph:
                                 .values(profile_pk=survivor))
         self.connection.execute(profile_merges.update().where(profile_merges.c.survivor_pk == other)
                                 .values(survivor_pk=survivor))
+        self.connection.execute(identity_links.update().where(identity_links.c.profile_pk == other)
+                                .values(profile_pk=survivor))
         # values loaded without a dataset: the survivor's stay, the merged profile's fill the gaps
         legacy = dict(other_row.attributes or {})
         if legacy:

@@ -8,10 +8,13 @@ import sqlalchemy as sa
 
 from cdp.errors import Conflict, NotFound, Unprocessable
 from cdp.identity.attributes import apply_policy
-from cdp.identity.models import IdentitySettingsRead, IdentitySettingsWrite, NamespaceCreate, NamespaceRead
+from cdp.identity.models import (IdentitySettingsRead, IdentitySettingsWrite, NamespaceCreate, NamespaceRead,
+                                 ReevaluationRead)
 from cdp.identity.namespaces import BUILTIN_NAMESPACES, Namespace, sandbox_namespaces
-from cdp.identity.settings import get_identity_settings, put_identity_settings
-from cdp.storage.models import attribute_sources, identities, identity_namespaces, profiles
+from cdp.identity.reevaluation import KIND_NAME
+from cdp.identity.rules import priority_order
+from cdp.identity.settings import IdentitySettings, get_identity_settings, put_identity_settings
+from cdp.storage.models import attribute_sources, identities, identity_namespaces, jobs, profiles
 
 MAX_CUSTOM_NAMESPACES = 100
 
@@ -61,19 +64,36 @@ def delete_namespace(*, connection: sa.Connection, sandbox: str, code: str) -> N
     connection.execute(identity_namespaces.delete().where(identity_namespaces.c.pk == found))
 
 
+def _settings_read(connection: sa.Connection, sandbox: str, settings: IdentitySettings,
+                   recomputed: int | None = None) -> IdentitySettingsRead:
+    namespaces = sandbox_namespaces(connection=connection, sandbox=sandbox)
+    job = connection.execute(sa.select(jobs).where(jobs.c.kind == KIND_NAME, jobs.c.sandbox == sandbox)
+                             .order_by(jobs.c.pk.desc()).limit(1)).first()
+    return IdentitySettingsRead(
+        merge_policy=settings.merge_policy, dataset_precedence=list(settings.dataset_precedence),
+        graph_limit=settings.graph_limit, updated_at=settings.updated_at, profiles_recomputed=recomputed,
+        unique_namespaces=list(settings.unique_namespaces),
+        namespace_priority=priority_order(namespaces, settings.namespace_priority),
+        reevaluation=None if job is None else ReevaluationRead(
+            job_id=job.pk, status=job.status, message=job.message or job.last_error, created_at=job.created_at,
+            finished_at=job.finished_at))
+
+
 def read_settings(*, connection: sa.Connection, sandbox: str) -> IdentitySettingsRead:
-    settings = get_identity_settings(connection=connection, sandbox=sandbox)
-    return IdentitySettingsRead(merge_policy=settings.merge_policy, dataset_precedence=list(settings.dataset_precedence),
-                                graph_limit=settings.graph_limit, updated_at=settings.updated_at)
+    return _settings_read(connection, sandbox, get_identity_settings(connection=connection, sandbox=sandbox))
 
 
 def replace_settings(*, connection: sa.Connection, sandbox: str, spec: IdentitySettingsWrite) -> IdentitySettingsRead:
     """Store the settings and re-apply the merge policy to every profile with attribute sources
     (in this request: the answer says how many). A lower graph limit applies from the next link
-    of each profile on; nothing is removed retroactively."""
+    of each profile on; nothing is removed retroactively. New linking rules apply to a graph from
+    its next link on (the caller queues the re-evaluation job when asked: cdp/ingestion/reevaluation.py)."""
     before = get_identity_settings(connection=connection, sandbox=sandbox)
     settings = put_identity_settings(connection=connection, sandbox=sandbox, merge_policy=spec.merge_policy,
-                                     dataset_precedence=spec.dataset_precedence, graph_limit=spec.graph_limit)
+                                     dataset_precedence=spec.dataset_precedence, graph_limit=spec.graph_limit,
+                                     unique_namespaces=spec.unique_namespaces,
+                                     namespace_priority=spec.namespace_priority,
+                                     namespaces=frozenset(sandbox_namespaces(connection=connection, sandbox=sandbox)))
     recomputed = 0
     if (before.merge_policy, before.dataset_precedence) != (settings.merge_policy, settings.dataset_precedence):
         sourced = connection.execute(sa.select(attribute_sources.c.profile_pk).distinct().join(
@@ -82,6 +102,4 @@ def replace_settings(*, connection: sa.Connection, sandbox: str, spec: IdentityS
         for profile_pk in sourced:
             apply_policy(connection, profile_pk=profile_pk, settings=settings)
         recomputed = len(sourced)
-    return IdentitySettingsRead(merge_policy=settings.merge_policy, dataset_precedence=list(settings.dataset_precedence),
-                                graph_limit=settings.graph_limit, updated_at=settings.updated_at,
-                                profiles_recomputed=recomputed)
+    return _settings_read(connection, sandbox, settings, recomputed)

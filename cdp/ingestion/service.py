@@ -23,7 +23,7 @@ from cdp.ingestion.validation import ValidRecord, validate_record
 from cdp.schema import Schema
 from cdp.engine.sql.loading import json_value
 from cdp.identity.attributes import Source, record_attributes_many
-from cdp.identity.graph import IdentityGraph, Resolution, ResolutionConflict
+from cdp.identity.graph import IdentityGraph, Lineage, Resolution, ResolutionConflict
 from cdp.identity.namespaces import IdentityValueError, normalize, sandbox_namespaces
 from cdp.identity.settings import get_identity_settings
 from cdp.segments.membership import MembershipRefresher
@@ -70,6 +70,7 @@ class Writer:
         self.settings = get_identity_settings(connection=connection, sandbox=sandbox)
         self.graph = IdentityGraph(connection, sandbox=sandbox, namespaces=dict(self.namespaces),
                                    settings=self.settings)
+        self.graph.lineage = Lineage(dataset_pk, batch_pk, request_id)
         self.memberships = MembershipRefresher(connection, sandbox=sandbox)
         self.streaming = StreamingEvaluator(connection, sandbox=sandbox, metrics=metrics)
         self.clock = clock or _wall_clock
@@ -120,6 +121,11 @@ class Writer:
         prepared: list[tuple[int, int, ValidRecord, list[tuple[str, str]]]] = []
         for position, (index, record) in enumerate(items):
             pairs, errors = self.normalized_identities(record.identities)
+            doubled = None if errors else self.graph.rules.doubled(pairs)
+            if doubled:
+                errors = [RecordError(path="identities", message=(
+                    f"two {doubled} identities in one record: {doubled} is a unique namespace of this sandbox (a "
+                    f"person has one; GET /v1/identity/settings), so a record carries at most one"))]
             if errors:
                 results[position] = RecordResult(index=index, status=RecordStatus.rejected, errors=errors)
             else:
@@ -191,14 +197,15 @@ class Writer:
             prepared = fresh
         if not prepared:
             return results, _nothing
-        resolutions = self.graph.resolve_many([pairs for _, _, _, pairs in prepared], now)
-        merged_into = sorted({r.profile_pk for r in resolutions if r.merged})
+        resolutions = self.graph.resolve_many([pairs for _, _, _, pairs in prepared], now,
+                                              [index for _, index, _, _ in prepared])
+        merged_into = sorted({r.profile_pk for r in resolutions if r.merged} | self.graph.regrouped)
         if self.kind == "profile":
             record_attributes_many(self.connection, [
                 (resolution.profile_pk, {k: json_value(v, self.dialect) for k, v in record.set_attributes.items()},
                  record.removed, Source(self.dataset_pk, record.observed_at or now, self.batch_pk, self.request_id,
-                                        index))
-                for (_, index, record, _), resolution in zip(prepared, resolutions)], self.settings,
+                                        index, pairs))
+                for (_, index, record, pairs), resolution in zip(prepared, resolutions)], self.settings,
                 created={r.profile_pk for r in resolutions if r.created})
             for (_, _, record, _), resolution in zip(prepared, resolutions):
                 paths = frozenset(tuple(p.split(".")) for p in (*record.set_attributes, *record.removed))
@@ -222,7 +229,7 @@ class Writer:
                 counts.update({pk: 0 for pk in chunk})
                 counts.update(self.connection.execute(_EVENT_COUNTS, {"b_pks": chunk}).all())
             rows, stored_ids = [], []
-            for (position, index, record, _), resolution in zip(prepared, resolutions):
+            for (position, index, record, pairs), resolution in zip(prepared, resolutions):
                 profile_pk, warnings = resolution.profile_pk, self._warnings(resolution)
                 if counts[profile_pk] >= limits.MAX_EVENTS_PER_PROFILE:
                     results[position] = self._too_many_events(index, resolution.external_id, counts[profile_pk],
@@ -230,7 +237,7 @@ class Writer:
                     continue
                 counts[profile_pk] += 1
                 rows.append({"profile_pk": profile_pk, "event_id": record.event_id, "type": record.event_type,
-                             "ts": record.ts, "dataset_pk": self.dataset_pk,
+                             "ts": record.ts, "dataset_pk": self.dataset_pk, "identities": [list(p) for p in pairs],
                              "fields": {k: json_value(v, self.dialect) for k, v in record.event_fields.items()}})
                 stored_ids.append(record.event_id)
                 before = changes.get(profile_pk, Change())
@@ -257,6 +264,11 @@ class Writer:
         if resolution.merged:
             warnings.append(f"the record linked profiles {', '.join(map(repr, resolution.merged))} into "
                             f"{resolution.external_id!r} (merged)")
+        if resolution.unlinked:
+            warnings.append(f"linking rules: removed the link(s) {'; '.join(resolution.unlinked)} (a graph holds one "
+                            f"identity of each unique namespace; the newest link is kept)")
+        if resolution.split:
+            warnings.append(f"linking rules: split off profile(s) {', '.join(map(repr, resolution.split))}")
         if resolution.removed:
             warnings.append(f"the profile passed the graph limit of {self.settings.graph_limit} identities; removed "
                             f"{', '.join(f'{ns}:{value}' for ns, value in resolution.removed)}")

@@ -13,11 +13,11 @@ from cdp.identity.attributes import provenance
 from cdp.identity.namespaces import IdentityValueError, normalize, sandbox_namespaces
 from cdp.identity.settings import get_identity_settings
 from cdp.profiles.documents import attributes_document, event_document
-from cdp.profiles.models import (AttributeSource, EventRead, GraphInfo, IdentityRead, MembershipRead,
-                                 PrivacyDeletionRead, ProfileRead, ProfileSummary, RemovedIdentity)
+from cdp.profiles.models import (AttributeSource, EventRead, GraphInfo, IdentityRead, LinkedIdentity, LinkRead,
+                                 MembershipRead, PrivacyDeletionRead, ProfileRead, ProfileSummary, RemovedIdentity)
 from cdp.schema import Schema
-from cdp.storage.models import (attribute_sources, datasets, events, identities, identity_removals, memberships,
-                                privacy_deletions, profile_merges, profiles, segments)
+from cdp.storage.models import (attribute_sources, datasets, events, identities, identity_links, identity_removals,
+                                memberships, privacy_deletions, profile_merges, profiles, segments)
 
 MAX_SEARCH_TEXT = 256
 
@@ -97,8 +97,39 @@ def read_profile(*, connection: sa.Connection, sandbox: str, profile_pk: int, sc
                                     exited_at=m.exited_at) for m in member_rows],
         graph=GraphInfo(size=len(identity_rows), limit=settings.graph_limit,
                         removed=[RemovedIdentity(namespace=r.namespace, id=r.value, removed_at=r.removed_at,
-                                                 reason=r.reason) for r in removed]),
+                                                 reason=r.reason) for r in removed],
+                        **_links(connection, profile_pk, [r.pk for r in identity_rows])),
         merged_ids=list(merged), created_at=row.created_at, updated_at=row.updated_at)
+
+
+_A = identities.alias("a")
+_B = identities.alias("b")
+
+
+def _links(connection: sa.Connection, profile_pk: int, identity_pks: list[int]) -> dict[str, list[LinkRead]]:
+    """The profile's links, and the removed links of its identities."""
+    query = (sa.select(identity_links, _A.c.namespace.label("a_ns"), _A.c.value.label("a_value"),
+                       _B.c.namespace.label("b_ns"), _B.c.value.label("b_value"))
+             .join(_A, _A.c.pk == identity_links.c.a_pk).join(_B, _B.c.pk == identity_links.c.b_pk))
+    kept = connection.execute(query.where(identity_links.c.profile_pk == profile_pk,
+                                          identity_links.c.removed_at.is_(None))
+                              .order_by(identity_links.c.last_seen.desc(), identity_links.c.pk.desc()).limit(200)).all()
+    removed = []
+    if identity_pks:
+        removed = connection.execute(query.where(identity_links.c.removed_at.is_not(None), sa.or_(
+            identity_links.c.a_pk.in_(identity_pks), identity_links.c.b_pk.in_(identity_pks)))
+            .order_by(identity_links.c.removed_at.desc(), identity_links.c.pk.desc()).limit(100)).all()
+
+    def read(r) -> LinkRead:
+        in_batch = r.batch_pk is not None
+        return LinkRead(identities=[LinkedIdentity(namespace=r.a_ns, id=r.a_value),
+                                    LinkedIdentity(namespace=r.b_ns, id=r.b_value)],
+                        first_seen=r.first_seen, last_seen=r.last_seen, dataset_id=r.dataset_pk, batch_id=r.batch_pk,
+                        row_number=r.record_index if in_batch else None, request_id=r.request_id,
+                        record_index=None if in_batch else r.record_index, removed_at=r.removed_at,
+                        reason=r.removed_reason)
+
+    return {"links": [read(r) for r in kept], "removed_links": [read(r) for r in removed]}
 
 
 def profile_events(*, connection: sa.Connection, profile_pk: int, schema: Schema, limit: int, offset: int,

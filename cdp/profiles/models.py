@@ -77,11 +77,36 @@ class MembershipRead(BaseModel):
     exited_at: datetime | None
 
 
+class LinkedIdentity(BaseModel):
+    namespace: str
+    id: str
+
+
+class LinkRead(BaseModel):
+    """An edge of the identity graph: two identities a record carried together."""
+
+    identities: list[LinkedIdentity] = Field(description="The two identities.")
+    first_seen: datetime
+    last_seen: datetime = Field(description="When a record last carried both (what 'newest' means to the rules).")
+    dataset_id: int | None = Field(description="The dataset of the last record that carried it (none: a link made "
+                                               "for a profile that existed before links were kept).")
+    batch_id: int | None = Field(description="The batch file of that record, if any …")
+    row_number: int | None = Field(description="… and its row there.")
+    request_id: str | None = Field(description="The streaming request of that record, if any …")
+    record_index: int | None = Field(description="… and the record's index in it.")
+    removed_at: datetime | None = Field(default=None, description="Removed links: when the linking rules removed it.")
+    reason: str | None = Field(default=None, description="Removed links: why.")
+
+
 class GraphInfo(BaseModel):
     size: int = Field(description="Identities the profile holds.")
     limit: int = Field(description="The sandbox's graph limit.")
     removed: list[RemovedIdentity] = Field(description="Identities the graph limit removed (newest first); the "
                                                        "profile's events and attributes stayed.")
+    links: list[LinkRead] = Field(default_factory=list, description=(
+        "The links that hold the profile together (the newest 200, newest first)."))
+    removed_links: list[LinkRead] = Field(default_factory=list, description=(
+        "Links of its identities the linking rules removed, with why (the newest 100)."))
 
 
 class EventRead(BaseModel):

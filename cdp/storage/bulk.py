@@ -66,6 +66,21 @@ def _json_default(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+def _shared_json():
+    """JSON text of values that many rows share (a record's identities, on each of its attribute
+    source rows): encoded once per object during one call."""
+    done: dict[int, str] = {}
+
+    def dump(value: Any) -> str | None:
+        if value is None:
+            return None
+        text = done.get(id(value))
+        if text is None:
+            text = done[id(value)] = json.dumps(value)
+        return text
+    return dump
+
+
 def _document(dialect: str):
     """A JSON column's value as the statement takes it: text on SQLite; on PostgreSQL the value
     itself, inside the rows' JSON."""
@@ -74,7 +89,7 @@ def _document(dialect: str):
 
 _SOURCES = (("profile_pk", "bigint"), ("path", "varchar"), ("dataset_pk", "bigint"), ("value", "jsonb"),
             ("removed", "boolean"), ("observed_at", "timestamptz"), ("batch_pk", "bigint"),
-            ("request_id", "varchar"), ("record_index", "integer"))
+            ("request_id", "varchar"), ("record_index", "integer"), ("identities", "jsonb"))
 _SOURCE_NAMES = ", ".join(name for name, _ in _SOURCES)
 _SOURCE_CONFLICT = ("ON CONFLICT (profile_pk, path, dataset_pk) DO UPDATE SET "
                     + ", ".join(f"{name} = excluded.{name}" for name, _ in _SOURCES[3:])
@@ -90,9 +105,11 @@ def upsert_attribute_sources(connection: sa.Connection, rows: Sequence[dict[str,
     """INSERT … ON CONFLICT (profile_pk, path, dataset_pk) DO UPDATE unless the stored word is newer
     (rows: one per key)."""
     instant, document = _instant(connection.dialect.name), _document(connection.dialect.name)
+    shared = _shared_json() if connection.dialect.name == "sqlite" else document
     _execute(connection, _UPSERT_SOURCES["sqlite"], _UPSERT_SOURCES["postgresql"], [
         (r["profile_pk"], r["path"], r["dataset_pk"], document(r["value"]), bool(r["removed"]),
-         instant(r["observed_at"]), r["batch_pk"], r["request_id"], r["record_index"]) for r in rows])
+         instant(r["observed_at"]), r["batch_pk"], r["request_id"], r["record_index"],
+         shared(r.get("identities"))) for r in rows])
 
 
 _INSERT_SOURCES_SQLITE = f"INSERT INTO attribute_sources ({_SOURCE_NAMES}) VALUES ({_placeholders(len(_SOURCES))})"
@@ -106,18 +123,21 @@ def insert_attribute_sources(connection: sa.Connection, rows: Sequence[dict[str,
     on this machine, COPY a few)."""
     if not rows:
         return
+    shared = _shared_json()
     if connection.dialect.name == "sqlite":
         instant = _instant("sqlite")
         connection.exec_driver_sql(_INSERT_SOURCES_SQLITE, [
             (r["profile_pk"], r["path"], r["dataset_pk"], json.dumps(r["value"]), bool(r["removed"]),
-             instant(r["observed_at"]), r["batch_pk"], r["request_id"], r["record_index"]) for r in rows])
+             instant(r["observed_at"]), r["batch_pk"], r["request_id"], r["record_index"],
+             shared(r.get("identities"))) for r in rows])
         return
     instant = _instant("postgresql")
     driver = connection.connection.driver_connection  # the same connection, in the same transaction
     with driver.cursor() as cursor, cursor.copy(_COPY_SOURCES) as copy:
         for r in rows:
             copy.write_row((r["profile_pk"], r["path"], r["dataset_pk"], json.dumps(r["value"]), bool(r["removed"]),
-                            instant(r["observed_at"]), r["batch_pk"], r["request_id"], r["record_index"]))
+                            instant(r["observed_at"]), r["batch_pk"], r["request_id"], r["record_index"],
+                            shared(r.get("identities"))))
 
 
 _IDENTITIES = (("sandbox", "varchar"), ("profile_pk", "bigint"), ("namespace", "varchar"), ("value", "varchar"),
@@ -131,18 +151,35 @@ _CLAIM = {
 }
 
 
-def claim_identities(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> int:
+_CLAIMED_SINCE = "SELECT pk, namespace, value FROM identities WHERE pk > ?"
+
+
+def claim_identities(connection: sa.Connection, rows: Sequence[dict[str, Any]],
+                     keys: dict[tuple[str, str], int] | None = None) -> int:
     """INSERT … ON CONFLICT (sandbox, namespace, value) DO NOTHING, in the rows' order; returns how
-    many were inserted."""
+    many were inserted. ``keys``: filled with the inserted identities' keys by (namespace, value)
+    — PostgreSQL: RETURNING; SQLite: the rows above the table's highest key before the insert
+    (the transaction holds the database's write lock: nobody else inserts meanwhile)."""
     instant = _instant(connection.dialect.name)
-    result = _execute(connection, _CLAIM["sqlite"], _CLAIM["postgresql"], [
-        (r["sandbox"], r["profile_pk"], r["namespace"], r["value"], instant(r["first_seen"]),
-         instant(r["last_seen"])) for r in rows])
-    return 0 if result is None else result.rowcount
+    values = [(r["sandbox"], r["profile_pk"], r["namespace"], r["value"], instant(r["first_seen"]),
+               instant(r["last_seen"])) for r in rows]
+    if keys is None or not values:
+        result = _execute(connection, _CLAIM["sqlite"], _CLAIM["postgresql"], values)
+        return 0 if result is None else result.rowcount
+    if connection.dialect.name == "sqlite":
+        before = connection.exec_driver_sql("SELECT coalesce(max(pk), 0) FROM identities").scalar_one()
+        count = connection.exec_driver_sql(_CLAIM["sqlite"], values).rowcount
+        keys.update(((namespace, value), pk) for pk, namespace, value in connection.exec_driver_sql(
+            _CLAIMED_SINCE, (before,)))
+        return count
+    returned = connection.exec_driver_sql(_CLAIM["postgresql"] + " RETURNING pk, namespace, value",
+                                          (_json_rows(values),)).all()
+    keys.update(((namespace, value), pk) for pk, namespace, value in returned)
+    return len(returned)
 
 
 _EVENTS = (("profile_pk", "bigint"), ("event_id", "varchar"), ("type", "varchar"), ("ts", "timestamptz"),
-           ("fields", "jsonb"), ("dataset_pk", "bigint"))
+           ("fields", "jsonb"), ("dataset_pk", "bigint"), ("identities", "jsonb"))
 _EVENT_NAMES = ", ".join(name for name, _ in _EVENTS)
 _INSERT_EVENTS = {
     "sqlite": f"INSERT INTO events ({_EVENT_NAMES}) VALUES ({_placeholders(len(_EVENTS))})",
@@ -153,8 +190,8 @@ _INSERT_EVENTS = {
 def insert_events(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
     instant, document = _instant(connection.dialect.name), _document(connection.dialect.name)
     _execute(connection, _INSERT_EVENTS["sqlite"], _INSERT_EVENTS["postgresql"], [
-        (r["profile_pk"], r["event_id"], r["type"], instant(r["ts"]), document(r["fields"]), r["dataset_pk"])
-        for r in rows])
+        (r["profile_pk"], r["event_id"], r["type"], instant(r["ts"]), document(r["fields"]), r["dataset_pk"],
+         document(r.get("identities"))) for r in rows])
 
 
 _PROFILE_COLUMNS = (("sandbox", "varchar"), ("external_id", "varchar"), ("attributes", "jsonb"),
@@ -200,3 +237,50 @@ def set_profile_attributes(connection: sa.Connection, rows: Sequence[tuple[int, 
     if rows:
         connection.exec_driver_sql(_SET_ATTRIBUTES[connection.dialect.name],
                                    [(json.dumps(attributes), pk) for pk, attributes in rows])
+
+
+_LINKS = (("sandbox", "varchar"), ("profile_pk", "bigint"), ("a_pk", "bigint"), ("b_pk", "bigint"),
+          ("first_seen", "timestamptz"), ("last_seen", "timestamptz"), ("seen_order", "integer"),
+          ("dataset_pk", "bigint"), ("batch_pk", "bigint"), ("request_id", "varchar"), ("record_index", "integer"),
+          ("removed_at", "timestamptz"), ("removed_reason", "text"))
+_LINK_NAMES = ", ".join(name for name, _ in _LINKS)
+_LINK_CONFLICT = ("ON CONFLICT (a_pk, b_pk) DO UPDATE SET "
+                  + ", ".join(f"{name} = excluded.{name}" for name, _ in _LINKS if name not in (
+                      "sandbox", "a_pk", "b_pk", "first_seen")))
+_UPSERT_LINKS = {
+    "sqlite": f"INSERT INTO identity_links ({_LINK_NAMES}) VALUES ({_placeholders(len(_LINKS))}) {_LINK_CONFLICT}",
+    "postgresql": f"INSERT INTO identity_links ({_LINK_NAMES}) {_rows(_LINKS)} {_LINK_CONFLICT}",
+}
+
+
+def upsert_links(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT … ON CONFLICT (a_pk, b_pk) DO UPDATE: a link seen again takes the new time, record,
+    profile and state (one row per key; sent in key order, one order for every writer)."""
+    instant = _instant(connection.dialect.name)
+    _execute(connection, _UPSERT_LINKS["sqlite"], _UPSERT_LINKS["postgresql"], [
+        (r["sandbox"], r["profile_pk"], r["a_pk"], r["b_pk"], instant(r["first_seen"]), instant(r["last_seen"]),
+         r["seen_order"], r["dataset_pk"], r["batch_pk"], r["request_id"], r["record_index"],
+         instant(r.get("removed_at")), r.get("removed_reason"))
+        for r in sorted(rows, key=lambda row: (row["a_pk"], row["b_pk"]))])
+
+
+_INSERT_LINKS_SQLITE = f"INSERT INTO identity_links ({_LINK_NAMES}) VALUES ({_placeholders(len(_LINKS))})"
+_COPY_LINKS = f"COPY identity_links ({_LINK_NAMES}) FROM STDIN"
+
+
+def insert_links(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Plain INSERT of links no stored link can conflict with (one of their identities was inserted
+    by this transaction): ``executemany`` on SQLite, ``COPY … FROM STDIN`` on PostgreSQL."""
+    if not rows:
+        return
+    instant = _instant(connection.dialect.name)
+    values = [(r["sandbox"], r["profile_pk"], r["a_pk"], r["b_pk"], instant(r["first_seen"]), instant(r["last_seen"]),
+               r["seen_order"], r["dataset_pk"], r["batch_pk"], r["request_id"], r["record_index"],
+               instant(r.get("removed_at")), r.get("removed_reason")) for r in rows]
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql(_INSERT_LINKS_SQLITE, values)
+        return
+    driver = connection.connection.driver_connection  # the same connection, in the same transaction
+    with driver.cursor() as cursor, cursor.copy(_COPY_LINKS) as copy:
+        for row in values:
+            copy.write_row(row)

@@ -91,6 +91,9 @@ events = sa.Table(
     # the dataset an event was ingested through (cdp/ingestion); NULL for events loaded otherwise.
     # An event id is stored once per dataset (NULLs are distinct, so loaded events are unaffected).
     sa.Column("dataset_pk", Key, sa.ForeignKey("datasets.pk", ondelete="SET NULL"), nullable=True),
+    # the identities the record carried ([[namespace, value], …]): a split of its profile sends the
+    # event to the part holding the highest-priority one (cdp/identity/split.py); NULL: loaded otherwise
+    sa.Column("identities", Document, nullable=True),
     sa.Index("ix_events_profile_pk_type_ts", "profile_pk", "type", "ts"),
     sa.Index("ix_events_profile_pk_ts", "profile_pk", "ts"),
     sa.Index("uq_events_dataset_pk_event_id", "dataset_pk", "event_id", unique=True),
@@ -312,6 +315,9 @@ identity_settings = sa.Table(
     sa.Column("dataset_order", Document, nullable=False),
     sa.Column("graph_limit", sa.Integer, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # linking rules (cdp/identity/rules.py); NULL: the defaults
+    sa.Column("unique_namespaces", Document, nullable=True),
+    sa.Column("namespace_priority", Document, nullable=True),
     sa.CheckConstraint("merge_policy in ('timestamp_ordered', 'dataset_precedence')", name="merge_policy"),
 )
 
@@ -331,12 +337,36 @@ attribute_sources = sa.Table(
     sa.Column("batch_pk", Key, sa.ForeignKey("ingestion_batches.pk", ondelete="SET NULL"), nullable=True),
     sa.Column("request_id", sa.String(64), nullable=True),
     sa.Column("record_index", sa.Integer, nullable=True),
+    # the identities of the record that wrote this word (as on events: a split follows them)
+    sa.Column("identities", Document, nullable=True),
     sa.UniqueConstraint("profile_pk", "path", "dataset_pk"),
     # governance: which datasets supplied an attribute (cdp/governance/lineage.py)
     sa.Index("ix_attribute_sources_dataset_pk_path", "dataset_pk", "path"),
 )
 
 # Identities the graph limit removed from a profile (reported with the profile; the events stay).
+# the identity graph's edges: two identities seen together in a record, when (first and last) and by
+# which record last (cdp/identity/rules.py). A link the linking rules removed stays, with why.
+identity_links = sa.Table(
+    "identity_links", metadata,
+    sa.Column("pk", Key, primary_key=True, autoincrement=True),
+    sa.Column("sandbox", sa.String(64), nullable=False),
+    sa.Column("profile_pk", Key, sa.ForeignKey("profiles.pk", ondelete="CASCADE"), nullable=False),
+    sa.Column("a_pk", Key, sa.ForeignKey("identities.pk", ondelete="CASCADE"), nullable=False),
+    sa.Column("b_pk", Key, sa.ForeignKey("identities.pk", ondelete="CASCADE"), nullable=False),
+    sa.Column("first_seen", UtcDateTime, nullable=False),
+    sa.Column("last_seen", UtcDateTime, nullable=False),
+    sa.Column("seen_order", sa.Integer, nullable=False),  # the record's place in its write: ties of last_seen
+    sa.Column("dataset_pk", Key, sa.ForeignKey("datasets.pk", ondelete="SET NULL"), nullable=True),
+    sa.Column("batch_pk", Key, sa.ForeignKey("ingestion_batches.pk", ondelete="SET NULL"), nullable=True),
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("record_index", sa.Integer, nullable=True),
+    sa.Column("removed_at", UtcDateTime, nullable=True),
+    sa.Column("removed_reason", sa.Text, nullable=True),
+    sa.UniqueConstraint("a_pk", "b_pk"),
+    sa.Index("ix_identity_links_profile_pk", "profile_pk"),
+    sa.Index("ix_identity_links_b_pk", "b_pk"),
+)
 identity_removals = sa.Table(
     "identity_removals", metadata,
     sa.Column("pk", Key, primary_key=True, autoincrement=True),

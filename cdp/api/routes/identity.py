@@ -10,7 +10,10 @@ from fastapi import APIRouter, Path, Response, status
 from cdp.api.deps import AnyRole, ConnectionDep, Stewards
 from cdp.api.errors import COMMON_RESPONSES, ErrorResponse
 from cdp.identity import service
-from cdp.identity.models import IdentitySettingsRead, IdentitySettingsWrite, NamespaceCreate, NamespaceRead
+from cdp.identity.models import (IdentitySettingsRead, IdentitySettingsWrite, NamespaceCreate, NamespaceRead,
+                                 SimulationRead, SimulationRequest)
+from cdp.identity.simulation import simulate
+from cdp.ingestion.reevaluation import queue_reevaluation
 
 router = APIRouter(prefix="/identity", tags=["identity"], responses=COMMON_RESPONSES)
 
@@ -36,13 +39,26 @@ def delete_namespace(code: NamespaceCode, principal: Stewards, connection: Conne
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/settings", response_model=IdentitySettingsRead, summary="The merge policy and the graph limit")
+@router.get("/settings", response_model=IdentitySettingsRead,
+            summary="The merge policy, the graph limit and the linking rules")
 def read_settings(principal: AnyRole, connection: ConnectionDep) -> IdentitySettingsRead:
     return service.read_settings(connection=connection, sandbox=principal.sandbox)
 
 
 @router.put("/settings", response_model=IdentitySettingsRead,
-            summary="Replace the merge policy and the graph limit (profiles' attributes are recomputed)")
+            summary="Replace the merge policy, the graph limit and the linking rules (profiles' attributes are "
+                    "recomputed; with reevaluate, a job applies the rules to every graph)")
 def replace_settings(spec: IdentitySettingsWrite, principal: Stewards, connection: ConnectionDep
                      ) -> IdentitySettingsRead:
-    return service.replace_settings(connection=connection, sandbox=principal.sandbox, spec=spec)
+    answer = service.replace_settings(connection=connection, sandbox=principal.sandbox, spec=spec)
+    if spec.reevaluate:
+        queue_reevaluation(connection, sandbox=principal.sandbox)
+        answer = service.read_settings(connection=connection, sandbox=principal.sandbox).model_copy(
+            update={"profiles_recomputed": answer.profiles_recomputed})
+    return answer
+
+
+@router.post("/simulate", response_model=SimulationRead,
+             summary="What the linking rules would make of some records (nothing is stored)")
+def simulate_graph(spec: SimulationRequest, principal: AnyRole, connection: ConnectionDep) -> SimulationRead:
+    return simulate(connection=connection, sandbox=principal.sandbox, spec=spec)
