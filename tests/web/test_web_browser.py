@@ -344,7 +344,7 @@ def test_names_functions_and_segment_keys_are_completed(page, server, admin_key,
     expect(page.get_by_label("Canonical form")).to_have_text('loyalty.tier = "gold" and upper(person.last_name) = "ROSE"')
     # a segment key of the sandbox
     editor.press_sequentially(' and in segment "gol', delay=15)
-    expect(labels).to_have_text(["gold-tier"])
+    expect(labels.first).to_have_text("gold-tier")  # the best match first (the demo has segments of its own)
     page.wait_for_timeout(150)
     editor.press("Tab")
     expect(editor).to_contain_text('in segment "gold-tier"')
@@ -403,26 +403,26 @@ def test_a_key_bound_to_one_sandbox_works_there(page, server, admin_key):
 
 def test_a_marketer_activates_a_segment_sees_the_refusal_the_deliveries_and_the_data_flow(page, server, admin_key,
                                                                                             screenshots):
-    """The demo's CRM dataset labels `email` I1; a policy denies exporting I1 data to third parties.
-    Activating with `email` onto the ad platform is refused, with the path email → CRM contacts →
-    I1 → the policy; onto the email platform it is allowed, its consent exclusions counted and its
-    deliveries logged; the data-flow graph draws it all."""
+    """The demo's refused activation (SPEC.md story step 7): its CRM dataset labels
+    `person.first_name` I1 and `home_address.street` S1, and its policy "No email targeting with
+    precise location" denies email targeting on `C4 OR (I1 AND S1)`; exporting both to Luma Email
+    is refused, with the paths first name → CRM contacts → I1 → the policy and street → CRM
+    contacts → S1 → the policy. Without the street it is allowed (here onto an email destination
+    of the test's own, a real receiver), its consent exclusions counted and its deliveries logged;
+    the data-flow graph draws it all."""
     expect = _expect()
     admin = {"Authorization": "Bearer " + admin_key}
+    policy = "No email targeting with precise location"
+    demo = {d["name"]: d for d in httpx.get(server.base + "/v1/destinations", headers=admin).json()["items"]}
+    assert "Luma Email" in demo, demo  # the demo's destinations
+    before = httpx.get(server.base + "/v1/activations", headers=admin).json()["total"]
     receiver = Receiver(SECRET)
     try:
-        policy = httpx.post(server.base + "/v1/policies", headers=admin, json={
-            "name": "No identities to third parties", "marketing_action": "export_to_third_party", "deny": "I1",
-            "status": "enabled"})
-        assert policy.status_code == 201, policy.text
-        destinations = {}
-        for name, actions, consent in (("Ad platform", ["export_to_third_party"], "consents.ads"),
-                                       ("Email platform", ["email_targeting"], "consents.email")):
-            created = httpx.post(server.base + "/v1/destinations", headers=admin, json={
-                "name": name, "type": "webhook", "marketing_actions": actions, "consent": consent,
-                "config": {"url": receiver.url, "secret": SECRET}})
-            assert created.status_code == 201, created.text
-            destinations[name] = created.json()
+        created = httpx.post(server.base + "/v1/destinations", headers=admin, json={
+            "name": "Web test email", "type": "webhook", "marketing_actions": ["email_targeting"],
+            "consent": "consents.email", "config": {"url": receiver.url, "secret": SECRET}})
+        assert created.status_code == 201, created.text
+        destinations = {"Web test email": created.json()}
         segment = httpx.post(server.base + "/v1/segments", headers=admin, json={
             "key": "gold-members", "name": "Gold members", "expression": 'loyalty.tier = "gold"'})
         assert segment.status_code == 201, segment.text
@@ -431,10 +431,11 @@ def test_a_marketer_activates_a_segment_sees_the_refusal_the_deliveries_and_the_
         nav = page.get_by_role("navigation", name="Views")
         nav.get_by_role("button", name="Activation").click()
         page.get_by_label("Segment to activate").select_option("gold-members")
-        page.get_by_role("group", name="Destinations").get_by_label("Ad platform").check()
+        page.get_by_role("group", name="Destinations").get_by_label("Luma Email").check()
         attributes = page.get_by_role("group", name="Mapped attributes")
         attributes.get_by_label("email", exact=True).check()
         attributes.get_by_label("person.first_name").check()
+        attributes.get_by_label("home_address.street").check()
         page.get_by_role("group", name="Identities sent").get_by_label("email", exact=True).check()
         page.get_by_role("button", name="Activate").click()
 
@@ -443,36 +444,41 @@ def test_a_marketer_activates_a_segment_sees_the_refusal_the_deliveries_and_the_
         expect(refused).to_contain_text("policy_violation")
         expect(refused).to_contain_text("Nothing was created or sent.")
         violations = page.get_by_role("list", name="Violated policies")
-        expect(violations).to_contain_text("No identities to third parties")
-        expect(violations).to_contain_text("export_to_third_party")
-        path = page.get_by_role("list", name="email to No identities to third parties")
-        expect(path.get_by_role("listitem")).to_have_text([re.compile(r"exported field\s*email"),
-                                                           re.compile(r"dataset\s*CRM contacts"),
-                                                           re.compile(r"field label\s*I1"),
-                                                           re.compile(r"policy\s*No identities to third parties")])
-        assert httpx.get(server.base + "/v1/activations", headers=admin).json()["total"] == 0  # nothing created
+        expect(violations).to_contain_text(policy)
+        expect(violations).to_contain_text("email_targeting")
+        expect(violations).to_contain_text("C4 OR (I1 AND S1)")
+        for field, label in (("person.first_name", "I1"), ("home_address.street", "S1")):
+            path = page.get_by_role("list", name=f"{field} to {policy}")
+            expect(path.get_by_role("listitem")).to_have_text([re.compile(rf"exported field\s*{re.escape(field)}"),
+                                                               re.compile(r"dataset\s*CRM contacts"),
+                                                               re.compile(rf"field label\s*{label}"),
+                                                               re.compile(rf"policy\s*{policy}")])
+        assert httpx.get(server.base + "/v1/activations", headers=admin).json()["total"] == before  # nothing created
         page.screenshot(path=str(screenshots / "activation-refused.png"), full_page=True)
         _accessible(page)
 
-        # allowed onto the email platform: listed with what was sent and who was left out for consent
-        page.get_by_role("group", name="Destinations").get_by_label("Ad platform").uncheck()
-        page.get_by_role("group", name="Destinations").get_by_label("Email platform").check()
+        # without the street, onto the test's email destination: allowed, listed with what was sent
+        # and who was left out for want of consent
+        page.get_by_role("group", name="Destinations").get_by_label("Luma Email").uncheck()
+        page.get_by_role("group", name="Destinations").get_by_label("Web test email").check()
+        attributes.get_by_label("home_address.street").uncheck()
         page.get_by_role("button", name="Activate").click()
-        expect(page.locator("#activate-result")).to_contain_text("Activated gold-members on Email platform: active")
-        [activation] = httpx.get(server.base + "/v1/activations", headers=admin).json()["items"]
+        expect(page.locator("#activate-result")).to_contain_text("Activated gold-members on Web test email: active")
+        [activation] = [a for a in httpx.get(server.base + "/v1/activations", headers=admin).json()["items"]
+                        if a["destination_name"] == "Web test email"]
         assert activation["attributes"] == ["email", "person.first_name"] and activation["identities"] == ["email"]
-        delivered = _wait_for_delivery(server, admin, destinations["Email platform"]["id"])
+        delivered = _wait_for_delivery(server, admin, destinations["Web test email"]["id"])
         activation = httpx.get(server.base + f"/v1/activations/{activation['id']}", headers=admin).json()
         assert activation["members_exported"] > 0 and activation["excluded_no_consent"] > 0  # some lack email consent
         page.get_by_role("button", name="Refresh").last.click()
-        row = page.get_by_role("table", name="Activations").get_by_role("row").filter(has_text="gold-members")
-        expect(row).to_contain_text("Email platform")
+        row = page.get_by_role("table", name="Activations").get_by_role("row").filter(has_text="Web test email")
+        expect(row).to_contain_text("gold-members")
         expect(row.get_by_role("cell").nth(3)).to_have_text(f"{activation['members_exported']:,}")
         expect(row.get_by_role("cell").nth(4)).to_have_text(f"{activation['excluded_no_consent']:,}")
         # the delivery log of the destination
-        row.get_by_role("button", name="Delivery log of Email platform").click()
+        row.get_by_role("button", name="Delivery log of Web test email").click()
         log = page.get_by_role("table", name="Delivery log")
-        deliveries = httpx.get(server.base + f"/v1/destinations/{destinations['Email platform']['id']}/deliveries",
+        deliveries = httpx.get(server.base + f"/v1/destinations/{destinations['Web test email']['id']}/deliveries",
                                headers=admin).json()["items"]
         expect(log.get_by_role("row")).to_have_count(1 + len(deliveries))  # newest first, as the API lists them
         first = log.get_by_role("row").nth(1).get_by_role("cell")
@@ -492,8 +498,9 @@ def test_a_marketer_activates_a_segment_sees_the_refusal_the_deliveries_and_the_
         page.get_by_text("The graph as a list").click()
         listed = page.get_by_role("list", name="Data flow").get_by_role("listitem")
         expect(listed).to_have_count(len(flow["edges"]))
-        expect(page.get_by_role("list", name="Data flow")).to_contain_text("dataset CRM contacts → segment Gold members")
-        expect(page.get_by_role("list", name="Data flow")).to_contain_text("→ destination Email platform")
+        expect(page.get_by_role("list", name="Data flow")).to_contain_text("→ segment Gold members")
+        expect(page.get_by_role("list", name="Data flow")).to_contain_text(
+            "activation Gold members → Web test email → destination Web test email")
         expect(page.locator("#dataflow-graph canvas").first).to_be_attached()  # Cytoscape.js loaded on first use
         drawn = page.evaluate("""async () => {
             const { views } = await import("/ui/static/api.js");
@@ -506,7 +513,7 @@ def test_a_marketer_activates_a_segment_sees_the_refusal_the_deliveries_and_the_
             for (let i = 3; i < data.length; i += 4) if (data[i] !== 0) return true;
             return false;
         })"""), "the graph is painted"
-        page.get_by_role("list", name="Data flow").get_by_role("button", name="destination Email platform").first.click()
+        page.get_by_role("list", name="Data flow").get_by_role("button", name="destination Web test email").first.click()
         expect(page.get_by_role("region", name="Node details")).to_contain_text("email_targeting")
         page.screenshot(path=str(screenshots / "dataflow.png"), full_page=True)
         _accessible(page)
