@@ -9,7 +9,7 @@ const COLUMNS = ["dataset", "segment", "activation", "destination"];
 const KIND_NAMES = { dataset: "Dataset", segment: "Segment", activation: "Activation", destination: "Destination" };
 const COLOURS = { dataset: "#0b5cad", segment: "#8250df", activation: "#1a7f37", destination: "#953800",
                   violation: "#b3261e", edge: "#57606a" };  // AA contrast on white
-const COLUMN_GAP = 240;
+const COLUMN_GAP = 320;
 const ROW_GAP = 90;
 
 let graph = null;
@@ -47,7 +47,7 @@ async function draw() {
     container: $("dataflow-graph"),
     elements,
     layout: { name: "preset", fit: true, padding: 40 },
-    autoungrabify: true, boxSelectionEnabled: false, wheelSensitivity: 0.3,
+    autoungrabify: true, boxSelectionEnabled: false,
     style: [
       { selector: "node", style: { "shape": "round-rectangle", "width": 170, "height": 50, "background-color": "#fff",
         "border-width": 2, "border-color": COLOURS.edge, "label": "data(caption)", "color": "#1b1f24",
@@ -58,6 +58,7 @@ async function draw() {
       { selector: "node:selected", style: { "background-color": "#ddf4ff", "border-width": 4 } },
       { selector: "edge", style: { "curve-style": "bezier", "target-arrow-shape": "triangle", "width": 2,
         "line-color": COLOURS.edge, "target-arrow-color": COLOURS.edge, "label": "data(caption)", "font-size": 10,
+        "text-rotation": "autorotate",
         "color": "#1b1f24", "text-background-color": "#fff", "text-background-opacity": 1, "text-background-padding": 2 } },
       { selector: "edge[policy = 'violation']", style: { "line-color": COLOURS.violation,
         "target-arrow-color": COLOURS.violation, "line-style": "dashed" } },
