@@ -36,7 +36,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_sql  # noqa: E402 - the data and the loader of the SQL benchmark
-from _common import cpu_model, markdown_table  # noqa: E402
+from _common import cpu_model, markdown_table, short  # noqa: E402
 
 import cdp.dsl  # noqa: E402,F401 - before cdp.schema
 from cdp.devtools.postgres import start_cluster  # noqa: E402
@@ -95,7 +95,7 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: int) -> dict:
+def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: int, batch_runs: bool = True) -> dict:
     engine = create_engine(url)
     schema = luma_schema()
     out: dict = {"dialect": dialect}
@@ -111,67 +111,69 @@ def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: 
                 service.create_segment(connection=connection, sandbox=SANDBOX, schema=schema, spec=SegmentCreate(
                     key=key, name=key, expression=text, status=SegmentStatus.draft))
             connection.execute(segments.update().where(segments.c.sandbox == SANDBOX).values(status="active"))
-        runs = []
-        for label in ("first run (every membership inserted)", "second run (steady state)"):
-            with engine.begin() as connection:
-                job = jobs.create_job(connection=connection, sandbox=SANDBOX, keys=None)
-            bench_sql.log(f"{dialect}: batch {label}")
-            started = time.perf_counter()
-            done = jobs.run_job(engine, job.id, as_of=AS_OF)
-            runs.append((label, time.perf_counter() - started, done))
-            if done.status.value != "succeeded":
-                raise SystemExit(f"{dialect}: the job failed: {done.message}")
-        out["runs"] = runs
-        # paired, segment by segment (robust to the machine's load drifting): the bare SELECT of
-        # what a run writes from, counted, and the segment's evaluation as a run does it (steady
-        # state), in alternating order
-        bench_sql.log(f"{dialect}: paired bare SELECTs and segment evaluations")
-        bare = write = 0.0
-        members: dict[str, int] = {}
-        with engine.connect() as connection:
-            connection.execution_options(sqlite_begin="IMMEDIATE")
-            rows = connection.execute(sa.select(segments).where(segments.c.sandbox == SANDBOX)).all()
-            graph = service.reference_graph(connection, SANDBOX)
-            evaluated: dict[str, int] = {}
-            for index, row in enumerate(batch.ordered(rows, graph)):
-                query = batch.members_select(dialect=dialect, sandbox=SANDBOX, expression=row.expression,
-                                             schema=schema, catalogue=catalogue, as_of=AS_OF,
-                                             memberships_of=dict(evaluated))
+        if batch_runs:
+            runs = []
+            for label in ("first run (every membership inserted)", "second run (steady state)"):
+                with engine.begin() as connection:
+                    job = jobs.create_job(connection=connection, sandbox=SANDBOX, keys=None)
+                bench_sql.log(f"{dialect}: batch {label}")
+                started = time.perf_counter()
+                done = jobs.run_job(engine, job.id, as_of=AS_OF)
+                runs.append((label, time.perf_counter() - started, done))
+                if done.status.value != "succeeded":
+                    raise SystemExit(f"{dialect}: the job failed: {done.message}")
+            out["runs"] = runs
+            # paired, segment by segment (robust to the machine's load drifting): the bare SELECT of
+            # what a run writes from, counted, and the segment's evaluation as a run does it (steady
+            # state), in alternating order
+            bench_sql.log(f"{dialect}: paired bare SELECTs and segment evaluations")
+            bare = write = 0.0
+            members: dict[str, int] = {}
+            with engine.connect() as connection:
+                connection.execution_options(sqlite_begin="IMMEDIATE")
+                rows = connection.execute(sa.select(segments).where(segments.c.sandbox == SANDBOX)).all()
+                graph = service.reference_graph(connection, SANDBOX)
+                evaluated: dict[str, int] = {}
+                for index, row in enumerate(batch.ordered(rows, graph)):
+                    query = batch.members_select(dialect=dialect, sandbox=SANDBOX, expression=row.expression,
+                                                 schema=schema, catalogue=catalogue, as_of=AS_OF,
+                                                 memberships_of=dict(evaluated))
 
-                def count() -> float:
-                    started = time.perf_counter()
-                    members[row.key] = connection.execute(
-                        sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
-                    connection.rollback()
-                    return time.perf_counter() - started
+                    def count() -> float:
+                        started = time.perf_counter()
+                        members[row.key] = connection.execute(
+                            sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
+                        connection.rollback()
+                        return time.perf_counter() - started
 
-                def evaluate() -> float:
-                    started = time.perf_counter()
-                    with connection.begin():
-                        result = batch.evaluate_segment(
-                            connection, sandbox=SANDBOX, segment_pk=row.pk, segment_key=row.key,
-                            expression=row.expression, schema=schema, catalogue=catalogue, as_of=AS_OF,
-                            memberships_of=dict(evaluated))
-                    if result.realized or result.exited:
-                        raise SystemExit(f"{dialect}: {row.key}: not steady: {result}")
-                    return time.perf_counter() - started
+                    def evaluate() -> float:
+                        started = time.perf_counter()
+                        with connection.begin():
+                            result = batch.evaluate_segment(
+                                connection, sandbox=SANDBOX, segment_pk=row.pk, segment_key=row.key,
+                                expression=row.expression, schema=schema, catalogue=catalogue, as_of=AS_OF,
+                                memberships_of=dict(evaluated))
+                        if result.realized or result.exited:
+                            raise SystemExit(f"{dialect}: {row.key}: not steady: {result}")
+                        return time.perf_counter() - started
 
-                if index % 2:
-                    write += evaluate()
-                    bare += count()
-                else:
-                    bare += count()
-                    write += evaluate()
-                evaluated[row.key] = row.pk
-        out["bare_s"], out["paired_write_s"] = bare, write
-        steady = runs[1][2].counts
-        for key, counts in steady.items():  # the run wrote what the SELECT selects
-            if counts.realized + counts.existing != members[key]:
-                raise SystemExit(f"{dialect}: {key}: run {counts} vs SELECT {members[key]}")
-        out["members"] = sum(members.values())
+                    if index % 2:
+                        write += evaluate()
+                        bare += count()
+                    else:
+                        bare += count()
+                        write += evaluate()
+                    evaluated[row.key] = row.pk
+            out["bare_s"], out["paired_write_s"] = bare, write
+            steady = runs[1][2].counts
+            for key, counts in steady.items():  # the run wrote what the SELECT selects
+                if counts.realized + counts.existing != members[key]:
+                    raise SystemExit(f"{dialect}: {key}: run {counts} vs SELECT {members[key]}")
+            out["members"] = sum(members.values())
         # estimates, sampled
         bench_sql.log(f"{dialect}: estimates")
         estimate_ms = []
+        estimate_by_key: dict[str, list[float]] = {}
         sampled = True
         with engine.connect() as connection:
             for key in list(catalogue)[::7]:  # every shape
@@ -181,8 +183,10 @@ def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: 
                                               schema=schema, as_of=AS_OF, exact_limit=min(profiles - 1, 100_000),
                                               sample_rows=20_000, timeout_ms=60_000)
                     estimate_ms.append((time.perf_counter() - started) * 1000)
+                    estimate_by_key.setdefault(key, []).append(estimate_ms[-1])
                     sampled = sampled and result.sampled
         out["estimate_ms"], out["estimate_sampled"] = estimate_ms, sampled
+        out["estimate_by_key"] = estimate_by_key
         # evaluate: a stored profile with 100 events
         bench_sql.log(f"{dialect}: evaluate")
         events = [{"id": f"b-{j}", "type": TYPES[j % 5], "timestamp": (AS_OF - timedelta(hours=3 * j)).isoformat(),
@@ -209,7 +213,8 @@ def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: 
 
 
 def report(args, command: str, started: datetime, wall_s: float, results: list[dict], catalogue: dict) -> str:
-    lines = [f"## Segments: batch run of {len(catalogue)} segments, estimates, evaluate — {args.profiles:,} profiles — "
+    what = "estimates, evaluate" if args.no_batch else "batch run, estimates, evaluate"
+    lines = [f"## Segments: {what} ({len(catalogue)} segments) — {args.profiles:,} profiles — "
              f"{started:%Y-%m-%d %H:%M} UTC", "",
              f"- machine: nproc {os.cpu_count()}, {cpu_model()}; load average at start {os.getloadavg()[0]:.2f}",
              f"- command: `{command}`", f"- wall time: {wall_s / 60:.1f} min",
@@ -217,11 +222,13 @@ def report(args, command: str, started: datetime, wall_s: float, results: list[d
              "last(), days_since, the §13 sequence; every 10th references three earlier ones", ""]
     rows = []
     for r in results:
+        if "runs" not in r:  # --no-batch
+            continue
         ratio = r["paired_write_s"] / r["bare_s"]
         rows.append([r["dialect"], f"{r['paired_write_s']:.2f}", f"{r['bare_s']:.2f}", f"{ratio:.2f}×",
                      "≤ 1.3×: " + ("PASS" if ratio <= 1.3 else "FAIL")]
                     + [f"{seconds:.2f}" for _label, seconds, _done in r["runs"]])
-    lines += ["### Batch evaluation (s) against the bare SELECTs of the same segments (s)", "",
+    lines += [] if not rows else ["### Batch evaluation (s) against the bare SELECTs of the same segments (s)", "",
               "Paired: each segment's bare SELECT (`SELECT count(*)` of the query a run writes from) and its "
               "evaluation as a run does it (steady state: members found existing, nothing rewritten), one after "
               "the other in alternating order, summed over the segments. For context, two whole jobs before "
@@ -229,12 +236,17 @@ def report(args, command: str, started: datetime, wall_s: float, results: list[d
               markdown_table(["database", "evaluations", "bare SELECTs", "ratio", "target", "job: first run",
                               "job: second run"], rows), ""]
     lines += [f"- {r['dialect']}: {r['members']:,} memberships in all; the steady run's counts equal the SELECTs'"
-              for r in results]
+              for r in results if "members" in r]
     rows = [[r["dialect"], "yes" if r["estimate_sampled"] else "no", len(r["estimate_ms"]),
              f"{statistics.median(r['estimate_ms']):.1f}", f"{percentile(r['estimate_ms'], 0.95):.1f}",
              "< 300 ms: " + ("PASS" if percentile(r["estimate_ms"], 0.95) < 300 else "FAIL")] for r in results]
     lines += ["", "### Estimates (ms; every 7th segment — every shape — 3 times each)", "",
               markdown_table(["database", "sampled", "estimates", "p50", "p95", "target (p95)"], rows), ""]
+    for r in results:
+        slowest = sorted(r["estimate_by_key"].items(), key=lambda item: -statistics.median(item[1]))[:3]
+        lines.append(f"- {r['dialect']}, slowest (median ms): " + "; ".join(
+            f"{key} {statistics.median(samples):.0f} (`{short(catalogue[key], 50)}`)" for key, samples in slowest))
+    lines.append("")
     rows = []
     for r in results:
         for key, samples in r["evaluate_ms"].items():
@@ -250,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profiles", type=int, default=1_000_000)
     parser.add_argument("--segments", type=int, default=100)
     parser.add_argument("--record", action="store_true", help="append the report to bench/RESULTS.md")
+    parser.add_argument("--no-batch", action="store_true", help="estimates and evaluate only (no batch runs)")
     args = parser.parse_args(argv)
     n = args.profiles
     command = os.environ.get("CDP_BENCH_COMMAND") or "python bench/bench_segments.py " + " ".join(sys.argv[1:])
@@ -267,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pg_url = cluster.create_database("cdp_bench_segments")
         bench_sql.load_all(path, n, min(10_000, n // 10), sqlite_path, sqlite_url, pg_url)
-        results = [bench_database("sqlite", sqlite_url, catalogue, n), bench_database("postgresql", pg_url, catalogue, n)]
+        results = [bench_database(dialect, url, catalogue, n, batch_runs=not args.no_batch)
+                   for dialect, url in (("sqlite", sqlite_url), ("postgresql", pg_url))]
     finally:
         cluster.stop()
     text = report(args, command, started_at, time.perf_counter() - wall, results, catalogue)

@@ -68,3 +68,9 @@ class Unprocessable(CdpError):
 
 class Unavailable(CdpError):
     status, code = 503, "unavailable"
+
+
+class TooManyRequests(CdpError):
+    """A key over its rate limit (cdp/api/ratelimit.py); ``Retry-After`` says when to come back."""
+
+    status, code = 429, "rate_limited"

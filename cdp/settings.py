@@ -45,6 +45,14 @@ class Settings(BaseSettings):
         description="Threads of the server that run background jobs (batch files …) at once; more wait in the queue. "
                     "Default: 1 on SQLite, where a job that applies a batch holds the database's one write lock (a "
                     "second would wait for it, and fail after the busy timeout); 2 on PostgreSQL.")
+    rate_limit_per_second: float = Field(
+        default=1000, ge=0, description="Requests a second one API key may make sustained (429 `rate_limited` with "
+                                        "Retry-After beyond; 0: no limit). Per process (cdp/api/ratelimit.py).")
+    rate_limit_burst: int = Field(default=2000, ge=1, description="Requests one API key may make at once before the "
+                                                                  "per-second rate applies.")
+    min_free_disk_bytes: int = Field(
+        default=64 * MIB, ge=0, description="/healthz says `degraded` when the folder of the SQLite file or of the "
+                                            "upload spool (the temporary folder) has less free space than this.")
     file_drop_root: Path | None = Field(
         default=None, description="When set, a file-drop source's folder must be under it (cdp/sources/file_drop.py).")
     host: str = "127.0.0.1"

@@ -38,7 +38,8 @@ import pytest
 from tests.api.test_server import KEY, Server
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = ["README.md", "docs/ingestion.md", "docs/identity.md", "docs/jobs.md", "docs/web.md", "docs/backends.md"]  # every *.md in docs/ but language.md
+DOCUMENTS = ["README.md", "docs/ingestion.md", "docs/identity.md", "docs/jobs.md", "docs/web.md", "docs/backends.md",
+             "docs/operations.md"]  # every *.md in docs/ but language.md
 # documents whose commands run, with the outputs they show compared, in a test of their own
 OWN_RUNNERS = {"docs/language.md": "tests/test_docs_examples.py", "docs/segments.md": "tests/test_docs_segments.py",
                "docs/governance.md": "tests/test_docs_governance.py", "docs/sources.md": "tests/test_sources_docs.py",

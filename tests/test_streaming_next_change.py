@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from cdp.dsl import check, render
 from cdp.engine import compile_predicate, load_profile
 from cdp.segments.streaming import Change, next_change, reads_of_tree
+from cdp.segments.timing import _add_months, _instant, _instants_of
 from tests.strategies import segments
 from tests.test_differential import AS_OF, CATALOGUE, attributes, event
 
@@ -37,6 +38,40 @@ def _samples(reads, profile, start: datetime, end: datetime) -> list[datetime]:
     return sorted(p for p in points if start <= p < end)
 
 
+def listed_next_change(reads, profile, as_of):
+    """next_change written the straightforward way: every candidate listed, the earliest after
+    as_of kept (the binary search of next_change must give the same instant)."""
+    if not reads.timed:
+        return None
+    points = set(reads.literal_instants)
+    _instants_of(profile.attributes, points)
+    for e in profile.events:
+        if reads.any_event or e.get("type") in reads.event_types:
+            _instants_of(e, points)
+    candidates = set()
+    for point in points:
+        for shift in {timedelta(0)} | set(reads.durations) | {-d for d in reads.durations}:
+            try:
+                candidates.add(point + shift)
+            except OverflowError:
+                pass
+        for months in reads.months:
+            for sign in (1, -1):
+                try:
+                    candidates.add(_add_months(point, sign * months))
+                except (ValueError, OverflowError):
+                    pass
+        if (reads.clock or reads.periods) and point <= as_of:
+            try:
+                candidates.add(point + ((as_of - point) // timedelta(days=1) + 1) * timedelta(days=1))
+            except OverflowError:
+                pass
+    if reads.clock or reads.periods:
+        candidates.add(datetime.combine(as_of.date() + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc))
+    future = {c for c in candidates if c > as_of} | {c + TICK for c in candidates if c + TICK > as_of}
+    return min(future) if future else None
+
+
 def assert_constant_until_next_change(tree, document, as_of):
     text = render(tree)
     typed = check(text, segments=CATALOGUE)
@@ -45,6 +80,7 @@ def assert_constant_until_next_change(tree, document, as_of):
     reads = reads_of_tree(typed, CATALOGUE)
     due = next_change(reads, profile, as_of)
     assert due is None or due > as_of
+    assert due == listed_next_change(reads, profile, _instant(as_of)), text
     answer = predicate(profile, as_of)
     end = due if due is not None else as_of + HORIZON
     for at in _samples(reads, profile, as_of, end):

@@ -50,11 +50,12 @@ from fastapi.openapi.utils import get_openapi
 
 from cdp.activation.export import KINDS as EXPORT_KINDS
 from cdp.activation.worker import DeliveryWorker
-from cdp.api import docs, errors
+from cdp.api import access_log, docs, errors
 from cdp.api.deps import endpoints
 from cdp.api.errors import COMMON_RESPONSES
 from cdp.api.health import router as operations
 from cdp.api.middleware import BodySizeLimit, HeaderSizeLimit, NoNulInUrl, RequestMetrics
+from cdp.api.ratelimit import RateLimiter
 from cdp.api.routes.activation import activations_router, dataflow_router, destinations_router
 from cdp.api.routes.auth import me_router as me
 from cdp.api.routes.auth import router as keys
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        access_log.install()  # after uvicorn configured its loggers
         engine = prepare_database(settings.resolved_database_url(), migrate=settings.migrate_on_start)
         try:
             fixed = settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None
@@ -149,12 +151,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Every endpoint under /v1 needs an API key (`Authorization: Bearer cdp_…`) and works in the "
                     "sandbox named by the `X-Sandbox` header (default `prod`). Errors have one shape: "
                     '`{"error": {"code", "message", "details"}}`. Each operation lists the roles it allows '
-                    "under `x-roles`.",
+                    "under `x-roles`. Each key may make `CDP_RATE_LIMIT_BURST` requests at once and "
+                    "`CDP_RATE_LIMIT_PER_SECOND` a second sustained; past that, 429 `rate_limited` with `Retry-After`.",
         lifespan=lifespan,
         docs_url=None, redoc_url=None,  # ours, without a CDN: cdp/api/docs.py
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.rate_limiter = RateLimiter(per_second=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
     from cdp.jobs.queue import utcnow
 
     app.state.clock = utcnow  # tests inject another (cdp.api.deps.get_clock)
@@ -192,10 +196,13 @@ def _openapi(app: FastAPI) -> dict:
             operation["x-roles"] = []
         else:
             operation["x-roles"] = [r.value for r in ALL_ROLES if r in endpoint.roles]
-            for status in ("400", "401", "403", "404"):  # every endpoint that needs a key may answer these
+            for status in ("400", "401", "403", "404", "429"):  # every endpoint that needs a key may answer these
                 operation["responses"].setdefault(status, {
                     "description": COMMON_RESPONSES[int(status)]["description"],
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}})
+            operation["responses"]["429"].setdefault("headers", {"Retry-After": {
+                "description": "Seconds to wait before the next request of this key.", "required": True,
+                "schema": {"type": "integer", "minimum": 1}}})
             operation["description"] = (operation.get("description", "") +
                                         f"\n\nRoles allowed: {', '.join(operation['x-roles'])}.").strip()
     _exact_schemas(document)

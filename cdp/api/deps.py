@@ -11,7 +11,8 @@
   ``forbidden``) and, when bound to a sandbox, be used in that sandbox (else 403
   ``sandbox_forbidden``). Yields a :class:`~cdp.auth.service.Principal` carrying the request's
   sandbox (``X-Sandbox``, default ``prod``; invalid names are 400 ``invalid_sandbox``, a sandbox
-  that does not exist is 404 ``unknown_sandbox``: cdp/sandboxes).
+  that does not exist is 404 ``unknown_sandbox``: cdp/sandboxes). A key past its rate limit is
+  429 ``rate_limited`` with ``Retry-After`` (cdp/api/ratelimit.py).
   Aliases: ``AnyRole``, ``Stewards`` (admin, data_steward), ``Admins``.
 * ``SettingsDep``, ``MetricsDep``.
 
@@ -103,6 +104,7 @@ class Authorizer:
 
     def __call__(
         self,
+        request: Request,
         connection: ConnectionDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         x_sandbox: Annotated[str | None, Header(
@@ -111,6 +113,7 @@ class Authorizer:
             json_schema_extra={"pattern": NAME_PATTERN, "minLength": 1, "maxLength": 64})] = None,
     ) -> Principal:
         key = authenticate(connection=connection, key=credentials.credentials if credentials else None)
+        request.app.state.rate_limiter.take(key.id)  # 429 rate_limited past the key's limit
         sandbox = validate_sandbox_name(x_sandbox) if x_sandbox is not None else DEFAULT_SANDBOX
         if key.role not in self.roles:
             allowed = ", ".join(r.value for r in ALL_ROLES if r in self.roles)

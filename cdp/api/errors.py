@@ -174,4 +174,6 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     415: {"model": ErrorResponse, "description": "A body sent with a Content-Type other than the one the endpoint "
                                                  "takes (`application/json`, or `multipart/form-data` for uploads)."},
     422: {"model": ErrorResponse, "description": "Invalid input (`validation_error` and domain codes)."},
+    429: {"model": ErrorResponse, "description": "The API key is past its rate limit (`rate_limited`); `Retry-After` "
+                                                 "says how many seconds to wait."},
 }

@@ -61,6 +61,7 @@ class Cluster:
     port: int
     bin_dir: Path
     as_user: str | None
+    options: str = ""
 
     @property
     def url(self) -> str:
@@ -75,6 +76,15 @@ class Cluster:
     def create_database(self, name: str) -> str:
         self._run(str(self.bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
+    def halt(self) -> None:
+        """Stop the server at once (as a crash would: `-m immediate`), keeping its data."""
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "immediate", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the server again after :meth:`halt`, on the same port and data (it recovers from its WAL)."""
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.directory / "data"), "-w", "-l",
+                  str(self.directory / "log"), "-o", self.options, "start")
 
     def stop(self) -> None:
         self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "immediate", "-w",
@@ -95,16 +105,15 @@ def start_cluster(*, fsync: bool = False, extra_options: str = "") -> Cluster:
         as_user = "postgres"
         shutil.chown(directory, user="postgres")
     port = _free_port()
-    cluster = Cluster(directory, port, bin_dir, as_user)
+    options = (f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 "
+               f"-c fsync={'on' if fsync else 'off'} -c synchronous_commit=off -c full_page_writes=off "
+               f"-c timezone=UTC {extra_options}")
+    cluster = Cluster(directory, port, bin_dir, as_user, options)
     data = directory / "data"
     try:
         cluster._run(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync",
                      "-E", "UTF8", "--locale=C.UTF-8")
-        options = (f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 "
-                   f"-c fsync={'on' if fsync else 'off'} -c synchronous_commit=off -c full_page_writes=off "
-                   f"-c timezone=UTC {extra_options}")
-        cluster._run(str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(directory / "log"),
-                     "-o", options, "start")
+        cluster.resume()
     except subprocess.CalledProcessError as exc:
         log = (directory / "log").read_text() if (directory / "log").exists() else ""
         shutil.rmtree(directory, ignore_errors=True)

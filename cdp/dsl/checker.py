@@ -381,6 +381,10 @@ class Checker:
             self.error("type_mismatch", f"{what} tests one value, not a list", node.span,
                        hint="for a list attribute write `interests has any [\"a\", \"b\"]`")
             return self.typed(node, None, True, **rebuilt)
+        if value.type == DURATION:  # `3 days in []`: found by tests/test_expression_fuzz.py
+            self.error("type_mismatch", f"{what} tests a value, not a duration", node.span,
+                       hint="a duration shifts a date or a time: `created_at > now() - 3 days`")
+            return self.typed(node, None, True, **rebuilt)
         if not comparable(value.type, items.type.element):
             self.error("type_mismatch",
                        f"cannot test {with_article(value.type)} against a list of {items.type.element}", node.span,
@@ -409,6 +413,10 @@ class Checker:
         if isinstance(node.value, ast.NullLiteral):
             self.error("type_mismatch", "`null is null` tests a literal, not a value", node.span,
                        hint="test an attribute: `email is null`")
+            return self.typed(node, None, False, value=value)
+        if isinstance(node.value, (ast.ListLiteral, ast.DurationLiteral)):  # found by tests/test_expression_fuzz.py
+            self.error("type_mismatch", f"`is null` tests a value; {with_article(value.type)} literal is never null",
+                       node.span, hint="test an attribute: `email is null`")
             return self.typed(node, None, False, value=value)
         return self.typed(node, BOOLEAN if value.type is not None else None, False, value=value)
 
@@ -455,7 +463,7 @@ class Checker:
             return self.typed(node, None, True, **rebuilt)
         if value.type is None or other.type is None:
             return self.typed(node, None, True, **rebuilt)
-        if not value.type.is_list:
+        if not value.type.is_list or isinstance(node.value, ast.ListLiteral):  # a literal list: nothing to test
             self.error("type_mismatch", f"{what} tests a list attribute, not {with_article(value.type)}", node.span,
                        hint="for a string write `contains`; for one value write `=` or `in [...]`")
             return self.typed(node, None, True, **rebuilt)

@@ -8,6 +8,7 @@ parallel list of timestamps so that windows are found by binary search.
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
+from sys import intern
 from typing import Any, Mapping
 
 from cdp.pqltypes import PqlType
@@ -156,7 +157,7 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     while stack:
         base, obj = stack.pop()
         for key, value in obj.items():
-            path = f"{base}{key}"
+            path = intern(f"{base}{key}")  # one string per path for every profile: lookups compare pointers
             if isinstance(value, dict):
                 stack.append((path + ".", value))
             elif value is not None:

@@ -235,6 +235,10 @@ class Runner:
     def wake(self) -> None:
         self._wake.set()
 
+    def alive(self) -> bool:
+        """Started, not stopped, and every thread still running (/healthz)."""
+        return bool(self._threads) and not self._stopping.is_set() and all(t.is_alive() for t in self._threads)
+
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
         self._wake.set()

@@ -34,8 +34,10 @@ from prometheus_client import (
 
 class Metrics:
     def __init__(self) -> None:
+        self.last_due_lag = 0.0
         disable_created_metrics()  # no `*_created` series (process-wide switch of prometheus_client)
         self.registry = CollectorRegistry()
+        self._evaluated_children: dict[tuple[str, str], tuple] = {}
         self.requests = Counter("cdp_http_requests", "HTTP requests answered.", ["method", "route", "status"],
                                 registry=self.registry)
         self.latency = Histogram("cdp_http_request_duration_seconds", "Time to answer HTTP requests.",
@@ -71,13 +73,21 @@ class Metrics:
         self.rejected_records.labels(sandbox, kind).inc(count)
 
     def evaluated(self, sandbox: str, segment: str, seconds: float) -> None:
-        self.streaming_evaluations.labels(sandbox, segment).inc()
-        self.streaming_seconds.labels(sandbox, segment).observe(seconds)
+        # the labelled children kept: streaming evaluation calls this for every segment it
+        # evaluates, hundreds of times per record, and labels() takes a lock and builds a key
+        children = self._evaluated_children.get((sandbox, segment))
+        if children is None:
+            children = self._evaluated_children[(sandbox, segment)] = (
+                self.streaming_evaluations.labels(sandbox, segment), self.streaming_seconds.labels(sandbox, segment))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def due_queue(self, scheduled: int, overdue: int, lag_seconds: float) -> None:
+        self.last_due_lag = lag_seconds  # read by /healthz (degraded when re-evaluations run late)
         self.due_scheduled.set(scheduled)
         self.due_overdue.set(overdue)
         self.due_lag.set(lag_seconds)
+
     def source_messages(self, sandbox: str, source: str, status: str, count: int = 1) -> None:
         self.source_messages_total.labels(sandbox, source, status).inc(count)
 

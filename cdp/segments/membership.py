@@ -18,6 +18,7 @@ writer only has to say, per segment, whether the profile qualifies now.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,10 +26,11 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from cdp.dsl import PqlError
-from cdp.engine import compile_predicate, load_profile
-from cdp.profiles.documents import profile_document
+from cdp.engine.memory import CompiledCatalogue
+from cdp.profiles.documents import stored_profile
+from cdp.schema import Schema
 from cdp.schema_registry.service import get_schema
-from cdp.storage.memberships import MEMBER, hour_of, record_history  # noqa: F401 - hour_of: the package's name
+from cdp.storage.memberships import MEMBER, hour_of, record_history, record_history_many  # noqa: F401 - hour_of: the package's name
 from cdp.storage.models import membership_changes, memberships, profiles, segments
 
 log = logging.getLogger("cdp.segments")
@@ -48,38 +50,55 @@ def apply_verdicts(connection: sa.Connection, *, sandbox: str, profile_pk: int, 
     touched. Returns key → "realized" | "exited" for the memberships that changed."""
     if not verdicts:
         return {}
-    current = {row.segment_pk: row for row in connection.execute(
-        sa.select(memberships).where(memberships.c.profile_pk == profile_pk,
-                                     memberships.c.segment_pk.in_([s.pk for s in verdicts])))}
+    current = dict(connection.execute(_STATUSES, {"b_profile": profile_pk,
+                                                  "b_segments": sorted(s.pk for s in verdicts)}).all())
     changed: dict[str, str] = {}
     outbox = []
-    for segment, qualifies in verdicts.items():
-        member = current.get(segment.pk)
-        is_member = member is not None and member.status in MEMBER
+    inserted, entered, exited = [], [], []
+    for segment, qualifies in sorted(verdicts.items(), key=lambda item: item[0].pk):  # one order for every writer
+        status = current.get(segment.pk)
+        is_member = status in MEMBER
         if qualifies and not is_member:
-            values = {"status": "realized", "entered_at": now, "exited_at": None, "updated_at": now}
-            if member is None:
-                connection.execute(memberships.insert().values(segment_pk=segment.pk, profile_pk=profile_pk, **values))
-            else:
-                connection.execute(memberships.update().where(
-                    memberships.c.segment_pk == segment.pk, memberships.c.profile_pk == profile_pk).values(**values))
+            (inserted if status is None else entered).append(
+                {"b_segment": segment.pk, "b_profile": profile_pk, "b_now": now})
             changed[segment.key] = "realized"
             outbox.append((segment, "entered"))
         elif is_member and not qualifies:
-            connection.execute(memberships.update().where(
-                memberships.c.segment_pk == segment.pk, memberships.c.profile_pk == profile_pk).values(
-                status="exited", exited_at=now, updated_at=now))
+            exited.append({"b_segment": segment.pk, "b_profile": profile_pk, "b_now": now})
             changed[segment.key] = "exited"
             outbox.append((segment, "exited"))
-    if outbox:
-        profile_id = connection.execute(sa.select(profiles.c.external_id).where(profiles.c.pk == profile_pk)).scalar_one()
-        connection.execute(membership_changes.insert(), [
-            {"sandbox": sandbox, "segment_pk": segment.pk, "segment_key": segment.key, "profile_pk": profile_pk,
-             "profile_id": profile_id, "status": status, "at": now, "source": source} for segment, status in outbox])
-        for segment, status in outbox:
-            record_history(connection, segment_pk=segment.pk, at=now, entered=int(status == "entered"),
-                           exited=int(status == "exited"))
+    if not outbox:
+        return changed
+    if inserted:
+        connection.execute(_ENTER_NEW, inserted)
+    if entered:  # a re-entry: the row kept since the exit
+        connection.execute(_ENTER_AGAIN, entered)
+    if exited:
+        connection.execute(_EXIT, exited)
+    profile_id = connection.execute(_EXTERNAL_ID, {"b_profile": profile_pk}).scalar_one()
+    connection.execute(membership_changes.insert(), [
+        {"sandbox": sandbox, "segment_pk": segment.pk, "segment_key": segment.key, "profile_pk": profile_pk,
+         "profile_id": profile_id, "status": status, "at": now, "source": source} for segment, status in outbox])
+    record_history_many(connection, at=now, changes={
+        segment.pk: (int(status == "entered"), int(status == "exited")) for segment, status in outbox})
     return changed
+
+
+# built once (SQLAlchemy then compiles each once and reuses its cache key): apply_verdicts runs on
+# every streaming evaluation
+_STATUSES = sa.select(memberships.c.segment_pk, memberships.c.status).where(
+    memberships.c.profile_pk == sa.bindparam("b_profile"),
+    memberships.c.segment_pk.in_(sa.bindparam("b_segments", expanding=True)))
+_THIS = sa.and_(memberships.c.segment_pk == sa.bindparam("b_segment"),
+                memberships.c.profile_pk == sa.bindparam("b_profile"))
+_ENTER_NEW = memberships.insert().values(segment_pk=sa.bindparam("b_segment"), profile_pk=sa.bindparam("b_profile"),
+                                         status="realized", entered_at=sa.bindparam("b_now"), exited_at=None,
+                                         updated_at=sa.bindparam("b_now"))
+_ENTER_AGAIN = memberships.update().where(_THIS).values(status="realized", entered_at=sa.bindparam("b_now"),
+                                                        exited_at=None, updated_at=sa.bindparam("b_now"))
+_EXIT = memberships.update().where(_THIS).values(status="exited", exited_at=sa.bindparam("b_now"),
+                                                 updated_at=sa.bindparam("b_now"))
+_EXTERNAL_ID = sa.select(profiles.c.external_id).where(profiles.c.pk == sa.bindparam("b_profile"))
 
 
 class MembershipRefresher:
@@ -109,15 +128,35 @@ class MembershipRefresher:
         if not active:
             return {}
         schema = get_schema(connection=self.connection, sandbox=self.sandbox)
-        profile = load_profile(profile_document(self.connection, profile_pk, schema=schema), schema,
-                               allowed_values=False)  # stored: may predate the allowed values
-        catalogue = {row.key: row.expression for row in defined}
+        compiled = compiled_catalogue({row.key: row.expression for row in defined}, schema)
+        # stored: may predate the allowed values (not checked again)
+        profile = stored_profile(self.connection, profile_pk, schema=schema)
         verdicts: dict[SegmentRef, bool] = {}
+        memo: dict = {}  # a referenced segment evaluated once for all that reference it
         for segment in active:
             try:
-                verdicts[SegmentRef(segment.pk, segment.key)] = bool(
-                    compile_predicate(segment.expression, schema, segments=catalogue)(profile, now))
+                verdicts[SegmentRef(segment.pk, segment.key)] = memo[segment.key] = bool(
+                    compiled.predicate(segment.key)(profile, now, memo))
             except PqlError as error:
                 log.warning("segment %r of sandbox %r skipped: %s", segment.key, self.sandbox, error)
         return apply_verdicts(self.connection, sandbox=self.sandbox, profile_pk=profile_pk, verdicts=verdicts,
                               now=now, source=source)
+
+
+_catalogues: dict[tuple, CompiledCatalogue] = {}
+_catalogues_lock = threading.Lock()
+
+
+def compiled_catalogue(catalogue: Mapping[str, str], schema: Schema) -> CompiledCatalogue:
+    """The catalogue compiled once per content and schema (each definition checked and compiled
+    once, references shared), kept across requests: compile_predicate with a catalogue checks
+    the whole catalogue again for every segment."""
+    key = (schema.fingerprint, tuple(sorted(catalogue.items())))
+    found = _catalogues.get(key)
+    if found is None:
+        found = CompiledCatalogue(catalogue, schema)
+        with _catalogues_lock:
+            if len(_catalogues) > 100:
+                _catalogues.clear()
+            _catalogues[key] = found
+    return found

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import json
 import math
 import random
 import time
@@ -34,7 +35,7 @@ from cdp.segments import batch
 from cdp.segments.models import (Estimate, EvaluateRequest, EvaluateResult, ExplainRow, History, HistoryPoint,
                                  MemberPage, MemberRead, MembershipStatus, SegmentCreate, SegmentRead, SegmentStatus,
                                  SegmentUpdate)
-from cdp.segments.membership import MEMBER, hour_of
+from cdp.segments.membership import MEMBER, compiled_catalogue, hour_of
 from cdp.storage.models import (activations, memberships, profiles, segment_dependencies, segment_due, segment_history,
                                 segments)
 
@@ -438,7 +439,16 @@ def estimate(*, connection: sa.Connection, sandbox: str, expression: str, schema
     extra: list = []
     if sampled:  # both read about sample_rows profiles, not the whole table
         if dialect == "postgresql":
-            compiler.profile = profiles.tablesample(sa.func.system(sa.literal_column(repr(fraction * 100))), name="p")
+            # one sample for the statement: the profiles of the referenced segments' CTEs are the
+            # same blocks (REPEATABLE with one seed), not the whole table
+            seed = random.randint(0, 2**31 - 1)
+
+            def sample(name: str):
+                return profiles.tablesample(sa.func.system(sa.literal_column(repr(fraction * 100))), name=name,
+                                            seed=sa.literal_column(str(seed)))
+
+            compiler.profile = sample("p")
+            compiler.segment_scope = lambda p: p.c.pk.in_(sa.select(sample("ps").c.pk))
         else:
             in_sample = _sqlite_blocks(connection, total, sample_rows)
             extra.append(in_sample(compiler.profile))
@@ -459,12 +469,17 @@ def estimate(*, connection: sa.Connection, sandbox: str, expression: str, schema
     base = [sandbox_column == sa.literal(sandbox, sa.String), *extra]
     try:
         with _statement_timeout(connection, timeout_ms):
-            if sampled:  # the sample's size and hits in one pass; a few members from another sample
-                hit = sa.case((condition, 1), else_=0)
-                size, hits = connection.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(hit), 0))
-                                                .select_from(p).where(*base)).one()
-                sample = list(connection.execute(sa.select(p.c.external_id).where(*base, condition)
-                                                 .limit(SAMPLE_MEMBERS)).scalars())
+            if sampled:  # the sample's size, its members and so a few of them, in one pass (the
+                # referenced segments' CTEs computed once, not again for a second query)
+                if dialect == "postgresql":
+                    found = sa.func.array_agg(p.c.external_id).filter(condition)
+                else:
+                    found = sa.func.json_group_array(p.c.external_id).filter(condition)
+                size, hit_ids = connection.execute(sa.select(sa.func.count(), found).select_from(p).where(*base)).one()
+                if isinstance(hit_ids, str):
+                    hit_ids = json.loads(hit_ids)
+                hits = len(hit_ids or ())
+                sample = list((hit_ids or [])[:SAMPLE_MEMBERS])
             else:
                 count = connection.execute(sa.select(sa.func.count()).select_from(p).where(*base, condition)
                                            ).scalar_one()
@@ -531,10 +546,30 @@ def _checked(expression: str, schema: Schema) -> ast.Node:
 
 
 
+_READS: dict[int, tuple[ast.Node, tuple, frozenset[str] | None]] = {}
+
+
+def _event_types_read(typed: ast.Node, known: Mapping[str, str], schema: Schema) -> frozenset[str] | None:
+    """The event types an expression (and the segments it references) can read; None: any.
+    Cached per checked tree of a saved segment (those trees are cached, see :func:`_checked`)."""
+    from cdp.segments.streaming import reads_of_tree
+
+    catalogue_key = tuple(sorted(known.items()))  # what references read can change
+    found = _READS.get(id(typed))
+    if found is not None and found[0] is typed and found[1] == catalogue_key:
+        return found[2]
+    reads = reads_of_tree(typed, known, schema)
+    types = None if reads.any_event else reads.event_types
+    if len(_READS) >= _CHECKED_SIZE:
+        _READS.clear()
+    _READS[id(typed)] = (typed, catalogue_key, types)
+    return types
+
+
 def evaluate(*, connection: sa.Connection, sandbox: str, spec: EvaluateRequest, schema: Schema) -> EvaluateResult:
     """Does one profile (a document, or a stored one by identity or id) qualify at as_of?"""
     from cdp.profiles import lookup
-    from cdp.profiles.documents import profile_document
+    from cdp.profiles.documents import stored_profile
 
     as_of = _utc(spec.as_of)
     if spec.segment is not None:
@@ -564,14 +599,21 @@ def evaluate(*, connection: sa.Connection, sandbox: str, spec: EvaluateRequest, 
                                          value=spec.identity.id)
         else:
             pk = lookup.find_by_id(connection=connection, sandbox=sandbox, profile_id=spec.profile_id)
-        document = profile_document(connection, pk, schema=schema)
-        profile_id = document.get("id")
+        document = None
     try:
-        profile = load_profile(document, schema)
+        if document is not None:
+            profile = load_profile(document, schema)
+        else:  # from its rows, only the events of the types the expression reads
+            profile = stored_profile(connection, pk, schema=schema, event_types=_event_types_read(typed, known, schema))
+            profile_id = profile.id
     except ProfileError as exc:
         raise Unprocessable(f"invalid profile: {exc}", code="invalid_profile") from None
     try:
-        qualifies = bool(compile_predicate(typed, schema, segments=known)(profile, as_of))
+        if spec.segment is not None:  # compiled once per definition (and referenced ones), kept across calls
+            predicate = compiled_catalogue({**known, spec.segment: row.expression}, schema).predicate(spec.segment)
+        else:
+            predicate = compile_predicate(typed, schema, segments=known)
+        qualifies = bool(predicate(profile, as_of))
         rows = explain(typed, profile, as_of, schema, segments=known) if spec.explain else None
     except PqlError as error:
         raise invalid(error) from None

@@ -23,24 +23,24 @@ import threading
 from time import perf_counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from cdp.dsl import PqlError, ast, check
 from cdp.dsl.catalogue import dependency_order
-from cdp.engine import compile_predicate, load_profile
+from cdp.engine.memory import CompiledCatalogue
 from cdp.schema import Schema
 from cdp.segments.membership import SegmentRef, apply_verdicts
+from cdp.segments.timing import _instant, next_change
 from cdp.storage.memberships import exit_all  # noqa: F401 - re-exported: streaming's exits
-from cdp.storage.models import profiles, segment_due, segments
+from cdp.storage.models import profiles, segment_due, segment_versions, segments
 
 log = logging.getLogger("cdp.segments")
 
 _UNITS = {"second": timedelta(seconds=1), "minute": timedelta(minutes=1), "hour": timedelta(hours=1),
           "day": timedelta(days=1), "week": timedelta(weeks=1)}
-_TICK = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -232,77 +232,7 @@ def reads_of_tree(tree: ast.Node, catalogue: Mapping[str, str], schema: Schema |
     return total
 
 
-# ---- the next instant an answer can change without new data ---------------------------------
-
-def _instant(value: datetime | date) -> datetime:
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-    return datetime.combine(value, time(), tzinfo=timezone.utc)
-
-
-def _instants_of(value: Any, into: set[datetime]) -> None:
-    if isinstance(value, (datetime, date)):
-        into.add(_instant(value))
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            _instants_of(v, into)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            _instants_of(v, into)
-
-
-def _add_months(at: datetime, months: int) -> datetime:
-    index = at.year * 12 + at.month - 1 + months
-    year, month = divmod(index, 12)
-    month += 1
-    for day in (at.day, 30, 29, 28):
-        try:
-            return at.replace(year=year, month=month, day=day)
-        except ValueError:
-            continue
-    raise ValueError(at)
-
-
-def next_change(reads: Reads, profile: Any, as_of: datetime) -> datetime | None:
-    """An instant after ``as_of``, never later than the first at which the answer for a profile
-    can change with time alone; None when it cannot. Candidates: every instant of the profile
-    (times and date values of the events of the types it reads, date and datetime attributes) shifted by each window length (and one tick after,
-    windows being closed or open at either end), the literal instants, and, for calendar windows
-    and clock functions, the next UTC midnight and the profile's instants moved by whole days."""
-    if not reads.timed:
-        return None
-    as_of = _instant(as_of)
-    points: set[datetime] = set(reads.literal_instants)
-    _instants_of(profile.attributes, points)
-    for event in profile.events:  # only the events its filters can admit
-        if reads.any_event or event.get("type") in reads.event_types:
-            _instants_of(event, points)
-    shifts = {timedelta(0)} | set(reads.durations) | {-d for d in reads.durations}
-    candidates: set[datetime] = set()
-    for point in points:
-        for shift in shifts:
-            try:
-                candidates.add(point + shift)
-            except OverflowError:
-                continue
-        for months in reads.months:
-            for sign in (1, -1):
-                try:
-                    candidates.add(_add_months(point, sign * months))
-                except (ValueError, OverflowError):
-                    continue
-        if reads.clock or reads.periods:
-            if point <= as_of:  # the next instant with the same time of day
-                days = (as_of - point) // timedelta(days=1) + 1
-                try:
-                    candidates.add(point + days * timedelta(days=1))
-                except OverflowError:
-                    pass
-    if reads.clock or reads.periods:
-        candidates.add(datetime.combine(as_of.date() + timedelta(days=1), time(), tzinfo=timezone.utc))
-    future = {c for c in candidates if c > as_of} | {c + _TICK for c in candidates if c + _TICK > as_of}
-    return min(future) if future else None
-
+# ---- the next instant an answer can change without new data: cdp/segments/timing.py ----------
 
 # ---- evaluation ----------------------------------------------------------------------------------
 
@@ -310,6 +240,87 @@ def next_change(reads: Reads, profile: Any, as_of: datetime) -> datetime | None:
 class StreamingSegment:
     ref: SegmentRef
     expression: str
+
+
+class _Plan:
+    """One sandbox's streaming segments as evaluation needs them, built once per version of its
+    segments and schema and shared by every request (:func:`_plan`): the segments in dependency
+    order with what each reads, an index from event type to the segments that read it, and the
+    catalogue compiled once (references compiled once and shared)."""
+
+    def __init__(self, schema: Schema | None, rows: list, sandbox: str):
+        catalogue = {row.key: row.expression for row in rows}
+        streaming = {row.key: row for row in rows if row.status == "active" and row.evaluation == "streaming"}
+        self.schema = schema
+        self.compiled = CompiledCatalogue(catalogue, schema) if schema is not None else None
+        self.reads: dict[str, Reads] = {}
+        for key in streaming:
+            try:
+                self.reads[key] = reads_of(key, catalogue, schema)
+            except PqlError as error:
+                log.warning("streaming segment %r of sandbox %r skipped: %s", key, sandbox, error)
+        graph = {key: set(reads.references) & set(streaming) for key, reads in self.reads.items()}
+        self.order = [streaming[key] for key in dependency_order(graph)]
+        self.position = {row.key: index for index, row in enumerate(self.order)}
+        self.any_event = [i for i, row in enumerate(self.order) if self.reads[row.key].any_event]
+        self.by_type: dict[str, list[int]] = {}
+        for i, row in enumerate(self.order):
+            for event_type in self.reads[row.key].event_types:
+                self.by_type.setdefault(event_type, []).append(i)
+
+    def chosen(self, change: Change) -> list[int]:
+        """Positions (in dependency order) of the segments ``change`` can affect."""
+        if change.everything:
+            return list(range(len(self.order)))
+        found: set[int] = set()
+        if change.event_types:
+            found.update(self.any_event)
+            for event_type in change.event_types:
+                found.update(self.by_type.get(event_type, ()))
+        if change.attributes:
+            found.update(i for i, row in enumerate(self.order) if i not in found
+                         and self.reads[row.key].touched_by(Change(attributes=change.attributes)))
+        return sorted(found)
+
+    def event_types(self, positions: Iterable[int]) -> frozenset[str] | None:
+        """The event types the segments at ``positions`` read (None: any type)."""
+        types: set[str] = set()
+        for i in positions:
+            reads = self.reads[self.order[i].key]
+            if reads.any_event:
+                return None
+            types |= reads.event_types
+        return frozenset(types)
+
+
+_plans: dict[tuple[str, str], tuple[tuple, _Plan]] = {}
+_NO_SEGMENTS = _Plan(None, [], "")
+
+
+def _plan(connection: sa.Connection, sandbox: str) -> _Plan:
+    """The sandbox's plan, rebuilt when its segments or its schema changed: the segments' version
+    (``segment_versions``, raised by database triggers on every write of a segment's definition,
+    status or mode, whoever writes) and the schema's fingerprint are compared, one lookup each;
+    the definitions are read only to build a plan."""
+    version = connection.execute(sa.select(segment_versions.c.version)
+                                 .where(segment_versions.c.sandbox == sandbox)).scalar()
+    if version is None:  # no segment was ever saved in the sandbox
+        return _NO_SEGMENTS
+    from cdp.schema_registry.service import get_schema
+
+    schema = get_schema(connection=connection, sandbox=sandbox)
+    key = (str(connection.engine.url), sandbox)  # tests run several databases in one process
+    found = _plans.get(key)
+    if found is None or found[0] != (version, schema.fingerprint):
+        rows = connection.execute(
+            sa.select(segments.c.pk, segments.c.key, segments.c.expression, segments.c.status, segments.c.evaluation)
+            .where(segments.c.sandbox == sandbox).order_by(segments.c.pk)).all()
+        found = ((version, schema.fingerprint), _Plan(schema, rows, sandbox))
+        with _cache_lock:
+            if len(_plans) > 1000:
+                _plans.clear()
+            _plans[key] = found
+    return found[1]
 
 
 class StreamingEvaluator:
@@ -321,100 +332,78 @@ class StreamingEvaluator:
         self.connection = connection
         self.sandbox = sandbox
         self.metrics = metrics  # cdp.observability.metrics.Metrics, or None
-        self._loaded: tuple | None = None
+        self._loaded: _Plan | None = None
         self.evaluations = 0
 
-    def _load(self) -> tuple:
+    def _load(self) -> _Plan:
         if self._loaded is None:
-            rows = self.connection.execute(
-                sa.select(segments.c.pk, segments.c.key, segments.c.expression, segments.c.status,
-                          segments.c.evaluation).where(segments.c.sandbox == self.sandbox)).all()
-            catalogue = {row.key: row.expression for row in rows}
-            streaming = {row.key: row for row in rows if row.status == "active" and row.evaluation == "streaming"}
-            if streaming:
-                from cdp.schema_registry.service import get_schema
-
-                schema = get_schema(connection=self.connection, sandbox=self.sandbox)
-                graph = {key: set(reads.references) & set(streaming) for key, reads in
-                         ((key, self._reads(key, catalogue, schema)) for key in streaming) if reads is not None}
-                order = [streaming[key] for key in dependency_order(graph)]
-            else:
-                schema, order = None, []
-            self._loaded = (schema, catalogue, order)
+            self._loaded = _plan(self.connection, self.sandbox)
         return self._loaded
-
-    def _reads(self, key: str, catalogue: Mapping[str, str], schema: Schema) -> Reads | None:
-        try:
-            return reads_of(key, catalogue, schema)
-        except PqlError as error:
-            log.warning("streaming segment %r of sandbox %r skipped: %s", key, self.sandbox, error)
-            return None
 
     def profile_changed(self, profile_pk: int, change: Change, now: datetime) -> dict[str, str]:
         """Re-evaluate the streaming segments ``change`` can affect on the profile at ``now``;
         returns key → new status for the memberships that changed."""
-        schema, catalogue, order = self._load()
-        chosen = []
-        for row in order:
-            reads = self._reads(row.key, catalogue, schema)
-            if reads is not None and reads.touched_by(change):
-                chosen.append((row, reads))
-        return self._evaluate(profile_pk, chosen, now)
+        plan = self._load()
+        return self._evaluate(profile_pk, plan, plan.chosen(change), now)
 
     def due(self, profile_pk: int, segment_keys: Iterable[str], now: datetime) -> dict[str, str]:
         """Re-evaluate the given streaming segments (their instant has come)."""
-        schema, catalogue, order = self._load()
-        wanted = set(segment_keys)
-        chosen = [(row, self._reads(row.key, catalogue, schema)) for row in order if row.key in wanted]
-        chosen = [(row, reads) for row, reads in chosen if reads is not None]
+        plan = self._load()
+        chosen = sorted(plan.position[key] for key in set(segment_keys) if key in plan.position)
         # every instant that has come is consumed (a segment no longer streaming, or whose
         # expression no longer checks, is not scheduled again); the evaluated ones get their next
         self.connection.execute(segment_due.delete().where(segment_due.c.profile_pk == profile_pk,
                                                            segment_due.c.due_at <= now))
-        return self._evaluate(profile_pk, chosen, now)
+        return self._evaluate(profile_pk, plan, chosen, now)
 
-    def _evaluate(self, profile_pk: int, chosen: list, now: datetime) -> dict[str, str]:
+    def _evaluate(self, profile_pk: int, plan: _Plan, chosen: list[int], now: datetime) -> dict[str, str]:
         if not chosen:
             return {}
-        from cdp.profiles.documents import profile_document
+        from cdp.profiles.documents import stored_profile
 
-        schema, catalogue, _ = self._load()
-        catalogue_key = self._catalogue_key()
-        profile = load_profile(profile_document(self.connection, profile_pk, schema=schema), schema,
-                               allowed_values=False)
+        # only the events the chosen segments (and those they reference) can read
+        profile = stored_profile(self.connection, profile_pk, schema=plan.schema,
+                                 event_types=plan.event_types(chosen))
         verdicts: dict[SegmentRef, bool] = {}
         due: dict[int, datetime | None] = {}
-        for row, reads in chosen:
+        memo: dict = {}  # a referenced segment is evaluated once for all that reference it
+        points: dict = {}  # the profile's instants, per set of event types read (next_change)
+        for i in chosen:
+            row = plan.order[i]
             started = perf_counter()
             try:
-                verdicts[SegmentRef(row.pk, row.key)] = bool(
-                    _predicate(row.expression, schema, catalogue, catalogue_key)(profile, now))
+                verdicts[SegmentRef(row.pk, row.key)] = memo[row.key] = bool(
+                    plan.compiled.predicate(row.key)(profile, now, memo))
             except PqlError as error:
                 log.warning("streaming segment %r of sandbox %r skipped: %s", row.key, self.sandbox, error)
                 continue
             self.evaluations += 1
             if self.metrics is not None:
                 self.metrics.evaluated(self.sandbox, row.key, perf_counter() - started)
-            due[row.pk] = next_change(reads, profile, now)
+            due[row.pk] = next_change(plan.reads[row.key], profile, now, points)
         changed = apply_verdicts(self.connection, sandbox=self.sandbox, profile_pk=profile_pk, verdicts=verdicts,
                                  now=now, source="streaming")
         self._store_due(profile_pk, due)
         return changed
 
-    def _catalogue_key(self) -> tuple:
-        if getattr(self, "_ckey", None) is None:
-            self._ckey = tuple(sorted(self._load()[1].items()))
-        return self._ckey
-
     def _store_due(self, profile_pk: int, due: Mapping[int, datetime | None]) -> None:
+        """Only the instants that changed are written (most evaluations leave them as they were)."""
         if not due:
             return
-        self.connection.execute(segment_due.delete().where(segment_due.c.profile_pk == profile_pk,
-                                                           segment_due.c.segment_pk.in_(list(due))))
+        current = dict(self.connection.execute(_DUE_OF_PROFILE, {"b_profile": profile_pk}).all())
+        stale = sorted(pk for pk, at in due.items() if pk in current and current[pk] != at)
+        if stale:
+            self.connection.execute(_DUE_DELETE, {"b_profile": profile_pk, "b_segments": stale})
         rows = [{"segment_pk": pk, "profile_pk": profile_pk, "sandbox": self.sandbox, "due_at": at}
-                for pk, at in due.items() if at is not None]
+                for pk, at in sorted(due.items()) if at is not None and current.get(pk) != at]
         if rows:
             self.connection.execute(segment_due.insert(), rows)
+
+
+_DUE_OF_PROFILE = sa.select(segment_due.c.segment_pk, segment_due.c.due_at).where(
+    segment_due.c.profile_pk == sa.bindparam("b_profile"))
+_DUE_DELETE = segment_due.delete().where(segment_due.c.profile_pk == sa.bindparam("b_profile"),
+                                         segment_due.c.segment_pk.in_(sa.bindparam("b_segments", expanding=True)))
 
 
 def schedule_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int, key: str,
@@ -434,23 +423,6 @@ def schedule_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int
         sa.select(sa.literal(segment_pk, segment_due.c.segment_pk.type), profiles.c.pk,
                   sa.literal(sandbox, sa.String), sa.literal(at, segment_due.c.due_at.type))
         .where(profiles.c.sandbox == sandbox)))
-
-
-_predicates: dict[tuple, Any] = {}
-
-
-def _predicate(expression: str, schema: Schema, catalogue: Mapping[str, str], catalogue_key: tuple):
-    """The compiled predicate, cached per schema, expression and catalogue (a request's writer
-    is new each time; compiling, even from compile_predicate's own cache, parses the text)."""
-    key = (id(schema), expression, catalogue_key)
-    found = _predicates.get(key)
-    if found is None or found[0] is not schema:  # the schema kept with it: its id is not reused
-        found = (schema, compile_predicate(expression, schema, segments=catalogue))
-        with _cache_lock:
-            if len(_predicates) > 10_000:
-                _predicates.clear()
-            _predicates[key] = found
-    return found[1]
 
 
 def run_due(connection_factory, *, now: datetime, limit: int = 1000, metrics: Any = None) -> int:

@@ -108,6 +108,8 @@ def create_engine(url: str, *, read_only: bool = False, **kwargs) -> sa.Engine:
         kwargs.setdefault("max_overflow", 80)
     elif url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {}).setdefault("factory", TrackingConnection)
+    # values bound to a statement are personal data: never in an error's text, so never in a log
+    kwargs.setdefault("hide_parameters", True)
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")

@@ -38,6 +38,36 @@ def record_history(connection: sa.Connection, *, segment_pk: int, at: datetime, 
                                                        exited=exited))
 
 
+def record_history_many(connection: sa.Connection, *, changes: dict[int, tuple[int, int]], at: datetime) -> None:
+    """:func:`record_history` for several segments at once (segment pk → (entered, exited)), with
+    the last known sizes: one read of the hour's rows, one update of those found, one count of the
+    members of the others and one insert of them — not two statements per segment."""
+    if not changes:
+        return
+    hour = hour_of(at)
+    keys = sorted(changes)  # one order for every writer
+    found = {row.segment_pk: row.size for row in connection.execute(
+        sa.select(segment_history.c.segment_pk, segment_history.c.size).where(
+            segment_history.c.segment_pk.in_(keys), segment_history.c.at == hour))}
+    if found:
+        connection.execute(
+            segment_history.update().where(segment_history.c.segment_pk == sa.bindparam("b_pk"),
+                                           segment_history.c.at == sa.bindparam("b_at"))
+            .values(size=sa.bindparam("b_size"), entered=segment_history.c.entered + sa.bindparam("b_entered"),
+                    exited=segment_history.c.exited + sa.bindparam("b_exited")),
+            [{"b_pk": pk, "b_at": hour, "b_size": found[pk] + changes[pk][0] - changes[pk][1],
+              "b_entered": changes[pk][0], "b_exited": changes[pk][1]} for pk in keys if pk in found])
+    missing = [pk for pk in keys if pk not in found]
+    if missing:
+        sizes = dict(connection.execute(
+            sa.select(memberships.c.segment_pk, sa.func.count()).where(
+                memberships.c.segment_pk.in_(missing), memberships.c.status.in_(MEMBER))
+            .group_by(memberships.c.segment_pk)).all())
+        connection.execute(segment_history.insert(), [
+            {"segment_pk": pk, "at": hour, "size": sizes.get(pk, 0), "entered": changes[pk][0],
+             "exited": changes[pk][1]} for pk in missing])
+
+
 def exit_all(connection: sa.Connection, *, sandbox: str, profile_pk: int, now: datetime, source: str) -> int:
     """A profile about to disappear (merged away, deleted): each of its memberships exits, with an
     outbox row, before the rows go. Returns how many exited."""

@@ -145,6 +145,15 @@ segment_due = sa.Table(
 )
 
 
+# A counter per sandbox that database triggers (migration 0015) raise on every insert, update and
+# delete of its segments, by any writer: streaming evaluation compares one number to know that the
+# segments it compiled are still the ones in force, instead of reading every definition per record.
+segment_versions = sa.Table(
+    "segment_versions", metadata,
+    sa.Column("sandbox", sa.String(64), primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+
 # ---- the service (cdp/api): keys, per-sandbox schemas, datasets -------------------------------
 
 # Sandboxes (cdp/sandboxes): a sandbox exists before anything is done in it (an admin creates it;

@@ -16,7 +16,7 @@ PUBLIC = {("GET", "/healthz")} | {  # the analytics SDKs' tracking API: a source
                                                          "group", "alias")}
 PATH_VALUES = {"dataset_id": "1", "key_id": "abcdef123456", "batch_id": "1", "code": "loyalty_card",
                "profile_id": "p-unknown", "key": "some-segment", "job_id": "1", "name": "C2", "policy_id": "1",
-               "source_id": "1", "run_id": "1"}
+               "source_id": "1", "run_id": "1", "destination_id": "1", "activation_id": "1", "delivery_id": "1"}
 
 
 def _endpoints(app):

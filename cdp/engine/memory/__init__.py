@@ -18,11 +18,11 @@ references), mixed into one visitor in ``codegen.py``; ``api.py`` compiles, cach
 """
 
 from cdp.engine.memory.api import (
-    _CACHE, CompiledSegment, Predicate, compile_predicate, compile_segment, explain, format_value,
+    _CACHE, CompiledCatalogue, CompiledSegment, Predicate, compile_predicate, compile_segment, explain, format_value,
     render_string_value,
 )
 from cdp.dsl.regex import like_to_regex
 from cdp.engine.memory.common import as_instant, kleene_and, kleene_or
 
-__all__ = ["CompiledSegment", "Predicate", "as_instant", "compile_predicate", "compile_segment", "explain",
+__all__ = ["CompiledCatalogue", "CompiledSegment", "Predicate", "as_instant", "compile_predicate", "compile_segment", "explain",
            "format_value", "kleene_and", "kleene_or", "like_to_regex", "render_string_value", "_CACHE"]

@@ -106,6 +106,71 @@ def _segment_resolver(referenced: set[str], schema: Schema, catalogue: Mapping[s
     return resolve
 
 
+class CompiledCatalogue:
+    """A catalogue of segments compiled once for many evaluations (streaming, stored-profile
+    evaluate): each definition is checked once (not the whole catalogue again per segment, as
+    :func:`compile_predicate` with ``segments`` does) and compiled once, and every reference to
+    a segment goes to the one compiled predicate of that segment. The catalogue is a saved one:
+    its references were checked for cycles and existence when it was saved; a reference to a key
+    it does not hold is an ``unknown_segment`` error of the segment that makes it.
+
+    ``predicate(key)`` raises PqlError (a definition that no longer checks against the schema,
+    or that this backend cannot run) for that segment only; the others still compile."""
+
+    def __init__(self, catalogue: Mapping[str, str], schema: Schema):
+        self.catalogue = dict(catalogue)
+        self.schema = schema
+        self._trees: dict[str, ast.Node | PqlError] = {}
+        self._predicates: dict[str, Predicate | PqlError] = {}
+        self._lock = threading.Lock()
+
+    def tree(self, key: str) -> ast.Node:
+        found = self._trees.get(key)
+        if found is None:
+            try:
+                found = check(self.catalogue[key], self.schema)
+            except PqlError as error:
+                found = error
+            self._trees[key] = found
+        if isinstance(found, PqlError):
+            raise found
+        return found
+
+    def predicate(self, key: str) -> Predicate:
+        found = self._predicates.get(key)
+        if found is None:
+            with self._lock:  # one compile per key even when two threads ask at once
+                found = self._predicates.get(key)
+                if found is None:
+                    try:
+                        found = self._compile(key)
+                    except PqlError as error:
+                        found = error
+                    self._predicates[key] = found
+        if isinstance(found, PqlError):
+            raise found
+        return found
+
+    def _compile(self, key: str) -> Predicate:
+        typed = self.tree(key)
+        require_support(typed, "memory")
+        referenced = ast.segment_references(typed)
+        missing = sorted(k for k in referenced if k not in self.catalogue)
+        if missing:
+            raise PqlError([Diagnostic("unknown_segment", f'unknown segment "{k}": no definition was given',
+                                       next(n.span for n in ast.walk(typed) if isinstance(n, ast.SegmentRef)
+                                            and n.key == k), source=self.catalogue[key]) for k in missing])
+        gen = Codegen()
+        gen.namespace["_seg"] = self._resolve if referenced else None
+        return gen.module(typed)[1]
+
+    def _resolve(self, key: str, profile: LoadedProfile, as_of: datetime, memo: dict) -> bool:
+        found = memo.get(key)
+        if found is None:
+            found = memo[key] = bool(self.predicate(key)(profile, as_of, memo))
+        return found
+
+
 def explain(text_or_tree: str | ast.Node, profile: LoadedProfile, as_of: datetime | str, schema: Schema | None = None, *,
             segments: Mapping[str, str] | None = None) -> list[dict]:
     """For one profile, the value of each sub-expression (for people: why is it in or out?).

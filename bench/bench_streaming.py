@@ -1,0 +1,243 @@
+"""Streaming segments on ingest (issue 15): single-record ingest latency and throughput with 0,
+100 and 500 active streaming segments, through a real ``cdp serve``.
+
+    python bench/bench_streaming.py [--backend sqlite|postgresql|both] [--segments 100,500]
+                                    [--people 400] [--requests 300] [--rounds 3] [--record]
+    (or: bash bench/run_streaming.sh …, which uses the project's .venv)
+
+Per backend one server (bench_ingest.Server) on a fresh database (an SQLite file; a throwaway
+PostgreSQL cluster with bench_ingest's settings). One sandbox per segment count, each with an
+event dataset holding the same Luma events (bench_ingest.event_stream, seed 42): every person's
+history but the last ``--requests`` × ``--rounds`` records, loaded in requests of 500 before any
+segment exists. Then the sandbox's segments are saved through ``POST /v1/segments`` as active and
+streaming: bench_segments.shapes(N) — attributes, lists, event windows, counts, sums, last(),
+days_since, the §13 sequence, and every 10th referencing three earlier ones.
+
+Measured: the held-back records, one per request, one client, the same records into every
+sandbox, in rounds whose sandbox order flips each round. A request's answer comes after its
+transaction committed, memberships and outbox rows included (the streaming evaluation runs in the
+record's transaction), so the client's round trip is an upper bound of "arrival → committed
+membership change". Reported: median and p99 per segment count, records/s and its ratio to the
+sandbox without segments (target ≥ 0.8), the membership changes the run wrote (outbox rows of
+source ``streaming``), and the server's CPU seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx2 as httpx
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_ingest as bi  # noqa: E402 - the server, the event stream and the cluster settings
+from _common import cpu_model, markdown_table  # noqa: E402
+from bench_segments import shapes  # noqa: E402
+
+from cdp.devtools.postgres import start_cluster  # noqa: E402
+from cdp.storage.database import create_engine  # noqa: E402
+from cdp.storage.models import segment_due  # noqa: E402
+
+RESULTS = bi.RESULTS
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def prepare(server: bi.Server, key: str, counts: list[int], seed_records: list[dict]) -> dict[int, tuple[str, int]]:
+    """A sandbox per segment count: dataset, history, segments. Returns count → (sandbox, dataset)."""
+    made = {}
+    for count in counts:
+        sandbox = f"streaming-{count}"
+        api = bi.Api(server.base, key, sandbox)
+        dataset = api.create_dataset("web events", "event")
+        for body, n in bi.encode_requests(seed_records, 500):
+            response = api.client.post(f"/v1/datasets/{dataset}/records", content=body,
+                                       headers={"Content-Type": "application/json"})
+            assert response.status_code == 200, response.text[:500]
+        for segment_key, text in shapes(count).items():
+            response = api.client.post("/v1/segments", json={"key": segment_key, "name": segment_key,
+                                                             "expression": text, "status": "active",
+                                                             "evaluation": "streaming"})
+            assert response.status_code == 201, response.text[:500]
+        api.close()
+        made[count] = (sandbox, dataset)
+        bi.log(f"prepared {sandbox}: {len(seed_records)} records, {count} streaming segments")
+    return made
+
+
+def warm_up(server: bi.Server, key: str, made: dict[int, tuple[str, int]], records: list[dict]) -> None:
+    """A few records per sandbox, not counted: the first evaluation of each segment compiles it."""
+    for sandbox, dataset in made.values():
+        headers = {"Authorization": f"Bearer {key}", "X-Sandbox": sandbox, "Content-Type": "application/json"}
+        with httpx.Client(base_url=server.base, headers=headers, timeout=300) as client:
+            for body, _ in bi.encode_requests(records, 1):
+                response = client.post(f"/v1/datasets/{dataset}/records", content=body)
+                assert response.status_code == 200, response.text[:500]
+
+
+def measure(server: bi.Server, key: str, made: dict[int, tuple[str, int]], records: list[dict], rounds: int) -> dict:
+    per_round = len(records) // rounds
+    latencies: dict[int, list[float]] = {count: [] for count in made}
+    walls: dict[int, float] = {count: 0.0 for count in made}
+    cpu: dict[int, float] = {count: 0.0 for count in made}  # the server's CPU seconds (robust to a loaded machine)
+    order = list(made)
+    for round_ in range(rounds):
+        chunk = records[round_ * per_round:(round_ + 1) * per_round]
+        bodies = [body for body, _ in bi.encode_requests(chunk, 1)]
+        for count in (order if round_ % 2 == 0 else order[::-1]):
+            sandbox, dataset = made[count]
+            headers = {"Authorization": f"Bearer {key}", "X-Sandbox": sandbox, "Content-Type": "application/json"}
+            with httpx.Client(base_url=server.base, headers=headers, timeout=60) as client:
+                path = f"/v1/datasets/{dataset}/records"
+                cpu_before = bi.cpu_seconds(server.pid)
+                started = time.perf_counter()
+                for body in bodies:
+                    t0 = time.perf_counter()
+                    response = client.post(path, content=body)
+                    latencies[count].append((time.perf_counter() - t0) * 1000)
+                    assert response.status_code == 200 and response.json()["accepted"] == 1, response.text[:500]
+                walls[count] += time.perf_counter() - started
+                cpu[count] += bi.cpu_seconds(server.pid) - cpu_before
+        bi.log(f"round {round_ + 1}/{rounds}: " + ", ".join(
+            f"{c} segments p50 {statistics.median(latencies[c]):.1f} ms" for c in order))
+    return {"latencies": latencies, "walls": walls, "cpu": cpu, "requests": per_round * rounds}
+
+
+def wait_for_due_wave(engine: sa.Engine, timeout: float = 1800) -> None:
+    """Saving a streaming segment over existing data makes every profile due at once (the due job
+    computes each one's next instant): that one-time wave is let finish before measuring."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with engine.connect() as connection:
+            due = connection.execute(sa.select(sa.func.count()).select_from(segment_due)
+                                     .where(segment_due.c.due_at <= datetime.now(UTC))).scalar_one()
+        if not due:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{due} re-evaluations still due after {timeout} s")
+        bi.log(f"waiting for the due wave of the segments just saved: {due:,} (profile, segment) pairs due")
+        time.sleep(5)
+
+
+def changes_written(engine: sa.Engine, sandbox: str) -> int:
+    with engine.connect() as connection:
+        return connection.execute(sa.text("SELECT count(*) FROM membership_changes WHERE sandbox = :s AND "
+                                          "source = 'streaming'"), {"s": sandbox}).scalar_one()
+
+
+def run_backend(name: str, args, counts: list[int]) -> dict:
+    key = f"cdp_benchstream_{secrets.token_urlsafe(32)}"
+    workdir = Path(tempfile.mkdtemp(prefix="cdp-bench-streaming-"))
+    cluster = None
+    try:
+        if name == "sqlite":
+            url = f"sqlite:///{workdir / 'cdp.db'}"
+        else:
+            cluster = start_cluster(extra_options=" ".join(f"-c {k}={v}" for k, v in bi.PG_SETTINGS.items()))
+            url = cluster.create_database("cdp_streaming")
+        measured = args.requests * args.rounds
+        stream = bi.event_stream(args.people * 5, bi.SEED)
+        # hold back each person's last events (the stream is in time order): what arrives next
+        seed_records, records = stream[:-measured - args.warmup], stream[-measured - args.warmup:]
+        warmup, records = records[:args.warmup], records[args.warmup:]
+        server = bi.Server(url, workdir / "server.log", key)
+        try:
+            made = prepare(server, key, counts, seed_records)
+            engine = create_engine(url)
+            wait_for_due_wave(engine)
+            engine.dispose()
+            warm_up(server, key, made, warmup)
+            cpu_before = bi.cpu_seconds(server.pid)
+            out = measure(server, key, made, records, args.rounds)
+            out["server_cpu"] = bi.cpu_seconds(server.pid) - cpu_before
+        finally:
+            server.stop()
+        engine = create_engine(url)
+        out["changes"] = {count: changes_written(engine, sandbox) for count, (sandbox, _) in made.items()}
+        engine.dispose()
+        out["seed_records"] = len(seed_records)
+        return out
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+def report(args, counts: list[int], results: dict[str, dict], started: datetime, wall: float) -> str:
+    command = os.environ.get("CDP_BENCH_COMMAND") or "python bench/bench_streaming.py " + " ".join(sys.argv[1:])
+    git = os.popen("git rev-parse --short HEAD").read().strip()
+    lines = [f"## Streaming segments on ingest: 1 record per request — {started:%Y-%m-%d %H:%M} UTC", "",
+             f"- machine: nproc {os.cpu_count()}, {cpu_model()}; load average at start {os.getloadavg()[0]:.2f}; "
+             f"Python {platform.python_version()}; commit {git}",
+             f"- command: `{command}`",
+             f"- wall time: {wall / 60:.1f} min",
+             f"- segments: bench/bench_segments.py `shapes(N)`, saved active and streaming; every sandbox first holds "
+             "the same history, then receives the same held-back records, 1 per request, 1 client, rounds "
+             f"alternating between sandboxes, after {args.warmup} uncounted requests per sandbox (the first "
+             "evaluation of a segment compiles it) and after the one-time wave of due re-evaluations that saving "
+             "the segments over existing profiles starts", ""]
+    rows = []
+    for name, out in results.items():
+        base = out["requests"] / out["walls"][0] if 0 in out["walls"] else None
+        for count in counts:
+            lat = out["latencies"][count]
+            rate = out["requests"] / out["walls"][count]
+            ratio = f"{rate / base:.2f}×" if base and count else "—"
+            p99 = pct(lat, 0.99)
+            target = ("≤ 10 ms: " + ("PASS" if p99 <= 10 else "FAIL")) if count == 500 else ""
+            cpu_ms = out["cpu"][count] / out["requests"] * 1000
+            cpu_ratio = f"{out['cpu'][0] / out['cpu'][count]:.2f}×" if 0 in out["cpu"] and count else "—"
+            rows.append([name, count, out["requests"], f"{statistics.median(lat):.2f}", f"{pct(lat, 0.95):.2f}",
+                         f"{p99:.2f}", target, f"{rate:,.0f}", ratio, f"{cpu_ms:.2f}", cpu_ratio, out["changes"][count]])
+    lines += ["Latency = the client's round trip of a single-record request (ms); the membership changes and their "
+              "outbox rows commit in the record's transaction, before the answer. Server CPU per record (the "
+              "`cdp serve` process, from /proc) is the figure a loaded machine disturbs least; its ratio is the "
+              "throughput ratio one core would give.", "",
+              markdown_table(["database", "streaming segments", "requests", "p50", "p95", "p99", "target (p99)",
+                              "records/s", "÷ no segments (≥ 0.8)", "server CPU ms / record",
+                              "CPU: no segments ÷ this", "outbox rows (streaming)"], rows), ""]
+    for name, out in results.items():
+        lines.append(f"- {name}: history of {out['seed_records']:,} records per sandbox; server CPU during the "
+                     f"measured requests {out['server_cpu']:.1f} s")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--segments", default="100,500")
+    parser.add_argument("--people", type=int, default=400)
+    parser.add_argument("--requests", type=int, default=300, help="per round and sandbox")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=20, help="requests per sandbox before measuring, not counted")
+    parser.add_argument("--record", action="store_true")
+    args = parser.parse_args()
+    bi.LIMIT.update(bi.LIMITS[False])
+    counts = [0, *(int(c) for c in args.segments.split(","))]
+    started, t0 = datetime.now(UTC), time.perf_counter()
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    results = {}
+    lock = bi.one_run_at_a_time()  # noqa: F841 - held until the process ends
+    for name in backends:
+        results[name] = run_backend(name, args, counts)
+    text = report(args, counts, results, started, time.perf_counter() - t0)
+    print(text)
+    if args.record:
+        with open(RESULTS, "a") as f:
+            f.write("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

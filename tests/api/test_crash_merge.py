@@ -1,0 +1,96 @@
+"""kill -9 of the server while it applies a batch file whose rows merge profiles (each row links a
+CRM id to an email shared with two other rows), on SQLite and PostgreSQL: afterwards no profile,
+identity or merge of it is stored; the restarted server reports the job interrupted, and a retry
+leaves exactly the merged graph — one profile per email, every identity once. (The same for event
+rows without merges: tests/api/test_batch_crash.py, whose probes this test reuses.)"""
+
+from __future__ import annotations
+
+import json
+
+import httpx2 as httpx
+import pytest
+import sqlalchemy as sa
+
+from tests.api.test_batch_crash import _apply_in_progress, _until
+from tests.api.test_server import KEY, Server
+
+ROWS = {"sqlite": 6000, "postgresql": 3000}
+MAPPING = {"crm": "identity.crm_id", "email": "identity.email", "tier": "loyalty.tier"}
+
+
+def _csv(rows: int) -> bytes:
+    lines = ["crm,email,tier"] + [f"C-{i},u{i // 3}@example.com,{('gold', 'silver')[i % 2]}" for i in range(rows)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _graph(engine: sa.Engine) -> tuple[int, int, int]:
+    from cdp.storage.models import identities, profiles
+
+    with engine.connect() as connection:
+        return (connection.execute(sa.select(sa.func.count()).select_from(profiles)
+                                   .where(profiles.c.sandbox == "prod")).scalar_one(),
+                connection.execute(sa.select(sa.func.count()).select_from(identities)
+                                   .where(identities.c.sandbox == "prod")).scalar_one(),
+                connection.execute(sa.select(sa.func.count(sa.distinct(identities.c.profile_pk)))
+                                   .where(identities.c.sandbox == "prod", identities.c.namespace == "email"))
+                .scalar_one())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_kill_during_a_merging_batch_then_retry(backend, request, sqlite_url_factory, tmp_path):
+    from cdp.storage.database import create_engine
+
+    url = sqlite_url_factory() if backend == "sqlite" else request.getfixturevalue("postgres_url_factory")()
+    rows = ROWS[backend]
+    first = Server(url, tmp_path / "first.log")
+    try:
+        [key] = KEY.findall(first.stderr)
+        headers = {"Authorization": f"Bearer {key}"}
+        dataset = httpx.post(first.base + "/v1/datasets", headers=headers,
+                             json={"name": "CRM", "kind": "profile"}).json()["id"]
+        uploaded = httpx.post(first.base + f"/v1/datasets/{dataset}/batches", headers=headers,
+                              files={"file": ("crm.csv", _csv(rows))}, data={"mapping": json.dumps(MAPPING)})
+        assert uploaded.status_code == 202, uploaded.text
+        batch_id = uploaded.json()["id"]
+
+        def applying():
+            job = httpx.get(first.base + f"/v1/batches/{batch_id}", headers=headers).json()
+            assert job["status"] in ("queued", "processing"), f"the job ended before the kill: {job}"
+            return job["status"] == "processing" and (job["message"] or "").startswith("applying")
+
+        _until("the job to start applying", applying)
+        engine = create_engine(url)
+        try:
+            _until("the apply transaction to be open", _apply_in_progress(backend, url, engine), every=0.01)
+        finally:
+            engine.dispose()
+    except BaseException:
+        first.stop()
+        raise
+    first.kill()
+
+    engine = create_engine(url)
+    try:
+        assert _graph(engine) == (0, 0, 0), "the killed batch left part of its graph"
+        second = Server(url, tmp_path / "second.log")
+        try:
+            job = httpx.get(second.base + f"/v1/batches/{batch_id}", headers=headers).json()
+            assert job["status"] == "failed" and "nothing of it was applied" in job["message"], job
+            assert httpx.post(second.base + f"/v1/batches/{batch_id}/retry", headers=headers).status_code == 202
+
+            def finished():
+                job = httpx.get(second.base + f"/v1/batches/{batch_id}", headers=headers).json()
+                return job if job["status"] in ("succeeded", "failed") else None
+
+            job = _until("the retry to finish", finished, timeout=180, every=0.1)
+            assert (job["status"], job["accepted_rows"], job["rejected_rows"]) == ("succeeded", rows, 0), job
+            people = rows // 3
+            assert _graph(engine) == (people, rows + people, people)
+            merged = httpx.get(second.base + "/v1/profiles/lookup", headers=headers,
+                               params={"namespace": "email", "id": "u0@example.com"}).json()
+            assert {i["id"] for i in merged["identities"] if i["namespace"] == "crm_id"} == {"C-0", "C-1", "C-2"}
+        finally:
+            second.stop()
+    finally:
+        engine.dispose()
