@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test demo bench clean
+.PHONY: run test demo bench web-vendor clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: $(STAMP)
 
 bench:
 	bash bench/run.sh
+
+# Rebuilds the web page's library bundles (cdp/web/static/vendor/, committed) from web/package-lock.json.
+# Only after changing web/package.json: building and running cdp never needs npm.
+web-vendor:
+	cd web && npm ci --no-audit --no-fund && npm run build
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -106,8 +106,10 @@ def test_the_wheel_holds_the_grammar_the_migrations_the_web_files_and_the_licens
         migrations = ROOT / "cdp" / "storage" / "migrations"
         for script in [migrations / "env.py", migrations / "script.py.mako", *migrations.glob("versions/*.py")]:
             assert wheel.read(script.relative_to(ROOT).as_posix()) == script.read_bytes(), script
-        static = sorted((ROOT / "cdp" / "web" / "static").iterdir())
-        assert {path.name for path in static} >= {"index.html", "app.js", "app.css"}
+        static = sorted(path for path in (ROOT / "cdp" / "web" / "static").rglob("*") if path.is_file())
+        assert {path.relative_to(ROOT / "cdp" / "web" / "static").as_posix() for path in static} >= {
+            "index.html", "app.js", "app.css", "vendor/codemirror.js", "vendor/chartjs.js", "vendor/cytoscape.js",
+            "vendor/LICENSES.txt"}
         for path in static:  # the web interface's files (docs/web.md)
             assert wheel.read(path.relative_to(ROOT).as_posix()) == path.read_bytes(), path
         info = f"cdp-{VERSION}.dist-info"

@@ -33,3 +33,15 @@ class ExpressionChecked(BaseModel):
                                           "values (docs/language.md).")
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class FunctionRead(BaseModel):
+    """One built-in function of the language, as docs/language.md lists it."""
+
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "name": "abs", "signature": "abs(x)", "doc": "The absolute value.", "example": "abs(lifetime_value) > 100"}})
+
+    name: str
+    signature: str = Field(description="Its parameters; optional ones in brackets, `…` when the last one repeats.")
+    doc: str
+    example: str

@@ -39,3 +39,11 @@ def describe(tree: ast.Node, *, schema: Schema, text: str) -> dict:
 
     return {"ok": True, "canonical": render(tree), "json": to_json(tree),
             "warnings": [w.to_dict() for w in value_warnings(tree, schema, text)]}
+
+
+def functions() -> list[dict]:
+    """The language's functions, for an editor's completion: name, signature, documentation and
+    example, from the function registry (the same records docs/language.md is generated from)."""
+    from cdp.functions.registry import all_functions
+
+    return [{"name": f.name, "signature": f.signature(), "doc": f.doc, "example": f.example} for f in all_functions()]

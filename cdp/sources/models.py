@@ -97,10 +97,11 @@ class Schedule(Strict):
 
 
 class DatasetPair(Strict):
-    profile: int | None = Field(default=None, ge=1, description="The profile dataset (identify, alias; rows of a "
-                                                                "`profile` target).")
-    event: int | None = Field(default=None, ge=1, description="The event dataset (track, page, screen; rows of an "
-                                                              "`event` target).")
+    # ids are 64-bit: a larger number is refused by its shape, not by the database (bigint out of range)
+    profile: int | None = Field(default=None, ge=1, le=2**63 - 1,
+                                description="The profile dataset (identify, alias; rows of a `profile` target).")
+    event: int | None = Field(default=None, ge=1, le=2**63 - 1,
+                              description="The event dataset (track, page, screen; rows of an `event` target).")
 
 
 # ---- a source ---------------------------------------------------------------------------------

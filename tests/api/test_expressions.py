@@ -1,4 +1,4 @@
-"""POST /v1/expressions/check and POST /v1/profiles/evaluate, with good and bad input."""
+"""POST /v1/expressions/check, GET /v1/expressions/functions and POST /v1/profiles/evaluate, with good and bad input."""
 
 from __future__ import annotations
 
@@ -35,6 +35,21 @@ def test_check_reports_every_error_with_positions(api):
     syntax = assert_error(api.post("/v1/expressions/check", json={"expression": "loyalty.points >"}), 422,
                           "invalid_expression")
     assert syntax["details"]["errors"][0]["code"] == "syntax_error"
+
+
+def test_the_functions_for_completion_are_the_registry(api):
+    from cdp.functions.registry import all_functions
+
+    response = api.get("/v1/expressions/functions", role="reader")
+    assert response.status_code == 200, response.text
+    listed = response.json()
+    assert [f["name"] for f in listed] == [f.name for f in all_functions()]
+    upper = next(f for f in listed if f["name"] == "upper")
+    assert upper["signature"].startswith("upper(") and upper["doc"] and "upper(" in upper["example"]
+    for function in listed:  # every example is an expression the service accepts
+        checked = api.post("/v1/expressions/check", json={"expression": function["example"]})
+        assert checked.status_code == 200, (function, checked.text)
+    assert_error(api.get("/v1/expressions/functions", headers={"Authorization": "Bearer nope"}), 401, "invalid_api_key")
 
 
 def test_check_with_a_segment_catalogue(api):

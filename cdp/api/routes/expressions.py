@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from cdp.api.deps import AnyRole, ConnectionDep, read_only
 from cdp.api.errors import COMMON_RESPONSES
 from cdp.expressions import service
-from cdp.expressions.models import ExpressionCheck, ExpressionChecked
+from cdp.expressions.models import ExpressionCheck, ExpressionChecked, FunctionRead
 from cdp.schema_registry.service import get_schema
 
 router = APIRouter(prefix="/expressions", tags=["expressions"], responses=COMMON_RESPONSES)
@@ -22,3 +22,9 @@ def check_expression(spec: ExpressionCheck, principal: AnyRole, connection: Conn
         connection=connection, sandbox=principal.sandbox)
     tree = service.check_expression(expression=spec.expression, schema=schema, catalogue=catalogue)
     return service.describe(tree, schema=schema, text=spec.expression)
+
+
+@router.get("/functions", response_model=list[FunctionRead],
+            summary="The language's functions: name, signature, documentation and example (for completion)")
+def list_functions(principal: AnyRole) -> list[dict]:
+    return service.functions()
