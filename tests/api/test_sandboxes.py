@@ -26,6 +26,9 @@ ISOLATION_TESTS = {
     "policies": "test_policies_and_their_evaluation_are_per_sandbox",
     "sources": "test_sources_are_per_sandbox",
     "source-types": "test_source_types_are_one_catalog_for_every_sandbox",
+    "destinations": "test_destinations_activations_and_the_data_flow_are_per_sandbox",
+    "activations": "test_destinations_activations_and_the_data_flow_are_per_sandbox",
+    "dataflow": "test_destinations_activations_and_the_data_flow_are_per_sandbox",
 }
 
 
@@ -369,3 +372,37 @@ def test_sources_are_per_sandbox(api):
 
 def test_source_types_are_one_catalog_for_every_sandbox(api):
     assert api.get("/v1/source-types").json() == api.get("/v1/source-types", sandbox=new_sandbox(api)).json()
+
+
+def test_destinations_activations_and_the_data_flow_are_per_sandbox(api):
+    created = api.post("/v1/datasets", json={"name": "CRM", "kind": "profile"}).json()
+    assert api.post("/v1/segments", json={"key": "gold", "name": "Gold", "expression": 'loyalty.tier = "gold"'}
+                    ).status_code == 201
+    destination = api.post("/v1/destinations", json={
+        "name": "Luma Email", "type": "webhook", "marketing_actions": ["email_targeting"],
+        "config": {"url": "http://127.0.0.1:9/hook", "secret": "s3cret-s3cret-s3cret"}}).json()
+    activation = api.post("/v1/activations", json={"segment": "gold", "destination": destination["id"],
+                                                   "attributes": ["person.first_name"]})
+    assert activation.status_code == 201, activation.text
+    activation = activation.json()
+    other = new_sandbox(api)
+    assert api.get("/v1/destinations", sandbox=other).json()["total"] == 0
+    assert api.get("/v1/activations", sandbox=other).json()["total"] == 0
+    assert api.get("/v1/dataflow", sandbox=other).json()["nodes"] == []
+    mine = {node["id"] for node in api.get("/v1/dataflow").json()["nodes"]}
+    assert {f"dataset:{created['id']}", "segment:gold", f"destination:{destination['id']}"} <= mine
+    path = f"/v1/destinations/{destination['id']}"
+    for method, suffix in (("GET", ""), ("PATCH", ""), ("DELETE", ""), ("GET", "/deliveries"),
+                           ("GET", "/deliveries/1"), ("POST", "/redeliver"), ("POST", "/export")):
+        kwargs = {"json": {}} if method in ("PATCH", "POST") else {}
+        assert_error(api.request(method, path + suffix, sandbox=other, **kwargs), 404, "not_found")
+    for method in ("GET", "PATCH", "DELETE"):
+        kwargs = {"json": {}} if method == "PATCH" else {}
+        assert_error(api.request(method, f"/v1/activations/{activation['id']}", sandbox=other, **kwargs),
+                     404, "not_found")
+    # another sandbox cannot activate onto this sandbox's destination (nor its segment)
+    assert api.post("/v1/segments", sandbox=other, json={"key": "gold", "name": "Gold",
+                                                          "expression": 'loyalty.tier = "gold"'}).status_code == 201
+    assert_error(api.post("/v1/activations", sandbox=other, json={"segment": "gold", "destination": destination["id"],
+                                                                   "attributes": []}), 404, "not_found")
+    assert api.get(path).status_code == 200 and api.get(f"/v1/activations/{activation['id']}").json()["status"] == "active"

@@ -43,7 +43,7 @@ ROUTE_RULES = {
     ("GET", "/v1/identity/namespaces"): ALL, ("POST", "/v1/identity/namespaces"): STEWARDS,
     ("DELETE", "/v1/identity/namespaces/{code}"): STEWARDS, ("GET", "/v1/identity/settings"): ALL,
     ("PUT", "/v1/identity/settings"): STEWARDS, ("POST", "/v1/identity/simulate"): ALL,  # stores nothing
-    ("POST", "/v1/expressions/check"): ALL,
+    ("POST", "/v1/expressions/check"): ALL, ("GET", "/v1/expressions/functions"): ALL,
     ("GET", "/v1/profiles"): ALL, ("GET", "/v1/profiles/lookup"): ALL, ("DELETE", "/v1/profiles/lookup"): STEWARDS,
     ("GET", "/v1/profiles/{profile_id}"): ALL, ("GET", "/v1/profiles/{profile_id}/events"): ALL,
     ("POST", "/v1/profiles/evaluate"): ALL, ("GET", "/v1/privacy/deletions"): STEWARDS,
