@@ -1,5 +1,6 @@
 """kill -9 of the server while it applies a batch file whose rows merge profiles (each row links a
-CRM id to an email shared with two other rows), on SQLite and PostgreSQL: afterwards no profile,
+device id to an email shared with two other rows: a person's three devices; not CRM ids, which
+the default linking rules keep one per profile: docs/identity.md), on SQLite and PostgreSQL: afterwards no profile,
 identity or merge of it is stored; the restarted server reports the job interrupted, and a retry
 leaves exactly the merged graph — one profile per email, every identity once. (The same for event
 rows without merges: tests/api/test_batch_crash.py, whose probes this test reuses.)"""
@@ -16,11 +17,11 @@ from tests.api.test_batch_crash import _apply_in_progress, _until
 from tests.api.test_server import KEY, Server
 
 ROWS = {"sqlite": 6000, "postgresql": 3000}
-MAPPING = {"crm": "identity.crm_id", "email": "identity.email", "tier": "loyalty.tier"}
+MAPPING = {"device": "identity.ecid", "email": "identity.email", "tier": "loyalty.tier"}
 
 
 def _csv(rows: int) -> bytes:
-    lines = ["crm,email,tier"] + [f"C-{i},u{i // 3}@example.com,{('gold', 'silver')[i % 2]}" for i in range(rows)]
+    lines = ["device,email,tier"] + [f"D-{i},u{i // 3}@example.com,{('gold', 'silver')[i % 2]}" for i in range(rows)]
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -89,7 +90,7 @@ def test_kill_during_a_merging_batch_then_retry(backend, request, sqlite_url_fac
             assert _graph(engine) == (people, rows + people, people)
             merged = httpx.get(second.base + "/v1/profiles/lookup", headers=headers,
                                params={"namespace": "email", "id": "u0@example.com"}).json()
-            assert {i["id"] for i in merged["identities"] if i["namespace"] == "crm_id"} == {"C-0", "C-1", "C-2"}
+            assert {i["id"] for i in merged["identities"] if i["namespace"] == "ecid"} == {"D-0", "D-1", "D-2"}
         finally:
             second.stop()
     finally:

@@ -46,6 +46,7 @@ def _stored(url: str) -> dict[str, set[int]]:
             for key, pk in connection.execute(sa.select(segments.c.key, memberships.c.profile_pk)
                                               .join(segments, segments.c.pk == memberships.c.segment_pk)
                                               .where(segments.c.sandbox == "prod",
+                                                     segments.c.key.in_(list(SEGMENTS)),  # not the demo's own
                                                      memberships.c.status.in_(["realized", "existing"]))):
                 found[key].add(pk)
             return found
