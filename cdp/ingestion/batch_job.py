@@ -92,6 +92,11 @@ class _Rejected(Exception):
     """Raised out of the applying transaction to roll it back (threshold passed)."""
 
 
+def _visible_nul(text: str) -> str:
+    """NUL as U+2400 (␀), the symbol for it: shown where the row had one, storable everywhere."""
+    return text.replace("\x00", "\u2400")
+
+
 @dataclass
 class _Outcome:
     total: int = 0
@@ -105,7 +110,9 @@ class _Outcome:
     def reject(self, row: Row, problems: list[tuple[str | None, str]]) -> None:
         self.rejected.add(row.number)
         raw, raw_bytes, truncated = row.raw()
+        raw = _visible_nul(raw)  # the error rows are text in the database, which cannot hold a NUL
         for column, reason in problems:
+            column, reason = column and _visible_nul(column), _visible_nul(reason)
             if len(reason) > _REASON_MAX_CHARS:  # a reason may quote a value of the row: the raw row has it
                 reason = reason[:_REASON_MAX_CHARS - 1] + "…"
             self.spool.write(json.dumps({"row_number": row.number, "column": column and column[:512],

@@ -104,6 +104,8 @@ def parse_mapping(mapping: Any, kind: str, schema: Schema, *, namespaces: Collec
 
 def _convert(value: Any, rule: Rule, fields: dict) -> Any:
     """A source value through the rule's transforms and into the target's type (ValueError)."""
+    if isinstance(value, str) and "\x00" in value:  # PostgreSQL's text and JSONB cannot hold it
+        raise ValueError("the value contains a NUL character (U+0000), which cannot be stored")
     for transform in rule.transforms:
         if value is None:
             break

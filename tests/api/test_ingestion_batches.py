@@ -184,3 +184,32 @@ def test_batches_roles_and_sandboxes(api):
     for role in ("marketer", "reader"):
         assert_error(api.get(f"/v1/batches/{job['id']}", role=role), 403, "forbidden")
         assert_error(api.post(f"/v1/batches/{job['id']}/retry", role=role), 403, "forbidden")
+
+
+def test_a_nul_character_in_a_file_is_a_row_error_and_is_kept_visibly(api):
+    """A NUL in a value (PostgreSQL text and JSONB cannot hold one): the row is rejected with a
+    reason; a CSV row's raw text is JSON, where the NUL is escaped (``\\u0000``), and a JSON Lines
+    line kept as read shows U+2400 (␀) in the NUL's place; the other rows apply. (Found by the API
+    fuzzer: the rejected row's insert failed on PostgreSQL.)"""
+    crm = _dataset(api, "profile")
+    content = ("Email,First name,Points\n"
+               "ann@example.com,Ann,1\x002\n"
+               "bob@example.com,B\x00b,3\n"
+               "cy@example.com,Cy,4\n")
+    job = _upload(api, crm, content, mapping={"Email": "identity.email", "First name": "person.first_name",
+                                              "Points": "loyalty.points"}, error_threshold=0.9)
+    batch = _wait(api, job["id"])
+    assert batch["status"] == "succeeded", batch
+    assert (batch["total_rows"], batch["accepted_rows"], batch["rejected_rows"]) == (3, 1, 2)
+    errors = _errors(api, job["id"])
+    assert [(e["row_number"], e["column"]) for e in errors] == [(2, "Points"), (3, "First name")]
+    assert json.loads(errors[0]["raw"])["Points"] == "1\x002"  # faithful, through JSON's escape
+    assert "NUL" in errors[1]["reason"]
+    assert {value for _ns, value, _p in _identities(api)} == {"cy@example.com"}
+
+    lines = '{"identities": [{"namespace": "email", "id": "dee@example.com"}]}\n{\x00 not json\n'
+    job = _upload(api, crm, lines, filename="crm.jsonl", error_threshold=0.9)
+    batch = _wait(api, job["id"])
+    assert (batch["status"], batch["accepted_rows"], batch["rejected_rows"]) == ("succeeded", 1, 1), batch
+    [error] = _errors(api, job["id"])
+    assert error["row_number"] == 2 and error["raw"].startswith("{\u2400 not json")
