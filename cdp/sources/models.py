@@ -43,7 +43,9 @@ class TrackingMapping(Strict):
     user_id: str = Field(default="crm_id", description="Namespace of `userId`.")
     anonymous_id: str = Field(default="ecid", description="Namespace of `anonymousId`.")
     previous_id: str | None = Field(default=None, description="Namespace of an alias's `previousId` "
-                                    "(default: the namespace of `userId`: a server-side alias joins an old user id to the new one).")
+                                    "(default: the namespace of `userId`: a server-side alias joins an old user id "
+                                    "to the new one — unless the linking rules make that namespace unique, as "
+                                    "`crm_id` is by default: then the alias is rejected and reported).")
     email: str | None = Field(default="email", description="Namespace of `traits.email` (identify and "
                               "`context.traits`); null: not an identity.")
     traits: dict[str, str | None] = Field(default_factory=dict, description="Trait (dotted path in `traits`) → "

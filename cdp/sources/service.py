@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from cdp.observability.metrics import Metrics
 from cdp.datasets.service import get_dataset
 from cdp.errors import Conflict, NotFound, PayloadTooLarge, Unauthorized, Unprocessable
-from cdp.identity.namespaces import namespace_codes
+from cdp.identity.namespaces import IdentityValueError, namespace_codes, normalize
+from cdp.identity.settings import get_identity_settings
 from cdp.ingestion.mapping import parse_mapping
 from cdp.jobs import JobStatus, enqueue
 from cdp.schema import Schema
@@ -424,6 +425,7 @@ def receive(*, connection: sa.Connection, engine: sa.Engine, source, body: Any, 
     rules = tracking.rules_of(source.mapping or {}, source.config or {}, schema)
     translated = [tracking.translate(m, type_=type_, batch_sent_at=body.get("sentAt") if type_ is None else None,
                                      received_at=received_at, rules=rules) for m in messages]
+    _refuse_aliases_across_a_unique_namespace(connection, source.sandbox, translated, rules)
     outcome: dict[int, tuple[str, list[dict]]] = {}  # index → (status, errors)
     for kind, dataset_pk in (("profile", source.profile_dataset_pk), ("event", source.event_dataset_pk)):
         items = [(i, t) for i, t in enumerate(translated) if t.kind == kind and not t.errors]
@@ -467,6 +469,28 @@ def receive(*, connection: sa.Connection, engine: sa.Engine, source, body: Any, 
             if count:
                 metrics.source_messages(source.sandbox, str(source.pk), status, count)
     return {"request_id": request_id, **counts}
+
+
+def _refuse_aliases_across_a_unique_namespace(connection: sa.Connection, sandbox: str,
+                                              translated: list[tracking.Translated], rules: tracking.Rules) -> None:
+    """An alias whose ``userId`` and ``previousId`` are two identities of one unique namespace
+    (by default two ``crm_id`` identities) cannot link them: the linking rules keep one identity of
+    a unique namespace per graph, and ingestion would reject the record as two identities in one.
+    It is rejected here in the alias's own words: the profiles stay apart, and which setting would
+    let aliases merge them."""
+    aliases = [t for t in translated if t.type == "alias" and t.kind == "profile" and not t.errors]
+    if not aliases or rules.user_ns != rules.previous_ns:
+        return
+    namespace = rules.user_ns
+    if namespace not in get_identity_settings(connection=connection, sandbox=sandbox).unique_namespaces:
+        return
+    for t in aliases:
+        try:
+            values = {normalize(namespace, i["id"]) for i in t.record["identities"] if i["namespace"] == namespace}
+        except IdentityValueError:
+            continue  # ingestion says what is wrong with it
+        if len(values) > 1:
+            t.errors.append(tracking.alias_refused(namespace))
 
 
 def _prune_issues(connection: sa.Connection, source_pk: int) -> None:

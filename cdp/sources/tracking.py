@@ -10,7 +10,9 @@ through :func:`cdp.ingestion.service.ingest_records` — the very path of
   traits → profile attributes (the mapping's ``traits`` table over the defaults below; a trait
   named like a profile field maps onto it);
 * ``alias`` → a profile record linking ``userId`` and ``previousId`` (the graph merges their
-  profiles);
+  profiles) — unless both are identities of a unique namespace (by default both are ``crm_id``
+  identities, and the linking rules keep one ``crm_id`` per graph): then the alias is rejected
+  (:func:`alias_refused`) and the profiles stay apart;
 * ``track`` → an event: its name through the ``events`` table (or itself when the schema has that
   event type), ``properties`` through the ``properties`` table; ``page`` / ``screen`` →
   ``pageView`` with ``page.url``;
@@ -139,6 +141,14 @@ class Translated:
 
 def _err(path: str, message: str) -> dict:
     return {"path": path, "message": message}
+
+
+def alias_refused(namespace: str) -> dict:
+    """Why an alias of two identities of one unique namespace is rejected (the linking rules)."""
+    return _err("previousId", f"alias refused by the identity linking rules: userId and previousId are two {namespace} "
+                              f"identities and {namespace} is a unique namespace of this sandbox (a profile holds at "
+                              f"most one; GET /v1/identity/settings), so their profiles stay apart. For aliases to "
+                              f"merge them, take {namespace} out of unique_namespaces (PUT /v1/identity/settings)")
 
 
 def parse_instant(value: Any, path: str) -> datetime:

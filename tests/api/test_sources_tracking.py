@@ -104,7 +104,9 @@ def test_an_sdk_pointed_at_cdp(server, source, make_client):
     client.track(user_id="C-1001", event="Order Completed", message_id="order-m-1",  # an SDK retry: one event
                  properties={"order_id": "O-1", "total": 52.0, "currency": "USD"})
     client.identify(user_id="C-0042", traits={"firstName": "Old"})
-    client.alias(previous_id="C-0042", user_id="C-1001")
+    # an old account id aliased to hers: both are crm_ids, a unique namespace by default (one per
+    # profile), so the linking rules refuse it — the message is rejected and reported, not merged
+    client.alias(previous_id="C-0042", user_id="C-1001", message_id="alias-1")
     for n in range(300):  # a flush of a few hundred messages
         client.track(anonymous_id=f"visitor-{n}", event="Product Added", message_id=f"bulk-{n}",
                      properties={"sku": f"SKU-{n}", "quantity": 1})
@@ -115,10 +117,12 @@ def test_an_sdk_pointed_at_cdp(server, source, make_client):
     sarah = lookup(server, source, "email", "sarah.rose@example.com")
     assert sarah is not None
     assert {("ecid", "anon-1"), ("crm_id", "C-1001"), ("email", "sarah.rose@example.com")} <= identities(sarah)
-    assert sarah["attributes"]["person"]["first_name"] in ("Sarah", "Old")  # both identify calls landed on her
+    assert sarah["attributes"]["person"]["first_name"] == "Sarah"
     assert sarah["attributes"]["person"]["last_name"] == "Rose"
-    # the alias merged the old account's profile into hers
-    assert lookup(server, source, "crm_id", "C-0042")["id"] == sarah["id"]
+    # the refused alias left the old account its own profile
+    old = lookup(server, source, "crm_id", "C-0042")
+    assert old["id"] != sarah["id"] and identities(old) == {("crm_id", "C-0042")}
+    assert old["attributes"]["person"]["first_name"] == "Old"
     types = sorted(e["type"] for e in events_of(server, source, sarah))
     assert types == ["pageView", "productView", "purchase"]  # the retried order is one event
     [view] = [e for e in events_of(server, source, sarah) if e["type"] == "productView"]
@@ -134,13 +138,35 @@ def test_an_sdk_pointed_at_cdp(server, source, make_client):
         assert (added["id"], added["type"], added["product"]["sku"]) == (f"bulk-{n}", "addToCart", f"SKU-{n}")
 
     read = httpx.get(server.base + f"/v1/sources/{source['id']}", headers=source["headers"]).json()
-    assert read["messages"]["accepted"] == 306 and read["messages"]["duplicate"] == 1
-    assert read["messages"]["rejected"] == 0
+    assert read["messages"]["accepted"] == 305 and read["messages"]["duplicate"] == 1
+    assert read["messages"]["rejected"] == 1  # the alias
+    [refused] = httpx.get(server.base + f"/v1/sources/{source['id']}/messages", headers=source["headers"],
+                          params={"level": "error"}).json()["items"]
+    assert (refused["message_id"], refused["type"]) == ("alias-1", "alias")
+    [reason] = refused["errors"]
+    assert reason["path"] == "previousId"
+    assert "linking rules" in reason["message"] and "crm_id is a unique namespace" in reason["message"]
+    assert "PUT /v1/identity/settings" in reason["message"]
     # the unknown trait and property were stored without, and reported
     warnings = httpx.get(server.base + f"/v1/sources/{source['id']}/messages", headers=source["headers"],
                          params={"level": "warning"}).json()["items"]
     reported = " ".join(e["message"] for w in warnings for e in w["errors"])
     assert "'favouriteColour'" in reported and "'colour'" in reported
+
+    # with linking rules where crm_id is not unique, the same alias merges the old account into hers
+    settings = httpx.put(server.base + "/v1/identity/settings", headers=source["headers"],
+                         json={"unique_namespaces": ["loyalty_id"]})
+    assert settings.status_code == 200, settings.text
+    client.alias(previous_id="C-0042", user_id="C-1001", message_id="alias-2")
+    client.flush()
+    client.join()
+    assert errors == []
+    merged = lookup(server, source, "crm_id", "C-0042")
+    assert merged["id"] == sarah["id"] and old["id"] in merged["merged_ids"]
+    assert {("crm_id", "C-1001"), ("crm_id", "C-0042"), ("email", "sarah.rose@example.com")} <= identities(merged)
+    assert merged["attributes"]["person"]["first_name"] in ("Sarah", "Old")  # both identify calls are hers now
+    read = httpx.get(server.base + f"/v1/sources/{source['id']}", headers=source["headers"]).json()
+    assert (read["messages"]["accepted"], read["messages"]["rejected"]) == (306, 1)
 
 
 def _post(source, path: str, body, *, key: str | None = None, gzipped: bool = False) -> httpx.Response:
