@@ -157,6 +157,7 @@ def test_an_sdk_pointed_at_cdp(server, source, make_client):
     settings = httpx.put(server.base + "/v1/identity/settings", headers=source["headers"],
                          json={"unique_namespaces": ["loyalty_id"]})
     assert settings.status_code == 200, settings.text
+    client = make_client(source, errors)  # join() stopped the first one
     client.alias(previous_id="C-0042", user_id="C-1001", message_id="alias-2")
     client.flush()
     client.join()
