@@ -15,7 +15,7 @@ estimate latency, and single-profile evaluation of a stored profile.
    paired segment by segment in alternating order: the bare SELECT (``SELECT count(*)`` of exactly
    the query a run writes from, references reading memberships as in the run) and the segment's
    evaluation as a run does it (steady state), summed. Target: evaluations / bare ≤ 1.3.
-4. Estimates: ``service.estimate`` of every 7th segment (every shape), 3 times each, sampled (the exact limit
+4. Estimates: ``estimates.estimate`` of every 7th segment (every shape), 3 times each, sampled (the exact limit
    set below N, 20,000 sample rows): p50 and p95. Target: p95 < 300 ms at 1,000,000.
 5. Evaluate: a stored profile with 100 events, ``service.evaluate`` by profile id for three
    segments (what POST /v1/evaluate runs after authentication), 1,000 times each: p50 and p99.
@@ -41,7 +41,7 @@ from _common import cpu_model, markdown_table, short  # noqa: E402
 import cdp.dsl  # noqa: E402,F401 - before cdp.schema
 from cdp.devtools.postgres import start_cluster  # noqa: E402
 from cdp.schema import luma_schema  # noqa: E402
-from cdp.segments import batch, jobs, service  # noqa: E402
+from cdp.segments import batch, estimates, jobs, service  # noqa: E402
 from cdp.segments.models import EvaluateRequest, SegmentCreate, SegmentStatus  # noqa: E402
 from cdp.storage.database import create_engine  # noqa: E402
 from cdp.engine.sql.loading import load_documents  # noqa: E402
@@ -179,7 +179,7 @@ def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: 
             for key in list(catalogue)[::7]:  # every shape
                 for _ in range(3):
                     started = time.perf_counter()
-                    result = service.estimate(connection=connection, sandbox=SANDBOX, expression=catalogue[key],
+                    result = estimates.estimate(connection=connection, sandbox=SANDBOX, expression=catalogue[key],
                                               schema=schema, as_of=AS_OF, exact_limit=min(profiles - 1, 100_000),
                                               sample_rows=20_000, timeout_ms=60_000)
                     estimate_ms.append((time.perf_counter() - started) * 1000)

@@ -326,7 +326,7 @@ def test_estimates_sampled_above_the_exact_limit(api, engine, sandbox):
 def test_a_statement_timeout_stops_an_expensive_estimate(migrated_engine):
     import sqlalchemy as sa
 
-    from cdp.segments.service import _statement_timeout, _timed_out
+    from cdp.segments.estimates import _statement_timeout, _timed_out
 
     slow = sa.text("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) "
                    "SELECT count(*) FROM c")

@@ -16,7 +16,7 @@ from cdp.api.pagination import MAX_LIMIT, Page, PageDep
 from cdp.auth import Role
 from cdp.auth.service import Principal
 from cdp.schema_registry.service import get_schema
-from cdp.segments import jobs, service
+from cdp.segments import estimates, jobs, service
 from cdp.segments.models import (KEY_PATTERN, Estimate, EstimateRequest, EvaluateRequest, EvaluateResult, History,
                                  MemberPage, SegmentCreate, SegmentJobCreate, SegmentJobRead,
                                  SegmentRead, SegmentStatus, SegmentUpdate)
@@ -78,7 +78,7 @@ def list_segments(principal: AnyRole, connection: ConnectionDep, page: PageDep,
 def estimate_expression(spec: EstimateRequest, principal: AnyRole, connection: ConnectionDep,
                         settings: SegmentSettingsDep) -> Estimate:
     schema = get_schema(connection=connection, sandbox=principal.sandbox)
-    return service.estimate(connection=connection, sandbox=principal.sandbox, expression=spec.expression,
+    return estimates.estimate(connection=connection, sandbox=principal.sandbox, expression=spec.expression,
                             schema=schema, as_of=spec.as_of, **_estimate_options(settings))
 
 
@@ -125,7 +125,7 @@ def list_members(key: Key, principal: AnyRole, connection: ConnectionDep,
 def estimate_segment(key: Key, principal: AnyRole, connection: ConnectionDep, settings: SegmentSettingsDep,
                      as_of: Annotated[Instant | None, Query(description="Default: now.")] = None) -> Estimate:
     schema = get_schema(connection=connection, sandbox=principal.sandbox)
-    return service.estimate_segment(connection=connection, sandbox=principal.sandbox, key=key, schema=schema,
+    return estimates.estimate_segment(connection=connection, sandbox=principal.sandbox, key=key, schema=schema,
                                     as_of=as_of, **_estimate_options(settings))
 
 
