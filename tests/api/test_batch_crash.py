@@ -101,21 +101,19 @@ def _stored(engine: sa.Engine, dataset_id: int) -> dict:
         }
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_kill_during_apply_then_retry(backend, request, sqlite_url_factory, tmp_path):
+def kill_while_applying(backend: str, url: str, tmp_path, *, dataset: dict, file: tuple[str, bytes],
+                        mapping: dict) -> tuple[dict, int, int]:
+    """Start a server, upload ``file`` into a new dataset and SIGKILL the server once the batch's
+    apply transaction is open: (headers, dataset id, batch id)."""
     from cdp.storage.database import create_engine
 
-    url = sqlite_url_factory() if backend == "sqlite" else request.getfixturevalue("postgres_url_factory")()
-    rows = ROWS[backend]
-    content = _csv(rows)
     first = Server(url, tmp_path / "first.log")
     try:
         [key] = KEY.findall(first.stderr)
         headers = {"Authorization": f"Bearer {key}"}
-        dataset = httpx.post(first.base + "/v1/datasets", headers=headers,
-                             json={"name": "Web events", "kind": "event"}).json()["id"]
-        uploaded = httpx.post(first.base + f"/v1/datasets/{dataset}/batches", headers=headers,
-                              files={"file": ("web.csv", content)}, data={"mapping": json.dumps(MAPPING)})
+        dataset_id = httpx.post(first.base + "/v1/datasets", headers=headers, json=dataset).json()["id"]
+        uploaded = httpx.post(first.base + f"/v1/datasets/{dataset_id}/batches", headers=headers,
+                              files={"file": file}, data={"mapping": json.dumps(mapping)})
         assert uploaded.status_code == 202, uploaded.text
         batch_id = uploaded.json()["id"]
 
@@ -134,6 +132,18 @@ def test_kill_during_apply_then_retry(backend, request, sqlite_url_factory, tmp_
         first.stop()
         raise
     first.kill()
+    return headers, dataset_id, batch_id
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_kill_during_apply_then_retry(backend, request, sqlite_url_factory, tmp_path):
+    from cdp.storage.database import create_engine
+
+    url = sqlite_url_factory() if backend == "sqlite" else request.getfixturevalue("postgres_url_factory")()
+    rows = ROWS[backend]
+    content = _csv(rows)
+    headers, dataset, batch_id = kill_while_applying(backend, url, tmp_path, dataset={"name": "Web events", "kind": "event"},
+                                                     file=("web.csv", content), mapping=MAPPING)
 
     engine = create_engine(url)
     try:

@@ -7,14 +7,13 @@ rows without merges: tests/api/test_batch_crash.py, whose probes this test reuse
 
 from __future__ import annotations
 
-import json
 
 import httpx2 as httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.api.test_batch_crash import _apply_in_progress, _until
-from tests.api.test_server import KEY, Server
+from tests.api.test_batch_crash import _until, kill_while_applying
+from tests.api.test_server import Server
 
 ROWS = {"sqlite": 6000, "postgresql": 3000}
 MAPPING = {"device": "identity.ecid", "email": "identity.email", "tier": "loyalty.tier"}
@@ -44,32 +43,8 @@ def test_kill_during_a_merging_batch_then_retry(backend, request, sqlite_url_fac
 
     url = sqlite_url_factory() if backend == "sqlite" else request.getfixturevalue("postgres_url_factory")()
     rows = ROWS[backend]
-    first = Server(url, tmp_path / "first.log")
-    try:
-        [key] = KEY.findall(first.stderr)
-        headers = {"Authorization": f"Bearer {key}"}
-        dataset = httpx.post(first.base + "/v1/datasets", headers=headers,
-                             json={"name": "CRM", "kind": "profile"}).json()["id"]
-        uploaded = httpx.post(first.base + f"/v1/datasets/{dataset}/batches", headers=headers,
-                              files={"file": ("crm.csv", _csv(rows))}, data={"mapping": json.dumps(MAPPING)})
-        assert uploaded.status_code == 202, uploaded.text
-        batch_id = uploaded.json()["id"]
-
-        def applying():
-            job = httpx.get(first.base + f"/v1/batches/{batch_id}", headers=headers).json()
-            assert job["status"] in ("queued", "processing"), f"the job ended before the kill: {job}"
-            return job["status"] == "processing" and (job["message"] or "").startswith("applying")
-
-        _until("the job to start applying", applying)
-        engine = create_engine(url)
-        try:
-            _until("the apply transaction to be open", _apply_in_progress(backend, url, engine), every=0.01)
-        finally:
-            engine.dispose()
-    except BaseException:
-        first.stop()
-        raise
-    first.kill()
+    headers, dataset, batch_id = kill_while_applying(backend, url, tmp_path, dataset={"name": "CRM", "kind": "profile"},
+                                                     file=("crm.csv", _csv(rows)), mapping=MAPPING)
 
     engine = create_engine(url)
     try:
