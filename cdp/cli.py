@@ -418,23 +418,13 @@ def keys_group() -> None:
 @click.option("--database-url", default=None, help="CDP_DATABASE_URL; default: the embedded SQLite file.")
 def keys_create_command(role: str, sandbox: str | None, name: str | None, database_url: str | None) -> None:
     """Create an API key and print it (only this once) on stdout."""
-    from cdp.api.startup import StartupError, prepare_database
     from cdp.auth import Role
     from cdp.auth.service import create_key
     from cdp.errors import CdpError
-    from cdp.sandboxes import validate_sandbox_name
     from cdp.sandboxes.service import require_sandbox
-
-    settings = _settings(database_url=database_url)
-    try:
-        if sandbox is not None:
-            validate_sandbox_name(sandbox)
-        engine = prepare_database(settings.resolved_database_url(), migrate=settings.migrate_on_start)
-    except StartupError as exc:
-        _fail([f"cannot_start: {exc}"])
-    except CdpError as exc:
-        _fail([f"{exc.code}: {exc.message}"])
     from cdp.storage.database import write_transaction
+
+    engine = _open_database(database_url, sandbox=sandbox)
 
     try:  # the write lock from the start: a read-then-write transaction fails at once under a running server
         with write_transaction(engine) as connection:
@@ -450,23 +440,27 @@ def keys_create_command(role: str, sandbox: str | None, name: str | None, databa
     click.echo(created.key)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
 @main.group("sandboxes")
 def sandboxes_group() -> None:
     """Sandboxes of the service: each exists before a request or a key names it (`prod` always does)."""
 
 
-def _open_database(database_url: str | None):
+def _open_database(database_url: str | None, *, sandbox: str | None = None):
+    """The database, migrated as `cdp serve` would; exit 1 with the reason when it cannot be opened
+    or ``sandbox`` is not a valid name."""
     from cdp.api.startup import StartupError, prepare_database
+    from cdp.errors import CdpError
+    from cdp.sandboxes import validate_sandbox_name
 
     settings = _settings(database_url=database_url)
     try:
+        if sandbox is not None:
+            validate_sandbox_name(sandbox)
         return prepare_database(settings.resolved_database_url(), migrate=settings.migrate_on_start)
     except StartupError as exc:
         _fail([f"cannot_start: {exc}"])
+    except CdpError as exc:
+        _fail([f"{exc.code}: {exc.message}"])
 
 
 @sandboxes_group.command("create")
@@ -530,20 +524,12 @@ def segments_run_command(sandbox: str, keys: tuple[str, ...], database_url: str 
                          snapshot_dir: str | None) -> None:
     """Run a batch evaluation now and print the job (counts per segment) as JSON. Exit 1 when it
     cannot start or fails."""
-    from cdp.api.startup import StartupError, prepare_database
     from cdp.errors import CdpError
-    from cdp.sandboxes import validate_sandbox_name
     from cdp.segments.jobs import create_job, run_job
     from cdp.storage.database import write_transaction
 
     settings = _settings(database_url=database_url)
-    try:
-        validate_sandbox_name(sandbox)
-        engine = prepare_database(settings.resolved_database_url(), migrate=settings.migrate_on_start)
-    except StartupError as exc:
-        _fail([f"cannot_start: {exc}"])
-    except CdpError as exc:
-        _fail([f"{exc.code}: {exc.message}"])
+    engine = _open_database(database_url, sandbox=sandbox)
     try:
         with write_transaction(engine) as connection:
             job = create_job(connection=connection, sandbox=sandbox, keys=list(keys) or None, requested_by="cli")
@@ -564,19 +550,9 @@ def segments_run_command(sandbox: str, keys: tuple[str, ...], database_url: str 
 @click.option("--database-url", default=None, help="CDP_DATABASE_URL; default: the embedded SQLite file.")
 def snapshot_command(sandbox: str, full: bool, snapshot_dir: str | None, database_url: str | None) -> None:
     """Export the sandbox's profiles and events to Parquet (incremental) and print the manifest as
-    JSON: what `cdp segments run --engine duckdb|spark` reads."""
-    from cdp.api.startup import StartupError, prepare_database
-    from cdp.errors import CdpError
-    from cdp.sandboxes import validate_sandbox_name
-
+    JSON: what `cdp segments run --engine duckdb` reads."""
     settings = _settings(database_url=database_url)
-    try:
-        validate_sandbox_name(sandbox)
-        engine = prepare_database(settings.resolved_database_url(), migrate=settings.migrate_on_start)
-    except StartupError as exc:
-        _fail([f"cannot_start: {exc}"])
-    except CdpError as exc:
-        _fail([f"{exc.code}: {exc.message}"])
+    engine = _open_database(database_url, sandbox=sandbox)
     try:
         from cdp.snapshots import export_snapshot
 
@@ -588,3 +564,7 @@ def snapshot_command(sandbox: str, full: bool, snapshot_dir: str | None, databas
     finally:
         engine.dispose()
     click.echo(json.dumps(manifest.to_dict()))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
