@@ -143,8 +143,9 @@ def check_command(expression: str, as_json: bool, segments_file: str | None) -> 
 @click.option("--segments", "segments_file", default=None, help="Catalogue for `in segment`: a JSON object key → expression.")
 @click.option("--expressions", "expressions_file", default=None,
               help="Evaluate a catalogue instead: a JSON object name → expression; prints name → ids as JSON.")
-@click.option("--backend", type=click.Choice(["memory", "sqlite", "postgresql", "duckdb"]), default="memory",
-              show_default=True, help="duckdb runs over the profiles as a snapshot's tables (the analytics extra).")
+@click.option("--backend", type=click.Choice(["memory", "sqlite", "postgresql", "duckdb", "spark"]), default="memory",
+              show_default=True, help="duckdb and spark run over the profiles as a snapshot's tables (the analytics "
+                                      "and spark extras; spark: local, or CDP_SPARK_MASTER).")
 @click.option("--database-url", default=None,
               help="Database for --backend sqlite|postgresql (default for sqlite: in memory). Only temporary "
                    "tables of the run's own session are used: the database is never migrated or changed.")
@@ -173,7 +174,7 @@ def _evaluate(expression, profiles_file, as_of_text, segments_file, expressions_
         raise InputError(["invalid_argument: give either EXPRESSION or --expressions FILE"])
     if backend == "postgresql" and not database_url:
         raise InputError(["invalid_argument: --backend postgresql needs --database-url postgresql://…"])
-    if backend in ("memory", "duckdb") and database_url:
+    if backend in ("memory", "duckdb", "spark") and database_url:
         raise InputError(["invalid_argument: --database-url goes with --backend sqlite or postgresql"])
     if explain and backend != "memory":
         raise InputError(["invalid_argument: --explain runs in memory; drop --backend"])
@@ -211,14 +212,15 @@ def _evaluate(expression, profiles_file, as_of_text, segments_file, expressions_
         return
     if backend == "memory":
         result = {name: [p.id for p in profiles if predicate(p, as_of)] for name, predicate in predicates.items()}
-    elif backend == "duckdb":
+    elif backend in ("duckdb", "spark"):
         from cdp.engine.sql.analytic import evaluate_documents, open_session
         from cdp.engine.support import UnsupportedOnBackend
 
         try:
             session = open_session(backend)
         except ImportError as exc:
-            raise InputError([f"missing_driver: {exc}; pip install 'cdp[analytics]'"]) from None
+            extra = "analytics" if backend == "duckdb" else "spark"
+            raise InputError([f"missing_driver: {exc}; pip install 'cdp[{extra}]'"]) from None
         try:
             result = evaluate_documents(backend, profiles, expressions, as_of=as_of, segments=segments,
                                         session=session)
@@ -516,24 +518,29 @@ def segments_group() -> None:
 @click.option("--segment", "keys", multiple=True, help="Evaluate this active segment (repeatable; default: every "
                                                        "active segment). The active segments it uses come along.")
 @click.option("--database-url", default=None, help="CDP_DATABASE_URL; default: the embedded SQLite file.")
-@click.option("--engine", "on", type=click.Choice(["database", "duckdb"]), default="database",
-              show_default=True, help="Where the members are computed: the database, or DuckDB over the sandbox's "
-                                      "latest snapshot (cdp snapshot); memberships are written back alike.")
+@click.option("--engine", "on", type=click.Choice(["database", "duckdb", "spark"]), default="database",
+              show_default=True, help="Where the members are computed: the database, or DuckDB or Spark over the "
+                                      "sandbox's latest snapshot (cdp snapshot); memberships are written back alike.")
+@click.option("--master", default=None, help="With --engine spark: the Spark master URL (spark://host:7077, yarn, "
+                                             "k8s://…; default: CDP_SPARK_MASTER, else local[*]).")
 @click.option("--snapshots", "snapshot_dir", default=None, help="Folder of the snapshots (default: <CDP_DATA_DIR>/snapshots).")
 def segments_run_command(sandbox: str, keys: tuple[str, ...], database_url: str | None, on: str,
-                         snapshot_dir: str | None) -> None:
+                         master: str | None, snapshot_dir: str | None) -> None:
     """Run a batch evaluation now and print the job (counts per segment) as JSON. Exit 1 when it
     cannot start or fails."""
     from cdp.errors import CdpError
     from cdp.segments.jobs import create_job, run_job
     from cdp.storage.database import write_transaction
 
+    if master is not None and on != "spark":
+        _fail(["invalid_argument: --master goes with --engine spark"])
     settings = _settings(database_url=database_url)
     engine = _open_database(database_url, sandbox=sandbox)
     try:
         with write_transaction(engine) as connection:
             job = create_job(connection=connection, sandbox=sandbox, keys=list(keys) or None, requested_by="cli")
-        done = run_job(engine, job.id, on=on, snapshots=snapshot_dir or settings.data_dir / "snapshots")
+        done = run_job(engine, job.id, on=on, snapshots=snapshot_dir or settings.data_dir / "snapshots",
+                       master=master)
     except CdpError as exc:
         _fail([f"{exc.code}: {exc.message}"])
     finally:
@@ -550,7 +557,7 @@ def segments_run_command(sandbox: str, keys: tuple[str, ...], database_url: str 
 @click.option("--database-url", default=None, help="CDP_DATABASE_URL; default: the embedded SQLite file.")
 def snapshot_command(sandbox: str, full: bool, snapshot_dir: str | None, database_url: str | None) -> None:
     """Export the sandbox's profiles and events to Parquet (incremental) and print the manifest as
-    JSON: what `cdp segments run --engine duckdb` reads."""
+    JSON: what `cdp segments run --engine duckdb|spark` reads."""
     settings = _settings(database_url=database_url)
     engine = _open_database(database_url, sandbox=sandbox)
     try:

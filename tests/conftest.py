@@ -45,6 +45,33 @@ def postgres_cluster():
     cluster.stop()
 
 
+def _start_spark():
+    import shutil
+    import subprocess
+
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        raise RuntimeError("no Java (Spark needs Java 17 or newer)")
+    subprocess.run(["java", "-version"], check=True, capture_output=True)  # a broken Java says so here
+    from cdp.engine.sql.spark_session import SparkSession
+
+    return SparkSession(master="local[2]")
+
+
+@pytest.fixture(scope="session")
+def spark_session():
+    """ONE Spark (local[2]) for the whole run: starting it takes seconds. Without Java or PySpark
+    the tests using it are skipped — or fail, when Spark is required (CDP_REQUIRE_SPARK=1, set by
+    .ci/run, or CI=true)."""
+    session = require_component("spark", _start_spark,
+                                hint="pip install 'cdp[spark]' and a Java 17 runtime (Debian: apt-get install "
+                                     "default-jre-headless)")
+    yield session
+    session.close()
+    from cdp.engine.sql.spark_session import stop
+
+    stop()
+
+
 _DATABASES = iter(range(1, 10_000))
 
 

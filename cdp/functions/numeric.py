@@ -85,25 +85,45 @@ def _round_duckdb(compiler, node, args):
     return getattr(sa.func, f"pql_round_{kind}")(args[0], digits)
 
 
+def _abs_spark(compiler, node, args):
+    if node.args[0].type.name == "integer":  # abs(-2^63) is 2^63: null, not an error
+        return sa.case((args[0] == sa.cast(sa.literal(-2**63, sa.BigInteger), sa.BigInteger), sa.null()),
+                       else_=sa.func.abs(args[0]))
+    return sa.func.abs(args[0])
+
+
+def _whole_spark(name: str):
+    def form(compiler, node, args):
+        if node.args[0].type.name == "integer":
+            return args[0]
+        # Spark's floor and ceil of a double are BIGINTs; from 2^52 up a double is whole already
+        whole = sa.cast(getattr(sa.func, name)(args[0]), _DOUBLE)
+        return sa.case((sa.func.abs(args[0]) >= sa.literal(2.0 ** 52, _DOUBLE), args[0]), else_=whole)
+    return form
+
+
 register(Function(
     name="abs", params=(_X,), result=same_as_first, python=abs,
-    sql={"sqlite": python_udf, "postgresql": _abs_postgresql, "duckdb": _abs_duckdb},
+    sql={"sqlite": python_udf, "postgresql": _abs_postgresql, "duckdb": _abs_duckdb, "spark": _abs_spark},
     doc="The absolute value.", example="abs(lifetime_value) > 100",
 ))
 register(Function(
     name="round", params=(_X, Param("digits", "integer")), min_args=1, result=same_as_first,
-    python=round_half_away, sql={"sqlite": python_udf, "postgresql": _round_postgresql, "duckdb": _round_duckdb},
+    python=round_half_away, sql={"sqlite": python_udf, "postgresql": _round_postgresql, "duckdb": _round_duckdb,
+                                                 "spark": _round_duckdb},
     doc="Rounded half away from zero on the decimal value as written (`round(2.5)` is 3, "
         "`round(-2.5)` is -3, `round(1.25, 1)` is 1.3); negative `digits` round to tens, hundreds …",
     example="round(lifetime_value) >= 100",
 ))
 register(Function(
     name="floor", params=(_X,), result=same_as_first, python=_floor,
-    sql={"sqlite": python_udf, "postgresql": _whole_postgresql("floor"), "duckdb": _whole_postgresql("floor")},
+    sql={"sqlite": python_udf, "postgresql": _whole_postgresql("floor"), "duckdb": _whole_postgresql("floor"),
+         "spark": _whole_spark("floor")},
     doc="The greatest whole number not above x.", example="floor(lifetime_value) = 99",
 ))
 register(Function(
     name="ceil", params=(_X,), result=same_as_first, python=_ceil,
-    sql={"sqlite": python_udf, "postgresql": _whole_postgresql("ceil"), "duckdb": _whole_postgresql("ceil")},
+    sql={"sqlite": python_udf, "postgresql": _whole_postgresql("ceil"), "duckdb": _whole_postgresql("ceil"),
+         "spark": _whole_spark("ceil")},
     doc="The least whole number not below x.", example="ceil(lifetime_value) = 100",
 ))

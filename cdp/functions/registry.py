@@ -34,7 +34,7 @@ STAGES = (
     "compile",  # its arguments are literals (date("…")): computed once, when compiled
 )
 
-SQL_DIALECTS = ("sqlite", "postgresql", "duckdb")
+SQL_DIALECTS = ("sqlite", "postgresql", "duckdb", "spark")
 BACKENDS = ("memory",) + SQL_DIALECTS
 
 

@@ -90,6 +90,27 @@ def _age_postgresql(compiler, node, args):
     return sa.cast(part("year", today) - part("year", born) - not_yet, sa.BigInteger)
 
 
+def _days_spark(direction: int):
+    def form(compiler, node, args):
+        d = args[0]
+        if node.args[0].type.name == "date":
+            return sa.cast(sa.func.datediff(compiler.today_param, d) if direction > 0
+                           else sa.func.datediff(d, compiler.today_param), sa.BigInteger)
+        micros = sa.func.unix_micros(compiler.as_of_param) - sa.func.unix_micros(d)
+        micros = micros if direction > 0 else -micros
+        # whole days rounded down, exactly (a double would round microseconds away)
+        return sa.cast(sa.func.floor(sa.cast(micros, sa.Numeric(38, 0)) / 86_400_000_000), sa.BigInteger)
+    return form
+
+
+def _age_spark(compiler, node, args):
+    born = sa.cast(args[0], sa.Date)
+    today = compiler.today_param
+    day_in_year = lambda d: sa.func.month(d) * 100 + sa.func.dayofmonth(d)  # noqa: E731
+    not_yet = sa.case((day_in_year(today) < day_in_year(born), 1), else_=0)
+    return sa.cast(sa.func.year(today) - sa.func.year(born) - not_yet, sa.BigInteger)
+
+
 register(Function(
     name="now", params=(), result=fixed(DATETIME), python=lambda as_of: as_of, never_null=True, stage="as_of",
     sql={"default": lambda c, n, a: c.as_of_param},
@@ -116,38 +137,40 @@ register(Function(
     example='created_at < datetime("2026-11-28T10:00:00Z")',
 ))
 register(Function(
-    name="year", params=(_D,), result=fixed(INTEGER), sql={"sqlite": python_udf, "postgresql": _part_postgresql("year"), "duckdb": _part_postgresql("year")}, python=lambda d: d.year,
+    name="year", params=(_D,), result=fixed(INTEGER), sql={"sqlite": python_udf, "postgresql": _part_postgresql("year"), "duckdb": _part_postgresql("year"), "spark": _part_postgresql("year")}, python=lambda d: d.year,
     doc="The year of a date or datetime (UTC).", example="year(loyalty.joined) = 2026",
 ))
 register(Function(
-    name="month", params=(_D,), result=fixed(INTEGER), sql={"sqlite": python_udf, "postgresql": _part_postgresql("month"), "duckdb": _part_postgresql("month")}, python=lambda d: d.month,
+    name="month", params=(_D,), result=fixed(INTEGER), sql={"sqlite": python_udf, "postgresql": _part_postgresql("month"), "duckdb": _part_postgresql("month"), "spark": _part_postgresql("month")}, python=lambda d: d.month,
     doc="The month (1–12) of a date or datetime (UTC).",
     example="month(person.birth_date) = month(today())",
 ))
 register(Function(
-    name="day", params=(_D,), result=fixed(INTEGER), sql={"sqlite": python_udf, "postgresql": _part_postgresql("day"), "duckdb": _part_postgresql("day")}, python=lambda d: d.day,
+    name="day", params=(_D,), result=fixed(INTEGER), sql={"sqlite": python_udf, "postgresql": _part_postgresql("day"), "duckdb": _part_postgresql("day"), "spark": _part_postgresql("day")}, python=lambda d: d.day,
     doc="The day of the month of a date or datetime (UTC).", example="day(person.birth_date) = 1",
 ))
 register(Function(
-    name="day_of_week", params=(_D,), result=fixed(INTEGER), sql={"sqlite": python_udf, "postgresql": _part_postgresql("isodow"), "duckdb": _part_postgresql("isodow")}, python=lambda d: d.isoweekday(),
+    name="day_of_week", params=(_D,), result=fixed(INTEGER), sql={"sqlite": python_udf, "postgresql": _part_postgresql("isodow"), "duckdb": _part_postgresql("isodow"), "spark": _part_postgresql("dayofweek_iso")}, python=lambda d: d.isoweekday(),
     doc="1 = Monday … 7 = Sunday.", example="day_of_week(created_at) >= 6",
 ))
 register(Function(
     name="days_since", params=(_D,), result=fixed(INTEGER), python=days_since, needs_clock=True,
-    sql={"sqlite": python_udf, "postgresql": _days_postgresql(+1), "duckdb": _days_postgresql(+1)},
+    sql={"sqlite": python_udf, "postgresql": _days_postgresql(+1), "duckdb": _days_postgresql(+1),
+         "spark": _days_spark(+1)},
     doc="For a date: calendar days from it to `today()`. For a datetime: whole days of elapsed "
         "time to `as_of`, rounded down (negative when it lies after `as_of`).",
     example='days_since(last(event.timestamp where type = "purchase")) > 180',
 ))
 register(Function(
     name="days_until", params=(_D,), result=fixed(INTEGER), python=days_until, needs_clock=True,
-    sql={"sqlite": python_udf, "postgresql": _days_postgresql(-1), "duckdb": _days_postgresql(-1)},
+    sql={"sqlite": python_udf, "postgresql": _days_postgresql(-1), "duckdb": _days_postgresql(-1),
+         "spark": _days_spark(-1)},
     doc="For a date: calendar days from `today()` to it. For a datetime: whole days of time from "
         "`as_of` to it, rounded down.",
     example="days_until(loyalty.joined) < 0",
 ))
 register(Function(
-    name="age", params=(_D,), result=fixed(INTEGER), python=age, needs_clock=True, sql={"sqlite": python_udf, "postgresql": _age_postgresql, "duckdb": _age_postgresql},
+    name="age", params=(_D,), result=fixed(INTEGER), python=age, needs_clock=True, sql={"sqlite": python_udf, "postgresql": _age_postgresql, "duckdb": _age_postgresql, "spark": _age_spark},
     doc="Whole years from the date (a datetime's UTC date) to `today()`; a 29 February birthday "
         "is reached on 1 March in common years.",
     example="age(person.birth_date) >= 18",

@@ -67,7 +67,9 @@ register(Function(
     sql={"sqlite": python_udf,
          # PostgreSQL maps one code point to one (towlower) under a UTF-8 ctype such as C.UTF-8
          "postgresql": lambda c, n, a: sa.func.lower(a[0]),
-         "duckdb": lambda c, n, a: sa.func.lower(a[0])},  # utf8proc's simple mapping
+         "duckdb": lambda c, n, a: sa.func.lower(a[0]),  # utf8proc's simple mapping
+         # Java lowers İ to two code points and Σ by its context: the Python form there
+         "spark": lambda c, n, a: sa.func.pql_lower(a[0])},
     doc="The string in lower case, one code point to one (`ß` stays `ß`; `İ` lowers to `i`).",
     example='lower(email) ends with "@example.com"',
 ))
@@ -75,7 +77,8 @@ register(Function(
     name="upper", params=(_S,), result=fixed(STRING), python=simple_upper,
     sql={"sqlite": python_udf, "postgresql": lambda c, n, a: sa.func.upper(a[0]),
          # DuckDB upper-cases ß to ẞ, which the simple mapping does not: the Python form there
-         "duckdb": lambda c, n, a: sa.func.pql_upper(a[0])},
+         "duckdb": lambda c, n, a: sa.func.pql_upper(a[0]),
+         "spark": lambda c, n, a: sa.func.pql_upper(a[0])},  # Java's full mapping: ß → SS
     doc="The string in upper case, one code point to one (`ß` stays `ß`).",
     example='upper(home_address.country) = "US"',
 ))
@@ -83,7 +86,8 @@ register(Function(
     name="trim", params=(_S,), result=fixed(STRING), python=trim,
     sql={"sqlite": lambda c, n, a: sa.func.trim(a[0], sa.literal(_TRIMMED)),
          "postgresql": lambda c, n, a: sa.func.btrim(a[0], sa.literal(_TRIMMED)),
-         "duckdb": lambda c, n, a: sa.func.trim(a[0], sa.literal(_TRIMMED))},
+         "duckdb": lambda c, n, a: sa.func.trim(a[0], sa.literal(_TRIMMED)),
+         "spark": lambda c, n, a: sa.func.btrim(a[0], sa.literal(_TRIMMED))},
     doc="The string without leading and trailing spaces, tabs, carriage returns and newlines.",
     example='trim(person.first_name) = "Sarah"',
 ))

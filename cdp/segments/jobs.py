@@ -95,10 +95,11 @@ def list_jobs(*, connection: sa.Connection, sandbox: str, limit: int, offset: in
 
 
 def run_job(engine: sa.Engine, job_id: int, *, as_of: datetime | None = None, on: str = "database",
-            snapshots: Path | str | None = None) -> SegmentJobRead:
+            snapshots: Path | str | None = None, master: str | None = None) -> SegmentJobRead:
     """Run a queued job to its end (succeeded or failed); returns it. ``on`` says where the
-    members are computed: "database" (the compiled SQL in the database), or "duckdb" over the
-    sandbox's latest snapshot under ``snapshots`` (cdp/snapshots);
+    members are computed: "database" (the compiled SQL in the database), or "duckdb" or "spark"
+    (``master``: a Spark master URL) over the sandbox's latest snapshot under ``snapshots``
+    (cdp/snapshots);
     the memberships are written the same way either way."""
     with write_transaction(engine) as connection:
         row = connection.execute(sa.select(segment_jobs).where(segment_jobs.c.pk == job_id)).first()
@@ -138,7 +139,7 @@ def run_job(engine: sa.Engine, job_id: int, *, as_of: datetime | None = None, on
                                         as_of=as_of, on_done=done)
             else:
                 _evaluate_on_snapshot(transaction, on=on, root=snapshots, sandbox=sandbox, rows=rows,
-                                      schema=schema, catalogue=known, as_of=as_of, on_done=done)
+                                      schema=schema, catalogue=known, as_of=as_of, on_done=done, master=master)
     except (PqlError, UnsupportedOnBackend, Unprocessable) as exc:
         status, message = "failed", f"a segment could not be evaluated: {str(exc).splitlines()[0]}"
     except Exception as exc:  # the job says why; the server log has the traceback
@@ -151,20 +152,20 @@ def run_job(engine: sa.Engine, job_id: int, *, as_of: datetime | None = None, on
 
 
 def _evaluate_on_snapshot(transaction, *, on: str, root: Path | str | None, sandbox: str,
-                          rows: list, schema, catalogue, as_of: datetime, on_done) -> None:
+                          rows: list, schema, catalogue, as_of: datetime, on_done, master: str | None = None) -> None:
     """The segments over the latest snapshot on an analytic engine, in dependency order (a
     reference reads the members computed earlier in the run), each written back in its own
     transaction by the database batch job's set-wise update."""
     from cdp.engine.sql.analytic import open_session
-    from cdp.snapshots.export import latest_manifest, relations_sql
+    from cdp.snapshots.export import latest_manifest
 
     manifest = latest_manifest(root, sandbox) if root is not None else None
     if manifest is None:
         raise Unprocessable(f"sandbox {sandbox!r} has no snapshot to run on; take one first (cdp snapshot)",
                             code="snapshot_missing")
-    session = open_session(on)
+    session = open_session(on, master=master)
     try:
-        session.from_sql(*relations_sql(manifest))
+        session.from_snapshot(manifest)
         done: dict[str, int] = {}
         for row in rows:
             members = session.members(row.expression, as_of=as_of, sandbox=sandbox, schema=schema,

@@ -20,6 +20,7 @@ from cdp.engine.sql.base import DIALECTS, MAX_SEGMENT_DEPTH, MAX_SEGMENT_REFEREN
 from cdp.engine.sql.duckdb import DuckDBCompiler
 # every dialect module, imported so that it registers itself in DIALECTS
 from cdp.engine.sql.postgresql import PostgreSQLCompiler
+from cdp.engine.sql.spark import SparkCompiler
 from cdp.engine.sql.sqlite import MAX_SQLITE_SEGMENT_COPIES, SQLiteCompiler
 from cdp.engine.support import require_support
 from cdp.schema import Schema, luma_schema
@@ -51,4 +52,4 @@ def evaluate(connection: sa.Connection, text_or_tree: str | ast.Node, *, as_of: 
 
 
 __all__ = ["DIALECTS", "DuckDBCompiler", "MAX_SEGMENT_DEPTH", "MAX_SEGMENT_REFERENCES", "MAX_SQLITE_SEGMENT_COPIES",
-           "PostgreSQLCompiler", "SQLiteCompiler", "SqlCompiler", "evaluate", "members_query"]
+           "PostgreSQLCompiler", "SQLiteCompiler", "SparkCompiler", "SqlCompiler", "evaluate", "members_query"]

@@ -26,7 +26,7 @@ from cdp.engine.sql.base import SqlCompiler
 from cdp.engine.support import require_support
 from cdp.schema import Schema, luma_schema
 
-ANALYTIC_ENGINES = ("duckdb",)  # Spark: next (docs/backends.md)
+ANALYTIC_ENGINES = ("duckdb", "spark")  # Spark: cdp.engine.sql.spark_session
 
 
 def _pyarrow():
@@ -152,6 +152,12 @@ class AnalyticSession:
         """The members of a segment evaluated in this run: later references read them."""
         raise NotImplementedError
 
+    def from_snapshot(self, manifest) -> "AnalyticSession":
+        """The two relations as a snapshot's parts merged on read (cdp.snapshots.export)."""
+        from cdp.snapshots.export import relations_sql
+
+        return self.from_sql(*relations_sql(manifest))
+
 
 def _python_udfs() -> list[tuple[str, Any, list[str], str]]:
     """(name, function, argument types, result type): what DuckDB runs in the language's Python."""
@@ -238,7 +244,11 @@ def evaluate_documents(engine: str, documents: Iterable[Mapping | LoadedProfile]
             session.close()
 
 
-def open_session(engine: str) -> AnalyticSession:
+def open_session(engine: str, *, master: str | None = None) -> AnalyticSession:
     if engine == "duckdb":
         return DuckDBSession()
+    if engine == "spark":  # a local one unless a master URL is given (CDP_SPARK_MASTER)
+        from cdp.engine.sql.spark_session import SparkSession
+
+        return SparkSession(master=master)
     raise ValueError(f"unknown analytic engine {engine!r}; the engines are {', '.join(ANALYTIC_ENGINES)}")

@@ -1,0 +1,193 @@
+"""Apache Spark sessions for the analytic engine (cdp.engine.sql.analytic): the compiler's query
+(dialect ``spark``, cdp.engine.sql.spark) over a snapshot's Parquet files.
+
+Nothing starts on import. The first :class:`SparkSession` starts Spark (``pyspark``, the spark
+extra): local (``local[*]``) unless a master URL is given — ``--master`` or ``CDP_SPARK_MASTER``,
+any cluster Spark reaches (``spark://host:7077``, ``yarn``, ``k8s://…``); the snapshot folder must
+then be readable from the executors (a shared file system or object store path). It runs offline
+(no packages are fetched), without the web UI, with its scratch files in a temporary folder, its
+clock in UTC and ANSI mode on. Every :class:`SparkSession` is a Spark session of its own (its own
+views and functions) over that one Spark context, which lives as long as the process: starting it
+takes seconds, so a server or a test run starts it once (:func:`stop` ends it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from cdp.engine.sql.analytic import AnalyticSession, _python_udfs
+from cdp.engine.sql.spark import SparkDialect
+
+_LOCK = threading.Lock()
+_STATE: dict[str, Any] = {}  # "spark": the shared pyspark session, "master", "scratch"
+_SPARK_TYPES = {"DOUBLE": "double", "BIGINT": "bigint", "VARCHAR": "string"}
+SHUFFLE_PARTITIONS = 4  # the relations are small per query; Spark's 200 would be mostly empty tasks
+
+
+def _base(master: str | None):
+    """The process's Spark (started on first use)."""
+    wanted = master or os.environ.get("CDP_SPARK_MASTER") or "local[*]"
+    with _LOCK:
+        spark = _STATE.get("spark")
+        if spark is not None:
+            if master is not None and master != _STATE["master"]:
+                raise ValueError(f"Spark already runs with master {_STATE['master']!r} in this process, "
+                                 f"not {master!r}")
+            return spark
+        from pyspark.sql import SparkSession as PySparkSession
+
+        # the Python functions (pql_*) run in workers of this very interpreter
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        scratch = tempfile.mkdtemp(prefix="cdp-spark-")
+        java_options = "-Duser.timezone=UTC -Duser.language=en -Duser.country=US"
+        spark = (PySparkSession.builder.master(wanted).appName("cdp")
+                 .config("spark.ui.enabled", "false")
+                 .config("spark.ui.showConsoleProgress", "false")
+                 .config("spark.sql.shuffle.partitions", str(SHUFFLE_PARTITIONS))
+                 .config("spark.default.parallelism", str(SHUFFLE_PARTITIONS))
+                 .config("spark.local.dir", scratch)
+                 .config("spark.sql.warehouse.dir", str(Path(scratch) / "warehouse"))
+                 .config("spark.driver.extraJavaOptions", java_options)
+                 .config("spark.executor.extraJavaOptions", java_options)
+                 .config("spark.sql.session.timeZone", "UTC")
+                 .config("spark.sql.ansi.enabled", "true")
+                 .getOrCreate())
+        spark.sparkContext.setLogLevel("ERROR")
+        _STATE.update(spark=spark, master=wanted, scratch=scratch)
+        return spark
+
+
+def stop() -> None:
+    """End the process's Spark (the next session starts it again)."""
+    with _LOCK:
+        spark = _STATE.pop("spark", None)
+        scratch = _STATE.pop("scratch", None)
+        _STATE.pop("master", None)
+    if spark is not None:
+        spark.stop()
+    if scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _bound(value: Any) -> Any:
+    """A parameter as Spark binds it: datetimes as instants (aware, UTC)."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value
+
+
+class SparkSession(AnalyticSession):
+    """A Spark session with the ``profiles``, ``events`` and ``memberships`` views: over Arrow
+    tables (:meth:`from_tables`, written to Parquet first) or a snapshot (:meth:`from_snapshot`)."""
+
+    engine = "spark"
+
+    def __init__(self, *, master: str | None = None):
+        self.spark = _base(master).newSession()
+        from pyspark.sql.types import StructType
+
+        for name, function, parameters, result in _python_udfs() + [_lower_udf()]:
+            self.spark.udf.register(name, function, _SPARK_TYPES[result])
+        self.folder = Path(tempfile.mkdtemp(prefix="session-", dir=_STATE["scratch"]))
+        self._loads = 0
+        self._remembered = 0
+        self.dialect = SparkDialect()
+        self._empty_memberships = self.spark.createDataFrame(
+            [], StructType.fromDDL("segment_pk BIGINT, profile_pk BIGINT, status STRING"))
+        self._empty_memberships.createOrReplaceTempView("memberships")
+
+    # ---- the relations ----------------------------------------------------------------------
+
+    def _views(self, profiles, events) -> "SparkSession":
+        from pyspark.sql import functions as F
+
+        profiles.select(F.col("pk").cast("bigint"), "sandbox", "external_id", "attributes") \
+            .createOrReplaceTempView("profiles")
+        events.select(F.col("profile_pk").cast("bigint"), "event_id", "type", F.col("ts").cast("timestamp"), "fields") \
+            .createOrReplaceTempView("events")
+        return self
+
+    def from_tables(self, profiles, events) -> "SparkSession":
+        """Arrow tables in the snapshot layout (analytic.document_tables), through Parquet."""
+        import pyarrow.parquet
+
+        self._loads += 1
+        target = self.folder / f"tables-{self._loads}"
+        target.mkdir()
+        pyarrow.parquet.write_table(profiles, target / "profiles.parquet")
+        pyarrow.parquet.write_table(events, target / "events.parquet")
+        read = self.spark.read.parquet
+        return self._views(read(str(target / "profiles.parquet")), read(str(target / "events.parquet")))
+
+    def from_snapshot(self, manifest) -> "SparkSession":
+        """A snapshot's parts merged on read, as ``relations_sql`` does for DuckDB: each profile's
+        latest part wins (a tombstone removes it), and its events are that part's."""
+        from pyspark.sql import Window, functions as F
+        from pyspark.sql.types import StructType
+
+        folder = manifest.folder
+        profile_files = [str(folder / f"part-{p.number:05d}" / "profiles.parquet") for p in manifest.parts]
+        event_dirs = [str(folder / f"part-{p.number:05d}" / "events") for p in manifest.parts if p.events]
+        profiles = self.spark.read.parquet(*profile_files)
+        if event_dirs:  # bucket=K folders: the files hold every column, the folders need no reading
+            events = self.spark.read.option("recursiveFileLookup", "true").parquet(*event_dirs)
+        else:
+            events = self.spark.createDataFrame([], StructType.fromDDL(
+                "profile_pk BIGINT, event_id STRING, type STRING, ts TIMESTAMP, fields STRING, part BIGINT"))
+        if len(manifest.parts) == 1:
+            return self._views(profiles.where(~F.col("deleted")), events)
+        latest = (profiles.withColumn("_n", F.row_number().over(Window.partitionBy("pk").orderBy(F.col("part").desc())))
+                  .where(F.col("_n") == 1))
+        live = latest.where(~F.col("deleted"))
+        owned = events.join(live.select(F.col("pk").alias("profile_pk"), "part"), ["profile_pk", "part"], "inner")
+        return self._views(live, owned)
+
+    def from_sql(self, profiles_sql: str, events_sql: str) -> "SparkSession":
+        raise NotImplementedError("the SQL of relations_sql is DuckDB's; Spark reads a snapshot with from_snapshot")
+
+    # ---- queries ----------------------------------------------------------------------------
+
+    def rendered(self, query: sa.Select) -> tuple[str, dict[str, Any]]:
+        compiled = query.compile(dialect=self.dialect, compile_kwargs={"render_postcompile": True})
+        return compiled.string, {name: _bound(value) for name, value in compiled.construct_params().items()}
+
+    def run(self, query: sa.Select) -> list[tuple[int, str]]:
+        text, parameters = self.rendered(query)
+        return [(int(row[0]), row[1]) for row in self.spark.sql(text, args=parameters).collect()]
+
+    def remember(self, segment_pk: int, profile_pks: list[int]) -> None:
+        import pyarrow
+        import pyarrow.parquet
+
+        self._remembered += 1
+        target = self.folder / "memberships"
+        target.mkdir(exist_ok=True)
+        rows = pyarrow.table({"segment_pk": pyarrow.array([segment_pk] * len(profile_pks), pyarrow.int64()),
+                              "profile_pk": pyarrow.array(profile_pks, pyarrow.int64()),
+                              "status": pyarrow.array(["realized"] * len(profile_pks), pyarrow.string())})
+        pyarrow.parquet.write_table(rows, target / f"segment-{self._remembered:05d}.parquet")
+        self.spark.read.parquet(str(target)).createOrReplaceTempView("memberships")
+
+    def close(self) -> None:
+        for view in ("profiles", "events", "memberships"):
+            self.spark.catalog.dropTempView(view)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _lower_udf() -> tuple[str, Any, list[str], str]:
+    from cdp.functions.text import simple_lower
+
+    return ("pql_lower", lambda s: None if s is None else simple_lower(s), ["VARCHAR"], "VARCHAR")
+
+
+__all__ = ["SparkSession", "stop"]
