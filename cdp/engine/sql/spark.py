@@ -183,6 +183,15 @@ class SparkCompiler(SqlCompiler):
             return elements
         return sa.func.transform(elements, sa.literal_column(f"pqlx -> CAST(pqlx AS {element})"))
 
+    def list_elements(self, list_value):
+        """The common answer's table of elements (c_Has and list_size here use array functions
+        instead: a correlated generator in FROM needs LATERAL on Spark)."""
+        return (sa.func.explode(self.array_of(list_value, None)).table_valued("value").render_derived()
+                .alias(self.fresh("je")))
+
+    def present_element(self, elements):
+        return elements.c.value.is_not(None)
+
     def list_size(self, list_value):
         present = sa.func.filter(self.array_of(list_value, None), sa.literal_column("pqlx -> pqlx IS NOT NULL"))
         return sa.case((list_value.is_(None), sa.null()), else_=sa.cast(sa.func.size(present), sa.BigInteger))

@@ -165,6 +165,19 @@ class SparkSession(AnalyticSession):
         text, parameters = self.rendered(query)
         return [(int(row[0]), row[1]) for row in self.spark.sql(text, args=parameters).collect()]
 
+    def members_many(self, queries: list[sa.Select]) -> list[list[tuple[int, str]]]:
+        """Several member queries (of one as_of) as one Spark job: a UNION ALL, each branch tagged
+        with its index. A Spark query has a fixed cost (planning, scheduling) far above what a
+        small one computes, so a catalogue of expressions is evaluated many at a time."""
+        if len(queries) == 1:
+            return [self.run(queries[0])]
+        branches = [q.order_by(None).add_columns(sa.literal_column(str(i)).label("query")) for i, q in enumerate(queries)]
+        text, parameters = self.rendered(sa.union_all(*branches))
+        found: list[list[tuple[int, str]]] = [[] for _ in queries]
+        for pk, external_id, index in self.spark.sql(text, args=parameters).collect():
+            found[index].append((int(pk), external_id))
+        return [sorted(rows) for rows in found]
+
     def remember(self, segment_pk: int, profile_pks: list[int]) -> None:
         import pyarrow
         import pyarrow.parquet
