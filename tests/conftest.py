@@ -54,7 +54,9 @@ def _start_spark():
     subprocess.run(["java", "-version"], check=True, capture_output=True)  # a broken Java says so here
     from cdp.engine.sql.spark_session import SparkSession
 
-    return SparkSession(master="local[2]")
+    # tiny relations: adaptive execution and several shuffle partitions cost more than they save
+    return SparkSession(master="local[2]", conf={"spark.sql.adaptive.enabled": "false",
+                                                 "spark.sql.shuffle.partitions": "1"})
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ import tempfile
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import sqlalchemy as sa
 
@@ -33,7 +33,7 @@ _SPARK_TYPES = {"DOUBLE": "double", "BIGINT": "bigint", "VARCHAR": "string"}
 SHUFFLE_PARTITIONS = 4  # the relations are small per query; Spark's 200 would be mostly empty tasks
 
 
-def _base(master: str | None):
+def _base(master: str | None, conf: Mapping[str, str] | None = None):
     """The process's Spark (started on first use)."""
     wanted = master or os.environ.get("CDP_SPARK_MASTER") or "local[*]"
     with _LOCK:
@@ -60,8 +60,10 @@ def _base(master: str | None):
                  .config("spark.driver.extraJavaOptions", java_options)
                  .config("spark.executor.extraJavaOptions", java_options)
                  .config("spark.sql.session.timeZone", "UTC")
-                 .config("spark.sql.ansi.enabled", "true")
-                 .getOrCreate())
+                 .config("spark.sql.ansi.enabled", "true"))
+        for key, value in (conf or {}).items():  # the defaults of every session of this Spark
+            spark = spark.config(key, value)
+        spark = spark.getOrCreate()
         spark.sparkContext.setLogLevel("ERROR")
         _STATE.update(spark=spark, master=wanted, scratch=scratch)
         return spark
@@ -92,8 +94,14 @@ class SparkSession(AnalyticSession):
 
     engine = "spark"
 
-    def __init__(self, *, master: str | None = None):
-        self.spark = _base(master).newSession()
+    def __init__(self, *, master: str | None = None, conf: Mapping[str, str] | None = None):
+        """``conf``: Spark SQL settings of this session (and the defaults of later ones when this
+        one starts Spark). Tiny relations, as in the tests, run several times faster with
+        ``spark.sql.adaptive.enabled=false`` and one shuffle partition: adaptive execution plans
+        stage by stage, which costs more than such a query computes."""
+        self.spark = _base(master, conf).newSession()
+        for key, value in (conf or {}).items():
+            self.spark.conf.set(key, value)
         from pyspark.sql.types import StructType
 
         for name, function, parameters, result in _python_udfs() + [_lower_udf()]:
