@@ -157,7 +157,7 @@ def _evaluate_on_snapshot(transaction, *, on: str, root: Path | str | None, sand
     reference reads the members computed earlier in the run), each written back in its own
     transaction by the database batch job's set-wise update."""
     from cdp.engine.sql.analytic import open_session
-    from cdp.snapshots.export import latest_manifest
+    from cdp.snapshots.export import latest_manifest, relations_sql
 
     manifest = latest_manifest(root, sandbox) if root is not None else None
     if manifest is None:
@@ -165,7 +165,10 @@ def _evaluate_on_snapshot(transaction, *, on: str, root: Path | str | None, sand
                             code="snapshot_missing")
     session = open_session(on, master=master)
     try:
-        session.from_snapshot(manifest)
+        if on == "spark":  # Spark reads the parts itself (relations_sql is DuckDB's SQL)
+            session.from_snapshot(manifest)
+        else:
+            session.from_sql(*relations_sql(manifest))
         done: dict[str, int] = {}
         for row in rows:
             members = session.members(row.expression, as_of=as_of, sandbox=sandbox, schema=schema,

@@ -152,12 +152,6 @@ class AnalyticSession:
         """The members of a segment evaluated in this run: later references read them."""
         raise NotImplementedError
 
-    def from_snapshot(self, manifest) -> "AnalyticSession":
-        """The two relations as a snapshot's parts merged on read (cdp.snapshots.export)."""
-        from cdp.snapshots.export import relations_sql
-
-        return self.from_sql(*relations_sql(manifest))
-
 
 def _python_udfs() -> list[tuple[str, Any, list[str], str]]:
     """(name, function, argument types, result type): what DuckDB runs in the language's Python."""
