@@ -124,7 +124,10 @@ class Writer:
         results: dict[int, RecordResult] = {}
         prepared: list[tuple[int, int, ValidRecord, list[tuple[str, str]]]] = []
         for position, (index, record) in enumerate(items):
-            pairs, errors = self.normalized_identities(record.identities)
+            if record.normalized and all(namespace in self.namespaces for namespace, _ in record.identities):
+                pairs, errors = record.identities, []  # normalize() is idempotent: the same pairs again
+            else:
+                pairs, errors = self.normalized_identities(record.identities)
             doubled = None if errors else self.graph.rules.doubled(pairs)
             if doubled:
                 errors = [RecordError(path="identities", message=(
