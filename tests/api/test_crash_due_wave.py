@@ -14,10 +14,16 @@ evaluation, and each (segment, profile) has exactly the outbox rows of its chang
 What it would catch: due rows consumed apart from the memberships they lead to (a wave that
 takes its rows first and evaluates after: done-but-unchanged profiles, never resumed); outbox rows
 written outside the membership's transaction (missing or doubled changes); a resumed wave that
-re-emits what was already applied (a doubled entry or exit).
+re-emits what was already applied (a doubled entry or exit); a profile's due rows split between
+waves (the wave reads at most 1,000 rows) and only some of their segments evaluated — this test
+found that one (see also the last test below, which splits a profile's rows deterministically).
+Checked by breaking it on purpose: with the wave's rows deleted in a transaction of their own
+before the profiles are evaluated, the test fails at the kill ("done" profiles with their old
+memberships).
 
-The real clock moves time (``cdp serve`` takes no injected one): the events are dated so that the
-instant ``T`` comes a few seconds after they are all ingested.
+The real clock moves time (``cdp serve`` takes no injected one): the events, uploaded as a batch
+file while the streaming segments exist, are dated so that the instant ``T`` comes after they are
+all applied.
 """
 
 from __future__ import annotations
@@ -39,9 +45,9 @@ SEGMENTS = {
     "buyers-not-carting": 'in segment "recent-buyers" and not in segment "new-carts"',
 }
 # Profiles per backend: enough that a wave takes seconds on the loaded 2-core machine (several
-# milliseconds a profile), and ingestion (requests of 500) ends well before T.
+# milliseconds a profile), few enough that the batch file is applied well before T.
 PROFILES = {"sqlite": 1500, "postgresql": 1000}
-INGEST_BUDGET = {"sqlite": 40, "postgresql": 40}  # seconds from the first record to T
+INGEST_BUDGET = {"sqlite": 50, "postgresql": 50}  # seconds from the upload to T; past it, the test fails saying so
 
 
 MAPPING = {"cookie": "identity.ecid", "event_id": "id", "kind": "type", "at": "timestamp"}
@@ -177,8 +183,6 @@ def test_kill_during_a_wave_of_due_reevaluations(backend, request, sqlite_url_fa
         killed = _state(engine, before, datetime.now(timezone.utc), after)
         done, pending = _check(killed)
         assert done >= wave // 4 and pending >= 1, (done, pending)
-        changed = sum(1 for pk in killed["pks"].values() if pk not in killed["pending"])
-        assert changed == done
 
         second = Server(url, tmp_path / "second.log")
         try:
