@@ -18,6 +18,8 @@ spark_session), as on SQLite and DuckDB.
 
 from __future__ import annotations
 
+from datetime import timezone
+
 import sqlalchemy as sa
 from sqlalchemy.engine import default
 from sqlalchemy.sql import compiler as sql_compiler
@@ -78,6 +80,12 @@ class SparkCompiler(SqlCompiler):
     def date_literal(self, value):
         # as text: py4j hands a date parameter to Java by strftime, which writes year 1 as "1"
         return sa.cast(sa.literal(value.isoformat(), sa.String), sa.Date)
+
+    def datetime_literal(self, value):
+        # as UTC text too: py4j hands a datetime to Java as a java.sql.Timestamp, whose calendar
+        # is Julian before 1582 (Spark's is the proleptic Gregorian, as Python's)
+        text = value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+        return sa.cast(sa.literal(text, sa.String), sa.DateTime)
 
     def to_datetime(self, value):
         return sa.cast(value, sa.DateTime)
