@@ -221,7 +221,10 @@ def _sqlite_blocks(connection: sa.Connection, total: int, sample_rows: int, bloc
     """SQLite's TABLESAMPLE SYSTEM: ``blocks`` random runs of consecutive rowids (profiles.pk),
     sized so that they hold about ``sample_rows`` of the sandbox's ``total`` profiles; each run
     is one range scan of the table's b-tree. Returns alias → the condition "in the sample"."""
-    low, high = connection.execute(sa.select(sa.func.min(profiles.c.pk), sa.func.max(profiles.c.pk))).one()
+    # two subqueries: SQLite answers a lone min() or max() from the b-tree's ends, but scans the
+    # whole table for `SELECT min(pk), max(pk)` (~0.5 s at 20,000 profiles on a loaded machine)
+    low, high = connection.execute(sa.select(sa.select(sa.func.min(profiles.c.pk)).scalar_subquery(),
+                                             sa.select(sa.func.max(profiles.c.pk)).scalar_subquery())).one()
     span = high - low + 1
     width = max(1, round(sample_rows * span / max(total, 1) / blocks))
     starts = [random.randint(low, max(low, high - width + 1)) for _ in range(blocks)]
