@@ -46,7 +46,7 @@ from cdp.segments import batch, estimates, jobs, service  # noqa: E402
 from cdp.segments.models import EvaluateRequest, SegmentCreate, SegmentStatus  # noqa: E402
 from cdp.storage.database import create_engine  # noqa: E402
 from cdp.engine.sql.loading import load_documents  # noqa: E402
-from cdp.storage.models import profiles as profile_table, segments  # noqa: E402
+from cdp.storage.models import profiles as profile_table, segment_dependencies, segments  # noqa: E402
 
 AS_OF = bench_sql.AS_OF
 SANDBOX = bench_sql.SANDBOX
@@ -107,6 +107,8 @@ def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: 
                 for pragma in bench_sql.SQLITE_PRAGMAS:
                     dbapi_connection.execute(pragma)
         with engine.begin() as connection:
+            ours = sa.select(segments.c.pk).where(segments.c.sandbox == SANDBOX)  # a --reuse run finds them
+            connection.execute(segment_dependencies.delete().where(segment_dependencies.c.segment_pk.in_(ours)))
             connection.execute(segments.delete().where(segments.c.sandbox == SANDBOX))
             for key, text in catalogue.items():
                 service.create_segment(connection=connection, sandbox=SANDBOX, schema=schema, spec=SegmentCreate(

@@ -114,3 +114,32 @@ def test_estimates_scale_by_the_count_with_new_profiles(migrated_engine, max_age
     _store(migrated_engine, sandbox, range(1200, 1500))
     after = _estimate(migrated_engine, sandbox, "true", 1, count_max_age_s=max_age_s)
     assert after.total_profiles == 1500 and after.count == 1500  # every sampled profile qualifies
+
+
+def test_evaluate_follows_a_referenced_segments_new_definition_in_its_own_sandbox(migrated_engine):
+    """POST /v1/evaluate keeps the catalogue of a sandbox while its segments version stands."""
+    from cdp.segments.models import EvaluateRequest, SegmentUpdate
+
+    a, b = _sandbox(), _sandbox()
+    schema = luma_schema()
+    for sandbox, tier in ((a, "gold"), (b, "silver")):
+        _store(migrated_engine, sandbox, range(2))  # p00000 gold, p00001 silver
+        with migrated_engine.begin() as connection:
+            for key, text in (("tier", f'loyalty.tier = "{tier}"'), ("ref", 'in segment "tier"')):
+                service.create_segment(connection=connection, sandbox=sandbox, schema=schema, spec=SegmentCreate(
+                    key=key, name=key, expression=text, status=SegmentStatus.draft))
+
+    def qualifies(sandbox: str) -> bool:
+        with migrated_engine.connect() as connection:
+            return service.evaluate(connection=connection, sandbox=sandbox, schema=schema, spec=EvaluateRequest(
+                segment="ref", profile_id="p00000", as_of=AS_OF)).qualifies
+
+    assert (qualifies(a), qualifies(b), qualifies(a)) == (True, False, True)
+    with migrated_engine.begin() as connection:
+        service.update_segment(connection=connection, sandbox=a, key="tier", schema=schema,
+                               spec=SegmentUpdate(expression='loyalty.tier = "silver"'))
+    assert (qualifies(a), qualifies(b)) == (False, False)
+    with migrated_engine.begin() as connection:
+        service.update_segment(connection=connection, sandbox=b, key="tier", schema=schema,
+                               spec=SegmentUpdate(expression='loyalty.tier = "gold"'))
+    assert (qualifies(a), qualifies(b)) == (False, True)
