@@ -1,7 +1,7 @@
 """Segments: a batch run of many saved segments against the bare SELECTs of the same segments,
 estimate latency, and single-profile evaluation of a stored profile.
 
-    python bench/bench_segments.py [--profiles 1000000] [--segments 100] [--record]
+    python bench/bench_segments.py [--profiles 1000000] [--segments 100] [--no-batch] [--keep] [--reuse] [--record]
     (or: bash bench/run_segments.sh …, which uses the project's .venv)
 
 1. Data: the same generated Luma profiles as bench_sql.py (``generate_profiles(N, seed=42)``,
@@ -309,7 +309,6 @@ def main(argv: list[str] | None = None) -> int:
         cluster = start_cluster(extra_options=options)
     pg_url = cluster.url.rsplit("/", 1)[0] + "/cdp_bench_segments"
     catalogue = shapes(args.segments)
-    kept = False
     try:
         if not state_path.exists():  # generation and loading: not timed
             cluster.create_database("cdp_bench_segments")
@@ -320,9 +319,8 @@ def main(argv: list[str] | None = None) -> int:
                                                   "options": cluster.options}))
         results = [bench_database(dialect, url, catalogue, n, batch_runs=not args.no_batch)
                    for dialect, url in (("sqlite", sqlite_url), ("postgresql", pg_url))]
-        kept = args.keep
     finally:
-        if kept:
+        if args.keep and state_path.exists():  # loaded: kept even when a measurement failed
             cluster.halt()  # its data stays for --reuse
         else:
             cluster.stop()
