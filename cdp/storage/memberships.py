@@ -46,26 +46,29 @@ def record_history_many(connection: sa.Connection, *, changes: dict[int, tuple[i
         return
     hour = hour_of(at)
     keys = sorted(changes)  # one order for every writer
-    found = {row.segment_pk: row.size for row in connection.execute(
-        sa.select(segment_history.c.segment_pk, segment_history.c.size).where(
-            segment_history.c.segment_pk.in_(keys), segment_history.c.at == hour))}
+    found = dict(connection.execute(_HOUR_ROWS, {"b_keys": keys, "b_at": hour}).all())
     if found:
-        connection.execute(
-            segment_history.update().where(segment_history.c.segment_pk == sa.bindparam("b_pk"),
-                                           segment_history.c.at == sa.bindparam("b_at"))
-            .values(size=sa.bindparam("b_size"), entered=segment_history.c.entered + sa.bindparam("b_entered"),
-                    exited=segment_history.c.exited + sa.bindparam("b_exited")),
-            [{"b_pk": pk, "b_at": hour, "b_size": found[pk] + changes[pk][0] - changes[pk][1],
-              "b_entered": changes[pk][0], "b_exited": changes[pk][1]} for pk in keys if pk in found])
+        connection.execute(_HOUR_UPDATE, [
+            {"b_pk": pk, "b_at": hour, "b_size": found[pk] + changes[pk][0] - changes[pk][1],
+             "b_entered": changes[pk][0], "b_exited": changes[pk][1]} for pk in keys if pk in found])
     missing = [pk for pk in keys if pk not in found]
     if missing:
-        sizes = dict(connection.execute(
-            sa.select(memberships.c.segment_pk, sa.func.count()).where(
-                memberships.c.segment_pk.in_(missing), memberships.c.status.in_(MEMBER))
-            .group_by(memberships.c.segment_pk)).all())
+        sizes = dict(connection.execute(_SIZES, {"b_keys": missing}).all())
         connection.execute(segment_history.insert(), [
             {"segment_pk": pk, "at": hour, "size": sizes.get(pk, 0), "entered": changes[pk][0],
              "exited": changes[pk][1]} for pk in missing])
+
+
+# built once (streaming evaluation writes history on every membership change)
+_HOUR_ROWS = sa.select(segment_history.c.segment_pk, segment_history.c.size).where(
+    segment_history.c.segment_pk.in_(sa.bindparam("b_keys", expanding=True)), segment_history.c.at == sa.bindparam("b_at"))
+_HOUR_UPDATE = segment_history.update().where(
+    segment_history.c.segment_pk == sa.bindparam("b_pk"), segment_history.c.at == sa.bindparam("b_at")).values(
+    size=sa.bindparam("b_size"), entered=segment_history.c.entered + sa.bindparam("b_entered"),
+    exited=segment_history.c.exited + sa.bindparam("b_exited"))
+_SIZES = sa.select(memberships.c.segment_pk, sa.func.count()).where(
+    memberships.c.segment_pk.in_(sa.bindparam("b_keys", expanding=True)), memberships.c.status.in_(MEMBER)
+).group_by(memberships.c.segment_pk)
 
 
 def exit_all(connection: sa.Connection, *, sandbox: str, profile_pk: int, now: datetime, source: str) -> int:
