@@ -554,31 +554,67 @@ def schedule_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int
         .where(profiles.c.sandbox == sandbox)))
 
 
-def run_due(connection_factory, *, now: datetime, limit: int = 1000, metrics: Any = None) -> int:
-    """Re-evaluate (profile, segment) pairs whose instant has come (due_at ≤ now), each profile
-    in a transaction of its own; returns how many profiles were evaluated."""
+def run_due(connection_factory, *, now: datetime, limit: int = 1000, metrics: Any = None,
+            budget: float = 0.025, batch: int = 50) -> int:
+    """Re-evaluate (profile, segment) pairs whose instant has come (due_at ≤ now): up to ``limit``
+    pairs, oldest first; returns how many profiles were evaluated.
+
+    Several profiles share a transaction (one commit, one look at the sandbox's plan, one check
+    that they still exist) while it stays short: it ends after ``budget`` seconds of work or ``batch``
+    profiles — on SQLite it holds the write lock that ingest requests wait for. On PostgreSQL each
+    profile's re-evaluation is in a savepoint of its own: one that loses a race with an ingest
+    writing the same profile (which re-evaluated it) is rolled back alone, its rows stay due and
+    the next wave sees them. A crash loses at most the open transaction's work, whose rows are
+    still due."""
     with connection_factory() as connection:
-        rows = connection.execute(sa.select(segment_due.c.sandbox, segment_due.c.profile_pk, segments.c.key)
-                                  .join(segments, segments.c.pk == segment_due.c.segment_pk)
-                                  .where(segment_due.c.due_at <= now)
-                                  .order_by(segment_due.c.due_at).limit(limit)).all()
+        rows = connection.execute(_DUE_ROWS, {"b_now": now, "b_limit": limit}).all()
     by_profile: dict[tuple[str, int], set[str]] = {}
     for row in rows:
         by_profile.setdefault((row.sandbox, row.profile_pk), set()).add(row.key)
-    done = 0
-    for (sandbox, profile_pk), keys in by_profile.items():
+    items = list(by_profile.items())
+    done, position = 0, 0
+    while position < len(items):
+        chunk = items[position:position + batch]
+        first, counted = position, done
         try:
             with connection_factory() as connection:
-                exists = connection.execute(sa.select(profiles.c.pk).where(profiles.c.pk == profile_pk)).first()
-                if exists is not None:
-                    StreamingEvaluator(connection, sandbox=sandbox, metrics=metrics).due(profile_pk, keys, now)
+                savepoints = connection.dialect.name == "postgresql"
+                existing = set(connection.execute(_EXISTING, {"b_pks": [pk for (_, pk), _ in chunk]}).scalars())
+                evaluators: dict[str, StreamingEvaluator] = {}
+                started = perf_counter()
+                for (sandbox, profile_pk), keys in chunk:
+                    position += 1
+                    if profile_pk in existing:
+                        evaluator = evaluators.get(sandbox)
+                        if evaluator is None:
+                            evaluator = evaluators[sandbox] = StreamingEvaluator(connection, sandbox=sandbox,
+                                                                                 metrics=metrics)
+                        if not savepoints:
+                            evaluator.due(profile_pk, keys, now)
+                        else:
+                            try:
+                                with connection.begin_nested():
+                                    evaluator.due(profile_pk, keys, now)
+                            except (sa.exc.IntegrityError, sa.exc.OperationalError) as error:
+                                log.info("due re-evaluation of profile %s lost a race: %s", profile_pk,
+                                         str(error).splitlines()[0])
+                                continue
+                    done += 1
+                    if perf_counter() - started > budget:
+                        break
         except (sa.exc.IntegrityError, sa.exc.OperationalError) as error:
-            # lost a race with an ingest writing the same profile (which re-evaluated it): its
-            # rows stay due and the next wave sees them
-            log.info("due re-evaluation of profile %s lost a race: %s", profile_pk, str(error).splitlines()[0])
-            continue
-        done += 1
+            # the transaction itself failed (SQLite: the lock not had in time): none of its work
+            # is kept, its rows stay due for the next wave
+            log.info("due re-evaluation lost its transaction: %s", str(error).splitlines()[0])
+            position, done = first + len(chunk), counted
     return done
+
+
+_DUE_ROWS = (sa.select(segment_due.c.sandbox, segment_due.c.profile_pk, segments.c.key)
+             .join(segments, segments.c.pk == segment_due.c.segment_pk)
+             .where(segment_due.c.due_at <= sa.bindparam("b_now"))
+             .order_by(segment_due.c.due_at).limit(sa.bindparam("b_limit")))
+_EXISTING = sa.select(profiles.c.pk).where(profiles.c.pk.in_(sa.bindparam("b_pks", expanding=True)))
 
 
 def due_depth(connection: sa.Connection, now: datetime) -> tuple[int, int]:
