@@ -16,7 +16,7 @@ Luma profiles (cdp.demo, events included); the others hold no data and are due a
 
 Per wave of W profiles: their instants are set to T (all their segments: W × segments pairs), and
 the due job's work runs as the service runs it (cdp.segments.streaming.run_due in rounds of 1,000
-pairs, each profile's re-evaluation in a transaction of its own) with the clock at T, until
+pairs, profiles sharing short transactions) with the clock at T, until
 nothing is due. Reported: the wave's time (its last re-evaluation's lag behind T), profiles and
 pairs per second, and what the job reads before each run at this size (due_depth's counts and
 the oldest due instant: the queue depth and lag of /metrics).
@@ -170,7 +170,7 @@ def report(args, results: dict[str, dict], started: datetime, wall: float) -> st
              f"- wall time: {wall / 60:.1f} min",
              f"- {args.segments} active streaming segments of bench_segments.shapes; every profile due for every "
              "segment (see bench/bench_due.py); a wave: W generated profiles due at one instant, the due job's work "
-             "(run_due, 1,000 pairs a round, a transaction per profile) run until none is due", ""]
+             "(run_due: 1,000 pairs a round, several profiles per short transaction — a transaction each on the code before) run until none is due", ""]
     rows = []
     for name, out in results.items():
         for w in out["waves"]:
