@@ -170,7 +170,8 @@ def report(args, results: dict[str, dict], started: datetime, wall: float) -> st
              f"- wall time: {wall / 60:.1f} min",
              f"- {args.segments} active streaming segments of bench_segments.shapes; every profile due for every "
              "segment (see bench/bench_due.py); a wave: W generated profiles due at one instant, the due job's work "
-             "(run_due: 1,000 pairs a round, several profiles per short transaction — a transaction each on the code before) run until none is due", ""]
+             "(run_due: 1,000 pairs a round, several profiles per short transaction — one each on the code before) "
+             "run until none is due", ""]
     rows = []
     for name, out in results.items():
         for w in out["waves"]:

@@ -56,7 +56,8 @@ PATHS = sorted({tuple(path.split(".")) for path in SCHEMA.profile} | {("loyalty"
 changes = st.one_of(
     st.builds(lambda types: Change(event_types=frozenset(types)),
               st.sets(st.sampled_from([*SCHEMA.event_types, "custom"]), min_size=1, max_size=3)),
-    st.builds(lambda paths: Change(attributes=frozenset(paths)), st.sets(st.sampled_from(PATHS), min_size=1, max_size=3)),
+    st.builds(lambda paths: Change(attributes=frozenset(paths)),
+              st.sets(st.sampled_from(PATHS), min_size=1, max_size=3)),
     st.just(Change(everything=True)))
 
 

@@ -46,8 +46,8 @@ class Metrics:
                                 registry=self.registry)
         self.latency = Histogram("cdp_http_request_duration_seconds", "Time to answer HTTP requests.",
                                  ["method", "route"], registry=self.registry,
-                                 buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
-                                          5, 10))
+                                 buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                          2.5, 5, 10))
         self.ingested_records = Counter("cdp_ingested_records", "Records ingested (stored).", ["sandbox", "kind"],
                                         registry=self.registry)
         self.rejected_records = Counter("cdp_rejected_records", "Records rejected by validation.",

@@ -110,7 +110,8 @@ def _enter(dialect: str) -> sa.Executable:
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
-        statement = insert(memberships).values(segment_pk=sa.bindparam("b_segment"), profile_pk=sa.bindparam("b_profile"),
+        statement = insert(memberships).values(segment_pk=sa.bindparam("b_segment"),
+                                               profile_pk=sa.bindparam("b_profile"),
                                                status="realized", entered_at=sa.bindparam("b_now"), exited_at=None,
                                                updated_at=sa.bindparam("b_now"))
         found = _ENTERS[dialect] = statement.on_conflict_do_update(

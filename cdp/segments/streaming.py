@@ -527,7 +527,8 @@ def _due_upsert(dialect: str):
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
-        statement = insert(segment_due).values(segment_pk=sa.bindparam("b_segment"), profile_pk=sa.bindparam("b_profile"),
+        statement = insert(segment_due).values(segment_pk=sa.bindparam("b_segment"),
+                                               profile_pk=sa.bindparam("b_profile"),
                                                sandbox=sa.bindparam("b_sandbox"), due_at=sa.bindparam("b_due"))
         found = _DUE_UPSERTS[dialect] = statement.on_conflict_do_update(
             index_elements=[segment_due.c.segment_pk, segment_due.c.profile_pk],

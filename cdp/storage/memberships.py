@@ -62,7 +62,8 @@ def record_history_many(connection: sa.Connection, *, changes: dict[int, tuple[i
 
 # built once (streaming evaluation writes history on every membership change)
 _HOUR_ROWS = sa.select(segment_history.c.segment_pk).where(
-    segment_history.c.segment_pk.in_(sa.bindparam("b_keys", expanding=True)), segment_history.c.at == sa.bindparam("b_at"))
+    segment_history.c.segment_pk.in_(sa.bindparam("b_keys", expanding=True)),
+    segment_history.c.at == sa.bindparam("b_at"))
 _HOUR_UPDATE = segment_history.update().where(
     segment_history.c.segment_pk == sa.bindparam("b_pk"), segment_history.c.at == sa.bindparam("b_at")).values(
     size=segment_history.c.size + sa.bindparam("b_entered") - sa.bindparam("b_exited"),
