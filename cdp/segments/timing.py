@@ -64,6 +64,7 @@ def _points(reads: Any, profile: Any, cache: dict | None) -> list[datetime]:
 
 
 _ATTRIBUTES, _ALL_EVENTS, _TYPE = object(), object(), object()  # keys of a cache's parts
+_SHIFTS: dict[frozenset, tuple[timedelta, ...]] = {}  # window lengths → the shifts they give
 
 
 def _part(cache: dict, key: Any, values: Any) -> set[datetime]:
@@ -101,7 +102,13 @@ def next_change(reads: Any, profile: Any, as_of: datetime, cache: dict | None = 
         if best is None or candidate < best:
             best = candidate
 
-    for shift in {timedelta(0)} | set(reads.durations) | {-d for d in reads.durations}:
+    shifts = _SHIFTS.get(reads.durations)
+    if shifts is None:
+        shifts = _SHIFTS[reads.durations] = tuple(
+            {timedelta(0)} | set(reads.durations) | {-d for d in reads.durations})
+        if len(_SHIFTS) > 10_000:
+            _SHIFTS.clear()
+    for shift in shifts:
         try:
             start = bisect_left(points, as_of - shift)
         except OverflowError:  # as_of - shift is before year 1 (every instant qualifies) or after 9999 (none)
