@@ -232,6 +232,8 @@ def test_metrics_count_streaming_evaluations_and_the_due_queue(api, engine, sand
     assert f'cdp_streaming_evaluations_total{{sandbox="{sandbox}",segment="recent-buyers"}} 2.0' in text
     assert f'cdp_streaming_evaluation_seconds_count{{sandbox="{sandbox}",segment="recent-buyers"}} 2.0' in text
     assert "cdp_streaming_due_scheduled " in text and "cdp_streaming_due_lag_seconds " in text
+    for phase in ("evaluate", "write"):  # the ingest's profile and the due job's: two each
+        assert f'cdp_streaming_profile_seconds_count{{phase="{phase}",sandbox="{sandbox}"}} 2.0' in text
     assert _members(api, "recent-buyers") == []
 
 
