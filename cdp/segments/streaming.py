@@ -416,9 +416,15 @@ class StreamingEvaluator:
     def due(self, profile_pk: int, segment_keys: Iterable[str], now: datetime) -> dict[str, str]:
         """Re-evaluate the given streaming segments (their instant has come)."""
         plan = self._load()
-        chosen = sorted(plan.position[key] for key in set(segment_keys) if key in plan.position)
         # every instant that has come is consumed (a segment no longer streaming, or whose
-        # expression no longer checks, is not scheduled again); the evaluated ones get their next
+        # expression no longer checks, is not scheduled again); the evaluated ones get their next.
+        # The segments of all the consumed rows are evaluated, not only ``segment_keys``: a wave
+        # reads a limited number of rows, so a profile's rows can straddle two waves, and the
+        # rows beyond the limit would be deleted here without their segments being evaluated
+        # (found by tests/api/test_crash_due_wave.py).
+        keys = set(segment_keys) | set(self.connection.execute(
+            _DUE_COME, {"b_profile": profile_pk, "b_now": now}).scalars())
+        chosen = sorted(plan.position[key] for key in keys if key in plan.position)
         self.connection.execute(_DUE_CONSUME, {"b_profile": profile_pk, "b_now": now})
         return self._evaluate(profile_pk, plan, chosen, plan.event_types(chosen), now)
 
@@ -512,6 +518,8 @@ _STATE = sa.union_all(
            segment_due.c.segment_pk.in_(sa.bindparam("b_segments", expanding=True))))
 _DUE_CONSUME = segment_due.delete().where(segment_due.c.profile_pk == sa.bindparam("b_profile"),
                                           segment_due.c.due_at <= sa.bindparam("b_now"))
+_DUE_COME = sa.select(segments.c.key).join(segment_due, segment_due.c.segment_pk == segments.c.pk).where(
+    segment_due.c.profile_pk == sa.bindparam("b_profile"), segment_due.c.due_at <= sa.bindparam("b_now"))
 _DUE_DELETE = segment_due.delete().where(segment_due.c.profile_pk == sa.bindparam("b_profile"),
                                          segment_due.c.segment_pk.in_(sa.bindparam("b_segments", expanding=True)))
 _DUE_UPSERTS: dict[str, Any] = {}
