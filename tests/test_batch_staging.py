@@ -19,18 +19,21 @@ from hypothesis import strategies as st
 
 import cdp.dsl  # noqa: F401 - cdp.schema must not be imported first (import cycle)
 
+# a small universe of identities, so that rows link, merge and share identities …
 UNIVERSE = ([("ecid", f"c{i}") for i in range(8)] + [("email", f"P{i}@Example.com ") for i in range(5)]
             + [("crm_id", f"K{i}") for i in range(4)] + [("email", "not an email")])
 PATHS = ["person.first_name", "loyalty.tier", "home_address.city"]
+VALUES = ["a", "b", "é\"\\x", 7, 2.5, 1e16, True, ("x", "y"), None]  # None: the path removed
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
 
-# and a large one, so that many rows are a person of their own (fresh: the set-wise path)
+# … and a large one, so that many rows are a person of their own (fresh: the set-wise path)
 LARGE = [("ecid", f"x{i}") for i in range(150)] + [("crm_id", f"Q{i}") for i in range(100)] + [
     ("email", f"q{i}@example.com") for i in range(100)]
-identity_lists = st.lists(st.one_of(st.sampled_from(UNIVERSE), st.sampled_from(LARGE)), min_size=1, max_size=3, unique=True)
+identity_lists = st.lists(st.one_of(st.sampled_from(UNIVERSE), st.sampled_from(LARGE)), min_size=1, max_size=3,
+                          unique=True)
 rows = st.lists(st.tuples(
     identity_lists,
-    st.dictionaries(st.sampled_from(PATHS), st.sampled_from(["a", "b", None])),  # None: removed
+    st.dictionaries(st.sampled_from(PATHS), st.sampled_from(VALUES)),
     st.sampled_from([None, NOW - timedelta(days=1), NOW + timedelta(days=1)]),  # observed at
     st.sampled_from([f"e{i}" for i in range(12)]),  # event id (repeats: duplicates)
 ), min_size=1, max_size=30)

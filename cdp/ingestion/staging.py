@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
 import tempfile
 import uuid
@@ -116,8 +117,7 @@ _TABLES = {
         "attributes TEXT, identities TEXT, observed_at TEXT, event_id TEXT, event_type TEXT, ts TEXT, fields TEXT, "
         "fresh INTEGER NOT NULL, profile_pk INTEGER)",
         "CREATE TEMP TABLE cdp_stage_ids (row_no INTEGER NOT NULL, namespace TEXT NOT NULL, value TEXT NOT NULL)",
-        "CREATE TEMP TABLE cdp_stage_attrs (row_no INTEGER NOT NULL, path TEXT NOT NULL, value TEXT, "
-        "removed INTEGER NOT NULL)",
+        "CREATE TEMP TABLE cdp_stage_removed (row_no INTEGER NOT NULL, path TEXT NOT NULL)",
     ],
     # temporary (never WAL-logged), dropped at the end of the transaction whatever its outcome
     "postgresql": [
@@ -126,14 +126,13 @@ _TABLES = {
         "ts timestamptz, fields jsonb, fresh boolean NOT NULL, profile_pk bigint) ON COMMIT DROP",
         "CREATE TEMP TABLE cdp_stage_ids (row_no bigint NOT NULL, namespace varchar NOT NULL, value varchar NOT NULL) "
         "ON COMMIT DROP",
-        "CREATE TEMP TABLE cdp_stage_attrs (row_no bigint NOT NULL, path varchar NOT NULL, value jsonb, "
-        "removed boolean NOT NULL) ON COMMIT DROP",
+        "CREATE TEMP TABLE cdp_stage_removed (row_no bigint NOT NULL, path varchar NOT NULL) ON COMMIT DROP",
     ],
 }
-_NAMES = ("cdp_stage_rows", "cdp_stage_ids", "cdp_stage_attrs")
+_NAMES = ("cdp_stage_rows", "cdp_stage_ids", "cdp_stage_removed")
 _INDEXES = ["CREATE INDEX cdp_stage_ids_pair ON cdp_stage_ids (namespace, value)",
             "CREATE INDEX cdp_stage_ids_row ON cdp_stage_ids (row_no)",
-            "CREATE INDEX cdp_stage_attrs_row ON cdp_stage_attrs (row_no)"]
+            "CREATE INDEX cdp_stage_removed_row ON cdp_stage_removed (row_no)"]
 _ROW_COLUMNS = "row_no, external_id, attributes, identities, observed_at, event_id, event_type, ts, fields, fresh"
 
 # the split: a row stops being fresh when one of its identities is owned, or carried by another
@@ -169,18 +168,35 @@ _WRITE_LINKS = ("INSERT INTO identity_links (sandbox, profile_pk, a_pk, b_pk, fi
                 "SELECT :sandbox, r.profile_pk, a.pk, b.pk, :now, :now, r.row_no, :dataset, :batch, NULL, r.row_no, "
                 "NULL, NULL FROM cdp_stage_rows r JOIN identities a ON a.profile_pk = r.profile_pk "
                 "JOIN identities b ON b.profile_pk = r.profile_pk AND a.pk < b.pk WHERE r.fresh")
-_WRITE_SOURCES = ("INSERT INTO attribute_sources (profile_pk, path, dataset_pk, value, removed, observed_at, batch_pk, "
-                  "request_id, record_index, identities) SELECT r.profile_pk, a.path, :dataset, a.value, a.removed, "
-                  "coalesce(r.observed_at, :now), :batch, NULL, r.row_no, r.identities FROM cdp_stage_attrs a "
-                  "JOIN cdp_stage_rows r ON r.row_no = a.row_no WHERE r.fresh")
+# a fresh row's attribute sources: one per attribute its document sets (read back from it by the
+# database: no row per value is built in Python), and one per path it removes
+_SOURCE_COLUMNS = ("INSERT INTO attribute_sources (profile_pk, path, dataset_pk, value, removed, observed_at, "
+                   "batch_pk, request_id, record_index, identities) ")
+_WRITE_SOURCES = {
+    # the element's JSON text (a number as the number: the column's numeric affinity stores the
+    # Writer's text of a number as that number too)
+    "sqlite": _SOURCE_COLUMNS + "SELECT r.profile_pk, j.key, :dataset, CASE j.type "
+              "WHEN 'text' THEN json_quote(j.value) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+              "WHEN 'null' THEN 'null' ELSE j.value END, 0, "
+              "coalesce(r.observed_at, :now), :batch, NULL, r.row_no, r.identities "
+              "FROM cdp_stage_rows r, json_each(r.attributes) j WHERE r.fresh",
+    "postgresql": _SOURCE_COLUMNS + "SELECT r.profile_pk, j.key, :dataset, j.value, false, "
+                  "coalesce(r.observed_at, :now), :batch, NULL, r.row_no, r.identities "
+                  "FROM cdp_stage_rows r, jsonb_each(r.attributes) j WHERE r.fresh",
+}
+_WRITE_REMOVALS = (_SOURCE_COLUMNS + "SELECT r.profile_pk, a.path, :dataset, {null}, {true}, "
+                   "coalesce(r.observed_at, :now), :batch, NULL, r.row_no, r.identities FROM cdp_stage_removed a "
+                   "JOIN cdp_stage_rows r ON r.row_no = a.row_no WHERE r.fresh")
 _WRITE_EVENTS = ("INSERT INTO events (profile_pk, event_id, type, ts, fields, dataset_pk, identities) "
                  "SELECT profile_pk, event_id, event_type, ts, fields, :dataset, identities FROM cdp_stage_rows "
                  "WHERE fresh ORDER BY event_id")
 
 
 def _sql(dialect: str, text: str) -> sa.TextClause:
-    return sa.text(text.format(false="false" if dialect == "postgresql" else "0",
-                               empty="'{}'::jsonb" if dialect == "postgresql" else "'{}'"))
+    postgresql = dialect == "postgresql"
+    return sa.text(text.format(false="false" if postgresql else "0", true="true" if postgresql else "1",
+                               null="'null'::jsonb" if postgresql else "'null'",
+                               empty="'{}'::jsonb" if postgresql else "'{}'"))
 
 
 class _Stager:
@@ -199,9 +215,13 @@ class _Stager:
         return sqlite_text(value) if self.dialect == "sqlite" else value.astimezone(timezone.utc)
 
     def load(self, chunk: list[_Spooled]) -> None:
-        rows, ids, attrs = [], [], []
+        rows, ids, removals = [], [], []
         writer, dialect = self.writer, self.dialect
-        for number, identities, set_attributes, removed, event_id, event_type, ts, fields, observed_at in chunk:
+        # new profiles' ids, as uuid.uuid4() makes them, from one read of the system's randomness
+        random = os.urandom(16 * len(chunk))
+        external = [f"p-{uuid.UUID(bytes=random[i:i + 16], version=4).hex}" for i in range(0, len(random), 16)]
+        for position, row in enumerate(chunk):
+            number, identities, set_attributes, removed, event_id, event_type, ts, fields, observed_at = row
             pairs, errors = writer.normalized_identities(identities)
             # what the Writer refuses or must check against other rows goes its way
             fresh = not errors and bool(pairs) and len(pairs) <= self.limit and not writer.graph.rules.doubled(pairs)
@@ -209,18 +229,18 @@ class _Stager:
             shared = json.dumps([list(pair) for pair in pairs])
             if self.kind == "profile":
                 values = {path: json_value(value, dialect) for path, value in set_attributes.items()}
-                attrs += [(number, path, json.dumps(value), False) for path, value in values.items()]
-                attrs += [(number, path, "null", True) for path in removed if path not in values]
-                rows.append((number, f"p-{uuid.uuid4().hex}", json.dumps(values), shared, self._instant(observed_at),
+                if removed:
+                    removals += [(number, path) for path in removed if path not in values]
+                rows.append((number, external[position], json.dumps(values), shared, self._instant(observed_at),
                              None, None, None, None, fresh))
             else:
                 fresh = fresh and event_id is not None
-                rows.append((number, f"p-{uuid.uuid4().hex}", None, shared, None, event_id, event_type,
+                rows.append((number, external[position], None, shared, None, event_id, event_type,
                              self._instant(ts), json.dumps({k: json_value(v, dialect) for k, v in fields.items()}),
                              fresh))
         self._write("cdp_stage_rows", _ROW_COLUMNS, rows)
         self._write("cdp_stage_ids", "row_no, namespace, value", ids)
-        self._write("cdp_stage_attrs", "row_no, path, value, removed", attrs)
+        self._write("cdp_stage_removed", "row_no, path", removals)
 
     def _write(self, table: str, columns: str, rows: list[tuple]) -> None:
         if not rows:
@@ -255,7 +275,7 @@ def apply_staged(connection: sa.Connection, writer, spool: Spool, *, kind: str, 
     for statement in _INDEXES:
         connection.exec_driver_sql(statement)
     if dialect == "postgresql":
-        connection.exec_driver_sql("ANALYZE cdp_stage_rows, cdp_stage_ids, cdp_stage_attrs")
+        connection.exec_driver_sql("ANALYZE cdp_stage_rows, cdp_stage_ids, cdp_stage_removed")
     params = {"sandbox": writer.sandbox, "dataset": dataset_pk, "batch": batch_pk,
               "now": sqlite_text(now) if dialect == "sqlite" else now}
     fresh = _apply_fresh(connection, params, kind) if spool.count else []
@@ -319,7 +339,8 @@ def _write_fresh(connection: sa.Connection, params: dict[str, Any], kind: str) -
     connection.execute(sa.text(_WRITE_IDENTITIES), params)
     connection.execute(sa.text(_WRITE_LINKS), params)
     if kind == "profile":
-        connection.execute(sa.text(_WRITE_SOURCES), params)
+        connection.execute(sa.text(_WRITE_SOURCES[dialect]), params)
+        connection.execute(_sql(dialect, _WRITE_REMOVALS), params)
     else:
         connection.execute(sa.text(_WRITE_EVENTS), params)
     return list(connection.execute(sa.text("SELECT profile_pk FROM cdp_stage_rows WHERE fresh ORDER BY row_no"))
