@@ -1,17 +1,19 @@
 """A batch file as a job of kind ``ingestion.batch`` (cdp/jobs): the handler that processes it.
 
-The handler reads the stored file twice as a stream of rows and never holds the rows — or the
-file — in memory: only the counts, the rejected rows' numbers, and their errors, spooled to a
-temporary file past a few MiB.
+The handler reads the stored file once, as a stream of rows, and never holds the rows — or the
+file — in memory: the valid rows are spooled to a temporary file (cdp/ingestion/staging.py), the
+rejected rows' numbers and errors kept (spooled to a temporary file past a few MiB).
 
-1. *validate* — every row is read, mapped and validated against the schema in force; only the
-   counts and the rejected rows (with their reasons) are kept. Over the error threshold (a
+1. *validate* — every row is read, mapped and validated against the schema in force; the valid
+   ones are spooled, the rejected ones counted with their reasons. Over the error threshold (a
    fraction of the rows), the batch fails here and nothing is applied.
-2. *apply* — the rows are read again and the valid ones applied in ONE transaction, which also
-   records the outcome (the batch's status, counts and per-row errors, and its job's end). Rows
-   the writer refuses (an identity its namespace does not accept, too many events …) count as
-   rejected too; over the threshold the transaction is rolled back and the batch fails —
-   nothing of it is applied.
+2. *apply* — the spooled rows are applied in ONE transaction (nothing is read or validated again),
+   which also records the outcome (the batch's status, counts and per-row errors, and its job's
+   end): loaded into temporary staging tables, the rows that are people of their own written
+   set-wise from them, the others through the Writer in file order (cdp/ingestion/staging.py).
+   Rows the writer refuses (an identity its namespace does not accept, too many events …) count
+   as rejected too (the file is read again for their raw rows only); over the threshold the
+   transaction is rolled back and the batch fails — nothing of it is applied.
 
 Events already ingested into the dataset (by id) are counted as duplicates, not errors, so
 re-uploading a file changes nothing. While the job runs, the batch's ``message`` says which pass
