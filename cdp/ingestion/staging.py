@@ -27,8 +27,9 @@ instant (the batch is one transaction). New profiles are then offered to the str
 as the Writer offers its new profiles (``Change(everything=True)``).
 
 On PostgreSQL a concurrent writer may claim an identity of a fresh row between the split and the
-insert; the fresh rows' writes then fail on the unique index inside a savepoint, which is rolled
-back, and the split is made again (that identity is now owned: its row goes through the Writer).
+insert; the fresh rows' writes then fail on the unique index (or a deadlock) inside a savepoint,
+which is rolled back, and the split is made again (that identity is now owned: its row goes
+through the Writer).
 """
 
 from __future__ import annotations
@@ -311,10 +312,11 @@ def _apply_fresh(connection: sa.Connection, params: dict[str, Any], kind: str) -
         try:
             with connection.begin_nested() if dialect == "postgresql" else _no_savepoint():
                 return _write_fresh(connection, params, kind)
-        except sa.exc.IntegrityError as exc:
-            if getattr(getattr(exc, "orig", None), "sqlstate", None) != "23505":
+        except (sa.exc.IntegrityError, sa.exc.OperationalError) as exc:
+            if getattr(getattr(exc, "orig", None), "sqlstate", None) not in ("23505", "40P01"):
                 raise
-            # a concurrent writer claimed one of the identities (or event ids): split again
+            # a concurrent writer claimed one of the identities (or event ids), or the two
+            # deadlocked: split again
             log.info("batch %s: a staged identity was claimed meanwhile (attempt %s); splitting again",
                      params["batch"], attempt + 1)
     # still losing: every row through the Writer (which retries row by row)
