@@ -161,3 +161,59 @@ def test_fresh_rows_take_the_set_wise_path(engine):
     assert stored["profiles"][frozenset({("crm_id", "K1"), ("email", "p1@example.com")})][0] == {
         "person.first_name": "n1", "loyalty.tier": "gold"}
     assert len(stored["profiles"]) == 50 and len(stored["links"]) == 50
+
+
+def test_a_fresh_row_that_loses_an_identity_to_a_concurrent_writer_links_to_it(postgres_url_factory):
+    """PostgreSQL, two real transactions: a streaming writer has claimed crm_id K7 and not
+    committed; a batch stages a row carrying K7 (fresh: the claim is invisible to it), waits on the
+    unique index when it writes the fresh rows, finds K7 claimed when the writer commits, rolls
+    its savepoint back and splits again — the row goes through the Writer and lands on the
+    writer's profile; the other fresh rows are written as before; nothing lost or doubled."""
+    import threading
+    import time
+
+    from cdp.ingestion.service import Writer
+    from cdp.ingestion.staging import Spool, apply_staged
+    from cdp.ingestion.validation import ValidRecord
+    from cdp.storage.database import create_engine, write_transaction
+    from cdp.storage.migrate import upgrade
+
+    engine = create_engine(postgres_url_factory())
+    upgrade(engine)
+    sandbox, dataset = _sandbox(engine, "profile", unique=True)
+    first = engine.connect()
+    first_transaction = first.begin()
+    [claimed] = Writer(first, sandbox=sandbox, dataset_pk=dataset, kind="profile", clock=lambda: NOW).apply_many(
+        [(0, ValidRecord(identities=[("crm_id", "K7")], set_attributes={"loyalty.tier": "gold"}))])
+    outcome = {}
+
+    def batch() -> None:
+        with write_transaction(engine) as connection:
+            writer = Writer(connection, sandbox=sandbox, dataset_pk=dataset, kind="profile", clock=lambda: NOW)
+            spool = Spool()
+            for number in range(1, 11):
+                spool.add(number, ValidRecord(identities=[("crm_id", f"K{number}"), ("email", f"p{number}@x.org")],
+                                              set_attributes={"person.first_name": f"n{number}"}))
+            outcome["staged"] = apply_staged(connection, writer, spool, kind="profile", dataset_pk=dataset,
+                                             batch_pk=None, now=NOW)
+
+    thread = threading.Thread(target=batch)
+    thread.start()
+    with engine.connect() as watcher:  # until the batch waits for the writer
+        deadline = time.monotonic() + 30
+        while not watcher.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                          "AND datname = current_database()")).scalar_one():
+            watcher.rollback()  # pg_stat_activity is a snapshot per transaction
+            assert time.monotonic() < deadline, "the batch never waited for the writer"
+            time.sleep(0.05)
+    first_transaction.commit()
+    first.close()
+    thread.join(60)
+    staged = outcome["staged"]
+    assert staged.fresh == 9 and [(n, r.status.value) for n, r in staged.results] == [(7, "accepted")]
+    assert staged.results[0][1].profile_id == claimed.profile_id
+    stored = _stored(engine, sandbox)
+    assert len(stored["profiles"]) == 10
+    assert stored["profiles"][frozenset({("crm_id", "K7"), ("email", "p7@x.org")})][0] == {
+        "loyalty.tier": "gold", "person.first_name": "n7"}
+    engine.dispose()
