@@ -40,7 +40,7 @@ import cdp.ingestion as limits
 from cdp.observability.metrics import Metrics
 from cdp.errors import CdpError, Unprocessable
 from cdp.identity.namespaces import namespace_codes
-from cdp.ingestion.mapping import Rule, column_of, parse_mapping, record_size_bound, row_record
+from cdp.ingestion.mapping import Rule, column_of, compile_rows, parse_mapping
 from cdp.ingestion.models import BatchStatus, RecordStatus
 from cdp.ingestion.readers import Row, iter_rows, open_stored_file
 from cdp.ingestion.service import Writer
@@ -186,15 +186,15 @@ class _BatchRun:
             for chunk in outcome.errors():
                 connection.execute(ingestion_errors.insert(), [{**e, "batch_pk": self.batch_id} for e in chunk])
 
-    def _check(self, row: Row, rules: list[Rule] | None, fields: dict, target_columns: dict
+    def _check(self, row: Row, rules: list[Rule] | None, mapped, target_columns: dict
                ) -> tuple[ValidRecord | None, list[tuple[str | None, str]]]:
+        """``mapped``: the rules compiled (mapping.compile_rows)."""
         if row.problem is not None:
             return None, [(None, row.problem)]
         if rules is None:
             record, problems, bound = row.values, [], None
         else:
-            record, problems = row_record(row.values, rules, self.kind, fields)
-            bound = record_size_bound(row.values, rules)
+            record, problems, bound = mapped(row.values)
         if problems:
             return None, problems
         valid, errors = validate_record(record, self.kind, self.schema, namespaces=self.namespaces, size_bound=bound)
@@ -227,6 +227,7 @@ class _BatchRun:
         batch = self.batch
         threshold = batch.error_threshold
         outcome = _Outcome()
+        mapped = None if rules is None else compile_rows(rules, self.kind, fields)
         # 1. validate every row; keep the counts and the rejected rows, spool the valid ones
         try:
             for row in self._rows():
@@ -238,7 +239,7 @@ class _BatchRun:
                 if outcome.total % _CHECK_EVERY_ROWS == 0:
                     self.context.checkpoint()
                     self.context.progress(outcome.total, None, "validating the rows")
-                valid, problems = self._check(row, rules, fields, target_columns)
+                valid, problems = self._check(row, rules, mapped, target_columns)
                 if valid is None:
                     outcome.reject(row, problems)
                 else:
