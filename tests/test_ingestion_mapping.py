@@ -54,9 +54,9 @@ def test_compiled_mapping_of_crm_contacts():
     rules = parse_mapping(spec, "profile", SCHEMA, namespaces=tuple(BUILTIN_NAMESPACES))
     compiled = compile_rows(rules, "profile", dict(SCHEMA.profile))
     row = {"crm_id": "CRM-1", "email": " Ann@Example.COM ", "first_name": "Ann", "tier": " Gold", "points": " 12 "}
-    assert compiled(row) == ({"identities": [{"namespace": "crm_id", "id": "CRM-1"}, {
-                         "namespace": "email", "id": "ann@example.com"}], "attributes": {
-                         "person": {"first_name": "Ann"}, "loyalty": {"tier": "gold", "points": 12}}}, [], record_size_bound(row, rules))
+    record = {"identities": [{"namespace": "crm_id", "id": "CRM-1"}, {"namespace": "email", "id": "ann@example.com"}],
+              "attributes": {"person": {"first_name": "Ann"}, "loyalty": {"tier": "gold", "points": 12}}}
+    assert compiled(row) == (record, [], record_size_bound(row, rules))
     row = {"crm_id": "CRM-2", "email": "", "first_name": "x\x00", "tier": "", "points": "many"}
     assert compiled(row) == (
         None, [("first_name", "the value contains a NUL character (U+0000), which cannot be stored"),

@@ -41,7 +41,7 @@ from cdp.observability.metrics import Metrics
 from cdp.errors import CdpError, Unprocessable
 from cdp.identity.namespaces import namespace_codes
 from cdp.ingestion.mapping import Rule, column_of, compile_rows, parse_mapping
-from cdp.ingestion.models import BatchStatus, RecordStatus
+from cdp.ingestion.models import BatchStatus, RecordResult, RecordStatus
 from cdp.ingestion.readers import Row, iter_rows, open_stored_file
 from cdp.ingestion.service import Writer
 from cdp.ingestion.staging import Spool, apply_staged
@@ -282,17 +282,19 @@ class _BatchRun:
             self.context.checkpoint()
             self.context.progress(done, valid, "applying the valid rows")
 
-        staged = apply_staged(connection, writer, spool, kind=self.kind, dataset_pk=batch.dataset_pk,
-                              batch_pk=self.batch_id, now=now, checkpoint=checkpoint)
-        outcome.accepted += staged.fresh
         refused: dict[int, list[tuple[str | None, str]]] = {}  # row number → what the writer said
-        for number, result in staged.results:
+
+        def report(number: int, result: RecordResult) -> None:
             if result.status == RecordStatus.rejected:
                 refused[number] = [(None, e.message) for e in result.errors]
             elif result.status == RecordStatus.duplicate:
                 outcome.duplicates += 1
             else:
                 outcome.accepted += 1
+
+        staged = apply_staged(connection, writer, spool, kind=self.kind, dataset_pk=batch.dataset_pk,
+                              batch_pk=self.batch_id, now=now, checkpoint=checkpoint, report=report)
+        outcome.accepted += staged.fresh
         if refused:  # the error rows quote the rows as read: the file is read again for those only
             for row in self._rows():
                 if row.number in refused:

@@ -40,7 +40,7 @@ import os
 import pickle
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -108,6 +108,7 @@ def record_of(row: _Spooled) -> ValidRecord:
 class StagedOutcome:
     fresh: int  # rows applied as new profiles by the set-wise statements (all accepted)
     results: list[tuple[int, RecordResult]]  # (row number, result) of the rows that went through the Writer
+    # (empty when apply_staged was given ``report``)
 
 
 # ---- the staging tables ------------------------------------------------------------------------
@@ -193,6 +194,11 @@ _WRITE_EVENTS = ("INSERT INTO events (profile_pk, event_id, type, ts, fields, da
                  "WHERE fresh ORDER BY event_id")
 
 
+_FRESH_PAGE = sa.text("SELECT row_no, profile_pk FROM cdp_stage_rows WHERE fresh AND row_no > :after "
+                      "ORDER BY row_no LIMIT 5000")
+_OTHERS = sa.text("SELECT row_no FROM cdp_stage_rows WHERE NOT fresh AND row_no BETWEEN :first AND :last")
+
+
 def _sql(dialect: str, text: str) -> sa.TextClause:
     postgresql = dialect == "postgresql"
     return sa.text(text.format(false="false" if postgresql else "0", true="true" if postgresql else "1",
@@ -257,10 +263,13 @@ class _Stager:
 
 
 def apply_staged(connection: sa.Connection, writer, spool: Spool, *, kind: str, dataset_pk: int, batch_pk: int,
-                 now: datetime, checkpoint=lambda done: None) -> StagedOutcome:
+                 now: datetime, checkpoint=lambda done: None,
+                 report: Callable[[int, RecordResult], None] | None = None) -> StagedOutcome:
     """Apply the spooled rows on ``connection`` (in the caller's transaction) with ``writer`` (a
     :class:`~cdp.ingestion.service.Writer` of that connection, its clock at ``now``): the fresh rows
-    set-wise from the staging tables, the others through the writer in arrival order."""
+    set-wise from the staging tables, the others through the writer in arrival order. ``report``:
+    called with each of those rows' (number, result) as it comes (else they are listed in the
+    outcome)."""
     dialect = connection.dialect.name
     for name in _NAMES:
         if dialect == "sqlite":  # a pooled connection may hold them from a transaction that failed to drop them
@@ -279,22 +288,28 @@ def apply_staged(connection: sa.Connection, writer, spool: Spool, *, kind: str, 
         connection.exec_driver_sql("ANALYZE cdp_stage_rows, cdp_stage_ids, cdp_stage_removed")
     params = {"sandbox": writer.sandbox, "dataset": dataset_pk, "batch": batch_pk,
               "now": sqlite_text(now) if dialect == "sqlite" else now}
-    fresh = _apply_fresh(connection, params, kind) if spool.count else []
-    # new profiles: any streaming segment may take them (as the Writer does for the profiles it makes)
-    for profile_pk in fresh:
-        writer.streaming.profile_changed(profile_pk, Change(everything=True), now)
-    others = set(connection.execute(sa.text("SELECT row_no FROM cdp_stage_rows WHERE NOT fresh")).scalars())
-    for name in _NAMES:
-        connection.exec_driver_sql(f"DROP TABLE {name}")
+    fresh = _apply_fresh(connection, params, kind) if spool.count else 0
+    # new profiles: any streaming segment may take them (as the Writer does for the profiles it
+    # makes); read a page at a time, as the rest below, so memory does not grow with the file
+    after = -1
+    while page := connection.execute(_FRESH_PAGE, {"after": after}).all():
+        for _, profile_pk in page:
+            writer.streaming.profile_changed(profile_pk, Change(everything=True), now)
+        after = page[-1][0]
     results: list[tuple[int, RecordResult]] = []
     pending: list[tuple[int, ValidRecord]] = []
 
     def apply_pending() -> None:
-        results.extend(zip((number for number, _ in pending), writer.apply_many(pending)))
+        for number, result in zip((number for number, _ in pending), writer.apply_many(pending)):
+            if report is None:
+                results.append((number, result))
+            else:
+                report(number, result)
         pending.clear()
 
-    if others:
-        for chunk in spool.chunks():
+    if fresh < spool.count:
+        for chunk in spool.chunks():  # in file order: the rows of a chunk are a range of row numbers
+            others = set(connection.execute(_OTHERS, {"first": chunk[0][0], "last": chunk[-1][0]}).scalars())
             for row in chunk:
                 if row[0] in others:
                     pending.append((row[0], record_of(row)))
@@ -302,11 +317,13 @@ def apply_staged(connection: sa.Connection, writer, spool: Spool, *, kind: str, 
                         apply_pending()
                         checkpoint(done)
         apply_pending()
-    return StagedOutcome(fresh=len(fresh), results=results)
+    for name in _NAMES:
+        connection.exec_driver_sql(f"DROP TABLE {name}")
+    return StagedOutcome(fresh=fresh, results=results)
 
 
-def _apply_fresh(connection: sa.Connection, params: dict[str, Any], kind: str) -> list[int]:
-    """The fresh rows' writes; the keys of the profiles made (in row order)."""
+def _apply_fresh(connection: sa.Connection, params: dict[str, Any], kind: str) -> int:
+    """The fresh rows' writes; how many."""
     dialect = connection.dialect.name
     for attempt in range(_FRESH_ATTEMPTS if dialect == "postgresql" else 1):
         try:
@@ -321,7 +338,7 @@ def _apply_fresh(connection: sa.Connection, params: dict[str, Any], kind: str) -
                      params["batch"], attempt + 1)
     # still losing: every row through the Writer (which retries row by row)
     connection.execute(_sql(dialect, "UPDATE cdp_stage_rows SET fresh = {false}"))
-    return []
+    return 0
 
 
 class _no_savepoint:
@@ -332,7 +349,7 @@ class _no_savepoint:
         return False
 
 
-def _write_fresh(connection: sa.Connection, params: dict[str, Any], kind: str) -> list[int]:
+def _write_fresh(connection: sa.Connection, params: dict[str, Any], kind: str) -> int:
     dialect = connection.dialect.name
     for statement in _SPLIT + (_SPLIT_EVENTS if kind == "event" else []):
         connection.execute(_sql(dialect, statement), params)
@@ -345,5 +362,4 @@ def _write_fresh(connection: sa.Connection, params: dict[str, Any], kind: str) -
         connection.execute(_sql(dialect, _WRITE_REMOVALS), params)
     else:
         connection.execute(sa.text(_WRITE_EVENTS), params)
-    return list(connection.execute(sa.text("SELECT profile_pk FROM cdp_stage_rows WHERE fresh ORDER BY row_no"))
-                .scalars())
+    return connection.execute(sa.text("SELECT count(*) FROM cdp_stage_rows WHERE fresh")).scalar_one()
