@@ -349,11 +349,18 @@ class StreamingEvaluator:
     def due(self, profile_pk: int, segment_keys: Iterable[str], now: datetime) -> dict[str, str]:
         """Re-evaluate the given streaming segments (their instant has come)."""
         plan = self._load()
-        chosen = sorted(plan.position[key] for key in set(segment_keys) if key in plan.position)
         # every instant that has come is consumed (a segment no longer streaming, or whose
-        # expression no longer checks, is not scheduled again); the evaluated ones get their next
-        self.connection.execute(segment_due.delete().where(segment_due.c.profile_pk == profile_pk,
-                                                           segment_due.c.due_at <= now))
+        # expression no longer checks, is not scheduled again); the evaluated ones get their next.
+        # The segments of all the consumed rows are evaluated, not only ``segment_keys``: a wave
+        # reads a limited number of rows, so a profile's rows can straddle two waves, and the
+        # rows beyond the limit would be deleted here without their segments being evaluated
+        # (found by tests/api/test_crash_due_wave.py).
+        come = (segment_due.c.profile_pk == profile_pk, segment_due.c.due_at <= now)
+        keys = set(segment_keys) | set(self.connection.execute(
+            sa.select(segments.c.key).join(segment_due, segment_due.c.segment_pk == segments.c.pk).where(*come))
+            .scalars())
+        chosen = sorted(plan.position[key] for key in keys if key in plan.position)
+        self.connection.execute(segment_due.delete().where(*come))
         return self._evaluate(profile_pk, plan, chosen, now)
 
     def _evaluate(self, profile_pk: int, plan: _Plan, chosen: list[int], now: datetime) -> dict[str, str]:
