@@ -92,6 +92,22 @@ class DuckDBCompiler(SqlCompiler):
     def to_datetime(self, value):
         return sa.cast(value, _Timestamp())
 
+    def semi_join(self, node):
+        """An `exists event` that reads nothing of the profile runs as `p.pk IN (SELECT profile_pk
+        FROM events …)`. Correlated, DuckDB decorrelates a sequence's `then` step (a subquery
+        correlated to the step before, itself correlated to the profile) against every event's
+        (profile_pk, ts) instead of the first step's few matches: on 100,000 profiles the cart
+        abandoners took 2.8× the hand-written query, which drives from the carts as this does.
+        `no event` stays a NOT EXISTS (an anti-join; NOT IN would need a null check)."""
+        if not isinstance(node, ast.Exists):
+            return False
+        for n in ast.walk(node):
+            if isinstance(n, ast.Name) and n.binding == "profile":
+                return False
+            if isinstance(n, (ast.SegmentRef, ast.Aggregate)) or (n is not node and isinstance(n, (ast.Exists, ast.NoEvent))):
+                return False
+        return True
+
     def checked_integer(self, operation: Callable[..., ColumnElement], *operands: ColumnElement) -> ColumnElement:
         """An integer result, null outside 64 bits (DSL.md §9) where DuckDB stops with an
         overflow: ``TRY`` turns the error into null and names each operand once, so a chain of
