@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pyarrow
 import pyarrow.parquet
 import sqlalchemy as sa
 
-from cdp.engine.sql.analytic import DuckDBSession, document_tables, flat_items, members_query, rendered
+from cdp.engine.sql.analytic import DuckDBDialect, DuckDBSession, document_tables, flat_items, members_query, rendered
 from cdp.engine.sql.loading import load_documents
 from cdp.engine.profile import parse_timestamp
 from cdp.schema import luma_schema
@@ -135,7 +136,6 @@ def test_the_command_line(tmp_path):
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     cdp = str(Path(sys.executable).parent / "cdp")
     env = {**os.environ, "CDP_DATA_DIR": str(tmp_path)}
@@ -228,3 +228,13 @@ def test_parts_without_a_column_leave_it_to_the_json_read(migrated_engine, tmp_p
     assert answers[0][0] == {"loyalty.tier"} and len(answers[1][0]) > 10
     assert answers[0][1] == answers[1][1]
     assert any(external_id == "c02" for _pk, external_id in answers[0][1][1])
+
+
+def test_duckdb_drives_an_event_sequence_from_its_first_step():
+    """A sequence that reads nothing of the profile is `p.pk IN (SELECT profile_pk …)` on DuckDB
+    (correlated, DuckDB decorrelated the `then` step against every event: 2.8× the hand-written
+    query on 100,000 profiles); a term that reads the profile stays a correlated EXISTS."""
+    example = (Path(__file__).parents[1] / "examples" / "gift_giving_cart_abandoners.pql").read_text()
+    text, _parameters = rendered(members_query(example, engine="duckdb", as_of=AS_OF, sandbox="s"),
+                                 DuckDBDialect())
+    assert text.count("p.pk IN (SELECT") == 1 and text.count("EXISTS (SELECT") == 2  # the then-step, the attributes
