@@ -13,7 +13,13 @@ the server answers. Afterwards:
 * the streaming memberships equal a batch evaluation in SQL of the same segments at the same
   instant (cdp.segments.batch.members_select);
 * latency percentiles per request, records/s, and the server's resident memory sampled every
-  5 s (first, peak, last).
+  5 s (first, peak, last);
+* a webhook destination (a real HTTP receiver on a local port, checking each signature) is
+  activated for the streaming segment ``gold`` before the load starts, and receives while it
+  runs: afterwards every membership change of ``gold`` in the outbox was delivered at least once
+  and, per profile, in the outbox's order (the deliveries after dropping repeats of a
+  ``delivery_id``); figures: deliveries, changes, duplicates (changes received again, from a
+  delivery sent again), lag from the membership change to its arrival (p50, p99, max).
 
     bash bench/run_soak.sh [--minutes 3] [--clients 4] [--batch 10] [--backends sqlite,postgresql] [--record]
 """
@@ -21,6 +27,9 @@ the server answers. Afterwards:
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
+import json
 import os
 import random
 import sys
@@ -29,6 +38,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import bench_ingest
@@ -48,6 +58,108 @@ SEGMENTS = {
     "gold-buyers": 'in segment "gold" and in segment "buyers"',
 }
 PEOPLE_PER_CLIENT = 300
+ACTIVATED = "gold"  # the streaming segment the webhook destination receives (entries and exits all along)
+SECRET = "soak-webhook-secret-0123456789"
+DELIVERY_WAIT = 300.0  # seconds the deliveries may take to catch up once the load ends
+
+
+class Receiver:
+    """The webhook destination: a local HTTP server that checks each POST's signature, answers
+    200 and keeps what arrived with the wall-clock time it arrived."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[float, dict]] = []
+        self.bad_signatures = 0
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):  # noqa: N802 - the http.server protocol
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                expected = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+                good = hmac.compare_digest(self.headers.get("X-CDP-Signature", ""), expected)
+                with receiver.lock:
+                    if good:
+                        receiver.posts.append((time.time(), json.loads(raw)))
+                    else:
+                        receiver.bad_signatures += 1
+                self.send_response(200 if good else 401)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):  # quiet
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def received(self) -> tuple[list[tuple[float, dict]], int, int]:
+        """(each change with its arrival, first arrival of each delivery; deliveries; changes
+        received again in a delivery sent again)."""
+        seen: set[str] = set()
+        changes, duplicates = [], 0
+        with self.lock:
+            posts = list(self.posts)
+        for arrived, body in posts:
+            if body["delivery_id"] in seen:
+                duplicates += len(body["changes"])
+                continue
+            seen.add(body["delivery_id"])
+            changes.extend((arrived, change) for change in body["changes"])
+        return changes, len(seen), duplicates
+
+
+def _utc(value) -> datetime:
+    at = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+
+
+def outbox_of(engine: sa.Engine, segment: str) -> dict[str, list[tuple[str, datetime]]]:
+    """The outbox's changes of a segment of the soak's sandbox, per profile, in order."""
+    found: dict[str, list[tuple[str, datetime]]] = {}
+    with engine.connect() as connection:
+        for profile_id, status, at in connection.execute(sa.text(
+                "SELECT profile_id, status, at FROM membership_changes WHERE sandbox = :s AND segment_key = :k "
+                "ORDER BY pk"), {"s": SANDBOX, "k": segment}):
+            found.setdefault(profile_id, []).append((status, _utc(at)))
+    return found
+
+
+def deliveries_check(engine: sa.Engine, receiver: Receiver, wait: float) -> dict:
+    """Wait (at most ``wait`` s) until the receiver holds every change of the outbox, per profile
+    in order; then the figures."""
+    deadline = time.monotonic() + wait
+    while True:
+        outbox = outbox_of(engine, ACTIVATED)
+        changes, deliveries, duplicates = receiver.received()
+        got: dict[str, list[tuple[str, datetime]]] = {}
+        for _, change in changes:
+            got.setdefault(change["profile_id"], []).append((change["status"], _utc(change["at"])))
+        expected = sum(map(len, outbox.values()))
+        missing = sum(1 for pid, seq in outbox.items() for n in range(len(seq))
+                      if got.get(pid, [])[n:n + 1] != seq[n:n + 1])
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    lags = sorted(max(0.0, arrived - _utc(change["at"]).timestamp()) for arrived, change in changes)
+
+    def pct(p: float) -> float:
+        return lags[min(len(lags) - 1, int(p * len(lags)))] if lags else float("nan")
+
+    return {"outbox": expected, "received": len(changes), "missing": missing,
+            "in_order": all(got.get(pid) == seq for pid, seq in outbox.items()),
+            "extra": sum(1 for pid in got if pid not in outbox), "deliveries": deliveries, "duplicates": duplicates,
+            "bad_signatures": receiver.bad_signatures, "lag_p50": pct(0.5), "lag_p99": pct(0.99),
+            "lag_max": lags[-1] if lags else float("nan")}
 
 
 @dataclass
@@ -132,6 +244,14 @@ def run_backend(name: str, url: str, args, workdir: Path) -> dict:
             assert created.status_code == 201, created.text
         keys = [admin.post("/v1/keys", json={"name": f"client {n}", "role": "data_steward"}).json()["key"]
                 for n in range(args.clients)]
+        receiver = Receiver()
+        destination = admin.post("/v1/destinations", json={
+            "name": "soak hook", "type": "webhook", "marketing_actions": ["email_targeting"],
+            "config": {"url": receiver.url, "secret": SECRET}})
+        assert destination.status_code == 201, destination.text
+        activated = admin.post("/v1/activations", json={"segment": ACTIVATED, "destination": destination.json()["id"],
+                                                        "identities": ["crm_id"]})
+        assert activated.status_code == 201, activated.text
         memory: list[tuple[float, int]] = []
         started = time.monotonic()
         until = started + args.minutes * 60
@@ -155,6 +275,8 @@ def run_backend(name: str, url: str, args, workdir: Path) -> dict:
         stop.set()
         sampler.join()
         health = admin.get("/healthz").json()
+        webhook = deliveries_check(engine, receiver, DELIVERY_WAIT)
+        receiver.stop()
         # accounted for: accepted = stored, rejected = reported
         events = set().union(*(t.accepted_events for t in tallies))
         people = set().union(*(t.accepted_people for t in tallies))
@@ -192,7 +314,7 @@ def run_backend(name: str, url: str, args, workdir: Path) -> dict:
             "failures": [f for t in tallies for f in t.failures],
             "events_ok": events == stored_events, "events": len(events),
             "people_ok": people <= stored_people, "people": len(people),
-            "agree": agree, "health": health.get("state"),
+            "agree": agree, "health": health.get("state"), "webhook": webhook,
             "memory": [(round(t), rss) for t, rss in memory],
         }
     finally:
@@ -221,6 +343,17 @@ def report(results: list[dict], args) -> str:
             f"{len(r['failures'])} | {'yes' if r['events_ok'] and r['people_ok'] else 'NO'} ({r['events']:,} events, "
             f"{r['people']:,} people) | {'yes' if agree else 'NO'} ("
             + ", ".join(f"{k} {n}" for k, (n, _) in r["agree"].items()) + f") | {memory} | {r['health']} |")
+    lines += ["", f"Webhook destination activated for `{ACTIVATED}` during the load (a local receiver checking "
+              "signatures); delivered = outbox: every change of the outbox received, per profile in its order; lag: "
+              "from the membership change to its arrival.", "",
+              "| backend | outbox changes | received (distinct deliveries) | deliveries | duplicates | missing | "
+              "delivered = outbox | bad signatures | lag p50 s | lag p99 s | lag max s |",
+              "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for r in results:
+        w = r["webhook"]
+        lines.append(f"| {r['backend']} | {w['outbox']:,} | {w['received']:,} | {w['deliveries']:,} | "
+                     f"{w['duplicates']:,} | {w['missing']:,} | {'yes' if w['in_order'] and not w['extra'] else 'NO'} | "
+                     f"{w['bad_signatures']} | {w['lag_p50']:.1f} | {w['lag_p99']:.1f} | {w['lag_max']:.1f} |")
     for r in results:
         for failure in r["failures"][:5]:
             lines.append(f"\n{r['backend']}: {failure}")
@@ -253,7 +386,9 @@ def main() -> int:
         with open(Path(__file__).with_name("RESULTS.md"), "a", encoding="utf-8") as out:
             out.write("\n" + text)
     ok = all(not r["failures"] and r["events_ok"] and r["people_ok"] and r["rejected"] == r["expected_rejected"]
-             and all(a for _, a in r["agree"].values()) for r in results)
+             and all(a for _, a in r["agree"].values())
+             and not r["webhook"]["missing"] and r["webhook"]["in_order"] and not r["webhook"]["extra"]
+             and not r["webhook"]["bad_signatures"] for r in results)
     return 0 if ok else 1
 
 

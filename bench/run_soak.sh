@@ -3,7 +3,7 @@
 #
 #   bash bench/run_soak.sh [--minutes 3] [--clients 4] [--batch 10] [--backends sqlite,postgresql] [--record]
 #
-# Uses the project's own environment (.venv at the repository root). Exit 1 when a record is unaccounted for or streaming and batch disagree.
+# Uses the project's own environment (.venv at the repository root). Exit 1 when a record is unaccounted for, streaming and batch disagree, or a membership change of the activated segment did not reach the webhook receiver.
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/_project_env.sh"

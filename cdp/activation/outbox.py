@@ -4,12 +4,15 @@
 order: a reader that saw pk 12 may later see pk 11 appear (its transaction took the number
 first and committed last). A cursor that had moved past 11 would miss it. :class:`Horizon`
 therefore only moves over a gap in the numbers once no transaction that could still fill it is
-running: when the gap is first seen it notes the snapshot's ``xmax`` (every transaction that had
-an id by then is below it), and the gap is settled when the oldest running transaction
-(``xmin``) is at or past that mark — and at least ``settle_seconds`` later, for the instant
-between a transaction's sequence number and its id. A gap that never fills (a rolled-back
-transaction) is passed over that way too. SQLite has one writer at a time, so numbers commit in
-order and a gap is never filled later.
+running. Each time it meets a gap it notes a *mark*: the highest pk it can see and the snapshot's
+``xmax`` (every transaction that had an id by then is below it). Every number at or below that pk
+that is still missing belongs to a transaction below the mark's ``xmax``, so all those gaps are
+settled together once the oldest running transaction (``xmin``) is at or past it — and at least
+``settle_seconds`` later, for the instant between a transaction's sequence number and its id. One
+mark covers every gap seen at once: under concurrent writers, settling gaps one by one (a second
+or more each) let the horizon fall minutes behind (the soak of issue 22: a delivery lag of 51 s at
+the median). A gap that never fills (a rolled-back transaction) is passed over the same way.
+SQLite has one writer at a time, so numbers commit in order and a gap is never filled later.
 
 Every activation reads the rows of its segment up to the horizon (its own cursor below it).
 """
@@ -27,12 +30,12 @@ SCAN = 5_000
 
 class Horizon:
     """The largest pk such that every row with a smaller or equal pk that will ever exist is
-    visible now. One per process (state: the gaps being waited on)."""
+    visible now. One per process (state: the marks being waited on)."""
 
     def __init__(self, *, settle_seconds: float = 1.0):
         self.safe: int | None = None
         self.settle_seconds = settle_seconds
-        self._gaps: dict[int, tuple[int, float]] = {}  # first missing pk → (xmax when seen, when seen)
+        self._marks: list[tuple[int, int, float]] = []  # (highest pk seen, xmax then, when), oldest first
 
     def start(self, at: int) -> None:
         if self.safe is None or at < self.safe:
@@ -42,28 +45,41 @@ class Horizon:
         if self.safe is None:
             self.safe = 0
         postgres = connection.dialect.name == "postgresql"
-        while True:
-            pks = connection.execute(sa.select(membership_changes.c.pk).where(membership_changes.c.pk > self.safe)
-                                     .order_by(membership_changes.c.pk).limit(SCAN)).scalars().all()
-            expected = self.safe + 1
-            for pk in pks:
-                if pk != expected and postgres and not self._settled(connection, expected):
+        settled_through: int | None = None  # every gap at or below it is settled; read once per call
+        try:
+            while True:
+                pks = connection.execute(sa.select(membership_changes.c.pk).where(membership_changes.c.pk > self.safe)
+                                         .order_by(membership_changes.c.pk).limit(SCAN)).scalars().all()
+                expected = self.safe + 1
+                for pk in pks:
+                    if pk != expected and postgres:
+                        if settled_through is None:
+                            settled_through = self._settled_through(connection, highest_seen=pks[-1])
+                        if pk - 1 > settled_through:  # the gap expected … pk-1 may still fill
+                            return self.safe
+                    self.safe = pk
+                    expected = pk + 1
+                if len(pks) < SCAN:
                     return self.safe
-                self._gaps.pop(expected, None)
-                self.safe = pk
-                expected = pk + 1
-            if len(pks) < SCAN:
-                return self.safe
+        finally:
+            while self._marks and self._marks[0][0] <= self.safe:  # covers nothing the horizon has not passed
+                self._marks.pop(0)
 
-    def _settled(self, connection: sa.Connection, missing: int) -> bool:
-        seen = self._gaps.get(missing)
-        if seen is None:
+    def _settled_through(self, connection: sa.Connection, *, highest_seen: int) -> int:
+        """The highest pk of a settled mark (0 if none), after noting a new mark for the gaps seen
+        now if no mark covers them yet."""
+        now = time.monotonic()
+        settled, xmin = 0, None
+        for seen, xmax, when in self._marks:
+            if now - when < self.settle_seconds:
+                break  # marks are in time order: the rest are younger
+            if xmin is None:
+                xmin = connection.execute(sa.text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                                          ).scalar_one()
+            if xmin >= xmax:
+                settled = max(settled, seen)
+        if not self._marks or self._marks[-1][0] < highest_seen:
             xmax = connection.execute(sa.text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
                                       ).scalar_one()
-            self._gaps[missing] = (xmax, time.monotonic())
-            return False
-        xmax, when = seen
-        if time.monotonic() - when < self.settle_seconds:
-            return False
-        xmin = connection.execute(sa.text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")).scalar_one()
-        return xmin >= xmax
+            self._marks.append((highest_seen, xmax, now))
+        return settled

@@ -7,10 +7,16 @@ least 1) and the wait in ``details.retry_after_seconds``; nothing of it ran. The
 the authorization dependency (cdp/api/deps.py), after the key was authenticated, so an unknown
 key never holds a bucket and a refused request was not counted against a key it did not prove.
 
+The tracking API's write keys (cdp/api/routes/sources.py) have buckets of their own with the same
+limits (ids ``write-key:<source>``, apart from API keys' ids), taken once the write key is known
+and before any message is handled.
+
 The default (1,000 requests a second, bursts of 2,000) is above what one key of the demo, the docs
 or the suite can send (a trivial request takes a few milliseconds of one thread), and still
-bounds a runaway client. One
-process: with several `cdp serve` processes each holds its own buckets (docs/operations.md).
+bounds a runaway client. One process: with several `cdp serve` processes each holds its own
+buckets, so N processes behind a load balancer let a key make up to N times the limit
+(docs/operations.md). A shared bucket would cost a database write per request, more than most
+requests cost themselves.
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ class RateLimiter:
     def enabled(self) -> bool:
         return self.per_second > 0
 
-    def take(self, key_id: str) -> None:
-        """One request of ``key_id``; TooManyRequests when its bucket is empty."""
+    def take(self, key_id: str, *, holder: str = "this API key") -> None:
+        """One request of ``key_id``; TooManyRequests when its bucket is empty (``holder`` names
+        the key in the message)."""
         if not self.enabled:
             return
         now = self.clock()
@@ -53,7 +60,7 @@ class RateLimiter:
         wait = (1 - tokens) / self.per_second
         seconds = max(1, math.ceil(wait))
         raise TooManyRequests(
-            f"this API key made more than {self.burst} requests at once or {self.per_second:g} a second sustained "
+            f"{holder} made more than {self.burst} requests at once or {self.per_second:g} a second sustained "
             f"(CDP_RATE_LIMIT_BURST, CDP_RATE_LIMIT_PER_SECOND); retry in {seconds} s",
             details={"retry_after_seconds": seconds, "per_second": self.per_second, "burst": self.burst},
             headers={"Retry-After": str(seconds)})

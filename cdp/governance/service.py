@@ -383,11 +383,14 @@ def evaluate(*, connection: sa.Connection, sandbox: str, schema: Schema, marketi
         raise segments.invalid(error) from None
     lineage = label_lineage(connection=connection, sandbox=sandbox, uses=uses)
     decisions = decide(connection=connection, sandbox=sandbox, marketing_actions=actions, lineage=lineage)
-    for decision in decisions:  # decisions are values; the log keeps each with its inputs
-        log.info("policy decision in sandbox %r: %s %s for segment=%r expression=%r attributes=%r (labels %s; "
-                 "violated: %s)", sandbox, decision.marketing_action, "allowed" if decision.allowed else "denied",
-                 segment, expression[:200] if expression else None, list(attributes)[:50], decision.labels,
-                 [v.policy.name for v in decision.violations])
+    for decision in decisions:  # decisions are values; the log keeps each with what it was about
+        # an ad-hoc expression's text is not logged, only its length: it can hold personal data
+        # (`email = "jane@example.com"`); a saved segment is logged by key, attributes are schema paths
+        log.info("policy decision in sandbox %r: %s %s for segment=%r expression=%s attributes=%r (labels %s; "
+                 "violated policies: %s)", sandbox, decision.marketing_action,
+                 "allowed" if decision.allowed else "denied", segment,
+                 f"<{len(expression)} characters>" if expression is not None else None, list(attributes)[:50],
+                 decision.labels, [f"{v.policy.id} {v.policy.name!r}" for v in decision.violations])
     return decisions
 
 

@@ -176,6 +176,13 @@ _TRACKING_RESPONSES = {
     403: {"model": ErrorResponse, "description": "The source is paused (`source_paused`)."},
     413: {"model": ErrorResponse, "description": "Over 500 KB (after gzip is undone): `batch_too_large`."},
     422: {"model": ErrorResponse, "description": "Not a message, or a batch without `batch`."},
+    429: {"model": ErrorResponse, "description": "The write key is past its rate limit (`rate_limited`; the API "
+                                                 "keys' limits, `CDP_RATE_LIMIT_PER_SECOND` and "
+                                                 "`CDP_RATE_LIMIT_BURST`, per write key and process); nothing "
+                                                 "of the request is stored; `Retry-After` says how many seconds "
+                                                 "to wait.",
+          "headers": {"Retry-After": {"description": "Seconds to wait before the next request of this write key.",
+                                      "required": True, "schema": {"type": "integer", "minimum": 1}}}},
 }
 
 
@@ -234,6 +241,8 @@ def _register(type_: str | None) -> None:
     def handler(body: TrackingBody, request: Request, connection: ConnectionDep, engine: EngineDep,
                 metrics: MetricsDep) -> JSONResponse:
         source = service.authenticate_write_key(connection, _write_key(request, body))
+        # 429 past the write key's limit, before anything is stored (a bucket per source)
+        request.app.state.rate_limiter.take(f"write-key:{source.pk}", holder="this write key")
         schema_in_force = get_schema(connection=connection, sandbox=source.sandbox)
         service.receive(connection=connection, engine=engine, source=source, body=body, type_=type_,
                         schema=schema_in_force, metrics=metrics)

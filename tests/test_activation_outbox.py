@@ -1,0 +1,76 @@
+"""The outbox horizon on a real PostgreSQL: it never passes a number a running transaction may
+still commit, and every gap seen at once settles together (not one settle period per gap)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from cdp.activation.outbox import Horizon
+from cdp.storage.database import create_engine
+from cdp.storage.migrate import upgrade
+from cdp.storage.models import membership_changes
+
+
+@pytest.fixture(scope="module")
+def engine(postgres_url_factory):
+    engine = create_engine(postgres_url_factory())
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _change(connection: sa.Connection) -> int:
+    return connection.execute(membership_changes.insert().values(
+        sandbox="prod", segment_pk=1, segment_key="s", profile_pk=1, profile_id="p", status="entered",
+        at=datetime(2026, 12, 6, tzinfo=timezone.utc), source="streaming").returning(membership_changes.c.pk)
+    ).scalar_one()
+
+
+def _top(engine: sa.Engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(sa.select(sa.func.coalesce(sa.func.max(membership_changes.c.pk), 0))).scalar_one()
+
+
+def test_a_number_taken_by_a_running_transaction_holds_the_horizon_until_it_commits(engine):
+    horizon = Horizon(settle_seconds=0.0)
+    horizon.start(_top(engine))
+    start = horizon.safe
+    with engine.connect() as slow:
+        slow_tx = slow.begin()
+        first = _change(slow)  # takes the lower number, commits last
+        with engine.begin() as fast:
+            second = _change(fast)
+        assert second > first
+        for _ in range(3):
+            with engine.connect() as reader:
+                assert horizon.advance(reader) == start  # pk `first` may still appear
+            time.sleep(0.05)
+        slow_tx.commit()
+    with engine.connect() as reader:
+        horizon.advance(reader)  # notes the gap's mark anew if needed
+    with engine.connect() as reader:
+        assert horizon.advance(reader) == second
+
+
+def test_every_gap_seen_at_once_settles_within_one_settle_period(engine):
+    horizon = Horizon(settle_seconds=0.3)
+    horizon.start(_top(engine))
+    committed = []
+    for _ in range(6):  # numbers: committed, rolled back, committed, rolled back, …
+        with engine.begin() as connection:
+            committed.append(_change(connection))
+        with engine.connect() as connection:
+            connection.begin()
+            _change(connection)
+            connection.rollback()
+    with engine.connect() as reader:
+        assert horizon.advance(reader) == committed[0]  # the first gap: a mark is noted, not settled yet
+    time.sleep(0.35)
+    with engine.connect() as reader:
+        # One settle period passes every gap the mark covers; settling them one at a time would
+        # stop at committed[1] and take six periods in all.
+        assert horizon.advance(reader) == committed[-1]
