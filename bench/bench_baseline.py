@@ -1,6 +1,6 @@
 """Ingestion against bare baselines, side by side in one run (issue 16's ratios).
 
-    bash bench/run_baseline.sh [--backend sqlite|postgresql|both] [--csv-rows N] [--requests N] [--record]
+    bash bench/run_baseline.sh [--backend sqlite|postgresql|both] [--csv-rows N] [--requests N] [--workers 1,2] [--record]
 
 For each backend one ``cdp serve`` (as bench_ingest.py starts it: same settings, same throwaway
 PostgreSQL cluster) and, in the same run:
@@ -9,7 +9,8 @@ PostgreSQL cluster) and, in the same run:
   ``httpx.Client`` each) next to the same server's **trivial authenticated GET**
   (``GET /v1/datasets/{id}``: the key checked, one small read), the same number of requests and
   clients, run alternately (GET, POST, GET, POST) so both see the same machine. Ratio = POST
-  records/s ÷ GET requests/s; target ≥ 0.5, p99 ≤ 20 ms.
+  records/s ÷ GET requests/s; target ≥ 0.5, p99 ≤ 20 ms. On PostgreSQL also with ``cdp serve
+  --workers 2`` (``--workers 1,2``, each count its own server on the same database): the scale-out.
 * **Batch CSV** (bench_ingest.py's CRM contacts, default 100,000 rows: 2 identities and up to 5
   attributes a row), uploaded → job succeeded, next to the **bare load of the same rows into the same
   tables without identity resolution**: what a user would write by hand — the CSV read with
@@ -75,22 +76,22 @@ def run_gets(base: str, headers: dict, path: str, count: int, clients: int):
         bi.send = original
 
 
-def section_stream(server: Server, key: str, requests: int, rounds: int = 2) -> dict:
-    api = Api(server.base, key, "baseline-stream")
+def section_stream(server: Server, key: str, requests: int, rounds: int = 2, prefix: str = "") -> dict:
+    api = Api(server.base, key, f"{prefix}baseline-stream")
     get_dataset = api.create_dataset("GET target", "event")
     api.close()
     records = event_stream(requests * rounds, 42)
     out: dict = {"get": [], "post": []}
     for round_ in range(rounds):
-        api = Api(server.base, key, f"baseline-stream-{round_}")
+        api = Api(server.base, key, f"{prefix}baseline-stream-{round_}")
         dataset = api.create_dataset("1 record per request", "event")
         api.close()
-        headers = {"Authorization": f"Bearer {key}", "X-Sandbox": "baseline-stream"}
+        headers = {"Authorization": f"Bearer {key}", "X-Sandbox": f"{prefix}baseline-stream"}
         wall, outcome = run_gets(server.base, headers, f"/v1/datasets/{get_dataset}", requests, 8)
         assert outcome.accepted == requests, outcome.statuses
         out["get"].append((wall, outcome.latencies))
         bodies = encode_requests(records[round_ * requests:(round_ + 1) * requests], 1)
-        headers = {"Authorization": f"Bearer {key}", "X-Sandbox": f"baseline-stream-{round_}"}
+        headers = {"Authorization": f"Bearer {key}", "X-Sandbox": f"{prefix}baseline-stream-{round_}"}
         wall, outcome = run_clients(server.base, headers, f"/v1/datasets/{dataset}/records", bodies, 8)
         assert outcome.accepted == requests and outcome.non_200 == 0, (outcome.statuses, outcome.errors)
         out["post"].append((wall, outcome.latencies))
@@ -121,6 +122,12 @@ def section_csv(server: Server, key: str, url: str, rows: int, bare: bool = True
     path = crm_csv(rows, 42)
     api = Api(server.base, key, "baseline-csv")
     dataset = api.create_dataset("CRM contacts", "profile")
+    pid = server.pid
+    try:  # "5" resets the peak resident set size (VmHWM) to the current one (Linux ≥ 4.0)
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        pass
+    rss_before = bi.proc_status(pid).get("VmRSS", 0)
     started = time.perf_counter()
     with path.open("rb") as f:
         response = api.client.post(f"/v1/datasets/{dataset}/batches", files={"file": (path.name, f, "text/csv")},
@@ -133,14 +140,15 @@ def section_csv(server: Server, key: str, url: str, rows: int, bare: bool = True
             break
         time.sleep(0.2)
     ours = time.perf_counter() - started
+    peak = bi.proc_status(pid).get("VmHWM", 0)
     api.close()
     assert job["status"] == "succeeded" and job["accepted_rows"] == rows, job
-    bi.log(f"B. cdp: {rows:,} rows in {ours:.1f} s ({rows / ours:,.0f} rows/s)")
+    bi.log(f"B. cdp: {rows:,} rows in {ours:.1f} s ({rows / ours:,.0f} rows/s), server peak RSS {peak >> 20} MiB")
     if not bare:
-        return {"ours": ours, "bare": float("nan"), "rows": rows}
+        return {"ours": ours, "bare": float("nan"), "rows": rows, "rss_before": rss_before, "peak": peak}
     bare = bare_load(url, path, rows)
     bi.log(f"B. bare: {rows:,} rows in {bare:.1f} s ({rows / bare:,.0f} rows/s)")
-    return {"ours": ours, "bare": bare, "rows": rows}
+    return {"ours": ours, "bare": bare, "rows": rows, "rss_before": rss_before, "peak": peak}
 
 
 _TARGETS = {"first_name": "person.first_name", "last_name": "person.last_name", "loyalty_tier": "loyalty.tier",
@@ -241,7 +249,14 @@ def run_backend(name: str, args, results: dict) -> None:
                 with engine.begin() as c:
                     c.exec_driver_sql("CREATE EXTENSION pg_stat_statements")
                 engine.dispose()
-        server = Server(url, workdir / "server.log", key)
+        if "stream" in args.only and name == "postgresql":  # scale-out: the same run with more server processes
+            for workers in args.workers[1:]:
+                server = Server(url, workdir / f"server-{workers}.log", key, workers=workers)
+                try:
+                    results[f"stream×{workers}"] = section_stream(server, key, args.requests, prefix=f"w{workers}-")
+                finally:
+                    server.stop()
+        server = Server(url, workdir / "server.log", key, workers=args.workers[0] if name == "postgresql" else 1)
         try:
             if "stream" in args.only:
                 results["stream"] = section_stream(server, key, args.requests)
@@ -274,10 +289,9 @@ def report(args, all_results: dict, started: datetime, wall: float) -> str:
                   "| backend | GET req/s | GET p50 ms | GET p99 ms | POST rec/s | POST p50 ms | POST p99 ms | "
                   "POST / GET | target ≥ 0.5 | p99 ≤ 20 ms |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
-        for name, r in all_results.items():
-            if "stream" not in r:
-                continue
-            s = r["stream"]
+        rows = [(name if key == "stream" else f"{name}, {key[len('stream×'):]} workers", r[key])
+                for name, r in all_results.items() for key in sorted(r) if key.startswith("stream")]
+        for name, s in rows:
             get_rate = sorted(args.requests / w for w, _ in s["get"])[len(s["get"]) // 2]
             post_rate = sorted(args.requests / w for w, _ in s["post"])[len(s["post"]) // 2]
             get_lat = [x for _, lat in s["get"] for x in lat]
@@ -288,10 +302,22 @@ def report(args, all_results: dict, started: datetime, wall: float) -> str:
                          f"{'PASS' if ratio >= .5 else '**MISS**'} | "
                          f"{'PASS' if pct(post_lat, .99) <= 20 else '**MISS**'} |")
         lines.append("")
+
+        def median_rate(runs) -> float:
+            return sorted(args.requests / w for w, _ in runs)[len(runs) // 2]
+
+        for name, r in all_results.items():
+            for key in sorted(k for k in r if k.startswith("stream×")):
+                one, more = r["stream"], r[key]
+                lines.append(f"- {name}, scale-out, {key[len('stream×'):]} workers ÷ 1: POST "
+                             f"{median_rate(more['post']) / median_rate(one['post']):.2f}×, GET "
+                             f"{median_rate(more['get']) / median_rate(one['get']):.2f}× (2 cores shared by the "
+                             f"clients, the servers and PostgreSQL)")
+        lines.append("")
     if any("csv" in r for r in all_results.values()):
         lines += ["### Batch CSV vs the bare load of the same rows", "",
                   "| backend | rows | cdp s (upload → succeeded) | cdp rows/s | bare s | bare rows/s | cdp / bare | "
-                  "target ≤ 3 |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+                  "target ≤ 3 | server RSS before → peak MiB |", "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
         for name, r in all_results.items():
             if "csv" not in r:
                 continue
@@ -299,7 +325,8 @@ def report(args, all_results: dict, started: datetime, wall: float) -> str:
             ratio = c["ours"] / c["bare"]
             lines.append(f"| {name} | {c['rows']:,} | {c['ours']:.1f} | {c['rows'] / c['ours']:,.0f} | "
                          f"{c['bare']:.1f} | {c['rows'] / c['bare']:,.0f} | {ratio:.1f}× | "
-                         f"{'PASS' if ratio <= 3 else '**MISS**'} |")
+                         f"{'PASS' if ratio <= 3 else '**MISS**'} | "
+                         f"{c.get('rss_before', 0) >> 20} → {c.get('peak', 0) >> 20} |")
         lines.append("")
     for name, r in all_results.items():
         if "pg_stat" in r:
@@ -317,10 +344,13 @@ def main() -> int:
     parser.add_argument("--csv-rows", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=2_000)
     parser.add_argument("--record", action="store_true")
+    parser.add_argument("--workers", default="1,2", help="PostgreSQL streaming: `cdp serve --workers` counts to "
+                        "measure, each with its own server (default 1,2: the scale-out target); SQLite always 1")
     parser.add_argument("--pg-stat", action="store_true", help="PostgreSQL: pg_stat_statements during the cdp batch "
                         "(no bare load)")
     args = parser.parse_args()
     args.only = args.only.split(",")
+    args.workers = [int(n) for n in args.workers.split(",")]
     bi.LIMIT.update(bi.LIMITS[False])
     started, t0 = datetime.now(UTC), time.perf_counter()
     all_results: dict = {}

@@ -184,7 +184,7 @@ def _free_port() -> int:
 class Server:
     """``cdp serve`` in a subprocess, as tests/api/test_server.py starts it."""
 
-    def __init__(self, url: str, log_path: Path, admin_key: str):
+    def __init__(self, url: str, log_path: Path, admin_key: str, workers: int = 1):
         self.url = url
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -193,7 +193,8 @@ class Server:
         env.update(CDP_DATABASE_URL=url, CDP_BOOTSTRAP_ADMIN_KEY=admin_key, CDP_MAX_BODY_BYTES=str(BODY_LIMIT),
                    CDP_MAX_FILE_BYTES=str(BODY_LIMIT))
         with open(log_path, "w") as stderr:
-            self.process = subprocess.Popen([CDP, "serve", "--port", str(self.port), "--log-level", "warning"],
+            self.process = subprocess.Popen([CDP, "serve", "--port", str(self.port), "--log-level", "warning",
+                                             *(["--workers", str(workers)] if workers > 1 else [])],
                                             env=env, stdout=subprocess.DEVNULL, stderr=stderr)
         deadline = time.monotonic() + 120
         while True:

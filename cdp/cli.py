@@ -4,6 +4,7 @@ contract"): tools parse it, so fields are only ever added, never renamed."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -321,18 +322,24 @@ def _settings(**overrides: Any):
               help="CDP_DATABASE_URL; default: the embedded SQLite file var/cdp.db. postgresql://… for PostgreSQL.")
 @click.option("--log-level", default=None, help="uvicorn log level (CDP_LOG_LEVEL; default info).")
 @click.option("--demo", is_flag=True, help="Load the Luma demo profiles into an empty `prod` sandbox first.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Server processes sharing the port (CDP_WORKERS; default 1). Several are for PostgreSQL: on "
+                   "SQLite they queue for the one write lock.")
 def serve_command(host: str | None, port: int | None, database_url: str | None, log_level: str | None,
-                  demo: bool) -> None:
+                  demo: bool, workers: int | None) -> None:
     """Run the HTTP service (API under /v1, docs at /docs).
 
     The database is upgraded to the newest migration first (or the start is refused, saying
-    why); on the first start an admin key is created and printed once to stderr."""
+    why); on the first start an admin key is created and printed once to stderr. With
+    ``--workers N`` uvicorn starts N processes on the port, each the whole service (its own
+    connection pool, job workers, rate-limit buckets and /metrics counters), as several servers
+    sharing one database are."""
     import uvicorn
 
     from cdp.api import create_app
     from cdp.api.startup import StartupError, bootstrap_admin, prepare_database
 
-    settings = _settings(host=host, port=port, database_url=database_url, log_level=log_level)
+    settings = _settings(host=host, port=port, database_url=database_url, log_level=log_level, workers=workers)
     try:  # the same steps the app's start-up runs, first here: a refusal is one clear line, exit 1
         engine = prepare_database(settings.resolved_database_url(), migrate=settings.migrate_on_start)
         try:
@@ -347,8 +354,44 @@ def serve_command(host: str | None, port: int | None, database_url: str | None, 
     from cdp.api.protocol import MAX_HEADER_BYTES, JsonErrorsH11Protocol
 
     _print_welcome(settings, new_key)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                http=JsonErrorsH11Protocol, h11_max_incomplete_event_size=MAX_HEADER_BYTES)
+    options = dict(host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                   http=JsonErrorsH11Protocol, h11_max_incomplete_event_size=MAX_HEADER_BYTES)
+    if settings.workers == 1:
+        app = create_app(settings)
+        tune_gc()
+        uvicorn.run(app, **options)
+        return
+    # the worker processes build the app from the environment (uvicorn imports it by name): the
+    # command's options go there first, the demo data is loaded already
+    os.environ.update({f"CDP_{name.upper()}": str(value) for name, value in (
+        ("host", settings.host), ("port", settings.port), ("database_url", settings.resolved_database_url()),
+        ("log_level", settings.log_level))})
+    # a worker answers uvicorn's health checks only once it has imported the service, which takes
+    # seconds on a loaded machine (uvicorn's default of 5 s killed them before they started)
+    uvicorn.run("cdp.cli:worker_app", factory=True, workers=settings.workers, timeout_worker_healthcheck=60,
+                **options)
+
+
+def worker_app():
+    """The app of one of ``cdp serve --workers N``'s processes (settings from the environment)."""
+    from cdp.api import create_app
+
+    app = create_app()
+    tune_gc()
+    return app
+
+
+def tune_gc() -> None:
+    """The server's garbage collector, once everything is imported: what exists now is moved out of
+    the collector's sight (``gc.freeze``: modules, classes, routes never become garbage) and the
+    youngest generation is collected every 50,000 allocations instead of 700. Measured (issue 16,
+    bench/RESULTS.md): with the defaults, full collections walking the whole heap took a third of
+    a 500-record request's time; cyclic garbage still goes, a little later."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 def _load_demo_data(engine, settings) -> None:

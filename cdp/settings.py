@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"
+    # server processes of `cdp serve` (uvicorn workers): each a whole service on the same port
+    workers: int = Field(default=1, ge=1, le=64)
 
     @field_validator("database_url")
     @classmethod

@@ -61,7 +61,10 @@ _PAIRS = (identities.c.sandbox == sa.bindparam("b_sandbox"),
           identities.c.namespace.in_(sa.bindparam("b_namespaces", expanding=True)),
           identities.c.value.in_(sa.bindparam("b_values", expanding=True)),
           _PAIR.in_(sa.bindparam("b_pairs", expanding=True)))
-_OWNERS = sa.select(identities.c.namespace, identities.c.value, identities.c.profile_pk, identities.c.pk).where(*_PAIRS)
+# with the owner's id (ids never change): the records' answers need it, and it saves a statement
+_OWNERS = sa.select(identities.c.namespace, identities.c.value, identities.c.profile_pk, identities.c.pk,
+                    profiles.c.external_id).select_from(
+    identities.join(profiles, profiles.c.pk == identities.c.profile_pk)).where(*_PAIRS)
 _TOUCH = identities.update().where(
     *_PAIRS, sa.or_(identities.c.last_seen.is_(None), identities.c.last_seen < sa.bindparam("b_now"))
 ).values(last_seen=sa.bindparam("b_now"))
@@ -123,6 +126,7 @@ class IdentityGraph:
         for row in self.connection.execute(_OWNERS, _pair_params(self.sandbox, pairs)):
             found[(row.namespace, row.value)] = row.profile_pk
             self.identity_pks[(row.namespace, row.value)] = row.pk
+            self.external_ids[row.profile_pk] = row.external_id
         return found
 
     # ---- resolution ----------------------------------------------------------------------------

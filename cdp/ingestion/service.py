@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 import cdp.ingestion as limits
 from cdp.observability.metrics import Metrics
-from cdp.datasets.service import get_dataset
 from cdp.errors import PayloadTooLarge, Unprocessable
+from cdp.ingestion.config import IngestConfig, ingest_config
 from cdp.ingestion.models import IngestResponse, RecordError, RecordResult, RecordStatus
 from cdp.ingestion.validation import ValidRecord, validate_record
 from cdp.schema import Schema
@@ -56,7 +56,7 @@ class Writer:
 
     def __init__(self, connection: sa.Connection, *, sandbox: str, dataset_pk: int, kind: str,
                  batch_pk: int | None = None, request_id: str | None = None, clock: Callable[[], datetime] | None = None,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, config: IngestConfig | None = None):
         self.connection = connection
         self.sandbox = sandbox
         self.dataset_pk = dataset_pk
@@ -66,8 +66,12 @@ class Writer:
         self.dialect = connection.dialect.name
         self.seen_event_ids: set[str] = set()
         self.event_counts: dict[int, int] = {}
-        self.namespaces = sandbox_namespaces(connection=connection, sandbox=sandbox)
-        self.settings = get_identity_settings(connection=connection, sandbox=sandbox)
+        # ``config``: what the request already read (cdp/ingestion/config.py); a batch reads its own
+        if config is not None:
+            self.namespaces, self.settings = config.namespaces, config.settings
+        else:
+            self.namespaces = sandbox_namespaces(connection=connection, sandbox=sandbox)
+            self.settings = get_identity_settings(connection=connection, sandbox=sandbox)
         self.graph = IdentityGraph(connection, sandbox=sandbox, namespaces=dict(self.namespaces),
                                    settings=self.settings)
         self.graph.lineage = Lineage(dataset_pk, batch_pk, request_id)
@@ -120,7 +124,10 @@ class Writer:
         results: dict[int, RecordResult] = {}
         prepared: list[tuple[int, int, ValidRecord, list[tuple[str, str]]]] = []
         for position, (index, record) in enumerate(items):
-            pairs, errors = self.normalized_identities(record.identities)
+            if record.normalized and all(namespace in self.namespaces for namespace, _ in record.identities):
+                pairs, errors = record.identities, []  # normalize() is idempotent: the same pairs again
+            else:
+                pairs, errors = self.normalized_identities(record.identities)
             doubled = None if errors else self.graph.rules.doubled(pairs)
             if doubled:
                 errors = [RecordError(path="identities", message=(
@@ -330,19 +337,22 @@ def records_of(body: Any) -> list[Any]:
     return [body]
 
 
-def ingest_records(*, connection: sa.Connection, sandbox: str, dataset_id: int, body: Any, schema: Schema,
-                   metrics: Metrics | None = None, engine: sa.Engine | None = None,
+def ingest_records(*, connection: sa.Connection, sandbox: str, dataset_id: int, body: Any,
+                   schema: Schema | None = None, metrics: Metrics | None = None, engine: sa.Engine | None = None,
                    clock: Callable[[], datetime] | None = None) -> IngestResponse:
     """Validate each record on its own and apply the valid ones set-wise (Writer.apply_many).
-    ``engine`` (PostgreSQL): they are written in a transaction of their own, short and retried on
-    a lost race, not in the request's; without it (and always on SQLite, whose writer holds the
-    database lock anyway) in ``connection``'s transaction."""
-    dataset = get_dataset(connection=connection, sandbox=sandbox, dataset_id=dataset_id)
-    kind = dataset.kind.value
+    ``schema``: the schema in force (default: read with the sandbox's other settings, one version
+    number per request: cdp/ingestion/config.py). ``engine`` (PostgreSQL): they are written in a
+    transaction of their own, short and retried on a lost race, not in the request's; without it
+    (and always on SQLite, whose writer holds the database lock anyway) in ``connection``'s
+    transaction."""
+    config = ingest_config(connection=connection, sandbox=sandbox)
+    kind = config.dataset_kind(sandbox, dataset_id)
+    schema = config.schema if schema is None else schema
     records = records_of(body)
     request_id = uuid.uuid4().hex
-    writer = Writer(connection, sandbox=sandbox, dataset_pk=dataset.id, kind=kind, request_id=request_id,
-                    clock=clock, metrics=metrics)
+    writer = Writer(connection, sandbox=sandbox, dataset_pk=dataset_id, kind=kind, request_id=request_id,
+                    clock=clock, metrics=metrics, config=config)
     slots: list[RecordResult | None] = []
     valid_records: list[tuple[int, ValidRecord]] = []
     for index, raw in enumerate(records):
@@ -361,6 +371,6 @@ def ingest_records(*, connection: sa.Connection, sandbox: str, dataset_id: int, 
             metrics.ingested(sandbox, kind, counts[RecordStatus.accepted])
         if counts[RecordStatus.rejected]:
             metrics.rejected(sandbox, kind, counts[RecordStatus.rejected])
-    return IngestResponse(dataset_id=dataset.id, request_id=request_id, accepted=counts[RecordStatus.accepted],
+    return IngestResponse(dataset_id=dataset_id, request_id=request_id, accepted=counts[RecordStatus.accepted],
                           rejected=counts[RecordStatus.rejected], duplicates=counts[RecordStatus.duplicate],
                           results=results)

@@ -36,6 +36,9 @@ class ValidRecord:
     ts: datetime | None = None
     event_fields: dict[str, Any] = field(default_factory=dict)
     observed_at: datetime | None = None  # a profile record's `timestamp`: when the source saw these values
+    # the identities are normalised already and distinct (validate_record made them): the writer
+    # only checks their namespaces against its own
+    normalized: bool = False
 
 
 def _error(path: str, message: str) -> dict[str, str]:
@@ -153,7 +156,7 @@ def validate_record(record: Any, kind: str, schema: Schema, *, namespaces: Colle
         errors.append(_error(key, f"unknown key; a {kind} record has identities and {body_key}"
                                   + (" (and an optional timestamp)" if kind == "profile" else "") + hint))
     identities = _identities(record, errors, namespaces)
-    valid = ValidRecord(identities=identities)
+    valid = ValidRecord(identities=identities, normalized=True)
     if kind == "profile":
         attributes = record.get("attributes")
         if attributes is None:

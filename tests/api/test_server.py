@@ -214,3 +214,60 @@ def test_requests_the_server_cannot_parse_get_the_error_shape(server):
     assert status.startswith("HTTP/1.1 400") and headers["content-type"] == "application/json"
     assert json.loads(body)["error"]["code"] == "bad_request"
     assert httpx.get(server.base + "/healthz").status_code == 200  # and the server goes on
+
+
+def _worker_processes(pid: int) -> list[int]:
+    """uvicorn's worker processes under ``cdp serve`` (multiprocessing children running spawn_main)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    found = []
+    for child in map(int, children):
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+        except FileNotFoundError:
+            pass
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="counts the server's processes in /proc")
+def test_workers_are_processes_serving_one_database(postgres_url_factory, tmp_path):
+    """``cdp serve --workers 2`` on PostgreSQL: two server processes on one port, and concurrent
+    writers through them resolve one identity graph (the records of a person end in one profile)."""
+    import concurrent.futures
+
+    url = postgres_url_factory()
+    key = "cdp_0123456789ab_" + "k" * 43
+    running = Server(url, tmp_path / "stderr.log", env=_environment(url, CDP_BOOTSTRAP_ADMIN_KEY=key),
+                     args=["--workers", "2"])
+    try:
+        deadline = time.monotonic() + 60
+        while len(_worker_processes(running.process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = _worker_processes(running.process.pid)
+        assert len(workers) == 2, running.stderr
+        headers = {"Authorization": f"Bearer {key}"}
+        dataset = httpx.post(running.base + "/v1/datasets", headers=headers,
+                             json={"name": "web", "kind": "event"}).json()["id"]
+
+        def send(n: int) -> int:
+            with httpx.Client(base_url=running.base, headers=headers) as client:  # keep-alive, like a client
+                accepted = 0
+                for i in range(15):
+                    person = (n * 15 + i) % 10
+                    record = {"identities": [{"namespace": "ecid", "id": f"e-{person}"},
+                                             {"namespace": "email", "id": f"p{person}@example.com"}],
+                              "event": {"id": f"{n}-{i}", "type": "pageView", "timestamp": "2026-12-01T10:00:00Z"}}
+                    response = client.post(f"/v1/datasets/{dataset}/records", json=record)
+                    assert response.status_code == 200, response.text
+                    accepted += response.json()["accepted"]
+                return accepted
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            assert sum(pool.map(send, range(8))) == 120
+        page = httpx.get(running.base + "/v1/profiles", headers=headers, params={"q": "e-", "limit": 100}).json()
+        assert page["total"] == 10, page
+        assert "ERROR" not in running.stderr and "Traceback" not in running.stderr, running.stderr
+    finally:
+        running.stop()
+    assert all(not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
+               for pid in workers)

@@ -56,9 +56,9 @@ def ingest_records(dataset_id: DatasetId, principal: Stewards, connection: Conne
                    body: Annotated[Any, Body(openapi_examples={"batch": {"value": _RECORDS_EXAMPLE}},
                                              json_schema_extra=_RECORDS_BODY)]
                    ) -> IngestResponse:
-    schema = get_schema(connection=connection, sandbox=principal.sandbox)
+    # the schema is read with the sandbox's other settings (one version number: cdp/ingestion/config.py)
     answer = service.ingest_records(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id,
-                                    body=body, schema=schema, metrics=metrics, engine=engine, clock=clock)
+                                    body=body, metrics=metrics, engine=engine, clock=clock)
     background.add_task(wake_delivery, request)  # after the commit: the changes it made go out at once
     return answer
 

@@ -154,6 +154,15 @@ segment_versions = sa.Table(
     sa.Column("version", sa.BigInteger, nullable=False),
 )
 
+# The same for what streaming ingestion reads per request (migration 0016's triggers on the
+# sandbox's schema, datasets, identity namespaces and identity settings): cdp/ingestion/config.py
+# keeps them per process and reads only this number per request.
+ingestion_versions = sa.Table(
+    "ingestion_versions", metadata,
+    sa.Column("sandbox", sa.String(64), primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+
 # ---- the service (cdp/api): keys, per-sandbox schemas, datasets -------------------------------
 
 # Sandboxes (cdp/sandboxes): a sandbox exists before anything is done in it (an admin creates it;
