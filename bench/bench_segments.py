@@ -1,7 +1,7 @@
 """Segments: a batch run of many saved segments against the bare SELECTs of the same segments,
 estimate latency, and single-profile evaluation of a stored profile.
 
-    python bench/bench_segments.py [--profiles 1000000] [--segments 100] [--record]
+    python bench/bench_segments.py [--profiles 1000000] [--segments 100] [--no-batch] [--keep] [--reuse] [--record]
     (or: bash bench/run_segments.sh …, which uses the project's .venv)
 
 1. Data: the same generated Luma profiles as bench_sql.py (``generate_profiles(N, seed=42)``,
@@ -25,6 +25,7 @@ estimate latency, and single-profile evaluation of a stored profile.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -39,13 +40,13 @@ import bench_sql  # noqa: E402 - the data and the loader of the SQL benchmark
 from _common import cpu_model, markdown_table, short  # noqa: E402
 
 import cdp.dsl  # noqa: E402,F401 - before cdp.schema
-from cdp.devtools.postgres import start_cluster  # noqa: E402
+from cdp.devtools.postgres import Cluster, start_cluster  # noqa: E402
 from cdp.schema import luma_schema  # noqa: E402
 from cdp.segments import batch, estimates, jobs, service  # noqa: E402
 from cdp.segments.models import EvaluateRequest, SegmentCreate, SegmentStatus  # noqa: E402
 from cdp.storage.database import create_engine  # noqa: E402
 from cdp.engine.sql.loading import load_documents  # noqa: E402
-from cdp.storage.models import segments  # noqa: E402
+from cdp.storage.models import profiles as profile_table, segment_dependencies, segments  # noqa: E402
 
 AS_OF = bench_sql.AS_OF
 SANDBOX = bench_sql.SANDBOX
@@ -106,6 +107,8 @@ def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: 
                 for pragma in bench_sql.SQLITE_PRAGMAS:
                     dbapi_connection.execute(pragma)
         with engine.begin() as connection:
+            ours = sa.select(segments.c.pk).where(segments.c.sandbox == SANDBOX)  # a --reuse run finds them
+            connection.execute(segment_dependencies.delete().where(segment_dependencies.c.segment_pk.in_(ours)))
             connection.execute(segments.delete().where(segments.c.sandbox == SANDBOX))
             for key, text in catalogue.items():
                 service.create_segment(connection=connection, sandbox=SANDBOX, schema=schema, spec=SegmentCreate(
@@ -193,7 +196,10 @@ def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: 
                    "product": {"category": "mens", "size": "L", "price": 20.0 + j},
                    "order": {"total": 50.0}} for j in range(100)]
         with engine.begin() as connection:
-            load_documents(connection, [{"id": "bench-100-events", "attributes": {
+            known = connection.execute(sa.select(sa.func.count()).select_from(profile_table).where(
+                profile_table.c.sandbox == SANDBOX, profile_table.c.external_id == "bench-100-events")).scalar_one()
+        with engine.begin() as connection:  # once (a --reuse run finds it)
+            known or load_documents(connection, [{"id": "bench-100-events", "attributes": {
                 "loyalty": {"tier": "gold", "points": 1200}, "preferred_category": "womens", "preferred_size": "S"},
                 "events": events}], sandbox=SANDBOX)
         evaluate_ms: dict[str, list[float]] = {}
@@ -210,6 +216,23 @@ def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: 
     finally:
         engine.dispose()
     return out
+
+
+def _reused(state_path: Path) -> Cluster | None:
+    """The PostgreSQL cluster a ``--keep`` run left (started again), or None."""
+    if not state_path.exists():
+        return None
+    state = json.loads(state_path.read_text())
+    cluster = Cluster(Path(state["directory"]), state["port"], Path(state["bin_dir"]), state["as_user"],
+                      state["options"])
+    try:
+        cluster.resume()
+    except Exception as error:  # noqa: BLE001 - gone or unusable: load afresh
+        bench_sql.log(f"the kept cluster did not start ({error}); loading afresh")
+        state_path.unlink(missing_ok=True)
+        return None
+    bench_sql.log(f"reusing the databases of a --keep run ({state['directory']})")
+    return cluster
 
 
 def report(args, command: str, started: datetime, wall_s: float, results: list[dict], catalogue: dict) -> str:
@@ -263,27 +286,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segments", type=int, default=100)
     parser.add_argument("--record", action="store_true", help="append the report to bench/RESULTS.md")
     parser.add_argument("--no-batch", action="store_true", help="estimates and evaluate only (no batch runs)")
+    parser.add_argument("--keep", action="store_true", help="keep the loaded SQLite file and PostgreSQL cluster "
+                        "in bench/data/ for --reuse (loading 1,000,000 profiles takes a while)")
+    parser.add_argument("--reuse", action="store_true", help="use the databases a --keep run of the same "
+                        "--profiles left, if any, instead of loading them again")
     args = parser.parse_args(argv)
     n = args.profiles
     command = os.environ.get("CDP_BENCH_COMMAND") or "python bench/bench_segments.py " + " ".join(sys.argv[1:])
     _lock = bench_sql.one_run_at_a_time()
     started_at = datetime.now(UTC)
     wall = time.perf_counter()
-    path, _generated = bench_sql.ensure_jsonl(n)
     sqlite_path = bench_sql.DATA / f"segments-{n}.sqlite"
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(sqlite_path) + suffix).unlink(missing_ok=True)
     sqlite_url = f"sqlite:///{sqlite_path}"
-    options = " ".join(f"-c {k}={v}" for k, v in bench_sql.PG_SETTINGS.items())
-    cluster = start_cluster(extra_options=options)
+    state_path = bench_sql.DATA / f"segments-{n}.cluster.json"
+    cluster = _reused(state_path) if args.reuse else None
+    if cluster is None:
+        path, _generated = bench_sql.ensure_jsonl(n)
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(sqlite_path) + suffix).unlink(missing_ok=True)
+        state_path.unlink(missing_ok=True)
+        options = " ".join(f"-c {k}={v}" for k, v in bench_sql.PG_SETTINGS.items())
+        cluster = start_cluster(extra_options=options)
+    pg_url = cluster.url.rsplit("/", 1)[0] + "/cdp_bench_segments"
     catalogue = shapes(args.segments)
     try:
-        pg_url = cluster.create_database("cdp_bench_segments")
-        bench_sql.load_all(path, n, min(10_000, n // 10), sqlite_path, sqlite_url, pg_url)
+        if not state_path.exists():  # generation and loading: not timed
+            cluster.create_database("cdp_bench_segments")
+            bench_sql.load_all(path, n, min(10_000, n // 10), sqlite_path, sqlite_url, pg_url)
+            if args.keep:
+                state_path.write_text(json.dumps({"directory": str(cluster.directory), "port": cluster.port,
+                                                  "bin_dir": str(cluster.bin_dir), "as_user": cluster.as_user,
+                                                  "options": cluster.options}))
         results = [bench_database(dialect, url, catalogue, n, batch_runs=not args.no_batch)
                    for dialect, url in (("sqlite", sqlite_url), ("postgresql", pg_url))]
     finally:
-        cluster.stop()
+        if args.keep and state_path.exists():  # loaded: kept even when a measurement failed
+            cluster.halt()  # its data stays for --reuse
+        else:
+            cluster.stop()
+            state_path.unlink(missing_ok=True)
     text = report(args, command, started_at, time.perf_counter() - wall, results, catalogue)
     print(text)
     if args.record:

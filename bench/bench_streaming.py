@@ -87,8 +87,74 @@ def warm_up(server: bi.Server, key: str, made: dict[int, tuple[str, int]], recor
                 assert response.status_code == 200, response.text[:500]
 
 
+INGEST_ROUTE = "/v1/datasets/{dataset_id}/records"
+
+
+def histograms(client: httpx.Client) -> dict[tuple, dict[float, float]]:
+    """The server's histograms this bench reads, from ``GET /metrics``: (name, labels…) →
+    cumulative bucket counts by upper bound (seconds). The request's latency (arrival in the app to
+    its answer, which comes after the commit) and streaming's time per changed profile by phase."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = client.get("/metrics")
+    response.raise_for_status()
+    found: dict[tuple, dict[float, float]] = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if not sample.name.endswith("_bucket"):
+                continue
+            labels = sample.labels
+            if sample.name == "cdp_http_request_duration_seconds_bucket":
+                if labels.get("route") != INGEST_ROUTE or labels.get("method") != "POST":
+                    continue
+                key = ("request",)
+            elif sample.name == "cdp_streaming_profile_seconds_bucket":
+                key = ("streaming", labels["sandbox"], labels["phase"])
+            else:
+                continue
+            found.setdefault(key, {})[float(labels["le"])] = sample.value
+    return found
+
+
+def delta(after: dict, before: dict) -> dict[tuple, dict[float, float]]:
+    return {key: {le: n - before.get(key, {}).get(le, 0.0) for le, n in buckets.items()}
+            for key, buckets in after.items()}
+
+
+def add(into: dict, more: dict) -> None:
+    for key, buckets in more.items():
+        target = into.setdefault(key, {})
+        for le, n in buckets.items():
+            target[le] = target.get(le, 0.0) + n
+
+
+def quantile(buckets: dict[float, float], q: float) -> float | None:
+    """The q-quantile (ms) of a cumulative histogram, linear within a bucket (as Prometheus'
+    histogram_quantile); None without observations."""
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]] if bounds else 0
+    if not total:
+        return None
+    rank, lower, below = q * total, 0.0, 0.0
+    for bound in bounds:
+        if buckets[bound] >= rank:
+            if bound == float("inf"):
+                return lower * 1000
+            inside = buckets[bound] - below
+            return (lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)) * 1000
+        lower, below = bound, buckets[bound]
+    return lower * 1000
+
+
+def share_within(buckets: dict[float, float], seconds: float) -> float | None:
+    """The share of observations ≤ ``seconds`` (a bucket bound: exact)."""
+    total = buckets.get(float("inf"), 0)
+    return buckets[seconds] / total if total and seconds in buckets else None
+
+
 def measure(server: bi.Server, key: str, made: dict[int, tuple[str, int]], records: list[dict], rounds: int) -> dict:
     per_round = len(records) // rounds
+    server_side: dict[int, dict] = {count: {} for count in made}  # histograms over the measured requests
     latencies: dict[int, list[float]] = {count: [] for count in made}
     walls: dict[int, float] = {count: 0.0 for count in made}
     cpu: dict[int, float] = {count: 0.0 for count in made}  # the server's CPU seconds (robust to a loaded machine)
@@ -101,6 +167,7 @@ def measure(server: bi.Server, key: str, made: dict[int, tuple[str, int]], recor
             headers = {"Authorization": f"Bearer {key}", "X-Sandbox": sandbox, "Content-Type": "application/json"}
             with httpx.Client(base_url=server.base, headers=headers, timeout=60) as client:
                 path = f"/v1/datasets/{dataset}/records"
+                histograms_before = histograms(client)
                 cpu_before = bi.cpu_seconds(server.pid)
                 started = time.perf_counter()
                 for body in bodies:
@@ -110,9 +177,11 @@ def measure(server: bi.Server, key: str, made: dict[int, tuple[str, int]], recor
                     assert response.status_code == 200 and response.json()["accepted"] == 1, response.text[:500]
                 walls[count] += time.perf_counter() - started
                 cpu[count] += bi.cpu_seconds(server.pid) - cpu_before
+                add(server_side[count], delta(histograms(client), histograms_before))
         bi.log(f"round {round_ + 1}/{rounds}: " + ", ".join(
             f"{c} segments p50 {statistics.median(latencies[c]):.1f} ms" for c in order))
-    return {"latencies": latencies, "walls": walls, "cpu": cpu, "requests": per_round * rounds}
+    return {"latencies": latencies, "walls": walls, "cpu": cpu, "requests": per_round * rounds,
+            "server_side": server_side}
 
 
 def wait_for_due_wave(engine: sa.Engine, timeout: float = 1800) -> None:
@@ -207,6 +276,31 @@ def report(args, counts: list[int], results: dict[str, dict], started: datetime,
               markdown_table(["database", "streaming segments", "requests", "p50", "p95", "p99", "target (p99)",
                               "records/s", "÷ no segments (≥ 0.8)", "server CPU ms / record",
                               "CPU: no segments ÷ this", "outbox rows (streaming)"], rows), ""]
+    rows = []
+    for name, out in results.items():
+        for count in counts:
+            sandbox = f"streaming-{count}"
+            side = out["server_side"][count]
+            request = side.get(("request",), {})
+
+            def ms(buckets: dict, q: float) -> str:
+                value = quantile(buckets, q)
+                return "—" if value is None else f"{value:.2f}"
+
+            within = share_within(request, 0.01)
+            phases = [side.get(("streaming", sandbox, phase), {}) for phase in ("evaluate", "write")]
+            rows.append([name, count, ms(request, 0.5), ms(request, 0.99),
+                         "—" if within is None else f"{100 * within:.1f} %",
+                         *(ms(buckets, q) for buckets in phases for q in (0.5, 0.99))])
+    lines += ["Server side (the server's own histograms on `/metrics`, read before and after each sandbox's requests): "
+              "the request from its arrival in the app to its answer, which is sent after the transaction — record, "
+              "memberships, outbox, next instants — committed; and streaming's share of it per changed profile, "
+              "`cdp_streaming_profile_seconds` by phase (evaluate: the lean profile loaded, the selected predicates, "
+              "the next instants; write: one read of the profile's memberships and instants, the changes written). "
+              "Quantiles interpolated within the histogram's buckets (as Prometheus' histogram_quantile); the "
+              "share ≤ 10 ms is exact (a bucket bound). ms:", "",
+              markdown_table(["database", "streaming segments", "request p50", "request p99", "requests ≤ 10 ms",
+                              "evaluate p50", "evaluate p99", "write p50", "write p99"], rows), ""]
     for name, out in results.items():
         lines.append(f"- {name}: history of {out['seed_records']:,} records per sandbox; server CPU during the "
                      f"measured requests {out['server_cpu']:.1f} s")

@@ -4,10 +4,13 @@
 order: a reader that saw pk 12 may later see pk 11 appear (its transaction took the number
 first and committed last). A cursor that had moved past 11 would miss it. :class:`Horizon`
 therefore only moves over a gap in the numbers once no transaction that could still fill it is
-running. Each time it meets a gap it notes a *mark*: the highest pk it can see and the snapshot's
-``xmax`` (every transaction that had an id by then is below it). Every number at or below that pk
-that is still missing belongs to a transaction below the mark's ``xmax``, so all those gaps are
-settled together once the oldest running transaction (``xmin``) is at or past it — and at least
+running. Each time it meets a gap it notes a *mark*: the highest pk it can see and a fresh
+transaction id (``pg_current_xact_id()``, which gives the reader one: every transaction that had an
+id by then is below it). A snapshot's ``xmax`` is not such a bound — it is one past the highest
+*completed* id, and a transaction still running can be above it (a stress test of concurrent
+writers skipped rows that way). Every number at or below the mark's pk that is still missing
+belongs to a transaction below the mark's id, so all those gaps are settled together once the
+oldest running transaction (the snapshot's ``xmin``) is at or past it — and at least
 ``settle_seconds`` later, for the instant between a transaction's sequence number and its id. One
 mark covers every gap seen at once: under concurrent writers, settling gaps one by one (a second
 or more each) let the horizon fall minutes behind (the soak of issue 22: a delivery lag of 51 s at
@@ -35,7 +38,7 @@ class Horizon:
     def __init__(self, *, settle_seconds: float = 1.0):
         self.safe: int | None = None
         self.settle_seconds = settle_seconds
-        self._marks: list[tuple[int, int, float]] = []  # (highest pk seen, xmax then, when), oldest first
+        self._marks: list[tuple[int, int, float]] = []  # (highest pk seen, a new xid then, when), oldest first
 
     def start(self, at: int) -> None:
         if self.safe is None or at < self.safe:
@@ -70,16 +73,16 @@ class Horizon:
         now if no mark covers them yet."""
         now = time.monotonic()
         settled, xmin = 0, None
-        for seen, xmax, when in self._marks:
+        for seen, bound, when in self._marks:
             if now - when < self.settle_seconds:
                 break  # marks are in time order: the rest are younger
             if xmin is None:
                 xmin = connection.execute(sa.text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
                                           ).scalar_one()
-            if xmin >= xmax:
+            if xmin >= bound:
                 settled = max(settled, seen)
         if not self._marks or self._marks[-1][0] < highest_seen:
-            xmax = connection.execute(sa.text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
-                                      ).scalar_one()
-            self._marks.append((highest_seen, xmax, now))
+            # The reader's own id, taken at once; its transaction ends with this advance.
+            bound = connection.execute(sa.text("SELECT pg_current_xact_id()::text::bigint")).scalar_one()
+            self._marks.append((highest_seen, bound, now))
         return settled

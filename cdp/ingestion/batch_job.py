@@ -1,17 +1,19 @@
 """A batch file as a job of kind ``ingestion.batch`` (cdp/jobs): the handler that processes it.
 
-The handler reads the stored file twice as a stream of rows and never holds the rows — or the
-file — in memory: only the counts, the rejected rows' numbers, and their errors, spooled to a
-temporary file past a few MiB.
+The handler reads the stored file once, as a stream of rows, and never holds the rows — or the
+file — in memory: the valid rows are spooled to a temporary file (cdp/ingestion/staging.py), the
+rejected rows' numbers and errors kept (spooled to a temporary file past a few MiB).
 
-1. *validate* — every row is read, mapped and validated against the schema in force; only the
-   counts and the rejected rows (with their reasons) are kept. Over the error threshold (a
+1. *validate* — every row is read, mapped and validated against the schema in force; the valid
+   ones are spooled, the rejected ones counted with their reasons. Over the error threshold (a
    fraction of the rows), the batch fails here and nothing is applied.
-2. *apply* — the rows are read again and the valid ones applied in ONE transaction, which also
-   records the outcome (the batch's status, counts and per-row errors, and its job's end). Rows
-   the writer refuses (an identity its namespace does not accept, too many events …) count as
-   rejected too; over the threshold the transaction is rolled back and the batch fails —
-   nothing of it is applied.
+2. *apply* — the spooled rows are applied in ONE transaction (nothing is read or validated again),
+   which also records the outcome (the batch's status, counts and per-row errors, and its job's
+   end): loaded into temporary staging tables, the rows that are people of their own written
+   set-wise from them, the others through the Writer in file order (cdp/ingestion/staging.py).
+   Rows the writer refuses (an identity its namespace does not accept, too many events …) count
+   as rejected too (the file is read again for their raw rows only); over the threshold the
+   transaction is rolled back and the batch fails — nothing of it is applied.
 
 Events already ingested into the dataset (by id) are counted as duplicates, not errors, so
 re-uploading a file changes nothing. While the job runs, the batch's ``message`` says which pass
@@ -38,10 +40,11 @@ import cdp.ingestion as limits
 from cdp.observability.metrics import Metrics
 from cdp.errors import CdpError, Unprocessable
 from cdp.identity.namespaces import namespace_codes
-from cdp.ingestion.mapping import Rule, column_of, parse_mapping, record_size_bound, row_record
-from cdp.ingestion.models import BatchStatus, RecordStatus
+from cdp.ingestion.mapping import Rule, column_of, compile_rows, parse_mapping
+from cdp.ingestion.models import BatchStatus, RecordResult, RecordStatus
 from cdp.ingestion.readers import Row, iter_rows, open_stored_file
 from cdp.ingestion.service import Writer
+from cdp.ingestion.staging import Spool, apply_staged
 from cdp.ingestion.validation import ValidRecord, validate_record
 from cdp.jobs import Cause, Failure, Job, JobContext, JobKind
 from cdp.schema_registry.service import get_schema
@@ -50,7 +53,6 @@ from cdp.storage.models import datasets, ingestion_batches, ingestion_errors, jo
 
 BATCH_KIND = "ingestion.batch"
 _CHECK_EVERY_ROWS = 256  # a worker looks for a stop request (and reports progress) this often
-_APPLY_CHUNK_ROWS = 1000  # rows the writer resolves and writes set-wise at once
 _ERRORS_PER_INSERT = 2000
 _ERRORS_IN_MEMORY_BYTES = 8 * 1024 * 1024  # past this, a batch's errors wait in a temporary file
 _REASON_MAX_CHARS = 1000
@@ -184,15 +186,15 @@ class _BatchRun:
             for chunk in outcome.errors():
                 connection.execute(ingestion_errors.insert(), [{**e, "batch_pk": self.batch_id} for e in chunk])
 
-    def _check(self, row: Row, rules: list[Rule] | None, fields: dict, target_columns: dict
+    def _check(self, row: Row, rules: list[Rule] | None, mapped, target_columns: dict
                ) -> tuple[ValidRecord | None, list[tuple[str | None, str]]]:
+        """``mapped``: the rules compiled (mapping.compile_rows)."""
         if row.problem is not None:
             return None, [(None, row.problem)]
         if rules is None:
             record, problems, bound = row.values, [], None
         else:
-            record, problems = row_record(row.values, rules, self.kind, fields)
-            bound = record_size_bound(row.values, rules)
+            record, problems, bound = mapped(row.values)
         if problems:
             return None, problems
         valid, errors = validate_record(record, self.kind, self.schema, namespaces=self.namespaces, size_bound=bound)
@@ -215,9 +217,18 @@ class _BatchRun:
             return
         fields = dict(self.schema.profile) if self.kind == "profile" else self.schema.all_event_fields()
         target_columns = {r.target: r.column for r in rules or []}
+        spool = Spool()
+        try:
+            self._validate_and_apply(rules, fields, target_columns, spool)
+        finally:
+            spool.close()
+
+    def _validate_and_apply(self, rules: list[Rule] | None, fields: dict, target_columns: dict, spool: Spool) -> None:
+        batch = self.batch
         threshold = batch.error_threshold
         outcome = _Outcome()
-        # 1. validate every row; keep the counts and the rejected rows only
+        mapped = None if rules is None else compile_rows(rules, self.kind, fields)
+        # 1. validate every row; keep the counts and the rejected rows, spool the valid ones
         try:
             for row in self._rows():
                 outcome.total += 1
@@ -228,9 +239,11 @@ class _BatchRun:
                 if outcome.total % _CHECK_EVERY_ROWS == 0:
                     self.context.checkpoint()
                     self.context.progress(outcome.total, None, "validating the rows")
-                valid, problems = self._check(row, rules, fields, target_columns)
+                valid, problems = self._check(row, rules, mapped, target_columns)
                 if valid is None:
                     outcome.reject(row, problems)
+                else:
+                    spool.add(row.number, valid)
         except Unprocessable as exc:
             self.fail(f"{exc.message}; nothing was applied", outcome)
             return
@@ -248,7 +261,7 @@ class _BatchRun:
         self.context.progress(0, total, "applying the valid rows", flush=True)
         try:
             with self.context.exclusive(), write_transaction(self.engine) as connection:
-                self._apply(connection, rules, fields, target_columns, outcome)
+                self._apply(connection, outcome, spool)
         except _Rejected:
             self._over_threshold(outcome)
             return
@@ -258,39 +271,36 @@ class _BatchRun:
             if outcome.rejected:
                 self.metrics.rejected(batch.sandbox, self.kind, len(outcome.rejected))
 
-    def _apply(self, connection: sa.Connection, rules: list[Rule] | None, fields: dict, target_columns: dict,
-               outcome: _Outcome) -> None:
+    def _apply(self, connection: sa.Connection, outcome: _Outcome, spool: Spool) -> None:
         batch, total, threshold = self.batch, outcome.total, self.batch.error_threshold
+        now = datetime.now(timezone.utc)  # one instant for the batch: it is one transaction
         writer = Writer(connection, sandbox=batch.sandbox, dataset_pk=batch.dataset_pk, kind=self.kind,
-                        batch_pk=self.batch_id)
-        pending: list[tuple[Row, ValidRecord]] = []
+                        batch_pk=self.batch_id, clock=lambda: now)
+        valid = spool.count
 
-        def apply_pending() -> None:
-            # set-wise, in chunks (one row at a time costs ~10x more; see cdp/ingestion/service.py)
-            results = writer.apply_many([(row.number, valid) for row, valid in pending])
-            for (row, _), result in zip(pending, results):
-                if result.status == RecordStatus.rejected:
-                    outcome.reject(row, [(None, e.message) for e in result.errors])
-                elif result.status == RecordStatus.duplicate:
-                    outcome.duplicates += 1
-                else:
-                    outcome.accepted += 1
-            pending.clear()
+        def checkpoint(done: int) -> None:
+            self.context.checkpoint()
+            self.context.progress(done, valid, "applying the valid rows")
 
-        for index, row in enumerate(self._rows()):
-            if index % _CHECK_EVERY_ROWS == 0:
-                self.context.checkpoint()
-                self.context.progress(index, total, "applying the valid rows")
-            if row.number in outcome.rejected:
-                continue
-            valid, problems = self._check(row, rules, fields, target_columns)
-            if valid is None:  # cannot happen: the same checks passed in the first pass
-                outcome.reject(row, problems)
-                continue
-            pending.append((row, valid))
-            if len(pending) >= _APPLY_CHUNK_ROWS:
-                apply_pending()
-        apply_pending()
+        refused: dict[int, list[tuple[str | None, str]]] = {}  # row number → what the writer said
+
+        def report(number: int, result: RecordResult) -> None:
+            if result.status == RecordStatus.rejected:
+                refused[number] = [(None, e.message) for e in result.errors]
+            elif result.status == RecordStatus.duplicate:
+                outcome.duplicates += 1
+            else:
+                outcome.accepted += 1
+
+        staged = apply_staged(connection, writer, spool, kind=self.kind, dataset_pk=batch.dataset_pk,
+                              batch_pk=self.batch_id, now=now, checkpoint=checkpoint, report=report)
+        outcome.accepted += staged.fresh
+        if refused:  # the error rows quote the rows as read: the file is read again for those only
+            for row in self._rows():
+                if row.number in refused:
+                    outcome.reject(row, refused.pop(row.number))
+                    if not refused:
+                        break
         if len(outcome.rejected) > threshold * total:
             raise _Rejected
         note = None

@@ -229,3 +229,78 @@ def column_of(path: str, target_columns: dict[str, str], unmapped: bool) -> str 
                     return target_columns[target]
                 target = target.rpartition(".")[0]
     return None
+
+
+# ---- compiled once per batch -------------------------------------------------------------------
+# row_record and record_size_bound interpret the rules for every row (a type lookup, the target's
+# kind, the transforms' names, per cell); a batch compiles them once into one function of the
+# row, with the same results (tests/test_ingestion_mapping.py checks it on generated rows).
+
+_NUL = "the value contains a NUL character (U+0000), which cannot be stored"
+_TYPED = ("integer", "number", "boolean", "list")
+
+
+def _compiled_converter(rule: Rule, fields: dict):
+    """``_convert`` for one rule, specialised; the general one for transforms other than trim and lower."""
+    if any(transform[0] not in ("trim", "lower") for transform in rule.transforms):
+        return lambda value: _convert(value, rule, fields)
+    type_ = None if rule.target.startswith("identity.") else fields.get(rule.target)
+    if type_ is not None and type_.name in _TYPED:
+        return lambda value: _convert(value, rule, fields)
+    steps = tuple(str.strip if transform[0] == "trim" else str.lower for transform in rule.transforms)
+    first = rule.transforms[0][0] if rule.transforms else None
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise ValueError(_NUL)
+            for step in steps:
+                value = step(value)
+            return None if value == "" else value
+        if value is not None and first is not None:
+            raise ValueError(f"{first} applies to text, got {type(value).__name__}")
+        return value
+    return convert
+
+
+def compile_rows(rules: list[Rule], kind: str, fields: dict):
+    """One function of a row's values → (record or None, problems, size bound): what
+    :func:`row_record` and :func:`record_size_bound` give for it."""
+    body_key = "attributes" if kind == "profile" else "event"
+    plan = []
+    for rule in rules:
+        column = rule.column
+        get = (lambda values, column=column: _lookup(values, column)) if "." in column else (
+            lambda values, column=column: values.get(column))
+        namespace = rule.target.removeprefix("identity.") if rule.target.startswith("identity.") else None
+        parts = tuple(rule.target.split("."))
+        plan.append((column, get, _compiled_converter(rule, fields), namespace, parts[:-1], parts[-1],
+                     2 * len(rule.target) + 64))
+
+    def record(values: dict) -> tuple[dict | None, list[tuple[str, str]], int | None]:
+        identities: list[dict] = []
+        body: dict = {}
+        errors: list[tuple[str, str]] = []
+        bound: int | None = 256
+        for column, get, convert, namespace, parents, leaf, extra in plan:
+            raw = get(values)
+            if raw is not None and bound is not None:
+                bound = bound + 9 * len(raw) + extra if isinstance(raw, str) else None
+            try:
+                value = convert(raw)
+            except ValueError as exc:
+                errors.append((column, str(exc)[:300]))
+                continue
+            if value is None:
+                continue
+            if namespace is not None:
+                identities.append({"namespace": namespace, "id": value if isinstance(value, str) else str(value)})
+            else:
+                document = body
+                for part in parents:
+                    document = document.setdefault(part, {})
+                document[leaf] = value
+        if errors:
+            return None, errors, bound
+        return {"identities": identities, body_key: body}, [], bound
+    return record

@@ -9,6 +9,10 @@ share counters), served at ``GET /metrics`` in the text exposition format (any A
 * ``cdp_streaming_evaluations_total{sandbox, segment}`` and
   ``cdp_streaming_evaluation_seconds{sandbox, segment}`` — streaming segments evaluated in memory
   (on ingest and by the due job) and the time each took;
+* ``cdp_streaming_profile_seconds{sandbox, phase}`` — per profile a record (or the due job)
+  changed, the time streaming took: ``evaluate`` (load the profile, the predicates, the next
+  instants) and ``write`` (read its memberships, write the changes); inside the record's
+  transaction, so part of the request's ``cdp_http_request_duration_seconds``;
 * ``cdp_streaming_due_scheduled`` and ``cdp_streaming_due_overdue`` — re-evaluations scheduled
   for the instant an answer can change with time alone, and of those already due, as the due job
   last saw them; ``cdp_streaming_due_lag_seconds`` — how late the oldest due one was.
@@ -42,7 +46,8 @@ class Metrics:
                                 registry=self.registry)
         self.latency = Histogram("cdp_http_request_duration_seconds", "Time to answer HTTP requests.",
                                  ["method", "route"], registry=self.registry,
-                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+                                 buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                          2.5, 5, 10))
         self.ingested_records = Counter("cdp_ingested_records", "Records ingested (stored).", ["sandbox", "kind"],
                                         registry=self.registry)
         self.rejected_records = Counter("cdp_rejected_records", "Records rejected by validation.",
@@ -52,6 +57,12 @@ class Metrics:
         self.streaming_seconds = Histogram("cdp_streaming_evaluation_seconds", "Time to evaluate a streaming segment "
                                            "for a profile.", ["sandbox", "segment"], registry=self.registry,
                                            buckets=(0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1))
+        self.streaming_profile_seconds = Histogram(
+            "cdp_streaming_profile_seconds", "Time streaming evaluation took for one changed profile, by phase "
+            "(evaluate: load and predicates; write: memberships, outbox, next instants).", ["sandbox", "phase"],
+            registry=self.registry, buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01,
+                                             0.015, 0.025, 0.05, 0.1, 0.25))
+        self._profile_children: dict[str, tuple] = {}
         self.due_scheduled = Gauge("cdp_streaming_due_scheduled", "Scheduled streaming re-evaluations.",
                                    registry=self.registry)
         self.due_overdue = Gauge("cdp_streaming_due_overdue", "Scheduled streaming re-evaluations already due.",
@@ -85,6 +96,14 @@ class Metrics:
                 self.streaming_evaluations.labels(sandbox, segment), self.streaming_seconds.labels(sandbox, segment))
         children[0].inc()
         children[1].observe(seconds)
+
+    def streaming_profile(self, sandbox: str, evaluate_seconds: float, write_seconds: float) -> None:
+        children = self._profile_children.get(sandbox)
+        if children is None:
+            children = self._profile_children[sandbox] = (self.streaming_profile_seconds.labels(sandbox, "evaluate"),
+                                                          self.streaming_profile_seconds.labels(sandbox, "write"))
+        children[0].observe(evaluate_seconds)
+        children[1].observe(write_seconds)
 
     def due_queue(self, scheduled: int, overdue: int, lag_seconds: float) -> None:
         self.last_due_lag = lag_seconds  # read by /healthz (degraded when re-evaluations run late)

@@ -8,8 +8,11 @@ from __future__ import annotations
 import json
 import math
 import random
+import threading
 import time
+import weakref
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterator
 
@@ -60,11 +63,13 @@ def _timed_out(error: sa.exc.DBAPIError) -> bool:
 
 def estimate(*, connection: sa.Connection, sandbox: str, expression: str, schema: Schema,
              as_of: datetime | None, exact_limit: int, sample_rows: int, timeout_ms: int,
-             key: str | None = None) -> Estimate:
+             key: str | None = None, count_max_age_s: float = 60.0) -> Estimate:
     """Count and sample of the profiles that qualify: exact when the sandbox holds at most
     ``exact_limit`` profiles; else from a random sample of about ``sample_rows`` profiles
     (PostgreSQL TABLESAMPLE SYSTEM; SQLite random runs of rowids, the same idea), with the
-    half-width of a 95% confidence interval. 422 ``estimate_timeout`` past ``timeout_ms``."""
+    half-width of a 95% confidence interval. 422 ``estimate_timeout`` past ``timeout_ms``.
+    The sandbox's profile count comes from :func:`profile_count` (above ``exact_limit``, up to
+    ``count_max_age_s`` seconds old as far as deletions go)."""
     started = time.perf_counter()
     as_of = _utc(as_of)
     known = catalogue(connection, sandbox)
@@ -77,8 +82,7 @@ def estimate(*, connection: sa.Connection, sandbox: str, expression: str, schema
     except PqlError as error:
         raise invalid(error) from None
     dialect = connection.dialect.name
-    total = connection.execute(sa.select(sa.func.count()).select_from(profiles)
-                               .where(profiles.c.sandbox == sandbox)).scalar_one()
+    total = profile_count(connection, sandbox, exact_limit=exact_limit, max_age_s=count_max_age_s)
     sampled = total > exact_limit
     fraction = min(1.0, sample_rows / total) if sampled else 1.0
     compiler = SqlCompiler(dialect, as_of, schema=schema, segments=known, sandbox=sandbox)
@@ -94,11 +98,15 @@ def estimate(*, connection: sa.Connection, sandbox: str, expression: str, schema
                                             seed=sa.literal_column(str(seed)))
 
             compiler.profile = sample("p")
-            compiler.segment_scope = lambda p: p.c.pk.in_(sa.select(sample("ps").c.pk))
+            compiler.segment_profiles = sample  # their CTEs read the same sampled pages
         else:
             in_sample = _sqlite_blocks(connection, total, sample_rows)
             extra.append(in_sample(compiler.profile))
-            compiler.segment_scope = in_sample  # referenced segments: on the same sample only
+            # referenced segments: on the same sample only, read by rowid runs (`+sp.sandbox`: not
+            # the whole sandbox's index, as the compiler's own `sp.sandbox = …` would have it read)
+            compiler.sandbox = None
+            compiler.segment_scope = lambda p: sa.and_(
+                in_sample(p), sa.literal_column(f"+{p.name}.sandbox", sa.String) == sa.literal(sandbox, sa.String))
             # event terms as correlated lookups per sampled profile, not as one IN list built
             # from every profile's events (SqlCompiler.semi_join's choice for whole-table scans)
             compiler.semi_join = lambda node: False
@@ -156,11 +164,67 @@ def estimate(*, connection: sa.Connection, sandbox: str, expression: str, schema
                     sample=sample, took_ms=round((time.perf_counter() - started) * 1000, 3), as_of=as_of)
 
 
+# ---- the sandbox's profile count ---------------------------------------------------------------
+
+
+@dataclass
+class _Count:
+    total: int
+    seen_pk: int  # the largest profile pk (any sandbox) when `total` was last brought up to date
+    counted_at: float  # time.monotonic() of the last full count
+
+
+# per engine (a database), per sandbox; weak: a disposed engine's counts go with it
+_COUNTS: weakref.WeakKeyDictionary[sa.Engine, dict[str, _Count]] = weakref.WeakKeyDictionary()
+_COUNTS_LOCK = threading.Lock()
+
+
+def profile_count(connection: sa.Connection, sandbox: str, *, exact_limit: int, max_age_s: float) -> int:
+    """How many profiles the sandbox holds, as a sampled estimate scales its share by.
+
+    A full count reads the whole (sandbox, external_id) index: ~50 ms at 1,000,000 profiles, on
+    every estimate. Above ``exact_limit`` the count is kept per database and sandbox and brought
+    up to date on each call with the profiles inserted since (pk above the largest one seen: a
+    range scan of the new rows only, in the same statement as the largest pk); a full count is
+    made again once it is ``max_age_s`` old, or when the largest pk went down (rows deleted at the
+    top, a database made anew). So inserts show at once, while deletions (merges, erasures) and
+    inserts committing out of pk order show within ``max_age_s`` -- far below a sample's error
+    bound at these sizes. At or below ``exact_limit`` every call counts (cheap there), so exact
+    estimates stay exact."""
+    engine = connection.engine
+    now = time.monotonic()
+    with _COUNTS_LOCK:
+        cached = _COUNTS.get(engine, {}).get(sandbox)
+    top = sa.select(sa.func.max(profiles.c.pk)).scalar_subquery()
+    if cached is not None and now - cached.counted_at < max_age_s:
+        new = (sa.select(sa.func.count()).select_from(profiles)
+               .where(profiles.c.pk > cached.seen_pk, profiles.c.sandbox == sandbox).scalar_subquery())
+        seen, added = connection.execute(sa.select(top, new)).one()
+        if seen is not None and seen >= cached.seen_pk:
+            total = cached.total + added
+            if total > exact_limit:
+                with _COUNTS_LOCK:
+                    _COUNTS.setdefault(engine, {})[sandbox] = _Count(total, seen, cached.counted_at)
+                return total
+    everyone = sa.select(sa.func.count()).select_from(profiles).where(profiles.c.sandbox == sandbox).scalar_subquery()
+    seen, total = connection.execute(sa.select(top, everyone)).one()  # one statement: one snapshot
+    with _COUNTS_LOCK:
+        counts = _COUNTS.setdefault(engine, {})
+        if total > exact_limit:
+            counts[sandbox] = _Count(total, seen or 0, now)
+        else:
+            counts.pop(sandbox, None)
+    return total
+
+
 def _sqlite_blocks(connection: sa.Connection, total: int, sample_rows: int, blocks: int = 20):
     """SQLite's TABLESAMPLE SYSTEM: ``blocks`` random runs of consecutive rowids (profiles.pk),
     sized so that they hold about ``sample_rows`` of the sandbox's ``total`` profiles; each run
     is one range scan of the table's b-tree. Returns alias → the condition "in the sample"."""
-    low, high = connection.execute(sa.select(sa.func.min(profiles.c.pk), sa.func.max(profiles.c.pk))).one()
+    # two subqueries: SQLite answers a lone min() or max() from the b-tree's ends, but scans the
+    # whole table for `SELECT min(pk), max(pk)` (~0.5 s at 20,000 profiles on a loaded machine)
+    low, high = connection.execute(sa.select(sa.select(sa.func.min(profiles.c.pk)).scalar_subquery(),
+                                             sa.select(sa.func.max(profiles.c.pk)).scalar_subquery())).one()
     span = high - low + 1
     width = max(1, round(sample_rows * span / max(total, 1) / blocks))
     starts = [random.randint(low, max(low, high - width + 1)) for _ in range(blocks)]

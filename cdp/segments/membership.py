@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -44,23 +44,28 @@ class SegmentRef:
 
 
 def apply_verdicts(connection: sa.Connection, *, sandbox: str, profile_pk: int, verdicts: Mapping[SegmentRef, bool],
-                   now: datetime, source: str) -> dict[str, str]:
+                   now: datetime, source: str, members: Set[int] | None = None,
+                   profile_id: str | None = None) -> dict[str, str]:
     """Bring one profile's memberships in line with ``verdicts`` (segment → qualifies now):
     entries and exits written with their outbox rows and history. Unchanged memberships are not
-    touched. Returns key → "realized" | "exited" for the memberships that changed."""
+    touched: when nothing changes, nothing is written. Returns key → "realized" | "exited" for
+    the memberships that changed.
+
+    ``members``: the segments the profile is a current member of, when the caller read them
+    already (streaming reads them with its due instants in one statement); otherwise read here.
+    ``profile_id``: its external id, when the caller has it."""
     if not verdicts:
         return {}
-    current = dict(connection.execute(_STATUSES, {"b_profile": profile_pk,
-                                                  "b_segments": sorted(s.pk for s in verdicts)}).all())
+    if members is None:
+        members = set(connection.execute(_MEMBERS, {"b_profile": profile_pk,
+                                                    "b_segments": sorted(s.pk for s in verdicts)}).scalars())
     changed: dict[str, str] = {}
     outbox = []
-    inserted, entered, exited = [], [], []
+    entered, exited = [], []
     for segment, qualifies in sorted(verdicts.items(), key=lambda item: item[0].pk):  # one order for every writer
-        status = current.get(segment.pk)
-        is_member = status in MEMBER
+        is_member = segment.pk in members
         if qualifies and not is_member:
-            (inserted if status is None else entered).append(
-                {"b_segment": segment.pk, "b_profile": profile_pk, "b_now": now})
+            entered.append({"b_segment": segment.pk, "b_profile": profile_pk, "b_now": now})
             changed[segment.key] = "realized"
             outbox.append((segment, "entered"))
         elif is_member and not qualifies:
@@ -69,13 +74,12 @@ def apply_verdicts(connection: sa.Connection, *, sandbox: str, profile_pk: int, 
             outbox.append((segment, "exited"))
     if not outbox:
         return changed
-    if inserted:
-        connection.execute(_ENTER_NEW, inserted)
-    if entered:  # a re-entry: the row kept since the exit
-        connection.execute(_ENTER_AGAIN, entered)
+    if entered:  # a first entry inserts the row; a re-entry updates the row kept since the exit
+        connection.execute(_enter(connection.dialect.name), entered)
     if exited:
         connection.execute(_EXIT, exited)
-    profile_id = connection.execute(_EXTERNAL_ID, {"b_profile": profile_pk}).scalar_one()
+    if profile_id is None:
+        profile_id = connection.execute(_EXTERNAL_ID, {"b_profile": profile_pk}).scalar_one()
     connection.execute(membership_changes.insert(), [
         {"sandbox": sandbox, "segment_pk": segment.pk, "segment_key": segment.key, "profile_pk": profile_pk,
          "profile_id": profile_id, "status": status, "at": now, "source": source} for segment, status in outbox])
@@ -86,19 +90,35 @@ def apply_verdicts(connection: sa.Connection, *, sandbox: str, profile_pk: int, 
 
 # built once (SQLAlchemy then compiles each once and reuses its cache key): apply_verdicts runs on
 # every streaming evaluation
-_STATUSES = sa.select(memberships.c.segment_pk, memberships.c.status).where(
-    memberships.c.profile_pk == sa.bindparam("b_profile"),
+_MEMBERS = sa.select(memberships.c.segment_pk).where(
+    memberships.c.profile_pk == sa.bindparam("b_profile"), memberships.c.status.in_(MEMBER),
     memberships.c.segment_pk.in_(sa.bindparam("b_segments", expanding=True)))
 _THIS = sa.and_(memberships.c.segment_pk == sa.bindparam("b_segment"),
                 memberships.c.profile_pk == sa.bindparam("b_profile"))
-_ENTER_NEW = memberships.insert().values(segment_pk=sa.bindparam("b_segment"), profile_pk=sa.bindparam("b_profile"),
-                                         status="realized", entered_at=sa.bindparam("b_now"), exited_at=None,
-                                         updated_at=sa.bindparam("b_now"))
-_ENTER_AGAIN = memberships.update().where(_THIS).values(status="realized", entered_at=sa.bindparam("b_now"),
-                                                        exited_at=None, updated_at=sa.bindparam("b_now"))
 _EXIT = memberships.update().where(_THIS).values(status="exited", exited_at=sa.bindparam("b_now"),
                                                  updated_at=sa.bindparam("b_now"))
 _EXTERNAL_ID = sa.select(profiles.c.external_id).where(profiles.c.pk == sa.bindparam("b_profile"))
+_ENTERS: dict[str, sa.Executable] = {}
+
+
+def _enter(dialect: str) -> sa.Executable:
+    """INSERT … ON CONFLICT (segment, profile) DO UPDATE: an entry, first or again (the row of
+    an exited membership is kept); SQLite and PostgreSQL both speak it."""
+    found = _ENTERS.get(dialect)
+    if found is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        statement = insert(memberships).values(segment_pk=sa.bindparam("b_segment"),
+                                               profile_pk=sa.bindparam("b_profile"),
+                                               status="realized", entered_at=sa.bindparam("b_now"), exited_at=None,
+                                               updated_at=sa.bindparam("b_now"))
+        found = _ENTERS[dialect] = statement.on_conflict_do_update(
+            index_elements=[memberships.c.segment_pk, memberships.c.profile_pk],
+            set_={"status": "realized", "entered_at": statement.excluded.entered_at, "exited_at": None,
+                  "updated_at": statement.excluded.updated_at})
+    return found
 
 
 class MembershipRefresher:

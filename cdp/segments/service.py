@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import difflib
+import threading
+import weakref
 from collections.abc import Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -33,7 +35,7 @@ from cdp.segments.models import (EvaluateRequest, EvaluateResult, ExplainRow, Hi
                                  SegmentUpdate)
 from cdp.segments.membership import MEMBER, compiled_catalogue, hour_of
 from cdp.storage.models import (activations, memberships, profiles, segment_dependencies, segment_due, segment_history,
-                                segments)
+                                segment_versions, segments)
 
 SAMPLE_MEMBERS = 20
 
@@ -410,6 +412,33 @@ def _event_types_read(typed: ast.Node, known: Mapping[str, str], schema: Schema)
     return types
 
 
+# the sandbox's segments version (raised by database triggers on every write of a segment, see
+# cdp/storage/models segment_versions), read with what it versions
+_VERSION = (sa.select(segment_versions.c.version).where(segment_versions.c.sandbox == segments.c.sandbox)
+            .scalar_subquery().label("version"))
+_CATALOGUES: weakref.WeakKeyDictionary[sa.Engine, dict[str, tuple[int, dict[str, str]]]] = weakref.WeakKeyDictionary()
+_CATALOGUES_LOCK = threading.Lock()
+
+
+def _kept_catalogue(connection: sa.Connection, sandbox: str, version: int | None) -> dict[str, str]:
+    """:func:`catalogue`, kept per database and sandbox while the sandbox's segments version is
+    ``version``: evaluating a segment that references others reads one number, not every
+    definition of the sandbox, per call."""
+    engine = connection.engine
+    with _CATALOGUES_LOCK:
+        found = _CATALOGUES.get(engine, {}).get(sandbox)
+    if version is not None and found is not None and found[0] == version:
+        return found[1]
+    rows = connection.execute(sa.select(segments.c.key, segments.c.expression, _VERSION)
+                              .where(segments.c.sandbox == sandbox)).all()
+    known = {r.key: r.expression for r in rows}
+    read_version = rows[0].version if rows else None  # read in the same statement as the definitions
+    if read_version is not None:
+        with _CATALOGUES_LOCK:
+            _CATALOGUES.setdefault(engine, {})[sandbox] = (read_version, known)
+    return known
+
+
 def evaluate(*, connection: sa.Connection, sandbox: str, spec: EvaluateRequest, schema: Schema) -> EvaluateResult:
     """Does one profile (a document, or a stored one by identity or id) qualify at as_of?"""
     from cdp.profiles import lookup
@@ -417,7 +446,7 @@ def evaluate(*, connection: sa.Connection, sandbox: str, spec: EvaluateRequest, 
 
     as_of = _utc(spec.as_of)
     if spec.segment is not None:
-        row = connection.execute(sa.select(segments.c.expression).where(
+        row = connection.execute(sa.select(segments.c.expression, _VERSION).where(
             segments.c.sandbox == sandbox, segments.c.key == spec.segment)).first()
         if row is None:
             raise NotFound.resource("segment", spec.segment, sandbox)
@@ -426,7 +455,7 @@ def evaluate(*, connection: sa.Connection, sandbox: str, spec: EvaluateRequest, 
         except PqlError as error:
             raise invalid(error) from None
         # the catalogue only when the segment references others (one query less on the hot path)
-        known = catalogue(connection, sandbox) if ast.segment_references(typed) else {}
+        known = _kept_catalogue(connection, sandbox, row.version) if ast.segment_references(typed) else {}
     else:
         known = catalogue(connection, sandbox)
         try:

@@ -17,5 +17,9 @@ class SegmentSettings(BaseSettings):
     batch_every_hours: float = Field(
         default=24, ge=0, description="A sandbox gets a batch run when one of its active segments was last "
                                       "evaluated longer ago than this (0: never by the clock).")
+    estimate_count_max_age_s: float = Field(
+        default=60, ge=0, description="Above the exact limit, the sandbox's profile count an estimate scales by "
+                                      "is kept and brought up to date with new profiles; deletions show within "
+                                      "this many seconds (0: count every time).")
     estimate_timeout_ms: int = Field(default=5_000, ge=10, description="An estimate running longer is stopped "
                                                                         "(422 estimate_timeout).")

@@ -35,7 +35,10 @@ from cdp.schema import Schema
 from cdp.segments.membership import SegmentRef, apply_verdicts
 from cdp.segments.timing import _instant, next_change
 from cdp.storage.memberships import exit_all  # noqa: F401 - re-exported: streaming's exits
-from cdp.storage.models import profiles, segment_due, segment_versions, segments
+from cdp.storage.memberships import MEMBER
+from cdp.storage.models import (
+    memberships, profiles, sandbox_schemas, segment_due, segment_versions, segments,
+)
 
 log = logging.getLogger("cdp.segments")
 
@@ -245,13 +248,15 @@ class StreamingSegment:
 class _Plan:
     """One sandbox's streaming segments as evaluation needs them, built once per version of its
     segments and schema and shared by every request (:func:`_plan`): the segments in dependency
-    order with what each reads, an index from event type to the segments that read it, and the
-    catalogue compiled once (references compiled once and shared)."""
+    order with what each reads, indexes from event type and from an attribute's first name to the
+    segments that read it, and the catalogue compiled once (references compiled once and shared).
+    What a change selects is kept too (a sandbox sees a handful of distinct changes)."""
 
     def __init__(self, schema: Schema | None, rows: list, sandbox: str):
         catalogue = {row.key: row.expression for row in rows}
         streaming = {row.key: row for row in rows if row.status == "active" and row.evaluation == "streaming"}
         self.schema = schema
+        self.sandbox = sandbox
         self.compiled = CompiledCatalogue(catalogue, schema) if schema is not None else None
         self.reads: dict[str, Reads] = {}
         for key in streaming:
@@ -262,14 +267,42 @@ class _Plan:
         graph = {key: set(reads.references) & set(streaming) for key, reads in self.reads.items()}
         self.order = [streaming[key] for key in dependency_order(graph)]
         self.position = {row.key: index for index, row in enumerate(self.order)}
+        self.refs = [SegmentRef(row.pk, row.key) for row in self.order]
+        # what next_change reads of a segment: its Reads without the attributes and references
+        # (segments with equal timing share one computation per evaluation)
+        self.timing = [dataclasses.replace(self.reads[row.key], attributes=frozenset(), references=frozenset())
+                       if self.reads[row.key].timed else None for row in self.order]
         self.any_event = [i for i, row in enumerate(self.order) if self.reads[row.key].any_event]
         self.by_type: dict[str, list[int]] = {}
+        self.by_attribute: dict[str, list[int]] = {}  # an attribute path's first name → positions
+        self.any_attribute: list[int] = []  # reads an empty path (cannot happen for checked names; kept exact)
         for i, row in enumerate(self.order):
-            for event_type in self.reads[row.key].event_types:
+            reads = self.reads[row.key]
+            for event_type in reads.event_types:
                 self.by_type.setdefault(event_type, []).append(i)
+            for first in {path[0] if path else "" for path in reads.attributes}:
+                (self.any_attribute if not first else self.by_attribute.setdefault(first, [])).append(i)
+        self._predicates: list = [None] * len(self.order)
+        self._chosen: dict[Change, tuple[list[int], frozenset[str] | None]] = {}
+        self._lock = threading.Lock()
 
     def chosen(self, change: Change) -> list[int]:
         """Positions (in dependency order) of the segments ``change`` can affect."""
+        return self.selection(change)[0]
+
+    def selection(self, change: Change) -> tuple[list[int], frozenset[str] | None]:
+        """(:meth:`chosen`, the event types those segments read: None for any type)."""
+        found = self._chosen.get(change)
+        if found is None:
+            positions = self._choose(change)
+            found = (positions, self.event_types(positions))
+            with self._lock:
+                if len(self._chosen) > 10_000:
+                    self._chosen.clear()
+                self._chosen[change] = found
+        return found
+
+    def _choose(self, change: Change) -> list[int]:
         if change.everything:
             return list(range(len(self.order)))
         found: set[int] = set()
@@ -278,8 +311,11 @@ class _Plan:
             for event_type in change.event_types:
                 found.update(self.by_type.get(event_type, ()))
         if change.attributes:
-            found.update(i for i, row in enumerate(self.order) if i not in found
-                         and self.reads[row.key].touched_by(Change(attributes=change.attributes)))
+            candidates = set(self.any_attribute)
+            for path in change.attributes:
+                candidates.update(self.by_attribute.get(path[0], ()) if path else range(len(self.order)))
+            found.update(i for i in candidates - found
+                         if self.reads[self.order[i].key].touched_by(Change(attributes=change.attributes)))
         return sorted(found)
 
     def event_types(self, positions: Iterable[int]) -> frozenset[str] | None:
@@ -292,30 +328,43 @@ class _Plan:
             types |= reads.event_types
         return frozenset(types)
 
+    def predicate(self, i: int):
+        """The compiled predicate at position ``i`` (PqlError: its definition no longer checks)."""
+        found = self._predicates[i]
+        if found is None:
+            try:
+                found = self.compiled.predicate(self.order[i].key)
+            except PqlError as error:
+                found = error
+            self._predicates[i] = found
+        if isinstance(found, PqlError):
+            raise found
+        return found
+
 
 _plans: dict[tuple[str, str], tuple[tuple, _Plan]] = {}
 _NO_SEGMENTS = _Plan(None, [], "")
 
 
 def _plan(connection: sa.Connection, sandbox: str) -> _Plan:
-    """The sandbox's plan, rebuilt when its segments or its schema changed: the segments' version
-    (``segment_versions``, raised by database triggers on every write of a segment's definition,
-    status or mode, whoever writes) and the schema's fingerprint are compared, one lookup each;
-    the definitions are read only to build a plan."""
-    version = connection.execute(sa.select(segment_versions.c.version)
-                                 .where(segment_versions.c.sandbox == sandbox)).scalar()
-    if version is None:  # no segment was ever saved in the sandbox
+    """The sandbox's plan, rebuilt when its segments or its schema changed: one statement reads
+    the segments' version (``segment_versions``, raised by database triggers on every write of a
+    segment's definition, status or mode, whoever writes) and the schema's version and time of
+    writing (``sandbox_schemas``; none: the default schema); the definitions and the schema are
+    read only to build a plan."""
+    version = connection.execute(_VERSIONS, {"b_sandbox": sandbox}).one()
+    if version[0] is None:  # no segment was ever saved in the sandbox
         return _NO_SEGMENTS
-    from cdp.schema_registry.service import get_schema
-
-    schema = get_schema(connection=connection, sandbox=sandbox)
     key = (str(connection.engine.url), sandbox)  # tests run several databases in one process
     found = _plans.get(key)
-    if found is None or found[0] != (version, schema.fingerprint):
+    if found is None or found[0] != tuple(version):
+        from cdp.schema_registry.service import get_schema
+
+        schema = get_schema(connection=connection, sandbox=sandbox)
         rows = connection.execute(
             sa.select(segments.c.pk, segments.c.key, segments.c.expression, segments.c.status, segments.c.evaluation)
             .where(segments.c.sandbox == sandbox).order_by(segments.c.pk)).all()
-        found = ((version, schema.fingerprint), _Plan(schema, rows, sandbox))
+        found = (tuple(version), _Plan(schema, rows, sandbox))
         with _cache_lock:
             if len(_plans) > 1000:
                 _plans.clear()
@@ -323,10 +372,27 @@ def _plan(connection: sa.Connection, sandbox: str) -> _Plan:
     return found[1]
 
 
+_VERSIONS = sa.select(
+    sa.select(segment_versions.c.version).where(segment_versions.c.sandbox == sa.bindparam("b_sandbox"))
+    .scalar_subquery(),
+    sa.select(sandbox_schemas.c.version).where(sandbox_schemas.c.sandbox == sa.bindparam("b_sandbox"))
+    .scalar_subquery(),
+    sa.select(sandbox_schemas.c.updated_at).where(sandbox_schemas.c.sandbox == sa.bindparam("b_sandbox"))
+    .scalar_subquery())
+
+
 class StreamingEvaluator:
     """Evaluates one sandbox's active streaming segments for profiles on one connection (its
     transaction): memberships through :func:`apply_verdicts` (source ``streaming``), and the
-    next instants in ``segment_due``. Reads the sandbox's segments and schema once."""
+    next instants in ``segment_due``. Reads the sandbox's plan once.
+
+    Per profile: the plan's selection for the change (cached), the lean profile loaded once
+    (only the event types the selection reads), each selected predicate once (a referenced one
+    through the memo), the next instants once per distinct timing, then one statement reads the
+    profile's current state (its memberships, the due instants of the selected segments), and
+    writes happen only for what changed — a record that changes no membership and no instant
+    writes nothing here. With ``metrics``: each segment's time, and per profile the time spent
+    evaluating and writing (``cdp_streaming_profile_seconds``)."""
 
     def __init__(self, connection: sa.Connection, *, sandbox: str, metrics: Any = None):
         self.connection = connection
@@ -344,7 +410,8 @@ class StreamingEvaluator:
         """Re-evaluate the streaming segments ``change`` can affect on the profile at ``now``;
         returns key → new status for the memberships that changed."""
         plan = self._load()
-        return self._evaluate(profile_pk, plan, plan.chosen(change), now)
+        chosen, types = plan.selection(change)
+        return self._evaluate(profile_pk, plan, chosen, types, now)
 
     def due(self, profile_pk: int, segment_keys: Iterable[str], now: datetime) -> dict[str, str]:
         """Re-evaluate the given streaming segments (their instant has come)."""
@@ -355,62 +422,125 @@ class StreamingEvaluator:
         # reads a limited number of rows, so a profile's rows can straddle two waves, and the
         # rows beyond the limit would be deleted here without their segments being evaluated
         # (found by tests/api/test_crash_due_wave.py).
-        come = (segment_due.c.profile_pk == profile_pk, segment_due.c.due_at <= now)
         keys = set(segment_keys) | set(self.connection.execute(
-            sa.select(segments.c.key).join(segment_due, segment_due.c.segment_pk == segments.c.pk).where(*come))
-            .scalars())
+            _DUE_COME, {"b_profile": profile_pk, "b_now": now}).scalars())
         chosen = sorted(plan.position[key] for key in keys if key in plan.position)
-        self.connection.execute(segment_due.delete().where(*come))
-        return self._evaluate(profile_pk, plan, chosen, now)
+        self.connection.execute(_DUE_CONSUME, {"b_profile": profile_pk, "b_now": now})
+        return self._evaluate(profile_pk, plan, chosen, plan.event_types(chosen), now)
 
-    def _evaluate(self, profile_pk: int, plan: _Plan, chosen: list[int], now: datetime) -> dict[str, str]:
+    def _evaluate(self, profile_pk: int, plan: _Plan, chosen: list[int], event_types: frozenset[str] | None,
+                  now: datetime) -> dict[str, str]:
         if not chosen:
             return {}
         from cdp.profiles.documents import stored_profile
 
+        started = perf_counter()
         # only the events the chosen segments (and those they reference) can read
-        profile = stored_profile(self.connection, profile_pk, schema=plan.schema,
-                                 event_types=plan.event_types(chosen))
-        verdicts: dict[SegmentRef, bool] = {}
+        profile = stored_profile(self.connection, profile_pk, schema=plan.schema, event_types=event_types)
+        verdicts: dict[int, bool] = {}
         due: dict[int, datetime | None] = {}
         memo: dict = {}  # a referenced segment is evaluated once for all that reference it
         points: dict = {}  # the profile's instants, per set of event types read (next_change)
+        instants: dict = {}  # next_change per distinct timing
+        spent: list[tuple[str, float]] = []
+        order, timing = plan.order, plan.timing
         for i in chosen:
-            row = plan.order[i]
-            started = perf_counter()
+            key = order[i].key
+            before = perf_counter()
             try:
-                verdicts[SegmentRef(row.pk, row.key)] = memo[row.key] = bool(
-                    plan.compiled.predicate(row.key)(profile, now, memo))
-            except PqlError as error:
-                log.warning("streaming segment %r of sandbox %r skipped: %s", row.key, self.sandbox, error)
+                verdicts[i] = memo[key] = bool(plan.predicate(i)(profile, now, memo))
+            except PqlError as error:  # no longer checks against the schema, or fails at run time
+                log.warning("streaming segment %r of sandbox %r skipped: %s", key, self.sandbox, error)
                 continue
-            self.evaluations += 1
-            if self.metrics is not None:
-                self.metrics.evaluated(self.sandbox, row.key, perf_counter() - started)
-            due[row.pk] = next_change(plan.reads[row.key], profile, now, points)
-        changed = apply_verdicts(self.connection, sandbox=self.sandbox, profile_pk=profile_pk, verdicts=verdicts,
-                                 now=now, source="streaming")
-        self._store_due(profile_pk, due)
+            spent.append((key, perf_counter() - before))
+            reads = timing[i]
+            if reads is None:
+                due[i] = None
+            else:
+                at = instants.get(reads, _UNSET)
+                if at is _UNSET:
+                    at = instants[reads] = next_change(reads, profile, now, points)
+                due[i] = at
+        self.evaluations += len(spent)
+        evaluated = perf_counter()
+        changed = self._write(profile_pk, profile.id, plan, verdicts, due, now)
+        if self.metrics is not None:
+            for key, seconds in spent:
+                self.metrics.evaluated(self.sandbox, key, seconds)
+            self.metrics.streaming_profile(self.sandbox, evaluated - started, perf_counter() - evaluated)
         return changed
 
-    def _store_due(self, profile_pk: int, due: Mapping[int, datetime | None]) -> None:
-        """Only the instants that changed are written (most evaluations leave them as they were)."""
-        if not due:
-            return
-        current = dict(self.connection.execute(_DUE_OF_PROFILE, {"b_profile": profile_pk}).all())
-        stale = sorted(pk for pk, at in due.items() if pk in current and current[pk] != at)
+    def _write(self, profile_pk: int, profile_id: str, plan: _Plan, verdicts: Mapping[int, bool],
+               due: Mapping[int, datetime | None], now: datetime) -> dict[str, str]:
+        """One read of the profile's state (its memberships; the due instants of the evaluated
+        segments), then the writes of what changed: memberships with their outbox and history
+        rows (:func:`apply_verdicts`), the instants that changed."""
+        # the instants of the timed ones (an untimed segment is never scheduled; a row left by an
+        # earlier definition is consumed when it comes due)
+        timed = sorted(plan.refs[i].pk for i in due if plan.timing[i] is not None)
+        members: set[int] = set()
+        current_due: dict[int, datetime] = {}
+        for segment_pk, at in self.connection.execute(_STATE, {"b_profile": profile_pk, "b_segments": timed}):
+            if at is None:
+                members.add(segment_pk)
+            else:
+                current_due[segment_pk] = at
+        changed = apply_verdicts(self.connection, sandbox=self.sandbox, profile_pk=profile_pk,
+                                 verdicts={plan.refs[i]: v for i, v in verdicts.items()}, now=now, source="streaming",
+                                 members=members, profile_id=profile_id)
+        stale, rows = [], []
+        for i, at in due.items():
+            if plan.timing[i] is None:
+                continue
+            pk = plan.refs[i].pk
+            was = current_due.get(pk)
+            if was == at:
+                continue
+            if at is None:
+                stale.append(pk)
+            else:
+                rows.append({"b_segment": pk, "b_profile": profile_pk, "b_sandbox": self.sandbox, "b_due": at})
         if stale:
-            self.connection.execute(_DUE_DELETE, {"b_profile": profile_pk, "b_segments": stale})
-        rows = [{"segment_pk": pk, "profile_pk": profile_pk, "sandbox": self.sandbox, "due_at": at}
-                for pk, at in sorted(due.items()) if at is not None and current.get(pk) != at]
+            self.connection.execute(_DUE_DELETE, {"b_profile": profile_pk, "b_segments": sorted(stale)})
         if rows:
-            self.connection.execute(segment_due.insert(), rows)
+            rows.sort(key=lambda row: row["b_segment"])  # one order for every writer
+            self.connection.execute(_due_upsert(self.connection.dialect.name), rows)
+        return changed
 
 
-_DUE_OF_PROFILE = sa.select(segment_due.c.segment_pk, segment_due.c.due_at).where(
-    segment_due.c.profile_pk == sa.bindparam("b_profile"))
+_UNSET = object()
+# built once (SQLAlchemy compiles each once): they run on every streaming evaluation
+_STATE = sa.union_all(
+    sa.select(memberships.c.segment_pk, sa.type_coerce(sa.null(), segment_due.c.due_at.type).label("due_at"))
+    .where(memberships.c.profile_pk == sa.bindparam("b_profile"), memberships.c.status.in_(MEMBER)),
+    sa.select(segment_due.c.segment_pk, segment_due.c.due_at)
+    .where(segment_due.c.profile_pk == sa.bindparam("b_profile"),
+           segment_due.c.segment_pk.in_(sa.bindparam("b_segments", expanding=True))))
+_DUE_CONSUME = segment_due.delete().where(segment_due.c.profile_pk == sa.bindparam("b_profile"),
+                                          segment_due.c.due_at <= sa.bindparam("b_now"))
+_DUE_COME = sa.select(segments.c.key).join(segment_due, segment_due.c.segment_pk == segments.c.pk).where(
+    segment_due.c.profile_pk == sa.bindparam("b_profile"), segment_due.c.due_at <= sa.bindparam("b_now"))
 _DUE_DELETE = segment_due.delete().where(segment_due.c.profile_pk == sa.bindparam("b_profile"),
                                          segment_due.c.segment_pk.in_(sa.bindparam("b_segments", expanding=True)))
+_DUE_UPSERTS: dict[str, Any] = {}
+
+
+def _due_upsert(dialect: str):
+    """INSERT … ON CONFLICT (segment, profile) DO UPDATE: a new instant replaces the one stored
+    (SQLite and PostgreSQL both speak it)."""
+    found = _DUE_UPSERTS.get(dialect)
+    if found is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        statement = insert(segment_due).values(segment_pk=sa.bindparam("b_segment"),
+                                               profile_pk=sa.bindparam("b_profile"),
+                                               sandbox=sa.bindparam("b_sandbox"), due_at=sa.bindparam("b_due"))
+        found = _DUE_UPSERTS[dialect] = statement.on_conflict_do_update(
+            index_elements=[segment_due.c.segment_pk, segment_due.c.profile_pk],
+            set_={"due_at": statement.excluded.due_at})
+    return found
 
 
 def schedule_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int, key: str,
@@ -432,31 +562,67 @@ def schedule_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int
         .where(profiles.c.sandbox == sandbox)))
 
 
-def run_due(connection_factory, *, now: datetime, limit: int = 1000, metrics: Any = None) -> int:
-    """Re-evaluate (profile, segment) pairs whose instant has come (due_at ≤ now), each profile
-    in a transaction of its own; returns how many profiles were evaluated."""
+def run_due(connection_factory, *, now: datetime, limit: int = 1000, metrics: Any = None,
+            budget: float = 0.025, batch: int = 50) -> int:
+    """Re-evaluate (profile, segment) pairs whose instant has come (due_at ≤ now): up to ``limit``
+    pairs, oldest first; returns how many profiles were evaluated.
+
+    Several profiles share a transaction (one commit, one look at the sandbox's plan, one check
+    that they still exist) while it stays short: it ends after ``budget`` seconds of work or ``batch``
+    profiles — on SQLite it holds the write lock that ingest requests wait for. On PostgreSQL each
+    profile's re-evaluation is in a savepoint of its own: one that loses a race with an ingest
+    writing the same profile (which re-evaluated it) is rolled back alone, its rows stay due and
+    the next wave sees them. A crash loses at most the open transaction's work, whose rows are
+    still due."""
     with connection_factory() as connection:
-        rows = connection.execute(sa.select(segment_due.c.sandbox, segment_due.c.profile_pk, segments.c.key)
-                                  .join(segments, segments.c.pk == segment_due.c.segment_pk)
-                                  .where(segment_due.c.due_at <= now)
-                                  .order_by(segment_due.c.due_at).limit(limit)).all()
+        rows = connection.execute(_DUE_ROWS, {"b_now": now, "b_limit": limit}).all()
     by_profile: dict[tuple[str, int], set[str]] = {}
     for row in rows:
         by_profile.setdefault((row.sandbox, row.profile_pk), set()).add(row.key)
-    done = 0
-    for (sandbox, profile_pk), keys in by_profile.items():
+    items = list(by_profile.items())
+    done, position = 0, 0
+    while position < len(items):
+        chunk = items[position:position + batch]
+        first, counted = position, done
         try:
             with connection_factory() as connection:
-                exists = connection.execute(sa.select(profiles.c.pk).where(profiles.c.pk == profile_pk)).first()
-                if exists is not None:
-                    StreamingEvaluator(connection, sandbox=sandbox, metrics=metrics).due(profile_pk, keys, now)
+                savepoints = connection.dialect.name == "postgresql"
+                existing = set(connection.execute(_EXISTING, {"b_pks": [pk for (_, pk), _ in chunk]}).scalars())
+                evaluators: dict[str, StreamingEvaluator] = {}
+                started = perf_counter()
+                for (sandbox, profile_pk), keys in chunk:
+                    position += 1
+                    if profile_pk in existing:
+                        evaluator = evaluators.get(sandbox)
+                        if evaluator is None:
+                            evaluator = evaluators[sandbox] = StreamingEvaluator(connection, sandbox=sandbox,
+                                                                                 metrics=metrics)
+                        if not savepoints:
+                            evaluator.due(profile_pk, keys, now)
+                        else:
+                            try:
+                                with connection.begin_nested():
+                                    evaluator.due(profile_pk, keys, now)
+                            except (sa.exc.IntegrityError, sa.exc.OperationalError) as error:
+                                log.info("due re-evaluation of profile %s lost a race: %s", profile_pk,
+                                         str(error).splitlines()[0])
+                                continue
+                    done += 1
+                    if perf_counter() - started > budget:
+                        break
         except (sa.exc.IntegrityError, sa.exc.OperationalError) as error:
-            # lost a race with an ingest writing the same profile (which re-evaluated it): its
-            # rows stay due and the next wave sees them
-            log.info("due re-evaluation of profile %s lost a race: %s", profile_pk, str(error).splitlines()[0])
-            continue
-        done += 1
+            # the transaction itself failed (SQLite: the lock not had in time): none of its work
+            # is kept, its rows stay due for the next wave
+            log.info("due re-evaluation lost its transaction: %s", str(error).splitlines()[0])
+            position, done = first + len(chunk), counted
     return done
+
+
+_DUE_ROWS = (sa.select(segment_due.c.sandbox, segment_due.c.profile_pk, segments.c.key)
+             .join(segments, segments.c.pk == segment_due.c.segment_pk)
+             .where(segment_due.c.due_at <= sa.bindparam("b_now"))
+             .order_by(segment_due.c.due_at).limit(sa.bindparam("b_limit")))
+_EXISTING = sa.select(profiles.c.pk).where(profiles.c.pk.in_(sa.bindparam("b_pks", expanding=True)))
 
 
 def due_depth(connection: sa.Connection, now: datetime) -> tuple[int, int]:

@@ -45,22 +45,33 @@ def _add_months(at: datetime, months: int) -> datetime:
 def _points(reads: Any, profile: Any, cache: dict | None) -> list[datetime]:
     """The profile's instants a segment's answer can turn on, sorted: its date and datetime
     attributes, the instants of the events of the types it reads, its literal instants. Shared
-    (``cache``) by the segments of one evaluation that read the same event types."""
+    (``cache``) by the segments of one evaluation: the sorted list per set of types read, and
+    its parts — the attributes' instants, each type's — computed once."""
     key = (None if reads.any_event else reads.event_types, reads.literal_instants)
     found = None if cache is None else cache.get(key)
     if found is None:
+        if cache is None:
+            cache = {}
         points: set[datetime] = set(reads.literal_instants)
-        _instants_of(profile.attributes, points)
+        points |= _part(cache, _ATTRIBUTES, profile.attributes)
         if reads.any_event:
-            for event in profile.events:
-                _instants_of(event, points)
+            points |= _part(cache, _ALL_EVENTS, profile.events)
         else:
             for event_type in reads.event_types:  # only the events its filters can admit
-                for event in profile.by_type.get(event_type, ((),))[0]:
-                    _instants_of(event, points)
-        found = sorted(points)
-        if cache is not None:
-            cache[key] = found
+                points |= _part(cache, (_TYPE, event_type), profile.by_type.get(event_type, ((),))[0])
+        found = cache[key] = sorted(points)
+    return found
+
+
+_ATTRIBUTES, _ALL_EVENTS, _TYPE = object(), object(), object()  # keys of a cache's parts
+_SHIFTS: dict[frozenset, tuple[timedelta, ...]] = {}  # window lengths → the shifts they give
+
+
+def _part(cache: dict, key: Any, values: Any) -> set[datetime]:
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = set()
+        _instants_of(values, found)
     return found
 
 
@@ -91,7 +102,13 @@ def next_change(reads: Any, profile: Any, as_of: datetime, cache: dict | None = 
         if best is None or candidate < best:
             best = candidate
 
-    for shift in {timedelta(0)} | set(reads.durations) | {-d for d in reads.durations}:
+    shifts = _SHIFTS.get(reads.durations)
+    if shifts is None:
+        shifts = _SHIFTS[reads.durations] = tuple(
+            {timedelta(0)} | set(reads.durations) | {-d for d in reads.durations})
+        if len(_SHIFTS) > 10_000:
+            _SHIFTS.clear()
+    for shift in shifts:
         try:
             start = bisect_left(points, as_of - shift)
         except OverflowError:  # as_of - shift is before year 1 (every instant qualifies) or after 9999 (none)

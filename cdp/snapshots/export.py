@@ -5,7 +5,9 @@ Layout under ``<root>/<sandbox>/``:
 * ``manifest.json`` — the parts in order, each with its counts and watermarks (written last,
   atomically: a reader never sees a part that is not complete);
 * ``part-NNNNN/profiles.parquet`` — ``pk``, ``sandbox``, ``external_id``, ``attributes`` (JSON
-  text), ``part``, ``deleted`` (a tombstone: the profile is gone since the part before);
+  text), ``part``, ``deleted`` (a tombstone: the profile is gone since the part before), and the
+  sandbox's schema's scalar attributes as typed columns ``"a.<key>"`` (DuckDB's JSON read of each,
+  evaluated once here: cdp.engine.sql.analytic.write_flat), which DuckDB reads instead of the JSON;
 * ``part-NNNNN/events/bucket=K/*.parquet`` — ``profile_pk``, ``event_id``, ``type``, ``ts`` (UTC),
   ``fields`` (JSON text), ``part``: hive-partitioned by ``profile_pk % BUCKETS`` and sorted by
   profile and time, so a profile's events sit together in one file.
@@ -28,8 +30,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from cdp.engine.sql.analytic import events_schema, naive_utc, profiles_schema
+from cdp.engine.sql.analytic import events_schema, naive_utc, profiles_schema, write_flat
+from cdp.engine.sql.duckdb import FLAT_PREFIX
 from cdp.jobs import JobContext, JobKind
+from cdp.schema import Schema
+from cdp.schema_registry.service import get_schema
 from cdp.storage.models import events, profiles
 
 BUCKETS = 8
@@ -89,8 +94,24 @@ def _document(value) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+def _flatten(raw: Path, target: Path, schema: Schema) -> None:
+    """``raw`` (the profiles as read) → ``target``, with the flat attribute columns, by DuckDB
+    (in row order, multi-threaded): the JSON read once here instead of in every query."""
+    import duckdb
+
+    connection = duckdb.connect(":memory:")
+    try:
+        connection.execute("SET TimeZone = 'UTC'")  # as the session that reads it (a datetime cast)
+        source = "read_parquet('" + str(raw).replace("'", "''") + "')"
+        write_flat(connection, source, schema, lambda select: connection.execute(
+            f"COPY ({select}) TO '" + str(target).replace("'", "''") + "' (FORMAT parquet)"))
+    finally:
+        connection.close()
+    raw.unlink()
+
+
 def _write_part(connection: sa.Connection, folder: Path, number: int, sandbox: str, changed: sa.Select | None,
-                deleted: list[int]) -> tuple[int, int]:
+                deleted: list[int], schema: Schema) -> tuple[int, int]:
     """Write the profiles whose pk ``changed`` selects (None: all of the sandbox) with all their
     events, and tombstones for ``deleted``; returns (profile rows, event rows)."""
     pa = _pa()
@@ -102,7 +123,7 @@ def _write_part(connection: sa.Connection, folder: Path, number: int, sandbox: s
     profile_schema = profiles_schema().append(pa.field("part", pa.int64())).append(pa.field("deleted", pa.bool_()))
     event_schema = events_schema().append(pa.field("part", pa.int64())).append(pa.field("bucket", pa.int64()))
     profile_count = event_count = 0
-    with pa.parquet.ParquetWriter(target / "profiles.parquet", profile_schema) as writer:
+    with pa.parquet.ParquetWriter(target / "profiles.raw.parquet", profile_schema) as writer:
         result = connection.execution_options(yield_per=_BATCH).execute(
             sa.select(profiles.c.pk, profiles.c.external_id, sa.cast(profiles.c.attributes, sa.Text).label("attributes"))
             .where(*where)
@@ -119,6 +140,7 @@ def _write_part(connection: sa.Connection, folder: Path, number: int, sandbox: s
                 "attributes": ["{}"] * len(deleted), "part": [number] * len(deleted),
                 "deleted": [True] * len(deleted)}, schema=profile_schema))
             profile_count += len(deleted)
+    _flatten(target / "profiles.raw.parquet", target / "profiles.parquet", schema)
     owner = sa.select(profiles.c.pk).where(*where)
     result = connection.execution_options(yield_per=_BATCH).execute(
         sa.select(events.c.profile_pk, events.c.event_id, events.c.type, events.c.ts,
@@ -154,6 +176,7 @@ def export_snapshot(connection: sa.Connection, *, sandbox: str, root: Path | str
     """Export what changed since the sandbox's last snapshot (everything the first time, with
     ``full``, or when ``MAX_PARTS`` parts would be exceeded: a compaction); returns the manifest."""
     _pa()  # pyarrow is there, or ImportError says so before anything is written
+    schema = get_schema(connection=connection, sandbox=sandbox)
     started = time.perf_counter()
     previous = latest_manifest(root, sandbox)
     folder = Path(root) / sandbox
@@ -164,7 +187,7 @@ def export_snapshot(connection: sa.Connection, *, sandbox: str, root: Path | str
     compact = full or previous is None or not previous.parts or len(previous.parts) >= MAX_PARTS
     number = 0 if previous is None or not previous.parts else previous.parts[-1].number + 1
     if compact:
-        counts = _write_part(connection, folder, number, sandbox, None, [])
+        counts = _write_part(connection, folder, number, sandbox, None, [], schema)
         deleted_count = 0
         parts: list[Part] = []
     else:
@@ -176,7 +199,7 @@ def export_snapshot(connection: sa.Connection, *, sandbox: str, root: Path | str
         changed = sa.select(profiles.c.pk).where(profiles.c.sandbox == sandbox, sa.or_(*conditions))
         current = set(connection.execute(sa.select(profiles.c.pk).where(profiles.c.sandbox == sandbox)).scalars())
         deleted = sorted(_known_pks(previous) - current)
-        counts = _write_part(connection, folder, number, sandbox, changed, deleted)
+        counts = _write_part(connection, folder, number, sandbox, changed, deleted, schema)
         deleted_count = len(deleted)
         parts = list(previous.parts)
     part = Part(number=number, created_at=datetime.now(timezone.utc).isoformat(), full=compact,
@@ -194,6 +217,17 @@ def export_snapshot(connection: sa.Connection, *, sandbox: str, root: Path | str
     return manifest
 
 
+def _flat_columns(manifest: Manifest, files: list[str]) -> list[str]:
+    """The flat attribute columns every part has, with the same type in each (a part written
+    before a schema change, or before flat columns, leaves its attributes to the JSON reads)."""
+    pa = _pa()
+    common: dict[str, object] | None = None
+    for path in files:
+        found = {f.name: f.type for f in pa.parquet.read_schema(path) if f.name.startswith(FLAT_PREFIX)}
+        common = found if common is None else {k: t for k, t in common.items() if found.get(k) == t}
+    return sorted(common or {})
+
+
 def relations_sql(manifest: Manifest) -> tuple[str, str]:
     """DuckDB SELECTs of the ``profiles`` and ``events`` relations, the parts merged on read:
     each profile's latest part wins (a tombstone removes it), and its events are that part's."""
@@ -202,16 +236,18 @@ def relations_sql(manifest: Manifest) -> tuple[str, str]:
     event_globs = [str(folder / f"part-{p.number:05d}" / "events" / "**" / "*.parquet")
                    for p in manifest.parts if p.events]
     quoted = lambda paths: "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"  # noqa: E731
+    columns = "pk, sandbox, external_id, attributes" + "".join(
+        ', "' + c.replace('"', '""') + '"' for c in _flat_columns(manifest, profile_files))
     events_from = (f"read_parquet({quoted(event_globs)}, hive_partitioning = true)" if event_globs else
                    "(SELECT NULL::BIGINT AS profile_pk, NULL::VARCHAR AS event_id, NULL::VARCHAR AS type, "
                    "NULL::TIMESTAMP AS ts, NULL::VARCHAR AS fields, NULL::BIGINT AS part WHERE false)")
     if len(manifest.parts) == 1:
-        return (f"SELECT pk, sandbox, external_id, attributes FROM read_parquet({quoted(profile_files)}) "
-                "WHERE NOT deleted",
+        return (f"SELECT {columns} FROM read_parquet({quoted(profile_files)}) WHERE NOT deleted",
                 f"SELECT profile_pk, event_id, type, ts, fields FROM {events_from}")
-    latest = (f"SELECT * FROM read_parquet({quoted(profile_files)}) "
+    # by name: parts written under different schemas have different flat columns
+    latest = (f"SELECT * FROM read_parquet({quoted(profile_files)}, union_by_name = true) "
               "QUALIFY row_number() OVER (PARTITION BY pk ORDER BY part DESC) = 1")
-    return (f"SELECT pk, sandbox, external_id, attributes FROM ({latest}) WHERE NOT deleted",
+    return (f"SELECT {columns} FROM ({latest}) WHERE NOT deleted",
             f"SELECT e.profile_pk, e.event_id, e.type, e.ts, e.fields FROM {events_from} e "
             f"JOIN ({latest}) l ON e.profile_pk = l.pk AND e.part = l.part WHERE NOT l.deleted")
 

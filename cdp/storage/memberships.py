@@ -40,32 +40,38 @@ def record_history(connection: sa.Connection, *, segment_pk: int, at: datetime, 
 
 def record_history_many(connection: sa.Connection, *, changes: dict[int, tuple[int, int]], at: datetime) -> None:
     """:func:`record_history` for several segments at once (segment pk → (entered, exited)), with
-    the last known sizes: one read of the hour's rows, one update of those found, one count of the
-    members of the others and one insert of them — not two statements per segment."""
+    the last known sizes: one update of the hour's rows (size, entered, exited moved by the
+    changes); only when some segment has no row for the hour yet, one read of which, one count of
+    their members and one insert — not two statements per segment."""
     if not changes:
         return
     hour = hour_of(at)
     keys = sorted(changes)  # one order for every writer
-    found = {row.segment_pk: row.size for row in connection.execute(
-        sa.select(segment_history.c.segment_pk, segment_history.c.size).where(
-            segment_history.c.segment_pk.in_(keys), segment_history.c.at == hour))}
-    if found:
-        connection.execute(
-            segment_history.update().where(segment_history.c.segment_pk == sa.bindparam("b_pk"),
-                                           segment_history.c.at == sa.bindparam("b_at"))
-            .values(size=sa.bindparam("b_size"), entered=segment_history.c.entered + sa.bindparam("b_entered"),
-                    exited=segment_history.c.exited + sa.bindparam("b_exited")),
-            [{"b_pk": pk, "b_at": hour, "b_size": found[pk] + changes[pk][0] - changes[pk][1],
-              "b_entered": changes[pk][0], "b_exited": changes[pk][1]} for pk in keys if pk in found])
+    bumped = connection.execute(_HOUR_UPDATE, [
+        {"b_pk": pk, "b_at": hour, "b_entered": changes[pk][0], "b_exited": changes[pk][1]} for pk in keys])
+    if connection.dialect.supports_sane_multi_rowcount and bumped.rowcount == len(keys):
+        return  # every segment had its row for the hour (the common case)
+    found = set(connection.execute(_HOUR_ROWS, {"b_keys": keys, "b_at": hour}).scalars())
     missing = [pk for pk in keys if pk not in found]
     if missing:
-        sizes = dict(connection.execute(
-            sa.select(memberships.c.segment_pk, sa.func.count()).where(
-                memberships.c.segment_pk.in_(missing), memberships.c.status.in_(MEMBER))
-            .group_by(memberships.c.segment_pk)).all())
+        sizes = dict(connection.execute(_SIZES, {"b_keys": missing}).all())
         connection.execute(segment_history.insert(), [
             {"segment_pk": pk, "at": hour, "size": sizes.get(pk, 0), "entered": changes[pk][0],
              "exited": changes[pk][1]} for pk in missing])
+
+
+# built once (streaming evaluation writes history on every membership change)
+_HOUR_ROWS = sa.select(segment_history.c.segment_pk).where(
+    segment_history.c.segment_pk.in_(sa.bindparam("b_keys", expanding=True)),
+    segment_history.c.at == sa.bindparam("b_at"))
+_HOUR_UPDATE = segment_history.update().where(
+    segment_history.c.segment_pk == sa.bindparam("b_pk"), segment_history.c.at == sa.bindparam("b_at")).values(
+    size=segment_history.c.size + sa.bindparam("b_entered") - sa.bindparam("b_exited"),
+    entered=segment_history.c.entered + sa.bindparam("b_entered"),
+    exited=segment_history.c.exited + sa.bindparam("b_exited"))
+_SIZES = sa.select(memberships.c.segment_pk, sa.func.count()).where(
+    memberships.c.segment_pk.in_(sa.bindparam("b_keys", expanding=True)), memberships.c.status.in_(MEMBER)
+).group_by(memberships.c.segment_pk)
 
 
 def exit_all(connection: sa.Connection, *, sandbox: str, profile_pk: int, now: datetime, source: str) -> int:

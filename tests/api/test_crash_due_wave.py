@@ -1,8 +1,9 @@
 """The server is killed (SIGKILL) while a wave of scheduled re-evaluations is being applied, on
 SQLite and on PostgreSQL: memberships that change with time alone (a purchase leaving a 3-hour
 window, a cart dated ahead entering one) come due for many profiles at one instant ``T``, the
-due job (cdp/segments/streaming.py ``run_due``, every 30 s) re-evaluates them profile by profile,
-and the kill lands once part of the wave has committed and part has not.
+due job (cdp/segments/streaming.py ``run_due``, every 30 s) re-evaluates them in short
+transactions of a few profiles each (each profile's work whole within one), and the kill lands once
+part of the wave has committed and part has not.
 
 On the database as the kill left it, every profile is either wholly done (its memberships are a
 batch evaluation's after ``T``, its due rows up to ``T`` consumed, each change in the outbox once)

@@ -232,6 +232,8 @@ def test_metrics_count_streaming_evaluations_and_the_due_queue(api, engine, sand
     assert f'cdp_streaming_evaluations_total{{sandbox="{sandbox}",segment="recent-buyers"}} 2.0' in text
     assert f'cdp_streaming_evaluation_seconds_count{{sandbox="{sandbox}",segment="recent-buyers"}} 2.0' in text
     assert "cdp_streaming_due_scheduled " in text and "cdp_streaming_due_lag_seconds " in text
+    for phase in ("evaluate", "write"):  # the ingest's profile and the due job's: two each
+        assert f'cdp_streaming_profile_seconds_count{{phase="{phase}",sandbox="{sandbox}"}} 2.0' in text
     assert _members(api, "recent-buyers") == []
 
 
@@ -251,7 +253,8 @@ def test_privacy_deletion_writes_the_exits_to_the_outbox(api, engine, sandbox, c
 def test_a_wave_stopped_midway_loses_nothing(api, engine, sandbox, clock):
     """Each profile's re-evaluation and the removal of its due row commit together: a wave that
     stops after some profiles (here: the third transaction fails) leaves the others due, and the
-    next wave does them — each exit in the outbox once."""
+    next wave does them — each exit in the outbox once. Profiles that share a transaction (the
+    default: several per transaction) stay due together when it fails."""
     web = _dataset(api, "event", "Web")
     _segment(api, "recent-buyers", 'exists event where type = "purchase" within last 3 hours')
     for n in range(5):
@@ -275,8 +278,20 @@ def test_a_wave_stopped_midway_loses_nothing(api, engine, sandbox, clock):
             if len(opened) == 4:  # the listing, then profiles 1, 2 and (failing) 3
                 raise Stop
 
+    @contextmanager
+    def failing_first():
+        opened.append(1)
+        with write_transaction(engine) as connection:
+            yield connection
+            if len(opened) == 2:  # the listing's transaction, then the wave's first: fails
+                raise Stop
+
     with pytest.raises(Stop):
-        run_due(failing_third, now=later)
+        run_due(failing_first, now=later)  # all five in one transaction: all stay due
+    assert len(_due(engine, sandbox)) == 5 and len(_members(api, "recent-buyers")) == 5
+    opened.clear()
+    with pytest.raises(Stop):
+        run_due(failing_third, now=later, batch=1)  # a transaction per profile
     assert len(_due(engine, sandbox)) == 3 and len(_members(api, "recent-buyers")) == 3
     while run_due(lambda: write_transaction(engine), now=later):
         pass

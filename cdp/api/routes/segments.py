@@ -48,7 +48,7 @@ SegmentSettingsDep = Annotated[SegmentSettings, Depends(_segment_settings)]
 
 def _estimate_options(settings: SegmentSettings) -> dict:
     return {"exact_limit": settings.estimate_exact_limit, "sample_rows": settings.estimate_sample_rows,
-            "timeout_ms": settings.estimate_timeout_ms}
+            "timeout_ms": settings.estimate_timeout_ms, "count_max_age_s": settings.estimate_count_max_age_s}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=SegmentRead, responses=CONFLICT,

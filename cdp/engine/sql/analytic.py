@@ -4,7 +4,9 @@ They run the one compiler's query (cdp.engine.sql: the dialect class ``duckdb.py
 layout (cdp/snapshots writes it to Parquet; :func:`document_tables` makes it from profile
 documents, for ``cdp evaluate`` and the conformance suite):
 
-* ``profiles``: ``pk``, ``sandbox``, ``external_id``, ``attributes`` (JSON text, dotted keys);
+* ``profiles``: ``pk``, ``sandbox``, ``external_id``, ``attributes`` (JSON text, dotted keys)
+  and, on DuckDB, the schema's scalar attributes as typed columns ``"a.<key>"`` (:func:`flat_select`:
+  the compiler's own JSON read, evaluated once when the relation is made instead of per query);
 * ``events``: ``profile_pk``, ``event_id``, ``type``, ``ts`` (UTC, no zone), ``fields`` (JSON).
 
 References to segments evaluated earlier in a run read ``memberships`` (``segment_pk``,
@@ -14,8 +16,9 @@ References to segments evaluated earlier in a run read ``memberships`` (``segmen
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql.base import PGDialect
@@ -23,6 +26,7 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from cdp.dsl import ast, check
 from cdp.engine.profile import LoadedProfile, load_profile
 from cdp.engine.sql.base import SqlCompiler
+from cdp.engine.sql.duckdb import FLAT_PREFIX, DuckDBCompiler
 from cdp.engine.support import require_support
 from cdp.schema import Schema, luma_schema
 
@@ -87,6 +91,71 @@ def document_tables(documents: Iterable[Mapping | LoadedProfile], *, sandbox: st
             pa.Table.from_pydict(event_rows, schema=events_schema()))
 
 
+# ---- flat attribute columns (DuckDB) ------------------------------------------------------------
+
+_FLAT_TYPES = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN", "date": "DATE",
+               "datetime": "TIMESTAMP"}
+_FLAT_KEY = re.compile(r"[A-Za-z0-9_.\-]+")  # names any Parquet reader takes; other keys stay JSON reads
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def flat_items(schema: Schema) -> list[tuple[str, str]]:
+    """(column, SQL expression over ``attributes``) for each scalar attribute of the schema: the
+    expression is the DuckDB compiler's JSON read of it, rendered, so a flat column holds exactly
+    what the query would have read (same functions, same casts, same session time zone)."""
+    reader = SqlCompiler("duckdb", datetime(2000, 1, 1, tzinfo=timezone.utc), schema=schema)
+    assert isinstance(reader, DuckDBCompiler)
+    items = []
+    for key, type_ in sorted(schema.profile.items()):
+        if type_.name in _FLAT_TYPES and _FLAT_KEY.fullmatch(key):
+            expression = reader.json_read(sa.column("attributes"), key, type_, flat=False)
+            items.append((FLAT_PREFIX + key, str(expression.compile(dialect=DuckDBDialect(),
+                                                                      compile_kwargs={"literal_binds": True}))))
+    return items
+
+
+def write_flat(connection, source: str, schema: Schema, write: Callable[[str], Any]) -> None:
+    """``write(SELECT *, <flat columns> FROM <source>)`` on a DuckDB ``connection`` (a CREATE
+    TABLE AS, a COPY), with the columns whose read succeeds on every row of ``source``. A value
+    that does not cast (data stored before the schema changed) would stop a query reading it
+    through JSON too: its column is left out, so the compiled query reads that attribute through
+    JSON and stops (or not) exactly as before. The common case is one pass, the write's own."""
+    import duckdb
+
+    items = flat_items(schema)
+
+    def statement(chosen: list[tuple[str, str]]) -> str:
+        return "SELECT *" + "".join(f", {expression} AS {_quoted(column)}" for column, expression in chosen) + \
+            f" FROM {source}"
+
+    try:
+        write(statement(items))
+        return
+    except duckdb.Error:
+        pass
+    chosen = []
+    for column, expression in items:
+        try:
+            connection.execute(f"SELECT count({expression}) FROM {source}").fetchall()
+        except duckdb.Error:
+            continue
+        chosen.append((column, expression))
+    write(statement(chosen))
+
+
+def flat_attributes(connection, relation: str = "profiles") -> dict[str, str]:
+    """key → language type of the flat attribute columns a DuckDB relation has."""
+    names = {v: k for k, v in _FLAT_TYPES.items()}
+    found = {}
+    for column, column_type, *_rest in connection.execute(f"DESCRIBE {relation}").fetchall():
+        if column.startswith(FLAT_PREFIX) and column_type in names:
+            found[column[len(FLAT_PREFIX):]] = names[column_type]
+    return found
+
+
 # ---- SQL text ---------------------------------------------------------------------------------
 
 
@@ -117,8 +186,9 @@ def rendered(query: sa.Select, dialect: sa.engine.Dialect) -> tuple[str, list | 
 
 def members_query(text_or_tree: str | ast.Node, *, engine: str, as_of: datetime, sandbox: str,
                   schema: Schema | None = None, segments: Mapping[str, str] | None = None,
-                  memberships_of: Mapping[str, int] | None = None) -> sa.Select:
-    """SELECT pk, external_id of the qualifying profiles (order: pk)."""
+                  memberships_of: Mapping[str, int] | None = None, flat: Mapping[str, str] | None = None) -> sa.Select:
+    """SELECT pk, external_id of the qualifying profiles (order: pk). ``flat``: key → type of
+    the relation's flat attribute columns (DuckDB), read instead of the JSON."""
     schema = schema or luma_schema()
     catalogue = dict(segments or {})
     typed = text_or_tree if isinstance(text_or_tree, ast.Node) and text_or_tree.type is not None \
@@ -126,6 +196,8 @@ def members_query(text_or_tree: str | ast.Node, *, engine: str, as_of: datetime,
     require_support(typed, engine, catalogue)
     compiler = SqlCompiler(engine, as_of, schema=schema, segments=catalogue, sandbox=sandbox,
                            memberships_of=memberships_of)
+    if flat:
+        compiler.flat = dict(flat)
     condition = compiler.compile(typed)
     p = compiler.profile
     return (sa.select(p.c.pk, p.c.external_id).where(p.c.sandbox == sa.literal(sandbox, sa.String), condition)
@@ -137,12 +209,13 @@ class AnalyticSession:
     expression there. DuckDBSession below; a Spark session is the next one (docs/backends.md)."""
 
     engine: str = ""
+    flat: Mapping[str, str] = {}  # key → type of the profiles relation's flat attribute columns
 
     def members(self, text_or_tree: str | ast.Node, *, as_of: datetime, sandbox: str, schema: Schema | None = None,
                 segments: Mapping[str, str] | None = None,
                 memberships_of: Mapping[str, int] | None = None) -> list[tuple[int, str]]:
         query = members_query(text_or_tree, engine=self.engine, as_of=as_of, sandbox=sandbox, schema=schema,
-                              segments=segments, memberships_of=memberships_of)
+                              segments=segments, memberships_of=memberships_of, flat=self.flat)
         return self.run(query)
 
     def run(self, query: sa.Select) -> list[tuple[int, str]]:
@@ -189,17 +262,23 @@ class DuckDBSession(AnalyticSession):
         self.connection.execute("CREATE TABLE memberships (segment_pk BIGINT, profile_pk BIGINT, status VARCHAR)")
         self.dialect = DuckDBDialect()
 
-    def from_tables(self, profiles, events) -> "DuckDBSession":
+    def from_tables(self, profiles, events, *, schema: Schema | None = None) -> "DuckDBSession":
+        """The relations as tables of Arrow ones (as :func:`document_tables` makes them), the
+        ``schema``'s scalar attributes flattened into columns as a snapshot has them."""
         self.connection.register("profiles_arrow", profiles)
         self.connection.register("events_arrow", events)
-        self.connection.execute("CREATE OR REPLACE TABLE profiles AS SELECT * FROM profiles_arrow")
+        write_flat(self.connection, "profiles_arrow", schema or luma_schema(),
+                   lambda select: self.connection.execute(f"CREATE OR REPLACE TABLE profiles AS {select}"))
         self.connection.execute("CREATE OR REPLACE TABLE events AS SELECT * FROM events_arrow")
+        self.flat = flat_attributes(self.connection)
         return self
 
     def from_sql(self, profiles_sql: str, events_sql: str) -> "DuckDBSession":
-        """The relations as views of any SELECT (a snapshot's files merged on read)."""
+        """The relations as views of any SELECT (a snapshot's files merged on read); the flat
+        attribute columns it has are read instead of the JSON."""
         self.connection.execute(f"CREATE OR REPLACE VIEW profiles AS {profiles_sql}")
         self.connection.execute(f"CREATE OR REPLACE VIEW events AS {events_sql}")
+        self.flat = flat_attributes(self.connection)
         return self
 
     def run(self, query: sa.Select) -> list[tuple[int, str]]:
@@ -229,7 +308,7 @@ def evaluate_documents(engine: str, documents: Iterable[Mapping | LoadedProfile]
     if session is None:
         session = open_session(engine)
     try:
-        session.from_tables(profiles, events)
+        session.from_tables(profiles, events, schema=schema)
         return {name: [external_id for _pk, external_id in
                        session.members(text, as_of=as_of, sandbox=sandbox, schema=schema, segments=segments)]
                 for name, text in expressions.items()}

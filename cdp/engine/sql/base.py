@@ -99,6 +99,9 @@ class SqlCompiler:
         # optional: profiles alias → a condition every referenced segment's CTE adds (an estimate
         # on a sample computes referenced segments on that sample only)
         self.segment_scope: Any = None
+        # optional: alias name → the profiles a referenced segment's CTE reads (an estimate on a
+        # PostgreSQL sample reads the same TABLESAMPLE … REPEATABLE pages, not the whole table)
+        self.segment_profiles: Any = None
 
     @property
     def dialect(self) -> str:
@@ -398,7 +401,8 @@ class SqlCompiler:
                                             "flatten the chain")])
         typed = check(self.segments[node.key], self.schema)  # references resolved here, one CTE each
         outer = self.profile
-        self.profile = profiles.alias(self.fresh("sp"))
+        name = self.fresh("sp")
+        self.profile = profiles.alias(name) if self.segment_profiles is None else self.segment_profiles(name)
         self._segment_stack.append(node.key)
         try:
             condition = self.value(typed, _Ctx())

@@ -1,7 +1,8 @@
 """DuckDB: what differs from the common compiler (cdp.engine.sql.base).
 
 DuckDB reads the Parquet snapshots (cdp/snapshots): profile attributes and event fields are JSON
-text, read by JSON pointer (any key, dots and quotes included); datetimes are plain UTC
+text, read by JSON pointer (any key, dots and quotes included), and the schema's scalar profile
+attributes are typed columns too (``"a.<key>"``), read instead where the relation has them; datetimes are plain UTC
 ``TIMESTAMP``s. Integer arithmetic stops with an overflow error, which ``TRY`` turns into the
 language's null (DSL.md §9); a double that is no longer finite is null. DuckDB's regular expressions are RE2's
 own, its LIKE is case-sensitive and its strings order by code point, so those need nothing. The
@@ -24,6 +25,9 @@ from cdp.engine.sql.base import DOUBLE, SqlCompiler
 from cdp.engine.sql.postgresql import _NESTED_CHECKS, _is_decimal_chain
 from cdp.engine.support import UnsupportedOnBackend
 from cdp.pqltypes import DATE, INTEGER, PqlType
+from cdp.storage.models import profiles
+
+FLAT_PREFIX = "a."  # the flat attribute columns' prefix (cdp.engine.sql.analytic)
 
 _TYPED_READS = {"integer": sa.BigInteger, "number": DOUBLE, "boolean": sa.Boolean, "date": sa.Date,
                 "datetime": sa.DateTime}
@@ -63,8 +67,17 @@ def finite_or_null(value: ColumnElement) -> ColumnElement:
 
 class DuckDBCompiler(SqlCompiler):
     name = "duckdb"
+    # key → type of the profiles relation's flat attribute columns ("a.<key>", cdp.engine.sql.
+    # analytic.write_flat): each holds this class's JSON read of the key, evaluated once per row
+    # when the relation was made, so reading the column is the same value without the parse
+    flat: dict[str, str] = {}
 
-    def json_read(self, document, key, type_):
+    def json_read(self, document, key, type_, *, flat: bool = True):
+        if flat and self.flat.get(key) == type_.name and document.name == "attributes" \
+                and isinstance(document.table, sa.sql.Alias) and document.table.element is profiles:
+            column = '"' + (FLAT_PREFIX + key).replace('"', '""') + '"'
+            kind = _Timestamp() if type_.name == "datetime" else _TYPED_READS.get(type_.name, sa.String)
+            return sa.literal_column(f'"{document.table.name}".{column}', kind)
         # a constant in the SQL text (quoted), not a parameter: DuckDB parses a constant path once
         # per query, a parameter's once per row (5× slower on attribute segments)
         pointer = sa.literal_column("'" + json_pointer(key).replace("'", "''") + "'", sa.String)
@@ -78,6 +91,22 @@ class DuckDBCompiler(SqlCompiler):
 
     def to_datetime(self, value):
         return sa.cast(value, _Timestamp())
+
+    def semi_join(self, node):
+        """An `exists event` that reads nothing of the profile runs as `p.pk IN (SELECT profile_pk
+        FROM events …)`. Correlated, DuckDB decorrelates a sequence's `then` step (a subquery
+        correlated to the step before, itself correlated to the profile) against every event's
+        (profile_pk, ts) instead of the first step's few matches: on 100,000 profiles the cart
+        abandoners took 2.8× the hand-written query, which drives from the carts as this does.
+        `no event` stays a NOT EXISTS (an anti-join; NOT IN would need a null check)."""
+        if not isinstance(node, ast.Exists):
+            return False
+        for n in ast.walk(node):
+            if isinstance(n, ast.Name) and n.binding == "profile":
+                return False
+            if isinstance(n, (ast.SegmentRef, ast.Aggregate)) or (n is not node and isinstance(n, (ast.Exists, ast.NoEvent))):
+                return False
+        return True
 
     def checked_integer(self, operation: Callable[..., ColumnElement], *operands: ColumnElement) -> ColumnElement:
         """An integer result, null outside 64 bits (DSL.md §9) where DuckDB stops with an
