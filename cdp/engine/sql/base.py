@@ -176,6 +176,18 @@ class SqlCompiler:
         EXISTS (the common answer: EXISTS, which planners turn into a semi-join themselves)."""
         return False
 
+    @staticmethod
+    def independent_of_profile(node: ast.Node) -> bool:
+        """Whether an event term can be computed once for all profiles: it reads no attribute of
+        the profile, no segment, no aggregate, and holds no other event term (the condition for a
+        dialect's `semi_join`)."""
+        for n in ast.walk(node):
+            if isinstance(n, ast.Name) and n.binding == "profile":
+                return False
+            if isinstance(n, (ast.SegmentRef, ast.Aggregate)) or (n is not node and isinstance(n, (ast.Exists, ast.NoEvent))):
+                return False
+        return True
+
     def gap_limit(self, previous_ts: ColumnElement, gap: ast.DurationLiteral) -> ColumnElement:
         """The latest timestamp a sequence step `within <gap>` of the previous event may have."""
         return self.shift(previous_ts, DATETIME, gap, +1, in_range=False)

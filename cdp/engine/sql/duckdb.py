@@ -99,14 +99,7 @@ class DuckDBCompiler(SqlCompiler):
         (profile_pk, ts) instead of the first step's few matches: on 100,000 profiles the cart
         abandoners took 2.8× the hand-written query, which drives from the carts as this does.
         `no event` stays a NOT EXISTS (an anti-join; NOT IN would need a null check)."""
-        if not isinstance(node, ast.Exists):
-            return False
-        for n in ast.walk(node):
-            if isinstance(n, ast.Name) and n.binding == "profile":
-                return False
-            if isinstance(n, (ast.SegmentRef, ast.Aggregate)) or (n is not node and isinstance(n, (ast.Exists, ast.NoEvent))):
-                return False
-        return True
+        return isinstance(node, ast.Exists) and self.independent_of_profile(node)
 
     def checked_integer(self, operation: Callable[..., ColumnElement], *operands: ColumnElement) -> ColumnElement:
         """An integer result, null outside 64 bits (DSL.md §9) where DuckDB stops with an
