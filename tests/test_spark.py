@@ -63,10 +63,15 @@ def test_spark_run_writes_what_the_database_run_writes(sqlite_engine, spark_sess
     assert all(c["realized"] == 0 for c in results["spark"][1].values())
 
 
+# The columns Spark reads. DuckDB's relation also has the typed attribute columns ("a.<key>") its
+# compiler reads instead of the JSON; Spark's dialect reads the JSON.
+COLUMNS = {"profiles": "pk, sandbox, external_id, attributes", "events": "profile_pk, event_id, type, ts, fields"}
+
+
 def spark_relation(session, manifest, which: str) -> list[tuple]:
     session.from_snapshot(manifest)
     order = "pk" if which == "profiles" else "profile_pk, event_id"
-    rows = session.spark.sql(f"SELECT * FROM {which} ORDER BY {order}").collect()
+    rows = session.spark.sql(f"SELECT {COLUMNS[which]} FROM {which} ORDER BY {order}").collect()
     return [tuple(row) for row in rows]
 
 
@@ -90,8 +95,9 @@ def test_a_snapshot_of_several_parts_reads_as_on_duckdb(sqlite_engine, spark_ses
     assert len(manifest.parts) == 2
     expected_profiles = relation(manifest, "profiles")
     expected_events = relation(manifest, "events")
-    assert spark_relation(spark_session, manifest, "profiles") == [tuple(r) for r in expected_profiles]
-    assert spark_relation(spark_session, manifest, "events") == [tuple(r) for r in expected_events]
+    width = {which: len(COLUMNS[which].split(", ")) for which in COLUMNS}
+    assert spark_relation(spark_session, manifest, "profiles") == [tuple(r)[:width["profiles"]] for r in expected_profiles]
+    assert spark_relation(spark_session, manifest, "events") == [tuple(r)[:width["events"]] for r in expected_events]
     assert "c04" not in {p[2] for p in expected_profiles}
 
 

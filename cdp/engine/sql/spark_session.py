@@ -125,8 +125,10 @@ class SparkSession(AnalyticSession):
             .createOrReplaceTempView("events")
         return self
 
-    def from_tables(self, profiles, events) -> "SparkSession":
-        """Arrow tables in the snapshot layout (analytic.document_tables), through Parquet."""
+    def from_tables(self, profiles, events, *, schema=None) -> "SparkSession":
+        """Arrow tables in the snapshot layout (analytic.document_tables), through Parquet.
+        ``schema`` is taken as DuckDB's session takes it and not needed: Spark's dialect reads
+        attributes from the JSON document, not from typed columns."""
         import pyarrow.parquet
 
         self._loads += 1
