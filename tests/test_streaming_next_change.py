@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from cdp.dsl import check, render
 from cdp.engine import compile_predicate, load_profile
-from cdp.segments.streaming import Change, next_change, reads_of_tree
+from cdp.segments.reads import Change, reads_of_tree
+from cdp.segments.timing import next_change
 from cdp.segments.timing import _add_months, _instant, _instants_of
 from tests.strategies import segments
 from tests.test_differential import AS_OF, CATALOGUE, attributes, event

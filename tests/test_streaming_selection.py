@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from hypothesis import given, settings, strategies as st
 
 from cdp.schema import luma_schema
-from cdp.segments.streaming import Change, StreamingEvaluator, _Plan
+from cdp.segments.reads import Change
+from cdp.segments.streaming import StreamingEvaluator, _Plan
 
 Row = namedtuple("Row", "pk key expression status evaluation")
 TYPES = ["purchase", "addToCart", "productView", "pageView", "login"]

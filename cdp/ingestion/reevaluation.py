@@ -13,7 +13,8 @@ from cdp.identity.reevaluation import KIND_NAME, reevaluate_sandbox
 from cdp.jobs.queue import enqueue
 from cdp.jobs.registry import JobKind
 from cdp.segments.membership import MembershipRefresher
-from cdp.segments.streaming import Change, StreamingEvaluator
+from cdp.segments.reads import Change
+from cdp.segments.streaming import StreamingEvaluator
 from cdp.storage.database import write_transaction
 
 

@@ -27,7 +27,8 @@ from cdp.identity.graph import IdentityGraph, Lineage, Resolution, ResolutionCon
 from cdp.identity.namespaces import IdentityValueError, normalize, sandbox_namespaces
 from cdp.identity.settings import get_identity_settings
 from cdp.segments.membership import MembershipRefresher
-from cdp.segments.streaming import Change, StreamingEvaluator
+from cdp.segments.reads import Change
+from cdp.segments.streaming import StreamingEvaluator
 from cdp.storage.bulk import insert_events
 from cdp.storage.models import events, profiles
 

@@ -50,7 +50,7 @@ import sqlalchemy as sa
 from cdp.engine.sql.loading import json_value
 from cdp.ingestion.models import RecordResult
 from cdp.ingestion.validation import ValidRecord
-from cdp.segments.streaming import Change
+from cdp.segments.reads import Change
 from cdp.storage.database import sqlite_text
 
 log = logging.getLogger("cdp.ingestion")

@@ -102,7 +102,7 @@ def stored_profile(connection: sa.Connection, profile_pk: int, *, schema: Schema
     the round trip through the API's document (dates to ISO text and back, nested objects
     flattened again) and without identities (no expression reads them). ``event_types``: only
     the events of these types (what the segments to evaluate can read; see
-    cdp.segments.streaming.Reads), None for all. One query for the profile, one for its events
+    cdp.segments.reads.Reads), None for all. One query for the profile, one for its events
     (none when no event type is wanted). Paths are interned: every profile shares its key
     strings, so the compiled predicates' dictionary lookups compare pointers."""
     row = connection.execute(_PROFILE, {"b_profile": profile_pk}).one()

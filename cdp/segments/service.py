@@ -398,7 +398,7 @@ _READS: dict[int, tuple[ast.Node, tuple, frozenset[str] | None]] = {}
 def _event_types_read(typed: ast.Node, known: Mapping[str, str], schema: Schema) -> frozenset[str] | None:
     """The event types an expression (and the segments it references) can read; None: any.
     Cached per checked tree of a saved segment (those trees are cached, see :func:`_checked`)."""
-    from cdp.segments.streaming import reads_of_tree
+    from cdp.segments.reads import reads_of_tree
 
     catalogue_key = tuple(sorted(known.items()))  # what references read can change
     found = _READS.get(id(typed))

@@ -1,9 +1,10 @@
 """Streaming evaluation: a profile's streaming segments re-evaluated in memory when a record
 changes it, in the record's transaction, and again when time alone can change an answer.
 
-What a segment reads comes from its checked tree (:func:`reads_of`, through the segments it
-references): the event types its filters admit (or any type), the profile attributes it names,
-and what makes it depend on time (window lengths, calendar windows, clock functions). A change
+What a segment reads comes from its checked tree (cdp/segments/reads.py :func:`reads_of`, through
+the segments it references): the event types its filters admit (or any type), the profile
+attributes it names, and what makes it depend on time (window lengths, calendar windows, clock
+functions). A change
 (:class:`Change`: events of some types, some attributes, or everything after a merge) evaluates
 only the streaming segments whose reads it touches — and, since reads are taken through
 references, the segments that reference them, in dependency order (the in-memory predicate of a
@@ -28,11 +29,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cdp.dsl import PqlError, ast, check
+from cdp.dsl import PqlError
 from cdp.dsl.catalogue import dependency_order
 from cdp.engine.memory import CompiledCatalogue
 from cdp.schema import Schema
 from cdp.segments.membership import SegmentRef, apply_verdicts
+from cdp.segments.reads import Change, Reads, reads_of
 from cdp.segments.timing import _instant, next_change
 from cdp.storage.memberships import exit_all  # noqa: F401 - re-exported: streaming's exits
 from cdp.storage.memberships import MEMBER
@@ -41,201 +43,6 @@ from cdp.storage.models import (
 )
 
 log = logging.getLogger("cdp.segments")
-
-_UNITS = {"second": timedelta(seconds=1), "minute": timedelta(minutes=1), "hour": timedelta(hours=1),
-          "day": timedelta(days=1), "week": timedelta(weeks=1)}
-
-
-@dataclass(frozen=True)
-class Reads:
-    """What an expression reads (see the module doc)."""
-
-    any_event: bool = False  # a filter that admits events of any type
-    event_types: frozenset[str] = frozenset()
-    attributes: frozenset[tuple[str, ...]] = frozenset()
-    references: frozenset[str] = frozenset()
-    durations: frozenset[timedelta] = frozenset()
-    periods: frozenset[str] = frozenset()  # today | week | month | year
-    months: frozenset[int] = frozenset()  # window lengths in months / years (as months)
-    clock: bool = False  # calls a function of the clock (now(), today(), days_until …)
-    literal_instants: frozenset[datetime] = frozenset()
-
-    @property
-    def timed(self) -> bool:
-        # events count from their timestamp on: one stored ahead of the clock enters later
-        return bool(self.durations or self.periods or self.months or self.clock or self.literal_instants
-                    or self.any_event or self.event_types)
-
-    def union(self, other: Reads) -> Reads:
-        return Reads(*(getattr(self, f.name) | getattr(other, f.name) for f in dataclasses.fields(self)))
-
-    def touched_by(self, change: Change) -> bool:
-        if change.everything:
-            return True
-        if change.event_types and (self.any_event or self.event_types & change.event_types):
-            return True
-        for path in change.attributes:
-            for read in self.attributes:
-                n = min(len(path), len(read))
-                if path[:n] == read[:n]:
-                    return True
-        return False
-
-
-@dataclass(frozen=True)
-class Change:
-    """What a record changed on a profile."""
-
-    event_types: frozenset[str] = frozenset()
-    attributes: frozenset[tuple[str, ...]] = frozenset()
-    everything: bool = False  # a merge, a deletion: every segment can be affected
-
-
-def _event_types(condition: ast.Node | None) -> frozenset[str] | None:
-    """The types a filter's condition admits when it says so at its top (``type = "x"``, ``type
-    in [...]``, in an ``and``); None: any type."""
-    if condition is None:
-        return None
-    if isinstance(condition, ast.BoolChain) and condition.op == "and":
-        found = None
-        for operand in condition.operands:
-            types = _event_types(operand)
-            if types is not None:
-                found = types if found is None else found & types
-        return found
-    if isinstance(condition, ast.BoolChain) and condition.op == "or":
-        parts = [_event_types(operand) for operand in condition.operands]
-        return None if any(p is None for p in parts) else frozenset().union(*parts)
-
-    def is_type(node: ast.Node) -> bool:
-        return isinstance(node, ast.Name) and node.binding == "event" and node.path == ("type",)
-
-    if isinstance(condition, ast.Comparison) and condition.op == "=":
-        for name, value in ((condition.left, condition.right), (condition.right, condition.left)):
-            if is_type(name) and isinstance(value, ast.StringLiteral):
-                return frozenset([value.value])
-    if (isinstance(condition, ast.InList) and not condition.negated and is_type(condition.value)
-            and isinstance(condition.items, ast.ListLiteral)
-            and all(isinstance(i, ast.StringLiteral) for i in condition.items.items)):
-        return frozenset(i.value for i in condition.items.items)
-    return None
-
-
-def _own_reads(tree: ast.Node) -> Reads:
-    from cdp.functions.registry import lookup
-
-    any_event = False
-    types: set[str] = set()
-    attributes: set[tuple[str, ...]] = set()
-    references: set[str] = set()
-    durations: set[timedelta] = set()
-    periods: set[str] = set()
-    months: set[int] = set()
-    instants: set[datetime] = set()
-    clock = False
-    stack: list[Any] = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, tuple):
-            stack.extend(node)
-            continue
-        if not isinstance(node, ast.Node):
-            continue
-        if isinstance(node, ast.EventFilter):
-            admitted = _event_types(node.condition)
-            if admitted is None:
-                any_event = True
-            else:
-                types |= admitted
-        elif isinstance(node, ast.Name) and node.binding in (None, "profile"):
-            attributes.add(node.path)
-        elif isinstance(node, ast.SegmentRef):
-            references.add(node.key)
-        elif isinstance(node, (ast.WithinLast, ast.WithinGap, ast.DurationLiteral)):
-            amount, unit = node.amount, node.unit
-            if unit in ("month", "year"):
-                months.add(amount * (12 if unit == "year" else 1))
-            else:
-                durations.add(amount * _UNITS[unit])
-        elif isinstance(node, ast.WithinPeriod):
-            periods.add(node.period)
-        elif isinstance(node, ast.Call):
-            function = lookup(node.function)
-            if function is None or function.needs_clock or function.stage == "as_of":
-                clock = True
-        elif isinstance(node, ast.StringLiteral):
-            try:
-                instants.add(_instant(datetime.fromisoformat(node.value)))
-            except ValueError:
-                pass
-        for f in dataclasses.fields(node):
-            if f.name not in ("span", "type", "nullable"):
-                stack.append(getattr(node, f.name))
-    if any(isinstance(n, (ast.Since, ast.Before, ast.FromTo)) for n in _walk(tree)):
-        clock = clock or not instants
-    return Reads(any_event, frozenset(types), frozenset(attributes), frozenset(references), frozenset(durations),
-                 frozenset(periods), frozenset(months), clock, frozenset(instants))
-
-
-def _walk(tree: ast.Node) -> Iterable[ast.Node]:
-    stack: list[Any] = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, tuple):
-            stack.extend(node)
-        elif isinstance(node, ast.Node):
-            yield node
-            stack.extend(getattr(node, f.name) for f in dataclasses.fields(node)
-                         if f.name not in ("span", "type", "nullable"))
-
-
-_cache: dict[tuple, Reads] = {}
-_cache_lock = threading.Lock()
-
-
-def reads_of(key: str, catalogue: Mapping[str, str], schema: Schema | None) -> Reads:
-    """What segment ``key`` reads, through the segments it references (checked against
-    ``schema``); cached per schema and the texts involved."""
-    seen: dict[str, Reads] = {}
-
-    def own(k: str) -> Reads:
-        if k not in seen:
-            text = catalogue[k]
-            cache_key = (id(schema), getattr(schema, "version", None), text)
-            with _cache_lock:
-                found = _cache.get(cache_key)
-            if found is None:
-                found = _own_reads(check(text, schema))
-                with _cache_lock:
-                    if len(_cache) > 10_000:
-                        _cache.clear()
-                    _cache[cache_key] = found
-            seen[k] = found
-        return seen[k]
-
-    total = Reads()
-    stack, visited = [key], set()
-    while stack:
-        k = stack.pop()
-        if k in visited or k not in catalogue:
-            continue
-        visited.add(k)
-        r = own(k)
-        total = total.union(r)
-        stack.extend(r.references)
-    return total
-
-
-def reads_of_tree(tree: ast.Node, catalogue: Mapping[str, str], schema: Schema | None = None) -> Reads:
-    """What a checked tree reads, through the segments of ``catalogue`` it references."""
-    total = _own_reads(tree)
-    for key in total.references:
-        if key in catalogue:
-            total = total.union(reads_of(key, catalogue, schema))
-    return total
-
-
-# ---- the next instant an answer can change without new data: cdp/segments/timing.py ----------
 
 # ---- evaluation ----------------------------------------------------------------------------------
 
@@ -343,6 +150,7 @@ class _Plan:
 
 
 _plans: dict[tuple[str, str], tuple[tuple, _Plan]] = {}
+_plans_lock = threading.Lock()
 _NO_SEGMENTS = _Plan(None, [], "")
 
 
@@ -365,7 +173,7 @@ def _plan(connection: sa.Connection, sandbox: str) -> _Plan:
             sa.select(segments.c.pk, segments.c.key, segments.c.expression, segments.c.status, segments.c.evaluation)
             .where(segments.c.sandbox == sandbox).order_by(segments.c.pk)).all()
         found = (tuple(version), _Plan(schema, rows, sandbox))
-        with _cache_lock:
+        with _plans_lock:
             if len(_plans) > 1000:
                 _plans.clear()
             _plans[key] = found
