@@ -339,6 +339,7 @@ def serve_command(host: str | None, port: int | None, database_url: str | None, 
     import uvicorn
 
     from cdp.api import create_app
+    from cdp.api.process import load_demo_data, tune_gc
     from cdp.api.startup import StartupError, bootstrap_admin, prepare_database
 
     settings = _settings(host=host, port=port, database_url=database_url, log_level=log_level, workers=workers)
@@ -348,7 +349,7 @@ def serve_command(host: str | None, port: int | None, database_url: str | None, 
             fixed = settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None
             new_key = bootstrap_admin(engine, fixed)
             if demo:
-                _load_demo_data(engine, settings)
+                load_demo_data(engine, settings, say=lambda text: click.echo(f"cdp: {text}", err=True))
         finally:
             engine.dispose()
     except StartupError as exc:
@@ -370,49 +371,8 @@ def serve_command(host: str | None, port: int | None, database_url: str | None, 
         ("log_level", settings.log_level))})
     # a worker answers uvicorn's health checks only once it has imported the service, which takes
     # seconds on a loaded machine (uvicorn's default of 5 s killed them before they started)
-    uvicorn.run("cdp.cli:worker_app", factory=True, workers=settings.workers, timeout_worker_healthcheck=60,
+    uvicorn.run("cdp.api.process:worker_app", factory=True, workers=settings.workers, timeout_worker_healthcheck=60,
                 **options)
-
-
-def worker_app():
-    """The app of one of ``cdp serve --workers N``'s processes (settings from the environment)."""
-    from cdp.api import create_app
-
-    app = create_app()
-    tune_gc()
-    return app
-
-
-def tune_gc() -> None:
-    """The server's garbage collector, once everything is imported: what exists now is moved out of
-    the collector's sight (``gc.freeze``: modules, classes, routes never become garbage) and the
-    youngest generation is collected every 50,000 allocations instead of 700. Measured (issue 16,
-    bench/RESULTS.md): with the defaults, full collections walking the whole heap took a third of
-    a 500-record request's time; cyclic garbage still goes, a little later."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
-
-
-def _load_demo_data(engine, settings) -> None:
-    """On first start (an empty `prod`): the Luma demo data, loaded over HTTP through a copy of the
-    app served on a loopback port for the while (cdp/demo/seed.py)."""
-    import time
-
-    from cdp.api import create_app
-    from cdp.api.local import serve_in_thread
-    from cdp.demo.seed import is_empty, loader_key, seed_over_http
-
-    if not is_empty(engine):
-        return
-    started = time.monotonic()
-    key_id, key = loader_key(engine)
-    with serve_in_thread(create_app(settings)) as base:
-        loaded = seed_over_http(base, key_id, key, progress=lambda text: click.echo(f"cdp: demo data: {text}", err=True))
-    click.echo(f"cdp: loaded the Luma demo data into sandbox prod in {time.monotonic() - started:.1f} s: "
-               f"{loaded.profiles:,} profiles, segments {', '.join(loaded.segments)}", err=True)
 
 
 def _print_welcome(settings, new_key: str | None) -> None:
