@@ -45,12 +45,19 @@ def test_duckdb_run_equals_the_database_run(migrated_engine, tmp_path):
     """The conformance cases (without a catalogue, at the default as_of) as active segments: DuckDB
     over the snapshot writes the same members and counts as the database, statuses and outbox
     included; a second run turns realized into existing on both."""
+    analytic_run_equals_the_database_run(migrated_engine, tmp_path, "duckdb", every=8)  # every section
+
+
+def analytic_run_equals_the_database_run(engine, tmp_path, on_engine: str, *, every: int) -> None:
+    """Every ``every``-th conformance case, and a segment referencing one of them, run on the
+    database and on ``on_engine`` over a snapshot: the same members, counts and outbox; a second run
+    turns realized into existing on both (tests/test_spark.py runs it on Spark)."""
     cases = [c for c in CASES if "expected" in c and "segments" not in c and "as_of" not in c
-             and c.get("dataset", "prod") == "prod"][::8]  # every section, in a bounded time
+             and c.get("dataset", "prod") == "prod"][::every]  # in a bounded time
     results = {}
-    for on in ("database", "duckdb"):
+    for on in ("database", on_engine):
         sandbox = next(SANDBOXES)
-        with migrated_engine.begin() as connection:
+        with engine.begin() as connection:
             load_documents(connection, DOCUMENTS, sandbox=sandbox)
             for case in cases:
                 save(connection, sandbox, case["name"][:128], case["expression"], status="active")
@@ -58,18 +65,18 @@ def test_duckdb_run_equals_the_database_run(migrated_engine, tmp_path):
             save(connection, sandbox, "referencing", f'in segment "{cases[1]["name"]}" or loyalty.points > 0',
                  status="active")
             export_snapshot(connection, sandbox=sandbox, root=tmp_path)
-        first = run_on(migrated_engine, sandbox, AS_OF, on, tmp_path)
-        second = run_on(migrated_engine, sandbox, AS_OF, on, tmp_path)
-        with migrated_engine.connect() as connection:
+        first = run_on(engine, sandbox, AS_OF, on, tmp_path)
+        second = run_on(engine, sandbox, AS_OF, on, tmp_path)
+        with engine.connect() as connection:
             for case in cases:
                 assert member_ids(connection, sandbox, case["name"][:128]) == case["expected"], (on, case["name"])
             members = {key: member_ids(connection, sandbox, key) for key in first}
             outbox = connection.execute(sa.select(sa.func.count()).select_from(membership_changes)
                                         .where(membership_changes.c.sandbox == sandbox)).scalar_one()
         results[on] = (first, second, members, outbox)
-    assert results["duckdb"] == results["database"]
-    assert all(c["existing"] == 0 for c in results["duckdb"][0].values())
-    assert all(c["realized"] == 0 for c in results["duckdb"][1].values())
+    assert results[on_engine] == results["database"]
+    assert all(c["existing"] == 0 for c in results[on_engine][0].values())
+    assert all(c["realized"] == 0 for c in results[on_engine][1].values())
 
 
 def test_incremental_snapshot_merges_changes_and_deletions(migrated_engine, tmp_path):

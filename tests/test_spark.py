@@ -20,9 +20,9 @@ from cdp.engine.support import UnsupportedOnBackend
 from cdp.snapshots import export_snapshot
 from cdp.storage.database import create_engine
 from cdp.storage.migrate import upgrade
-from cdp.storage.models import events, membership_changes, profiles
-from tests.test_segments_batch import AS_OF, CASES, DOCUMENTS, SANDBOXES, member_ids, save
-from tests.test_snapshots import relation, run_on
+from cdp.storage.models import events, profiles
+from tests.test_segments_batch import AS_OF, DOCUMENTS, SANDBOXES
+from tests.test_snapshots import analytic_run_equals_the_database_run, relation
 
 
 @pytest.fixture(scope="module")
@@ -37,30 +37,7 @@ def test_spark_run_writes_what_the_database_run_writes(sqlite_engine, spark_sess
     """Conformance cases saved as active segments (one of them referencing another): Spark over
     the snapshot writes the same members, counts and outbox as the database; a second run turns
     realized into existing on both."""
-    cases = [c for c in CASES if "expected" in c and "segments" not in c and "as_of" not in c
-             and c.get("dataset", "prod") == "prod"][::12]  # every few sections, in a bounded time
-    results = {}
-    for on in ("database", "spark"):
-        sandbox = next(SANDBOXES)
-        with sqlite_engine.begin() as connection:
-            load_documents(connection, DOCUMENTS, sandbox=sandbox)
-            for case in cases:
-                save(connection, sandbox, case["name"][:128], case["expression"], status="active")
-            save(connection, sandbox, "referencing", f'in segment "{cases[1]["name"]}" or loyalty.points > 0',
-                 status="active")
-            export_snapshot(connection, sandbox=sandbox, root=tmp_path)
-        first = run_on(sqlite_engine, sandbox, AS_OF, on, tmp_path)
-        second = run_on(sqlite_engine, sandbox, AS_OF, on, tmp_path)
-        with sqlite_engine.connect() as connection:
-            for case in cases:
-                assert member_ids(connection, sandbox, case["name"][:128]) == case["expected"], (on, case["name"])
-            members = {key: member_ids(connection, sandbox, key) for key in first}
-            outbox = connection.execute(sa.select(sa.func.count()).select_from(membership_changes)
-                                        .where(membership_changes.c.sandbox == sandbox)).scalar_one()
-        results[on] = (first, second, members, outbox)
-    assert results["spark"] == results["database"]
-    assert all(c["existing"] == 0 for c in results["spark"][0].values())
-    assert all(c["realized"] == 0 for c in results["spark"][1].values())
+    analytic_run_equals_the_database_run(sqlite_engine, tmp_path, "spark", every=12)  # every few sections
 
 
 # The columns Spark reads. DuckDB's relation also has the typed attribute columns ("a.<key>") its
