@@ -79,13 +79,10 @@ def analytic_run_equals_the_database_run(engine, tmp_path, on_engine: str, *, ev
     assert all(c["realized"] == 0 for c in results[on_engine][1].values())
 
 
-def test_incremental_snapshot_merges_changes_and_deletions(migrated_engine, tmp_path):
-    sandbox = next(SANDBOXES)
-    with migrated_engine.begin() as connection:
-        load_documents(connection, DOCUMENTS, sandbox=sandbox)
-        first = export_snapshot(connection, sandbox=sandbox, root=tmp_path)
-    assert len(first.parts) == 1 and first.parts[0].full and first.parts[0].profiles == len(DOCUMENTS)
-    with migrated_engine.begin() as connection:
+def change_and_export(engine, sandbox: str, tmp_path):
+    """After a first snapshot of DOCUMENTS: c02's attributes changed, an event added to c03, c04
+    deleted with its events — then the next (incremental) snapshot's manifest."""
+    with engine.begin() as connection:
         pks = dict(connection.execute(sa.select(profiles.c.external_id, profiles.c.pk)
                                       .where(profiles.c.sandbox == sandbox)).all())
         later = datetime.now(timezone.utc) + timedelta(seconds=5)
@@ -95,7 +92,16 @@ def test_incremental_snapshot_merges_changes_and_deletions(migrated_engine, tmp_
                                                   ts=AS_OF - timedelta(days=1), fields={}))
         connection.execute(events.delete().where(events.c.profile_pk == pks["c04"]))
         connection.execute(profiles.delete().where(profiles.c.pk == pks["c04"]))
-        second = export_snapshot(connection, sandbox=sandbox, root=tmp_path)
+        return export_snapshot(connection, sandbox=sandbox, root=tmp_path)
+
+
+def test_incremental_snapshot_merges_changes_and_deletions(migrated_engine, tmp_path):
+    sandbox = next(SANDBOXES)
+    with migrated_engine.begin() as connection:
+        load_documents(connection, DOCUMENTS, sandbox=sandbox)
+        first = export_snapshot(connection, sandbox=sandbox, root=tmp_path)
+    assert len(first.parts) == 1 and first.parts[0].full and first.parts[0].profiles == len(DOCUMENTS)
+    second = change_and_export(migrated_engine, sandbox, tmp_path)
     delta = second.parts[-1]
     assert len(second.parts) == 2 and not delta.full
     assert (delta.profiles, delta.deleted) == (3, 1)  # c02 and c03 as they are now, c04's tombstone

@@ -8,11 +8,9 @@ required (CI=true or CDP_REQUIRE_SPARK=1)."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
 
 import pytest
 import re2
-import sqlalchemy as sa
 
 from cdp.engine.sql.loading import load_documents
 from cdp.engine.sql.spark_regex import like_for_spark, re2_to_java
@@ -20,9 +18,8 @@ from cdp.engine.support import UnsupportedOnBackend
 from cdp.snapshots import export_snapshot
 from cdp.storage.database import create_engine
 from cdp.storage.migrate import upgrade
-from cdp.storage.models import events, profiles
 from tests.test_segments_batch import AS_OF, DOCUMENTS, SANDBOXES
-from tests.test_snapshots import analytic_run_equals_the_database_run, relation
+from tests.test_snapshots import analytic_run_equals_the_database_run, change_and_export, relation
 
 
 @pytest.fixture(scope="module")
@@ -58,17 +55,7 @@ def test_a_snapshot_of_several_parts_reads_as_on_duckdb(sqlite_engine, spark_ses
     with sqlite_engine.begin() as connection:
         load_documents(connection, DOCUMENTS, sandbox=sandbox)
         export_snapshot(connection, sandbox=sandbox, root=tmp_path)
-    with sqlite_engine.begin() as connection:
-        pks = dict(connection.execute(sa.select(profiles.c.external_id, profiles.c.pk)
-                                      .where(profiles.c.sandbox == sandbox)).all())
-        later = datetime.now(timezone.utc) + timedelta(seconds=5)
-        connection.execute(profiles.update().where(profiles.c.pk == pks["c02"])
-                           .values(attributes={"loyalty.tier": "platinum"}, updated_at=later))
-        connection.execute(events.insert().values(profile_pk=pks["c03"], event_id="new-1", type="purchase",
-                                                  ts=AS_OF - timedelta(days=1), fields={}))
-        connection.execute(events.delete().where(events.c.profile_pk == pks["c04"]))
-        connection.execute(profiles.delete().where(profiles.c.pk == pks["c04"]))
-        manifest = export_snapshot(connection, sandbox=sandbox, root=tmp_path)
+    manifest = change_and_export(sqlite_engine, sandbox, tmp_path)
     assert len(manifest.parts) == 2
     expected_profiles = relation(manifest, "profiles")
     expected_events = relation(manifest, "events")
