@@ -85,8 +85,8 @@ def _estimate(engine: sa.Engine, sandbox: str, expression: str, seed: int, **opt
     random.seed(seed)  # the sample (TABLESAMPLE's seed, SQLite's rowid runs) comes from here
     with engine.connect() as connection:
         return estimates.estimate(connection=connection, sandbox=sandbox, expression=expression,
-                                  schema=luma_schema(), as_of=AS_OF, exact_limit=1000, sample_rows=600,
-                                  timeout_ms=60_000, **options)
+                                  schema=luma_schema(), as_of=AS_OF, **{"exact_limit": 1000, "sample_rows": 600,
+                                                                        "timeout_ms": 60_000, **options})
 
 
 def test_a_referenced_segment_is_computed_on_the_estimates_own_sample(migrated_engine):
@@ -143,3 +143,32 @@ def test_evaluate_follows_a_referenced_segments_new_definition_in_its_own_sandbo
         service.update_segment(connection=connection, sandbox=b, key="tier", schema=schema,
                                spec=SegmentUpdate(expression='loyalty.tier = "gold"'))
     assert (qualifies(a), qualifies(b)) == (False, True)
+
+
+def test_referenced_segments_inlined_or_not_count_as_their_definitions(migrated_engine):
+    """Leaf segments are compiled in place (SqlCompiler.inline_leaf), one that references others
+    stays a CTE; either way a reference is membership: TRUE or FALSE, never UNKNOWN (a profile
+    without points is not in "rich", so it is `not in segment "rich"`)."""
+    sandbox = _sandbox()
+    with migrated_engine.begin() as connection:
+        load_documents(connection, [{"id": f"p{i:05d}", "attributes": {"loyalty": {
+            "tier": "gold" if i % 4 == 0 else "silver", **({} if i % 3 == 0 else {"points": i % 250})}}}
+            for i in range(2000)], sandbox=sandbox)
+        for key, text in (("rich", "loyalty.points > 100"), ("gold", 'loyalty.tier = "gold"'),
+                          ("rich-gold", 'in segment "rich" and in segment "gold"')):
+            service.create_segment(connection=connection, sandbox=sandbox, schema=luma_schema(), spec=SegmentCreate(
+                key=key, name=key, expression=text, status=SegmentStatus.draft))
+    pairs = [('not in segment "rich"', "loyalty.points is null or loyalty.points <= 100"),
+             ('in segment "rich-gold" or not in segment "gold"',
+              'loyalty.points > 100 and loyalty.tier = "gold" or loyalty.tier != "gold"'),
+             ('(in segment "rich" or in segment "gold") and not in segment "rich-gold"',
+              '(loyalty.points > 100 or loyalty.tier = "gold")'
+              ' and not (loyalty.points is not null and loyalty.points > 100 and loyalty.tier = "gold")')]
+    for referenced, direct in pairs:
+        for seed in (1, 2):
+            exact = [_estimate(migrated_engine, sandbox, text, seed, exact_limit=5000) for text in (referenced, direct)]
+            assert not exact[0].sampled and exact[0].count == exact[1].count > 0, referenced
+            assert exact[0].sample == exact[1].sample
+            sampled = [_estimate(migrated_engine, sandbox, text, seed) for text in (referenced, direct)]
+            assert sampled[0].sampled and (sampled[0].count, sampled[0].sample_size, sampled[0].sample) == (
+                sampled[1].count, sampled[1].sample_size, sampled[1].sample), referenced

@@ -86,6 +86,11 @@ def estimate(*, connection: sa.Connection, sandbox: str, expression: str, schema
     sampled = total > exact_limit
     fraction = min(1.0, sample_rows / total) if sampled else 1.0
     compiler = SqlCompiler(dialect, as_of, schema=schema, segments=known, sandbox=sandbox)
+    # referenced segments without references of their own: their conditions in place, so the
+    # database skips what an `and`/`or` already decided per profile (e.g. a costly third segment
+    # under `(in segment A or in segment B) and not in segment C`) instead of computing each one
+    # over every profile first; deeper ones stay CTEs (see SqlCompiler.inline_leaf)
+    compiler.inline_leaf_segments = True
     extra: list = []
     if sampled:  # both read about sample_rows profiles, not the whole table
         if dialect == "postgresql":

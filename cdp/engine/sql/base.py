@@ -102,6 +102,11 @@ class SqlCompiler:
         # optional: alias name → the profiles a referenced segment's CTE reads (an estimate on a
         # PostgreSQL sample reads the same TABLESAMPLE … REPEATABLE pages, not the whole table)
         self.segment_profiles: Any = None
+        # optional: a referenced segment that references none is compiled in place, as its own
+        # condition on the profile at hand, instead of as a CTE over every profile in scope (an
+        # estimate on a sample: `(in segment A or in segment B) and not in segment C` then
+        # evaluates C only where A or B holds; the SQL still grows linearly, leaves being inlined)
+        self.inline_leaf_segments = False
 
     @property
     def dialect(self) -> str:
@@ -388,8 +393,22 @@ class SqlCompiler:
             return self.profile.c.pk.in_(sa.select(memberships.c.profile_pk).where(
                 memberships.c.segment_pk == sa.literal(self.memberships_of[node.key], memberships.c.segment_pk.type),
                 memberships.c.status.in_(["realized", "existing"])))
+        if self.inline_leaf_segments:
+            inlined = self.inline_leaf(node)
+            if inlined is not None:
+                return inlined
         members = self.segment_cte(node)
         return self.profile.c.pk.in_(sa.select(members.c.pk))
+
+    def inline_leaf(self, node: ast.SegmentRef) -> ColumnElement | None:
+        """A referenced segment without references of its own, as its condition on the current
+        profile, TRUE or FALSE (an UNKNOWN condition is not membership); None for another segment."""
+        if node.key not in self.segments or node.key in self._segment_stack:
+            return None  # segment_cte refuses it clearly
+        typed = check(self.segments[node.key], self.schema)
+        if any(isinstance(ref, ast.SegmentRef) for ref in ast.walk(typed)):
+            return None
+        return sa.func.coalesce(self.value(typed, _Ctx()), sa.false())
 
     def segment_cte(self, node: ast.SegmentRef):
         """The members of a referenced segment as one CTE per segment and statement, compiled
@@ -552,6 +571,10 @@ class SqlCompiler:
         fn = node.function
         if fn in ("first", "last"):
             order = [table.c.ts, self.collated(table.c.event_id, PqlType("string"))]
+            if key == "timestamp":  # the value is the ordering itself: events tied on ts give the same
+                # value, so no tie-break by id, and the (profile_pk, type, ts) index answers alone
+                # (one descent, no row read, no sort: days_since(last(…)) over many profiles)
+                order = [table.c.ts]
             if fn == "last":
                 order = [o.desc() for o in order]
             query = (sa.select(value).select_from(table).where(*conditions, value.is_not(None))

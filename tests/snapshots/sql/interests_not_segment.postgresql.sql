@@ -3,7 +3,7 @@ WITH seg4 AS MATERIALIZED
 FROM profiles AS sp2 
 WHERE (CAST(floor(EXTRACT(epoch FROM %(as_of)s::TIMESTAMP WITH TIME ZONE - (SELECT e3.ts 
 FROM events AS e3 
-WHERE e3.profile_pk = sp2.pk AND e3.ts <= %(as_of)s::TIMESTAMP WITH TIME ZONE AND e3.ts IS NOT NULL ORDER BY e3.ts DESC, e3.event_id COLLATE "C" DESC 
+WHERE e3.profile_pk = sp2.pk AND e3.ts <= %(as_of)s::TIMESTAMP WITH TIME ZONE AND e3.ts IS NOT NULL ORDER BY e3.ts DESC 
  LIMIT %(param_5)s::INTEGER)) / CAST(%(param_6)s::INTEGER AS NUMERIC)) AS BIGINT) > %(param_7)s::BIGINT) AND sp2.sandbox = %(param_8)s::VARCHAR)
  SELECT p.external_id 
 FROM profiles AS p 

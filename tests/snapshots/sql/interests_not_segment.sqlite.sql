@@ -3,7 +3,7 @@ WITH seg4 AS MATERIALIZED
 FROM profiles AS sp2 
 WHERE (pql_days_since(?, (SELECT e3.ts 
 FROM events AS e3 
-WHERE e3.profile_pk = sp2.pk AND e3.ts <= ? AND e3.ts IS NOT NULL ORDER BY e3.ts DESC, e3.event_id DESC
+WHERE e3.profile_pk = sp2.pk AND e3.ts <= ? AND e3.ts IS NOT NULL ORDER BY e3.ts DESC
  LIMIT ? OFFSET ?)) > ?) AND sp2.sandbox = ?)
  SELECT p.external_id 
 FROM profiles AS p 
