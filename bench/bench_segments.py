@@ -1,7 +1,8 @@
 """Segments: a batch run of many saved segments against the bare SELECTs of the same segments,
 estimate latency, and single-profile evaluation of a stored profile.
 
-    python bench/bench_segments.py [--profiles 1000000] [--segments 100] [--no-batch] [--keep] [--reuse] [--record]
+    python bench/bench_segments.py [--profiles 1000000] [--segments 100] [--no-batch | --batch-only]
+        [--parallel] [--keep] [--reuse] [--load-only] [--record]
     (or: bash bench/run_segments.sh …, which uses the project's .venv)
 
 1. Data: the same generated Luma profiles as bench_sql.py (``generate_profiles(N, seed=42)``,
@@ -96,7 +97,8 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: int, batch_runs: bool = True) -> dict:
+def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: int, batch_runs: bool = True,
+                   latencies: bool = True, by_segment: bool = False, stop_at: datetime | None = None) -> dict:
     engine = create_engine(url)
     schema = luma_schema()
     out: dict = {"dialect": dialect}
@@ -116,7 +118,7 @@ def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: 
             connection.execute(segments.update().where(segments.c.sandbox == SANDBOX).values(status="active"))
         if batch_runs:
             runs = []
-            for label in ("first run (every membership inserted)", "second run (steady state)"):
+            for label in () if by_segment else ("first run (every membership inserted)", "second run (steady state)"):
                 with engine.begin() as connection:
                     job = jobs.create_job(connection=connection, sandbox=SANDBOX, keys=None)
                 bench_sql.log(f"{dialect}: batch {label}")
@@ -125,7 +127,7 @@ def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: 
                 runs.append((label, time.perf_counter() - started, done))
                 if done.status.value != "succeeded":
                     raise SystemExit(f"{dialect}: the job failed: {done.message}")
-            out["runs"] = runs
+            first = second = 0.0  # --by-segment: each segment's first and second evaluation, summed
             # paired, segment by segment (robust to the machine's load drifting): the bare SELECT of
             # what a run writes from, counted, and the segment's evaluation as a run does it (steady
             # state), in alternating order
@@ -137,7 +139,12 @@ def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: 
                 rows = connection.execute(sa.select(segments).where(segments.c.sandbox == SANDBOX)).all()
                 graph = service.reference_graph(connection, SANDBOX)
                 evaluated: dict[str, int] = {}
-                for index, row in enumerate(batch.ordered(rows, graph)):
+                order = batch.ordered(rows, graph)
+                for index, row in enumerate(order):
+                    if stop_at is not None and datetime.now(UTC) >= stop_at:
+                        bench_sql.log(f"{dialect}: --stop-at reached: {index} of {len(order)} segments measured")
+                        out["partial"] = (index, len(order))
+                        break
                     query = batch.members_select(dialect=dialect, sandbox=SANDBOX, expression=row.expression,
                                                  schema=schema, catalogue=catalogue, as_of=AS_OF,
                                                  memberships_of=dict(evaluated))
@@ -149,72 +156,93 @@ def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: 
                         connection.rollback()
                         return time.perf_counter() - started
 
-                    def evaluate() -> float:
+                    def evaluate(steady: bool = True) -> tuple[float, batch.Counts]:
                         started = time.perf_counter()
                         with connection.begin():
                             result = batch.evaluate_segment(
                                 connection, sandbox=SANDBOX, segment_pk=row.pk, segment_key=row.key,
                                 expression=row.expression, schema=schema, catalogue=catalogue, as_of=AS_OF,
                                 memberships_of=dict(evaluated))
-                        if result.realized or result.exited:
+                        if steady and (result.realized or result.exited):
                             raise SystemExit(f"{dialect}: {row.key}: not steady: {result}")
-                        return time.perf_counter() - started
+                        return time.perf_counter() - started, result
 
+                    if by_segment:  # this segment's first run (inserts) and second (realized → existing)
+                        connection.rollback()  # (the reads above began one)
+                        seconds, inserted = evaluate(steady=False)
+                        first += seconds
+                        second += evaluate(steady=False)[0]
+                    bare_before, write_before = bare, write
                     if index % 2:
-                        write += evaluate()
+                        write += evaluate()[0]
                         bare += count()
                     else:
                         bare += count()
-                        write += evaluate()
+                        write += evaluate()[0]
+                    if by_segment and inserted.realized != members[row.key]:  # it wrote what the SELECT selects
+                        raise SystemExit(f"{dialect}: {row.key}: first evaluation {inserted} vs SELECT {members[row.key]}")
                     evaluated[row.key] = row.pk
+                    bench_sql.log(f"{dialect}: {index + 1}/{len(order)} {row.key}: bare {bare - bare_before:.2f} s, "
+                                  f"evaluation {write - write_before:.2f} s; so far {write:.1f} / {bare:.1f} s "
+                                  f"= {write / bare:.3f}×")
+            out["runs"] = runs if not by_segment else [("first evaluations", first, None),
+                                                       ("second evaluations", second, None)]
             out["bare_s"], out["paired_write_s"] = bare, write
-            steady = runs[1][2].counts
+            steady = {} if by_segment else runs[1][2].counts
             for key, counts in steady.items():  # the run wrote what the SELECT selects
                 if counts.realized + counts.existing != members[key]:
                     raise SystemExit(f"{dialect}: {key}: run {counts} vs SELECT {members[key]}")
             out["members"] = sum(members.values())
-        # estimates, sampled
-        bench_sql.log(f"{dialect}: estimates")
-        estimate_ms = []
-        estimate_by_key: dict[str, list[float]] = {}
-        sampled = True
-        with engine.connect() as connection:
-            for key in list(catalogue)[::7]:  # every shape
-                for _ in range(3):
-                    started = time.perf_counter()
-                    result = estimates.estimate(connection=connection, sandbox=SANDBOX, expression=catalogue[key],
-                                              schema=schema, as_of=AS_OF, exact_limit=min(profiles - 1, 100_000),
-                                              sample_rows=20_000, timeout_ms=60_000)
-                    estimate_ms.append((time.perf_counter() - started) * 1000)
-                    estimate_by_key.setdefault(key, []).append(estimate_ms[-1])
-                    sampled = sampled and result.sampled
-        out["estimate_ms"], out["estimate_sampled"] = estimate_ms, sampled
-        out["estimate_by_key"] = estimate_by_key
-        # evaluate: a stored profile with 100 events
-        bench_sql.log(f"{dialect}: evaluate")
-        events = [{"id": f"b-{j}", "type": TYPES[j % 5], "timestamp": (AS_OF - timedelta(hours=3 * j)).isoformat(),
-                   "product": {"category": "mens", "size": "L", "price": 20.0 + j},
-                   "order": {"total": 50.0}} for j in range(100)]
-        with engine.begin() as connection:
-            known = connection.execute(sa.select(sa.func.count()).select_from(profile_table).where(
-                profile_table.c.sandbox == SANDBOX, profile_table.c.external_id == "bench-100-events")).scalar_one()
-        with engine.begin() as connection:  # once (a --reuse run finds it)
-            known or load_documents(connection, [{"id": "bench-100-events", "attributes": {
-                "loyalty": {"tier": "gold", "points": 1200}, "preferred_category": "womens", "preferred_size": "S"},
-                "events": events}], sandbox=SANDBOX)
-        evaluate_ms: dict[str, list[float]] = {}
-        with engine.connect() as connection:
-            for key in ("seg-000", "seg-006", "seg-009"):
-                request = EvaluateRequest(segment=key, profile_id="bench-100-events", as_of=AS_OF)
-                samples = []
-                for _ in range(1000):
-                    started = time.perf_counter()
-                    service.evaluate(connection=connection, sandbox=SANDBOX, spec=request, schema=schema)
-                    samples.append((time.perf_counter() - started) * 1000)
-                evaluate_ms[key] = samples[50:]  # the first calls compile and warm the caches
-        out["evaluate_ms"] = evaluate_ms
+        if latencies:
+            out.update(_latencies(dialect, engine, schema, catalogue, profiles))
     finally:
         engine.dispose()
+    return out
+
+
+def _latencies(dialect: str, engine: sa.Engine, schema, catalogue: dict[str, str], profiles: int) -> dict:
+    """Estimates (sampled) and evaluate of a stored profile with 100 events: their latencies (ms)."""
+    out: dict = {}
+    # estimates, sampled
+    bench_sql.log(f"{dialect}: estimates")
+    estimate_ms = []
+    estimate_by_key: dict[str, list[float]] = {}
+    sampled = True
+    with engine.connect() as connection:
+        for key in list(catalogue)[::7]:  # every shape
+            for _ in range(3):
+                started = time.perf_counter()
+                result = estimates.estimate(connection=connection, sandbox=SANDBOX, expression=catalogue[key],
+                                            schema=schema, as_of=AS_OF, exact_limit=min(profiles - 1, 100_000),
+                                            sample_rows=20_000, timeout_ms=60_000)
+                estimate_ms.append((time.perf_counter() - started) * 1000)
+                estimate_by_key.setdefault(key, []).append(estimate_ms[-1])
+                sampled = sampled and result.sampled
+    out["estimate_ms"], out["estimate_sampled"] = estimate_ms, sampled
+    out["estimate_by_key"] = estimate_by_key
+    # evaluate: a stored profile with 100 events
+    bench_sql.log(f"{dialect}: evaluate")
+    events = [{"id": f"b-{j}", "type": TYPES[j % 5], "timestamp": (AS_OF - timedelta(hours=3 * j)).isoformat(),
+               "product": {"category": "mens", "size": "L", "price": 20.0 + j},
+               "order": {"total": 50.0}} for j in range(100)]
+    with engine.begin() as connection:
+        known = connection.execute(sa.select(sa.func.count()).select_from(profile_table).where(
+            profile_table.c.sandbox == SANDBOX, profile_table.c.external_id == "bench-100-events")).scalar_one()
+    with engine.begin() as connection:  # once (a --reuse run finds it)
+        known or load_documents(connection, [{"id": "bench-100-events", "attributes": {
+            "loyalty": {"tier": "gold", "points": 1200}, "preferred_category": "womens", "preferred_size": "S"},
+            "events": events}], sandbox=SANDBOX)
+    evaluate_ms: dict[str, list[float]] = {}
+    with engine.connect() as connection:
+        for key in ("seg-000", "seg-006", "seg-009"):
+            request = EvaluateRequest(segment=key, profile_id="bench-100-events", as_of=AS_OF)
+            samples = []
+            for _ in range(1000):
+                started = time.perf_counter()
+                service.evaluate(connection=connection, sandbox=SANDBOX, spec=request, schema=schema)
+                samples.append((time.perf_counter() - started) * 1000)
+            evaluate_ms[key] = samples[50:]  # the first calls compile and warm the caches
+    out["evaluate_ms"] = evaluate_ms
     return out
 
 
@@ -236,10 +264,12 @@ def _reused(state_path: Path) -> Cluster | None:
 
 
 def report(args, command: str, started: datetime, wall_s: float, results: list[dict], catalogue: dict) -> str:
-    what = "estimates, evaluate" if args.no_batch else "batch run, estimates, evaluate"
+    what = ("estimates, evaluate" if args.no_batch else "batch run" if args.batch_only
+            else "batch run, estimates, evaluate")
     lines = [f"## Segments: {what} ({len(catalogue)} segments) — {args.profiles:,} profiles — "
              f"{started:%Y-%m-%d %H:%M} UTC", "",
-             f"- machine: nproc {os.cpu_count()}, {cpu_model()}; load average at start {os.getloadavg()[0]:.2f}",
+             f"- machine: nproc {os.cpu_count()}, {cpu_model()}; load average (1 min) at start {args.load_at_start:.2f}, "
+             f"at the end {os.getloadavg()[0]:.2f}",
              f"- command: `{command}`", f"- wall time: {wall_s / 60:.1f} min",
              "- segments: bench/bench_segments.py `shapes()` — attributes, lists, event windows, counts, sums, "
              "last(), days_since, the §13 sequence; every 10th references three earlier ones", ""]
@@ -248,18 +278,26 @@ def report(args, command: str, started: datetime, wall_s: float, results: list[d
         if "runs" not in r:  # --no-batch
             continue
         ratio = r["paired_write_s"] / r["bare_s"]
-        rows.append([r["dialect"], f"{r['paired_write_s']:.2f}", f"{r['bare_s']:.2f}", f"{ratio:.2f}×",
+        done, of = r.get("partial", (len(catalogue), len(catalogue)))
+        rows.append([r["dialect"], f"{done} of {of}", f"{r['paired_write_s']:.2f}", f"{r['bare_s']:.2f}", f"{ratio:.2f}×",
                      "≤ 1.3×: " + ("PASS" if ratio <= 1.3 else "FAIL")]
                     + [f"{seconds:.2f}" for _label, seconds, _done in r["runs"]])
     lines += [] if not rows else ["### Batch evaluation (s) against the bare SELECTs of the same segments (s)", "",
               "Paired: each segment's bare SELECT (`SELECT count(*)` of the query a run writes from) and its "
               "evaluation as a run does it (steady state: members found existing, nothing rewritten), one after "
-              "the other in alternating order, summed over the segments. For context, two whole jobs before "
-              "that: the first inserts every membership (and its outbox row), the second turns them existing.", "",
-              markdown_table(["database", "evaluations", "bare SELECTs", "ratio", "target", "job: first run",
-                              "job: second run"], rows), ""]
-    lines += [f"- {r['dialect']}: {r['members']:,} memberships in all; the steady run's counts equal the SELECTs'"
+              "the other in alternating order, summed over the segments. For context, "
+              + ("each segment's first evaluation (every membership inserted, and its outbox row) and second "
+                 "(turned existing) just before its pair, summed." if args.by_segment else
+                 "two whole jobs before that: the first inserts every membership (and its outbox row), the second "
+                 "turns them existing."), "",
+              markdown_table(["database", "segments", "evaluations", "bare SELECTs", "ratio", "target",
+                              *(["first evaluations", "second evaluations"] if args.by_segment
+                                else ["job: first run", "job: second run"])], rows), ""]
+    lines += [f"- {r['dialect']}: {r['members']:,} memberships in all; the "
+              + ("first evaluations'" if args.by_segment else "steady run's") + " counts equal the SELECTs'"
               for r in results if "members" in r]
+    if args.batch_only:
+        return "\n".join(lines) + "\n"
     rows = [[r["dialect"], "yes" if r["estimate_sampled"] else "no", len(r["estimate_ms"]),
              f"{statistics.median(r['estimate_ms']):.1f}", f"{percentile(r['estimate_ms'], 0.95):.1f}",
              "< 300 ms: " + ("PASS" if percentile(r["estimate_ms"], 0.95) < 300 else "FAIL")] for r in results]
@@ -290,11 +328,27 @@ def main(argv: list[str] | None = None) -> int:
                         "in bench/data/ for --reuse (loading 1,000,000 profiles takes a while)")
     parser.add_argument("--reuse", action="store_true", help="use the databases a --keep run of the same "
                         "--profiles left, if any, instead of loading them again")
+    parser.add_argument("--batch-only", action="store_true", help="the batch runs only (no estimates, evaluate)")
+    parser.add_argument("--parallel", action="store_true", help="the two databases at once, in two threads (the "
+                        "batch's ratio is paired segment by segment; not for the latency targets)")
+    parser.add_argument("--by-segment", action="store_true", help="instead of two whole jobs first: each "
+                        "segment's first and second evaluation just before its pair (a run cut short by --stop-at "
+                        "still measures the pairs done)")
+    parser.add_argument("--stop-at", metavar="HH:MM", help="UTC time after which no further segment is paired "
+                        "(the report gives the ratio over the segments done)")
+    parser.add_argument("--load-only", action="store_true", help="generate and load the data (with --keep: "
+                        "for later --reuse runs), measure nothing")
     args = parser.parse_args(argv)
     n = args.profiles
     command = os.environ.get("CDP_BENCH_COMMAND") or "python bench/bench_segments.py " + " ".join(sys.argv[1:])
     _lock = bench_sql.one_run_at_a_time()
     started_at = datetime.now(UTC)
+    args.load_at_start = os.getloadavg()[0]
+    stop_at = None
+    if args.stop_at:
+        hour, minute = map(int, args.stop_at.split(":"))
+        stop_at = started_at.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        stop_at += timedelta(days=1) if stop_at <= started_at else timedelta()
     wall = time.perf_counter()
     sqlite_path = bench_sql.DATA / f"segments-{n}.sqlite"
     sqlite_url = f"sqlite:///{sqlite_path}"
@@ -317,8 +371,22 @@ def main(argv: list[str] | None = None) -> int:
                 state_path.write_text(json.dumps({"directory": str(cluster.directory), "port": cluster.port,
                                                   "bin_dir": str(cluster.bin_dir), "as_user": cluster.as_user,
                                                   "options": cluster.options}))
-        results = [bench_database(dialect, url, catalogue, n, batch_runs=not args.no_batch)
-                   for dialect, url in (("sqlite", sqlite_url), ("postgresql", pg_url))]
+        if args.load_only:
+            bench_sql.log("loaded; --load-only: nothing measured")
+            return 0
+        databases = (("sqlite", sqlite_url), ("postgresql", pg_url))
+
+        def one(database: tuple[str, str]) -> dict:
+            return bench_database(*database, catalogue, n, batch_runs=not args.no_batch,
+                                  latencies=not args.batch_only, by_segment=args.by_segment, stop_at=stop_at)
+
+        if args.parallel:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(len(databases)) as pool:
+                results = list(pool.map(one, databases))
+        else:
+            results = [one(database) for database in databases]
     finally:
         if args.keep and state_path.exists():  # loaded: kept even when a measurement failed
             cluster.halt()  # its data stays for --reuse
