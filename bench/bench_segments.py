@@ -134,6 +134,7 @@ def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: 
             bench_sql.log(f"{dialect}: paired bare SELECTs and segment evaluations")
             bare = write = 0.0
             members: dict[str, int] = {}
+            pairs: dict[str, tuple[float, float]] = {}  # key → (bare, evaluation) seconds
             with engine.connect() as connection:
                 connection.execution_options(sqlite_begin="IMMEDIATE")
                 rows = connection.execute(sa.select(segments).where(segments.c.sandbox == SANDBOX)).all()
@@ -182,12 +183,13 @@ def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: 
                     if by_segment and inserted.realized != members[row.key]:  # it wrote what the SELECT selects
                         raise SystemExit(f"{dialect}: {row.key}: first evaluation {inserted} vs SELECT {members[row.key]}")
                     evaluated[row.key] = row.pk
+                    pairs[row.key] = (bare - bare_before, write - write_before)
                     bench_sql.log(f"{dialect}: {index + 1}/{len(order)} {row.key}: bare {bare - bare_before:.2f} s, "
                                   f"evaluation {write - write_before:.2f} s; so far {write:.1f} / {bare:.1f} s "
                                   f"= {write / bare:.3f}×")
             out["runs"] = runs if not by_segment else [("first evaluations", first, None),
                                                        ("second evaluations", second, None)]
-            out["bare_s"], out["paired_write_s"] = bare, write
+            out["bare_s"], out["paired_write_s"], out["pairs"] = bare, write, pairs
             steady = {} if by_segment else runs[1][2].counts
             for key, counts in steady.items():  # the run wrote what the SELECT selects
                 if counts.realized + counts.existing != members[key]:
@@ -293,6 +295,11 @@ def report(args, command: str, started: datetime, wall_s: float, results: list[d
               markdown_table(["database", "segments", "evaluations", "bare SELECTs", "ratio", "target",
                               *(["first evaluations", "second evaluations"] if args.by_segment
                                 else ["job: first run", "job: second run"])], rows), ""]
+    for r in results:
+        if "pairs" in r:
+            costly = sorted(r["pairs"].items(), key=lambda item: item[1][0] - item[1][1])[:4]
+            lines.append(f"- {r['dialect']}, largest excess of the evaluation over its bare SELECT (s): " + "; ".join(
+                f"{key} {w:.2f} vs {b:.2f} (`{short(catalogue[key], 40)}`)" for key, (b, w) in costly))
     lines += [f"- {r['dialect']}: {r['members']:,} memberships in all; the "
               + ("first evaluations'" if args.by_segment else "steady run's") + " counts equal the SELECTs'"
               for r in results if "members" in r]
