@@ -34,6 +34,7 @@ from cdp.schema import Schema
 from cdp.segments.membership import MEMBER, record_history
 from cdp.storage.models import Key, membership_changes, memberships, profiles, segments
 
+_REANALYZE_ROWS = 10_000  # memberships entered or exited in one segment's run past which PostgreSQL re-analyzes
 _scratch = sa.MetaData()
 run_members = sa.Table("segment_run_members", _scratch, sa.Column("profile_pk", Key, primary_key=True),
                        prefixes=["TEMPORARY"])
@@ -131,12 +132,23 @@ def _write(connection: sa.Connection, *, sandbox: str, segment_pk: int, segment_
     entry = [sa.or_(known.c.profile_pk.is_(None), known.c.status == "exited")]  # no membership, or an exited one
     # every count in one statement, before writing (and only the writes that have rows to write:
     # the steady state, where members stay members, writes nothing); counted by SELECTs, since
-    # rowcount is not reliable for INSERT … SELECT on every driver
-    exited, stayed, realized, size = connection.execute(sa.select(
-        sa.select(sa.func.count()).select_from(m).where(*leaving).scalar_subquery(),
-        sa.select(sa.func.count()).select_from(m).where(*staying).scalar_subquery(),
-        sa.select(sa.func.count()).select_from(entry_join).where(*entry).scalar_subquery(),
-        sa.select(sa.func.count()).select_from(r).scalar_subquery())).one()
+    # rowcount is not reliable for INSERT … SELECT on every driver. One pass over the segment's
+    # memberships joined to the run's members gives them all: a qualifying profile enters unless
+    # it is a member already (one membership row per segment and profile), so entries are the
+    # run's size less the members found in it (not a third join of the run with memberships)
+    in_run = r.c.profile_pk.is_not(None)
+
+    def tally(condition) -> sa.ColumnElement:
+        return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+    exited, stayed, members_in_run, size = connection.execute(sa.select(
+        tally(sa.and_(m.c.status.in_(MEMBER), r.c.profile_pk.is_(None))),
+        tally(sa.and_(m.c.status == "realized", in_run)),
+        tally(sa.and_(m.c.status.in_(MEMBER), in_run)),
+        sa.select(sa.func.count()).select_from(r).scalar_subquery())
+        .select_from(sa.outerjoin(m, r, r.c.profile_pk == m.c.profile_pk)).where(ours)).one()
+    exited, stayed, size = int(exited), int(stayed), int(size)
+    realized = size - int(members_in_run)
     if exited:
         connection.execute(change("exited", m.join(p, p.c.pk == m.c.profile_pk), leaving))
         connection.execute(m.update().where(*leaving).values(status="exited", exited_at=as_of, updated_at=as_of))
@@ -152,6 +164,13 @@ def _write(connection: sa.Connection, *, sandbox: str, segment_pk: int, segment_
                                    .where(ours, m.c.profile_pk == r.c.profile_pk))))
         connection.execute(m.insert().from_select(
             ["segment_pk", "profile_pk", "status", "entered_at", "exited_at", "updated_at"], fresh))
+    if connection.dialect.name == "postgresql" and realized + exited >= _REANALYZE_ROWS:
+        # many rows written for one segment: the statistics autovacuum keeps would still say the
+        # segment has (almost) none -- a new segment inserting 3% of a 10M-row table triggers no
+        # autoanalyze -- and the next run, planning its realized → existing UPDATE with a nested
+        # loop over the run's members, would take hours (seen at 1,000,000 profiles: a 290k-member
+        # segment's second run did not end in minutes); ANALYZE samples the table (tens of ms)
+        connection.execute(sa.text("ANALYZE memberships"))
     record_history(connection, segment_pk=segment_pk, at=as_of, entered=realized, exited=exited, size=size)
     connection.execute(segments.update().where(segments.c.pk == segment_pk).values(evaluated_at=as_of))
     return Counts(realized=realized, existing=size - realized, exited=exited)
