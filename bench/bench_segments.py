@@ -314,6 +314,8 @@ def report(args, command: str, started: datetime, wall_s: float, results: list[d
         slowest = sorted(r["estimate_by_key"].items(), key=lambda item: -statistics.median(item[1]))[:3]
         lines.append(f"- {r['dialect']}, slowest (median ms): " + "; ".join(
             f"{key} {statistics.median(samples):.0f} (`{short(catalogue[key], 50)}`)" for key, samples in slowest))
+        lines.append(f"- {r['dialect']}, every segment (median ms): " + ", ".join(
+            f"{key} {statistics.median(samples):.0f}" for key, samples in r["estimate_by_key"].items()))
     lines.append("")
     rows = []
     for r in results:
