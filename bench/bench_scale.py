@@ -2,7 +2,8 @@
 snapshot, side by side per size, and how each engine's time grows (issue 21).
 
     python bench/bench_scale.py --profiles 1000000 2000000 4000000 [--databases sqlite postgresql]
-        [--postgresql-max 2000000] [--runs 3] [--spark-runs 1] [--master local[2]] [--templates 50000] [--record]
+        [--postgresql-max 2000000] [--runs 3] [--warmup 1] [--spark-runs 1] [--spark-warmup 1]
+        [--master local[2]] [--templates 50000] [--record] [--from-log]
 
 Data (not timed): bench/scale_data.py — ``generate_profiles(T, seed=42)`` documents (~10 events
 each) repeated set-wise inside each database up to N profiles (the database grows in place:
@@ -20,7 +21,8 @@ each) repeated set-wise inside each database up to N profiles (the database grow
    exponent b of time ∝ profiles^b (1 = linear) — and time per million profiles from a linear
    fit; the projection to 8M and 16M profiles from the power law.
 
-Every size's figures are appended to bench/data/scale-results.jsonl as they are measured.
+Every size's figures are appended to bench/data/scale-results.jsonl as they are measured (Spark,
+the slowest, last); ``--from-log`` prints the report of the latest figures of each size there.
 """
 
 from __future__ import annotations
@@ -59,14 +61,30 @@ def log(message: str) -> None:
     print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
-def median_time(function, runs: int) -> tuple[float, object]:
-    result = function()  # warm-up
+def median_time(function, runs: int, warmup: int = 1) -> tuple[float, object]:
+    result = None
+    for _ in range(warmup):
+        result = function()
     samples = []
     for _ in range(runs):
         started = time.perf_counter()
         result = function()
         samples.append(time.perf_counter() - started)
     return statistics.median(samples), result
+
+
+def save(row: dict, command: str) -> None:
+    """The size's figures so far (a later line for the same size supersedes an earlier one)."""
+    with RESULTS_LOG.open("a", encoding="utf-8") as out:
+        out.write(json.dumps({"command": command, **row}) + "\n")
+
+
+def logged_rows(sizes: list[int]) -> list[dict]:
+    rows: dict[int, dict] = {}
+    for line in RESULTS_LOG.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        rows[row["profiles"]] = row
+    return [rows[size] for size in sorted(sizes) if size in rows]
 
 
 def folder_bytes(folder: Path) -> int:
@@ -81,7 +99,7 @@ def snapshot(engine: sa.Engine, root: Path) -> tuple[float, object]:
         return time.perf_counter() - started, manifest
 
 
-def one_size(count: int, options, engines: dict[str, sa.Engine], spark_session_class) -> dict:
+def one_size(count: int, options, engines: dict[str, sa.Engine], spark_session_class, command: str) -> dict:
     row: dict = {"profiles": count, "at": datetime.now(UTC).isoformat(timespec="seconds")}
     manifests = {}
     for name, engine in engines.items():
@@ -94,38 +112,41 @@ def one_size(count: int, options, engines: dict[str, sa.Engine], spark_session_c
         row["events"] = events
         manifests[name] = manifest
         log(f"{count:,}: snapshot from {name}: {seconds:.1f} s, {events:,} events")
+    save(row, command)
     manifest = manifests["sqlite"] if "sqlite" in manifests else next(iter(manifests.values()))
     duck = DuckDBSession().from_sql(*relations_sql(manifest))
-    spark = None
-    if spark_session_class is not None:
-        started = time.perf_counter()
-        spark = spark_session_class(master=options.master)
-        spark.from_snapshot(manifest)
-        row["spark_session"] = time.perf_counter() - started
+    ids: dict[str, dict[str, list]] = {key: {} for key in SEGMENTS}
     for key, text in SEGMENTS.items():
-        ids = {}
         for name, engine in engines.items():
             log(f"{count:,}: segment ({key}) on {name}")
             query = database_query(text, dialect=name, as_of=AS_OF, sandbox=SANDBOX)
             with engine.connect() as connection:
-                row[f"{name}_{key}"], found = median_time(lambda: connection.execute(query).all(), options.runs)
-            ids[name] = [r.external_id for r in found]
+                row[f"{name}_{key}"], found = median_time(lambda: connection.execute(query).all(), options.runs,
+                                                          options.warmup)
+            ids[key][name] = [r.external_id for r in found]
         log(f"{count:,}: segment ({key}) on DuckDB")
         row[f"duckdb_{key}"], found = median_time(lambda: duck.members(text, as_of=AS_OF, sandbox=SANDBOX),
-                                                  options.runs)
-        ids["duckdb"] = [e for _pk, e in found]
-        if spark is not None:
-            log(f"{count:,}: segment ({key}) on Spark {options.master}")
-            row[f"spark_{key}"], found = median_time(lambda: spark.members(text, as_of=AS_OF, sandbox=SANDBOX),
-                                                     options.spark_runs)
-            ids["spark"] = [e for _pk, e in found]
-        reference = ids["duckdb"]
-        assert all(found_ids == reference for found_ids in ids.values()), (key, {k: len(v) for k, v in ids.items()})
-        row[f"members_{key}"] = len(reference)
-        log(f"{count:,}: ({key}) " + ", ".join(f"{k} {row[f'{k}_{key}']:.2f} s" for k in ids))
+                                                  options.runs, options.warmup)
+        ids[key]["duckdb"] = [e for _pk, e in found]
+        row[f"members_{key}"] = len(ids[key]["duckdb"])
+        assert all(found_ids == ids[key]["duckdb"] for found_ids in ids[key].values()), key
+        log(f"{count:,}: ({key}) " + ", ".join(f"{k} {row[f'{k}_{key}']:.2f} s" for k in ids[key]))
+        save(row, command)
     duck.close()
-    if spark is not None:
-        spark.close()
+    if spark_session_class is None:
+        return row
+    started = time.perf_counter()
+    spark = spark_session_class(master=options.master)
+    spark.from_snapshot(manifest)
+    row["spark_session"] = time.perf_counter() - started
+    for key, text in SEGMENTS.items():  # last: the slowest; the other engines' figures are saved
+        log(f"{count:,}: segment ({key}) on Spark {options.master}")
+        row[f"spark_{key}"], found = median_time(lambda: spark.members(text, as_of=AS_OF, sandbox=SANDBOX),
+                                                 options.spark_runs, options.spark_warmup)
+        assert [e for _pk, e in found] == ids[key]["duckdb"], key
+        log(f"{count:,}: ({key}) spark {row[f'spark_{key}']:.2f} s")
+        save(row, command)
+    spark.close()
     return row
 
 
@@ -157,7 +178,8 @@ def report(rows: list[dict], options, command: str, started: datetime) -> str:
              "profiles: database vs DuckDB vs Spark over Parquet snapshots (bench/bench_scale.py)", "",
              f"Command: `{command}`; load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on "
              f"{os.cpu_count()} cores; Spark master {options.master}. Median of {options.runs} "
-             f"(Spark: {options.spark_runs}) after a warm-up. DuckDB and Spark read the SQLite snapshot.", "",
+             f"after {options.warmup} warm-up (Spark: {options.spark_runs} after {options.spark_warmup}). "
+             "DuckDB and Spark read the SQLite snapshot.", "",
              "| profiles | events | segment | SQLite | PostgreSQL | DuckDB | Spark | DuckDB + snapshot | "
              "Spark + snapshot | members |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
@@ -201,7 +223,11 @@ def main() -> None:
     parser.add_argument("--postgresql-max", type=int, default=2_000_000,
                         help="PostgreSQL only up to this many profiles (its load is the slow part)")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones")
     parser.add_argument("--spark-runs", type=int, default=1)
+    parser.add_argument("--spark-warmup", type=int, default=1)
+    parser.add_argument("--from-log", action="store_true",
+                        help="only the report, from bench/data/scale-results.jsonl (the latest figures of each size)")
     parser.add_argument("--master", default="local[2]", help="Spark master URL ('none': no Spark)")
     parser.add_argument("--spark-memory", default="6g")
     parser.add_argument("--templates", type=int, default=50_000, help="distinct generated profiles repeated")
@@ -210,6 +236,9 @@ def main() -> None:
     command = "python bench/bench_scale.py " + " ".join(sys.argv[1:])
     started = datetime.now(UTC)
     DATA.mkdir(parents=True, exist_ok=True)
+    if options.from_log:
+        print(report(logged_rows(options.profiles), options, command, started))
+        return
     spark_session_class = None
     if options.master != "none":
         # the driver's heap is fixed when its JVM starts (a session's conf cannot change it)
@@ -247,10 +276,7 @@ def main() -> None:
                     engine = scale_data.grow_postgres(pg_url, count, made[name], log)
                 log(f"{count:,}: {name} ready ({time.perf_counter() - grown:.0f} s)")
                 engines[name] = engine
-            row = one_size(count, options, engines, spark_session_class)
-            rows.append(row)
-            with RESULTS_LOG.open("a", encoding="utf-8") as out:
-                out.write(json.dumps({"command": command, **row}) + "\n")
+            rows.append(one_size(count, options, engines, spark_session_class, command))
             for engine in engines.values():
                 engine.dispose()
     finally:
