@@ -176,10 +176,10 @@ def report(rows: list[dict], options, command: str, started: datetime) -> str:
     sizes = ", ".join(f"{r['profiles']:,}" for r in rows)
     lines = [f"### {started:%Y-%m-%d %H:%M} UTC — batch segmentation at {sizes} "
              "profiles: database vs DuckDB vs Spark over Parquet snapshots (bench/bench_scale.py)", "",
-             f"Command: `{command}`; load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on "
-             f"{os.cpu_count()} cores; Spark master {options.master}. Median of {options.runs} "
-             f"after {options.warmup} warm-up (Spark: {options.spark_runs} after {options.spark_warmup}). "
-             "DuckDB and Spark read the SQLite snapshot.", "",
+             "Commands: " + "; ".join(f"`{c}`" for c in dict.fromkeys(r.get("command", command) for r in rows))
+             + f" (median of --runs after --warmup untimed runs, Spark: --spark-runs after --spark-warmup); load "
+             f"average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores. DuckDB "
+             "and Spark read the SQLite snapshot.", "",
              "| profiles | events | segment | SQLite | PostgreSQL | DuckDB | Spark | DuckDB + snapshot | "
              "Spark + snapshot | members |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
@@ -276,7 +276,7 @@ def main() -> None:
                     engine = scale_data.grow_postgres(pg_url, count, made[name], log)
                 log(f"{count:,}: {name} ready ({time.perf_counter() - grown:.0f} s)")
                 engines[name] = engine
-            rows.append(one_size(count, options, engines, spark_session_class, command))
+            rows.append({"command": command, **one_size(count, options, engines, spark_session_class, command)})
             for engine in engines.values():
                 engine.dispose()
     finally:
