@@ -182,28 +182,6 @@ def apply_policy(connection: sa.Connection, *, profile_pk: int, settings: Identi
     return attributes
 
 
-def merge_sources(connection: sa.Connection, *, survivor_pk: int, merged_pks: list[int]) -> None:
-    """Move the merged profiles' source rows to the survivor, keeping per (attribute, dataset) the
-    latest one."""
-    if not merged_pks:
-        return
-    rows = connection.execute(sa.select(attribute_sources).where(
-        attribute_sources.c.profile_pk.in_([survivor_pk, *merged_pks]))).all()
-    best: dict[tuple[str, int], Any] = {}
-    for row in rows:
-        key = (row.path, row.dataset_pk)
-        if key not in best or (row.observed_at, row.pk) > (best[key].observed_at, best[key].pk):
-            best[key] = row
-    keep = {row.pk for row in best.values()}
-    drop = [row.pk for row in rows if row.pk not in keep]
-    if drop:
-        connection.execute(attribute_sources.delete().where(attribute_sources.c.pk.in_(drop)))
-    move = [row.pk for row in best.values() if row.profile_pk != survivor_pk]
-    if move:
-        connection.execute(attribute_sources.update().where(attribute_sources.c.pk.in_(move))
-                           .values(profile_pk=survivor_pk))
-
-
 def provenance(connection: sa.Connection, *, profile_pk: int, settings: IdentitySettings) -> dict[str, Any]:
     """For each attribute the profile shows: the source row it came from (or none: loaded without a
     dataset)."""
