@@ -41,7 +41,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from cdp.identity.attributes import apply_policy
+from cdp.identity.attributes import apply_policy_many
 from cdp.identity.merging import merge_profiles
 from cdp.identity.owners import find_owners, mark_seen
 from cdp.identity.namespaces import KIND_RANK, Namespace, NamespaceKind
@@ -98,6 +98,9 @@ class IdentityGraph:
         self.claimed: set[int] = set()  # identities inserted by this call (none of their links exists yet)
         self.regrouped: set[int] = set()  # profiles a split changed in the last resolve_many (memberships)
         self.lock_at_read = True  # PostgreSQL: lock the owners as they are read (the first attempt of a write)
+        # owner → its event count as the last resolve_many read it (profiles it merged are left out:
+        # their counts changed)
+        self.event_counts: dict[int, int] = {}
 
     # ---- reading -------------------------------------------------------------------------------
 
@@ -109,6 +112,7 @@ class IdentityGraph:
             found[(row.namespace, row.value)] = row.profile_pk
             self.identity_pks[(row.namespace, row.value)] = row.pk
             self.external_ids[row.profile_pk] = row.external_id
+            self.event_counts[row.profile_pk] = row.event_count
         return found
 
     # ---- resolution ----------------------------------------------------------------------------
@@ -126,7 +130,7 @@ class IdentityGraph:
         by the linking rules instead (cdp/identity/split.py: links removed, profiles split)."""
         self.regrouped = set()
         # keys looked up or claimed by this call only: an attempt rolled back (PostgreSQL) leaves none
-        self.identity_pks, self.claimed = {}, set()
+        self.identity_pks, self.claimed, self.event_counts = {}, set(), {}
         indices = list(range(len(records))) if indices is None else indices
         pairs = list(dict.fromkeys(pair for record in records for pair in record))
         # PostgreSQL, first attempt: read under locks, so that no merge, split or deletion moves
@@ -184,6 +188,8 @@ class IdentityGraph:
                 profile_of[root] = survivor
                 merged_into.update((other, survivor) for other in others)
         merged_ids = {pk: external_id or "" for pk, external_id in self._merge_all(merged_into, now).items()}
+        for pk in {*merged_into, *merged_into.values()}:
+            self.event_counts.pop(pk, None)
         missing = [pair for pair in pairs if pair not in owner]
         if missing:
             rows = sorted(({"sandbox": self.sandbox, "profile_pk": profile_of[find(pair)], "namespace": pair[0],
@@ -208,8 +214,7 @@ class IdentityGraph:
             counts = self.connection.execute(_IDENTITY_COUNTS, {"b_pks": ordered[start:start + _PAIRS_PER_QUERY]})
             over += [pk for pk, count in counts if count > limit]
         removed = {pk: self._enforce_limit(pk, now) for pk in sorted(over)}
-        for survivor in sorted({merged_into[pk] for pk in merged_into}):
-            apply_policy(self.connection, profile_pk=survivor, settings=self.settings)
+        apply_policy_many(self.connection, merged_into.values(), self.settings)
         external = self._external_ids(sorted(set(profile_of.values())))
         resolutions = []
         reported: set[int] = set()
@@ -311,6 +316,7 @@ class IdentityGraph:
         answers.update(zip(conflicted, resolve_by_rules(self, [records[i] for i in conflicted], now,
                                                         [indices[i] for i in conflicted])))
         self.regrouped |= regrouped
+        self.event_counts = {}  # a split moved events: the writer reads the counts again
         return [answers[index] for index in range(len(records))]
 
     def claim(self, rows: list[dict]) -> int:

@@ -14,6 +14,7 @@ before anything is written), so nothing else writes their rows meanwhile.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -23,8 +24,7 @@ import sqlalchemy as sa
 from cdp.identity.attributes import apply_policy
 from cdp.identity.settings import IdentitySettings
 from cdp.storage.memberships import MEMBER, exit_all
-from cdp.storage.models import (attribute_sources, events, identities, identity_links, identity_removals, memberships,
-                                profile_merges, profiles, segment_due)
+from cdp.storage.models import attribute_sources, identities, memberships, profile_merges, profiles, segment_due
 
 _PER_STATEMENT = 400  # merged profiles per statement: three parameters each, far below SQLite's limit
 
@@ -40,12 +40,9 @@ def merge_profiles(connection: sa.Connection, *, sandbox: str, survivor_of: Mapp
     before = _merged_rows(connection, merged)
     moved_identities = _counts(connection, identities.c.profile_pk,
                                [pk for pk in merged if pk not in created_here])
-    for chunk in _chunks(merged):
-        mapping = {pk: survivor_of[pk] for pk in chunk}
-        for column in (identities.c.profile_pk, events.c.profile_pk, identity_removals.c.profile_pk,
-                       identity_links.c.profile_pk, profile_merges.c.survivor_pk):
-            connection.execute(column.table.update().where(column.in_(chunk)).values(
-                {column.name: sa.case(mapping, value=column)}))
+    moves = [(pk, survivor_of[pk]) for pk in merged]
+    for table, column in _MOVED:
+        _move(connection, table, column, column, moves)
     _merge_sources(connection, survivor_of)
     # values loaded without a dataset: the survivor's stay, the merged profiles' fill the gaps
     for pk in merged:
@@ -64,6 +61,28 @@ def merge_profiles(connection: sa.Connection, *, sandbox: str, survivor_of: Mapp
              "merged_at": now, "identities_moved": moved_identities.get(pk, 0),
              "events_moved": before[pk].event_count} for pk in recorded])
     return {pk: None if pk in created_here else before[pk].external_id for pk in merged}
+
+
+# what a merge moves to the survivor: (table, the column naming the profile)
+_MOVED = (("identities", "profile_pk"), ("events", "profile_pk"), ("identity_removals", "profile_pk"),
+          ("identity_links", "profile_pk"), ("profile_merges", "survivor_pk"))
+
+
+def _move(connection: sa.Connection, table: str, column: str, key: str, moves: list[tuple[int, int]]) -> None:
+    """``UPDATE table SET column = new WHERE key = old`` for every (old key, new profile) of
+    ``moves`` in one statement: the pairs travel as one parameter (a JSON text on SQLite, two
+    arrays on PostgreSQL) joined to the table (``UPDATE … FROM``; an index probe per pair)."""
+    if not moves:
+        return
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql(
+            f"UPDATE {table} SET {column} = m.new FROM (SELECT json_extract(value, '$[0]') AS old, "
+            f"json_extract(value, '$[1]') AS new FROM json_each(?)) AS m WHERE {table}.{key} = m.old",
+            (json.dumps(moves),))
+    else:
+        connection.exec_driver_sql(
+            f"UPDATE {table} SET {column} = m.new FROM unnest(%s::bigint[], %s::bigint[]) AS m(old, new) "
+            f"WHERE {table}.{key} = m.old", ([old for old, _ in moves], [new for _, new in moves]))
 
 
 def _chunks(keys: list[int]) -> Iterable[list[int]]:
@@ -110,11 +129,8 @@ def _merge_sources(connection: sa.Connection, survivor_of: Mapping[int, int]) ->
     drop = sorted(row.pk for row in rows if row.pk not in keep)
     for chunk in _chunks(drop):
         connection.execute(attribute_sources.delete().where(attribute_sources.c.pk.in_(chunk)))
-    move = {row.pk: survivor_of[row.profile_pk] for row in best.values() if row.profile_pk in survivor_of}
-    ordered = sorted(move)
-    for chunk in _chunks(ordered):
-        connection.execute(attribute_sources.update().where(attribute_sources.c.pk.in_(chunk)).values(
-            profile_pk=sa.case({pk: move[pk] for pk in chunk}, value=attribute_sources.c.pk)))
+    _move(connection, "attribute_sources", "profile_pk", "pk", sorted(
+        (row.pk, survivor_of[row.profile_pk]) for row in best.values() if row.profile_pk in survivor_of))
 
 
 def _exit_memberships(connection: sa.Connection, sandbox: str, merged: list[int], now: datetime) -> None:

@@ -29,16 +29,17 @@ class Owner(NamedTuple):
     profile_pk: int
     pk: int  # the identity's key
     external_id: str  # the owner's id
+    event_count: int  # the owner's events (profiles.event_count): the per-profile limit needs no COUNT
 
 
 _SQLITE_OWNERS = """
-    SELECT i.namespace, i.value, i.profile_pk, i.pk, p.external_id
+    SELECT i.namespace, i.value, i.profile_pk, i.pk, p.external_id, p.event_count
     FROM json_each(?) AS j
     CROSS JOIN identities AS i ON i.sandbox = ? AND i.namespace = json_extract(j.value, '$[0]')
                                  AND i.value = json_extract(j.value, '$[1]')
     CROSS JOIN profiles AS p ON p.pk = i.profile_pk"""
 _POSTGRESQL_OWNERS = """
-    SELECT i.namespace, i.value, i.profile_pk, i.pk, p.external_id
+    SELECT i.namespace, i.value, i.profile_pk, i.pk, p.external_id, p.event_count
     FROM identities AS i JOIN profiles AS p ON p.pk = i.profile_pk
     WHERE i.sandbox = %s AND i.namespace = ANY(%s) AND i.value = ANY(%s)"""
 # the owners and the identities locked as they are read (cdp/identity/graph.py: concurrency): a

@@ -237,6 +237,8 @@ class Writer:
                 self.event_counts.clear()
             counts = dict(self.event_counts)
             counts.update((r.profile_pk, 0) for r in resolutions if r.created)  # made just now: none yet
+            # read with the owners (cdp/identity/owners.py), unless a merge changed them since
+            counts.update((pk, n) for pk, n in self.graph.event_counts.items() if pk not in counts)
             unknown = sorted({r.profile_pk for r in resolutions} - set(counts))
             for start in range(0, len(unknown), _IDS_PER_QUERY):
                 chunk = unknown[start:start + _IDS_PER_QUERY]
