@@ -79,8 +79,8 @@ def test_the_count_is_exact_after_ingestion_and_merges(migrated_engine, stream, 
 
 def test_a_request_merging_several_profiles_into_several_survivors(migrated_engine):
     """Four profiles of two people, two events each; one request links each person's two profiles
-    and a third person's profile made in the same request: the counts, the merge records (events
-    and identities moved) and the events' owners."""
+    and a third person's profile made in the same request: the counts and the merge records
+    (events and identities moved)."""
     sandbox, dataset = _sandbox(migrated_engine)
     people = [[("ecid", "a1"), ("email", "a@example.com")], [("ecid", "b1"), ("email", "b@example.com")]]
     alone = [[pair] for person in people for pair in person]
@@ -182,7 +182,8 @@ def test_the_owners_lookup_answers_what_a_core_query_answers(migrated_engine, st
     with write_transaction(migrated_engine) as connection:
         expected = sorted(tuple(row) for row in connection.execute(
             sa.select(identities.c.namespace, identities.c.value, identities.c.profile_pk, identities.c.pk,
-                      profiles.c.external_id, profiles.c.event_count).join(profiles).where(identities.c.sandbox == sandbox)).all()
+                      profiles.c.external_id, profiles.c.event_count).join(profiles)
+            .where(identities.c.sandbox == sandbox)).all()
             if (row[0], row[1]) in set(asked))
         assert sorted(find_owners(connection, sandbox, asked)) == expected
         if connection.dialect.name == "postgresql":

@@ -22,9 +22,12 @@ or event carrying an identity marks it seen). Removed identities are listed with
 (``identity_removals``); the profile's events and attributes stay — nothing else is lost. A
 removed identity seen again later starts a new profile, unless it comes with a linked one.
 
-**Concurrency.** On PostgreSQL the owning profiles are locked first, in key order (``FOR UPDATE``
-where profiles merge, ``FOR KEY SHARE`` elsewhere, so a concurrent merge cannot delete a profile
-under us), and the identities' owners are checked again under the locks; new identities are
+**Concurrency.** On PostgreSQL a write's first attempt locks the owners as it reads them
+(``FOR KEY SHARE`` of the profiles and the identities, in key order: a concurrent merge cannot
+delete a profile under us, and an identity moved while we waited is not reported as owned), then
+the profiles it merges ``FOR UPDATE NOWAIT`` (one that would wait is a lost race); a retry locks
+every owner first, in key order (``FOR UPDATE`` where profiles merge, ``FOR KEY SHARE``
+elsewhere), and checks the owners again under the locks (IdentityGraph._lock_owners); new identities are
 inserted with ``ON CONFLICT DO NOTHING`` in one order for every writer (PostgreSQL makes a second
 inserter wait for the first to commit). When another transaction got in the way —
 an identity claimed meanwhile, a profile gone, a deadlock — resolution raises

@@ -117,9 +117,9 @@ class Writer:
     def apply_many(self, items: list[tuple[int, ValidRecord]], *, engine: sa.Engine | None = None
                    ) -> list[RecordResult]:
         """Apply many records (index, record) with the outcome of applying them one after the
-        other, in a few set-wise statements. On PostgreSQL in a transaction of their own (with
-        ``engine``: streaming, the locks are held only while they are written) or in a savepoint
-        of the caller's transaction (a batch file: all or nothing); when they lose a race with a
+        other, in a few set-wise statements. On PostgreSQL in a savepoint of the caller's
+        transaction (a streaming request, a batch file: all or nothing), or with ``engine`` in a
+        transaction of their own (the locks held only while they are written); when they lose a race with a
         concurrent writer they are rolled back and tried again — together SET_WISE_ATTEMPTS
         times, then one by one, each MAX_ATTEMPTS times; a record that still loses is rejected
         (``conflict``), never half stored. On SQLite the transaction holds the write lock, so
