@@ -1,6 +1,6 @@
 """The records endpoint's answer, encoded by hand (``models.ingest_response_json``), is byte for
 byte what pydantic makes of the documented response model, and the hand-made C encoder of the bulk
-writes (``bulk._dumps``) is ``json.dumps``."""
+writes (``bulk._dumps``) is ``json.dumps``, and a record is measured as its compact JSON."""
 
 from __future__ import annotations
 
@@ -41,3 +41,13 @@ json_values = st.recursive(
 @given(json_values)
 def test_bulk_dumps_is_json_dumps(value):
     assert bulk._dumps(value) == json.dumps(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, st.integers(0, 200))
+def test_record_size_is_the_compact_json_of_the_record(value, limit):
+    from cdp.ingestion.validation import record_size, within_size
+
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    assert record_size(value) == len(text.encode())
+    assert within_size(value, limit) == (len(text.encode()) <= limit)

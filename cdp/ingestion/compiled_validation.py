@@ -27,7 +27,7 @@ import cdp.ingestion as limits
 from cdp.engine.profile import INTEGER_MAX, INTEGER_MIN, coerce, parse_date, parse_timestamp
 from cdp.identity.namespaces import normalize
 from cdp.ingestion import MAX_IDENTITIES_PER_RECORD
-from cdp.ingestion.validation import ValidRecord, interpret_record, record_size
+from cdp.ingestion.validation import ValidRecord, interpret_record, within_size
 from cdp.pqltypes import PqlType
 from cdp.schema import Schema
 from cdp.schema.model import BUILTIN_EVENT_FIELDS
@@ -238,7 +238,7 @@ def compile_validator(schema: Schema, kind: str, namespaces: Collection[str]) ->
     def validate(record: Any, size_bound: int | None = None) -> Result:
         if record.__class__ is dict:
             limit = limits.RECORD_MAX_BYTES
-            if size_bound is not None and size_bound <= limit or record_size(record) <= limit:
+            if size_bound is not None and size_bound <= limit or within_size(record, limit):
                 try:
                     return fast(record), []
                 except Exception:  # noqa: BLE001 - any problem at all: the specification answers

@@ -132,12 +132,30 @@ def _identities(record: dict, errors: list, namespaces: Collection[str]) -> list
     return found
 
 
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode  # made once
+def _compact_json() -> Any:
+    """``json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)`` from ONE C
+    encoder made here (``json.dumps`` makes one per call: most of the cost of measuring a small
+    record). No circular-reference check: records are decoded JSON (a cycle raises RecursionError)."""
+    if json.encoder.c_make_encoder is None:  # no C speedups on this interpreter
+        return lambda value: json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    encode = json.encoder.c_make_encoder(None, str, json.encoder.encode_basestring, None, ":", ",",
+                                         False, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
+_compact = _compact_json()
 
 
 def record_size(record: Any) -> int:
     """The record's size as the limit counts it: bytes of its compact JSON (UTF-8)."""
-    return len(_ENCODE(record).encode())
+    return len(_compact(record).encode())
+
+
+def within_size(record: Any, limit: int) -> bool:
+    """``record_size(record) <= limit``, without encoding the text when its length proves it (UTF-8
+    takes at most 4 bytes a character)."""
+    text = _compact(record)
+    return len(text) * 4 <= limit or len(text.encode()) <= limit
 
 
 def validate_record(record: Any, kind: str, schema: Schema, *, namespaces: Collection[str] = NAMESPACES,
