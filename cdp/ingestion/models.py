@@ -44,8 +44,9 @@ _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=
 def ingest_response_json(response: IngestResponse) -> bytes:
     """The JSON body of :class:`IngestResponse`, as FastAPI would send it for the response model
     (same keys, order and values; tests/api/test_ingestion_response.py), encoded by the json module
-    over plain dicts: the per-record model serialisation (and the response model's validation)
-    measured ~3.5 µs a record of a 500-record request, this ~1 (bench/RESULTS.md, issue 16)."""
+    over plain dicts: FastAPI's validation and serialisation of the response model (and its
+    thread hop) measured 5–8 µs a record of a 500-record request at load ~28, this 2.3–2.9
+    (bench/RESULTS.md, issue 16, third round)."""
     return _ENCODE({
         "dataset_id": response.dataset_id, "request_id": response.request_id, "accepted": response.accepted,
         "rejected": response.rejected, "duplicates": response.duplicates,
