@@ -160,9 +160,7 @@ def _plan(connection: sa.Connection, sandbox: str) -> _Plan:
     segment's definition, status or mode, whoever writes) and the schema's version and time of
     writing (``sandbox_schemas``; none: the default schema); the definitions and the schema are
     read only to build a plan."""
-    version = connection.exec_driver_sql(_VERSIONS[connection.dialect.name == "sqlite"],
-                                         (sandbox,) * 3 if connection.dialect.name == "sqlite" else
-                                         {"sandbox": sandbox}).one()
+    version = connection.exec_driver_sql(_VERSIONS[connection.dialect.name], {"sandbox": sandbox}).one()
     if version[0] is None:  # no segment was ever saved in the sandbox
         return _NO_SEGMENTS
     key = (str(connection.engine.url), sandbox)  # tests run several databases in one process
@@ -182,16 +180,12 @@ def _plan(connection: sa.Connection, sandbox: str) -> _Plan:
     return found[1]
 
 
-# per record: straight to the driver (a Core statement's own cost was a fifth of this lookup's);
+# per record: straight to the driver (Core's per-statement Python work is most of a lookup this small);
 # the values are only compared with the plan's, so the driver's forms of them do
-_VERSIONS = {
-    True: "SELECT (SELECT version FROM segment_versions WHERE sandbox = ?), "
-          "(SELECT version FROM sandbox_schemas WHERE sandbox = ?), "
-          "(SELECT updated_at FROM sandbox_schemas WHERE sandbox = ?)",
-    False: "SELECT (SELECT version FROM segment_versions WHERE sandbox = %(sandbox)s), "
-           "(SELECT version FROM sandbox_schemas WHERE sandbox = %(sandbox)s), "
-           "(SELECT updated_at FROM sandbox_schemas WHERE sandbox = %(sandbox)s)",
-}
+_VERSIONS = {dialect: ("SELECT (SELECT version FROM segment_versions WHERE sandbox = {0}), "
+                       "(SELECT version FROM sandbox_schemas WHERE sandbox = {0}), "
+                       "(SELECT updated_at FROM sandbox_schemas WHERE sandbox = {0})").format(parameter)
+             for dialect, parameter in (("sqlite", ":sandbox"), ("postgresql", "%(sandbox)s"))}
 
 
 class StreamingEvaluator:
