@@ -150,6 +150,32 @@ def one_size(count: int, options, engines: dict[str, sa.Engine], spark_session_c
     return row
 
 
+def spark_over_the_last_snapshot(count: int, options, spark_session_class, command: str) -> dict:
+    """``--spark-only``: Spark's figures for a size whose snapshot (bench/data/scale-snapshots-
+    sqlite) and other figures are already in the log; DuckDB gives the ids to compare."""
+    from cdp.snapshots import latest_manifest
+
+    row = {**logged_rows([count])[0], "command": command}
+    manifest = latest_manifest(DATA / "scale-snapshots-sqlite", SANDBOX)
+    assert manifest is not None and manifest.parts[-1].events == row["events"], "the snapshot is of another size"
+    duck = DuckDBSession().from_sql(*relations_sql(manifest))
+    expected = {key: [e for _pk, e in duck.members(text, as_of=AS_OF, sandbox=SANDBOX)] for key, text in SEGMENTS.items()}
+    duck.close()
+    started = time.perf_counter()
+    spark = spark_session_class(master=options.master)
+    spark.from_snapshot(manifest)
+    row["spark_session"] = time.perf_counter() - started
+    for key, text in SEGMENTS.items():
+        log(f"{count:,}: segment ({key}) on Spark {options.master}")
+        row[f"spark_{key}"], found = median_time(lambda: spark.members(text, as_of=AS_OF, sandbox=SANDBOX),
+                                                 options.spark_runs, options.spark_warmup)
+        assert [e for _pk, e in found] == expected[key], key
+        log(f"{count:,}: ({key}) spark {row[f'spark_{key}']:.2f} s")
+        save(row, command)
+    spark.close()
+    return row
+
+
 # ---- growth -------------------------------------------------------------------------------------
 
 def fit(points: list[tuple[float, float]]) -> tuple[float, float, float]:
@@ -226,6 +252,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones")
     parser.add_argument("--spark-runs", type=int, default=1)
     parser.add_argument("--spark-warmup", type=int, default=1)
+    parser.add_argument("--spark-only", action="store_true",
+                        help="Spark over the size's snapshot already written (its other figures from the log)")
     parser.add_argument("--from-log", action="store_true",
                         help="only the report, from bench/data/scale-results.jsonl (the latest figures of each size)")
     parser.add_argument("--master", default="local[2]", help="Spark master URL ('none': no Spark)")
@@ -246,6 +274,15 @@ def main() -> None:
         from cdp.engine.sql.spark_session import SparkSession
 
         spark_session_class = SparkSession
+    if options.spark_only:
+        try:
+            rows = [spark_over_the_last_snapshot(max(options.profiles), options, spark_session_class, command)]
+        finally:
+            from cdp.engine.sql.spark_session import stop
+
+            stop()
+        print(report(rows, options, command, started))
+        return
     cluster = None
     made: dict[str, list] = {}
     rows = []
