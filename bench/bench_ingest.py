@@ -1,6 +1,7 @@
 """Ingestion over HTTP: a real ``cdp serve`` on SQLite and on PostgreSQL, fed through its API.
 
     bash bench/run_ingest.sh [--backend sqlite|postgresql|both] [--quick] [--only stream,csv,identity] [--record]
+                             [--stream-records N,M] [--csv-rows N] [--csv-pad-bytes N] [--people N]
     (or: .venv/bin/python bench/bench_ingest.py …)
 
 For each backend, a fresh database (an SQLite file in a temporary folder; a throwaway PostgreSQL
@@ -37,7 +38,9 @@ C. Identity graph: P people (20,000; 2,000 with --quick) with three identities e
    end: the database's profiles = the union-find's components.
 
 Sizes (records): A 200 and 5,000 (--quick) or 2,000 and 50,000 per scenario for requests of 1 and
-of 500 records; B and C as above (``--csv-rows`` and ``--people`` override them).
+of 500 records; B and C as above (``--csv-rows`` and ``--people`` override them; ``--csv-pad-bytes N``
+adds an unmapped ``notes`` column of N characters to every row, for a file of ~1 GiB within the
+1,000,000 rows a file may hold: ``--csv-rows 1000000 --csv-pad-bytes 900``, the peak-memory check).
 """
 
 from __future__ import annotations
@@ -516,10 +519,16 @@ CSV_MAPPING = {
 }
 
 
+CSV_PAD = {"bytes": 0}  # --csv-pad-bytes: an unmapped `notes` column this wide on every row
+
+
 def crm_csv(rows: int, seed: int) -> Path:
-    """The CSV file of ``rows`` contacts, written once into bench/data/ and reused."""
+    """The CSV file of ``rows`` contacts, written once into bench/data/ and reused. With
+    ``CSV_PAD["bytes"]`` a `notes` column of that many characters (not mapped: a wide export's
+    other columns) makes the file as large as wanted without more rows (at most 1,000,000 a file)."""
     DATA.mkdir(parents=True, exist_ok=True)
-    path = DATA / f"ingest-crm-{rows}-seed{seed}.csv"
+    pad = CSV_PAD["bytes"]
+    path = DATA / (f"ingest-crm-{rows}-seed{seed}.csv" if not pad else f"ingest-crm-{rows}-pad{pad}-seed{seed}.csv")
     if path.exists():
         return path
     log(f"B. writing {rows:,} CRM contacts to {path.relative_to(ROOT)}")
@@ -527,7 +536,8 @@ def crm_csv(rows: int, seed: int) -> Path:
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(CSV_HEADER)
+        writer.writerow(CSV_HEADER + (["notes"] if pad else []))
+        filler = "".join(rng.choice("abcdefghij klmnopqrstuvwxyz") for _ in range(pad + 997)) if pad else ""
         for i in range(1, rows + 1):
             first, last = rng.choice(FIRST), rng.choice(LAST)
             local = re.sub(r"[^a-z]", "", f"{first}.{last}".lower().replace("é", "e").replace("ü", "u"))
@@ -536,7 +546,7 @@ def crm_csv(rows: int, seed: int) -> Path:
             tier = rng.choice(TIERS) if member else ""
             points = str(rng.randint(0, 20_000)) if member else ""
             writer.writerow([f"CRM-{i:07d}", email, first, last, tier.capitalize() if rng.random() < 0.1 else tier,
-                             points, rng.choice(CITIES)])
+                             points, rng.choice(CITIES)] + ([filler[i % 997:i % 997 + pad]] if pad else []))
     os.replace(tmp, path)
     return path
 
@@ -1139,6 +1149,9 @@ def main(argv: list[str] | None = None) -> int:
                              "2000,50000; 200,4000 with --quick)")
     parser.add_argument("--csv-rows", type=int, default=None, help="rows of the CSV file (default 1,000,000; "
                                                                      "5,000 with --quick)")
+    parser.add_argument("--csv-pad-bytes", type=int, default=0,
+                        help="an unmapped `notes` column this wide on every CSV row (1,000,000 rows × ~1,000: a "
+                             "file of ~1 GiB for the peak-memory check)")
     parser.add_argument("--people", type=int, default=None, help="people of the identity section (default 20,000; "
                                                                    "1,000 with --quick)")
     parser.add_argument("--record", action="store_true", help="append the report to bench/RESULTS.md")
@@ -1163,6 +1176,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes["stream"] = {1: n1, 500: n500}
     if args.csv_rows is not None:
         sizes["csv"] = args.csv_rows
+    CSV_PAD["bytes"] = args.csv_pad_bytes
     if args.people is not None:
         sizes["people"] = args.people
     command = os.environ.get("CDP_BENCH_COMMAND") or "python bench/bench_ingest.py " + " ".join(sys.argv[1:])

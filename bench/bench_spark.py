@@ -1,13 +1,24 @@
 """Batch segmentation on Spark (local) over a Parquet snapshot, beside DuckDB and the database.
 
-The benchmark segments of bench/_common.py (A: attributes only; B: the cart abandoners, events with
-a sequence) over ``--profiles`` generated profiles (cdp.demo) loaded into SQLite and exported as a
-full snapshot. Timed (median of ``--runs`` after a warm-up): the compiled SQL in SQLite, the
-compiled query on DuckDB over the snapshot, the compiled query on Spark over the same snapshot
-(``local[N]``), and a hand-written Spark SQL query for each segment (what a user would write; it
-must return the same ids). Spark's start is reported apart: a server or job starts it once.
+    python bench/bench_spark.py --profiles 100000 --runs 5 --segments 100 --master local[2] [--record]
 
-    .venv/bin/python bench/bench_spark.py --profiles 20000 --runs 3 [--record]
+Data (not timed): bench_sql's generated profiles (``generate_profiles(N, seed=42)``, ~10 events
+each, cached as JSON Lines in bench/data/) bulk-loaded into SQLite and a throwaway PostgreSQL
+cluster (``bench_sql.load_all``: executemany / COPY). Then:
+
+1. Snapshot: ``export_snapshot`` (full) of the sandbox from PostgreSQL, timed on its own. Spark's
+   start is timed on its own too: a server or a job starts it once per process.
+2. The two benchmark segments of bench/_common.py (A: attributes only; B: the cart abandoners, a
+   sequence with `then no event`): the compiled query on PostgreSQL and on DuckDB over the snapshot
+   (median of ``--runs``), and on Spark the compiled query (``SparkSession.members``: compile,
+   run, collect) and a hand-written Spark SQL query (what a user would write; the reference),
+   measured in ``--runs`` interleaved pairs, so both sides see the same load: the ratio is the
+   median of the pairs' ratios. All must return the same ids.
+3. Batch (``--segments``, 0: none): bench_segments' mixed shapes (issue 14) saved as active
+   segments, a job over all of them (``cdp.segments.jobs.run_job``, what ``cdp segments run``
+   runs): on PostgreSQL twice (the second run is the steady state, every membership found), then
+   ``--engine duckdb`` and ``--engine spark`` over the snapshot (steady state too; each writes the
+   memberships back to the database). The counts of the three steady-state runs must be equal.
 """
 
 from __future__ import annotations
@@ -16,21 +27,22 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from _common import SEGMENT_A, SEGMENT_B
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_sql  # noqa: E402 - the data and the bulk loader
+from _common import SEGMENT_A, SEGMENT_B  # noqa: E402
+from bench_analytic import median_time, run_batch, save_segments  # noqa: E402
+from bench_segments import shapes  # noqa: E402
 
-from cdp.demo import generate_profiles
-from cdp.engine.sql import members_query
-from cdp.engine.sql.analytic import DuckDBSession
-from cdp.engine.sql.loading import load_documents
-from cdp.snapshots import export_snapshot
-from cdp.snapshots.export import relations_sql
-from cdp.storage.database import create_engine
-from cdp.storage.migrate import upgrade
+from cdp.devtools.postgres import start_cluster  # noqa: E402
+from cdp.engine.sql import members_query as database_query  # noqa: E402
+from cdp.engine.sql.analytic import DuckDBSession  # noqa: E402
+from cdp.snapshots import export_snapshot  # noqa: E402
+from cdp.snapshots.export import relations_sql  # noqa: E402
+from cdp.storage.database import create_engine  # noqa: E402
 
 AS_OF = datetime(2026, 11, 28, 12, tzinfo=UTC)
 WEEK_AGO = AS_OF - timedelta(days=7)
@@ -63,72 +75,139 @@ ORDER BY p.pk""",
 }
 
 
-def median_time(function, runs: int) -> tuple[float, object]:
-    result = function()  # warm-up
-    samples = []
+def log(message: str) -> None:
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def interleaved(first, second, runs: int) -> tuple[float, float, float, object, object]:
+    """``runs`` pairs (first, second) after one warm-up of each: the medians of each side and the
+    median of the pairs' ratios first / second."""
+    a_result, b_result = first(), second()
+    a_times, b_times = [], []
     for _ in range(runs):
         started = time.perf_counter()
-        result = function()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples), result
+        a_result = first()
+        a_times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        b_result = second()
+        b_times.append(time.perf_counter() - started)
+    ratio = statistics.median(a / b for a, b in zip(a_times, b_times))
+    return statistics.median(a_times), statistics.median(b_times), ratio, a_result, b_result
+
+
+def segments_side_by_side(engine, duck, spark, runs: int) -> list[dict]:
+    params = {"sandbox": SANDBOX, "lo": WEEK_AGO, "as_of": AS_OF}
+    rows = []
+    for key, text in SEGMENTS.items():
+        log(f"segment ({key})")
+        query = database_query(text, dialect="postgresql", as_of=AS_OF, sandbox=SANDBOX)
+        with engine.connect() as connection:
+            database, database_rows = median_time(lambda: connection.execute(query).all(), runs)
+        duckdb, duck_ids = median_time(lambda: duck.members(text, as_of=AS_OF, sandbox=SANDBOX), runs)
+        hand_sql = HAND[key]
+        used = {k: v for k, v in params.items() if f":{k}" in hand_sql}
+        compiled, hand, ratio, spark_ids, hand_rows = interleaved(
+            lambda: spark.members(text, as_of=AS_OF, sandbox=SANDBOX),
+            lambda: spark.spark.sql(hand_sql, args=used).collect(), runs)
+        assert ([e for _pk, e in spark_ids] == [e for _pk, e in duck_ids] == [r[1] for r in hand_rows]
+                == [r.external_id for r in database_rows]), key
+        rows.append({"key": key, "database": database, "duckdb": duckdb, "compiled": compiled, "hand": hand,
+                     "ratio": ratio, "members": len(spark_ids)})
+    return rows
+
+
+def batch_side_by_side(engine, root: Path, count: int) -> dict:
+    save_segments(engine, shapes(count))
+    log(f"batch of {count}: on PostgreSQL twice")
+    run_batch(engine, "database", root)
+    database, steady = run_batch(engine, "database", root)
+    log(f"batch of {count}: on DuckDB ({database:.1f} s on PostgreSQL)")
+    duckdb, on_duckdb = run_batch(engine, "duckdb", root)
+    log(f"batch of {count}: on Spark ({duckdb:.1f} s on DuckDB)")
+    spark, on_spark = run_batch(engine, "spark", root)
+    assert on_duckdb == steady, "DuckDB's batch wrote other counts than the database's"
+    assert on_spark == steady, "Spark's batch wrote other counts than the database's"
+    return {"database": database, "duckdb": duckdb, "spark": spark,
+            "members": sum(c["realized"] + c["existing"] for c in steady.values())}
+
+
+def report(args, stats, snapshot: float, spark_start: float, rows: list[dict], batch: dict | None,
+           started: datetime) -> str:
+    ms = lambda s: f"{s * 1000:,.0f} ms"  # noqa: E731
+    load = os.getloadavg()
+    lines = [f"### {started:%Y-%m-%d %H:%M} UTC — Spark (local) vs DuckDB vs PostgreSQL over a Parquet snapshot "
+             "(bench/bench_spark.py)", "",
+             f"`nice -n 15 .venv/bin/python bench/bench_spark.py --profiles {args.profiles} --runs {args.runs} "
+             f"--segments {args.segments} --master {args.master}`; {args.profiles:,} profiles, {stats.events:,} "
+             f"events; load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} "
+             f"cores; snapshot (full export from PostgreSQL) {ms(snapshot)}; Spark start {ms(spark_start)} "
+             "(once per process).", "",
+             "| segment | PostgreSQL (compiled) | DuckDB compiled | Spark compiled | Spark hand-written | "
+             "Spark compiled / hand (median of pairs) | Spark / DuckDB | members |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['key']} | {ms(row['database'])} | {ms(row['duckdb'])} | {ms(row['compiled'])} | "
+                     f"{ms(row['hand'])} | {row['ratio']:.2f}× | {row['compiled'] / row['duckdb']:.1f}× | "
+                     f"{row['members']:,} |")
+    if batch:
+        lines += ["", f"Batch of {args.segments} segments (bench_segments' shapes; a job, memberships written back; "
+                  "steady state):", "",
+                  "| PostgreSQL | `--engine duckdb` | `--engine spark` | DuckDB / PostgreSQL | Spark / PostgreSQL |",
+                  "|---:|---:|---:|---:|---:|",
+                  f"| {batch['database']:.1f} s | {batch['duckdb']:.1f} s | {batch['spark']:.1f} s | "
+                  f"{batch['duckdb'] / batch['database']:.2f}× | {batch['spark'] / batch['database']:.2f}× |",
+                  "", f"Memberships in the steady state: {batch['members']:,} (equal counts on the three, asserted)."]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--profiles", type=int, default=20_000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--segments", type=int, default=100, help="the batch's segments (0: no batch)")
     parser.add_argument("--master", default="local[2]")
-    parser.add_argument("--record", action="store_true", help="append the table to bench/RESULTS.md")
+    parser.add_argument("--record", action="store_true", help="append the tables to bench/RESULTS.md")
     args = parser.parse_args()
+    started = datetime.now(UTC)
     from cdp.engine.sql.spark_session import SparkSession, stop
 
-    folder = Path(tempfile.mkdtemp(prefix="bench-spark-"))
-    engine = create_engine(f"sqlite:///{folder / 'spark.sqlite'}")
-    upgrade(engine)
-    with engine.begin() as connection:
-        load_documents(connection, generate_profiles(args.profiles, seed=42), sandbox=SANDBOX)
-    with engine.connect() as connection:
-        started = time.perf_counter()
-        manifest = export_snapshot(connection, sandbox=SANDBOX, root=folder / "snapshots", full=True)
-        snapshot = time.perf_counter() - started
-    duck = DuckDBSession().from_sql(*relations_sql(manifest))
-    started = time.perf_counter()
-    spark = SparkSession(master=args.master).from_snapshot(manifest)
-    spark_start = time.perf_counter() - started
-    params = {"sandbox": SANDBOX, "lo": WEEK_AGO, "as_of": AS_OF}
-    rows = []
-    for key, text in SEGMENTS.items():
-        query = members_query(text, dialect="sqlite", as_of=AS_OF, sandbox=SANDBOX)
+    _lock = bench_sql.one_run_at_a_time()
+    path, _generated = bench_sql.ensure_jsonl(args.profiles)
+    cluster = start_cluster(extra_options=" ".join(f"-c {k}={v}" for k, v in bench_sql.PG_SETTINGS.items()))
+    try:
+        sqlite_path = bench_sql.DATA / f"spark-{args.profiles}.sqlite"
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(sqlite_path) + suffix).unlink(missing_ok=True)
+        pg_url = cluster.create_database(f"cdp_spark_{args.profiles}")
+        log(f"{args.profiles:,}: bulk load (not timed)")
+        stats = bench_sql.load_all(path, args.profiles, 0, sqlite_path, f"sqlite:///{sqlite_path}", pg_url)
+        engine = create_engine(pg_url)
+        root = bench_sql.DATA / f"spark-snapshots-{args.profiles}"
+        log("snapshot from PostgreSQL")
         with engine.connect() as connection:
-            database, database_ids = median_time(lambda: connection.execute(query).scalars().all(), args.runs)
-        duckdb, duck_ids = median_time(lambda: duck.members(text, as_of=AS_OF, sandbox=SANDBOX), args.runs)
-        compiled, spark_ids = median_time(lambda: spark.members(text, as_of=AS_OF, sandbox=SANDBOX), args.runs)
-        hand_sql = HAND[key]
-        used = {k: v for k, v in params.items() if f":{k}" in hand_sql}
-        hand, hand_ids = median_time(lambda: spark.spark.sql(hand_sql, args=used).collect(), args.runs)
-        assert ([e for _pk, e in spark_ids] == [e for _pk, e in duck_ids] == [r[1] for r in hand_ids]
-                == list(database_ids)), key
-        rows.append((key, database, duckdb, compiled, hand, len(spark_ids)))
-    spark.close()
-    duck.close()
-    stop()
-    ms = lambda s: f"{s * 1000:,.0f} ms"  # noqa: E731
-    load = os.getloadavg()
-    lines = [f"### {datetime.now(UTC):%Y-%m-%d} — Spark (local) vs DuckDB vs the database over a Parquet snapshot",
-             "", f"`.venv/bin/python bench/bench_spark.py --profiles {args.profiles} --runs {args.runs} "
-             f"--master {args.master}`; {args.profiles:,} profiles, {manifest.parts[0].events:,} events; "
-             f"load average {load[0]:.1f} / {load[1]:.1f} on {os.cpu_count()} cores; snapshot (full export) "
-             f"{ms(snapshot)}; Spark start {ms(spark_start)} (once per process).", "",
-             "| segment | SQLite (compiled) | DuckDB compiled | Spark compiled | Spark hand-written | "
-             "Spark compiled / hand | Spark / DuckDB | members |", "|---|---|---|---|---|---|---|---|"]
-    for key, database, duckdb, compiled, hand, members in rows:
-        lines.append(f"| {key} | {ms(database)} | {ms(duckdb)} | {ms(compiled)} | {ms(hand)} | "
-                     f"{compiled / hand:.2f}× | {compiled / duckdb:.1f}× | {members:,} |")
-    table = "\n".join(lines) + "\n"
-    print(table)
+            began = time.perf_counter()
+            manifest = export_snapshot(connection, sandbox=SANDBOX, root=root, full=True)
+            snapshot = time.perf_counter() - began
+        duck = DuckDBSession().from_sql(*relations_sql(manifest))
+        log("Spark start")
+        began = time.perf_counter()
+        spark = SparkSession(master=args.master).from_snapshot(manifest)
+        spark_start = time.perf_counter() - began
+        try:
+            rows = segments_side_by_side(engine, duck, spark, args.runs)
+            batch = batch_side_by_side(engine, root, args.segments) if args.segments else None
+        finally:
+            spark.close()
+            duck.close()
+            stop()
+            engine.dispose()
+    finally:
+        cluster.stop()
+    text = report(args, stats, snapshot, spark_start, rows, batch, started)
+    print(text)
     if args.record:
-        with open(Path(__file__).parent / "RESULTS.md", "a", encoding="utf-8") as results:
-            results.write("\n" + table)
+        with (Path(__file__).parent / "RESULTS.md").open("a", encoding="utf-8") as results:
+            results.write("\n" + text)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 # SQLite and on PostgreSQL, fed through its HTTP API.
 #
 #   bash bench/run_ingest.sh [--backend sqlite|postgresql|both] [--quick] [--only stream,csv,identity] [--record]
+#                            [--stream-records N,M] [--csv-rows N] [--csv-pad-bytes N] [--people N]
 #
 # Uses the project's own environment (.venv at the repository root: the project installed in
 # editable mode with the dev extra: httpx2 and psycopg); PostgreSQL needs its server binaries (initdb, pg_ctl)

@@ -182,26 +182,32 @@ def apply_policy(connection: sa.Connection, *, profile_pk: int, settings: Identi
     return attributes
 
 
-def merge_sources(connection: sa.Connection, *, survivor_pk: int, merged_pks: list[int]) -> None:
-    """Move the merged profiles' source rows to the survivor, keeping per (attribute, dataset) the
-    latest one."""
-    if not merged_pks:
-        return
-    rows = connection.execute(sa.select(attribute_sources).where(
-        attribute_sources.c.profile_pk.in_([survivor_pk, *merged_pks]))).all()
-    best: dict[tuple[str, int], Any] = {}
-    for row in rows:
-        key = (row.path, row.dataset_pk)
-        if key not in best or (row.observed_at, row.pk) > (best[key].observed_at, best[key].pk):
-            best[key] = row
-    keep = {row.pk for row in best.values()}
-    drop = [row.pk for row in rows if row.pk not in keep]
-    if drop:
-        connection.execute(attribute_sources.delete().where(attribute_sources.c.pk.in_(drop)))
-    move = [row.pk for row in best.values() if row.profile_pk != survivor_pk]
-    if move:
-        connection.execute(attribute_sources.update().where(attribute_sources.c.pk.in_(move))
-                           .values(profile_pk=survivor_pk))
+def apply_policy_many(connection: sa.Connection, profile_pks: Iterable[int], settings: IdentitySettings) -> None:
+    """:func:`apply_policy` of every attribute of each profile (e.g. the survivors of a request's
+    merges), with a few statements for all of them instead of two or three per profile."""
+    pks = sorted(set(profile_pks))
+    locking = connection.dialect.name == "postgresql"
+    updates: list[tuple[int, dict[str, Any]]] = []
+    for start in range(0, len(pks), _PROFILES_PER_QUERY):
+        chunk = pks[start:start + _PROFILES_PER_QUERY]
+        query = sa.select(profiles.c.pk, profiles.c.attributes).where(profiles.c.pk.in_(chunk))
+        current = {row.pk: dict(row.attributes or {}) for row in connection.execute(
+            query.order_by(profiles.c.pk).with_for_update() if locking else query)}
+        by_path: dict[int, dict[str, list]] = {}
+        for row in connection.execute(sa.select(attribute_sources).where(attribute_sources.c.profile_pk.in_(chunk))):
+            by_path.setdefault(row.profile_pk, {}).setdefault(row.path, []).append(row)
+        for profile_pk, paths in by_path.items():
+            attributes = dict(current[profile_pk])
+            for path, rows in paths.items():
+                chosen = winner(rows, settings)
+                if chosen is None:
+                    attributes.pop(path, None)
+                else:
+                    attributes[path] = chosen.value
+            if attributes != current[profile_pk]:
+                updates.append((profile_pk, attributes))
+    if updates:
+        set_profile_attributes(connection, updates)
 
 
 def provenance(connection: sa.Connection, *, profile_pk: int, settings: IdentitySettings) -> dict[str, Any]:

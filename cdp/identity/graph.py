@@ -22,9 +22,12 @@ or event carrying an identity marks it seen). Removed identities are listed with
 (``identity_removals``); the profile's events and attributes stay — nothing else is lost. A
 removed identity seen again later starts a new profile, unless it comes with a linked one.
 
-**Concurrency.** On PostgreSQL the owning profiles are locked first, in key order (``FOR UPDATE``
-where profiles merge, ``FOR KEY SHARE`` elsewhere, so a concurrent merge cannot delete a profile
-under us), and the identities' owners are checked again under the locks; new identities are
+**Concurrency.** On PostgreSQL a write's first attempt locks the owners as it reads them
+(``FOR KEY SHARE`` of the profiles and the identities, in key order: a concurrent merge cannot
+delete a profile under us, and an identity moved while we waited is not reported as owned), then
+the profiles it merges ``FOR UPDATE NOWAIT`` (one that would wait is a lost race); a retry locks
+every owner first, in key order (``FOR UPDATE`` where profiles merge, ``FOR KEY SHARE``
+elsewhere), and checks the owners again under the locks (IdentityGraph._lock_owners); new identities are
 inserted with ``ON CONFLICT DO NOTHING`` in one order for every writer (PostgreSQL makes a second
 inserter wait for the first to commit). When another transaction got in the way —
 an identity claimed meanwhile, a profile gone, a deadlock — resolution raises
@@ -41,38 +44,17 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from cdp.identity.attributes import apply_policy, merge_sources
+from cdp.identity.attributes import apply_policy_many
+from cdp.identity.merging import merge_profiles
+from cdp.identity.owners import find_owners, mark_seen
 from cdp.identity.namespaces import KIND_RANK, Namespace, NamespaceKind
 from cdp.identity.rules import Rules
 from cdp.identity.settings import IdentitySettings
 from cdp.storage.bulk import claim_identities, insert_links, insert_profiles, upsert_links
-from cdp.storage.models import (events, identities, identity_links, identity_removals, memberships, profile_merges,
-                                profiles)
+from cdp.storage.models import identities, identity_removals, profiles
 
 _PAIRS_PER_QUERY = 400  # bound parameters per statement stay far below SQLite's limit
 
-# statements of the hot path, built once (building Core expressions per record costs more than
-# running them on SQLite)
-# Pairs are found with `namespace IN (…) AND value IN (…)` — index lookups on every backend —
-# and then the exact pairs: SQLite evaluates a row-value IN alone by scanning the sandbox's
-# identities (measured: ingest time grew with the number of identities).
-_PAIR = sa.tuple_(identities.c.namespace, identities.c.value)
-_PAIRS = (identities.c.sandbox == sa.bindparam("b_sandbox"),
-          identities.c.namespace.in_(sa.bindparam("b_namespaces", expanding=True)),
-          identities.c.value.in_(sa.bindparam("b_values", expanding=True)),
-          _PAIR.in_(sa.bindparam("b_pairs", expanding=True)))
-# with the owner's id (ids never change): the records' answers need it, and it saves a statement
-_OWNERS = sa.select(identities.c.namespace, identities.c.value, identities.c.profile_pk, identities.c.pk,
-                    profiles.c.external_id).select_from(
-    identities.join(profiles, profiles.c.pk == identities.c.profile_pk)).where(*_PAIRS)
-_TOUCH = identities.update().where(
-    *_PAIRS, sa.or_(identities.c.last_seen.is_(None), identities.c.last_seen < sa.bindparam("b_now"))
-).values(last_seen=sa.bindparam("b_now"))
-
-
-def _pair_params(sandbox: str, pairs: list[tuple[str, str]]) -> dict:
-    return {"b_sandbox": sandbox, "b_pairs": pairs, "b_namespaces": sorted({ns for ns, _ in pairs}),
-            "b_values": sorted({value for _, value in pairs})}
 _IDENTITY_COUNTS = sa.select(identities.c.profile_pk, sa.func.count()).where(
     identities.c.profile_pk.in_(sa.bindparam("b_pks", expanding=True))).group_by(identities.c.profile_pk)
 
@@ -118,15 +100,22 @@ class IdentityGraph:
         self.identity_pks: dict[tuple[str, str], int] = {}
         self.claimed: set[int] = set()  # identities inserted by this call (none of their links exists yet)
         self.regrouped: set[int] = set()  # profiles a split changed in the last resolve_many (memberships)
+        self.lock_at_read = True  # PostgreSQL: lock the owners as they are read (the first attempt of a write)
+        # owner → its event count as the last resolve_many read it (profiles it merged are left out:
+        # their counts changed)
+        self.event_counts: dict[int, int] = {}
 
     # ---- reading -------------------------------------------------------------------------------
 
-    def owners(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    def owners(self, pairs: list[tuple[str, str]], *, lock: bool = False) -> dict[tuple[str, str], int]:
+        """The owners of the stored identities among ``pairs`` (cdp/identity/owners.py); ``lock``
+        (PostgreSQL): the owners and the identities are locked ``FOR KEY SHARE`` as they are read."""
         found = {}
-        for row in self.connection.execute(_OWNERS, _pair_params(self.sandbox, pairs)):
+        for row in find_owners(self.connection, self.sandbox, pairs, lock=lock):
             found[(row.namespace, row.value)] = row.profile_pk
             self.identity_pks[(row.namespace, row.value)] = row.pk
             self.external_ids[row.profile_pk] = row.external_id
+            self.event_counts[row.profile_pk] = row.event_count
         return found
 
     # ---- resolution ----------------------------------------------------------------------------
@@ -144,12 +133,13 @@ class IdentityGraph:
         by the linking rules instead (cdp/identity/split.py: links removed, profiles split)."""
         self.regrouped = set()
         # keys looked up or claimed by this call only: an attempt rolled back (PostgreSQL) leaves none
-        self.identity_pks, self.claimed = {}, set()
+        self.identity_pks, self.claimed, self.event_counts = {}, set(), {}
         indices = list(range(len(records))) if indices is None else indices
         pairs = list(dict.fromkeys(pair for record in records for pair in record))
-        owner: dict[tuple[str, str], int] = {}
-        for start in range(0, len(pairs), _PAIRS_PER_QUERY):
-            owner.update(self.owners(pairs[start:start + _PAIRS_PER_QUERY]))
+        # PostgreSQL, first attempt: read under locks, so that no merge, split or deletion moves
+        # them until we commit (one statement); a retry locks first and reads again (see below)
+        locked_read = self.dialect == "postgresql" and self.lock_at_read
+        owner = self.owners(pairs, lock=locked_read)
         # union-find over the records' identities and their owners (a profile is a node too, so
         # identities of one profile are one component from the start), in arrival order
         parent: dict[tuple[str, str], tuple[str, str]] = {pair: pair for pair in pairs}
@@ -186,30 +176,23 @@ class IdentityGraph:
             conflicted = self._conflicted(records, components, owner, owners_of)
             if conflicted:
                 return self._resolve_by_rules(records, now, indices, conflicted)
-        all_owners = sorted({pk for root in components for pk in owners_of[root]})
-        if all_owners and self.dialect == "postgresql":
-            merging = {pk for root in components if len(owners_of[root]) > 1 for pk in owners_of[root]}
-            query = sa.select(profiles.c.pk).where(profiles.c.pk.in_(all_owners)).order_by(profiles.c.pk)
-            query = query.with_for_update() if merging else query.with_for_update(read=True, key_share=True)
-            if len(self.connection.execute(query).all()) != len(all_owners) or any(
-                    self.owners(pairs[start:start + _PAIRS_PER_QUERY]) != {
-                        p: owner[p] for p in pairs[start:start + _PAIRS_PER_QUERY] if p in owner}
-                    for start in range(0, len(pairs), _PAIRS_PER_QUERY)):
-                raise ResolutionConflict("profiles changed under the batch")
+        merging = sorted({pk for root in components if len(owners_of[root]) > 1 for pk in owners_of[root]})
+        if self.dialect == "postgresql":
+            self._lock_owners(pairs, owner, merging, locked_read)
         # a profile per component: the oldest owner, or a new one
         fresh = [root for root in components if not owners_of[root]]
         created_in_order = self._create_profiles(len(fresh), now)
         created = set(created_in_order)
         profile_of: dict[tuple[str, str], int] = dict(zip(fresh, created_in_order))
-        merged_ids: dict[int, str] = {}
         merged_into: dict[int, int] = {}
         for root in components:
             if owners_of[root]:
                 survivor, *others = sorted(owners_of[root])
                 profile_of[root] = survivor
-                for other in others:
-                    merged_ids[other] = self._merge(survivor, other, now) or ""
-                    merged_into[other] = survivor
+                merged_into.update((other, survivor) for other in others)
+        merged_ids = {pk: external_id or "" for pk, external_id in self._merge_all(merged_into, now).items()}
+        for pk in {*merged_into, *merged_into.values()}:
+            self.event_counts.pop(pk, None)
         missing = [pair for pair in pairs if pair not in owner]
         if missing:
             rows = sorted(({"sandbox": self.sandbox, "profile_pk": profile_of[find(pair)], "namespace": pair[0],
@@ -217,9 +200,7 @@ class IdentityGraph:
                           key=lambda row: (row["namespace"], row["value"]))  # one order for every writer
             if self.claim(rows) != len(rows):
                 raise ResolutionConflict("another writer claimed an identity of the batch")
-        known = [pair for pair in pairs if pair in owner]
-        for start in range(0, len(known), _PAIRS_PER_QUERY):
-            self._touch(known[start:start + _PAIRS_PER_QUERY], now)
+        self._touch([pair for pair in pairs if pair in owner], now)
         self._write_links(records, indices, [profile_of[find(record[0])] for record in records], now)
         # the graph limit, where it can be passed: a new profile holds exactly its component's
         # identities; profiles that grew are counted in one statement
@@ -236,8 +217,7 @@ class IdentityGraph:
             counts = self.connection.execute(_IDENTITY_COUNTS, {"b_pks": ordered[start:start + _PAIRS_PER_QUERY]})
             over += [pk for pk, count in counts if count > limit]
         removed = {pk: self._enforce_limit(pk, now) for pk in sorted(over)}
-        for survivor in sorted({merged_into[pk] for pk in merged_into}):
-            apply_policy(self.connection, profile_pk=survivor, settings=self.settings)
+        apply_policy_many(self.connection, merged_into.values(), self.settings)
         external = self._external_ids(sorted(set(profile_of.values())))
         resolutions = []
         reported: set[int] = set()
@@ -253,6 +233,31 @@ class IdentityGraph:
                 reported.add(profile_pk)
             resolutions.append(resolution)
         return resolutions
+
+    def _lock_owners(self, pairs: list[tuple[str, str]], owner: dict[tuple[str, str], int], merging: list[int],
+                     locked_read: bool) -> None:
+        """PostgreSQL: hold the owners so that nothing moves the identities until we commit — the
+        profiles to merge exclusively (``FOR UPDATE``: the merge deletes them), the others ``FOR KEY
+        SHARE`` (a concurrent merge cannot delete them).
+
+        After a locked read (the first attempt) the shared locks are held already; the profiles to
+        merge are upgraded with ``NOWAIT``: two writers upgrading profiles both hold would deadlock
+        (and PostgreSQL detects that only after deadlock_timeout), so a writer that would wait gives
+        up at once (lock_not_available: a lost race) and its next attempt, reading without locks,
+        locks every owner in key order — writers then queue, never deadlock — and reads the owners
+        again under the locks: changed meanwhile, it is a lost race again."""
+        if locked_read:
+            if merging:
+                self.connection.execute(sa.select(profiles.c.pk).where(profiles.c.pk.in_(merging))
+                                        .order_by(profiles.c.pk).with_for_update(nowait=True)).all()
+            return
+        all_owners = sorted(set(owner.values()))
+        if not all_owners:
+            return
+        query = sa.select(profiles.c.pk).where(profiles.c.pk.in_(all_owners)).order_by(profiles.c.pk)
+        query = query.with_for_update() if merging else query.with_for_update(read=True, key_share=True)
+        if len(self.connection.execute(query).all()) != len(all_owners) or self.owners(pairs) != owner:
+            raise ResolutionConflict("profiles changed under the batch")
 
     def _create_profiles(self, count: int, now: datetime) -> list[int]:
         if not count:
@@ -274,8 +279,9 @@ class IdentityGraph:
         return {pk: self.external_ids[pk] for pk in profile_pks}
 
     def _touch(self, pairs: list[tuple[str, str]], now: datetime) -> None:
+        """Mark the (stored) identities seen at ``now``."""
         if pairs:
-            self.connection.execute(_TOUCH, {**_pair_params(self.sandbox, pairs), "b_now": now})
+            mark_seen(self.connection, list(self.pks_of(pairs).values()), now)
 
     # ---- links and the linking rules -----------------------------------------------------------
 
@@ -313,6 +319,7 @@ class IdentityGraph:
         answers.update(zip(conflicted, resolve_by_rules(self, [records[i] for i in conflicted], now,
                                                         [indices[i] for i in conflicted])))
         self.regrouped |= regrouped
+        self.event_counts = {}  # a split moved events: the writer reads the counts again
         return [answers[index] for index in range(len(records))]
 
     def claim(self, rows: list[dict]) -> int:
@@ -326,8 +333,8 @@ class IdentityGraph:
     def pks_of(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """Identity keys (looked up once per transaction)."""
         missing = [pair for pair in dict.fromkeys(pairs) if pair not in self.identity_pks]
-        for start in range(0, len(missing), _PAIRS_PER_QUERY):
-            self.owners(missing[start:start + _PAIRS_PER_QUERY])
+        if missing:
+            self.owners(missing)
         return {pair: self.identity_pks[pair] for pair in pairs}
 
     def _write_links(self, records, indices, profile_pks, now: datetime, removed: dict | None = None,
@@ -360,39 +367,14 @@ class IdentityGraph:
 
     # ---- merging -------------------------------------------------------------------------------
 
-    def _merge(self, survivor: int, other: int, now: datetime) -> str | None:
-        """Move everything of ``other`` to ``survivor`` and delete it; its id (None when this
-        transaction created it)."""
-        other_row = self.connection.execute(sa.select(profiles.c.external_id, profiles.c.attributes,
-                                                      profiles.c.updated_at).where(profiles.c.pk == other)).one()
-        moved_identities = self.connection.execute(identities.update().where(identities.c.profile_pk == other)
-                                                   .values(profile_pk=survivor)).rowcount
-        moved_events = self.connection.execute(events.update().where(events.c.profile_pk == other)
-                                               .values(profile_pk=survivor)).rowcount
-        merge_sources(self.connection, survivor_pk=survivor, merged_pks=[other])
-        self.connection.execute(identity_removals.update().where(identity_removals.c.profile_pk == other)
-                                .values(profile_pk=survivor))
-        self.connection.execute(profile_merges.update().where(profile_merges.c.survivor_pk == other)
-                                .values(survivor_pk=survivor))
-        self.connection.execute(identity_links.update().where(identity_links.c.profile_pk == other)
-                                .values(profile_pk=survivor))
-        # values loaded without a dataset: the survivor's stay, the merged profile's fill the gaps
-        legacy = dict(other_row.attributes or {})
-        if legacy:
-            apply_policy(self.connection, profile_pk=survivor, settings=self.settings, paths=set(), legacy=legacy)
-        from cdp.storage.memberships import exit_all
-
-        exit_all(self.connection, sandbox=self.sandbox, profile_pk=other, now=now, source="merge")  # outbox
-        self.connection.execute(memberships.delete().where(memberships.c.profile_pk == other))
-        self.connection.execute(profiles.delete().where(profiles.c.pk == other))
-        self.external_ids.pop(other, None)
-        self.connection.execute(profiles.update().where(profiles.c.pk == survivor).values(updated_at=now))
-        if other in self.created_here:
-            return None
-        self.connection.execute(profile_merges.insert().values(
-            sandbox=self.sandbox, survivor_pk=survivor, merged_external_id=other_row.external_id, merged_at=now,
-            identities_moved=moved_identities, events_moved=moved_events))
-        return other_row.external_id
+    def _merge_all(self, survivor_of: dict[int, int], now: datetime) -> dict[int, str | None]:
+        """Merge each profile into its survivor, all at once (cdp/identity/merging.py); merged
+        profile → its id (None when this transaction created it)."""
+        merged = merge_profiles(self.connection, sandbox=self.sandbox, survivor_of=survivor_of, now=now,
+                                settings=self.settings, created_here=self.created_here)
+        for pk in merged:
+            self.external_ids.pop(pk, None)
+        return merged
 
     # ---- the graph limit -----------------------------------------------------------------------
 

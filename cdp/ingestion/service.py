@@ -37,8 +37,10 @@ log = logging.getLogger("cdp.ingestion")
 # statements of the hot path, built once
 _EVENTS_SEEN = sa.select(events.c.event_id).where(events.c.dataset_pk == sa.bindparam("b_dataset"),
                                                   events.c.event_id.in_(sa.bindparam("b_event_ids", expanding=True)))
-_EVENT_COUNTS = sa.select(events.c.profile_pk, sa.func.count()).where(
-    events.c.profile_pk.in_(sa.bindparam("b_pks", expanding=True))).group_by(events.c.profile_pk)
+# the profiles' event counts (kept by triggers on events, migration 0017): one number a profile,
+# not a COUNT that grows with it
+_EVENT_COUNTS = sa.select(profiles.c.pk, profiles.c.event_count).where(
+    profiles.c.pk.in_(sa.bindparam("b_pks", expanding=True)))
 _IDS_PER_QUERY = 500
 _TOUCH_PROFILE = profiles.update().where(profiles.c.pk == sa.bindparam("b_pk")).values(
     updated_at=sa.bindparam("b_now"))
@@ -115,9 +117,9 @@ class Writer:
     def apply_many(self, items: list[tuple[int, ValidRecord]], *, engine: sa.Engine | None = None
                    ) -> list[RecordResult]:
         """Apply many records (index, record) with the outcome of applying them one after the
-        other, in a few set-wise statements. On PostgreSQL in a transaction of their own (with
-        ``engine``: streaming, the locks are held only while they are written) or in a savepoint
-        of the caller's transaction (a batch file: all or nothing); when they lose a race with a
+        other, in a few set-wise statements. On PostgreSQL in a savepoint of the caller's
+        transaction (a streaming request, a batch file: all or nothing), or with ``engine`` in a
+        transaction of their own (the locks held only while they are written); when they lose a race with a
         concurrent writer they are rolled back and tried again — together SET_WISE_ATTEMPTS
         times, then one by one, each MAX_ATTEMPTS times; a record that still loses is rejected
         (``conflict``), never half stored. On SQLite the transaction holds the write lock, so
@@ -160,6 +162,9 @@ class Writer:
         """PostgreSQL: apply ``prepared`` in a transaction or savepoint, up to ``attempts`` times while
         it loses races; None when it never won."""
         for attempt in range(attempts):
+            # the first attempt locks the owners as it reads them; a retry after a lost race locks
+            # them all in key order first (cdp/identity/graph.py, IdentityGraph._lock_owners)
+            self.graph.lock_at_read = attempt == 0
             try:
                 if engine is not None:
                     with engine.begin() as own:
@@ -231,6 +236,9 @@ class Writer:
             if merged_into:
                 self.event_counts.clear()
             counts = dict(self.event_counts)
+            counts.update((r.profile_pk, 0) for r in resolutions if r.created)  # made just now: none yet
+            # read with the owners (cdp/identity/owners.py), unless a merge changed them since
+            counts.update((pk, n) for pk, n in self.graph.event_counts.items() if pk not in counts)
             unknown = sorted({r.profile_pk for r in resolutions} - set(counts))
             for start in range(0, len(unknown), _IDS_PER_QUERY):
                 chunk = unknown[start:start + _IDS_PER_QUERY]
@@ -292,7 +300,8 @@ class Writer:
 
 MAX_ATTEMPTS = 6
 SET_WISE_ATTEMPTS = 4  # then one by one
-_RACE_CODES = {"23503", "23505", "40P01", "40001"}  # foreign key, unique, deadlock, serialization
+# foreign key, unique, deadlock, serialization, a lock not taken at once (NOWAIT)
+_RACE_CODES = {"23503", "23505", "40P01", "40001", "55P03"}
 
 
 def _lost_a_race(exc: Exception) -> bool:
@@ -341,12 +350,13 @@ def records_of(body: Any) -> list[Any]:
 def ingest_records(*, connection: sa.Connection, sandbox: str, dataset_id: int, body: Any,
                    schema: Schema | None = None, metrics: Metrics | None = None, engine: sa.Engine | None = None,
                    clock: Callable[[], datetime] | None = None) -> IngestResponse:
-    """Validate each record on its own and apply the valid ones set-wise (Writer.apply_many).
-    ``schema``: the schema in force (default: read with the sandbox's other settings, one version
-    number per request: cdp/ingestion/config.py). ``engine`` (PostgreSQL): they are written in a
-    transaction of their own, short and retried on a lost race, not in the request's; without it
-    (and always on SQLite, whose writer holds the database lock anyway) in ``connection``'s
-    transaction."""
+    """Validate each record on its own and apply the valid ones set-wise (Writer.apply_many), in
+    ``connection``'s transaction — on PostgreSQL in a savepoint of it, rolled back and tried again
+    on a lost race (one transaction per request: the owners are locked as they are read, so a
+    separate short transaction for the records saves nothing and costs a BEGIN, a COMMIT and a
+    connection). ``schema``: the schema in force (default: read with the sandbox's other settings,
+    one version number per request: cdp/ingestion/config.py). ``engine``: no longer used (the
+    records had a transaction of their own before); accepted so that callers keep working."""
     config = ingest_config(connection=connection, sandbox=sandbox)
     kind = config.dataset_kind(sandbox, dataset_id)
     schema = config.schema if schema is None else schema
@@ -364,7 +374,7 @@ def ingest_records(*, connection: sa.Connection, sandbox: str, dataset_id: int, 
         else:
             slots.append(None)
             valid_records.append((index, valid))
-    applied = iter(writer.apply_many(valid_records, engine=engine if writer.dialect == "postgresql" else None))
+    applied = iter(writer.apply_many(valid_records))
     results: list[RecordResult] = [slot if slot is not None else next(applied) for slot in slots]
     counts = {status: sum(1 for r in results if r.status == status) for status in RecordStatus}
     if metrics is not None:

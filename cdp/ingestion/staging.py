@@ -34,7 +34,6 @@ through the Writer).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import pickle
@@ -51,6 +50,7 @@ from cdp.engine.sql.loading import json_value
 from cdp.ingestion.models import RecordResult
 from cdp.ingestion.validation import ValidRecord
 from cdp.segments.reads import Change
+from cdp.storage.bulk import json_text
 from cdp.storage.database import sqlite_text
 
 log = logging.getLogger("cdp.ingestion")
@@ -60,7 +60,8 @@ APPLY_CHUNK_ROWS = 1000  # rows of the Writer's path resolved set-wise at once
 _FRESH_ATTEMPTS = 4  # PostgreSQL: splits made again after losing an identity to a concurrent writer
 
 # A spooled row: (row number, identities, attributes set, paths removed, event id, event type,
-# ts, event fields, observed at) — the fields of a ValidRecord, as a tuple (pickled ~3x faster).
+# ts, event fields, observed at, identities normalised) — the fields of a ValidRecord, as a tuple
+# (pickled ~3x faster).
 _Spooled = tuple
 
 
@@ -74,7 +75,8 @@ class Spool:
 
     def add(self, number: int, record: ValidRecord) -> None:
         self.pending.append((number, record.identities, record.set_attributes, record.removed, record.event_id,
-                             record.event_type, record.ts, record.event_fields, record.observed_at))
+                             record.event_type, record.ts, record.event_fields, record.observed_at,
+                             record.normalized))
         self.count += 1
         if len(self.pending) >= SPOOL_CHUNK_ROWS:
             self._flush()
@@ -99,9 +101,10 @@ class Spool:
 
 
 def record_of(row: _Spooled) -> ValidRecord:
-    _, identities, set_attributes, removed, event_id, event_type, ts, event_fields, observed_at = row
+    _, identities, set_attributes, removed, event_id, event_type, ts, event_fields, observed_at, normalized = row
     return ValidRecord(identities=identities, set_attributes=set_attributes, removed=removed, event_id=event_id,
-                       event_type=event_type, ts=ts, event_fields=event_fields, observed_at=observed_at)
+                       event_type=event_type, ts=ts, event_fields=event_fields, observed_at=observed_at,
+                       normalized=normalized)
 
 
 @dataclass
@@ -228,22 +231,27 @@ class _Stager:
         random = os.urandom(16 * len(chunk))
         external = [f"p-{uuid.UUID(bytes=random[i:i + 16], version=4).hex}" for i in range(0, len(random), 16)]
         for position, row in enumerate(chunk):
-            number, identities, set_attributes, removed, event_id, event_type, ts, fields, observed_at = row
-            pairs, errors = writer.normalized_identities(identities)
+            number, identities, set_attributes, removed, event_id, event_type, ts, fields, observed_at, normalized = row
+            # normalised and distinct already (validate_record): only their namespaces are checked
+            # against the writer's, as the Writer does for a validated record
+            if normalized and all(namespace in writer.namespaces for namespace, _ in identities):
+                pairs, errors = identities, []
+            else:
+                pairs, errors = writer.normalized_identities(identities)
             # what the Writer refuses or must check against other rows goes its way
             fresh = not errors and bool(pairs) and len(pairs) <= self.limit and not writer.graph.rules.doubled(pairs)
             ids += [(number, namespace, value) for namespace, value in pairs]
-            shared = json.dumps([list(pair) for pair in pairs])
+            shared = json_text([list(pair) for pair in pairs])
             if self.kind == "profile":
                 values = {path: json_value(value, dialect) for path, value in set_attributes.items()}
                 if removed:
                     removals += [(number, path) for path in removed if path not in values]
-                rows.append((number, external[position], json.dumps(values), shared, self._instant(observed_at),
+                rows.append((number, external[position], json_text(values), shared, self._instant(observed_at),
                              None, None, None, None, fresh))
             else:
                 fresh = fresh and event_id is not None
                 rows.append((number, external[position], None, shared, None, event_id, event_type,
-                             self._instant(ts), json.dumps({k: json_value(v, dialect) for k, v in fields.items()}),
+                             self._instant(ts), json_text({k: json_value(v, dialect) for k, v in fields.items()}),
                              fresh))
         self._write("cdp_stage_rows", _ROW_COLUMNS, rows)
         self._write("cdp_stage_ids", "row_no, namespace, value", ids)

@@ -132,8 +132,30 @@ def _identities(record: dict, errors: list, namespaces: Collection[str]) -> list
     return found
 
 
+def _compact_json() -> Any:
+    """``json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)`` from ONE C
+    encoder made here (``json.dumps`` makes one per call: most of the cost of measuring a small
+    record). No circular-reference check: records are decoded JSON (a cycle raises RecursionError)."""
+    if json.encoder.c_make_encoder is None:  # no C speedups on this interpreter
+        return lambda value: json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    encode = json.encoder.c_make_encoder(None, str, json.encoder.encode_basestring, None, ":", ",",
+                                         False, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
+_compact = _compact_json()
+
+
 def record_size(record: Any) -> int:
-    return len(json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str).encode())
+    """The record's size as the limit counts it: bytes of its compact JSON (UTF-8)."""
+    return len(_compact(record).encode())
+
+
+def within_size(record: Any, limit: int) -> bool:
+    """``record_size(record) <= limit``, without encoding the text when its length proves it (UTF-8
+    takes at most 4 bytes a character)."""
+    text = _compact(record)
+    return len(text) * 4 <= limit or len(text.encode()) <= limit
 
 
 def validate_record(record: Any, kind: str, schema: Schema, *, namespaces: Collection[str] = NAMESPACES,
@@ -141,7 +163,17 @@ def validate_record(record: Any, kind: str, schema: Schema, *, namespaces: Colle
     """(the valid record, []) or (None, errors); each error is ``{"path", "message"}``.
     ``namespaces``: the identity namespaces of the sandbox (default: the built-in ones).
     ``size_bound``: an upper bound of :func:`record_size` the caller knows (a mapped CSV row):
-    the record is measured only when the bound does not prove it within the limit."""
+    the record is measured only when the bound does not prove it within the limit.
+
+    Runs the validator compiled for the schema (cdp/ingestion/compiled_validation.py), which
+    answers exactly what :func:`interpret_record` — the specification — answers."""
+    return _compiled.compiled_validator(schema, kind, namespaces)(record, size_bound)
+
+
+def interpret_record(record: Any, kind: str, schema: Schema, *, namespaces: Collection[str] = NAMESPACES,
+                     size_bound: int | None = None) -> tuple[ValidRecord | None, list[dict[str, str]]]:
+    """What :func:`validate_record` answers, worked out by walking the record against the schema:
+    the specification of validation, and the wording of every error."""
     if not isinstance(record, dict):
         return None, [_error("", "a record must be a JSON object")]
     size = 0 if size_bound is not None and size_bound <= limits.RECORD_MAX_BYTES else record_size(record)
@@ -206,3 +238,7 @@ def validate_record(record: Any, kind: str, schema: Schema, *, namespaces: Colle
     if errors:
         return None, errors
     return valid, []
+
+
+# at the end: the compiled validator imports this module's ValidRecord and interpret_record
+from cdp.ingestion import compiled_validation as _compiled  # noqa: E402

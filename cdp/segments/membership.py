@@ -30,8 +30,8 @@ from cdp.engine.memory import CompiledCatalogue
 from cdp.profiles.documents import stored_profile
 from cdp.schema import Schema
 from cdp.schema_registry.service import get_schema
-from cdp.storage.memberships import MEMBER, hour_of, record_history, record_history_many  # noqa: F401 - hour_of: the package's name
-from cdp.storage.models import membership_changes, memberships, profiles, segments
+from cdp.storage.memberships import MEMBER, hour_of, record_history, write_profile  # noqa: F401 - hour_of: the package's name
+from cdp.storage.models import memberships, profiles, segments
 
 log = logging.getLogger("cdp.segments")
 
@@ -43,49 +43,42 @@ class SegmentRef:
     key: str
 
 
+def verdict_changes(verdicts: Mapping[SegmentRef, bool], members: Set[int]) -> list[tuple[SegmentRef, bool]]:
+    """The memberships ``verdicts`` (segment → qualifies now) change, given the segments the
+    profile is a current member of: (segment, entered) in segment order — one order for every
+    writer."""
+    return [(segment, qualifies) for segment, qualifies in sorted(verdicts.items(), key=lambda item: item[0].pk)
+            if qualifies != (segment.pk in members)]
+
+
 def apply_verdicts(connection: sa.Connection, *, sandbox: str, profile_pk: int, verdicts: Mapping[SegmentRef, bool],
                    now: datetime, source: str, members: Set[int] | None = None,
                    profile_id: str | None = None) -> dict[str, str]:
     """Bring one profile's memberships in line with ``verdicts`` (segment → qualifies now):
-    entries and exits written with their outbox rows and history. Unchanged memberships are not
-    touched: when nothing changes, nothing is written. Returns key → "realized" | "exited" for
-    the memberships that changed.
+    entries and exits written with their outbox rows and history (:func:`write_profile`, set-wise).
+    Unchanged memberships are not touched: when nothing changes, nothing is written. Returns key →
+    "realized" | "exited" for the memberships that changed.
 
     ``members``: the segments the profile is a current member of, when the caller read them
-    already (streaming reads them with its due instants in one statement); otherwise read here.
-    ``profile_id``: its external id, when the caller has it."""
+    already; otherwise read here. ``profile_id``: its external id, when the caller has it."""
     if not verdicts:
         return {}
     if members is None:
         members = set(connection.execute(_MEMBERS, {"b_profile": profile_pk,
                                                     "b_segments": sorted(s.pk for s in verdicts)}).scalars())
-    changed: dict[str, str] = {}
-    outbox = []
-    entered, exited = [], []
-    for segment, qualifies in sorted(verdicts.items(), key=lambda item: item[0].pk):  # one order for every writer
-        is_member = segment.pk in members
-        if qualifies and not is_member:
-            entered.append({"b_segment": segment.pk, "b_profile": profile_pk, "b_now": now})
-            changed[segment.key] = "realized"
-            outbox.append((segment, "entered"))
-        elif is_member and not qualifies:
-            exited.append({"b_segment": segment.pk, "b_profile": profile_pk, "b_now": now})
-            changed[segment.key] = "exited"
-            outbox.append((segment, "exited"))
-    if not outbox:
-        return changed
-    if entered:  # a first entry inserts the row; a re-entry updates the row kept since the exit
-        connection.execute(_enter(connection.dialect.name), entered)
-    if exited:
-        connection.execute(_EXIT, exited)
+    changes = verdict_changes(verdicts, members)
+    if not changes:
+        return {}
     if profile_id is None:
         profile_id = connection.execute(_EXTERNAL_ID, {"b_profile": profile_pk}).scalar_one()
-    connection.execute(membership_changes.insert(), [
-        {"sandbox": sandbox, "segment_pk": segment.pk, "segment_key": segment.key, "profile_pk": profile_pk,
-         "profile_id": profile_id, "status": status, "at": now, "source": source} for segment, status in outbox])
-    record_history_many(connection, at=now, changes={
-        segment.pk: (int(status == "entered"), int(status == "exited")) for segment, status in outbox})
-    return changed
+    write_profile(connection, sandbox=sandbox, profile_pk=profile_pk, profile_id=profile_id, now=now, source=source,
+                  changes=[(segment.pk, segment.key, entered) for segment, entered in changes])
+    return changed_statuses(changes)
+
+
+def changed_statuses(changes: list[tuple[SegmentRef, bool]]) -> dict[str, str]:
+    """key → "realized" | "exited": what :func:`apply_verdicts` returns."""
+    return {segment.key: "realized" if entered else "exited" for segment, entered in changes}
 
 
 # built once (SQLAlchemy then compiles each once and reuses its cache key): apply_verdicts runs on
@@ -93,32 +86,7 @@ def apply_verdicts(connection: sa.Connection, *, sandbox: str, profile_pk: int, 
 _MEMBERS = sa.select(memberships.c.segment_pk).where(
     memberships.c.profile_pk == sa.bindparam("b_profile"), memberships.c.status.in_(MEMBER),
     memberships.c.segment_pk.in_(sa.bindparam("b_segments", expanding=True)))
-_THIS = sa.and_(memberships.c.segment_pk == sa.bindparam("b_segment"),
-                memberships.c.profile_pk == sa.bindparam("b_profile"))
-_EXIT = memberships.update().where(_THIS).values(status="exited", exited_at=sa.bindparam("b_now"),
-                                                 updated_at=sa.bindparam("b_now"))
 _EXTERNAL_ID = sa.select(profiles.c.external_id).where(profiles.c.pk == sa.bindparam("b_profile"))
-_ENTERS: dict[str, sa.Executable] = {}
-
-
-def _enter(dialect: str) -> sa.Executable:
-    """INSERT … ON CONFLICT (segment, profile) DO UPDATE: an entry, first or again (the row of
-    an exited membership is kept); SQLite and PostgreSQL both speak it."""
-    found = _ENTERS.get(dialect)
-    if found is None:
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        statement = insert(memberships).values(segment_pk=sa.bindparam("b_segment"),
-                                               profile_pk=sa.bindparam("b_profile"),
-                                               status="realized", entered_at=sa.bindparam("b_now"), exited_at=None,
-                                               updated_at=sa.bindparam("b_now"))
-        found = _ENTERS[dialect] = statement.on_conflict_do_update(
-            index_elements=[memberships.c.segment_pk, memberships.c.profile_pk],
-            set_={"status": "realized", "entered_at": statement.excluded.entered_at, "exited_at": None,
-                  "updated_at": statement.excluded.updated_at})
-    return found
 
 
 class MembershipRefresher:

@@ -33,13 +33,13 @@ from cdp.dsl import PqlError
 from cdp.dsl.catalogue import dependency_order
 from cdp.engine.memory import CompiledCatalogue
 from cdp.schema import Schema
-from cdp.segments.membership import SegmentRef, apply_verdicts
+from cdp.segments.membership import SegmentRef, changed_statuses, verdict_changes
 from cdp.segments.reads import Change, Reads, reads_of
 from cdp.segments.timing import _instant, next_change
 from cdp.storage.memberships import exit_all  # noqa: F401 - re-exported: streaming's exits
-from cdp.storage.memberships import MEMBER
+from cdp.storage.memberships import due_form, profile_state, write_profile
 from cdp.storage.models import (
-    memberships, profiles, sandbox_schemas, segment_due, segment_versions, segments,
+    profiles, segment_due, segments,
 )
 
 log = logging.getLogger("cdp.segments")
@@ -160,7 +160,7 @@ def _plan(connection: sa.Connection, sandbox: str) -> _Plan:
     segment's definition, status or mode, whoever writes) and the schema's version and time of
     writing (``sandbox_schemas``; none: the default schema); the definitions and the schema are
     read only to build a plan."""
-    version = connection.execute(_VERSIONS, {"b_sandbox": sandbox}).one()
+    version = connection.exec_driver_sql(_VERSIONS[connection.dialect.name], {"sandbox": sandbox}).one()
     if version[0] is None:  # no segment was ever saved in the sandbox
         return _NO_SEGMENTS
     key = (str(connection.engine.url), sandbox)  # tests run several databases in one process
@@ -180,18 +180,17 @@ def _plan(connection: sa.Connection, sandbox: str) -> _Plan:
     return found[1]
 
 
-_VERSIONS = sa.select(
-    sa.select(segment_versions.c.version).where(segment_versions.c.sandbox == sa.bindparam("b_sandbox"))
-    .scalar_subquery(),
-    sa.select(sandbox_schemas.c.version).where(sandbox_schemas.c.sandbox == sa.bindparam("b_sandbox"))
-    .scalar_subquery(),
-    sa.select(sandbox_schemas.c.updated_at).where(sandbox_schemas.c.sandbox == sa.bindparam("b_sandbox"))
-    .scalar_subquery())
+# per record: straight to the driver (Core's per-statement Python work is most of a lookup this small);
+# the values are only compared with the plan's, so the driver's forms of them do
+_VERSIONS = {dialect: ("SELECT (SELECT version FROM segment_versions WHERE sandbox = {0}), "
+                       "(SELECT version FROM sandbox_schemas WHERE sandbox = {0}), "
+                       "(SELECT updated_at FROM sandbox_schemas WHERE sandbox = {0})").format(parameter)
+             for dialect, parameter in (("sqlite", ":sandbox"), ("postgresql", "%(sandbox)s"))}
 
 
 class StreamingEvaluator:
     """Evaluates one sandbox's active streaming segments for profiles on one connection (its
-    transaction): memberships through :func:`apply_verdicts` (source ``streaming``), and the
+    transaction): memberships through :func:`write_profile` (source ``streaming``), and the
     next instants in ``segment_due``. Reads the sandbox's plan once.
 
     Per profile: the plan's selection for the change (cached), the lean profile loaded once
@@ -280,75 +279,39 @@ class StreamingEvaluator:
 
     def _write(self, profile_pk: int, profile_id: str, plan: _Plan, verdicts: Mapping[int, bool],
                due: Mapping[int, datetime | None], now: datetime) -> dict[str, str]:
-        """One read of the profile's state (its memberships; the due instants of the evaluated
-        segments), then the writes of what changed: memberships with their outbox and history
-        rows (:func:`apply_verdicts`), the instants that changed."""
+        """One read of the profile's state (its memberships; the stored instants of the evaluated
+        timed segments), then ONE write of what changed (:func:`write_profile`: memberships with
+        their outbox and history rows, the instants that changed — on PostgreSQL a single
+        statement, on SQLite one executemany per table)."""
         # the instants of the timed ones (an untimed segment is never scheduled; a row left by an
         # earlier definition is consumed when it comes due)
         timed = sorted(plan.refs[i].pk for i in due if plan.timing[i] is not None)
-        members: set[int] = set()
-        current_due: dict[int, datetime] = {}
-        for segment_pk, at in self.connection.execute(_STATE, {"b_profile": profile_pk, "b_segments": timed}):
-            if at is None:
-                members.add(segment_pk)
-            else:
-                current_due[segment_pk] = at
-        changed = apply_verdicts(self.connection, sandbox=self.sandbox, profile_pk=profile_pk,
-                                 verdicts={plan.refs[i]: v for i, v in verdicts.items()}, now=now, source="streaming",
-                                 members=members, profile_id=profile_id)
-        stale, rows = [], []
+        members, stored = profile_state(self.connection, profile_pk, timed)
+        changes = verdict_changes({plan.refs[i]: v for i, v in verdicts.items()}, members)
+        form = due_form(self.connection)
+        undue, instants = [], []
         for i, at in due.items():
             if plan.timing[i] is None:
                 continue
             pk = plan.refs[i].pk
-            was = current_due.get(pk)
-            if was == at:
-                continue
+            was = stored.get(pk)
             if at is None:
-                stale.append(pk)
-            else:
-                rows.append({"b_segment": pk, "b_profile": profile_pk, "b_sandbox": self.sandbox, "b_due": at})
-        if stale:
-            self.connection.execute(_DUE_DELETE, {"b_profile": profile_pk, "b_segments": sorted(stale)})
-        if rows:
-            rows.sort(key=lambda row: row["b_segment"])  # one order for every writer
-            self.connection.execute(_due_upsert(self.connection.dialect.name), rows)
-        return changed
+                if was is not None:
+                    undue.append(pk)
+            elif was is None or was != form(at):
+                instants.append((pk, at))
+        write_profile(self.connection, sandbox=self.sandbox, profile_pk=profile_pk, profile_id=profile_id, now=now,
+                      source="streaming", changes=[(segment.pk, segment.key, entered) for segment, entered in changes],
+                      due=instants, undue=undue)
+        return changed_statuses(changes)
 
 
 _UNSET = object()
 # built once (SQLAlchemy compiles each once): they run on every streaming evaluation
-_STATE = sa.union_all(
-    sa.select(memberships.c.segment_pk, sa.type_coerce(sa.null(), segment_due.c.due_at.type).label("due_at"))
-    .where(memberships.c.profile_pk == sa.bindparam("b_profile"), memberships.c.status.in_(MEMBER)),
-    sa.select(segment_due.c.segment_pk, segment_due.c.due_at)
-    .where(segment_due.c.profile_pk == sa.bindparam("b_profile"),
-           segment_due.c.segment_pk.in_(sa.bindparam("b_segments", expanding=True))))
 _DUE_CONSUME = segment_due.delete().where(segment_due.c.profile_pk == sa.bindparam("b_profile"),
                                           segment_due.c.due_at <= sa.bindparam("b_now"))
 _DUE_COME = sa.select(segments.c.key).join(segment_due, segment_due.c.segment_pk == segments.c.pk).where(
     segment_due.c.profile_pk == sa.bindparam("b_profile"), segment_due.c.due_at <= sa.bindparam("b_now"))
-_DUE_DELETE = segment_due.delete().where(segment_due.c.profile_pk == sa.bindparam("b_profile"),
-                                         segment_due.c.segment_pk.in_(sa.bindparam("b_segments", expanding=True)))
-_DUE_UPSERTS: dict[str, Any] = {}
-
-
-def _due_upsert(dialect: str):
-    """INSERT … ON CONFLICT (segment, profile) DO UPDATE: a new instant replaces the one stored
-    (SQLite and PostgreSQL both speak it)."""
-    found = _DUE_UPSERTS.get(dialect)
-    if found is None:
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        statement = insert(segment_due).values(segment_pk=sa.bindparam("b_segment"),
-                                               profile_pk=sa.bindparam("b_profile"),
-                                               sandbox=sa.bindparam("b_sandbox"), due_at=sa.bindparam("b_due"))
-        found = _DUE_UPSERTS[dialect] = statement.on_conflict_do_update(
-            index_elements=[segment_due.c.segment_pk, segment_due.c.profile_pk],
-            set_={"due_at": statement.excluded.due_at})
-    return found
 
 
 def schedule_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int, key: str,

@@ -7,10 +7,11 @@ Layout under ``<root>/<sandbox>/``:
 * ``part-NNNNN/profiles.parquet`` — ``pk``, ``sandbox``, ``external_id``, ``attributes`` (JSON
   text), ``part``, ``deleted`` (a tombstone: the profile is gone since the part before), and the
   sandbox's schema's scalar attributes as typed columns ``"a.<key>"`` (DuckDB's JSON read of each,
-  evaluated once here: cdp.engine.sql.analytic.write_flat), which DuckDB reads instead of the JSON;
-* ``part-NNNNN/events/bucket=K/*.parquet`` — ``profile_pk``, ``event_id``, ``type``, ``ts`` (UTC),
-  ``fields`` (JSON text), ``part``: hive-partitioned by ``profile_pk % BUCKETS`` and sorted by
-  profile and time, so a profile's events sit together in one file.
+  evaluated once here: cdp.snapshots.flat), which DuckDB reads instead of the JSON;
+* ``part-NNNNN/events/bucket=K/events.parquet`` — ``profile_pk``, ``event_id``, ``type``, ``ts``
+  (UTC), ``fields`` (JSON text), ``part``: one file per bucket (``profile_pk % BUCKETS``, hive
+  style), sorted by profile and time, so a profile's events sit together in one file
+  (cdp.snapshots.columns writes them, a chunk of rows at a time as Arrow columns).
 
 The first snapshot (or ``full=True``) writes every profile. A later one writes only what changed
 since the last: every profile updated or given a new event since its watermarks — with all of its
@@ -27,19 +28,20 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 import sqlalchemy as sa
 
-from cdp.engine.sql.analytic import events_schema, naive_utc, profiles_schema, write_flat
+from cdp.engine.sql.analytic import events_schema, profiles_schema
 from cdp.engine.sql.duckdb import FLAT_PREFIX
 from cdp.jobs import JobContext, JobKind
 from cdp.schema import Schema
 from cdp.schema_registry.service import get_schema
+from cdp.snapshots import columns, flat
+from cdp.snapshots.columns import BUCKETS  # noqa: F401 - the layout's bucket count, kept importable here
 from cdp.storage.models import events, profiles
 
-BUCKETS = 8
 MAX_PARTS = 8  # past this many parts, a snapshot compacts
-_BATCH = 50_000
 MANIFEST = "manifest.json"
 
 
@@ -82,38 +84,16 @@ def latest_manifest(root: Path | str, sandbox: str) -> Manifest | None:
 
 def _pa():
     import pyarrow
-    import pyarrow.dataset
     import pyarrow.parquet  # noqa: F401
 
     return pyarrow
 
 
-def _document(value) -> str:
-    if isinstance(value, str):  # a driver that hands JSON back as text
-        return value
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def _flatten(raw: Path, target: Path, schema: Schema) -> None:
-    """``raw`` (the profiles as read) → ``target``, with the flat attribute columns, by DuckDB
-    (in row order, multi-threaded): the JSON read once here instead of in every query."""
-    import duckdb
-
-    connection = duckdb.connect(":memory:")
-    try:
-        connection.execute("SET TimeZone = 'UTC'")  # as the session that reads it (a datetime cast)
-        source = "read_parquet('" + str(raw).replace("'", "''") + "')"
-        write_flat(connection, source, schema, lambda select: connection.execute(
-            f"COPY ({select}) TO '" + str(target).replace("'", "''") + "' (FORMAT parquet)"))
-    finally:
-        connection.close()
-    raw.unlink()
-
-
 def _write_part(connection: sa.Connection, folder: Path, number: int, sandbox: str, changed: sa.Select | None,
-                deleted: list[int], schema: Schema) -> tuple[int, int]:
+                deleted: Sequence[int], schema: Schema) -> tuple[int, int]:
     """Write the profiles whose pk ``changed`` selects (None: all of the sandbox) with all their
-    events, and tombstones for ``deleted``; returns (profile rows, event rows)."""
+    events, and tombstones for ``deleted``; returns (profile rows, event rows). Columnar: each
+    chunk of rows read becomes Arrow arrays (cdp.snapshots.columns)."""
     pa = _pa()
     target = folder / f"part-{number:05d}"
     if target.exists():
@@ -121,55 +101,44 @@ def _write_part(connection: sa.Connection, folder: Path, number: int, sandbox: s
     (target / "events").mkdir(parents=True)
     where = [profiles.c.sandbox == sandbox] + ([profiles.c.pk.in_(changed)] if changed is not None else [])
     profile_schema = profiles_schema().append(pa.field("part", pa.int64())).append(pa.field("deleted", pa.bool_()))
-    event_schema = events_schema().append(pa.field("part", pa.int64())).append(pa.field("bucket", pa.int64()))
-    profile_count = event_count = 0
+    event_schema = events_schema().append(pa.field("part", pa.int64()))
+    profile_count = 0
     with pa.parquet.ParquetWriter(target / "profiles.raw.parquet", profile_schema) as writer:
-        result = connection.execution_options(yield_per=_BATCH).execute(
-            sa.select(profiles.c.pk, profiles.c.external_id, sa.cast(profiles.c.attributes, sa.Text).label("attributes"))
-            .where(*where)
-            .order_by(profiles.c.pk))
-        for rows in result.partitions():
-            writer.write_table(pa.Table.from_pydict({
-                "pk": [r.pk for r in rows], "sandbox": [sandbox] * len(rows),
-                "external_id": [r.external_id for r in rows], "attributes": [_document(r.attributes) for r in rows],
-                "part": [number] * len(rows), "deleted": [False] * len(rows)}, schema=profile_schema))
+        query = (sa.select(profiles.c.pk, profiles.c.external_id,
+                           sa.cast(profiles.c.attributes, sa.Text).label("attributes"))
+                 .where(*where).order_by(profiles.c.pk))
+        for rows in columns.chunks(connection, query):
+            writer.write_table(columns.profile_table(rows, sandbox, number, profile_schema))
             profile_count += len(rows)
-        if deleted:
-            writer.write_table(pa.Table.from_pydict({
-                "pk": deleted, "sandbox": [sandbox] * len(deleted), "external_id": [""] * len(deleted),
-                "attributes": ["{}"] * len(deleted), "part": [number] * len(deleted),
-                "deleted": [True] * len(deleted)}, schema=profile_schema))
+        if len(deleted):
+            writer.write_table(columns.tombstones_table(list(deleted), sandbox, number, profile_schema))
             profile_count += len(deleted)
-    _flatten(target / "profiles.raw.parquet", target / "profiles.parquet", schema)
+    flat.write_profiles(target / "profiles.raw.parquet", target / "profiles.parquet", schema)
+    (target / "profiles.raw.parquet").unlink()
     owner = sa.select(profiles.c.pk).where(*where)
-    result = connection.execution_options(yield_per=_BATCH).execute(
-        sa.select(events.c.profile_pk, events.c.event_id, events.c.type, events.c.ts,
-                  sa.cast(events.c.fields, sa.Text).label("fields"))  # the JSON text as stored, not decoded
-        .where(events.c.profile_pk.in_(owner)).order_by(events.c.profile_pk, events.c.ts, events.c.event_id))
-    batch = 0
-    for rows in result.partitions():
-        table = pa.Table.from_pydict({
-            "profile_pk": [r.profile_pk for r in rows], "event_id": [r.event_id for r in rows],
-            "type": [r.type for r in rows], "ts": [naive_utc(r.ts) for r in rows],
-            "fields": [_document(r.fields) for r in rows], "part": [number] * len(rows),
-            "bucket": [r.profile_pk % BUCKETS for r in rows]}, schema=event_schema)
-        pa.dataset.write_dataset(table, target / "events", format="parquet", partitioning=["bucket"],
-                                 partitioning_flavor="hive", basename_template=f"b{batch:05d}-{{i}}.parquet",
-                                 existing_data_behavior="overwrite_or_ignore")
-        batch += 1
-        event_count += len(rows)
-    return profile_count, event_count
+    # the timestamp and the JSON as the driver gives them (text on SQLite): the column types'
+    # per-row conversions are what columns.timestamps / document_texts do per chunk
+    query = (sa.select(events.c.profile_pk, events.c.event_id, events.c.type,
+                       sa.type_coerce(events.c.ts, sa.String).label("ts"),
+                       sa.cast(events.c.fields, sa.Text).label("fields"))
+             .where(events.c.profile_pk.in_(owner)).order_by(events.c.profile_pk, events.c.ts, events.c.event_id))
+    buckets = columns.BucketWriter(target / "events", event_schema)
+    try:
+        for rows in columns.chunks(connection, query):
+            buckets.write(columns.event_table(rows, number, event_schema))
+    finally:
+        buckets.close()
+    return profile_count, buckets.rows
 
 
-def _known_pks(manifest: Manifest) -> set[int]:
-    """The pks a reader of the snapshot sees (the latest row of each pk is not a tombstone)."""
-    pa = _pa()
-    state: dict[int, bool] = {}
-    for part in manifest.parts:
-        table = pa.parquet.read_table(manifest.folder / f"part-{part.number:05d}" / "profiles.parquet",
-                                      columns=["pk", "deleted"])
-        state.update(zip(table.column("pk").to_pylist(), table.column("deleted").to_pylist()))
-    return {pk for pk, gone in state.items() if not gone}
+def _deleted_since(connection: sa.Connection, manifest: Manifest, sandbox: str):
+    """The pks a reader of the snapshot sees that the database no longer has (set-wise: two
+    sorted arrays)."""
+    import numpy
+
+    seen = columns.live_pks([manifest.folder / f"part-{p.number:05d}" / "profiles.parquet" for p in manifest.parts])
+    current = columns.database_pks(connection, sa.select(profiles.c.pk).where(profiles.c.sandbox == sandbox))
+    return numpy.setdiff1d(numpy.asarray(seen, dtype="int64"), current, assume_unique=True).tolist()
 
 
 def export_snapshot(connection: sa.Connection, *, sandbox: str, root: Path | str, full: bool = False) -> Manifest:
@@ -197,8 +166,7 @@ def export_snapshot(connection: sa.Connection, *, sandbox: str, root: Path | str
         if since is not None:
             conditions.append(profiles.c.updated_at > since)
         changed = sa.select(profiles.c.pk).where(profiles.c.sandbox == sandbox, sa.or_(*conditions))
-        current = set(connection.execute(sa.select(profiles.c.pk).where(profiles.c.sandbox == sandbox)).scalars())
-        deleted = sorted(_known_pks(previous) - current)
+        deleted = _deleted_since(connection, previous, sandbox)
         counts = _write_part(connection, folder, number, sandbox, changed, deleted, schema)
         deleted_count = len(deleted)
         parts = list(previous.parts)

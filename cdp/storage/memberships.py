@@ -5,7 +5,10 @@ package (cdp/segments) builds everything else on these."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -38,42 +41,6 @@ def record_history(connection: sa.Connection, *, segment_pk: int, at: datetime, 
                                                        exited=exited))
 
 
-def record_history_many(connection: sa.Connection, *, changes: dict[int, tuple[int, int]], at: datetime) -> None:
-    """:func:`record_history` for several segments at once (segment pk → (entered, exited)), with
-    the last known sizes: one update of the hour's rows (size, entered, exited moved by the
-    changes); only when some segment has no row for the hour yet, one read of which, one count of
-    their members and one insert — not two statements per segment."""
-    if not changes:
-        return
-    hour = hour_of(at)
-    keys = sorted(changes)  # one order for every writer
-    bumped = connection.execute(_HOUR_UPDATE, [
-        {"b_pk": pk, "b_at": hour, "b_entered": changes[pk][0], "b_exited": changes[pk][1]} for pk in keys])
-    if connection.dialect.supports_sane_multi_rowcount and bumped.rowcount == len(keys):
-        return  # every segment had its row for the hour (the common case)
-    found = set(connection.execute(_HOUR_ROWS, {"b_keys": keys, "b_at": hour}).scalars())
-    missing = [pk for pk in keys if pk not in found]
-    if missing:
-        sizes = dict(connection.execute(_SIZES, {"b_keys": missing}).all())
-        connection.execute(segment_history.insert(), [
-            {"segment_pk": pk, "at": hour, "size": sizes.get(pk, 0), "entered": changes[pk][0],
-             "exited": changes[pk][1]} for pk in missing])
-
-
-# built once (streaming evaluation writes history on every membership change)
-_HOUR_ROWS = sa.select(segment_history.c.segment_pk).where(
-    segment_history.c.segment_pk.in_(sa.bindparam("b_keys", expanding=True)),
-    segment_history.c.at == sa.bindparam("b_at"))
-_HOUR_UPDATE = segment_history.update().where(
-    segment_history.c.segment_pk == sa.bindparam("b_pk"), segment_history.c.at == sa.bindparam("b_at")).values(
-    size=segment_history.c.size + sa.bindparam("b_entered") - sa.bindparam("b_exited"),
-    entered=segment_history.c.entered + sa.bindparam("b_entered"),
-    exited=segment_history.c.exited + sa.bindparam("b_exited"))
-_SIZES = sa.select(memberships.c.segment_pk, sa.func.count()).where(
-    memberships.c.segment_pk.in_(sa.bindparam("b_keys", expanding=True)), memberships.c.status.in_(MEMBER)
-).group_by(memberships.c.segment_pk)
-
-
 def exit_all(connection: sa.Connection, *, sandbox: str, profile_pk: int, now: datetime, source: str) -> int:
     """A profile about to disappear (merged away, deleted): each of its memberships exits, with an
     outbox row, before the rows go. Returns how many exited."""
@@ -93,3 +60,210 @@ def exit_all(connection: sa.Connection, *, sandbox: str, profile_pk: int, now: d
             record_history(connection, segment_pk=r.segment_pk, at=now, entered=0, exited=1)
     connection.execute(segment_due.delete().where(segment_due.c.profile_pk == profile_pk))
     return len(rows)
+
+
+# ---- one profile's changes, set-wise, straight to the driver ------------------------------------
+#
+# Streaming evaluation (and a merge's refresh) writes, per profile, a few membership changes — each
+# with its outbox row and its hour's history — and the profile's new next-change instants. Through
+# SQLAlchemy Core each statement cost ~100 µs of Python (compilation lookups, a type processor per
+# parameter, an expanding IN rendered per call), more than SQLite spends on it; these statements are
+# written once per dialect, their parameters prepared the way the column types store them (UTC
+# instants — SQLite's text form —), and sent with ``exec_driver_sql`` (errors still come as
+# SQLAlchemy's, so callers that tell a lost race from a failure keep working).
+#
+# SQLite: one ``executemany`` per table (a loop in C). PostgreSQL: ONE statement for the whole
+# profile — the memberships upserted, the outbox rows inserted, the hour's history rows moved and
+# the instants upserted and deleted, in data-modifying CTEs over the rows sent as one JSON
+# parameter — one round trip instead of one per table. The hour's history rows, which concurrent
+# writers share, are locked in segment order (``FOR UPDATE`` below a sort) before they are moved:
+# one order for every writer, as the executemany in segment order gave.
+
+Change = tuple[int, str, bool]  # (segment pk, segment key, entered: True, exited: False)
+
+_MEMBER_SQL = "('realized', 'existing')"
+_UPSERT_MEMBERSHIP_SET = ("ON CONFLICT (segment_pk, profile_pk) DO UPDATE SET status = excluded.status, "
+                          "entered_at = CASE WHEN excluded.status = 'realized' THEN excluded.entered_at "
+                          "ELSE memberships.entered_at END, exited_at = excluded.exited_at, "
+                          "updated_at = excluded.updated_at")
+
+_SQLITE = {
+    # a first entry inserts the row; a re-entry or an exit updates the row kept since (an exit's
+    # entered_at is not used: the member's row exists)
+    "memberships": "INSERT INTO memberships (segment_pk, profile_pk, status, entered_at, exited_at, updated_at) "
+                   "VALUES (?, ?, ?, ?, ?, ?) " + _UPSERT_MEMBERSHIP_SET,
+    "outbox": "INSERT INTO membership_changes (sandbox, segment_pk, segment_key, profile_pk, profile_id, status, at, "
+              "source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    "history": "UPDATE segment_history SET size = size + ? - ?, entered = entered + ?, exited = exited + ? "
+               "WHERE segment_pk = ? AND at = ?",
+    "due": "INSERT INTO segment_due (segment_pk, profile_pk, sandbox, due_at) VALUES (?, ?, ?, ?) "
+           "ON CONFLICT (segment_pk, profile_pk) DO UPDATE SET due_at = excluded.due_at",
+    "undue": "DELETE FROM segment_due WHERE profile_pk = ? AND segment_pk = ?",
+    "hour_rows": "SELECT segment_pk FROM segment_history WHERE at = ? AND segment_pk IN (SELECT value FROM json_each(?))",
+    "sizes": "SELECT segment_pk, count(*) FROM memberships WHERE status IN " + _MEMBER_SQL +
+             " AND segment_pk IN (SELECT value FROM json_each(?)) GROUP BY segment_pk",
+    "history_insert": "INSERT INTO segment_history (segment_pk, at, size, entered, exited) VALUES (?, ?, ?, ?, ?)",
+    "state": "SELECT segment_pk, NULL FROM memberships WHERE profile_pk = ? AND status IN " + _MEMBER_SQL +
+             " UNION ALL SELECT segment_pk, due_at FROM segment_due WHERE profile_pk = ? "
+             "AND segment_pk IN (SELECT value FROM json_each(?))",
+}
+
+_POSTGRESQL_CHANGES = (
+    "changed AS (SELECT (r->>0)::bigint AS segment_pk, r->>1 AS segment_key, (r->>2)::boolean AS entered, n "
+    "FROM jsonb_array_elements(%(changes)s::jsonb) WITH ORDINALITY AS e(r, n)), "
+    "m AS (INSERT INTO memberships (segment_pk, profile_pk, status, entered_at, exited_at, updated_at) "
+    "SELECT segment_pk, %(profile)s, CASE WHEN entered THEN 'realized' ELSE 'exited' END, %(now)s, "
+    "CASE WHEN entered THEN NULL ELSE %(now)s::timestamptz END, %(now)s FROM changed ORDER BY n "
+    + _UPSERT_MEMBERSHIP_SET + " RETURNING 1), "
+    "o AS (INSERT INTO membership_changes (sandbox, segment_pk, segment_key, profile_pk, profile_id, status, at, "
+    "source) SELECT %(sandbox)s, segment_pk, segment_key, %(profile)s, %(profile_id)s, "
+    "CASE WHEN entered THEN 'entered' ELSE 'exited' END, %(now)s, %(source)s FROM changed ORDER BY n RETURNING 1), "
+    "locked AS (SELECT h.segment_pk FROM segment_history h JOIN changed c ON c.segment_pk = h.segment_pk "
+    "WHERE h.at = %(hour)s ORDER BY h.segment_pk FOR UPDATE OF h), "
+    "moved AS (UPDATE segment_history h SET size = h.size + c.entered::int - (NOT c.entered)::int, "
+    "entered = h.entered + c.entered::int, exited = h.exited + (NOT c.entered)::int "
+    "FROM changed c, locked l WHERE l.segment_pk = c.segment_pk AND h.segment_pk = c.segment_pk "
+    "AND h.at = %(hour)s RETURNING h.segment_pk)")
+_POSTGRESQL_DUE = (
+    "due AS (INSERT INTO segment_due (segment_pk, profile_pk, sandbox, due_at) "
+    "SELECT (r->>0)::bigint, %(profile)s, %(sandbox)s, (r->>1)::timestamptz "
+    "FROM jsonb_array_elements(%(due)s::jsonb) WITH ORDINALITY AS e(r, n) ORDER BY n "
+    "ON CONFLICT (segment_pk, profile_pk) DO UPDATE SET due_at = excluded.due_at RETURNING 1)")
+_POSTGRESQL_UNDUE = (
+    "undue AS (DELETE FROM segment_due WHERE profile_pk = %(profile)s "
+    "AND segment_pk = ANY(%(undue)s::bigint[]) RETURNING 1)")
+_POSTGRESQL = {
+    "hour_rows": "SELECT segment_pk FROM segment_history WHERE at = %(hour)s AND segment_pk = ANY(%(keys)s::bigint[])",
+    "sizes": "SELECT segment_pk, count(*) FROM memberships WHERE status IN " + _MEMBER_SQL +
+             " AND segment_pk = ANY(%(keys)s::bigint[]) GROUP BY segment_pk",
+    "history_insert": "INSERT INTO segment_history (segment_pk, at, size, entered, exited) "
+                      "SELECT * FROM unnest(%(keys)s::bigint[], %(ats)s::timestamptz[], %(sizes)s::bigint[], "
+                      "%(entered)s::bigint[], %(exited)s::bigint[])",
+    "state": "SELECT segment_pk, NULL::timestamptz FROM memberships WHERE profile_pk = %(profile)s AND status IN "
+             + _MEMBER_SQL + " UNION ALL SELECT segment_pk, due_at FROM segment_due WHERE profile_pk = %(profile)s "
+             "AND segment_pk = ANY(%(segments)s::bigint[])",
+}
+_postgresql_writes: dict[tuple[bool, bool, bool], str] = {}
+
+
+def _postgresql_write(changes: bool, due: bool, undue: bool) -> str:
+    """The one statement writing a profile's changes and instants (the parts it has)."""
+    key = (changes, due, undue)
+    found = _postgresql_writes.get(key)
+    if found is None:
+        parts = [part for present, part in ((changes, _POSTGRESQL_CHANGES), (due, _POSTGRESQL_DUE),
+                                            (undue, _POSTGRESQL_UNDUE)) if present]
+        # the changes' part ends with the history rows moved: which segments had their hour's row
+        tail = "SELECT segment_pk FROM moved" if changes else "SELECT 1 WHERE false"
+        found = _postgresql_writes[key] = "WITH " + ", ".join(parts) + " " + tail
+    return found
+
+
+_sqlite_instants: dict[datetime, str] = {}
+
+
+def sqlite_instant(at: datetime) -> str:
+    """The text SQLite stores for ``at`` (memoised: a write stamps many rows with few instants)."""
+    found = _sqlite_instants.get(at)
+    if found is None:
+        from cdp.storage.database import sqlite_text
+
+        if len(_sqlite_instants) > 4096:
+            _sqlite_instants.clear()
+        found = _sqlite_instants[at] = sqlite_text(at)
+    return found
+
+
+def profile_state(connection: sa.Connection, profile_pk: int,
+                  due_segments: list[int]) -> tuple[set[int], dict[int, Any]]:
+    """One read of a profile's state: the segments it is a current member of, and the stored
+    next-change instants of ``due_segments`` — as the driver gives them (SQLite: the stored
+    text, to be compared with :func:`due_form`; PostgreSQL: aware datetimes)."""
+    members: set[int] = set()
+    due: dict[int, Any] = {}
+    if connection.dialect.name == "sqlite":
+        rows = connection.exec_driver_sql(_SQLITE["state"], (profile_pk, profile_pk, json.dumps(due_segments)))
+    else:
+        rows = connection.exec_driver_sql(_POSTGRESQL["state"], {"profile": profile_pk, "segments": due_segments})
+    for segment_pk, at in rows:
+        if at is None:
+            members.add(segment_pk)
+        else:
+            due[segment_pk] = at
+    return members, due
+
+
+def due_form(connection: sa.Connection):
+    """How :func:`profile_state` gives a stored instant, to compare a computed one with it."""
+    return sqlite_instant if connection.dialect.name == "sqlite" else (lambda at: at)
+
+
+def write_profile(connection: sa.Connection, *, sandbox: str, profile_pk: int, profile_id: str, now: datetime,
+                  source: str, changes: Sequence[Change] = (), due: Sequence[tuple[int, datetime]] = (),
+                  undue: Sequence[int] = ()) -> None:
+    """Write one profile's membership ``changes`` — each its membership row (entry: realized now,
+    first or again; exit: exited now), its outbox row and its hour's history (size, entered,
+    exited moved; a segment's first change of the hour inserts the row with the counted size) —
+    and its next-change instants: ``due`` upserted, ``undue`` deleted. Everything in segment
+    order (one order for every writer)."""
+    changes = sorted(changes)
+    due = sorted(due)
+    undue = sorted(undue)
+    if not (changes or due or undue):
+        return
+    hour = hour_of(now)
+    if connection.dialect.name == "sqlite":
+        moved = _write_sqlite(connection, sandbox, profile_pk, profile_id, now, source, changes, due, undue, hour)
+    else:
+        moved = set(connection.exec_driver_sql(_postgresql_write(bool(changes), bool(due), bool(undue)), {
+            "changes": json.dumps([[pk, key, entered] for pk, key, entered in changes]),
+            "due": json.dumps([[pk, at.isoformat()] for pk, at in due]), "undue": list(undue),
+            "profile": profile_pk, "profile_id": profile_id, "sandbox": sandbox, "now": now, "hour": hour,
+            "source": source}).scalars())
+    if moved is not None and len(moved) < len(changes):
+        _first_of_the_hour(connection, [change for change in changes if change[0] not in moved], hour)
+
+
+def _write_sqlite(connection: sa.Connection, sandbox: str, profile_pk: int, profile_id: str, now: datetime,
+                  source: str, changes: list[Change], due: list[tuple[int, datetime]], undue: list[int],
+                  hour: datetime) -> set[int] | None:
+    """The SQLite statements of :func:`write_profile`; returns the segments whose hour's history
+    row was moved (None: all of them, as SQLite's rowcount says)."""
+    at = sqlite_instant(now)
+    if undue:
+        connection.exec_driver_sql(_SQLITE["undue"], [(profile_pk, pk) for pk in undue])
+    if due:
+        connection.exec_driver_sql(_SQLITE["due"], [(pk, profile_pk, sandbox, sqlite_instant(when))
+                                                     for pk, when in due])
+    if not changes:
+        return None
+    connection.exec_driver_sql(_SQLITE["memberships"], [
+        (pk, profile_pk, "realized" if entered else "exited", at, None if entered else at, at)
+        for pk, _, entered in changes])
+    connection.exec_driver_sql(_SQLITE["outbox"], [
+        (sandbox, pk, key, profile_pk, profile_id, "entered" if entered else "exited", at, source)
+        for pk, key, entered in changes])
+    hour_text = sqlite_instant(hour)
+    bumped = connection.exec_driver_sql(_SQLITE["history"], [
+        (int(entered), int(not entered), int(entered), int(not entered), pk, hour_text) for pk, _, entered in changes])
+    if bumped.rowcount == len(changes):
+        return None  # every segment had its row for the hour (the common case)
+    return set(connection.exec_driver_sql(_SQLITE["hour_rows"], (hour_text, json.dumps([c[0] for c in changes])))
+               .scalars())
+
+
+def _first_of_the_hour(connection: sa.Connection, changes: list[Change], hour: datetime) -> None:
+    """The hour's history rows of segments changing for the first time this hour: the size is
+    the members counted after the change (the memberships are written)."""
+    keys = [pk for pk, _, _ in changes]
+    if connection.dialect.name == "sqlite":
+        sizes = dict(connection.exec_driver_sql(_SQLITE["sizes"], (json.dumps(keys),)).all())
+        hour_text = sqlite_instant(hour)
+        connection.exec_driver_sql(_SQLITE["history_insert"], [
+            (pk, hour_text, sizes.get(pk, 0), int(entered), int(not entered)) for pk, _, entered in changes])
+        return
+    sizes = dict(connection.exec_driver_sql(_POSTGRESQL["sizes"], {"keys": keys}).all())
+    connection.exec_driver_sql(_POSTGRESQL["history_insert"], {
+        "keys": keys, "ats": [hour] * len(keys), "sizes": [sizes.get(pk, 0) for pk in keys],
+        "entered": [int(entered) for _, _, entered in changes],
+        "exited": [int(not entered) for _, _, entered in changes]})

@@ -245,12 +245,36 @@ class SparkCompiler(SqlCompiler):
     def _level(self) -> int:
         return self.__dict__.get("_depth", 0)
 
+    def semi_join(self, node):
+        """An `exists event` that reads nothing of the profile runs as `p.pk IN (SELECT profile_pk
+        …)`, which Spark plans as a LEFT SEMI join of the profiles to the events found once for
+        all profiles (a `then no event` inside: a LEFT ANTI join of those events to the later
+        ones). Correlated, Spark first joins every profile to its events and tests the sequence
+        per pair: the cart abandoners took 1.5× the hand-written query, which drives from the
+        carts as this does. `no event` stays a NOT EXISTS (a LEFT ANTI join; NOT IN would be
+        Spark's null-aware anti-join, a nested loop)."""
+        return isinstance(node, ast.Exists) and self.independent_of_profile(node)
+
+    def c_BoolChain(self, node: ast.BoolChain, ctx):
+        """`and`: the event terms that run as semi-joins first. Spark joins a filter's subqueries
+        in the order of its conjuncts, each to what the ones before left: the cart abandoners'
+        `exists event as cart … then no event …` first leaves a few hundred profiles for the
+        attribute-reading `exists event` (a join testing JSON per (profile, event) pair), where
+        in the order written that join runs over every profile with a tier (1.5× the
+        hand-written query, which names the carts first). AND commutes in SQL's three-valued
+        logic, and Spark promises no order of evaluation anyway."""
+        if node.op != "and":
+            return super().c_BoolChain(node, ctx)
+        ordered = sorted(node.operands, key=lambda o: not (isinstance(o, ast.Exists) and self.semi_join(o)))
+        return sa.and_(*[self.value(o, ctx) for o in ordered]).self_group()
+
     def c_Exists(self, node: ast.Exists, ctx):
         """`event … then event …`: the steps up to a `then no event` are one join in one EXISTS
         (the same question as nested EXISTS: existence commutes), a `then no event` one NOT
         EXISTS over its step and the steps after it."""
         if not node.steps:
             return super().c_Exists(node, ctx)
+        semi = self.semi_join(node)
         table = events.alias(self.fresh("e"))
         aliases = {node.filter.alias: table} if node.filter.alias else {}
         self.__dict__["_depth"] = self._level + 1
@@ -258,11 +282,13 @@ class SparkCompiler(SqlCompiler):
             for t in aliases.values():
                 self._levels[id(t)] = self._level
             conditions = self.filter_conditions(table, node.filter, _Ctx(event=table, aliases=aliases),
-                                                owner=self.profile.c.pk)
+                                                owner=None if semi else self.profile.c.pk)
             tables = [table]
             self.chain(node.steps, 0, table, dict(aliases), tables, conditions)
         finally:
             self.__dict__["_depth"] = self._level - 1
+        if semi:
+            return self.profile.c.pk.in_(sa.select(table.c.profile_pk).select_from(*tables).where(*conditions))
         return sa.exists(sa.select(sa.literal_column("1")).select_from(*tables).where(*conditions)
                          .correlate_except(*tables))
 

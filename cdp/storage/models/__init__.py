@@ -62,6 +62,9 @@ profiles = sa.Table(
     sa.Column("attributes", Document, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # how many events the profile holds, kept exact by triggers on events (migration 0017): the
+    # per-profile event limit of ingestion reads it instead of counting
+    sa.Column("event_count", sa.BigInteger, nullable=False, server_default="0"),
     sa.UniqueConstraint("sandbox", "external_id"),
 )
 

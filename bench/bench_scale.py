@@ -1,0 +1,334 @@
+"""Batch segmentation at 1M / 2M / 4M profiles: the database vs DuckDB vs Spark over a Parquet
+snapshot, side by side per size, and how each engine's time grows (issue 21).
+
+    python bench/bench_scale.py --profiles 1000000 2000000 4000000 [--databases sqlite postgresql]
+        [--postgresql-max 2000000] [--runs 3] [--warmup 1] [--spark-runs 1] [--spark-warmup 1]
+        [--master local[2]] [--templates 50000] [--record] [--from-log]
+
+Data (not timed): bench/scale_data.py — ``generate_profiles(T, seed=42)`` documents (~10 events
+each) repeated set-wise inside each database up to N profiles (the database grows in place:
+1M, then 2M, then 4M). For each N, ascending:
+
+1. Snapshot: ``export_snapshot(full=True)`` from each database (timed: seconds and µs per event
+   row; reported apart and added to the analytic engines' times).
+2. The two benchmark segments of bench/_common.py (A: attributes; B: the cart abandoners), median
+   of ``--runs`` after a warm-up: the compiled query on each database (SQLite, PostgreSQL up to
+   ``--postgresql-max`` profiles), on DuckDB over the SQLite snapshot (``DuckDBSession`` over
+   ``relations_sql``) and on Spark (``SparkSession(master).from_snapshot``, median of
+   ``--spark-runs``); members() as a caller runs it (compile included: milliseconds). All engines
+   must return the same ids (asserted).
+3. Growth: per engine and segment, a least-squares fit of log(time) on log(profiles) — the
+   exponent b of time ∝ profiles^b (1 = linear) — and time per million profiles from a linear
+   fit; the projection to 8M and 16M profiles from the power law.
+
+Every size's figures are appended to bench/data/scale-results.jsonl as they are measured (Spark,
+the slowest, last); ``--from-log`` prints the report of the latest figures of each size there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_sql  # noqa: E402 - PostgreSQL and SQLite settings
+import scale_data  # noqa: E402
+from _common import SEGMENT_A, SEGMENT_B  # noqa: E402
+
+from cdp.engine.sql import members_query as database_query  # noqa: E402
+from cdp.engine.sql.analytic import DuckDBSession  # noqa: E402
+from cdp.snapshots import export_snapshot  # noqa: E402
+from cdp.snapshots.export import relations_sql  # noqa: E402
+
+AS_OF = datetime(2026, 11, 28, 12, tzinfo=UTC)
+SANDBOX = scale_data.SANDBOX
+SEGMENTS = {"a": SEGMENT_A, "b": SEGMENT_B}
+DATA = bench_sql.DATA
+RESULTS_LOG = DATA / "scale-results.jsonl"
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def median_time(function, runs: int, warmup: int = 1) -> tuple[float, object]:
+    result = None
+    for _ in range(warmup):
+        result = function()
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = function()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples), result
+
+
+def save(row: dict, command: str) -> None:
+    """The size's figures so far (a later line for the same size supersedes an earlier one)."""
+    with RESULTS_LOG.open("a", encoding="utf-8") as out:
+        out.write(json.dumps({"command": command, **row}) + "\n")
+
+
+def logged_rows(sizes: list[int]) -> list[dict]:
+    rows: dict[int, dict] = {}
+    for line in RESULTS_LOG.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        rows[row["profiles"]] = row
+    return [rows[size] for size in sorted(sizes) if size in rows]
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def snapshot(engine: sa.Engine, root: Path) -> tuple[float, object]:
+    shutil.rmtree(root, ignore_errors=True)
+    with engine.connect() as connection:
+        started = time.perf_counter()
+        manifest = export_snapshot(connection, sandbox=SANDBOX, root=root, full=True)
+        return time.perf_counter() - started, manifest
+
+
+def one_size(count: int, options, engines: dict[str, sa.Engine], spark_session_class, command: str) -> dict:
+    row: dict = {"profiles": count, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    manifests = {}
+    for name, engine in engines.items():
+        log(f"{count:,}: snapshot from {name}")
+        seconds, manifest = snapshot(engine, DATA / f"scale-snapshots-{name}")
+        events = manifest.parts[-1].events
+        row[f"snapshot_{name}"] = seconds
+        row[f"snapshot_{name}_us_per_event"] = seconds / events * 1e6
+        row[f"snapshot_{name}_bytes"] = folder_bytes(manifest.folder)
+        row["events"] = events
+        manifests[name] = manifest
+        log(f"{count:,}: snapshot from {name}: {seconds:.1f} s, {events:,} events")
+    save(row, command)
+    manifest = manifests["sqlite"] if "sqlite" in manifests else next(iter(manifests.values()))
+    duck = DuckDBSession().from_sql(*relations_sql(manifest))
+    ids: dict[str, dict[str, list]] = {key: {} for key in SEGMENTS}
+    for key, text in SEGMENTS.items():
+        for name, engine in engines.items():
+            log(f"{count:,}: segment ({key}) on {name}")
+            query = database_query(text, dialect=name, as_of=AS_OF, sandbox=SANDBOX)
+            with engine.connect() as connection:
+                row[f"{name}_{key}"], found = median_time(lambda: connection.execute(query).all(), options.runs,
+                                                          options.warmup)
+            ids[key][name] = [r.external_id for r in found]
+        log(f"{count:,}: segment ({key}) on DuckDB")
+        row[f"duckdb_{key}"], found = median_time(lambda: duck.members(text, as_of=AS_OF, sandbox=SANDBOX),
+                                                  options.runs, options.warmup)
+        ids[key]["duckdb"] = [e for _pk, e in found]
+        row[f"members_{key}"] = len(ids[key]["duckdb"])
+        assert all(found_ids == ids[key]["duckdb"] for found_ids in ids[key].values()), key
+        log(f"{count:,}: ({key}) " + ", ".join(f"{k} {row[f'{k}_{key}']:.2f} s" for k in ids[key]))
+        save(row, command)
+    duck.close()
+    if spark_session_class is None:
+        return row
+    started = time.perf_counter()
+    spark = spark_session_class(master=options.master)
+    spark.from_snapshot(manifest)
+    row["spark_session"] = time.perf_counter() - started
+    for key, text in SEGMENTS.items():  # last: the slowest; the other engines' figures are saved
+        log(f"{count:,}: segment ({key}) on Spark {options.master}")
+        row[f"spark_{key}"], found = median_time(lambda: spark.members(text, as_of=AS_OF, sandbox=SANDBOX),
+                                                 options.spark_runs, options.spark_warmup)
+        assert [e for _pk, e in found] == ids[key]["duckdb"], key
+        log(f"{count:,}: ({key}) spark {row[f'spark_{key}']:.2f} s")
+        save(row, command)
+    spark.close()
+    return row
+
+
+def spark_over_the_last_snapshot(count: int, options, spark_session_class, command: str) -> dict:
+    """``--spark-only``: Spark's figures for a size whose snapshot (bench/data/scale-snapshots-
+    sqlite) and other figures are already in the log; DuckDB gives the ids to compare."""
+    from cdp.snapshots import latest_manifest
+
+    row = {**logged_rows([count])[0], "command": command}
+    manifest = latest_manifest(DATA / "scale-snapshots-sqlite", SANDBOX)
+    assert manifest is not None and manifest.parts[-1].events == row["events"], "the snapshot is of another size"
+    duck = DuckDBSession().from_sql(*relations_sql(manifest))
+    expected = {key: [e for _pk, e in duck.members(text, as_of=AS_OF, sandbox=SANDBOX)] for key, text in SEGMENTS.items()}
+    duck.close()
+    started = time.perf_counter()
+    spark = spark_session_class(master=options.master)
+    spark.from_snapshot(manifest)
+    row["spark_session"] = time.perf_counter() - started
+    for key, text in SEGMENTS.items():
+        log(f"{count:,}: segment ({key}) on Spark {options.master}")
+        row[f"spark_{key}"], found = median_time(lambda: spark.members(text, as_of=AS_OF, sandbox=SANDBOX),
+                                                 options.spark_runs, options.spark_warmup)
+        assert [e for _pk, e in found] == expected[key], key
+        log(f"{count:,}: ({key}) spark {row[f'spark_{key}']:.2f} s")
+        save(row, command)
+    spark.close()
+    return row
+
+
+# ---- growth -------------------------------------------------------------------------------------
+
+def fit(points: list[tuple[float, float]]) -> tuple[float, float, float]:
+    """(exponent b, coefficient a, seconds per million profiles) of time = a · profiles^b (least
+    squares on the logarithms) and of a straight line through the points."""
+    xs = [math.log(p) for p, _t in points]
+    ys = [math.log(t) for _p, t in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    a = math.exp(my - b * mx)
+    px = [p / 1e6 for p, _t in points]
+    pt = [t for _p, t in points]
+    mpx, mpt = statistics.fmean(px), statistics.fmean(pt)
+    slope = sum((x - mpx) * (y - mpt) for x, y in zip(px, pt)) / sum((x - mpx) ** 2 for x in px)
+    return b, a, slope
+
+
+ENGINES = (("sqlite", "SQLite"), ("postgresql", "PostgreSQL"), ("duckdb", "DuckDB"), ("spark", "Spark"))
+
+
+def report(rows: list[dict], options, command: str, started: datetime) -> str:
+    s = lambda v: "—" if v is None else f"{v:,.2f} s"  # noqa: E731
+    load = os.getloadavg()
+    sizes = ", ".join(f"{r['profiles']:,}" for r in rows)
+    lines = [f"### {started:%Y-%m-%d %H:%M} UTC — batch segmentation at {sizes} "
+             "profiles: database vs DuckDB vs Spark over Parquet snapshots (bench/bench_scale.py)", "",
+             "Commands: " + "; ".join(f"`{c}`" for c in dict.fromkeys(r.get("command", command) for r in rows))
+             + f" (median of --runs after --warmup untimed runs, Spark: --spark-runs after --spark-warmup); load "
+             f"average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores. DuckDB "
+             "and Spark read the SQLite snapshot.", "",
+             "| profiles | events | segment | SQLite | PostgreSQL | DuckDB | Spark | DuckDB + snapshot | "
+             "Spark + snapshot | members |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        snap = row.get("snapshot_sqlite")
+        for key in SEGMENTS:
+            duck, spark = row.get(f"duckdb_{key}"), row.get(f"spark_{key}")
+            lines.append(f"| {row['profiles']:,} | {row['events']:,} | ({key}) | {s(row.get(f'sqlite_{key}'))} | "
+                         f"{s(row.get(f'postgresql_{key}'))} | {s(duck)} | {s(spark)} | "
+                         f"{s(duck + snap if snap and duck else None)} | {s(spark + snap if snap and spark else None)} | "
+                         f"{row[f'members_{key}']:,} |")
+    lines += ["", "| profiles | snapshot from SQLite | µs / event row | from PostgreSQL | µs / event row | "
+              "snapshot size | Spark session (from_snapshot) |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        size = row.get("snapshot_sqlite_bytes") or row.get("snapshot_postgresql_bytes") or 0
+        us = lambda name: f"{row[f'snapshot_{name}_us_per_event']:.1f}" if f"snapshot_{name}" in row else "—"  # noqa: E731
+        lines.append(f"| {row['profiles']:,} | {s(row.get('snapshot_sqlite'))} | {us('sqlite')} | "
+                     f"{s(row.get('snapshot_postgresql'))} | {us('postgresql')} | {size / 2**30:.2f} GiB | "
+                     f"{s(row.get('spark_session'))} |")
+    lines += ["", "Growth: time = a · profiles^b fitted on the sizes measured (least squares on the logarithms); "
+              "slope = seconds per million profiles (a straight line); projections from the power law.", "",
+              "| engine | segment | sizes | exponent b | slope (s / 1M profiles) | projected 8M | projected 16M |",
+              "|---|---|---|---:|---:|---:|---:|"]
+    series = [(f"{label}", lambda r, k=f"{name}_{key}": r.get(k), f"({key})") for name, label in ENGINES
+              for key in SEGMENTS]
+    series += [(f"snapshot from {label}", lambda r, k=f"snapshot_{name}": r.get(k), "—")
+               for name, label in ENGINES[:2]]
+    for label, value, key in series:
+        points = [(r["profiles"], value(r)) for r in rows if value(r)]
+        if len(points) < 2:
+            continue
+        b, a, slope = fit(points)
+        lines.append(f"| {label} | {key} | {len(points)} | {b:.2f} | {slope:.2f} | {s(a * 8e6 ** b)} | "
+                     f"{s(a * 16e6 ** b)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--profiles", type=int, nargs="+", default=[1_000_000, 2_000_000, 4_000_000])
+    parser.add_argument("--databases", nargs="+", default=["sqlite"], choices=["sqlite", "postgresql"])
+    parser.add_argument("--postgresql-max", type=int, default=2_000_000,
+                        help="PostgreSQL only up to this many profiles (its load is the slow part)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones")
+    parser.add_argument("--spark-runs", type=int, default=1)
+    parser.add_argument("--spark-warmup", type=int, default=1)
+    parser.add_argument("--spark-only", action="store_true",
+                        help="Spark over the size's snapshot already written (its other figures from the log)")
+    parser.add_argument("--from-log", action="store_true",
+                        help="only the report, from bench/data/scale-results.jsonl (the latest figures of each size)")
+    parser.add_argument("--master", default="local[2]", help="Spark master URL ('none': no Spark)")
+    parser.add_argument("--spark-memory", default="6g")
+    parser.add_argument("--templates", type=int, default=50_000, help="distinct generated profiles repeated")
+    parser.add_argument("--record", action="store_true", help="append the tables to bench/RESULTS.md")
+    options = parser.parse_args()
+    command = "python bench/bench_scale.py " + " ".join(sys.argv[1:])
+    started = datetime.now(UTC)
+    DATA.mkdir(parents=True, exist_ok=True)
+    if options.from_log:
+        print(report(logged_rows(options.profiles), options, command, started))
+        return
+    spark_session_class = None
+    if options.master != "none":
+        # the driver's heap is fixed when its JVM starts (a session's conf cannot change it)
+        os.environ.setdefault("PYSPARK_SUBMIT_ARGS", f"--driver-memory {options.spark_memory} pyspark-shell")
+        from cdp.engine.sql.spark_session import SparkSession
+
+        spark_session_class = SparkSession
+    if options.spark_only:
+        try:
+            rows = [spark_over_the_last_snapshot(max(options.profiles), options, spark_session_class, command)]
+        finally:
+            from cdp.engine.sql.spark_session import stop
+
+            stop()
+        print(report(rows, options, command, started))
+        return
+    cluster = None
+    made: dict[str, list] = {}
+    rows = []
+    try:
+        if "postgresql" in options.databases:
+            from cdp.devtools.postgres import start_cluster
+
+            cluster = start_cluster(extra_options=" ".join(f"-c {k}={v}" for k, v in bench_sql.PG_SETTINGS.items()))
+            pg_url = cluster.create_database("cdp_scale")
+        for count in sorted(options.profiles):
+            engines: dict[str, sa.Engine] = {}
+            for name in options.databases:
+                if name == "postgresql" and count > options.postgresql_max:
+                    continue
+                if name not in made:
+                    log(f"templates: generate_profiles({options.templates:,}) for {name}")
+                    made[name] = scale_data.templates(options.templates, name)
+                log(f"{count:,}: grow {name} (not timed)")
+                grown = time.perf_counter()
+                if name == "sqlite":
+                    engine = scale_data.grow_sqlite(DATA / "scale.sqlite", count, made[name], log)
+
+                    @sa.event.listens_for(engine, "connect")
+                    def _pragmas(dbapi_connection, _record):  # the query connection of bench_sql
+                        for pragma in bench_sql.SQLITE_PRAGMAS:
+                            dbapi_connection.execute(pragma)
+                else:
+                    engine = scale_data.grow_postgres(pg_url, count, made[name], log)
+                log(f"{count:,}: {name} ready ({time.perf_counter() - grown:.0f} s)")
+                engines[name] = engine
+            rows.append({"command": command, **one_size(count, options, engines, spark_session_class, command)})
+            for engine in engines.values():
+                engine.dispose()
+    finally:
+        if spark_session_class is not None:
+            from cdp.engine.sql.spark_session import stop
+
+            stop()
+        if cluster is not None:
+            cluster.stop()
+    text = report(rows, options, command, started)
+    print(text)
+    if options.record:
+        with (Path(__file__).parent / "RESULTS.md").open("a", encoding="utf-8") as results:
+            results.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()
