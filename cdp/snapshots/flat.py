@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from cdp.engine.sql.analytic import flat_items
+from cdp.engine.sql.analytic import flat_items, write_readable_columns
 from cdp.schema import Schema
 
 _READ = re.compile(r"json_extract_string\(attributes, ('(?:[^']|'')*')\)")
@@ -60,18 +60,7 @@ def write_profiles(raw: Path, target: Path, schema: Schema) -> None:
     connection = duckdb.connect(":memory:")
     try:
         connection.execute("SET TimeZone = 'UTC'")  # as the session that reads it (a datetime cast)
-        try:
-            connection.execute(f"COPY ({statement(items)}) TO {destination} (FORMAT parquet)")
-            return
-        except duckdb.Error:
-            pass
-        chosen = []
-        for column, expression in items:
-            try:
-                connection.execute(f"SELECT count({expression}) FROM {source}").fetchall()
-            except duckdb.Error:
-                continue
-            chosen.append((column, expression))
-        connection.execute(f"COPY ({statement(chosen)}) TO {destination} (FORMAT parquet)")
+        write_readable_columns(connection, source, items, statement,
+                               lambda select: connection.execute(f"COPY ({select}) TO {destination} (FORMAT parquet)"))
     finally:
         connection.close()

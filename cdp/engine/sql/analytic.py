@@ -123,13 +123,19 @@ def write_flat(connection, source: str, schema: Schema, write: Callable[[str], A
     that does not cast (data stored before the schema changed) would stop a query reading it
     through JSON too: its column is left out, so the compiled query reads that attribute through
     JSON and stops (or not) exactly as before. The common case is one pass, the write's own."""
-    import duckdb
-
-    items = flat_items(schema)
 
     def statement(chosen: list[tuple[str, str]]) -> str:
         return "SELECT *" + "".join(f", {expression} AS {_quoted(column)}" for column, expression in chosen) + \
             f" FROM {source}"
+
+    write_readable_columns(connection, source, flat_items(schema), statement, write)
+
+
+def write_readable_columns(connection, source: str, items: list[tuple[str, str]],
+                           statement: Callable[[list[tuple[str, str]]], str], write: Callable[[str], Any]) -> None:
+    """``write(statement(items))``; when a column's expression fails on some row of ``source``,
+    ``write(statement(the items whose expression succeeds on every row))`` (write_flat says why)."""
+    import duckdb
 
     try:
         write(statement(items))
