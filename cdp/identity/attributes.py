@@ -152,6 +152,19 @@ def winner(rows: list, settings: IdentitySettings):
     return min(candidates, key=lambda r: (order.get(r.dataset_pk, len(order)), -r.observed_at.timestamp(), -r.pk))
 
 
+def shown_values(attributes: dict[str, Any], rows_by_path: Mapping[str, list], settings: IdentitySettings
+                 ) -> dict[str, Any]:
+    """``attributes`` (changed in place and returned) with each path of ``rows_by_path`` set to its
+    winning row's value, or removed when no row wins."""
+    for path, rows in rows_by_path.items():
+        chosen = winner(rows, settings)
+        if chosen is None:
+            attributes.pop(path, None)
+        else:
+            attributes[path] = chosen.value
+    return attributes
+
+
 def apply_policy(connection: sa.Connection, *, profile_pk: int, settings: IdentitySettings,
                  paths: set[str] | None = None, legacy: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Recompute the profile's attributes from its source rows (only ``paths`` when given); paths
@@ -171,12 +184,7 @@ def apply_policy(connection: sa.Connection, *, profile_pk: int, settings: Identi
     attributes = dict(current)
     for path, value in (legacy or {}).items():
         attributes.setdefault(path, value)
-    for path, rows in by_path.items():
-        chosen = winner(rows, settings)
-        if chosen is None:
-            attributes.pop(path, None)
-        else:
-            attributes[path] = chosen.value
+    shown_values(attributes, by_path, settings)
     if attributes != current:
         connection.execute(_SET_ATTRIBUTES, {"b_pk": profile_pk, "b_attributes": attributes})
     return attributes
@@ -197,13 +205,7 @@ def apply_policy_many(connection: sa.Connection, profile_pks: Iterable[int], set
         for row in connection.execute(sa.select(attribute_sources).where(attribute_sources.c.profile_pk.in_(chunk))):
             by_path.setdefault(row.profile_pk, {}).setdefault(row.path, []).append(row)
         for profile_pk, paths in by_path.items():
-            attributes = dict(current[profile_pk])
-            for path, rows in paths.items():
-                chosen = winner(rows, settings)
-                if chosen is None:
-                    attributes.pop(path, None)
-                else:
-                    attributes[path] = chosen.value
+            attributes = shown_values(dict(current[profile_pk]), paths, settings)
             if attributes != current[profile_pk]:
                 updates.append((profile_pk, attributes))
     if updates:

@@ -131,10 +131,14 @@ def _level(prefix: str, fields: dict[str, PqlType], objects: frozenset[str], sch
     return table
 
 
-def _walk(obj: dict, table: dict[str, Entry], out: dict, removed: list | None) -> None:
+def _walk(obj: dict, table: dict[str, Entry], out: dict, removed: list | None,
+          builtins: Collection[str] = ()) -> None:
+    """``obj``'s values into ``out`` by path; ``builtins``: top-level keys read elsewhere (skipped)."""
     for key, value in obj.items():
         entry = table.get(key)
         if entry is None:
+            if key in builtins:
+                continue
             raise _REFUSED
         path, convert, below, leaves = entry
         if value is None:
@@ -209,21 +213,7 @@ def _event_validator(schema: Schema, namespaces: tuple[str, ...]) -> Callable[[d
                 or (types and event_type not in types) or stamp is None):
             raise _REFUSED
         fields: dict[str, Any] = {}
-        for key, value in event.items():
-            entry = table.get(key)
-            if entry is None:
-                if key in _BUILTINS:
-                    continue
-                raise _REFUSED
-            path, convert, below, _ = entry
-            if value is None:
-                continue
-            if convert is not None:
-                fields[path] = convert(value)
-            elif isinstance(value, dict):
-                _walk(value, below, fields, None)
-            else:
-                raise _REFUSED
+        _walk(event, table, fields, None, _BUILTINS)
         return ValidRecord(identities=identities, event_id=event_id, event_type=event_type,
                            ts=parse_timestamp(stamp), event_fields=fields, normalized=True)
     return validate
