@@ -64,12 +64,12 @@ def find_owners(connection: sa.Connection, sandbox: str, pairs: Sequence[tuple[s
         return []
     if connection.dialect.name == "sqlite":
         text = json.dumps(pairs, ensure_ascii=False, separators=(",", ":"))
-        return [Owner(*row) for row in connection.exec_driver_sql(_SQLITE_OWNERS, (text, sandbox))]
+        return [Owner(*row) for row in connection.exec_driver_sql(_SQLITE_OWNERS, (text, sandbox)).all()]
     wanted = set(pairs)
     namespaces = sorted({namespace for namespace, _ in wanted})
     values = sorted({value for _, value in wanted})
     sql = _POSTGRESQL_OWNERS_LOCKED if lock else _POSTGRESQL_OWNERS
-    rows = connection.exec_driver_sql(sql, (sandbox, namespaces, values))
+    rows = connection.exec_driver_sql(sql, (sandbox, namespaces, values)).all()
     return [Owner(*row) for row in rows if (row[0], row[1]) in wanted]
 
 
