@@ -46,7 +46,16 @@ def _value(dialect: str, parameter: Any) -> Any:
         return parameter
     if dialect == "sqlite":
         return json.dumps(list(parameter.values), ensure_ascii=False, separators=(",", ":"))
-    return list(parameter.values)
+    return array_literal(parameter.values)
+
+
+def array_literal(values: Iterable[Any]) -> str:
+    """A PostgreSQL array literal (``{1,2}``; text quoted, backslash and double quote escaped),
+    sent as one text and parsed by the server in C: psycopg dumps a list parameter element by
+    element in Python (cProfile of the identity stream on PostgreSQL: the largest Python cost of
+    the graph's statements, 496 lists for 10,000 records)."""
+    return "{" + ",".join(str(v) if v.__class__ is int else
+                          '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
 def run(connection: sa.Connection, sql: str, *parameters: Any) -> sa.CursorResult:

@@ -79,7 +79,8 @@ def _move(connection: sa.Connection, table: str, column: str, key: str, moves: l
     else:
         connection.exec_driver_sql(
             f"UPDATE {table} SET {column} = m.new FROM unnest(%s::bigint[], %s::bigint[]) AS m(old, new) "
-            f"WHERE {table}.{key} = m.old", ([old for old, _ in moves], [new for _, new in moves]))
+            f"WHERE {table}.{key} = m.old", (listed.array_literal(old for old, _ in moves),
+                                              listed.array_literal(new for _, new in moves)))
 
 
 class _Merged(NamedTuple):
