@@ -7,8 +7,9 @@ here are only the entries in which PostgreSQL's advanced regular expressions dif
 |---|---|---|
 | `\\A`, `\\z`, `$` | `^`, `$`, `$` (outside multi-line mode they are the same) | |
 | `\\b`, `\\B` | `\\y`, `\\Y` | ARE spells word boundaries differently (RE2 and ARE both use ASCII word characters here) |
+| `\\x41`, `\\x{1F600}` | `\\u0041`, `\\U0001F600` | ARE's `\\x` takes every hex digit that follows; ARE has no `\\x{…}` |
 | `(?i)` at the very start | the same | |
-| `\\a`, `\\v` | refused | |
+| `\\a`, `\\v`, a repetition count above 255 | refused | 255 is PostgreSQL's bound |
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ class PostgresRegex(RegexTranslation):
     target = "PostgreSQL"
     run_instead = "SQLite or in memory"
     assertions = {"A": "^", "z": "$", "b": "\\y", "B": "\\Y"}
+    most_repetitions = 255  # PostgreSQL's DUPMAX; RE2 allows 1,000
+
+    def code_point(self, written: str, code: int) -> str:
+        """ARE's `\\x` takes every hex digit that follows (`\\x41B` is one character) and has no
+        `\\x{…}`; `\\u` and `\\U` take exactly four and eight."""
+        return f"\\u{code:04X}" if code <= 0xFFFF else f"\\U{code:08X}"
 
 
 def re2_to_postgres(pattern: str, span: Span | None = None) -> str:

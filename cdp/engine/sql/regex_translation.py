@@ -14,6 +14,9 @@ What every dialect does alike:
 | `.` | `[^\\n]` | RE2's dot does not match a newline; the targets' dots match it or stop at more line ends |
 | `\\d \\w \\s` (and `\\D \\W \\S`) | `[0-9]`, `[0-9A-Za-z_]`, `[\\t\\n\\f\\r ]` | RE2's classes are ASCII |
 | `\\n \\t \\r \\f`, `\\x41`, escaped punctuation, literals | the same | |
+| `[` inside `[...]`, a leading `]` | escaped | the targets nest classes or read `[.` `[=` `[:` |
+| `{` not starting a repetition | `\\{` | RE2 takes it as a literal; the targets refuse the pattern |
+| a repeated assertion (`^*`, `\\b{2}`) | the assertion, optional when the count may be 0 | PostgreSQL refuses it; repeating it changes nothing |
 | `^ * + ? {n,m}`, lazy forms, `( )`, `(?: )`, `\\|` | the same | |
 | flags after the start, `(?s)`, `(?m)`, `(?U)`, named groups, `\\p{..}`, `\\Q…\\E`, `[[:alpha:]]`, `\\C`, octal | refused | no exact equivalent |
 """
@@ -32,6 +35,8 @@ PERL_CLASSES: Mapping[str, str] = {"d": "0-9", "w": "0-9A-Za-z_", "s": "\\t\\n\\
 # Characters that RE2 lets a backslash make literal; any other non-alphanumeric one is literal too.
 PUNCTUATION = frozenset("\\.^$*+?()[]{}|/-")
 REPETITION = re.compile(r"\{\d+(,\d*)?\}")
+# A quantifier, maybe lazy (RE2 refuses two in a row): its kind, or its minimum count.
+_QUANTIFIER = re.compile(r"(?:([*+?])|\{(\d+)(?:,\d*)?\})\??")
 _HEX = re.compile(r"\\x(?:\{([0-9A-Fa-f]+)\}|([0-9A-Fa-f]{2}))")
 
 
@@ -47,9 +52,8 @@ class RegexTranslation:
     end_of_text: ClassVar[str] = "$"  # for `$` (no multi-line mode, so the end of the text)
     assertions: ClassVar[Mapping[str, str]] = {}  # `\A`, `\z`, `\b`, `\B` (outside a class)
     characters: ClassVar[Mapping[str, str]] = {"n": "\\n", "t": "\\t", "r": "\\r", "f": "\\f"}
-    escaped_in_class: ClassVar[str] = ""  # RE2 literals that mean something inside the target's [...]
-    leading_bracket: ClassVar[str] = "]"  # a `]` first in a class, a literal in RE2
-    escape_literal_brace: ClassVar[bool] = False  # a `{` that starts no repetition
+    escaped_in_class: ClassVar[str] = "["  # RE2 literals that mean something inside the target's [...]
+    most_repetitions: ClassVar[int | None] = None  # the largest count in `{n,m}` the target accepts
 
     def __init__(self, pattern: str, span: Span | None = None) -> None:
         self.pattern = pattern
@@ -96,7 +100,7 @@ class RegexTranslation:
                 self.refuse(f"\\{letter} inside a character class")
             self.emit(f"[^{PERL_CLASSES[letter.lower()]}]", 2)
         elif letter in self.assertions and not self.in_class:
-            self.emit(self.assertions[letter], 2)
+            self.emit_assertion(self.assertions[letter], 2)
         elif letter in self.characters:
             self.emit(self.characters[letter], 2)
         elif letter == "x":
@@ -120,8 +124,8 @@ class RegexTranslation:
         self.in_class = True
         opening = "[^" if self.pattern.startswith("[^", self.position) else "["
         self.emit(opening, len(opening))
-        if self.pattern.startswith("]", self.position):
-            self.emit(self.leading_bracket, 1)
+        if self.pattern.startswith("]", self.position):  # a literal in RE2
+            self.emit("\\]", 1)
 
     def class_member(self, char: str) -> None:
         if self.pattern.startswith("[:", self.position):
@@ -133,8 +137,10 @@ class RegexTranslation:
     def outside_class(self, char: str) -> None:
         if char == ".":
             self.emit(self.any_but_newline, 1)
+        elif char == "^":
+            self.emit_assertion("^", 1)
         elif char == "$":
-            self.emit(self.end_of_text, 1)
+            self.emit_assertion(self.end_of_text, 1)
         elif char == "{":
             self.brace()
         elif self.pattern.startswith("(?", self.position):
@@ -142,12 +148,25 @@ class RegexTranslation:
         else:
             self.emit(char, 1)
 
+    def emit_assertion(self, text: str, consumed: int) -> None:
+        """An empty-width assertion. RE2 lets one be repeated (`^*`, `\\b{2}`), PostgreSQL does not,
+        and repeating it changes nothing: at least once is once, and zero times is optional."""
+        self.emit(text, consumed)
+        quantifier = _QUANTIFIER.match(self.pattern, self.position)
+        if quantifier is not None:
+            at_least_once = quantifier.group(1) == "+" or int(quantifier.group(2) or 0) > 0
+            self.out[-1] = text if at_least_once else f"(?:{text})?"
+            self.position = quantifier.end()
+
     def brace(self) -> None:
         repetition = REPETITION.match(self.pattern, self.position)
-        if repetition is None and self.escape_literal_brace:
+        if repetition is None:  # a literal in RE2; an error or a bound in the targets
             self.emit("\\{", 1)
-        else:
-            self.emit("{", 1)
+            return
+        counts = [int(count) for count in repetition.group(0)[1:-1].split(",") if count]
+        if self.most_repetitions is not None and max(counts) > self.most_repetitions:
+            self.refuse(f"a repetition count above {self.most_repetitions} (`{repetition.group(0)}`)")
+        self.emit(repetition.group(0), len(repetition.group(0)))
 
     def group_with_options(self) -> None:
         if self.pattern.startswith("(?:", self.position):

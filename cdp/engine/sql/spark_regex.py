@@ -12,8 +12,7 @@ meaning:
 | `\\b`, `\\B` | look-arounds over `[0-9A-Za-z_]` | Java's `\\b` takes Unicode letters as word characters |
 | `\\A`, `\\z`, `\\a`, `\\x{10FFFF}` | the same | |
 | `\\v` | `\\x0B` | Java's `\\v` is a class of vertical whitespace |
-| `[` and `&` inside `[...]`, a leading `]` | escaped | Java nests classes and reads `&&` as intersection |
-| `{` not starting a repetition | `\\{` | RE2 takes it as a literal; Java refuses the pattern |
+| `&` inside `[...]` | escaped | Java reads `&&` as intersection |
 | `(?i)` at the very start | `(?iu)` | RE2 folds case over Unicode; Java without `u` over ASCII only |
 """
 
@@ -38,8 +37,6 @@ class JavaRegex(RegexTranslation):
     }
     characters = {**RegexTranslation.characters, "a": "\\a", "v": "\\x0B"}
     escaped_in_class = "[&"
-    leading_bracket = "\\]"
-    escape_literal_brace = True
 
 
 def re2_to_java(pattern: str, span: Span | None = None) -> str:
