@@ -7,6 +7,8 @@ A translated pattern the engine rejects fails the test too."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import re2
 import sqlalchemy as sa
@@ -26,16 +28,6 @@ def re2_finds(pattern: str, texts: list[str]) -> list[bool]:
     return [compiled.search(text) is not None for text in texts]
 
 
-def translated_or_refused(translate, pattern: str, backend: str) -> str | None:
-    try:
-        translated = translate(pattern)
-    except UnsupportedOnBackend as refusal:
-        assert refusal.backend == backend
-        return None
-    note(f"{pattern!r} is translated to {translated!r}")
-    return translated
-
-
 @pytest.fixture(scope="module")
 def postgres(postgres_url_factory):
     engine = create_engine(postgres_url_factory())
@@ -50,31 +42,38 @@ def postgres_finds(connection, translated: str, texts: list[str]) -> list[bool]:
     return list(connection.execute(query, {"pattern": translated, "texts": texts}).scalars())
 
 
-@PROPERTY
-@given(data=st.data(), pattern=re2_patterns)
-def test_postgres_finds_what_re2_finds(postgres, data, pattern):
-    translated = translated_or_refused(re2_to_postgres, pattern, "postgresql")
-    if translated is not None:
-        texts = data.draw(subjects(pattern))
-        assert postgres_finds(postgres, translated, texts) == re2_finds(pattern, texts), translated
-
-
-@pytest.fixture(scope="module")
-def java_compile(spark_session):
-    """Java's Pattern.compile (a function: Hypothesis probes its arguments, and a JVM class
-    answers every attribute)."""
+def java_finds(spark_session) -> Callable[[str, list[str]], list[bool]]:
+    """Java's `Pattern.compile(p).matcher(s).find()` in the Spark JVM (a function: Hypothesis
+    probes a test's arguments, and a JVM class answers every attribute)."""
     pattern_class = spark_session.spark.sparkContext._jvm.java.util.regex.Pattern
-    return lambda translated: pattern_class.compile(translated)
+
+    def finds(translated: str, texts: list[str]) -> list[bool]:
+        compiled = pattern_class.compile(translated)
+        return [compiled.matcher(text).find() for text in texts]
+    return finds
+
+
+@pytest.fixture(scope="module", params=["postgresql", "spark"])
+def engine(request) -> tuple[str, Callable[[str], str], Callable[[str, list[str]], list[bool]]]:
+    """(backend, its translation, whether its engine finds the translated pattern in each text)."""
+    if request.param == "postgresql":
+        connection = request.getfixturevalue("postgres")
+        return "postgresql", re2_to_postgres, lambda translated, texts: postgres_finds(connection, translated, texts)
+    return "spark", re2_to_java, java_finds(request.getfixturevalue("spark_session"))
 
 
 @PROPERTY
 @given(data=st.data(), pattern=re2_patterns)
-def test_java_finds_what_re2_finds(java_compile, data, pattern):
-    translated = translated_or_refused(re2_to_java, pattern, "spark")
-    if translated is not None:
-        texts = data.draw(subjects(pattern))
-        compiled = java_compile(translated)
-        assert [compiled.matcher(text).find() for text in texts] == re2_finds(pattern, texts), translated
+def test_the_engine_finds_what_re2_finds(engine, data, pattern):
+    backend, translate, engine_finds = engine
+    try:
+        translated = translate(pattern)
+    except UnsupportedOnBackend as refusal:
+        assert refusal.backend == backend
+        return
+    note(f"{pattern!r} is translated to {translated!r}")
+    texts = data.draw(subjects(pattern))
+    assert engine_finds(translated, texts) == re2_finds(pattern, texts)
 
 
 # Patterns the PostgreSQL translation used to get wrong (a different answer or an error from
