@@ -85,6 +85,7 @@ def test_the_engine_finds_what_re2_finds(engine, data, pattern):
     (r"[[.a]", "."), (r"[[=a]", "="),  # ARE's collating elements and equivalence classes
     (r"a{1", "a{1"), (r"a{2,", "a{2,"),  # RE2's literal brace, ARE's unbalanced braces
     (r"^{2}a", "ab"), (r"x\b{0,3}y", "xy"), (r"\b{255}", "a"),  # a repeated empty-width assertion
+    (r"\bcafé\b", "café!"), (r"\bé", "xé"), (r"é\B", "éa"),  # ARE's \y and \Y take é as a word character
 ])
 def test_what_postgres_used_to_get_wrong(postgres, pattern, subject):
     assert postgres_finds(postgres, re2_to_postgres(pattern), [subject]) == re2_finds(pattern, [subject])

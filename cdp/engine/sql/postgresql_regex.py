@@ -6,7 +6,6 @@ here are only the entries in which PostgreSQL's advanced regular expressions dif
 | RE2 | PostgreSQL ARE | why |
 |---|---|---|
 | `\\A`, `\\z`, `$` | `^`, `$`, `$` (outside multi-line mode they are the same) | |
-| `\\b`, `\\B` | `\\y`, `\\Y` | ARE spells word boundaries differently (RE2 and ARE both use ASCII word characters here) |
 | `\\x41`, `\\x{1F600}` | `\\u0041`, `\\U0001F600` | ARE's `\\x` takes every hex digit that follows; ARE has no `\\x{…}` |
 | `(?i)` at the very start | the same | |
 | `\\a`, `\\v`, a repetition count above 255 | refused | 255 is PostgreSQL's bound |
@@ -23,7 +22,7 @@ class PostgresRegex(RegexTranslation):
     backend = "postgresql"
     target = "PostgreSQL"
     run_instead = "SQLite or in memory"
-    assertions = {"A": "^", "z": "$", "b": "\\y", "B": "\\Y"}
+    assertions = {**RegexTranslation.assertions, "A": "^", "z": "$"}
     most_repetitions = 255  # PostgreSQL's DUPMAX; RE2 allows 1,000
 
     def code_point(self, written: str, code: int) -> str:

@@ -13,6 +13,7 @@ What every dialect does alike:
 |---|---|---|
 | `.` | `[^\\n]` | RE2's dot does not match a newline; the targets' dots match it or stop at more line ends |
 | `\\d \\w \\s` (and `\\D \\W \\S`) | `[0-9]`, `[0-9A-Za-z_]`, `[\\t\\n\\f\\r ]` | RE2's classes are ASCII |
+| `\\b`, `\\B` | look-arounds over `[0-9A-Za-z_]` | the targets' word characters include non-ASCII letters |
 | `\\n \\t \\r \\f`, `\\x41`, escaped punctuation, literals | the same | |
 | `[` inside `[...]`, a leading `]` | escaped | the targets nest classes or read `[.` `[=` `[:` |
 | `{` not starting a repetition | `\\{` | RE2 takes it as a literal; the targets refuse the pattern |
@@ -37,6 +38,7 @@ PUNCTUATION = frozenset("\\.^$*+?()[]{}|/-")
 REPETITION = re.compile(r"\{\d+(,\d*)?\}")
 # A quantifier, maybe lazy (RE2 refuses two in a row): its kind, or its minimum count.
 _QUANTIFIER = re.compile(r"(?:([*+?])|\{(\d+)(?:,\d*)?\})\??")
+_WORD = "[0-9A-Za-z_]"  # RE2's word characters (ASCII); the targets' own follow the locale or Unicode
 _HEX = re.compile(r"\\x(?:\{([0-9A-Fa-f]+)\}|([0-9A-Fa-f]{2}))")
 
 
@@ -50,7 +52,10 @@ class RegexTranslation:
     case_insensitive: ClassVar[str] = "(?i)"  # for `(?i)` at the very start
     any_but_newline: ClassVar[str] = "[^\\n]"  # for `.`
     end_of_text: ClassVar[str] = "$"  # for `$` (no multi-line mode, so the end of the text)
-    assertions: ClassVar[Mapping[str, str]] = {}  # `\A`, `\z`, `\b`, `\B` (outside a class)
+    assertions: ClassVar[Mapping[str, str]] = {  # `\A`, `\z`, `\b`, `\B` (outside a class)
+        "b": f"(?:(?<={_WORD})(?!{_WORD})|(?<!{_WORD})(?={_WORD}))",
+        "B": f"(?:(?<={_WORD})(?={_WORD})|(?<!{_WORD})(?!{_WORD}))",
+    }
     characters: ClassVar[Mapping[str, str]] = {"n": "\\n", "t": "\\t", "r": "\\r", "f": "\\f"}
     escaped_in_class: ClassVar[str] = "["  # RE2 literals that mean something inside the target's [...]
     most_repetitions: ClassVar[int | None] = None  # the largest count in `{n,m}` the target accepts

@@ -9,7 +9,6 @@ meaning:
 |---|---|---|
 | `$` | `\\z` | Java's `$` also matches before a final line terminator (its `.` also stops at `\\r`, `\\u0085`, `\\u2028`, `\\u2029`) |
 | `\\s` | `[\\t\\n\\f\\r ]` | Java's `\\s` includes `\\x0B` |
-| `\\b`, `\\B` | look-arounds over `[0-9A-Za-z_]` | Java's `\\b` takes Unicode letters as word characters |
 | `\\A`, `\\z`, `\\a`, `\\x{10FFFF}` | the same | |
 | `\\v` | `\\x0B` | Java's `\\v` is a class of vertical whitespace |
 | `&` inside `[...]` | escaped | Java reads `&&` as intersection |
@@ -21,8 +20,6 @@ from __future__ import annotations
 from cdp.dsl.errors import Span
 from cdp.engine.sql.regex_translation import RegexTranslation
 
-_WORD = "[0-9A-Za-z_]"
-
 
 class JavaRegex(RegexTranslation):
     backend = "spark"
@@ -30,11 +27,7 @@ class JavaRegex(RegexTranslation):
     run_instead = "DuckDB, SQLite or in memory"
     case_insensitive = "(?iu)"
     end_of_text = "\\z"
-    assertions = {
-        "A": "\\A", "z": "\\z",
-        "b": f"(?:(?<={_WORD})(?!{_WORD})|(?<!{_WORD})(?={_WORD}))",
-        "B": f"(?:(?<={_WORD})(?={_WORD})|(?<!{_WORD})(?!{_WORD}))",
-    }
+    assertions = {**RegexTranslation.assertions, "A": "\\A", "z": "\\z"}
     characters = {**RegexTranslation.characters, "a": "\\a", "v": "\\x0B"}
     escaped_in_class = "[&"
 
