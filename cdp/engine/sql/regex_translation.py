@@ -38,7 +38,13 @@ PUNCTUATION = frozenset("\\.^$*+?()[]{}|/-")
 REPETITION = re.compile(r"\{\d+(,\d*)?\}")
 # A quantifier, maybe lazy (RE2 refuses two in a row): its kind, or its minimum count.
 _QUANTIFIER = re.compile(r"(?:([*+?])|\{(\d+)(?:,\d*)?\})\??")
-_WORD = "[0-9A-Za-z_]"  # RE2's word characters (ASCII); the targets' own follow the locale or Unicode
+ASCII_WORD = "[0-9A-Za-z_]"  # RE2's word characters; the targets' own follow the locale or Unicode
+
+
+def word_boundaries(word: str) -> dict[str, str]:
+    """RE2's `\\b` and `\\B` as look-arounds over the target's spelling of RE2's word characters."""
+    return {"b": f"(?:(?<={word})(?!{word})|(?<!{word})(?={word}))",
+            "B": f"(?:(?<={word})(?={word})|(?<!{word})(?!{word}))"}
 _HEX = re.compile(r"\\x(?:\{([0-9A-Fa-f]+)\}|([0-9A-Fa-f]{2}))")
 
 
@@ -52,10 +58,7 @@ class RegexTranslation:
     case_insensitive: ClassVar[str] = "(?i)"  # for `(?i)` at the very start
     any_but_newline: ClassVar[str] = "[^\\n]"  # for `.`
     end_of_text: ClassVar[str] = "$"  # for `$` (no multi-line mode, so the end of the text)
-    assertions: ClassVar[Mapping[str, str]] = {  # `\A`, `\z`, `\b`, `\B` (outside a class)
-        "b": f"(?:(?<={_WORD})(?!{_WORD})|(?<!{_WORD})(?={_WORD}))",
-        "B": f"(?:(?<={_WORD})(?={_WORD})|(?<!{_WORD})(?!{_WORD}))",
-    }
+    assertions: ClassVar[Mapping[str, str]] = word_boundaries(ASCII_WORD)  # `\A`, `\z`, `\b`, `\B` (outside a class)
     characters: ClassVar[Mapping[str, str]] = {"n": "\\n", "t": "\\t", "r": "\\r", "f": "\\f"}
     escaped_in_class: ClassVar[str] = "["  # RE2 literals that mean something inside the target's [...]
     most_repetitions: ClassVar[int | None] = None  # the largest count in `{n,m}` the target accepts

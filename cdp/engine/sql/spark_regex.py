@@ -9,6 +9,7 @@ meaning:
 |---|---|---|
 | `$` | `\\z` | Java's `$` also matches before a final line terminator (its `.` also stops at `\\r`, `\\u0085`, `\\u2028`, `\\u2029`) |
 | `\\s` | `[\\t\\n\\f\\r ]` | Java's `\\s` includes `\\x0B` |
+| `\\b`, `\\B` | look-arounds over `(?-i:[0-9A-Za-z_])` | under `(?iu)` `[k]` also takes the Kelvin sign, `[s]` the long s |
 | `\\A`, `\\z`, `\\a`, `\\x{10FFFF}` | the same | |
 | `\\v` | `\\x0B` | Java's `\\v` is a class of vertical whitespace |
 | `&` inside `[...]` | escaped | Java reads `&&` as intersection |
@@ -18,7 +19,7 @@ meaning:
 from __future__ import annotations
 
 from cdp.dsl.errors import Span
-from cdp.engine.sql.regex_translation import RegexTranslation
+from cdp.engine.sql.regex_translation import ASCII_WORD, RegexTranslation, word_boundaries
 
 
 class JavaRegex(RegexTranslation):
@@ -27,7 +28,8 @@ class JavaRegex(RegexTranslation):
     run_instead = "DuckDB, SQLite or in memory"
     case_insensitive = "(?iu)"
     end_of_text = "\\z"
-    assertions = {**RegexTranslation.assertions, "A": "\\A", "z": "\\z"}
+    # (?-i: keeps the word characters ASCII under (?iu), where [K] would take the Kelvin sign
+    assertions = {**word_boundaries(f"(?-i:{ASCII_WORD})"), "A": "\\A", "z": "\\z"}
     characters = {**RegexTranslation.characters, "a": "\\a", "v": "\\x0B"}
     escaped_in_class = "[&"
 
