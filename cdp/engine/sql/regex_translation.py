@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import ClassVar, NoReturn
 
 from cdp.dsl.errors import Span
 from cdp.engine.support import UnsupportedOnBackend
@@ -38,6 +38,7 @@ PUNCTUATION = frozenset("\\.^$*+?()[]{}|/-")
 REPETITION = re.compile(r"\{\d+(,\d*)?\}")
 # A quantifier, maybe lazy (RE2 refuses two in a row): its kind, or its minimum count.
 _QUANTIFIER = re.compile(r"(?:([*+?])|\{(\d+)(?:,\d*)?\})\??")
+_HEX = re.compile(r"\\x(?:\{([0-9A-Fa-f]+)\}|([0-9A-Fa-f]{2}))")  # `\x41`, `\x{10FFFF}`
 ASCII_WORD = "[0-9A-Za-z_]"  # RE2's word characters; the targets' own follow the locale or Unicode
 
 
@@ -45,7 +46,7 @@ def word_boundaries(word: str) -> dict[str, str]:
     """RE2's `\\b` and `\\B` as look-arounds over the target's spelling of RE2's word characters."""
     return {"b": f"(?:(?<={word})(?!{word})|(?<!{word})(?={word}))",
             "B": f"(?:(?<={word})(?={word})|(?<!{word})(?!{word}))"}
-_HEX = re.compile(r"\\x(?:\{([0-9A-Fa-f]+)\}|([0-9A-Fa-f]{2}))")
+
 
 
 class RegexTranslation:
@@ -58,7 +59,8 @@ class RegexTranslation:
     case_insensitive: ClassVar[str] = "(?i)"  # for `(?i)` at the very start
     any_but_newline: ClassVar[str] = "[^\\n]"  # for `.`
     end_of_text: ClassVar[str] = "$"  # for `$` (no multi-line mode, so the end of the text)
-    assertions: ClassVar[Mapping[str, str]] = word_boundaries(ASCII_WORD)  # `\A`, `\z`, `\b`, `\B` (outside a class)
+    # `\A`, `\z`, `\b`, `\B`, outside a class (a dialect adds `\A` and `\z`)
+    assertions: ClassVar[Mapping[str, str]] = word_boundaries(ASCII_WORD)
     characters: ClassVar[Mapping[str, str]] = {"n": "\\n", "t": "\\t", "r": "\\r", "f": "\\f"}
     escaped_in_class: ClassVar[str] = "["  # RE2 literals that mean something inside the target's [...]
     most_repetitions: ClassVar[int | None] = None  # the largest count in `{n,m}` the target accepts
@@ -89,7 +91,7 @@ class RegexTranslation:
         self.out.append(text)
         self.position += consumed
 
-    def refuse(self, what: str) -> None:
+    def refuse(self, what: str) -> NoReturn:
         raise UnsupportedOnBackend(
             self.backend, f"the regular expression feature {what} has no exact {self.target} equivalent; "
                           f"rewrite the pattern or evaluate on {self.run_instead}", self.span)
