@@ -21,7 +21,7 @@ from cdp.engine.support import UnsupportedOnBackend  # noqa: F401  (its home is 
 class PostgresRegex(RegexTranslation):
     backend = "postgresql"
     target = "PostgreSQL"
-    run_instead = "SQLite or in memory"
+    run_instead = "DuckDB, SQLite or in memory"
     assertions = {**RegexTranslation.assertions, "A": "^", "z": "$"}
     most_repetitions = 255  # PostgreSQL's DUPMAX; RE2 allows 1,000
 
