@@ -54,9 +54,9 @@ from cdp.identity.settings import IdentitySettings
 from cdp.storage.bulk import claim_identities, insert_links, insert_profiles, upsert_links
 from cdp.storage.models import identities, identity_removals, profiles
 
-_PAIRS_PER_QUERY = 400  # bound parameters per statement stay far below SQLite's limit
 
-_UNIQUE_IDENTITIES_OF = "SELECT profile_pk, namespace, value FROM identities WHERE profile_pk {list} AND namespace {list}"
+_UNIQUE_IDENTITIES_OF = ("SELECT profile_pk, namespace, value FROM identities "
+                         "WHERE profile_pk {list} AND namespace {list}")
 _IDENTITY_COUNTS = "SELECT profile_pk, count(*) FROM identities WHERE profile_pk {list} GROUP BY profile_pk"
 
 
@@ -236,8 +236,8 @@ class IdentityGraph:
             new_sizes[pk] = new_sizes.get(pk, 0) + 1
         grown = {profile_of[root] for root in components if len(owners_of[root]) > 1}
         grown |= {pk for pk, size in new_sizes.items() if pk not in created or size > limit}
-        over = [pk for pk, count in listed.run(self.connection, _IDENTITY_COUNTS, listed.keys(sorted(grown))).all() if count > limit
-                ] if grown else []
+        counts = listed.run(self.connection, _IDENTITY_COUNTS, listed.keys(sorted(grown))).all() if grown else []
+        over = [pk for pk, count in counts if count > limit]
         removed = {pk: self._enforce_limit(pk, now) for pk in sorted(over)}
         apply_policy_many(self.connection, merged_into.values(), self.settings)
         external = self._external_ids(sorted(set(profile_of.values())))
