@@ -79,6 +79,10 @@ class Writer:
         self.memberships = MembershipRefresher(connection, sandbox=sandbox)
         self.streaming = StreamingEvaluator(connection, sandbox=sandbox, metrics=metrics)
         self.clock = clock or _wall_clock
+        # PostgreSQL: time.monotonic() past which a request stops waiting for other writers (None:
+        # no bound, a batch file's apply pass); whether this writer holds the serialized lock
+        self.deadline: float | None = None
+        self.serialized = False
 
     # ---- identities --------------------------------------------------------------------------
 
@@ -111,10 +115,14 @@ class Writer:
         """Apply many records (index, record) with the outcome of applying them one after the
         other, in a few set-wise statements, in the caller's transaction (a streaming request, a
         batch file: all or nothing). On PostgreSQL in a savepoint of it: when they lose a race with
-        a concurrent writer they are rolled back and tried again — together SET_WISE_ATTEMPTS
-        times, then one by one, each MAX_ATTEMPTS times; a record that still loses is rejected
-        (``conflict``), never half stored. On SQLite the transaction holds the write lock, so
-        nothing races."""
+        a concurrent writer they are rolled back (releasing every lock they took) and tried again
+        together, SET_WISE_ATTEMPTS times; then, as the sandbox's one serialized writer
+        (:meth:`serialize`), MAX_ATTEMPTS times more; records that still lose, or whose request is
+        past its ``deadline``, are rejected (``conflict``), never half stored. Never record by
+        record: a released savepoint keeps its locks until the transaction ends, so two writers
+        applying records one by one would each hold what the other's next record needs (a cycle
+        the deadlock detector cannot break by aborting a savepoint). On SQLite the transaction
+        holds the write lock, so nothing races."""
         results: dict[int, RecordResult] = {}
         prepared: list[tuple[int, int, ValidRecord, list[tuple[str, str]]]] = []
         for position, (index, record) in enumerate(items):
@@ -137,15 +145,10 @@ class Writer:
             results.update(applied)
         elif prepared:
             applied = self._attempt(prepared, SET_WISE_ATTEMPTS if len(prepared) > 1 else MAX_ATTEMPTS)
-            if applied is None:  # still losing together: one by one
-                applied = {}
-                for item in prepared:
-                    alone = self._attempt([item], MAX_ATTEMPTS)
-                    applied.update(alone if alone is not None else {item[0]: RecordResult(
-                        index=item[1], status=RecordStatus.rejected, errors=[RecordError(
-                            path="identities", message=f"conflict: concurrent writers kept changing this record's "
-                                                       f"profiles ({MAX_ATTEMPTS} attempts); nothing of it was "
-                                                       f"stored, send it again")])})
+            if applied is None and self.serialize():  # still losing: again, as the sandbox's one such writer
+                applied = self._attempt(prepared, MAX_ATTEMPTS)
+            if applied is None:  # out of attempts or out of time: rejected, nothing of them stored
+                applied = {position: _conflict(index) for position, index, _, _ in prepared}
             results.update(applied)
         return [results[position] for position in range(len(items))]
 
@@ -153,9 +156,11 @@ class Writer:
         """PostgreSQL: apply ``prepared`` in a savepoint, up to ``attempts`` times while it loses
         races; None when it never won."""
         for attempt in range(attempts):
+            if not self._wait_budget():
+                return None
             # the first attempt locks the owners as it reads them; a retry after a lost race locks
             # them all in key order first (cdp/identity/graph.py, IdentityGraph._lock_owners)
-            self.graph.lock_at_read = attempt == 0
+            self.graph.lock_at_read = attempt == 0 and not self.serialized
             try:
                 with self.connection.begin_nested():
                     applied, remember = self._apply_many(prepared)
@@ -172,6 +177,38 @@ class Writer:
             remember()
             return applied
         return None
+
+    def serialize(self) -> bool:
+        """PostgreSQL: become the sandbox's one serialized writer until the transaction ends (an
+        advisory lock: another serialized writer — a request that kept losing, a batch file's
+        apply pass — waits for this one to commit); False when the request's deadline passed
+        first. Take it holding no lock the others may need: before any write of the transaction,
+        or after every attempt of it was rolled back (then a cycle through it cannot form)."""
+        if self.serialized:
+            return True
+        if not self._wait_budget():
+            return False
+        try:
+            with self.connection.begin_nested():
+                self.connection.execute(_SERIAL_LOCK, {"name": f"cdp.ingest:{self.sandbox}"})
+        except sa.exc.OperationalError as exc:
+            if not _lost_a_race(exc):
+                raise
+            log.info("the sandbox's serialized writer did not finish within this request's deadline")
+            return False
+        self.serialized = True
+        return True
+
+    def _wait_budget(self) -> bool:
+        """PostgreSQL, a request with a ``deadline``: False once it has passed; else each lock wait
+        from now on is bounded by the time left (lock_timeout; a wait past it is a lost race)."""
+        if self.deadline is None:
+            return True
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            return False
+        self.connection.execute(_LOCK_TIMEOUT, {"ms": f"{max(1, int(left * 1000))}ms"})
+        return True
 
     def _apply_many(self, prepared: list[tuple[int, int, ValidRecord, list[tuple[str, str]]]]):
         """(position → result, what to remember once it is committed)."""
@@ -283,9 +320,21 @@ class Writer:
 
 
 MAX_ATTEMPTS = 6
-SET_WISE_ATTEMPTS = 4  # then one by one
+SET_WISE_ATTEMPTS = 4  # then as the serialized writer, MAX_ATTEMPTS times
+# PostgreSQL: how long a streaming request may wait for concurrent writers in all (every lock wait,
+# retry and the serialized writer's lock); then what is not applied yet is rejected as `conflict`
+WAIT_SECONDS = 20.0
+_SERIAL_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))")
+_LOCK_TIMEOUT = sa.text("SELECT set_config('lock_timeout', :ms, true)")
 # foreign key, unique, deadlock, serialization, a lock not taken at once (NOWAIT)
 _RACE_CODES = {"23503", "23505", "40P01", "40001", "55P03"}
+
+
+def _conflict(index: int) -> RecordResult:
+    return RecordResult(index=index, status=RecordStatus.rejected, errors=[RecordError(
+        path="identities", message=f"conflict: concurrent writers kept changing this record's profiles "
+                                   f"({SET_WISE_ATTEMPTS + MAX_ATTEMPTS} attempts, or {WAIT_SECONDS:g} s); nothing "
+                                   f"of it was stored, send it again")])
 
 
 def _lost_a_race(exc: Exception) -> bool:
@@ -359,6 +408,8 @@ def ingest_records(*, connection: sa.Connection, sandbox: str, dataset_id: int, 
     request_id = uuid.uuid4().hex
     writer = Writer(connection, sandbox=sandbox, dataset_pk=dataset_id, kind=kind, request_id=request_id,
                     clock=clock, metrics=metrics, config=config)
+    if writer.dialect == "postgresql":
+        writer.deadline = time.monotonic() + WAIT_SECONDS
     slots: list[RecordResult | None] = []
     valid_records: list[tuple[int, ValidRecord]] = []
     for index, raw in enumerate(records):

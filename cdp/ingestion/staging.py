@@ -279,6 +279,11 @@ def apply_staged(connection: sa.Connection, writer, spool: Spool, *, kind: str, 
     called with each of those rows' (number, result) as it comes (else they are listed in the
     outcome)."""
     dialect = connection.dialect.name
+    if dialect == "postgresql":
+        # the sandbox's one serialized writer for the whole apply pass, taken before its first
+        # write: the pass holds each chunk's locks until it commits, so two passes (or a pass and a
+        # request that kept losing) would each wait for what the other holds (Writer.serialize)
+        writer.serialize()
     for name in _NAMES:
         if dialect == "sqlite":  # a pooled connection may hold them from a transaction that failed to drop them
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
@@ -344,7 +349,8 @@ def _apply_fresh(connection: sa.Connection, params: dict[str, Any], kind: str) -
             # deadlocked: split again
             log.info("batch %s: a staged identity was claimed meanwhile (attempt %s); splitting again",
                      params["batch"], attempt + 1)
-    # still losing: every row through the Writer (which retries row by row)
+    # still losing: every row through the Writer (set-wise, retried; a row that still loses is a
+    # `conflict` error of that row)
     connection.execute(_sql(dialect, "UPDATE cdp_stage_rows SET fresh = {false}"))
     return 0
 
