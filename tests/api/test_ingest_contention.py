@@ -119,3 +119,63 @@ def test_overlapping_multi_record_requests_finish_in_bound_and_graph_is_the_unio
     for record in accepted:
         first = record["identities"][0]
         assert where[record["event"]["id"]] == owner[f"{first['namespace']}:{first['id']}"]
+
+
+# ---- the bound, in process (PostgreSQL) -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def postgres_engine(postgres_url_factory):
+    from cdp.storage.database import create_engine
+    from cdp.storage.migrate import upgrade
+
+    engine = create_engine(postgres_url_factory())
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _event(value: str, event_id: str) -> dict:
+    return {"identities": [{"namespace": "ecid", "id": value}],
+            "event": {"id": event_id, "type": "pageView", "timestamp": "2026-12-01T10:00:00Z"}}
+
+
+def test_a_request_held_up_past_its_deadline_is_rejected_as_conflict_and_stores_nothing(postgres_engine,
+                                                                                        monkeypatch):
+    from datetime import datetime, timezone
+
+    import sqlalchemy as sa
+
+    from cdp.ingestion import service
+    from cdp.storage.models import datasets, events, sandboxes
+
+    now = datetime(2026, 12, 6, tzinfo=timezone.utc)
+    with postgres_engine.begin() as c:
+        c.execute(sandboxes.insert().values(name="held", created_at=now))
+        dataset = c.execute(datasets.insert().values(sandbox="held", name="web", kind="event", labels=[],
+                                                     field_labels={}, created_at=now, updated_at=now)
+                            .returning(datasets.c.pk)).scalar_one()
+    monkeypatch.setattr(service, "WAIT_SECONDS", 1.5)
+    with postgres_engine.connect() as holder:
+        # another writer, not committed yet: it holds the identity `shared` and the sandbox's
+        # serialized writer's lock
+        holding = holder.begin()
+        assert service.ingest_records(connection=holder, sandbox="held", dataset_id=dataset,
+                                      body=_event("shared", "h1")).accepted == 1
+        writer = service.Writer(holder, sandbox="held", dataset_pk=dataset, kind="event")
+        assert writer.serialize()
+        started = time.monotonic()
+        with postgres_engine.begin() as c:
+            answer = service.ingest_records(connection=c, sandbox="held", dataset_id=dataset, body={"records": [
+                _event("shared", "x1"), _event("alone", "x2")]})
+        waited = time.monotonic() - started
+        assert 1.4 < waited < 1.5 + 5, waited  # the deadline, not the holder's commit
+        assert answer.accepted == 0 and answer.rejected == 2
+        assert all(r.errors[0].message.startswith("conflict:") for r in answer.results), answer.results
+        holding.commit()
+    with postgres_engine.begin() as c:
+        stored = set(c.execute(sa.select(events.c.event_id).where(events.c.dataset_pk == dataset)).scalars())
+        assert stored == {"h1"}, "a rejected record was stored"
+        # sent again once the other writer is done: accepted, linked to its profile
+        again = service.ingest_records(connection=c, sandbox="held", dataset_id=dataset, body={"records": [
+            _event("shared", "x1"), _event("alone", "x2")]})
+        assert again.accepted == 2
