@@ -159,12 +159,12 @@ def one_size(count: int, options, engines: dict[str, sa.Engine], spark_session_c
 
 
 def spark_over_the_last_snapshot(count: int, options, spark_session_class, command: str) -> dict:
-    """``--spark-only``: Spark's figures for a size whose snapshot (bench/data/scale-snapshots-
-    sqlite) and other figures are already in the log; DuckDB gives the ids to compare."""
+    """``--spark-only``: Spark's figures for a size whose snapshot (bench/data/scale-snapshots-<the
+    database it was read from>) and other figures are already in the log; DuckDB gives the ids to compare."""
     from cdp.snapshots import latest_manifest
 
     row = {**logged_rows([count])[0], "command": command}
-    manifest = latest_manifest(DATA / "scale-snapshots-sqlite", SANDBOX)
+    manifest = latest_manifest(DATA / f"scale-snapshots-{row.get('snapshot_read', 'sqlite')}", SANDBOX)
     assert manifest is not None and manifest.parts[-1].events == row["events"], "the snapshot is of another size"
     duck = DuckDBSession().from_sql(*relations_sql(manifest))
     expected = {key: [e for _pk, e in duck.members(text, as_of=AS_OF, sandbox=SANDBOX)] for key, text in SEGMENTS.items()}
