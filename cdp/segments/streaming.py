@@ -195,13 +195,14 @@ class StreamingEvaluator:
     transaction): memberships through :func:`write_profile` (source ``streaming``), and the
     next instants in ``segment_due``. Reads the sandbox's plan once.
 
-    Per profile: the plan's selection for the change (cached), the lean profile loaded once
-    (only the event types the selection reads), each selected predicate once (a referenced one
-    through the memo), the next instants once per distinct timing, then one statement reads the
-    profile's current state (its memberships, the due instants of the selected segments), and
-    writes happen only for what changed — a record that changes no membership and no instant
-    writes nothing here. With ``metrics``: each segment's time, and per profile the time spent
-    evaluating and writing (``cdp_streaming_profile_seconds``)."""
+    Per profile: the plan's selection for the change (cached); ONE statement reading the lean
+    profile (only the event types the selection reads), its memberships of the selected segments
+    and their stored instants (:func:`_load_with_state`); each selected predicate once, through
+    one memo (a referenced segment, and an event term several predicates contain, computed once);
+    the next instants, their candidates shared per window length (:func:`next_change`'s cache);
+    then writes only for what changed — a record that changes no membership and no instant writes
+    nothing here. With ``metrics``: each segment's time, and per profile the time spent
+    evaluating (the read included) and writing (``cdp_streaming_profile_seconds``)."""
 
     def __init__(self, connection: sa.Connection, *, sandbox: str, metrics: Any = None):
         self.connection = connection

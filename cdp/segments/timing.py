@@ -141,15 +141,6 @@ def _daily(points: list[datetime], as_of: datetime) -> datetime | None:
     return best
 
 
-def _shared(cache: dict | None, key: tuple, compute) -> datetime | None:
-    if cache is None:
-        return compute()
-    found = cache.get(key, _MISSING)
-    if found is _MISSING:
-        found = cache[key] = compute()
-    return found
-
-
 _MISSING = object()
 
 
@@ -179,17 +170,43 @@ def next_change(reads: Any, profile: Any, as_of: datetime, cache: dict | None = 
             {_ZERO} | set(reads.durations) | {-d for d in reads.durations})
         if len(_SHIFTS) > 10_000:
             _SHIFTS.clear()
+    # the earliest candidate per shift / months / daily, for these instants at this as_of: shared
+    # by the segments of the evaluation (one dict per set of instants, looked up once here)
+    shared: dict | None = None
+    if cache is not None:
+        shared = cache.get((_CANDIDATES, key, as_of))
+        if shared is None:
+            shared = cache[(_CANDIDATES, key, as_of)] = {}
     best: datetime | None = None
-    found = [_shared(cache, (key, as_of, shift), lambda shift=shift: _shifted(points, as_of, shift)) for shift in shifts]
-    if points:
-        found += [_shared(cache, (key, as_of, _MONTHS, months), lambda months=months: _monthly(points, as_of, months))
-                  for months in reads.months]
+    for shift in shifts:
+        if shared is None:
+            candidate = _shifted(points, as_of, shift)
+        else:
+            candidate = shared.get(shift, _MISSING)
+            if candidate is _MISSING:
+                candidate = shared[shift] = _shifted(points, as_of, shift)
+        if candidate is not None and (best is None or candidate < best):
+            best = candidate
+    for months in reads.months if points else ():
+        if shared is None:
+            candidate = _monthly(points, as_of, months)
+        else:
+            candidate = shared.get((_MONTHS, months), _MISSING)
+            if candidate is _MISSING:
+                candidate = shared[(_MONTHS, months)] = _monthly(points, as_of, months)
+        if candidate is not None and (best is None or candidate < best):
+            best = candidate
     if reads.clock or reads.periods:
-        found.append(_shared(cache, (key, as_of, _DAILY), lambda: _daily(points, as_of)))
-    for candidate in found:
+        if shared is None:
+            candidate = _daily(points, as_of)
+        else:
+            candidate = shared.get(_DAILY, _MISSING)
+            if candidate is _MISSING:
+                candidate = shared[_DAILY] = _daily(points, as_of)
         if candidate is not None and (best is None or candidate < best):
             best = candidate
     return best
 
 
+_CANDIDATES = object()  # key of a cache's candidates per set of instants
 _MONTHS = object()
