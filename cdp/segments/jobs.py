@@ -157,10 +157,12 @@ def run_job(engine: sa.Engine, job_id: int, *, as_of: datetime | None = None, on
         return get_job(connection=connection, sandbox=sandbox, job_id=job_id)
 
 
-# Segments computed per engine statement in a run over a snapshot: a Spark query costs seconds
+# Segments computed per engine statement in a run over a snapshot. A Spark query costs seconds
 # before it reads a row (analysis, planning, scheduling of stages), so independent segments are
-# computed as branches of one UNION ALL; past a few dozen branches the plan itself grows costly
-SEGMENTS_PER_QUERY = {"duckdb": 10, "spark": 25}
+# branches of one UNION ALL (past a few dozen branches the plan itself grows costly). DuckDB's
+# fixed cost per query is milliseconds: grouping measured no gain there (bench/RESULTS.md), so
+# each segment keeps a statement of its own.
+SEGMENTS_PER_QUERY = {"duckdb": 1, "spark": 25}
 
 
 class SegmentEvaluationFailed(Exception):
