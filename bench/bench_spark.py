@@ -1,7 +1,7 @@
 """Batch segmentation on Spark (local) over a Parquet snapshot, beside DuckDB and the database.
 
     python bench/bench_spark.py --profiles 100000 --runs 5 --segments 100 --master local[2] [--record]
-        [--skip-segments] [--engines duckdb,spark] [--per-query N]
+        [--skip-segments] [--engines duckdb,spark] [--per-query N] [--grouped-first]
 
 Data (not timed): bench_sql's generated profiles (``generate_profiles(N, seed=42)``, ~10 events
 each, cached as JSON Lines in bench/data/) bulk-loaded into SQLite and a throwaway PostgreSQL
@@ -148,9 +148,11 @@ def timed_batch(engine, on: str, root: Path, per_query: int | None = None) -> tu
     return seconds, writing[0], {k: v.model_dump() for k, v in done.counts.items()}
 
 
-def batch_side_by_side(engine, root: Path, count: int, per_query: int | None, engines: list[str]) -> dict:
+def batch_side_by_side(engine, root: Path, count: int, per_query: int | None, engines: list[str],
+                       grouped_first: bool = False) -> dict:
     """PostgreSQL twice (the second: the steady state), then each analytic engine one statement
-    per segment (before) and a level's segments grouped (after), back to back."""
+    per segment (before) and a level's segments grouped (after), back to back (``grouped_first``:
+    in the other order, to see what the order and the load changed)."""
     from cdp.segments.jobs import SEGMENTS_PER_QUERY
 
     # the grouping measured against one statement per segment: the engine's default, or 10 where
@@ -163,7 +165,8 @@ def batch_side_by_side(engine, root: Path, count: int, per_query: int | None, en
     out = {"database": database, "members": sum(c["realized"] + c["existing"] for c in steady.values()), "runs": []}
     for on in engines:
         grouped = per_query or grouped_default[on]
-        for label, per in (("one per statement", 1), (f"{grouped} per statement", grouped)):
+        pair = [("one per statement", 1), (f"{grouped} per statement", grouped)]
+        for label, per in reversed(pair) if grouped_first else pair:
             log(f"batch of {count}: on {on}, {label}")
             seconds, writing, counts = timed_batch(engine, on, root, per)
             assert counts == steady, f"{on} ({label}) wrote other counts than the database"
@@ -181,6 +184,7 @@ def report(args, stats, snapshot: float, spark_start: float, rows: list[dict], b
              f"`nice -n 15 .venv/bin/python bench/bench_spark.py --profiles {args.profiles} --runs {args.runs} "
              f"--segments {args.segments} --master {args.master}"
              + (" --skip-segments" if args.skip_segments else "") + f" --engines {args.engines}"
+             + (" --grouped-first" if args.grouped_first else "")
              + (f" --per-query {args.per_query}" if args.per_query else "") + f"`; {args.profiles:,} profiles, {stats.events:,} "
              f"events; load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} "
              f"cores; snapshot (full export from PostgreSQL) {ms(snapshot)}; Spark start {ms(spark_start)} "
@@ -214,6 +218,7 @@ def main() -> None:
     parser.add_argument("--per-query", type=int, default=None,
                         help="segments per statement of the grouped batch runs (default: the engine's)")
     parser.add_argument("--engines", default="duckdb,spark", help="the analytic engines of the batch")
+    parser.add_argument("--grouped-first", action="store_true", help="the grouped batch run before the other")
     parser.add_argument("--skip-segments", action="store_true", help="only the batch (not segments a and b)")
     parser.add_argument("--record", action="store_true", help="append the tables to bench/RESULTS.md")
     args = parser.parse_args()
@@ -244,7 +249,8 @@ def main() -> None:
         spark_start = time.perf_counter() - began
         try:
             rows = [] if args.skip_segments else segments_side_by_side(engine, duck, spark, args.runs)
-            batch = batch_side_by_side(engine, root, args.segments, args.per_query, args.engines.split(",")) \
+            batch = batch_side_by_side(engine, root, args.segments, args.per_query, args.engines.split(","),
+                                       args.grouped_first) \
                 if args.segments else None
         finally:
             spark.close()
