@@ -145,7 +145,7 @@ def run(engine, records, rules_on: bool, request: int = REQUEST) -> dict:
     for body in bodies:
         with write_transaction(engine) as connection:
             answer = ingest_records(connection=connection, sandbox=sandbox, dataset_id=dataset, body=body,
-                                    schema=schema, engine=engine)
+                                    schema=schema)
         accepted += answer.accepted
         splits += sum(w.count("split off") for r in answer.results for w in r.warnings)
     seconds = time.perf_counter() - started

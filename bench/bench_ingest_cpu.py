@@ -13,7 +13,11 @@ dataset. Reported per record (``time.process_time``, this process's CPU): the wh
 the parts a 500-record request pays per record outside the database — validation alone
 (``validate_record`` over the same records, in a loop) and the response's serialisation alone
 (the route's answer for 500 records encoded again, in a loop). ``--profile``: cProfile of one
-round of the requests, the top functions by own time.
+round of the requests, the top functions by own time. ``--identity-people N``: also bench_ingest.py's
+identity-graph stream (N people, 5 events each, one or two of their three identities a record, so
+profiles link and merge as it goes) through the same route, its CPU per record, and its profiles
+checked against the union-find. The garbage collector is tuned as ``cdp serve`` tunes it
+(cdp/api/process.py) once the app is made.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import cdp.dsl  # noqa: E402,F401 - cdp.schema must not be imported first (import cycle)
-from bench_ingest import event_stream  # noqa: E402
+from bench_ingest import event_stream, identity_stream  # noqa: E402
 
+from cdp.api.process import tune_gc  # noqa: E402
 from cdp.demo import generate_profiles  # noqa: E402
 
 ADMIN_KEY = "cdp_benchadmin1_" + "B" * 40
@@ -147,11 +152,35 @@ def serialisation_only(app_client: InProcess, dataset: int, records: list[dict])
     return cpu_per_record(run, 20 * REQUEST)
 
 
+def identity_round(app: InProcess, people: int) -> None:
+    """The identity-graph stream through the route: CPU per record; profiles == union-find."""
+    import sqlalchemy as sa
+
+    records, components, _, _ = identity_stream(people, seed=7)
+    main_sandbox, main_headers = app.sandbox, app.headers
+    app.sandbox, app.headers = "identity", {**app.headers, "X-Sandbox": "identity"}  # a sandbox of its own
+    assert app.client.post("/v1/sandboxes", json={"name": app.sandbox}, headers=app.headers).status_code == 201
+    dataset = app.dataset("identity graph", "event")
+    encoded = bodies(records)
+    cpu = cpu_per_record(lambda: app.post_all(dataset, encoded), len(records))
+    with app.client.app.state.engine.connect() as connection:
+        stored = connection.execute(sa.text("SELECT count(*) FROM profiles WHERE sandbox = :s"),
+                                    {"s": app.sandbox}).scalar_one()
+    app.sandbox, app.headers = main_sandbox, main_headers
+    print(f"identity graph: {len(records):,} records ({people:,} people) in requests of {REQUEST}: "
+          f"{cpu:.1f} µs/record; profiles {stored:,}, union-find {components[-1]:,} — "
+          f"{'equal' if stored == components[-1] else 'DIFFERENT'}", flush=True)
+    if stored != components[-1]:
+        raise SystemExit("the identity graph's profiles differ from the union-find")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=5000, help="event records per round (and profile records)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--profile", action="store_true", help="cProfile the service called directly (after round 1)")
+    parser.add_argument("--identity-people", type=int, default=0,
+                        help="also the identity-graph stream of this many people (5 events each)")
     args = parser.parse_args(argv)
     import cdp
 
@@ -161,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     schema = luma_schema()
     with tempfile.TemporaryDirectory() as folder:
         app = InProcess(folder)
+        tune_gc()
         try:
+            if args.identity_people:
+                identity_round(app, args.identity_people)
             for round_ in range(args.rounds):
                 events = event_stream(args.records, seed=100 + round_)
                 profiles = profile_records(args.records, seed=200 + round_)

@@ -51,7 +51,7 @@ def _ingest_stream(engine, stream: list[list[tuple[str, str]]], per_request: int
         chunk = records[start:start + per_request]
         with write_transaction(engine) as connection:
             answer = ingest_records(connection=connection, sandbox=sandbox, dataset_id=dataset,
-                                    body={"records": chunk}, schema=luma_schema(), engine=engine)
+                                    body={"records": chunk}, schema=luma_schema())
         assert answer.accepted == len(chunk), answer
     return sandbox
 
@@ -130,7 +130,7 @@ def test_a_record_that_loses_a_race_for_an_identity_links_to_the_winner(postgres
     def second() -> None:
         with write_transaction(engine) as connection:
             answers["second"] = ingest_records(
-                connection=connection, sandbox=sandbox, dataset_id=dataset, engine=engine,
+                connection=connection, sandbox=sandbox, dataset_id=dataset,
                 body=record("e-2", ("ecid", "c-9"), ("email", "shared@example.com")), schema=luma_schema())
 
     thread = threading.Thread(target=second)

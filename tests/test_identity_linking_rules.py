@@ -125,7 +125,7 @@ def _ingest(engine, stream, per_request: int, with_profile_records: bool) -> tup
             dataset = web if kind == "event" else _dataset(connection, sandbox, "profile", kind)
         with write_transaction(engine) as connection:
             answer = ingest_records(connection=connection, sandbox=sandbox, dataset_id=dataset,
-                                    body={"records": chunk}, schema=luma_schema(), engine=engine)
+                                    body={"records": chunk}, schema=luma_schema())
         rejected = sum(1 for record in chunk if _doubled([(i["namespace"], i["id"]) for i in record["identities"]]))
         assert answer.rejected == rejected and answer.accepted == len(chunk) - rejected, answer
     return sandbox, kinds
@@ -214,15 +214,14 @@ def test_two_requests_racing_to_link_one_cookie_to_two_people(postgres_url_facto
             for person in people:
                 with write_transaction(engine) as connection:
                     ingest_records(connection=connection, sandbox=sandbox, dataset_id=web, schema=luma_schema(),
-                                   body=record(f"{person[1]}-0", person), engine=engine)
+                                   body=record(f"{person[1]}-0", person))
         barrier, answers = threading.Barrier(2), {}
 
         def send(person) -> None:
             barrier.wait()
             with write_transaction(engine) as connection:
                 answers[person] = ingest_records(connection=connection, sandbox=sandbox, dataset_id=web,
-                                                 schema=luma_schema(), body=record(f"{person[1]}-1", person, cookie),
-                                                 engine=engine)
+                                                 schema=luma_schema(), body=record(f"{person[1]}-1", person, cookie))
 
         threads = [threading.Thread(target=send, args=(person,)) for person in people]
         for thread in threads:

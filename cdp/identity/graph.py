@@ -44,6 +44,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from cdp.identity import listed
 from cdp.identity.attributes import apply_policy_many
 from cdp.identity.merging import merge_profiles
 from cdp.identity.owners import find_owners, mark_seen
@@ -53,10 +54,62 @@ from cdp.identity.settings import IdentitySettings
 from cdp.storage.bulk import claim_identities, insert_links, insert_profiles, upsert_links
 from cdp.storage.models import identities, identity_removals, profiles
 
-_PAIRS_PER_QUERY = 400  # bound parameters per statement stay far below SQLite's limit
 
-_IDENTITY_COUNTS = sa.select(identities.c.profile_pk, sa.func.count()).where(
-    identities.c.profile_pk.in_(sa.bindparam("b_pks", expanding=True))).group_by(identities.c.profile_pk)
+_UNIQUE_IDENTITIES_OF = ("SELECT profile_pk, namespace, value FROM identities "
+                         "WHERE profile_pk {list} AND namespace {list}")
+_IDENTITY_COUNTS = "SELECT profile_pk, count(*) FROM identities WHERE profile_pk {list} GROUP BY profile_pk"
+
+
+def _components(records: list[list[tuple[str, str]]], pairs: list[tuple[str, str]],
+                owner: dict[tuple[str, str], int]) -> tuple[dict[int, list[int]], list[int], dict[int, set[int]],
+                                                          dict[int, list[int]]]:
+    """Union-find over the records' identities and their owners, in arrival order (integer nodes:
+    an identity is its place in ``pairs``). Returns (root → the indexes of its records, roots in
+    order of their first record; each record's root; root → the owner profiles in its component;
+    record index → the owner profiles it joined, when it joined two or more)."""
+    node_of = {pair: node for node, pair in enumerate(pairs)}
+    parent = list(range(len(pairs)))
+    owners_of: dict[int, set[int]] = {}  # only roots with owners
+    first_node: dict[int, int] = {}
+    for pair, pk in owner.items():  # a profile's identities are one component from the start
+        node = node_of[pair]
+        root = first_node.setdefault(pk, node)
+        if root == node:
+            owners_of[node] = {pk}
+        else:
+            parent[node] = root
+
+    def find(node: int) -> int:
+        while parent[node] != node:
+            parent[node] = node = parent[parent[node]]
+        return node
+
+    record_nodes = [[node_of[pair] for pair in record] for record in records]
+    links: dict[int, list[int]] = {}
+    for index, nodes in enumerate(record_nodes):
+        if len(nodes) == 1:  # joins nothing
+            continue
+        roots = list(dict.fromkeys(find(node) for node in nodes))
+        if len(roots) == 1:
+            continue
+        owned = [root for root in roots if root in owners_of]
+        if len(owned) > 1:
+            links[index] = sorted(set().union(*(owners_of[root] for root in owned)))
+        head = roots[0]
+        for root in roots[1:]:
+            parent[root] = head
+            if root in owners_of:
+                owners_of.setdefault(head, set()).update(owners_of.pop(root))
+    record_roots = [find(nodes[0]) for nodes in record_nodes]
+    components: dict[int, list[int]] = {}
+    for index, root in enumerate(record_roots):
+        components.setdefault(root, []).append(index)
+    return components, record_roots, {root: owners_of.get(root, set()) for root in components}, links
+
+
+def _pair_profiles(records: list[list[tuple[str, str]]], record_profiles: list[int]) -> dict[tuple[str, str], int]:
+    """Each identity's profile: its record's (the identities of a record are one component)."""
+    return {pair: pk for record, pk in zip(records, record_profiles) for pair in record}
 
 
 class ResolutionConflict(RuntimeError):
@@ -140,38 +193,7 @@ class IdentityGraph:
         # them until we commit (one statement); a retry locks first and reads again (see below)
         locked_read = self.dialect == "postgresql" and self.lock_at_read
         owner = self.owners(pairs, lock=locked_read)
-        # union-find over the records' identities and their owners (a profile is a node too, so
-        # identities of one profile are one component from the start), in arrival order
-        parent: dict[tuple[str, str], tuple[str, str]] = {pair: pair for pair in pairs}
-        owners_of: dict[tuple[str, str], set[int]] = {pair: set() for pair in pairs}
-        for pk in set(owner.values()):
-            parent[("", str(pk))] = ("", str(pk))
-            owners_of[("", str(pk))] = {pk}
-
-        def find(node):
-            while parent[node] != node:
-                parent[node] = parent[parent[node]]
-                node = parent[node]
-            return node
-
-        def union(a, b) -> None:
-            a, b = find(a), find(b)
-            if a != b:
-                parent[b] = a
-                owners_of[a] |= owners_of.pop(b)
-
-        for pair, pk in owner.items():
-            union(("", str(pk)), pair)
-        links: dict[int, list[int]] = {}  # record index → the owner profiles it linked
-        for index, record in enumerate(records):
-            roots = list(dict.fromkeys(find(pair) for pair in record))
-            if sum(1 for root in roots if owners_of[root]) > 1:
-                links[index] = sorted(set().union(*(owners_of[root] for root in roots)))
-            for root in roots[1:]:
-                union(roots[0], root)
-        components: dict[tuple[str, str], list[int]] = {}
-        for index, record in enumerate(records):
-            components.setdefault(find(record[0]), []).append(index)
+        components, roots, owners_of, links = _components(records, pairs, owner)
         if self.rules.unique:
             conflicted = self._conflicted(records, components, owner, owners_of)
             if conflicted:
@@ -183,7 +205,7 @@ class IdentityGraph:
         fresh = [root for root in components if not owners_of[root]]
         created_in_order = self._create_profiles(len(fresh), now)
         created = set(created_in_order)
-        profile_of: dict[tuple[str, str], int] = dict(zip(fresh, created_in_order))
+        profile_of: dict[int, int] = dict(zip(fresh, created_in_order))
         merged_into: dict[int, int] = {}
         for root in components:
             if owners_of[root]:
@@ -193,36 +215,35 @@ class IdentityGraph:
         merged_ids = {pk: external_id or "" for pk, external_id in self._merge_all(merged_into, now).items()}
         for pk in {*merged_into, *merged_into.values()}:
             self.event_counts.pop(pk, None)
-        missing = [pair for pair in pairs if pair not in owner]
+        record_profiles = [profile_of[root] for root in roots]
+        missing = [position for position, pair in enumerate(pairs) if pair not in owner]
+        pair_profile = _pair_profiles(records, record_profiles) if missing else {}
         if missing:
-            rows = sorted(({"sandbox": self.sandbox, "profile_pk": profile_of[find(pair)], "namespace": pair[0],
-                            "value": pair[1], "first_seen": now, "last_seen": now} for pair in missing),
+            rows = sorted(({"sandbox": self.sandbox, "profile_pk": pair_profile[pairs[position]],
+                            "namespace": pairs[position][0], "value": pairs[position][1], "first_seen": now,
+                            "last_seen": now} for position in missing),
                           key=lambda row: (row["namespace"], row["value"]))  # one order for every writer
             if self.claim(rows) != len(rows):
                 raise ResolutionConflict("another writer claimed an identity of the batch")
         self._touch([pair for pair in pairs if pair in owner], now)
-        self._write_links(records, indices, [profile_of[find(record[0])] for record in records], now)
+        self._write_links(records, indices, record_profiles, now)
         # the graph limit, where it can be passed: a new profile holds exactly its component's
         # identities; profiles that grew are counted in one statement
         limit = self.settings.graph_limit
         new_sizes: dict[int, int] = {}
-        for pair in missing:
-            pk = profile_of[find(pair)]
+        for position in missing:
+            pk = pair_profile[pairs[position]]
             new_sizes[pk] = new_sizes.get(pk, 0) + 1
         grown = {profile_of[root] for root in components if len(owners_of[root]) > 1}
         grown |= {pk for pk, size in new_sizes.items() if pk not in created or size > limit}
-        over = []
-        ordered = sorted(grown)
-        for start in range(0, len(ordered), _PAIRS_PER_QUERY):
-            counts = self.connection.execute(_IDENTITY_COUNTS, {"b_pks": ordered[start:start + _PAIRS_PER_QUERY]})
-            over += [pk for pk, count in counts if count > limit]
+        counts = listed.run(self.connection, _IDENTITY_COUNTS, listed.keys(sorted(grown))).all() if grown else []
+        over = [pk for pk, count in counts if count > limit]
         removed = {pk: self._enforce_limit(pk, now) for pk in sorted(over)}
         apply_policy_many(self.connection, merged_into.values(), self.settings)
         external = self._external_ids(sorted(set(profile_of.values())))
         resolutions = []
         reported: set[int] = set()
-        for index, record in enumerate(records):
-            profile_pk = profile_of[find(record[0])]
+        for index, profile_pk in enumerate(record_profiles):
             resolution = Resolution(profile_pk, external[profile_pk], created=profile_pk in created)
             if index in links:
                 resolution.merged = [merged_ids[pk] for pk in links[index] if pk in merged_ids and merged_ids[pk]
@@ -272,10 +293,9 @@ class IdentityGraph:
 
     def _external_ids(self, profile_pks: list[int]) -> dict[int, str]:
         missing = [pk for pk in profile_pks if pk not in self.external_ids]
-        for start in range(0, len(missing), _PAIRS_PER_QUERY):
-            for row in self.connection.execute(sa.select(profiles.c.pk, profiles.c.external_id).where(
-                    profiles.c.pk.in_(missing[start:start + _PAIRS_PER_QUERY]))):
-                self.external_ids[row.pk] = row.external_id
+        if missing:
+            self.external_ids.update(listed.run(self.connection, "SELECT pk, external_id FROM profiles WHERE pk {list}",
+                                                listed.keys(missing)).all())
         return {pk: self.external_ids[pk] for pk in profile_pks}
 
     def _touch(self, pairs: list[tuple[str, str]], now: datetime) -> None:
@@ -293,12 +313,10 @@ class IdentityGraph:
                                             for index in indexes for pair in records[index]))
             for pk in owners_of[root]})
         held: dict[int, list[tuple[str, str]]] = {}
-        for start in range(0, len(asking), _PAIRS_PER_QUERY):
-            for row in self.connection.execute(sa.select(identities.c.profile_pk, identities.c.namespace,
-                                                         identities.c.value).where(
-                    identities.c.profile_pk.in_(asking[start:start + _PAIRS_PER_QUERY]),
-                    identities.c.namespace.in_(sorted(unique)))):
-                held.setdefault(row.profile_pk, []).append((row.namespace, row.value))
+        if asking:
+            for profile_pk, namespace, value in listed.run(self.connection, _UNIQUE_IDENTITIES_OF, listed.keys(asking),
+                                                           listed.Many(sorted(unique), "varchar")).all():
+                held.setdefault(profile_pk, []).append((namespace, value))
         conflicted: list[int] = []
         for root, indexes in components.items():
             found = [pair for index in indexes for pair in records[index] if pair[0] in unique]

@@ -15,19 +15,18 @@ before anything is written), so nothing else writes their rows meanwhile.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from cdp.identity import listed
 from cdp.identity.attributes import apply_policy
 from cdp.identity.settings import IdentitySettings
 from cdp.storage.memberships import MEMBER, exit_all
-from cdp.storage.models import attribute_sources, identities, memberships, profile_merges, profiles, segment_due
-
-_PER_STATEMENT = 400  # merged profiles per statement: three parameters each, far below SQLite's limit
-
+from cdp.storage.database import sqlite_text
+from cdp.storage.models import profile_merges
 
 def merge_profiles(connection: sa.Connection, *, sandbox: str, survivor_of: Mapping[int, int], now: datetime,
                    settings: IdentitySettings, created_here: set[int]) -> dict[int, str | None]:
@@ -38,23 +37,21 @@ def merge_profiles(connection: sa.Connection, *, sandbox: str, survivor_of: Mapp
     if not merged:
         return {}
     before = _merged_rows(connection, merged)
-    moved_identities = _counts(connection, identities.c.profile_pk,
-                               [pk for pk in merged if pk not in created_here])
+    recorded = [pk for pk in merged if pk not in created_here]
+    moved_identities = dict(listed.run(connection, _IDENTITY_COUNTS, listed.keys(recorded)).all()) if recorded else {}
     moves = [(pk, survivor_of[pk]) for pk in merged]
     for table, column in _MOVED:
         _move(connection, table, column, column, moves)
     _merge_sources(connection, survivor_of)
     # values loaded without a dataset: the survivor's stay, the merged profiles' fill the gaps
     for pk in merged:
-        legacy = dict(before[pk].attributes or {})
+        legacy = before[pk].attributes
         if legacy:
             apply_policy(connection, profile_pk=survivor_of[pk], settings=settings, paths=set(), legacy=legacy)
     _exit_memberships(connection, sandbox, merged, now)
-    for chunk in _chunks(merged):
-        connection.execute(profiles.delete().where(profiles.c.pk.in_(chunk)))
-    for chunk in _chunks(sorted(set(survivor_of.values()))):
-        connection.execute(profiles.update().where(profiles.c.pk.in_(chunk)).values(updated_at=now))
-    recorded = [pk for pk in merged if pk not in created_here]
+    listed.run(connection, "DELETE FROM profiles WHERE pk {list}", listed.keys(merged))
+    listed.run(connection, "UPDATE profiles SET updated_at = ? WHERE pk {list}", _instant(connection, now),
+               listed.keys(sorted(set(survivor_of.values()))))
     if recorded:
         connection.execute(profile_merges.insert(), [
             {"sandbox": sandbox, "survivor_pk": survivor_of[pk], "merged_external_id": before[pk].external_id,
@@ -82,42 +79,43 @@ def _move(connection: sa.Connection, table: str, column: str, key: str, moves: l
     else:
         connection.exec_driver_sql(
             f"UPDATE {table} SET {column} = m.new FROM unnest(%s::bigint[], %s::bigint[]) AS m(old, new) "
-            f"WHERE {table}.{key} = m.old", ([old for old, _ in moves], [new for _, new in moves]))
+            f"WHERE {table}.{key} = m.old", (listed.array_literal(old for old, _ in moves),
+                                              listed.array_literal(new for _, new in moves)))
 
 
-def _chunks(keys: list[int]) -> Iterable[list[int]]:
-    for start in range(0, len(keys), _PER_STATEMENT):
-        yield keys[start:start + _PER_STATEMENT]
+class _Merged(NamedTuple):
+    external_id: str
+    attributes: dict[str, Any]
+    event_count: int
 
 
-def _merged_rows(connection: sa.Connection, merged: list[int]) -> dict[int, Any]:
+_IDENTITY_COUNTS = "SELECT profile_pk, count(*) FROM identities WHERE profile_pk {list} GROUP BY profile_pk"
+
+
+def _instant(connection: sa.Connection, value: datetime) -> Any:
+    """A datetime as a driver-level statement takes it (SQLite: the text SQLAlchemy stores)."""
+    return sqlite_text(value) if connection.dialect.name == "sqlite" else value
+
+
+def _merged_rows(connection: sa.Connection, merged: list[int]) -> dict[int, _Merged]:
     """The merged profiles' id, attributes and event count (read before anything moves)."""
     found = {}
-    for chunk in _chunks(merged):
-        for row in connection.execute(sa.select(profiles.c.pk, profiles.c.external_id, profiles.c.attributes,
-                                                profiles.c.event_count).where(profiles.c.pk.in_(chunk))):
-            found[row.pk] = row
+    for pk, external_id, attributes, event_count in listed.run(
+            connection, "SELECT pk, external_id, attributes, event_count FROM profiles WHERE pk {list}",
+            listed.keys(merged)).all():
+        if isinstance(attributes, str):  # SQLite: JSON text
+            attributes = json.loads(attributes)
+        found[pk] = _Merged(external_id, attributes or {}, event_count)
     return found
-
-
-def _counts(connection: sa.Connection, column: sa.Column, keys: list[int]) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    for chunk in _chunks(keys):
-        counts.update(connection.execute(sa.select(column, sa.func.count()).where(column.in_(chunk))
-                                         .group_by(column)).all())
-    return counts
 
 
 def _merge_sources(connection: sa.Connection, survivor_of: Mapping[int, int]) -> None:
     """Move the merged profiles' source rows to their survivors, keeping per (survivor, attribute,
     dataset) the latest row (observed last; ties: written last)."""
     involved = sorted({*survivor_of, *survivor_of.values()})
-    rows = []
-    for chunk in _chunks(involved):
-        rows += connection.execute(sa.select(attribute_sources.c.pk, attribute_sources.c.profile_pk,
-                                             attribute_sources.c.path, attribute_sources.c.dataset_pk,
-                                             attribute_sources.c.observed_at)
-                                   .where(attribute_sources.c.profile_pk.in_(chunk))).all()
+    # observed_at as stored: on SQLite text in one fixed form, which sorts as the instants do
+    rows = listed.run(connection, "SELECT pk, profile_pk, path, dataset_pk, observed_at FROM attribute_sources "
+                                  "WHERE profile_pk {list}", listed.keys(involved)).all()
     if not rows:
         return
     best: dict[tuple[int, str, int], Any] = {}
@@ -127,20 +125,18 @@ def _merge_sources(connection: sa.Connection, survivor_of: Mapping[int, int]) ->
             best[key] = row
     keep = {row.pk for row in best.values()}
     drop = sorted(row.pk for row in rows if row.pk not in keep)
-    for chunk in _chunks(drop):
-        connection.execute(attribute_sources.delete().where(attribute_sources.c.pk.in_(chunk)))
+    if drop:
+        listed.run(connection, "DELETE FROM attribute_sources WHERE pk {list}", listed.keys(drop))
     _move(connection, "attribute_sources", "profile_pk", "pk", sorted(
         (row.pk, survivor_of[row.profile_pk]) for row in best.values() if row.profile_pk in survivor_of))
 
 
 def _exit_memberships(connection: sa.Connection, sandbox: str, merged: list[int], now: datetime) -> None:
     """The merged profiles' memberships exit (outbox rows, history) and go, with their due rows."""
-    members = []
-    for chunk in _chunks(merged):
-        members += connection.execute(sa.select(memberships.c.profile_pk).distinct().where(
-            memberships.c.profile_pk.in_(chunk), memberships.c.status.in_(MEMBER))).scalars().all()
+    members = listed.run(connection, "SELECT DISTINCT profile_pk FROM memberships WHERE profile_pk {list} "
+                                     "AND status {list}", listed.keys(merged),
+                         listed.Many(list(MEMBER), "varchar")).scalars().all()
     for pk in sorted(members):  # rare (a merged profile in a segment): exit_all per profile
         exit_all(connection, sandbox=sandbox, profile_pk=pk, now=now, source="merge")
-    for chunk in _chunks(merged):
-        connection.execute(segment_due.delete().where(segment_due.c.profile_pk.in_(chunk)))
-        connection.execute(memberships.delete().where(memberships.c.profile_pk.in_(chunk)))
+    listed.run(connection, "DELETE FROM segment_due WHERE profile_pk {list}", listed.keys(merged))
+    listed.run(connection, "DELETE FROM memberships WHERE profile_pk {list}", listed.keys(merged))

@@ -7,7 +7,8 @@ measured, a request of 500 records spent ~16 ms a statement doing so, several ti
 spent running it. Here SQLite gets the pairs as one JSON text (``json_each``, the outer loop of a
 ``CROSS JOIN`` so that each pair is one probe of the unique index on sandbox, namespace and
 value), PostgreSQL as two arrays (``= ANY``: index scans on the same index; the rows that
-combine a namespace of one pair with the value of another are dropped here). The answers equal
+combine a namespace of one pair with the value of another are dropped here), each sent as one
+array literal (cdp/identity/listed.py). The answers equal
 the Core statements' (tests/test_identity_owners.py).
 """
 
@@ -20,6 +21,7 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 
+from cdp.identity.listed import array_literal
 from cdp.storage.database import sqlite_text
 
 
@@ -41,7 +43,7 @@ _SQLITE_OWNERS = """
 _POSTGRESQL_OWNERS = """
     SELECT i.namespace, i.value, i.profile_pk, i.pk, p.external_id, p.event_count
     FROM identities AS i JOIN profiles AS p ON p.pk = i.profile_pk
-    WHERE i.sandbox = %s AND i.namespace = ANY(%s) AND i.value = ANY(%s)"""
+    WHERE i.sandbox = %s AND i.namespace = ANY(%s::varchar[]) AND i.value = ANY(%s::varchar[])"""
 # the owners and the identities locked as they are read (cdp/identity/graph.py: concurrency): a
 # merge, split or deletion of an owner waits for us, or we for it — and then, the identity being
 # locked too, PostgreSQL checks its newest version: an identity moved or gone meanwhile is not
@@ -53,7 +55,7 @@ _SQLITE_TOUCH = """
     WHERE pk IN (SELECT value FROM json_each(?)) AND (last_seen IS NULL OR last_seen < ?)"""
 _POSTGRESQL_TOUCH = """
     UPDATE identities SET last_seen = %s
-    WHERE pk = ANY(%s) AND (last_seen IS NULL OR last_seen < %s)"""
+    WHERE pk = ANY(%s::bigint[]) AND (last_seen IS NULL OR last_seen < %s)"""
 
 
 def find_owners(connection: sa.Connection, sandbox: str, pairs: Sequence[tuple[str, str]], *,
@@ -64,12 +66,12 @@ def find_owners(connection: sa.Connection, sandbox: str, pairs: Sequence[tuple[s
         return []
     if connection.dialect.name == "sqlite":
         text = json.dumps(pairs, ensure_ascii=False, separators=(",", ":"))
-        return [Owner(*row) for row in connection.exec_driver_sql(_SQLITE_OWNERS, (text, sandbox))]
+        return [Owner(*row) for row in connection.exec_driver_sql(_SQLITE_OWNERS, (text, sandbox)).all()]
     wanted = set(pairs)
     namespaces = sorted({namespace for namespace, _ in wanted})
     values = sorted({value for _, value in wanted})
     sql = _POSTGRESQL_OWNERS_LOCKED if lock else _POSTGRESQL_OWNERS
-    rows = connection.exec_driver_sql(sql, (sandbox, namespaces, values))
+    rows = connection.exec_driver_sql(sql, (sandbox, array_literal(namespaces), array_literal(values))).all()
     return [Owner(*row) for row in rows if (row[0], row[1]) in wanted]
 
 
@@ -82,4 +84,4 @@ def mark_seen(connection: sa.Connection, identity_pks: Sequence[int], now: datet
         connection.exec_driver_sql(_SQLITE_TOUCH, (at, json.dumps(sorted(identity_pks)), at))
     else:
         at = now.astimezone(timezone.utc)
-        connection.exec_driver_sql(_POSTGRESQL_TOUCH, (at, sorted(identity_pks), at))
+        connection.exec_driver_sql(_POSTGRESQL_TOUCH, (at, array_literal(sorted(identity_pks)), at))

@@ -8,7 +8,7 @@ import logging
 import random
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +22,7 @@ from cdp.ingestion.models import IngestResponse, RecordError, RecordResult, Reco
 from cdp.ingestion.validation import ValidRecord, validate_record
 from cdp.schema import Schema
 from cdp.engine.sql.loading import json_value
+from cdp.identity import listed
 from cdp.identity.attributes import Source, record_attributes_many
 from cdp.identity.graph import IdentityGraph, Lineage, Resolution, ResolutionConflict
 from cdp.identity.namespaces import IdentityValueError, normalize, sandbox_namespaces
@@ -30,18 +31,15 @@ from cdp.segments.membership import MembershipRefresher
 from cdp.segments.reads import Change
 from cdp.segments.streaming import StreamingEvaluator
 from cdp.storage.bulk import insert_events
-from cdp.storage.models import events, profiles
+from cdp.storage.models import profiles
 
 log = logging.getLogger("cdp.ingestion")
 
-# statements of the hot path, built once
-_EVENTS_SEEN = sa.select(events.c.event_id).where(events.c.dataset_pk == sa.bindparam("b_dataset"),
-                                                  events.c.event_id.in_(sa.bindparam("b_event_ids", expanding=True)))
+# statements of the hot path, the list of ids or keys as one parameter (cdp/identity/listed.py)
+_EVENTS_SEEN = "SELECT event_id FROM events WHERE dataset_pk = ? AND event_id {list}"
 # the profiles' event counts (kept by triggers on events, migration 0017): one number a profile,
 # not a COUNT that grows with it
-_EVENT_COUNTS = sa.select(profiles.c.pk, profiles.c.event_count).where(
-    profiles.c.pk.in_(sa.bindparam("b_pks", expanding=True)))
-_IDS_PER_QUERY = 500
+_EVENT_COUNTS = "SELECT pk, event_count FROM profiles WHERE pk {list}"
 _TOUCH_PROFILE = profiles.update().where(profiles.c.pk == sa.bindparam("b_pk")).values(
     updated_at=sa.bindparam("b_now"))
 
@@ -105,22 +103,15 @@ class Writer:
 
     # ---- one record --------------------------------------------------------------------------
 
-    def rebind(self, connection: sa.Connection) -> None:
-        """Go on on another connection (a record's own transaction)."""
-        self.connection = self.graph.connection = self.memberships.connection = connection
-        self.streaming.connection = connection
-
-    def apply(self, index: int, record: ValidRecord, *, engine: sa.Engine | None = None) -> RecordResult:
+    def apply(self, index: int, record: ValidRecord) -> RecordResult:
         """Apply one record (:meth:`apply_many` of one)."""
-        return self.apply_many([(index, record)], engine=engine)[0]
+        return self.apply_many([(index, record)])[0]
 
-    def apply_many(self, items: list[tuple[int, ValidRecord]], *, engine: sa.Engine | None = None
-                   ) -> list[RecordResult]:
+    def apply_many(self, items: list[tuple[int, ValidRecord]]) -> list[RecordResult]:
         """Apply many records (index, record) with the outcome of applying them one after the
-        other, in a few set-wise statements. On PostgreSQL in a savepoint of the caller's
-        transaction (a streaming request, a batch file: all or nothing), or with ``engine`` in a
-        transaction of their own (the locks held only while they are written); when they lose a race with a
-        concurrent writer they are rolled back and tried again — together SET_WISE_ATTEMPTS
+        other, in a few set-wise statements, in the caller's transaction (a streaming request, a
+        batch file: all or nothing). On PostgreSQL in a savepoint of it: when they lose a race with
+        a concurrent writer they are rolled back and tried again — together SET_WISE_ATTEMPTS
         times, then one by one, each MAX_ATTEMPTS times; a record that still loses is rejected
         (``conflict``), never half stored. On SQLite the transaction holds the write lock, so
         nothing races."""
@@ -145,11 +136,11 @@ class Writer:
             remember()
             results.update(applied)
         elif prepared:
-            applied = self._attempt(prepared, engine, SET_WISE_ATTEMPTS if len(prepared) > 1 else MAX_ATTEMPTS)
+            applied = self._attempt(prepared, SET_WISE_ATTEMPTS if len(prepared) > 1 else MAX_ATTEMPTS)
             if applied is None:  # still losing together: one by one
                 applied = {}
                 for item in prepared:
-                    alone = self._attempt([item], engine, MAX_ATTEMPTS)
+                    alone = self._attempt([item], MAX_ATTEMPTS)
                     applied.update(alone if alone is not None else {item[0]: RecordResult(
                         index=item[1], status=RecordStatus.rejected, errors=[RecordError(
                             path="identities", message=f"conflict: concurrent writers kept changing this record's "
@@ -158,21 +149,16 @@ class Writer:
             results.update(applied)
         return [results[position] for position in range(len(items))]
 
-    def _attempt(self, prepared: list, engine: sa.Engine | None, attempts: int) -> dict[int, RecordResult] | None:
-        """PostgreSQL: apply ``prepared`` in a transaction or savepoint, up to ``attempts`` times while
-        it loses races; None when it never won."""
+    def _attempt(self, prepared: list, attempts: int) -> dict[int, RecordResult] | None:
+        """PostgreSQL: apply ``prepared`` in a savepoint, up to ``attempts`` times while it loses
+        races; None when it never won."""
         for attempt in range(attempts):
             # the first attempt locks the owners as it reads them; a retry after a lost race locks
             # them all in key order first (cdp/identity/graph.py, IdentityGraph._lock_owners)
             self.graph.lock_at_read = attempt == 0
             try:
-                if engine is not None:
-                    with engine.begin() as own:
-                        self.rebind(own)
-                        applied, remember = self._apply_many(prepared)
-                else:
-                    with self.connection.begin_nested():
-                        applied, remember = self._apply_many(prepared)
+                with self.connection.begin_nested():
+                    applied, remember = self._apply_many(prepared)
             except (sa.exc.IntegrityError, sa.exc.OperationalError, ResolutionConflict) as exc:
                 if not _lost_a_race(exc):
                     raise
@@ -193,11 +179,8 @@ class Writer:
         results: dict[int, RecordResult] = {}
         changes: dict[int, Change] = {}  # profile → what the records changed (streaming segments)
         if self.kind == "event":
-            stored = set()
-            ids = [record.event_id for _, _, record, _ in prepared]
-            for start in range(0, len(ids), _IDS_PER_QUERY):
-                stored.update(self.connection.execute(_EVENTS_SEEN, {
-                    "b_dataset": self.dataset_pk, "b_event_ids": ids[start:start + _IDS_PER_QUERY]}).scalars())
+            stored = set(listed.run(self.connection, _EVENTS_SEEN, self.dataset_pk, listed.Many(
+                [record.event_id for _, _, record, _ in prepared], "varchar")).scalars().all())
             fresh, here = [], set()
             for item in prepared:
                 event_id = item[2].event_id
@@ -240,11 +223,12 @@ class Writer:
             # read with the owners (cdp/identity/owners.py), unless a merge changed them since
             counts.update((pk, n) for pk, n in self.graph.event_counts.items() if pk not in counts)
             unknown = sorted({r.profile_pk for r in resolutions} - set(counts))
-            for start in range(0, len(unknown), _IDS_PER_QUERY):
-                chunk = unknown[start:start + _IDS_PER_QUERY]
-                counts.update({pk: 0 for pk in chunk})
-                counts.update(self.connection.execute(_EVENT_COUNTS, {"b_pks": chunk}).all())
+            if unknown:
+                counts.update({pk: 0 for pk in unknown})
+                counts.update(listed.run(self.connection, _EVENT_COUNTS, listed.keys(unknown)).all())
             rows, stored_ids = [], []
+            types_of: dict[int, set[str]] = {}  # profile → the types of the events it got (streaming segments)
+            dialect = self.dialect
             for (position, index, record, pairs), resolution in zip(prepared, resolutions):
                 profile_pk, warnings = resolution.profile_pk, self._warnings(resolution)
                 if counts[profile_pk] >= limits.MAX_EVENTS_PER_PROFILE:
@@ -254,12 +238,12 @@ class Writer:
                 counts[profile_pk] += 1
                 rows.append({"profile_pk": profile_pk, "event_id": record.event_id, "type": record.event_type,
                              "ts": record.ts, "dataset_pk": self.dataset_pk, "identities": [list(p) for p in pairs],
-                             "fields": {k: json_value(v, self.dialect) for k, v in record.event_fields.items()}})
+                             "fields": _stored_fields(record.event_fields, dialect)})
                 stored_ids.append(record.event_id)
-                before = changes.get(profile_pk, Change())
-                changes[profile_pk] = Change(event_types=before.event_types | {record.event_type})
+                types_of.setdefault(profile_pk, set()).add(record.event_type)
                 results[position] = RecordResult(index=index, status=RecordStatus.accepted,
                                                  profile_id=resolution.external_id, warnings=warnings)
+            changes.update((pk, Change(event_types=frozenset(types))) for pk, types in types_of.items())
             if rows:  # in one order for every writer (the unique index on dataset and event id)
                 insert_events(self.connection, sorted(rows, key=lambda row: row["event_id"]))
 
@@ -310,6 +294,18 @@ def _lost_a_race(exc: Exception) -> bool:
     return getattr(getattr(exc, "orig", None), "sqlstate", None) in _RACE_CODES
 
 
+_CONVERTED = (date, tuple)  # engine values stored in another form (datetime is a date)
+
+
+def _stored_fields(fields: dict[str, Any], dialect: str) -> dict[str, Any]:
+    """An event's fields as stored (json_value of each): the dict itself when nothing needs
+    converting (most events: text, numbers, booleans)."""
+    for value in fields.values():
+        if isinstance(value, _CONVERTED):
+            return {k: json_value(v, dialect) for k, v in fields.items()}
+    return fields
+
+
 def _wall_clock() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -348,15 +344,14 @@ def records_of(body: Any) -> list[Any]:
 
 
 def ingest_records(*, connection: sa.Connection, sandbox: str, dataset_id: int, body: Any,
-                   schema: Schema | None = None, metrics: Metrics | None = None, engine: sa.Engine | None = None,
+                   schema: Schema | None = None, metrics: Metrics | None = None,
                    clock: Callable[[], datetime] | None = None) -> IngestResponse:
     """Validate each record on its own and apply the valid ones set-wise (Writer.apply_many), in
     ``connection``'s transaction — on PostgreSQL in a savepoint of it, rolled back and tried again
     on a lost race (one transaction per request: the owners are locked as they are read, so a
     separate short transaction for the records saves nothing and costs a BEGIN, a COMMIT and a
     connection). ``schema``: the schema in force (default: read with the sandbox's other settings,
-    one version number per request: cdp/ingestion/config.py). ``engine``: no longer used (the
-    records had a transaction of their own before); accepted so that callers keep working."""
+    one version number per request: cdp/ingestion/config.py)."""
     config = ingest_config(connection=connection, sandbox=sandbox)
     kind = config.dataset_kind(sandbox, dataset_id)
     schema = config.schema if schema is None else schema

@@ -402,7 +402,7 @@ def parse_body(raw: bytes) -> Any:
         raise Unprocessable(f"the body is not JSON: {str(exc)[:200]}", code="invalid_json") from None
 
 
-def receive(*, connection: sa.Connection, engine: sa.Engine, source, body: Any, type_: str | None,
+def receive(*, connection: sa.Connection, source, body: Any, type_: str | None,
             schema: Schema, metrics: Metrics | None, received_at: datetime | None = None) -> dict:
     """Store the messages of one request of the tracking API (``type_``: the endpoint's message
     type; None for ``/v1/batch``). Each message is answered on its own and its outcome kept;
@@ -432,8 +432,7 @@ def receive(*, connection: sa.Connection, engine: sa.Engine, source, body: Any, 
         for start in range(0, len(items), 1000):
             chunk = items[start:start + 1000]
             answer = ingest_records(connection=connection, sandbox=source.sandbox, dataset_id=dataset_pk,
-                                    body={"records": [t.record for _, t in chunk]}, schema=schema, metrics=metrics,
-                                    engine=engine)
+                                    body={"records": [t.record for _, t in chunk]}, schema=schema, metrics=metrics)
             for (index, _), result in zip(chunk, answer.results):
                 outcome[index] = (result.status.value, [{"path": f"record.{e.path}" if e.path else "record",
                                                          "message": e.message} for e in result.errors])

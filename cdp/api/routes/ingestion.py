@@ -52,13 +52,13 @@ _RECORDS_BODY = {"anyOf": [
                          "timestamp and fields, as in the profile document). Limits: 64 KiB per record, 1,000 "
                          "records per request (413 `batch_too_large`), 100,000 events per profile.")
 def ingest_records(dataset_id: DatasetId, principal: Stewards, connection: ConnectionDep, metrics: MetricsDep,
-                   engine: EngineDep, clock: ClockDep, request: Request, background: BackgroundTasks,
+                   clock: ClockDep, request: Request, background: BackgroundTasks,
                    body: Annotated[Any, Body(openapi_examples={"batch": {"value": _RECORDS_EXAMPLE}},
                                              json_schema_extra=_RECORDS_BODY)]
                    ) -> Response:
     # the schema is read with the sandbox's other settings (one version number: cdp/ingestion/config.py)
     answer = service.ingest_records(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id,
-                                    body=body, metrics=metrics, engine=engine, clock=clock)
+                                    body=body, metrics=metrics, clock=clock)
     background.add_task(wake_delivery, request)  # after the commit: the changes it made go out at once
     # encoded here, not through the response model (documented above as IngestResponse): up to
     # 1,000 results a request, each a model FastAPI would validate and serialise again

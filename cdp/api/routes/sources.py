@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from cdp.api.deps import AnyRole, ConnectionDep, EngineDep, MetricsDep, SettingsDep, Stewards
+from cdp.api.deps import AnyRole, ConnectionDep, MetricsDep, SettingsDep, Stewards
 from cdp.api.errors import COMMON_RESPONSES, ErrorResponse
 from cdp.api.pagination import Page, PageDep
 from cdp.errors import BadRequest, PayloadTooLarge
@@ -238,13 +238,12 @@ def _register(type_: str | None) -> None:
                    "once the messages are handled: each is stored or rejected on its own (rejected ones are kept at "
                    "`GET /v1/sources/{id}/messages`).")
 
-    def handler(body: TrackingBody, request: Request, connection: ConnectionDep, engine: EngineDep,
-                metrics: MetricsDep) -> JSONResponse:
+    def handler(body: TrackingBody, request: Request, connection: ConnectionDep, metrics: MetricsDep) -> JSONResponse:
         source = service.authenticate_write_key(connection, _write_key(request, body))
         # 429 past the write key's limit, before anything is stored (a bucket per source)
         request.app.state.rate_limiter.take(f"write-key:{source.pk}", holder="this write key")
         schema_in_force = get_schema(connection=connection, sandbox=source.sandbox)
-        service.receive(connection=connection, engine=engine, source=source, body=body, type_=type_,
+        service.receive(connection=connection, source=source, body=body, type_=type_,
                         schema=schema_in_force, metrics=metrics)
         return JSONResponse({"success": True})
 
