@@ -92,7 +92,8 @@ def test_injection_through_literals_names_and_regexes(database):
     ("[\\d.]", "[0-9.]"),
     ("\\Afoo\\z", "^foo$"),
     ("(?i)abc", "(?i)abc"),
-    ("\\bword\\b", "\\yword\\y"),
+    ("\\Bx\\b", "(?:(?<=[0-9A-Za-z_])(?=[0-9A-Za-z_])|(?<![0-9A-Za-z_])(?![0-9A-Za-z_]))x"
+                 "(?:(?<=[0-9A-Za-z_])(?![0-9A-Za-z_])|(?<![0-9A-Za-z_])(?=[0-9A-Za-z_]))"),
     ("(?:ab)+|c{2,3}?", "(?:ab)+|c{2,3}?"),
 ])
 def test_re2_to_postgres_mapping(pattern, translated):
