@@ -32,6 +32,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import statistics
 import sys
 import time
@@ -100,7 +101,11 @@ def snapshot(engine: sa.Engine, root: Path) -> tuple[float, object]:
 
 
 def one_size(count: int, options, engines: dict[str, sa.Engine], spark_session_class, command: str) -> dict:
-    row: dict = {"profiles": count, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    row: dict = {"profiles": count, "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                 "load_at_start": os.getloadavg()[0]}
+    if "postgresql" in engines:
+        with engines["postgresql"].connect() as connection:
+            row["postgresql_bytes"] = connection.execute(sa.text("SELECT pg_database_size(current_database())")).scalar()
     manifests = {}
     for name, engine in engines.items():
         log(f"{count:,}: snapshot from {name}")
@@ -112,8 +117,11 @@ def one_size(count: int, options, engines: dict[str, sa.Engine], spark_session_c
         row["events"] = events
         manifests[name] = manifest
         log(f"{count:,}: snapshot from {name}: {seconds:.1f} s, {events:,} events")
+    # DuckDB and Spark read one snapshot: SQLite's when there is one (as issue 21's first runs did)
+    source = "sqlite" if "sqlite" in manifests else next(iter(manifests))
+    manifest = manifests[source]
+    row["snapshot_read"] = source
     save(row, command)
-    manifest = manifests["sqlite"] if "sqlite" in manifests else next(iter(manifests.values()))
     duck = DuckDBSession().from_sql(*relations_sql(manifest))
     ids: dict[str, dict[str, list]] = {key: {} for key in SEGMENTS}
     for key, text in SEGMENTS.items():
@@ -151,12 +159,12 @@ def one_size(count: int, options, engines: dict[str, sa.Engine], spark_session_c
 
 
 def spark_over_the_last_snapshot(count: int, options, spark_session_class, command: str) -> dict:
-    """``--spark-only``: Spark's figures for a size whose snapshot (bench/data/scale-snapshots-
-    sqlite) and other figures are already in the log; DuckDB gives the ids to compare."""
+    """``--spark-only``: Spark's figures for a size whose snapshot (bench/data/scale-snapshots-<the
+    database it was read from>) and other figures are already in the log; DuckDB gives the ids to compare."""
     from cdp.snapshots import latest_manifest
 
     row = {**logged_rows([count])[0], "command": command}
-    manifest = latest_manifest(DATA / "scale-snapshots-sqlite", SANDBOX)
+    manifest = latest_manifest(DATA / f"scale-snapshots-{row.get('snapshot_read', 'sqlite')}", SANDBOX)
     assert manifest is not None and manifest.parts[-1].events == row["events"], "the snapshot is of another size"
     duck = DuckDBSession().from_sql(*relations_sql(manifest))
     expected = {key: [e for _pk, e in duck.members(text, as_of=AS_OF, sandbox=SANDBOX)] for key, text in SEGMENTS.items()}
@@ -205,11 +213,13 @@ def report(rows: list[dict], options, command: str, started: datetime) -> str:
              "Commands: " + "; ".join(f"`{c}`" for c in dict.fromkeys(r.get("command", command) for r in rows))
              + f" (median of --runs after --warmup untimed runs, Spark: --spark-runs after --spark-warmup); load "
              f"average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores. DuckDB "
-             "and Spark read the SQLite snapshot.", "",
+             "and Spark read the snapshot of " + ", ".join(dict.fromkeys(
+                 dict(ENGINES)[r.get("snapshot_read", "sqlite")] for r in rows))
+             + "; \"+ snapshot\" adds that export's time.", "",
              "| profiles | events | segment | SQLite | PostgreSQL | DuckDB | Spark | DuckDB + snapshot | "
              "Spark + snapshot | members |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
-        snap = row.get("snapshot_sqlite")
+        snap = row.get(f"snapshot_{row.get('snapshot_read', 'sqlite')}")
         for key in SEGMENTS:
             duck, spark = row.get(f"duckdb_{key}"), row.get(f"spark_{key}")
             lines.append(f"| {row['profiles']:,} | {row['events']:,} | ({key}) | {s(row.get(f'sqlite_{key}'))} | "
@@ -217,13 +227,14 @@ def report(rows: list[dict], options, command: str, started: datetime) -> str:
                          f"{s(duck + snap if snap and duck else None)} | {s(spark + snap if snap and spark else None)} | "
                          f"{row[f'members_{key}']:,} |")
     lines += ["", "| profiles | snapshot from SQLite | µs / event row | from PostgreSQL | µs / event row | "
-              "snapshot size | Spark session (from_snapshot) |", "|---:|---:|---:|---:|---:|---:|---:|"]
+              "snapshot size | PostgreSQL database | Spark session (from_snapshot) |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         size = row.get("snapshot_sqlite_bytes") or row.get("snapshot_postgresql_bytes") or 0
         us = lambda name: f"{row[f'snapshot_{name}_us_per_event']:.1f}" if f"snapshot_{name}" in row else "—"  # noqa: E731
+        database = f"{row['postgresql_bytes'] / 2**30:.2f} GiB" if "postgresql_bytes" in row else "—"
         lines.append(f"| {row['profiles']:,} | {s(row.get('snapshot_sqlite'))} | {us('sqlite')} | "
                      f"{s(row.get('snapshot_postgresql'))} | {us('postgresql')} | {size / 2**30:.2f} GiB | "
-                     f"{s(row.get('spark_session'))} |")
+                     f"{database} | {s(row.get('spark_session'))} |")
     lines += ["", "Growth: time = a · profiles^b fitted on the sizes measured (least squares on the logarithms); "
               "slope = seconds per million profiles (a straight line); projections from the power law.", "",
               "| engine | segment | sizes | exponent b | slope (s / 1M profiles) | projected 8M | projected 16M |",
@@ -258,10 +269,14 @@ def main() -> None:
                         help="only the report, from bench/data/scale-results.jsonl (the latest figures of each size)")
     parser.add_argument("--master", default="local[2]", help="Spark master URL ('none': no Spark)")
     parser.add_argument("--spark-memory", default="6g")
+    parser.add_argument("--pg-shared-buffers", default="1GB",
+                        help="the throwaway cluster's shared_buffers (bench_sql's 2GB is too much on a shared box)")
     parser.add_argument("--templates", type=int, default=50_000, help="distinct generated profiles repeated")
     parser.add_argument("--record", action="store_true", help="append the tables to bench/RESULTS.md")
     options = parser.parse_args()
     command = "python bench/bench_scale.py " + " ".join(sys.argv[1:])
+    # a TERM stops the run as Ctrl-C does: the finally below stops the throwaway cluster
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     started = datetime.now(UTC)
     DATA.mkdir(parents=True, exist_ok=True)
     if options.from_log:
@@ -290,7 +305,8 @@ def main() -> None:
         if "postgresql" in options.databases:
             from cdp.devtools.postgres import start_cluster
 
-            cluster = start_cluster(extra_options=" ".join(f"-c {k}={v}" for k, v in bench_sql.PG_SETTINGS.items()))
+            settings = {**bench_sql.PG_SETTINGS, "shared_buffers": options.pg_shared_buffers}
+            cluster = start_cluster(extra_options=" ".join(f"-c {k}={v}" for k, v in settings.items()))
             pg_url = cluster.create_database("cdp_scale")
         for count in sorted(options.profiles):
             engines: dict[str, sa.Engine] = {}

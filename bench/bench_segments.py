@@ -44,6 +44,7 @@ import cdp.dsl  # noqa: E402,F401 - before cdp.schema
 from cdp.devtools.postgres import Cluster, start_cluster  # noqa: E402
 from cdp.schema import luma_schema  # noqa: E402
 from cdp.segments import batch, estimates, jobs, service  # noqa: E402
+from cdp.snapshots import export_snapshot, latest_manifest  # noqa: E402
 from cdp.segments.models import EvaluateRequest, SegmentCreate, SegmentStatus  # noqa: E402
 from cdp.storage.database import create_engine  # noqa: E402
 from cdp.engine.sql.loading import load_documents  # noqa: E402
@@ -98,7 +99,8 @@ def percentile(samples: list[float], q: float) -> float:
 
 
 def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: int, batch_runs: bool = True,
-                   latencies: bool = True, by_segment: bool = False, stop_at: datetime | None = None) -> dict:
+                   latencies: bool = True, by_segment: bool = False, stop_at: datetime | None = None,
+                   duckdb_snapshots: Path | None = None, reuse_snapshot: bool = False) -> dict:
     engine = create_engine(url)
     schema = luma_schema()
     out: dict = {"dialect": dialect}
@@ -116,6 +118,8 @@ def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: 
                 service.create_segment(connection=connection, sandbox=SANDBOX, schema=schema, spec=SegmentCreate(
                     key=key, name=key, expression=text, status=SegmentStatus.draft))
             connection.execute(segments.update().where(segments.c.sandbox == SANDBOX).values(status="active"))
+        if batch_runs and duckdb_snapshots is not None:  # first: it reads profiles and events only
+            snapshot = _snapshot(dialect, engine, duckdb_snapshots, reuse_snapshot)
         if batch_runs:
             runs = []
             for label in () if by_segment else ("first run (every membership inserted)", "second run (steady state)"):
@@ -195,11 +199,56 @@ def bench_database(dialect: str, url: str, catalogue: dict[str, str], profiles: 
                 if counts.realized + counts.existing != members[key]:
                     raise SystemExit(f"{dialect}: {key}: run {counts} vs SELECT {members[key]}")
             out["members"] = sum(members.values())
+            if duckdb_snapshots is not None:  # the segments measured, again on DuckDB over a snapshot
+                out["duckdb"] = snapshot | _on_duckdb(dialect, engine, duckdb_snapshots, members)
         if latencies:
             out.update(_latencies(dialect, engine, schema, catalogue, profiles))
     finally:
         engine.dispose()
     return out
+
+
+def _snapshot(dialect: str, engine: sa.Engine, root: Path, reuse: bool) -> dict:
+    """A full snapshot of the database's profiles and events (timed: DuckDB's run pays it first);
+    with ``reuse``, the one a --keep run left beside the kept database."""
+    import shutil
+
+    manifest = latest_manifest(root, SANDBOX) if reuse else None
+    if manifest is not None and len(manifest.parts) == 1 and manifest.parts[0].full:  # profiles and events are
+        seconds = manifest.seconds  # the kept database's (a batch writes neither): its export time as measured
+        bench_sql.log(f"{dialect}: reusing the snapshot in {root} (exported in {seconds:.1f} s)")
+    else:
+        shutil.rmtree(root / SANDBOX, ignore_errors=True)  # a full export, not a part on top of an older one
+        bench_sql.log(f"{dialect}: snapshot to {root}")
+        with engine.connect() as connection:
+            started = time.perf_counter()
+            manifest = export_snapshot(connection, sandbox=SANDBOX, root=root, full=True)
+            seconds = time.perf_counter() - started
+        bench_sql.log(f"{dialect}: snapshot {seconds:.1f} s")
+    return {"snapshot_s": seconds, "bytes": sum(f.stat().st_size for f in (root / SANDBOX).rglob("*") if f.is_file()),
+            "profiles": sum(part.profiles for part in manifest.parts), "events": sum(part.events for part in manifest.parts)}
+
+
+def _on_duckdb(dialect: str, engine: sa.Engine, root: Path, members: dict[str, int]) -> dict:
+    """The segments the paired run measured (``members``: key → its SELECT's count), as one
+    segment job on DuckDB over the snapshot (issue 21): compile, DuckDB's query, the members
+    written back by the database batch's set-wise update. The database holds every segment's
+    memberships in the steady state, so the job must find each member existing and none entering
+    or leaving: DuckDB's members are the database's, segment by segment (asserted)."""
+    with engine.begin() as connection:
+        job = jobs.create_job(connection=connection, sandbox=SANDBOX, keys=list(members))
+    bench_sql.log(f"{dialect}: a segment job on DuckDB over the snapshot ({len(members)} segments)")
+    started = time.perf_counter()
+    done = jobs.run_job(engine, job.id, as_of=AS_OF, on="duckdb", snapshots=root)
+    job_s = time.perf_counter() - started
+    if done.status.value != "succeeded":
+        raise SystemExit(f"{dialect}: the DuckDB job failed: {done.message}")
+    for key, count in members.items():
+        counts = done.counts[key]
+        if (counts.realized, counts.existing, counts.exited) != (0, count, 0):
+            raise SystemExit(f"{dialect}: {key}: DuckDB's job {counts} vs the database's {count} members")
+    bench_sql.log(f"{dialect}: DuckDB job {job_s:.1f} s; members equal")
+    return {"job_s": job_s, "segments": len(members)}
 
 
 def _latencies(dialect: str, engine: sa.Engine, schema, catalogue: dict[str, str], profiles: int) -> dict:
@@ -303,6 +352,7 @@ def report(args, command: str, started: datetime, wall_s: float, results: list[d
     lines += [f"- {r['dialect']}: {r['members']:,} memberships in all; the "
               + ("first evaluations'" if args.by_segment else "steady run's") + " counts equal the SELECTs'"
               for r in results if "members" in r]
+    lines += _duckdb_report(results)
     if args.batch_only:
         return "\n".join(lines) + "\n"
     rows = [[r["dialect"], "yes" if r["estimate_sampled"] else "no", len(r["estimate_ms"]),
@@ -327,6 +377,29 @@ def report(args, command: str, started: datetime, wall_s: float, results: list[d
     return "\n".join(lines) + "\n"
 
 
+def _duckdb_report(results: list[dict]) -> list[str]:
+    """DuckDB's job over the snapshot beside the database's own evaluations of the same segments."""
+    rows = []
+    for r in results:
+        if "duckdb" not in r:
+            continue
+        d = r["duckdb"]
+        database_s = r["paired_write_s"]  # the same segments' steady evaluations in the database, summed
+        rows.append([r["dialect"], d["segments"], f"{d['profiles']:,} / {d['events']:,}", f"{d['bytes'] / 2**30:.2f}",
+                     f"{d['snapshot_s']:.1f}", f"{database_s:.1f}", f"{d['job_s']:.1f}",
+                     f"{d['job_s'] / database_s:.2f}×", f"{(d['job_s'] + d['snapshot_s']) / database_s:.2f}×"])
+    if not rows:
+        return []
+    return ["", "### DuckDB over a snapshot of the database, beside the database (s)", "",
+            "The segments of the paired run as one segment job on DuckDB (`run_job(on=\"duckdb\")`) over a full "
+            "snapshot (`export_snapshot`, timed apart), memberships written back to the database by the batch's "
+            "set-wise update; the database's figure is the same segments' steady evaluations above, summed. Every "
+            "segment's members on DuckDB equal the database's (the job found each member existing, none entering "
+            "or leaving: asserted).", "",
+            markdown_table(["database", "segments", "profiles / events", "snapshot GiB", "snapshot", "database",
+                            "DuckDB job", "DuckDB / database", "(DuckDB + snapshot) / database"], rows), ""]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profiles", type=int, default=1_000_000)
@@ -345,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
                         "still measures the pairs done)")
     parser.add_argument("--stop-at", metavar="HH:MM", help="UTC time after which no further segment is paired "
                         "(the report gives the ratio over the segments done)")
+    parser.add_argument("--duckdb", choices=["sqlite", "postgresql"], help="after that database's batch: a full "
+                        "snapshot of it (kept in bench/data/ with --keep) and the segments measured as one segment "
+                        "job on DuckDB over it, memberships written back to it; its members must equal the database's")
     parser.add_argument("--load-only", action="store_true", help="generate and load the data (with --keep: "
                         "for later --reuse runs), measure nothing")
     args = parser.parse_args(argv)
@@ -372,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster = start_cluster(extra_options=options)
     pg_url = cluster.url.rsplit("/", 1)[0] + "/cdp_bench_segments"
     catalogue = shapes(args.segments)
+    snapshots = bench_sql.DATA / f"segments-{n}-snapshot-{args.duckdb}" if args.duckdb else None
     try:
         if not state_path.exists():  # generation and loading: not timed
             cluster.create_database("cdp_bench_segments")
@@ -387,7 +464,9 @@ def main(argv: list[str] | None = None) -> int:
 
         def one(database: tuple[str, str]) -> dict:
             return bench_database(*database, catalogue, n, batch_runs=not args.no_batch,
-                                  latencies=not args.batch_only, by_segment=args.by_segment, stop_at=stop_at)
+                                  latencies=not args.batch_only, by_segment=args.by_segment, stop_at=stop_at,
+                                  duckdb_snapshots=snapshots if database[0] == args.duckdb else None,
+                                  reuse_snapshot=args.reuse and args.keep)
 
         if args.parallel:
             from concurrent.futures import ThreadPoolExecutor
@@ -397,6 +476,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             results = [one(database) for database in databases]
     finally:
+        if snapshots is not None and not args.keep:
+            import shutil
+
+            shutil.rmtree(snapshots, ignore_errors=True)
         if args.keep and state_path.exists():  # loaded: kept even when a measurement failed
             cluster.halt()  # its data stays for --reuse
         else:

@@ -1,6 +1,7 @@
 """Batch segmentation on Spark (local) over a Parquet snapshot, beside DuckDB and the database.
 
     python bench/bench_spark.py --profiles 100000 --runs 5 --segments 100 --master local[2] [--record]
+        [--skip-segments] [--engines duckdb,spark] [--per-query N] [--grouped-first]
 
 Data (not timed): bench_sql's generated profiles (``generate_profiles(N, seed=42)``, ~10 events
 each, cached as JSON Lines in bench/data/) bulk-loaded into SQLite and a throwaway PostgreSQL
@@ -17,8 +18,10 @@ cluster (``bench_sql.load_all``: executemany / COPY). Then:
 3. Batch (``--segments``, 0: none): bench_segments' mixed shapes (issue 14) saved as active
    segments, a job over all of them (``cdp.segments.jobs.run_job``, what ``cdp segments run``
    runs): on PostgreSQL twice (the second run is the steady state, every membership found), then
-   ``--engine duckdb`` and ``--engine spark`` over the snapshot (steady state too; each writes the
-   memberships back to the database). The counts of the three steady-state runs must be equal.
+   on each of ``--engines`` over the snapshot, back to back: one statement per segment (as before
+   the grouping), then a level of the reference graph's segments ``--per-query`` to a statement
+   (default: the engine's, jobs.SEGMENTS_PER_QUERY, or 10 where that is 1); steady state too, each writing the
+   memberships back to the database (that part timed on its own). All counts must be equal.
 """
 
 from __future__ import annotations
@@ -116,19 +119,60 @@ def segments_side_by_side(engine, duck, spark, runs: int) -> list[dict]:
     return rows
 
 
-def batch_side_by_side(engine, root: Path, count: int) -> dict:
+def timed_batch(engine, on: str, root: Path, per_query: int | None = None) -> tuple[float, float, dict]:
+    """A job over every active segment (``per_query``: segments per engine statement; None: the
+    engine's default): (seconds, of which writing the memberships back, counts)."""
+    from cdp.segments import batch, jobs
+
+    writing = [0.0]
+    write_members = batch.write_members
+
+    def timed_write(*args, **kwargs):
+        began = time.perf_counter()
+        try:
+            return write_members(*args, **kwargs)
+        finally:
+            writing[0] += time.perf_counter() - began
+
+    with engine.begin() as connection:
+        job = jobs.create_job(connection=connection, sandbox=SANDBOX, keys=None)
+    batch.write_members = timed_write
+    try:
+        started = time.perf_counter()
+        done = jobs.run_job(engine, job.id, as_of=AS_OF, on=on, snapshots=root, segments_per_query=per_query)
+        seconds = time.perf_counter() - started
+    finally:
+        batch.write_members = write_members
+    if done.status.value != "succeeded":
+        raise SystemExit(f"{on}: the batch job failed: {done.message}")
+    return seconds, writing[0], {k: v.model_dump() for k, v in done.counts.items()}
+
+
+def batch_side_by_side(engine, root: Path, count: int, per_query: int | None, engines: list[str],
+                       grouped_first: bool = False) -> dict:
+    """PostgreSQL twice (the second: the steady state), then each analytic engine one statement
+    per segment (before) and a level's segments grouped (after), back to back (``grouped_first``:
+    in the other order, to see what the order and the load changed)."""
+    from cdp.segments.jobs import SEGMENTS_PER_QUERY
+
+    # the grouping measured against one statement per segment: the engine's default, or 10 where
+    # the default is no grouping (DuckDB: measured no faster grouped)
+    grouped_default = {on: SEGMENTS_PER_QUERY.get(on, 1) if SEGMENTS_PER_QUERY.get(on, 1) > 1 else 10 for on in engines}
     save_segments(engine, shapes(count))
     log(f"batch of {count}: on PostgreSQL twice")
     run_batch(engine, "database", root)
     database, steady = run_batch(engine, "database", root)
-    log(f"batch of {count}: on DuckDB ({database:.1f} s on PostgreSQL)")
-    duckdb, on_duckdb = run_batch(engine, "duckdb", root)
-    log(f"batch of {count}: on Spark ({duckdb:.1f} s on DuckDB)")
-    spark, on_spark = run_batch(engine, "spark", root)
-    assert on_duckdb == steady, "DuckDB's batch wrote other counts than the database's"
-    assert on_spark == steady, "Spark's batch wrote other counts than the database's"
-    return {"database": database, "duckdb": duckdb, "spark": spark,
-            "members": sum(c["realized"] + c["existing"] for c in steady.values())}
+    out = {"database": database, "members": sum(c["realized"] + c["existing"] for c in steady.values()), "runs": []}
+    for on in engines:
+        grouped = per_query or grouped_default[on]
+        pair = [("one per statement", 1), (f"{grouped} per statement", grouped)]
+        for label, per in reversed(pair) if grouped_first else pair:
+            log(f"batch of {count}: on {on}, {label}")
+            seconds, writing, counts = timed_batch(engine, on, root, per)
+            assert counts == steady, f"{on} ({label}) wrote other counts than the database"
+            out["runs"].append({"engine": on, "per": per, "seconds": seconds, "writing": writing})
+            log(f"  {seconds:.1f} s (writing back {writing:.1f} s)")
+    return out
 
 
 def report(args, stats, snapshot: float, spark_start: float, rows: list[dict], batch: dict | None,
@@ -138,25 +182,30 @@ def report(args, stats, snapshot: float, spark_start: float, rows: list[dict], b
     lines = [f"### {started:%Y-%m-%d %H:%M} UTC — Spark (local) vs DuckDB vs PostgreSQL over a Parquet snapshot "
              "(bench/bench_spark.py)", "",
              f"`nice -n 15 .venv/bin/python bench/bench_spark.py --profiles {args.profiles} --runs {args.runs} "
-             f"--segments {args.segments} --master {args.master}`; {args.profiles:,} profiles, {stats.events:,} "
+             f"--segments {args.segments} --master {args.master}"
+             + (" --skip-segments" if args.skip_segments else "") + f" --engines {args.engines}"
+             + (" --grouped-first" if args.grouped_first else "")
+             + (f" --per-query {args.per_query}" if args.per_query else "") + f"`; {args.profiles:,} profiles, {stats.events:,} "
              f"events; load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} "
              f"cores; snapshot (full export from PostgreSQL) {ms(snapshot)}; Spark start {ms(spark_start)} "
-             "(once per process).", "",
-             "| segment | PostgreSQL (compiled) | DuckDB compiled | Spark compiled | Spark hand-written | "
-             "Spark compiled / hand (median of pairs) | Spark / DuckDB | members |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "(once per process)."]
+    if rows:
+        lines += ["", "| segment | PostgreSQL (compiled) | DuckDB compiled | Spark compiled | Spark hand-written | "
+                  "Spark compiled / hand (median of pairs) | Spark / DuckDB | members |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         lines.append(f"| {row['key']} | {ms(row['database'])} | {ms(row['duckdb'])} | {ms(row['compiled'])} | "
                      f"{ms(row['hand'])} | {row['ratio']:.2f}× | {row['compiled'] / row['duckdb']:.1f}× | "
                      f"{row['members']:,} |")
     if batch:
-        lines += ["", f"Batch of {args.segments} segments (bench_segments' shapes; a job, memberships written back; "
-                  "steady state):", "",
-                  "| PostgreSQL | `--engine duckdb` | `--engine spark` | DuckDB / PostgreSQL | Spark / PostgreSQL |",
-                  "|---:|---:|---:|---:|---:|",
-                  f"| {batch['database']:.1f} s | {batch['duckdb']:.1f} s | {batch['spark']:.1f} s | "
-                  f"{batch['duckdb'] / batch['database']:.2f}× | {batch['spark'] / batch['database']:.2f}× |",
-                  "", f"Memberships in the steady state: {batch['members']:,} (equal counts on the three, asserted)."]
+        lines += ["", f"Batch of {args.segments} segments (bench_segments' shapes; a job, memberships written back to "
+                  f"PostgreSQL; steady state): PostgreSQL {batch['database']:.1f} s.", "",
+                  "| engine | segments per statement | batch | of which writing back | batch / PostgreSQL |",
+                  "|---|---:|---:|---:|---:|"]
+        for run in batch["runs"]:
+            lines.append(f"| {run['engine']} | {run['per']} | {run['seconds']:.1f} s | {run['writing']:.1f} s | "
+                         f"{run['seconds'] / batch['database']:.2f}× |")
+        lines += ["", f"Memberships in the steady state: {batch['members']:,} (equal counts everywhere, asserted)."]
     return "\n".join(lines) + "\n"
 
 
@@ -166,6 +215,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--segments", type=int, default=100, help="the batch's segments (0: no batch)")
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--per-query", type=int, default=None,
+                        help="segments per statement of the grouped batch runs (default: the engine's)")
+    parser.add_argument("--engines", default="duckdb,spark", help="the analytic engines of the batch")
+    parser.add_argument("--grouped-first", action="store_true", help="the grouped batch run before the other")
+    parser.add_argument("--skip-segments", action="store_true", help="only the batch (not segments a and b)")
     parser.add_argument("--record", action="store_true", help="append the tables to bench/RESULTS.md")
     args = parser.parse_args()
     started = datetime.now(UTC)
@@ -194,8 +248,10 @@ def main() -> None:
         spark = SparkSession(master=args.master).from_snapshot(manifest)
         spark_start = time.perf_counter() - began
         try:
-            rows = segments_side_by_side(engine, duck, spark, args.runs)
-            batch = batch_side_by_side(engine, root, args.segments) if args.segments else None
+            rows = [] if args.skip_segments else segments_side_by_side(engine, duck, spark, args.runs)
+            batch = batch_side_by_side(engine, root, args.segments, args.per_query, args.engines.split(","),
+                                       args.grouped_first) \
+                if args.segments else None
         finally:
             spark.close()
             duck.close()

@@ -295,8 +295,9 @@ def report(args, counts: list[int], results: dict[str, dict], started: datetime,
     lines += ["Server side (the server's own histograms on `/metrics`, read before and after each sandbox's requests): "
               "the request from its arrival in the app to its answer, which is sent after the transaction — record, "
               "memberships, outbox, next instants — committed; and streaming's share of it per changed profile, "
-              "`cdp_streaming_profile_seconds` by phase (evaluate: the lean profile loaded, the selected predicates, "
-              "the next instants; write: one read of the profile's memberships and instants, the changes written). "
+              "`cdp_streaming_profile_seconds` by phase (evaluate: one statement reading the lean profile, its "
+              "memberships of the selected segments and their instants, then the selected predicates and the next "
+              "instants; write: the changes written). The phases count the due job's profiles too. "
               "Quantiles interpolated within the histogram's buckets (as Prometheus' histogram_quantile); the "
               "share ≤ 10 ms is exact (a bucket bound). ms:", "",
               markdown_table(["database", "streaming segments", "request p50", "request p99", "requests ≤ 10 ms",

@@ -320,7 +320,11 @@ def test_spark_agrees_with_memory(spark_session, trees, documents):
         typed = check(text, segments=CATALOGUE)
         if any(isinstance(node, ast.SegmentRef) for node in ast.walk(typed)):
             # references compile to CTEs named per query: one expression per query
-            got = [i for _pk, i in spark_session.members(typed, as_of=AS_OF, sandbox=sandbox, segments=CATALOGUE)]
+            try:
+                got = [i for _pk, i in spark_session.members(typed, as_of=AS_OF, sandbox=sandbox,
+                                                             segments=CATALOGUE)]
+            except UnsupportedOnBackend:
+                continue  # refused when compiled, as below
             predicate = compile_predicate(typed, segments=CATALOGUE)
             assert got == [p.id for p in loaded if predicate(p, AS_OF)], f"spark disagrees with memory on: {text}"
             continue

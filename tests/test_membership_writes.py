@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cdp.schema import luma_schema
+from cdp.segments.streaming import _load_with_state
 from cdp.storage.memberships import MEMBER, due_form, hour_of, profile_state, write_profile
 from cdp.storage.models import membership_changes, memberships, profiles, segment_due, segment_history, segments
 
@@ -56,6 +58,10 @@ def test_writes_equal_the_model(migrated_engine, steps):
         profile_pk = profile_pks[who]
         with migrated_engine.begin() as c:
             current, stored = profile_state(c, profile_pk, sorted(segment_pks))
+            # streaming's one read (the profile, its memberships and instants) says the same
+            loaded, streaming_members, streaming_stored = _load_with_state(
+                c, profile_pk, luma_schema(), frozenset(), sorted(segment_pks), sorted(segment_pks))
+            assert (loaded.id, streaming_members, streaming_stored) == (f"p{who}", current, stored)
             form = due_form(c)
             assert current == {s for (s, p), row in members.items() if p == profile_pk and row[0] in MEMBER}
             assert stored == {s: form(at) for (s, p), at in due.items() if p == profile_pk}

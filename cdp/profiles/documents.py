@@ -3,7 +3,8 @@ answers and what in-memory evaluation of a stored profile reads."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import json
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timezone
 from sys import intern
 from typing import Any
@@ -102,27 +103,111 @@ def stored_profile(connection: sa.Connection, profile_pk: int, *, schema: Schema
     the round trip through the API's document (dates to ISO text and back, nested objects
     flattened again) and without identities (no expression reads them). ``event_types``: only
     the events of these types (what the segments to evaluate can read; see
-    cdp.segments.reads.Reads), None for all. One query for the profile, one for its events
-    (none when no event type is wanted). Paths are interned: every profile shares its key
-    strings, so the compiled predicates' dictionary lookups compare pointers."""
-    row = connection.execute(_PROFILE, {"b_profile": profile_pk}).one()
-    attributes = _stored_fields(row.attributes, schema.profile_type, row.external_id)
-    loaded: list[dict] = []
-    if event_types is None or event_types:
-        if event_types is None:
-            found = connection.execute(_EVENTS, {"b_profile": profile_pk})
+    cdp.segments.reads.Reads), None for all. ONE statement, straight to the driver
+    (:func:`profile_rows_sql`: the profile's row and its events' rows; SQLAlchemy Core's own work
+    per statement was most of a small profile's load); sa.exc.NoResultFound for no such profile.
+    Paths are interned: every profile shares its key strings, so the compiled predicates'
+    dictionary lookups compare pointers."""
+    dialect = connection.dialect.name
+    rows = connection.exec_driver_sql(profile_rows_sql(dialect, event_types),
+                                      profile_rows_parameters(dialect, profile_pk, event_types))
+    return profile_from_rows(rows.fetchall(), schema, dialect)[0]
+
+
+# The rows of :func:`profile_rows_sql`: (kind, a, b, c, at, n) — kind 0 the profile (external id,
+# attributes, -, -, pk), kind 1 an event (event id, fields, type, time, pk); a caller may add
+# branches of its own kinds (≥ 2) in the same columns, handed back by :func:`profile_from_rows`.
+PROFILE_ROW, EVENT_ROW = 0, 1
+_ROWS = {
+    "sqlite": ("SELECT 0, external_id, attributes, NULL, NULL, pk FROM profiles WHERE pk = :profile",
+               "SELECT 1, event_id, fields, type, ts, pk FROM events WHERE profile_pk = :profile",
+               " AND type IN (SELECT value FROM json_each(:types))"),
+    "postgresql": ("SELECT 0, external_id::text, attributes::text, NULL::text, NULL::timestamptz, pk FROM profiles "
+                   "WHERE pk = %(profile)s",
+                   "SELECT 1, event_id::text, fields::text, type::text, ts, pk FROM events WHERE profile_pk = %(profile)s",
+                   " AND type = ANY(%(types)s)"),
+}
+
+
+def profile_rows_sql(dialect: str, event_types: Collection[str] | None, extra: str = "") -> str:
+    """One statement giving a profile's row and the rows of its events (of ``event_types``; None:
+    all; empty: none), then ``extra`` (``UNION ALL SELECT …`` branches of the caller's, in the
+    same columns), ordered by kind, time and pk (the events in the order the Core queries gave).
+    Parameters: :func:`profile_rows_parameters`."""
+    profile, events_sql, of_types = _ROWS[dialect]
+    parts = [profile]
+    if event_types is None:
+        parts.append(events_sql)
+    elif event_types:
+        parts.append(events_sql + of_types)
+    return " UNION ALL ".join(parts) + extra + " ORDER BY 1, 5, 6"
+
+
+def profile_rows_parameters(dialect: str, profile_pk: int, event_types: Collection[str] | None) -> dict[str, Any]:
+    parameters: dict[str, Any] = {"profile": profile_pk}
+    if event_types:
+        ordered = sorted(event_types)
+        parameters["types"] = json.dumps(ordered) if dialect == "sqlite" else ordered
+    return parameters
+
+
+def profile_from_rows(rows: Iterable, schema: Schema, dialect: str) -> tuple[LoadedProfile, list]:
+    """The LoadedProfile of :func:`profile_rows_sql`'s rows (driver forms: on SQLite JSON text and
+    ``YYYY-MM-DD HH:MM:SS.ffffff`` text in UTC, on PostgreSQL objects and aware datetimes — made
+    what the Core columns gave: documents, aware UTC datetimes), and the caller's rows (kind ≥ 2)."""
+    sqlite = dialect == "sqlite"
+    head = None
+    stored: list = []
+    rest: list = []
+    for row in rows:
+        kind = row[0]
+        if kind == EVENT_ROW:
+            stored.append(row)
+        elif kind == PROFILE_ROW:
+            head = row
         else:
-            found = connection.execute(_EVENTS_OF_TYPES, {"b_profile": profile_pk, "b_types": sorted(event_types)})
-        for r in found:
-            loaded.append({"id": r.event_id, "type": intern(r.type), "timestamp": r.ts,
-                           **_stored_fields(r.fields, schema.event_type, row.external_id)})
-    return LoadedProfile(row.external_id, [], attributes, loaded)
+            rest.append(row)
+    if head is None:
+        raise sa.exc.NoResultFound("No row was found when one was required")
+    external_id = head[1]
+    fingerprint = schema.fingerprint
+    attributes = dict(_converted(head[2], fingerprint, schema.profile_type, external_id))
+    event_type = schema.event_type
+    loaded = [{"id": event_id, "type": intern(type_), "timestamp": _utc(at, sqlite),
+               **_converted(fields, fingerprint, event_type, external_id)}
+              for _, event_id, fields, type_, at, _ in stored]
+    return LoadedProfile(external_id, [], attributes, loaded), rest
 
 
-_PROFILE = sa.select(profiles.c.external_id, profiles.c.attributes).where(profiles.c.pk == sa.bindparam("b_profile"))
-_EVENTS = sa.select(events.c.event_id, events.c.type, events.c.ts, events.c.fields).where(
-    events.c.profile_pk == sa.bindparam("b_profile")).order_by(events.c.ts, events.c.pk)
-_EVENTS_OF_TYPES = _EVENTS.where(events.c.type.in_(sa.bindparam("b_types", expanding=True)))
+# Stored documents as the engine holds them, memoised by their stored JSON text and the schema's
+# fingerprint: a pure function of the two (an event's fields are never rewritten, and a profile's
+# attributes change far less often than its events are read), so a hit is exactly what converting
+# again gives — every ingest re-reads the profile's whole history, and most of a load was JSON
+# parsing and value conversion of events seen before. Callers get a copy (a dict built from it).
+_CONVERTED: dict[tuple[str, str], dict[str, Any]] = {}
+_CONVERTED_LIMIT = 200_000
+
+
+def _converted(stored: Any, fingerprint: str, type_of, profile_id: str) -> dict[str, Any]:
+    if not isinstance(stored, str):  # an object as the driver gave it (no text to key on)
+        return _stored_fields(stored, type_of, profile_id)
+    key = (fingerprint, stored)
+    found = _CONVERTED.get(key)
+    if found is None:
+        found = _stored_fields(json.loads(stored), type_of, profile_id)
+        if len(_CONVERTED) >= _CONVERTED_LIMIT:
+            _CONVERTED.clear()
+        _CONVERTED[key] = found
+    return found
+
+
+def _utc(value: Any, sqlite: bool) -> datetime:
+    """As UtcDateTime gives a stored instant: an aware datetime in UTC."""
+    if sqlite and isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
 
 
 def _stored_fields(stored: Mapping[str, Any] | None, type_of, profile_id: str) -> dict[str, Any]:

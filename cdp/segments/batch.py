@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from cdp.dsl import Diagnostic, PqlError, check
 from cdp.dsl.errors import NO_SPAN
@@ -99,16 +100,40 @@ def write_members(connection: sa.Connection, *, sandbox: str, segment_pk: int, s
     """Memberships from members computed elsewhere (an analytic engine over a snapshot): the pks
     go into the run's temporary table and the same set-wise update follows (see the module doc).
     A profile that is gone from the database since the snapshot is left out."""
-    connection.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS segment_run_members "
-                               "(profile_pk BIGINT PRIMARY KEY)"))
-    connection.execute(sa.text("DELETE FROM segment_run_members"))
-    rows = [{"profile_pk": int(pk)} for pk in profile_pks]
-    for start in range(0, len(rows), 50_000):
-        connection.execute(run_members.insert(), rows[start:start + 50_000])
-    connection.execute(run_members.delete().where(run_members.c.profile_pk.not_in(
-        sa.select(profiles.c.pk).where(profiles.c.sandbox == sandbox))))
+    if connection.dialect.name == "postgresql":
+        _copy_run_members(connection, profile_pks)
+    else:
+        connection.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS segment_run_members "
+                                   "(profile_pk INTEGER PRIMARY KEY)"))
+        connection.execute(sa.text("DELETE FROM segment_run_members"))
+        rows = [{"profile_pk": int(pk)} for pk in profile_pks]
+        for start in range(0, len(rows), 50_000):
+            connection.execute(run_members.insert(), rows[start:start + 50_000])
+    # NOT EXISTS: an anti-join probing the profiles' primary key per member (NOT IN would read
+    # every profile of the sandbox for every segment)
+    connection.execute(run_members.delete().where(~sa.exists(sa.select(sa.literal_column("1")).where(
+        profiles.c.pk == run_members.c.profile_pk, profiles.c.sandbox == sandbox))))
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("ANALYZE segment_run_members"))  # as evaluate_segment's: joins planned by size
     return _write(connection, sandbox=sandbox, segment_pk=segment_pk, segment_key=segment_key, as_of=as_of,
                   source=source)
+
+
+def _copy_run_members(connection: sa.Connection, profile_pks: Iterable[int]) -> None:
+    """PostgreSQL: the run's table made anew for the segment and filled by COPY. Not emptied by
+    DELETE: autovacuum never visits a temporary table, so a run's dead rows would pile up in it
+    segment after segment (every later segment scanning them); not by INSERTs of 1,000 values,
+    a statement each. Measured at 100,000 profiles, 40 segments' steady write-back (461,396
+    members): 62 s that way, 10 s this way."""
+    connection.execute(sa.text("DROP TABLE IF EXISTS segment_run_members"))
+    connection.execute(sa.text("CREATE TEMPORARY TABLE segment_run_members (profile_pk BIGINT PRIMARY KEY)"))
+    cursor = connection.connection.dbapi_connection.cursor()
+    try:
+        with cursor.copy("COPY segment_run_members (profile_pk) FROM STDIN") as copy:
+            for pk in profile_pks:
+                copy.write_row((int(pk),))
+    finally:
+        cursor.close()
 
 
 def _write(connection: sa.Connection, *, sandbox: str, segment_pk: int, segment_key: str, as_of: datetime,
@@ -158,12 +183,20 @@ def _write(connection: sa.Connection, *, sandbox: str, segment_pk: int, segment_
         connection.execute(change("entered", entry_join.join(p, p.c.pk == r.c.profile_pk), entry))
         connection.execute(m.update().where(ours, m.c.status == "exited", qualifies).values(
             status="realized", entered_at=as_of, exited_at=None, updated_at=as_of))
-        fresh = (sa.select(sa.literal(segment_pk, Key), r.c.profile_pk, sa.literal("realized", sa.String), now,
-                           sa.null(), now)
-                 .where(~sa.exists(sa.select(sa.literal_column("1")).select_from(m)
-                                   .where(ours, m.c.profile_pk == r.c.profile_pk))))
-        connection.execute(m.insert().from_select(
-            ["segment_pk", "profile_pk", "status", "entered_at", "exited_at", "updated_at"], fresh))
+        columns = ["segment_pk", "profile_pk", "status", "entered_at", "exited_at", "updated_at"]
+        fresh = sa.select(sa.literal(segment_pk, Key), r.c.profile_pk, sa.literal("realized", sa.String), now,
+                          sa.null(), now)
+        if connection.dialect.name == "postgresql":
+            # the primary key skips the profiles that have a row (ON CONFLICT), not a NOT EXISTS
+            # against the table being filled: on an empty, vacuumed memberships table (a new
+            # database's first run) PostgreSQL plans that as a nested loop re-reading the table per
+            # row, rows this INSERT adds included: quadratic (seen at 1,000,000 profiles: a
+            # 272,659-member segment's first run at ~100 rows/s after 8 minutes)
+            connection.execute(postgresql.insert(m).from_select(columns, fresh).on_conflict_do_nothing(
+                index_elements=["segment_pk", "profile_pk"]))
+        else:
+            connection.execute(m.insert().from_select(columns, fresh.where(~sa.exists(
+                sa.select(sa.literal_column("1")).select_from(m).where(ours, m.c.profile_pk == r.c.profile_pk)))))
     if connection.dialect.name == "postgresql" and realized + exited >= _REANALYZE_ROWS:
         # many rows written for one segment: the statistics autovacuum keeps would still say the
         # segment has (almost) none -- a new segment inserting 3% of a 10M-row table triggers no

@@ -19,7 +19,7 @@ import logging
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import sqlalchemy as sa
 
@@ -95,12 +95,14 @@ def list_jobs(*, connection: sa.Connection, sandbox: str, limit: int, offset: in
 
 
 def run_job(engine: sa.Engine, job_id: int, *, as_of: datetime | None = None, on: str = "database",
-            snapshots: Path | str | None = None, master: str | None = None) -> SegmentJobRead:
+            snapshots: Path | str | None = None, master: str | None = None,
+            segments_per_query: int | None = None) -> SegmentJobRead:
     """Run a queued job to its end (succeeded or failed); returns it. ``on`` says where the
     members are computed: "database" (the compiled SQL in the database), or "duckdb" or "spark"
     (``master``: a Spark master URL) over the sandbox's latest snapshot under ``snapshots``
-    (cdp/snapshots);
-    the memberships are written the same way either way."""
+    (cdp/snapshots), independent segments ``segments_per_query`` to a statement (default per
+    engine: SEGMENTS_PER_QUERY; 1: one statement per segment); the memberships are written the
+    same way either way."""
     with write_transaction(engine) as connection:
         row = connection.execute(sa.select(segment_jobs).where(segment_jobs.c.pk == job_id)).first()
         if row is None or row.status != "queued":
@@ -138,8 +140,12 @@ def run_job(engine: sa.Engine, job_id: int, *, as_of: datetime | None = None, on
                 batch.evaluate_segments(transaction, sandbox=sandbox, rows=rows, schema=schema, catalogue=known,
                                         as_of=as_of, on_done=done)
             else:
-                _evaluate_on_snapshot(transaction, on=on, root=snapshots, sandbox=sandbox, rows=rows,
-                                      schema=schema, catalogue=known, as_of=as_of, on_done=done, master=master)
+                _evaluate_on_snapshot(transaction, on=on, root=snapshots, sandbox=sandbox, rows=rows, graph=graph,
+                                      schema=schema, catalogue=known, as_of=as_of, on_done=done, master=master,
+                                      segments_per_query=segments_per_query)
+    except SegmentEvaluationFailed as exc:  # the engine refused a query: the server log has the traceback
+        log.exception("segment job %s failed", job_id)
+        status, message = "failed", str(exc)
     except (PqlError, UnsupportedOnBackend, Unprocessable) as exc:
         status, message = "failed", f"a segment could not be evaluated: {str(exc).splitlines()[0]}"
     except Exception as exc:  # the job says why; the server log has the traceback
@@ -151,11 +157,48 @@ def run_job(engine: sa.Engine, job_id: int, *, as_of: datetime | None = None, on
         return get_job(connection=connection, sandbox=sandbox, job_id=job_id)
 
 
+# Segments computed per engine statement in a run over a snapshot. A Spark query costs seconds
+# before it reads a row (analysis, planning, scheduling of stages), so independent segments are
+# branches of one UNION ALL (past a few dozen branches the plan itself grows costly). DuckDB's
+# fixed cost per query is milliseconds: grouping measured no gain there (bench/RESULTS.md), so
+# each segment keeps a statement of its own.
+SEGMENTS_PER_QUERY = {"duckdb": 1, "spark": 25}
+
+
+class SegmentEvaluationFailed(Exception):
+    """A segment's query failed on an analytic engine (the job's message names the segment)."""
+
+    def __init__(self, key: str, engine: str, cause: BaseException):
+        first = str(cause).strip().splitlines()[0][:300] if str(cause).strip() else type(cause).__name__
+        super().__init__(f"segment {key!r} could not be evaluated on {engine}: {first}")
+        self.key = key
+
+
+def dependency_levels(rows: list, graph: Mapping[str, set[str]]) -> list[list]:
+    """``rows`` (in dependency order) grouped into levels: a segment joins the level after the
+    last of the run's segments it references (level 0: it references none of them), so the
+    members of a level depend only on earlier levels' and can be computed together. Within a
+    level the rows keep their order."""
+    in_run = {row.key for row in rows}
+    level_of: dict[str, int] = {}
+    levels: list[list] = []
+    for row in rows:
+        level = 1 + max((level_of[dep] for dep in graph.get(row.key, ()) if dep in in_run), default=-1)
+        level_of[row.key] = level
+        while len(levels) <= level:
+            levels.append([])
+        levels[level].append(row)
+    return levels
+
+
 def _evaluate_on_snapshot(transaction, *, on: str, root: Path | str | None, sandbox: str,
-                          rows: list, schema, catalogue, as_of: datetime, on_done, master: str | None = None) -> None:
-    """The segments over the latest snapshot on an analytic engine, in dependency order (a
-    reference reads the members computed earlier in the run), each written back in its own
-    transaction by the database batch job's set-wise update."""
+                          rows: list, graph: Mapping[str, set[str]], schema, catalogue, as_of: datetime, on_done,
+                          master: str | None = None, segments_per_query: int | None = None) -> None:
+    """The segments over the latest snapshot on an analytic engine, level by level of the
+    reference graph (a reference reads the members computed at an earlier level), a level's
+    segments ``segments_per_query`` to an engine statement (default: SEGMENTS_PER_QUERY), each
+    written back in its own transaction by the database batch job's set-wise update, in
+    dependency order."""
     from cdp.engine.sql.analytic import open_session
     from cdp.snapshots.export import latest_manifest, relations_sql
 
@@ -163,6 +206,7 @@ def _evaluate_on_snapshot(transaction, *, on: str, root: Path | str | None, sand
     if manifest is None:
         raise Unprocessable(f"sandbox {sandbox!r} has no snapshot to run on; take one first (cdp snapshot)",
                             code="snapshot_missing")
+    per_query = max(1, segments_per_query or SEGMENTS_PER_QUERY.get(on, 1))
     session = open_session(on, master=master)
     try:
         if on == "spark":  # Spark reads the parts itself (relations_sql is DuckDB's SQL)
@@ -170,18 +214,55 @@ def _evaluate_on_snapshot(transaction, *, on: str, root: Path | str | None, sand
         else:
             session.from_sql(*relations_sql(manifest))
         done: dict[str, int] = {}
-        for row in rows:
-            members = session.members(row.expression, as_of=as_of, sandbox=sandbox, schema=schema,
-                                      segments=catalogue, memberships_of=dict(done))
-            pks = [pk for pk, _external_id in members]
-            session.remember(row.pk, pks)
-            with transaction() as connection:
-                counts = batch.write_members(connection, sandbox=sandbox, segment_pk=row.pk, segment_key=row.key,
-                                             profile_pks=pks, as_of=as_of)
-                on_done(connection, row.key, counts)
-            done[row.key] = row.pk
+        for level in dependency_levels(rows, graph):
+            found: list[list[int]] = []
+            for start in range(0, len(level), per_query):
+                found += _members_together(session, level[start:start + per_query], on=on, sandbox=sandbox,
+                                           schema=schema, catalogue=catalogue, as_of=as_of, memberships_of=done)
+            session.remember_many([(row.pk, pks) for row, pks in zip(level, found)])
+            for row, pks in zip(level, found):
+                with transaction() as connection:
+                    counts = batch.write_members(connection, sandbox=sandbox, segment_pk=row.pk,
+                                                 segment_key=row.key, profile_pks=pks, as_of=as_of)
+                    on_done(connection, row.key, counts)
+            done.update((row.key, row.pk) for row in level)
     finally:
         session.close()
+
+
+def _members_together(session, rows: list, *, on: str, sandbox: str, schema, catalogue, as_of: datetime,
+                      memberships_of: Mapping[str, int]) -> list[list[int]]:
+    """The members' pks of segments that reference none of each other, in one engine statement.
+    A segment that does not compile stops the run, named; when the statement fails, each runs
+    alone, so that the one that fails is named (and if none does, their results stand)."""
+    def compiled(chosen: list) -> list:
+        return session.queries([row.expression for row in chosen], as_of=as_of, sandbox=sandbox, schema=schema,
+                               segments=catalogue, memberships_of=memberships_of)
+
+    try:
+        queries = compiled(rows)
+    except (PqlError, UnsupportedOnBackend) as exc:
+        for row in rows:  # which one
+            try:
+                compiled([row])
+            except (PqlError, UnsupportedOnBackend) as single:
+                raise Unprocessable(f"segment {row.key!r}: {str(single).splitlines()[0]}",
+                                    code="segment_not_evaluable", details={"segment": row.key, "engine": on}) from single
+        raise exc
+    try:
+        results = session.members_many(queries)
+    except Exception as exc:
+        if len(rows) == 1:
+            raise SegmentEvaluationFailed(rows[0].key, on, exc) from exc
+        log.warning("%d segments in one %s statement failed (%s); running them one by one", len(rows), on,
+                    str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+        results = []
+        for row, query in zip(rows, queries):
+            try:
+                results.append(session.run(query))
+            except Exception as single:
+                raise SegmentEvaluationFailed(row.key, on, single) from single
+    return [[pk for pk, _external_id in members] for members in results]
 
 
 def enqueue_run(connection: sa.Connection, *, sandbox: str, job_id: int) -> None:

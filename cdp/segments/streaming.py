@@ -37,7 +37,9 @@ from cdp.segments.membership import SegmentRef, changed_statuses, verdict_change
 from cdp.segments.reads import Change, Reads, reads_of
 from cdp.segments.timing import _instant, next_change
 from cdp.storage.memberships import exit_all  # noqa: F401 - re-exported: streaming's exits
-from cdp.storage.memberships import due_form, profile_state, write_profile
+from cdp.storage.memberships import (
+    due_form, state_from_rows, state_rows_parameters, state_rows_sql, write_profile,
+)
 from cdp.storage.models import (
     profiles, segment_due, segments,
 )
@@ -193,13 +195,14 @@ class StreamingEvaluator:
     transaction): memberships through :func:`write_profile` (source ``streaming``), and the
     next instants in ``segment_due``. Reads the sandbox's plan once.
 
-    Per profile: the plan's selection for the change (cached), the lean profile loaded once
-    (only the event types the selection reads), each selected predicate once (a referenced one
-    through the memo), the next instants once per distinct timing, then one statement reads the
-    profile's current state (its memberships, the due instants of the selected segments), and
-    writes happen only for what changed — a record that changes no membership and no instant
-    writes nothing here. With ``metrics``: each segment's time, and per profile the time spent
-    evaluating and writing (``cdp_streaming_profile_seconds``)."""
+    Per profile: the plan's selection for the change (cached); ONE statement reading the lean
+    profile (only the event types the selection reads), its memberships of the selected segments
+    and their stored instants (:func:`_load_with_state`); each selected predicate once, through
+    one memo (a referenced segment, and an event term several predicates contain, computed once);
+    the next instants, their candidates shared per window length (:func:`next_change`'s cache);
+    then writes only for what changed — a record that changes no membership and no instant writes
+    nothing here. With ``metrics``: each segment's time, and per profile the time spent
+    evaluating (the read included) and writing (``cdp_streaming_profile_seconds``)."""
 
     def __init__(self, connection: sa.Connection, *, sandbox: str, metrics: Any = None):
         self.connection = connection
@@ -239,11 +242,16 @@ class StreamingEvaluator:
                   now: datetime) -> dict[str, str]:
         if not chosen:
             return {}
-        from cdp.profiles.documents import stored_profile
-
         started = perf_counter()
-        # only the events the chosen segments (and those they reference) can read
-        profile = stored_profile(self.connection, profile_pk, schema=plan.schema, event_types=event_types)
+        # the instants of the timed ones (an untimed segment is never scheduled; a row left by an
+        # earlier definition is consumed when it comes due)
+        refs, timing = plan.refs, plan.timing
+        timed = [refs[i].pk for i in chosen if timing[i] is not None]
+        # ONE statement: the profile (only the events the chosen segments, and those they
+        # reference, can read), its memberships of the chosen segments and the stored instants
+        # of the timed ones
+        profile, members, stored = _load_with_state(self.connection, profile_pk, plan.schema, event_types,
+                                                    [refs[i].pk for i in chosen], timed)
         verdicts: dict[int, bool] = {}
         due: dict[int, datetime | None] = {}
         memo: dict = {}  # a referenced segment is evaluated once for all that reference it
@@ -270,7 +278,7 @@ class StreamingEvaluator:
                 due[i] = at
         self.evaluations += len(spent)
         evaluated = perf_counter()
-        changed = self._write(profile_pk, profile.id, plan, verdicts, due, now)
+        changed = self._write(profile_pk, profile.id, plan, verdicts, due, now, members, stored)
         if self.metrics is not None:
             for key, seconds in spent:
                 self.metrics.evaluated(self.sandbox, key, seconds)
@@ -278,15 +286,12 @@ class StreamingEvaluator:
         return changed
 
     def _write(self, profile_pk: int, profile_id: str, plan: _Plan, verdicts: Mapping[int, bool],
-               due: Mapping[int, datetime | None], now: datetime) -> dict[str, str]:
-        """One read of the profile's state (its memberships; the stored instants of the evaluated
-        timed segments), then ONE write of what changed (:func:`write_profile`: memberships with
-        their outbox and history rows, the instants that changed — on PostgreSQL a single
-        statement, on SQLite one executemany per table)."""
-        # the instants of the timed ones (an untimed segment is never scheduled; a row left by an
-        # earlier definition is consumed when it comes due)
-        timed = sorted(plan.refs[i].pk for i in due if plan.timing[i] is not None)
-        members, stored = profile_state(self.connection, profile_pk, timed)
+               due: Mapping[int, datetime | None], now: datetime, members: set[int],
+               stored: Mapping[int, Any]) -> dict[str, str]:
+        """ONE write of what changed against the profile's state read with it (``members``, the
+        ``stored`` instants): :func:`write_profile` — memberships with their outbox and history
+        rows, the instants that changed; on PostgreSQL a single statement, on SQLite one
+        executemany per table."""
         changes = verdict_changes({plan.refs[i]: v for i, v in verdicts.items()}, members)
         form = due_form(self.connection)
         undue, instants = [], []
@@ -307,6 +312,27 @@ class StreamingEvaluator:
 
 
 _UNSET = object()
+_LOAD_SQL: dict[tuple[str, bool | None], str] = {}
+
+
+def _load_with_state(connection: sa.Connection, profile_pk: int, schema: Schema, event_types: frozenset[str] | None,
+                     evaluated: list[int], timed: list[int]) -> tuple[Any, set[int], dict[int, Any]]:
+    """The lean profile (cdp.profiles.documents.stored_profile), which of the ``evaluated``
+    segments it is a current member of, and the stored instants of the ``timed`` ones, read by
+    ONE statement straight to the driver (was three: two Core queries for the profile, one for
+    its state — a round trip each — and every membership of the profile)."""
+    from cdp.profiles.documents import profile_from_rows, profile_rows_parameters, profile_rows_sql
+
+    dialect = connection.dialect.name
+    shape = (dialect, None if event_types is None else bool(event_types))
+    sql = _LOAD_SQL.get(shape)
+    if sql is None:
+        sql = _LOAD_SQL[shape] = profile_rows_sql(dialect, event_types, state_rows_sql(dialect))
+    parameters = profile_rows_parameters(dialect, profile_pk, event_types)
+    parameters.update(state_rows_parameters(dialect, evaluated, timed))
+    profile, rest = profile_from_rows(connection.exec_driver_sql(sql, parameters).fetchall(), schema, dialect)
+    members, stored = state_from_rows(rest)
+    return profile, members, stored
 # built once (SQLAlchemy compiles each once): they run on every streaming evaluation
 _DUE_CONSUME = segment_due.delete().where(segment_due.c.profile_pk == sa.bindparam("b_profile"),
                                           segment_due.c.due_at <= sa.bindparam("b_now"))

@@ -19,8 +19,20 @@ def _instant(value: datetime | date) -> datetime:
     return datetime.combine(value, time(), tzinfo=timezone.utc)
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _instants_of(value: Any, into: set[datetime]) -> None:
-    if isinstance(value, (datetime, date)):
+    cls = value.__class__
+    if cls in _SCALARS:  # most values: no instant (the isinstance checks below are slow, Mapping's most)
+        return
+    if cls is datetime and value.tzinfo is timezone.utc:  # as loaded profiles hold them
+        into.add(value)
+    elif cls is dict:
+        for v in value.values():
+            if v.__class__ not in _SCALARS:
+                _instants_of(v, into)
+    elif isinstance(value, (datetime, date)):
         into.add(_instant(value))
     elif isinstance(value, Mapping):
         for v in value.values():
@@ -42,11 +54,12 @@ def _add_months(at: datetime, months: int) -> datetime:
     raise ValueError(at)
 
 
-def _points(reads: Any, profile: Any, cache: dict | None) -> list[datetime]:
+def _points(reads: Any, profile: Any, cache: dict | None) -> tuple[tuple, list[datetime]]:
     """The profile's instants a segment's answer can turn on, sorted: its date and datetime
-    attributes, the instants of the events of the types it reads, its literal instants. Shared
-    (``cache``) by the segments of one evaluation: the sorted list per set of types read, and
-    its parts — the attributes' instants, each type's — computed once."""
+    attributes, the instants of the events of the types it reads, its literal instants — and the
+    key they are shared under. Shared (``cache``) by the segments of one evaluation: the sorted
+    list per set of types read, and its parts — the attributes' instants, each type's — computed
+    once."""
     key = (None if reads.any_event else reads.event_types, reads.literal_instants)
     found = None if cache is None else cache.get(key)
     if found is None:
@@ -60,11 +73,13 @@ def _points(reads: Any, profile: Any, cache: dict | None) -> list[datetime]:
             for event_type in reads.event_types:  # only the events its filters can admit
                 points |= _part(cache, (_TYPE, event_type), profile.by_type.get(event_type, ((),))[0])
         found = cache[key] = sorted(points)
-    return found
+    return key, found
 
 
 _ATTRIBUTES, _ALL_EVENTS, _TYPE = object(), object(), object()  # keys of a cache's parts
+_DAILY = object()  # key of a cache's "same time of day" candidate
 _SHIFTS: dict[frozenset, tuple[timedelta, ...]] = {}  # window lengths → the shifts they give
+_ZERO, _DAY = timedelta(0), timedelta(days=1)
 
 
 def _part(cache: dict, key: Any, values: Any) -> set[datetime]:
@@ -73,6 +88,60 @@ def _part(cache: dict, key: Any, values: Any) -> set[datetime]:
         found = cache[key] = set()
         _instants_of(values, found)
     return found
+
+
+def _after(candidate: datetime | None, as_of: datetime) -> datetime | None:
+    """A candidate as it counts: itself when after ``as_of``, ``as_of`` + 1 µs when equal to it,
+    nothing when before."""
+    if candidate is None or candidate < as_of:
+        return None
+    return as_of + _TICK if candidate == as_of else candidate
+
+
+def _shifted(points: list[datetime], as_of: datetime, shift: timedelta) -> datetime | None:
+    """The earliest ``p + shift`` (as it counts) over the points: from the earliest ``p`` with
+    ``p + shift ≥ as_of`` (a binary search)."""
+    try:
+        start = bisect_left(points, as_of - shift)
+    except OverflowError:  # as_of - shift is before year 1 (every instant qualifies) or after 9999 (none)
+        start = 0 if shift > _ZERO else len(points)
+    for point in points[start:start + 2]:  # the first that can overflow is skipped, as before
+        try:
+            return _after(point + shift, as_of)
+        except OverflowError:
+            continue
+    return None
+
+
+def _monthly(points: list[datetime], as_of: datetime, months: int) -> datetime | None:
+    best = None
+    for point in points:
+        for sign in (1, -1):
+            try:
+                candidate = _after(_add_months(point, sign * months), as_of)
+            except (ValueError, OverflowError):
+                continue
+            if candidate is not None and (best is None or candidate < best):
+                best = candidate
+    return best
+
+
+def _daily(points: list[datetime], as_of: datetime) -> datetime | None:
+    """The next instant with the time of day of a point at or before ``as_of``, and the next UTC
+    midnight (calendar windows and clock functions)."""
+    best = _after(datetime.combine(as_of.date() + _DAY, time(), tzinfo=timezone.utc), as_of)
+    for point in points:
+        if point <= as_of:
+            try:
+                candidate = _after(point + ((as_of - point) // _DAY + 1) * _DAY, as_of)
+            except OverflowError:
+                continue
+            if candidate is not None and candidate < best:
+                best = candidate
+    return best
+
+
+_MISSING = object()
 
 
 def next_change(reads: Any, profile: Any, as_of: datetime, cache: dict | None = None) -> datetime | None:
@@ -86,53 +155,58 @@ def next_change(reads: Any, profile: Any, as_of: datetime, cache: dict | None = 
     The earliest candidate after ``as_of`` is found without listing them all: a candidate ``c``
     counts as ``c`` when after ``as_of``, as ``as_of`` + 1 µs when equal to it; for one shift the
     earliest comes from the earliest instant ``p`` with ``p + shift ≥ as_of`` (a binary search
-    among the sorted instants). ``cache``: shared by the segments of one profile's evaluation."""
+    among the sorted instants). ``cache``: shared by the segments of one profile's evaluation
+    (one ``as_of``) — the instants per set of types read, and the earliest candidate per
+    (instants, shift), per (instants, months) and per instants for the daily ones, so segments
+    differing only in some window lengths share the rest."""
     if not reads.timed:
         return None
-    as_of = _instant(as_of)
-    points = _points(reads, profile, cache)
-    best: datetime | None = None
-
-    def consider(candidate: datetime) -> None:
-        nonlocal best
-        if candidate < as_of:
-            return
-        if candidate == as_of:
-            candidate = as_of + _TICK
-        if best is None or candidate < best:
-            best = candidate
-
+    if as_of.__class__ is not datetime or as_of.tzinfo is not timezone.utc:
+        as_of = _instant(as_of)
+    key, points = _points(reads, profile, cache)
     shifts = _SHIFTS.get(reads.durations)
     if shifts is None:
         shifts = _SHIFTS[reads.durations] = tuple(
-            {timedelta(0)} | set(reads.durations) | {-d for d in reads.durations})
+            {_ZERO} | set(reads.durations) | {-d for d in reads.durations})
         if len(_SHIFTS) > 10_000:
             _SHIFTS.clear()
+    # the earliest candidate per shift / months / daily, for these instants at this as_of: shared
+    # by the segments of the evaluation (one dict per set of instants, looked up once here)
+    shared: dict | None = None
+    if cache is not None:
+        shared = cache.get((_CANDIDATES, key, as_of))
+        if shared is None:
+            shared = cache[(_CANDIDATES, key, as_of)] = {}
+    best: datetime | None = None
     for shift in shifts:
-        try:
-            start = bisect_left(points, as_of - shift)
-        except OverflowError:  # as_of - shift is before year 1 (every instant qualifies) or after 9999 (none)
-            start = 0 if shift > timedelta(0) else len(points)
-        for point in points[start:start + 2]:  # the first that can overflow is skipped, as before
-            try:
-                consider(point + shift)
-                break
-            except OverflowError:
-                continue
-    for point in points if reads.months else ():
-        for months in reads.months:
-            for sign in (1, -1):
-                try:
-                    consider(_add_months(point, sign * months))
-                except (ValueError, OverflowError):
-                    continue
+        if shared is None:
+            candidate = _shifted(points, as_of, shift)
+        else:
+            candidate = shared.get(shift, _MISSING)
+            if candidate is _MISSING:
+                candidate = shared[shift] = _shifted(points, as_of, shift)
+        if candidate is not None and (best is None or candidate < best):
+            best = candidate
+    for months in reads.months if points else ():
+        if shared is None:
+            candidate = _monthly(points, as_of, months)
+        else:
+            candidate = shared.get((_MONTHS, months), _MISSING)
+            if candidate is _MISSING:
+                candidate = shared[(_MONTHS, months)] = _monthly(points, as_of, months)
+        if candidate is not None and (best is None or candidate < best):
+            best = candidate
     if reads.clock or reads.periods:
-        day = timedelta(days=1)
-        for point in points:
-            if point <= as_of:  # the next instant with the same time of day
-                try:
-                    consider(point + ((as_of - point) // day + 1) * day)
-                except OverflowError:
-                    pass
-        consider(datetime.combine(as_of.date() + day, time(), tzinfo=timezone.utc))
+        if shared is None:
+            candidate = _daily(points, as_of)
+        else:
+            candidate = shared.get(_DAILY, _MISSING)
+            if candidate is _MISSING:
+                candidate = shared[_DAILY] = _daily(points, as_of)
+        if candidate is not None and (best is None or candidate < best):
+            best = candidate
     return best
+
+
+_CANDIDATES = object()  # key of a cache's candidates per set of instants
+_MONTHS = object()

@@ -6,7 +6,7 @@ package (cdp/segments) builds everything else on these."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -190,6 +190,51 @@ def profile_state(connection: sa.Connection, profile_pk: int,
             members.add(segment_pk)
         else:
             due[segment_pk] = at
+    return members, due
+
+
+# profile_state's rows as branches of cdp.profiles.documents.profile_rows_sql (its columns: kind,
+# a, b, c, at, n): kind 2 a segment the profile is a current member of (n), kind 3 the stored
+# instant (at) of segment n — so that streaming reads a profile and its state in ONE statement
+MEMBER_ROW, DUE_ROW = 2, 3
+_STATE_ROWS = {
+    "sqlite": (" UNION ALL SELECT 2, NULL, NULL, NULL, NULL, segment_pk FROM memberships WHERE profile_pk = :profile "
+               "AND status IN " + _MEMBER_SQL + " AND segment_pk IN (SELECT value FROM json_each(:evaluated)) "
+               "UNION ALL SELECT 3, NULL, NULL, NULL, due_at, segment_pk FROM segment_due "
+               "WHERE profile_pk = :profile AND segment_pk IN (SELECT value FROM json_each(:segments))"),
+    "postgresql": (" UNION ALL SELECT 2, NULL::text, NULL::text, NULL::text, NULL::timestamptz, segment_pk "
+                   "FROM memberships WHERE profile_pk = %(profile)s AND status IN " + _MEMBER_SQL +
+                   " AND segment_pk = ANY(%(evaluated)s::bigint[]) "
+                   "UNION ALL SELECT 3, NULL::text, NULL::text, NULL::text, due_at, segment_pk FROM segment_due "
+                   "WHERE profile_pk = %(profile)s AND segment_pk = ANY(%(segments)s::bigint[])"),
+}
+
+
+def state_rows_sql(dialect: str) -> str:
+    """The ``UNION ALL`` branches giving :func:`profile_state`'s rows in the profile load's columns,
+    for the segments about to be evaluated only (parameters ``profile``, ``evaluated`` and
+    ``segments``: :func:`state_rows_parameters`)."""
+    return _STATE_ROWS[dialect]
+
+
+def state_rows_parameters(dialect: str, evaluated: list[int], due_segments: list[int]) -> dict[str, Any]:
+    """``evaluated``: the segments whose membership is wanted; ``due_segments``: those whose stored
+    instant is wanted."""
+    if dialect == "sqlite":
+        return {"evaluated": json.dumps(evaluated), "segments": json.dumps(due_segments)}
+    return {"evaluated": evaluated, "segments": due_segments}
+
+
+def state_from_rows(rows: Iterable) -> tuple[set[int], dict[int, Any]]:
+    """(current memberships, stored instants) from the rows of :func:`state_rows_sql`, in the forms
+    :func:`profile_state` gives."""
+    members: set[int] = set()
+    due: dict[int, Any] = {}
+    for row in rows:
+        if row[0] == MEMBER_ROW:
+            members.add(row[5])
+        elif row[0] == DUE_ROW:
+            due[row[5]] = row[4]
     return members, due
 
 

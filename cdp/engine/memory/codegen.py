@@ -20,11 +20,23 @@ from cdp.engine.memory.values import ValueNodes
 _EMPTY = ([], [])
 
 
+def _shared(key: tuple, function: Callable, p: Any, A: Any, C: tuple, memo: dict | None) -> Any:
+    """An event term's value, computed once per evaluation memo (see EventNodes._event_function)."""
+    if memo is None:
+        return function(p, A, C, memo)
+    try:
+        return memo[key]
+    except KeyError:
+        value = memo[key] = function(p, A, C, memo)
+        return value
+
+
 class Codegen(ValueNodes, PredicateNodes, EventNodes):
     def __init__(self, *, trace: bool = False):
         self.trace = trace
         self.namespace: dict[str, Any] = {
             "_rt": runtime,
+            "_shared": _shared,
             "_EMPTY": _EMPTY,
             "_div": runtime.divide,
             "_chk": runtime.checked,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from cdp.dsl import ast
+from cdp.dsl import ast, render
 from cdp.pqltypes import NUMBER
 from cdp.dsl import runtime
 from cdp.engine.memory.common import Ctx
@@ -72,10 +72,20 @@ class EventNodes:
             return None
         return self.truth(condition, ctx)
 
-    def _event_function(self, body: list[str]) -> str:
+    def _event_function(self, body: list[str], node: ast.Node | None = None) -> str:
+        """A helper over the profile's events; with ``node``, its value is shared through the
+        evaluation's ``memo`` (keyed by the term's canonical text) by every predicate evaluated on
+        the same profile and instant — segments of a catalogue often repeat a term (the same
+        ``last(...)``, ``sum(...)``, ``exists ...``): computed once per profile, not per segment.
+        Sound because an event term reads only the profile, the instant and the catalogue
+        (``(p, A, C, memo)``: no enclosing event or alias), and a memo is never shared between
+        profiles or instants (the contract ``in segment`` already relies on)."""
         name = f"_ev{next(self.counter)}"
         self.functions.append(f"def {name}(p, A, C, memo):\n" + "\n".join("    " + line for line in body))
-        return f"{name}(p, A, C, memo)"
+        if node is None or self.trace:
+            return f"{name}(p, A, C, memo)"
+        key = self.const(("event term", render(node)), "term")
+        return f"_shared({key}, {name}, p, A, C, memo)"
 
     def _hoist(self, conditions: list[ast.Node | None], ctx: Ctx) -> list[str]:
         """Read each profile attribute an event condition uses once, before the loop over events."""
@@ -108,7 +118,7 @@ class EventNodes:
             lines.append("return True")
         else:
             lines += ["for e in evs[i:j]:", f"    if {cond}:", "        return True", "return False"]
-        return self._event_function(lines)
+        return self._event_function(lines, node)
 
     def v_NoEvent(self, node: ast.NoEvent, ctx):
         lines, cond, _ = self._filter_prelude(node.filter, "True")
@@ -116,7 +126,7 @@ class EventNodes:
             lines.append("return False")
         else:
             lines += ["for e in evs[i:j]:", f"    if {cond}:", "        return False", "return True"]
-        return self._event_function(lines)
+        return self._event_function(lines, node)
 
     def f_Exists(self, node, ctx):
         return f"(not {self.value(node, ctx)})"
@@ -133,7 +143,7 @@ class EventNodes:
                 lines.append("return j - i")
             else:
                 lines += ["n = 0", "for e in evs[i:j]:", f"    if {cond}:", "        n += 1", "return n"]
-            return self._event_function(lines)
+            return self._event_function(lines, node)
         key = ".".join(node.path)
         read = f"e[{key!r}]" if key in ("id", "type", "timestamp") else f"e.get({key!r})"
         test = f"(v := {read}) is not None" + (f" and {cond}" if cond else "")
@@ -154,7 +164,7 @@ class EventNodes:
                       "        best = v", "return best"]
         else:
             raise ValueError(f"unknown aggregate {fn}")
-        return self._event_function(lines)
+        return self._event_function(lines, node)
 
     def _sequence(self, node: ast.Exists) -> str:
         filters = [node.filter] + [s.filter for s in node.steps]
@@ -178,7 +188,7 @@ class EventNodes:
             lines += self._hoist([condition], ctx)
             prepared.append((k, step, source, condition, ctx))
         if len(node.steps) == 1 and not reads[1]:
-            return self._two_step_sequence(lines, cond, prepared[0])
+            return self._two_step_sequence(lines, cond, prepared[0], node)
         if cond:
             lines += ["first = []", "for e in evs[i:j]:", f"    if {cond}:", "        first.append(e)"]
         else:
@@ -204,9 +214,9 @@ class EventNodes:
                     lines.append(f"ts{k} = [e['timestamp'] for e in evs{k}]")
                 step_codes.append(f"_Step(evs{k}, ts{k}, None, {gap}, {step.negated}, {needed!r})")
         lines.append(f"return _seq(first, ({', '.join(step_codes)},), C[0])")
-        return self._event_function(lines)
+        return self._event_function(lines, node)
 
-    def _two_step_sequence(self, lines: list[str], cond: str | None, prepared) -> str:
+    def _two_step_sequence(self, lines: list[str], cond: str | None, prepared, node: ast.Exists) -> str:
         """`exists A then [no] B [within gap]` where B reads no alias: for each A in time order,
         one binary search among the B timestamps decides (O(m log n), no search machinery)."""
         _k, step, source, condition, ctx = prepared
@@ -240,4 +250,4 @@ class EventNodes:
         lines.append(f"{indent}if {success}:")
         lines.append(f"{indent}    return True")
         lines.append("return False")
-        return self._event_function(lines)
+        return self._event_function(lines, node)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import date, datetime, timezone
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql.base import PGDialect
@@ -176,7 +176,7 @@ class DuckDBDialect(PGDialect):
         super().__init__(paramstyle="numeric_dollar", **kwargs)
 
 
-def rendered(query: sa.Select, dialect: sa.engine.Dialect) -> tuple[str, list | dict]:
+def rendered(query: sa.Select | sa.CompoundSelect, dialect: sa.engine.Dialect) -> tuple[str, list | dict]:
     """The statement's SQL text and its bound values (positional or named, as the dialect's
     parameter style says); datetimes as UTC without a zone, as the snapshots hold them."""
     compiled = query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
@@ -195,6 +195,34 @@ def members_query(text_or_tree: str | ast.Node, *, engine: str, as_of: datetime,
                   memberships_of: Mapping[str, int] | None = None, flat: Mapping[str, str] | None = None) -> sa.Select:
     """SELECT pk, external_id of the qualifying profiles (order: pk). ``flat``: key → type of
     the relation's flat attribute columns (DuckDB), read instead of the JSON."""
+    query, _names = _compiled_members(text_or_tree, engine=engine, as_of=as_of, sandbox=sandbox, schema=schema,
+                                      segments=segments, memberships_of=memberships_of, flat=flat, names_used=0)
+    return query
+
+
+def members_queries(texts_or_trees: Sequence[str | ast.Node], *, engine: str, as_of: datetime, sandbox: str,
+                    schema: Schema | None = None, segments: Mapping[str, str] | None = None,
+                    memberships_of: Mapping[str, int] | None = None,
+                    flat: Mapping[str, str] | None = None) -> list[sa.Select]:
+    """:func:`members_query` of each expression, fit to be branches of one UNION ALL
+    (:meth:`AnalyticSession.members_many`): each compiler numbers its aliases on from where the
+    previous one stopped, so the CTEs of referenced segments (hoisted to the top of the
+    statement) and the subqueries' aliases of different branches never share a name."""
+    queries, names_used = [], 0
+    for text_or_tree in texts_or_trees:
+        query, names_used = _compiled_members(text_or_tree, engine=engine, as_of=as_of, sandbox=sandbox,
+                                              schema=schema, segments=segments, memberships_of=memberships_of,
+                                              flat=flat, names_used=names_used)
+        queries.append(query)
+    return queries
+
+
+def _compiled_members(text_or_tree: str | ast.Node, *, engine: str, as_of: datetime, sandbox: str,
+                      schema: Schema | None, segments: Mapping[str, str] | None,
+                      memberships_of: Mapping[str, int] | None, flat: Mapping[str, str] | None,
+                      names_used: int) -> tuple[sa.Select, int]:
+    """The members query and how many fresh names its compiler has used (``names_used``: how
+    many earlier compilers of the same statement used; its own start after them)."""
     schema = schema or luma_schema()
     catalogue = dict(segments or {})
     typed = text_or_tree if isinstance(text_or_tree, ast.Node) and text_or_tree.type is not None \
@@ -202,17 +230,20 @@ def members_query(text_or_tree: str | ast.Node, *, engine: str, as_of: datetime,
     require_support(typed, engine, catalogue)
     compiler = SqlCompiler(engine, as_of, schema=schema, segments=catalogue, sandbox=sandbox,
                            memberships_of=memberships_of)
+    compiler._aliases = names_used  # fresh() counts on from here (names are prefix + number)
     if flat:
         compiler.flat = dict(flat)
     condition = compiler.compile(typed)
     p = compiler.profile
-    return (sa.select(p.c.pk, p.c.external_id).where(p.c.sandbox == sa.literal(sandbox, sa.String), condition)
-            .order_by(p.c.pk))
+    query = (sa.select(p.c.pk, p.c.external_id).where(p.c.sandbox == sa.literal(sandbox, sa.String), condition)
+             .order_by(p.c.pk))
+    return query, compiler._aliases
 
 
 class AnalyticSession:
     """One engine's session over a ``profiles`` and an ``events`` relation; ``members`` runs an
-    expression there. DuckDBSession below; a Spark session is the next one (docs/backends.md)."""
+    expression there, ``members_many`` several at once. DuckDBSession below; SparkSession in
+    cdp.engine.sql.spark_session."""
 
     engine: str = ""
     flat: Mapping[str, str] = {}  # key → type of the profiles relation's flat attribute columns
@@ -224,12 +255,50 @@ class AnalyticSession:
                               segments=segments, memberships_of=memberships_of, flat=self.flat)
         return self.run(query)
 
+    def queries(self, texts_or_trees: Sequence[str | ast.Node], *, as_of: datetime, sandbox: str,
+                schema: Schema | None = None, segments: Mapping[str, str] | None = None,
+                memberships_of: Mapping[str, int] | None = None) -> list[sa.Select]:
+        """The members queries of several expressions over this session's relations, ready to be
+        run together by :meth:`members_many` (see :func:`members_queries`)."""
+        return members_queries(texts_or_trees, engine=self.engine, as_of=as_of, sandbox=sandbox, schema=schema,
+                               segments=segments, memberships_of=memberships_of, flat=self.flat)
+
     def run(self, query: sa.Select) -> list[tuple[int, str]]:
+        return [(int(pk), external_id) for pk, external_id, *_rest in self.fetch(query)]
+
+    def members_many(self, queries: Sequence[sa.Select]) -> list[list[tuple[int, str]]]:
+        """Several members queries (of one as_of; from :meth:`queries` or
+        :func:`members_queries`, so that their names differ) as one statement: a UNION ALL, each
+        branch tagged with its index; each query's members in pk order. A query has a fixed cost
+        (parsing, planning, scheduling: seconds on Spark) that a batch pays once per statement."""
+        if len(queries) == 1:
+            return [self.run(queries[0])]
+        branches = [q.order_by(None).add_columns(sa.literal_column(str(i)).label("query"))
+                    for i, q in enumerate(queries)]
+        found: list[list[tuple[int, str]]] = [[] for _ in queries]
+        for pk, external_id, index in self.fetch(sa.union_all(*branches)):
+            found[index].append((int(pk), external_id))
+        return [sorted(rows) for rows in found]
+
+    def fetch(self, query: sa.Select | sa.CompoundSelect) -> list[tuple]:
+        """The rows of a statement."""
         raise NotImplementedError
 
     def remember(self, segment_pk: int, profile_pks: list[int]) -> None:
         """The members of a segment evaluated in this run: later references read them."""
+        self.remember_many([(segment_pk, profile_pks)])
+
+    def remember_many(self, members: Sequence[tuple[int, list[int]]]) -> None:
+        """(segment pk, its members' pks) of several segments evaluated in this run, at once."""
         raise NotImplementedError
+
+
+def _membership_rows(members: Sequence[tuple[int, list[int]]]):
+    """The ``memberships`` rows (segment_pk, profile_pk, status) of remembered segments, as Arrow."""
+    pa = _pyarrow()
+    return pa.table({"segment_pk": pa.array([pk for pk, pks in members for _ in pks], pa.int64()),
+                     "profile_pk": pa.array([p for _pk, pks in members for p in pks], pa.int64()),
+                     "status": pa.array(["realized"] * sum(len(pks) for _pk, pks in members), pa.string())})
 
 
 def _python_udfs() -> list[tuple[str, Any, list[str], str]]:
@@ -287,16 +356,12 @@ class DuckDBSession(AnalyticSession):
         self.flat = flat_attributes(self.connection)
         return self
 
-    def run(self, query: sa.Select) -> list[tuple[int, str]]:
+    def fetch(self, query: sa.Select | sa.CompoundSelect) -> list[tuple]:
         text, parameters = rendered(query, self.dialect)
-        return [(int(pk), external_id) for pk, external_id in self.connection.execute(text, parameters).fetchall()]
+        return self.connection.execute(text, parameters).fetchall()
 
-    def remember(self, segment_pk: int, profile_pks: list[int]) -> None:
-        pa = _pyarrow()
-        rows = pa.table({"segment_pk": pa.array([segment_pk] * len(profile_pks), pa.int64()),
-                         "profile_pk": pa.array(profile_pks, pa.int64()),
-                         "status": pa.array(["realized"] * len(profile_pks), pa.string())})
-        self.connection.register("remembered", rows)
+    def remember_many(self, members: Sequence[tuple[int, list[int]]]) -> None:
+        self.connection.register("remembered", _membership_rows(members))
         self.connection.execute("INSERT INTO memberships SELECT * FROM remembered")
         self.connection.unregister("remembered")
 

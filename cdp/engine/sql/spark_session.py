@@ -20,11 +20,11 @@ import tempfile
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import sqlalchemy as sa
 
-from cdp.engine.sql.analytic import AnalyticSession, _python_udfs
+from cdp.engine.sql.analytic import AnalyticSession, _membership_rows, _python_udfs
 from cdp.engine.sql.spark import SparkDialect
 
 _LOCK = threading.Lock()
@@ -167,38 +167,23 @@ class SparkSession(AnalyticSession):
 
     # ---- queries ----------------------------------------------------------------------------
 
-    def rendered(self, query: sa.Select) -> tuple[str, dict[str, Any]]:
+    def rendered(self, query: sa.Select | sa.CompoundSelect) -> tuple[str, dict[str, Any]]:
         compiled = query.compile(dialect=self.dialect, compile_kwargs={"render_postcompile": True})
         return compiled.string, {name: _bound(value) for name, value in compiled.construct_params().items()}
 
-    def run(self, query: sa.Select) -> list[tuple[int, str]]:
+    def fetch(self, query: sa.Select | sa.CompoundSelect) -> list[tuple]:
         text, parameters = self.rendered(query)
-        return [(int(row[0]), row[1]) for row in self.spark.sql(text, args=parameters).collect()]
+        return [tuple(row) for row in self.spark.sql(text, args=parameters).collect()]
 
-    def members_many(self, queries: list[sa.Select]) -> list[list[tuple[int, str]]]:
-        """Several member queries (of one as_of) as one Spark job: a UNION ALL, each branch tagged
-        with its index. A Spark query has a fixed cost (planning, scheduling) far above what a
-        small one computes, so a catalogue of expressions is evaluated many at a time."""
-        if len(queries) == 1:
-            return [self.run(queries[0])]
-        branches = [q.order_by(None).add_columns(sa.literal_column(str(i)).label("query")) for i, q in enumerate(queries)]
-        text, parameters = self.rendered(sa.union_all(*branches))
-        found: list[list[tuple[int, str]]] = [[] for _ in queries]
-        for pk, external_id, index in self.spark.sql(text, args=parameters).collect():
-            found[index].append((int(pk), external_id))
-        return [sorted(rows) for rows in found]
-
-    def remember(self, segment_pk: int, profile_pks: list[int]) -> None:
-        import pyarrow
+    def remember_many(self, members: Sequence[tuple[int, list[int]]]) -> None:
+        """One Parquet file for the segments given (a level of a run) and the view read again
+        once: each re-read lists the folder and reads a footer, a Spark job of its own."""
         import pyarrow.parquet
 
         self._remembered += 1
         target = self.folder / "memberships"
         target.mkdir(exist_ok=True)
-        rows = pyarrow.table({"segment_pk": pyarrow.array([segment_pk] * len(profile_pks), pyarrow.int64()),
-                              "profile_pk": pyarrow.array(profile_pks, pyarrow.int64()),
-                              "status": pyarrow.array(["realized"] * len(profile_pks), pyarrow.string())})
-        pyarrow.parquet.write_table(rows, target / f"segment-{self._remembered:05d}.parquet")
+        pyarrow.parquet.write_table(_membership_rows(members), target / f"segments-{self._remembered:05d}.parquet")
         self.spark.read.parquet(str(target)).createOrReplaceTempView("memberships")
 
     def close(self) -> None:
