@@ -326,15 +326,15 @@ SET_WISE_ATTEMPTS = 4  # then as the serialized writer, MAX_ATTEMPTS times
 WAIT_SECONDS = 20.0
 _SERIAL_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))")
 _LOCK_TIMEOUT = sa.text("SELECT set_config('lock_timeout', :ms, true)")
-# foreign key, unique, deadlock, serialization, a lock not taken at once (NOWAIT)
+# foreign key, unique, deadlock, serialization, a lock not taken in time (NOWAIT, lock_timeout)
 _RACE_CODES = {"23503", "23505", "40P01", "40001", "55P03"}
 
 
 def _conflict(index: int) -> RecordResult:
     return RecordResult(index=index, status=RecordStatus.rejected, errors=[RecordError(
-        path="identities", message=f"conflict: concurrent writers kept changing this record's profiles "
-                                   f"({SET_WISE_ATTEMPTS + MAX_ATTEMPTS} attempts, or {WAIT_SECONDS:g} s); nothing "
-                                   f"of it was stored, send it again")])
+        path="identities", message=f"conflict: concurrent writers kept changing this record's profiles (retried, "
+                                   f"at most {WAIT_SECONDS:g} s for a request); nothing of it was stored, send it "
+                                   f"again")])
 
 
 def _lost_a_race(exc: Exception) -> bool:
