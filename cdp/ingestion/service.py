@@ -117,8 +117,8 @@ class Writer:
         batch file: all or nothing). On PostgreSQL in a savepoint of it: when they lose a race with
         a concurrent writer they are rolled back (releasing every lock they took) and tried again
         together, SET_WISE_ATTEMPTS times; then, as the sandbox's one serialized writer
-        (:meth:`serialize`), MAX_ATTEMPTS times more; records that still lose, or whose request is
-        past its ``deadline``, are rejected (``conflict``), never half stored. Never record by
+        (:meth:`serialize`), until the request's ``deadline`` (a batch file: MAX_ATTEMPTS times
+        more); records that still lose are rejected (``conflict``), never half stored. Never record by
         record: a released savepoint keeps its locks until the transaction ends, so two writers
         applying records one by one would each hold what the other's next record needs (a cycle
         the deadlock detector cannot break by aborting a savepoint). On SQLite the transaction
@@ -146,7 +146,8 @@ class Writer:
         elif prepared:
             applied = self._attempt(prepared, SET_WISE_ATTEMPTS if len(prepared) > 1 else MAX_ATTEMPTS)
             if applied is None and self.serialize():  # still losing: again, as the sandbox's one such writer
-                applied = self._attempt(prepared, MAX_ATTEMPTS)
+                # each loss means a competitor committed; a request keeps trying until its deadline
+                applied = self._attempt(prepared, MAX_ATTEMPTS if self.deadline is None else SERIALIZED_ATTEMPTS)
             if applied is None:  # out of attempts or out of time: rejected, nothing of them stored
                 applied = {position: _conflict(index) for position, index, _, _ in prepared}
             results.update(applied)
@@ -172,7 +173,7 @@ class Writer:
                 log.info("%s record(s) lost a race with a concurrent writer (attempt %s): %s", len(prepared),
                          attempt + 1, str(getattr(exc, "orig", exc)).splitlines()[0])
                 self.event_counts.clear()
-                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
+                time.sleep(random.uniform(0, min(0.2, 0.02 * (attempt + 1))))
                 continue
             remember()
             return applied
@@ -320,7 +321,8 @@ class Writer:
 
 
 MAX_ATTEMPTS = 6
-SET_WISE_ATTEMPTS = 4  # then as the serialized writer, MAX_ATTEMPTS times
+SET_WISE_ATTEMPTS = 4  # then as the serialized writer: MAX_ATTEMPTS times (a batch), or until the deadline
+SERIALIZED_ATTEMPTS = 1000  # a request's bound is its deadline (WAIT_SECONDS); this only caps the loop
 # PostgreSQL: how long a streaming request may wait for concurrent writers in all (every lock wait,
 # retry and the serialized writer's lock); then what is not applied yet is rejected as `conflict`
 WAIT_SECONDS = 20.0
