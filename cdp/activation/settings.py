@@ -22,6 +22,10 @@ class ActivationSettings(BaseSettings):
     batch_size: int = Field(default=100, ge=1, le=10_000, description="At most this many changes per webhook POST.")
     poll_seconds: float = Field(default=0.05, gt=0, description="How often the delivery loop looks at the outbox "
                                                                 "when nothing woke it.")
+    wake_coalesce_seconds: float = Field(default=0.02, ge=0, le=5, description=(
+        "A woken delivery loop starts its next cycle no sooner than this after the last one began: "
+        "under a stream of ingest requests (each wakes it) one cycle serves all the changes of that "
+        "interval instead of one cycle per request (0: a cycle per wake)."))
     consent_every_seconds: float = Field(default=5.0, gt=0, description="How often consent withdrawals (and grants) "
                                                                         "of exported members are looked for.")
     senders: int = Field(default=4, ge=1, le=64, description="Destinations sent to at once (one POST at a time "

@@ -230,14 +230,14 @@ def _compiled_members(text_or_tree: str | ast.Node, *, engine: str, as_of: datet
     require_support(typed, engine, catalogue)
     compiler = SqlCompiler(engine, as_of, schema=schema, segments=catalogue, sandbox=sandbox,
                            memberships_of=memberships_of)
-    compiler._aliases = names_used  # fresh() counts on from here (names are prefix + number)
+    compiler.names_used = names_used  # fresh() counts on from here (names are prefix + number)
     if flat:
         compiler.flat = dict(flat)
     condition = compiler.compile(typed)
     p = compiler.profile
     query = (sa.select(p.c.pk, p.c.external_id).where(p.c.sandbox == sa.literal(sandbox, sa.String), condition)
              .order_by(p.c.pk))
-    return query, compiler._aliases
+    return query, compiler.names_used
 
 
 class AnalyticSession:

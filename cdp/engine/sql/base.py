@@ -87,7 +87,7 @@ class SqlCompiler:
         self.profile = profiles.alias("p")
         self.as_of_param = sa.bindparam("as_of", self.as_of, type_=UtcDateTime)
         self.today_param = self.date_literal(self.as_of.date())
-        self._aliases = 0
+        self.names_used = 0  # fresh names handed out (a statement of several queries starts each after the last)
         self._segment_stack: list[str] = []
         # segment references: each referenced segment is one CTE, compiled once (see c_SegmentRef)
         self.sandbox = sandbox
@@ -463,8 +463,8 @@ class SqlCompiler:
     # ---- event terms ------------------------------------------------------------------------
 
     def fresh(self, prefix: str) -> str:
-        self._aliases += 1
-        return f"{prefix}{self._aliases}"
+        self.names_used += 1
+        return f"{prefix}{self.names_used}"
 
     def window_conditions(self, table, window: ast.Node | None) -> list[ColumnElement]:
         ts = table.c.ts
