@@ -123,8 +123,15 @@ def _stored(engine, sandbox: str) -> dict:
             pair_of[r.pk] = (r.namespace, r.value)
         name = {pk: frozenset(pairs) for pk, pairs in owned.items()}
         stored = {"profiles": {}, "sources": set(), "links": set(), "events": set(), "members": set()}
+        # profiles owning no identity have no name: compared as a sorted list (keyed by one empty
+        # name they would overwrite one another in the SELECT's unspecified order)
+        nameless = []
         for r in c.execute(sa.select(profiles).where(profiles.c.sandbox == sandbox)):
-            stored["profiles"][name.get(r.pk, frozenset())] = (r.attributes, r.created_at, r.updated_at)
+            if r.pk in name:
+                stored["profiles"][name[r.pk]] = (r.attributes, r.created_at, r.updated_at)
+            else:
+                nameless.append((r.attributes, r.created_at, r.updated_at))
+        stored["nameless profiles"] = sorted(nameless, key=repr)
         for r in c.execute(sa.select(attribute_sources).join(profiles).where(profiles.c.sandbox == sandbox)):
             stored["sources"].add((name.get(r.profile_pk), r.path, str(r.value), r.removed, r.observed_at,
                                    r.record_index, r.batch_pk, str(r.identities)))
