@@ -26,7 +26,7 @@ def round_half_away(x: int | float, digits: int = 0) -> int | float:
     if digits < -350:  # coarser than any representable value
         return 0 if isinstance(x, int) else 0.0
     with localcontext() as ctx:
-        ctx.prec = 400
+        ctx.prec = 800  # a float's 309 integer digits and 350 decimals fit: quantize never overflows it
         exact = Decimal(repr(x)) if isinstance(x, float) else Decimal(x)
         rounded = exact.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
     return int(rounded) if isinstance(x, int) else float(rounded)
