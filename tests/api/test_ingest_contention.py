@@ -15,7 +15,7 @@ import pytest
 
 from cdp.ingestion.service import WAIT_SECONDS
 from tests.api.test_identity_concurrency import _profiles_and_events, _setup
-from tests.api.test_server import KEY, Server
+from tests.api.test_identity_concurrency import served  # noqa: F401 - the same server fixture, both databases
 
 CLIENTS = 8
 REQUESTS_PER_CLIENT = 3
@@ -24,15 +24,6 @@ PEOPLE = 300  # each with 3 identities; every person's records are spread over a
 # a request waits at most WAIT_SECONDS for other writers, then its work (200 records, a loaded
 # 2-core machine): 40 s is generous; the old one-by-one fallback stalled for minutes
 REQUEST_BOUND = WAIT_SECONDS + 40
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def served(request, sqlite_url_factory, tmp_path_factory):
-    url = sqlite_url_factory() if request.param == "sqlite" else request.getfixturevalue("postgres_url_factory")()
-    server = Server(url, tmp_path_factory.mktemp("serve") / "stderr.log")
-    [key] = KEY.findall(server.stderr)
-    yield server, key, url
-    server.stop()
 
 
 def _requests(seed: int) -> list[list[dict]]:
