@@ -5,7 +5,7 @@ coverage phase (edges of every constraint), random ones and chains through the d
 Every built-in check runs — no 5xx, answers as documented (status, content type, headers, body
 schema), schema-invalid requests refused, 405s with the right ``Allow`` — and one of ours
 (openapi_fuzz/hooks.py): a schema-valid request is never refused for its shape (400, 415, or 422
-other than a domain rule's code). Bounded: 25 examples per operation and one worker, about a minute per backend (SQLite, PostgreSQL) on a quiet machine.
+other than a domain rule's code). Bounded: 25 examples per operation, one worker, per backend (SQLite, PostgreSQL).
 A failure prints schemathesis' report, with a curl command for each failing request.
 """
 
