@@ -36,7 +36,7 @@ def test_events_are_the_databases_one_sorted_file_per_bucket(migrated_engine, tm
             .join(profiles, profiles.c.pk == events.c.profile_pk).where(profiles.c.sandbox == sandbox)).all()
     expected = sorted((pk, event_id, type_, ts.astimezone(timezone.utc).replace(tzinfo=None), fields)
                       for pk, event_id, type_, ts, fields in stored)
-    merged = sorted((pk, event_id, type_, ts, json.loads(fields)) for pk, event_id, type_, ts, fields
+    merged = sorted((pk, event_id, type_, ts, json.loads(fields)) for pk, event_id, type_, ts, fields, *_flat
                     in relation(manifest, "events"))
     assert merged == expected and manifest.parts[0].events == len(expected) > 0
     files = sorted((tmp_path / sandbox / "part-00000" / "events").rglob("*.parquet"))
@@ -137,7 +137,7 @@ def test_one_parse_gives_the_columns_of_a_parse_per_column(tmp_path, attributes)
 
 def test_the_merged_relations_read_the_bucket_files(migrated_engine, tmp_path):
     """DuckDB's relations over a snapshot written by the columnar export: the events view has
-    no column the export does not write (bucket comes from the folder)."""
+    no column the export does not write (bucket comes from the folder), and every flat one."""
     sandbox = next(SANDBOXES)
     with migrated_engine.begin() as connection:
         load_documents(connection, DOCUMENTS, sandbox=sandbox)
@@ -148,7 +148,8 @@ def test_the_merged_relations_read_the_bucket_files(migrated_engine, tmp_path):
         names = [d[0] for d in connection.execute(events_sql + " LIMIT 0").description]
     finally:
         connection.close()
-    assert names == ["profile_pk", "event_id", "type", "ts", "fields"]
+    # and the schema's scalar event fields, typed (cdp.snapshots.flat.write_events)
+    assert names == ["profile_pk", "event_id", "type", "ts", "fields"] + sorted(f"f.{k}" for k in luma_schema().event)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -116,11 +116,12 @@ def event_table(rows: list[Sequence], part: int, schema):
 
 
 class BucketWriter:
-    """Events → ``<folder>/bucket=K/events.parquet``, one file per bucket that has events, rows
-    in the order written; row groups of ``ROW_GROUP`` rows (buffered per bucket)."""
+    """Events → ``<folder>/bucket=K/<name>``, one file per bucket that has events, rows in the
+    order written; row groups of ``ROW_GROUP`` rows (buffered per bucket)."""
 
-    def __init__(self, folder: Path, schema):
+    def __init__(self, folder: Path, schema, name: str = "events.parquet"):
         self.folder = folder
+        self.name = name
         self.schema = schema
         self.writers: dict[int, object] = {}
         self.pending: dict[int, list] = {k: [] for k in range(BUCKETS)}
@@ -148,7 +149,7 @@ class BucketWriter:
         if writer is None:
             (self.folder / f"bucket={bucket}").mkdir(parents=True, exist_ok=True)
             writer = self.writers[bucket] = pa.parquet.ParquetWriter(
-                self.folder / f"bucket={bucket}" / "events.parquet", self.schema)
+                self.folder / f"bucket={bucket}" / self.name, self.schema)
         writer.write_table(pa.concat_tables(self.pending[bucket]), row_group_size=ROW_GROUP)
         self.pending[bucket] = []
         self.pending_rows[bucket] = 0
@@ -158,6 +159,10 @@ class BucketWriter:
             self._flush(bucket)
         for writer in self.writers.values():
             writer.close()
+
+    def files(self) -> list[Path]:
+        """The files written, in bucket order."""
+        return [self.folder / f"bucket={bucket}" / self.name for bucket in sorted(self.writers)]
 
 
 def live_pks(profile_files: list[Path]):

@@ -9,9 +9,10 @@ Layout under ``<root>/<sandbox>/``:
   sandbox's schema's scalar attributes as typed columns ``"a.<key>"`` (DuckDB's JSON read of each,
   evaluated once here: cdp.snapshots.flat), which DuckDB reads instead of the JSON;
 * ``part-NNNNN/events/bucket=K/events.parquet`` — ``profile_pk``, ``event_id``, ``type``, ``ts``
-  (UTC), ``fields`` (JSON text), ``part``: one file per bucket (``profile_pk % BUCKETS``, hive
-  style), sorted by profile and time, so a profile's events sit together in one file
-  (cdp.snapshots.columns writes them, a chunk of rows at a time as Arrow columns).
+  (UTC), ``fields`` (JSON text), ``part``, and the schema's scalar event fields as typed columns
+  ``"f.<key>"`` (as the attributes': cdp.snapshots.flat): one file per bucket (``profile_pk %
+  BUCKETS``, hive style), sorted by profile and time, so a profile's events sit together in one
+  file (cdp.snapshots.columns writes them, a chunk of rows at a time as Arrow columns).
 
 The first snapshot (or ``full=True``) writes every profile. A later one writes only what changed
 since the last: every profile updated or given a new event since its watermarks — with all of its
@@ -33,7 +34,7 @@ from typing import Sequence
 import sqlalchemy as sa
 
 from cdp.engine.sql.analytic import events_schema, profiles_schema
-from cdp.engine.sql.duckdb import FLAT_PREFIX
+from cdp.engine.sql.duckdb import EVENT_PREFIX, FLAT_PREFIX
 from cdp.jobs import JobContext, JobKind
 from cdp.schema import Schema
 from cdp.schema_registry.service import get_schema
@@ -122,12 +123,15 @@ def _write_part(connection: sa.Connection, folder: Path, number: int, sandbox: s
                        sa.type_coerce(events.c.ts, sa.String).label("ts"),
                        sa.cast(events.c.fields, sa.Text).label("fields"))
              .where(events.c.profile_pk.in_(owner)).order_by(events.c.profile_pk, events.c.ts, events.c.event_id))
-    buckets = columns.BucketWriter(target / "events", event_schema)
+    buckets = columns.BucketWriter(target / "events", event_schema, name="events.raw.parquet")
     try:
         for rows in columns.chunks(connection, query):
             buckets.write(columns.event_table(rows, number, event_schema))
     finally:
         buckets.close()
+    for raw in buckets.files():  # each bucket's file again, with its typed event-field columns
+        flat.write_events(raw, raw.with_name("events.parquet"), schema, columns.ROW_GROUP)
+        raw.unlink()
     return profile_count, buckets.rows
 
 
@@ -185,39 +189,52 @@ def export_snapshot(connection: sa.Connection, *, sandbox: str, root: Path | str
     return manifest
 
 
-def _flat_columns(manifest: Manifest, files: list[str]) -> list[str]:
-    """The flat attribute columns every part has, with the same type in each (a part written
-    before a schema change, or before flat columns, leaves its attributes to the JSON reads)."""
+def _flat_columns(files: list[str], prefix: str = FLAT_PREFIX) -> tuple[list[str], bool]:
+    """The flat columns (``prefix``) every file has, with the same type in each (a part written
+    before a schema change, or before flat columns, or a file whose read of a column failed on
+    some row, leaves those reads to the JSON); and whether the files' columns differ at all (then
+    they are read by name)."""
     pa = _pa()
     common: dict[str, object] | None = None
+    shapes = set()
     for path in files:
-        found = {f.name: f.type for f in pa.parquet.read_schema(path) if f.name.startswith(FLAT_PREFIX)}
+        schema = pa.parquet.read_schema(path)
+        shapes.add(tuple((f.name, str(f.type)) for f in schema))
+        found = {f.name: f.type for f in schema if f.name.startswith(prefix)}
         common = found if common is None else {k: t for k, t in common.items() if found.get(k) == t}
-    return sorted(common or {})
+    return sorted(common or {}), len(shapes) > 1
+
+
+def _named(columns: list[str], alias: str = "") -> str:
+    return "".join(", " + alias + '"' + c.replace('"', '""') + '"' for c in columns)
 
 
 def relations_sql(manifest: Manifest) -> tuple[str, str]:
     """DuckDB SELECTs of the ``profiles`` and ``events`` relations, the parts merged on read:
-    each profile's latest part wins (a tombstone removes it), and its events are that part's."""
+    each profile's latest part wins (a tombstone removes it), and its events are that part's.
+    Both keep the flat columns every part's files have (cdp.snapshots.flat)."""
     folder = manifest.folder
     profile_files = [str(folder / f"part-{p.number:05d}" / "profiles.parquet") for p in manifest.parts]
     event_globs = [str(folder / f"part-{p.number:05d}" / "events" / "**" / "*.parquet")
                    for p in manifest.parts if p.events]
+    event_files = [str(path) for p in manifest.parts if p.events
+                   for path in sorted((folder / f"part-{p.number:05d}" / "events").rglob("*.parquet"))]
     quoted = lambda paths: "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"  # noqa: E731
-    columns = "pk, sandbox, external_id, attributes" + "".join(
-        ', "' + c.replace('"', '""') + '"' for c in _flat_columns(manifest, profile_files))
-    events_from = (f"read_parquet({quoted(event_globs)}, hive_partitioning = true)" if event_globs else
+    columns = "pk, sandbox, external_id, attributes" + _named(_flat_columns(profile_files)[0])
+    event_columns, differ = _flat_columns(event_files, EVENT_PREFIX)
+    by_name = ", union_by_name = true" if differ else ""
+    events_from = (f"read_parquet({quoted(event_globs)}, hive_partitioning = true{by_name})" if event_globs else
                    "(SELECT NULL::BIGINT AS profile_pk, NULL::VARCHAR AS event_id, NULL::VARCHAR AS type, "
                    "NULL::TIMESTAMP AS ts, NULL::VARCHAR AS fields, NULL::BIGINT AS part WHERE false)")
     if len(manifest.parts) == 1:
         return (f"SELECT {columns} FROM read_parquet({quoted(profile_files)}) WHERE NOT deleted",
-                f"SELECT profile_pk, event_id, type, ts, fields FROM {events_from}")
+                f"SELECT profile_pk, event_id, type, ts, fields{_named(event_columns)} FROM {events_from}")
     # by name: parts written under different schemas have different flat columns
     latest = (f"SELECT * FROM read_parquet({quoted(profile_files)}, union_by_name = true) "
               "QUALIFY row_number() OVER (PARTITION BY pk ORDER BY part DESC) = 1")
     return (f"SELECT {columns} FROM ({latest}) WHERE NOT deleted",
-            f"SELECT e.profile_pk, e.event_id, e.type, e.ts, e.fields FROM {events_from} e "
-            f"JOIN ({latest}) l ON e.profile_pk = l.pk AND e.part = l.part WHERE NOT l.deleted")
+            f"SELECT e.profile_pk, e.event_id, e.type, e.ts, e.fields{_named(event_columns, 'e.')} "
+            f"FROM {events_from} e JOIN ({latest}) l ON e.profile_pk = l.pk AND e.part = l.part WHERE NOT l.deleted")
 
 
 SNAPSHOT_KIND = "snapshots.export"
