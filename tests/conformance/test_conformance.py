@@ -3,8 +3,10 @@
 Cases are data (cases.toml: expression, expected ids, the section they exercise) over a fixed
 dataset (profiles.jsonl, or profiles_NAME.jsonl for a case with `dataset = "NAME"`); expected ids
 were worked out by hand from DSL.md. Every case runs on every backend: in memory, SQLite and
-PostgreSQL (a real throwaway cluster), DuckDB and Spark (local[2], one Spark for the whole run;
-the cases without segment references are evaluated many per Spark query, as UNION ALL).
+PostgreSQL (a real throwaway cluster), DuckDB — over typed attribute and event-field columns as a
+snapshot has them, and over the JSON documents alone (``duckdb_json``) — and Spark (local[2], one
+Spark for the whole run; the cases without segment references are evaluated many per Spark query,
+as UNION ALL).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def _read(path: Path) -> list[dict]:
 DOCUMENTS = _read(HERE / "profiles.jsonl")
 # Extra datasets (profiles_NAME.jsonl), each loaded into a sandbox of its own name.
 DATASETS = {"prod": DOCUMENTS, **{p.stem.removeprefix("profiles_"): _read(p) for p in sorted(HERE.glob("profiles_*.jsonl"))}}
-BACKENDS = ["memory", "sqlite", "postgresql", "duckdb", "spark"]
+BACKENDS = ["memory", "sqlite", "postgresql", "duckdb", "duckdb_json", "spark"]
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +79,9 @@ def postgresql_backend(postgres_url_factory):
     engine.dispose()
 
 
-def _analytic_backend(session):
-    """DuckDB or Spark over every dataset at once, one sandbox each (the snapshot layout)."""
+def _analytic_backend(session, **options):
+    """DuckDB or Spark over every dataset at once, one sandbox each (the snapshot layout);
+    ``options``: of ``from_tables``."""
     import pyarrow
 
     from cdp.engine.sql.analytic import document_tables
@@ -89,7 +92,7 @@ def _analytic_backend(session):
         profiles.append(p)
         events.append(e)
         first += len(documents)
-    session.from_tables(pyarrow.concat_tables(profiles), pyarrow.concat_tables(events))
+    session.from_tables(pyarrow.concat_tables(profiles), pyarrow.concat_tables(events), **options)
 
     def evaluate(expression, as_of, segments, dataset="prod"):
         return [external_id for _pk, external_id in
@@ -103,6 +106,18 @@ def duckdb_backend():
 
     session = DuckDBSession()
     yield _analytic_backend(session)
+    assert session.flat and session.flat_events  # the typed columns are what this variant reads
+    session.close()
+
+
+@pytest.fixture(scope="module")
+def duckdb_json_backend():
+    """DuckDB reading every attribute and event field through the JSON documents (no typed columns)."""
+    from cdp.engine.sql.analytic import DuckDBSession
+
+    session = DuckDBSession()
+    yield _analytic_backend(session, flat_columns=False)
+    assert not session.flat and not session.flat_events
     session.close()
 
 

@@ -7,7 +7,8 @@ documents, for ``cdp evaluate`` and the conformance suite):
 * ``profiles``: ``pk``, ``sandbox``, ``external_id``, ``attributes`` (JSON text, dotted keys)
   and, on DuckDB, the schema's scalar attributes as typed columns ``"a.<key>"`` (:func:`flat_select`:
   the compiler's own JSON read, evaluated once when the relation is made instead of per query);
-* ``events``: ``profile_pk``, ``event_id``, ``type``, ``ts`` (UTC, no zone), ``fields`` (JSON).
+* ``events``: ``profile_pk``, ``event_id``, ``type``, ``ts`` (UTC, no zone), ``fields`` (JSON)
+  and, on DuckDB, the schema's scalar event fields as typed columns ``"f.<key>"`` (the same way).
 
 References to segments evaluated earlier in a run read ``memberships`` (``segment_pk``,
 ``profile_pk``, ``status``), which a session keeps itself (:meth:`AnalyticSession.remember`).
@@ -26,9 +27,10 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from cdp.dsl import ast, check
 from cdp.engine.profile import LoadedProfile, load_profile
 from cdp.engine.sql.base import SqlCompiler
-from cdp.engine.sql.duckdb import FLAT_PREFIX, DuckDBCompiler
+from cdp.engine.sql.duckdb import EVENT_PREFIX, FLAT_PREFIX, DuckDBCompiler
 from cdp.engine.support import require_support
 from cdp.schema import Schema, luma_schema
+from cdp.schema.model import BUILTIN_EVENT_FIELDS
 
 ANALYTIC_ENGINES = ("duckdb", "spark")  # Spark: cdp.engine.sql.spark_session
 
@@ -102,33 +104,40 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def flat_items(schema: Schema) -> list[tuple[str, str]]:
+def flat_items(schema: Schema, *, event_fields: bool = False) -> list[tuple[str, str]]:
     """(column, SQL expression over ``attributes``) for each scalar attribute of the schema: the
     expression is the DuckDB compiler's JSON read of it, rendered, so a flat column holds exactly
-    what the query would have read (same functions, same casts, same session time zone)."""
+    what the query would have read (same functions, same casts, same session time zone).
+    ``event_fields``: (column, expression over ``fields``) for each scalar event field instead."""
     reader = SqlCompiler("duckdb", datetime(2000, 1, 1, tzinfo=timezone.utc), schema=schema)
     assert isinstance(reader, DuckDBCompiler)
+    document, prefix, fields = ("fields", EVENT_PREFIX, schema.event) if event_fields else \
+        ("attributes", FLAT_PREFIX, schema.profile)
     items = []
-    for key, type_ in sorted(schema.profile.items()):
+    for key, type_ in sorted(fields.items()):
+        if key in BUILTIN_EVENT_FIELDS and event_fields:  # columns of their own (id, type, ts)
+            continue
         if type_.name in _FLAT_TYPES and _FLAT_KEY.fullmatch(key):
-            expression = reader.json_read(sa.column("attributes"), key, type_, flat=False)
-            items.append((FLAT_PREFIX + key, str(expression.compile(dialect=DuckDBDialect(),
-                                                                      compile_kwargs={"literal_binds": True}))))
+            expression = reader.json_read(sa.column(document), key, type_, flat=False)
+            items.append((prefix + key, str(expression.compile(dialect=DuckDBDialect(),
+                                                               compile_kwargs={"literal_binds": True}))))
     return items
 
 
-def write_flat(connection, source: str, schema: Schema, write: Callable[[str], Any]) -> None:
+def write_flat(connection, source: str, schema: Schema, write: Callable[[str], Any], *,
+               event_fields: bool = False) -> None:
     """``write(SELECT *, <flat columns> FROM <source>)`` on a DuckDB ``connection`` (a CREATE
     TABLE AS, a COPY), with the columns whose read succeeds on every row of ``source``. A value
     that does not cast (data stored before the schema changed) would stop a query reading it
     through JSON too: its column is left out, so the compiled query reads that attribute through
-    JSON and stops (or not) exactly as before. The common case is one pass, the write's own."""
+    JSON and stops (or not) exactly as before. The common case is one pass, the write's own.
+    ``event_fields``: ``source`` is events, the columns are its event fields'."""
 
     def statement(chosen: list[tuple[str, str]]) -> str:
         return "SELECT *" + "".join(f", {expression} AS {_quoted(column)}" for column, expression in chosen) + \
             f" FROM {source}"
 
-    write_readable_columns(connection, source, flat_items(schema), statement, write)
+    write_readable_columns(connection, source, flat_items(schema, event_fields=event_fields), statement, write)
 
 
 def write_readable_columns(connection, source: str, items: list[tuple[str, str]],
@@ -152,14 +161,20 @@ def write_readable_columns(connection, source: str, items: list[tuple[str, str]]
     write(statement(chosen))
 
 
-def flat_attributes(connection, relation: str = "profiles") -> dict[str, str]:
-    """key → language type of the flat attribute columns a DuckDB relation has."""
+def flat_attributes(connection, relation: str = "profiles", prefix: str = FLAT_PREFIX) -> dict[str, str]:
+    """key → language type of the flat attribute columns a DuckDB relation has (``prefix``
+    EVENT_PREFIX, relation ``events``: its flat event-field columns)."""
     names = {v: k for k, v in _FLAT_TYPES.items()}
     found = {}
     for column, column_type, *_rest in connection.execute(f"DESCRIBE {relation}").fetchall():
-        if column.startswith(FLAT_PREFIX) and column_type in names:
-            found[column[len(FLAT_PREFIX):]] = names[column_type]
+        if column.startswith(prefix) and column_type in names:
+            found[column[len(prefix):]] = names[column_type]
     return found
+
+
+def flat_event_fields(connection, relation: str = "events") -> dict[str, str]:
+    """key → language type of the flat event-field columns a DuckDB relation has."""
+    return flat_attributes(connection, relation, EVENT_PREFIX)
 
 
 # ---- SQL text ---------------------------------------------------------------------------------
@@ -192,18 +207,22 @@ def rendered(query: sa.Select | sa.CompoundSelect, dialect: sa.engine.Dialect) -
 
 def members_query(text_or_tree: str | ast.Node, *, engine: str, as_of: datetime, sandbox: str,
                   schema: Schema | None = None, segments: Mapping[str, str] | None = None,
-                  memberships_of: Mapping[str, int] | None = None, flat: Mapping[str, str] | None = None) -> sa.Select:
+                  memberships_of: Mapping[str, int] | None = None, flat: Mapping[str, str] | None = None,
+                  flat_events: Mapping[str, str] | None = None) -> sa.Select:
     """SELECT pk, external_id of the qualifying profiles (order: pk). ``flat``: key → type of
-    the relation's flat attribute columns (DuckDB), read instead of the JSON."""
+    the relation's flat attribute columns (DuckDB), read instead of the JSON; ``flat_events``:
+    the same of the events relation's flat event-field columns."""
     query, _names = _compiled_members(text_or_tree, engine=engine, as_of=as_of, sandbox=sandbox, schema=schema,
-                                      segments=segments, memberships_of=memberships_of, flat=flat, names_used=0)
+                                      segments=segments, memberships_of=memberships_of, flat=flat,
+                                      flat_events=flat_events, names_used=0)
     return query
 
 
 def members_queries(texts_or_trees: Sequence[str | ast.Node], *, engine: str, as_of: datetime, sandbox: str,
                     schema: Schema | None = None, segments: Mapping[str, str] | None = None,
                     memberships_of: Mapping[str, int] | None = None,
-                    flat: Mapping[str, str] | None = None) -> list[sa.Select]:
+                    flat: Mapping[str, str] | None = None,
+                    flat_events: Mapping[str, str] | None = None) -> list[sa.Select]:
     """:func:`members_query` of each expression, fit to be branches of one UNION ALL
     (:meth:`AnalyticSession.members_many`): each compiler numbers its aliases on from where the
     previous one stopped, so the CTEs of referenced segments (hoisted to the top of the
@@ -212,7 +231,7 @@ def members_queries(texts_or_trees: Sequence[str | ast.Node], *, engine: str, as
     for text_or_tree in texts_or_trees:
         query, names_used = _compiled_members(text_or_tree, engine=engine, as_of=as_of, sandbox=sandbox,
                                               schema=schema, segments=segments, memberships_of=memberships_of,
-                                              flat=flat, names_used=names_used)
+                                              flat=flat, flat_events=flat_events, names_used=names_used)
         queries.append(query)
     return queries
 
@@ -220,7 +239,7 @@ def members_queries(texts_or_trees: Sequence[str | ast.Node], *, engine: str, as
 def _compiled_members(text_or_tree: str | ast.Node, *, engine: str, as_of: datetime, sandbox: str,
                       schema: Schema | None, segments: Mapping[str, str] | None,
                       memberships_of: Mapping[str, int] | None, flat: Mapping[str, str] | None,
-                      names_used: int) -> tuple[sa.Select, int]:
+                      names_used: int, flat_events: Mapping[str, str] | None = None) -> tuple[sa.Select, int]:
     """The members query and how many fresh names its compiler has used (``names_used``: how
     many earlier compilers of the same statement used; its own start after them)."""
     schema = schema or luma_schema()
@@ -233,6 +252,8 @@ def _compiled_members(text_or_tree: str | ast.Node, *, engine: str, as_of: datet
     compiler.names_used = names_used  # fresh() counts on from here (names are prefix + number)
     if flat:
         compiler.flat = dict(flat)
+    if flat_events:
+        compiler.flat_events = dict(flat_events)
     condition = compiler.compile(typed)
     p = compiler.profile
     query = (sa.select(p.c.pk, p.c.external_id).where(p.c.sandbox == sa.literal(sandbox, sa.String), condition)
@@ -247,12 +268,14 @@ class AnalyticSession:
 
     engine: str = ""
     flat: Mapping[str, str] = {}  # key → type of the profiles relation's flat attribute columns
+    flat_events: Mapping[str, str] = {}  # key → type of the events relation's flat event-field columns
 
     def members(self, text_or_tree: str | ast.Node, *, as_of: datetime, sandbox: str, schema: Schema | None = None,
                 segments: Mapping[str, str] | None = None,
                 memberships_of: Mapping[str, int] | None = None) -> list[tuple[int, str]]:
         query = members_query(text_or_tree, engine=self.engine, as_of=as_of, sandbox=sandbox, schema=schema,
-                              segments=segments, memberships_of=memberships_of, flat=self.flat)
+                              segments=segments, memberships_of=memberships_of, flat=self.flat,
+                              flat_events=self.flat_events)
         return self.run(query)
 
     def queries(self, texts_or_trees: Sequence[str | ast.Node], *, as_of: datetime, sandbox: str,
@@ -261,7 +284,8 @@ class AnalyticSession:
         """The members queries of several expressions over this session's relations, ready to be
         run together by :meth:`members_many` (see :func:`members_queries`)."""
         return members_queries(texts_or_trees, engine=self.engine, as_of=as_of, sandbox=sandbox, schema=schema,
-                               segments=segments, memberships_of=memberships_of, flat=self.flat)
+                               segments=segments, memberships_of=memberships_of, flat=self.flat,
+                               flat_events=self.flat_events)
 
     def run(self, query: sa.Select) -> list[tuple[int, str]]:
         return [(int(pk), external_id) for pk, external_id, *_rest in self.fetch(query)]
@@ -337,23 +361,32 @@ class DuckDBSession(AnalyticSession):
         self.connection.execute("CREATE TABLE memberships (segment_pk BIGINT, profile_pk BIGINT, status VARCHAR)")
         self.dialect = DuckDBDialect()
 
-    def from_tables(self, profiles, events, *, schema: Schema | None = None) -> "DuckDBSession":
+    def from_tables(self, profiles, events, *, schema: Schema | None = None,
+                    flat_columns: bool = True) -> "DuckDBSession":
         """The relations as tables of Arrow ones (as :func:`document_tables` makes them), the
-        ``schema``'s scalar attributes flattened into columns as a snapshot has them."""
+        ``schema``'s scalar attributes and event fields flattened into columns as a snapshot has
+        them (``flat_columns=False``: none, every read is a JSON read)."""
         self.connection.register("profiles_arrow", profiles)
         self.connection.register("events_arrow", events)
-        write_flat(self.connection, "profiles_arrow", schema or luma_schema(),
-                   lambda select: self.connection.execute(f"CREATE OR REPLACE TABLE profiles AS {select}"))
-        self.connection.execute("CREATE OR REPLACE TABLE events AS SELECT * FROM events_arrow")
+        schema = schema or luma_schema()
+        for relation, event_fields in (("profiles", False), ("events", True)):
+            create = lambda select, relation=relation: self.connection.execute(  # noqa: E731
+                f"CREATE OR REPLACE TABLE {relation} AS {select}")
+            if flat_columns:
+                write_flat(self.connection, f"{relation}_arrow", schema, create, event_fields=event_fields)
+            else:
+                create(f"SELECT * FROM {relation}_arrow")
         self.flat = flat_attributes(self.connection)
+        self.flat_events = flat_event_fields(self.connection)
         return self
 
     def from_sql(self, profiles_sql: str, events_sql: str) -> "DuckDBSession":
         """The relations as views of any SELECT (a snapshot's files merged on read); the flat
-        attribute columns it has are read instead of the JSON."""
+        attribute and event-field columns they have are read instead of the JSON."""
         self.connection.execute(f"CREATE OR REPLACE VIEW profiles AS {profiles_sql}")
         self.connection.execute(f"CREATE OR REPLACE VIEW events AS {events_sql}")
         self.flat = flat_attributes(self.connection)
+        self.flat_events = flat_event_fields(self.connection)
         return self
 
     def fetch(self, query: sa.Select | sa.CompoundSelect) -> list[tuple]:

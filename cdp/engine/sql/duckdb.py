@@ -2,7 +2,8 @@
 
 DuckDB reads the Parquet snapshots (cdp/snapshots): profile attributes and event fields are JSON
 text, read by JSON pointer (any key, dots and quotes included), and the schema's scalar profile
-attributes are typed columns too (``"a.<key>"``), read instead where the relation has them; datetimes are plain UTC
+attributes are typed columns too (``"a.<key>"``), read instead where the relation has them, and so are the
+scalar event fields (``"f.<key>"`` of the events relation); datetimes are plain UTC
 ``TIMESTAMP``s. Integer arithmetic stops with an overflow error, which ``TRY`` turns into the
 language's null (DSL.md §9); a double that is no longer finite is null. DuckDB's regular expressions are RE2's
 own, its LIKE is case-sensitive and its strings order by code point, so those need nothing. The
@@ -25,9 +26,10 @@ from cdp.engine.sql.base import DOUBLE, SqlCompiler
 from cdp.engine.sql.postgresql import _NESTED_CHECKS, _is_decimal_chain
 from cdp.engine.support import UnsupportedOnBackend
 from cdp.pqltypes import DATE, INTEGER, PqlType
-from cdp.storage.models import profiles
+from cdp.storage.models import events, profiles
 
 FLAT_PREFIX = "a."  # the flat attribute columns' prefix (cdp.engine.sql.analytic)
+EVENT_PREFIX = "f."  # the flat event-field columns' prefix (of the events relation)
 
 _TYPED_READS = {"integer": sa.BigInteger, "number": DOUBLE, "boolean": sa.Boolean, "date": sa.Date,
                 "datetime": sa.DateTime}
@@ -71,13 +73,31 @@ class DuckDBCompiler(SqlCompiler):
     # analytic.write_flat): each holds this class's JSON read of the key, evaluated once per row
     # when the relation was made, so reading the column is the same value without the parse
     flat: dict[str, str] = {}
+    # key → type of the events relation's flat event-field columns ("f.<key>"), the same way
+    flat_events: dict[str, str] = {}
+
+    def flat_column(self, document, key: str, type_: PqlType) -> ColumnElement | None:
+        """The typed column holding this JSON read, when the relation read has one of the type:
+        ``attributes`` of a profiles alias, ``fields`` of an events alias (never a derived table,
+        whose columns are the compiler's own)."""
+        if not isinstance(document.table, sa.sql.Alias):
+            return None
+        if document.name == "attributes" and document.table.element is profiles:
+            columns, prefix = self.flat, FLAT_PREFIX
+        elif document.name == "fields" and document.table.element is events:
+            columns, prefix = self.flat_events, EVENT_PREFIX
+        else:
+            return None
+        if columns.get(key) != type_.name:
+            return None
+        column = '"' + (prefix + key).replace('"', '""') + '"'
+        kind = _Timestamp() if type_.name == "datetime" else _TYPED_READS.get(type_.name, sa.String)
+        return sa.literal_column(f'"{document.table.name}".{column}', kind)
 
     def json_read(self, document, key, type_, *, flat: bool = True):
-        if flat and self.flat.get(key) == type_.name and document.name == "attributes" \
-                and isinstance(document.table, sa.sql.Alias) and document.table.element is profiles:
-            column = '"' + (FLAT_PREFIX + key).replace('"', '""') + '"'
-            kind = _Timestamp() if type_.name == "datetime" else _TYPED_READS.get(type_.name, sa.String)
-            return sa.literal_column(f'"{document.table.name}".{column}', kind)
+        column = self.flat_column(document, key, type_) if flat else None
+        if column is not None:
+            return column
         # a constant in the SQL text (quoted), not a parameter: DuckDB parses a constant path once
         # per query, a parameter's once per row (5× slower on attribute segments)
         pointer = sa.literal_column("'" + json_pointer(key).replace("'", "''") + "'", sa.String)
