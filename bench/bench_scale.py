@@ -21,6 +21,10 @@ each) repeated set-wise inside each database up to N profiles (the database grow
    exponent b of time ∝ profiles^b (1 = linear) — and time per million profiles from a linear
    fit; the projection to 8M and 16M profiles from the power law.
 
+``--event-columns``: only DuckDB's event-reading segments over a snapshot with and without typed
+event-field columns, beside hand-written SQL over them, and the export's cost of those columns
+(bench/event_columns.py).
+
 Every size's figures are appended to bench/data/scale-results.jsonl as they are measured (Spark,
 the slowest, last); ``--from-log`` prints the report of the latest figures of each size there.
 """
@@ -253,6 +257,28 @@ def report(rows: list[dict], options, command: str, started: datetime) -> str:
     return "\n".join(lines) + "\n"
 
 
+def event_columns_only(options, command: str, started: datetime) -> None:
+    """``--event-columns``: per size, SQLite grown in place, then bench/event_columns.py's figures."""
+    import event_columns
+
+    load_start = os.getloadavg()
+    made = scale_data.templates(options.templates, "sqlite")
+    rows = []
+    for count in sorted(options.profiles):
+        log(f"{count:,}: grow sqlite (not timed)")
+        engine = scale_data.grow_sqlite(DATA / "scale.sqlite", count, made, log)
+        try:
+            rows.append({"profiles": count, **event_columns.measure(
+                engine, DATA, SANDBOX, options.runs, lambda m, c=count: log(f"{c:,}: {m}"))})
+        finally:
+            engine.dispose()
+        print(event_columns.report(rows, options.runs, command, started, load_start, os.getloadavg()), flush=True)
+    text = event_columns.report(rows, options.runs, command, started, load_start, os.getloadavg())
+    if options.record:
+        with (Path(__file__).parent / "RESULTS.md").open("a", encoding="utf-8") as results:
+            results.write("\n" + text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--profiles", type=int, nargs="+", default=[1_000_000, 2_000_000, 4_000_000])
@@ -273,6 +299,10 @@ def main() -> None:
                         help="the throwaway cluster's shared_buffers (bench_sql's 2GB is too much on a shared box)")
     parser.add_argument("--templates", type=int, default=50_000, help="distinct generated profiles repeated")
     parser.add_argument("--record", action="store_true", help="append the tables to bench/RESULTS.md")
+    parser.add_argument("--event-columns", action="store_true",
+                        help="only DuckDB's event-reading segments over a snapshot with and without typed event "
+                             "columns, beside hand-written SQL, and the export's cost of them (bench/event_columns.py; "
+                             "SQLite only)")
     options = parser.parse_args()
     command = "python bench/bench_scale.py " + " ".join(sys.argv[1:])
     # a TERM stops the run as Ctrl-C does: the finally below stops the throwaway cluster
@@ -281,6 +311,9 @@ def main() -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     if options.from_log:
         print(report(logged_rows(options.profiles), options, command, started))
+        return
+    if options.event_columns:
+        event_columns_only(options, command, started)
         return
     spark_session_class = None
     if options.master != "none":

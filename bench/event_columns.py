@@ -1,0 +1,165 @@
+"""Typed event-field columns on DuckDB: the event-reading segments over a snapshot with and
+without them, beside hand-written DuckDB SQL over the typed columns (``bench_scale.py
+--event-columns``; issue 21).
+
+For one size (the SQLite database bench_scale grew): the export (``export_snapshot(full=True)``)
+with the time of its event-column pass (``cdp.snapshots.flat.write_events``, timed around each
+bucket file: the extra cost per event row), then a copy of the snapshot with the ``f.*`` columns
+dropped from the events files (the same row groups: what the export wrote before them). Then per
+segment, ``runs`` interleaved rounds after a warm-up of each: the compiled query over the snapshot
+with event columns, the compiled query over the copy without (JSON reads of ``fields``), and the
+hand-written query over the typed columns (the reference of the ≤ 1.1× target). The compiled
+queries are rendered once (compiling is milliseconds, apart) and their SQL text run as the
+hand-written one is; every variant's ids must equal the database's (asserted).
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from _common import DSL_EXAMPLES, SEGMENT_B
+from cdp.engine.sql import members_query as database_query
+from cdp.engine.sql.analytic import DuckDBSession, members_query, rendered
+from cdp.snapshots import columns, export_snapshot, flat, latest_manifest
+from cdp.snapshots.export import relations_sql
+
+AS_OF = datetime(2026, 11, 28, 12, tzinfo=UTC)
+SEGMENTS = {"b": SEGMENT_B, "c": DSL_EXAMPLES[3]}  # the cart abandoners; a sum of order totals this year
+_NAIVE = {"as_of": AS_OF.replace(tzinfo=None), "lo": datetime(2026, 11, 21, 12), "year": datetime(2026, 1, 1)}
+HAND = {
+    "b": """
+SELECT p.pk, p.external_id FROM profiles p
+WHERE p.pk IN (SELECT c.profile_pk FROM events c
+               WHERE c.type = 'addToCart' AND c.ts > $lo AND c.ts <= $as_of
+                 AND NOT EXISTS (SELECT 1 FROM events q
+                                 WHERE q.profile_pk = c.profile_pk AND q.type = 'purchase' AND q.ts > c.ts
+                                   AND q.ts <= $as_of AND q.ts <= c.ts + INTERVAL 1 DAY))
+  AND p.sandbox = $sandbox
+  AND p."a.loyalty.tier" IS NOT NULL
+  AND EXISTS (SELECT 1 FROM events e
+              WHERE e.profile_pk = p.pk AND e.type = 'addToCart' AND e.ts > $lo AND e.ts <= $as_of
+                AND e."f.product.category" != p."a.preferred_category"
+                AND e."f.product.size" != p."a.preferred_size")
+ORDER BY p.pk""",
+    "c": """
+SELECT p.pk, p.external_id FROM profiles p
+JOIN (SELECT profile_pk FROM events e
+      WHERE e.type = 'purchase' AND e.ts >= $year AND e.ts <= $as_of
+      GROUP BY profile_pk HAVING sum(e."f.order.total") > 1000) t ON t.profile_pk = p.pk
+WHERE p.sandbox = $sandbox
+ORDER BY p.pk""",
+}
+
+
+def timed_export(engine: sa.Engine, root: Path, sandbox: str) -> dict:
+    """The full export, and the time inside its event-column pass (flat.write_events)."""
+    shutil.rmtree(root, ignore_errors=True)
+    inside = [0.0]
+    original = flat.write_events
+
+    def counted(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            inside[0] += time.perf_counter() - started
+
+    flat.write_events = counted
+    try:
+        with engine.connect() as connection:
+            started = time.perf_counter()
+            manifest = export_snapshot(connection, sandbox=sandbox, root=root, full=True)
+            seconds = time.perf_counter() - started
+    finally:
+        flat.write_events = original
+    events = manifest.parts[-1].events
+    return {"export": seconds, "event_columns_pass": inside[0], "events": events,
+            "export_us_per_event": seconds / events * 1e6, "event_columns_us_per_event": inside[0] / events * 1e6}
+
+
+def without_event_columns(root: Path, copy: Path) -> None:
+    """The snapshot at ``root`` copied to ``copy`` with no ``f.*`` column in its events files."""
+    import pyarrow.parquet
+
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(root, copy)
+    for path in copy.rglob("events.parquet"):
+        table = pyarrow.parquet.read_table(path)
+        kept = [name for name in table.column_names if not name.startswith("f.")]
+        pyarrow.parquet.write_table(table.select(kept), path, row_group_size=columns.ROW_GROUP)
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, log) -> dict:
+    """One size's figures (see the module's docstring); seconds."""
+    with_root, without_root = data / "event-columns-with", data / "event-columns-without"
+    row = timed_export(engine, with_root, sandbox)
+    log(f"export {row['export']:.1f} s, event-column pass {row['event_columns_pass']:.1f} s "
+        f"({row['event_columns_us_per_event']:.2f} µs / event row)")
+    without_event_columns(with_root / sandbox, without_root / sandbox)
+    row["bytes_with"], row["bytes_without"] = folder_bytes(with_root), folder_bytes(without_root)
+    sessions = {"columns": DuckDBSession().from_sql(*relations_sql(latest_manifest(with_root, sandbox))),
+                "json": DuckDBSession().from_sql(*relations_sql(latest_manifest(without_root, sandbox)))}
+    assert sessions["columns"].flat_events and not sessions["json"].flat_events
+    try:
+        for key, text in SEGMENTS.items():
+            with engine.connect() as connection:
+                expected = [r.external_id for r in connection.execute(
+                    database_query(text, dialect=engine.dialect.name, as_of=AS_OF, sandbox=sandbox))]
+            statements = {}
+            for name, session in sessions.items():
+                statements[name] = (session, *rendered(members_query(
+                    text, engine="duckdb", as_of=AS_OF, sandbox=sandbox, flat=session.flat,
+                    flat_events=session.flat_events), session.dialect))
+            hand = HAND[key]
+            statements["hand"] = (sessions["columns"], hand,
+                                  {k: v for k, v in {**_NAIVE, "sandbox": sandbox}.items() if f"${k}" in hand})
+            samples: dict[str, list[float]] = {name: [] for name in statements}
+            for round_ in range(runs + 1):  # round 0: the warm-up of each
+                for name, (session, sql, parameters) in statements.items():
+                    started = time.perf_counter()
+                    found = session.connection.execute(sql, parameters).fetchall()
+                    if round_:
+                        samples[name].append(time.perf_counter() - started)
+                    else:
+                        assert [e for _pk, e in found] == expected, (key, name)
+            for name, values in samples.items():
+                row[f"{name}_{key}"] = statistics.median(values)
+            row[f"members_{key}"] = len(expected)
+            log(f"({key}) " + ", ".join(f"{name} {row[f'{name}_{key}'] * 1000:.0f} ms" for name in samples))
+    finally:
+        for session in sessions.values():
+            session.close()
+    return row
+
+
+def report(rows: list[dict], runs: int, command: str, started: datetime, load_start: tuple, load_end: tuple) -> str:
+    ms = lambda s: f"{s * 1000:,.0f} ms"  # noqa: E731
+    lines = [f"Command: `{command}` (started {started:%H:%M} UTC; median of {runs} interleaved rounds after a "
+             f"warm-up). Load average {load_start[0]:.1f} / {load_start[1]:.1f} / {load_start[2]:.1f} at the start, "
+             f"{load_end[0]:.1f} / {load_end[1]:.1f} / {load_end[2]:.1f} at the end.", "",
+             "| profiles | events | segment | compiled, JSON reads (before) | compiled, event columns | "
+             "hand-written, typed columns | before / after | compiled / hand-written | members |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        for key in SEGMENTS:
+            json_, cols, hand = row[f"json_{key}"], row[f"columns_{key}"], row[f"hand_{key}"]
+            lines.append(f"| {row['profiles']:,} | {row['events']:,} | ({key}) | {ms(json_)} | {ms(cols)} | "
+                         f"{ms(hand)} | {json_ / cols:.2f}× | {cols / hand:.2f}× | {row[f'members_{key}']:,} |")
+    lines += ["", "| profiles | export (full, from SQLite) | of which the event-column pass | µs / event row: "
+              "export | µs / event row: event columns | snapshot with | without |",
+              "|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['profiles']:,} | {row['export']:.1f} s | {row['event_columns_pass']:.1f} s | "
+                     f"{row['export_us_per_event']:.1f} | {row['event_columns_us_per_event']:.2f} | "
+                     f"{row['bytes_with'] / 2**20:,.0f} MiB | {row['bytes_without'] / 2**20:,.0f} MiB |")
+    return "\n".join(lines) + "\n"
