@@ -89,6 +89,18 @@ def test_the_compiled_query_reads_a_column_only_where_the_relation_has_it():
     assert '"f.' not in sql
 
 
+def test_an_and_puts_the_semi_joins_first_on_duckdb():
+    """The cart abandoners: the `p.pk IN (…)` of the cart-then-no-purchase term is planned before
+    the EXISTS reading the profile's attributes (DuckDB plans conjuncts in the order written);
+    the answers stay the conformance's (tests/conformance runs every case on DuckDB)."""
+    text = ('loyalty.tier is not null and (exists event where type = "addToCart" and product.category != '
+            'profile.preferred_category) and (exists event as cart where type = "addToCart" '
+            'then no event where type = "purchase" within 1 day)')
+    sql, _parameters = rendered(members_query(text, engine="duckdb", as_of=AS_OF, sandbox="s"), DuckDBDialect())
+    assert -1 < sql.index("p.pk IN (SELECT") < sql.index("EXISTS (SELECT 1")
+    assert sql.index("p.pk IN (SELECT") < sql.index("'/loyalty.tier'")
+
+
 def test_a_column_that_does_not_read_on_some_row_is_left_out(migrated_engine, tmp_path):
     """One event's ``product.price`` stored as text that does not cast (data from before a schema
     change): its bucket's file has no ``f.product.price`` — the others do — so the relation has

@@ -121,6 +121,19 @@ class DuckDBCompiler(SqlCompiler):
         `no event` stays a NOT EXISTS (an anti-join; NOT IN would need a null check)."""
         return isinstance(node, ast.Exists) and self.independent_of_profile(node)
 
+    def c_BoolChain(self, node: ast.BoolChain, ctx):
+        """An `and` whose operands include event terms run as `p.pk IN (…)` (semi_join) puts those
+        first: DuckDB plans the conjuncts' subqueries in the order written, and the semi-joins
+        cut the profiles before a correlated EXISTS is decorrelated against them (the cart
+        abandoners on 200,000 profiles: the hand-written query in the compiled order took 1.5×
+        the one written semi-join first). AND is commutative, nulls included; which operand
+        stops with an error first was never fixed (the planner reorders filters too)."""
+        if node.op != "and":
+            return super().c_BoolChain(node, ctx)
+        first = [o for o in node.operands if isinstance(o, ast.Exists) and self.semi_join(o)]
+        rest = [o for o in node.operands if not any(o is f for f in first)]
+        return sa.and_(*[self.value(o, ctx) for o in first + rest]).self_group()
+
     def checked_integer(self, operation: Callable[..., ColumnElement], *operands: ColumnElement) -> ColumnElement:
         """An integer result, null outside 64 bits (DSL.md §9) where DuckDB stops with an
         overflow: ``TRY`` turns the error into null and names each operand once, so a chain of
