@@ -267,6 +267,7 @@ def event_columns_only(options, command: str, started: datetime) -> None:
     for count in sorted(options.profiles):
         log(f"{count:,}: grow sqlite (not timed)")
         engine = scale_data.grow_sqlite(DATA / "scale.sqlite", count, made, log)
+        count = scale_data.profile_count(engine)  # the database grows in place, never shrinks: what it holds
         try:
             rows.append({"profiles": count, **event_columns.measure(
                 engine, DATA, SANDBOX, options.runs, lambda m, c=count: log(f"{c:,}: {m}"))})
