@@ -7,6 +7,7 @@ events, sampled densely from the ingest instant on; and examples of each shape, 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from functools import cache
 
 import pytest
 from hypothesis import HealthCheck, event as note, given, settings, strategies as st
@@ -195,3 +196,45 @@ def test_examples(text, new, skipped):
     guards = relevance.segment_guards("", tree_of)
     loaded = load_profile({"id": "x", "events": [new]}, SCHEMA, allowed_values=False).events[0]
     assert (not any(relevance.admits(g, loaded, NOW) for g in guards)) == skipped, text
+
+
+# ---- the per-selection Screen gives relevant()'s answer -------------------------------------------------
+
+SCREENED = {
+    **{f"w{k}": f'exists event where type = "purchase" and product.category = "{c}" within last {k} {u}'
+       for k, (c, u) in enumerate([("mens", "days"), ("womens", "hours"), ("gear", "months"), ("mens", "years"),
+                                   ("womens", "weeks"), ("mens", "minutes")])},
+    **{f"p{k}": f'count(event where channel = "{c}" within {p}) >= 1'
+       for k, (c, p) in enumerate([("web", "today"), ("mobile", "this week"), ("web", "this month"),
+                                   ("mobile", "this year")])},
+    "any": "count(event) > 1",
+    "seq": 'exists event as c where type = "addToCart" within last 2 days then no event where type = "purchase" '
+           'and product.sku = c.product.sku within 1 day',
+    "never": 'exists event where type = "purchase" since null',
+    "ref": 'in segment "w0" or in segment "p1"',
+    "attr": 'loyalty.tier = "gold"',
+    "fixed": 'exists event where product.price > 10 from date("2026-11-01") to date("2026-12-01")',
+}
+
+
+@cache
+def _screened():
+    relevance = Relevance(SCHEMA)
+    trees = {key: check(text, SCHEMA, segments=SCREENED) for key, text in SCREENED.items()}
+    keys = sorted(SCREENED)
+    return relevance, keys, [relevance.segment_guards(key, trees.get) for key in keys]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(new=st.lists(event, min_size=1, max_size=3), minutes=st.integers(-3 * 24 * 60, 3 * 24 * 60),
+       chosen=st.sets(st.sampled_from(sorted(SCREENED)), min_size=1))
+def test_the_screen_keeps_what_relevant_keeps(new, minutes, chosen):
+    from cdp.segments.relevance import Screen, relevant
+
+    now = AS_OF + timedelta(minutes=minutes)
+    relevance, keys, guards = _screened()
+    positions = [keys.index(key) for key in sorted(chosen)]
+    loaded = load_profile({"id": "x", "events": [dict(e, id=f"n{j}") for j, e in enumerate(new)]}, SCHEMA,
+                          allowed_values=False).events
+    expected = relevant(positions, guards, relevance, loaded, now)
+    assert Screen(relevance, positions, guards).keep(loaded, now) == expected

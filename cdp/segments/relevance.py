@@ -160,24 +160,40 @@ class Relevance:
             stack.extend(ast.segment_references(tree))
         return frozenset(g for g in found if not g.never)
 
-    def admits(self, guard: Guard, event: Mapping[str, Any], now: datetime) -> bool:
-        """Can ``guard``'s filter admit ``event`` (as the engine holds events) at ``now`` or later?"""
+    def admits(self, guard: Guard, event: Mapping[str, Any], now: datetime, memo: dict | None = None) -> bool:
+        """Can ``guard``'s filter admit ``event`` (as the engine holds events) at ``now`` or later?
+        ``memo``: shared by the guards asked about one event at one ``now`` (a window's bound
+        and a condition's verdict computed once for all the guards that have them)."""
         if guard.never:
             return False
+        if memo is None:
+            memo = {}
         window = guard.window
         if window is not None:
+            bound = memo.get(window)
+            if bound is None:
+                if isinstance(window, ast.WithinLast):
+                    bound = memo[window] = (runtime.window_start(now, window.amount, window.unit), True)
+                else:
+                    bound = memo[window] = (runtime.period_start(
+                        now, "day" if window.period == "today" else window.period), False)
+            lowest, exclusive = bound  # (lowest, now] or [lowest, now]: the lowest only moves forward
             stamp = event["timestamp"]
-            if isinstance(window, ast.WithinLast):
-                if stamp <= runtime.window_start(now, window.amount, window.unit):
-                    return False
-            elif stamp < runtime.period_start(now, "day" if window.period == "today" else window.period):
+            if stamp < lowest or (exclusive and stamp == lowest):
                 return False
-        if guard.condition is None:
+        condition = guard.condition
+        if condition is None:
             return True
-        predicate = self._predicate(guard.condition)
-        if predicate is None:
-            return True
-        return bool(predicate(_alone(event), event["timestamp"], {}))
+        found = memo.get(condition)
+        if found is None:
+            found = memo[condition] = self.holds(condition, event)
+        return found
+
+    def holds(self, condition: str, event: Mapping[str, Any]) -> bool:
+        """Is ``condition`` (a guard's, on the event alone) TRUE for ``event``? (True when it
+        could not be compiled: admitting is always sound.)"""
+        predicate = self._predicate(condition)
+        return predicate is None or bool(predicate(_alone(event), event["timestamp"], {}))
 
     def _predicate(self, condition: str):
         found = self._predicates.get(condition, _UNSET)
@@ -204,13 +220,13 @@ def relevant(positions: Sequence[int], guards: Sequence[frozenset[Guard] | None]
              events: Iterable[Mapping[str, Any]], now: datetime) -> list[int]:
     """The ``positions`` whose guards admit at least one of ``events`` (``guards[i]`` None: every
     event is admitted); each distinct guard evaluated at most once per event."""
-    events = list(events)
+    memos = [(event, {}) for event in events]
     verdicts: dict[Guard, bool] = {}
 
     def admitted(guard: Guard) -> bool:
         found = verdicts.get(guard)
         if found is None:
-            found = verdicts[guard] = any(relevance.admits(guard, event, now) for event in events)
+            found = verdicts[guard] = any(relevance.admits(guard, event, now, memo) for event, memo in memos)
         return found
 
     kept = []
@@ -219,3 +235,73 @@ def relevant(positions: Sequence[int], guards: Sequence[frozenset[Guard] | None]
         if own is None or any(admitted(guard) for guard in own):
             kept.append(i)
     return kept
+
+
+_ALWAYS, _FIXED, _CALENDAR, _PERIOD = range(4)  # a guard's window, as Screen checks it
+
+
+class Screen:
+    """:func:`relevant` for one list of positions, prepared once (streaming keeps one per
+    selection) and cheap per record: the positions' distinct guards numbered, each one's window
+    reduced to a comparison (a fixed length: ``stamp > now - length``), each distinct condition
+    evaluated at most once per event, and a guard once it admitted one event not asked again.
+    Gives exactly :func:`relevant`'s answer (tests/test_streaming_relevance.py)."""
+
+    def __init__(self, relevance: Relevance, positions: Sequence[int], guards: Sequence[frozenset[Guard] | None]):
+        self.relevance = relevance
+        numbered: dict[Guard, int] = {}
+        self.rows: list[tuple[int, tuple[int, ...] | None]] = []
+        for i in positions:
+            own = guards[i]
+            self.rows.append((i, None if own is None else tuple(
+                numbered.setdefault(guard, len(numbered)) for guard in sorted(own, key=repr))))
+        self.conditions = sorted({g.condition for g in numbered if g.condition is not None})
+        slot = {condition: k for k, condition in enumerate(self.conditions)}
+        self.checks: list[tuple[bool, int, int, Any]] = []  # (never, condition slot or -1, window kind, parameter)
+        for guard in numbered:
+            window = guard.window
+            if window is None:
+                kind, parameter = _ALWAYS, None
+            elif isinstance(window, ast.WithinPeriod):
+                kind, parameter = _PERIOD, "day" if window.period == "today" else window.period
+            elif window.unit in ("month", "year"):
+                kind, parameter = _CALENDAR, (window.amount, window.unit)
+            else:
+                kind, parameter = _FIXED, runtime.timedelta_of(window.amount, window.unit)
+            self.checks.append((guard.never, slot.get(guard.condition, -1), kind, parameter))
+
+    def keep(self, events: Sequence[Mapping[str, Any]], now: datetime) -> list[int]:
+        admitted = [False] * len(self.checks)
+        for event in events:
+            stamp = event["timestamp"]
+            holds: list[bool | None] = [None] * len(self.conditions)
+            starts: dict[Any, datetime] = {}
+            for number, (never, condition, kind, parameter) in enumerate(self.checks):
+                if admitted[number] or never:
+                    continue
+                if kind != _ALWAYS:
+                    lowest = starts.get(parameter)
+                    if lowest is None:
+                        lowest = starts[parameter] = self._lowest(kind, parameter, now)
+                    # (lowest, now] — or [lowest, now] for a calendar period; the lowest only moves forward
+                    if stamp < lowest or (stamp == lowest and kind != _PERIOD):
+                        continue
+                if condition >= 0:
+                    verdict = holds[condition]
+                    if verdict is None:
+                        verdict = holds[condition] = self.relevance.holds(self.conditions[condition], event)
+                    if not verdict:
+                        continue
+                admitted[number] = True
+        return [i for i, numbers in self.rows if numbers is None or any(admitted[n] for n in numbers)]
+
+    @staticmethod
+    def _lowest(kind: int, parameter: Any, now: datetime) -> datetime:
+        if kind == _PERIOD:
+            return runtime.period_start(now, parameter)
+        if kind == _CALENDAR:
+            return runtime.window_start(now, *parameter)
+        try:
+            return now - parameter
+        except OverflowError:  # as window_start: a bound before the calendar admits every past event
+            return datetime.min.replace(tzinfo=now.tzinfo)

@@ -37,7 +37,7 @@ from cdp.segments.membership import SegmentRef, changed_statuses, verdict_change
 from cdp.engine.profile import ProfileError
 from cdp.profiles.documents import _stored_fields
 from cdp.segments.reads import Change, Reads, reads_of
-from cdp.segments.relevance import Relevance, relevant
+from cdp.segments.relevance import Relevance, Screen
 from cdp.segments.timing import _instant, next_change
 from cdp.storage.memberships import exit_all  # noqa: F401 - re-exported: streaming's exits
 from cdp.storage.memberships import (
@@ -101,6 +101,10 @@ class _Plan:
         self.guards = [self.relevance.segment_guards(row.key, self._tree) if self.relevance else None
                        for row in self.order]
         self._chosen: dict[Change, tuple[list[int], frozenset[str] | None]] = {}
+        self._screens: dict[Change, Screen] = {}
+        # per position: the event types it reads (None: any)
+        self._types = [None if self.reads[row.key].any_event else self.reads[row.key].event_types
+                       for row in self.order]
         self._lock = threading.Lock()
 
     def chosen(self, change: Change) -> list[int]:
@@ -126,13 +130,21 @@ class _Plan:
             return None
 
     def relevant(self, positions: list[int], change: Change, now: datetime) -> list[int]:
-        """The ``positions`` whose filters can admit one of ``change``'s new events at ``now`` or
-        later; the others' answers and next instants cannot change (cdp/segments/relevance.py)."""
+        """The ``positions`` (the selection for ``change``) whose filters can admit one of its new
+        events at ``now`` or later; the others' answers and next instants cannot change
+        (cdp/segments/relevance.py). The selection's :class:`Screen` is kept with it."""
+        screen = self._screens.get(change)
+        if screen is None:
+            screen = Screen(self.relevance, positions, self.guards)
+            with self._lock:
+                if len(self._screens) > 10_000:
+                    self._screens.clear()
+                self._screens[change] = screen
         try:
             events = [_engine_event(row, self.schema) for row in change.events]
         except ProfileError:  # not expected of a validated record: evaluate as before
             return positions
-        return relevant(positions, self.guards, self.relevance, events, now)
+        return screen.keep(events, now)
 
     def _choose(self, change: Change) -> list[int]:
         if change.everything:
@@ -152,13 +164,8 @@ class _Plan:
 
     def event_types(self, positions: Iterable[int]) -> frozenset[str] | None:
         """The event types the segments at ``positions`` read (None: any type)."""
-        types: set[str] = set()
-        for i in positions:
-            reads = self.reads[self.order[i].key]
-            if reads.any_event:
-                return None
-            types |= reads.event_types
-        return frozenset(types)
+        read = [self._types[i] for i in positions]
+        return None if None in read else frozenset().union(*read)
 
     def predicate(self, i: int):
         """The compiled predicate at position ``i`` (PqlError: its definition no longer checks)."""
