@@ -55,9 +55,6 @@ class Guard:
     never: bool = False  # the filter admits nothing (a `null` window bound)
 
 
-ANY_EVENT = Guard(None, None)
-
-
 def guards_of(tree: ast.Node) -> frozenset[Guard]:
     """The guards of every event filter of a checked tree (not through its references)."""
     found: set[Guard] = set()
