@@ -22,6 +22,9 @@ that prove every endpoint is protected).
 
 from __future__ import annotations
 
+import threading
+import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -95,6 +98,29 @@ _SANDBOX_HELP = ("The sandbox to work in (default `prod`); it must exist (GET /v
                  "match the pattern is 400 `invalid_sandbox`, an unknown one 404 `unknown_sandbox`.")
 
 
+# Sandboxes seen to exist, per engine (database): a request in one of them reads no sandbox row.
+# Sandboxes are never deleted (there is no endpoint or command for it), so a name once seen stays
+# valid; only positive answers are kept (a sandbox made by another process is found at once), and
+# each for SANDBOX_CACHE_SECONDS, in case a row is removed by hand.
+SANDBOX_CACHE_SECONDS = 30.0
+_sandboxes_seen: weakref.WeakKeyDictionary[sa.Engine, dict[str, float]] = weakref.WeakKeyDictionary()
+_sandboxes_lock = threading.Lock()
+
+
+def _require_sandbox_cached(connection: sa.Connection, name: str) -> None:
+    """require_sandbox (404 ``unknown_sandbox``), remembering the sandboxes found."""
+    engine, now = connection.engine, time.monotonic()
+    with _sandboxes_lock:
+        seen = _sandboxes_seen.setdefault(engine, {})
+        if seen.get(name, 0.0) > now:
+            return
+    require_sandbox(connection=connection, name=name)
+    with _sandboxes_lock:
+        if len(seen) >= 10_000:
+            seen.clear()
+        seen[name] = now + SANDBOX_CACHE_SECONDS
+
+
 class Authorizer:
     """The dependency behind ``require``; its ``roles`` are read by :func:`route_roles`."""
 
@@ -125,7 +151,7 @@ class Authorizer:
                             f"({SANDBOX_HEADER} header)", code="sandbox_forbidden",
                             details={"key_sandbox": key.sandbox, "sandbox": sandbox})
         if self.sandbox_must_exist:
-            require_sandbox(connection=connection, name=sandbox)
+            _require_sandbox_cached(connection, sandbox)
         return Principal(key_id=key.id, name=key.name, role=key.role, key_sandbox=key.sandbox, sandbox=sandbox)
 
 
