@@ -101,5 +101,6 @@ def mark_seen(connection: sa.Connection, identity_pks: Sequence[int], now: datet
     else:
         at = now.astimezone(timezone.utc)
         keys = array_literal(sorted(identity_pks))
-        connection.exec_driver_sql(_POSTGRESQL_LOCK_FOR_TOUCH, (keys,)).all()
+        if len(identity_pks) > 1:  # one row has no order to get wrong (most events carry one identity)
+            connection.exec_driver_sql(_POSTGRESQL_LOCK_FOR_TOUCH, (keys,)).all()
         connection.exec_driver_sql(_POSTGRESQL_TOUCH, (at, keys, at))
