@@ -5,7 +5,7 @@ coverage phase (edges of every constraint), random ones and chains through the d
 Every built-in check runs — no 5xx, answers as documented (status, content type, headers, body
 schema), schema-invalid requests refused, 405s with the right ``Allow`` — and one of ours
 (openapi_fuzz/hooks.py): a schema-valid request is never refused for its shape (400, 415, or 422
-other than a domain rule's code). Bounded: 25 examples per operation, about half a minute per backend (SQLite, PostgreSQL).
+other than a domain rule's code). Bounded: 25 examples per operation, one worker, per backend (SQLite, PostgreSQL).
 A failure prints schemathesis' report, with a curl command for each failing request.
 """
 
@@ -27,6 +27,12 @@ EXAMPLES_PER_OPERATION = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 # A fixed seed in the suite, so that a run fails for a change and not for the draw; `FUZZ_SEED=random`
 # (what bench/run_fuzz.sh uses, with more examples) explores fresh requests each time.
 SEED = os.environ.get("FUZZ_SEED", "20261206")
+# One worker: schemathesis' coverage phase shares its caches (schemathesis.core.cache.BoundedCache)
+# between workers without a lock — a write's `move_to_end` after another worker cleared the cache
+# raises KeyError inside a Hypothesis draw, which Hypothesis then reports as "Inconsistent results"
+# (it does not recur on replay). On a loaded machine both attempts of a CI run hit it. One worker
+# also keeps a seeded run's order of requests, hence its findings, the same from run to run.
+WORKERS = "1"
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -39,7 +45,7 @@ def test_generated_requests_over_the_served_document(request, backend, sqlite_ur
             return subprocess.run(
                 [ST, "--config-file", str(HERE / "schemathesis.toml"), "--no-color", "run",
                  server.base + "/openapi.json", "--header", f"Authorization: Bearer {key}", "--checks", "all",
-                 "--max-examples", str(EXAMPLES_PER_OPERATION), "--workers", "2", "--generation-database", "none",
+                 "--max-examples", str(EXAMPLES_PER_OPERATION), "--workers", WORKERS, "--generation-database", "none",
                  *([] if seed == "random" else ["--seed", seed]),
                  "--report-dir", str(tmp_path / "report")],
                 env={**os.environ, "SCHEMATHESIS_HOOKS": str(HERE / "hooks.py")}, cwd=tmp_path,
@@ -47,9 +53,8 @@ def test_generated_requests_over_the_served_document(request, backend, sqlite_ur
 
         result = fuzz(SEED)
         if result.returncode != 0 and "= FAILURES =" not in result.stdout and "= ERRORS =" in result.stdout:
-            # No finding, only an error of the tool itself (schemathesis 4.32 raises a KeyError inside
-            # its own strategy code on some oneOf bodies, reported as a flaky Hypothesis failure): run
-            # it once more with fresh examples. A finding is never retried; a second error still fails.
+            # No finding, only an error of the tool itself: run it once more with fresh examples.
+            # A finding is never retried; a second error still fails.
             first = result.stdout[result.stdout.find("= ERRORS ="):][:5000]
             result = fuzz("random" if SEED == "random" else str(int(SEED) + 1))
             result.stdout += "\n(first run's errors)\n" + first if result.returncode != 0 else ""
