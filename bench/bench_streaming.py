@@ -3,6 +3,7 @@
 
     python bench/bench_streaming.py [--backend sqlite|postgresql|both] [--segments 100,500]
                                     [--people 400] [--requests 300] [--rounds 3] [--record]
+                                    [--segment-mix shapes|by-value] [--fresh]
     (or: bash bench/run_streaming.sh …, which uses the project's .venv)
 
 Per backend one server (bench_ingest.Server) on a fresh database (an SQLite file; a throwaway
@@ -11,7 +12,12 @@ event dataset holding the same Luma events (bench_ingest.event_stream, seed 42):
 history but the last ``--requests`` × ``--rounds`` records, loaded in requests of 500 before any
 segment exists. Then the sandbox's segments are saved through ``POST /v1/segments`` as active and
 streaming: bench_segments.shapes(N) — attributes, lists, event windows, counts, sums, last(),
-days_since, the §13 sequence, and every 10th referencing three earlier ones.
+days_since, the §13 sequence, and every 10th referencing three earlier ones. With ``--segment-mix
+by-value``: :func:`by_value_shapes` — segments per product category and channel, which most
+events of the types they read do not match (streaming skips a segment none of whose filters can
+admit the record's event: cdp/segments/relevance.py); with ``--fresh`` the stream is moved in time
+to end at the run's start, so the records arrive minutes old (the generator's are days old, older
+than many windows — which skips those windows' segments too).
 
 Measured: the held-back records, one per request, one client, the same records into every
 sandbox, in rounds whose sandbox order flips each round. A request's answer comes after its
@@ -41,7 +47,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_ingest as bi  # noqa: E402 - the server, the event stream and the cluster settings
 from _common import cpu_model, markdown_table  # noqa: E402
-from bench_segments import shapes  # noqa: E402
+from bench_segments import GIFT, shapes  # noqa: E402
 
 from cdp.devtools.postgres import start_cluster  # noqa: E402
 from cdp.storage.database import create_engine  # noqa: E402
@@ -49,13 +55,57 @@ from cdp.storage.models import segment_due  # noqa: E402
 
 RESULTS = bi.RESULTS
 
+CATEGORIES = ["mens", "womens", "kids", "gear"]  # the Luma catalogue's (cdp/demo/generator.py)
+CHANNELS = ["web", "mobile"]
+
+
+def by_value_shapes(count: int) -> dict[str, str]:
+    """``count`` segments the way a merchandising team writes them: per product category and
+    channel, so most segments reading an event type filter it by a value most events of the type
+    do not have — per category purchases, views and abandoned carts, per channel spend and visits —
+    beside attribute segments, the §13 gift-giving abandoners (no value filter: every cart and
+    purchase may change it), an unfiltered last(), and every 10th referencing three earlier ones."""
+    made: dict[str, str] = {}
+    for i in range(count):
+        k, kind = divmod(i, 10)
+        category, channel = CATEGORIES[k % 4], CHANNELS[k % 2]
+        made[f"seg-{i:03d}"] = [
+            f'loyalty.tier = "{["bronze", "silver", "gold", "platinum"][k % 4]}" and loyalty.points > {100 * k}',
+            f'exists event where type = "purchase" and product.category = "{category}" within last {k + 1} days',
+            f'count(event where type = "productView" and product.category = "{category}" within last {k + 1} days) '
+            f'>= {1 + k % 3}',
+            f'sum(event.order.total where type = "purchase" and channel = "{channel}" within last 365 days) '
+            f'> {100 * (k + 1)}',
+            f'exists event as cart where type = "addToCart" and product.category = "{category}" within last {7 + k} days '
+            f'then no event where type = "purchase" and product.category = "{category}" within 1 day',
+            f'count(event where type = "pageView" and channel = "{channel}" within last {k + 1} days) >= {3 + k % 5}',
+            GIFT.format(d=7 + k),
+            f'last(event.product.category where type = "purchase") = "{category}"',
+            f'exists event where type = "emailClick" and campaign.id = "cmp-{101 + k % 5}" within last {30 + k} days',
+            f'(in segment "seg-{i - 9:03d}" or in segment "seg-{i - 7:03d}") and not in segment "seg-{i - 3:03d}"',
+        ][kind]
+    return made
+
+
+MIXES = {"shapes": shapes, "by-value": by_value_shapes}
+
+
+def fresh(records: list[dict], end: datetime) -> list[dict]:
+    """The stream moved in time so that its last record is at ``end`` (a live stream: what arrives
+    is minutes old, not the generator's as-of days ago); order and spacing kept."""
+    last = max(datetime.fromisoformat(r["event"]["timestamp"]) for r in records)
+    shift = end - last
+    return [{**r, "event": {**r["event"], "timestamp": (datetime.fromisoformat(r["event"]["timestamp"]) + shift)
+                            .isoformat().replace("+00:00", "Z")}} for r in records]
+
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def prepare(server: bi.Server, key: str, counts: list[int], seed_records: list[dict]) -> dict[int, tuple[str, int]]:
+def prepare(server: bi.Server, key: str, counts: list[int], seed_records: list[dict],
+            mix=shapes) -> dict[int, tuple[str, int]]:
     """A sandbox per segment count: dataset, history, segments. Returns count → (sandbox, dataset)."""
     made = {}
     for count in counts:
@@ -66,7 +116,7 @@ def prepare(server: bi.Server, key: str, counts: list[int], seed_records: list[d
             response = api.client.post(f"/v1/datasets/{dataset}/records", content=body,
                                        headers={"Content-Type": "application/json"})
             assert response.status_code == 200, response.text[:500]
-        for segment_key, text in shapes(count).items():
+        for segment_key, text in mix(count).items():
             response = api.client.post("/v1/segments", json={"key": segment_key, "name": segment_key,
                                                              "expression": text, "status": "active",
                                                              "evaluation": "streaming"})
@@ -218,12 +268,14 @@ def run_backend(name: str, args, counts: list[int]) -> dict:
             url = cluster.create_database("cdp_streaming")
         measured = args.requests * args.rounds
         stream = bi.event_stream(args.people * 5, bi.SEED)
+        if args.fresh:
+            stream = fresh(stream, datetime.now(UTC))
         # hold back each person's last events (the stream is in time order): what arrives next
         seed_records, records = stream[:-measured - args.warmup], stream[-measured - args.warmup:]
         warmup, records = records[:args.warmup], records[args.warmup:]
         server = bi.Server(url, workdir / "server.log", key)
         try:
-            made = prepare(server, key, counts, seed_records)
+            made = prepare(server, key, counts, seed_records, MIXES[args.segment_mix])
             engine = create_engine(url)
             wait_for_due_wave(engine)
             engine.dispose()
@@ -251,7 +303,9 @@ def report(args, counts: list[int], results: dict[str, dict], started: datetime,
              f"Python {platform.python_version()}; commit {git}",
              f"- command: `{command}`",
              f"- wall time: {wall / 60:.1f} min",
-             f"- segments: bench/bench_segments.py `shapes(N)`, saved active and streaming; every sandbox first holds "
+             f"- segments: {'bench/bench_segments.py `shapes(N)`' if args.segment_mix == 'shapes' else 'bench/bench_streaming.py `by_value_shapes(N)` (per category / channel)'}"
+             f"{'; the stream moved to end at the run start (--fresh)' if args.fresh else ''}"
+             ", saved active and streaming; every sandbox first holds "
              "the same history, then receives the same held-back records, 1 per request, 1 client, rounds "
              f"alternating between sandboxes, after {args.warmup} uncounted requests per sandbox (the first "
              "evaluation of a segment compiles it) and after the one-time wave of due re-evaluations that saving "
@@ -316,6 +370,11 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=300, help="per round and sandbox")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=20, help="requests per sandbox before measuring, not counted")
+    parser.add_argument("--segment-mix", choices=sorted(MIXES), default="shapes",
+                        help="shapes: bench_segments.shapes (as before); by-value: per category / channel segments "
+                             "(by_value_shapes), most of which a given event's values rule out")
+    parser.add_argument("--fresh", action="store_true",
+                        help="move the stream in time so that it ends now (the generator's events are days old)")
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     bi.LIMIT.update(bi.LIMITS[False])

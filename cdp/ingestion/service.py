@@ -267,6 +267,7 @@ class Writer:
                 counts.update(listed.run(self.connection, _EVENT_COUNTS, listed.keys(unknown)).all())
             rows, stored_ids = [], []
             types_of: dict[int, set[str]] = {}  # profile → the types of the events it got (streaming segments)
+            events_of: dict[int, list[dict]] = {}  # profile → the events it got
             dialect = self.dialect
             for (position, index, record, pairs), resolution in zip(prepared, resolutions):
                 profile_pk, warnings = resolution.profile_pk, self._warnings(resolution)
@@ -280,9 +281,11 @@ class Writer:
                              "fields": _stored_fields(record.event_fields, dialect)})
                 stored_ids.append(record.event_id)
                 types_of.setdefault(profile_pk, set()).add(record.event_type)
+                events_of.setdefault(profile_pk, []).append(rows[-1])  # its values: streaming skips by them
                 results[position] = RecordResult(index=index, status=RecordStatus.accepted,
                                                  profile_id=resolution.external_id, warnings=warnings)
-            changes.update((pk, Change(event_types=frozenset(types))) for pk, types in types_of.items())
+            changes.update((pk, Change(event_types=frozenset(types), events=tuple(events_of[pk])))
+                           for pk, types in types_of.items())
             if rows:  # in one order for every writer (the unique index on dataset and event id)
                 insert_events(self.connection, sorted(rows, key=lambda row: row["event_id"]))
 

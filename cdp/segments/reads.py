@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -64,6 +64,10 @@ class Change:
     event_types: frozenset[str] = frozenset()
     attributes: frozenset[tuple[str, ...]] = frozenset()
     everything: bool = False  # a merge, a deletion: every segment can be affected
+    # the new events as inserted (rows with event_id, type, ts, fields): streaming skips a segment
+    # none of whose filters can admit one (cdp/segments/relevance.py). Not part of equality: a
+    # plan's selection by types and paths is cached per change
+    events: tuple[Mapping[str, Any], ...] = field(default=(), compare=False, hash=False)
 
 
 def _event_types(condition: ast.Node | None) -> frozenset[str] | None:

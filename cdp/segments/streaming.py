@@ -34,7 +34,10 @@ from cdp.dsl.catalogue import dependency_order
 from cdp.engine.memory import CompiledCatalogue
 from cdp.schema import Schema
 from cdp.segments.membership import SegmentRef, changed_statuses, verdict_changes
+from cdp.engine.profile import ProfileError
+from cdp.profiles.documents import _stored_fields
 from cdp.segments.reads import Change, Reads, reads_of
+from cdp.segments.relevance import Relevance, Screen
 from cdp.segments.timing import _instant, next_change
 from cdp.storage.memberships import exit_all  # noqa: F401 - re-exported: streaming's exits
 from cdp.storage.memberships import (
@@ -92,7 +95,16 @@ class _Plan:
             for first in {path[0] if path else "" for path in reads.attributes}:
                 (self.any_attribute if not first else self.by_attribute.setdefault(first, [])).append(i)
         self._predicates: list = [None] * len(self.order)
+        # per position: what every event its filters (and its references') admit satisfies
+        # (cdp/segments/relevance.py); None: any event may change it
+        self.relevance = Relevance(schema) if schema is not None else None
+        self.guards = [self.relevance.segment_guards(row.key, self._tree) if self.relevance else None
+                       for row in self.order]
         self._chosen: dict[Change, tuple[list[int], frozenset[str] | None]] = {}
+        self._screens: dict[Change, Screen] = {}
+        # per position: the event types it reads (None: any)
+        self._types = [None if self.reads[row.key].any_event else self.reads[row.key].event_types
+                       for row in self.order]
         self._lock = threading.Lock()
 
     def chosen(self, change: Change) -> list[int]:
@@ -110,6 +122,29 @@ class _Plan:
                     self._chosen.clear()
                 self._chosen[change] = found
         return found
+
+    def _tree(self, key: str):
+        try:
+            return self.compiled.tree(key) if key in self.compiled.catalogue else None
+        except PqlError:
+            return None
+
+    def relevant(self, positions: list[int], change: Change, now: datetime) -> list[int]:
+        """The ``positions`` (the selection for ``change``) whose filters can admit one of its new
+        events at ``now`` or later; the others' answers and next instants cannot change
+        (cdp/segments/relevance.py). The selection's :class:`Screen` is kept with it."""
+        screen = self._screens.get(change)
+        if screen is None:
+            screen = Screen(self.relevance, positions, self.guards)
+            with self._lock:
+                if len(self._screens) > 10_000:
+                    self._screens.clear()
+                self._screens[change] = screen
+        try:
+            events = [_engine_event(row, self.schema) for row in change.events]
+        except ProfileError:  # not expected of a validated record: evaluate as before
+            return positions
+        return screen.keep(events, now)
 
     def _choose(self, change: Change) -> list[int]:
         if change.everything:
@@ -129,13 +164,8 @@ class _Plan:
 
     def event_types(self, positions: Iterable[int]) -> frozenset[str] | None:
         """The event types the segments at ``positions`` read (None: any type)."""
-        types: set[str] = set()
-        for i in positions:
-            reads = self.reads[self.order[i].key]
-            if reads.any_event:
-                return None
-            types |= reads.event_types
-        return frozenset(types)
+        read = [self._types[i] for i in positions]
+        return None if None in read else frozenset().union(*read)
 
     def predicate(self, i: int):
         """The compiled predicate at position ``i`` (PqlError: its definition no longer checks)."""
@@ -210,6 +240,7 @@ class StreamingEvaluator:
         self.metrics = metrics  # cdp.observability.metrics.Metrics, or None
         self._loaded: _Plan | None = None
         self.evaluations = 0
+        self.skipped = 0  # segments selected by a change's types whose filters admit none of its events
 
     def _load(self) -> _Plan:
         if self._loaded is None:
@@ -221,6 +252,11 @@ class StreamingEvaluator:
         returns key → new status for the memberships that changed."""
         plan = self._load()
         chosen, types = plan.selection(change)
+        if chosen and change.events and not change.everything and not change.attributes:
+            kept = plan.relevant(chosen, change, now)
+            if len(kept) < len(chosen):
+                self.skipped += len(chosen) - len(kept)
+                chosen, types = kept, plan.event_types(kept)
         return self._evaluate(profile_pk, plan, chosen, types, now)
 
     def due(self, profile_pk: int, segment_keys: Iterable[str], now: datetime) -> dict[str, str]:
@@ -312,6 +348,15 @@ class StreamingEvaluator:
 
 
 _UNSET = object()
+
+
+def _engine_event(row: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
+    """An event row as inserted (event_id, type, ts, fields as stored) as the engine holds it —
+    what :func:`profile_from_rows` makes of the row once read back."""
+    fields = _stored_fields(row["fields"], schema.event_type, "")
+    return {**fields, "id": row["event_id"], "type": row["type"], "timestamp": _instant(row["ts"])}
+
+
 _LOAD_SQL: dict[tuple[str, bool | None], str] = {}
 
 
