@@ -88,18 +88,28 @@ def create_key(*, connection: sa.Connection, name: str, role: Role, sandbox: str
     return ApiKeyCreated(id=key_id, name=name, role=role, sandbox=sandbox, created_at=now, key=key)
 
 
+def cached_key(engine: sa.Engine, key: str | None) -> ApiKeyRead | None:
+    """The key as it authenticated on ``engine`` within KEY_CACHE_SECONDS (and was not revoked in
+    this process since), without touching the database; None: ask :func:`authenticate`."""
+    if not key:
+        return None
+    digest = hash_key(key)
+    with _key_cache_lock:
+        cached = _key_cache.get(engine, {}).get(digest)
+    return cached[1] if cached is not None and cached[0] > time.monotonic() else None
+
+
 def authenticate(*, connection: sa.Connection, key: str | None) -> ApiKeyRead:
     """The active key matching ``key``; Unauthorized (401) when missing, malformed, unknown or revoked."""
     if not key:
         raise Unauthorized("an API key is required: send `Authorization: Bearer <key>`", code="missing_api_key",
                            headers={"WWW-Authenticate": "Bearer"})
-    digest = hash_key(key)
     engine = connection.engine
+    found = cached_key(engine, key)
+    if found is not None:
+        return found
+    digest = hash_key(key)
     now = time.monotonic()
-    with _key_cache_lock:
-        cached = _key_cache.get(engine, {}).get(digest)
-    if cached is not None and cached[0] > now:
-        return cached[1]
     match = KEY_PATTERN.fullmatch(key)
     row = None
     if match is not None:

@@ -29,7 +29,9 @@ the profiles it merges ``FOR UPDATE NOWAIT`` (one that would wait is a lost race
 every owner first, in key order (``FOR UPDATE`` where profiles merge, ``FOR KEY SHARE``
 elsewhere), and checks the owners again under the locks (IdentityGraph._lock_owners); new identities are
 inserted with ``ON CONFLICT DO NOTHING`` in one order for every writer (PostgreSQL makes a second
-inserter wait for the first to commit). When another transaction got in the way —
+inserter wait for the first to commit); then the identities already stored are locked in key order
+and marked seen (cdp/identity/owners.py: claims before touches, for every writer — no cycle). When
+another transaction got in the way —
 an identity claimed meanwhile, a profile gone, a deadlock — resolution raises
 :class:`ResolutionConflict` (or the database error), and the caller rolls back and tries again
 (cdp/ingestion/service.py), now seeing the other writer's identities as owned. On SQLite a

@@ -48,11 +48,26 @@ _POSTGRESQL_OWNERS = """
 # merge, split or deletion of an owner waits for us, or we for it — and then, the identity being
 # locked too, PostgreSQL checks its newest version: an identity moved or gone meanwhile is not
 # reported as owned (the claim that follows fails and the write is tried again). In key order.
+# ``FOR KEY SHARE`` of the identities too, not the update lock that marking them seen takes later
+# (mark_seen): a writer's locks then come in one order — new identities claimed (their unique
+# index entries, sorted), then the existing ones locked for the touch (by key) — so one waiting in
+# its claims holds no lock a toucher waits for. Taking NO KEY UPDATE here instead (one statement
+# less) was tried: a writer holding it waited in its claim for a second one, which waited at its
+# touch for the first (2 deadlocks in 6,000 single-record requests).
 _POSTGRESQL_OWNERS_LOCKED = _POSTGRESQL_OWNERS + " ORDER BY p.pk, i.pk FOR KEY SHARE OF p, i"
 
 _SQLITE_TOUCH = """
     UPDATE identities SET last_seen = ?
     WHERE pk IN (SELECT value FROM json_each(?)) AND (last_seen IS NULL OR last_seen < ?)"""
+# PostgreSQL: the identities are locked in key order first (LockRows above the Sort), by a
+# statement of its own, and then updated. A plain ``UPDATE … WHERE pk = ANY(…)`` locks them in the
+# order its scan meets them (their place in the heap, which every update moves): two writers
+# touching the same identities each held one the other waited for — a deadlock, broken only after
+# deadlock_timeout (1 s; tests/test_identity_touch_lock_order.py). An ``UPDATE … FROM (SELECT …
+# ORDER BY pk FOR NO KEY UPDATE)`` in one statement still deadlocked: its outer scan, on the
+# statement's snapshot, meets the old version of a row the subquery locked in its newer one, and
+# queues for it behind a third writer that waits for us.
+_POSTGRESQL_LOCK_FOR_TOUCH = "SELECT pk FROM identities WHERE pk = ANY(%s::bigint[]) ORDER BY pk FOR NO KEY UPDATE"
 _POSTGRESQL_TOUCH = """
     UPDATE identities SET last_seen = %s
     WHERE pk = ANY(%s::bigint[]) AND (last_seen IS NULL OR last_seen < %s)"""
@@ -76,7 +91,8 @@ def find_owners(connection: sa.Connection, sandbox: str, pairs: Sequence[tuple[s
 
 
 def mark_seen(connection: sa.Connection, identity_pks: Sequence[int], now: datetime) -> None:
-    """Set ``last_seen`` of the identities to ``now`` (where it is older)."""
+    """Set ``last_seen`` of the identities to ``now`` (where it is older); on PostgreSQL their rows
+    locked in key order first."""
     if not identity_pks:
         return
     if connection.dialect.name == "sqlite":
@@ -84,4 +100,7 @@ def mark_seen(connection: sa.Connection, identity_pks: Sequence[int], now: datet
         connection.exec_driver_sql(_SQLITE_TOUCH, (at, json.dumps(sorted(identity_pks)), at))
     else:
         at = now.astimezone(timezone.utc)
-        connection.exec_driver_sql(_POSTGRESQL_TOUCH, (at, array_literal(sorted(identity_pks)), at))
+        keys = array_literal(sorted(identity_pks))
+        if len(identity_pks) > 1:  # one row has no order to get wrong (most events carry one identity)
+            connection.exec_driver_sql(_POSTGRESQL_LOCK_FOR_TOUCH, (keys,)).all()
+        connection.exec_driver_sql(_POSTGRESQL_TOUCH, (at, keys, at))

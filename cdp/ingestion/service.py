@@ -173,7 +173,8 @@ class Writer:
                 log.info("%s record(s) lost a race with a concurrent writer (attempt %s): %s", len(prepared),
                          attempt + 1, str(getattr(exc, "orig", exc)).splitlines()[0])
                 self.event_counts.clear()
-                time.sleep(random.uniform(0, min(0.2, 0.02 * (attempt + 1))))
+                if _still_running(exc):  # back off only from a writer that has not committed yet
+                    time.sleep(random.uniform(0, min(0.2, 0.02 * (attempt + 1))))
                 continue
             remember()
             return applied
@@ -340,6 +341,18 @@ def _conflict(index: int) -> RecordResult:
         path="identities", message=f"conflict: concurrent writers kept changing this record's profiles (retried, "
                                    f"at most {WAIT_SECONDS:g} s for a request); nothing of it was stored, send it "
                                    f"again")])
+
+
+# lost to a writer still in its transaction (a deadlock victim, NOWAIT, lock_timeout,
+# serialization); the other losses waited for the winner's commit (an identity or event id it
+# claimed, a profile it merged away), so the next attempt sees its writes at once — no pause: a
+# burst of a new person's events (8 clients) lost such races on ~7 % of single-record requests,
+# each paying up to 20 ms of sleep on top of the wait
+_STILL_RUNNING_CODES = {"40P01", "40001", "55P03"}
+
+
+def _still_running(exc: Exception) -> bool:
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in _STILL_RUNNING_CODES
 
 
 def _lost_a_race(exc: Exception) -> bool:

@@ -108,6 +108,14 @@ def create_engine(url: str, *, read_only: bool = False, **kwargs) -> sa.Engine:
         kwargs.setdefault("max_overflow", 80)
     elif url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {}).setdefault("factory", TrackingConnection)
+        # the same room: with SQLAlchemy's default (5 kept, 10 more opened and closed again) 8
+        # concurrent requests plus the background loops opened a connection per request — its
+        # set-up (WAL, pragmas, functions) and SQLite's first read of the schema each time (a file
+        # only: an in-memory database has a pool of its own, one connection a thread)
+        database = sa.engine.make_url(url).database
+        if "poolclass" not in kwargs and database not in (None, "", ":memory:") and "mode=memory" not in url:
+            kwargs.setdefault("pool_size", 20)
+            kwargs.setdefault("max_overflow", 80)
     # values bound to a statement are personal data: never in an error's text, so never in a log
     kwargs.setdefault("hide_parameters", True)
     engine = sa.create_engine(url, **kwargs)

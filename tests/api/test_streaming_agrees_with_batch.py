@@ -68,6 +68,19 @@ def _streaming(connection, sandbox: str) -> dict[str, set[int]]:
     return found
 
 
+def assert_streaming_equals_batch(engine, sandbox: str, chosen: dict[str, str], *, as_of: datetime,
+                                  context: object) -> None:
+    """Every segment's streaming members are the members a batch SQL run finds at ``as_of``."""
+    with engine.connect() as connection:
+        schema = get_schema(connection=connection, sandbox=sandbox)
+        streaming = _streaming(connection, sandbox)
+        for key, expression in chosen.items():
+            query = members_select(dialect=engine.dialect.name, sandbox=sandbox, expression=expression,
+                                   schema=schema, catalogue=chosen, as_of=as_of)
+            expected = set(connection.execute(query).scalars())
+            assert streaming.get(key, set()) == expected, (key, expression, context)
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 @given(steps=actions, extra=generated_segments)
 def test_streaming_memberships_equal_a_batch_run(service, steps, extra):
@@ -103,13 +116,6 @@ def test_streaming_memberships_equal_a_batch_run(service, steps, extra):
             response = api.post(f"/v1/datasets/{dataset}/records", json=record)
             assert response.status_code == 200, response.text
             assert response.json()["results"][0]["status"] == "accepted", response.text
-        with engine.connect() as connection:
-            schema = get_schema(connection=connection, sandbox=sandbox)
-            streaming = _streaming(connection, sandbox)
-            for key, expression in chosen.items():
-                query = members_select(dialect=engine.dialect.name, sandbox=sandbox, expression=expression,
-                                       schema=schema, catalogue=chosen, as_of=clock.at)
-                expected = set(connection.execute(query).scalars())
-                assert streaming.get(key, set()) == expected, (key, expression, steps)
+        assert_streaming_equals_batch(engine, sandbox, chosen, as_of=clock.at, context=steps)
     finally:
         api.app.state.clock = before

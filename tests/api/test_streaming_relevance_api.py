@@ -10,16 +10,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from cdp.dsl import render
-from cdp.schema_registry.service import get_schema
-from cdp.segments.batch import members_select
 from cdp.segments.streaming import run_due
 from cdp.storage.database import write_transaction
 from tests.api.conftest import Api, create_dataset, new_sandbox
-from tests.api.test_streaming_agrees_with_batch import EMAILS, T0, Clock, _iso, _streaming
+from tests.api.test_streaming_agrees_with_batch import (EMAILS, T0, Clock, _iso, _streaming,
+                                                        assert_streaming_equals_batch)
 from tests.test_differential import CATALOGUE
 from tests.test_streaming_relevance import with_events
 
@@ -128,13 +126,6 @@ def test_streaming_memberships_equal_a_batch_run_with_skips(service, steps, extr
             response = api.post(f"/v1/datasets/{web}/records", json=record)
             assert response.status_code == 200, response.text
             assert response.json()["results"][0]["status"] == "accepted", response.text
-        with engine.connect() as connection:
-            schema = get_schema(connection=connection, sandbox=sandbox)
-            streaming = _streaming(connection, sandbox)
-            for key, expression in chosen.items():
-                query = members_select(dialect=engine.dialect.name, sandbox=sandbox, expression=expression,
-                                       schema=schema, catalogue=chosen, as_of=clock.at)
-                expected = set(connection.execute(query).scalars())
-                assert streaming.get(key, set()) == expected, (key, expression, steps)
+        assert_streaming_equals_batch(engine, sandbox, chosen, as_of=clock.at, context=steps)
     finally:
         api.app.state.clock = before
