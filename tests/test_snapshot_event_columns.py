@@ -27,7 +27,8 @@ from cdp.snapshots import export_snapshot, flat
 from cdp.snapshots.export import relations_sql
 from cdp.storage.models import events, profiles
 from tests.test_segments_batch import AS_OF, DOCUMENTS, SANDBOXES
-from tests.test_snapshots import change_and_export
+from tests.test_snapshot_columns import document_values
+from tests.test_snapshots import two_part_snapshot
 
 # segments reading event fields of every type the columns have (string, number, integer) and the
 # shapes the compiler makes of them: exists, sums, a sequence comparing to its alias's field
@@ -137,11 +138,7 @@ def test_a_part_without_event_columns_leaves_the_reads_to_the_json(migrated_engi
     """Two parts merged on read: with event columns in both they are read; with the first part's
     stripped (written before them), none is, and the answers are the database's either way."""
     sandbox = next(SANDBOXES)
-    with migrated_engine.begin() as connection:
-        load_documents(connection, DOCUMENTS, sandbox=sandbox)
-        export_snapshot(connection, sandbox=sandbox, root=tmp_path)
-    manifest = change_and_export(migrated_engine, sandbox, tmp_path)
-    assert len(manifest.parts) == 2
+    manifest = two_part_snapshot(migrated_engine, sandbox, tmp_path)
     expected = database_answers(migrated_engine, sandbox)
     session = snapshot_session(manifest)
     try:
@@ -160,9 +157,7 @@ def test_a_part_without_event_columns_leaves_the_reads_to_the_json(migrated_engi
         session.close()
 
 
-_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False),
-                    st.text(max_size=8), st.sampled_from(["2026-11-28", "2026-11-28 12:00:00", "shoes", "1e3", "12"]),
-                    st.lists(st.integers(), max_size=2))
+_VALUES = document_values("shoes")
 _KEYS = st.sampled_from(sorted(luma_schema().event))
 
 

@@ -95,6 +95,16 @@ def change_and_export(engine, sandbox: str, tmp_path):
         return export_snapshot(connection, sandbox=sandbox, root=tmp_path)
 
 
+def two_part_snapshot(engine, sandbox: str, tmp_path):
+    """DOCUMENTS loaded and snapshotted, then change_and_export's changes in a second part: its manifest."""
+    with engine.begin() as connection:
+        load_documents(connection, DOCUMENTS, sandbox=sandbox)
+        export_snapshot(connection, sandbox=sandbox, root=tmp_path)
+    manifest = change_and_export(engine, sandbox, tmp_path)
+    assert len(manifest.parts) == 2
+    return manifest
+
+
 def test_incremental_snapshot_merges_changes_and_deletions(migrated_engine, tmp_path):
     sandbox = next(SANDBOXES)
     with migrated_engine.begin() as connection:

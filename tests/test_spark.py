@@ -12,14 +12,12 @@ import re
 import pytest
 import re2
 
-from cdp.engine.sql.loading import load_documents
 from cdp.engine.sql.spark_regex import like_for_spark, re2_to_java
 from cdp.engine.support import UnsupportedOnBackend
-from cdp.snapshots import export_snapshot
 from cdp.storage.database import create_engine
 from cdp.storage.migrate import upgrade
 from tests.test_segments_batch import AS_OF, DOCUMENTS, SANDBOXES
-from tests.test_snapshots import analytic_run_equals_the_database_run, change_and_export, relation
+from tests.test_snapshots import analytic_run_equals_the_database_run, relation, two_part_snapshot
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +50,7 @@ def spark_relation(session, manifest, which: str) -> list[tuple]:
 def test_a_snapshot_of_several_parts_reads_as_on_duckdb(sqlite_engine, spark_session, tmp_path):
     """Changes, a new event and a deletion in a second part: Spark merges on read as DuckDB does."""
     sandbox = next(SANDBOXES)
-    with sqlite_engine.begin() as connection:
-        load_documents(connection, DOCUMENTS, sandbox=sandbox)
-        export_snapshot(connection, sandbox=sandbox, root=tmp_path)
-    manifest = change_and_export(sqlite_engine, sandbox, tmp_path)
-    assert len(manifest.parts) == 2
+    manifest = two_part_snapshot(sqlite_engine, sandbox, tmp_path)
     expected_profiles = relation(manifest, "profiles")
     expected_events = relation(manifest, "events")
     width = {which: len(COLUMNS[which].split(", ")) for which in COLUMNS}
