@@ -140,6 +140,25 @@ def write_flat(connection, source: str, schema: Schema, write: Callable[[str], A
     write_readable_columns(connection, source, flat_items(schema, event_fields=event_fields), statement, write)
 
 
+def with_event_columns(events, schema: Schema | None = None):
+    """An Arrow events table (as :func:`document_tables` makes it) with the typed event-field
+    columns a snapshot's events files have (cdp.snapshots.flat), computed the same way: by
+    DuckDB's read of ``fields``, in UTC, a column failing on some row left out. For an engine
+    reading Arrow tables through Parquet (Spark) as it reads a snapshot."""
+    import duckdb
+
+    connection = duckdb.connect(":memory:")
+    try:
+        connection.execute("SET TimeZone = 'UTC'")
+        connection.register("events_arrow", events)
+        written = []
+        write_flat(connection, "events_arrow", schema or luma_schema(),
+                   lambda select: written.append(connection.sql(select).to_arrow_table()), event_fields=True)
+        return written[-1]
+    finally:
+        connection.close()
+
+
 def write_readable_columns(connection, source: str, items: list[tuple[str, str]],
                            statement: Callable[[list[tuple[str, str]]], str], write: Callable[[str], Any]) -> None:
     """``write(statement(items))``; when a column's expression fails on some row of ``source``,
