@@ -271,7 +271,8 @@ def event_columns_only(options, command: str, started: datetime) -> None:
         count = scale_data.profile_count(engine)  # the database grows in place, never shrinks: what it holds
         try:
             rows.append({"profiles": count, **event_columns.measure(
-                engine, DATA, SANDBOX, options.runs, lambda m, c=count: log(f"{c:,}: {m}"))})
+                engine, DATA, SANDBOX, options.runs, lambda m, c=count: log(f"{c:,}: {m}"),
+                reuse=options.reuse_export)})
         finally:
             engine.dispose()
         print(event_columns.report(rows, options.runs, command, started, load_start, os.getloadavg()), flush=True)
@@ -329,6 +330,8 @@ def main() -> None:
                         help="only DuckDB's event-reading segments over a snapshot with and without typed event "
                              "columns, beside hand-written SQL, and the export's cost of them (bench/event_columns.py; "
                              "SQLite only)")
+    parser.add_argument("--reuse-export", action="store_true",
+                        help="--event-columns: query the snapshots the last run left at this size again, no export")
     parser.add_argument("--event-columns-spark", action="store_true",
                         help="Spark over the snapshots --event-columns left (with and without typed event columns) "
                              "beside hand-written Spark SQL (bench/event_columns_spark.py; --master, --runs)")

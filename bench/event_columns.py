@@ -102,13 +102,18 @@ def folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
-def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, log) -> dict:
-    """One size's figures (see the module's docstring); seconds."""
+def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, log, *, reuse: bool = False) -> dict:
+    """One size's figures (see the module's docstring); seconds. ``reuse``: the snapshots a
+    previous run left at this size are queried again, without an export (no export figures)."""
     with_root, without_root = data / "event-columns-with", data / "event-columns-without"
-    row = timed_export(engine, with_root, sandbox)
-    log(f"export {row['export']:.1f} s, event-column pass {row['event_columns_pass']:.1f} s "
-        f"({row['event_columns_us_per_event']:.2f} µs / event row)")
-    without_event_columns(with_root / sandbox, without_root / sandbox)
+    if reuse:
+        assert latest_manifest(with_root, sandbox) and latest_manifest(without_root, sandbox), "nothing to reuse"
+        row = {"events": latest_manifest(with_root, sandbox).parts[-1].events}
+    else:
+        row = timed_export(engine, with_root, sandbox)
+        log(f"export {row['export']:.1f} s, event-column pass {row['event_columns_pass']:.1f} s "
+            f"({row['event_columns_us_per_event']:.2f} µs / event row)")
+        without_event_columns(with_root / sandbox, without_root / sandbox)
     row["bytes_with"], row["bytes_without"] = folder_bytes(with_root), folder_bytes(without_root)
     sessions = {"columns": DuckDBSession().from_sql(*relations_sql(latest_manifest(with_root, sandbox))),
                 "json": DuckDBSession().from_sql(*relations_sql(latest_manifest(without_root, sandbox)))}
@@ -179,7 +184,7 @@ def report(rows: list[dict], runs: int, command: str, started: datetime, load_st
     lines += ["", "| profiles | export (full, from SQLite) | of which the event-column pass | µs / event row: "
               "export | µs / event row: event columns | snapshot with | without |",
               "|---:|---:|---:|---:|---:|---:|---:|"]
-    for row in rows:
+    for row in (r for r in rows if "export" in r):
         lines.append(f"| {row['profiles']:,} | {row['export']:.1f} s | {row['event_columns_pass']:.1f} s | "
                      f"{row['export_us_per_event']:.1f} | {row['event_columns_us_per_event']:.2f} | "
                      f"{row['bytes_with'] / 2**20:,.0f} MiB | {row['bytes_without'] / 2**20:,.0f} MiB |")
