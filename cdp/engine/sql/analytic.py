@@ -180,6 +180,23 @@ def write_readable_columns(connection, source: str, items: list[tuple[str, str]]
     write(statement(chosen))
 
 
+def common_flat_columns(files: list[str], prefix: str = FLAT_PREFIX) -> tuple[list[str], bool]:
+    """The flat columns (``prefix``) every file has, with the same type in each (a part written
+    before a schema change, or before flat columns, or a file whose read of a column failed on
+    some row, leaves those reads to the JSON); and whether the files' columns differ at all (then
+    they are read by name)."""
+    import pyarrow.parquet
+
+    common: dict[str, object] | None = None
+    shapes = set()
+    for path in files:
+        schema = pyarrow.parquet.read_schema(path)
+        shapes.add(tuple((f.name, str(f.type)) for f in schema))
+        found = {f.name: f.type for f in schema if f.name.startswith(prefix)}
+        common = found if common is None else {k: t for k, t in common.items() if found.get(k) == t}
+    return sorted(common or {}), len(shapes) > 1
+
+
 def flat_attributes(connection, relation: str = "profiles", prefix: str = FLAT_PREFIX) -> dict[str, str]:
     """key → language type of the flat attribute columns a DuckDB relation has (``prefix``
     EVENT_PREFIX, relation ``events``: its flat event-field columns)."""

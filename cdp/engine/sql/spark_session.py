@@ -24,7 +24,8 @@ from typing import Any, Mapping, Sequence
 
 import sqlalchemy as sa
 
-from cdp.engine.sql.analytic import AnalyticSession, _membership_rows, _python_udfs, with_event_columns
+from cdp.engine.sql.analytic import (AnalyticSession, _membership_rows, _python_udfs, common_flat_columns,
+                                     with_event_columns)
 from cdp.engine.sql.duckdb import EVENT_PREFIX
 from cdp.engine.sql.spark import SparkDialect
 
@@ -160,14 +161,12 @@ class SparkSession(AnalyticSession):
         from pyspark.sql import Window, functions as F
         from pyspark.sql.types import StructType
 
-        from cdp.snapshots.export import _flat_columns
-
         folder = manifest.folder
         profile_files = [str(folder / f"part-{p.number:05d}" / "profiles.parquet") for p in manifest.parts]
         event_dirs = [str(folder / f"part-{p.number:05d}" / "events") for p in manifest.parts if p.events]
         # the typed columns every events file has with one type (as relations_sql reads them for
         # DuckDB): Spark takes one file's schema and reads a column a file lacks as null
-        event_columns = _flat_columns([str(path) for d in event_dirs for path in sorted(Path(d).rglob("*.parquet"))],
+        event_columns = common_flat_columns([str(path) for d in event_dirs for path in sorted(Path(d).rglob("*.parquet"))],
                                       EVENT_PREFIX)[0]
         profiles = self.spark.read.parquet(*profile_files)
         if event_dirs:  # bucket=K folders: the files hold every column, the folders need no reading
