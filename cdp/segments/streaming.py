@@ -84,6 +84,11 @@ class _Plan:
         # (segments with equal timing share one computation per evaluation)
         self.timing = [dataclasses.replace(self.reads[row.key], attributes=frozenset(), references=frozenset())
                        if self.reads[row.key].timed else None for row in self.order]
+        # per position: the number of its distinct timing (None: untimed), so that an evaluation
+        # keys its shared next instants by a small int, not by hashing a Reads per segment
+        distinct: dict[Reads, int] = {}
+        self.timing_id = [None if reads is None else distinct.setdefault(reads, len(distinct))
+                          for reads in self.timing]
         self.any_event = [i for i, row in enumerate(self.order) if self.reads[row.key].any_event]
         self.by_type: dict[str, list[int]] = {}
         self.by_attribute: dict[str, list[int]] = {}  # an attribute path's first name → positions
@@ -294,7 +299,7 @@ class StreamingEvaluator:
         points: dict = {}  # the profile's instants, per set of event types read (next_change)
         instants: dict = {}  # next_change per distinct timing
         spent: list[tuple[str, float]] = []
-        order, timing = plan.order, plan.timing
+        order, timing, timing_id = plan.order, plan.timing, plan.timing_id
         for i in chosen:
             key = order[i].key
             before = perf_counter()
@@ -304,13 +309,13 @@ class StreamingEvaluator:
                 log.warning("streaming segment %r of sandbox %r skipped: %s", key, self.sandbox, error)
                 continue
             spent.append((key, perf_counter() - before))
-            reads = timing[i]
-            if reads is None:
+            same = timing_id[i]
+            if same is None:
                 due[i] = None
             else:
-                at = instants.get(reads, _UNSET)
+                at = instants.get(same, _UNSET)
                 if at is _UNSET:
-                    at = instants[reads] = next_change(reads, profile, now, points)
+                    at = instants[same] = next_change(timing[i], profile, now, points)
                 due[i] = at
         self.evaluations += len(spent)
         evaluated = perf_counter()
