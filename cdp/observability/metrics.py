@@ -47,7 +47,8 @@ class SegmentEvaluations:
     """``cdp_streaming_evaluations_total{sandbox, segment}`` and
     ``cdp_streaming_evaluation_seconds{sandbox, segment}`` as one collector: streaming evaluates
     tens of segments per record, and a prometheus_client Counter and Histogram child cost two locks
-    and a bucket search each per observation (~0.3 ms of CPU per record at 500 segments, measured);
+    and a bucket search each per observation (~0.25 ms of CPU per record at 500 segments, measured:
+    bench/RESULTS.md, issue 15, session 9);
     here a record's observations are added under one lock to plain per-segment tallies, which
     become the two families only when ``/metrics`` is read."""
 
@@ -91,7 +92,6 @@ class SegmentEvaluations:
             seconds.add_metric([sandbox, segment], buckets, total)
         yield counts
         yield seconds
-
 
 
 class Metrics:

@@ -335,10 +335,10 @@ class StreamingEvaluator:
 
         A stored instant is rewritten only when the new one is EARLIER (or there was none): an
         instant may be early, never late (the due job then re-evaluates, finds nothing changed and
-        schedules the later one), and a record usually moves instants later — every window its
-        event opens ends after the ones already stored — so a profile receiving a stream of
-        records would otherwise rewrite ~10 instants per record (the bench at 500 segments) for
-        one early re-evaluation saved. "Never" (None) still deletes the stored row."""
+        schedules the later one). A new event of a type the profile already has moves the
+        instants of its windows later (they end after the ones stored): a profile receiving a
+        stream of such events rewrites none of them, for one early re-evaluation each. "Never"
+        (None) still deletes the stored row."""
         changes = verdict_changes({plan.refs[i]: v for i, v in verdicts.items()}, members)
         form = due_form(self.connection)
         undue, instants = [], []
