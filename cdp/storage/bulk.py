@@ -170,26 +170,31 @@ _CLAIM = {
 }
 
 
-_CLAIMED_SINCE = "SELECT pk, namespace, value FROM identities WHERE pk > ?"
+_IDENTITIES_PER_INSERT = 1000  # 6 parameters a row on SQLite: far below its 32,766
 
 
 def claim_identities(connection: sa.Connection, rows: Sequence[dict[str, Any]],
                      keys: dict[tuple[str, str], int] | None = None) -> int:
     """INSERT … ON CONFLICT (sandbox, namespace, value) DO NOTHING, in the rows' order; returns how
     many were inserted. ``keys``: filled with the inserted identities' keys by (namespace, value)
-    — PostgreSQL: RETURNING; SQLite: the rows above the table's highest key before the insert
-    (the transaction holds the database's write lock: nobody else inserts meanwhile)."""
+    (RETURNING: only the rows inserted, not those already there)."""
     instant = _instant(connection.dialect.name)
     values = [(r["sandbox"], r["profile_pk"], r["namespace"], r["value"], instant(r["first_seen"]),
                instant(r["last_seen"])) for r in rows]
     if keys is None or not values:
         result = _execute(connection, _CLAIM["sqlite"], _CLAIM["postgresql"], values)
         return 0 if result is None else result.rowcount
-    if connection.dialect.name == "sqlite":
-        before = connection.exec_driver_sql("SELECT coalesce(max(pk), 0) FROM identities").scalar_one()
-        count = connection.exec_driver_sql(_CLAIM["sqlite"], values).rowcount
-        keys.update(((namespace, value), pk) for pk, namespace, value in connection.exec_driver_sql(
-            _CLAIMED_SINCE, (before,)))
+    if connection.dialect.name == "sqlite":  # RETURNING in one multi-row statement per chunk (one
+        # statement, not three: the highest key before, an executemany and a read of the rows above it)
+        count = 0
+        for start in range(0, len(values), _IDENTITIES_PER_INSERT):
+            chunk = values[start:start + _IDENTITIES_PER_INSERT]
+            sql = (f"INSERT INTO identities ({_IDENTITY_NAMES}) VALUES "
+                   + ", ".join([f"({_placeholders(len(_IDENTITIES))})"] * len(chunk))
+                   + " ON CONFLICT (sandbox, namespace, value) DO NOTHING RETURNING pk, namespace, value")
+            returned = connection.exec_driver_sql(sql, tuple(v for row in chunk for v in row)).all()
+            keys.update(((namespace, value), pk) for pk, namespace, value in returned)
+            count += len(returned)
         return count
     returned = connection.exec_driver_sql(_CLAIM["postgresql"] + " RETURNING pk, namespace, value",
                                           (_json_rows(values),)).all()
