@@ -211,11 +211,19 @@ _INSERT_EVENTS = {
 }
 
 
-def insert_events(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+def insert_events(connection: sa.Connection, rows: Sequence[dict[str, Any]], *,
+                  first: tuple[str, str, tuple] | None = None) -> None:
+    """``first`` (PostgreSQL): a data-modifying CTE run before the insert, in the same statement —
+    (its ``WITH …`` text, a condition on it that makes the insert wait for it, its parameters)."""
     instant, document = _instant(connection.dialect.name), _document(connection.dialect.name)
-    _execute(connection, _INSERT_EVENTS["sqlite"], _INSERT_EVENTS["postgresql"], [
-        (r["profile_pk"], r["event_id"], r["type"], instant(r["ts"]), document(r["fields"]), r["dataset_pk"],
-         document(r.get("identities"))) for r in rows])
+    values = [(r["profile_pk"], r["event_id"], r["type"], instant(r["ts"]), document(r["fields"]), r["dataset_pk"],
+               document(r.get("identities"))) for r in rows]
+    if first is None or not values:
+        _execute(connection, _INSERT_EVENTS["sqlite"], _INSERT_EVENTS["postgresql"], values)
+        return
+    cte, condition, parameters = first
+    sql = _INSERT_EVENTS["postgresql"].replace(" ORDER BY n", f" WHERE {condition} ORDER BY n")
+    connection.exec_driver_sql(f"{cte} {sql}", (*parameters, _json_rows(values)))
 
 
 _PROFILE_COLUMNS = (("sandbox", "varchar"), ("external_id", "varchar"), ("attributes", "jsonb"),
