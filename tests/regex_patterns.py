@@ -9,13 +9,14 @@ from hypothesis import strategies as st
 
 # Literals where the flavours disagree: line ends, non-ASCII letters (case folding, word
 # characters), characters special in one flavour only (`&`, `#`, `}`, `{`).
-LITERALS = list("abcAZ09_ -@/,#&!%~'\"\n\r\t}") + ["é", "É", "ß", "Ł", "\x0b", "\u2028", "\u0085"]
+LITERALS = list("abcAZ09_ -@/,#&!%~'\"\n\r\t}") + ["é", "É", "ß", "Ł", "\x0b", "\u2028", "\u0085"] + list(
+    "ksKSſ\u212aǅǆΣσς")  # orbits of three under RE2's (?i): k K and the Kelvin sign, s S ſ, Ǆ ǅ ǆ, Σ σ ς
 ESCAPES = [
     r"\d", r"\w", r"\s", r"\D", r"\W", r"\S", r"\b", r"\B", r"\A", r"\z", r"\n", r"\t", r"\r", r"\f", r"\a", r"\v",
     r"\x41", r"\x4a", r"\x{41}", r"\x{e9}", r"\x{1F600}", r"\.", r"\[", r"\]", r"\{", r"\}", r"\\", r"\-", r"\^",
     r"\$", r"\*", r"\&", r"\#", r"\ ", r"\pL", r"\p{Greek}", r"\PN", r"\Qa.b\E", r"\C", r"\123", r"\<",
 ]
-CLASS_MEMBERS = list("abcz09-_.^$&[{}( é\n") + [
+CLASS_MEMBERS = list("abcz09-_.^$&[{}( é\nkſ") + [
     r"\d", r"\w", r"\s", r"\D", r"\n", r"\t", r"\x41", r"\x{e9}", r"\]", r"\[", r"\\", r"\-", r"\^", "a-z", "0-9",
     "[:alpha:]", "&&", r"\v", r"\a", "[.", "[=",
 ]
@@ -63,5 +64,5 @@ re2_patterns = st.builds(str.__add__, st.sampled_from(FLAGS), st.one_of(_GRAMMAR
 def subjects(pattern: str) -> st.SearchStrategy[list[str]]:
     """Strings made of the pattern's own characters and the ones the flavours treat differently,
     so that a fair share of them match."""
-    alphabet = sorted(set(pattern) - {"\\"} | set("aA0_ -\n\r\x0b[]{}&éÉßẞ\u2028") | {"\x07", "\x0c", "\t"})
+    alphabet = sorted(set(pattern) - {"\\"} | set("aA0_ -\n\r\x0b[]{}&éÉßẞ\u2028kKsSſ\u212aǄǅǆΣσς") | {"\x07", "\x0c", "\t"})
     return st.lists(st.text(alphabet=alphabet, max_size=8), min_size=1, max_size=6)

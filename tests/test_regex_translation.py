@@ -88,6 +88,9 @@ def test_the_engine_finds_what_re2_finds(engine, data, pattern):
     (r"^{2}a", "ab"), (r"x\b{0,3}y", "xy"), (r"\b{255}", "a"),  # a repeated empty-width assertion
     (r"\bcafé\b", "café!"), (r"\bé", "xé"), (r"é\B", "éa"),  # ARE's \y and \Y take é as a word character
     (r"(?i)x\b", "x\u212a"), (r"(?i)x\B", "x\u017f"),  # Java's (?iu)[k] takes the Kelvin sign, [s] ſ
+    # PostgreSQL's (?i) folds one pair at a time: the third member of an orbit did not match
+    (r"(?i)s", "\u017f"), (r"(?i)ǆ", "ǅ"), (r"(?i)[a-z]", "\u212a"), (r"(?i)\w", "\u017f"), (r"(?i)[^k]", "\u212a"),
+    (r"(?i)\W", "\u212a"), (r"(?i)[\x{17f}]", "S"), (r"(?i)σ", "ς"),
 ])
 def test_what_a_translation_used_to_get_wrong(engine, pattern, subject):
     _backend, translate, engine_finds = engine
@@ -100,3 +103,12 @@ def test_repetitions_beyond_postgres_bound_are_refused():
     with pytest.raises(UnsupportedOnBackend, match="repetition count above 255"):
         re2_to_postgres("a{2,256}")
     assert re2_to_java("a{2,256}") == "a{2,256}"
+
+
+def test_the_stored_case_folding_orbits_are_the_installed_re2s():
+    """cdp/engine/sql/regex_case_orbits.py is generated from RE2 (see its module): regenerate it
+    when an upgrade of RE2 changes its Unicode tables."""
+    from cdp.engine.sql.regex_case_folding import re2_orbits
+    from cdp.engine.sql.regex_case_orbits import ORBITS
+
+    assert tuple(re2_orbits()) == ORBITS

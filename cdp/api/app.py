@@ -43,6 +43,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI
@@ -131,7 +132,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runner = Runner(engine, registry, workers=workers, clock=lambda: app.state.clock())
             app.state.jobs = runner
 
-            schedule_due_job(engine, registry)
+            schedule_due_job(engine, registry,
+                             every=timedelta(seconds=app.state.segment_settings.due_every_seconds))
             runner.start()
             delivery = DeliveryWorker(engine, clock=lambda: app.state.clock(), metrics=metrics)
             app.state.delivery = delivery

@@ -21,5 +21,9 @@ class SegmentSettings(BaseSettings):
         default=60, ge=0, description="Above the exact limit, the sandbox's profile count an estimate scales by "
                                       "is kept and brought up to date with new profiles; deletions show within "
                                       "this many seconds (0: count every time).")
+    due_every_seconds: float = Field(
+        default=30, gt=0, description="How often the `segments.due` job looks for profiles whose streaming "
+                                      "memberships can change with time alone and re-evaluates them: a "
+                                      "time-based exit or entry lands at most this late.")
     estimate_timeout_ms: int = Field(default=5_000, ge=10, description="An estimate running longer is stopped "
                                                                         "(422 estimate_timeout).")

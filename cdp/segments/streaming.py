@@ -507,15 +507,20 @@ def due_job_kind(metrics: Any = None) -> Any:
 
 
 def schedule_due_job(engine: sa.Engine, registry: Any, *, every: timedelta = DUE_EVERY) -> None:
-    """Enqueue the recurring due job once (kept across restarts: a stored job of the kind is reused)."""
+    """Enqueue the recurring due job once (kept across restarts: a stored job of the kind is reused,
+    its interval brought to ``every`` when the setting changed)."""
     from cdp.jobs.queue import enqueue
     from cdp.storage.models import jobs
     from cdp.storage.database import write_transaction
 
     try:
         with write_transaction(engine) as connection:
-            if connection.execute(sa.select(jobs.c.pk).where(jobs.c.kind == DUE_KIND, jobs.c.key == DUE_KIND)).first():
-                return
-            enqueue(connection, kind=registry[DUE_KIND], payload={}, key=DUE_KIND, every=every)
+            stored = connection.execute(sa.select(jobs.c.pk, jobs.c.interval_seconds)
+                                        .where(jobs.c.kind == DUE_KIND, jobs.c.key == DUE_KIND)).first()
+            if stored is None:
+                enqueue(connection, kind=registry[DUE_KIND], payload={}, key=DUE_KIND, every=every)
+            elif stored.interval_seconds != every.total_seconds():
+                connection.execute(jobs.update().where(jobs.c.pk == stored.pk)
+                                   .values(interval_seconds=every.total_seconds()))
     except (sa.exc.OperationalError, sa.exc.InternalError) as error:  # a database refusing writes: /healthz says so
         log.warning("the %s job could not be scheduled: %s", DUE_KIND, str(error).splitlines()[0])

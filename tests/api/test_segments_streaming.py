@@ -237,6 +237,28 @@ def test_metrics_count_streaming_evaluations_and_the_due_queue(api, engine, sand
     assert _members(api, "recent-buyers") == []
 
 
+def test_the_due_job_runs_at_the_configured_interval(api, engine, monkeypatch):
+    """One recurring due job per database; its interval is CDP_SEGMENT_DUE_EVERY_SECONDS, and a
+    changed setting changes the stored job at the next start (it is not re-created)."""
+    from cdp.api.app import job_registry
+    from cdp.segments.settings import SegmentSettings
+    from cdp.segments.streaming import DUE_KIND, schedule_due_job
+    from cdp.storage.models import jobs
+
+    def stored() -> list[float]:
+        with engine.connect() as connection:
+            return list(connection.execute(sa.select(jobs.c.interval_seconds).where(jobs.c.kind == DUE_KIND))
+                        .scalars())
+
+    assert stored() == [30.0]  # the app's start scheduled it with the default
+    monkeypatch.setenv("CDP_SEGMENT_DUE_EVERY_SECONDS", "2.5")
+    every = timedelta(seconds=SegmentSettings().due_every_seconds)
+    schedule_due_job(engine, job_registry(api.app.state.metrics), every=every)
+    assert stored() == [2.5]
+    schedule_due_job(engine, job_registry(api.app.state.metrics), every=every)
+    assert stored() == [2.5]
+
+
 def test_privacy_deletion_writes_the_exits_to_the_outbox(api, engine, sandbox, clock):
     web = _dataset(api, "event", "Web")
     _segment(api, "buyers", 'exists event where type = "purchase"')

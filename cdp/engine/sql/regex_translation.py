@@ -29,16 +29,22 @@ from collections.abc import Mapping
 from typing import ClassVar, NoReturn
 
 from cdp.dsl.errors import Span
+from cdp.engine.sql.regex_case_folding import Range, fold_ranges, orbit
 from cdp.engine.support import UnsupportedOnBackend
 
 # RE2's Perl classes are ASCII: their members, written for use inside a bracket expression.
 PERL_CLASSES: Mapping[str, str] = {"d": "0-9", "w": "0-9A-Za-z_", "s": "\\t\\n\\f\\r "}
+PERL_RANGES: Mapping[str, tuple[Range, ...]] = {
+    "d": ((0x30, 0x39),), "w": ((0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)),
+    "s": ((0x09, 0x0A), (0x0C, 0x0D), (0x20, 0x20))}
 # Characters that RE2 lets a backslash make literal; any other non-alphanumeric one is literal too.
 PUNCTUATION = frozenset("\\.^$*+?()[]{}|/-")
 REPETITION = re.compile(r"\{\d+(,\d*)?\}")
 # A quantifier, maybe lazy (RE2 refuses two in a row): its kind, or its minimum count.
 _QUANTIFIER = re.compile(r"(?:([*+?])|\{(\d+)(?:,\d*)?\})\??")
 _HEX = re.compile(r"\\x(?:\{([0-9A-Fa-f]+)\}|([0-9A-Fa-f]{2}))")  # `\x41`, `\x{10FFFF}`
+# The control characters the tables spell with a letter (`\\n`), by that letter.
+_CONTROL: Mapping[str, str] = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "a": "\a", "v": "\v"}
 ASCII_WORD = "[0-9A-Za-z_]"  # RE2's word characters; the targets' own follow the locale or Unicode
 
 
@@ -57,6 +63,9 @@ class RegexTranslation:
     target: ClassVar[str]  # the engine's regex flavour, as messages name it
     run_instead: ClassVar[str]  # where a refused pattern runs as written
     case_insensitive: ClassVar[str] = "(?i)"  # for `(?i)` at the very start
+    # True: `(?i)` is not passed on but spelled out, each cased character as a class of its RE2
+    # orbit (cdp.engine.sql.regex_case_folding), for an engine whose own folding differs
+    spells_out_case_folding: ClassVar[bool] = False
     any_but_newline: ClassVar[str] = "[^\\n]"  # for `.`
     end_of_text: ClassVar[str] = "$"  # for `$` (no multi-line mode, so the end of the text)
     # `\A`, `\z`, `\b`, `\B`, outside a class (a dialect adds `\A` and `\z`)
@@ -70,11 +79,16 @@ class RegexTranslation:
         self.span = span
         self.position = 0
         self.in_class = False
+        self.folding = False  # under a leading `(?i)` that is spelled out
         self.out: list[str] = []
 
     def translated(self) -> str:
         if self.pattern.startswith("(?i)"):
-            self.emit(self.case_insensitive, 4)
+            if self.spells_out_case_folding:
+                self.folding = True
+                self.position += 4
+            else:
+                self.emit(self.case_insensitive, 4)
         while self.position < len(self.pattern):
             char = self.pattern[self.position]
             if char == "\\":
@@ -102,13 +116,18 @@ class RegexTranslation:
         if self.position + 1 >= len(self.pattern):
             self.refuse("a trailing backslash")
         letter = self.pattern[self.position + 1]
-        if letter in PERL_CLASSES:
+        if letter in PERL_CLASSES and self.folding:
+            self.emit(self.spelled_class(fold_ranges(PERL_RANGES[letter])), 2)
+        elif letter in PERL_CLASSES:
             body = PERL_CLASSES[letter]
             self.emit(body if self.in_class else f"[{body}]", 2)
         elif letter in ("D", "W", "S"):
             if self.in_class:
                 self.refuse(f"\\{letter} inside a character class")
-            self.emit(f"[^{PERL_CLASSES[letter.lower()]}]", 2)
+            if self.folding:  # RE2 folds the class, then negates it
+                self.emit(self.spelled_class(fold_ranges(PERL_RANGES[letter.lower()]), negated=True), 2)
+            else:
+                self.emit(f"[^{PERL_CLASSES[letter.lower()]}]", 2)
         elif letter in self.assertions and not self.in_class:
             self.emit_assertion(self.assertions[letter], 2)
         elif letter in self.characters:
@@ -116,7 +135,7 @@ class RegexTranslation:
         elif letter == "x":
             self.character_code()
         elif letter in PUNCTUATION or not letter.isalnum():
-            self.emit("\\" + letter, 2)
+            self.emit_literal(letter, "\\" + letter, 2)
         else:
             self.refuse(f"`\\{letter}`")
 
@@ -125,12 +144,16 @@ class RegexTranslation:
         token = _HEX.match(self.pattern, self.position)
         if token is None:  # RE2 refuses it before a backend sees it
             self.refuse(f"`{self.pattern[self.position:self.position + 4]}`")
-        self.emit(self.code_point(token.group(0), int(token.group(1) or token.group(2), 16)), len(token.group(0)))
+        code = int(token.group(1) or token.group(2), 16)
+        self.emit_literal(chr(code), self.code_point(token.group(0), code), len(token.group(0)))
 
     def code_point(self, written: str, code: int) -> str:
         return written
 
     def open_class(self) -> None:
+        if self.folding:
+            self.folded_class()
+            return
         self.in_class = True
         opening = "[^" if self.pattern.startswith("[^", self.position) else "["
         self.emit(opening, len(opening))
@@ -156,7 +179,7 @@ class RegexTranslation:
         elif self.pattern.startswith("(?", self.position):
             self.group_with_options()
         else:
-            self.emit(char, 1)
+            self.emit_literal(char, char, 1)
 
     def emit_assertion(self, text: str, consumed: int) -> None:
         """An empty-width assertion. RE2 lets one be repeated (`^*`, `\\b{2}`), PostgreSQL does not,
@@ -183,3 +206,77 @@ class RegexTranslation:
             self.emit("(?:", 3)
         else:
             self.refuse(f"`{self.pattern[self.position:self.position + 4]}…` (inline flags or named groups)")
+
+    # ---- `(?i)` spelled out (spells_out_case_folding) ------------------------------------------
+
+    def emit_literal(self, char: str, spelled: str, consumed: int) -> None:
+        """A literal character, as ``spelled``; under a spelled-out `(?i)` a class of its orbit."""
+        members = orbit(char) if self.folding else char
+        if len(members) == 1:
+            self.emit(spelled, consumed)
+        else:
+            self.emit(self.spelled_class([(ord(member), ord(member)) for member in members]), consumed)
+
+    def folded_class(self) -> None:
+        """`[...]` under a spelled-out `(?i)`: its members read, their orbits added (ranges and Perl
+        classes too, as RE2 folds them), written as one class of the target."""
+        negated = self.pattern.startswith("[^", self.position)
+        self.position += 2 if negated else 1
+        ranges: list[Range] = []
+        first = True
+        while first or not self.pattern.startswith("]", self.position):
+            if self.position >= len(self.pattern):  # RE2 refuses it before a backend sees it
+                self.refuse("an unclosed character class")
+            first = False
+            member = self.class_member_ranges()
+            if (len(member) == 1 and member[0][0] == member[0][1] and self.pattern.startswith("-", self.position)
+                    and not self.pattern.startswith("-]", self.position)):
+                self.position += 1
+                high = self.class_member_ranges()
+                ranges.append((member[0][0], high[0][1]))
+            else:
+                ranges.extend(member)
+        self.position += 1
+        self.out.append(self.spelled_class(fold_ranges(ranges), negated=negated))
+
+    def class_member_ranges(self) -> list[Range]:
+        """One member of a class: a character, or a Perl class's ranges; refused as elsewhere."""
+        char = self.pattern[self.position]
+        if self.pattern.startswith("[:", self.position):
+            self.refuse("POSIX classes like [[:alpha:]]")
+        if char != "\\":
+            self.position += 1
+            return [(ord(char), ord(char))]
+        letter = self.pattern[self.position + 1] if self.position + 1 < len(self.pattern) else ""
+        if letter in PERL_RANGES:
+            self.position += 2
+            return list(PERL_RANGES[letter])
+        if letter in ("D", "W", "S"):
+            self.refuse(f"\\{letter} inside a character class")
+        if letter == "x":
+            token = _HEX.match(self.pattern, self.position)
+            if token is None:
+                self.refuse(f"`{self.pattern[self.position:self.position + 4]}`")
+            self.position = token.end()
+            code = int(token.group(1) or token.group(2), 16)
+            return [(code, code)]
+        if letter in self.characters:
+            self.position += 2
+            return [(ord(_CONTROL[letter]), ord(_CONTROL[letter]))]
+        if letter and (letter in PUNCTUATION or not letter.isalnum()):
+            self.position += 2
+            return [(ord(letter), ord(letter))]
+        self.refuse(f"`\\{letter}`")
+
+    def spelled_class(self, ranges: list[Range], *, negated: bool = False) -> str:
+        """A bracket expression of the target for these code point ranges."""
+        def one(code: int) -> str:
+            char = chr(code)
+            if char in "\\]-^[" or char in self.escaped_in_class:
+                return "\\" + char
+            if not char.isprintable() or char.isspace():
+                return self.code_point(f"\\x{{{code:X}}}", code)
+            return char
+
+        body = "".join(one(low) if low == high else f"{one(low)}-{one(high)}" for low, high in ranges)
+        return f"[{'^' if negated else ''}{body}]"
