@@ -23,7 +23,8 @@ each) repeated set-wise inside each database up to N profiles (the database grow
 
 ``--event-columns``: only DuckDB's event-reading segments over a snapshot with and without typed
 event-field columns, beside hand-written SQL over them, and the export's cost of those columns
-(bench/event_columns.py).
+(bench/event_columns.py). ``--event-columns-spark``: the same on Spark over the snapshots that left
+(bench/event_columns_spark.py).
 
 Every size's figures are appended to bench/data/scale-results.jsonl as they are measured (Spark,
 the slowest, last); ``--from-log`` prints the report of the latest figures of each size there.
@@ -270,11 +271,36 @@ def event_columns_only(options, command: str, started: datetime) -> None:
         count = scale_data.profile_count(engine)  # the database grows in place, never shrinks: what it holds
         try:
             rows.append({"profiles": count, **event_columns.measure(
-                engine, DATA, SANDBOX, options.runs, lambda m, c=count: log(f"{c:,}: {m}"))})
+                engine, DATA, SANDBOX, options.runs, lambda m, c=count: log(f"{c:,}: {m}"),
+                reuse=options.reuse_export)})
         finally:
             engine.dispose()
         print(event_columns.report(rows, options.runs, command, started, load_start, os.getloadavg()), flush=True)
     text = event_columns.report(rows, options.runs, command, started, load_start, os.getloadavg())
+    if options.record:
+        with (Path(__file__).parent / "RESULTS.md").open("a", encoding="utf-8") as results:
+            results.write("\n" + text)
+
+
+def event_columns_spark_only(options, command: str, started: datetime) -> None:
+    """``--event-columns-spark``: Spark over the snapshots ``--event-columns`` left, at the size
+    the SQLite database holds (bench/event_columns_spark.py)."""
+    import event_columns_spark
+
+    os.environ.setdefault("PYSPARK_SUBMIT_ARGS", f"--driver-memory {options.spark_memory} pyspark-shell")
+    load_start = os.getloadavg()
+    engine = sa.create_engine(f"sqlite:///{DATA / 'scale.sqlite'}")
+    count = scale_data.profile_count(engine)
+    try:
+        rows = [{"profiles": count, **event_columns_spark.measure(
+            engine, DATA, SANDBOX, options.runs, options.master, lambda m: log(f"{count:,}: {m}"))}]
+    finally:
+        engine.dispose()
+        from cdp.engine.sql.spark_session import stop
+
+        stop()
+    text = event_columns_spark.report(rows, options.runs, command, started, load_start, os.getloadavg())
+    print(text, flush=True)
     if options.record:
         with (Path(__file__).parent / "RESULTS.md").open("a", encoding="utf-8") as results:
             results.write("\n" + text)
@@ -304,6 +330,11 @@ def main() -> None:
                         help="only DuckDB's event-reading segments over a snapshot with and without typed event "
                              "columns, beside hand-written SQL, and the export's cost of them (bench/event_columns.py; "
                              "SQLite only)")
+    parser.add_argument("--reuse-export", action="store_true",
+                        help="--event-columns: query the snapshots the last run left at this size again, no export")
+    parser.add_argument("--event-columns-spark", action="store_true",
+                        help="Spark over the snapshots --event-columns left (with and without typed event columns) "
+                             "beside hand-written Spark SQL (bench/event_columns_spark.py; --master, --runs)")
     options = parser.parse_args()
     command = "python bench/bench_scale.py " + " ".join(sys.argv[1:])
     # a TERM stops the run as Ctrl-C does: the finally below stops the throwaway cluster
@@ -315,6 +346,9 @@ def main() -> None:
         return
     if options.event_columns:
         event_columns_only(options, command, started)
+        return
+    if options.event_columns_spark:
+        event_columns_spark_only(options, command, started)
         return
     spark_session_class = None
     if options.master != "none":

@@ -34,7 +34,9 @@ import argparse
 import os
 import platform
 import secrets
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -202,13 +204,50 @@ def share_within(buckets: dict[float, float], seconds: float) -> float | None:
     return buckets[seconds] / total if total and seconds in buckets else None
 
 
-def measure(server: bi.Server, key: str, made: dict[int, tuple[str, int]], records: list[dict], rounds: int) -> dict:
+class SandboxProfile:
+    """``CDP_BENCH_PYSPY_MEASURED=DIR``: py-spy samples the server during one sandbox's measured
+    requests only (not the set-up, not the due wave), into ``DIR/<backend>-<segments>-r<round>.txt``
+    (bench/profile_report.py sums them), so that the sandboxes' profiles can be set side by side.
+    ``CDP_BENCH_SIGNAL_MEASURED=1``: the server gets SIGUSR1 before and after each sandbox's
+    requests (for a hook of one's own in the server, e.g. a ``sitecustomize`` counting statements)."""
+
+    def __init__(self, server: bi.Server, name: str):
+        self.directory = os.environ.get("CDP_BENCH_PYSPY_MEASURED")
+        self.server, self.name = server, name
+        self.process: subprocess.Popen | None = None
+        self.signal = bool(os.environ.get("CDP_BENCH_SIGNAL_MEASURED"))
+
+    def start(self, count: int, round_: int) -> None:
+        if self.signal:
+            os.kill(self.server.pid, signal.SIGUSR1)
+            time.sleep(0.2)
+        if not self.directory:
+            return
+        Path(self.directory).mkdir(parents=True, exist_ok=True)
+        output = Path(self.directory) / f"{self.name}-{count}-r{round_}.txt"
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(self.server.pid), "--rate", "250",
+             "--format", "raw", "--output", str(output)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # attached before the first request
+
+    def stop(self) -> None:
+        if self.signal:
+            os.kill(self.server.pid, signal.SIGUSR1)
+        if self.process is not None:
+            self.process.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            self.process.wait(timeout=60)
+            self.process = None
+
+
+def measure(server: bi.Server, key: str, made: dict[int, tuple[str, int]], records: list[dict], rounds: int,
+            name: str = "") -> dict:
     per_round = len(records) // rounds
     server_side: dict[int, dict] = {count: {} for count in made}  # histograms over the measured requests
     latencies: dict[int, list[float]] = {count: [] for count in made}
     walls: dict[int, float] = {count: 0.0 for count in made}
     cpu: dict[int, float] = {count: 0.0 for count in made}  # the server's CPU seconds (robust to a loaded machine)
     order = list(made)
+    profile = SandboxProfile(server, name)
     for round_ in range(rounds):
         chunk = records[round_ * per_round:(round_ + 1) * per_round]
         bodies = [body for body, _ in bi.encode_requests(chunk, 1)]
@@ -218,6 +257,7 @@ def measure(server: bi.Server, key: str, made: dict[int, tuple[str, int]], recor
             with httpx.Client(base_url=server.base, headers=headers, timeout=60) as client:
                 path = f"/v1/datasets/{dataset}/records"
                 histograms_before = histograms(client)
+                profile.start(count, round_ + 1)
                 cpu_before = bi.cpu_seconds(server.pid)
                 started = time.perf_counter()
                 for body in bodies:
@@ -227,6 +267,7 @@ def measure(server: bi.Server, key: str, made: dict[int, tuple[str, int]], recor
                     assert response.status_code == 200 and response.json()["accepted"] == 1, response.text[:500]
                 walls[count] += time.perf_counter() - started
                 cpu[count] += bi.cpu_seconds(server.pid) - cpu_before
+                profile.stop()
                 add(server_side[count], delta(histograms(client), histograms_before))
         bi.log(f"round {round_ + 1}/{rounds}: " + ", ".join(
             f"{c} segments p50 {statistics.median(latencies[c]):.1f} ms" for c in order))
@@ -281,7 +322,7 @@ def run_backend(name: str, args, counts: list[int]) -> dict:
             engine.dispose()
             warm_up(server, key, made, warmup)
             cpu_before = bi.cpu_seconds(server.pid)
-            out = measure(server, key, made, records, args.rounds)
+            out = measure(server, key, made, records, args.rounds, name)
             out["server_cpu"] = bi.cpu_seconds(server.pid) - cpu_before
         finally:
             server.stop()

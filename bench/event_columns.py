@@ -8,7 +8,9 @@ bucket file: the extra cost per event row), then a copy of the snapshot with the
 dropped from the events files (the same row groups: what the export wrote before them). Then per
 segment, ``runs`` interleaved rounds after a warm-up of each: the compiled query over the snapshot
 with event columns, the compiled query over the copy without (JSON reads of ``fields``), and the
-hand-written query over the typed columns (the reference of the ≤ 1.1× target). The compiled
+hand-written query over the typed columns (the reference of the ≤ 1.1× target), and, for a segment
+comparing an aggregate, the compiled query with its aggregates as scalar subqueries per profile
+(what the compiler emitted before cdp.engine.sql.grouped, over event columns). The compiled
 queries are rendered once (compiling is milliseconds, apart) and their SQL text run as the
 hand-written one is; every variant's ids must equal the database's (asserted).
 """
@@ -26,6 +28,7 @@ import sqlalchemy as sa
 from _common import DSL_EXAMPLES, SEGMENT_B
 from cdp.engine.sql import members_query as database_query
 from cdp.engine.sql.analytic import DuckDBSession, members_query, rendered
+from cdp.engine.sql.grouped import GroupedAggregates
 from cdp.snapshots import columns, export_snapshot, flat, latest_manifest
 from cdp.snapshots.export import relations_sql
 
@@ -99,13 +102,18 @@ def folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
-def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, log) -> dict:
-    """One size's figures (see the module's docstring); seconds."""
+def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, log, *, reuse: bool = False) -> dict:
+    """One size's figures (see the module's docstring); seconds. ``reuse``: the snapshots a
+    previous run left at this size are queried again, without an export (no export figures)."""
     with_root, without_root = data / "event-columns-with", data / "event-columns-without"
-    row = timed_export(engine, with_root, sandbox)
-    log(f"export {row['export']:.1f} s, event-column pass {row['event_columns_pass']:.1f} s "
-        f"({row['event_columns_us_per_event']:.2f} µs / event row)")
-    without_event_columns(with_root / sandbox, without_root / sandbox)
+    if reuse:
+        assert latest_manifest(with_root, sandbox) and latest_manifest(without_root, sandbox), "nothing to reuse"
+        row = {"events": latest_manifest(with_root, sandbox).parts[-1].events}
+    else:
+        row = timed_export(engine, with_root, sandbox)
+        log(f"export {row['export']:.1f} s, event-column pass {row['event_columns_pass']:.1f} s "
+            f"({row['event_columns_us_per_event']:.2f} µs / event row)")
+        without_event_columns(with_root / sandbox, without_root / sandbox)
     row["bytes_with"], row["bytes_without"] = folder_bytes(with_root), folder_bytes(without_root)
     sessions = {"columns": DuckDBSession().from_sql(*relations_sql(latest_manifest(with_root, sandbox))),
                 "json": DuckDBSession().from_sql(*relations_sql(latest_manifest(without_root, sandbox)))}
@@ -120,6 +128,9 @@ def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, log) -> dict
                 statements[name] = (session, *rendered(members_query(
                     text, engine="duckdb", as_of=AS_OF, sandbox=sandbox, flat=session.flat,
                     flat_events=session.flat_events), session.dialect))
+            scalar = scalar_aggregates(text, sessions["columns"], sandbox)
+            if scalar[0] != statements["columns"][1]:  # the segment has an aggregate comparison
+                statements["scalar"] = (sessions["columns"], *scalar)
             hand = HAND[key]
             statements["hand"] = (sessions["columns"], hand,
                                   {k: v for k, v in {**_NAIVE, "sandbox": sandbox}.items() if f"${k}" in hand})
@@ -142,23 +153,38 @@ def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, log) -> dict
     return row
 
 
+def scalar_aggregates(text: str, session, sandbox: str) -> tuple[str, list]:
+    """The compiled query as before aggregate comparisons were grouped per profile
+    (cdp.engine.sql.grouped): every aggregate a scalar subquery per profile, over event columns."""
+    original = GroupedAggregates.grouped
+    GroupedAggregates.grouped = lambda self, node: None
+    try:
+        return rendered(members_query(text, engine="duckdb", as_of=AS_OF, sandbox=sandbox, flat=session.flat,
+                                      flat_events=session.flat_events), session.dialect)
+    finally:
+        GroupedAggregates.grouped = original
+
+
 def report(rows: list[dict], runs: int, command: str, started: datetime, load_start: tuple, load_end: tuple) -> str:
     ms = lambda s: f"{s * 1000:,.0f} ms"  # noqa: E731
     lines = [f"Command: `{command}` (started {started:%H:%M} UTC; median of {runs} interleaved rounds after a "
              f"warm-up). Load average {load_start[0]:.1f} / {load_start[1]:.1f} / {load_start[2]:.1f} at the start, "
              f"{load_end[0]:.1f} / {load_end[1]:.1f} / {load_end[2]:.1f} at the end.", "",
              "| profiles | events | segment | compiled, JSON reads (before) | compiled, event columns | "
-             "hand-written, typed columns | before / after | compiled / hand-written | members |",
-             "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+             "hand-written, typed columns | before / after | compiled / hand-written | members | "
+             "compiled, event columns, aggregates as scalar subqueries (/ hand-written) |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         for key in SEGMENTS:
             json_, cols, hand = row[f"json_{key}"], row[f"columns_{key}"], row[f"hand_{key}"]
+            scalar = row.get(f"scalar_{key}")
             lines.append(f"| {row['profiles']:,} | {row['events']:,} | ({key}) | {ms(json_)} | {ms(cols)} | "
-                         f"{ms(hand)} | {json_ / cols:.2f}× | {cols / hand:.2f}× | {row[f'members_{key}']:,} |")
+                         f"{ms(hand)} | {json_ / cols:.2f}× | {cols / hand:.2f}× | {row[f'members_{key}']:,} | "
+                         + (f"{ms(scalar)} ({scalar / hand:.2f}×) |" if scalar else "— |"))
     lines += ["", "| profiles | export (full, from SQLite) | of which the event-column pass | µs / event row: "
               "export | µs / event row: event columns | snapshot with | without |",
               "|---:|---:|---:|---:|---:|---:|---:|"]
-    for row in rows:
+    for row in (r for r in rows if "export" in r):
         lines.append(f"| {row['profiles']:,} | {row['export']:.1f} s | {row['event_columns_pass']:.1f} s | "
                      f"{row['export_us_per_event']:.1f} | {row['event_columns_us_per_event']:.2f} | "
                      f"{row['bytes_with'] / 2**20:,.0f} MiB | {row['bytes_without'] / 2**20:,.0f} MiB |")

@@ -59,3 +59,25 @@ def test_a_lone_wake_is_served_at_once(engine):
         assert worker.cycles == before + 1
     finally:
         worker.stop()
+
+
+def test_a_cycle_with_nothing_subscribed_is_one_read(engine):
+    """No active activation and no open delivery (a service ingesting with nothing subscribed):
+    a cycle is one read, not the outbox horizon, the activations and the open destinations (the
+    cycles with activations: tests/api/test_activation*.py through the service's loop)."""
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    worker = DeliveryWorker(engine)
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert worker._cycle() == []
+        assert worker._cycle() == []
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(statements) == 2

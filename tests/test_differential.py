@@ -329,7 +329,8 @@ def test_spark_agrees_with_memory(spark_session, trees, documents):
             assert got == [p.id for p in loaded if predicate(p, AS_OF)], f"spark disagrees with memory on: {text}"
             continue
         try:
-            queries.append(members_query(typed, engine="spark", as_of=AS_OF, sandbox=sandbox, segments=CATALOGUE))
+            queries.append(members_query(typed, engine="spark", as_of=AS_OF, sandbox=sandbox, segments=CATALOGUE,
+                                         flat_events=spark_session.flat_events))
         except UnsupportedOnBackend:
             continue
         texts.append((text, typed))

@@ -25,6 +25,10 @@ prometheus_client's multiprocess mode, not set up here).
 
 from __future__ import annotations
 
+import threading
+from bisect import bisect_left
+from collections.abc import Iterable
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -34,6 +38,60 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily
+
+EVALUATION_BUCKETS = (0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1)
+
+
+class SegmentEvaluations:
+    """``cdp_streaming_evaluations_total{sandbox, segment}`` and
+    ``cdp_streaming_evaluation_seconds{sandbox, segment}`` as one collector: streaming evaluates
+    tens of segments per record, and a prometheus_client Counter and Histogram child cost two locks
+    and a bucket search each per observation (~0.25 ms of CPU per record at 500 segments, measured:
+    bench/RESULTS.md, issue 15, session 9);
+    here a record's observations are added under one lock to plain per-segment tallies, which
+    become the two families only when ``/metrics`` is read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tallies: dict[tuple[str, str], list] = {}  # (sandbox, segment) → [count, seconds, per-bucket counts]
+
+    def record(self, sandbox: str, spent: Iterable[tuple[str, float]]) -> None:
+        with self._lock:
+            tallies = self._tallies
+            for segment, seconds in spent:
+                tally = tallies.get((sandbox, segment))
+                if tally is None:
+                    tally = tallies[(sandbox, segment)] = [0, 0.0, [0] * (len(EVALUATION_BUCKETS) + 1)]
+                tally[0] += 1
+                tally[1] += seconds
+                tally[2][bisect_left(EVALUATION_BUCKETS, seconds)] += 1  # a bound is inclusive (le)
+
+    def count(self, sandbox: str, segment: str) -> int:
+        tally = self._tallies.get((sandbox, segment))
+        return tally[0] if tally else 0
+
+    def describe(self):
+        return [CounterMetricFamily("cdp_streaming_evaluations", "Streaming segments evaluated for a profile."),
+                HistogramMetricFamily("cdp_streaming_evaluation_seconds", "Time to evaluate a streaming segment "
+                                      "for a profile.")]
+
+    def collect(self):
+        counts = CounterMetricFamily("cdp_streaming_evaluations", "Streaming segments evaluated for a profile.",
+                                     labels=["sandbox", "segment"])
+        seconds = HistogramMetricFamily("cdp_streaming_evaluation_seconds", "Time to evaluate a streaming segment "
+                                        "for a profile.", labels=["sandbox", "segment"])
+        with self._lock:
+            tallies = [(key, tally[0], tally[1], list(tally[2])) for key, tally in sorted(self._tallies.items())]
+        for (sandbox, segment), count, total, per_bucket in tallies:
+            counts.add_metric([sandbox, segment], count)
+            cumulative, buckets = 0, []
+            for bound, n in zip((*map(repr, EVALUATION_BUCKETS), "+Inf"), per_bucket):
+                cumulative += n
+                buckets.append((bound, cumulative))
+            seconds.add_metric([sandbox, segment], buckets, total)
+        yield counts
+        yield seconds
 
 
 class Metrics:
@@ -41,7 +99,6 @@ class Metrics:
         self.last_due_lag = 0.0
         disable_created_metrics()  # no `*_created` series (process-wide switch of prometheus_client)
         self.registry = CollectorRegistry()
-        self._evaluated_children: dict[tuple[str, str], tuple] = {}
         self.requests = Counter("cdp_http_requests", "HTTP requests answered.", ["method", "route", "status"],
                                 registry=self.registry)
         self.latency = Histogram("cdp_http_request_duration_seconds", "Time to answer HTTP requests.",
@@ -52,11 +109,8 @@ class Metrics:
                                         registry=self.registry)
         self.rejected_records = Counter("cdp_rejected_records", "Records rejected by validation.",
                                         ["sandbox", "kind"], registry=self.registry)
-        self.streaming_evaluations = Counter("cdp_streaming_evaluations", "Streaming segments evaluated for a profile.",
-                                             ["sandbox", "segment"], registry=self.registry)
-        self.streaming_seconds = Histogram("cdp_streaming_evaluation_seconds", "Time to evaluate a streaming segment "
-                                           "for a profile.", ["sandbox", "segment"], registry=self.registry,
-                                           buckets=(0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1))
+        self.segment_evaluations = SegmentEvaluations()
+        self.registry.register(self.segment_evaluations)
         self.streaming_profile_seconds = Histogram(
             "cdp_streaming_profile_seconds", "Time streaming evaluation took for one changed profile, by phase "
             "(evaluate: load and predicates; write: memberships, outbox, next instants).", ["sandbox", "phase"],
@@ -87,15 +141,9 @@ class Metrics:
     def rejected(self, sandbox: str, kind: str, count: int = 1) -> None:
         self.rejected_records.labels(sandbox, kind).inc(count)
 
-    def evaluated(self, sandbox: str, segment: str, seconds: float) -> None:
-        # the labelled children kept: streaming evaluation calls this for every segment it
-        # evaluates, hundreds of times per record, and labels() takes a lock and builds a key
-        children = self._evaluated_children.get((sandbox, segment))
-        if children is None:
-            children = self._evaluated_children[(sandbox, segment)] = (
-                self.streaming_evaluations.labels(sandbox, segment), self.streaming_seconds.labels(sandbox, segment))
-        children[0].inc()
-        children[1].observe(seconds)
+    def evaluated(self, sandbox: str, spent: Iterable[tuple[str, float]]) -> None:
+        """Streaming segments evaluated for one profile: (segment key, seconds) each."""
+        self.segment_evaluations.record(sandbox, spent)
 
     def streaming_profile(self, sandbox: str, evaluate_seconds: float, write_seconds: float) -> None:
         children = self._profile_children.get(sandbox)

@@ -84,6 +84,11 @@ class _Plan:
         # (segments with equal timing share one computation per evaluation)
         self.timing = [dataclasses.replace(self.reads[row.key], attributes=frozenset(), references=frozenset())
                        if self.reads[row.key].timed else None for row in self.order]
+        # per position: the number of its distinct timing (None: untimed), so that an evaluation
+        # keys its shared next instants by a small int, not by hashing a Reads per segment
+        distinct: dict[Reads, int] = {}
+        self.timing_id = [None if reads is None else distinct.setdefault(reads, len(distinct))
+                          for reads in self.timing]
         self.any_event = [i for i, row in enumerate(self.order) if self.reads[row.key].any_event]
         self.by_type: dict[str, list[int]] = {}
         self.by_attribute: dict[str, list[int]] = {}  # an attribute path's first name → positions
@@ -297,7 +302,7 @@ class StreamingEvaluator:
         points: dict = {}  # the profile's instants, per set of event types read (next_change)
         instants: dict = {}  # next_change per distinct timing
         spent: list[tuple[str, float]] = []
-        order, timing = plan.order, plan.timing
+        order, timing, timing_id = plan.order, plan.timing, plan.timing_id
         for i in chosen:
             key = order[i].key
             before = perf_counter()
@@ -307,20 +312,19 @@ class StreamingEvaluator:
                 log.warning("streaming segment %r of sandbox %r skipped: %s", key, self.sandbox, error)
                 continue
             spent.append((key, perf_counter() - before))
-            reads = timing[i]
-            if reads is None:
+            same = timing_id[i]
+            if same is None:
                 due[i] = None
             else:
-                at = instants.get(reads, _UNSET)
+                at = instants.get(same, _UNSET)
                 if at is _UNSET:
-                    at = instants[reads] = next_change(reads, profile, now, points)
+                    at = instants[same] = next_change(timing[i], profile, now, points)
                 due[i] = at
         self.evaluations += len(spent)
         evaluated = perf_counter()
         changed = self._write(profile_pk, profile.id, plan, verdicts, due, now, members, stored)
         if self.metrics is not None:
-            for key, seconds in spent:
-                self.metrics.evaluated(self.sandbox, key, seconds)
+            self.metrics.evaluated(self.sandbox, spent)
             self.metrics.streaming_profile(self.sandbox, evaluated - started, perf_counter() - evaluated)
         return changed
 
@@ -330,7 +334,14 @@ class StreamingEvaluator:
         """ONE write of what changed against the profile's state read with it (``members``, the
         ``stored`` instants): :func:`write_profile` — memberships with their outbox and history
         rows, the instants that changed; on PostgreSQL a single statement, on SQLite one
-        executemany per table."""
+        executemany per table.
+
+        A stored instant is rewritten only when the new one is EARLIER (or there was none): an
+        instant may be early, never late (the due job then re-evaluates, finds nothing changed and
+        schedules the later one). A new event of a type the profile already has moves the
+        instants of its windows later (they end after the ones stored): a profile receiving a
+        stream of such events rewrites none of them, for one early re-evaluation each. "Never"
+        (None) still deletes the stored row."""
         changes = verdict_changes({plan.refs[i]: v for i, v in verdicts.items()}, members)
         form = due_form(self.connection)
         undue, instants = [], []
@@ -342,7 +353,7 @@ class StreamingEvaluator:
             if at is None:
                 if was is not None:
                     undue.append(pk)
-            elif was is None or was != form(at):
+            elif was is None or form(at) < was:
                 instants.append((pk, at))
         write_profile(self.connection, sandbox=self.sandbox, profile_pk=profile_pk, profile_id=profile_id, now=now,
                       source="streaming", changes=[(segment.pk, segment.key, entered) for segment, entered in changes],

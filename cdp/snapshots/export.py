@@ -34,6 +34,7 @@ from typing import Sequence
 import sqlalchemy as sa
 
 from cdp.engine.sql.analytic import events_schema, profiles_schema
+from cdp.engine.sql.analytic import common_flat_columns
 from cdp.engine.sql.duckdb import EVENT_PREFIX, FLAT_PREFIX
 from cdp.jobs import JobContext, JobKind
 from cdp.schema import Schema
@@ -189,22 +190,6 @@ def export_snapshot(connection: sa.Connection, *, sandbox: str, root: Path | str
     return manifest
 
 
-def _flat_columns(files: list[str], prefix: str = FLAT_PREFIX) -> tuple[list[str], bool]:
-    """The flat columns (``prefix``) every file has, with the same type in each (a part written
-    before a schema change, or before flat columns, or a file whose read of a column failed on
-    some row, leaves those reads to the JSON); and whether the files' columns differ at all (then
-    they are read by name)."""
-    pa = _pa()
-    common: dict[str, object] | None = None
-    shapes = set()
-    for path in files:
-        schema = pa.parquet.read_schema(path)
-        shapes.add(tuple((f.name, str(f.type)) for f in schema))
-        found = {f.name: f.type for f in schema if f.name.startswith(prefix)}
-        common = found if common is None else {k: t for k, t in common.items() if found.get(k) == t}
-    return sorted(common or {}), len(shapes) > 1
-
-
 def _named(columns: list[str], alias: str = "") -> str:
     return "".join(", " + alias + '"' + c.replace('"', '""') + '"' for c in columns)
 
@@ -220,8 +205,8 @@ def relations_sql(manifest: Manifest) -> tuple[str, str]:
     event_files = [str(path) for p in manifest.parts if p.events
                    for path in sorted((folder / f"part-{p.number:05d}" / "events").rglob("*.parquet"))]
     quoted = lambda paths: "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"  # noqa: E731
-    columns = "pk, sandbox, external_id, attributes" + _named(_flat_columns(profile_files)[0])
-    event_columns, differ = _flat_columns(event_files, EVENT_PREFIX)
+    columns = "pk, sandbox, external_id, attributes" + _named(common_flat_columns(profile_files)[0])
+    event_columns, differ = common_flat_columns(event_files, EVENT_PREFIX)
     by_name = ", union_by_name = true" if differ else ""
     events_from = (f"read_parquet({quoted(event_globs)}, hive_partitioning = true{by_name})" if event_globs else
                    "(SELECT NULL::BIGINT AS profile_pk, NULL::VARCHAR AS event_id, NULL::VARCHAR AS type, "

@@ -320,3 +320,29 @@ def test_a_wave_stopped_midway_loses_nothing(api, engine, sandbox, clock):
     assert _due(engine, sandbox) == [] and _members(api, "recent-buyers") == []
     exits = [p for k, p, s, *_ in _outbox(engine, sandbox) if s == "exited"]
     assert len(exits) == 5 == len(set(exits))
+
+
+def test_a_record_moving_an_instant_later_keeps_the_early_one(api, engine, sandbox, clock):
+    """A second purchase an hour after the first moves "bought in the last 3 hours"'s instant from
+    T0+3h to T0+4h: the stored T0+3h stays (an instant may be early, never late), the re-evaluation
+    at it keeps her a member and schedules T0+4h, and she exits then — once."""
+    web = _dataset(api, "event", "Web events")
+    _segment(api, "recent-buyers", 'exists event where type = "purchase" within last 3 hours')
+
+    def purchase(event_id: str, at: datetime) -> dict:
+        return {"identities": [WEB_COOKIE], "event": {"id": event_id, "type": "purchase", "timestamp": _iso(at),
+                                                      "order": {"id": event_id, "total": 10.0}}}
+
+    minute = timedelta(minutes=1)
+    _ingest(api, web, [purchase("p-1", T0 - minute)])
+    assert _due(engine, sandbox) == [T0 + timedelta(hours=3) - minute]
+    clock.at = T0 + timedelta(hours=1)
+    _ingest(api, web, [purchase("p-2", T0 + timedelta(hours=1) - minute)])
+    assert _due(engine, sandbox) == [T0 + timedelta(hours=3) - minute]  # later: not rewritten
+    assert run_due(lambda: write_transaction(engine), now=T0 + timedelta(hours=3)) == 1
+    assert [status for _, status in _members(api, "recent-buyers")] == ["realized"]
+    assert _due(engine, sandbox) == [T0 + timedelta(hours=4) - minute]
+    assert run_due(lambda: write_transaction(engine), now=T0 + timedelta(hours=4)) == 1
+    assert [status for _, status in _members(api, "recent-buyers") if status != "exited"] == []
+    assert [(k, s) for k, _, s, *_ in _outbox(engine, sandbox)] == [("recent-buyers", "entered"),
+                                                                    ("recent-buyers", "exited")]

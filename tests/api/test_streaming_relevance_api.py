@@ -64,7 +64,7 @@ def _save(api: Api, segments: dict[str, str]) -> None:
 
 
 def _evaluations(api: Api, sandbox: str, key: str) -> float:
-    return api.app.state.metrics.streaming_evaluations.labels(sandbox, key)._value.get()
+    return api.app.state.metrics.segment_evaluations.count(sandbox, key)
 
 
 def test_a_segment_whose_filters_admit_no_new_event_is_not_evaluated(service):

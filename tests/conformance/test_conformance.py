@@ -5,8 +5,9 @@ dataset (profiles.jsonl, or profiles_NAME.jsonl for a case with `dataset = "NAME
 were worked out by hand from DSL.md. Every case runs on every backend: in memory, SQLite and
 PostgreSQL (a real throwaway cluster), DuckDB — over typed attribute and event-field columns as a
 snapshot has them, and over the JSON documents alone (``duckdb_json``) — and Spark (local[2], one
-Spark for the whole run; the cases without segment references are evaluated many per Spark query,
-as UNION ALL).
+Spark session for the whole run, loaded once for both of its variants: reading the typed event-field
+columns, ``spark``, and the JSON of ``fields``, ``spark_json``; the cases without segment
+references are evaluated many per Spark query, as UNION ALL).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _read(path: Path) -> list[dict]:
 DOCUMENTS = _read(HERE / "profiles.jsonl")
 # Extra datasets (profiles_NAME.jsonl), each loaded into a sandbox of its own name.
 DATASETS = {"prod": DOCUMENTS, **{p.stem.removeprefix("profiles_"): _read(p) for p in sorted(HERE.glob("profiles_*.jsonl"))}}
-BACKENDS = ["memory", "sqlite", "postgresql", "duckdb", "duckdb_json", "spark"]
+BACKENDS = ["memory", "sqlite", "postgresql", "duckdb", "duckdb_json", "spark", "spark_json"]
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +80,8 @@ def postgresql_backend(postgres_url_factory):
     engine.dispose()
 
 
-def _analytic_backend(session, **options):
-    """DuckDB or Spark over every dataset at once, one sandbox each (the snapshot layout);
+def _load_datasets(session, **options):
+    """Every dataset at once into an analytic session, one sandbox each (the snapshot layout);
     ``options``: of ``from_tables``."""
     import pyarrow
 
@@ -93,6 +94,11 @@ def _analytic_backend(session, **options):
         events.append(e)
         first += len(documents)
     session.from_tables(pyarrow.concat_tables(profiles), pyarrow.concat_tables(events), **options)
+
+
+def _analytic_backend(session, **options):
+    """DuckDB over every dataset (``options``: of ``from_tables``)."""
+    _load_datasets(session, **options)
 
     def evaluate(expression, as_of, segments, dataset="prod"):
         return [external_id for _pk, external_id in
@@ -122,13 +128,25 @@ def duckdb_json_backend():
 
 
 @pytest.fixture(scope="module")
-def spark_backend(spark_session):
+def spark_tables(spark_session):
+    """The datasets, loaded once into the run's one Spark session, the events with the typed
+    event-field columns a snapshot has: ``spark`` reads them, ``spark_json`` the same relations
+    through the JSON of ``fields`` (its compiler is given no columns)."""
+    _load_datasets(spark_session)
+    assert spark_session.flat_events  # the typed columns are what `spark` reads
+    return spark_session
+
+
+def _spark_backend(session, flat_events):
     """Spark over the datasets; every case without segment references answered up front, a batch
     of cases per Spark query (a query costs Spark about a second however small: one per case
     would take minutes). A case the batch cannot run (an error) runs alone, so it fails alone."""
     from cdp.engine.sql.analytic import members_query
 
-    evaluate = _analytic_backend(spark_session)
+    def query(expression, as_of, segments, dataset):
+        return members_query(expression, engine="spark", as_of=as_of, sandbox=dataset, segments=segments,
+                             flat_events=flat_events)
+
     answers: dict[tuple, list[str]] = {}
     batches: dict[datetime, list[dict]] = {}
     for case in CASES:
@@ -140,13 +158,12 @@ def spark_backend(spark_session):
             chunk, queries = [], []
             for case in cases[start:start + 25]:
                 try:
-                    queries.append(members_query(case["expression"], engine="spark", as_of=as_of,
-                                                 sandbox=case.get("dataset", "prod")))
+                    queries.append(query(case["expression"], as_of, None, case.get("dataset", "prod")))
                     chunk.append(case)
                 except Exception:  # noqa: BLE001 - refused when compiled: the case runs alone and says why
                     continue
             try:
-                results = spark_session.members_many(queries)
+                results = session.members_many(queries)
             except Exception:  # noqa: BLE001 - each case of the batch runs alone and fails alone
                 continue
             for case, rows in zip(chunk, results):
@@ -154,8 +171,20 @@ def spark_backend(spark_session):
 
     def answer(expression, as_of, segments, dataset="prod"):
         found = answers.get((expression, as_of, dataset)) if not segments else None
-        return found if found is not None else evaluate(expression, as_of, segments, dataset)
+        if found is not None:
+            return found
+        return [i for _pk, i in session.run(query(expression, as_of, segments, dataset))]
     return answer
+
+
+@pytest.fixture(scope="module")
+def spark_backend(spark_tables):
+    return _spark_backend(spark_tables, spark_tables.flat_events)
+
+
+@pytest.fixture(scope="module")
+def spark_json_backend(spark_tables):
+    return _spark_backend(spark_tables, None)
 
 
 def test_cases_are_well_formed():

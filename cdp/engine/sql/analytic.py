@@ -140,6 +140,25 @@ def write_flat(connection, source: str, schema: Schema, write: Callable[[str], A
     write_readable_columns(connection, source, flat_items(schema, event_fields=event_fields), statement, write)
 
 
+def with_event_columns(events, schema: Schema | None = None):
+    """An Arrow events table (as :func:`document_tables` makes it) with the typed event-field
+    columns a snapshot's events files have (cdp.snapshots.flat), computed the same way: by
+    DuckDB's read of ``fields``, in UTC, a column failing on some row left out. For an engine
+    reading Arrow tables through Parquet (Spark) as it reads a snapshot."""
+    import duckdb
+
+    connection = duckdb.connect(":memory:")
+    try:
+        connection.execute("SET TimeZone = 'UTC'")
+        connection.register("events_arrow", events)
+        written = []
+        write_flat(connection, "events_arrow", schema or luma_schema(),
+                   lambda select: written.append(connection.sql(select).to_arrow_table()), event_fields=True)
+        return written[-1]
+    finally:
+        connection.close()
+
+
 def write_readable_columns(connection, source: str, items: list[tuple[str, str]],
                            statement: Callable[[list[tuple[str, str]]], str], write: Callable[[str], Any]) -> None:
     """``write(statement(items))``; when a column's expression fails on some row of ``source``,
@@ -159,6 +178,23 @@ def write_readable_columns(connection, source: str, items: list[tuple[str, str]]
             continue
         chosen.append((column, expression))
     write(statement(chosen))
+
+
+def common_flat_columns(files: list[str], prefix: str = FLAT_PREFIX) -> tuple[list[str], bool]:
+    """The flat columns (``prefix``) every file has, with the same type in each (a part written
+    before a schema change, or before flat columns, or a file whose read of a column failed on
+    some row, leaves those reads to the JSON); and whether the files' columns differ at all (then
+    they are read by name)."""
+    import pyarrow.parquet
+
+    common: dict[str, object] | None = None
+    shapes = set()
+    for path in files:
+        schema = pyarrow.parquet.read_schema(path)
+        shapes.add(tuple((f.name, str(f.type)) for f in schema))
+        found = {f.name: f.type for f in schema if f.name.startswith(prefix)}
+        common = found if common is None else {k: t for k, t in common.items() if found.get(k) == t}
+    return sorted(common or {}), len(shapes) > 1
 
 
 def flat_attributes(connection, relation: str = "profiles", prefix: str = FLAT_PREFIX) -> dict[str, str]:

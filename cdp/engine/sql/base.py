@@ -220,6 +220,10 @@ class SqlCompiler:
     # ---- entry ------------------------------------------------------------------------------
 
     def compile(self, tree: ast.Node) -> ColumnElement:
+        return self.condition(tree)
+
+    def condition(self, tree: ast.Node) -> ColumnElement:
+        """A whole condition, whose TRUE is membership (UNKNOWN and FALSE alike are not)."""
         return self.value(tree, _Ctx())
 
     def value(self, node: ast.Node, ctx: _Ctx) -> ColumnElement:
@@ -408,7 +412,7 @@ class SqlCompiler:
         typed = check(self.segments[node.key], self.schema)
         if any(isinstance(ref, ast.SegmentRef) for ref in ast.walk(typed)):
             return None
-        return sa.func.coalesce(self.value(typed, _Ctx()), sa.false())
+        return sa.func.coalesce(self.condition(typed), sa.false())
 
     def segment_cte(self, node: ast.SegmentRef):
         """The members of a referenced segment as one CTE per segment and statement, compiled
@@ -436,7 +440,7 @@ class SqlCompiler:
         self.profile = profiles.alias(name) if self.segment_profiles is None else self.segment_profiles(name)
         self._segment_stack.append(node.key)
         try:
-            condition = self.value(typed, _Ctx())
+            condition = self.condition(typed)
             query = sa.select(self.profile.c.pk).where(condition)
             if self.sandbox is not None:
                 query = query.where(self.profile.c.sandbox == sa.literal(self.sandbox, sa.String))

@@ -23,6 +23,7 @@ from sqlalchemy.sql.selectable import Exists, ScalarSelect
 
 from cdp.dsl import ast, runtime
 from cdp.engine.sql.base import DOUBLE, SqlCompiler
+from cdp.engine.sql.grouped import GroupedAggregates
 from cdp.engine.sql.postgresql import _NESTED_CHECKS, _is_decimal_chain
 from cdp.engine.support import UnsupportedOnBackend
 from cdp.pqltypes import DATE, INTEGER, PqlType
@@ -67,7 +68,7 @@ def finite_or_null(value: ColumnElement) -> ColumnElement:
     return sa.func.nullif(sa.func.nullif(value, inf), -inf)
 
 
-class DuckDBCompiler(SqlCompiler):
+class DuckDBCompiler(GroupedAggregates, SqlCompiler):
     name = "duckdb"
     # key → type of the profiles relation's flat attribute columns ("a.<key>", cdp.engine.sql.
     # analytic.write_flat): each holds this class's JSON read of the key, evaluated once per row
@@ -127,10 +128,13 @@ class DuckDBCompiler(SqlCompiler):
         cut the profiles before a correlated EXISTS is decorrelated against them (the cart
         abandoners on 200,000 profiles: the hand-written query in the compiled order took 1.5×
         the one written semi-join first). AND is commutative, nulls included; which operand
-        stops with an error first was never fixed (the planner reorders filters too)."""
+        stops with an error first was never fixed (the planner reorders filters too). An
+        aggregate comparison run as `p.pk IN (…)` (cdp.engine.sql.grouped) counts as a semi-join."""
+        self.deciding_operands(node)
         if node.op != "and":
             return super().c_BoolChain(node, ctx)
-        first = [o for o in node.operands if isinstance(o, ast.Exists) and self.semi_join(o)]
+        first = [o for o in node.operands if (isinstance(o, ast.Exists) and self.semi_join(o))
+                 or self.grouped_semi_join(o)]
         rest = [o for o in node.operands if not any(o is f for f in first)]
         return sa.and_(*[self.value(o, ctx) for o in first + rest]).self_group()
 
@@ -232,16 +236,19 @@ class DuckDBCompiler(SqlCompiler):
     def present_element(self, elements):
         return elements.c.value.is_not(None)
 
-    def sum_or_avg(self, fn, table, value, field_type, conditions):
+    def sum_or_avg_parts(self, fn, value, field_type):
         if field_type == INTEGER:
-            if fn == "sum":  # DuckDB sums bigints exactly, into a HUGEINT
-                total = (sa.select(sa.func.coalesce(sa.func.sum(value), 0).label("s")).select_from(table)
-                         .where(*conditions).correlate_except(table).subquery(self.fresh("t")))
-                return sa.select(sa.func.try_(sa.cast(total.c.s, sa.BigInteger))).select_from(total).scalar_subquery()
-            else:
-                aggregate = sa.cast(sa.func.avg(value), DOUBLE)
-        elif fn == "sum":
-            aggregate = finite_or_null(sa.func.coalesce(sa.func.sum(value), sa.literal(0.0, DOUBLE)))
-        else:
-            aggregate = finite_or_null(sa.func.avg(value))
-        return sa.select(aggregate).select_from(table).where(*conditions).correlate_except(table).scalar_subquery()
+            if fn == "sum":  # DuckDB sums bigints exactly, into a HUGEINT; TRY (no aggregate inside) from outside
+                return sa.func.coalesce(sa.func.sum(value), 0), lambda s: sa.func.try_(sa.cast(s, sa.BigInteger))
+            return sa.cast(sa.func.avg(value), DOUBLE), None
+        if fn == "sum":
+            return finite_or_null(sa.func.coalesce(sa.func.sum(value), sa.literal(0.0, DOUBLE))), None
+        return finite_or_null(sa.func.avg(value)), None
+
+    def sum_or_avg(self, fn, table, value, field_type, conditions):
+        aggregate, finish = self.sum_or_avg_parts(fn, value, field_type)
+        if finish is None:
+            return sa.select(aggregate).select_from(table).where(*conditions).correlate_except(table).scalar_subquery()
+        total = (sa.select(aggregate.label("s")).select_from(table).where(*conditions).correlate_except(table)
+                 .subquery(self.fresh("t")))
+        return sa.select(finish(total.c.s)).select_from(total).scalar_subquery()

@@ -27,6 +27,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from cdp.dsl import ast, runtime
 from cdp.engine.sql.base import DOUBLE, FIXED_SECONDS, MAX_DOUBLE, SqlCompiler, _Ctx
+from cdp.engine.sql.duckdb import EVENT_PREFIX
+from cdp.engine.sql.grouped import GroupedAggregates
 from cdp.engine.sql.postgresql import _NESTED_CHECKS, _is_decimal_chain
 from cdp.engine.sql.spark_regex import like_for_spark, re2_to_java
 from cdp.engine.support import UnsupportedOnBackend
@@ -52,8 +54,13 @@ def json_path(key: str) -> str:
     return f"$['{key}']"
 
 
-class SparkCompiler(SqlCompiler):
+class SparkCompiler(GroupedAggregates, SqlCompiler):
     name = "spark"
+    # key → type of the events relation's typed event-field columns ("f.<key>"): the snapshot
+    # export wrote each as DuckDB's read of the JSON (cdp.snapshots.flat), so a column holds what
+    # DuckDB's query reads; Spark reads it instead of get_json_object + cast (spark_session says
+    # which columns a relation has)
+    flat_events: dict[str, str] = {}
     TRANSFORMS = {
         **SqlCompiler.TRANSFORMS,
         "position": lambda a, b: sa.func.instr(a, b),
@@ -67,7 +74,18 @@ class SparkCompiler(SqlCompiler):
             return sa.cast(sa.literal(node.value, sa.BigInteger), sa.BigInteger)
         return sa.literal(node.value, DOUBLE)
 
+    def event_column(self, document, key: str, type_: PqlType) -> ColumnElement | None:
+        """The typed column of ``fields`` of an events alias holding this key with this type."""
+        if not (isinstance(document.table, sa.sql.Alias) and document.name == "fields"
+                and document.table.element is events and self.flat_events.get(key) == type_.name):
+            return None
+        name = (EVENT_PREFIX + key).replace("`", "``")
+        return sa.literal_column(f"{document.table.name}.`{name}`", _TYPED_READS.get(type_.name, sa.String))
+
     def json_read(self, document, key, type_):
+        column = self.event_column(document, key, type_)
+        if column is not None:
+            return column
         if "'" in key:
             raise UnsupportedOnBackend(self.dialect, f"the key {key!r} holds a quote, which Spark's JSON paths "
                                                      "cannot name; evaluate on DuckDB or in the database")
@@ -262,10 +280,13 @@ class SparkCompiler(SqlCompiler):
         attribute-reading `exists event` (a join testing JSON per (profile, event) pair), where
         in the order written that join runs over every profile with a tier (1.5× the
         hand-written query, which names the carts first). AND commutes in SQL's three-valued
-        logic, and Spark promises no order of evaluation anyway."""
+        logic, and Spark promises no order of evaluation anyway. An aggregate comparison run as
+        `p.pk IN (…)` (cdp.engine.sql.grouped) counts as a semi-join."""
+        self.deciding_operands(node)
         if node.op != "and":
             return super().c_BoolChain(node, ctx)
-        ordered = sorted(node.operands, key=lambda o: not (isinstance(o, ast.Exists) and self.semi_join(o)))
+        ordered = sorted(node.operands, key=lambda o: not ((isinstance(o, ast.Exists) and self.semi_join(o))
+                                                          or self.grouped_semi_join(o)))
         return sa.and_(*[self.value(o, ctx) for o in ordered]).self_group()
 
     def c_Exists(self, node: ast.Exists, ctx):
@@ -338,17 +359,18 @@ class SparkCompiler(SqlCompiler):
         return (sa.select(pick(value, order)).select_from(table).where(*conditions, value.is_not(None))
                 .correlate_except(table).scalar_subquery())
 
-    def sum_or_avg(self, fn, table, value, field_type, conditions):
+    def sum_or_avg_parts(self, fn, value, field_type):
         if field_type == INTEGER:
             exact = sa.func.sum(sa.cast(value, sa.Numeric(38, 0)))
             if fn == "sum":  # exact in DECIMAL(38, 0); null outside 64 bits
-                aggregate = sa.try_cast(sa.func.coalesce(exact, 0), sa.BigInteger)
-            else:
-                aggregate = sa.cast(exact, DOUBLE) / sa.func.nullif(sa.cast(sa.func.count(value), DOUBLE), 0.0)
-        elif fn == "sum":
-            aggregate = self.double_or_null(sa.func.coalesce(sa.func.sum(value), sa.literal(0.0, DOUBLE)))
-        else:
-            aggregate = self.double_or_null(sa.func.avg(value))
+                return sa.try_cast(sa.func.coalesce(exact, 0), sa.BigInteger), None
+            return sa.cast(exact, DOUBLE) / sa.func.nullif(sa.cast(sa.func.count(value), DOUBLE), 0.0), None
+        if fn == "sum":
+            return self.double_or_null(sa.func.coalesce(sa.func.sum(value), sa.literal(0.0, DOUBLE))), None
+        return self.double_or_null(sa.func.avg(value)), None
+
+    def sum_or_avg(self, fn, table, value, field_type, conditions):
+        aggregate, _ = self.sum_or_avg_parts(fn, value, field_type)
         return sa.select(aggregate).select_from(table).where(*conditions).correlate_except(table).scalar_subquery()
 
 

@@ -24,12 +24,18 @@ from typing import Any, Mapping, Sequence
 
 import sqlalchemy as sa
 
-from cdp.engine.sql.analytic import AnalyticSession, _membership_rows, _python_udfs
+from cdp.engine.sql.analytic import (AnalyticSession, _membership_rows, _python_udfs, common_flat_columns,
+                                     with_event_columns)
+from cdp.engine.sql.duckdb import EVENT_PREFIX
 from cdp.engine.sql.spark import SparkDialect
 
 _LOCK = threading.Lock()
 _STATE: dict[str, Any] = {}  # "spark": the shared pyspark session, "master", "scratch"
 _SPARK_TYPES = {"DOUBLE": "double", "BIGINT": "bigint", "VARCHAR": "string"}
+# Spark's type of a typed event-field column ("f.<key>") → the language's (as DuckDB names them:
+# analytic.flat_attributes); DuckDB writes TIMESTAMP without a zone, which Spark may read as NTZ
+_COLUMN_TYPES = {"string": "string", "bigint": "integer", "double": "number", "boolean": "boolean",
+                 "date": "date", "timestamp": "datetime", "timestamp_ntz": "datetime"}
 SHUFFLE_PARTITIONS = 4  # the relations are small per query; Spark's 200 would be mostly empty tasks
 
 
@@ -116,26 +122,36 @@ class SparkSession(AnalyticSession):
 
     # ---- the relations ----------------------------------------------------------------------
 
-    def _views(self, profiles, events) -> "SparkSession":
+    def _views(self, profiles, events, event_columns: Sequence[str] | None = None) -> "SparkSession":
+        """``event_columns``: the typed event-field columns to read (None: every one ``events``
+        has); ``flat_events`` says which, for the compiler."""
         from pyspark.sql import functions as F
 
         profiles.select(F.col("pk").cast("bigint"), "sandbox", "external_id", "attributes") \
             .createOrReplaceTempView("profiles")
-        events.select(F.col("profile_pk").cast("bigint"), "event_id", "type", F.col("ts").cast("timestamp"), "fields") \
-            .createOrReplaceTempView("events")
+        found = {f.name: _COLUMN_TYPES.get(f.dataType.simpleString()) for f in events.schema.fields
+                 if f.name.startswith(EVENT_PREFIX)}
+        chosen = {name: type_ for name, type_ in found.items() if type_ is not None
+                  and (event_columns is None or name in event_columns)}
+        typed = [F.col(_quoted(name)).cast("timestamp").alias(name) if type_ == "datetime" else F.col(_quoted(name))
+                 for name, type_ in sorted(chosen.items())]
+        events.select(F.col("profile_pk").cast("bigint"), "event_id", "type", F.col("ts").cast("timestamp"), "fields",
+                      *typed).createOrReplaceTempView("events")
+        self.flat_events = {name[len(EVENT_PREFIX):]: type_ for name, type_ in chosen.items()}
         return self
 
-    def from_tables(self, profiles, events, *, schema=None) -> "SparkSession":
-        """Arrow tables in the snapshot layout (analytic.document_tables), through Parquet.
-        ``schema`` is taken as DuckDB's session takes it and not needed: Spark's dialect reads
-        attributes from the JSON document, not from typed columns."""
+    def from_tables(self, profiles, events, *, schema=None, flat_columns: bool = True) -> "SparkSession":
+        """Arrow tables in the snapshot layout (analytic.document_tables), through Parquet, the
+        events with the typed event-field columns a snapshot has (``flat_columns=False``: none,
+        every event field a JSON read). Profile attributes are read from the JSON document."""
         import pyarrow.parquet
 
         self._loads += 1
         target = self.folder / f"tables-{self._loads}"
         target.mkdir()
         pyarrow.parquet.write_table(profiles, target / "profiles.parquet")
-        pyarrow.parquet.write_table(events, target / "events.parquet")
+        pyarrow.parquet.write_table(with_event_columns(events, schema) if flat_columns else events,
+                                    target / "events.parquet")
         read = self.spark.read.parquet
         return self._views(read(str(target / "profiles.parquet")), read(str(target / "events.parquet")))
 
@@ -148,6 +164,10 @@ class SparkSession(AnalyticSession):
         folder = manifest.folder
         profile_files = [str(folder / f"part-{p.number:05d}" / "profiles.parquet") for p in manifest.parts]
         event_dirs = [str(folder / f"part-{p.number:05d}" / "events") for p in manifest.parts if p.events]
+        # the typed columns every events file has with one type (as relations_sql reads them for
+        # DuckDB): Spark takes one file's schema and reads a column a file lacks as null
+        event_columns = common_flat_columns([str(path) for d in event_dirs for path in sorted(Path(d).rglob("*.parquet"))],
+                                      EVENT_PREFIX)[0]
         profiles = self.spark.read.parquet(*profile_files)
         if event_dirs:  # bucket=K folders: the files hold every column, the folders need no reading
             events = self.spark.read.option("recursiveFileLookup", "true").parquet(*event_dirs)
@@ -155,12 +175,12 @@ class SparkSession(AnalyticSession):
             events = self.spark.createDataFrame([], StructType.fromDDL(
                 "profile_pk BIGINT, event_id STRING, type STRING, ts TIMESTAMP, fields STRING, part BIGINT"))
         if len(manifest.parts) == 1:
-            return self._views(profiles.where(~F.col("deleted")), events)
+            return self._views(profiles.where(~F.col("deleted")), events, event_columns)
         latest = (profiles.withColumn("_n", F.row_number().over(Window.partitionBy("pk").orderBy(F.col("part").desc())))
                   .where(F.col("_n") == 1))
         live = latest.where(~F.col("deleted"))
         owned = events.join(live.select(F.col("pk").alias("profile_pk"), "part"), ["profile_pk", "part"], "inner")
-        return self._views(live, owned)
+        return self._views(live, owned, event_columns)
 
     def from_sql(self, profiles_sql: str, events_sql: str) -> "SparkSession":
         raise NotImplementedError("the SQL of relations_sql is DuckDB's; Spark reads a snapshot with from_snapshot")
@@ -190,6 +210,10 @@ class SparkSession(AnalyticSession):
         for view in ("profiles", "events", "memberships"):
             self.spark.catalog.dropTempView(view)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
 
 
 def _lower_udf() -> tuple[str, Any, list[str], str]:

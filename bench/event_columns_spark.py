@@ -1,0 +1,107 @@
+"""Typed event-field columns on Spark: the event-reading segments over the snapshots
+``bench_scale.py --event-columns`` left (with and without the ``f.*`` columns), beside hand-written
+Spark SQL over the typed columns (``bench_scale.py --event-columns-spark``; issue 21).
+
+Per segment, ``runs`` interleaved rounds after a warm-up of each: the compiled query over the
+snapshot with event columns (``SparkSession.from_snapshot`` finds them; the compiler reads them),
+the compiled query over the copy without (``get_json_object`` reads of ``fields``), and the
+hand-written query over the typed event columns (the reference of the ≤ 1.1× target). Profile
+attributes are JSON on Spark (its views do not read the ``a.*`` columns), in the compiled and the
+hand-written query alike. The compiled queries are rendered once and run as text as the
+hand-written one is; every variant's ids must equal the database's (asserted). One Spark, two
+sessions of it (one per snapshot).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from event_columns import AS_OF, SEGMENTS, _NAIVE
+from cdp.engine.sql import members_query as database_query
+from cdp.engine.sql.analytic import members_query
+from cdp.snapshots import latest_manifest
+
+HAND = {
+    "b": """
+SELECT p.pk, p.external_id FROM profiles p
+WHERE p.pk IN (SELECT c.profile_pk FROM events c
+               WHERE c.type = 'addToCart' AND c.ts > :lo AND c.ts <= :as_of
+                 AND NOT EXISTS (SELECT 1 FROM events q
+                                 WHERE q.profile_pk = c.profile_pk AND q.type = 'purchase' AND q.ts > c.ts
+                                   AND q.ts <= :as_of AND q.ts <= c.ts + INTERVAL 1 DAY))
+  AND p.sandbox = :sandbox
+  AND get_json_object(p.attributes, "$['loyalty.tier']") IS NOT NULL
+  AND EXISTS (SELECT 1 FROM events e
+              WHERE e.profile_pk = p.pk AND e.type = 'addToCart' AND e.ts > :lo AND e.ts <= :as_of
+                AND e.`f.product.category` != get_json_object(p.attributes, "$['preferred_category']")
+                AND e.`f.product.size` != get_json_object(p.attributes, "$['preferred_size']"))
+ORDER BY p.pk""",
+    "c": """
+SELECT p.pk, p.external_id FROM profiles p
+JOIN (SELECT profile_pk FROM events e
+      WHERE e.type = 'purchase' AND e.ts >= :year AND e.ts <= :as_of
+      GROUP BY profile_pk HAVING sum(e.`f.order.total`) > 1000) t ON t.profile_pk = p.pk
+WHERE p.sandbox = :sandbox
+ORDER BY p.pk""",
+}
+
+
+def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, master: str, log) -> dict:
+    """One size's Spark figures (see the module's docstring); seconds."""
+    from cdp.engine.sql.spark_session import SparkSession, _bound
+
+    roots = {"columns": data / "event-columns-with", "json": data / "event-columns-without"}
+    started = time.perf_counter()
+    sessions = {name: SparkSession(master=master).from_snapshot(latest_manifest(root, sandbox))
+                for name, root in roots.items()}
+    row: dict = {"spark_start": time.perf_counter() - started}
+    assert sessions["columns"].flat_events and not sessions["json"].flat_events
+    try:
+        for key, text in SEGMENTS.items():
+            with engine.connect() as connection:
+                expected = [r.external_id for r in connection.execute(
+                    database_query(text, dialect=engine.dialect.name, as_of=AS_OF, sandbox=sandbox))]
+            statements = {}
+            for name, session in sessions.items():
+                statements[name] = (session, *session.rendered(members_query(
+                    text, engine="spark", as_of=AS_OF, sandbox=sandbox, flat_events=session.flat_events)))
+            hand = HAND[key]
+            statements["hand"] = (sessions["columns"], hand,
+                                  {k: _bound(v) for k, v in {**_NAIVE, "sandbox": sandbox}.items() if f":{k}" in hand})
+            samples: dict[str, list[float]] = {name: [] for name in statements}
+            for round_ in range(runs + 1):  # round 0: the warm-up of each
+                for name, (session, sql, parameters) in statements.items():
+                    began = time.perf_counter()
+                    found = session.spark.sql(sql, args=parameters).collect()
+                    if round_:
+                        samples[name].append(time.perf_counter() - began)
+                    else:
+                        assert [r[1] for r in found] == expected, (key, name)
+            for name, values in samples.items():
+                row[f"spark_{name}_{key}"] = statistics.median(values)
+            row[f"members_{key}"] = len(expected)
+            log(f"spark ({key}) " + ", ".join(f"{name} {row[f'spark_{name}_{key}'] * 1000:.0f} ms" for name in samples))
+    finally:
+        for session in sessions.values():
+            session.close()
+    return row
+
+
+def report(rows: list[dict], runs: int, command: str, started, load_start: tuple, load_end: tuple) -> str:
+    ms = lambda s: f"{s * 1000:,.0f} ms"  # noqa: E731
+    lines = [f"Command: `{command}` (started {started:%H:%M} UTC; median of {runs} interleaved rounds after a "
+             f"warm-up). Load average {load_start[0]:.1f} / {load_start[1]:.1f} / {load_start[2]:.1f} at the start, "
+             f"{load_end[0]:.1f} / {load_end[1]:.1f} / {load_end[2]:.1f} at the end.", "",
+             "| profiles | segment | Spark compiled, JSON reads | Spark compiled, event columns | "
+             "Spark hand-written, typed event columns | JSON / columns | compiled / hand-written | members |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        for key in SEGMENTS:
+            json_, cols, hand = (row[f"spark_{n}_{key}"] for n in ("json", "columns", "hand"))
+            lines.append(f"| {row['profiles']:,} | ({key}) | {ms(json_)} | {ms(cols)} | {ms(hand)} | "
+                         f"{json_ / cols:.2f}× | {cols / hand:.2f}× | {row[f'members_{key}']:,} |")
+    return "\n".join(lines) + "\n"
