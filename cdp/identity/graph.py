@@ -49,7 +49,7 @@ import sqlalchemy as sa
 from cdp.identity import listed
 from cdp.identity.attributes import apply_policy_many
 from cdp.identity.merging import merge_profiles
-from cdp.identity.owners import find_owners, mark_seen
+from cdp.identity.owners import PendingTouch, find_owners, mark_seen, run_touch
 from cdp.identity.namespaces import KIND_RANK, Namespace, NamespaceKind
 from cdp.identity.rules import Rules
 from cdp.identity.settings import IdentitySettings
@@ -156,6 +156,10 @@ class IdentityGraph:
         self.claimed: set[int] = set()  # identities inserted by this call (none of their links exists yet)
         self.regrouped: set[int] = set()  # profiles a split changed in the last resolve_many (memberships)
         self.lock_at_read = True  # PostgreSQL: lock the owners as they are read (the first attempt of a write)
+        # PostgreSQL: leave the identities' last_seen update to the caller's next statement (an event
+        # insert: one round trip less while they are locked); what is left is in ``pending_touch``
+        self.defer_touch = False
+        self.pending_touch: PendingTouch | None = None
         # owner → its event count as the last resolve_many read it (profiles it merged are left out:
         # their counts changed)
         self.event_counts: dict[int, int] = {}
@@ -189,6 +193,7 @@ class IdentityGraph:
         self.regrouped = set()
         # keys looked up or claimed by this call only: an attempt rolled back (PostgreSQL) leaves none
         self.identity_pks, self.claimed, self.event_counts = {}, set(), {}
+        self.pending_touch = None  # one of an attempt rolled back: gone with it
         indices = list(range(len(records))) if indices is None else indices
         pairs = list(dict.fromkeys(pair for record in records for pair in record))
         # PostgreSQL, first attempt: read under locks, so that no merge, split or deletion moves
@@ -301,9 +306,23 @@ class IdentityGraph:
         return {pk: self.external_ids[pk] for pk in profile_pks}
 
     def _touch(self, pairs: list[tuple[str, str]], now: datetime) -> None:
-        """Mark the (stored) identities seen at ``now``."""
+        """Mark the (stored) identities seen at ``now`` (PostgreSQL with ``defer_touch``: locked now,
+        updated by the caller's next statement — :meth:`take_touch`)."""
         if pairs:
-            mark_seen(self.connection, list(self.pks_of(pairs).values()), now)
+            self.flush_touch()  # one pending touch at most (the rules' path touches per chunk)
+            self.pending_touch = mark_seen(self.connection, list(self.pks_of(pairs).values()), now,
+                                           defer=self.defer_touch)
+
+    def take_touch(self) -> PendingTouch | None:
+        """The touch left for the caller's next statement (owners.TOUCH_CTE), now the caller's."""
+        pending, self.pending_touch = self.pending_touch, None
+        return pending
+
+    def flush_touch(self) -> None:
+        """Run a pending touch on its own (before anything reads ``last_seen``)."""
+        pending = self.take_touch()
+        if pending is not None:
+            run_touch(self.connection, pending)
 
     # ---- links and the linking rules -----------------------------------------------------------
 
@@ -403,6 +422,7 @@ class IdentityGraph:
         return found.kind if found is not None else NamespaceKind.cookie
 
     def _enforce_limit(self, profile_pk: int, now: datetime) -> list[tuple[str, str]]:
+        self.flush_touch()  # it drops the least recently seen: last_seen must be written first
         limit = self.settings.graph_limit
         count = self.connection.execute(sa.select(sa.func.count()).select_from(identities)
                                         .where(identities.c.profile_pk == profile_pk)).scalar_one()

@@ -4,8 +4,9 @@ namespaces and identity settings — kept per process and checked with one numbe
 Database triggers (migration 0016) raise the sandbox's row of ``ingestion_versions`` on every
 insert, update and delete of those four tables, by any writer and any process; a request reads
 that version and, when it is the one the kept configuration was read at, uses it, else reads the
-four again. The version is read first and the rest after it, so what is kept is never older
-than its version (on PostgreSQL a change committed in between is newer: the next request sees a
+four again. The version is read first — in one statement with the versions the streaming
+segments' plan is kept by (one round trip for both) — and the rest after it, so what is kept is
+never older than its version (on PostgreSQL a change committed in between is newer: the next request sees a
 higher version and reads again). Measured (bench/RESULTS.md, issue 16): the four reads were ~1.5 ms
 of a ~5 ms single-record request on SQLite, four round trips on PostgreSQL.
 """
@@ -24,9 +25,16 @@ from cdp.identity.namespaces import Namespace, sandbox_namespaces
 from cdp.identity.settings import IdentitySettings, get_identity_settings
 from cdp.schema import Schema
 from cdp.schema_registry.service import get_schema
-from cdp.storage.models import datasets, ingestion_versions
+from cdp.storage.models import datasets
 
-_VERSION = sa.select(ingestion_versions.c.version).where(ingestion_versions.c.sandbox == sa.bindparam("b_sandbox"))
+# one statement, straight to the driver: the configuration's version and, for the streaming
+# segments' plan of the same request, the versions that plan is kept by (cdp/segments/streaming.py
+# reads the same three itself when not given them) — two round trips of a request made one
+_VERSIONS = {dialect: ("SELECT (SELECT version FROM ingestion_versions WHERE sandbox = {0}), "
+                       "(SELECT version FROM segment_versions WHERE sandbox = {0}), "
+                       "(SELECT version FROM sandbox_schemas WHERE sandbox = {0}), "
+                       "(SELECT updated_at FROM sandbox_schemas WHERE sandbox = {0})").format(parameter)
+             for dialect, parameter in (("sqlite", ":sandbox"), ("postgresql", "%(sandbox)s"))}
 _DATASETS = sa.select(datasets.c.pk, datasets.c.kind).where(datasets.c.sandbox == sa.bindparam("b_sandbox"))
 _PER_ENGINE = 1000  # sandboxes kept per engine (then the cache starts over)
 
@@ -53,7 +61,18 @@ _lock = threading.Lock()
 
 def ingest_config(*, connection: sa.Connection, sandbox: str) -> IngestConfig:
     """The sandbox's configuration as of now (see the module doc)."""
-    version = connection.execute(_VERSION, {"b_sandbox": sandbox}).scalar()
+    return ingest_config_and_plan_version(connection=connection, sandbox=sandbox)[0]
+
+
+def ingest_config_and_plan_version(*, connection: sa.Connection, sandbox: str) -> tuple[IngestConfig, tuple]:
+    """The sandbox's configuration as of now, and the version of its streaming segments' plan
+    (``StreamingEvaluator(plan_version=…)``), read by the same statement."""
+    version, *plan_version = connection.exec_driver_sql(_VERSIONS[connection.dialect.name],
+                                                        {"sandbox": sandbox}).one()
+    return _config_at(connection, sandbox, version), tuple(plan_version)
+
+
+def _config_at(connection: sa.Connection, sandbox: str, version: int | None) -> IngestConfig:
     engine = connection.engine
     with _lock:
         found = _kept.get(engine, {}).get(sandbox)

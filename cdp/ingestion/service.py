@@ -17,7 +17,7 @@ import sqlalchemy as sa
 import cdp.ingestion as limits
 from cdp.observability.metrics import Metrics
 from cdp.errors import PayloadTooLarge, Unprocessable
-from cdp.ingestion.config import IngestConfig, ingest_config
+from cdp.ingestion.config import IngestConfig, ingest_config_and_plan_version
 from cdp.ingestion.models import IngestResponse, RecordError, RecordResult, RecordStatus
 from cdp.ingestion.validation import ValidRecord, validate_record
 from cdp.schema import Schema
@@ -25,6 +25,7 @@ from cdp.engine.sql.loading import json_value
 from cdp.identity import listed
 from cdp.identity.attributes import Source, record_attributes_many
 from cdp.identity.graph import IdentityGraph, Lineage, Resolution, ResolutionConflict
+from cdp.identity.owners import TOUCH_CTE, TOUCH_DONE, run_touch
 from cdp.identity.namespaces import IdentityValueError, normalize, sandbox_namespaces
 from cdp.identity.settings import get_identity_settings
 from cdp.segments.membership import MembershipRefresher
@@ -57,7 +58,7 @@ class Writer:
 
     def __init__(self, connection: sa.Connection, *, sandbox: str, dataset_pk: int, kind: str,
                  batch_pk: int | None = None, request_id: str | None = None, clock: Callable[[], datetime] | None = None,
-                 metrics: Metrics | None = None, config: IngestConfig | None = None):
+                 metrics: Metrics | None = None, config: IngestConfig | None = None, plan_version: tuple | None = None):
         self.connection = connection
         self.sandbox = sandbox
         self.dataset_pk = dataset_pk
@@ -76,13 +77,19 @@ class Writer:
         self.graph = IdentityGraph(connection, sandbox=sandbox, namespaces=dict(self.namespaces),
                                    settings=self.settings)
         self.graph.lineage = Lineage(dataset_pk, batch_pk, request_id)
+        # PostgreSQL events: the touch rides on the event insert (one round trip less while the
+        # identities are locked: 8 writers of the same people queue there)
+        self.graph.defer_touch = kind == "event" and self.dialect == "postgresql"
         self.memberships = MembershipRefresher(connection, sandbox=sandbox)
-        self.streaming = StreamingEvaluator(connection, sandbox=sandbox, metrics=metrics)
+        self.streaming = StreamingEvaluator(connection, sandbox=sandbox, metrics=metrics, plan_version=plan_version)
         self.clock = clock or _wall_clock
         # PostgreSQL: time.monotonic() past which a request stops waiting for other writers (None:
         # no bound, a batch file's apply pass); whether this writer holds the serialized lock
         self.deadline: float | None = None
         self.serialized = False
+        # PostgreSQL: the state of this writer's savepoint (Writer._open_savepoint): None (none
+        # yet), "open" (an attempt runs in it, or lost and was rolled back to it), "won"
+        self.savepoint: str | None = None
 
     # ---- identities --------------------------------------------------------------------------
 
@@ -157,17 +164,18 @@ class Writer:
         """PostgreSQL: apply ``prepared`` in a savepoint, up to ``attempts`` times while it loses
         races; None when it never won."""
         for attempt in range(attempts):
-            if not self._wait_budget():
-                return None
+            if self.deadline is not None and self.deadline <= time.monotonic():
+                return None  # out of time (the savepoint's statement bounds each wait by the time left)
             # the first attempt locks the owners as it reads them; a retry after a lost race locks
             # them all in key order first (cdp/identity/graph.py, IdentityGraph._lock_owners)
             self.graph.lock_at_read = attempt == 0 and not self.serialized
+            self._open_savepoint()
             try:
-                with self.connection.begin_nested():
-                    applied, remember = self._apply_many(prepared)
+                applied, remember = self._apply_many(prepared)
             except (sa.exc.IntegrityError, sa.exc.OperationalError, ResolutionConflict) as exc:
                 if not _lost_a_race(exc):
                     raise
+                self.connection.exec_driver_sql(_ROLLBACK_ATTEMPT, execution_options=_NO_PARAMETERS)
                 # the other writer has committed by now (we waited for it): the next round sees its
                 # identities as owned and links to its profiles
                 log.info("%s record(s) lost a race with a concurrent writer (attempt %s): %s", len(prepared),
@@ -176,6 +184,7 @@ class Writer:
                 if _still_running(exc):  # back off only from a writer that has not committed yet
                     time.sleep(random.uniform(0, min(0.2, 0.02 * (attempt + 1))))
                 continue
+            self.savepoint = "won"
             remember()
             return applied
         return None
@@ -200,6 +209,23 @@ class Writer:
             return False
         self.serialized = True
         return True
+
+    def _open_savepoint(self) -> None:
+        """PostgreSQL: the attempt's savepoint and its lock bound, in ONE round trip (``SAVEPOINT``
+        and ``SET LOCAL lock_timeout`` sent together: the two were separate statements, and
+        SQLAlchemy's nested transaction also sent a ``RELEASE``). A won attempt's savepoint is not
+        released: what follows in the transaction runs inside it and the COMMIT commits it all; the
+        next attempt on this connection (a batch's next chunk) releases it first, in the same round
+        trip, so savepoints never pile up. A lost one was rolled back to (``ROLLBACK TO`` keeps the
+        savepoint) and is reused."""
+        steps = {None: ["SAVEPOINT cdp_write"], "won": ["RELEASE SAVEPOINT cdp_write", "SAVEPOINT cdp_write"],
+                 "open": []}[self.savepoint]
+        if self.deadline is not None:  # bounded by the time left (an int: nothing of the caller's in the text)
+            left = max(1, int((self.deadline - time.monotonic()) * 1000))
+            steps.append(f"SET LOCAL lock_timeout = '{left}ms'")
+        self.savepoint = "open"
+        if steps:
+            self.connection.exec_driver_sql("; ".join(steps), execution_options=_NO_PARAMETERS)
 
     def _wait_budget(self) -> bool:
         """PostgreSQL, a request with a ``deadline``: False once it has passed; else each lock wait
@@ -286,8 +312,12 @@ class Writer:
                                                  profile_id=resolution.external_id, warnings=warnings)
             changes.update((pk, Change(event_types=frozenset(types), events=tuple(events_of[pk])))
                            for pk, types in types_of.items())
+            touch = self.graph.take_touch()  # PostgreSQL: the identities' last_seen, in the insert's statement
             if rows:  # in one order for every writer (the unique index on dataset and event id)
-                insert_events(self.connection, sorted(rows, key=lambda row: row["event_id"]))
+                insert_events(self.connection, sorted(rows, key=lambda row: row["event_id"]),
+                              first=None if touch is None else (TOUCH_CTE, TOUCH_DONE, touch.parameters))
+            elif touch is not None:
+                run_touch(self.connection, touch)
 
             def remember() -> None:
                 self.seen_event_ids.update(stored_ids)
@@ -332,6 +362,9 @@ SERIALIZED_ATTEMPTS = 1000  # a request's bound is its deadline (WAIT_SECONDS); 
 WAIT_SECONDS = 20.0
 _SERIAL_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))")
 _LOCK_TIMEOUT = sa.text("SELECT set_config('lock_timeout', :ms, true)")
+_ROLLBACK_ATTEMPT = "ROLLBACK TO SAVEPOINT cdp_write"
+# sent as text with no parameters: psycopg then uses the simple protocol, which takes several statements
+_NO_PARAMETERS = {"no_parameters": True}
 # foreign key, unique, deadlock, serialization, a lock not taken in time (NOWAIT, lock_timeout)
 _RACE_CODES = {"23503", "23505", "40P01", "40001", "55P03"}
 
@@ -419,13 +452,13 @@ def ingest_records(*, connection: sa.Connection, sandbox: str, dataset_id: int, 
     separate short transaction for the records saves nothing and costs a BEGIN, a COMMIT and a
     connection). ``schema``: the schema in force (default: read with the sandbox's other settings,
     one version number per request: cdp/ingestion/config.py)."""
-    config = ingest_config(connection=connection, sandbox=sandbox)
+    config, plan_version = ingest_config_and_plan_version(connection=connection, sandbox=sandbox)
     kind = config.dataset_kind(sandbox, dataset_id)
     schema = config.schema if schema is None else schema
     records = records_of(body)
     request_id = uuid.uuid4().hex
     writer = Writer(connection, sandbox=sandbox, dataset_pk=dataset_id, kind=kind, request_id=request_id,
-                    clock=clock, metrics=metrics, config=config)
+                    clock=clock, metrics=metrics, config=config, plan_version=plan_version)
     if writer.dialect == "postgresql":
         writer.deadline = time.monotonic() + WAIT_SECONDS
     slots: list[RecordResult | None] = []

@@ -191,13 +191,14 @@ _plans_lock = threading.Lock()
 _NO_SEGMENTS = _Plan(None, [], "")
 
 
-def _plan(connection: sa.Connection, sandbox: str) -> _Plan:
+def _plan(connection: sa.Connection, sandbox: str, version: tuple | None = None) -> _Plan:
     """The sandbox's plan, rebuilt when its segments or its schema changed: one statement reads
     the segments' version (``segment_versions``, raised by database triggers on every write of a
     segment's definition, status or mode, whoever writes) and the schema's version and time of
     writing (``sandbox_schemas``; none: the default schema); the definitions and the schema are
     read only to build a plan."""
-    version = connection.exec_driver_sql(_VERSIONS[connection.dialect.name], {"sandbox": sandbox}).one()
+    if version is None:  # else read by the caller in this transaction (cdp/ingestion/config.py)
+        version = connection.exec_driver_sql(_VERSIONS[connection.dialect.name], {"sandbox": sandbox}).one()
     if version[0] is None:  # no segment was ever saved in the sandbox
         return _NO_SEGMENTS
     key = (str(connection.engine.url), sandbox)  # tests run several databases in one process
@@ -239,8 +240,10 @@ class StreamingEvaluator:
     nothing here. With ``metrics``: each segment's time, and per profile the time spent
     evaluating (the read included) and writing (``cdp_streaming_profile_seconds``)."""
 
-    def __init__(self, connection: sa.Connection, *, sandbox: str, metrics: Any = None):
+    def __init__(self, connection: sa.Connection, *, sandbox: str, metrics: Any = None,
+                 plan_version: tuple | None = None):
         self.connection = connection
+        self.plan_version = plan_version  # _VERSIONS' row, when the caller read it (one round trip less)
         self.sandbox = sandbox
         self.metrics = metrics  # cdp.observability.metrics.Metrics, or None
         self._loaded: _Plan | None = None
@@ -249,7 +252,7 @@ class StreamingEvaluator:
 
     def _load(self) -> _Plan:
         if self._loaded is None:
-            self._loaded = _plan(self.connection, self.sandbox)
+            self._loaded = _plan(self.connection, self.sandbox, self.plan_version)
         return self._loaded
 
     def profile_changed(self, profile_pk: int, change: Change, now: datetime) -> dict[str, str]:

@@ -170,26 +170,31 @@ _CLAIM = {
 }
 
 
-_CLAIMED_SINCE = "SELECT pk, namespace, value FROM identities WHERE pk > ?"
+_IDENTITIES_PER_INSERT = 1000  # 6 parameters a row on SQLite: far below its 32,766
 
 
 def claim_identities(connection: sa.Connection, rows: Sequence[dict[str, Any]],
                      keys: dict[tuple[str, str], int] | None = None) -> int:
     """INSERT … ON CONFLICT (sandbox, namespace, value) DO NOTHING, in the rows' order; returns how
     many were inserted. ``keys``: filled with the inserted identities' keys by (namespace, value)
-    — PostgreSQL: RETURNING; SQLite: the rows above the table's highest key before the insert
-    (the transaction holds the database's write lock: nobody else inserts meanwhile)."""
+    (RETURNING: only the rows inserted, not those already there)."""
     instant = _instant(connection.dialect.name)
     values = [(r["sandbox"], r["profile_pk"], r["namespace"], r["value"], instant(r["first_seen"]),
                instant(r["last_seen"])) for r in rows]
     if keys is None or not values:
         result = _execute(connection, _CLAIM["sqlite"], _CLAIM["postgresql"], values)
         return 0 if result is None else result.rowcount
-    if connection.dialect.name == "sqlite":
-        before = connection.exec_driver_sql("SELECT coalesce(max(pk), 0) FROM identities").scalar_one()
-        count = connection.exec_driver_sql(_CLAIM["sqlite"], values).rowcount
-        keys.update(((namespace, value), pk) for pk, namespace, value in connection.exec_driver_sql(
-            _CLAIMED_SINCE, (before,)))
+    if connection.dialect.name == "sqlite":  # RETURNING in one multi-row statement per chunk (one
+        # statement, not three: the highest key before, an executemany and a read of the rows above it)
+        count = 0
+        for start in range(0, len(values), _IDENTITIES_PER_INSERT):
+            chunk = values[start:start + _IDENTITIES_PER_INSERT]
+            sql = (f"INSERT INTO identities ({_IDENTITY_NAMES}) VALUES "
+                   + ", ".join([f"({_placeholders(len(_IDENTITIES))})"] * len(chunk))
+                   + " ON CONFLICT (sandbox, namespace, value) DO NOTHING RETURNING pk, namespace, value")
+            returned = connection.exec_driver_sql(sql, tuple(v for row in chunk for v in row)).all()
+            keys.update(((namespace, value), pk) for pk, namespace, value in returned)
+            count += len(returned)
         return count
     returned = connection.exec_driver_sql(_CLAIM["postgresql"] + " RETURNING pk, namespace, value",
                                           (_json_rows(values),)).all()
@@ -206,11 +211,19 @@ _INSERT_EVENTS = {
 }
 
 
-def insert_events(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+def insert_events(connection: sa.Connection, rows: Sequence[dict[str, Any]], *,
+                  first: tuple[str, str, tuple] | None = None) -> None:
+    """``first`` (PostgreSQL): a data-modifying CTE run before the insert, in the same statement —
+    (its ``WITH …`` text, a condition on it that makes the insert wait for it, its parameters)."""
     instant, document = _instant(connection.dialect.name), _document(connection.dialect.name)
-    _execute(connection, _INSERT_EVENTS["sqlite"], _INSERT_EVENTS["postgresql"], [
-        (r["profile_pk"], r["event_id"], r["type"], instant(r["ts"]), document(r["fields"]), r["dataset_pk"],
-         document(r.get("identities"))) for r in rows])
+    values = [(r["profile_pk"], r["event_id"], r["type"], instant(r["ts"]), document(r["fields"]), r["dataset_pk"],
+               document(r.get("identities"))) for r in rows]
+    if first is None or not values:
+        _execute(connection, _INSERT_EVENTS["sqlite"], _INSERT_EVENTS["postgresql"], values)
+        return
+    cte, condition, parameters = first
+    sql = _INSERT_EVENTS["postgresql"].replace(" ORDER BY n", f" WHERE {condition} ORDER BY n")
+    connection.exec_driver_sql(f"{cte} {sql}", (*parameters, _json_rows(values)))
 
 
 _PROFILE_COLUMNS = (("sandbox", "varchar"), ("external_id", "varchar"), ("attributes", "jsonb"),

@@ -213,13 +213,37 @@ def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
         busy = sqlite3.OperationalError("database is locked")
         busy.sqlite_errorcode, busy.sqlite_errorname = 5, "SQLITE_BUSY"
         raise sa.exc.OperationalError("BEGIN IMMEDIATE", None, busy)
+    held = [True]
+
+    def release() -> None:  # once: after an early commit (commit_now), or at the end
+        if held[0]:
+            held[0] = False
+            lock.release()
     try:
         with engine.connect() as connection:
             connection.execution_options(sqlite_begin="IMMEDIATE")
-            with connection.begin():
-                yield connection
+            connection.info[_RELEASE_WRITER] = release
+            try:
+                with connection.begin():
+                    yield connection
+            finally:
+                connection.info.pop(_RELEASE_WRITER, None)  # info outlives the checkout (the pooled connection's)
     finally:
-        lock.release()
+        release()
+
+
+_RELEASE_WRITER = "cdp_release_writer"
+
+
+def commit_now(connection: sa.Connection) -> None:
+    """Commit a :func:`write_transaction`'s transaction before it ends (a handler that is done
+    writing): the locks it holds go at once, not when the transaction's owner gets to its end; on
+    SQLite the in-process writer lock is released right after the COMMIT too. Nothing may be
+    executed on the connection afterwards."""
+    connection.commit()
+    release = connection.info.pop(_RELEASE_WRITER, None)
+    if release is not None:
+        release()
 
 
 def sqlite_text(value: date | datetime) -> str:

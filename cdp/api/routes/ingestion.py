@@ -22,6 +22,7 @@ from cdp.ingestion import DEFAULT_ERROR_THRESHOLD, batches, service, uploads
 from cdp.ingestion.models import BatchErrorPage, BatchRead, IngestResponse, ingest_response_json
 from cdp.jobs import Runner
 from cdp.schema_registry.service import get_schema
+from cdp.storage.database import commit_now
 
 router = APIRouter(tags=["ingestion"], responses=COMMON_RESPONSES)
 
@@ -59,6 +60,11 @@ def ingest_records(dataset_id: DatasetId, principal: Stewards, connection: Conne
     # the schema is read with the sandbox's other settings (one version number: cdp/ingestion/config.py)
     answer = service.ingest_records(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id,
                                     body=body, metrics=metrics, clock=clock)
+    # committed here, on this thread, rather than by the dependency after the handler returns (two
+    # thread-pool hops later): the request's locks — the identities of its people, on PostgreSQL;
+    # the database, on SQLite — are held until the COMMIT, and 8 writers of the same people queue
+    # on them (bench/RESULTS.md, issue 16 fifth round). A failed commit is still this request's error.
+    commit_now(connection)
     background.add_task(wake_delivery, request)  # after the commit: the changes it made go out at once
     # encoded here, not through the response model (documented above as IngestResponse): up to
     # 1,000 results a request, each a model FastAPI would validate and serialise again
