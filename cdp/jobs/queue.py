@@ -89,7 +89,9 @@ def enqueue(connection: sa.Connection, *, kind: JobKind, payload: dict, sandbox:
             now: datetime | None = None) -> int:
     """Store a job (in the caller's transaction: wake the runner after it commits); its id.
     ``run_at``: not before then (default now); ``every``: again at that interval after each
-    run. A second job of the same kind and ``key`` is refused (409 ``job_exists``)."""
+    run. A second job of the same kind and ``key`` is refused (409 ``job_exists``), also when a
+    concurrent transaction stores it between the check and the insert (then this transaction is
+    spoilt on PostgreSQL: the caller rolls it back, as raising does in a ``with`` block)."""
     now = now or utcnow()
     if every is not None and every.total_seconds() <= 0:
         raise ValueError("a recurring job's interval must be positive")
@@ -99,11 +101,17 @@ def enqueue(connection: sa.Connection, *, kind: JobKind, payload: dict, sandbox:
         if existing is not None:
             raise Conflict(f"a {kind.name} job for {key!r} exists already (job {existing})", code="job_exists",
                            details={"job_id": existing, "kind": kind.name, "key": key})
-    return connection.execute(jobs.insert().values(
-        kind=kind.name, key=key, sandbox=sandbox, payload=payload, status=JobStatus.queued.value,
-        run_at=run_at or now, interval_seconds=every.total_seconds() if every is not None else None, attempts=0,
-        max_attempts=kind.max_attempts, cancel_requested=False, progress_done=0, created_at=now,
-    ).returning(jobs.c.pk)).scalar_one()
+    try:
+        return connection.execute(jobs.insert().values(
+            kind=kind.name, key=key, sandbox=sandbox, payload=payload, status=JobStatus.queued.value,
+            run_at=run_at or now, interval_seconds=every.total_seconds() if every is not None else None, attempts=0,
+            max_attempts=kind.max_attempts, cancel_requested=False, progress_done=0, created_at=now,
+        ).returning(jobs.c.pk)).scalar_one()
+    except sa.exc.IntegrityError as error:  # another transaction stored it since the check (uq_jobs_kind_key)
+        if key is None:
+            raise
+        raise Conflict(f"a {kind.name} job for {key!r} exists already", code="job_exists",
+                       details={"kind": kind.name, "key": key}) from error
 
 
 def get_job(connection: sa.Connection, job_id: int) -> Job:

@@ -29,6 +29,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cdp.errors import Conflict
 from cdp.dsl import PqlError
 from cdp.dsl.catalogue import dependency_order
 from cdp.engine.memory import CompiledCatalogue
@@ -533,5 +534,7 @@ def schedule_due_job(engine: sa.Engine, registry: Any, *, every: timedelta = DUE
             elif stored.interval_seconds != every.total_seconds():
                 connection.execute(jobs.update().where(jobs.c.pk == stored.pk)
                                    .values(interval_seconds=every.total_seconds()))
+    except Conflict:  # another process starting on the same database stored it first (cdp serve --workers)
+        return
     except (sa.exc.OperationalError, sa.exc.InternalError) as error:  # a database refusing writes: /healthz says so
         log.warning("the %s job could not be scheduled: %s", DUE_KIND, str(error).splitlines()[0])

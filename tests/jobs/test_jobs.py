@@ -138,6 +138,62 @@ def test_a_claim_skips_a_job_locked_by_another_transaction(postgres_url_factory)
         engine.dispose()
 
 
+def test_a_keyed_job_stored_by_a_concurrent_transaction_is_a_conflict(postgres_url_factory):
+    """PostgreSQL: two processes starting at once both find no job of a key and both insert it;
+    the second insert waits for the first transaction and then violates the unique key. That is
+    the same refusal as the check's (Conflict, 409 job_exists), not an IntegrityError that stops a
+    server's start (`cdp serve --workers 2` on a fresh database)."""
+    from cdp.errors import Conflict
+    from cdp.segments.streaming import DUE_KIND, schedule_due_job
+    from cdp.storage.database import create_engine
+    from cdp.storage.migrate import upgrade
+
+    engine = create_engine(postgres_url_factory())
+    try:
+        upgrade(engine)
+        kind = JobKind(_name("keyed"), run=lambda context: None)
+        outcome: list[object] = []
+        with engine.connect() as first, first.begin():
+            enqueue(first, kind=kind, payload={}, key="k")
+
+            def second() -> None:
+                with engine.connect() as connection, connection.begin():
+                    try:
+                        outcome.append(enqueue(connection, kind=kind, payload={}, key="k"))
+                    except Conflict as conflict:
+                        outcome.append(conflict)
+
+            waiting = threading.Thread(target=second)
+            waiting.start()
+            time.sleep(0.5)  # the second has passed its check and waits on the first's key
+            assert outcome == []
+        waiting.join(10)
+        assert len(outcome) == 1 and isinstance(outcome[0], Conflict) and outcome[0].code == "job_exists"
+
+        # and the due job's scheduling at start-up takes that refusal as "scheduled already"
+        registry = Registry([JobKind(DUE_KIND, run=lambda context: None)])
+        with engine.connect() as first, first.begin():
+            enqueue(first, kind=registry[DUE_KIND], payload={}, key=DUE_KIND, every=timedelta(seconds=30))
+            failures: list[BaseException] = []
+
+            def start() -> None:
+                try:
+                    schedule_due_job(engine, registry)
+                except BaseException as error:  # noqa: BLE001 - a thread's exception, reported by the test
+                    failures.append(error)
+
+            starting = threading.Thread(target=start)
+            starting.start()
+            time.sleep(0.5)
+        starting.join(10)
+        assert not starting.is_alive() and failures == []
+        with engine.connect() as connection:
+            assert connection.execute(sa.select(sa.func.count()).select_from(jobs)
+                                      .where(jobs.c.kind == DUE_KIND)).scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
 # ---- retries, backoff, failure -------------------------------------------------------------------
 
 def test_a_failed_job_is_retried_after_its_backoff(engine):
