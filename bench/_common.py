@@ -41,6 +41,18 @@ SEGMENT_A = 'loyalty.tier in ["silver", "gold"] and home_address.country = "US" 
 SEGMENT_B = DSL_EXAMPLES[0]
 
 
+def carts_not_bought(mark: str) -> str:
+    """The hand-written heart of SEGMENT_B, as a user writes it for DuckDB (``mark`` "$") or Spark
+    (":"): the profiles with an addToCart in the window not followed by a purchase within a day.
+    Each benchmark's reference adds the rest (the loyalty tier, the cart's category and size
+    against the profile's preferences) in the spelling of the data it reads (JSON or columns)."""
+    return f"""SELECT c.profile_pk FROM events c
+               WHERE c.type = 'addToCart' AND c.ts > {mark}lo AND c.ts <= {mark}as_of
+                 AND NOT EXISTS (SELECT 1 FROM events q
+                                 WHERE q.profile_pk = c.profile_pk AND q.type = 'purchase' AND q.ts > c.ts
+                                   AND q.ts <= {mark}as_of AND q.ts <= c.ts + INTERVAL 1 DAY)"""
+
+
 def short(text: str, width: int = 60) -> str:
     """The expression on one line, comments dropped, cut to ``width``."""
     lines = [line.split("#", 1)[0].strip() if line.lstrip().startswith("#") else line.strip()

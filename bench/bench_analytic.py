@@ -34,7 +34,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_sql  # noqa: E402 - the data and the bulk loader
-from _common import SEGMENT_A, SEGMENT_B  # noqa: E402
+from _common import SEGMENT_A, SEGMENT_B, carts_not_bought  # noqa: E402
 from bench_segments import shapes  # noqa: E402
 
 from cdp.devtools.postgres import start_cluster  # noqa: E402
@@ -61,13 +61,9 @@ WHERE p.sandbox = $sandbox
   AND json_extract_string(p.attributes, '/home_address.country') = 'US'
   AND CAST(json_extract_string(p.attributes, '/loyalty.points') AS BIGINT) > 500
 ORDER BY p.pk""",
-    "b": """
+    "b": f"""
 SELECT p.pk, p.external_id FROM profiles p
-WHERE p.pk IN (SELECT c.profile_pk FROM events c
-               WHERE c.type = 'addToCart' AND c.ts > $lo AND c.ts <= $as_of
-                 AND NOT EXISTS (SELECT 1 FROM events q
-                                 WHERE q.profile_pk = c.profile_pk AND q.type = 'purchase' AND q.ts > c.ts
-                                   AND q.ts <= $as_of AND q.ts <= c.ts + INTERVAL 1 DAY))
+WHERE p.pk IN ({carts_not_bought('$')})
   AND p.sandbox = $sandbox
   AND json_extract_string(p.attributes, '/loyalty.tier') IS NOT NULL
   AND EXISTS (SELECT 1 FROM events e
@@ -86,13 +82,9 @@ WHERE p.sandbox = $sandbox
   AND p."a.home_address.country" = 'US'
   AND p."a.loyalty.points" > 500
 ORDER BY p.pk""",
-    "b": """
+    "b": f"""
 SELECT p.pk, p.external_id FROM profiles p
-WHERE p.pk IN (SELECT c.profile_pk FROM events c
-               WHERE c.type = 'addToCart' AND c.ts > $lo AND c.ts <= $as_of
-                 AND NOT EXISTS (SELECT 1 FROM events q
-                                 WHERE q.profile_pk = c.profile_pk AND q.type = 'purchase' AND q.ts > c.ts
-                                   AND q.ts <= $as_of AND q.ts <= c.ts + INTERVAL 1 DAY))
+WHERE p.pk IN ({carts_not_bought('$')})
   AND p.sandbox = $sandbox
   AND p."a.loyalty.tier" IS NOT NULL
   AND EXISTS (SELECT 1 FROM events e

@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_sql  # noqa: E402 - the data and the bulk loader
-from _common import SEGMENT_A, SEGMENT_B  # noqa: E402
+from _common import SEGMENT_A, SEGMENT_B, carts_not_bought  # noqa: E402
 from bench_analytic import median_time, run_batch, save_segments  # noqa: E402
 from bench_segments import shapes  # noqa: E402
 
@@ -59,13 +59,9 @@ WHERE p.sandbox = :sandbox
   AND get_json_object(p.attributes, "$['home_address.country']") = 'US'
   AND CAST(get_json_object(p.attributes, "$['loyalty.points']") AS BIGINT) > 500
 ORDER BY p.pk""",
-    "b": """
+    "b": f"""
 SELECT p.pk, p.external_id FROM profiles p
-WHERE p.pk IN (SELECT c.profile_pk FROM events c
-               WHERE c.type = 'addToCart' AND c.ts > :lo AND c.ts <= :as_of
-                 AND NOT EXISTS (SELECT 1 FROM events q
-                                 WHERE q.profile_pk = c.profile_pk AND q.type = 'purchase' AND q.ts > c.ts
-                                   AND q.ts <= :as_of AND q.ts <= c.ts + INTERVAL 1 DAY))
+WHERE p.pk IN ({carts_not_bought(':')})
   AND p.sandbox = :sandbox
   AND get_json_object(p.attributes, "$['loyalty.tier']") IS NOT NULL
   AND EXISTS (SELECT 1 FROM events e

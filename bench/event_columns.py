@@ -20,12 +20,13 @@ from __future__ import annotations
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from _common import DSL_EXAMPLES, SEGMENT_B
+from _common import DSL_EXAMPLES, SEGMENT_B, carts_not_bought
 from cdp.engine.sql import members_query as database_query
 from cdp.engine.sql.analytic import DuckDBSession, members_query, rendered
 from cdp.engine.sql.grouped import GroupedAggregates
@@ -36,13 +37,9 @@ AS_OF = datetime(2026, 11, 28, 12, tzinfo=UTC)
 SEGMENTS = {"b": SEGMENT_B, "c": DSL_EXAMPLES[3]}  # the cart abandoners; a sum of order totals this year
 _NAIVE = {"as_of": AS_OF.replace(tzinfo=None), "lo": datetime(2026, 11, 21, 12), "year": datetime(2026, 1, 1)}
 HAND = {
-    "b": """
+    "b": f"""
 SELECT p.pk, p.external_id FROM profiles p
-WHERE p.pk IN (SELECT c.profile_pk FROM events c
-               WHERE c.type = 'addToCart' AND c.ts > $lo AND c.ts <= $as_of
-                 AND NOT EXISTS (SELECT 1 FROM events q
-                                 WHERE q.profile_pk = c.profile_pk AND q.type = 'purchase' AND q.ts > c.ts
-                                   AND q.ts <= $as_of AND q.ts <= c.ts + INTERVAL 1 DAY))
+WHERE p.pk IN ({carts_not_bought('$')})
   AND p.sandbox = $sandbox
   AND p."a.loyalty.tier" IS NOT NULL
   AND EXISTS (SELECT 1 FROM events e
@@ -58,6 +55,29 @@ JOIN (SELECT profile_pk FROM events e
 WHERE p.sandbox = $sandbox
 ORDER BY p.pk""",
 }
+
+
+def interleaved_medians(runs_of: dict[str, Callable[[], list[str]]], expected: list[str], runs: int,
+                        key: str) -> dict[str, float]:
+    """Each variant's median seconds over ``runs`` interleaved rounds, after a warm-up round in
+    which every variant's ids must equal ``expected`` (the database's)."""
+    samples: dict[str, list[float]] = {name: [] for name in runs_of}
+    for round_ in range(runs + 1):  # round 0: the warm-up of each
+        for name, run in runs_of.items():
+            started = time.perf_counter()
+            found = run()
+            if round_:
+                samples[name].append(time.perf_counter() - started)
+            else:
+                assert found == expected, (key, name)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def database_members(engine: sa.Engine, text: str, sandbox: str) -> list[str]:
+    """The segment's members by the database's own query: what every engine's variant must equal."""
+    with engine.connect() as connection:
+        return [r.external_id for r in connection.execute(
+            database_query(text, dialect=engine.dialect.name, as_of=AS_OF, sandbox=sandbox))]
 
 
 def timed_export(engine: sa.Engine, root: Path, sandbox: str) -> dict:
@@ -120,9 +140,7 @@ def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, log, *, reus
     assert sessions["columns"].flat_events and not sessions["json"].flat_events
     try:
         for key, text in SEGMENTS.items():
-            with engine.connect() as connection:
-                expected = [r.external_id for r in connection.execute(
-                    database_query(text, dialect=engine.dialect.name, as_of=AS_OF, sandbox=sandbox))]
+            expected = database_members(engine, text, sandbox)
             statements = {}
             for name, session in sessions.items():
                 statements[name] = (session, *rendered(members_query(
@@ -134,19 +152,13 @@ def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, log, *, reus
             hand = HAND[key]
             statements["hand"] = (sessions["columns"], hand,
                                   {k: v for k, v in {**_NAIVE, "sandbox": sandbox}.items() if f"${k}" in hand})
-            samples: dict[str, list[float]] = {name: [] for name in statements}
-            for round_ in range(runs + 1):  # round 0: the warm-up of each
-                for name, (session, sql, parameters) in statements.items():
-                    started = time.perf_counter()
-                    found = session.connection.execute(sql, parameters).fetchall()
-                    if round_:
-                        samples[name].append(time.perf_counter() - started)
-                    else:
-                        assert [e for _pk, e in found] == expected, (key, name)
-            for name, values in samples.items():
-                row[f"{name}_{key}"] = statistics.median(values)
+            medians = interleaved_medians(
+                {name: (lambda session=session, sql=sql, parameters=parameters: [
+                    e for _pk, e in session.connection.execute(sql, parameters).fetchall()])
+                 for name, (session, sql, parameters) in statements.items()}, expected, runs, key)
+            row.update({f"{name}_{key}": median for name, median in medians.items()})
             row[f"members_{key}"] = len(expected)
-            log(f"({key}) " + ", ".join(f"{name} {row[f'{name}_{key}'] * 1000:.0f} ms" for name in samples))
+            log(f"({key}) " + ", ".join(f"{name} {row[f'{name}_{key}'] * 1000:.0f} ms" for name in medians))
     finally:
         for session in sessions.values():
             session.close()

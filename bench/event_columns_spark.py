@@ -14,25 +14,20 @@ sessions of it (one per snapshot).
 
 from __future__ import annotations
 
-import statistics
 import time
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from event_columns import AS_OF, SEGMENTS, _NAIVE
-from cdp.engine.sql import members_query as database_query
+from _common import carts_not_bought
+from event_columns import AS_OF, SEGMENTS, _NAIVE, database_members, interleaved_medians
 from cdp.engine.sql.analytic import members_query
 from cdp.snapshots import latest_manifest
 
 HAND = {
-    "b": """
+    "b": f"""
 SELECT p.pk, p.external_id FROM profiles p
-WHERE p.pk IN (SELECT c.profile_pk FROM events c
-               WHERE c.type = 'addToCart' AND c.ts > :lo AND c.ts <= :as_of
-                 AND NOT EXISTS (SELECT 1 FROM events q
-                                 WHERE q.profile_pk = c.profile_pk AND q.type = 'purchase' AND q.ts > c.ts
-                                   AND q.ts <= :as_of AND q.ts <= c.ts + INTERVAL 1 DAY))
+WHERE p.pk IN ({carts_not_bought(':')})
   AND p.sandbox = :sandbox
   AND get_json_object(p.attributes, "$['loyalty.tier']") IS NOT NULL
   AND EXISTS (SELECT 1 FROM events e
@@ -62,9 +57,7 @@ def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, master: str,
     assert sessions["columns"].flat_events and not sessions["json"].flat_events
     try:
         for key, text in SEGMENTS.items():
-            with engine.connect() as connection:
-                expected = [r.external_id for r in connection.execute(
-                    database_query(text, dialect=engine.dialect.name, as_of=AS_OF, sandbox=sandbox))]
+            expected = database_members(engine, text, sandbox)
             statements = {}
             for name, session in sessions.items():
                 statements[name] = (session, *session.rendered(members_query(
@@ -72,19 +65,13 @@ def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, master: str,
             hand = HAND[key]
             statements["hand"] = (sessions["columns"], hand,
                                   {k: _bound(v) for k, v in {**_NAIVE, "sandbox": sandbox}.items() if f":{k}" in hand})
-            samples: dict[str, list[float]] = {name: [] for name in statements}
-            for round_ in range(runs + 1):  # round 0: the warm-up of each
-                for name, (session, sql, parameters) in statements.items():
-                    began = time.perf_counter()
-                    found = session.spark.sql(sql, args=parameters).collect()
-                    if round_:
-                        samples[name].append(time.perf_counter() - began)
-                    else:
-                        assert [r[1] for r in found] == expected, (key, name)
-            for name, values in samples.items():
-                row[f"spark_{name}_{key}"] = statistics.median(values)
+            medians = interleaved_medians(
+                {name: (lambda session=session, sql=sql, parameters=parameters: [
+                    r[1] for r in session.spark.sql(sql, args=parameters).collect()])
+                 for name, (session, sql, parameters) in statements.items()}, expected, runs, key)
+            row.update({f"spark_{name}_{key}": median for name, median in medians.items()})
             row[f"members_{key}"] = len(expected)
-            log(f"spark ({key}) " + ", ".join(f"{name} {row[f'spark_{name}_{key}'] * 1000:.0f} ms" for name in samples))
+            log(f"spark ({key}) " + ", ".join(f"{name} {row[f'spark_{name}_{key}'] * 1000:.0f} ms" for name in medians))
     finally:
         for session in sessions.values():
             session.close()

@@ -108,7 +108,7 @@ def test_repetitions_beyond_postgres_bound_are_refused():
 def test_the_stored_case_folding_orbits_are_the_installed_re2s():
     """cdp/engine/sql/regex_case_orbits.py is generated from RE2 (see its module): regenerate it
     when an upgrade of RE2 changes its Unicode tables."""
-    from cdp.engine.sql.regex_case_folding import re2_orbits
+    from cdp.devtools.case_orbits import re2_orbits
     from cdp.engine.sql.regex_case_orbits import ORBITS
 
     assert tuple(re2_orbits()) == ORBITS

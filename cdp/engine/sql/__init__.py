@@ -16,7 +16,8 @@ from typing import Mapping
 import sqlalchemy as sa
 
 from cdp.dsl import ast, check
-from cdp.engine.sql.base import DIALECTS, MAX_SEGMENT_DEPTH, MAX_SEGMENT_REFERENCES, SqlCompiler
+from cdp.engine.sql.base import DIALECTS, SqlCompiler
+from cdp.engine.sql.segment_references import MAX_SEGMENT_DEPTH, MAX_SEGMENT_REFERENCES
 from cdp.engine.sql.duckdb import DuckDBCompiler
 # every dialect module, imported so that it registers itself in DIALECTS
 from cdp.engine.sql.postgresql import PostgreSQLCompiler
