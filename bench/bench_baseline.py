@@ -76,23 +76,47 @@ def run_gets(base: str, headers: dict, path: str, count: int, clients: int):
         bi.send = original
 
 
-def section_stream(server: Server, key: str, requests: int, rounds: int = 2, prefix: str = "") -> dict:
+class CpuMeter:
+    """CPU seconds (user + system) of the server (its worker processes included), of the database
+    server (PostgreSQL's postmaster and backends; None on SQLite, which runs inside the server) and
+    of this process (the clients), between two readings."""
+
+    def __init__(self, server: Server, db_pid: int | None):
+        self.server, self.db_pid = server, db_pid
+
+    def read(self) -> tuple[float, float | None, float]:
+        times = os.times()
+        return (bi.tree_cpu_seconds(self.server.pid), bi.tree_cpu_seconds(self.db_pid) if self.db_pid else None,
+                times.user + times.system)
+
+
+def _spent(before: tuple, after: tuple) -> tuple:
+    return tuple(None if a is None else a - b for a, b in zip(after, before))
+
+
+def section_stream(server: Server, key: str, requests: int, rounds: int = 2, prefix: str = "",
+                   db_pid: int | None = None) -> dict:
     api = Api(server.base, key, f"{prefix}baseline-stream")
     get_dataset = api.create_dataset("GET target", "event")
     api.close()
     records = event_stream(requests * rounds, 42)
-    out: dict = {"get": [], "post": []}
+    out: dict = {"get": [], "post": [], "get_cpu": [], "post_cpu": []}
+    meter = CpuMeter(server, db_pid)
     for round_ in range(rounds):
         api = Api(server.base, key, f"{prefix}baseline-stream-{round_}")
         dataset = api.create_dataset("1 record per request", "event")
         api.close()
         headers = {"Authorization": f"Bearer {key}", "X-Sandbox": f"{prefix}baseline-stream"}
+        before = meter.read()
         wall, outcome = run_gets(server.base, headers, f"/v1/datasets/{get_dataset}", requests, 8)
+        out["get_cpu"].append(_spent(before, meter.read()))
         assert outcome.accepted == requests, outcome.statuses
         out["get"].append((wall, outcome.latencies))
         bodies = encode_requests(records[round_ * requests:(round_ + 1) * requests], 1)
         headers = {"Authorization": f"Bearer {key}", "X-Sandbox": f"{prefix}baseline-stream-{round_}"}
+        before = meter.read()
         wall, outcome = run_clients(server.base, headers, f"/v1/datasets/{dataset}/records", bodies, 8)
+        out["post_cpu"].append(_spent(before, meter.read()))
         assert outcome.accepted == requests and outcome.non_200 == 0, (outcome.statuses, outcome.errors)
         out["post"].append((wall, outcome.latencies))
         bi.log(f"A. round {round_ + 1}: GET {requests / out['get'][-1][0]:,.0f}/s, POST 1 record "
@@ -249,17 +273,19 @@ def run_backend(name: str, args, results: dict) -> None:
                 with engine.begin() as c:
                     c.exec_driver_sql("CREATE EXTENSION pg_stat_statements")
                 engine.dispose()
+        db_pid = int((cluster.directory / "data" / "postmaster.pid").read_text().split()[0]) if cluster else None
         if "stream" in args.only and name == "postgresql":  # scale-out: the same run with more server processes
             for workers in args.workers[1:]:
                 server = Server(url, workdir / f"server-{workers}.log", key, workers=workers)
                 try:
-                    results[f"stream×{workers}"] = section_stream(server, key, args.requests, prefix=f"w{workers}-")
+                    results[f"stream×{workers}"] = section_stream(server, key, args.requests, prefix=f"w{workers}-",
+                                                                  db_pid=db_pid)
                 finally:
                     server.stop()
         server = Server(url, workdir / "server.log", key, workers=args.workers[0] if name == "postgresql" else 1)
         try:
             if "stream" in args.only:
-                results["stream"] = section_stream(server, key, args.requests)
+                results["stream"] = section_stream(server, key, args.requests, db_pid=db_pid)
             if "csv" in args.only:
                 if args.pg_stat and name == "postgresql":
                     _pg_stat_reset(url)
@@ -273,12 +299,12 @@ def run_backend(name: str, args, results: dict) -> None:
             cluster.stop()
 
 
-def report(args, all_results: dict, started: datetime, wall: float) -> str:
+def report(args, all_results: dict, started: datetime, wall: float, load_start: float) -> str:
     git = os.popen("git rev-parse --short HEAD").read().strip()
     dirty = os.popen("git status --porcelain cdp").read().strip()
     lines = [f"## Ingestion against bare baselines — {started:%Y-%m-%d %H:%M} UTC", "",
-             f"- machine: nproc {os.cpu_count()}, {platform.machine()}; load average at start "
-             f"{os.getloadavg()[0]:.2f}; client, server and database share the machine",
+             f"- machine: nproc {os.cpu_count()}, {platform.machine()}; load average (1 min) at start "
+             f"{load_start:.2f}, at end {os.getloadavg()[0]:.2f}; client, server and database share the machine",
              f"- code: {git}{' (cdp/ modified)' if dirty else ' (cdp/ clean)'}",
              f"- command: `{os.environ.get('CDP_BENCH_COMMAND', 'bench/bench_baseline.py')}`",
              f"- wall time: {wall / 60:.1f} min", ""]
@@ -301,6 +327,22 @@ def report(args, all_results: dict, started: datetime, wall: float) -> str:
                          f"{post_rate:,.0f} | {pct(post_lat, .5):.1f} | {pct(post_lat, .99):.1f} | {ratio:.2f} | "
                          f"{'PASS' if ratio >= .5 else '**MISS**'} | "
                          f"{'PASS' if pct(post_lat, .99) <= 20 else '**MISS**'} |")
+        lines.append("")
+        lines += ["CPU per request, ms (user + system, all rounds): the server (its worker processes included), "
+                  "PostgreSQL (postmaster and backends) and the clients (this process).", "",
+                  "| backend | GET server | GET database | GET clients | POST server | POST database | POST clients |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+
+        def per_request(cpu: list[tuple], part: int) -> str:
+            spent = [c[part] for c in cpu]
+            if not spent or any(x is None for x in spent):
+                return "–"
+            return f"{1000 * sum(spent) / (args.requests * len(spent)):.2f}"
+
+        for name, s in rows:
+            if "get_cpu" in s:
+                lines.append(f"| {name} | " + " | ".join(per_request(s[kind], part) for kind in ("get_cpu", "post_cpu")
+                                                         for part in range(3)) + " |")
         lines.append("")
 
         def median_rate(runs) -> float:
@@ -352,13 +394,13 @@ def main() -> int:
     args.only = args.only.split(",")
     args.workers = [int(n) for n in args.workers.split(",")]
     bi.LIMIT.update(bi.LIMITS[False])
-    started, t0 = datetime.now(UTC), time.perf_counter()
+    started, t0, load_start = datetime.now(UTC), time.perf_counter(), os.getloadavg()[0]
     all_results: dict = {}
     with bi.one_run_at_a_time():
         for name in (["sqlite", "postgresql"] if args.backend == "both" else [args.backend]):
             all_results[name] = {}
             run_backend(name, args, all_results[name])
-    text = report(args, all_results, started, time.perf_counter() - t0)
+    text = report(args, all_results, started, time.perf_counter() - t0, load_start)
     print(text)
     if args.record:
         with RESULTS.open("a") as f:

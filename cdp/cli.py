@@ -354,11 +354,13 @@ def serve_command(host: str | None, port: int | None, database_url: str | None, 
             engine.dispose()
     except StartupError as exc:
         _fail([f"cannot_start: {exc}"])
-    from cdp.api.protocol import MAX_HEADER_BYTES, JsonErrorsH11Protocol
+    from cdp.api.protocol import MAX_HEADER_BYTES, serving_protocol
 
     _print_welcome(settings, new_key)
+    # httptools' protocol (h11's when httptools is missing) and uvloop's event loop when installed
+    # (uvicorn's loop="auto"): cdp/api/protocol.py
     options = dict(host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                   http=JsonErrorsH11Protocol, h11_max_incomplete_event_size=MAX_HEADER_BYTES)
+                   http=serving_protocol(), loop="auto", h11_max_incomplete_event_size=MAX_HEADER_BYTES)
     if settings.workers == 1:
         app = create_app(settings)
         tune_gc()

@@ -173,10 +173,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(HeaderSizeLimit)
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts 413s and 431s too
 
-    v1 = APIRouter(prefix=API_PREFIX)
-    for router in _routers():
-        v1.include_router(router)
-    app.include_router(v1)
+    for router in _routers():  # each under /v1 directly: FastAPI matches a request router by router, level by level
+        app.include_router(router, prefix=API_PREFIX)
     app.include_router(tracking_router)  # the analytics SDKs' tracking API: write keys, not API keys
     app.include_router(operations)
     docs.install(app)

@@ -78,7 +78,7 @@ async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-def get_clock(request: Request):
+async def get_clock(request: Request):
     """The service's clock (``app.state.clock``; tests inject one): the instant records are
     written and streaming segments evaluated at."""
     return request.app.state.clock

@@ -20,7 +20,10 @@ def serve_in_thread(app: FastAPI, *, start_timeout: float = 60) -> Iterator[str]
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    from cdp.api.protocol import MAX_HEADER_BYTES, serving_protocol
+
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", http=serving_protocol(),
+                                           h11_max_incomplete_event_size=MAX_HEADER_BYTES))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="cdp-local-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + start_timeout
