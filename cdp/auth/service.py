@@ -35,8 +35,10 @@ from cdp.storage.models import api_keys
 # Keys that authenticated, per engine (database), for KEY_CACHE_SECONDS: a request then reads no
 # key row (the lookup, with its transaction work, was a third of a trivial GET's time). A revoke in
 # this process drops the key at once; one made by another process (another `cdp serve` worker, the
-# CLI) takes effect here within KEY_CACHE_SECONDS. Keyed by the key's SHA-256, never its text.
+# CLI, an UPDATE by hand) takes effect here within KEY_CACHE_SECONDS: the key's next request after
+# that reads its row again (tests/api/test_auth.py). Keyed by the key's SHA-256, never its text.
 KEY_CACHE_SECONDS = 2.0
+_clock = time.monotonic  # tests step it
 _KEY_CACHE_MAX = 10_000
 _key_cache: weakref.WeakKeyDictionary[sa.Engine, dict[str, tuple[float, ApiKeyRead]]] = weakref.WeakKeyDictionary()
 _key_cache_lock = threading.Lock()
@@ -96,7 +98,7 @@ def cached_key(engine: sa.Engine, key: str | None) -> ApiKeyRead | None:
     digest = hash_key(key)
     with _key_cache_lock:
         cached = _key_cache.get(engine, {}).get(digest)
-    return cached[1] if cached is not None and cached[0] > time.monotonic() else None
+    return cached[1] if cached is not None and cached[0] > _clock() else None
 
 
 def authenticate(*, connection: sa.Connection, key: str | None) -> ApiKeyRead:
@@ -109,7 +111,7 @@ def authenticate(*, connection: sa.Connection, key: str | None) -> ApiKeyRead:
     if found is not None:
         return found
     digest = hash_key(key)
-    now = time.monotonic()
+    now = _clock()
     match = KEY_PATTERN.fullmatch(key)
     row = None
     if match is not None:

@@ -179,3 +179,27 @@ def test_keys_listing_pages(api):
 def test_other_authorization_schemes_are_401(api, header):
     response = api.get("/v1/schema", role=None, headers={"Authorization": header})
     assert_error(response, 401)
+
+
+def test_key_revoked_elsewhere_stops_working_within_the_cache_time(api, engine, monkeypatch):
+    """A key that authenticated is remembered for KEY_CACHE_SECONDS (no key row read per request);
+    revoked by another process (here: an UPDATE on the database, which this process does not see),
+    it is refused once that time has passed — and at once when revoked through this process."""
+    from cdp.auth import service
+    from cdp.storage.models import api_keys
+
+    now = [1_000_000.0]
+    monkeypatch.setattr(service, "_clock", lambda: now[0])
+    elsewhere = api.post("/v1/keys", json={"name": "revoked elsewhere", "role": "reader"}).json()
+    here = api.post("/v1/keys", json={"name": "revoked here", "role": "reader"}).json()
+    for created in (elsewhere, here):
+        assert api.get("/v1/schema", key=created["key"]).status_code == 200  # authenticated: remembered
+    with engine.begin() as connection:
+        connection.execute(api_keys.update().where(api_keys.c.key_id == elsewhere["id"])
+                           .values(revoked_at=sa.func.current_timestamp()))
+    assert api.delete(f"/v1/keys/{here['id']}").status_code == 204
+    assert_error(api.get("/v1/schema", key=here["key"]), 401, "invalid_api_key")
+    now[0] += service.KEY_CACHE_SECONDS - 0.1
+    assert api.get("/v1/schema", key=elsewhere["key"]).status_code == 200  # not seen yet: at most this long
+    now[0] += 0.2
+    assert_error(api.get("/v1/schema", key=elsewhere["key"]), 401, "invalid_api_key")
