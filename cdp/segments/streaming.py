@@ -238,7 +238,7 @@ class StreamingEvaluator:
 
     Per profile: the plan's selection for the change (cached); ONE statement reading the lean
     profile (only the event types the selection reads), its memberships of the selected segments
-    and their stored instants (:func:`_load_with_state`); each selected predicate once, through
+    and its stored instant (:func:`_load_with_state`); each selected predicate once, through
     one memo (a referenced segment, and an event term several predicates contain, computed once);
     the next instants, their candidates shared per window length (:func:`next_change`'s cache);
     then writes only for what changed — a record that changes no membership and no instant writes
