@@ -187,7 +187,8 @@ def report(args, results: dict[str, dict], started: datetime, wall: float) -> st
                          f"{w['bookkeeping'] * 1000:.0f}"])
     lines += ["Lag = the wave's time: its instants all fall at T and the job starts at T, so the last profile's "
               "re-evaluation commits that long after its instant.", "",
-              markdown_table(["database", "scheduled (profiles)", "wave (profiles)", "wave (pairs)", "lag of the last (s)",
+              markdown_table(["database", "scheduled (profiles)", "wave (profiles)", "wave (pairs)",
+                              "lag of the last (s)",
                               "profiles/s", "pairs/s", "queue depth + oldest instant (ms)"], rows), ""]
     for name, out in results.items():
         lines.append(f"- {name}: setup {out['setup']:.0f} s")

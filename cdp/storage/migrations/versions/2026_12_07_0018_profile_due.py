@@ -56,8 +56,8 @@ def _create(*, per_segment: bool) -> None:
     columns += [sa.Column('profile_pk', KEY, nullable=False),
                 sa.Column('sandbox', sa.String(length=64), nullable=False),
                 sa.Column('due_at', UTC, nullable=False),
-                sa.ForeignKeyConstraint(['profile_pk'], ['profiles.pk'], name=op.f('fk_segment_due_profile_pk_profiles'),
-                                        ondelete='CASCADE')]
+                sa.ForeignKeyConstraint(['profile_pk'], ['profiles.pk'],
+                                        name=op.f('fk_segment_due_profile_pk_profiles'), ondelete='CASCADE')]
     if per_segment:
         columns.append(sa.ForeignKeyConstraint(['segment_pk'], ['segments.pk'],
                                                name=op.f('fk_segment_due_segment_pk_segments'), ondelete='CASCADE'))
