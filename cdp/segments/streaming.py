@@ -381,7 +381,9 @@ def schedule_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int
     """A streaming segment just saved and evaluated set-wise (its memberships as of ``at``): when
     its answers can change with time, every profile of the sandbox is due at ``at`` at the latest
     (a stored instant is kept when earlier), so the due job computes each one's next instant (one
-    statement here; the work is the job's)."""
+    statement here; the work is the job's). The rows are written in profile order, the order in
+    which a due wave's transaction takes them (:func:`run_due`): on PostgreSQL an upsert over the
+    sandbox's rows in another order deadlocked with a wave holding some of them."""
     try:
         reads = reads_of(key, catalogue, schema)
     except PqlError:
@@ -395,10 +397,10 @@ def schedule_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int
 
 _SCHEDULE = {
     "sqlite": "INSERT INTO segment_due (profile_pk, sandbox, due_at) SELECT pk, sandbox, :at FROM profiles "
-              "WHERE sandbox = :sandbox ON CONFLICT (profile_pk) DO UPDATE SET due_at = min(segment_due.due_at, "
+              "WHERE sandbox = :sandbox ORDER BY pk ON CONFLICT (profile_pk) DO UPDATE SET due_at = min(segment_due.due_at, "
               "excluded.due_at)",
     "postgresql": "INSERT INTO segment_due (profile_pk, sandbox, due_at) SELECT pk, sandbox, %(at)s FROM profiles "
-                  "WHERE sandbox = %(sandbox)s ON CONFLICT (profile_pk) DO UPDATE SET due_at = "
+                  "WHERE sandbox = %(sandbox)s ORDER BY pk ON CONFLICT (profile_pk) DO UPDATE SET due_at = "
                   "LEAST(segment_due.due_at, excluded.due_at)",
 }
 
@@ -417,7 +419,9 @@ def run_due(connection_factory, *, now: datetime, limit: int = 1000, metrics: An
     still due."""
     with connection_factory() as connection:
         rows = connection.execute(_DUE_ROWS, {"b_now": now, "b_limit": limit}).all()
-    items = [(row.sandbox, row.profile_pk) for row in rows]
+    # the wave's (oldest due) profiles in profile order: the order in which saving a segment
+    # upserts their rows (schedule_segment), so that the two cannot deadlock on PostgreSQL
+    items = sorted(((row.sandbox, row.profile_pk) for row in rows), key=lambda item: item[1])
     done, position = 0, 0
     while position < len(items):
         chunk = items[position:position + batch]
