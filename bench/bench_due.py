@@ -9,15 +9,16 @@ Per backend a fresh database (an SQLite file; a throwaway PostgreSQL cluster wit
 bench_ingest's settings), sandbox ``prod``: ``--segments`` active streaming segments of
 bench_segments.shapes (attributes, lists, event windows, counts, sums, last(), days_since, the §13
 sequence, references), saved (and evaluated set-wise) as of a day before the waves, and
-``--scheduled`` ÷ ``--segments`` profiles, each with a due instant for
-every segment — ``--scheduled`` (profile, segment) re-evaluations in ``segment_due``, as saving
-streaming segments over existing profiles leaves them. The waves' profiles (disjoint) are generated
-Luma profiles (cdp.demo, events included); the others hold no data and are due a year later.
+``--scheduled`` profiles, each with its due instant — ``--scheduled`` re-evaluations in
+``segment_due`` (one per profile since migration 0018: at it, all the profile's timed streaming
+segments are re-evaluated), as saving a timed streaming segment over existing profiles leaves
+them. The waves' profiles (disjoint) are generated Luma profiles (cdp.demo, events included); the
+others hold no data and are due a year later.
 
-Per wave of W profiles: their instants are set to T (all their segments: W × segments pairs), and
-the due job's work runs as the service runs it (cdp.segments.streaming.run_due in rounds of 1,000
-pairs, profiles sharing short transactions) with the clock at T, until
-nothing is due. Reported: the wave's time (its last re-evaluation's lag behind T), profiles and
+Per wave of W profiles: their instants are set to T (W × the timed segments: the pairs evaluated),
+and the due job's work runs as the service runs it (cdp.segments.streaming.run_due in rounds of
+1,000 profiles, profiles sharing short transactions) with the clock at T, until nothing is due.
+Reported: the wave's time (its last re-evaluation's lag behind T), profiles and (profile, segment)
 pairs per second, and what the job reads before each run at this size (due_depth's counts and
 the oldest due instant: the queue depth and lag of /metrics).
 """
@@ -49,24 +50,19 @@ from cdp.segments.models import Evaluation, SegmentCreate, SegmentStatus  # noqa
 from cdp.segments.streaming import due_depth, run_due  # noqa: E402
 from cdp.storage.database import create_engine, write_transaction  # noqa: E402
 from cdp.storage.migrate import upgrade  # noqa: E402
-from cdp.storage.models import profiles, segment_due, segments  # noqa: E402
+from cdp.storage.models import profiles, segment_due  # noqa: E402
 
 SANDBOX = "prod"
 T = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)  # the wave's instant (the generator's data ends before it)
 
 
 def prepare(engine: sa.Engine, scheduled: int, segment_count: int, generated: int) -> tuple[int, list[int]]:
-    """Segments, profiles and ``scheduled`` due pairs a year after T; (segments, profile pks in order)."""
+    """Segments, profiles and ``scheduled`` due profiles a year after T; (scheduled, profile pks in order)."""
     schema = luma_schema()
-    people = max(scheduled // segment_count, generated)
-    bi.log(f"loading {generated:,} generated profiles and {people - generated:,} empty ones")
+    people = max(scheduled, generated)
+    bi.log(f"loading {generated:,} generated profiles")
     with engine.begin() as connection:
         load_documents(connection, generate_profiles(generated, seed=7, as_of=T), sandbox=SANDBOX, schema=schema)
-        now = datetime.now(UTC)
-        for start in range(0, people - generated, 10_000):
-            connection.execute(profiles.insert(), [
-                {"sandbox": SANDBOX, "external_id": f"empty-{i:08d}", "attributes": {}, "created_at": now,
-                 "updated_at": now} for i in range(start, min(start + 10_000, people - generated))])
     bi.log(f"saving {segment_count} streaming segments (each evaluated set-wise as of a day before the waves)")
     with engine.begin() as connection:
         for key, text in shapes(segment_count).items():
@@ -74,17 +70,24 @@ def prepare(engine: sa.Engine, scheduled: int, segment_count: int, generated: in
                                    spec=SegmentCreate(key=key, name=key, expression=text, status=SegmentStatus.active,
                                                       evaluation=Evaluation.streaming))
         connection.execute(segment_due.delete())  # the instants are this bench's own
+    bi.log(f"loading {people - generated:,} empty profiles")  # after the segments: their evaluation is not this bench's
+    with engine.begin() as connection:
+        now = datetime.now(UTC)
+        for start in range(0, people - generated, 10_000):
+            connection.execute(profiles.insert(), [
+                {"sandbox": SANDBOX, "external_id": f"empty-{i:08d}", "attributes": {}, "created_at": now,
+                 "updated_at": now} for i in range(start, min(start + 10_000, people - generated))])
     with engine.begin() as connection:
         connection.execute(segment_due.insert().from_select(
-            ["segment_pk", "profile_pk", "sandbox", "due_at"],
-            sa.select(segments.c.pk, profiles.c.pk, sa.literal(SANDBOX, sa.String),
+            ["profile_pk", "sandbox", "due_at"],
+            sa.select(profiles.c.pk, sa.literal(SANDBOX, sa.String),
                       sa.literal(T + timedelta(days=365), segment_due.c.due_at.type))
-            .select_from(segments.join(profiles, sa.true()))  # every profile, every segment
-            .where(segments.c.sandbox == SANDBOX, profiles.c.sandbox == SANDBOX)))
+            .where(profiles.c.sandbox == SANDBOX)))  # every profile
         pks = list(connection.execute(sa.select(profiles.c.pk).where(profiles.c.sandbox == SANDBOX)
                                       .order_by(profiles.c.pk)).scalars())
         total = connection.execute(sa.select(sa.func.count()).select_from(segment_due)).scalar_one()
-    bi.log(f"{total:,} re-evaluations scheduled ({len(pks):,} profiles × {segment_count} segments)")
+    bi.log(f"{total:,} re-evaluations scheduled ({len(pks):,} profiles; {timed_segments(engine)} of the "
+           f"{segment_count} segments timed)")
     return total, pks
 
 
@@ -101,7 +104,7 @@ def wave(engine: sa.Engine, chosen: list[int], at: datetime) -> dict:
         oldest = connection.execute(sa.select(sa.func.min(segment_due.c.due_at))
                                     .where(segment_due.c.due_at <= at)).scalar()
         bookkeeping = time.perf_counter() - started
-    assert oldest is not None and due == size * len_segments(engine), (due, size)  # the wave, nothing else
+    assert oldest is not None and due == size, (due, size)  # the wave, nothing else
     started, profiles_done, rounds = time.perf_counter(), 0, 0
     while True:
         done = run_due(lambda: write_transaction(engine), now=at)
@@ -116,20 +119,24 @@ def wave(engine: sa.Engine, chosen: list[int], at: datetime) -> dict:
         rescheduled = connection.execute(sa.select(sa.func.count()).select_from(segment_due)
                                          .where(segment_due.c.profile_pk.in_(chosen[:500]))).scalar_one()
     assert left == 0, left
-    return {"size": size, "pairs": due, "scheduled": scheduled, "seconds": seconds, "profiles": profiles_done,
+    return {"size": size, "pairs": size * timed_segments(engine), "scheduled": scheduled, "seconds": seconds,
+            "profiles": profiles_done,
             "rounds": rounds, "bookkeeping": bookkeeping, "rescheduled_sample": rescheduled}
 
 
-_segment_counts: dict[str, int] = {}
+_timed_counts: dict[str, int] = {}
 
 
-def len_segments(engine: sa.Engine) -> int:
+def timed_segments(engine: sa.Engine) -> int:
+    """The sandbox's timed streaming segments: what a due profile re-evaluates."""
+    from cdp.segments.streaming import _plan
+
     key = str(engine.url)
-    if key not in _segment_counts:
+    if key not in _timed_counts:
         with engine.connect() as connection:
-            _segment_counts[key] = connection.execute(sa.select(sa.func.count()).select_from(segments)
-                                                      .where(segments.c.sandbox == SANDBOX)).scalar_one()
-    return _segment_counts[key]
+            plan = _plan(connection, SANDBOX)
+            _timed_counts[key] = sum(1 for timing in plan.timing if timing is not None)
+    return _timed_counts[key]
 
 
 def run_backend(name: str, args) -> dict:
@@ -168,10 +175,10 @@ def report(args, results: dict[str, dict], started: datetime, wall: float) -> st
              f"Python {platform.python_version()}; commit {git}",
              f"- command: `{command}`",
              f"- wall time: {wall / 60:.1f} min",
-             f"- {args.segments} active streaming segments of bench_segments.shapes; every profile due for every "
-             "segment (see bench/bench_due.py); a wave: W generated profiles due at one instant, the due job's work "
-             "(run_due: 1,000 pairs a round, several profiles per short transaction — one each on the code before) "
-             "run until none is due", ""]
+             f"- {args.segments} active streaming segments of bench_segments.shapes; every profile due (one instant "
+             "per profile: its timed segments re-evaluated; see bench/bench_due.py); a wave: W generated profiles due "
+             "at one instant, the due job's work (run_due: 1,000 profiles a round, several profiles per short "
+             "transaction) run until none is due", ""]
     rows = []
     for name, out in results.items():
         for w in out["waves"]:
@@ -180,7 +187,8 @@ def report(args, results: dict[str, dict], started: datetime, wall: float) -> st
                          f"{w['bookkeeping'] * 1000:.0f}"])
     lines += ["Lag = the wave's time: its instants all fall at T and the job starts at T, so the last profile's "
               "re-evaluation commits that long after its instant.", "",
-              markdown_table(["database", "scheduled pairs", "wave (profiles)", "wave (pairs)", "lag of the last (s)",
+              markdown_table(["database", "scheduled (profiles)", "wave (profiles)", "wave (pairs)",
+                              "lag of the last (s)",
                               "profiles/s", "pairs/s", "queue depth + oldest instant (ms)"], rows), ""]
     for name, out in results.items():
         lines.append(f"- {name}: setup {out['setup']:.0f} s")
@@ -190,7 +198,7 @@ def report(args, results: dict[str, dict], started: datetime, wall: float) -> st
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--scheduled", type=int, default=1_000_000, help="(profile, segment) pairs scheduled in all")
+    parser.add_argument("--scheduled", type=int, default=1_000_000, help="profiles scheduled in all")
     parser.add_argument("--segments", type=int, default=100)
     parser.add_argument("--waves", default="100,1000", help="wave sizes in profiles")
     parser.add_argument("--record", action="store_true")

@@ -14,7 +14,8 @@ share counters), served at ``GET /metrics`` in the text exposition format (any A
   instants) and ``write`` (read its memberships, write the changes); inside the record's
   transaction, so part of the request's ``cdp_http_request_duration_seconds``;
 * ``cdp_streaming_due_scheduled`` and ``cdp_streaming_due_overdue`` — re-evaluations scheduled
-  for the instant an answer can change with time alone, and of those already due, as the due job
+  for the instant an answer can change with time alone (one per profile, of all its timed
+  streaming segments), and of those already due, as the due job
   last saw them; ``cdp_streaming_due_lag_seconds`` — how late the oldest due one was.
 * ``cdp_source_messages_total{sandbox, source, status}`` — the tracking API's messages per source
   (cdp/sources).
@@ -117,7 +118,7 @@ class Metrics:
             registry=self.registry, buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01,
                                              0.015, 0.025, 0.05, 0.1, 0.25))
         self._profile_children: dict[str, tuple] = {}
-        self.due_scheduled = Gauge("cdp_streaming_due_scheduled", "Scheduled streaming re-evaluations.",
+        self.due_scheduled = Gauge("cdp_streaming_due_scheduled", "Profiles with a scheduled streaming re-evaluation.",
                                    registry=self.registry)
         self.due_overdue = Gauge("cdp_streaming_due_overdue", "Scheduled streaming re-evaluations already due.",
                                  registry=self.registry)

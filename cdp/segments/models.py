@@ -79,8 +79,9 @@ class SegmentRead(BaseModel):
     updated_at: datetime
     evaluated_at: datetime | None = Field(description="When a batch evaluation last wrote its memberships.")
     size: int = Field(description="Members now (memberships realized or existing).")
-    scheduled: int = Field(default=0, description="Streaming: profiles with a re-evaluation scheduled for the "
-                                                  "instant their answer can change with time alone.")
+    scheduled: int = Field(default=0, description="Streaming, an answer that can change with time alone: profiles "
+                                                  "with a re-evaluation scheduled (one instant per profile, at which "
+                                                  "all such segments of the sandbox are re-evaluated).")
 
 
 class MemberRead(BaseModel):

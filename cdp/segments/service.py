@@ -180,9 +180,15 @@ def _reads(connection: sa.Connection, sandbox: str, rows: list) -> list[SegmentR
         sa.select(memberships.c.segment_pk, sa.func.count()).where(memberships.c.segment_pk.in_(pks),
                                                                     memberships.c.status.in_(MEMBER))
         .group_by(memberships.c.segment_pk)).all())
-    scheduled = dict(connection.execute(
-        sa.select(segment_due.c.segment_pk, sa.func.count()).where(segment_due.c.segment_pk.in_(pks))
-        .group_by(segment_due.c.segment_pk)).all())
+    # one instant per profile (migration 0018): a profile's scheduled re-evaluation evaluates every
+    # timed streaming segment of its sandbox, so each of them counts the sandbox's scheduled profiles
+    from cdp.segments.streaming import _plan
+
+    plan = _plan(connection, sandbox)
+    timed = {plan.order[i].pk for i, timing in enumerate(plan.timing) if timing is not None} & set(pks)
+    count = connection.execute(sa.select(sa.func.count()).select_from(segment_due)
+                               .where(segment_due.c.sandbox == sandbox)).scalar_one() if timed else 0
+    scheduled = {pk: count for pk in timed}
     graph = reference_graph(connection, sandbox)
     users: dict[str, set[str]] = {}
     for source, targets in graph.items():

@@ -12,8 +12,12 @@ referencing segment evaluates what it references on the same data and instant).
 
 For every profile and time-dependent streaming segment, :func:`next_change` computes an instant
 no later than the first at which the answer can change without new data (or None: never), from
-the tree's durations and calendar windows and the profile's instants; it is stored in
-``segment_due`` and the ``segments.due`` job kind re-evaluates profiles whose instant has come.
+the tree's durations and calendar windows and the profile's instants. ONE instant per profile is
+stored in ``segment_due`` (migration 0018): no later than the earliest of its timed segments'. An
+evaluation stores the earliest it computed when that is earlier than the stored one (the segments
+it did not evaluate cannot have changed, and the stored instant covers them); the ``segments.due``
+job kind re-evaluates all the timed streaming segments of a profile whose instant has come and
+stores their earliest next instant (or none).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from cdp.segments.relevance import Relevance, Screen
 from cdp.segments.timing import _instant, next_change
 from cdp.storage.memberships import exit_all  # noqa: F401 - re-exported: streaming's exits
 from cdp.storage.memberships import (
-    due_form, state_from_rows, state_rows_parameters, state_rows_sql, write_profile,
+    due_form, sqlite_instant, state_from_rows, state_rows_parameters, state_rows_sql, write_profile,
 )
 from cdp.storage.models import (
     profiles, segment_due, segments,
@@ -234,7 +238,7 @@ class StreamingEvaluator:
 
     Per profile: the plan's selection for the change (cached); ONE statement reading the lean
     profile (only the event types the selection reads), its memberships of the selected segments
-    and their stored instants (:func:`_load_with_state`); each selected predicate once, through
+    and its stored instant (:func:`_load_with_state`); each selected predicate once, through
     one memo (a referenced segment, and an event term several predicates contain, computed once);
     the next instants, their candidates shared per window length (:func:`next_change`'s cache);
     then writes only for what changed — a record that changes no membership and no instant writes
@@ -268,18 +272,12 @@ class StreamingEvaluator:
                 chosen, types = kept, plan.event_types(kept)
         return self._evaluate(profile_pk, plan, chosen, types, now)
 
-    def due(self, profile_pk: int, segment_keys: Iterable[str], now: datetime) -> dict[str, str]:
-        """Re-evaluate the given streaming segments (their instant has come)."""
+    def due(self, profile_pk: int, now: datetime) -> dict[str, str]:
+        """Re-evaluate all the timed streaming segments of a profile whose instant has come."""
         plan = self._load()
-        # every instant that has come is consumed (a segment no longer streaming, or whose
-        # expression no longer checks, is not scheduled again); the evaluated ones get their next.
-        # The segments of all the consumed rows are evaluated, not only ``segment_keys``: a wave
-        # reads a limited number of rows, so a profile's rows can straddle two waves, and the
-        # rows beyond the limit would be deleted here without their segments being evaluated
-        # (found by tests/api/test_crash_due_wave.py).
-        keys = set(segment_keys) | set(self.connection.execute(
-            _DUE_COME, {"b_profile": profile_pk, "b_now": now}).scalars())
-        chosen = sorted(plan.position[key] for key in keys if key in plan.position)
+        # the instant is consumed (a profile with no timed segment left is not scheduled again),
+        # then every timed segment is evaluated and the earliest of their next instants stored
+        chosen = [i for i, timing in enumerate(plan.timing) if timing is not None]
         self.connection.execute(_DUE_CONSUME, {"b_profile": profile_pk, "b_now": now})
         return self._evaluate(profile_pk, plan, chosen, plan.event_types(chosen), now)
 
@@ -288,17 +286,13 @@ class StreamingEvaluator:
         if not chosen:
             return {}
         started = perf_counter()
-        # the instants of the timed ones (an untimed segment is never scheduled; a row left by an
-        # earlier definition is consumed when it comes due)
-        refs, timing = plan.refs, plan.timing
-        timed = [refs[i].pk for i in chosen if timing[i] is not None]
+        refs = plan.refs
         # ONE statement: the profile (only the events the chosen segments, and those they
-        # reference, can read), its memberships of the chosen segments and the stored instants
-        # of the timed ones
+        # reference, can read), its memberships of the chosen segments and its stored instant
         profile, members, stored = _load_with_state(self.connection, profile_pk, plan.schema, event_types,
-                                                    [refs[i].pk for i in chosen], timed)
+                                                    [refs[i].pk for i in chosen])
         verdicts: dict[int, bool] = {}
-        due: dict[int, datetime | None] = {}
+        earliest: datetime | None = None  # of the evaluated segments' next instants
         memo: dict = {}  # a referenced segment is evaluated once for all that reference it
         points: dict = {}  # the profile's instants, per set of event types read (next_change)
         instants: dict = {}  # next_change per distinct timing
@@ -314,55 +308,39 @@ class StreamingEvaluator:
                 continue
             spent.append((key, perf_counter() - before))
             same = timing_id[i]
-            if same is None:
-                due[i] = None
-            else:
-                at = instants.get(same, _UNSET)
-                if at is _UNSET:
-                    at = instants[same] = next_change(timing[i], profile, now, points)
-                due[i] = at
+            if same is not None and same not in instants:
+                at = instants[same] = next_change(timing[i], profile, now, points)
+                if at is not None and (earliest is None or at < earliest):
+                    earliest = at
         self.evaluations += len(spent)
         evaluated = perf_counter()
-        changed = self._write(profile_pk, profile.id, plan, verdicts, due, now, members, stored)
+        changed = self._write(profile_pk, profile.id, plan, verdicts, earliest, now, members, stored)
         if self.metrics is not None:
             self.metrics.evaluated(self.sandbox, spent)
             self.metrics.streaming_profile(self.sandbox, evaluated - started, perf_counter() - evaluated)
         return changed
 
     def _write(self, profile_pk: int, profile_id: str, plan: _Plan, verdicts: Mapping[int, bool],
-               due: Mapping[int, datetime | None], now: datetime, members: set[int],
-               stored: Mapping[int, Any]) -> dict[str, str]:
+               earliest: datetime | None, now: datetime, members: set[int], stored: Any) -> dict[str, str]:
         """ONE write of what changed against the profile's state read with it (``members``, the
-        ``stored`` instants): :func:`write_profile` — memberships with their outbox and history
-        rows, the instants that changed; on PostgreSQL a single statement, on SQLite one
-        executemany per table.
+        ``stored`` instant): :func:`write_profile` — memberships with their outbox and history
+        rows, and the profile's instant when ``earliest`` (of the evaluated segments' next
+        instants) is earlier than the stored one, or there was none; on PostgreSQL a single
+        statement, on SQLite one executemany per table.
 
-        A stored instant is rewritten only when the new one is EARLIER (or there was none): an
-        instant may be early, never late (the due job then re-evaluates, finds nothing changed and
-        schedules the later one). A new event of a type the profile already has moves the
-        instants of its windows later (they end after the ones stored): a profile receiving a
-        stream of such events rewrites none of them, for one early re-evaluation each. "Never"
-        (None) still deletes the stored row."""
+        The stored instant is never moved later, nor deleted, here: it also stands for the
+        profile's timed segments this evaluation did not evaluate, and an instant may be early,
+        never late (the due job then re-evaluates all of them, and stores their earliest next
+        instant, or none). A profile receiving a stream of events of a type it already has
+        rewrites nothing for them."""
         changes = verdict_changes({plan.refs[i]: v for i, v in verdicts.items()}, members)
-        form = due_form(self.connection)
-        undue, instants = [], []
-        for i, at in due.items():
-            if plan.timing[i] is None:
-                continue
-            pk = plan.refs[i].pk
-            was = stored.get(pk)
-            if at is None:
-                if was is not None:
-                    undue.append(pk)
-            elif was is None or form(at) < was:
-                instants.append((pk, at))
+        if earliest is not None and stored is not None and not due_form(self.connection)(earliest) < stored:
+            earliest = None
         write_profile(self.connection, sandbox=self.sandbox, profile_pk=profile_pk, profile_id=profile_id, now=now,
                       source="streaming", changes=[(segment.pk, segment.key, entered) for segment, entered in changes],
-                      due=instants, undue=undue)
+                      due=earliest)
         return changed_statuses(changes)
 
-
-_UNSET = object()
 
 
 def _engine_event(row: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
@@ -376,9 +354,9 @@ _LOAD_SQL: dict[tuple[str, bool | None], str] = {}
 
 
 def _load_with_state(connection: sa.Connection, profile_pk: int, schema: Schema, event_types: frozenset[str] | None,
-                     evaluated: list[int], timed: list[int]) -> tuple[Any, set[int], dict[int, Any]]:
+                     evaluated: list[int]) -> tuple[Any, set[int], Any]:
     """The lean profile (cdp.profiles.documents.stored_profile), which of the ``evaluated``
-    segments it is a current member of, and the stored instants of the ``timed`` ones, read by
+    segments it is a current member of, and its stored instant (None: none), read by
     ONE statement straight to the driver (was three: two Core queries for the profile, one for
     its state — a round trip each — and every membership of the profile)."""
     from cdp.profiles.documents import profile_from_rows, profile_rows_parameters, profile_rows_sql
@@ -389,40 +367,48 @@ def _load_with_state(connection: sa.Connection, profile_pk: int, schema: Schema,
     if sql is None:
         sql = _LOAD_SQL[shape] = profile_rows_sql(dialect, event_types, state_rows_sql(dialect))
     parameters = profile_rows_parameters(dialect, profile_pk, event_types)
-    parameters.update(state_rows_parameters(dialect, evaluated, timed))
+    parameters.update(state_rows_parameters(dialect, evaluated))
     profile, rest = profile_from_rows(connection.exec_driver_sql(sql, parameters).fetchall(), schema, dialect)
     members, stored = state_from_rows(rest)
     return profile, members, stored
-# built once (SQLAlchemy compiles each once): they run on every streaming evaluation
+# built once (SQLAlchemy compiles it once): it runs on every due re-evaluation
 _DUE_CONSUME = segment_due.delete().where(segment_due.c.profile_pk == sa.bindparam("b_profile"),
                                           segment_due.c.due_at <= sa.bindparam("b_now"))
-_DUE_COME = sa.select(segments.c.key).join(segment_due, segment_due.c.segment_pk == segments.c.pk).where(
-    segment_due.c.profile_pk == sa.bindparam("b_profile"), segment_due.c.due_at <= sa.bindparam("b_now"))
 
 
 def schedule_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int, key: str,
                      catalogue: Mapping[str, str], schema: Schema, at: datetime) -> None:
     """A streaming segment just saved and evaluated set-wise (its memberships as of ``at``): when
-    its answers can change with time, every profile of the sandbox is due at ``at``, so the due
-    job computes each one's next instant (one statement here; the work is the job's)."""
-    connection.execute(segment_due.delete().where(segment_due.c.segment_pk == segment_pk))
+    its answers can change with time, every profile of the sandbox is due at ``at`` at the latest
+    (a stored instant is kept when earlier), so the due job computes each one's next instant (one
+    statement here; the work is the job's). The rows are written in profile order, the order in
+    which a due wave's transaction takes them (:func:`run_due`): on PostgreSQL an upsert over the
+    sandbox's rows in another order deadlocked with a wave holding some of them."""
     try:
         reads = reads_of(key, catalogue, schema)
     except PqlError:
         return
     if not reads.timed:
         return
-    connection.execute(segment_due.insert().from_select(
-        ["segment_pk", "profile_pk", "sandbox", "due_at"],
-        sa.select(sa.literal(segment_pk, segment_due.c.segment_pk.type), profiles.c.pk,
-                  sa.literal(sandbox, sa.String), sa.literal(at, segment_due.c.due_at.type))
-        .where(profiles.c.sandbox == sandbox)))
+    dialect = connection.dialect.name
+    connection.exec_driver_sql(_SCHEDULE[dialect], {"sandbox": sandbox, "at": sqlite_instant(at)}
+                               if dialect == "sqlite" else {"sandbox": sandbox, "at": at})
+
+
+_SCHEDULE = {
+    "sqlite": "INSERT INTO segment_due (profile_pk, sandbox, due_at) SELECT pk, sandbox, :at FROM profiles "
+              "WHERE sandbox = :sandbox ORDER BY pk ON CONFLICT (profile_pk) DO UPDATE SET due_at = min(segment_due.due_at, "
+              "excluded.due_at)",
+    "postgresql": "INSERT INTO segment_due (profile_pk, sandbox, due_at) SELECT pk, sandbox, %(at)s FROM profiles "
+                  "WHERE sandbox = %(sandbox)s ORDER BY pk ON CONFLICT (profile_pk) DO UPDATE SET due_at = "
+                  "LEAST(segment_due.due_at, excluded.due_at)",
+}
 
 
 def run_due(connection_factory, *, now: datetime, limit: int = 1000, metrics: Any = None,
             budget: float = 0.025, batch: int = 50) -> int:
-    """Re-evaluate (profile, segment) pairs whose instant has come (due_at ≤ now): up to ``limit``
-    pairs, oldest first; returns how many profiles were evaluated.
+    """Re-evaluate the profiles whose instant has come (due_at ≤ now): up to ``limit`` profiles,
+    oldest first, each all its timed streaming segments; returns how many were evaluated.
 
     Several profiles share a transaction (one commit, one look at the sandbox's plan, one check
     that they still exist) while it stays short: it ends after ``budget`` seconds of work or ``batch``
@@ -433,10 +419,9 @@ def run_due(connection_factory, *, now: datetime, limit: int = 1000, metrics: An
     still due."""
     with connection_factory() as connection:
         rows = connection.execute(_DUE_ROWS, {"b_now": now, "b_limit": limit}).all()
-    by_profile: dict[tuple[str, int], set[str]] = {}
-    for row in rows:
-        by_profile.setdefault((row.sandbox, row.profile_pk), set()).add(row.key)
-    items = list(by_profile.items())
+    # the wave's (oldest due) profiles in profile order: the order in which saving a segment
+    # upserts their rows (schedule_segment), so that the two cannot deadlock on PostgreSQL
+    items = sorted(((row.sandbox, row.profile_pk) for row in rows), key=lambda item: item[1])
     done, position = 0, 0
     while position < len(items):
         chunk = items[position:position + batch]
@@ -444,10 +429,10 @@ def run_due(connection_factory, *, now: datetime, limit: int = 1000, metrics: An
         try:
             with connection_factory() as connection:
                 savepoints = connection.dialect.name == "postgresql"
-                existing = set(connection.execute(_EXISTING, {"b_pks": [pk for (_, pk), _ in chunk]}).scalars())
+                existing = set(connection.execute(_EXISTING, {"b_pks": [pk for _, pk in chunk]}).scalars())
                 evaluators: dict[str, StreamingEvaluator] = {}
                 started = perf_counter()
-                for (sandbox, profile_pk), keys in chunk:
+                for sandbox, profile_pk in chunk:
                     position += 1
                     if profile_pk in existing:
                         evaluator = evaluators.get(sandbox)
@@ -455,11 +440,11 @@ def run_due(connection_factory, *, now: datetime, limit: int = 1000, metrics: An
                             evaluator = evaluators[sandbox] = StreamingEvaluator(connection, sandbox=sandbox,
                                                                                  metrics=metrics)
                         if not savepoints:
-                            evaluator.due(profile_pk, keys, now)
+                            evaluator.due(profile_pk, now)
                         else:
                             try:
                                 with connection.begin_nested():
-                                    evaluator.due(profile_pk, keys, now)
+                                    evaluator.due(profile_pk, now)
                             except (sa.exc.IntegrityError, sa.exc.OperationalError) as error:
                                 log.info("due re-evaluation of profile %s lost a race: %s", profile_pk,
                                          str(error).splitlines()[0])
@@ -475,15 +460,14 @@ def run_due(connection_factory, *, now: datetime, limit: int = 1000, metrics: An
     return done
 
 
-_DUE_ROWS = (sa.select(segment_due.c.sandbox, segment_due.c.profile_pk, segments.c.key)
-             .join(segments, segments.c.pk == segment_due.c.segment_pk)
+_DUE_ROWS = (sa.select(segment_due.c.sandbox, segment_due.c.profile_pk)
              .where(segment_due.c.due_at <= sa.bindparam("b_now"))
              .order_by(segment_due.c.due_at).limit(sa.bindparam("b_limit")))
 _EXISTING = sa.select(profiles.c.pk).where(profiles.c.pk.in_(sa.bindparam("b_pks", expanding=True)))
 
 
 def due_depth(connection: sa.Connection, now: datetime) -> tuple[int, int]:
-    """(scheduled re-evaluations, of which due by ``now``)."""
+    """(profiles with a scheduled re-evaluation, of which due by ``now``)."""
     total, due = connection.execute(sa.select(
         sa.select(sa.func.count()).select_from(segment_due).scalar_subquery(),
         sa.select(sa.func.count()).select_from(segment_due).where(segment_due.c.due_at <= now).scalar_subquery())).one()
@@ -497,8 +481,8 @@ DUE_EVERY = timedelta(seconds=30)
 
 
 def due_job_kind(metrics: Any = None) -> Any:
-    """Re-evaluates the (profile, streaming segment) pairs whose instant has come, at the runner's
-    clock; recurring (:func:`schedule_due_job`)."""
+    """Re-evaluates the profiles whose instant has come (all their timed streaming segments), at
+    the runner's clock; recurring (:func:`schedule_due_job`)."""
     from cdp.jobs import JobKind
 
     def run(context: Any) -> None:

@@ -65,7 +65,8 @@ def exit_all(connection: sa.Connection, *, sandbox: str, profile_pk: int, now: d
 # ---- one profile's changes, set-wise, straight to the driver ------------------------------------
 #
 # Streaming evaluation (and a merge's refresh) writes, per profile, a few membership changes — each
-# with its outbox row and its hour's history — and the profile's new next-change instants. Through
+# with its outbox row and its hour's history — and the profile's next-change instant (one per
+# profile: the earliest over its timed streaming segments, migration 0018). Through
 # SQLAlchemy Core each statement cost ~100 µs of Python (compilation lookups, a type processor per
 # parameter, an expanding IN rendered per call), more than SQLite spends on it; these statements are
 # written once per dialect, their parameters prepared the way the column types store them (UTC
@@ -74,7 +75,7 @@ def exit_all(connection: sa.Connection, *, sandbox: str, profile_pk: int, now: d
 #
 # SQLite: one ``executemany`` per table (a loop in C). PostgreSQL: ONE statement for the whole
 # profile — the memberships upserted, the outbox rows inserted, the hour's history rows moved and
-# the instants upserted and deleted, in data-modifying CTEs over the rows sent as one JSON
+# the instant lowered or deleted, in data-modifying CTEs over the rows sent as one JSON
 # parameter — one round trip instead of one per table. The hour's history rows, which concurrent
 # writers share, are locked in segment order (``FOR UPDATE`` below a sort) before they are moved:
 # one order for every writer, as the executemany in segment order gave.
@@ -96,16 +97,16 @@ _SQLITE = {
               "source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     "history": "UPDATE segment_history SET size = size + ? - ?, entered = entered + ?, exited = exited + ? "
                "WHERE segment_pk = ? AND at = ?",
-    "due": "INSERT INTO segment_due (segment_pk, profile_pk, sandbox, due_at) VALUES (?, ?, ?, ?) "
-           "ON CONFLICT (segment_pk, profile_pk) DO UPDATE SET due_at = excluded.due_at",
-    "undue": "DELETE FROM segment_due WHERE profile_pk = ? AND segment_pk = ?",
+    # an instant only ever moves earlier here (the stored text forms compare as the instants do)
+    "due": "INSERT INTO segment_due (profile_pk, sandbox, due_at) VALUES (?, ?, ?) "
+           "ON CONFLICT (profile_pk) DO UPDATE SET due_at = min(segment_due.due_at, excluded.due_at)",
+    "undue": "DELETE FROM segment_due WHERE profile_pk = ?",
     "hour_rows": "SELECT segment_pk FROM segment_history WHERE at = ? AND segment_pk IN (SELECT value FROM json_each(?))",
     "sizes": "SELECT segment_pk, count(*) FROM memberships WHERE status IN " + _MEMBER_SQL +
              " AND segment_pk IN (SELECT value FROM json_each(?)) GROUP BY segment_pk",
     "history_insert": "INSERT INTO segment_history (segment_pk, at, size, entered, exited) VALUES (?, ?, ?, ?, ?)",
     "state": "SELECT segment_pk, NULL FROM memberships WHERE profile_pk = ? AND status IN " + _MEMBER_SQL +
-             " UNION ALL SELECT segment_pk, due_at FROM segment_due WHERE profile_pk = ? "
-             "AND segment_pk IN (SELECT value FROM json_each(?))",
+             " UNION ALL SELECT NULL, due_at FROM segment_due WHERE profile_pk = ?",
 }
 
 _POSTGRESQL_CHANGES = (
@@ -125,13 +126,9 @@ _POSTGRESQL_CHANGES = (
     "FROM changed c, locked l WHERE l.segment_pk = c.segment_pk AND h.segment_pk = c.segment_pk "
     "AND h.at = %(hour)s RETURNING h.segment_pk)")
 _POSTGRESQL_DUE = (
-    "due AS (INSERT INTO segment_due (segment_pk, profile_pk, sandbox, due_at) "
-    "SELECT (r->>0)::bigint, %(profile)s, %(sandbox)s, (r->>1)::timestamptz "
-    "FROM jsonb_array_elements(%(due)s::jsonb) WITH ORDINALITY AS e(r, n) ORDER BY n "
-    "ON CONFLICT (segment_pk, profile_pk) DO UPDATE SET due_at = excluded.due_at RETURNING 1)")
-_POSTGRESQL_UNDUE = (
-    "undue AS (DELETE FROM segment_due WHERE profile_pk = %(profile)s "
-    "AND segment_pk = ANY(%(undue)s::bigint[]) RETURNING 1)")
+    "due AS (INSERT INTO segment_due (profile_pk, sandbox, due_at) VALUES (%(profile)s, %(sandbox)s, %(due)s) "
+    "ON CONFLICT (profile_pk) DO UPDATE SET due_at = LEAST(segment_due.due_at, excluded.due_at) RETURNING 1)")
+_POSTGRESQL_UNDUE = "undue AS (DELETE FROM segment_due WHERE profile_pk = %(profile)s RETURNING 1)"
 _POSTGRESQL = {
     "hour_rows": "SELECT segment_pk FROM segment_history WHERE at = %(hour)s AND segment_pk = ANY(%(keys)s::bigint[])",
     "sizes": "SELECT segment_pk, count(*) FROM memberships WHERE status IN " + _MEMBER_SQL +
@@ -140,14 +137,13 @@ _POSTGRESQL = {
                       "SELECT * FROM unnest(%(keys)s::bigint[], %(ats)s::timestamptz[], %(sizes)s::bigint[], "
                       "%(entered)s::bigint[], %(exited)s::bigint[])",
     "state": "SELECT segment_pk, NULL::timestamptz FROM memberships WHERE profile_pk = %(profile)s AND status IN "
-             + _MEMBER_SQL + " UNION ALL SELECT segment_pk, due_at FROM segment_due WHERE profile_pk = %(profile)s "
-             "AND segment_pk = ANY(%(segments)s::bigint[])",
+             + _MEMBER_SQL + " UNION ALL SELECT NULL, due_at FROM segment_due WHERE profile_pk = %(profile)s",
 }
 _postgresql_writes: dict[tuple[bool, bool, bool], str] = {}
 
 
 def _postgresql_write(changes: bool, due: bool, undue: bool) -> str:
-    """The one statement writing a profile's changes and instants (the parts it has)."""
+    """The one statement writing a profile's changes and instant (the parts it has)."""
     key = (changes, due, undue)
     found = _postgresql_writes.get(key)
     if found is None:
@@ -174,67 +170,62 @@ def sqlite_instant(at: datetime) -> str:
     return found
 
 
-def profile_state(connection: sa.Connection, profile_pk: int,
-                  due_segments: list[int]) -> tuple[set[int], dict[int, Any]]:
-    """One read of a profile's state: the segments it is a current member of, and the stored
-    next-change instants of ``due_segments`` — as the driver gives them (SQLite: the stored
-    text, to be compared with :func:`due_form`; PostgreSQL: aware datetimes)."""
+def profile_state(connection: sa.Connection, profile_pk: int) -> tuple[set[int], Any]:
+    """One read of a profile's state: the segments it is a current member of, and its stored
+    next-change instant (None: none) — as the driver gives it (SQLite: the stored text, to be
+    compared with :func:`due_form`; PostgreSQL: an aware datetime)."""
     members: set[int] = set()
-    due: dict[int, Any] = {}
+    due: Any = None
     if connection.dialect.name == "sqlite":
-        rows = connection.exec_driver_sql(_SQLITE["state"], (profile_pk, profile_pk, json.dumps(due_segments)))
+        rows = connection.exec_driver_sql(_SQLITE["state"], (profile_pk, profile_pk))
     else:
-        rows = connection.exec_driver_sql(_POSTGRESQL["state"], {"profile": profile_pk, "segments": due_segments})
+        rows = connection.exec_driver_sql(_POSTGRESQL["state"], {"profile": profile_pk})
     for segment_pk, at in rows:
         if at is None:
             members.add(segment_pk)
         else:
-            due[segment_pk] = at
+            due = at
     return members, due
 
 
 # profile_state's rows as branches of cdp.profiles.documents.profile_rows_sql (its columns: kind,
-# a, b, c, at, n): kind 2 a segment the profile is a current member of (n), kind 3 the stored
-# instant (at) of segment n — so that streaming reads a profile and its state in ONE statement
+# a, b, c, at, n): kind 2 a segment the profile is a current member of (n), kind 3 the profile's
+# stored instant (at) — so that streaming reads a profile and its state in ONE statement
 MEMBER_ROW, DUE_ROW = 2, 3
 _STATE_ROWS = {
     "sqlite": (" UNION ALL SELECT 2, NULL, NULL, NULL, NULL, segment_pk FROM memberships WHERE profile_pk = :profile "
                "AND status IN " + _MEMBER_SQL + " AND segment_pk IN (SELECT value FROM json_each(:evaluated)) "
-               "UNION ALL SELECT 3, NULL, NULL, NULL, due_at, segment_pk FROM segment_due "
-               "WHERE profile_pk = :profile AND segment_pk IN (SELECT value FROM json_each(:segments))"),
+               "UNION ALL SELECT 3, NULL, NULL, NULL, due_at, NULL FROM segment_due WHERE profile_pk = :profile"),
     "postgresql": (" UNION ALL SELECT 2, NULL::text, NULL::text, NULL::text, NULL::timestamptz, segment_pk "
                    "FROM memberships WHERE profile_pk = %(profile)s AND status IN " + _MEMBER_SQL +
                    " AND segment_pk = ANY(%(evaluated)s::bigint[]) "
-                   "UNION ALL SELECT 3, NULL::text, NULL::text, NULL::text, due_at, segment_pk FROM segment_due "
-                   "WHERE profile_pk = %(profile)s AND segment_pk = ANY(%(segments)s::bigint[])"),
+                   "UNION ALL SELECT 3, NULL::text, NULL::text, NULL::text, due_at, NULL::bigint FROM segment_due "
+                   "WHERE profile_pk = %(profile)s"),
 }
 
 
 def state_rows_sql(dialect: str) -> str:
     """The ``UNION ALL`` branches giving :func:`profile_state`'s rows in the profile load's columns,
-    for the segments about to be evaluated only (parameters ``profile``, ``evaluated`` and
-    ``segments``: :func:`state_rows_parameters`)."""
+    for the segments about to be evaluated only (parameters ``profile`` and ``evaluated``:
+    :func:`state_rows_parameters`)."""
     return _STATE_ROWS[dialect]
 
 
-def state_rows_parameters(dialect: str, evaluated: list[int], due_segments: list[int]) -> dict[str, Any]:
-    """``evaluated``: the segments whose membership is wanted; ``due_segments``: those whose stored
-    instant is wanted."""
-    if dialect == "sqlite":
-        return {"evaluated": json.dumps(evaluated), "segments": json.dumps(due_segments)}
-    return {"evaluated": evaluated, "segments": due_segments}
+def state_rows_parameters(dialect: str, evaluated: list[int]) -> dict[str, Any]:
+    """``evaluated``: the segments whose membership is wanted."""
+    return {"evaluated": json.dumps(evaluated) if dialect == "sqlite" else evaluated}
 
 
-def state_from_rows(rows: Iterable) -> tuple[set[int], dict[int, Any]]:
-    """(current memberships, stored instants) from the rows of :func:`state_rows_sql`, in the forms
+def state_from_rows(rows: Iterable) -> tuple[set[int], Any]:
+    """(current memberships, stored instant) from the rows of :func:`state_rows_sql`, in the forms
     :func:`profile_state` gives."""
     members: set[int] = set()
-    due: dict[int, Any] = {}
+    due: Any = None
     for row in rows:
         if row[0] == MEMBER_ROW:
             members.add(row[5])
         elif row[0] == DUE_ROW:
-            due[row[5]] = row[4]
+            due = row[4]
     return members, due
 
 
@@ -244,25 +235,23 @@ def due_form(connection: sa.Connection):
 
 
 def write_profile(connection: sa.Connection, *, sandbox: str, profile_pk: int, profile_id: str, now: datetime,
-                  source: str, changes: Sequence[Change] = (), due: Sequence[tuple[int, datetime]] = (),
-                  undue: Sequence[int] = ()) -> None:
+                  source: str, changes: Sequence[Change] = (), due: datetime | None = None,
+                  undue: bool = False) -> None:
     """Write one profile's membership ``changes`` — each its membership row (entry: realized now,
     first or again; exit: exited now), its outbox row and its hour's history (size, entered,
     exited moved; a segment's first change of the hour inserts the row with the counted size) —
-    and its next-change instants: ``due`` upserted, ``undue`` deleted. Everything in segment
+    and its next-change instant: ``due`` stored, or kept when the stored one is earlier (an
+    instant only moves earlier here); ``undue``: the stored one deleted. The changes in segment
     order (one order for every writer)."""
     changes = sorted(changes)
-    due = sorted(due)
-    undue = sorted(undue)
-    if not (changes or due or undue):
+    if not (changes or due is not None or undue):
         return
     hour = hour_of(now)
     if connection.dialect.name == "sqlite":
         moved = _write_sqlite(connection, sandbox, profile_pk, profile_id, now, source, changes, due, undue, hour)
     else:
-        moved = set(connection.exec_driver_sql(_postgresql_write(bool(changes), bool(due), bool(undue)), {
-            "changes": json.dumps([[pk, key, entered] for pk, key, entered in changes]),
-            "due": json.dumps([[pk, at.isoformat()] for pk, at in due]), "undue": list(undue),
+        moved = set(connection.exec_driver_sql(_postgresql_write(bool(changes), due is not None, undue), {
+            "changes": json.dumps([[pk, key, entered] for pk, key, entered in changes]), "due": due,
             "profile": profile_pk, "profile_id": profile_id, "sandbox": sandbox, "now": now, "hour": hour,
             "source": source}).scalars())
     if moved is not None and len(moved) < len(changes):
@@ -270,16 +259,15 @@ def write_profile(connection: sa.Connection, *, sandbox: str, profile_pk: int, p
 
 
 def _write_sqlite(connection: sa.Connection, sandbox: str, profile_pk: int, profile_id: str, now: datetime,
-                  source: str, changes: list[Change], due: list[tuple[int, datetime]], undue: list[int],
+                  source: str, changes: list[Change], due: datetime | None, undue: bool,
                   hour: datetime) -> set[int] | None:
     """The SQLite statements of :func:`write_profile`; returns the segments whose hour's history
     row was moved (None: all of them, as SQLite's rowcount says)."""
     at = sqlite_instant(now)
     if undue:
-        connection.exec_driver_sql(_SQLITE["undue"], [(profile_pk, pk) for pk in undue])
-    if due:
-        connection.exec_driver_sql(_SQLITE["due"], [(pk, profile_pk, sandbox, sqlite_instant(when))
-                                                     for pk, when in due])
+        connection.exec_driver_sql(_SQLITE["undue"], (profile_pk,))
+    if due is not None:
+        connection.exec_driver_sql(_SQLITE["due"], (profile_pk, sandbox, sqlite_instant(due)))
     if not changes:
         return None
     connection.exec_driver_sql(_SQLITE["memberships"], [

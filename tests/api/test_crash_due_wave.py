@@ -236,11 +236,10 @@ def test_kill_during_a_wave_of_due_reevaluations(backend, request, sqlite_url_fa
         engine.dispose()
 
 
-def test_a_profile_whose_due_rows_straddle_two_waves_is_evaluated_for_all_of_them(api, engine, sandbox, clock):
-    """A wave reads at most ``limit`` due rows: when one profile's rows are split between two
-    waves, the first consumes all of its rows that have come, so it must evaluate all of their
-    segments (before the fix, a referencing segment whose row fell past the limit was dropped
-    unevaluated and its member never left)."""
+def test_one_instant_per_profile_and_its_wave_evaluates_all_its_timed_segments(api, engine, sandbox, clock):
+    """One due row per profile (migration 0018), at the earliest of its timed segments' instants;
+    a wave of one row (``limit=1``) re-evaluates all of them (before one row per segment, and a
+    profile's rows could straddle two waves)."""
     from cdp.segments.streaming import run_due
     from cdp.storage.database import write_transaction
     from cdp.storage.models import segment_due
@@ -258,11 +257,11 @@ def test_a_profile_whose_due_rows_straddle_two_waves_is_evaluated_for_all_of_the
     assert len(_members(api, "buyers-not-carting")) == 1
     with engine.connect() as connection:
         rows = connection.execute(sa.select(segment_due.c.due_at).where(segment_due.c.sandbox == sandbox)).all()
-    assert len(rows) == 2  # recent-buyers and buyers-not-carting, both at T0 + 1 h
+    assert len(rows) == 1  # recent-buyers and buyers-not-carting, both at T0 + 1 h: one row for the profile
     later = T0 + timedelta(hours=1, seconds=1)
     waves = 0
     while run_due(lambda: write_transaction(engine), now=later, limit=1):
         waves += 1
-    assert waves == 1  # the first wave took both rows
+    assert waves == 1  # the one row: both segments evaluated
     for key in ("recent-buyers", "buyers-not-carting"):
         assert [status for _, status in _members(api, key) if status != "exited"] == [], key

@@ -346,3 +346,34 @@ def test_a_record_moving_an_instant_later_keeps_the_early_one(api, engine, sandb
     assert [status for _, status in _members(api, "recent-buyers") if status != "exited"] == []
     assert [(k, s) for k, _, s, *_ in _outbox(engine, sandbox)] == [("recent-buyers", "entered"),
                                                                     ("recent-buyers", "exited")]
+
+
+def test_one_instant_per_profile_covers_the_segments_a_record_does_not_evaluate(api, engine, sandbox, clock):
+    """One stored instant per profile (migration 0018), the earliest of its timed segments': a
+    purchase schedules "bought in the last 3 hours"'s end; a cart an hour later evaluates only the
+    cart segment and lowers the instant to its end; the due job there re-evaluates both (the cart
+    one exits, the buyer stays) and schedules the purchase window's end, where she exits it. The
+    segment shows the profiles scheduled."""
+    web = _dataset(api, "event", "Web events")
+    _segment(api, "recent-buyers", 'exists event where type = "purchase" within last 3 hours')
+    _segment(api, "recent-carts", 'exists event where type = "addToCart" within last 1 hours')
+    minute = timedelta(minutes=1)
+    _ingest(api, web, [{"identities": [WEB_COOKIE], "event": {"id": "p-1", "type": "purchase",
+                                                              "timestamp": _iso(T0 - minute)}}])
+    assert _due(engine, sandbox) == [T0 + timedelta(hours=3) - minute]
+    clock.at = T0 + timedelta(hours=1)
+    _ingest(api, web, [{"identities": [WEB_COOKIE], "event": {"id": "c-1", "type": "addToCart",
+                                                              "timestamp": _iso(T0 + timedelta(hours=1) - minute)}}])
+    assert _due(engine, sandbox) == [T0 + timedelta(hours=2) - minute]  # one row: the earlier
+    assert api.get("/v1/segments/recent-buyers").json()["scheduled"] == 1
+    assert run_due(lambda: write_transaction(engine), now=T0 + timedelta(hours=2)) == 1
+    assert [s for _, s in _members(api, "recent-carts") if s != "exited"] == []
+    assert [s for _, s in _members(api, "recent-buyers")] == ["realized"]
+    assert _due(engine, sandbox) == [T0 + timedelta(hours=3) - minute]
+    assert run_due(lambda: write_transaction(engine), now=T0 + timedelta(hours=3)) == 1
+    assert [s for _, s in _members(api, "recent-buyers") if s != "exited"] == []
+    assert _due(engine, sandbox) == []  # nothing left that time alone can change
+    assert api.get("/v1/segments/recent-buyers").json()["scheduled"] == 0
+    assert sorted((k, s) for k, _, s, *_ in _outbox(engine, sandbox)) == [
+        ("recent-buyers", "entered"), ("recent-buyers", "exited"), ("recent-carts", "entered"),
+        ("recent-carts", "exited")]

@@ -135,16 +135,15 @@ memberships = sa.Table(
     sa.Index("ix_memberships_profile_pk", "profile_pk"),
 )
 
-# Streaming evaluation (cdp/segments/streaming.py): the next instant at which a profile's answer
-# for a streaming segment can change without new data; the due job re-evaluates it then.
+# Streaming evaluation (cdp/segments/streaming.py): per profile, an instant no later than the first
+# at which any of its timed streaming segments can change its answer without new data (migration
+# 0018; was one row per segment); the due job re-evaluates all of them then.
 segment_due = sa.Table(
     "segment_due", metadata,
-    sa.Column("segment_pk", Key, sa.ForeignKey("segments.pk", ondelete="CASCADE"), primary_key=True),
     sa.Column("profile_pk", Key, sa.ForeignKey("profiles.pk", ondelete="CASCADE"), primary_key=True),
     sa.Column("sandbox", sa.String(64), nullable=False),
     sa.Column("due_at", UtcDateTime, nullable=False),
     sa.Index("ix_segment_due_due_at", "due_at"),
-    sa.Index("ix_segment_due_profile_pk", "profile_pk"),
 )
 
 
