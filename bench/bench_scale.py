@@ -59,10 +59,12 @@ from cdp.snapshots.export import relations_sql  # noqa: E402
 AS_OF = datetime(2026, 11, 28, 12, tzinfo=UTC)
 SANDBOX = scale_data.SANDBOX
 SEGMENTS = {"a": SEGMENT_A, "b": SEGMENT_B}
-DATA = bench_sql.DATA
-RESULTS_LOG = DATA / "scale-results.jsonl"
+# the databases and snapshots (CDP_SCALE_DATA: another folder, e.g. a copy grown further while a
+# run reads this one); the logs stay in bench/data
+DATA = Path(os.environ.get("CDP_SCALE_DATA") or bench_sql.DATA)
+RESULTS_LOG = bench_sql.DATA / "scale-results.jsonl"
 # every --event-columns / --event-columns-spark run's figures, one line each (repeats kept: the spread)
-EVENT_COLUMNS_LOG = DATA / "scale-event-columns.jsonl"
+EVENT_COLUMNS_LOG = bench_sql.DATA / "scale-event-columns.jsonl"
 
 
 def log(message: str) -> None:
