@@ -304,7 +304,8 @@ def event_columns_spark_only(options, command: str, started: datetime) -> None:
     try:
         rows = [{"profiles": count, "at": datetime.now(UTC).isoformat(timespec="seconds"),
                  "load_at_start": os.getloadavg()[0], **event_columns_spark.measure(
-            engine, DATA, SANDBOX, options.runs, options.master, lambda m: log(f"{count:,}: {m}"))}]
+            engine, DATA, SANDBOX, options.runs, options.master, lambda m: log(f"{count:,}: {m}"),
+            options.segments)}]
         save_to(EVENT_COLUMNS_LOG, {**rows[-1], "engine": "spark", "load_at_end": os.getloadavg()[0]}, command)
     finally:
         engine.dispose()
@@ -347,6 +348,8 @@ def main() -> None:
     parser.add_argument("--event-columns-spark", action="store_true",
                         help="Spark over the snapshots --event-columns left (with and without typed event columns) "
                              "beside hand-written Spark SQL (bench/event_columns_spark.py; --master, --runs)")
+    parser.add_argument("--segments", nargs="+", choices=["a", "b", "c"],
+                        help="--event-columns-spark: only these segments (default: all)")
     parser.add_argument("--growth-from-log", action="store_true",
                         help="only the growth of each engine's time, from every run bench/data/"
                              "scale-event-columns.jsonl holds (--event-columns and --event-columns-spark runs)")

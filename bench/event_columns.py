@@ -270,10 +270,13 @@ def growth_report(logged: list[dict], fit: Callable) -> str:
         for key in SEGMENTS:
             if spark:
                 add("Spark local[2], compiled", key, profiles, row.get(f"spark_columns_{key}"))
+                add("Spark local[2], compiled, CPU seconds (Python + JVM)", key, profiles,
+                    row.get(f"spark_cpu_columns_{key}"))
             else:
                 add("SQLite (the database)", key, profiles, row.get(f"database_{key}"))
                 add("DuckDB, compiled", key, profiles, row.get(f"columns_{key}"))
                 add("DuckDB, hand-written", key, profiles, row.get(f"hand_{key}"))
+                add("DuckDB, compiled, CPU seconds", key, profiles, row.get(f"cpu_columns_{key}"))
         if not spark:
             add("snapshot export from SQLite", "—", profiles, row.get("export"))
     s = lambda v: f"{v:,.2f} s"  # noqa: E731

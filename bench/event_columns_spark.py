@@ -69,7 +69,8 @@ def cpu_clock() -> float:
     return total
 
 
-def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, master: str, log) -> dict:
+def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, master: str, log,
+            segments: list[str] | None = None) -> dict:
     """One size's Spark figures (see the module's docstring); seconds."""
     from cdp.engine.sql.spark_session import SparkSession, _bound
 
@@ -81,6 +82,8 @@ def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, master: str,
     assert sessions["columns"].flat_events and not sessions["json"].flat_events
     try:
         for key, text in SEGMENTS.items():
+            if key not in (segments or SEGMENTS):
+                continue
             expected = database_members(engine, text, sandbox)
             statements = {}
             for name, session in sessions.items():
@@ -114,7 +117,7 @@ def report(rows: list[dict], runs: int, command: str, started, load_start: tuple
              "(lowest–highest) | CPU (Python + JVM), per round | members |",
              "|---:|---|---:|---:|---:|---:|---:|---|---|---:|"]
     for row in rows:
-        for key in SEGMENTS:
+        for key in (k for k in SEGMENTS if f"spark_hand_{k}" in row):
             json_, cols, hand = (row[f"spark_{n}_{key}"] for n in ("json", "columns", "hand"))
             lines.append(f"| {row['profiles']:,} | ({key}) | {ms(json_)} | {ms(cols)} | {ms(hand)} | "
                          f"{json_ / cols:.2f}× | {cols / hand:.2f}× | "
