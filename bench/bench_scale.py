@@ -59,8 +59,12 @@ from cdp.snapshots.export import relations_sql  # noqa: E402
 AS_OF = datetime(2026, 11, 28, 12, tzinfo=UTC)
 SANDBOX = scale_data.SANDBOX
 SEGMENTS = {"a": SEGMENT_A, "b": SEGMENT_B}
-DATA = bench_sql.DATA
-RESULTS_LOG = DATA / "scale-results.jsonl"
+# the databases and snapshots (CDP_SCALE_DATA: another folder, e.g. a copy grown further while a
+# run reads this one); the logs stay in bench/data
+DATA = Path(os.environ.get("CDP_SCALE_DATA") or bench_sql.DATA)
+RESULTS_LOG = bench_sql.DATA / "scale-results.jsonl"
+# every --event-columns / --event-columns-spark run's figures, one line each (repeats kept: the spread)
+EVENT_COLUMNS_LOG = bench_sql.DATA / "scale-event-columns.jsonl"
 
 
 def log(message: str) -> None:
@@ -81,7 +85,11 @@ def median_time(function, runs: int, warmup: int = 1) -> tuple[float, object]:
 
 def save(row: dict, command: str) -> None:
     """The size's figures so far (a later line for the same size supersedes an earlier one)."""
-    with RESULTS_LOG.open("a", encoding="utf-8") as out:
+    save_to(RESULTS_LOG, row, command)
+
+
+def save_to(path: Path, row: dict, command: str) -> None:
+    with path.open("a", encoding="utf-8") as out:
         out.write(json.dumps({"command": command, **row}) + "\n")
 
 
@@ -270,9 +278,11 @@ def event_columns_only(options, command: str, started: datetime) -> None:
         engine = scale_data.grow_sqlite(DATA / "scale.sqlite", count, made, log)
         count = scale_data.profile_count(engine)  # the database grows in place, never shrinks: what it holds
         try:
-            rows.append({"profiles": count, **event_columns.measure(
+            rows.append({"profiles": count, "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                         "load_at_start": os.getloadavg()[0], **event_columns.measure(
                 engine, DATA, SANDBOX, options.runs, lambda m, c=count: log(f"{c:,}: {m}"),
                 reuse=options.reuse_export)})
+            save_to(EVENT_COLUMNS_LOG, {**rows[-1], "load_at_end": os.getloadavg()[0]}, command)
         finally:
             engine.dispose()
         print(event_columns.report(rows, options.runs, command, started, load_start, os.getloadavg()), flush=True)
@@ -292,8 +302,11 @@ def event_columns_spark_only(options, command: str, started: datetime) -> None:
     engine = sa.create_engine(f"sqlite:///{DATA / 'scale.sqlite'}")
     count = scale_data.profile_count(engine)
     try:
-        rows = [{"profiles": count, **event_columns_spark.measure(
-            engine, DATA, SANDBOX, options.runs, options.master, lambda m: log(f"{count:,}: {m}"))}]
+        rows = [{"profiles": count, "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                 "load_at_start": os.getloadavg()[0], **event_columns_spark.measure(
+            engine, DATA, SANDBOX, options.runs, options.master, lambda m: log(f"{count:,}: {m}"),
+            options.segments)}]
+        save_to(EVENT_COLUMNS_LOG, {**rows[-1], "engine": "spark", "load_at_end": os.getloadavg()[0]}, command)
     finally:
         engine.dispose()
         from cdp.engine.sql.spark_session import stop
@@ -335,6 +348,11 @@ def main() -> None:
     parser.add_argument("--event-columns-spark", action="store_true",
                         help="Spark over the snapshots --event-columns left (with and without typed event columns) "
                              "beside hand-written Spark SQL (bench/event_columns_spark.py; --master, --runs)")
+    parser.add_argument("--segments", nargs="+", choices=["a", "b", "c"],
+                        help="--event-columns-spark: only these segments (default: all)")
+    parser.add_argument("--growth-from-log", action="store_true",
+                        help="only the growth of each engine's time, from every run bench/data/"
+                             "scale-event-columns.jsonl holds (--event-columns and --event-columns-spark runs)")
     options = parser.parse_args()
     command = "python bench/bench_scale.py " + " ".join(sys.argv[1:])
     # a TERM stops the run as Ctrl-C does: the finally below stops the throwaway cluster
@@ -343,6 +361,12 @@ def main() -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     if options.from_log:
         print(report(logged_rows(options.profiles), options, command, started))
+        return
+    if options.growth_from_log:
+        import event_columns
+
+        logged = [json.loads(line) for line in EVENT_COLUMNS_LOG.read_text(encoding="utf-8").splitlines()]
+        print(event_columns.growth_report(logged, fit))
         return
     if options.event_columns:
         event_columns_only(options, command, started)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from _common import DSL_EXAMPLES, SEGMENT_B, carts_not_bought
+from _common import DSL_EXAMPLES, SEGMENT_A, SEGMENT_B, carts_not_bought
 from cdp.engine.sql import members_query as database_query
 from cdp.engine.sql.analytic import DuckDBSession, members_query, rendered
 from cdp.engine.sql.grouped import GroupedAggregates
@@ -34,9 +34,15 @@ from cdp.snapshots import columns, export_snapshot, flat, latest_manifest
 from cdp.snapshots.export import relations_sql
 
 AS_OF = datetime(2026, 11, 28, 12, tzinfo=UTC)
-SEGMENTS = {"b": SEGMENT_B, "c": DSL_EXAMPLES[3]}  # the cart abandoners; a sum of order totals this year
+# attributes only; the cart abandoners; a sum of order totals this year
+SEGMENTS = {"a": SEGMENT_A, "b": SEGMENT_B, "c": DSL_EXAMPLES[3]}
 _NAIVE = {"as_of": AS_OF.replace(tzinfo=None), "lo": datetime(2026, 11, 21, 12), "year": datetime(2026, 1, 1)}
 HAND = {
+    "a": """
+SELECT p.pk, p.external_id FROM profiles p
+WHERE p.sandbox = $sandbox AND p."a.loyalty.tier" IN ('silver', 'gold') AND p."a.home_address.country" = 'US'
+  AND p."a.loyalty.points" > 500
+ORDER BY p.pk""",
     "b": f"""
 SELECT p.pk, p.external_id FROM profiles p
 WHERE p.pk IN ({carts_not_bought('$')})
@@ -56,21 +62,49 @@ WHERE p.sandbox = $sandbox
 ORDER BY p.pk""",
 }
 
+# (c) with the double sum null beyond a double's range (DSL.md §9), as the compiler must read it
+HAND_CHECKED = {"c": HAND["c"].replace('HAVING sum(e."f.order.total") > 1000',
+                                       "HAVING nullif(nullif(sum(e.\"f.order.total\"), 'inf'::DOUBLE), "
+                                       "'-inf'::DOUBLE) > 1000")}
+assert HAND_CHECKED["c"] != HAND["c"]
 
-def interleaved_medians(runs_of: dict[str, Callable[[], list[str]]], expected: list[str], runs: int,
-                        key: str) -> dict[str, float]:
-    """Each variant's median seconds over ``runs`` interleaved rounds, after a warm-up round in
-    which every variant's ids must equal ``expected`` (the database's)."""
+
+def interleaved_rounds(runs_of: dict[str, Callable[[], list[str]]], expected: list[str], runs: int,
+                       key: str, cpu_clock: Callable[[], float] = time.process_time) -> dict[str, list[float]]:
+    """Each variant's seconds in ``runs`` interleaved rounds (round i of every variant one after
+    the other), after a warm-up round in which every variant's ids must equal ``expected`` (the
+    database's); also, under ``cpu_<name>``, the CPU seconds ``cpu_clock`` counted during each run
+    (the process's, every thread of it: DuckDB's; on a shared machine less moved by the load than
+    the wall clock)."""
     samples: dict[str, list[float]] = {name: [] for name in runs_of}
+    samples.update({f"cpu_{name}": [] for name in runs_of})
     for round_ in range(runs + 1):  # round 0: the warm-up of each
         for name, run in runs_of.items():
-            started = time.perf_counter()
+            cpu, started = cpu_clock(), time.perf_counter()
             found = run()
             if round_:
                 samples[name].append(time.perf_counter() - started)
+                samples[f"cpu_{name}"].append(cpu_clock() - cpu)
             else:
                 assert found == expected, (key, name)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
+
+
+def interleaved_medians(runs_of: dict[str, Callable[[], list[str]]], expected: list[str], runs: int,
+                        key: str) -> dict[str, float]:
+    """Each variant's median seconds over ``interleaved_rounds``."""
+    return {name: statistics.median(values)
+            for name, values in interleaved_rounds(runs_of, expected, runs, key).items() if not name.startswith("cpu_")}
+
+
+def ratio_figures(row: dict, samples: dict[str, list[float]], key: str, prefix: str = "") -> None:
+    """Into ``row``: each variant's median (wall and CPU), and the compiled / hand-written ratio
+    of each round (the two ran one after the other, under the same load): its median, lowest and
+    highest, of the wall times and of the CPU times."""
+    row.update({f"{prefix}{name}_{key}": statistics.median(values) for name, values in samples.items()})
+    for clock in ("", "cpu_"):
+        ratios = sorted(c / h for c, h in zip(samples[f"{clock}columns"], samples[f"{clock}hand"]) if h > 0)
+        row[f"{prefix}{clock}ratio_{key}"] = (statistics.median(ratios), ratios[0], ratios[-1])
 
 
 def database_members(engine: sa.Engine, text: str, sandbox: str) -> list[str]:
@@ -140,7 +174,12 @@ def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, log, *, reus
     assert sessions["columns"].flat_events and not sessions["json"].flat_events
     try:
         for key, text in SEGMENTS.items():
-            expected = database_members(engine, text, sandbox)
+            seconds = []
+            for _ in range(2):  # the database's own query, as a caller runs it (compile included)
+                started = time.perf_counter()
+                expected = database_members(engine, text, sandbox)
+                seconds.append(time.perf_counter() - started)
+            row[f"database_{key}"] = statistics.median(seconds)
             statements = {}
             for name, session in sessions.items():
                 statements[name] = (session, *rendered(members_query(
@@ -152,13 +191,17 @@ def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, log, *, reus
             hand = HAND[key]
             statements["hand"] = (sessions["columns"], hand,
                                   {k: v for k, v in {**_NAIVE, "sandbox": sandbox}.items() if f"${k}" in hand})
-            medians = interleaved_medians(
+            if key in HAND_CHECKED:  # the hand-written query with the language's overflow rule: the floor
+                statements["checked"] = (sessions["columns"], HAND_CHECKED[key], statements["hand"][2])
+            samples = interleaved_rounds(
                 {name: (lambda session=session, sql=sql, parameters=parameters: [
                     e for _pk, e in session.connection.execute(sql, parameters).fetchall()])
                  for name, (session, sql, parameters) in statements.items()}, expected, runs, key)
-            row.update({f"{name}_{key}": median for name, median in medians.items()})
+            ratio_figures(row, samples, key)
             row[f"members_{key}"] = len(expected)
-            log(f"({key}) " + ", ".join(f"{name} {row[f'{name}_{key}'] * 1000:.0f} ms" for name in medians))
+            log(f"({key}) " + ", ".join(f"{name} {row[f'{name}_{key}'] * 1000:.0f} ms" for name in samples)
+                + " (compiled / hand-written per round: median {:.2f}×, {:.2f}–{:.2f}×".format(*row[f"ratio_{key}"])
+                + "; CPU: median {:.2f}×, {:.2f}–{:.2f}×)".format(*row[f"cpu_ratio_{key}"]))
     finally:
         for session in sessions.values():
             session.close()
@@ -183,16 +226,21 @@ def report(rows: list[dict], runs: int, command: str, started: datetime, load_st
              f"warm-up). Load average {load_start[0]:.1f} / {load_start[1]:.1f} / {load_start[2]:.1f} at the start, "
              f"{load_end[0]:.1f} / {load_end[1]:.1f} / {load_end[2]:.1f} at the end.", "",
              "| profiles | events | segment | compiled, JSON reads (before) | compiled, event columns | "
-             "hand-written, typed columns | before / after | compiled / hand-written | members | "
-             "compiled, event columns, aggregates as scalar subqueries (/ hand-written) |",
-             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "hand-written, typed columns | before / after | compiled / hand-written | per round: median "
+             "(lowest–highest) | CPU, per round | members | "
+             "compiled, event columns, aggregates as scalar subqueries (/ hand-written) | "
+             "hand-written with the overflow rule (/ hand-written) |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|"]
     for row in rows:
         for key in SEGMENTS:
             json_, cols, hand = row[f"json_{key}"], row[f"columns_{key}"], row[f"hand_{key}"]
-            scalar = row.get(f"scalar_{key}")
+            scalar, checked = row.get(f"scalar_{key}"), row.get(f"checked_{key}")
             lines.append(f"| {row['profiles']:,} | {row['events']:,} | ({key}) | {ms(json_)} | {ms(cols)} | "
-                         f"{ms(hand)} | {json_ / cols:.2f}× | {cols / hand:.2f}× | {row[f'members_{key}']:,} | "
-                         + (f"{ms(scalar)} ({scalar / hand:.2f}×) |" if scalar else "— |"))
+                         f"{ms(hand)} | {json_ / cols:.2f}× | {cols / hand:.2f}× | "
+                         "**{:.2f}×** ({:.2f}–{:.2f}×) | ".format(*row[f"ratio_{key}"])
+                         + "**{:.2f}×** ({:.2f}–{:.2f}×) | ".format(*row[f"cpu_ratio_{key}"]) + f"{row[f'members_{key}']:,} | "
+                         + (f"{ms(scalar)} ({scalar / hand:.2f}×) |" if scalar else "— |")
+                         + (f" {ms(checked)} ({checked / hand:.2f}×) |" if checked else " — |"))
     lines += ["", "| profiles | export (full, from SQLite) | of which the event-column pass | µs / event row: "
               "export | µs / event row: event columns | snapshot with | without |",
               "|---:|---:|---:|---:|---:|---:|---:|"]
@@ -200,4 +248,54 @@ def report(rows: list[dict], runs: int, command: str, started: datetime, load_st
         lines.append(f"| {row['profiles']:,} | {row['export']:.1f} s | {row['event_columns_pass']:.1f} s | "
                      f"{row['export_us_per_event']:.1f} | {row['event_columns_us_per_event']:.2f} | "
                      f"{row['bytes_with'] / 2**20:,.0f} MiB | {row['bytes_without'] / 2**20:,.0f} MiB |")
+    return "\n".join(lines) + "\n"
+
+
+def growth_report(logged: list[dict], fit: Callable) -> str:
+    """How each engine's time grows with the profiles, from every run the log holds (bench_scale
+    ``--event-columns`` / ``--event-columns-spark`` lines; repeats kept): per engine, segment and
+    size the runs' medians (lowest–highest over the runs), and a fit over every run's point of
+    time = a · profiles^b (``fit``: least squares on the logarithms) with the projection to 4M,
+    8M and 16M profiles. The snapshot export is a series of its own (added to the analytic
+    engines' time when a batch exports for itself)."""
+    series: dict[tuple[str, str], dict[int, list[float]]] = {}
+
+    def add(label: str, key: str, profiles: int, seconds: float | None) -> None:
+        if seconds:
+            series.setdefault((label, key), {}).setdefault(profiles, []).append(seconds)
+
+    for row in logged:
+        profiles = row["profiles"]
+        spark = row.get("engine") == "spark"
+        for key in SEGMENTS:
+            if spark:
+                add("Spark local[2], compiled", key, profiles, row.get(f"spark_columns_{key}"))
+                add("Spark local[2], compiled, CPU seconds (Python + JVM)", key, profiles,
+                    row.get(f"spark_cpu_columns_{key}"))
+            else:
+                add("SQLite (the database)", key, profiles, row.get(f"database_{key}"))
+                add("DuckDB, compiled", key, profiles, row.get(f"columns_{key}"))
+                add("DuckDB, hand-written", key, profiles, row.get(f"hand_{key}"))
+                add("DuckDB, compiled, CPU seconds", key, profiles, row.get(f"cpu_columns_{key}"))
+        if not spark:
+            add("snapshot export from SQLite", "—", profiles, row.get("export"))
+    s = lambda v: f"{v:,.2f} s"  # noqa: E731
+    lines = ["| engine | segment | " + " | ".join(f"{p:,} profiles (runs: median, lowest–highest)" for p in
+                                                   sorted({r["profiles"] for r in logged}))
+             + " | exponent b | projected 4M | projected 8M | projected 16M |"]
+    sizes = sorted({r["profiles"] for r in logged})
+    lines.append("|---|---|" + "---:|" * len(sizes) + "---:|---:|---:|---:|")
+    for (label, key), by_size in series.items():
+        cells = []
+        for size in sizes:
+            values = by_size.get(size, [])
+            cells.append("—" if not values else s(values[0]) + " (1)" if len(values) == 1 else
+                         f"{s(statistics.median(values))} ({len(values)}: {min(values):,.2f}–{max(values):,.2f})")
+        points = [(size, value) for size, values in by_size.items() for value in values]
+        if len({p for p, _v in points}) < 2:
+            lines.append(f"| {label} | {key if key == '—' else f'({key})'} | " + " | ".join(cells) + " | — | — | — | — |")
+            continue
+        b, a, _slope = fit(points)
+        lines.append(f"| {label} | {key if key == '—' else f'({key})'} | " + " | ".join(cells)
+                     + f" | {b:.2f} | {s(a * 4e6 ** b)} | {s(a * 8e6 ** b)} | {s(a * 16e6 ** b)} |")
     return "\n".join(lines) + "\n"

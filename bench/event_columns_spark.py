@@ -14,17 +14,25 @@ sessions of it (one per snapshot).
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from _common import carts_not_bought
-from event_columns import AS_OF, SEGMENTS, _NAIVE, database_members, interleaved_medians
+from event_columns import AS_OF, SEGMENTS, _NAIVE, database_members, interleaved_rounds, ratio_figures
 from cdp.engine.sql.analytic import members_query
 from cdp.snapshots import latest_manifest
 
 HAND = {
+    "a": """
+SELECT p.pk, p.external_id FROM profiles p
+WHERE p.sandbox = :sandbox
+  AND get_json_object(p.attributes, "$['loyalty.tier']") IN ('silver', 'gold')
+  AND get_json_object(p.attributes, "$['home_address.country']") = 'US'
+  AND CAST(get_json_object(p.attributes, "$['loyalty.points']") AS DOUBLE) > 500
+ORDER BY p.pk""",
     "b": f"""
 SELECT p.pk, p.external_id FROM profiles p
 WHERE p.pk IN ({carts_not_bought(':')})
@@ -45,7 +53,24 @@ ORDER BY p.pk""",
 }
 
 
-def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, master: str, log) -> dict:
+def cpu_clock() -> float:
+    """CPU seconds of this process and its children still running (the JVM Spark runs in: its
+    threads' user + system time, from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = time.process_time()
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:  # ppid
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, master: str, log,
+            segments: list[str] | None = None) -> dict:
     """One size's Spark figures (see the module's docstring); seconds."""
     from cdp.engine.sql.spark_session import SparkSession, _bound
 
@@ -57,6 +82,8 @@ def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, master: str,
     assert sessions["columns"].flat_events and not sessions["json"].flat_events
     try:
         for key, text in SEGMENTS.items():
+            if key not in (segments or SEGMENTS):
+                continue
             expected = database_members(engine, text, sandbox)
             statements = {}
             for name, session in sessions.items():
@@ -65,13 +92,15 @@ def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, master: str,
             hand = HAND[key]
             statements["hand"] = (sessions["columns"], hand,
                                   {k: _bound(v) for k, v in {**_NAIVE, "sandbox": sandbox}.items() if f":{k}" in hand})
-            medians = interleaved_medians(
+            samples = interleaved_rounds(
                 {name: (lambda session=session, sql=sql, parameters=parameters: [
                     r[1] for r in session.spark.sql(sql, args=parameters).collect()])
-                 for name, (session, sql, parameters) in statements.items()}, expected, runs, key)
-            row.update({f"spark_{name}_{key}": median for name, median in medians.items()})
+                 for name, (session, sql, parameters) in statements.items()}, expected, runs, key, cpu_clock)
+            ratio_figures(row, samples, key, prefix="spark_")
             row[f"members_{key}"] = len(expected)
-            log(f"spark ({key}) " + ", ".join(f"{name} {row[f'spark_{name}_{key}'] * 1000:.0f} ms" for name in medians))
+            log(f"spark ({key}) " + ", ".join(f"{name} {row[f'spark_{name}_{key}'] * 1000:.0f} ms" for name in samples)
+                + " (compiled / hand-written per round: median {:.2f}×, {:.2f}–{:.2f}×".format(*row[f"spark_ratio_{key}"])
+                + "; CPU: median {:.2f}×, {:.2f}–{:.2f}×)".format(*row[f"spark_cpu_ratio_{key}"]))
     finally:
         for session in sessions.values():
             session.close()
@@ -84,11 +113,14 @@ def report(rows: list[dict], runs: int, command: str, started, load_start: tuple
              f"warm-up). Load average {load_start[0]:.1f} / {load_start[1]:.1f} / {load_start[2]:.1f} at the start, "
              f"{load_end[0]:.1f} / {load_end[1]:.1f} / {load_end[2]:.1f} at the end.", "",
              "| profiles | segment | Spark compiled, JSON reads | Spark compiled, event columns | "
-             "Spark hand-written, typed event columns | JSON / columns | compiled / hand-written | members |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|"]
+             "Spark hand-written, typed event columns | JSON / columns | compiled / hand-written | per round: median "
+             "(lowest–highest) | CPU (Python + JVM), per round | members |",
+             "|---:|---|---:|---:|---:|---:|---:|---|---|---:|"]
     for row in rows:
-        for key in SEGMENTS:
+        for key in (k for k in SEGMENTS if f"spark_hand_{k}" in row):
             json_, cols, hand = (row[f"spark_{n}_{key}"] for n in ("json", "columns", "hand"))
             lines.append(f"| {row['profiles']:,} | ({key}) | {ms(json_)} | {ms(cols)} | {ms(hand)} | "
-                         f"{json_ / cols:.2f}× | {cols / hand:.2f}× | {row[f'members_{key}']:,} |")
+                         f"{json_ / cols:.2f}× | {cols / hand:.2f}× | "
+                         "**{:.2f}×** ({:.2f}–{:.2f}×) | ".format(*row[f"spark_ratio_{key}"])
+                         + "**{:.2f}×** ({:.2f}–{:.2f}×) | ".format(*row[f"spark_cpu_ratio_{key}"]) + f"{row[f'members_{key}']:,} |")
     return "\n".join(lines) + "\n"
