@@ -1,4 +1,4 @@
-"""The keys of ``events`` (migration 0018): ``profile_pk`` and ``dataset_pk`` are checked, and
+"""The keys of ``events`` (migration 0019): ``profile_pk`` and ``dataset_pk`` are checked, and
 their deletes cascaded, by triggers instead of foreign keys — what the constraints did, on SQLite
 and PostgreSQL — and on PostgreSQL once per statement: a 500-event insert probes the profiles'
 key index a few times, not once a row (a foreign key's check is one query per row and key)."""

@@ -87,7 +87,7 @@ events = sa.Table(
     "events", metadata,
     sa.Column("pk", Key, primary_key=True, autoincrement=True),
     # profile_pk and dataset_pk are checked, and their deletes cascaded (a profile's events deleted,
-    # a dataset's events keep no dataset), by triggers rather than foreign keys (migration 0018): a
+    # a dataset's events keep no dataset), by triggers rather than foreign keys (migration 0019): a
     # foreign key costs PostgreSQL one query per inserted row and key; the triggers check a
     # statement's keys at once
     sa.Column("profile_pk", Key, nullable=False),

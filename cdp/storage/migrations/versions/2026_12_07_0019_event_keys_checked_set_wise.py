@@ -20,15 +20,15 @@ row triggers doing what they did (``BEFORE INSERT/UPDATE`` raising "FOREIGN KEY 
 failed", ``AFTER DELETE`` cascading) so that both databases hold the same schema
 (tests/test_sql_engine.py compares the migrated schema with the models).
 
-Revision ID: 0018
-Revises: 0017
+Revision ID: 0019
+Revises: 0018
 Create Date: 2026-12-07 04:40:00
 """
 
 from alembic import op
 
-revision = '0018'
-down_revision = '0017'
+revision = '0019'
+down_revision = '0018'
 branch_labels = None
 depends_on = None
 
