@@ -138,7 +138,8 @@ def _stored(engine, sandbox: str) -> dict:
         for r in c.execute(sa.select(identity_links).where(identity_links.c.sandbox == sandbox)):
             stored["links"].add((pair_of.get(r.a_pk), pair_of.get(r.b_pk), name.get(r.profile_pk), r.seen_order,
                                  r.record_index, r.batch_pk, r.removed_reason, r.last_seen))
-        for r in c.execute(sa.select(events).join(profiles).where(profiles.c.sandbox == sandbox)):
+        for r in c.execute(sa.select(events)
+            .join(profiles, profiles.c.pk == events.c.profile_pk).where(profiles.c.sandbox == sandbox)):
             stored["events"].add((r.event_id, name.get(r.profile_pk), str(r.fields), str(r.identities), r.ts))
         for r in c.execute(sa.select(memberships).join(segments).where(segments.c.sandbox == sandbox)):
             stored["members"].add((name.get(r.profile_pk), r.status, r.entered_at, r.exited_at, r.updated_at))

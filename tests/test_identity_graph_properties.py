@@ -63,7 +63,8 @@ def _stored(engine, sandbox: str) -> tuple[dict, dict]:
         owner = {(r.namespace, r.value): r.profile_pk for r in connection.execute(
             sa.select(identities).where(identities.c.sandbox == sandbox))}
         event_owner = {r.event_id: r.profile_pk for r in connection.execute(
-            sa.select(events.c.event_id, events.c.profile_pk).join(profiles).where(profiles.c.sandbox == sandbox))}
+            sa.select(events.c.event_id, events.c.profile_pk)
+                .join(profiles, profiles.c.pk == events.c.profile_pk).where(profiles.c.sandbox == sandbox))}
     return owner, event_owner
 
 

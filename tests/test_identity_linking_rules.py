@@ -138,7 +138,8 @@ def _stored(engine, sandbox: str):
         owner = {(r.namespace, r.value): r.profile_pk for r in connection.execute(
             sa.select(identities).where(identities.c.sandbox == sandbox))}
         stored_events = [(r.event_id, r.profile_pk) for r in connection.execute(
-            sa.select(events.c.event_id, events.c.profile_pk).join(profiles).where(profiles.c.sandbox == sandbox))]
+            sa.select(events.c.event_id, events.c.profile_pk)
+                .join(profiles, profiles.c.pk == events.c.profile_pk).where(profiles.c.sandbox == sandbox))]
         sources = [(r.name, r.profile_pk) for r in connection.execute(
             sa.select(datasets.c.name, attribute_sources.c.profile_pk).join(
                 datasets, datasets.c.pk == attribute_sources.c.dataset_pk).where(datasets.c.sandbox == sandbox))]

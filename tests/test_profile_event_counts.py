@@ -56,7 +56,8 @@ def _counted_and_stored(engine, sandbox: str) -> tuple[dict[int, int], dict[int,
     with engine.connect() as connection:
         counted = dict(connection.execute(sa.select(profiles.c.pk, profiles.c.event_count)
                                           .where(profiles.c.sandbox == sandbox)).all())
-        stored = dict(connection.execute(sa.select(events.c.profile_pk, sa.func.count()).join(profiles)
+        stored = dict(connection.execute(sa.select(events.c.profile_pk, sa.func.count())
+            .join(profiles, profiles.c.pk == events.c.profile_pk)
                                          .where(profiles.c.sandbox == sandbox).group_by(events.c.profile_pk)).all())
     return counted, {pk: stored.get(pk, 0) for pk in counted}
 

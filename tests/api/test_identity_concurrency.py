@@ -51,7 +51,8 @@ def _profiles_and_events(url: str, sandbox: str) -> tuple[dict, dict]:
             owner = {f"{r.namespace}:{r.value}": r.profile_pk for r in connection.execute(
                 sa.select(identities).where(identities.c.sandbox == sandbox))}
             stored: dict[int, list[str]] = {}
-            for r in connection.execute(sa.select(events.c.profile_pk, events.c.event_id).join(profiles)
+            for r in connection.execute(sa.select(events.c.profile_pk, events.c.event_id)
+                                        .join(profiles, profiles.c.pk == events.c.profile_pk)
                                         .where(profiles.c.sandbox == sandbox)):
                 stored.setdefault(r.profile_pk, []).append(r.event_id)
     finally:

@@ -186,7 +186,8 @@ def test_privacy_deletion_removes_everything_and_is_recorded_without_personal_da
     with api.app.state.engine.connect() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(identities)
                                   .where(identities.c.sandbox == api.sandbox)).scalar_one() == 0
-        assert connection.execute(sa.select(sa.func.count()).select_from(events).join(profiles)
+        assert connection.execute(sa.select(sa.func.count()).select_from(events)
+                                  .join(profiles, profiles.c.pk == events.c.profile_pk)
                                   .where(profiles.c.sandbox == api.sandbox)).scalar_one() == 0
     # the same identity arriving again starts a new, empty profile
     fresh = _ingest(api, ids["web"], [{"identities": [WEB_COOKIE], "event": _event("w-9", "pageView",

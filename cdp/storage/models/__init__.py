@@ -86,14 +86,18 @@ identities = sa.Table(
 events = sa.Table(
     "events", metadata,
     sa.Column("pk", Key, primary_key=True, autoincrement=True),
-    sa.Column("profile_pk", Key, sa.ForeignKey("profiles.pk", ondelete="CASCADE"), nullable=False),
+    # profile_pk and dataset_pk are checked, and their deletes cascaded (a profile's events deleted,
+    # a dataset's events keep no dataset), by triggers rather than foreign keys (migration 0019): a
+    # foreign key costs PostgreSQL one query per inserted row and key; the triggers check a
+    # statement's keys at once
+    sa.Column("profile_pk", Key, nullable=False),
     sa.Column("event_id", sa.String(256), nullable=False),
     sa.Column("type", sa.String(128), nullable=False),
     sa.Column("ts", UtcDateTime, nullable=False),
     sa.Column("fields", Document, nullable=False),
     # the dataset an event was ingested through (cdp/ingestion); NULL for events loaded otherwise.
     # An event id is stored once per dataset (NULLs are distinct, so loaded events are unaffected).
-    sa.Column("dataset_pk", Key, sa.ForeignKey("datasets.pk", ondelete="SET NULL"), nullable=True),
+    sa.Column("dataset_pk", Key, nullable=True),
     # the identities the record carried ([[namespace, value], …]): a split of its profile sends the
     # event to the part holding the highest-priority one (cdp/identity/split.py); NULL: loaded otherwise
     sa.Column("identities", Document, nullable=True),
