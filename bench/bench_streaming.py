@@ -286,8 +286,8 @@ def wait_for_due_wave(engine: sa.Engine, timeout: float = 1800) -> None:
         if not due:
             return
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{due} re-evaluations still due after {timeout} s")
-        bi.log(f"waiting for the due wave of the segments just saved: {due:,} (profile, segment) pairs due")
+            raise RuntimeError(f"{due} profiles still due after {timeout} s")
+        bi.log(f"waiting for the due wave of the segments just saved: {due:,} profiles due (one instant a profile: migration 0018)")
         time.sleep(5)
 
 
