@@ -287,7 +287,8 @@ def wait_for_due_wave(engine: sa.Engine, timeout: float = 1800) -> None:
             return
         if time.monotonic() > deadline:
             raise RuntimeError(f"{due} profiles still due after {timeout} s")
-        bi.log(f"waiting for the due wave of the segments just saved: {due:,} profiles due (one instant a profile: migration 0018)")
+        bi.log(f"waiting for the due wave of the segments just saved: {due:,} profiles due "
+               f"(one instant a profile: migration 0018)")
         time.sleep(5)
 
 
