@@ -95,3 +95,25 @@ def test_a_duplicate_event_marks_nothing_seen(api):
     response = api.post(f"/v1/datasets/{dataset}/records", json=_event(1, ("ecid", "rt-3")))
     assert response.json()["duplicates"] == 1, response.text
     assert _last_seen(api) == before
+
+
+def test_an_ingest_request_wakes_the_delivery_loop_once_after_its_commit(api, monkeypatch):
+    """The wake is what lets a membership change the record made go out at once (not at the loop's
+    next poll); it is sent on the request's thread after the COMMIT, so the loop it wakes sees the
+    record's changes."""
+    from cdp.storage.models import events
+
+    dataset = create_dataset(api, "event")
+    delivery = api.app.state.delivery
+    committed_at_wake: list[int] = []
+
+    def wake() -> None:  # the real wake, observed: how many of the event's rows another connection sees
+        with api.app.state.engine.connect() as connection:
+            committed_at_wake.append(connection.execute(
+                sa.select(sa.func.count()).select_from(events).where(events.c.event_id == "e-wake")).scalar_one())
+        real_wake()
+
+    real_wake = delivery.wake
+    monkeypatch.setattr(delivery, "wake", wake)
+    _post(api, dataset, {**_event(0, ("ecid", "rt-wake")), "event": {**_event(0)["event"], "id": "e-wake"}})
+    assert committed_at_wake == [1]

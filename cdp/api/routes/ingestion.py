@@ -53,7 +53,7 @@ _RECORDS_BODY = {"anyOf": [
                          "timestamp and fields, as in the profile document). Limits: 64 KiB per record, 1,000 "
                          "records per request (413 `batch_too_large`), 100,000 events per profile.")
 def ingest_records(dataset_id: DatasetId, principal: Stewards, connection: ConnectionDep, metrics: MetricsDep,
-                   clock: ClockDep, request: Request, background: BackgroundTasks,
+                   clock: ClockDep, request: Request,
                    body: Annotated[Any, Body(openapi_examples={"batch": {"value": _RECORDS_EXAMPLE}},
                                              json_schema_extra=_RECORDS_BODY)]
                    ) -> Response:
@@ -65,10 +65,14 @@ def ingest_records(dataset_id: DatasetId, principal: Stewards, connection: Conne
     # the database, on SQLite — are held until the COMMIT, and 8 writers of the same people queue
     # on them (bench/RESULTS.md, issue 16 fifth round). A failed commit is still this request's error.
     commit_now(connection)
-    background.add_task(wake_delivery, request)  # after the commit: the changes it made go out at once
+    # after the commit: the changes it made go out at once. Called here, not as a background task:
+    # the wake only sets an event, and a background task cost the request a thread-pool hop after
+    # its answer (a sync callable) and FastAPI's BackgroundTasks plumbing, ~7 % of a POST's server
+    # time (bench/RESULTS.md, issue 16's per-request path)
+    wake_delivery(request)
     # encoded here, not through the response model (documented above as IngestResponse): up to
     # 1,000 results a request, each a model FastAPI would validate and serialise again
-    return Response(ingest_response_json(answer), media_type="application/json", background=background)
+    return Response(ingest_response_json(answer), media_type="application/json")
 
 
 # ---- batch files ---------------------------------------------------------------------------------
