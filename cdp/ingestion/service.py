@@ -86,6 +86,9 @@ class Writer:
         # PostgreSQL: time.monotonic() past which a request stops waiting for other writers (None:
         # no bound, a batch file's apply pass); whether this writer holds the serialized lock
         self.deadline: float | None = None
+        # PostgreSQL: whether this writer's statements may reuse cached plans (a request's few rows;
+        # see _open_savepoint) — not a batch file's apply pass, which grows tables as it goes
+        self.reuse_plans = False
         self.serialized = False
         # PostgreSQL: the state of this writer's savepoint (Writer._open_savepoint): None (none
         # yet), "open" (an attempt runs in it, or lost and was rolled back to it), "won"
@@ -223,6 +226,14 @@ class Writer:
         if self.deadline is not None:  # bounded by the time left (an int: nothing of the caller's in the text)
             left = max(1, int((self.deadline - time.monotonic()) * 1000))
             steps.append(f"SET LOCAL lock_timeout = '{left}ms'")
+        if self.reuse_plans:
+            # every connection plans every statement afresh (cdp/storage/database.py: a batch's
+            # transaction grows tables past any plan made before it); a request writes at most
+            # 1,000 records, so its statements — and the event counter's trigger statements — may
+            # use PostgreSQL's cached plans: planning was half of a single-record POST's statement
+            # time (bench/RESULTS.md, session 10). Inside the savepoint, so a lost attempt's
+            # ROLLBACK TO undoes it: it is sent with each attempt, as the lock bound is.
+            steps.append("SET LOCAL plan_cache_mode = auto")
         self.savepoint = "open"
         if steps:
             self.connection.exec_driver_sql("; ".join(steps), execution_options=_NO_PARAMETERS)
@@ -461,6 +472,7 @@ def ingest_records(*, connection: sa.Connection, sandbox: str, dataset_id: int, 
                     clock=clock, metrics=metrics, config=config, plan_version=plan_version)
     if writer.dialect == "postgresql":
         writer.deadline = time.monotonic() + WAIT_SECONDS
+        writer.reuse_plans = True
     slots: list[RecordResult | None] = []
     valid_records: list[tuple[int, ValidRecord]] = []
     for index, raw in enumerate(records):

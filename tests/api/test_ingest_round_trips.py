@@ -117,3 +117,32 @@ def test_an_ingest_request_wakes_the_delivery_loop_once_after_its_commit(api, mo
     monkeypatch.setattr(delivery, "wake", wake)
     _post(api, dataset, {**_event(0, ("ecid", "rt-wake")), "event": {**_event(0)["event"], "id": "e-wake"}})
     assert committed_at_wake == [1]
+
+
+def test_a_request_may_reuse_cached_plans_and_nothing_after_it_does(api):
+    """PostgreSQL plans every statement afresh on every connection (force_custom_plan: a batch's
+    transaction grows tables past any cached plan); an ingest request's transaction — at most 1,000
+    records — lets its statements, the event counter's trigger statements among them, use cached
+    plans (SET LOCAL: the connection's next transaction plans afresh again). SQLite has no plan cache
+    setting, and nothing is sent there."""
+    engine = api.app.state.engine
+    dataset = create_dataset(api, "event")
+    _post(api, dataset, _event(1, ("ecid", "pc-1")))
+    in_force: list[str] = []
+
+    def after(_conn, cursor, text, *_args) -> None:  # noqa: ANN001
+        if engine.dialect.name == "postgresql" and text.lstrip().upper().startswith(("WITH TOUCHED",
+                                                                                     "INSERT INTO EVENTS")):
+            with cursor.connection.cursor() as own:  # the insert's cursor still holds its rows
+                own.execute("SHOW plan_cache_mode")
+                in_force.append(own.fetchone()[0])
+
+    sent = _statements_of(api, lambda: (sa.event.listen(engine, "after_cursor_execute", after),
+                                        _post(api, dataset, _event(2, ("ecid", "pc-1")))))
+    sa.event.remove(engine, "after_cursor_execute", after)
+    if engine.dialect.name == "sqlite":
+        assert not any("plan_cache_mode" in statement for statement in sent), sent
+        return
+    assert in_force == ["auto"], (in_force, sent)
+    with engine.connect() as connection:  # the pool's connections are back to planning afresh
+        assert connection.exec_driver_sql("SHOW plan_cache_mode").scalar_one() == "force_custom_plan"
