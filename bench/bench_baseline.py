@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -294,6 +295,11 @@ def run_backend(name: str, args, results: dict) -> None:
                     results["pg_stat"] = _pg_stat_top(url)
         finally:
             server.stop()
+    except BaseException:
+        print(f"bench: {name} failed; its database and server logs are kept in {workdir}", file=sys.stderr)
+        raise
+    else:  # the database (a 1,000,000-row CSV run leaves gigabytes) and logs of a run that went through
+        shutil.rmtree(workdir, ignore_errors=True)
     finally:
         if cluster is not None:
             cluster.stop()
