@@ -182,10 +182,9 @@ def _reads(connection: sa.Connection, sandbox: str, rows: list) -> list[SegmentR
         .group_by(memberships.c.segment_pk)).all())
     # one instant per profile (migration 0018): a profile's scheduled re-evaluation evaluates every
     # timed streaming segment of its sandbox, so each of them counts the sandbox's scheduled profiles
-    from cdp.segments.streaming import _plan
+    from cdp.segments.streaming import timed_streaming_segments
 
-    plan = _plan(connection, sandbox)
-    timed = {plan.order[i].pk for i, timing in enumerate(plan.timing) if timing is not None} & set(pks)
+    timed = timed_streaming_segments(connection, sandbox) & set(pks)
     count = connection.execute(sa.select(sa.func.count()).select_from(segment_due)
                                .where(segment_due.c.sandbox == sandbox)).scalar_one() if timed else 0
     scheduled = {pk: count for pk in timed}

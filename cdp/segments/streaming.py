@@ -94,6 +94,9 @@ class _Plan:
         distinct: dict[Reads, int] = {}
         self.timing_id = [None if reads is None else distinct.setdefault(reads, len(distinct))
                           for reads in self.timing]
+        # the positions of the timed ones: what a profile's stored instant stands for, all of them
+        # re-evaluated when it comes (one instant per profile, migration 0018)
+        self.timed = [i for i, timing in enumerate(self.timing) if timing is not None]
         self.any_event = [i for i, row in enumerate(self.order) if self.reads[row.key].any_event]
         self.by_type: dict[str, list[int]] = {}
         self.by_attribute: dict[str, list[int]] = {}  # an attribute path's first name → positions
@@ -277,7 +280,7 @@ class StreamingEvaluator:
         plan = self._load()
         # the instant is consumed (a profile with no timed segment left is not scheduled again),
         # then every timed segment is evaluated and the earliest of their next instants stored
-        chosen = [i for i, timing in enumerate(plan.timing) if timing is not None]
+        chosen = plan.timed
         self.connection.execute(_DUE_CONSUME, {"b_profile": profile_pk, "b_now": now})
         return self._evaluate(profile_pk, plan, chosen, plan.event_types(chosen), now)
 
@@ -374,6 +377,13 @@ def _load_with_state(connection: sa.Connection, profile_pk: int, schema: Schema,
 # built once (SQLAlchemy compiles it once): it runs on every due re-evaluation
 _DUE_CONSUME = segment_due.delete().where(segment_due.c.profile_pk == sa.bindparam("b_profile"),
                                           segment_due.c.due_at <= sa.bindparam("b_now"))
+
+
+def timed_streaming_segments(connection: sa.Connection, sandbox: str) -> set[int]:
+    """The pks of the sandbox's active streaming segments whose answers can change with time
+    alone: the segments a profile's stored instant stands for."""
+    plan = _plan(connection, sandbox)
+    return {plan.refs[i].pk for i in plan.timed}
 
 
 def schedule_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int, key: str,
