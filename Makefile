@@ -23,8 +23,12 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cdp demo
 
+# Two workers (pytest-xdist): the suite waits on servers and databases as much as it computes, so
+# two share a 2-core machine well. Still one PostgreSQL, one Spark and one browser per run
+# (tests/conftest.py). `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 bench:
 	bash bench/run.sh

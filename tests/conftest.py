@@ -1,11 +1,23 @@
 """Shared fixtures: real databases. SQLite files in a temporary folder; a throwaway PostgreSQL
-cluster started once per test run and stopped at the end."""
+cluster started once per test run and stopped at the end.
+
+`make test` runs the suite on two workers (pytest-xdist, `-n 2 --dist loadgroup`). The run still
+starts each real component once: the first worker to need PostgreSQL starts the cluster and the
+other attaches to it (its address in a folder the controller shares with the workers), and the
+controller stops it when the run ends; every test that uses Spark, and every browser test, is put
+in one group that runs on one worker, so one JVM and one browser start; every other module is a
+group of its own, so its module-scoped fixtures (a demo server, a loaded database) are built once.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import sys
+import tempfile
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -32,15 +44,59 @@ def as_of() -> datetime:
     return AS_OF
 
 
+# Set by the controller of a run on several workers (pytest_configure below): a folder the workers
+# share, where the first of them to start PostgreSQL leaves the cluster's address for the others.
+SHARED = "CDP_TEST_SHARED_FOLDER"
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def _started_cluster():
+    from cdp.devtools.postgres import start_cluster
+
+    return require_component("postgres", start_cluster,
+                             hint="install the PostgreSQL server (Debian: apt-get install postgresql) "
+                                  "or point CDP_PG_BIN at its bin folder")
+
+
+def _raise(exc: Exception):
+    raise exc
+
+
+def _shared_cluster(folder: Path):
+    """The run's one cluster, started by the first worker that asks (under a lock) and found by
+    the others; the controller stops it (pytest_unconfigure)."""
+    from filelock import FileLock
+
+    from cdp.devtools.postgres import Cluster
+
+    record = folder / "postgres.json"
+    with FileLock(str(folder / "postgres.lock")):
+        if record.exists():
+            found = json.loads(record.read_text())
+            if "unavailable" in found:  # the first worker could not start it: the same answer here
+                require_component("postgres", lambda: _raise(RuntimeError(found["unavailable"])))
+            return Cluster(Path(found["directory"]), found["port"], Path(found["bin_dir"]), found["as_user"],
+                           found["options"])
+        try:
+            cluster = _started_cluster()
+        except BaseException as exc:
+            record.write_text(json.dumps({"unavailable": str(exc)}))
+            raise
+        record.write_text(json.dumps({"directory": str(cluster.directory), "port": cluster.port,
+                                      "bin_dir": str(cluster.bin_dir), "as_user": cluster.as_user,
+                                      "options": cluster.options}))
+        return cluster
+
+
 @pytest.fixture(scope="session")
 def postgres_cluster():
     """The throwaway cluster. Without PostgreSQL the tests using it are skipped — or fail, when
     PostgreSQL is required (CDP_REQUIRE_POSTGRES=1, set by .ci/run, or CI=true)."""
-    from cdp.devtools.postgres import start_cluster
-
-    cluster = require_component("postgres", start_cluster,
-                                hint="install the PostgreSQL server (Debian: apt-get install postgresql) "
-                                     "or point CDP_PG_BIN at its bin folder")
+    shared = os.environ.get(SHARED)
+    if WORKER and shared:
+        yield _shared_cluster(Path(shared))  # stopped by the controller, after every worker is done
+        return
+    cluster = _started_cluster()
     yield cluster
     cluster.stop()
 
@@ -80,7 +136,8 @@ _DATABASES = iter(range(1, 10_000))
 @pytest.fixture(scope="session")
 def postgres_url_factory(postgres_cluster):
     """A new empty database on the shared cluster per call."""
-    return lambda: postgres_cluster.create_database(f"cdp_test_{next(_DATABASES)}")
+    # the workers of one run share the cluster: each names its databases with its own id
+    return lambda: postgres_cluster.create_database(f"cdp_test_{WORKER or 'main'}_{next(_DATABASES)}")
 
 
 @pytest.fixture(scope="session")
@@ -103,8 +160,28 @@ def migrated_engine(request, sqlite_url_factory):
     engine.dispose()
 
 
+SPARK_FIXTURES = {"spark_session"}
+SPARK_BACKENDS = {"spark", "spark_json"}
+
+
+def _group(item) -> str:
+    """The worker group of a test on several workers (see the module doc)."""
+    parameters = getattr(getattr(item, "callspec", None), "params", {})
+    if SPARK_FIXTURES & set(item.fixturenames) or SPARK_BACKENDS & {str(v) for v in parameters.values()}:
+        return "spark"
+    path = item.nodeid.split("::", 1)[0]
+    if path.startswith("tests/web/"):
+        return "browser"
+    return path
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups on each worker
 def pytest_collection_modifyitems(config, items):
-    """Tests marked slow (long property runs) run only when asked: `-m slow` or CDP_SLOW=1."""
+    """On several workers, each test gets its group (see the module doc). Tests marked slow (long
+    property runs) run only when asked: `-m slow` or CDP_SLOW=1."""
+    if hasattr(config, "workerinput"):
+        for item in items:
+            item.add_marker(pytest.mark.xdist_group(_group(item)))
     if os.environ.get("CDP_SLOW") or "slow" in (config.getoption("-m") or ""):
         return
     skip = pytest.mark.skip(reason="slow: run with -m slow or CDP_SLOW=1")
@@ -113,6 +190,30 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def _controls_workers(config) -> bool:
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None))
+
+
 def pytest_configure(config):
+    if _controls_workers(config) and SHARED not in os.environ:
+        # before the workers start, so that they inherit it
+        os.environ[SHARED] = config._cdp_shared_folder = tempfile.mkdtemp(prefix="cdp-test-shared-")
     # the PQL tree strategies (tests/strategies.py) are large; Hypothesis builds their repr once
     config.addinivalue_line("filterwarnings", "ignore:Generating overly large repr:hypothesis.errors.HypothesisWarning")
+
+
+def pytest_unconfigure(config):
+    """The controller of a run on several workers stops the cluster its workers shared."""
+    folder = getattr(config, "_cdp_shared_folder", None)
+    if folder is None:
+        return
+    record = Path(folder) / "postgres.json"
+    if record.exists():
+        from cdp.devtools.postgres import Cluster
+
+        found = json.loads(record.read_text())
+        if "unavailable" not in found:
+            Cluster(Path(found["directory"]), found["port"], Path(found["bin_dir"]), found["as_user"],
+                    found["options"]).stop()
+    shutil.rmtree(folder, ignore_errors=True)
+    os.environ.pop(SHARED, None)
