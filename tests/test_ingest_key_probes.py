@@ -60,11 +60,14 @@ def seeded(postgres_url_factory):
 
 
 def _rows_read(connection) -> dict[str, int]:
-    """Rows this transaction has read of each table so far (sequential-scan rows, index entries
-    and heap rows fetched), from PostgreSQL's own counters."""
+    """Rows this transaction has read of each table so far — sequential-scan rows, index entries
+    and heap rows fetched through an index (PostgreSQL counts those on the index) — from
+    PostgreSQL's own counters."""
     return dict(connection.exec_driver_sql(
-        "SELECT relname, pg_stat_get_xact_tuples_returned(oid) + pg_stat_get_xact_tuples_fetched(oid) "
-        "FROM pg_class WHERE relname = ANY(%s) AND relkind = 'r'", (list(TABLES),)).all())
+        "SELECT t.relname, sum(pg_stat_get_xact_tuples_returned(r.oid) + pg_stat_get_xact_tuples_fetched(r.oid)) "
+        "FROM pg_class AS t JOIN pg_class AS r ON r.oid = t.oid "
+        "OR r.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = t.oid) "
+        "WHERE t.relname = ANY(%s) AND t.relkind = 'r' GROUP BY t.relname", (list(TABLES),)).all())
 
 
 def _generic(connection) -> None:
