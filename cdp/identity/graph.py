@@ -314,7 +314,7 @@ class IdentityGraph:
                                            defer=self.defer_touch)
 
     def take_touch(self) -> PendingTouch | None:
-        """The touch left for the caller's next statement (owners.TOUCH_CTE), now the caller's."""
+        """The touch left for the caller's next statement (its PendingTouch.cte), now the caller's."""
         pending, self.pending_touch = self.pending_touch, None
         return pending
 

@@ -10,6 +10,14 @@ is made once per dialect.
 
 A statement is written with ``{list}`` where a list goes (``WHERE pk {list}``) and ``?`` for any
 other parameter; :func:`run` fills them in, in order, for the connection's dialect.
+
+On PostgreSQL a list of ONE value is sent as a plain ``= %s`` (a text of its own, prepared on its
+own): a single-record request's statements then compare a key column with one value, which every
+plan answers with one probe of the key's index. ``= ANY(%s)`` of a parameter is estimated at ten
+values, and a plan PostgreSQL caches for it (``plan_cache_mode = auto``: the ingest requests,
+cdp/ingestion/service.py) was measured scanning every event of the dataset for the one event id
+(``Bitmap Heap Scan … Filter: event_id = ANY($2)``, 1,300 rows for 1) while the tables had no
+statistics yet (bench/RESULTS.md, session 11).
 """
 
 from __future__ import annotations
@@ -32,13 +40,18 @@ class Many:
 
 
 @functools.lru_cache(maxsize=256)
-def _text(sql: str, dialect: str, casts: tuple[str, ...]) -> str:
+def _text(sql: str, dialect: str, casts: tuple[tuple[str, bool], ...]) -> str:
     if dialect == "sqlite":
         return sql.replace("{list}", "IN (SELECT value FROM json_each(?))")
-    for cast in casts:
-        sql = sql.replace("{list}", f"= ANY(?::{cast}[])", 1)
+    for cast, one in casts:
+        sql = sql.replace("{list}", f"= ?::{cast}" if one else f"= ANY(?::{cast}[])", 1)
     # psycopg's placeholder is %s (a literal % would have to be written %%: none of ours has one)
     return sql.replace("?", "%s")
+
+
+def _one(dialect: str, parameter: Many) -> bool:
+    """Whether the list goes as one plain value (PostgreSQL, exactly one value)."""
+    return dialect == "postgresql" and len(parameter.values) == 1
 
 
 def _value(dialect: str, parameter: Any) -> Any:
@@ -46,6 +59,9 @@ def _value(dialect: str, parameter: Any) -> Any:
         return parameter
     if dialect == "sqlite":
         return json.dumps(list(parameter.values), ensure_ascii=False, separators=(",", ":"))
+    if _one(dialect, parameter):
+        value = parameter.values[0]
+        return value if value.__class__ is int else str(value)
     return array_literal(parameter.values)
 
 
@@ -62,7 +78,7 @@ def run(connection: sa.Connection, sql: str, *parameters: Any) -> sa.CursorResul
     """Execute ``sql`` with ``parameters`` in order: a :class:`Many` for each ``{list}``, a value
     for each ``?``."""
     dialect = connection.dialect.name
-    casts = tuple(p.cast for p in parameters if isinstance(p, Many))
+    casts = tuple((p.cast, _one(dialect, p)) for p in parameters if isinstance(p, Many))
     return connection.exec_driver_sql(_text(sql, dialect, casts), tuple(_value(dialect, p) for p in parameters))
 
 

@@ -14,6 +14,7 @@ the Core statements' (tests/test_identity_owners.py).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -71,6 +72,37 @@ _POSTGRESQL_LOCK_FOR_TOUCH = "SELECT pk FROM identities WHERE pk = ANY(%s::bigin
 _POSTGRESQL_TOUCH = """
     UPDATE identities SET last_seen = %s
     WHERE pk = ANY(%s::bigint[]) AND (last_seen IS NULL OR last_seen < %s)"""
+# one identity (most events carry one): by key equality. ``pk = ANY($2)`` is estimated at ten keys,
+# and the plan an ingest request's connection caches for it (plan_cache_mode = auto) was a
+# sequential scan of identities while the table had no statistics yet (bench/RESULTS.md, session 11)
+_POSTGRESQL_TOUCH_ONE = """
+    UPDATE identities SET last_seen = %s
+    WHERE pk = %s::bigint AND (last_seen IS NULL OR last_seen < %s)"""
+
+
+# A few pairs (a streaming record carries one or two identities): each pair found by equality on
+# all three columns of the unique index — one probe of it whatever PostgreSQL knows of the table.
+# With ``namespace = ANY(…) AND value = ANY(…)`` the planner may instead take ``sandbox = $1`` alone
+# as the index condition and filter the rest, and did while the tables had no statistics yet (a
+# new database: autovacuum analyzes a table only after a minute): every identity of the sandbox
+# read for one (EXPLAIN: "Index Cond: sandbox = … Rows Removed by Filter: 194"), per request,
+# growing with the sandbox (bench/RESULTS.md, session 11). Two or more pairs: each pair's key by
+# its own probe, the rows then read and locked by key as before (an OR of the pairs' equalities
+# was planned as a sequential scan of all identities). The rows, their order and their locks are
+# those of the ``ANY`` statement.
+_PAIRS_AS_EQUALITIES = 4
+_SELECT_OWNERS = ("SELECT i.namespace, i.value, i.profile_pk, i.pk, p.external_id, p.event_count "
+                  "FROM identities AS i JOIN profiles AS p ON p.pk = i.profile_pk WHERE ")
+_KEY_OF_PAIR = "(SELECT x.pk FROM identities AS x WHERE x.sandbox = %s AND x.namespace = %s AND x.value = %s)"
+
+
+@functools.lru_cache(maxsize=2 * _PAIRS_AS_EQUALITIES)
+def _owners_of_pairs(count: int, lock: bool) -> str:
+    if count == 1:
+        sql = _SELECT_OWNERS + "i.sandbox = %s AND i.namespace = %s AND i.value = %s"
+    else:
+        sql = _SELECT_OWNERS + "i.pk = ANY(ARRAY[" + ", ".join([_KEY_OF_PAIR] * count) + "])"
+    return sql + (" ORDER BY p.pk, i.pk FOR KEY SHARE OF p, i" if lock else "")
 
 
 def find_owners(connection: sa.Connection, sandbox: str, pairs: Sequence[tuple[str, str]], *,
@@ -83,6 +115,10 @@ def find_owners(connection: sa.Connection, sandbox: str, pairs: Sequence[tuple[s
         text = json.dumps(pairs, ensure_ascii=False, separators=(",", ":"))
         return [Owner(*row) for row in connection.exec_driver_sql(_SQLITE_OWNERS, (text, sandbox)).all()]
     wanted = set(pairs)
+    if len(wanted) <= _PAIRS_AS_EQUALITIES:
+        parameters = tuple(x for namespace, value in sorted(wanted) for x in (sandbox, namespace, value))
+        rows = connection.exec_driver_sql(_owners_of_pairs(len(wanted), lock), parameters).all()
+        return [Owner(*row) for row in rows]
     namespaces = sorted({namespace for namespace, _ in wanted})
     values = sorted({value for _, value in wanted})
     sql = _POSTGRESQL_OWNERS_LOCKED if lock else _POSTGRESQL_OWNERS
@@ -96,13 +132,16 @@ def find_owners(connection: sa.Connection, sandbox: str, pairs: Sequence[tuple[s
 # statement writes anything: the lock order stays the identities' first (an unreferenced
 # data-modifying CTE would run only at the end, after the statement's own rows).
 TOUCH_CTE = "WITH touched AS (" + _POSTGRESQL_TOUCH + " RETURNING 1)"
+TOUCH_ONE_CTE = "WITH touched AS (" + _POSTGRESQL_TOUCH_ONE + " RETURNING 1)"
 TOUCH_DONE = "(SELECT count(*) FROM touched) >= 0"
 
 
 class PendingTouch(NamedTuple):
-    """A PostgreSQL touch left for the next statement (:data:`TOUCH_CTE`), its rows locked already
-    when there are several."""
+    """A PostgreSQL touch left for the next statement (:attr:`cte`: :data:`TOUCH_CTE` or, for one
+    identity, :data:`TOUCH_ONE_CTE`), its rows locked already when there are several."""
     parameters: tuple
+    cte: str = TOUCH_CTE
+    statement: str = _POSTGRESQL_TOUCH
 
 
 def mark_seen(connection: sa.Connection, identity_pks: Sequence[int], now: datetime, *,
@@ -117,15 +156,18 @@ def mark_seen(connection: sa.Connection, identity_pks: Sequence[int], now: datet
         connection.exec_driver_sql(_SQLITE_TOUCH, (at, json.dumps(sorted(identity_pks)), at))
         return None
     at = now.astimezone(timezone.utc)
-    keys = array_literal(sorted(identity_pks))
-    if len(identity_pks) > 1:  # one row has no order to get wrong (most events carry one identity)
+    if len(identity_pks) == 1:  # one row has no order to get wrong (most events carry one identity)
+        touch = PendingTouch((at, next(iter(identity_pks)), at), TOUCH_ONE_CTE, _POSTGRESQL_TOUCH_ONE)
+    else:
+        keys = array_literal(sorted(identity_pks))
         connection.exec_driver_sql(_POSTGRESQL_LOCK_FOR_TOUCH, (keys,)).all()
+        touch = PendingTouch((at, keys, at))
     if defer:
-        return PendingTouch((at, keys, at))
-    connection.exec_driver_sql(_POSTGRESQL_TOUCH, (at, keys, at))
+        return touch
+    run_touch(connection, touch)
     return None
 
 
 def run_touch(connection: sa.Connection, pending: PendingTouch) -> None:
     """A deferred touch on its own (nothing followed it)."""
-    connection.exec_driver_sql(_POSTGRESQL_TOUCH, pending.parameters)
+    connection.exec_driver_sql(pending.statement, pending.parameters)

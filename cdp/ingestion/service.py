@@ -25,7 +25,7 @@ from cdp.engine.sql.loading import json_value
 from cdp.identity import listed
 from cdp.identity.attributes import Source, record_attributes_many
 from cdp.identity.graph import IdentityGraph, Lineage, Resolution, ResolutionConflict
-from cdp.identity.owners import TOUCH_CTE, TOUCH_DONE, run_touch
+from cdp.identity.owners import TOUCH_DONE, run_touch
 from cdp.identity.namespaces import IdentityValueError, normalize, sandbox_namespaces
 from cdp.identity.settings import get_identity_settings
 from cdp.segments.membership import MembershipRefresher
@@ -326,7 +326,7 @@ class Writer:
             touch = self.graph.take_touch()  # PostgreSQL: the identities' last_seen, in the insert's statement
             if rows:  # in one order for every writer (the unique index on dataset and event id)
                 insert_events(self.connection, sorted(rows, key=lambda row: row["event_id"]),
-                              first=None if touch is None else (TOUCH_CTE, TOUCH_DONE, touch.parameters))
+                              first=None if touch is None else (touch.cte, TOUCH_DONE, touch.parameters))
             elif touch is not None:
                 run_touch(self.connection, touch)
 

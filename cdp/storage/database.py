@@ -20,7 +20,9 @@ closed when the connection is checked in, whatever the request's outcome.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import re
 import sqlite3
 import threading
 import weakref
@@ -163,7 +165,67 @@ def create_engine(url: str, *, read_only: bool = False, **kwargs) -> sa.Engine:
             cursor.execute("SET extra_float_digits = 1")
             cursor.close()
             dbapi_connection.commit()
+            keep_prepared_statements(dbapi_connection)
     return engine
+
+
+# ---- PostgreSQL: prepared statements kept across a rollback --------------------------------------
+
+# a statement that may change what a prepared statement reads (or drops prepared statements)
+_SCHEMA_CHANGE = re.compile(rb"(?:^|;)\s*(?:CREATE|ALTER|DROP|TRUNCATE|COMMENT|GRANT|REVOKE|DISCARD|DEALLOCATE|DO|"
+                            rb"REINDEX|CLUSTER|SECURITY|IMPORT|REFRESH|LOAD|RESET|SET\s+(?:LOCAL\s+)?"
+                            rb"(?:SESSION\s+)?search_path)\b", re.IGNORECASE)
+
+
+def keep_prepared_statements(dbapi_connection) -> bool:  # noqa: ANN001 - a psycopg connection
+    """psycopg prepares a statement run five times on a connection and then only binds and runs it
+    (no parse, no analysis; a cached plan where ``plan_cache_mode`` allows it) — but forgets ALL of
+    them at every rollback, and a pooled connection is rolled back each time a reader returns it
+    (a GET, the delivery loop's poll, a lost race's ROLLBACK TO): in 8 clients' single-record POSTs
+    two thirds of the ingest statements were parsed, analysed and planned afresh, with a
+    ``DEALLOCATE ALL`` every few requests (bench/RESULTS.md, session 11). PostgreSQL keeps a
+    prepared statement through a rollback and re-plans it when a table it reads changes; psycopg
+    forgets them because a rolled-back schema change could leave one reading columns of another
+    type. Here they are forgotten only when the connection ran such a statement (DDL, DISCARD,
+    DEALLOCATE, search_path; checked on every statement's text) since they were last forgotten.
+    Returns whether it was installed (psycopg's manager has the expected shape)."""
+    try:
+        kept_class = _kept_prepared_statements()
+    except ImportError:  # pragma: no cover - a psycopg without this module
+        return False
+    current = getattr(dbapi_connection, "_prepared", None)
+    if type(current) is not kept_class.__base__ or not all(
+            hasattr(current, name) for name in ("prepare_threshold", "prepared_max", "_names", "_counts")):
+        return False  # another psycopg: its own behaviour
+    kept = kept_class()
+    kept.prepare_threshold, kept.prepared_max = current.prepare_threshold, current.prepared_max
+    dbapi_connection._prepared = kept
+    return True
+
+
+@functools.cache
+def _kept_prepared_statements() -> type:
+    from psycopg._preparing import PrepareManager
+
+    class KeptPreparedStatements(PrepareManager):
+        """psycopg's manager, forgetting the statements only after a schema change."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.schema_changed = False
+
+        def get(self, query, prepare=None):  # noqa: ANN001 - psycopg's types
+            if not self.schema_changed and _SCHEMA_CHANGE.search(query.query):
+                self.schema_changed = True
+            return super().get(query, prepare)
+
+        def clear(self) -> bool:
+            if not self.schema_changed:
+                return False
+            self.schema_changed = False
+            return super().clear()
+
+    return KeptPreparedStatements
 
 
 def _sqlite_read_only(url: str) -> str:
