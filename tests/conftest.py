@@ -1,7 +1,7 @@
 """Shared fixtures: real databases. SQLite files in a temporary folder; a throwaway PostgreSQL
 cluster started once per test run and stopped at the end.
 
-`make test` runs the suite on two workers (pytest-xdist, `-n 2 --dist loadgroup`). The run still
+`make test` runs the suite on two workers (pytest-xdist, `-n 2`). The run still
 starts each real component once: the first worker to need PostgreSQL starts the cluster and the
 other attaches to it (its address in a folder the controller shares with the workers), and the
 controller stops it when the run ends; every test that uses Spark, and every browser test, is put
@@ -160,28 +160,59 @@ def migrated_engine(request, sqlite_url_factory):
     engine.dispose()
 
 
-SPARK_FIXTURES = {"spark_session"}
-SPARK_BACKENDS = {"spark", "spark_json"}
+SPARK_FIXTURES = {"spark_session", "spark_tables"}
+SPARK_PARAMETERS = ("spark", "spark_json")
+TESTS = Path(__file__).parent
 
 
-def _group(item) -> str:
-    """The worker group of a test on several workers (see the module doc)."""
-    parameters = getattr(getattr(item, "callspec", None), "params", {})
-    if SPARK_FIXTURES & set(item.fixturenames) or SPARK_BACKENDS & {str(v) for v in parameters.values()}:
+def worker_group(nodeid: str) -> str:
+    """The group of workers' work a test belongs to (see the module doc), from its id alone — the
+    scheduler sees only ids: "spark" for a module that uses the Spark session and for a test with a
+    Spark backend among its parameters, "browser" for the browser tests, else its module."""
+    path = nodeid.split("::", 1)[0]
+    parameters = nodeid.rsplit("[", 1)[1].rstrip("]").split("-") if nodeid.endswith("]") else []
+    if any(name in SPARK_PARAMETERS for name in parameters) or _uses_spark(path):
         return "spark"
-    path = item.nodeid.split("::", 1)[0]
     if path.startswith("tests/web/"):
         return "browser"
     return path
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups on each worker
+_SPARK_MODULES: dict[str, bool] = {}
+
+
+def _uses_spark(path: str) -> bool:
+    if path not in _SPARK_MODULES:
+        file = TESTS.parent / path
+        text = file.read_text() if file.is_file() else ""
+        _SPARK_MODULES[path] = any(name in text for name in SPARK_FIXTURES)
+    return _SPARK_MODULES[path]
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Whole groups to one worker each (pytest-xdist's own `xdist_group` marks do not reach its
+    scheduler under pytest 9.2, which no longer reads the node id the worker rewrites)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkerGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    return ByWorkerGroup(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """On several workers, each test gets its group (see the module doc). Tests marked slow (long
-    property runs) run only when asked: `-m slow` or CDP_SLOW=1."""
+    """On a worker, a test that uses Spark but would not be in the "spark" group (a Spark fixture
+    reached through another fixture, in a module that does not name one) stops the run: a second
+    worker would start a second Spark. Tests marked slow (long property runs) run only when asked:
+    `-m slow` or CDP_SLOW=1."""
     if hasattr(config, "workerinput"):
-        for item in items:
-            item.add_marker(pytest.mark.xdist_group(_group(item)))
+        strays = [item.nodeid for item in items
+                  if "spark_session" in item.fixturenames and worker_group(item.nodeid) != "spark"]
+        if strays:
+            raise pytest.UsageError(f"tests using Spark outside the spark group (tests/conftest.py SPARK_FIXTURES): "
+                                    f"{strays[:5]}")
     if os.environ.get("CDP_SLOW") or "slow" in (config.getoption("-m") or ""):
         return
     skip = pytest.mark.skip(reason="slow: run with -m slow or CDP_SLOW=1")
