@@ -18,7 +18,6 @@ from cdp.dsl import ast, check, render
 from cdp.engine import compile_predicate, load_profile
 from cdp.schema import luma_schema
 from cdp.segments.polarity import ANTITONE, CONSTANT, MONOTONE, UNKNOWN, Polarity, grows, shrinks
-from tests.strategies import OUTSIDE, conditions, event_terms, filters, integers, typed, value_filters
 from tests.test_differential import AS_OF, CATALOGUE, attributes, event
 from tests.test_streaming_relevance import _near_the_tree, with_events
 
@@ -31,43 +30,79 @@ CATALOGUES = [
     {"vip": 'count(event where type = "purchase" within last 30 days) >= 2 or loyalty.tier = "gold"',
      "churn-risk": 'no event where type = "purchase" within last 60 days'},
     {"vip": 'exists event as c where type = "addToCart" then event where type = "purchase" within 1 day',
-     "churn-risk": 'not email_opt_in and max(event.order.total) < 40'},
-    {"vip": 'sum(event.order.total where type = "purchase") > 20',
+     "churn-risk": 'not email_opt_in and max(event.product.quantity) < 2'},
+    {"vip": 'sum(event.product.quantity where type = "purchase") > 2',
      "churn-risk": 'days_since(last(event.timestamp where type = "purchase")) < 10'},
 ]
 
 ORDER = st.sampled_from(["=", "!=", "<", "<=", ">", ">="])
-_ints = st.one_of(
-    st.builds(lambda f: ast.Aggregate("count", None, f), filters()),
-    st.builds(lambda f: ast.Aggregate("count_distinct", ("product", "sku"), f), value_filters()),
-    st.builds(lambda fn, f: ast.Aggregate(fn, ("product", "quantity"), f),
-              st.sampled_from(["min", "max", "sum", "first", "last"]), value_filters()),
+TYPES = ["purchase", "addToCart"]
+
+# ---- a generator biased to the shapes the analysis decides, over small values and nearby times
+# (so that adding an event often moves an answer): filters by type and by a window, a window bounded
+# by another event term, a reference inside a `where`; counts, sums, min/max, first/last, the
+# timestamps of first/last, days_since/days_until, compared with small constants, the clock, an
+# attribute or another term; sequences ending in `then no` or not; references; an attribute.
+_type_is = st.builds(lambda t: ast.Comparison(ast.Name(("type",)), "=", ast.StringLiteral(t)), st.sampled_from(TYPES))
+_small = st.builds(ast.NumberLiteral, st.integers(-1, 4))
+_conditions = st.one_of(
+    st.none(), st.none(), _type_is, _type_is, _type_is,
+    st.builds(lambda t: ast.BoolChain("and", (t, ast.SegmentRef("vip"))), _type_is),
 )
-_stamps = st.builds(lambda fn, f: ast.Aggregate(fn, ("timestamp",), f),
-                    st.sampled_from(["min", "max", "first", "last"]), value_filters())
-_days = st.builds(lambda fn, x: ast.Call(fn, (x,)), st.sampled_from(["days_since", "days_until"]), _stamps)
-moving_ints = st.one_of(_ints, _days)
-other_ints = st.one_of(integers, st.just(ast.Name(("loyalty", "points"))), moving_ints, typed("integer", OUTSIDE, 1))
-other_stamps = st.one_of(typed("datetime", OUTSIDE, 1), _stamps)
+_bounded_by_a_term = st.builds(lambda fn, t: ast.Since(ast.Aggregate(fn, ("timestamp",), ast.EventFilter(None, t, None))),
+                               st.sampled_from(["max", "min"]), _type_is)
+_windows = st.one_of(st.none(), st.none(), st.none(), st.builds(ast.WithinLast, st.integers(1, 2), st.just("day")),
+                     _bounded_by_a_term)
+_filters = st.builds(ast.EventFilter, st.none(), _conditions, _windows)
+_stamps = st.builds(lambda fn, f: ast.Aggregate(fn, ("timestamp",), f), st.sampled_from(["min", "max", "first", "last"]),
+                    _filters)
+_ints = st.one_of(
+    st.builds(lambda f: ast.Aggregate("count", None, f), _filters),
+    st.builds(lambda f: ast.Aggregate("count_distinct", ("product", "sku"), f), _filters),
+    *[st.builds(lambda f, fn=fn: ast.Aggregate(fn, ("product", "quantity"), f), _filters)
+      for fn in ("min", "max", "sum", "first", "last")],
+    st.builds(lambda fn, x: ast.Call(fn, (x,)), st.sampled_from(["days_since", "days_until"]), _stamps),
+)
+_clock = st.one_of(
+    st.builds(lambda n: ast.Arithmetic((ast.Call("now", ()), ast.DurationLiteral(n, "hour")), ("-",)), st.integers(0, 30)),
+    st.builds(lambda m: ast.Call("datetime", (ast.StringLiteral((AS_OF + timedelta(minutes=m)).isoformat()
+                                                                .replace("+00:00", "Z")),)), st.integers(-3000, 600)))
+_number_sides = st.one_of(_small, _small, _small, st.just(ast.Name(("loyalty", "points"))), _ints)
 
 
 def _compare(a, op, b, flip):
     return ast.Comparison(b, op, a) if flip else ast.Comparison(a, op, b)
 
 
-polar_predicates = st.one_of(
-    event_terms(),
-    st.builds(_compare, moving_ints, ORDER, other_ints, st.booleans()),
-    st.builds(_compare, _stamps, ORDER, other_stamps, st.booleans()),
-    st.builds(ast.Between, moving_ints, other_ints, other_ints, st.booleans()),
-    st.builds(ast.IsNull, st.one_of(moving_ints, _stamps), st.booleans()),
+def _sequence(first, steps):
+    return ast.Exists(first, tuple(ast.SequenceStep(negated and k == len(steps) - 1, ast.EventFilter(None, t, gap))
+                                   for k, (negated, t, gap) in enumerate(steps)))
+
+
+_focused_predicates = st.one_of(
+    st.builds(ast.Exists, _filters), st.builds(ast.NoEvent, _filters),
+    st.builds(_sequence, st.builds(ast.EventFilter, st.just("s0"), _conditions, st.none()), st.lists(st.tuples(
+        st.booleans(), _type_is, st.one_of(st.none(), st.builds(ast.WithinGap, st.integers(1, 3), st.just("hour")))),
+        min_size=1, max_size=2)),
+    st.builds(_compare, _ints, ORDER, _number_sides, st.booleans()),
+    st.builds(_compare, _ints, ORDER, _number_sides, st.booleans()),
+    st.builds(_compare, _stamps, ORDER, st.one_of(_clock, _clock, _stamps), st.booleans()),
+    st.builds(ast.Between, _ints, _number_sides, _number_sides, st.booleans()),
+    st.builds(ast.IsNull, st.one_of(_ints, _stamps), st.booleans()),
     st.builds(ast.SegmentRef, st.sampled_from(["vip", "churn-risk"])),
-    conditions(OUTSIDE, 1),
+    st.just(ast.Name(("email_opt_in",))),
 )
-polar = st.recursive(polar_predicates, lambda inner: st.one_of(
+focused = st.recursive(_focused_predicates, lambda inner: st.one_of(
     st.builds(lambda xs: ast.BoolChain("and", tuple(xs)), st.lists(inner, min_size=2, max_size=3)),
     st.builds(lambda xs: ast.BoolChain("or", tuple(xs)), st.lists(inner, min_size=2, max_size=3)),
-    st.builds(ast.Not, inner)), max_leaves=4)
+    st.builds(ast.Not, inner)), max_leaves=3)
+
+# events near AS_OF with small quantities (negative ones too), two SKUs
+small_event = st.fixed_dictionaries({
+    "type": st.sampled_from(TYPES),
+    "timestamp": st.integers(-3 * 24 * 60, 12 * 60).map(lambda m: (AS_OF + timedelta(minutes=m)).isoformat()),
+}, optional={"product": st.fixed_dictionaries({"quantity": st.integers(-3, 5)},
+                                              optional={"sku": st.sampled_from(["A1", "B2"])})})
 
 
 def sign_of(text: str, catalogue: dict[str, str]) -> str:
@@ -78,20 +113,20 @@ def sign_of(text: str, catalogue: dict[str, str]) -> str:
     return Polarity(tree_of).segment("")
 
 
-def _instants(tree: ast.Node, stamps: list[datetime], now: datetime) -> list[datetime]:
-    """Around ``now``, on a coarse grid over two years, and at every event's instant moved by each
-    window length and gap of the tree (either way), a microsecond either side."""
+def _instants(tree: ast.Node, stamps: set[datetime], now: datetime) -> list[datetime]:
+    """``now``, a coarse grid over two years, and every event's instant moved by each window length
+    and gap of the tree (either way), a microsecond either side."""
     lengths = {timedelta(0), timedelta(days=1)}
     for n in ast.walk(tree):
         if isinstance(n, (ast.WithinLast, ast.WithinGap)):
             unit = {"month": "day", "year": "day"}.get(n.unit, n.unit)
             amount = n.amount * {"month": 30, "year": 365}.get(n.unit, 1)
             lengths.add(timedelta(**{f"{unit}s": amount}))
-    points = {now, now + TICK, now - TICK}
-    points.update(now + timedelta(days=17) * i for i in range(-25, 25))
+    points = {now, now + TICK}
+    points.update(now + timedelta(days=60) * i for i in range(-6, 7))
     for at in stamps:
         for length in lengths:
-            for sign in (1, -1):
+            for sign in ((1, -1) if length else (1,)):
                 for tick in (-TICK, timedelta(0), TICK):
                     try:
                         points.add(at + sign * length + tick)
@@ -100,10 +135,19 @@ def _instants(tree: ast.Node, stamps: list[datetime], now: datetime) -> list[dat
     return sorted(points)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
-@given(tree=st.one_of(polar, polar, with_events), catalogue=st.sampled_from(CATALOGUES), attrs=attributes,
-       events=st.lists(event, max_size=4), data=st.data(), minutes=st.integers(-3 * 24 * 60, 3 * 24 * 60))
-def test_more_events_never_move_an_answer_against_its_polarity(tree, catalogue, attrs, events, data, minutes):
+def _additions(events: list[dict], drawn: list[dict]) -> list[list[dict]]:
+    """Single events of each type and a few quantities, at fixed instants and at each existing
+    event's (ties decide first/last), and the drawn ones together. Adding one event at a time from
+    every profile covers adding several."""
+    stamps = {(AS_OF + timedelta(hours=h)).isoformat() for h in (-30, -1, 2)}
+    stamps.update(e["timestamp"] for e in events[:3])
+    single = [[{"type": kind, "timestamp": at, "product": {"quantity": quantity, "sku": "B2"}}]
+              for kind in TYPES for quantity in (-2, 3) for at in sorted(stamps)]
+    return [*single, drawn]
+
+
+def _check(tree: ast.Node, catalogue: dict[str, str], attrs: dict, events: list[dict], drawn: list[dict],
+           now: datetime) -> None:
     text = render(tree)
     try:
         sign = sign_of(text, catalogue)
@@ -112,26 +156,54 @@ def test_more_events_never_move_an_answer_against_its_polarity(tree, catalogue, 
     note(sign)
     if sign == UNKNOWN:
         return
-    now = AS_OF + timedelta(minutes=minutes)
-    # events whose values are often the tree's literals, at a window's edge: where answers move
-    added = data.draw(st.lists(st.one_of(event, _near_the_tree(tree, now), _near_the_tree(tree, now)),
-                               min_size=1, max_size=2), label="added")
     before = {"id": "p", "attributes": attrs, "events": [dict(e, id=f"e{j}") for j, e in enumerate(events)]}
-    after = dict(before, events=[*before["events"], *(dict(e, id=f"n{j}") for j, e in enumerate(added))])
+    additions = _additions(before["events"], drawn)
     predicate = compile_predicate(check(text, SCHEMA, segments=catalogue), SCHEMA, segments=catalogue)
+    stamps = {datetime.fromisoformat(e["timestamp"]) for added in [before["events"], *additions] for e in added}
+    instants = _instants(tree, stamps, now)
     without = load_profile(before, SCHEMA, allowed_values=False)
-    with_them = load_profile(after, SCHEMA, allowed_values=False)
-    stamps = [datetime.fromisoformat(e["timestamp"]) for e in after["events"]]
+    answers = [bool(predicate(without, at)) for at in instants]
     moved = False
-    for at in _instants(tree, stamps, now):
-        was, now_is = bool(predicate(without, at)), bool(predicate(with_them, at))
-        if grows(sign):
-            assert not (was and not now_is), f"{text}: monotone, but TRUE → not TRUE at {at} adding {added}"
-        if shrinks(sign):
-            assert not (now_is and not was), f"{text}: antitone, but not TRUE → TRUE at {at} adding {added}"
-        moved = moved or was != now_is
+    for added in additions:
+        after = dict(before, events=[*before["events"], *(dict(e, id=f"n{j}") for j, e in enumerate(added))])
+        with_them = load_profile(after, SCHEMA, allowed_values=False)
+        for at, was in zip(instants, answers):
+            now_is = bool(predicate(with_them, at))
+            if grows(sign):
+                assert not (was and not now_is), f"{text}: monotone, but TRUE → not TRUE at {at} adding {added}"
+            if shrinks(sign):
+                assert not (now_is and not was), f"{text}: antitone, but not TRUE → TRUE at {at} adding {added}"
+            moved = moved or was != now_is
     if moved:
         note(f"{sign}: the answer moved (its way) at some instant")
+
+
+small_attributes = st.fixed_dictionaries({}, optional={
+    "loyalty": st.fixed_dictionaries({}, optional={"points": st.integers(-1, 4), "tier": st.just("gold")}),
+    "email_opt_in": st.booleans(),
+    "created_at": st.integers(-3 * 24 * 60, 600).map(lambda m: (AS_OF + timedelta(minutes=m)).isoformat())})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(tree=st.one_of(_focused_predicates, st.builds(ast.Not, _focused_predicates)),
+       catalogue=st.sampled_from(CATALOGUES), attrs=small_attributes, events=st.lists(small_event, max_size=3),
+       drawn=st.lists(small_event, min_size=1, max_size=2), minutes=st.integers(-2 * 24 * 60, 24 * 60))
+def test_more_events_never_move_a_term_against_its_polarity(tree, catalogue, attrs, events, drawn, minutes):
+    """One term (or its negation) of each shape the analysis decides, over small values."""
+    _check(tree, catalogue, attrs, events, drawn, AS_OF + timedelta(minutes=minutes))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(tree=st.one_of(focused, focused, with_events), catalogue=st.sampled_from(CATALOGUES),
+       attrs=attributes, events=st.lists(st.one_of(small_event, small_event, event), max_size=3), data=st.data(),
+       minutes=st.integers(-2 * 24 * 60, 24 * 60))
+def test_more_events_never_move_an_answer_against_its_polarity(tree, catalogue, attrs, events, data, minutes):
+    """and / or / not of such terms, and the differential tests' generated expressions."""
+    now = AS_OF + timedelta(minutes=minutes)
+    # and events whose values are often the tree's literals, at a window's edge
+    drawn = data.draw(st.lists(st.one_of(small_event, event, _near_the_tree(tree, now)), min_size=1, max_size=2),
+                      label="drawn")
+    _check(tree, catalogue, attrs, events, drawn, now)
 
 
 BUYERS = {"buyers": 'exists event where type = "purchase"', "lapsed": 'no event where type = "purchase"'}
