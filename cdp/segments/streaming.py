@@ -18,6 +18,23 @@ evaluation stores the earliest it computed when that is earlier than the stored 
 it did not evaluate cannot have changed, and the stored instant covers them); the ``segments.due``
 job kind re-evaluates all the timed streaming segments of a profile whose instant has come and
 stores their earliest next instant (or none).
+
+A record that only adds events (no attribute, no merge, no deletion) also skips, per profile, the
+selected segments whose stored membership it cannot change (cdp/segments/polarity.py, from the
+checked tree): a member of a *monotone* segment (more events never turn TRUE into not-TRUE at any
+instant: ``exists``, ``count(…) >= n``, ``and``/``or`` of such) and a non-member of an *antitone*
+one (``no event``, ``count(…) < n``). It needs the membership, so the decision is taken after the
+one read, and only while the profile's stored instant is after now (or there is none). Why the
+stored memberships and instant stay right: the stored instant S promises that each timed
+segment's answer, on the events before the record, is constant — equal to its stored membership —
+on [now, S) (that is what the due job and the evaluations that wrote it guarantee: an instant is
+never late). For a member of a monotone segment the old answer is TRUE at every t in [now, S),
+and with more events it is ≥ at every t, so still TRUE: its first change on the new events is
+not before S. The stored instant is only ever lowered by a record (it keeps S or moves earlier),
+and at S the due job re-evaluates every timed segment of the profile, the skipped one included.
+Symmetrically for a non-member of an antitone segment. Once S has passed (the due job has not run
+yet) the stored membership may already be stale, so nothing is skipped by polarity: the record
+evaluates as before and a member whose window has passed leaves at once.
 """
 
 from __future__ import annotations
