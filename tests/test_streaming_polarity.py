@@ -231,6 +231,9 @@ BUYERS = {"buyers": 'exists event where type = "purchase"', "lapsed": 'no event 
     ('avg(event.order.total) > 100', UNKNOWN),
     ('last(event.product.category where type = "purchase") = "mens"', UNKNOWN),
     ('last(event.order.total) > 10', UNKNOWN),
+    ('first(event.order.total) < 10', UNKNOWN),
+    ('exists event where type = "purchase" since max(event.timestamp where type = "addToCart")', UNKNOWN),
+    ('exists event where type = "purchase" and in segment "buyers"', UNKNOWN),
     ('max(event.order.total) > 50', MONOTONE),
     ('max(event.order.total) < 50', UNKNOWN),  # null (not TRUE) before the first order, then TRUE
     ('min(event.order.total) < 10', MONOTONE),
@@ -276,6 +279,9 @@ def _purchase(hours_ago: float, total: float = 10.0, kind: str = "purchase") -> 
     # a first purchase after a date, then an older one
     ('first(event.timestamp) > date("2026-01-01")', [], [_purchase(5)]),
     ('first(event.timestamp) > date("2026-01-01")', [_purchase(5)], [_purchase(5), _purchase(24 * 400)]),
+    # a window bounded by another event term: a later cart moves the bound past the purchase
+    ('exists event where type = "purchase" since max(event.timestamp where type = "addToCart")',
+     [_purchase(6, kind="addToCart"), _purchase(5)], [_purchase(6, kind="addToCart"), _purchase(5), _purchase(4, kind="addToCart")]),
 ])
 def test_unknown_shapes_do_move_both_ways(text, first, second):
     assert sign_of(text, {}) == UNKNOWN
