@@ -18,6 +18,23 @@ evaluation stores the earliest it computed when that is earlier than the stored 
 it did not evaluate cannot have changed, and the stored instant covers them); the ``segments.due``
 job kind re-evaluates all the timed streaming segments of a profile whose instant has come and
 stores their earliest next instant (or none).
+
+A record that only adds events (no attribute, no merge, no deletion) also skips, per profile, the
+selected segments whose stored membership it cannot change (cdp/segments/polarity.py, from the
+checked tree): a member of a *monotone* segment (more events never turn TRUE into not-TRUE at any
+instant: ``exists``, ``count(…) >= n``, ``and``/``or`` of such) and a non-member of an *antitone*
+one (``no event``, ``count(…) < n``). It needs the membership, so the decision is taken after the
+one read, and only while the profile's stored instant is after now (or there is none). Why the
+stored memberships and instant stay right: the stored instant S promises that each timed
+segment's answer, on the events before the record, is constant — equal to its stored membership —
+on [now, S) (that is what the due job and the evaluations that wrote it guarantee: an instant is
+never late). For a member of a monotone segment the old answer is TRUE at every t in [now, S),
+and with more events it is ≥ at every t, so still TRUE: its first change on the new events is
+not before S. The stored instant is only ever lowered by a record (it keeps S or moves earlier),
+and at S the due job re-evaluates every timed segment of the profile, the skipped one included.
+Symmetrically for a non-member of an antitone segment. Once S has passed (the due job has not run
+yet) the stored membership may already be stale, so nothing is skipped by polarity: the record
+evaluates as before and a member whose window has passed leaves at once.
 """
 
 from __future__ import annotations
@@ -41,6 +58,7 @@ from cdp.schema import Schema
 from cdp.segments.membership import SegmentRef, changed_statuses, verdict_changes
 from cdp.engine.profile import ProfileError
 from cdp.profiles.documents import _stored_fields
+from cdp.segments.polarity import Polarity, grows, shrinks
 from cdp.segments.reads import Change, Reads, reads_of
 from cdp.segments.relevance import Relevance, Screen
 from cdp.segments.timing import _instant, next_change
@@ -113,6 +131,12 @@ class _Plan:
         self.relevance = Relevance(schema) if schema is not None else None
         self.guards = [self.relevance.segment_guards(row.key, self._tree) if self.relevance else None
                        for row in self.order]
+        # per position: whether a member stays one, and a non-member stays none, when the profile
+        # only gains events (cdp/segments/polarity.py); both False when there is no schema
+        polarity = Polarity(self._tree) if schema is not None else None
+        signs = [polarity.segment(row.key) if polarity else None for row in self.order]
+        self.grows = [sign is not None and grows(sign) for sign in signs]
+        self.shrinks = [sign is not None and shrinks(sign) for sign in signs]
         self._chosen: dict[Change, tuple[list[int], frozenset[str] | None]] = {}
         self._screens: dict[Change, Screen] = {}
         # per position: the event types it reads (None: any)
@@ -257,6 +281,9 @@ class StreamingEvaluator:
         self._loaded: _Plan | None = None
         self.evaluations = 0
         self.skipped = 0  # segments selected by a change's types whose filters admit none of its events
+        # segments left after that whose answer cannot change for the profile when it only gains
+        # events: a member of a monotone one, a non-member of an antitone one (cdp/segments/polarity.py)
+        self.kept = 0
 
     def _load(self) -> _Plan:
         if self._loaded is None:
@@ -268,12 +295,13 @@ class StreamingEvaluator:
         returns key → new status for the memberships that changed."""
         plan = self._load()
         chosen, types = plan.selection(change)
-        if chosen and change.events and not change.everything and not change.attributes:
+        added = bool(change.events) and not change.everything and not change.attributes  # events only
+        if chosen and added:
             kept = plan.relevant(chosen, change, now)
             if len(kept) < len(chosen):
                 self.skipped += len(chosen) - len(kept)
                 chosen, types = kept, plan.event_types(kept)
-        return self._evaluate(profile_pk, plan, chosen, types, now)
+        return self._evaluate(profile_pk, plan, chosen, types, now, added)
 
     def due(self, profile_pk: int, now: datetime) -> dict[str, str]:
         """Re-evaluate all the timed streaming segments of a profile whose instant has come."""
@@ -285,7 +313,7 @@ class StreamingEvaluator:
         return self._evaluate(profile_pk, plan, chosen, plan.event_types(chosen), now)
 
     def _evaluate(self, profile_pk: int, plan: _Plan, chosen: list[int], event_types: frozenset[str] | None,
-                  now: datetime) -> dict[str, str]:
+                  now: datetime, added: bool = False) -> dict[str, str]:
         if not chosen:
             return {}
         started = perf_counter()
@@ -294,6 +322,8 @@ class StreamingEvaluator:
         # reference, can read), its memberships of the chosen segments and its stored instant
         profile, members, stored = _load_with_state(self.connection, profile_pk, plan.schema, event_types,
                                                     [refs[i].pk for i in chosen])
+        if added and (stored is None or due_form(self.connection)(now) < stored):
+            chosen = self._unchangeable(plan, chosen, members)
         verdicts: dict[int, bool] = {}
         earliest: datetime | None = None  # of the evaluated segments' next instants
         memo: dict = {}  # a referenced segment is evaluated once for all that reference it
@@ -322,6 +352,22 @@ class StreamingEvaluator:
             self.metrics.evaluated(self.sandbox, spent)
             self.metrics.streaming_profile(self.sandbox, evaluated - started, perf_counter() - evaluated)
         return changed
+
+    def _unchangeable(self, plan: _Plan, chosen: list[int], members: set[int]) -> list[int]:
+        """``chosen`` without the segments whose stored membership a record that only adds events
+        cannot change: a member of a monotone segment, a non-member of an antitone one
+        (cdp/segments/polarity.py). Called only when the profile's stored instant is after now
+        (or there is none), so each stored membership is the answer at every instant from now
+        until that instant (that is what the stored instant promises). With more events a
+        monotone answer is TRUE wherever it was TRUE, so a member's answer stays TRUE on
+        [now, stored): the membership is right and the stored instant still comes no later than
+        its first change; the due job re-evaluates it then, as every timed segment of the
+        profile. Likewise a non-member of an antitone segment. The stored instant is only ever
+        lowered here (:meth:`_write`), so it keeps covering the segments skipped."""
+        refs, grown, shrunk = plan.refs, plan.grows, plan.shrinks
+        kept = [i for i in chosen if not (grown[i] if refs[i].pk in members else shrunk[i])]
+        self.kept += len(chosen) - len(kept)
+        return kept
 
     def _write(self, profile_pk: int, profile_id: str, plan: _Plan, verdicts: Mapping[int, bool],
                earliest: datetime | None, now: datetime, members: set[int], stored: Any) -> dict[str, str]:

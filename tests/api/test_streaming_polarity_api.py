@@ -1,0 +1,96 @@
+"""Skipping streaming segments by polarity (cdp/segments/polarity.py), end to end on SQLite and
+PostgreSQL: a record that only adds events does not evaluate a segment the profile is a member of
+when more events cannot make it leave (``exists``, ``count(…) >= n``), nor one it is not a member of
+when more events cannot make it enter (``no event``) — counted by ``cdp_streaming_evaluations_total``
+— while the memberships stay a batch run's; and once the profile's stored instant has passed
+(the due job not run yet), the record evaluates them all, so a member whose window has passed
+leaves at once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from tests.api.conftest import Api, create_dataset, new_sandbox
+from tests.api.test_streaming_agrees_with_batch import T0, Clock, _iso, _streaming, assert_streaming_equals_batch
+
+SEGMENTS = {
+    "buyers": 'exists event where type = "purchase"',  # monotone
+    "two-buys": 'count(event where type = "purchase") >= 2',  # monotone
+    "lapsed": 'no event where type = "purchase" within last 30 days',  # antitone
+    "big-spend": 'sum(event.order.total where type = "purchase") > 15',  # unknown: evaluated every time
+}
+
+
+def _save(api: Api, segments: dict[str, str]) -> None:
+    for key, expression in segments.items():
+        response = api.post("/v1/segments", json={"key": key, "name": key, "expression": expression,
+                                                  "evaluation": "streaming"})
+        assert response.status_code == 201, response.text
+
+
+def _counts(api: Api, sandbox: str, keys) -> dict[str, float]:
+    return {key: api.app.state.metrics.segment_evaluations.count(sandbox, key) for key in keys}
+
+
+def _purchase(api: Api, dataset: int, n: int, at) -> None:
+    record = {"identities": [{"namespace": "email", "id": "m@example.com"}],
+              "event": {"id": f"p{n}", "type": "purchase", "timestamp": _iso(at), "channel": "web",
+                        "order": {"id": f"o{n}", "total": 10.0}}}
+    response = api.post(f"/v1/datasets/{dataset}/records", json=record)
+    assert response.status_code == 200 and response.json()["accepted"] == 1, response.text
+
+
+def test_a_record_of_new_events_skips_the_segments_it_cannot_move(service):
+    client, keys = service
+    sandbox = new_sandbox(Api(client, keys), "m")
+    api = Api(client, keys, sandbox)
+    before = api.app.state.clock
+    api.app.state.clock = clock = Clock(T0)
+    try:
+        _save(api, SEGMENTS)
+        web = create_dataset(api, "event", "Web")
+        _purchase(api, web, 0, T0 - timedelta(hours=1))  # a new profile: every segment evaluated
+        first = _counts(api, sandbox, SEGMENTS)
+        assert all(first.values()), first
+        with api.app.state.engine.connect() as connection:
+            assert set(_streaming(connection, sandbox)) == {"buyers"}
+        _purchase(api, web, 1, T0 - timedelta(minutes=30))
+        second = _counts(api, sandbox, SEGMENTS)
+        assert second["buyers"] == first["buyers"]  # a member of a monotone segment
+        assert second["lapsed"] == first["lapsed"]  # not a member of an antitone one
+        assert second["two-buys"] == first["two-buys"] + 1  # not a member of a monotone one: it may enter
+        assert second["big-spend"] == first["big-spend"] + 1  # a sum can fall: always evaluated
+        with api.app.state.engine.connect() as connection:
+            assert set(_streaming(connection, sandbox)) == {"buyers", "two-buys", "big-spend"}
+        _purchase(api, web, 2, T0 - timedelta(minutes=10))
+        third = _counts(api, sandbox, SEGMENTS)
+        assert third["two-buys"] == second["two-buys"]  # a member now
+        assert third["big-spend"] == second["big-spend"] + 1
+        assert_streaming_equals_batch(api.app.state.engine, sandbox, SEGMENTS, as_of=clock.at, context="m")
+    finally:
+        api.app.state.clock = before
+
+
+def test_once_the_stored_instant_has_passed_a_record_evaluates_them_all(service):
+    client, keys = service
+    sandbox = new_sandbox(Api(client, keys), "m")
+    api = Api(client, keys, sandbox)
+    before = api.app.state.clock
+    api.app.state.clock = clock = Clock(T0)
+    recent = {"recent-pair": 'count(event where type = "purchase" within last 1 hour) >= 2'}
+    try:
+        _save(api, recent)
+        web = create_dataset(api, "event", "Web")
+        _purchase(api, web, 0, T0 - timedelta(minutes=20))
+        _purchase(api, web, 1, T0 - timedelta(minutes=10))  # enters; due at T0 + 40 min
+        with api.app.state.engine.connect() as connection:
+            assert set(_streaming(connection, sandbox)) == {"recent-pair"}
+        counted = _counts(api, sandbox, recent)["recent-pair"]
+        clock.at = T0 + timedelta(hours=2)  # the instant has passed; the due job has not run
+        _purchase(api, web, 2, clock.at - timedelta(minutes=1))  # one purchase in the last hour: she leaves
+        assert _counts(api, sandbox, recent)["recent-pair"] == counted + 1
+        with api.app.state.engine.connect() as connection:
+            assert set(_streaming(connection, sandbox)) == set()
+        assert_streaming_equals_batch(api.app.state.engine, sandbox, recent, as_of=clock.at, context="m")
+    finally:
+        api.app.state.clock = before
