@@ -22,6 +22,14 @@ cluster (``bench_sql.load_all``: executemany / COPY). Then:
    the grouping), then a level of the reference graph's segments ``--per-query`` to a statement
    (default: the engine's, jobs.SEGMENTS_PER_QUERY, or 10 where that is 1); steady state too, each writing the
    memberships back to the database (that part timed on its own). All counts must be equal.
+
+``--over-sqlite DB --snapshots ROOT``: only the batch, over a SQLite database grown by
+bench/scale_data.py (1M profiles and more; no generation, no PostgreSQL) and a full snapshot of it
+already taken (``export_snapshot``; ROOT holds ``prod/manifest``): ``--segments`` segments saved
+active, then one job per engine of ``--engines`` (any of database, duckdb, spark; in that order,
+each engine's default segments per statement), each timed with its writing back on its own. The
+first job inserts every membership, the later ones find them existing: all must find the same
+members per segment (asserted).
 """
 
 from __future__ import annotations
@@ -205,6 +213,44 @@ def report(args, stats, snapshot: float, spark_start: float, rows: list[dict], b
     return "\n".join(lines) + "\n"
 
 
+def batch_over_sqlite(args) -> None:
+    """The ``--over-sqlite`` mode (see the module's docstring)."""
+    import sqlalchemy as sa
+
+    from cdp.engine.sql.spark_session import stop
+
+    engine = create_engine(f"sqlite:///{args.over_sqlite}")
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, _record):  # the query connection of bench_sql
+        for pragma in bench_sql.SQLITE_PRAGMAS:
+            dbapi_connection.execute(pragma)
+
+    with engine.connect() as connection:
+        profiles = connection.execute(sa.text("SELECT count(*) FROM profiles")).scalar_one()
+    save_segments(engine, shapes(args.segments))
+    rows, members = [], None
+    try:
+        for on in args.engines.split(","):
+            load = os.getloadavg()[0]
+            log(f"batch of {args.segments} on {on} ({profiles:,} profiles, load {load:.1f})")
+            seconds, writing, counts = timed_batch(engine, on, Path(args.snapshots))
+            found = {key: c["realized"] + c["existing"] for key, c in counts.items()}
+            assert members is None or found == members, f"{on} found other members than the first engine"
+            members = found
+            rows.append((on, seconds, writing, load, os.getloadavg()[0]))
+            log(f"  {seconds:.1f} s (writing back {writing:.1f} s)")
+    finally:
+        stop()
+        engine.dispose()
+    print(f"{profiles:,} profiles, {args.segments} segments, {sum(members.values()):,} memberships "
+          "(equal per segment on every engine, asserted)")
+    print("| engine (order run) | batch | of which writing back | computing | load at start → end |")
+    print("|---|---:|---:|---:|---|")
+    for on, seconds, writing, before, after in rows:
+        print(f"| {on} | {seconds:.1f} s | {writing:.1f} s | {seconds - writing:.1f} s | {before:.1f} → {after:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--profiles", type=int, default=20_000)
@@ -217,7 +263,11 @@ def main() -> None:
     parser.add_argument("--grouped-first", action="store_true", help="the grouped batch run before the other")
     parser.add_argument("--skip-segments", action="store_true", help="only the batch (not segments a and b)")
     parser.add_argument("--record", action="store_true", help="append the tables to bench/RESULTS.md")
+    parser.add_argument("--over-sqlite", help="only the batch, over this SQLite database (bench/scale_data.py)")
+    parser.add_argument("--snapshots", help="--over-sqlite: the snapshot root of that database")
     args = parser.parse_args()
+    if args.over_sqlite:
+        return batch_over_sqlite(args)
     started = datetime.now(UTC)
     from cdp.engine.sql.spark_session import SparkSession, stop
 
