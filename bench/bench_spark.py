@@ -41,6 +41,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_sql  # noqa: E402 - the data and the bulk loader
@@ -63,21 +64,19 @@ HAND = {
     "a": """
 SELECT p.pk, p.external_id FROM profiles p
 WHERE p.sandbox = :sandbox
-  AND get_json_object(p.attributes, "$['loyalty.tier']") IN ('silver', 'gold')
-  AND get_json_object(p.attributes, "$['home_address.country']") = 'US'
-  AND CAST(get_json_object(p.attributes, "$['loyalty.points']") AS BIGINT) > 500
+  AND p.`a.loyalty.tier` IN ('silver', 'gold')
+  AND p.`a.home_address.country` = 'US'
+  AND p.`a.loyalty.points` > 500
 ORDER BY p.pk""",
     "b": f"""
 SELECT p.pk, p.external_id FROM profiles p
 WHERE p.pk IN ({carts_not_bought(':')})
   AND p.sandbox = :sandbox
-  AND get_json_object(p.attributes, "$['loyalty.tier']") IS NOT NULL
+  AND p.`a.loyalty.tier` IS NOT NULL
   AND EXISTS (SELECT 1 FROM events e
               WHERE e.profile_pk = p.pk AND e.type = 'addToCart' AND e.ts > :lo AND e.ts <= :as_of
-                AND get_json_object(e.fields, "$['product.category']")
-                    != get_json_object(p.attributes, "$['preferred_category']")
-                AND get_json_object(e.fields, "$['product.size']")
-                    != get_json_object(p.attributes, "$['preferred_size']"))
+                AND e.`f.product.category` != p.`a.preferred_category`
+                AND e.`f.product.size` != p.`a.preferred_size`)
 ORDER BY p.pk""",
 }
 
@@ -213,12 +212,75 @@ def report(args, stats, snapshot: float, spark_start: float, rows: list[dict], b
     return "\n".join(lines) + "\n"
 
 
+def computed_only(on: str, root: Path, count: int) -> tuple[float, float, dict[str, list[int]], list[str]]:
+    """What a job over the snapshot computes, without writing back: the session started and the
+    snapshot opened (seconds), then the levels of the reference graph, each level's segments
+    jobs.SEGMENTS_PER_QUERY to a statement, remembered for the next level (seconds, members per
+    segment, one line per statement)."""
+    from cdp.engine.sql.analytic import open_session
+    from cdp.schema.luma import luma_schema
+    from cdp.segments import jobs
+    from cdp.snapshots.export import latest_manifest, relations_sql
+
+    catalogue = shapes(count)
+    rows = [SimpleNamespace(pk=i + 1, key=key, expression=text) for i, (key, text) in enumerate(catalogue.items())]
+    graph = {key: {other for other in catalogue if f'"{other}"' in text} for key, text in catalogue.items()}
+    manifest = latest_manifest(root, SANDBOX)
+    per = jobs.SEGMENTS_PER_QUERY.get(on, 1)
+    began = time.perf_counter()
+    session = open_session(on)
+    if on == "spark":
+        session.from_snapshot(manifest)
+    else:
+        session.from_sql(*relations_sql(manifest))
+    opened = time.perf_counter() - began
+    members: dict[str, list[int]] = {}
+    lines = []
+    try:
+        began = time.perf_counter()
+        done: dict[str, int] = {}
+        for number, level in enumerate(jobs.dependency_levels(rows, graph)):
+            found: list[list[int]] = []
+            for start in range(0, len(level), per):
+                statement = time.perf_counter()
+                found += jobs._members_together(session, level[start:start + per], on=on, sandbox=SANDBOX,
+                                                schema=luma_schema(), catalogue=catalogue, as_of=AS_OF,
+                                                memberships_of=done)
+                if per > 1:
+                    lines.append(f"level {number}, segments {start}–{min(start + per, len(level)) - 1}: "
+                                 f"{time.perf_counter() - statement:.1f} s (load {os.getloadavg()[0]:.1f})")
+            session.remember_many([(row.pk, pks) for row, pks in zip(level, found)])
+            members.update((row.key, pks) for row, pks in zip(level, found))
+            done.update((row.key, row.pk) for row in level)
+        return opened, time.perf_counter() - began, members, lines
+    finally:
+        session.close()
+
+
 def batch_over_sqlite(args) -> None:
     """The ``--over-sqlite`` mode (see the module's docstring)."""
     import sqlalchemy as sa
 
     from cdp.engine.sql.spark_session import stop
 
+    if args.compute_only:
+        from cdp.engine.sql.spark_session import stop
+
+        first = None
+        try:
+            for on in args.engines.split(","):
+                load = os.getloadavg()[0]
+                log(f"computing {args.segments} segments on {on} (load {load:.1f})")
+                opened, seconds, members, lines = computed_only(on, Path(args.snapshots), args.segments)
+                for line in lines:
+                    log("  " + line)
+                assert first is None or members == first, f"{on} found other members than the first engine"
+                first = members
+                print(f"| {on} | {opened:.1f} s | {seconds:.1f} s | {sum(map(len, members.values())):,} | "
+                      f"{load:.1f} → {os.getloadavg()[0]:.1f} |", flush=True)
+        finally:
+            stop()
+        return
     engine = create_engine(f"sqlite:///{args.over_sqlite}")
 
     @sa.event.listens_for(engine, "connect")
@@ -265,8 +327,10 @@ def main() -> None:
     parser.add_argument("--record", action="store_true", help="append the tables to bench/RESULTS.md")
     parser.add_argument("--over-sqlite", help="only the batch, over this SQLite database (bench/scale_data.py)")
     parser.add_argument("--snapshots", help="--over-sqlite: the snapshot root of that database")
+    parser.add_argument("--compute-only", action="store_true",
+                        help="--snapshots: only what each engine computes (no database, no writing back)")
     args = parser.parse_args()
-    if args.over_sqlite:
+    if args.over_sqlite or args.compute_only:
         return batch_over_sqlite(args)
     started = datetime.now(UTC)
     from cdp.engine.sql.spark_session import SparkSession, stop

@@ -2,7 +2,7 @@
 
 Spark reads the Parquet snapshots (cdp/snapshots) as DuckDB does: profile attributes and event
 fields are JSON text, read by ``get_json_object`` with a bracketed key (any key but one holding a
-quote), datetimes are ``TIMESTAMP``s in a session whose time zone is UTC. The session runs in ANSI
+quote), or from the snapshot's typed columns (``a.<key>``, ``f.<key>``) where it has them; datetimes are ``TIMESTAMP``s in a session whose time zone is UTC. The session runs in ANSI
 mode (Spark's default since 4.0, set explicitly): an overflow or a bad cast the compiler did not
 foresee stops the query with an error rather than wrapping around silently; where the language
 says null (DSL.md §9) the compiler asks for it — ``try_add``, ``try_subtract``, ``try_multiply``,
