@@ -22,6 +22,14 @@ cluster (``bench_sql.load_all``: executemany / COPY). Then:
    the grouping), then a level of the reference graph's segments ``--per-query`` to a statement
    (default: the engine's, jobs.SEGMENTS_PER_QUERY, or 10 where that is 1); steady state too, each writing the
    memberships back to the database (that part timed on its own). All counts must be equal.
+
+``--over-sqlite DB --snapshots ROOT``: only the batch, over a SQLite database grown by
+bench/scale_data.py (1M profiles and more; no generation, no PostgreSQL) and a full snapshot of it
+already taken (``export_snapshot``; ROOT holds ``prod/manifest``): ``--segments`` segments saved
+active, then one job per engine of ``--engines`` (any of database, duckdb, spark; in that order,
+each engine's default segments per statement), each timed with its writing back on its own. The
+first job inserts every membership, the later ones find them existing: all must find the same
+members per segment (asserted).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_sql  # noqa: E402 - the data and the bulk loader
@@ -55,21 +64,19 @@ HAND = {
     "a": """
 SELECT p.pk, p.external_id FROM profiles p
 WHERE p.sandbox = :sandbox
-  AND get_json_object(p.attributes, "$['loyalty.tier']") IN ('silver', 'gold')
-  AND get_json_object(p.attributes, "$['home_address.country']") = 'US'
-  AND CAST(get_json_object(p.attributes, "$['loyalty.points']") AS BIGINT) > 500
+  AND p.`a.loyalty.tier` IN ('silver', 'gold')
+  AND p.`a.home_address.country` = 'US'
+  AND p.`a.loyalty.points` > 500
 ORDER BY p.pk""",
     "b": f"""
 SELECT p.pk, p.external_id FROM profiles p
 WHERE p.pk IN ({carts_not_bought(':')})
   AND p.sandbox = :sandbox
-  AND get_json_object(p.attributes, "$['loyalty.tier']") IS NOT NULL
+  AND p.`a.loyalty.tier` IS NOT NULL
   AND EXISTS (SELECT 1 FROM events e
               WHERE e.profile_pk = p.pk AND e.type = 'addToCart' AND e.ts > :lo AND e.ts <= :as_of
-                AND get_json_object(e.fields, "$['product.category']")
-                    != get_json_object(p.attributes, "$['preferred_category']")
-                AND get_json_object(e.fields, "$['product.size']")
-                    != get_json_object(p.attributes, "$['preferred_size']"))
+                AND e.`f.product.category` != p.`a.preferred_category`
+                AND e.`f.product.size` != p.`a.preferred_size`)
 ORDER BY p.pk""",
 }
 
@@ -205,6 +212,107 @@ def report(args, stats, snapshot: float, spark_start: float, rows: list[dict], b
     return "\n".join(lines) + "\n"
 
 
+def computed_only(on: str, root: Path, count: int) -> tuple[float, float, dict[str, list[int]], list[str]]:
+    """What a job over the snapshot computes, without writing back: the session started and the
+    snapshot opened (seconds), then the levels of the reference graph, each level's segments
+    jobs.SEGMENTS_PER_QUERY to a statement, remembered for the next level (seconds, members per
+    segment, one line per statement)."""
+    from cdp.engine.sql.analytic import open_session
+    from cdp.schema.luma import luma_schema
+    from cdp.segments import jobs
+    from cdp.snapshots.export import latest_manifest, relations_sql
+
+    catalogue = shapes(count)
+    rows = [SimpleNamespace(pk=i + 1, key=key, expression=text) for i, (key, text) in enumerate(catalogue.items())]
+    graph = {key: {other for other in catalogue if f'"{other}"' in text} for key, text in catalogue.items()}
+    manifest = latest_manifest(root, SANDBOX)
+    per = jobs.SEGMENTS_PER_QUERY.get(on, 1)
+    began = time.perf_counter()
+    session = open_session(on)
+    if on == "spark":
+        session.from_snapshot(manifest)
+    else:
+        session.from_sql(*relations_sql(manifest))
+    opened = time.perf_counter() - began
+    members: dict[str, list[int]] = {}
+    lines = []
+    try:
+        began = time.perf_counter()
+        done: dict[str, int] = {}
+        for number, level in enumerate(jobs.dependency_levels(rows, graph)):
+            found: list[list[int]] = []
+            for start in range(0, len(level), per):
+                statement = time.perf_counter()
+                found += jobs._members_together(session, level[start:start + per], on=on, sandbox=SANDBOX,
+                                                schema=luma_schema(), catalogue=catalogue, as_of=AS_OF,
+                                                memberships_of=done)
+                if per > 1:
+                    lines.append(f"level {number}, segments {start}–{min(start + per, len(level)) - 1}: "
+                                 f"{time.perf_counter() - statement:.1f} s (load {os.getloadavg()[0]:.1f})")
+            session.remember_many([(row.pk, pks) for row, pks in zip(level, found)])
+            members.update((row.key, pks) for row, pks in zip(level, found))
+            done.update((row.key, row.pk) for row in level)
+        return opened, time.perf_counter() - began, members, lines
+    finally:
+        session.close()
+
+
+def batch_over_sqlite(args) -> None:
+    """The ``--over-sqlite`` mode (see the module's docstring)."""
+    import sqlalchemy as sa
+
+    from cdp.engine.sql.spark_session import stop
+
+    if args.compute_only:
+        from cdp.engine.sql.spark_session import stop
+
+        first = None
+        try:
+            for on in args.engines.split(","):
+                load = os.getloadavg()[0]
+                log(f"computing {args.segments} segments on {on} (load {load:.1f})")
+                opened, seconds, members, lines = computed_only(on, Path(args.snapshots), args.segments)
+                for line in lines:
+                    log("  " + line)
+                assert first is None or members == first, f"{on} found other members than the first engine"
+                first = members
+                print(f"| {on} | {opened:.1f} s | {seconds:.1f} s | {sum(map(len, members.values())):,} | "
+                      f"{load:.1f} → {os.getloadavg()[0]:.1f} |", flush=True)
+        finally:
+            stop()
+        return
+    engine = create_engine(f"sqlite:///{args.over_sqlite}")
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, _record):  # the query connection of bench_sql
+        for pragma in bench_sql.SQLITE_PRAGMAS:
+            dbapi_connection.execute(pragma)
+
+    with engine.connect() as connection:
+        profiles = connection.execute(sa.text("SELECT count(*) FROM profiles")).scalar_one()
+    save_segments(engine, shapes(args.segments))
+    rows, members = [], None
+    try:
+        for on in args.engines.split(","):
+            load = os.getloadavg()[0]
+            log(f"batch of {args.segments} on {on} ({profiles:,} profiles, load {load:.1f})")
+            seconds, writing, counts = timed_batch(engine, on, Path(args.snapshots))
+            found = {key: c["realized"] + c["existing"] for key, c in counts.items()}
+            assert members is None or found == members, f"{on} found other members than the first engine"
+            members = found
+            rows.append((on, seconds, writing, load, os.getloadavg()[0]))
+            log(f"  {seconds:.1f} s (writing back {writing:.1f} s)")
+    finally:
+        stop()
+        engine.dispose()
+    print(f"{profiles:,} profiles, {args.segments} segments, {sum(members.values()):,} memberships "
+          "(equal per segment on every engine, asserted)")
+    print("| engine (order run) | batch | of which writing back | computing | load at start → end |")
+    print("|---|---:|---:|---:|---|")
+    for on, seconds, writing, before, after in rows:
+        print(f"| {on} | {seconds:.1f} s | {writing:.1f} s | {seconds - writing:.1f} s | {before:.1f} → {after:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--profiles", type=int, default=20_000)
@@ -217,7 +325,13 @@ def main() -> None:
     parser.add_argument("--grouped-first", action="store_true", help="the grouped batch run before the other")
     parser.add_argument("--skip-segments", action="store_true", help="only the batch (not segments a and b)")
     parser.add_argument("--record", action="store_true", help="append the tables to bench/RESULTS.md")
+    parser.add_argument("--over-sqlite", help="only the batch, over this SQLite database (bench/scale_data.py)")
+    parser.add_argument("--snapshots", help="--over-sqlite: the snapshot root of that database")
+    parser.add_argument("--compute-only", action="store_true",
+                        help="--snapshots: only what each engine computes (no database, no writing back)")
     args = parser.parse_args()
+    if args.over_sqlite or args.compute_only:
+        return batch_over_sqlite(args)
     started = datetime.now(UTC)
     from cdp.engine.sql.spark_session import SparkSession, stop
 

@@ -6,8 +6,8 @@ Per segment, ``runs`` interleaved rounds after a warm-up of each: the compiled q
 snapshot with event columns (``SparkSession.from_snapshot`` finds them; the compiler reads them),
 the compiled query over the copy without (``get_json_object`` reads of ``fields``), and the
 hand-written query over the typed event columns (the reference of the ≤ 1.1× target). Profile
-attributes are JSON on Spark (its views do not read the ``a.*`` columns), in the compiled and the
-hand-written query alike. The compiled queries are rendered once and run as text as the
+attributes are read from the snapshot's typed ``a.*`` columns, in the compiled and the
+hand-written query alike (before session 11 both read them through ``get_json_object``). The compiled queries are rendered once and run as text as the
 hand-written one is; every variant's ids must equal the database's (asserted). One Spark, two
 sessions of it (one per snapshot).
 """
@@ -29,19 +29,19 @@ HAND = {
     "a": """
 SELECT p.pk, p.external_id FROM profiles p
 WHERE p.sandbox = :sandbox
-  AND get_json_object(p.attributes, "$['loyalty.tier']") IN ('silver', 'gold')
-  AND get_json_object(p.attributes, "$['home_address.country']") = 'US'
-  AND CAST(get_json_object(p.attributes, "$['loyalty.points']") AS DOUBLE) > 500
+  AND p.`a.loyalty.tier` IN ('silver', 'gold')
+  AND p.`a.home_address.country` = 'US'
+  AND p.`a.loyalty.points` > 500
 ORDER BY p.pk""",
     "b": f"""
 SELECT p.pk, p.external_id FROM profiles p
 WHERE p.pk IN ({carts_not_bought(':')})
   AND p.sandbox = :sandbox
-  AND get_json_object(p.attributes, "$['loyalty.tier']") IS NOT NULL
+  AND p.`a.loyalty.tier` IS NOT NULL
   AND EXISTS (SELECT 1 FROM events e
               WHERE e.profile_pk = p.pk AND e.type = 'addToCart' AND e.ts > :lo AND e.ts <= :as_of
-                AND e.`f.product.category` != get_json_object(p.attributes, "$['preferred_category']")
-                AND e.`f.product.size` != get_json_object(p.attributes, "$['preferred_size']"))
+                AND e.`f.product.category` != p.`a.preferred_category`
+                AND e.`f.product.size` != p.`a.preferred_size`)
 ORDER BY p.pk""",
     "c": """
 SELECT p.pk, p.external_id FROM profiles p

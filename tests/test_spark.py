@@ -95,6 +95,42 @@ def test_spark_reads_the_typed_event_columns_every_events_file_has(sqlite_engine
         duck.close()
 
 
+ATTRIBUTE_SEGMENTS = ['loyalty.tier = "gold" and loyalty.points > 100',
+                      'home_address.country = "US" or month(person.birth_date) = 3',
+                      'email_opt_in and lifetime_value > 10']
+
+
+def test_spark_reads_the_typed_attribute_columns_every_profiles_file_has(sqlite_engine, spark_session, tmp_path):
+    """Over a snapshot of two parts, Spark reads the `a.<key>` attribute columns (the compiled SQL
+    names them, not get_json_object of `attributes`) and answers as DuckDB does; a column one
+    profiles file lacks is read through the JSON, as on DuckDB."""
+    import pyarrow.parquet
+
+    from cdp.engine.sql.analytic import DuckDBSession, members_query
+    from cdp.snapshots.export import relations_sql
+
+    sandbox = next(SANDBOXES)
+    manifest = two_part_snapshot(sqlite_engine, sandbox, tmp_path)
+    files = sorted(manifest.folder.rglob("profiles.parquet"))
+    assert len(files) >= 2
+    table = pyarrow.parquet.read_table(files[0])  # one file without loyalty.points' column
+    pyarrow.parquet.write_table(table.drop_columns(["a.loyalty.points"]), files[0])
+    spark_session.from_snapshot(manifest)
+    assert "loyalty.tier" in spark_session.flat and "loyalty.points" not in spark_session.flat
+    duck = DuckDBSession().from_sql(*relations_sql(manifest))
+    try:
+        assert set(duck.flat) == set(spark_session.flat)
+        for text in ATTRIBUTE_SEGMENTS:
+            sql, _ = spark_session.rendered(members_query(text, engine="spark", as_of=AS_OF, sandbox=sandbox,
+                                                          flat=spark_session.flat))
+            assert "`a.loyalty.points`" not in sql and ("`a.loyalty.tier`" in sql) == ("tier" in text)
+            assert ("get_json_object" in sql) == ("points" in text), sql
+            assert spark_session.members(text, as_of=AS_OF, sandbox=sandbox) == \
+                duck.members(text, as_of=AS_OF, sandbox=sandbox), text
+    finally:
+        duck.close()
+
+
 CART_ABANDONERS = """loyalty.tier is not null
 and (exists event where type = "addToCart" and product.category != profile.preferred_category
      within last 7 days)

@@ -133,11 +133,11 @@ def spark_tables(spark_session):
     event-field columns a snapshot has: ``spark`` reads them, ``spark_json`` the same relations
     through the JSON of ``fields`` (its compiler is given no columns)."""
     _load_datasets(spark_session)
-    assert spark_session.flat_events  # the typed columns are what `spark` reads
+    assert spark_session.flat_events and spark_session.flat  # the typed columns are what `spark` reads
     return spark_session
 
 
-def _spark_backend(session, flat_events, same_as=None):
+def _spark_backend(session, flat_events, same_as=None, flat=None):
     """Spark over the datasets; every case without segment references answered up front, a batch
     of cases per Spark query (a query costs Spark about a second however small: one per case
     would take minutes). A case the batch cannot run (an error) runs alone, so it fails alone.
@@ -147,7 +147,7 @@ def _spark_backend(session, flat_events, same_as=None):
 
     def query(expression, as_of, segments, dataset):
         return members_query(expression, engine="spark", as_of=as_of, sandbox=dataset, segments=segments,
-                             flat_events=flat_events)
+                             flat_events=flat_events, flat=flat)
 
     def shared(expression, as_of, segments, dataset) -> bool:
         return same_as is not None and same_as[1](expression, as_of, segments, dataset)
@@ -188,7 +188,7 @@ def _spark_backend(session, flat_events, same_as=None):
 
 @pytest.fixture(scope="module")
 def spark_backend(spark_tables):
-    return _spark_backend(spark_tables, spark_tables.flat_events)
+    return _spark_backend(spark_tables, spark_tables.flat_events, flat=spark_tables.flat)
 
 
 @pytest.fixture(scope="module")
@@ -199,12 +199,12 @@ def spark_json_backend(spark_tables, spark_backend):
     from cdp.engine.sql.analytic import members_query
 
     def same_statement(expression, as_of, segments, dataset) -> bool:
-        def statement(flat_events) -> tuple[str, str]:
+        def statement(flat_events, flat) -> tuple[str, str]:
             compiled = members_query(expression, engine="spark", as_of=as_of, sandbox=dataset, segments=segments,
-                                     flat_events=flat_events).compile()
+                                     flat_events=flat_events, flat=flat).compile()
             return str(compiled), repr(compiled.params)
         try:
-            return statement(spark_tables.flat_events) == statement(None)
+            return statement(spark_tables.flat_events, spark_tables.flat) == statement(None, None)
         except Exception:  # noqa: BLE001 - refused when compiled: each backend answers (and fails) on its own
             return False
 

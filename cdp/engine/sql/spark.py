@@ -2,7 +2,7 @@
 
 Spark reads the Parquet snapshots (cdp/snapshots) as DuckDB does: profile attributes and event
 fields are JSON text, read by ``get_json_object`` with a bracketed key (any key but one holding a
-quote), datetimes are ``TIMESTAMP``s in a session whose time zone is UTC. The session runs in ANSI
+quote), or from the snapshot's typed columns (``a.<key>``, ``f.<key>``) where it has them; datetimes are ``TIMESTAMP``s in a session whose time zone is UTC. The session runs in ANSI
 mode (Spark's default since 4.0, set explicitly): an overflow or a bad cast the compiler did not
 foresee stops the query with an error rather than wrapping around silently; where the language
 says null (DSL.md §9) the compiler asks for it — ``try_add``, ``try_subtract``, ``try_multiply``,
@@ -27,13 +27,13 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from cdp.dsl import ast, runtime
 from cdp.engine.sql.base import DOUBLE, FIXED_SECONDS, MAX_DOUBLE, SqlCompiler, _Ctx
-from cdp.engine.sql.duckdb import EVENT_PREFIX
+from cdp.engine.sql.duckdb import EVENT_PREFIX, FLAT_PREFIX
 from cdp.engine.sql.grouped import GroupedAggregates
 from cdp.engine.sql.postgresql import _NESTED_CHECKS, _is_decimal_chain
 from cdp.engine.sql.spark_regex import like_for_spark, re2_to_java
 from cdp.engine.support import UnsupportedOnBackend
 from cdp.pqltypes import DATE, INTEGER, PqlType
-from cdp.storage.models import events
+from cdp.storage.models import events, profiles
 
 _TYPED_READS = {"integer": sa.BigInteger, "number": DOUBLE, "boolean": sa.Boolean, "date": sa.Date,
                 "datetime": sa.DateTime}
@@ -56,10 +56,11 @@ def json_path(key: str) -> str:
 
 class SparkCompiler(GroupedAggregates, SqlCompiler):
     name = "spark"
-    # key → type of the events relation's typed event-field columns ("f.<key>"): the snapshot
-    # export wrote each as DuckDB's read of the JSON (cdp.snapshots.flat), so a column holds what
-    # DuckDB's query reads; Spark reads it instead of get_json_object + cast (spark_session says
-    # which columns a relation has)
+    # key → type of the profiles relation's typed attribute columns ("a.<key>") and of the events
+    # relation's typed event-field columns ("f.<key>"): the snapshot export wrote each as DuckDB's
+    # read of the JSON (cdp.snapshots.flat), so a column holds what DuckDB's query reads; Spark
+    # reads it instead of get_json_object + cast (spark_session says which columns a relation has)
+    flat: dict[str, str] = {}
     flat_events: dict[str, str] = {}
     TRANSFORMS = {
         **SqlCompiler.TRANSFORMS,
@@ -74,16 +75,24 @@ class SparkCompiler(GroupedAggregates, SqlCompiler):
             return sa.cast(sa.literal(node.value, sa.BigInteger), sa.BigInteger)
         return sa.literal(node.value, DOUBLE)
 
-    def event_column(self, document, key: str, type_: PqlType) -> ColumnElement | None:
-        """The typed column of ``fields`` of an events alias holding this key with this type."""
-        if not (isinstance(document.table, sa.sql.Alias) and document.name == "fields"
-                and document.table.element is events and self.flat_events.get(key) == type_.name):
+    def typed_column(self, document, key: str, type_: PqlType) -> ColumnElement | None:
+        """The typed column holding this key with this type: of ``attributes`` of a profiles
+        alias, or of ``fields`` of an events alias (never a derived table's)."""
+        if not isinstance(document.table, sa.sql.Alias):
             return None
-        name = (EVENT_PREFIX + key).replace("`", "``")
+        if document.name == "attributes" and document.table.element is profiles:
+            columns, prefix = self.flat, FLAT_PREFIX
+        elif document.name == "fields" and document.table.element is events:
+            columns, prefix = self.flat_events, EVENT_PREFIX
+        else:
+            return None
+        if columns.get(key) != type_.name:
+            return None
+        name = (prefix + key).replace("`", "``")
         return sa.literal_column(f"{document.table.name}.`{name}`", _TYPED_READS.get(type_.name, sa.String))
 
     def json_read(self, document, key, type_):
-        column = self.event_column(document, key, type_)
+        column = self.typed_column(document, key, type_)
         if column is not None:
             return column
         if "'" in key:

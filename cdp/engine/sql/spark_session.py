@@ -25,8 +25,8 @@ from typing import Any, Mapping, Sequence
 import sqlalchemy as sa
 
 from cdp.engine.sql.analytic import (AnalyticSession, _membership_rows, _python_udfs, common_flat_columns,
-                                     with_event_columns)
-from cdp.engine.sql.duckdb import EVENT_PREFIX
+                                     with_event_columns, write_flat)
+from cdp.engine.sql.duckdb import EVENT_PREFIX, FLAT_PREFIX
 from cdp.engine.sql.spark import SparkDialect
 
 _LOCK = threading.Lock()
@@ -122,34 +122,41 @@ class SparkSession(AnalyticSession):
 
     # ---- the relations ----------------------------------------------------------------------
 
-    def _views(self, profiles, events, event_columns: Sequence[str] | None = None) -> "SparkSession":
-        """``event_columns``: the typed event-field columns to read (None: every one ``events``
-        has); ``flat_events`` says which, for the compiler."""
+    def _views(self, profiles, events, event_columns: Sequence[str] | None = None,
+               attribute_columns: Sequence[str] | None = None) -> "SparkSession":
+        """``event_columns`` / ``attribute_columns``: the typed event-field / attribute columns
+        to read (None: every one the relation has); ``flat_events`` and ``flat`` say which, for
+        the compiler."""
         from pyspark.sql import functions as F
 
-        profiles.select(F.col("pk").cast("bigint"), "sandbox", "external_id", "attributes") \
+        def typed(frame, prefix: str, wanted: Sequence[str] | None) -> tuple[list, dict[str, str]]:
+            found = {f.name: _COLUMN_TYPES.get(f.dataType.simpleString()) for f in frame.schema.fields
+                     if f.name.startswith(prefix)}
+            chosen = {name: type_ for name, type_ in found.items() if type_ is not None
+                      and (wanted is None or name in wanted)}
+            columns = [F.col(_quoted(name)).cast("timestamp").alias(name) if type_ == "datetime"
+                       else F.col(_quoted(name)) for name, type_ in sorted(chosen.items())]
+            return columns, {name[len(prefix):]: type_ for name, type_ in chosen.items()}
+
+        attribute_typed, self.flat = typed(profiles, FLAT_PREFIX, attribute_columns)
+        event_typed, self.flat_events = typed(events, EVENT_PREFIX, event_columns)
+        profiles.select(F.col("pk").cast("bigint"), "sandbox", "external_id", "attributes", *attribute_typed) \
             .createOrReplaceTempView("profiles")
-        found = {f.name: _COLUMN_TYPES.get(f.dataType.simpleString()) for f in events.schema.fields
-                 if f.name.startswith(EVENT_PREFIX)}
-        chosen = {name: type_ for name, type_ in found.items() if type_ is not None
-                  and (event_columns is None or name in event_columns)}
-        typed = [F.col(_quoted(name)).cast("timestamp").alias(name) if type_ == "datetime" else F.col(_quoted(name))
-                 for name, type_ in sorted(chosen.items())]
         events.select(F.col("profile_pk").cast("bigint"), "event_id", "type", F.col("ts").cast("timestamp"), "fields",
-                      *typed).createOrReplaceTempView("events")
-        self.flat_events = {name[len(EVENT_PREFIX):]: type_ for name, type_ in chosen.items()}
+                      *event_typed).createOrReplaceTempView("events")
         return self
 
     def from_tables(self, profiles, events, *, schema=None, flat_columns: bool = True) -> "SparkSession":
-        """Arrow tables in the snapshot layout (analytic.document_tables), through Parquet, the
-        events with the typed event-field columns a snapshot has (``flat_columns=False``: none,
-        every event field a JSON read). Profile attributes are read from the JSON document."""
+        """Arrow tables in the snapshot layout (analytic.document_tables), through Parquet, with the
+        typed attribute and event-field columns a snapshot has (``flat_columns=False``: none,
+        every attribute and event field a JSON read)."""
         import pyarrow.parquet
 
         self._loads += 1
         target = self.folder / f"tables-{self._loads}"
         target.mkdir()
-        pyarrow.parquet.write_table(profiles, target / "profiles.parquet")
+        pyarrow.parquet.write_table(_with_attribute_columns(profiles, schema) if flat_columns else profiles,
+                                    target / "profiles.parquet")
         pyarrow.parquet.write_table(with_event_columns(events, schema) if flat_columns else events,
                                     target / "events.parquet")
         read = self.spark.read.parquet
@@ -168,6 +175,8 @@ class SparkSession(AnalyticSession):
         # DuckDB): Spark takes one file's schema and reads a column a file lacks as null
         event_columns = common_flat_columns([str(path) for d in event_dirs for path in sorted(Path(d).rglob("*.parquet"))],
                                       EVENT_PREFIX)[0]
+        # the same for the profiles' typed attribute columns
+        attribute_columns = common_flat_columns(profile_files, FLAT_PREFIX)[0]
         profiles = self.spark.read.parquet(*profile_files)
         if event_dirs:  # bucket=K folders: the files hold every column, the folders need no reading
             events = self.spark.read.option("recursiveFileLookup", "true").parquet(*event_dirs)
@@ -175,12 +184,12 @@ class SparkSession(AnalyticSession):
             events = self.spark.createDataFrame([], StructType.fromDDL(
                 "profile_pk BIGINT, event_id STRING, type STRING, ts TIMESTAMP, fields STRING, part BIGINT"))
         if len(manifest.parts) == 1:
-            return self._views(profiles.where(~F.col("deleted")), events, event_columns)
+            return self._views(profiles.where(~F.col("deleted")), events, event_columns, attribute_columns)
         latest = (profiles.withColumn("_n", F.row_number().over(Window.partitionBy("pk").orderBy(F.col("part").desc())))
                   .where(F.col("_n") == 1))
         live = latest.where(~F.col("deleted"))
         owned = events.join(live.select(F.col("pk").alias("profile_pk"), "part"), ["profile_pk", "part"], "inner")
-        return self._views(live, owned, event_columns)
+        return self._views(live, owned, event_columns, attribute_columns)
 
     def from_sql(self, profiles_sql: str, events_sql: str) -> "SparkSession":
         raise NotImplementedError("the SQL of relations_sql is DuckDB's; Spark reads a snapshot with from_snapshot")
@@ -194,6 +203,28 @@ class SparkSession(AnalyticSession):
     def fetch(self, query: sa.Select | sa.CompoundSelect) -> list[tuple]:
         text, parameters = self.rendered(query)
         return [tuple(row) for row in self.spark.sql(text, args=parameters).collect()]
+
+    def run(self, query: sa.Select) -> list[tuple[int, str]]:
+        return self.members_many([query])[0]
+
+    def members_many(self, queries: Sequence[sa.Select]) -> list[list[tuple[int, str]]]:
+        """As AnalyticSession's, the rows fetched as Arrow columns (a batch's members are
+        millions of rows at a million profiles: pickled Row objects cost seconds per million)."""
+        import pyarrow.compute as pc
+
+        branches = [q.order_by(None).add_columns(sa.literal_column(str(i)).label("query"))
+                    for i, q in enumerate(queries)]
+        text, parameters = self.rendered(branches[0] if len(branches) == 1 else sa.union_all(*branches))
+        table = self.spark.sql(text, args=parameters).toArrow()
+        table = table.sort_by([("query", "ascending"), ("pk", "ascending")])
+        counts = pc.value_counts(table.column("query")).to_pylist() if table.num_rows else []
+        sizes = {entry["values"]: entry["counts"] for entry in counts}
+        found, start = [], 0
+        for i in range(len(queries)):
+            part = table.slice(start, sizes.get(i, 0))
+            start += sizes.get(i, 0)
+            found.append(list(zip(part.column("pk").to_pylist(), part.column("external_id").to_pylist())))
+        return found
 
     def remember_many(self, members: Sequence[tuple[int, list[int]]]) -> None:
         """One Parquet file for the segments given (a level of a run) and the view read again
@@ -210,6 +241,26 @@ class SparkSession(AnalyticSession):
         for view in ("profiles", "events", "memberships"):
             self.spark.catalog.dropTempView(view)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _with_attribute_columns(profiles, schema=None):
+    """An Arrow profiles table (as analytic.document_tables makes it) with the typed attribute
+    columns a snapshot's profiles files have (cdp.snapshots.flat), computed the same way: by
+    DuckDB's read of ``attributes``, in UTC, a column failing on some row left out."""
+    import duckdb
+
+    from cdp.schema.luma import luma_schema
+
+    connection = duckdb.connect(":memory:")
+    try:
+        connection.execute("SET TimeZone = 'UTC'")
+        connection.register("profiles_arrow", profiles)
+        written = []
+        write_flat(connection, "profiles_arrow", schema or luma_schema(),
+                   lambda select: written.append(connection.sql(select).to_arrow_table()))
+        return written[-1]
+    finally:
+        connection.close()
 
 
 def _quoted(name: str) -> str:
