@@ -68,6 +68,22 @@ def finite_or_null(value: ColumnElement) -> ColumnElement:
     return sa.func.nullif(sa.func.nullif(value, inf), -inf)
 
 
+def typed_column_name(compiler, document, key: str, type_: PqlType) -> str | None:
+    """The name of the snapshot's typed column holding ``key`` of a JSON document with this type,
+    when the relation read has one (``compiler.flat`` of ``attributes`` of a profiles alias,
+    ``compiler.flat_events`` of ``fields`` of an events alias; never a derived table's, whose
+    columns are the compiler's own): DuckDB and Spark read it instead of the JSON."""
+    if not isinstance(document.table, sa.sql.Alias):
+        return None
+    if document.name == "attributes" and document.table.element is profiles:
+        columns, prefix = compiler.flat, FLAT_PREFIX
+    elif document.name == "fields" and document.table.element is events:
+        columns, prefix = compiler.flat_events, EVENT_PREFIX
+    else:
+        return None
+    return prefix + key if columns.get(key) == type_.name else None
+
+
 class DuckDBCompiler(GroupedAggregates, SqlCompiler):
     name = "duckdb"
     # key → type of the profiles relation's flat attribute columns ("a.<key>", cdp.engine.sql.
@@ -81,17 +97,10 @@ class DuckDBCompiler(GroupedAggregates, SqlCompiler):
         """The typed column holding this JSON read, when the relation read has one of the type:
         ``attributes`` of a profiles alias, ``fields`` of an events alias (never a derived table,
         whose columns are the compiler's own)."""
-        if not isinstance(document.table, sa.sql.Alias):
+        name = typed_column_name(self, document, key, type_)
+        if name is None:
             return None
-        if document.name == "attributes" and document.table.element is profiles:
-            columns, prefix = self.flat, FLAT_PREFIX
-        elif document.name == "fields" and document.table.element is events:
-            columns, prefix = self.flat_events, EVENT_PREFIX
-        else:
-            return None
-        if columns.get(key) != type_.name:
-            return None
-        column = '"' + (prefix + key).replace('"', '""') + '"'
+        column = '"' + name.replace('"', '""') + '"'
         kind = _Timestamp() if type_.name == "datetime" else _TYPED_READS.get(type_.name, sa.String)
         return sa.literal_column(f'"{document.table.name}".{column}', kind)
 

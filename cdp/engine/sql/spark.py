@@ -27,13 +27,13 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from cdp.dsl import ast, runtime
 from cdp.engine.sql.base import DOUBLE, FIXED_SECONDS, MAX_DOUBLE, SqlCompiler, _Ctx
-from cdp.engine.sql.duckdb import EVENT_PREFIX, FLAT_PREFIX
+from cdp.engine.sql.duckdb import typed_column_name
 from cdp.engine.sql.grouped import GroupedAggregates
 from cdp.engine.sql.postgresql import _NESTED_CHECKS, _is_decimal_chain
 from cdp.engine.sql.spark_regex import like_for_spark, re2_to_java
 from cdp.engine.support import UnsupportedOnBackend
 from cdp.pqltypes import DATE, INTEGER, PqlType
-from cdp.storage.models import events, profiles
+from cdp.storage.models import events
 
 _TYPED_READS = {"integer": sa.BigInteger, "number": DOUBLE, "boolean": sa.Boolean, "date": sa.Date,
                 "datetime": sa.DateTime}
@@ -78,17 +78,10 @@ class SparkCompiler(GroupedAggregates, SqlCompiler):
     def typed_column(self, document, key: str, type_: PqlType) -> ColumnElement | None:
         """The typed column holding this key with this type: of ``attributes`` of a profiles
         alias, or of ``fields`` of an events alias (never a derived table's)."""
-        if not isinstance(document.table, sa.sql.Alias):
+        name = typed_column_name(self, document, key, type_)
+        if name is None:
             return None
-        if document.name == "attributes" and document.table.element is profiles:
-            columns, prefix = self.flat, FLAT_PREFIX
-        elif document.name == "fields" and document.table.element is events:
-            columns, prefix = self.flat_events, EVENT_PREFIX
-        else:
-            return None
-        if columns.get(key) != type_.name:
-            return None
-        name = (prefix + key).replace("`", "``")
+        name = name.replace("`", "``")
         return sa.literal_column(f"{document.table.name}.`{name}`", _TYPED_READS.get(type_.name, sa.String))
 
     def json_read(self, document, key, type_):
