@@ -47,7 +47,13 @@ def as_of() -> datetime:
 # Set by the controller of a run on several workers (pytest_configure below): a folder the workers
 # share, where the first of them to start PostgreSQL leaves the cluster's address for the others.
 SHARED = "CDP_TEST_SHARED_FOLDER"
-WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def _worker(config) -> str:
+    """This process's worker id in a run on several workers, else "". From the run's own
+    configuration, not the environment: a pytest that a test starts inherits the environment
+    (PYTEST_XDIST_WORKER, the shared folder) but is a run of its own (tests/test_suite_guards.py)."""
+    return config.workerinput["workerid"] if hasattr(config, "workerinput") else ""
 
 
 def _started_cluster():
@@ -89,11 +95,11 @@ def _shared_cluster(folder: Path):
 
 
 @pytest.fixture(scope="session")
-def postgres_cluster():
+def postgres_cluster(pytestconfig):
     """The throwaway cluster. Without PostgreSQL the tests using it are skipped — or fail, when
     PostgreSQL is required (CDP_REQUIRE_POSTGRES=1, set by .ci/run, or CI=true)."""
     shared = os.environ.get(SHARED)
-    if WORKER and shared:
+    if _worker(pytestconfig) and shared:
         yield _shared_cluster(Path(shared))  # stopped by the controller, after every worker is done
         return
     cluster = _started_cluster()
@@ -134,10 +140,11 @@ _DATABASES = iter(range(1, 10_000))
 
 
 @pytest.fixture(scope="session")
-def postgres_url_factory(postgres_cluster):
+def postgres_url_factory(postgres_cluster, pytestconfig):
     """A new empty database on the shared cluster per call."""
     # the workers of one run share the cluster: each names its databases with its own id
-    return lambda: postgres_cluster.create_database(f"cdp_test_{WORKER or 'main'}_{next(_DATABASES)}")
+    prefix = f"cdp_test_{_worker(pytestconfig) or 'main'}"
+    return lambda: postgres_cluster.create_database(f"{prefix}_{next(_DATABASES)}")
 
 
 @pytest.fixture(scope="session")
