@@ -306,7 +306,10 @@ def update_segment(*, connection: sa.Connection, sandbox: str, key: str, spec: S
         _set_dependencies(connection, sandbox, row.pk, ast.segment_references(typed))
     connection.execute(segments.update().where(segments.c.pk == row.pk).values(**values))
     activated = values.get("status") == "active" and row.status != "active"
-    if expression_changed or activated:
+    # a batch segment made streaming: its members are as of its last batch run, and nothing has
+    # scheduled its profiles' next instants, so it is evaluated and scheduled as a new one would be
+    made_streaming = values.get("evaluation") == "streaming" and row.evaluation != "streaming"
+    if expression_changed or activated or made_streaming:
         _evaluate_after_save(connection, sandbox, key, schema, as_of)
     return get_segment(connection=connection, sandbox=sandbox, key=key)
 

@@ -272,6 +272,27 @@ def test_privacy_deletion_writes_the_exits_to_the_outbox(api, engine, sandbox, c
     assert _outbox(engine, sandbox)[-1][4] == "privacy" and _members(api, "buyers") == []
 
 
+def test_a_batch_segment_made_streaming_is_evaluated_and_scheduled_at_once(api, engine, sandbox, clock):
+    """PATCH evaluation=streaming of an active batch segment: its members are brought up to date
+    and its profiles' next instants scheduled then, as for a streaming segment saved anew — not left
+    as of its last batch run until one comes."""
+    web = _dataset(api, "event", "Web")
+    _segment(api, "recent-buyers", 'exists event where type = "purchase" within last 3 hours', evaluation="batch")
+    _ingest(api, web, [{"identities": [{"namespace": "email", "id": "b@example.com"}], "event": {
+        "id": "b-1", "type": "purchase", "timestamp": _iso(T0), "channel": "web", "order": {"id": "o1", "total": 1.0}}}])
+    assert _members(api, "recent-buyers") == [] and _due(engine, sandbox) == []  # batch: no run since
+    response = api.patch("/v1/segments/recent-buyers", json={"evaluation": "streaming"})
+    assert response.status_code == 200, response.text
+    assert [status for _, status in _members(api, "recent-buyers")] == ["realized"]
+    assert _due(engine, sandbox) == [T0]  # due now: the wave then stores her instant (docs/segments.md)
+    assert api.get("/v1/segments/recent-buyers").json()["scheduled"] == 1
+    # the waves then let her go when her purchase is 3 hours old (and leave no due row behind
+    # for the next tests' waves, which run over every sandbox of this module's database)
+    while run_due(lambda: write_transaction(engine), now=T0 + timedelta(hours=4)):
+        pass
+    assert _due(engine, sandbox) == [] and _members(api, "recent-buyers") == []
+
+
 def test_a_wave_stopped_midway_loses_nothing(api, engine, sandbox, clock):
     """Each profile's re-evaluation and the removal of its due row commit together: a wave that
     stops after some profiles (here: the third transaction fails) leaves the others due, and the
