@@ -8,6 +8,7 @@ leaves at once."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timedelta
 
 from tests.api.conftest import Api, create_dataset, new_sandbox
@@ -40,13 +41,22 @@ def _purchase(api: Api, dataset: int, n: int, at) -> None:
     assert response.status_code == 200 and response.json()["accepted"] == 1, response.text
 
 
-def test_a_record_of_new_events_skips_the_segments_it_cannot_move(service):
+@contextmanager
+def _new_sandbox_at_t0(service):
+    """(api, sandbox, clock): a new sandbox's client, with the service's clock set to T0 (given back after)."""
     client, keys = service
     sandbox = new_sandbox(Api(client, keys), "m")
     api = Api(client, keys, sandbox)
     before = api.app.state.clock
     api.app.state.clock = clock = Clock(T0)
     try:
+        yield api, sandbox, clock
+    finally:
+        api.app.state.clock = before
+
+
+def test_a_record_of_new_events_skips_the_segments_it_cannot_move(service):
+    with _new_sandbox_at_t0(service) as (api, sandbox, clock):
         _save(api, SEGMENTS)
         web = create_dataset(api, "event", "Web")
         _purchase(api, web, 0, T0 - timedelta(hours=1))  # a new profile: every segment evaluated
@@ -67,18 +77,11 @@ def test_a_record_of_new_events_skips_the_segments_it_cannot_move(service):
         assert third["two-buys"] == second["two-buys"]  # a member now
         assert third["big-spend"] == second["big-spend"] + 1
         assert_streaming_equals_batch(api.app.state.engine, sandbox, SEGMENTS, as_of=clock.at, context="m")
-    finally:
-        api.app.state.clock = before
 
 
 def test_once_the_stored_instant_has_passed_a_record_evaluates_them_all(service):
-    client, keys = service
-    sandbox = new_sandbox(Api(client, keys), "m")
-    api = Api(client, keys, sandbox)
-    before = api.app.state.clock
-    api.app.state.clock = clock = Clock(T0)
     recent = {"recent-pair": 'count(event where type = "purchase" within last 1 hour) >= 2'}
-    try:
+    with _new_sandbox_at_t0(service) as (api, sandbox, clock):
         _save(api, recent)
         web = create_dataset(api, "event", "Web")
         _purchase(api, web, 0, T0 - timedelta(minutes=20))
@@ -92,5 +95,3 @@ def test_once_the_stored_instant_has_passed_a_record_evaluates_them_all(service)
         with api.app.state.engine.connect() as connection:
             assert set(_streaming(connection, sandbox)) == set()
         assert_streaming_equals_batch(api.app.state.engine, sandbox, recent, as_of=clock.at, context="m")
-    finally:
-        api.app.state.clock = before

@@ -140,23 +140,29 @@ def write_flat(connection, source: str, schema: Schema, write: Callable[[str], A
     write_readable_columns(connection, source, flat_items(schema, event_fields=event_fields), statement, write)
 
 
-def with_event_columns(events, schema: Schema | None = None):
-    """An Arrow events table (as :func:`document_tables` makes it) with the typed event-field
-    columns a snapshot's events files have (cdp.snapshots.flat), computed the same way: by
-    DuckDB's read of ``fields``, in UTC, a column failing on some row left out. For an engine
-    reading Arrow tables through Parquet (Spark) as it reads a snapshot."""
+def with_typed_columns(table, *, event_fields: bool, schema: Schema | None = None):
+    """An Arrow profiles or events table (as :func:`document_tables` makes it) with the typed
+    columns a snapshot's files have (cdp.snapshots.flat: attribute columns of ``attributes``, or
+    with ``event_fields`` event-field columns of ``fields``), computed the same way: by DuckDB's
+    read of the JSON, in UTC, a column failing on some row left out. For an engine reading Arrow
+    tables through Parquet (Spark) as it reads a snapshot."""
     import duckdb
 
     connection = duckdb.connect(":memory:")
     try:
         connection.execute("SET TimeZone = 'UTC'")
-        connection.register("events_arrow", events)
+        connection.register("documents_arrow", table)
         written = []
-        write_flat(connection, "events_arrow", schema or luma_schema(),
-                   lambda select: written.append(connection.sql(select).to_arrow_table()), event_fields=True)
+        write_flat(connection, "documents_arrow", schema or luma_schema(),
+                   lambda select: written.append(connection.sql(select).to_arrow_table()), event_fields=event_fields)
         return written[-1]
     finally:
         connection.close()
+
+
+def with_event_columns(events, schema: Schema | None = None):
+    """The events table with its typed event-field columns (:func:`with_typed_columns`)."""
+    return with_typed_columns(events, event_fields=True, schema=schema)
 
 
 def write_readable_columns(connection, source: str, items: list[tuple[str, str]],

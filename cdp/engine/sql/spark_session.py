@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 import sqlalchemy as sa
 
 from cdp.engine.sql.analytic import (AnalyticSession, _membership_rows, _python_udfs, common_flat_columns,
-                                     with_event_columns, write_flat)
+                                     with_event_columns, with_typed_columns)
 from cdp.engine.sql.duckdb import EVENT_PREFIX, FLAT_PREFIX
 from cdp.engine.sql.spark import SparkDialect
 
@@ -244,23 +244,8 @@ class SparkSession(AnalyticSession):
 
 
 def _with_attribute_columns(profiles, schema=None):
-    """An Arrow profiles table (as analytic.document_tables makes it) with the typed attribute
-    columns a snapshot's profiles files have (cdp.snapshots.flat), computed the same way: by
-    DuckDB's read of ``attributes``, in UTC, a column failing on some row left out."""
-    import duckdb
-
-    from cdp.schema.luma import luma_schema
-
-    connection = duckdb.connect(":memory:")
-    try:
-        connection.execute("SET TimeZone = 'UTC'")
-        connection.register("profiles_arrow", profiles)
-        written = []
-        write_flat(connection, "profiles_arrow", schema or luma_schema(),
-                   lambda select: written.append(connection.sql(select).to_arrow_table()))
-        return written[-1]
-    finally:
-        connection.close()
+    """The profiles table with its typed attribute columns (analytic.with_typed_columns)."""
+    return with_typed_columns(profiles, event_fields=False, schema=schema)
 
 
 def _quoted(name: str) -> str:
