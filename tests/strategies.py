@@ -46,11 +46,11 @@ strings = st.builds(ast.StringLiteral, st.one_of(text, short_text, st.sampled_fr
 # integers at the edge of the 64-bit range too (DSL.md §9: an overflow is null)
 integers = st.builds(ast.NumberLiteral, st.one_of(
     st.integers(0, 1000), st.integers(0, 10**6),
-    st.sampled_from([INT_MAX, INT_MAX - 1, 2**62, 2**32, 3037000500])))
+    st.sampled_from([INT_MAX, INT_MAX - 1, 2**62, 2**32, 3037000500, 2**53, 2**53 + 1])))
 small_integers = st.builds(ast.NumberLiteral, st.integers(0, 400))
 decimals = st.builds(ast.NumberLiteral, st.one_of(
     st.integers(0, 10**9).map(lambda n: n / 1000),
-    st.sampled_from([0.5, 0.25, 1.125, 100.75, 3.3, 1.1, 0.1, 1e300, 2.5, 1.25])))
+    st.sampled_from([0.5, 0.25, 1.125, 100.75, 3.3, 1.1, 0.1, 1e300, 2.5, 1.25, 2.0**53, 2.0**63])))
 date_literals = st.dates().map(lambda d: ast.Call("date", (ast.StringLiteral(d.isoformat()),)))
 datetime_literals = st.datetimes(timezones=st.just(__import__("datetime").timezone.utc)).map(
     lambda d: ast.Call("datetime", (ast.StringLiteral(d.isoformat().replace("+00:00", "Z")),)))

@@ -35,7 +35,9 @@ TEXT = st.text(alphabet=st.sampled_from(list("aAbB zZ_%.-@éÉßİıΣσς😀\n
 # Values that sum exactly in any order (binary fractions), so that the order a database adds in
 # cannot matter, and the edges of the 64-bit range.
 NUMBERS = st.one_of(st.integers(-1000, 1000), st.sampled_from([0.0, 0.5, -2.25, 1.125, 100.75, 2.5, -0.25]))
-EDGE_INTEGERS = st.one_of(st.integers(-10, 2000), st.sampled_from([INT_MAX, -INT_MAX - 1, INT_MAX - 1, 2**62, -(2**62)]))
+# 2**53 + 1: the first integer a double cannot hold (an integer meeting a number compares as doubles)
+EDGE_INTEGERS = st.one_of(st.integers(-10, 2000), st.sampled_from([INT_MAX, -INT_MAX - 1, INT_MAX - 1, 2**62, -(2**62),
+                                                                   2**53, 2**53 + 1]))
 SANDBOXES = (f"h{i}" for i in itertools.count())
 
 
@@ -58,7 +60,7 @@ attributes = st.fixed_dictionaries({}, optional={
         "points": optional(EDGE_INTEGERS),
         "joined": optional(dates),
     })),
-    "lifetime_value": optional(st.one_of(NUMBERS, st.sampled_from([3.3, 1.1, 0.1, 1e-3]))),
+    "lifetime_value": optional(st.one_of(NUMBERS, st.sampled_from([3.3, 1.1, 0.1, 1e-3, 2**53 + 1, 2.0**53]))),
     "email": optional(TEXT),
     "home_address": st.fixed_dictionaries({}, optional={"country": optional(st.sampled_from(["US", "us", "DE", ""]))}),
     "preferred_category": optional(st.sampled_from(["mens", "womens", "gear"])),

@@ -260,6 +260,9 @@ class Aggregate(Node):
     path: tuple[str, ...] | None
     filter: EventFilter
     path_span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    # the aggregated event field's type, set by the checker (count_distinct of a `number` field
+    # counts doubles, so the in-memory engine needs it beside the result's type)
+    field_type: PqlType | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 Expr = Union[

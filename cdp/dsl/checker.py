@@ -567,7 +567,7 @@ class Checker:
             self.error("wrong_arguments", f"`{fn}` cannot aggregate `event.{dotted}`, {with_article(field_type)}",
                        path_span(node),
                        hint="sum and avg take numbers; min and max take numbers, dates and strings")
-        return self.typed(node, result, nullable, filter=flt)
+        return self.typed(node, result, nullable, filter=flt, field_type=field_type)
 
 
 def check_tree(tree: ast.Node, *, text: str = "", schema: Schema | None = None,

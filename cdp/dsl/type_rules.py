@@ -115,3 +115,13 @@ def short(text: str, span: Span) -> str:
     if span.start < span.end <= len(text):
         return text[span.start:span.end]
     return "x"
+
+
+def compared_as_doubles(left: PqlType | None, right: PqlType | None) -> bool:
+    """Whether a comparison (or `in`, `between`, a list test) of values of these types compares
+    doubles: when a `number` meets an `integer` or a `number`. A `number` is a double (as SQL holds
+    it, also where the data wrote a whole number), and an integer meeting one becomes a double
+    first — as SQL converts the exact operand to the approximate type, and as `/` already does —
+    so `9007199254740993 = 9007199254740992.0` is TRUE on every backend. Two integers compare
+    exactly. (docs/language.md, "Integers and numbers".)"""
+    return NUMBER in (left, right) and left in (INTEGER, NUMBER) and right in (INTEGER, NUMBER)

@@ -157,7 +157,9 @@ class EventNodes:
             # an exact sum, then DSL.md §9: outside 64 bits (or not finite) is null
             lines.append("return _chk(s)" if fn == "sum" else "return _chk(s / n) if n else None")
         elif fn == "count_distinct":
-            lines += ["seen = set()", "for e in evs[i:j]:", f"    if {test}:", "        seen.add(v)", "return len(seen)"]
+            # distinct doubles in a `number` field (9007199254740993 and 9007199254740992.0 are one), as SQL counts
+            add = "seen.add(_flt(v))" if node.field_type == NUMBER else "seen.add(v)"
+            lines += ["seen = set()", "for e in evs[i:j]:", f"    if {test}:", f"        {add}", "return len(seen)"]
         elif fn in ("min", "max"):
             better = "<" if fn == "min" else ">"
             lines += ["best = None", "for e in evs[i:j]:", f"    if {test} and (best is None or v {better} best):",

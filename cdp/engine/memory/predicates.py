@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from cdp.dsl import ast
 from cdp.dsl.regex import compile_regex, like_to_regex
+from cdp.dsl.type_rules import compared_as_doubles
 from cdp.pqltypes import BOOLEAN, DATE, DATETIME
 from cdp.engine.memory.common import PY_COMPARE, Ctx, guarded, is_literal
 from cdp.functions import lookup
@@ -22,7 +23,17 @@ class PredicateNodes:
                 a = guarded(self, a, left.nullable, "_to_dt")
             else:
                 b = guarded(self, b, right.nullable, "_to_dt")
+        elif compared_as_doubles(left.type, right.type):
+            a, b = self.as_double(left, a), self.as_double(right, b)
         return a, b
+
+    @staticmethod
+    def as_double(node: ast.Node, code: str) -> str:
+        """A side of a comparison of doubles (type_rules.compared_as_doubles): Python compares an
+        int with a float exactly, SQL as doubles, so the int becomes a float first (None stays None)."""
+        if isinstance(node, ast.NumberLiteral):
+            return repr(float(node.value))
+        return f"_flt({code})"
 
     def _compare(self, node: ast.Comparison, ctx, mode: str) -> str:
         op = PY_COMPARE[node.op]
@@ -66,13 +77,15 @@ class PredicateNodes:
 
     # ---- in, between, is null ---------------------------------------------------------------
 
-    def _constant_items(self, items: ast.ListLiteral, as_datetime: bool) -> str:
+    def _constant_items(self, items: ast.ListLiteral, as_datetime: bool, as_doubles: bool = False) -> str:
         """The list's values: folded now when they do not depend on as_of."""
         codes = []
         for item in items.items:
             code = self.value(item, Ctx(in_condition=True))
             if as_datetime and item.type == DATE:
                 code = f"_to_dt({code})"
+            elif as_doubles:
+                code = f"_flt({code})"
             codes.append(code)
         literal = "frozenset((" + "".join(c + ", " for c in codes) + "))"
         if any(isinstance(n, ast.Call) and lookup(n.function).stage == "as_of" for n in ast.walk(items)):
@@ -82,10 +95,13 @@ class PredicateNodes:
 
     def _membership(self, node: ast.InList, ctx, mode: str) -> str:
         as_dt = node.value.type == DATETIME or (node.items.type.element == DATETIME and node.value.type == DATE)
-        items = self._constant_items(node.items, as_dt)
+        doubles = compared_as_doubles(node.value.type, node.items.type.element)
+        items = self._constant_items(node.items, as_dt, doubles)
         value = self.value(node.value, ctx)
         if node.value.type == DATE and as_dt:
             value = guarded(self, value, node.value.nullable, "_to_dt")
+        elif doubles:
+            value = self.as_double(node.value, value)
         t = self.temp()
         inside = f"({t} := {value}) in {items}" if node.value.nullable else f"{value} in {items}"
         known = f"{t} is not None" if node.value.nullable else "True"
@@ -181,13 +197,27 @@ class PredicateNodes:
 
     def _has(self, node: ast.Has, ctx, mode: str) -> str:
         tl, tv = self.temp(), self.temp()
-        guard = f"({tl} := {self.value(node.value, ctx)}) is not None"
+        element = node.value.type.element if node.value.type is not None and node.value.type.is_list else None
+        other_type = node.other.type.element if node.op != "has" and node.other.type.is_list else node.other.type
+        doubles = compared_as_doubles(element, other_type)
+        listed = self.value(node.value, ctx)
+        # the list's elements as doubles too (a list<number> may hold whole numbers), and a list of
+        # dates tested for a datetime as midnights UTC, as `=` takes them
+        elements_as = "_flt" if doubles else "_to_dt" if (element, other_type) == (DATE, DATETIME) else None
+        if elements_as:
+            listed = f"(None if ({tl} := {listed}) is None else tuple(map({elements_as}, {tl})))"
+        items_as_datetime = (element, other_type) == (DATETIME, DATE)
+        guard = f"({tl} := {listed}) is not None"
         if node.op == "has":
             other = self.value(node.other, ctx)
+            if doubles:
+                other = self.as_double(node.other, other)
+            elif items_as_datetime:
+                other = guarded(self, other, node.other.nullable, "_to_dt")
             guard += f" and ({tv} := {other}) is not None" if node.other.nullable else f" and (({tv} := {other}) or True)"
             test = f"({tv} in {tl})"
         else:
-            items = self._constant_items(node.other, False)
+            items = self._constant_items(node.other, items_as_datetime, doubles)
             test = f"(not {items}.isdisjoint({tl}))" if node.op == "has any" else f"{items}.issubset({tl})"
         if mode == "t":
             return f"({guard} and {test})"

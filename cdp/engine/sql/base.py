@@ -22,6 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from cdp.dsl import ast
 from cdp.pqltypes import DATE, DATETIME, INTEGER, NUMBER, PqlType
 from cdp.dsl import runtime
+from cdp.dsl.type_rules import compared_as_doubles
 from cdp.engine.sql.segment_references import SegmentReferences
 from cdp.engine.support import UnsupportedOnBackend
 from cdp.functions import lookup
@@ -308,11 +309,24 @@ class SqlCompiler(SegmentReferences):
                 a = self.to_datetime(a)
             else:
                 b = self.to_datetime(b)
+        elif compared_as_doubles(left.type, right.type):
+            a, b = self.as_double(left, a), self.as_double(right, b)
         # Equality is byte equality under any deterministic collation; only ordering needs "C"
         # (and keeping `=` uncollated lets PostgreSQL use the (profile_pk, type, ts) index).
         if ordering and "string" in (getattr(left.type, "name", None), getattr(right.type, "name", None)):
             a = self.collated(a, left.type if left.type and left.type.name == "string" else right.type)
         return a, b
+
+    def as_double(self, node: ast.Node, value: ColumnElement) -> ColumnElement:
+        """A side of a comparison of doubles (cdp.dsl.type_rules.compared_as_doubles): an integer
+        becomes a double, as SQL would convert it implicitly — said here so that every dialect
+        does it, SQLite included. A `number` is a double already where the dialect reads it so
+        (SQLite overrides this: its JSON reads give a whole number as an integer)."""
+        if isinstance(node, ast.NumberLiteral):
+            return sa.literal(float(node.value), DOUBLE)
+        if node.type == INTEGER:
+            return sa.cast(value, DOUBLE)
+        return value
 
     def c_Comparison(self, node: ast.Comparison, ctx):
         a, b = self.comparable_pair(node.left, node.right, ctx, ordering=node.op not in ("=", "!="))
@@ -320,14 +334,19 @@ class SqlCompiler(SegmentReferences):
 
     def c_InList(self, node: ast.InList, ctx):
         value = self.value(node.value, ctx)
+        doubles = compared_as_doubles(node.value.type, node.items.type.element)
         items = []
         for item in node.items.items:
             compiled = self.value(item, ctx)
             if node.value.type == DATETIME and item.type == DATE:
                 compiled = self.to_datetime(compiled)
+            elif doubles:
+                compiled = self.as_double(item, compiled)
             items.append(compiled)
         if node.value.type == DATE and any(i.type == DATETIME for i in node.items.items):
             value = self.to_datetime(value)
+        elif doubles:
+            value = self.as_double(node.value, value)
         if not items:  # SQL has no empty IN list; the language says FALSE, UNKNOWN when missing
             return sa.case((value.is_(None), sa.null()), else_=sa.true() if node.negated else sa.false())
         test = value.in_(items) if not node.negated else value.not_in(items)
@@ -364,23 +383,53 @@ class SqlCompiler(SegmentReferences):
         count = count.correlate_except(elements)
         return sa.case((list_value.is_(None), sa.null()), else_=count.scalar_subquery())
 
+    def element_value(self, elements, element_type: PqlType | None, doubles: bool) -> ColumnElement:
+        """A row of ``list_elements`` as a value of the list's element type: the text a JSON list
+        gives (PostgreSQL, DuckDB) read as a number where it is one, a double when the test
+        compares doubles (cdp.dsl.type_rules.compared_as_doubles)."""
+        value = elements.c.value
+        if doubles:
+            return sa.cast(value, DOUBLE)
+        return self.typed_element(value, element_type)
+
+    def typed_element(self, value: ColumnElement, element_type: PqlType | None) -> ColumnElement:
+        """An element of ``list_elements`` as its type's value (SQLite's json_each gives it typed
+        already; the dialects whose elements are text override this)."""
+        return value
+
     def c_Has(self, node: ast.Has, ctx):
         list_value = self.value(node.value, ctx)
+        element_type = node.value.type.element if node.value.type is not None and node.value.type.is_list else None
+        other_type = node.other.type if node.op == "has" else node.other.type.element
+        doubles = compared_as_doubles(element_type, other_type)
+
+        def element(elements) -> ColumnElement:
+            value = self.element_value(elements, element_type, doubles)
+            # a list of dates tested for a datetime: the date as midnight UTC, as `=` takes it
+            return self.to_datetime(value) if element_type == DATE and other_type == DATETIME else value
+
+        def item_value(item: ast.Node) -> ColumnElement:
+            compiled = self.value(item, ctx)
+            if doubles:
+                return self.as_double(item, compiled)
+            if element_type == DATETIME and item.type == DATE:
+                return self.to_datetime(compiled)
+            return compiled
 
         def contains(item: ColumnElement) -> ColumnElement:
             elements = self.list_elements(list_value)
-            return sa.exists(sa.select(sa.literal_column("1")).select_from(elements).where(elements.c.value == item)
+            return sa.exists(sa.select(sa.literal_column("1")).select_from(elements).where(element(elements) == item)
                              .correlate_except(elements))
 
         if node.op == "has":
-            item = self.value(node.other, ctx)
+            item = item_value(node.other)
             return sa.case((sa.or_(list_value.is_(None), item.is_(None)), sa.null()), else_=contains(item))
-        items = [self.value(i, ctx) for i in node.other.items]
+        items = [item_value(i) for i in node.other.items]
         if not items:
             test = sa.false() if node.op == "has any" else sa.true()
         elif node.op == "has any":
             elements = self.list_elements(list_value)
-            test = sa.exists(sa.select(sa.literal_column("1")).select_from(elements).where(elements.c.value.in_(items))
+            test = sa.exists(sa.select(sa.literal_column("1")).select_from(elements).where(element(elements).in_(items))
                              .correlate_except(elements))
         else:
             test = sa.and_(*[contains(i) for i in items])

@@ -238,6 +238,13 @@ class DuckDBCompiler(GroupedAggregates, SqlCompiler):
     def like(self, value, pattern):
         return value.like(sa.literal(pattern.value, sa.String), escape="\\")
 
+    def typed_element(self, value, element_type):
+        # the elements are text (the list cast to VARCHAR[]): read as their type, as json_read does
+        if element_type is not None and element_type.name == "datetime":
+            return sa.cast(value, _Timestamp())
+        target = _TYPED_READS.get(element_type.name) if element_type is not None else None
+        return sa.cast(value, target) if target is not None else value
+
     def list_elements(self, list_value):
         elements = sa.func.unnest(sa.cast(list_value, sa.ARRAY(sa.String)))
         return elements.table_valued("value").render_derived().alias(self.fresh("je"))

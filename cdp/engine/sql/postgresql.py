@@ -163,6 +163,11 @@ class PostgreSQLCompiler(SqlCompiler):
     def like(self, value, pattern):
         return value.like(sa.literal(pattern.value, sa.String), escape="\\")
 
+    def typed_element(self, value, element_type):
+        # jsonb_array_elements_text gives text: read as the element's type, as json_read does
+        target = _TYPED_READS.get(element_type.name) if element_type is not None else None
+        return sa.cast(value, target) if target is not None else value
+
     def list_elements(self, list_value):
         return sa.func.jsonb_array_elements_text(list_value).table_valued("value").alias(self.fresh("je"))
 

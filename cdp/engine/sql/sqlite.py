@@ -41,12 +41,22 @@ class SQLiteCompiler(SqlCompiler):
     def date_literal(self, value: date) -> ColumnElement:
         return sa.literal(value.isoformat(), sa.String)
 
+    def as_double(self, node: ast.Node, value: ColumnElement) -> ColumnElement:
+        # json_extract gives a whole number written in a `number` field as an integer, and SQLite
+        # compares an integer with a real exactly: both sides become reals
+        if isinstance(node, ast.NumberLiteral):
+            return sa.literal(float(node.value), DOUBLE)
+        return sa.cast(value, DOUBLE)
+
     def json_read(self, document: ColumnElement, key: str, type_: PqlType) -> ColumnElement:
         if '"' in key:  # a JSON path label cannot hold a quote: look the key up exactly instead
             members = sa.func.json_each(document).table_valued("key", "value").alias(self.fresh("jk"))
             return (sa.select(members.c.value).select_from(members)
                     .where(members.c.key == sa.literal(key, sa.String)).correlate_except(members).scalar_subquery())
-        return sa.func.json_extract(document, sa.literal('$."' + key + '"', sa.String))
+        read = sa.func.json_extract(document, sa.literal('$."' + key + '"', sa.String))
+        # a whole number written in a `number` field is an integer to json_extract: a double, as
+        # every other backend reads it (count_distinct, min, max and comparisons see doubles)
+        return sa.cast(read, DOUBLE) if type_ == NUMBER else read
 
     def to_datetime(self, value: ColumnElement) -> ColumnElement:
         return sa.func.pql_to_datetime(value)
