@@ -101,3 +101,13 @@ def test_list_tests_of_every_element_type(backends, backend):
     evaluate = backends[backend]
     answers = {text: evaluate(text) for text, _ in CASES}
     assert answers == {text: expected for text, expected in CASES}
+
+
+def test_list_tests_of_every_element_type_on_spark(spark_session):
+    """The same cases on Spark (its arrays typed from the list's JSON text), in the Spark group."""
+    from cdp.engine.sql.analytic import document_tables
+
+    spark_session.from_tables(*document_tables(DOCUMENTS, sandbox="lists", schema=SCHEMA), schema=SCHEMA)
+    answers = {text: [e for _pk, e in spark_session.members(text, as_of=AS_OF, sandbox="lists", schema=SCHEMA)]
+               for text, _ in CASES}
+    assert answers == {text: expected for text, expected in CASES}

@@ -26,13 +26,14 @@ from sqlalchemy.sql import compiler as sql_compiler
 from sqlalchemy.sql.elements import ColumnElement
 
 from cdp.dsl import ast, runtime
+from cdp.dsl.type_rules import compared_as_doubles
 from cdp.engine.sql.base import DOUBLE, FIXED_SECONDS, MAX_DOUBLE, SqlCompiler, _Ctx
 from cdp.engine.sql.duckdb import typed_column_name
 from cdp.engine.sql.grouped import GroupedAggregates
 from cdp.engine.sql.postgresql import _NESTED_CHECKS, _is_decimal_chain
 from cdp.engine.sql.spark_regex import like_for_spark, re2_to_java
 from cdp.engine.support import UnsupportedOnBackend
-from cdp.pqltypes import DATE, INTEGER, PqlType
+from cdp.pqltypes import DATE, DATETIME, INTEGER, NUMBER, PqlType, list_of
 from cdp.storage.models import events
 
 _TYPED_READS = {"integer": sa.BigInteger, "number": DOUBLE, "boolean": sa.Boolean, "date": sa.Date,
@@ -226,16 +227,31 @@ class SparkCompiler(GroupedAggregates, SqlCompiler):
 
     def c_Has(self, node: ast.Has, ctx):
         list_value = self.value(node.value, ctx)
-        array = self.array_of(list_value, node.value.type)
+        element_type = node.value.type.element if node.value.type is not None and node.value.type.is_list else None
+        other_type = node.other.type if node.op == "has" else node.other.type.element
+        doubles = compared_as_doubles(element_type, other_type)
+        # elements as doubles when an integer meets a number; a list of dates tested for a
+        # datetime as midnights (the session's time zone is UTC), as `=` takes a date
+        as_type = (list_of(NUMBER) if doubles else
+                   list_of(DATETIME) if (element_type, other_type) == (DATE, DATETIME) else node.value.type)
+        array = self.array_of(list_value, as_type)
+
+        def item_value(item: ast.Node) -> ColumnElement:
+            compiled = self.value(item, ctx)
+            if doubles:
+                return self.as_double(item, compiled)
+            if (element_type, item.type) == (DATETIME, DATE):
+                return self.to_datetime(compiled)
+            return compiled
 
         def contains(item: ColumnElement) -> ColumnElement:  # FALSE for a null item (no element equals it)
             return sa.func.coalesce(sa.func.array_position(array, item) > 0, sa.false())
 
         if node.op == "has":
-            item = self.value(node.other, ctx)
+            item = item_value(node.other)
             return sa.case((sa.or_(list_value.is_(None), item.is_(None)), sa.null()),
                            else_=sa.func.array_position(array, item) > 0)
-        items = [self.value(i, ctx) for i in node.other.items]
+        items = [item_value(i) for i in node.other.items]
         if not items:
             test = sa.false() if node.op == "has any" else sa.true()
         elif node.op == "has any":
