@@ -167,7 +167,10 @@ def run(backend: str, records_count: int, people: int, statements: bool = False)
         from cdp.devtools.postgres import start_cluster
 
         cluster = start_cluster(extra_options=(
-            "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all" if statements else ""))
+            "-c shared_preload_libraries=pg_stat_statements,auto_explain -c pg_stat_statements.track=all "
+            + (f"-c auto_explain.log_min_duration={os.environ['AUTO_EXPLAIN_MS']} -c auto_explain.log_analyze=on "
+               "-c auto_explain.log_nested_statements=on" if os.environ.get("AUTO_EXPLAIN_MS") else "")
+            if statements else ""))
         url = cluster.url
         postmaster = int((cluster.directory / "data" / "postmaster.pid").read_text().split()[0])
     else:
@@ -247,6 +250,9 @@ def run(backend: str, records_count: int, people: int, statements: bool = False)
         client.__exit__(None, None, None)
     finally:
         if cluster is not None:
+            if os.environ.get("AUTO_EXPLAIN_MS"):
+                import shutil
+                shutil.copy(cluster.directory / "log", "/tmp/phases-pg.log")
             cluster.stop()
 
 
