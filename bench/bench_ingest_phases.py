@@ -158,7 +158,7 @@ def run(backend: str, records_count: int, people: int, statements: bool = False)
     from cdp.api.process import tune_gc
     from cdp.ingestion import service
     from cdp.settings import Settings
-    from cdp.storage.database import commit_now
+    from cdp.storage.database import commit_now, write_transaction
 
     admin = "cdp_benchadmin1_" + "B" * 40
     cluster, postmaster = None, None
@@ -211,8 +211,7 @@ def run(backend: str, records_count: int, people: int, statements: bool = False)
                 decoded = json.loads(body)
                 phases.leave()
                 phases.enter("service (the rest: rows, results, checks)")
-                with engine.connect() as connection:
-                    connection.begin()
+                with write_transaction(engine) as connection:  # as the route's (SQLite: its writer lock)
                     answer = service.ingest_records(connection=connection, sandbox=sandbox, dataset_id=dataset,
                                                     body=decoded)
                     phases.enter("commit")
