@@ -46,7 +46,7 @@ _SQLITE_OWNERS = """
 # the few-pairs statement below. It was ``namespace = ANY(…) AND value = ANY(…)``: planned with
 # ``sandbox = $1`` as the only index condition on a new database (no statistics), it read every
 # identity of the sandbox and compared each with every value of the array — 240 ms a 500-record
-# request at 12,000 identities, ~480 µs a record of PostgreSQL's time in the identity-graph bench;
+# request at 12,000 identities, 244–956 µs a record of PostgreSQL's time in the identity-graph bench;
 # a plain join of the unnested pairs was planned as a hash join over every identity of the sandbox
 # (bench/RESULTS.md, session 12; tests/test_identity_owners_many.py).
 _POSTGRESQL_OWNERS = """
