@@ -6,9 +6,8 @@ SQLAlchemy's expanding ``IN`` renders a placeholder per value and processes each
 measured, a request of 500 records spent ~16 ms a statement doing so, several times what SQLite
 spent running it. Here SQLite gets the pairs as one JSON text (``json_each``, the outer loop of a
 ``CROSS JOIN`` so that each pair is one probe of the unique index on sandbox, namespace and
-value), PostgreSQL as two arrays (``= ANY``: index scans on the same index; the rows that
-combine a namespace of one pair with the value of another are dropped here), each sent as one
-array literal (cdp/identity/listed.py). The answers equal
+value), PostgreSQL as two parallel arrays unnested into the pairs, each pair one probe of the
+same index, each array sent as one array literal (cdp/identity/listed.py). The answers equal
 the Core statements' (tests/test_identity_owners.py).
 """
 
@@ -41,10 +40,22 @@ _SQLITE_OWNERS = """
     CROSS JOIN identities AS i ON i.sandbox = ? AND i.namespace = json_extract(j.value, '$[0]')
                                  AND i.value = json_extract(j.value, '$[1]')
     CROSS JOIN profiles AS p ON p.pk = i.profile_pk"""
+# PostgreSQL, many pairs (a multi-record request, a batch): the pairs as two parallel arrays,
+# unnested; each pair's key found by its own probe of the unique index (a scalar subquery per pair:
+# never a hash join over the whole table), then the rows read, ordered and locked by key as in
+# the few-pairs statement below. It was ``namespace = ANY(…) AND value = ANY(…)``: planned with
+# ``sandbox = $1`` as the only index condition on a new database (no statistics), it read every
+# identity of the sandbox and compared each with every value of the array — 240 ms a 500-record
+# request at 12,000 identities, 244–956 µs a record of PostgreSQL's time in the identity-graph bench;
+# a plain join of the unnested pairs was planned as a hash join over every identity of the sandbox
+# (bench/RESULTS.md, session 12; tests/test_identity_owners_many.py).
 _POSTGRESQL_OWNERS = """
     SELECT i.namespace, i.value, i.profile_pk, i.pk, p.external_id, p.event_count
     FROM identities AS i JOIN profiles AS p ON p.pk = i.profile_pk
-    WHERE i.sandbox = %s AND i.namespace = ANY(%s::varchar[]) AND i.value = ANY(%s::varchar[])"""
+    WHERE i.pk = ANY(ARRAY(
+        SELECT (SELECT x.pk FROM identities AS x WHERE x.sandbox = %s AND x.namespace = w.namespace
+                                                     AND x.value = w.value)
+        FROM unnest(%s::varchar[], %s::varchar[]) AS w(namespace, value)))"""
 # the owners and the identities locked as they are read (cdp/identity/graph.py: concurrency): a
 # merge, split or deletion of an owner waits for us, or we for it — and then, the identity being
 # locked too, PostgreSQL checks its newest version: an identity moved or gone meanwhile is not
@@ -119,11 +130,11 @@ def find_owners(connection: sa.Connection, sandbox: str, pairs: Sequence[tuple[s
         parameters = tuple(x for namespace, value in sorted(wanted) for x in (sandbox, namespace, value))
         rows = connection.exec_driver_sql(_owners_of_pairs(len(wanted), lock), parameters).all()
         return [Owner(*row) for row in rows]
-    namespaces = sorted({namespace for namespace, _ in wanted})
-    values = sorted({value for _, value in wanted})
+    ordered = sorted(wanted)
     sql = _POSTGRESQL_OWNERS_LOCKED if lock else _POSTGRESQL_OWNERS
-    rows = connection.exec_driver_sql(sql, (sandbox, array_literal(namespaces), array_literal(values))).all()
-    return [Owner(*row) for row in rows if (row[0], row[1]) in wanted]
+    rows = connection.exec_driver_sql(sql, (sandbox, array_literal([namespace for namespace, _ in ordered]),
+                                            array_literal([value for _, value in ordered]))).all()
+    return [Owner(*row) for row in rows]
 
 
 # PostgreSQL: the touch as the first part of the statement that follows it (an event insert), one

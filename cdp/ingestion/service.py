@@ -234,6 +234,13 @@ class Writer:
             # time (bench/RESULTS.md, session 10). Inside the savepoint, so a lost attempt's
             # ROLLBACK TO undoes it: it is sent with each attempt, as the lock bound is.
             steps.append("SET LOCAL plan_cache_mode = auto")
+            # and find their rows by key: a request's statements — and the triggers they fire (the
+            # event counter, the cascades of a merge's deletes) — touch the rows of its records,
+            # never a whole table; on a database whose statistics lag its growth (a new one, before
+            # autovacuum's ANALYZE catches up) the planner chose sequential scans of events and
+            # identities for a merge's moves, identity counts and touch locks (bench/RESULTS.md,
+            # session 12). A table with no usable index is still scanned.
+            steps.append("SET LOCAL enable_seqscan = off")
         self.savepoint = "open"
         if steps:
             self.connection.exec_driver_sql("; ".join(steps), execution_options=_NO_PARAMETERS)
