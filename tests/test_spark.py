@@ -11,6 +11,7 @@ import re
 
 import pytest
 import re2
+import sqlalchemy as sa
 
 from cdp.engine.sql.spark_regex import like_for_spark, re2_to_java
 from cdp.engine.support import UnsupportedOnBackend
@@ -119,7 +120,8 @@ def test_spark_reads_the_typed_attribute_columns_every_profiles_file_has(sqlite_
     assert "loyalty.tier" in spark_session.flat and "loyalty.points" not in spark_session.flat
     duck = DuckDBSession().from_sql(*relations_sql(manifest))
     try:
-        assert set(duck.flat) == set(spark_session.flat)
+        # Spark's flat has the list attributes' columns too, which DuckDB does not read
+        assert set(duck.flat) == {key for key, type_ in spark_session.flat.items() if type_ != "list"}
         for text in ATTRIBUTE_SEGMENTS:
             sql, _ = spark_session.rendered(members_query(text, engine="spark", as_of=AS_OF, sandbox=sandbox,
                                                           flat=spark_session.flat))
@@ -151,12 +153,12 @@ def test_spark_reads_a_list_attribute_from_its_typed_column(sqlite_engine, spark
     duck = DuckDBSession().from_sql(*relations_sql(manifest))
     try:
         assert "interests" not in duck.flat  # DuckDB reads the JSON
-        for text in LIST_SEGMENTS:
-            sql, _ = spark_session.rendered(members_query(text, engine="spark", as_of=AS_OF, sandbox=sandbox,
-                                                          flat=spark_session.flat))
-            assert "`a.interests`" in sql and "get_json_object" not in sql and "from_json" not in sql, sql
-            found = spark_session.members(text, as_of=AS_OF, sandbox=sandbox)
-            assert found == duck.members(text, as_of=AS_OF, sandbox=sandbox), text
+        queries = spark_session.queries(LIST_SEGMENTS, as_of=AS_OF, sandbox=sandbox)
+        sql, _ = spark_session.rendered(sa.union_all(*queries))
+        assert sql.count("`a.interests`") >= len(LIST_SEGMENTS), sql
+        assert "get_json_object" not in sql and "from_json" not in sql, sql
+        assert spark_session.members_many(queries) == duck.members_many(duck.queries(LIST_SEGMENTS, as_of=AS_OF,
+                                                                                      sandbox=sandbox))
     finally:
         duck.close()
 
