@@ -282,6 +282,13 @@ def batch_over_sqlite(args) -> None:
                     log("  " + line)
                 assert first is None or members == first, f"{on} found other members than the first engine"
                 first = members
+                if args.digest:  # each segment's members as count and md5: engines run apart compared later
+                    import hashlib
+                    import json
+
+                    Path(args.digest.replace("ENGINE", on)).write_text(json.dumps({
+                        key: [len(pks), hashlib.md5(",".join(map(str, sorted(pks))).encode()).hexdigest()]
+                        for key, pks in sorted(members.items())}, indent=0))
                 print(f"| {on} | {opened:.1f} s | {seconds:.1f} s | {sum(map(len, members.values())):,} | "
                       f"{load:.1f} → {os.getloadavg()[0]:.1f} |", flush=True)
         finally:
@@ -333,6 +340,8 @@ def main() -> None:
     parser.add_argument("--record", action="store_true", help="append the tables to bench/RESULTS.md")
     parser.add_argument("--over-sqlite", help="only the batch, over this SQLite database (bench/scale_data.py)")
     parser.add_argument("--snapshots", help="--over-sqlite: the snapshot root of that database")
+    parser.add_argument("--digest", help="--compute-only: write each segment's member count and md5 to this file "
+                                         "(ENGINE in the name: the engine's)")
     parser.add_argument("--compute-only", action="store_true",
                         help="--snapshots: only what each engine computes (no database, no writing back)")
     args = parser.parse_args()
