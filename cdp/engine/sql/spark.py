@@ -2,19 +2,20 @@
 
 Spark reads the Parquet snapshots (cdp/snapshots) as DuckDB does: profile attributes and event
 fields are JSON text, read by ``get_json_object`` with a bracketed key (any key but one holding a
-quote), or from the snapshot's typed columns (``a.<key>``, ``f.<key>``; a list attribute's ``a.<key>``
-holds its elements as text) where it has them; datetimes are ``TIMESTAMP``s in a session whose time zone is UTC. The session runs in ANSI
-mode (Spark's default since 4.0, set explicitly): an overflow or a bad cast the compiler did not
-foresee stops the query with an error rather than wrapping around silently; where the language
-says null (DSL.md §9) the compiler asks for it — ``try_add``, ``try_subtract``, ``try_multiply``,
-``try_cast``, exact sums in DECIMAL(38, 0). Strings compare by UTF-8 bytes (code point order) and
-LIKE is case-sensitive, as the language wants; Java's regular expressions differ from RE2 in small
-ways, translated or refused (cdp.engine.sql.spark_regex). Lists are JSON arrays decoded by
-``from_json`` and tested with array functions. A correlated scalar subquery must aggregate on
-Spark, so ``first``/``last`` are ``min_by``/``max_by`` over (timestamp, id). What has no native
-form (upper/lower by the simple case mapping, decimal `%` and `round` on the values as written)
-runs the language's Python as ``pql_*`` functions registered on the session (cdp.engine.sql.
-spark_session), as on SQLite and DuckDB.
+quote), or from the snapshot's typed columns (``a.<key>``, ``f.<key>``; a list attribute's
+``a.<key>`` holds its elements as text) where it has them; datetimes are ``TIMESTAMP``s in a session
+whose time zone is UTC. The session runs in ANSI mode (Spark's default since 4.0, set explicitly):
+an overflow or a bad cast the compiler did not foresee stops the query with an error rather than
+wrapping around silently; where the language says null (DSL.md §9) the compiler asks for it —
+``try_add``, ``try_subtract``, ``try_multiply``, ``try_cast``, exact sums in DECIMAL(38, 0). Strings
+compare by UTF-8 bytes (code point order) and LIKE is case-sensitive, as the language wants; Java's
+regular expressions differ from RE2 in small ways, translated or refused
+(cdp.engine.sql.spark_regex). Lists are the snapshot's list columns, or JSON arrays decoded by
+``from_json``, tested with array functions. A correlated scalar subquery must aggregate on Spark, so
+``first``/``last`` are ``min_by``/``max_by`` over (timestamp, id). What has no native form
+(upper/lower by the simple case mapping, decimal `%` and `round` on the values as written) runs the
+language's Python as ``pql_*`` functions registered on the session (cdp.engine.sql.spark_session),
+as on SQLite and DuckDB.
 """
 
 from __future__ import annotations
