@@ -216,7 +216,10 @@ def computed_only(on: str, root: Path, count: int) -> tuple[float, float, dict[s
     """What a job over the snapshot computes, without writing back: the session started and the
     snapshot opened (seconds), then the levels of the reference graph, each level's segments
     jobs.SEGMENTS_PER_QUERY to a statement, remembered for the next level (seconds, members per
-    segment, one line per statement)."""
+    segment, one line per statement with its CPU seconds: this process's threads and Spark's JVM,
+    event_columns_spark.cpu_clock)."""
+    from event_columns_spark import cpu_clock
+
     from cdp.engine.sql.analytic import open_session
     from cdp.schema.luma import luma_schema
     from cdp.segments import jobs
@@ -237,22 +240,25 @@ def computed_only(on: str, root: Path, count: int) -> tuple[float, float, dict[s
     members: dict[str, list[int]] = {}
     lines = []
     try:
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), cpu_clock()
         done: dict[str, int] = {}
         for number, level in enumerate(jobs.dependency_levels(rows, graph)):
             found: list[list[int]] = []
             for start in range(0, len(level), per):
-                statement = time.perf_counter()
+                statement, cpu = time.perf_counter(), cpu_clock()
                 found += jobs._members_together(session, level[start:start + per], on=on, sandbox=SANDBOX,
                                                 schema=luma_schema(), catalogue=catalogue, as_of=AS_OF,
                                                 memberships_of=done)
                 if per > 1:
                     lines.append(f"level {number}, segments {start}–{min(start + per, len(level)) - 1}: "
-                                 f"{time.perf_counter() - statement:.1f} s (load {os.getloadavg()[0]:.1f})")
+                                 f"{time.perf_counter() - statement:.1f} s, CPU {cpu_clock() - cpu:.1f} s "
+                                 f"(load {os.getloadavg()[0]:.1f})")
             session.remember_many([(row.pk, pks) for row, pks in zip(level, found)])
             members.update((row.key, pks) for row, pks in zip(level, found))
             done.update((row.key, row.pk) for row in level)
-        return opened, time.perf_counter() - began, members, lines
+        seconds = time.perf_counter() - began
+        lines.append(f"computing in all: {seconds:.1f} s, CPU {cpu_clock() - cpu_began:.1f} s")
+        return opened, seconds, members, lines
     finally:
         session.close()
 
@@ -276,6 +282,13 @@ def batch_over_sqlite(args) -> None:
                     log("  " + line)
                 assert first is None or members == first, f"{on} found other members than the first engine"
                 first = members
+                if args.digest:  # each segment's members as count and md5: engines run apart compared later
+                    import hashlib
+                    import json
+
+                    Path(args.digest.replace("ENGINE", on)).write_text(json.dumps({
+                        key: [len(pks), hashlib.md5(",".join(map(str, sorted(pks))).encode()).hexdigest()]
+                        for key, pks in sorted(members.items())}, indent=0))
                 print(f"| {on} | {opened:.1f} s | {seconds:.1f} s | {sum(map(len, members.values())):,} | "
                       f"{load:.1f} → {os.getloadavg()[0]:.1f} |", flush=True)
         finally:
@@ -327,6 +340,8 @@ def main() -> None:
     parser.add_argument("--record", action="store_true", help="append the tables to bench/RESULTS.md")
     parser.add_argument("--over-sqlite", help="only the batch, over this SQLite database (bench/scale_data.py)")
     parser.add_argument("--snapshots", help="--over-sqlite: the snapshot root of that database")
+    parser.add_argument("--digest", help="--compute-only: write each segment's member count and md5 to this file "
+                                         "(ENGINE in the name: the engine's)")
     parser.add_argument("--compute-only", action="store_true",
                         help="--snapshots: only what each engine computes (no database, no writing back)")
     args = parser.parse_args()

@@ -15,6 +15,7 @@ sessions of it (one per snapshot).
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -124,3 +125,89 @@ def report(rows: list[dict], runs: int, command: str, started, load_start: tuple
                          "**{:.2f}×** ({:.2f}–{:.2f}×) | ".format(*row[f"spark_ratio_{key}"])
                          + "**{:.2f}×** ({:.2f}–{:.2f}×) | ".format(*row[f"spark_cpu_ratio_{key}"]) + f"{row[f'members_{key}']:,} |")
     return "\n".join(lines) + "\n"
+
+
+# ---- what (c)'s compiled form costs over the hand-written one, part by part ----------------------
+
+# (c) hand-written, each difference of the compiled query added alone: `p.pk IN (…)` for the JOIN;
+# the language's `sum` (0 over no values, coalesce; null past a double's range, the CASE) in HAVING
+C_VARIANTS = {
+    "hand": HAND["c"],
+    "hand_in": """
+SELECT p.pk, p.external_id FROM profiles p
+WHERE p.sandbox = :sandbox AND p.pk IN (
+      SELECT profile_pk FROM events e
+      WHERE e.type = 'purchase' AND e.ts >= :year AND e.ts <= :as_of
+      GROUP BY profile_pk HAVING sum(e.`f.order.total`) > 1000)
+ORDER BY p.pk""",
+    "hand_case": """
+SELECT p.pk, p.external_id FROM profiles p
+JOIN (SELECT profile_pk FROM events e
+      WHERE e.type = 'purchase' AND e.ts >= :year AND e.ts <= :as_of
+      GROUP BY profile_pk
+      HAVING CASE WHEN abs(coalesce(sum(e.`f.order.total`), 0.0D)) <= 1.7976931348623157E308D
+                  THEN coalesce(sum(e.`f.order.total`), 0.0D) END > 1000) t ON t.profile_pk = p.pk
+WHERE p.sandbox = :sandbox
+ORDER BY p.pk""",
+}
+
+
+def c_parts(root: Path, sandbox: str, runs: int, master: str, log) -> dict[str, list[float]]:
+    """(c) over the snapshot at ``root`` in ``runs`` interleaved rounds: the hand-written query,
+    it with each of the compiled query's differences alone (C_VARIANTS), the compiled query, and
+    the compiled query with its `sum` a plain `sum` (``compiled_plain``: no coalesce, no CASE).
+    Every variant's ids must equal the hand-written one's. Seconds and CPU seconds per round."""
+    from cdp.engine.sql.spark_session import SparkSession, _bound
+
+    session = SparkSession(master=master).from_snapshot(latest_manifest(root, sandbox))
+    try:
+        text = SEGMENTS["c"]
+        sql, parameters = session.rendered(members_query(text, engine="spark", as_of=AS_OF, sandbox=sandbox,
+                                                         flat_events=session.flat_events, flat=session.flat))
+        guarded = re.search(r"CASE WHEN \(abs\(coalesce\((sum\([^)]*\)), :\w+\)\) <= :\w+\) THEN "
+                            r"coalesce\(sum\([^)]*\), :\w+\) ELSE NULL END", sql)
+        assert guarded, sql
+        statements = {name: (hand, {k: _bound(v) for k, v in {**_NAIVE, "sandbox": sandbox}.items()
+                                    if f":{k}" in hand}) for name, hand in C_VARIANTS.items()}
+        statements["compiled"] = (sql, parameters)
+        plain = sql.replace(guarded.group(0), guarded.group(1))
+        statements["compiled_plain"] = (plain, {k: v for k, v in parameters.items() if f":{k}" in plain})
+
+        def run(sql, parameters):
+            return lambda: [r[1] for r in session.spark.sql(sql, args=parameters).collect()]
+
+        expected = run(*statements["hand"])()
+        log(f"(c): {len(expected):,} members; compiled:\n{sql}")
+        return interleaved_rounds({name: run(*s) for name, s in statements.items()}, expected, runs, "c", cpu_clock)
+    finally:
+        session.close()
+
+
+if __name__ == "__main__":
+    import argparse
+    import statistics
+    import sys
+
+    parser = argparse.ArgumentParser(description="(c)'s compiled form on Spark, part by part (c_parts)")
+    parser.add_argument("--snapshots", required=True, help="a snapshot root with the f.* columns (ROOT/prod)")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--master", default="local[2]")
+    options = parser.parse_args()
+    log = lambda m: print(time.strftime("%H:%M:%S"), m, f"(load {os.getloadavg()[0]:.1f})", flush=True)  # noqa: E731
+    load = os.getloadavg()
+    samples = c_parts(Path(options.snapshots), "prod", options.runs, options.master, log)
+    from cdp.engine.sql.spark_session import stop
+
+    stop()
+    print(f"{options.runs} interleaved rounds, load {load[0]:.1f} → {os.getloadavg()[0]:.1f}; "
+          "per round ÷ the hand-written query of the same round: median (lowest–highest)")
+    print("| variant | wall median | CPU median (Python + JVM) | wall ÷ hand | CPU ÷ hand |")
+    print("|---|---:|---:|---:|---:|")
+    for name in (n for n in samples if not n.startswith("cpu_")):
+        figures = []
+        for clock in ("", "cpu_"):
+            ratios = sorted(v / h for v, h in zip(samples[clock + name], samples[clock + "hand"]))
+            figures.append(f"{statistics.median(ratios):.2f}× ({ratios[0]:.2f}–{ratios[-1]:.2f})")
+        print(f"| {name} | {statistics.median(samples[name]) * 1000:,.0f} ms | "
+              f"{statistics.median(samples['cpu_' + name]) * 1000:,.0f} ms | {figures[0]} | {figures[1]} |")
+    sys.exit(0)

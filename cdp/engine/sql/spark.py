@@ -2,18 +2,20 @@
 
 Spark reads the Parquet snapshots (cdp/snapshots) as DuckDB does: profile attributes and event
 fields are JSON text, read by ``get_json_object`` with a bracketed key (any key but one holding a
-quote), or from the snapshot's typed columns (``a.<key>``, ``f.<key>``) where it has them; datetimes are ``TIMESTAMP``s in a session whose time zone is UTC. The session runs in ANSI
-mode (Spark's default since 4.0, set explicitly): an overflow or a bad cast the compiler did not
-foresee stops the query with an error rather than wrapping around silently; where the language
-says null (DSL.md §9) the compiler asks for it — ``try_add``, ``try_subtract``, ``try_multiply``,
-``try_cast``, exact sums in DECIMAL(38, 0). Strings compare by UTF-8 bytes (code point order) and
-LIKE is case-sensitive, as the language wants; Java's regular expressions differ from RE2 in small
-ways, translated or refused (cdp.engine.sql.spark_regex). Lists are JSON arrays decoded by
-``from_json`` and tested with array functions. A correlated scalar subquery must aggregate on
-Spark, so ``first``/``last`` are ``min_by``/``max_by`` over (timestamp, id). What has no native
-form (upper/lower by the simple case mapping, decimal `%` and `round` on the values as written)
-runs the language's Python as ``pql_*`` functions registered on the session (cdp.engine.sql.
-spark_session), as on SQLite and DuckDB.
+quote), or from the snapshot's typed columns (``a.<key>``, ``f.<key>``; a list attribute's
+``a.<key>`` holds its elements as text) where it has them; datetimes are ``TIMESTAMP``s in a session
+whose time zone is UTC. The session runs in ANSI mode (Spark's default since 4.0, set explicitly):
+an overflow or a bad cast the compiler did not foresee stops the query with an error rather than
+wrapping around silently; where the language says null (DSL.md §9) the compiler asks for it —
+``try_add``, ``try_subtract``, ``try_multiply``, ``try_cast``, exact sums in DECIMAL(38, 0). Strings
+compare by UTF-8 bytes (code point order) and LIKE is case-sensitive, as the language wants; Java's
+regular expressions differ from RE2 in small ways, translated or refused
+(cdp.engine.sql.spark_regex). Lists are the snapshot's list columns, or JSON arrays decoded by
+``from_json``, tested with array functions. A correlated scalar subquery must aggregate on Spark, so
+``first``/``last`` are ``min_by``/``max_by`` over (timestamp, id). What has no native form
+(upper/lower by the simple case mapping, decimal `%` and `round` on the values as written) runs the
+language's Python as ``pql_*`` functions registered on the session (cdp.engine.sql.spark_session),
+as on SQLite and DuckDB.
 """
 
 from __future__ import annotations
@@ -83,7 +85,9 @@ class SparkCompiler(GroupedAggregates, SqlCompiler):
         if name is None:
             return None
         name = name.replace("`", "``")
-        return sa.literal_column(f"{document.table.name}.`{name}`", _TYPED_READS.get(type_.name, sa.String))
+        # a list attribute's column holds its elements as text (array<string>): array_of decodes nothing
+        kind = sa.ARRAY(sa.String) if type_.is_list else _TYPED_READS.get(type_.name, sa.String)
+        return sa.literal_column(f"{document.table.name}.`{name}`", kind)
 
     def json_read(self, document, key, type_):
         column = self.typed_column(document, key, type_)
@@ -203,10 +207,16 @@ class SparkCompiler(GroupedAggregates, SqlCompiler):
     def like(self, value, pattern):
         return value.like(sa.literal(like_for_spark(pattern.value), sa.String), escape="!")
 
-    # ---- lists: JSON arrays decoded once, tested with array functions ------------------------
+    # ---- lists: the snapshot's list column, or JSON arrays decoded; array functions ------------
 
     def array_of(self, list_value: ColumnElement, type_: PqlType | None) -> ColumnElement:
-        elements = sa.func.from_json(list_value, sa.literal_column("'array<string>'"))
+        """The list's elements as an array of the element type. A list attribute's column in the
+        snapshot (typed_column: ``a.<key>``, array<string>) holds what ``from_json`` decodes here
+        from the JSON text: read as it is, no document parsed per profile per test."""
+        if isinstance(list_value.type, sa.ARRAY):
+            elements = list_value
+        else:
+            elements = sa.func.from_json(list_value, sa.literal_column("'array<string>'"))
         element = _ELEMENT_TYPES.get(type_.element.name) if type_ is not None and type_.element is not None else None
         if element is None:
             return elements
