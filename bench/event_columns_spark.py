@@ -70,16 +70,20 @@ def cpu_clock() -> float:
 
 
 def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, master: str, log,
-            segments: list[str] | None = None) -> dict:
-    """One size's Spark figures (see the module's docstring); seconds."""
+            segments: list[str] | None = None, json_reads: bool = True) -> dict:
+    """One size's Spark figures (see the module's docstring); seconds. ``json_reads=False``: not
+    the compiled query over the snapshot without event columns (the compiled and the hand-written
+    query only: what the growth of Spark's time needs)."""
     from cdp.engine.sql.spark_session import SparkSession, _bound
 
     roots = {"columns": data / "event-columns-with", "json": data / "event-columns-without"}
+    if not json_reads:
+        del roots["json"]
     started = time.perf_counter()
     sessions = {name: SparkSession(master=master).from_snapshot(latest_manifest(root, sandbox))
                 for name, root in roots.items()}
     row: dict = {"spark_start": time.perf_counter() - started}
-    assert sessions["columns"].flat_events and not sessions["json"].flat_events
+    assert sessions["columns"].flat_events and ("json" not in sessions or not sessions["json"].flat_events)
     try:
         for key, text in SEGMENTS.items():
             if key not in (segments or SEGMENTS):
@@ -118,9 +122,9 @@ def report(rows: list[dict], runs: int, command: str, started, load_start: tuple
              "|---:|---|---:|---:|---:|---:|---:|---|---|---:|"]
     for row in rows:
         for key in (k for k in SEGMENTS if f"spark_hand_{k}" in row):
-            json_, cols, hand = (row[f"spark_{n}_{key}"] for n in ("json", "columns", "hand"))
-            lines.append(f"| {row['profiles']:,} | ({key}) | {ms(json_)} | {ms(cols)} | {ms(hand)} | "
-                         f"{json_ / cols:.2f}× | {cols / hand:.2f}× | "
+            json_, cols, hand = (row.get(f"spark_{n}_{key}") for n in ("json", "columns", "hand"))
+            lines.append(f"| {row['profiles']:,} | ({key}) | {ms(json_) if json_ else '—'} | {ms(cols)} | {ms(hand)} | "
+                         f"{f'{json_ / cols:.2f}×' if json_ else '—'} | {cols / hand:.2f}× | "
                          "**{:.2f}×** ({:.2f}–{:.2f}×) | ".format(*row[f"spark_ratio_{key}"])
                          + "**{:.2f}×** ({:.2f}–{:.2f}×) | ".format(*row[f"spark_cpu_ratio_{key}"]) + f"{row[f'members_{key}']:,} |")
     return "\n".join(lines) + "\n"
