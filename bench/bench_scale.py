@@ -232,7 +232,9 @@ def postgresql_timings(options, command: str) -> None:
                 for key in event_columns.SEGMENTS:
                     if f"members_{key}" in logged:
                         logged_members[(logged["profiles"], key)] = logged[f"members_{key}"]
-    settings = {**bench_sql.PG_SETTINGS, "shared_buffers": options.pg_shared_buffers}
+    # bench_sql's max_wal_size (16GB) keeps that much WAL on disk while millions of rows load
+    settings = {**bench_sql.PG_SETTINGS, "shared_buffers": options.pg_shared_buffers,
+                "max_wal_size": options.pg_max_wal_size}
     cluster = start_cluster(extra_options=" ".join(f"-c {k}={v}" for k, v in settings.items()))
     try:
         url = cluster.create_database("cdp_scale")
@@ -478,7 +480,7 @@ def event_columns_spark_only(options, command: str, started: datetime) -> None:
         rows = [{"profiles": count, "at": datetime.now(UTC).isoformat(timespec="seconds"),
                  "load_at_start": os.getloadavg()[0], **event_columns_spark.measure(
             engine, DATA, SANDBOX, options.runs, options.master, lambda m: log(f"{count:,}: {m}"),
-            options.segments, not options.no_json_reads)}]
+            options.segments, not options.no_json_reads, not options.no_hand_written)}]
         save_to(EVENT_COLUMNS_LOG, {**rows[-1], "engine": "spark", "load_at_end": os.getloadavg()[0]}, command)
     finally:
         engine.dispose()
@@ -510,6 +512,8 @@ def main() -> None:
     parser.add_argument("--spark-memory", default="6g")
     parser.add_argument("--pg-shared-buffers", default="1GB",
                         help="the throwaway cluster's shared_buffers (bench_sql's 2GB is too much on a shared box)")
+    parser.add_argument("--pg-max-wal-size", default="2GB",
+                        help="--database-timings: the cluster's max_wal_size (the WAL kept on disk)")
     parser.add_argument("--templates", type=int, default=50_000, help="distinct generated profiles repeated")
     parser.add_argument("--record", action="store_true", help="append the tables to bench/RESULTS.md")
     parser.add_argument("--event-columns", action="store_true",
@@ -529,6 +533,8 @@ def main() -> None:
                              "logged to bench/data/scale-event-columns.jsonl for --growth-from-log")
     parser.add_argument("--no-json-reads", action="store_true",
                         help="--event-columns-spark: not the compiled query over the snapshot without event columns")
+    parser.add_argument("--no-hand-written", action="store_true",
+                        help="--event-columns-spark: the compiled query only (no ratio): Spark's time for the growth")
     parser.add_argument("--growth-from-log", action="store_true",
                         help="only the growth of each engine's time, from every run bench/data/"
                              "scale-event-columns.jsonl holds (--event-columns and --event-columns-spark runs)")

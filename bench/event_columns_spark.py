@@ -15,6 +15,7 @@ sessions of it (one per snapshot).
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -70,10 +71,11 @@ def cpu_clock() -> float:
 
 
 def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, master: str, log,
-            segments: list[str] | None = None, json_reads: bool = True) -> dict:
+            segments: list[str] | None = None, json_reads: bool = True, hand_written: bool = True) -> dict:
     """One size's Spark figures (see the module's docstring); seconds. ``json_reads=False``: not
-    the compiled query over the snapshot without event columns (the compiled and the hand-written
-    query only: what the growth of Spark's time needs)."""
+    the compiled query over the snapshot without event columns; ``hand_written=False``: not the
+    hand-written query (no ratio; the compiled query's time only: what the growth of Spark's time
+    needs)."""
     from cdp.engine.sql.spark_session import SparkSession, _bound
 
     roots = {"columns": data / "event-columns-with", "json": data / "event-columns-without"}
@@ -94,14 +96,19 @@ def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, master: str,
                 statements[name] = (session, *session.rendered(members_query(
                     text, engine="spark", as_of=AS_OF, sandbox=sandbox, flat_events=session.flat_events)))
             hand = HAND[key]
-            statements["hand"] = (sessions["columns"], hand,
-                                  {k: _bound(v) for k, v in {**_NAIVE, "sandbox": sandbox}.items() if f":{k}" in hand})
+            if hand_written:
+                statements["hand"] = (sessions["columns"], hand, {k: _bound(v) for k, v in {**_NAIVE, "sandbox": sandbox}.items()
+                                                                  if f":{k}" in hand})
             samples = interleaved_rounds(
                 {name: (lambda session=session, sql=sql, parameters=parameters: [
                     r[1] for r in session.spark.sql(sql, args=parameters).collect()])
                  for name, (session, sql, parameters) in statements.items()}, expected, runs, key, cpu_clock)
-            ratio_figures(row, samples, key, prefix="spark_")
             row[f"members_{key}"] = len(expected)
+            if not hand_written:
+                row.update({f"spark_{name}_{key}": statistics.median(values) for name, values in samples.items()})
+                log(f"spark ({key}) " + ", ".join(f"{name} {row[f'spark_{name}_{key}'] * 1000:.0f} ms" for name in samples))
+                continue
+            ratio_figures(row, samples, key, prefix="spark_")
             log(f"spark ({key}) " + ", ".join(f"{name} {row[f'spark_{name}_{key}'] * 1000:.0f} ms" for name in samples)
                 + " (compiled / hand-written per round: median {:.2f}×, {:.2f}–{:.2f}×".format(*row[f"spark_ratio_{key}"])
                 + "; CPU: median {:.2f}×, {:.2f}–{:.2f}×)".format(*row[f"spark_cpu_ratio_{key}"]))
@@ -121,8 +128,12 @@ def report(rows: list[dict], runs: int, command: str, started, load_start: tuple
              "(lowest–highest) | CPU (Python + JVM), per round | members |",
              "|---:|---|---:|---:|---:|---:|---:|---|---|---:|"]
     for row in rows:
-        for key in (k for k in SEGMENTS if f"spark_hand_{k}" in row):
+        for key in (k for k in SEGMENTS if f"spark_columns_{k}" in row):
             json_, cols, hand = (row.get(f"spark_{n}_{key}") for n in ("json", "columns", "hand"))
+            if not hand:
+                lines.append(f"| {row['profiles']:,} | ({key}) | {ms(json_) if json_ else '—'} | {ms(cols)} | — | "
+                             f"{f'{json_ / cols:.2f}×' if json_ else '—'} | — | — | — | {row[f'members_{key}']:,} |")
+                continue
             lines.append(f"| {row['profiles']:,} | ({key}) | {ms(json_) if json_ else '—'} | {ms(cols)} | {ms(hand)} | "
                          f"{f'{json_ / cols:.2f}×' if json_ else '—'} | {cols / hand:.2f}× | "
                          "**{:.2f}×** ({:.2f}–{:.2f}×) | ".format(*row[f"spark_ratio_{key}"])
