@@ -342,6 +342,7 @@ def growth_series(logged: list[dict]) -> dict[tuple[str, str], dict[int, list[fl
                 add("DuckDB, hand-written, CPU", key, profiles, row.get(f"cpu_hand_{key}"))
         if engine is None:
             add("snapshot export from SQLite", "—", profiles, row.get("export"))
+            add("snapshot export from SQLite, CPU", "—", profiles, row.get("export_cpu"))
     exports = {size: statistics.median(values) for size, values in series.get(("snapshot export from SQLite", "—"),
                                                                                  {}).items()}
     for (label, key), by_size in list(series.items()):
