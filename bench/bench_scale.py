@@ -457,7 +457,7 @@ def event_columns_only(options, command: str, started: datetime) -> None:
             rows.append({"profiles": count, "at": datetime.now(UTC).isoformat(timespec="seconds"),
                          "load_at_start": os.getloadavg()[0], **event_columns.measure(
                 engine, DATA, SANDBOX, options.runs, lambda m, c=count: log(f"{c:,}: {m}"),
-                reuse=options.reuse_export)})
+                reuse=options.reuse_export, database=not options.no_database)})
             save_to(EVENT_COLUMNS_LOG, {**rows[-1], "load_at_end": os.getloadavg()[0]}, command)
         finally:
             engine.dispose()
@@ -523,6 +523,9 @@ def main() -> None:
                              "SQLite only)")
     parser.add_argument("--reuse-export", action="store_true",
                         help="--event-columns: query the snapshots the last run left at this size again, no export")
+    parser.add_argument("--no-database", action="store_true",
+                        help="--event-columns: not the database's own query; the hand-written query's ids are the "
+                             "reference")
     parser.add_argument("--event-columns-spark", action="store_true",
                         help="Spark over the snapshots --event-columns left (with and without typed event columns) "
                              "beside hand-written Spark SQL (bench/event_columns_spark.py; --master, --runs)")

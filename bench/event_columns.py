@@ -156,9 +156,13 @@ def folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
-def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, log, *, reuse: bool = False) -> dict:
+def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, log, *, reuse: bool = False,
+            database: bool = True) -> dict:
     """One size's figures (see the module's docstring); seconds. ``reuse``: the snapshots a
-    previous run left at this size are queried again, without an export (no export figures)."""
+    previous run left at this size are queried again, without an export (no export figures).
+    ``database=False``: not the database's own query (no figure of it); every variant's ids must
+    equal the hand-written query's (when the database no longer fits in memory and its query would
+    take the time the others need)."""
     with_root, without_root = data / "event-columns-with", data / "event-columns-without"
     if reuse:
         assert latest_manifest(with_root, sandbox) and latest_manifest(without_root, sandbox), "nothing to reuse"
@@ -175,14 +179,18 @@ def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, log, *, reus
     try:
         for key, text in SEGMENTS.items():
             seconds, cpu = [], []
-            for _ in range(2):  # the database's own query, as a caller runs it (compile included)
+            for _ in range(2 if database else 0):  # the database's own query, as a caller runs it (compile included)
                 cpu_started, started = time.process_time(), time.perf_counter()
                 expected = database_members(engine, text, sandbox)
                 seconds.append(time.perf_counter() - started)
                 cpu.append(time.process_time() - cpu_started)  # SQLite runs in this process
-            row[f"database_{key}"] = statistics.median(seconds)
-            if engine.dialect.name == "sqlite":
-                row[f"database_cpu_{key}"] = statistics.median(cpu)
+            if database:
+                row[f"database_{key}"] = statistics.median(seconds)
+                if engine.dialect.name == "sqlite":
+                    row[f"database_cpu_{key}"] = statistics.median(cpu)
+            else:
+                hand_parameters = {k: v for k, v in {**_NAIVE, "sandbox": sandbox}.items() if f"${k}" in HAND[key]}
+                expected = [e for _pk, e in sessions["columns"].connection.execute(HAND[key], hand_parameters).fetchall()]
             statements = {}
             for name, session in sessions.items():
                 statements[name] = (session, *rendered(members_query(
