@@ -481,7 +481,7 @@ def event_columns_spark_only(options, command: str, started: datetime) -> None:
         rows = [{"profiles": count, "at": datetime.now(UTC).isoformat(timespec="seconds"),
                  "load_at_start": os.getloadavg()[0], **event_columns_spark.measure(
             engine, DATA, SANDBOX, options.runs, options.master, lambda m: log(f"{count:,}: {m}"),
-            options.segments, not options.no_json_reads, not options.no_hand_written)}]
+            options.segments, not options.no_json_reads, not options.no_hand_written, not options.no_database)}]
         save_to(EVENT_COLUMNS_LOG, {**rows[-1], "engine": "spark", "load_at_end": os.getloadavg()[0]}, command)
     finally:
         engine.dispose()
@@ -525,7 +525,7 @@ def main() -> None:
                         help="--event-columns: query the snapshots the last run left at this size again, no export")
     parser.add_argument("--no-database", action="store_true",
                         help="--event-columns: not the database's own query; the hand-written query's ids are the "
-                             "reference")
+                             "reference; --event-columns-spark: DuckDB's ids over the same snapshot are")
     parser.add_argument("--event-columns-spark", action="store_true",
                         help="Spark over the snapshots --event-columns left (with and without typed event columns) "
                              "beside hand-written Spark SQL (bench/event_columns_spark.py; --master, --runs)")

@@ -71,11 +71,13 @@ def cpu_clock() -> float:
 
 
 def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, master: str, log,
-            segments: list[str] | None = None, json_reads: bool = True, hand_written: bool = True) -> dict:
+            segments: list[str] | None = None, json_reads: bool = True, hand_written: bool = True,
+            database: bool = True) -> dict:
     """One size's Spark figures (see the module's docstring); seconds. ``json_reads=False``: not
     the compiled query over the snapshot without event columns; ``hand_written=False``: not the
     hand-written query (no ratio; the compiled query's time only: what the growth of Spark's time
-    needs)."""
+    needs). ``database=False``: the ids to equal are DuckDB's over the same snapshot, not the
+    database's (a database past the page cache)."""
     from cdp.engine.sql.spark_session import SparkSession, _bound
 
     roots = {"columns": data / "event-columns-with", "json": data / "event-columns-without"}
@@ -90,7 +92,15 @@ def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, master: str,
         for key, text in SEGMENTS.items():
             if key not in (segments or SEGMENTS):
                 continue
-            expected = database_members(engine, text, sandbox)
+            if database:
+                expected = database_members(engine, text, sandbox)
+            else:
+                from cdp.engine.sql.analytic import DuckDBSession
+                from cdp.snapshots.export import relations_sql
+
+                duck = DuckDBSession().from_sql(*relations_sql(latest_manifest(roots["columns"], sandbox)))
+                expected = [e for _pk, e in duck.members(text, as_of=AS_OF, sandbox=sandbox)]
+                duck.close()
             statements = {}
             for name, session in sessions.items():
                 statements[name] = (session, *session.rendered(members_query(
