@@ -197,6 +197,86 @@ def spark_over_the_last_snapshot(count: int, options, spark_session_class, comma
     return row
 
 
+def cluster_cpu(cluster) -> float:
+    """CPU seconds of the throwaway cluster so far: the postmaster's own and its reaped children's
+    (backends and parallel workers that exited), and its live children's (user + system, /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    postmaster = (cluster.directory / "data" / "postmaster.pid").read_text().split()[0]
+    fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+    total = sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == postmaster:  # ppid
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def postgresql_timings(options, command: str) -> None:
+    """``--database-timings``: PostgreSQL grown in a throwaway cluster to each size (its load timed),
+    then the three segments of bench/event_columns.py (a, b, c) by the database's own query as a
+    caller runs it (compile included), ``--runs`` after ``--warmup``: wall seconds and CPU seconds
+    (this process plus the cluster's processes, /proc). The members must equal those the
+    ``--event-columns`` runs logged at the same size (SQLite's), when there are any. One line per
+    size in bench/data/scale-event-columns.jsonl (``"engine": "postgresql"``)."""
+    import event_columns
+    from cdp.devtools.postgres import start_cluster
+
+    logged_members: dict[tuple[int, str], int] = {}
+    if EVENT_COLUMNS_LOG.exists():
+        for line in EVENT_COLUMNS_LOG.read_text(encoding="utf-8").splitlines():
+            logged = json.loads(line)
+            if logged.get("engine") is None:  # SQLite and DuckDB
+                for key in event_columns.SEGMENTS:
+                    if f"members_{key}" in logged:
+                        logged_members[(logged["profiles"], key)] = logged[f"members_{key}"]
+    # bench_sql's max_wal_size (16GB) keeps that much WAL on disk while millions of rows load
+    settings = {**bench_sql.PG_SETTINGS, "shared_buffers": options.pg_shared_buffers,
+                "max_wal_size": options.pg_max_wal_size}
+    cluster = start_cluster(extra_options=" ".join(f"-c {k}={v}" for k, v in settings.items()))
+    try:
+        url = cluster.create_database("cdp_scale")
+        log(f"templates: generate_profiles({options.templates:,}) for postgresql")
+        made = scale_data.templates(options.templates, "postgresql")
+        for count in sorted(options.profiles):
+            log(f"{count:,}: grow postgresql (timed)")
+            load_start = os.getloadavg()[0]
+            grown = time.perf_counter()
+            engine = scale_data.grow_postgres(url, count, made, log)
+            row: dict = {"engine": "postgresql", "profiles": scale_data.profile_count(engine),
+                         "at": datetime.now(UTC).isoformat(timespec="seconds"), "grow_load_at_start": load_start,
+                         "grow_seconds": time.perf_counter() - grown, "load_at_start": os.getloadavg()[0]}
+            log(f"{count:,}: postgresql ready ({row['grow_seconds']:.0f} s)")
+            try:
+                with engine.connect() as connection:
+                    row["postgresql_bytes"] = connection.execute(
+                        sa.text("SELECT pg_database_size(current_database())")).scalar()
+                    for key, text in event_columns.SEGMENTS.items():
+                        wall, cpu, found = [], [], None
+                        for round_ in range(options.warmup + options.runs):
+                            cpu_started, started = time.process_time() + cluster_cpu(cluster), time.perf_counter()
+                            found = connection.execute(database_query(
+                                text, dialect="postgresql", as_of=AS_OF, sandbox=SANDBOX)).all()
+                            if round_ >= options.warmup:
+                                wall.append(time.perf_counter() - started)
+                                cpu.append(time.process_time() + cluster_cpu(cluster) - cpu_started)
+                        row[f"database_{key}"], row[f"database_cpu_{key}"] = statistics.median(wall), statistics.median(cpu)
+                        row[f"database_runs_{key}"], row[f"database_cpu_runs_{key}"] = wall, cpu
+                        row[f"members_{key}"] = len(found)
+                        expected = logged_members.get((row["profiles"], key))
+                        assert expected is None or expected == len(found), (key, expected, len(found))
+                        log(f"{count:,}: ({key}) postgresql {row[f'database_{key}']:.2f} s, CPU "
+                            f"{row[f'database_cpu_{key}']:.2f} s, {len(found):,} members"
+                            + ("" if expected is None else " (= SQLite's)"))
+            finally:
+                engine.dispose()
+            save_to(EVENT_COLUMNS_LOG, {**row, "load_at_end": os.getloadavg()[0]}, command)
+    finally:
+        cluster.stop()
+
+
 # ---- growth -------------------------------------------------------------------------------------
 
 def fit(points: list[tuple[float, float]]) -> tuple[float, float, float]:
@@ -215,6 +295,102 @@ def fit(points: list[tuple[float, float]]) -> tuple[float, float, float]:
 
 
 ENGINES = (("sqlite", "SQLite"), ("postgresql", "PostgreSQL"), ("duckdb", "DuckDB"), ("spark", "Spark"))
+
+
+def fit_spread(points: list[tuple[float, float]]) -> tuple[float, float, float, float]:
+    """(b, its standard error, mean log profiles, mean log time) of the least-squares fit of
+    log(time) on log(profiles); the error is nan with no residual degree of freedom."""
+    xs = [math.log(p) for p, _t in points]
+    ys = [math.log(t) for _p, t in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    residuals = [y - (my + b * (x - mx)) for x, y in zip(xs, ys)]
+    se = math.sqrt(sum(r * r for r in residuals) / (len(points) - 2) / sxx) if len(points) > 2 else math.nan
+    return b, se, mx, my
+
+
+def growth_series(logged: list[dict]) -> dict[tuple[str, str], dict[int, list[float]]]:
+    """Per (engine, segment): every logged run's seconds, by size. The event-columns runs give
+    SQLite's own query, DuckDB (compiled and hand-written) and the export; Spark's runs Spark;
+    ``--database-timings`` PostgreSQL. Wall and CPU seconds are series of their own; "+ export"
+    series add the median export of the size to each run of DuckDB / Spark."""
+    import event_columns
+
+    series: dict[tuple[str, str], dict[int, list[float]]] = {}
+
+    def add(label: str, key: str, profiles: int, seconds: float | None) -> None:
+        if seconds:
+            series.setdefault((label, key), {}).setdefault(profiles, []).append(seconds)
+
+    for row in logged:
+        profiles, engine = row["profiles"], row.get("engine")
+        for key in event_columns.SEGMENTS:
+            if engine == "spark":
+                add("Spark local[2], compiled", key, profiles, row.get(f"spark_columns_{key}"))
+                add("Spark local[2], hand-written", key, profiles, row.get(f"spark_hand_{key}"))
+                add("Spark local[2], compiled, CPU (Python + JVM)", key, profiles, row.get(f"spark_cpu_columns_{key}"))
+            elif engine == "postgresql":
+                add("PostgreSQL (the database)", key, profiles, row.get(f"database_{key}"))
+                add("PostgreSQL, CPU (cluster + client)", key, profiles, row.get(f"database_cpu_{key}"))
+            else:
+                add("SQLite (the database)", key, profiles, row.get(f"database_{key}"))
+                add("SQLite, CPU", key, profiles, row.get(f"database_cpu_{key}"))
+                add("DuckDB, compiled", key, profiles, row.get(f"columns_{key}"))
+                add("DuckDB, hand-written", key, profiles, row.get(f"hand_{key}"))
+                add("DuckDB, compiled, CPU", key, profiles, row.get(f"cpu_columns_{key}"))
+                add("DuckDB, hand-written, CPU", key, profiles, row.get(f"cpu_hand_{key}"))
+        if engine is None:
+            add("snapshot export from SQLite", "—", profiles, row.get("export"))
+            add("snapshot export from SQLite, CPU", "—", profiles, row.get("export_cpu"))
+    exports = {size: statistics.median(values) for size, values in series.get(("snapshot export from SQLite", "—"),
+                                                                                 {}).items()}
+    for (label, key), by_size in list(series.items()):
+        if label in ("DuckDB, compiled", "Spark local[2], compiled"):
+            for size, values in by_size.items():
+                for value in values:
+                    if size in exports:
+                        add(f"{label} + export", key, size, value + exports[size])
+    rank = lambda label: next(i for i, name in enumerate(("SQLite", "PostgreSQL", "DuckDB", "Spark", "snapshot"))  # noqa: E731
+                              if label.startswith(name))
+    return dict(sorted(series.items(), key=lambda item: (item[0][1] == "—", item[0][1], rank(item[0][0]))))
+
+
+def growth_report(logged: list[dict]) -> str:
+    """How each engine's time grows with the profiles, from every run the log holds (repeats kept):
+    per engine, segment and size the runs' median (lowest–highest), the exponent b of time = a ·
+    profiles^b over every run's point (least squares on the logarithms) with its standard error,
+    the exponent of each doubling (from the medians), and the projection to 8M and 16M profiles —
+    only for a series measured at three sizes or more (two fit any exponent), its range from b ± one
+    standard error."""
+    series = growth_series(logged)
+    sizes = sorted({size for by_size in series.values() for size in by_size})
+    s = lambda v: f"{v:,.2f} s"  # noqa: E731
+    lines = ["| engine | segment | " + " | ".join(f"{p / 1e6:g}M (runs: median, lowest–highest)" for p in sizes)
+             + " | b ± s.e. (every run) | b per doubling (medians) | projected 8M (b ± s.e.) | projected 16M |",
+             "|---|---|" + "---:|" * len(sizes) + "---:|---|---:|---:|"]
+    for (label, key), by_size in series.items():
+        cells = []
+        for size in sizes:
+            values = by_size.get(size, [])
+            cells.append("—" if not values else s(values[0]) + " (1)" if len(values) == 1 else
+                         f"{s(statistics.median(values))} ({len(values)}: {min(values):,.2f}–{max(values):,.2f})")
+        medians = sorted((size, statistics.median(values)) for size, values in by_size.items())
+        doublings = ", ".join(f"{math.log(t2 / t1) / math.log(p2 / p1):.2f}"
+                              for (p1, t1), (p2, t2) in zip(medians, medians[1:]))
+        points = [(size, value) for size, values in by_size.items() for value in values]
+        fitted = projections = "—"
+        if len(by_size) >= 2:
+            b, se, mx, my = fit_spread(points)
+            fitted = f"{b:.2f}" + ("" if math.isnan(se) else f" ± {se:.2f}")
+            if len(by_size) >= 3:
+                at = lambda n, e: math.exp(my + e * (math.log(n) - mx))  # noqa: E731
+                projections = " | ".join(f"{s(at(n, b))} ({at(n, b - se):,.1f}–{at(n, b + se):,.1f})"
+                                         for n in (8e6, 16e6))
+        lines.append(f"| {label} | {key if key == '—' else f'({key})'} | " + " | ".join(cells)
+                     + f" | {fitted} | {doublings or '—'} | "
+                     + (projections if projections != "—" else "— | —") + " |")
+    return "\n".join(lines) + "\n"
 
 
 def report(rows: list[dict], options, command: str, started: datetime) -> str:
@@ -281,7 +457,7 @@ def event_columns_only(options, command: str, started: datetime) -> None:
             rows.append({"profiles": count, "at": datetime.now(UTC).isoformat(timespec="seconds"),
                          "load_at_start": os.getloadavg()[0], **event_columns.measure(
                 engine, DATA, SANDBOX, options.runs, lambda m, c=count: log(f"{c:,}: {m}"),
-                reuse=options.reuse_export)})
+                reuse=options.reuse_export, database=not options.no_database)})
             save_to(EVENT_COLUMNS_LOG, {**rows[-1], "load_at_end": os.getloadavg()[0]}, command)
         finally:
             engine.dispose()
@@ -305,7 +481,7 @@ def event_columns_spark_only(options, command: str, started: datetime) -> None:
         rows = [{"profiles": count, "at": datetime.now(UTC).isoformat(timespec="seconds"),
                  "load_at_start": os.getloadavg()[0], **event_columns_spark.measure(
             engine, DATA, SANDBOX, options.runs, options.master, lambda m: log(f"{count:,}: {m}"),
-            options.segments)}]
+            options.segments, not options.no_json_reads, not options.no_hand_written, not options.no_database)}]
         save_to(EVENT_COLUMNS_LOG, {**rows[-1], "engine": "spark", "load_at_end": os.getloadavg()[0]}, command)
     finally:
         engine.dispose()
@@ -337,6 +513,8 @@ def main() -> None:
     parser.add_argument("--spark-memory", default="6g")
     parser.add_argument("--pg-shared-buffers", default="1GB",
                         help="the throwaway cluster's shared_buffers (bench_sql's 2GB is too much on a shared box)")
+    parser.add_argument("--pg-max-wal-size", default="2GB",
+                        help="--database-timings: the cluster's max_wal_size (the WAL kept on disk)")
     parser.add_argument("--templates", type=int, default=50_000, help="distinct generated profiles repeated")
     parser.add_argument("--record", action="store_true", help="append the tables to bench/RESULTS.md")
     parser.add_argument("--event-columns", action="store_true",
@@ -345,11 +523,22 @@ def main() -> None:
                              "SQLite only)")
     parser.add_argument("--reuse-export", action="store_true",
                         help="--event-columns: query the snapshots the last run left at this size again, no export")
+    parser.add_argument("--no-database", action="store_true",
+                        help="--event-columns: not the database's own query; the hand-written query's ids are the "
+                             "reference; --event-columns-spark: DuckDB's ids over the same snapshot are")
     parser.add_argument("--event-columns-spark", action="store_true",
                         help="Spark over the snapshots --event-columns left (with and without typed event columns) "
                              "beside hand-written Spark SQL (bench/event_columns_spark.py; --master, --runs)")
     parser.add_argument("--segments", nargs="+", choices=["a", "b", "c"],
                         help="--event-columns-spark: only these segments (default: all)")
+    parser.add_argument("--database-timings", action="store_true",
+                        help="PostgreSQL only: grown in a throwaway cluster to each --profiles (load timed), the "
+                             "segments (a), (b), (c) by its own query, wall and CPU seconds (cluster included), "
+                             "logged to bench/data/scale-event-columns.jsonl for --growth-from-log")
+    parser.add_argument("--no-json-reads", action="store_true",
+                        help="--event-columns-spark: not the compiled query over the snapshot without event columns")
+    parser.add_argument("--no-hand-written", action="store_true",
+                        help="--event-columns-spark: the compiled query only (no ratio): Spark's time for the growth")
     parser.add_argument("--growth-from-log", action="store_true",
                         help="only the growth of each engine's time, from every run bench/data/"
                              "scale-event-columns.jsonl holds (--event-columns and --event-columns-spark runs)")
@@ -363,13 +552,14 @@ def main() -> None:
         print(report(logged_rows(options.profiles), options, command, started))
         return
     if options.growth_from_log:
-        import event_columns
-
         logged = [json.loads(line) for line in EVENT_COLUMNS_LOG.read_text(encoding="utf-8").splitlines()]
-        print(event_columns.growth_report(logged, fit))
+        print(growth_report(logged))
         return
     if options.event_columns:
         event_columns_only(options, command, started)
+        return
+    if options.database_timings:
+        postgresql_timings(options, command)
         return
     if options.event_columns_spark:
         event_columns_spark_only(options, command, started)

@@ -130,13 +130,13 @@ def timed_export(engine: sa.Engine, root: Path, sandbox: str) -> dict:
     flat.write_events = counted
     try:
         with engine.connect() as connection:
-            started = time.perf_counter()
+            cpu, started = time.process_time(), time.perf_counter()
             manifest = export_snapshot(connection, sandbox=sandbox, root=root, full=True)
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     finally:
         flat.write_events = original
     events = manifest.parts[-1].events
-    return {"export": seconds, "event_columns_pass": inside[0], "events": events,
+    return {"export": seconds, "export_cpu": cpu, "event_columns_pass": inside[0], "events": events,
             "export_us_per_event": seconds / events * 1e6, "event_columns_us_per_event": inside[0] / events * 1e6}
 
 
@@ -156,9 +156,13 @@ def folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
-def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, log, *, reuse: bool = False) -> dict:
+def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, log, *, reuse: bool = False,
+            database: bool = True) -> dict:
     """One size's figures (see the module's docstring); seconds. ``reuse``: the snapshots a
-    previous run left at this size are queried again, without an export (no export figures)."""
+    previous run left at this size are queried again, without an export (no export figures).
+    ``database=False``: not the database's own query (no figure of it); every variant's ids must
+    equal the hand-written query's (when the database no longer fits in memory and its query would
+    take the time the others need)."""
     with_root, without_root = data / "event-columns-with", data / "event-columns-without"
     if reuse:
         assert latest_manifest(with_root, sandbox) and latest_manifest(without_root, sandbox), "nothing to reuse"
@@ -174,12 +178,19 @@ def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, log, *, reus
     assert sessions["columns"].flat_events and not sessions["json"].flat_events
     try:
         for key, text in SEGMENTS.items():
-            seconds = []
-            for _ in range(2):  # the database's own query, as a caller runs it (compile included)
-                started = time.perf_counter()
+            seconds, cpu = [], []
+            for _ in range(2 if database else 0):  # the database's own query, as a caller runs it (compile included)
+                cpu_started, started = time.process_time(), time.perf_counter()
                 expected = database_members(engine, text, sandbox)
                 seconds.append(time.perf_counter() - started)
-            row[f"database_{key}"] = statistics.median(seconds)
+                cpu.append(time.process_time() - cpu_started)  # SQLite runs in this process
+            if database:
+                row[f"database_{key}"] = statistics.median(seconds)
+                if engine.dialect.name == "sqlite":
+                    row[f"database_cpu_{key}"] = statistics.median(cpu)
+            else:
+                hand_parameters = {k: v for k, v in {**_NAIVE, "sandbox": sandbox}.items() if f"${k}" in HAND[key]}
+                expected = [e for _pk, e in sessions["columns"].connection.execute(HAND[key], hand_parameters).fetchall()]
             statements = {}
             for name, session in sessions.items():
                 statements[name] = (session, *rendered(members_query(
@@ -248,54 +259,4 @@ def report(rows: list[dict], runs: int, command: str, started: datetime, load_st
         lines.append(f"| {row['profiles']:,} | {row['export']:.1f} s | {row['event_columns_pass']:.1f} s | "
                      f"{row['export_us_per_event']:.1f} | {row['event_columns_us_per_event']:.2f} | "
                      f"{row['bytes_with'] / 2**20:,.0f} MiB | {row['bytes_without'] / 2**20:,.0f} MiB |")
-    return "\n".join(lines) + "\n"
-
-
-def growth_report(logged: list[dict], fit: Callable) -> str:
-    """How each engine's time grows with the profiles, from every run the log holds (bench_scale
-    ``--event-columns`` / ``--event-columns-spark`` lines; repeats kept): per engine, segment and
-    size the runs' medians (lowest–highest over the runs), and a fit over every run's point of
-    time = a · profiles^b (``fit``: least squares on the logarithms) with the projection to 4M,
-    8M and 16M profiles. The snapshot export is a series of its own (added to the analytic
-    engines' time when a batch exports for itself)."""
-    series: dict[tuple[str, str], dict[int, list[float]]] = {}
-
-    def add(label: str, key: str, profiles: int, seconds: float | None) -> None:
-        if seconds:
-            series.setdefault((label, key), {}).setdefault(profiles, []).append(seconds)
-
-    for row in logged:
-        profiles = row["profiles"]
-        spark = row.get("engine") == "spark"
-        for key in SEGMENTS:
-            if spark:
-                add("Spark local[2], compiled", key, profiles, row.get(f"spark_columns_{key}"))
-                add("Spark local[2], compiled, CPU seconds (Python + JVM)", key, profiles,
-                    row.get(f"spark_cpu_columns_{key}"))
-            else:
-                add("SQLite (the database)", key, profiles, row.get(f"database_{key}"))
-                add("DuckDB, compiled", key, profiles, row.get(f"columns_{key}"))
-                add("DuckDB, hand-written", key, profiles, row.get(f"hand_{key}"))
-                add("DuckDB, compiled, CPU seconds", key, profiles, row.get(f"cpu_columns_{key}"))
-        if not spark:
-            add("snapshot export from SQLite", "—", profiles, row.get("export"))
-    s = lambda v: f"{v:,.2f} s"  # noqa: E731
-    lines = ["| engine | segment | " + " | ".join(f"{p:,} profiles (runs: median, lowest–highest)" for p in
-                                                   sorted({r["profiles"] for r in logged}))
-             + " | exponent b | projected 4M | projected 8M | projected 16M |"]
-    sizes = sorted({r["profiles"] for r in logged})
-    lines.append("|---|---|" + "---:|" * len(sizes) + "---:|---:|---:|---:|")
-    for (label, key), by_size in series.items():
-        cells = []
-        for size in sizes:
-            values = by_size.get(size, [])
-            cells.append("—" if not values else s(values[0]) + " (1)" if len(values) == 1 else
-                         f"{s(statistics.median(values))} ({len(values)}: {min(values):,.2f}–{max(values):,.2f})")
-        points = [(size, value) for size, values in by_size.items() for value in values]
-        if len({p for p, _v in points}) < 2:
-            lines.append(f"| {label} | {key if key == '—' else f'({key})'} | " + " | ".join(cells) + " | — | — | — | — |")
-            continue
-        b, a, _slope = fit(points)
-        lines.append(f"| {label} | {key if key == '—' else f'({key})'} | " + " | ".join(cells)
-                     + f" | {b:.2f} | {s(a * 4e6 ** b)} | {s(a * 8e6 ** b)} | {s(a * 16e6 ** b)} |")
     return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import statistics
 import time
 from pathlib import Path
 
@@ -71,34 +72,54 @@ def cpu_clock() -> float:
 
 
 def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, master: str, log,
-            segments: list[str] | None = None) -> dict:
-    """One size's Spark figures (see the module's docstring); seconds."""
+            segments: list[str] | None = None, json_reads: bool = True, hand_written: bool = True,
+            database: bool = True) -> dict:
+    """One size's Spark figures (see the module's docstring); seconds. ``json_reads=False``: not
+    the compiled query over the snapshot without event columns; ``hand_written=False``: not the
+    hand-written query (no ratio; the compiled query's time only: what the growth of Spark's time
+    needs). ``database=False``: the ids to equal are DuckDB's over the same snapshot, not the
+    database's (a database past the page cache)."""
     from cdp.engine.sql.spark_session import SparkSession, _bound
 
     roots = {"columns": data / "event-columns-with", "json": data / "event-columns-without"}
+    if not json_reads:
+        del roots["json"]
     started = time.perf_counter()
     sessions = {name: SparkSession(master=master).from_snapshot(latest_manifest(root, sandbox))
                 for name, root in roots.items()}
     row: dict = {"spark_start": time.perf_counter() - started}
-    assert sessions["columns"].flat_events and not sessions["json"].flat_events
+    assert sessions["columns"].flat_events and ("json" not in sessions or not sessions["json"].flat_events)
     try:
         for key, text in SEGMENTS.items():
             if key not in (segments or SEGMENTS):
                 continue
-            expected = database_members(engine, text, sandbox)
+            if database:
+                expected = database_members(engine, text, sandbox)
+            else:
+                from cdp.engine.sql.analytic import DuckDBSession
+                from cdp.snapshots.export import relations_sql
+
+                duck = DuckDBSession().from_sql(*relations_sql(latest_manifest(roots["columns"], sandbox)))
+                expected = [e for _pk, e in duck.members(text, as_of=AS_OF, sandbox=sandbox)]
+                duck.close()
             statements = {}
             for name, session in sessions.items():
                 statements[name] = (session, *session.rendered(members_query(
                     text, engine="spark", as_of=AS_OF, sandbox=sandbox, flat_events=session.flat_events)))
             hand = HAND[key]
-            statements["hand"] = (sessions["columns"], hand,
-                                  {k: _bound(v) for k, v in {**_NAIVE, "sandbox": sandbox}.items() if f":{k}" in hand})
+            if hand_written:
+                statements["hand"] = (sessions["columns"], hand, {k: _bound(v) for k, v in {**_NAIVE, "sandbox": sandbox}.items()
+                                                                  if f":{k}" in hand})
             samples = interleaved_rounds(
                 {name: (lambda session=session, sql=sql, parameters=parameters: [
                     r[1] for r in session.spark.sql(sql, args=parameters).collect()])
                  for name, (session, sql, parameters) in statements.items()}, expected, runs, key, cpu_clock)
-            ratio_figures(row, samples, key, prefix="spark_")
             row[f"members_{key}"] = len(expected)
+            if not hand_written:
+                row.update({f"spark_{name}_{key}": statistics.median(values) for name, values in samples.items()})
+                log(f"spark ({key}) " + ", ".join(f"{name} {row[f'spark_{name}_{key}'] * 1000:.0f} ms" for name in samples))
+                continue
+            ratio_figures(row, samples, key, prefix="spark_")
             log(f"spark ({key}) " + ", ".join(f"{name} {row[f'spark_{name}_{key}'] * 1000:.0f} ms" for name in samples)
                 + " (compiled / hand-written per round: median {:.2f}×, {:.2f}–{:.2f}×".format(*row[f"spark_ratio_{key}"])
                 + "; CPU: median {:.2f}×, {:.2f}–{:.2f}×)".format(*row[f"spark_cpu_ratio_{key}"]))
@@ -118,10 +139,14 @@ def report(rows: list[dict], runs: int, command: str, started, load_start: tuple
              "(lowest–highest) | CPU (Python + JVM), per round | members |",
              "|---:|---|---:|---:|---:|---:|---:|---|---|---:|"]
     for row in rows:
-        for key in (k for k in SEGMENTS if f"spark_hand_{k}" in row):
-            json_, cols, hand = (row[f"spark_{n}_{key}"] for n in ("json", "columns", "hand"))
-            lines.append(f"| {row['profiles']:,} | ({key}) | {ms(json_)} | {ms(cols)} | {ms(hand)} | "
-                         f"{json_ / cols:.2f}× | {cols / hand:.2f}× | "
+        for key in (k for k in SEGMENTS if f"spark_columns_{k}" in row):
+            json_, cols, hand = (row.get(f"spark_{n}_{key}") for n in ("json", "columns", "hand"))
+            if not hand:
+                lines.append(f"| {row['profiles']:,} | ({key}) | {ms(json_) if json_ else '—'} | {ms(cols)} | — | "
+                             f"{f'{json_ / cols:.2f}×' if json_ else '—'} | — | — | — | {row[f'members_{key}']:,} |")
+                continue
+            lines.append(f"| {row['profiles']:,} | ({key}) | {ms(json_) if json_ else '—'} | {ms(cols)} | {ms(hand)} | "
+                         f"{f'{json_ / cols:.2f}×' if json_ else '—'} | {cols / hand:.2f}× | "
                          "**{:.2f}×** ({:.2f}–{:.2f}×) | ".format(*row[f"spark_ratio_{key}"])
                          + "**{:.2f}×** ({:.2f}–{:.2f}×) | ".format(*row[f"spark_cpu_ratio_{key}"]) + f"{row[f'members_{key}']:,} |")
     return "\n".join(lines) + "\n"
