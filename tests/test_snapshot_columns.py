@@ -129,8 +129,8 @@ _KEYS = st.sampled_from(sorted(luma_schema().profile))
 @given(st.lists(st.dictionaries(_KEYS, _VALUES, max_size=6), min_size=1, max_size=6))
 def test_one_parse_gives_the_columns_of_a_parse_per_column(tmp_path, attributes):
     """Random attribute documents (values of any type under the schema's keys, some that do not
-    cast): the columns written from one parse are analytic.write_flat's, the same columns left
-    out, the same values."""
+    cast): the columns written from one parse are analytic.write_flat's (the list attribute
+    columns included), the same columns left out, the same values."""
     profiles_table, _events = document_tables([{"id": f"x{i}"} for i in range(len(attributes))], sandbox="s")
     raw = profiles_table.set_column(3, "attributes", pyarrow.array([json.dumps(a) for a in attributes]))
     source = tmp_path / "raw.parquet"
@@ -141,7 +141,7 @@ def test_one_parse_gives_the_columns_of_a_parse_per_column(tmp_path, attributes)
     try:
         connection.execute("SET TimeZone = 'UTC'")
         write_flat(connection, f"read_parquet('{source}')", luma_schema(), lambda select: connection.execute(
-            f"COPY ({select}) TO '{theirs}' (FORMAT parquet)"))
+            f"COPY ({select}) TO '{theirs}' (FORMAT parquet)"), lists=True)
     finally:
         connection.close()
     ours_table, theirs_table = pyarrow.parquet.read_table(ours), pyarrow.parquet.read_table(theirs)

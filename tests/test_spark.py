@@ -139,7 +139,7 @@ LIST_SEGMENTS = ['interests has any ["running", "yoga"]', 'interests has all ["r
 
 def test_spark_reads_a_list_attribute_from_its_typed_column(sqlite_engine, spark_session, tmp_path):
     """A list attribute has a column of its own in the snapshot (`a.interests`: its elements as
-    text, cdp.snapshots.flat.list_items): Spark reads it, not get_json_object + from_json of
+    text, cdp.engine.sql.analytic.list_items): Spark reads it, not get_json_object + from_json of
     the whole `attributes` document per profile per test, and answers as DuckDB (reading the
     JSON) does — null lists, null elements, empty lists and duplicates included (the
     conformance profiles have each)."""

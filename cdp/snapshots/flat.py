@@ -15,37 +15,13 @@ attribute (field) through JSON and stops (or not) exactly as it would have.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-import sqlalchemy as sa
-
-from cdp.engine.sql.analytic import _FLAT_KEY, DuckDBDialect, flat_items, write_readable_columns
-from cdp.engine.sql.base import SqlCompiler
-from cdp.engine.sql.duckdb import FLAT_PREFIX
-from cdp.pqltypes import STRING
+from cdp.engine.sql.analytic import flat_items, list_items, write_readable_columns
 from cdp.schema import Schema
 
 _PARSED = "__cdp_json"
-
-
-def list_items(schema: Schema) -> list[tuple[str, str]]:
-    """(column, SQL expression over ``attributes``) for each list attribute of the schema: the
-    list's elements as text (``VARCHAR[]``, a Parquet list of strings), null where the attribute
-    is missing or JSON null, an element null where it is JSON null — what Spark's
-    ``from_json(get_json_object(attributes, '$['key']'), 'array<string>')`` decodes per row, so
-    Spark (cdp.engine.sql.spark) reads the column instead and casts its elements as it casts
-    those. DuckDB's compiler does not read these columns (its JSON list reads stay as they were).
-    A row whose value is not a JSON list fails the cast: the column is left out (write_flat)."""
-    reader = SqlCompiler("duckdb", datetime(2000, 1, 1, tzinfo=timezone.utc), schema=schema)
-    items = []
-    for key, type_ in sorted(schema.profile.items()):
-        if type_.is_list and _FLAT_KEY.fullmatch(key):
-            text = reader.json_read(sa.column("attributes"), key, STRING, flat=False)  # the list's JSON text
-            rendered = str(text.compile(dialect=DuckDBDialect(), compile_kwargs={"literal_binds": True}))
-            items.append((FLAT_PREFIX + key, f"CAST(CAST({rendered} AS JSON) AS VARCHAR[])"))
-    return items
 
 
 def _read_pattern(document: str) -> re.Pattern:
@@ -109,24 +85,6 @@ def write_profiles(raw: Path, target: Path, schema: Schema) -> None:
     try:
         write_readable_columns(connection, source, items, _statement(source, pointers),
                                lambda select: connection.execute(f"COPY ({select}) TO {destination} (FORMAT parquet)"))
-    finally:
-        connection.close()
-
-
-def with_list_columns(profiles, schema: Schema):
-    """An Arrow profiles table (analytic.document_tables) with the list attribute columns a
-    snapshot's profiles files have (:func:`list_items`), computed the same way: for an engine
-    reading Arrow tables through Parquet (Spark) as it reads a snapshot."""
-    items = list_items(schema)
-    if not items:
-        return profiles
-    connection = _connection()
-    try:
-        connection.register("documents_arrow", profiles)
-        written = []
-        write_readable_columns(connection, "documents_arrow", items, _statement("documents_arrow", []),
-                               lambda select: written.append(connection.sql(select).to_arrow_table()))
-        return written[-1]
     finally:
         connection.close()
 

@@ -29,6 +29,7 @@ from cdp.engine.profile import LoadedProfile, load_profile
 from cdp.engine.sql.base import SqlCompiler
 from cdp.engine.sql.duckdb import EVENT_PREFIX, FLAT_PREFIX, DuckDBCompiler
 from cdp.engine.support import require_support
+from cdp.pqltypes import STRING
 from cdp.schema import Schema, luma_schema
 from cdp.schema.model import BUILTIN_EVENT_FIELDS
 
@@ -124,28 +125,49 @@ def flat_items(schema: Schema, *, event_fields: bool = False) -> list[tuple[str,
     return items
 
 
+def list_items(schema: Schema) -> list[tuple[str, str]]:
+    """(column, SQL expression over ``attributes``) for each list attribute of the schema: the
+    list's elements as text (``VARCHAR[]``, a Parquet list of strings), null where the attribute
+    is missing or JSON null, an element null where it is JSON null — what Spark's
+    ``from_json(get_json_object(attributes, '$['key']'), 'array<string>')`` decodes per row, so
+    Spark (cdp.engine.sql.spark) reads the column instead and casts its elements as it casts
+    those. DuckDB's compiler does not read these columns (its JSON list reads stay as they were).
+    A row whose value is not a JSON list fails the cast: the column is left out (write_flat)."""
+    reader = SqlCompiler("duckdb", datetime(2000, 1, 1, tzinfo=timezone.utc), schema=schema)
+    items = []
+    for key, type_ in sorted(schema.profile.items()):
+        if type_.is_list and _FLAT_KEY.fullmatch(key):
+            text = reader.json_read(sa.column("attributes"), key, STRING, flat=False)  # the list's JSON text
+            rendered = str(text.compile(dialect=DuckDBDialect(), compile_kwargs={"literal_binds": True}))
+            items.append((FLAT_PREFIX + key, f"CAST(CAST({rendered} AS JSON) AS VARCHAR[])"))
+    return items
+
+
 def write_flat(connection, source: str, schema: Schema, write: Callable[[str], Any], *,
-               event_fields: bool = False) -> None:
+               event_fields: bool = False, lists: bool = False) -> None:
     """``write(SELECT *, <flat columns> FROM <source>)`` on a DuckDB ``connection`` (a CREATE
     TABLE AS, a COPY), with the columns whose read succeeds on every row of ``source``. A value
     that does not cast (data stored before the schema changed) would stop a query reading it
     through JSON too: its column is left out, so the compiled query reads that attribute through
     JSON and stops (or not) exactly as before. The common case is one pass, the write's own.
-    ``event_fields``: ``source`` is events, the columns are its event fields'."""
+    ``event_fields``: ``source`` is events, the columns are its event fields'. ``lists``: the list
+    attribute columns too (:func:`list_items`), as a snapshot's profiles files have them."""
 
     def statement(chosen: list[tuple[str, str]]) -> str:
         return "SELECT *" + "".join(f", {expression} AS {_quoted(column)}" for column, expression in chosen) + \
             f" FROM {source}"
 
-    write_readable_columns(connection, source, flat_items(schema, event_fields=event_fields), statement, write)
+    items = flat_items(schema, event_fields=event_fields) + (list_items(schema) if lists and not event_fields else [])
+    write_readable_columns(connection, source, items, statement, write)
 
 
-def with_typed_columns(table, *, event_fields: bool, schema: Schema | None = None):
+def with_typed_columns(table, *, event_fields: bool, schema: Schema | None = None, lists: bool = False):
     """An Arrow profiles or events table (as :func:`document_tables` makes it) with the typed
-    columns a snapshot's files have (cdp.snapshots.flat: attribute columns of ``attributes``, or
-    with ``event_fields`` event-field columns of ``fields``), computed the same way: by DuckDB's
-    read of the JSON, in UTC, a column failing on some row left out. For an engine reading Arrow
-    tables through Parquet (Spark) as it reads a snapshot."""
+    columns a snapshot's files have (cdp.snapshots.flat: attribute columns of ``attributes`` — with
+    ``lists`` its list attribute columns too — or with ``event_fields`` event-field columns of
+    ``fields``), computed the same way: by DuckDB's read of the JSON, in UTC, a column failing on
+    some row left out. For an engine reading Arrow tables through Parquet (Spark) as it reads a
+    snapshot."""
     import duckdb
 
     connection = duckdb.connect(":memory:")
@@ -154,7 +176,8 @@ def with_typed_columns(table, *, event_fields: bool, schema: Schema | None = Non
         connection.register("documents_arrow", table)
         written = []
         write_flat(connection, "documents_arrow", schema or luma_schema(),
-                   lambda select: written.append(connection.sql(select).to_arrow_table()), event_fields=event_fields)
+                   lambda select: written.append(connection.sql(select).to_arrow_table()), event_fields=event_fields,
+                   lists=lists)
         return written[-1]
     finally:
         connection.close()

@@ -36,7 +36,7 @@ _SPARK_TYPES = {"DOUBLE": "double", "BIGINT": "bigint", "VARCHAR": "string"}
 # analytic.flat_attributes); DuckDB writes TIMESTAMP without a zone, which Spark may read as NTZ
 _COLUMN_TYPES = {"string": "string", "bigint": "integer", "double": "number", "boolean": "boolean",
                  "date": "date", "timestamp": "datetime", "timestamp_ntz": "datetime",
-                 # a list attribute's elements as text (cdp.snapshots.flat.list_items), any list<T>
+                 # a list attribute's elements as text (cdp.engine.sql.analytic.list_items), any list<T>
                  "array<string>": "list"}
 SHUFFLE_PARTITIONS = 4  # the relations are small per query; Spark's 200 would be mostly empty tasks
 
@@ -246,12 +246,9 @@ class SparkSession(AnalyticSession):
 
 
 def _with_attribute_columns(profiles, schema=None):
-    """The profiles table with its typed attribute columns (analytic.with_typed_columns) and its
-    list attribute columns (cdp.snapshots.flat.list_items), as a snapshot's profiles files."""
-    from cdp.schema import luma_schema
-    from cdp.snapshots.flat import with_list_columns
-
-    return with_list_columns(with_typed_columns(profiles, event_fields=False, schema=schema), schema or luma_schema())
+    """The profiles table with its typed attribute columns and its list attribute columns
+    (analytic.with_typed_columns, analytic.list_items), as a snapshot's profiles files."""
+    return with_typed_columns(profiles, event_fields=False, schema=schema, lists=True)
 
 
 def _quoted(name: str) -> str:
