@@ -204,3 +204,34 @@ def test_postgresql_an_identity_of_a_profile_deleted_meanwhile_is_a_key_violatio
     with postgresql.connect() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(identities)
                                   .where(identities.c.sandbox == sandbox)).scalar_one() == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_downgrade_gives_the_foreign_keys_back(backend, request, sqlite_url_factory):
+    from alembic import command
+
+    from cdp.storage.database import create_engine
+    from cdp.storage.migrate import alembic_config, upgrade
+
+    url = sqlite_url_factory() if backend == "sqlite" else request.getfixturevalue("postgres_url_factory")()
+    engine = create_engine(url)
+    try:
+        upgrade(engine)
+        config = alembic_config()
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0020")
+        inspector = sa.inspect(engine)
+        assert sorted((fk["constrained_columns"][0], fk["referred_table"], fk["options"].get("ondelete"))
+                      for table in ("identities", "identity_links") for fk in inspector.get_foreign_keys(table)) == [
+            ("a_pk", "identities", "CASCADE"), ("b_pk", "identities", "CASCADE"),
+            ("batch_pk", "ingestion_batches", "SET NULL"), ("dataset_pk", "datasets", "SET NULL"),
+            ("profile_pk", "profiles", "CASCADE"), ("profile_pk", "profiles", "CASCADE")]
+        sandbox, (a,), _, _ = _setup(engine, 1)
+        with write_transaction(engine) as connection:  # no trigger is left to fire
+            claim_identities(connection, [_identity(sandbox, a, "back@example.com")], {})
+            connection.execute(profiles.delete().where(profiles.c.pk == a))
+        upgrade(engine)
+        assert sa.inspect(engine).get_foreign_keys("identity_links") == []
+    finally:
+        engine.dispose()

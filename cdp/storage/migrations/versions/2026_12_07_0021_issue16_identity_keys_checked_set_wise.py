@@ -124,7 +124,10 @@ def _sqlite_triggers() -> dict[str, str]:
         check = f"SELECT RAISE(ABORT, 'FOREIGN KEY constraint failed') WHERE {missing};"
         triggers[f"{table}_keys_insert"] = f"BEFORE INSERT ON {table} BEGIN {check} END"
         columns = ", ".join(column for column, _ in keys)
-        triggers[f"{table}_keys_update"] = f"BEFORE UPDATE OF {columns} ON {table} BEGIN {check} END"
+        # a key the update leaves as it was is not checked again (a link seen again: its upsert
+        # sets the same profile and dataset), as PostgreSQL's constraint did not
+        changed = " OR ".join(f"NEW.{column} IS NOT OLD.{column}" for column, _ in keys)
+        triggers[f"{table}_keys_update"] = f"BEFORE UPDATE OF {columns} ON {table} WHEN {changed} BEGIN {check} END"
     triggers.update({
         "identities_of_deleted_profiles": ("AFTER DELETE ON profiles BEGIN "
                                            "DELETE FROM identities WHERE profile_pk = OLD.pk; "
