@@ -239,6 +239,15 @@ def run(backend: str, records_count: int, people: int, statements: bool = False)
                         "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 14").all()
                 for calls, ms, rows, query in top:
                     print(f"      pg_stat_statements: {ms * 1000 / n:7.1f} µs a record, {calls:>6} calls, {rows:>7} rows: {query}")
+                # row updates that stayed on their page (HOT: no index entry) — the counter's and the
+                # touch's; cumulative since the cluster started (both streams' rows for the second)
+                with engine.connect() as c:
+                    c.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+                    c.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+                    for table, updated, hot in c.exec_driver_sql(
+                            "SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+                            "WHERE relname IN ('profiles', 'identities', 'identity_links') ORDER BY 1").all():
+                        print(f"      updates of {table}: {updated:,}, of which HOT {hot:,}")
             if expected is not None:
                 with engine.connect() as connection:
                     stored = connection.execute(sa.text("SELECT count(*) FROM profiles WHERE sandbox = :s"),

@@ -183,7 +183,7 @@ def test_the_owners_lookup_answers_what_a_core_query_answers(migrated_engine, st
     with write_transaction(migrated_engine) as connection:
         expected = sorted(tuple(row) for row in connection.execute(
             sa.select(identities.c.namespace, identities.c.value, identities.c.profile_pk, identities.c.pk,
-                      profiles.c.external_id, profiles.c.event_count).join(profiles)
+                      profiles.c.external_id, profiles.c.event_count).join(profiles, profiles.c.pk == identities.c.profile_pk)
             .where(identities.c.sandbox == sandbox)).all()
             if (row[0], row[1]) in set(asked))
         assert sorted(find_owners(connection, sandbox, asked)) == expected

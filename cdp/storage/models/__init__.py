@@ -72,7 +72,9 @@ identities = sa.Table(
     "identities", metadata,
     sa.Column("pk", Key, primary_key=True, autoincrement=True),
     sa.Column("sandbox", sa.String(64), nullable=False, server_default="prod"),
-    sa.Column("profile_pk", Key, sa.ForeignKey("profiles.pk", ondelete="CASCADE"), nullable=False),
+    # checked, and its deletes cascaded (a profile's identities deleted with it), by triggers rather
+    # than a foreign key (migration 0021): on PostgreSQL once per statement, not once per row
+    sa.Column("profile_pk", Key, nullable=False),
     sa.Column("namespace", sa.String(64), nullable=False),
     sa.Column("value", sa.String(512), nullable=False),
     sa.Column("first_seen", UtcDateTime, nullable=False),
@@ -375,14 +377,17 @@ identity_links = sa.Table(
     "identity_links", metadata,
     sa.Column("pk", Key, primary_key=True, autoincrement=True),
     sa.Column("sandbox", sa.String(64), nullable=False),
-    sa.Column("profile_pk", Key, sa.ForeignKey("profiles.pk", ondelete="CASCADE"), nullable=False),
-    sa.Column("a_pk", Key, sa.ForeignKey("identities.pk", ondelete="CASCADE"), nullable=False),
-    sa.Column("b_pk", Key, sa.ForeignKey("identities.pk", ondelete="CASCADE"), nullable=False),
+    # the keys are checked, and their deletes cascaded (ON DELETE CASCADE for the profile and the two
+    # identities, SET NULL for the dataset and the batch), by triggers rather than foreign keys
+    # (migration 0021): on PostgreSQL an insert's keys once per statement, not once per row and key
+    sa.Column("profile_pk", Key, nullable=False),
+    sa.Column("a_pk", Key, nullable=False),
+    sa.Column("b_pk", Key, nullable=False),
     sa.Column("first_seen", UtcDateTime, nullable=False),
     sa.Column("last_seen", UtcDateTime, nullable=False),
     sa.Column("seen_order", sa.Integer, nullable=False),  # the record's place in its write: ties of last_seen
-    sa.Column("dataset_pk", Key, sa.ForeignKey("datasets.pk", ondelete="SET NULL"), nullable=True),
-    sa.Column("batch_pk", Key, sa.ForeignKey("ingestion_batches.pk", ondelete="SET NULL"), nullable=True),
+    sa.Column("dataset_pk", Key, nullable=True),
+    sa.Column("batch_pk", Key, nullable=True),
     sa.Column("request_id", sa.String(64), nullable=True),
     sa.Column("record_index", sa.Integer, nullable=True),
     sa.Column("removed_at", UtcDateTime, nullable=True),
