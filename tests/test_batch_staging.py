@@ -132,7 +132,7 @@ def _stored(engine, sandbox: str) -> dict:
             else:
                 nameless.append((r.attributes, r.created_at, r.updated_at))
         stored["nameless profiles"] = sorted(nameless, key=repr)
-        for r in c.execute(sa.select(attribute_sources).join(profiles).where(profiles.c.sandbox == sandbox)):
+        for r in c.execute(sa.select(attribute_sources).join(profiles, profiles.c.pk == attribute_sources.c.profile_pk).where(profiles.c.sandbox == sandbox)):
             stored["sources"].add((name.get(r.profile_pk), r.path, str(r.value), r.removed, r.observed_at,
                                    r.record_index, r.batch_pk, str(r.identities)))
         for r in c.execute(sa.select(identity_links).where(identity_links.c.sandbox == sandbox)):

@@ -354,13 +354,16 @@ identity_settings = sa.Table(
 attribute_sources = sa.Table(
     "attribute_sources", metadata,
     sa.Column("pk", Key, primary_key=True, autoincrement=True),
-    sa.Column("profile_pk", Key, sa.ForeignKey("profiles.pk", ondelete="CASCADE"), nullable=False),
+    # the keys are checked, and their deletes cascaded (ON DELETE CASCADE for the profile and the
+    # dataset, SET NULL for the batch), by triggers rather than foreign keys (migration 0022): on
+    # PostgreSQL an insert's keys once per statement, not once per row and key
+    sa.Column("profile_pk", Key, nullable=False),
     sa.Column("path", sa.String(512), nullable=False),
-    sa.Column("dataset_pk", Key, sa.ForeignKey("datasets.pk", ondelete="CASCADE"), nullable=False),
+    sa.Column("dataset_pk", Key, nullable=False),
     sa.Column("value", Document, nullable=True),
     sa.Column("removed", sa.Boolean, nullable=False),
     sa.Column("observed_at", UtcDateTime, nullable=False),
-    sa.Column("batch_pk", Key, sa.ForeignKey("ingestion_batches.pk", ondelete="SET NULL"), nullable=True),
+    sa.Column("batch_pk", Key, nullable=True),
     sa.Column("request_id", sa.String(64), nullable=True),
     sa.Column("record_index", sa.Integer, nullable=True),
     # the identities of the record that wrote this word (as on events: a split follows them)
