@@ -61,7 +61,7 @@ from cdp.profiles.documents import _stored_fields
 from cdp.segments.polarity import Polarity, grows, shrinks
 from cdp.segments.reads import Change, Reads, reads_of
 from cdp.segments.relevance import Relevance, Screen
-from cdp.segments.timing import _instant, next_change
+from cdp.segments.timing import _instant, earliest_change, next_change, timing_parts  # noqa: F401
 from cdp.storage.memberships import exit_all  # noqa: F401 - re-exported: streaming's exits
 from cdp.storage.memberships import (
     due_form, sqlite_instant, state_from_rows, state_rows_parameters, state_rows_sql, write_profile,
@@ -104,14 +104,12 @@ class _Plan:
         self.position = {row.key: index for index, row in enumerate(self.order)}
         self.refs = [SegmentRef(row.pk, row.key) for row in self.order]
         # what next_change reads of a segment: its Reads without the attributes and references
-        # (segments with equal timing share one computation per evaluation)
         self.timing = [dataclasses.replace(self.reads[row.key], attributes=frozenset(), references=frozenset())
                        if self.reads[row.key].timed else None for row in self.order]
-        # per position: the number of its distinct timing (None: untimed), so that an evaluation
-        # keys its shared next instants by a small int, not by hashing a Reads per segment
-        distinct: dict[Reads, int] = {}
-        self.timing_id = [None if reads is None else distinct.setdefault(reads, len(distinct))
-                          for reads in self.timing]
+        # per position: the same in the form earliest_change merges (None: untimed); an evaluation
+        # computes the earliest next instant of its segments at once, segments reading the same
+        # instants merged (cdp/segments/timing.py)
+        self.timing_parts = [None if reads is None else timing_parts(reads) for reads in self.timing]
         # the positions of the timed ones: what a profile's stored instant stands for, all of them
         # re-evaluated when it comes (one instant per profile, migration 0018)
         self.timed = [i for i, timing in enumerate(self.timing) if timing is not None]
@@ -126,6 +124,9 @@ class _Plan:
             for first in {path[0] if path else "" for path in reads.attributes}:
                 (self.any_attribute if not first else self.by_attribute.setdefault(first, [])).append(i)
         self._predicates: list = [None] * len(self.order)
+        # per position: the compiled predicate once compiled (None: not yet, or it failed — then
+        # :meth:`predicate` compiles it or raises its error)
+        self.predicates: list = [None] * len(self.order)
         # per position: what every event its filters (and its references') admit satisfies
         # (cdp/segments/relevance.py); None: any event may change it
         self.relevance = Relevance(schema) if schema is not None else None
@@ -213,6 +214,8 @@ class _Plan:
             except PqlError as error:
                 found = error
             self._predicates[i] = found
+            if not isinstance(found, PqlError):
+                self.predicates[i] = found
         if isinstance(found, PqlError):
             raise found
         return found
@@ -267,7 +270,8 @@ class StreamingEvaluator:
     profile (only the event types the selection reads), its memberships of the selected segments
     and its stored instant (:func:`_load_with_state`); each selected predicate once, through
     one memo (a referenced segment, and an event term several predicates contain, computed once);
-    the next instants, their candidates shared per window length (:func:`next_change`'s cache);
+    the earliest of their next instants at once, the segments reading the same instants merged
+    (:func:`earliest_change`);
     then writes only for what changed — a record that changes no membership and no instant writes
     nothing here. With ``metrics``: each segment's time, and per profile the time spent
     evaluating (the read included) and writing (``cdp_streaming_profile_seconds``)."""
@@ -325,26 +329,25 @@ class StreamingEvaluator:
         if added and (stored is None or due_form(self.connection)(now) < stored):
             chosen = self._unchangeable(plan, chosen, members)
         verdicts: dict[int, bool] = {}
-        earliest: datetime | None = None  # of the evaluated segments' next instants
         memo: dict = {}  # a referenced segment is evaluated once for all that reference it
-        points: dict = {}  # the profile's instants, per set of event types read (next_change)
-        instants: dict = {}  # next_change per distinct timing
         spent: list[tuple[str, float]] = []
-        order, timing, timing_id = plan.order, plan.timing, plan.timing_id
+        order, predicates = plan.order, plan.predicates
+        before = perf_counter()
         for i in chosen:
             key = order[i].key
-            before = perf_counter()
             try:
-                verdicts[i] = memo[key] = bool(plan.predicate(i)(profile, now, memo))
+                verdicts[i] = memo[key] = bool((predicates[i] or plan.predicate(i))(profile, now, memo))
             except PqlError as error:  # no longer checks against the schema, or fails at run time
                 log.warning("streaming segment %r of sandbox %r skipped: %s", key, self.sandbox, error)
+                before = perf_counter()
                 continue
-            spent.append((key, perf_counter() - before))
-            same = timing_id[i]
-            if same is not None and same not in instants:
-                at = instants[same] = next_change(timing[i], profile, now, points)
-                if at is not None and (earliest is None or at < earliest):
-                    earliest = at
+            after = perf_counter()
+            spent.append((key, after - before))
+            before = after
+        # the earliest of the evaluated segments' next instants, computed at once
+        # (cdp/segments/timing.py earliest_change: exactly the least of each one's next_change)
+        parts = plan.timing_parts
+        earliest = earliest_change([parts[i] for i in verdicts], profile, now)
         self.evaluations += len(spent)
         evaluated = perf_counter()
         changed = self._write(profile_pk, profile.id, plan, verdicts, earliest, now, members, stored)
