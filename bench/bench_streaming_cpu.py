@@ -21,7 +21,8 @@ metrics on) on this thread, alternately into the sandbox without segments and th
 exclusive phases (a phase's figure leaves out the phases it calls): choosing the segments (the
 plan's selection and the relevance screen, polarity), the one read's statement (the driver) and
 building the profile from its rows, the predicates, the next instants, the write's Python and its
-statements, the per-segment metrics. ``--cprofile FILE``: cProfile over the N sandbox's requests
+statements, the per-segment metrics (``--plain``: without the phases' timers, whose own cost
+lands in the phases that call the timed functions). ``--cprofile FILE``: cProfile over the N sandbox's requests
 of the last pass (pstats file, thread CPU as its timer; the phases' timers off).
 """
 
@@ -57,6 +58,8 @@ class Phases:
         self.thread = threading.get_ident()
         self.stack: list = []
         self.on = False
+        self.statements: dict[str, int] = defaultdict(int)  # streaming's, by their first words
+        self.rows: dict[str, int] = defaultdict(int)
 
     def enter(self, phase: str) -> None:
         if not self.on or threading.get_ident() != self.thread:
@@ -135,8 +138,12 @@ def instrument(phases: Phases, engine) -> None:
     streaming._Plan.predicate = predicate
 
     @sa.event.listens_for(engine, "before_cursor_execute")
-    def _before(conn, cursor, statement, *_args):
+    def _before(conn, cursor, statement, parameters, context, executemany):
         top = phases.stack[-1][0] if phases.stack else ""
+        if phases.on and top.startswith("streaming"):
+            shape = " ".join(statement.split())[:70]
+            phases.statements[shape] += 1
+            phases.rows[shape] += len(parameters) if executemany else 1
         phases.enter(("streaming: " if top.startswith("streaming") else "") + "statements (driver)")
 
     @sa.event.listens_for(engine, "after_cursor_execute")
@@ -242,7 +249,7 @@ def measure(args) -> None:
             engine = client.app.state.engine
             metrics = client.app.state.metrics
             phases = Phases()
-            if not args.cprofile:
+            if not (args.cprofile or args.plain):
                 instrument(phases, engine)
             from cdp.api.process import tune_gc
             tune_gc()
@@ -256,6 +263,7 @@ def measure(args) -> None:
                                                body=body, metrics=metrics, clock=lambda: datetime.now(UTC))
                         commit_now(connection)
             before_evaluations = _evaluations(metrics, made[count][0])
+            tallies_before = {key: (tally[0], tally[1]) for key, tally in metrics.segment_evaluations._tallies.items()}
             for start in range(args.warmup, len(bodies), 50):  # alternating in blocks of 50 records
                 for segments in ((0, count) if (start // 50) % 2 == 0 else (count, 0)):
                     sandbox, dataset = made[segments]
@@ -285,6 +293,16 @@ def measure(args) -> None:
                   f"load {open('/proc/loadavg').read().split()[0]}")
             if profiler is not None:
                 profiler.dump_stats(args.cprofile)
+            if args.by_kind and pass_ == args.passes - 1:  # shapes(N): segment i is of kind i % 10
+                kinds: dict[int, list[float]] = defaultdict(lambda: [0, 0.0])
+                for (sandbox, segment), tally in metrics.segment_evaluations._tallies.items():
+                    if sandbox == made[count][0] and segment.startswith("seg-"):
+                        was = tallies_before.get((sandbox, segment), (0, 0.0))
+                        kinds[int(segment[4:]) % 10][0] += tally[0] - was[0]
+                        kinds[int(segment[4:]) % 10][1] += tally[1] - was[1]
+                for kind, (evaluations, seconds) in sorted(kinds.items()):
+                    print(f"    kind {kind}: {evaluations / measured:5.1f} evaluations a record, "
+                          f"{seconds / max(evaluations, 1) * 1e6:5.1f} µs each (wall, the server's own histogram)")
             client.__exit__(None, None, None)
         finally:
             if cluster is not None:
@@ -297,6 +315,9 @@ def measure(args) -> None:
             print(f"    {phase:<62} {seconds / n * 1e6:8.1f}")
         streaming = sum(s for p, s in phases_sum.items() if p.startswith("streaming"))
         print(f"    {'streaming, all':<62} {streaming / n * 1e6:8.1f}")
+        print("streaming's statements per record (rows per record), last pass:")
+        for shape, calls in sorted(phases.statements.items(), key=lambda item: -item[1]):
+            print(f"    {calls / (n / args.passes):5.2f} ({phases.rows[shape] / (n / args.passes):5.2f})  {shape}")
     med = {k: sorted(v)[len(v) // 2] for k, v in totals.items()}
     print(f"median: none {med[0]:.3f} ms, {count} {med[count]:.3f} ms, ratio {med[0] / med[count]:.3f}× "
           f"(extra {med[count] - med[0]:.3f} ms/record)")
@@ -348,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--cprofile")
     m.add_argument("--warmup", type=int, default=20, help="records per sandbox before measuring, not counted")
     m.add_argument("--scratch", default=None)
+    m.add_argument("--plain", action="store_true", help="no phase timers: the CPU per record alone")
+    m.add_argument("--by-kind", action="store_true", help="segments evaluated and µs each per kind of shapes(N)")
     args = parser.parse_args(argv)
     gc.freeze()
     (prepare if args.command == "prepare" else measure)(args)

@@ -32,7 +32,10 @@ never late). For a member of a monotone segment the old answer is TRUE at every 
 and with more events it is ≥ at every t, so still TRUE: its first change on the new events is
 not before S. The stored instant is only ever lowered by a record (it keeps S or moves earlier),
 and at S the due job re-evaluates every timed segment of the profile, the skipped one included.
-Symmetrically for a non-member of an antitone segment. Once S has passed (the due job has not run
+Symmetrically for a non-member of an antitone segment. Likewise a segment whose own expression
+reads no event and that references streaming segments (``in segment "a" and not in segment "b"``)
+is skipped when none of them moved (:meth:`StreamingEvaluator._unmoved`): its answer is a function
+of theirs and of what the record does not change. Once S has passed (the due job has not run
 yet) the stored membership may already be stale, so nothing is skipped by polarity: the record
 evaluates as before and a member whose window has passed leaves at once.
 """
@@ -59,7 +62,7 @@ from cdp.segments.membership import SegmentRef, changed_statuses, verdict_change
 from cdp.engine.profile import ProfileError
 from cdp.profiles.documents import _stored_fields
 from cdp.segments.polarity import Polarity, grows, shrinks
-from cdp.segments.reads import Change, Reads, reads_of
+from cdp.segments.reads import Change, Reads, own_reads, reads_of
 from cdp.segments.relevance import Relevance, Screen
 from cdp.segments.timing import _instant, earliest_change, next_change, timing_parts  # noqa: F401
 from cdp.storage.memberships import exit_all  # noqa: F401 - re-exported: streaming's exits
@@ -138,6 +141,20 @@ class _Plan:
         signs = [polarity.segment(row.key) if polarity else None for row in self.order]
         self.grows = [sign is not None and grows(sign) for sign in signs]
         self.shrinks = [sign is not None and shrinks(sign) for sign in signs]
+        # per position: the positions of the streaming segments it references when its own
+        # expression reads no event (``in segment "a" and not in segment "b"``, with attributes or
+        # the clock at most): for a record that only adds events its answer moves only if one of
+        # theirs does (:meth:`StreamingEvaluator._unmoved`); None otherwise
+        self.derived: list[tuple[int, ...] | None] = []
+        for row in self.order:
+            try:
+                own = own_reads(catalogue[row.key], schema) if schema is not None else None
+            except PqlError:
+                own = None
+            self.derived.append(
+                tuple(sorted(self.position[key] for key in own.references))
+                if own is not None and own.references and not own.any_event and not own.event_types
+                and all(key in self.position for key in own.references) else None)
         self._chosen: dict[Change, tuple[list[int], frozenset[str] | None]] = {}
         self._screens: dict[Change, Screen] = {}
         # per position: the event types it reads (None: any)
@@ -286,7 +303,8 @@ class StreamingEvaluator:
         self.evaluations = 0
         self.skipped = 0  # segments selected by a change's types whose filters admit none of its events
         # segments left after that whose answer cannot change for the profile when it only gains
-        # events: a member of a monotone one, a non-member of an antitone one (cdp/segments/polarity.py)
+        # events: a member of a monotone one, a non-member of an antitone one (cdp/segments/polarity.py),
+        # and a segment reading no event itself none of whose references moved (:meth:`_unmoved`)
         self.kept = 0
 
     def _load(self) -> _Plan:
@@ -326,14 +344,20 @@ class StreamingEvaluator:
         # reference, can read), its memberships of the chosen segments and its stored instant
         profile, members, stored = _load_with_state(self.connection, profile_pk, plan.schema, event_types,
                                                     [refs[i].pk for i in chosen])
-        if added and (stored is None or due_form(self.connection)(now) < stored):
+        # a record of new events only, the stored instant not passed: the stored memberships are
+        # the answers until it, and the segments whose membership it cannot move are skipped
+        settled = added and (stored is None or due_form(self.connection)(now) < stored)
+        if settled:
             chosen = self._unchangeable(plan, chosen, members)
         verdicts: dict[int, bool] = {}
         memo: dict = {}  # a referenced segment is evaluated once for all that reference it
         spent: list[tuple[str, float]] = []
         order, predicates = plan.order, plan.predicates
+        derived = plan.derived if settled else None
         before = perf_counter()
         for i in chosen:
+            if derived is not None and derived[i] is not None and self._unmoved(derived[i], verdicts, members, refs):
+                continue
             key = order[i].key
             try:
                 verdicts[i] = memo[key] = bool((predicates[i] or plan.predicate(i))(profile, now, memo))
@@ -371,6 +395,26 @@ class StreamingEvaluator:
         kept = [i for i in chosen if not (grown[i] if refs[i].pk in members else shrunk[i])]
         self.kept += len(chosen) - len(kept)
         return kept
+
+    def _unmoved(self, on: tuple[int, ...], verdicts: Mapping[int, bool], members: set[int],
+                 refs: list[SegmentRef]) -> bool:
+        """Whether a segment whose own expression reads no event and that references the segments
+        at positions ``on`` keeps its stored membership: each of them evaluated so far (they come
+        first, in dependency order) gave its stored membership. Called only for a record that only
+        adds events while the profile's stored instant is after now (or absent), so the stored
+        memberships are the answers at every instant from now until it, on the events before the
+        record. The segment's answer is a function of the referenced answers and of what the
+        record does not change (attributes, the clock): a referenced segment not evaluated — not
+        selected (the record touches nothing it reads), or skipped by relevance or polarity —
+        keeps its answer, an evaluated one gave the stored one; so its answer now is the stored
+        membership, and until the stored instant it changes only if theirs do, which the instants
+        they computed (stored when earlier) and the stored instant cover."""
+        for j in on:
+            verdict = verdicts.get(j)
+            if verdict is not None and verdict != (refs[j].pk in members):
+                return False
+        self.kept += 1
+        return True
 
     def _write(self, profile_pk: int, profile_id: str, plan: _Plan, verdicts: Mapping[int, bool],
                earliest: datetime | None, now: datetime, members: set[int], stored: Any) -> dict[str, str]:
