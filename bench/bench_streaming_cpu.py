@@ -253,6 +253,17 @@ def measure(args) -> None:
                 instrument(phases, engine)
             from cdp.api.process import tune_gc
             tune_gc()
+            collected = {0: 0.0, count: 0.0}
+            collecting = [None, 0.0]
+
+            def _gc(phase, info, collecting=collecting):
+                if collecting[0] is None or threading.get_ident() != phases.thread:
+                    return
+                if phase == "start":
+                    collecting[1] = time.thread_time()
+                else:
+                    collected[collecting[0]] += time.thread_time() - collecting[1]
+            gc.callbacks.append(_gc)
             spent = {0: 0.0, count: 0.0}
             profiler = cProfile.Profile(time.thread_time) if args.cprofile and pass_ == args.passes - 1 else None
             for segments in (0, count):  # warm-up, not counted: the plan built, the predicates compiled
@@ -271,6 +282,7 @@ def measure(args) -> None:
                         phases.on = segments == count
                         if profiler is not None and segments == count:
                             profiler.enable()
+                        collecting[0] = segments
                         t0 = time.thread_time()
                         with write_transaction(engine) as connection:
                             answer = service.ingest_records(connection=connection, sandbox=sandbox,
@@ -278,6 +290,7 @@ def measure(args) -> None:
                                                             clock=lambda: datetime.now(UTC))
                             commit_now(connection)
                         spent[segments] += time.thread_time() - t0
+                        collecting[0] = None
                         if profiler is not None:
                             profiler.disable()
                         phases.on = False
@@ -288,6 +301,9 @@ def measure(args) -> None:
                 totals[segments].append(spent[segments] / measured * 1000)
             for phase, seconds in phases.cpu.items():
                 phases_sum[phase] += seconds
+            gc.callbacks.remove(_gc)
+            print(f"pass {pass_ + 1}: of which the garbage collector none {collected[0] / measured * 1000:.3f}, "
+                  f"{count} {collected[count] / measured * 1000:.3f}")
             print(f"pass {pass_ + 1}: CPU ms/record none {totals[0][-1]:.3f}, {count} {totals[count][-1]:.3f}, "
                   f"ratio {totals[0][-1] / totals[count][-1]:.3f}×; segments evaluated/record {evaluated[-1]:.1f}; "
                   f"load {open('/proc/loadavg').read().split()[0]}")
