@@ -17,7 +17,11 @@ stored in ``segment_due`` (migration 0018): no later than the earliest of its ti
 evaluation stores the earliest it computed when that is earlier than the stored one (the segments
 it did not evaluate cannot have changed, and the stored instant covers them); the ``segments.due``
 job kind re-evaluates all the timed streaming segments of a profile whose instant has come and
-stores their earliest next instant (or none).
+stores their earliest next instant (or none). Saving a timed streaming segment does not move
+those instants: it makes the sandbox's profiles due in ``segment_due_saved`` (migration 0021),
+for which the job evaluates only the segments saved since (:meth:`StreamingEvaluator.due`), and
+until then a record skips nothing by polarity for the profile (the stored instant does not stand
+for a segment not yet evaluated for it).
 
 A record that only adds events (no attribute, no merge, no deletion) also skips, per profile, the
 selected segments whose stored membership it cannot change (cdp/segments/polarity.py, from the
@@ -70,7 +74,7 @@ from cdp.storage.memberships import (
     due_form, sqlite_instant, state_from_rows, state_rows_parameters, state_rows_sql, write_profile,
 )
 from cdp.storage.models import (
-    profiles, segment_due, segments,
+    profiles, segment_due, segment_due_saved, segments,
 )
 
 log = logging.getLogger("cdp.segments")
@@ -300,6 +304,7 @@ class StreamingEvaluator:
         self.sandbox = sandbox
         self.metrics = metrics  # cdp.observability.metrics.Metrics, or None
         self._loaded: _Plan | None = None
+        self._since: dict[datetime, set[int]] = {}  # _saved_since's reads
         self.evaluations = 0
         self.skipped = 0  # segments selected by a change's types whose filters admit none of its events
         # segments left after that whose answer cannot change for the profile when it only gains
@@ -326,13 +331,31 @@ class StreamingEvaluator:
         return self._evaluate(profile_pk, plan, chosen, types, now, added)
 
     def due(self, profile_pk: int, now: datetime) -> dict[str, str]:
-        """Re-evaluate all the timed streaming segments of a profile whose instant has come."""
+        """Re-evaluate the timed streaming segments of a profile whose instant has come: all of
+        them when its own instant (``segment_due``) has come, else — due only because segments
+        were saved (``segment_due_saved``) — the timed segments evaluated at or after that
+        instant (:func:`schedule_segment`)."""
         plan = self._load()
-        # the instant is consumed (a profile with no timed segment left is not scheduled again),
-        # then every timed segment is evaluated and the earliest of their next instants stored
+        # the instants are consumed (a profile with no timed segment left is not scheduled again),
+        # then the segments evaluated and the earliest of their next instants stored
+        own = self.connection.execute(_DUE_CONSUME[0], {"b_profile": profile_pk, "b_now": now}).first()
+        saved = self.connection.execute(_DUE_CONSUME[1], {"b_profile": profile_pk, "b_now": now}).first()
         chosen = plan.timed
-        self.connection.execute(_DUE_CONSUME, {"b_profile": profile_pk, "b_now": now})
+        if own is None and saved is not None:
+            since = self._saved_since(saved.due_at)
+            chosen = [i for i in chosen if plan.refs[i].pk in since]
         return self._evaluate(profile_pk, plan, chosen, plan.event_types(chosen), now)
+
+    def _saved_since(self, at: datetime) -> set[int]:
+        """The sandbox's segments evaluated at or after ``at`` (those saved since: their save
+        evaluates them set-wise at the instant it schedules the profiles with); one read per
+        instant for this evaluator's transaction."""
+        found = self._since.get(at)
+        if found is None:
+            found = self._since[at] = set(self.connection.execute(
+                sa.select(segments.c.pk).where(segments.c.sandbox == self.sandbox,
+                                               segments.c.evaluated_at >= at)).scalars())
+        return found
 
     def _evaluate(self, profile_pk: int, plan: _Plan, chosen: list[int], event_types: frozenset[str] | None,
                   now: datetime, added: bool = False) -> dict[str, str]:
@@ -342,11 +365,13 @@ class StreamingEvaluator:
         refs = plan.refs
         # ONE statement: the profile (only the events the chosen segments, and those they
         # reference, can read), its memberships of the chosen segments and its stored instant
-        profile, members, stored = _load_with_state(self.connection, profile_pk, plan.schema, event_types,
+        profile, members, stored, saved = _load_with_state(self.connection, profile_pk, plan.schema, event_types,
                                                     [refs[i].pk for i in chosen])
         # a record of new events only, the stored instant not passed: the stored memberships are
         # the answers until it, and the segments whose membership it cannot move are skipped
-        settled = added and (stored is None or due_form(self.connection)(now) < stored)
+        # (and no saved segment waits for its first evaluation here: the stored instant does not
+        # stand for those yet, migration 0021)
+        settled = added and saved is None and (stored is None or due_form(self.connection)(now) < stored)
         if settled:
             chosen = self._unchangeable(plan, chosen, members)
         verdicts: dict[int, bool] = {}
@@ -450,9 +475,10 @@ _LOAD_SQL: dict[tuple[str, bool | None], str] = {}
 
 
 def _load_with_state(connection: sa.Connection, profile_pk: int, schema: Schema, event_types: frozenset[str] | None,
-                     evaluated: list[int]) -> tuple[Any, set[int], Any]:
+                     evaluated: list[int]) -> tuple[Any, set[int], Any, Any]:
     """The lean profile (cdp.profiles.documents.stored_profile), which of the ``evaluated``
-    segments it is a current member of, and its stored instant (None: none), read by
+    segments it is a current member of, its stored instant and its instant in
+    ``segment_due_saved`` (None: none; migration 0021), read by
     ONE statement straight to the driver (was three: two Core queries for the profile, one for
     its state — a round trip each — and every membership of the profile)."""
     from cdp.profiles.documents import profile_from_rows, profile_rows_parameters, profile_rows_sql
@@ -465,11 +491,12 @@ def _load_with_state(connection: sa.Connection, profile_pk: int, schema: Schema,
     parameters = profile_rows_parameters(dialect, profile_pk, event_types)
     parameters.update(state_rows_parameters(dialect, evaluated))
     profile, rest = profile_from_rows(connection.exec_driver_sql(sql, parameters).fetchall(), schema, dialect)
-    members, stored = state_from_rows(rest)
-    return profile, members, stored
+    members, stored, saved = state_from_rows(rest)
+    return profile, members, stored, saved
 # built once (SQLAlchemy compiles it once): it runs on every due re-evaluation
-_DUE_CONSUME = segment_due.delete().where(segment_due.c.profile_pk == sa.bindparam("b_profile"),
-                                          segment_due.c.due_at <= sa.bindparam("b_now"))
+_DUE_CONSUME = [table.delete().where(table.c.profile_pk == sa.bindparam("b_profile"),
+                                     table.c.due_at <= sa.bindparam("b_now")).returning(table.c.due_at)
+                for table in (segment_due, segment_due_saved)]
 
 
 def timed_streaming_segments(connection: sa.Connection, sandbox: str) -> set[int]:
@@ -481,12 +508,14 @@ def timed_streaming_segments(connection: sa.Connection, sandbox: str) -> set[int
 
 def schedule_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int, key: str,
                      catalogue: Mapping[str, str], schema: Schema, at: datetime) -> None:
-    """A streaming segment just saved and evaluated set-wise (its memberships as of ``at``): when
-    its answers can change with time, every profile of the sandbox is due at ``at`` at the latest
-    (a stored instant is kept when earlier), so the due job computes each one's next instant (one
-    statement here; the work is the job's). The rows are written in profile order, the order in
-    which a due wave's transaction takes them (:func:`run_due`): on PostgreSQL an upsert over the
-    sandbox's rows in another order deadlocked with a wave holding some of them."""
+    """A streaming segment just saved and evaluated set-wise (its memberships as of ``at``, its
+    ``evaluated_at`` set to ``at``): when its answers can change with time, every profile of the
+    sandbox is due at ``at`` at the latest in ``segment_due_saved`` (an earlier row is kept), so
+    the due job computes each one's next instant for the segments evaluated since — this one, not
+    all of the profile's timed segments (migration 0021; one statement here, the work is the
+    job's). The rows are written in profile order, the order in which a due wave's transaction
+    takes them (:func:`run_due`): on PostgreSQL an upsert over the sandbox's rows in another order
+    deadlocked with a wave holding some of them."""
     try:
         reads = reads_of(key, catalogue, schema)
     except PqlError:
@@ -499,12 +528,12 @@ def schedule_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int
 
 
 _SCHEDULE = {
-    "sqlite": "INSERT INTO segment_due (profile_pk, sandbox, due_at) SELECT pk, sandbox, :at FROM profiles "
-              "WHERE sandbox = :sandbox ORDER BY pk ON CONFLICT (profile_pk) DO UPDATE SET due_at = min(segment_due.due_at, "
-              "excluded.due_at)",
-    "postgresql": "INSERT INTO segment_due (profile_pk, sandbox, due_at) SELECT pk, sandbox, %(at)s FROM profiles "
+    "sqlite": "INSERT INTO segment_due_saved (profile_pk, sandbox, due_at) SELECT pk, sandbox, :at FROM profiles "
+              "WHERE sandbox = :sandbox ORDER BY pk ON CONFLICT (profile_pk) DO UPDATE SET due_at = "
+              "min(segment_due_saved.due_at, excluded.due_at)",
+    "postgresql": "INSERT INTO segment_due_saved (profile_pk, sandbox, due_at) SELECT pk, sandbox, %(at)s FROM profiles "
                   "WHERE sandbox = %(sandbox)s ORDER BY pk ON CONFLICT (profile_pk) DO UPDATE SET due_at = "
-                  "LEAST(segment_due.due_at, excluded.due_at)",
+                  "LEAST(segment_due_saved.due_at, excluded.due_at)",
 }
 
 
@@ -521,10 +550,16 @@ def run_due(connection_factory, *, now: datetime, limit: int = 1000, metrics: An
     the next wave sees them. A crash loses at most the open transaction's work, whose rows are
     still due."""
     with connection_factory() as connection:
-        rows = connection.execute(_DUE_ROWS, {"b_now": now, "b_limit": limit}).all()
+        # the oldest due of either kind (a profile due in both counts once)
+        oldest: dict[int, tuple] = {}
+        for query in _DUE_ROWS:
+            for row in connection.execute(query, {"b_now": now, "b_limit": limit}):
+                if row.profile_pk not in oldest or row.due_at < oldest[row.profile_pk][0]:
+                    oldest[row.profile_pk] = (row.due_at, row.sandbox)
+    rows = sorted(oldest.items(), key=lambda item: item[1][0])[:limit]
     # the wave's (oldest due) profiles in profile order: the order in which saving a segment
     # upserts their rows (schedule_segment), so that the two cannot deadlock on PostgreSQL
-    items = sorted(((row.sandbox, row.profile_pk) for row in rows), key=lambda item: item[1])
+    items = sorted(((sandbox, pk) for pk, (_, sandbox) in rows), key=lambda item: item[1])
     done, position = 0, 0
     while position < len(items):
         chunk = items[position:position + batch]
@@ -563,17 +598,20 @@ def run_due(connection_factory, *, now: datetime, limit: int = 1000, metrics: An
     return done
 
 
-_DUE_ROWS = (sa.select(segment_due.c.sandbox, segment_due.c.profile_pk)
-             .where(segment_due.c.due_at <= sa.bindparam("b_now"))
-             .order_by(segment_due.c.due_at).limit(sa.bindparam("b_limit")))
+_DUE_ROWS = [sa.select(table.c.sandbox, table.c.profile_pk, table.c.due_at)
+             .where(table.c.due_at <= sa.bindparam("b_now"))
+             .order_by(table.c.due_at).limit(sa.bindparam("b_limit")) for table in (segment_due, segment_due_saved)]
 _EXISTING = sa.select(profiles.c.pk).where(profiles.c.pk.in_(sa.bindparam("b_pks", expanding=True)))
 
 
 def due_depth(connection: sa.Connection, now: datetime) -> tuple[int, int]:
-    """(profiles with a scheduled re-evaluation, of which due by ``now``)."""
+    """(profiles with a scheduled re-evaluation, of which due by ``now``): their own instant or a
+    saved segment's (a profile with both counts once)."""
+    both = sa.union(sa.select(segment_due.c.profile_pk, segment_due.c.due_at),
+                    sa.select(segment_due_saved.c.profile_pk, segment_due_saved.c.due_at)).subquery()
     total, due = connection.execute(sa.select(
-        sa.select(sa.func.count()).select_from(segment_due).scalar_subquery(),
-        sa.select(sa.func.count()).select_from(segment_due).where(segment_due.c.due_at <= now).scalar_subquery())).one()
+        sa.select(sa.func.count(sa.distinct(both.c.profile_pk))).scalar_subquery(),
+        sa.select(sa.func.count(sa.distinct(both.c.profile_pk))).where(both.c.due_at <= now).scalar_subquery())).one()
     return total, due
 
 
@@ -595,8 +633,10 @@ def due_job_kind(metrics: Any = None) -> Any:
         if metrics is not None:
             with context.engine.connect() as connection:
                 scheduled, overdue = due_depth(connection, now)
-                oldest = connection.execute(sa.select(sa.func.min(segment_due.c.due_at))
-                                            .where(segment_due.c.due_at <= now)).scalar()
+                oldest = min((at for at in (connection.execute(sa.select(sa.func.min(table.c.due_at))
+                                                               .where(table.c.due_at <= now)).scalar()
+                                            for table in (segment_due, segment_due_saved)) if at is not None),
+                             default=None)
             metrics.due_queue(scheduled, overdue, (now - _instant(oldest)).total_seconds() if oldest else 0.0)
         while run_due(lambda: write_transaction(context.engine), now=now, metrics=metrics):
             pass  # in waves; each profile's re-evaluation commits on its own

@@ -398,3 +398,42 @@ def test_one_instant_per_profile_covers_the_segments_a_record_does_not_evaluate(
     assert sorted((k, s) for k, _, s, *_ in _outbox(engine, sandbox)) == [
         ("recent-buyers", "entered"), ("recent-buyers", "exited"), ("recent-carts", "entered"),
         ("recent-carts", "exited")]
+
+
+def test_saving_a_timed_segment_starts_a_wave_that_evaluates_only_it(api, engine, sandbox, clock):
+    """Saving a timed streaming segment over existing profiles makes them due for THAT segment
+    (``segment_due_saved``, migration 0021): the wave evaluates, per profile, the segments saved
+    since — not all its timed segments (was: profiles × timed segments for each save). The
+    profiles' own instants stand for the others, and at them everything is evaluated again."""
+    web = _dataset(api, "event", "Web")
+    clock.at = T0 - timedelta(hours=2)  # saved (evaluated) before the one saved at T0
+    _segment(api, "recent-buyers", 'exists event where type = "purchase" within last 3 hours')
+    _segment(api, "two-day-buyers", 'exists event where type = "purchase" within last 2 days')
+    clock.at = T0
+    for n in range(3):
+        _ingest(api, web, [{"identities": [{"namespace": "email", "id": f"p{n}@example.com"}], "event": {
+            "id": f"m-{n}", "type": "purchase", "timestamp": _iso(T0 - timedelta(hours=1)), "channel": "web",
+            "order": {"id": f"o{n}", "total": 1.0}}}])
+    own = [T0 + timedelta(hours=2)] * 3  # recent-buyers' end, each profile's own instant
+    assert _due(engine, sandbox) == own
+    metrics = api.app.state.metrics
+
+    def counts() -> dict[str, int]:
+        return {key: metrics.segment_evaluations.count(sandbox, key)
+                for key in ("recent-buyers", "two-day-buyers", "day-buyers")}
+
+    before = counts()
+    saved = _segment(api, "day-buyers", 'exists event where type = "purchase" within last 1 days')
+    assert saved["size"] == 3 and saved["scheduled"] == 3
+    while run_due(lambda: write_transaction(engine), now=T0, metrics=metrics):
+        pass
+    assert counts() == {**before, "day-buyers": 3}  # only the segment saved, once a profile
+    assert _due(engine, sandbox) == own  # its end (T0 + 23 h) is later: the own instants stand
+    assert api.get("/v1/segments/day-buyers").json()["scheduled"] == 3
+    while run_due(lambda: write_transaction(engine), now=T0 + timedelta(hours=2, seconds=1), metrics=metrics):
+        pass
+    assert counts() == {"recent-buyers": before["recent-buyers"] + 3, "two-day-buyers": before["two-day-buyers"] + 3,
+                        "day-buyers": 6}  # at an own instant: all of them
+    assert [s for _, s in _members(api, "recent-buyers") if s != "exited"] == []
+    assert len(_members(api, "day-buyers")) == 3 and len(_members(api, "two-day-buyers")) == 3
+    assert _due(engine, sandbox) == [T0 + timedelta(hours=23)] * 3
