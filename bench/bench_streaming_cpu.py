@@ -140,7 +140,7 @@ def instrument(phases: Phases, engine) -> None:
     @sa.event.listens_for(engine, "before_cursor_execute")
     def _before(conn, cursor, statement, parameters, context, executemany):
         top = phases.stack[-1][0] if phases.stack else ""
-        if phases.on and top.startswith("streaming"):
+        if phases.on and threading.get_ident() == phases.thread and top.startswith("streaming"):
             shape = " ".join(statement.split())[:70]
             phases.statements[shape] += 1
             phases.rows[shape] += len(parameters) if executemany else 1
