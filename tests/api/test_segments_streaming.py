@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from cdp.segments.streaming import run_due
 from cdp.storage.database import write_transaction
-from cdp.storage.models import membership_changes, segment_due
+from cdp.storage.models import membership_changes, segment_due, segment_due_saved
 from tests.api.conftest import create_dataset as _dataset
 
 GIFT_GIVERS = (Path(__file__).parents[2] / "examples" / "gift_giving_cart_abandoners.pql").read_text()
@@ -190,6 +190,12 @@ def test_merge_exits_the_merged_away_profile(api, engine, sandbox, clock):
     assert gone == [(next(k for k, p in before if p != survivor), "exited")]
 
 
+def _saved_due(engine, sandbox: str) -> list[datetime]:
+    with engine.connect() as connection:
+        return sorted(connection.execute(sa.select(segment_due_saved.c.due_at)
+                                         .where(segment_due_saved.c.sandbox == sandbox)).scalars())
+
+
 def test_a_streaming_segment_saved_over_existing_data_lets_members_go_when_windows_pass(api, engine, sandbox, clock):
     """Saved after the purchase: a member from the save on; every profile is scheduled
     (GET shows how many), and the due job lets her go when the 3 hours are up."""
@@ -284,13 +290,14 @@ def test_a_batch_segment_made_streaming_is_evaluated_and_scheduled_at_once(api, 
     response = api.patch("/v1/segments/recent-buyers", json={"evaluation": "streaming"})
     assert response.status_code == 200, response.text
     assert [status for _, status in _members(api, "recent-buyers")] == ["realized"]
-    assert _due(engine, sandbox) == [T0]  # due now: the wave then stores her instant (docs/segments.md)
+    # due now for the segment (segment_due_saved, migration 0021): the wave then stores her instant
+    assert _due(engine, sandbox) == [] and _saved_due(engine, sandbox) == [T0]
     assert api.get("/v1/segments/recent-buyers").json()["scheduled"] == 1
     # the waves then let her go when her purchase is 3 hours old (and leave no due row behind
     # for the next tests' waves, which run over every sandbox of this module's database)
     while run_due(lambda: write_transaction(engine), now=T0 + timedelta(hours=4)):
         pass
-    assert _due(engine, sandbox) == [] and _members(api, "recent-buyers") == []
+    assert _due(engine, sandbox) == [] and _saved_due(engine, sandbox) == [] and _members(api, "recent-buyers") == []
 
 
 def test_a_wave_stopped_midway_loses_nothing(api, engine, sandbox, clock):
