@@ -287,6 +287,9 @@ def wait_for_due_wave(engine: sa.Engine, timeout: float = 1800) -> None:
         with engine.connect() as connection:
             due = connection.execute(sa.select(sa.func.count()).select_from(segment_due)
                                      .where(segment_due.c.due_at <= datetime.now(UTC))).scalar_one()
+            if sa.inspect(connection).has_table("segment_due_saved"):  # migration 0021: due for the saved segments
+                due += connection.execute(sa.text("SELECT count(*) FROM segment_due_saved WHERE due_at <= :now"),
+                                          {"now": datetime.now(UTC)}).scalar_one()
         if not due:
             return
         if time.monotonic() > deadline:

@@ -60,9 +60,9 @@ def test_writes_equal_the_model(migrated_engine, steps):
         with migrated_engine.begin() as c:
             current, stored = profile_state(c, profile_pk)
             # streaming's one read (the profile, its memberships and instant) says the same
-            loaded, streaming_members, streaming_stored = _load_with_state(
+            loaded, streaming_members, streaming_stored, saved = _load_with_state(
                 c, profile_pk, luma_schema(), frozenset(), sorted(segment_pks))
-            assert (loaded.id, streaming_members, streaming_stored) == (f"p{who}", current, stored)
+            assert (loaded.id, streaming_members, streaming_stored, saved) == (f"p{who}", current, stored, None)
             form = due_form(c)
             assert current == {s for (s, p), row in members.items() if p == profile_pk and row[0] in MEMBER}
             assert stored == (form(due[profile_pk]) if profile_pk in due else None)

@@ -8,6 +8,9 @@ what each segment computed alone gives:
 - next-change candidates shared per (instants, shift / months / daily) through next_change's
   cache (cdp/segments/timing.py): for generated expressions, the instant computed with one cache
   shared by all of them equals the one computed alone (and the straightforward listing);
+- the earliest next instant of several segments computed at once (``earliest_change``, the
+  segments reading the same instants merged, the shifts searched from the instants' side), as
+  streaming stores it: for generated expressions, it equals the least of their next_change;
 - stored documents memoised by their text (cdp/profiles/documents.py ``_converted``): a hit is
   the conversion, and a caller's changes to what it got do not reach the memo.
 """
@@ -22,7 +25,7 @@ from cdp.dsl import check, render
 from cdp.engine import compile_predicate, load_profile
 from cdp.schema import luma_schema
 from cdp.segments.reads import reads_of_tree
-from cdp.segments.timing import _instant, next_change
+from cdp.segments.timing import _instant, earliest_change, next_change, timing_parts
 from tests.strategies import segments
 from tests.test_differential import AS_OF, CATALOGUE, attributes, event
 from tests.test_streaming_next_change import listed_next_change
@@ -76,6 +79,39 @@ def test_next_change_with_a_shared_cache_is_each_ones(trees, attrs, events, minu
     shared = [next_change(r, profile, as_of, cache) for r in reads]
     assert shared == [next_change(r, profile, as_of) for r in reads]
     assert shared == [listed_next_change(r, profile, _instant(as_of)) for r in reads]
+
+
+@SETTINGS
+@given(trees=st.lists(segments, min_size=1, max_size=8), attrs=attributes, events=st.lists(event, max_size=6),
+       minutes=st.integers(-3 * 24 * 60, 3 * 24 * 60), ahead=st.booleans())
+def test_the_earliest_of_several_computed_at_once_is_the_least_of_each_ones(trees, attrs, events, minutes, ahead):
+    profile = load_profile(_document(attrs, events), allowed_values=False)
+    as_of = AS_OF + timedelta(minutes=minutes)
+    if ahead:  # as_of on an event's instant: a candidate equal to it counts as one tick later
+        as_of = profile.events[0]["timestamp"] if profile.events else as_of
+    reads = [reads_of_tree(check(render(tree), segments=CATALOGUE), CATALOGUE) for tree in trees]
+    alone = [at for at in (next_change(r, profile, as_of) for r in reads) if at is not None]
+    assert earliest_change([timing_parts(r) for r in reads], profile, as_of) == (min(alone) if alone else None)
+
+
+def test_the_earliest_of_several_merges_segments_reading_the_same_events():
+    from cdp.segments.reads import reads_of
+
+    catalogue = {"a": 'exists event where type = "purchase" within last 3 hours',
+                 "b": 'count(event where type = "purchase" within last 2 days) >= 2',
+                 "c": 'exists event where type = "pageView" within last 1 hours',
+                 "d": "days_since(person.birth_date) > 10000"}
+    schema = luma_schema()
+    profile = load_profile({"id": "p", "events": [
+        {"id": "x", "type": "purchase", "timestamp": "2026-11-01T10:00:00Z"},
+        {"id": "y", "type": "pageView", "timestamp": "2026-10-01T10:00:00Z"}]})
+    as_of = _instant(AS_OF.replace(year=2026, month=11, day=1, hour=11))
+    reads = [reads_of(key, catalogue, schema) for key in catalogue]
+    assert timing_parts(reads[3]) is not None  # a clock function: daily candidates
+    # the purchase + 3 h, not the pageView's (+ 1 h: before as_of) nor the purchase + 2 days
+    assert earliest_change([timing_parts(r) for r in reads[:3]], profile, as_of) == _instant(
+        AS_OF.replace(year=2026, month=11, day=1, hour=13))
+    assert earliest_change([None, None], profile, as_of) is None
 
 
 def test_converted_documents_are_memoised_by_text_and_copied_for_the_caller():

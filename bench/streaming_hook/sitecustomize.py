@@ -69,6 +69,8 @@ if os.environ.get("STREAMING_HOOK_DIR"):
         _timed(streaming.StreamingEvaluator, "_write", "streaming: write")
         _timed(streaming, "_load_with_state", "streaming: read")
         _timed(streaming, "next_change", "streaming: next instants")
+        if hasattr(streaming, "earliest_change"):
+            _timed(streaming, "earliest_change", "streaming: next instants")
         _timed(metrics.Metrics, "evaluated", "streaming: per-segment metrics")
         _timed(ingestion.Writer, "apply_many", "ingestion: apply_many (streaming included)")
         _timed(worker.DeliveryWorker, "pump_once", "delivery: pump_once")

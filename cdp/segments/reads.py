@@ -172,6 +172,21 @@ _cache: dict[tuple, Reads] = {}
 _cache_lock = threading.Lock()
 
 
+def own_reads(text: str, schema: Schema | None) -> Reads:
+    """What an expression reads itself, not through the segments it references (their keys are
+    in ``references``); cached per schema and text."""
+    cache_key = (id(schema), getattr(schema, "version", None), text)
+    with _cache_lock:
+        found = _cache.get(cache_key)
+    if found is None:
+        found = _own_reads(check(text, schema))
+        with _cache_lock:
+            if len(_cache) > 10_000:
+                _cache.clear()
+            _cache[cache_key] = found
+    return found
+
+
 def reads_of(key: str, catalogue: Mapping[str, str], schema: Schema | None) -> Reads:
     """What segment ``key`` reads, through the segments it references (checked against
     ``schema``); cached per schema and the texts involved."""
@@ -179,17 +194,7 @@ def reads_of(key: str, catalogue: Mapping[str, str], schema: Schema | None) -> R
 
     def own(k: str) -> Reads:
         if k not in seen:
-            text = catalogue[k]
-            cache_key = (id(schema), getattr(schema, "version", None), text)
-            with _cache_lock:
-                found = _cache.get(cache_key)
-            if found is None:
-                found = _own_reads(check(text, schema))
-                with _cache_lock:
-                    if len(_cache) > 10_000:
-                        _cache.clear()
-                    _cache[cache_key] = found
-            seen[k] = found
+            seen[k] = own_reads(catalogue[k], schema)
         return seen[k]
 
     total = Reads()

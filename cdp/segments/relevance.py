@@ -252,6 +252,16 @@ class Screen:
             own = guards[i]
             self.rows.append((i, None if own is None else tuple(
                 numbered.setdefault(guard, len(numbered)) for guard in sorted(own, key=repr))))
+        # keep()'s last step from the guards' side: the positions kept whatever the events (no
+        # guard), and per guard the positions it stands for; used when the positions come in
+        # ascending order (the plan's do), so that sorting what is kept gives them in their order
+        self.always = frozenset(i for i, numbers in self.rows if numbers is None)
+        members_of: list[list[int]] = [[] for _ in numbered]
+        for i, numbers in self.rows:
+            for n in numbers or ():
+                members_of[n].append(i)
+        self.members_of = [tuple(found) for found in members_of]
+        self.ordered = len(set(positions)) == len(positions) and list(positions) == sorted(positions)
         self.conditions = sorted({g.condition for g in numbered if g.condition is not None})
         slot = {condition: k for k, condition in enumerate(self.conditions)}
         self.checks: list[tuple[bool, int, int, Any]] = []  # (never, condition slot or -1, window kind, parameter)
@@ -269,10 +279,10 @@ class Screen:
 
     def keep(self, events: Sequence[Mapping[str, Any]], now: datetime) -> list[int]:
         admitted = [False] * len(self.checks)
+        starts: dict[Any, datetime] = {}  # a window's lowest instant at now, per window
         for event in events:
             stamp = event["timestamp"]
             holds: list[bool | None] = [None] * len(self.conditions)
-            starts: dict[Any, datetime] = {}
             for number, (never, condition, kind, parameter) in enumerate(self.checks):
                 if admitted[number] or never:
                     continue
@@ -290,7 +300,14 @@ class Screen:
                     if not verdict:
                         continue
                 admitted[number] = True
-        return [i for i, numbers in self.rows if numbers is None or any(admitted[n] for n in numbers)]
+        if not self.ordered:
+            return [i for i, numbers in self.rows if numbers is None or any(admitted[n] for n in numbers)]
+        kept = set(self.always)
+        members_of = self.members_of
+        for number, yes in enumerate(admitted):
+            if yes:
+                kept.update(members_of[number])
+        return sorted(kept)
 
     @staticmethod
     def _lowest(kind: int, parameter: Any, now: datetime) -> datetime:

@@ -34,8 +34,8 @@ from cdp.segments.models import (EvaluateRequest, EvaluateResult, ExplainRow, Hi
                                  MemberPage, MemberRead, MembershipStatus, SegmentCreate, SegmentRead, SegmentStatus,
                                  SegmentUpdate)
 from cdp.segments.membership import MEMBER, compiled_catalogue, hour_of
-from cdp.storage.models import (activations, memberships, profiles, segment_dependencies, segment_due, segment_history,
-                                segment_versions, segments)
+from cdp.storage.models import (activations, memberships, profiles, segment_dependencies, segment_due, segment_due_saved,
+                                segment_history, segment_versions, segments)
 
 SAMPLE_MEMBERS = 20
 
@@ -185,8 +185,10 @@ def _reads(connection: sa.Connection, sandbox: str, rows: list) -> list[SegmentR
     from cdp.segments.streaming import timed_streaming_segments
 
     timed = timed_streaming_segments(connection, sandbox) & set(pks)
-    count = connection.execute(sa.select(sa.func.count()).select_from(segment_due)
-                               .where(segment_due.c.sandbox == sandbox)).scalar_one() if timed else 0
+    # (its own instant, or a saved segment's: migration 0023; a profile with both counts once)
+    both = sa.union(sa.select(segment_due.c.profile_pk).where(segment_due.c.sandbox == sandbox),
+                    sa.select(segment_due_saved.c.profile_pk).where(segment_due_saved.c.sandbox == sandbox)).subquery()
+    count = connection.execute(sa.select(sa.func.count()).select_from(both)).scalar_one() if timed else 0
     scheduled = {pk: count for pk in timed}
     graph = reference_graph(connection, sandbox)
     users: dict[str, set[str]] = {}

@@ -17,7 +17,11 @@ stored in ``segment_due`` (migration 0018): no later than the earliest of its ti
 evaluation stores the earliest it computed when that is earlier than the stored one (the segments
 it did not evaluate cannot have changed, and the stored instant covers them); the ``segments.due``
 job kind re-evaluates all the timed streaming segments of a profile whose instant has come and
-stores their earliest next instant (or none).
+stores their earliest next instant (or none). Saving a timed streaming segment does not move
+those instants: it makes the sandbox's profiles due in ``segment_due_saved`` (migration 0023),
+for which the job evaluates only the segments saved since (:meth:`StreamingEvaluator.due`), and
+until then a record skips nothing by polarity for the profile (the stored instant does not stand
+for a segment not yet evaluated for it).
 
 A record that only adds events (no attribute, no merge, no deletion) also skips, per profile, the
 selected segments whose stored membership it cannot change (cdp/segments/polarity.py, from the
@@ -32,7 +36,10 @@ never late). For a member of a monotone segment the old answer is TRUE at every 
 and with more events it is ≥ at every t, so still TRUE: its first change on the new events is
 not before S. The stored instant is only ever lowered by a record (it keeps S or moves earlier),
 and at S the due job re-evaluates every timed segment of the profile, the skipped one included.
-Symmetrically for a non-member of an antitone segment. Once S has passed (the due job has not run
+Symmetrically for a non-member of an antitone segment. Likewise a segment whose own expression
+reads no event and that references streaming segments (``in segment "a" and not in segment "b"``)
+is skipped when none of them moved (:meth:`StreamingEvaluator._unmoved`): its answer is a function
+of theirs and of what the record does not change. Once S has passed (the due job has not run
 yet) the stored membership may already be stale, so nothing is skipped by polarity: the record
 evaluates as before and a member whose window has passed leaves at once.
 """
@@ -59,15 +66,15 @@ from cdp.segments.membership import SegmentRef, changed_statuses, verdict_change
 from cdp.engine.profile import ProfileError
 from cdp.profiles.documents import _stored_fields
 from cdp.segments.polarity import Polarity, grows, shrinks
-from cdp.segments.reads import Change, Reads, reads_of
+from cdp.segments.reads import Change, Reads, own_reads, reads_of
 from cdp.segments.relevance import Relevance, Screen
-from cdp.segments.timing import _instant, next_change
+from cdp.segments.timing import _instant, earliest_change, next_change, timing_parts  # noqa: F401
 from cdp.storage.memberships import exit_all  # noqa: F401 - re-exported: streaming's exits
 from cdp.storage.memberships import (
     due_form, sqlite_instant, state_from_rows, state_rows_parameters, state_rows_sql, write_profile,
 )
 from cdp.storage.models import (
-    profiles, segment_due, segments,
+    profiles, segment_due, segment_due_saved, segments,
 )
 
 log = logging.getLogger("cdp.segments")
@@ -104,14 +111,12 @@ class _Plan:
         self.position = {row.key: index for index, row in enumerate(self.order)}
         self.refs = [SegmentRef(row.pk, row.key) for row in self.order]
         # what next_change reads of a segment: its Reads without the attributes and references
-        # (segments with equal timing share one computation per evaluation)
         self.timing = [dataclasses.replace(self.reads[row.key], attributes=frozenset(), references=frozenset())
                        if self.reads[row.key].timed else None for row in self.order]
-        # per position: the number of its distinct timing (None: untimed), so that an evaluation
-        # keys its shared next instants by a small int, not by hashing a Reads per segment
-        distinct: dict[Reads, int] = {}
-        self.timing_id = [None if reads is None else distinct.setdefault(reads, len(distinct))
-                          for reads in self.timing]
+        # per position: the same in the form earliest_change merges (None: untimed); an evaluation
+        # computes the earliest next instant of its segments at once, segments reading the same
+        # instants merged (cdp/segments/timing.py)
+        self.timing_parts = [None if reads is None else timing_parts(reads) for reads in self.timing]
         # the positions of the timed ones: what a profile's stored instant stands for, all of them
         # re-evaluated when it comes (one instant per profile, migration 0018)
         self.timed = [i for i, timing in enumerate(self.timing) if timing is not None]
@@ -126,6 +131,9 @@ class _Plan:
             for first in {path[0] if path else "" for path in reads.attributes}:
                 (self.any_attribute if not first else self.by_attribute.setdefault(first, [])).append(i)
         self._predicates: list = [None] * len(self.order)
+        # per position: the compiled predicate once compiled (None: not yet, or it failed — then
+        # :meth:`predicate` compiles it or raises its error)
+        self.predicates: list = [None] * len(self.order)
         # per position: what every event its filters (and its references') admit satisfies
         # (cdp/segments/relevance.py); None: any event may change it
         self.relevance = Relevance(schema) if schema is not None else None
@@ -137,6 +145,20 @@ class _Plan:
         signs = [polarity.segment(row.key) if polarity else None for row in self.order]
         self.grows = [sign is not None and grows(sign) for sign in signs]
         self.shrinks = [sign is not None and shrinks(sign) for sign in signs]
+        # per position: the positions of the streaming segments it references when its own
+        # expression reads no event (``in segment "a" and not in segment "b"``, with attributes or
+        # the clock at most): for a record that only adds events its answer moves only if one of
+        # theirs does (:meth:`StreamingEvaluator._unmoved`); None otherwise
+        self.derived: list[tuple[int, ...] | None] = []
+        for row in self.order:
+            try:
+                own = own_reads(catalogue[row.key], schema) if schema is not None else None
+            except PqlError:
+                own = None
+            self.derived.append(
+                tuple(sorted(self.position[key] for key in own.references))
+                if own is not None and own.references and not own.any_event and not own.event_types
+                and all(key in self.position for key in own.references) else None)
         self._chosen: dict[Change, tuple[list[int], frozenset[str] | None]] = {}
         self._screens: dict[Change, Screen] = {}
         # per position: the event types it reads (None: any)
@@ -213,6 +235,8 @@ class _Plan:
             except PqlError as error:
                 found = error
             self._predicates[i] = found
+            if not isinstance(found, PqlError):
+                self.predicates[i] = found
         if isinstance(found, PqlError):
             raise found
         return found
@@ -267,7 +291,8 @@ class StreamingEvaluator:
     profile (only the event types the selection reads), its memberships of the selected segments
     and its stored instant (:func:`_load_with_state`); each selected predicate once, through
     one memo (a referenced segment, and an event term several predicates contain, computed once);
-    the next instants, their candidates shared per window length (:func:`next_change`'s cache);
+    the earliest of their next instants at once, the segments reading the same instants merged
+    (:func:`earliest_change`);
     then writes only for what changed — a record that changes no membership and no instant writes
     nothing here. With ``metrics``: each segment's time, and per profile the time spent
     evaluating (the read included) and writing (``cdp_streaming_profile_seconds``)."""
@@ -279,10 +304,12 @@ class StreamingEvaluator:
         self.sandbox = sandbox
         self.metrics = metrics  # cdp.observability.metrics.Metrics, or None
         self._loaded: _Plan | None = None
+        self._since: dict[datetime, set[int]] = {}  # _saved_since's reads
         self.evaluations = 0
         self.skipped = 0  # segments selected by a change's types whose filters admit none of its events
         # segments left after that whose answer cannot change for the profile when it only gains
-        # events: a member of a monotone one, a non-member of an antitone one (cdp/segments/polarity.py)
+        # events: a member of a monotone one, a non-member of an antitone one (cdp/segments/polarity.py),
+        # and a segment reading no event itself none of whose references moved (:meth:`_unmoved`)
         self.kept = 0
 
     def _load(self) -> _Plan:
@@ -304,13 +331,31 @@ class StreamingEvaluator:
         return self._evaluate(profile_pk, plan, chosen, types, now, added)
 
     def due(self, profile_pk: int, now: datetime) -> dict[str, str]:
-        """Re-evaluate all the timed streaming segments of a profile whose instant has come."""
+        """Re-evaluate the timed streaming segments of a profile whose instant has come: all of
+        them when its own instant (``segment_due``) has come, else — due only because segments
+        were saved (``segment_due_saved``) — the timed segments evaluated at or after that
+        instant (:func:`schedule_segment`)."""
         plan = self._load()
-        # the instant is consumed (a profile with no timed segment left is not scheduled again),
-        # then every timed segment is evaluated and the earliest of their next instants stored
+        # the instants are consumed (a profile with no timed segment left is not scheduled again),
+        # then the segments evaluated and the earliest of their next instants stored
+        own = self.connection.execute(_DUE_CONSUME[0], {"b_profile": profile_pk, "b_now": now}).first()
+        saved = self.connection.execute(_DUE_CONSUME[1], {"b_profile": profile_pk, "b_now": now}).first()
         chosen = plan.timed
-        self.connection.execute(_DUE_CONSUME, {"b_profile": profile_pk, "b_now": now})
+        if own is None and saved is not None:
+            since = self._saved_since(saved.due_at)
+            chosen = [i for i in chosen if plan.refs[i].pk in since]
         return self._evaluate(profile_pk, plan, chosen, plan.event_types(chosen), now)
+
+    def _saved_since(self, at: datetime) -> set[int]:
+        """The sandbox's segments evaluated at or after ``at`` (those saved since: their save
+        evaluates them set-wise at the instant it schedules the profiles with); one read per
+        instant for this evaluator's transaction."""
+        found = self._since.get(at)
+        if found is None:
+            found = self._since[at] = set(self.connection.execute(
+                sa.select(segments.c.pk).where(segments.c.sandbox == self.sandbox,
+                                               segments.c.evaluated_at >= at)).scalars())
+        return found
 
     def _evaluate(self, profile_pk: int, plan: _Plan, chosen: list[int], event_types: frozenset[str] | None,
                   now: datetime, added: bool = False) -> dict[str, str]:
@@ -320,31 +365,38 @@ class StreamingEvaluator:
         refs = plan.refs
         # ONE statement: the profile (only the events the chosen segments, and those they
         # reference, can read), its memberships of the chosen segments and its stored instant
-        profile, members, stored = _load_with_state(self.connection, profile_pk, plan.schema, event_types,
+        profile, members, stored, saved = _load_with_state(self.connection, profile_pk, plan.schema, event_types,
                                                     [refs[i].pk for i in chosen])
-        if added and (stored is None or due_form(self.connection)(now) < stored):
+        # a record of new events only, the stored instant not passed: the stored memberships are
+        # the answers until it, and the segments whose membership it cannot move are skipped
+        # (and no saved segment waits for its first evaluation here: the stored instant does not
+        # stand for those yet, migration 0023)
+        settled = added and saved is None and (stored is None or due_form(self.connection)(now) < stored)
+        if settled:
             chosen = self._unchangeable(plan, chosen, members)
         verdicts: dict[int, bool] = {}
-        earliest: datetime | None = None  # of the evaluated segments' next instants
         memo: dict = {}  # a referenced segment is evaluated once for all that reference it
-        points: dict = {}  # the profile's instants, per set of event types read (next_change)
-        instants: dict = {}  # next_change per distinct timing
         spent: list[tuple[str, float]] = []
-        order, timing, timing_id = plan.order, plan.timing, plan.timing_id
+        order, predicates = plan.order, plan.predicates
+        derived = plan.derived if settled else None
+        before = perf_counter()
         for i in chosen:
+            if derived is not None and derived[i] is not None and self._unmoved(derived[i], verdicts, members, refs):
+                continue
             key = order[i].key
-            before = perf_counter()
             try:
-                verdicts[i] = memo[key] = bool(plan.predicate(i)(profile, now, memo))
+                verdicts[i] = memo[key] = bool((predicates[i] or plan.predicate(i))(profile, now, memo))
             except PqlError as error:  # no longer checks against the schema, or fails at run time
                 log.warning("streaming segment %r of sandbox %r skipped: %s", key, self.sandbox, error)
+                before = perf_counter()
                 continue
-            spent.append((key, perf_counter() - before))
-            same = timing_id[i]
-            if same is not None and same not in instants:
-                at = instants[same] = next_change(timing[i], profile, now, points)
-                if at is not None and (earliest is None or at < earliest):
-                    earliest = at
+            after = perf_counter()
+            spent.append((key, after - before))
+            before = after
+        # the earliest of the evaluated segments' next instants, computed at once
+        # (cdp/segments/timing.py earliest_change: exactly the least of each one's next_change)
+        parts = plan.timing_parts
+        earliest = earliest_change([parts[i] for i in verdicts], profile, now)
         self.evaluations += len(spent)
         evaluated = perf_counter()
         changed = self._write(profile_pk, profile.id, plan, verdicts, earliest, now, members, stored)
@@ -368,6 +420,26 @@ class StreamingEvaluator:
         kept = [i for i in chosen if not (grown[i] if refs[i].pk in members else shrunk[i])]
         self.kept += len(chosen) - len(kept)
         return kept
+
+    def _unmoved(self, on: tuple[int, ...], verdicts: Mapping[int, bool], members: set[int],
+                 refs: list[SegmentRef]) -> bool:
+        """Whether a segment whose own expression reads no event and that references the segments
+        at positions ``on`` keeps its stored membership: each of them evaluated so far (they come
+        first, in dependency order) gave its stored membership. Called only for a record that only
+        adds events while the profile's stored instant is after now (or absent), so the stored
+        memberships are the answers at every instant from now until it, on the events before the
+        record. The segment's answer is a function of the referenced answers and of what the
+        record does not change (attributes, the clock): a referenced segment not evaluated — not
+        selected (the record touches nothing it reads), or skipped by relevance or polarity —
+        keeps its answer, an evaluated one gave the stored one; so its answer now is the stored
+        membership, and until the stored instant it changes only if theirs do, which the instants
+        they computed (stored when earlier) and the stored instant cover."""
+        for j in on:
+            verdict = verdicts.get(j)
+            if verdict is not None and verdict != (refs[j].pk in members):
+                return False
+        self.kept += 1
+        return True
 
     def _write(self, profile_pk: int, profile_id: str, plan: _Plan, verdicts: Mapping[int, bool],
                earliest: datetime | None, now: datetime, members: set[int], stored: Any) -> dict[str, str]:
@@ -403,9 +475,10 @@ _LOAD_SQL: dict[tuple[str, bool | None], str] = {}
 
 
 def _load_with_state(connection: sa.Connection, profile_pk: int, schema: Schema, event_types: frozenset[str] | None,
-                     evaluated: list[int]) -> tuple[Any, set[int], Any]:
+                     evaluated: list[int]) -> tuple[Any, set[int], Any, Any]:
     """The lean profile (cdp.profiles.documents.stored_profile), which of the ``evaluated``
-    segments it is a current member of, and its stored instant (None: none), read by
+    segments it is a current member of, its stored instant and its instant in
+    ``segment_due_saved`` (None: none; migration 0023), read by
     ONE statement straight to the driver (was three: two Core queries for the profile, one for
     its state — a round trip each — and every membership of the profile)."""
     from cdp.profiles.documents import profile_from_rows, profile_rows_parameters, profile_rows_sql
@@ -418,11 +491,12 @@ def _load_with_state(connection: sa.Connection, profile_pk: int, schema: Schema,
     parameters = profile_rows_parameters(dialect, profile_pk, event_types)
     parameters.update(state_rows_parameters(dialect, evaluated))
     profile, rest = profile_from_rows(connection.exec_driver_sql(sql, parameters).fetchall(), schema, dialect)
-    members, stored = state_from_rows(rest)
-    return profile, members, stored
+    members, stored, saved = state_from_rows(rest)
+    return profile, members, stored, saved
 # built once (SQLAlchemy compiles it once): it runs on every due re-evaluation
-_DUE_CONSUME = segment_due.delete().where(segment_due.c.profile_pk == sa.bindparam("b_profile"),
-                                          segment_due.c.due_at <= sa.bindparam("b_now"))
+_DUE_CONSUME = [table.delete().where(table.c.profile_pk == sa.bindparam("b_profile"),
+                                     table.c.due_at <= sa.bindparam("b_now")).returning(table.c.due_at)
+                for table in (segment_due, segment_due_saved)]
 
 
 def timed_streaming_segments(connection: sa.Connection, sandbox: str) -> set[int]:
@@ -434,12 +508,14 @@ def timed_streaming_segments(connection: sa.Connection, sandbox: str) -> set[int
 
 def schedule_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int, key: str,
                      catalogue: Mapping[str, str], schema: Schema, at: datetime) -> None:
-    """A streaming segment just saved and evaluated set-wise (its memberships as of ``at``): when
-    its answers can change with time, every profile of the sandbox is due at ``at`` at the latest
-    (a stored instant is kept when earlier), so the due job computes each one's next instant (one
-    statement here; the work is the job's). The rows are written in profile order, the order in
-    which a due wave's transaction takes them (:func:`run_due`): on PostgreSQL an upsert over the
-    sandbox's rows in another order deadlocked with a wave holding some of them."""
+    """A streaming segment just saved and evaluated set-wise (its memberships as of ``at``, its
+    ``evaluated_at`` set to ``at``): when its answers can change with time, every profile of the
+    sandbox is due at ``at`` at the latest in ``segment_due_saved`` (an earlier row is kept), so
+    the due job computes each one's next instant for the segments evaluated since — this one, not
+    all of the profile's timed segments (migration 0023; one statement here, the work is the
+    job's). The rows are written in profile order, the order in which a due wave's transaction
+    takes them (:func:`run_due`): on PostgreSQL an upsert over the sandbox's rows in another order
+    deadlocked with a wave holding some of them."""
     try:
         reads = reads_of(key, catalogue, schema)
     except PqlError:
@@ -452,12 +528,12 @@ def schedule_segment(connection: sa.Connection, *, sandbox: str, segment_pk: int
 
 
 _SCHEDULE = {
-    "sqlite": "INSERT INTO segment_due (profile_pk, sandbox, due_at) SELECT pk, sandbox, :at FROM profiles "
-              "WHERE sandbox = :sandbox ORDER BY pk ON CONFLICT (profile_pk) DO UPDATE SET due_at = min(segment_due.due_at, "
-              "excluded.due_at)",
-    "postgresql": "INSERT INTO segment_due (profile_pk, sandbox, due_at) SELECT pk, sandbox, %(at)s FROM profiles "
+    "sqlite": "INSERT INTO segment_due_saved (profile_pk, sandbox, due_at) SELECT pk, sandbox, :at FROM profiles "
+              "WHERE sandbox = :sandbox ORDER BY pk ON CONFLICT (profile_pk) DO UPDATE SET due_at = "
+              "min(segment_due_saved.due_at, excluded.due_at)",
+    "postgresql": "INSERT INTO segment_due_saved (profile_pk, sandbox, due_at) SELECT pk, sandbox, %(at)s FROM profiles "
                   "WHERE sandbox = %(sandbox)s ORDER BY pk ON CONFLICT (profile_pk) DO UPDATE SET due_at = "
-                  "LEAST(segment_due.due_at, excluded.due_at)",
+                  "LEAST(segment_due_saved.due_at, excluded.due_at)",
 }
 
 
@@ -474,10 +550,16 @@ def run_due(connection_factory, *, now: datetime, limit: int = 1000, metrics: An
     the next wave sees them. A crash loses at most the open transaction's work, whose rows are
     still due."""
     with connection_factory() as connection:
-        rows = connection.execute(_DUE_ROWS, {"b_now": now, "b_limit": limit}).all()
+        # the oldest due of either kind (a profile due in both counts once)
+        oldest: dict[int, tuple] = {}
+        for query in _DUE_ROWS:
+            for row in connection.execute(query, {"b_now": now, "b_limit": limit}):
+                if row.profile_pk not in oldest or row.due_at < oldest[row.profile_pk][0]:
+                    oldest[row.profile_pk] = (row.due_at, row.sandbox)
+    rows = sorted(oldest.items(), key=lambda item: item[1][0])[:limit]
     # the wave's (oldest due) profiles in profile order: the order in which saving a segment
     # upserts their rows (schedule_segment), so that the two cannot deadlock on PostgreSQL
-    items = sorted(((row.sandbox, row.profile_pk) for row in rows), key=lambda item: item[1])
+    items = sorted(((sandbox, pk) for pk, (_, sandbox) in rows), key=lambda item: item[1])
     done, position = 0, 0
     while position < len(items):
         chunk = items[position:position + batch]
@@ -516,17 +598,20 @@ def run_due(connection_factory, *, now: datetime, limit: int = 1000, metrics: An
     return done
 
 
-_DUE_ROWS = (sa.select(segment_due.c.sandbox, segment_due.c.profile_pk)
-             .where(segment_due.c.due_at <= sa.bindparam("b_now"))
-             .order_by(segment_due.c.due_at).limit(sa.bindparam("b_limit")))
+_DUE_ROWS = [sa.select(table.c.sandbox, table.c.profile_pk, table.c.due_at)
+             .where(table.c.due_at <= sa.bindparam("b_now"))
+             .order_by(table.c.due_at).limit(sa.bindparam("b_limit")) for table in (segment_due, segment_due_saved)]
 _EXISTING = sa.select(profiles.c.pk).where(profiles.c.pk.in_(sa.bindparam("b_pks", expanding=True)))
 
 
 def due_depth(connection: sa.Connection, now: datetime) -> tuple[int, int]:
-    """(profiles with a scheduled re-evaluation, of which due by ``now``)."""
+    """(profiles with a scheduled re-evaluation, of which due by ``now``): their own instant or a
+    saved segment's (a profile with both counts once)."""
+    both = sa.union(sa.select(segment_due.c.profile_pk, segment_due.c.due_at),
+                    sa.select(segment_due_saved.c.profile_pk, segment_due_saved.c.due_at)).subquery()
     total, due = connection.execute(sa.select(
-        sa.select(sa.func.count()).select_from(segment_due).scalar_subquery(),
-        sa.select(sa.func.count()).select_from(segment_due).where(segment_due.c.due_at <= now).scalar_subquery())).one()
+        sa.select(sa.func.count(sa.distinct(both.c.profile_pk))).scalar_subquery(),
+        sa.select(sa.func.count(sa.distinct(both.c.profile_pk))).where(both.c.due_at <= now).scalar_subquery())).one()
     return total, due
 
 
@@ -548,8 +633,10 @@ def due_job_kind(metrics: Any = None) -> Any:
         if metrics is not None:
             with context.engine.connect() as connection:
                 scheduled, overdue = due_depth(connection, now)
-                oldest = connection.execute(sa.select(sa.func.min(segment_due.c.due_at))
-                                            .where(segment_due.c.due_at <= now)).scalar()
+                oldest = min((at for at in (connection.execute(sa.select(sa.func.min(table.c.due_at))
+                                                               .where(table.c.due_at <= now)).scalar()
+                                            for table in (segment_due, segment_due_saved)) if at is not None),
+                             default=None)
             metrics.due_queue(scheduled, overdue, (now - _instant(oldest)).total_seconds() if oldest else 0.0)
         while run_due(lambda: write_transaction(context.engine), now=now, metrics=metrics):
             pass  # in waves; each profile's re-evaluation commits on its own

@@ -210,3 +210,86 @@ def next_change(reads: Any, profile: Any, as_of: datetime, cache: dict | None = 
 
 _CANDIDATES = object()  # key of a cache's candidates per set of instants
 _MONTHS = object()
+
+
+# ---- the earliest over many segments -------------------------------------------------------------
+
+def timing_parts(reads: Any) -> tuple[tuple, frozenset[timedelta], frozenset[int], bool] | None:
+    """What :func:`next_change` computes from for one segment's ``reads``, in the form
+    :func:`earliest_change` merges: (the key of the instants it reads, its shifts, its window
+    lengths in months, whether it has daily candidates); None when its answer cannot change with
+    time alone."""
+    if not reads.timed:
+        return None
+    key = (None if reads.any_event else reads.event_types, reads.literal_instants)
+    return (key, frozenset({_ZERO} | set(reads.durations) | {-d for d in reads.durations}), reads.months,
+            bool(reads.clock or reads.periods))
+
+
+def earliest_change(parts: Any, profile: Any, as_of: datetime) -> datetime | None:
+    """The earliest of :func:`next_change` over several segments (None: none of them can change),
+    given their :func:`timing_parts` (None entries skipped), for one profile at ``as_of``.
+
+    Exactly ``min`` of the segments' own next_change: each one's is the earliest candidate over its
+    instants × its shifts (and months, and daily ones), so segments reading the same instants
+    (the same event types and literal instants) are merged into one set of shifts, months and a
+    daily flag, and the earliest over the merged candidates is the earliest of theirs. Per set of
+    instants the shifts are searched from the instants' side — for each instant the least shift
+    reaching ``as_of`` (a binary search among the sorted shifts) — so a profile with a few events
+    and a catalogue with many window lengths costs a few searches, not one per window length."""
+    merged: dict[tuple, list] = {}
+    for part in parts:
+        if part is None:
+            continue
+        key, shifts, months, daily = part
+        found = merged.get(key)
+        if found is None:
+            merged[key] = [set(shifts), set(months), daily]
+        else:
+            found[0].update(shifts)
+            if months:
+                found[1].update(months)
+            if daily:
+                found[2] = True
+    if not merged:
+        return None
+    if as_of.__class__ is not datetime or as_of.tzinfo is not timezone.utc:
+        as_of = _instant(as_of)
+    cache: dict = {}
+    best: datetime | None = None
+    for key, (shifts, months, daily) in merged.items():
+        points = _points_of(key, profile, cache)
+        if points:
+            ordered = sorted(shifts)
+            count = len(ordered)
+            for point in points:
+                start = bisect_left(ordered, as_of - point)  # the least shift with point + shift ≥ as_of
+                if start < count:
+                    try:
+                        candidate = _after(point + ordered[start], as_of)
+                    except OverflowError:  # and every larger shift
+                        continue
+                    if candidate is not None and (best is None or candidate < best):
+                        best = candidate
+            for m in months:
+                candidate = _monthly(points, as_of, m)
+                if candidate is not None and (best is None or candidate < best):
+                    best = candidate
+        if daily:
+            candidate = _daily(points, as_of)
+            if candidate is not None and (best is None or candidate < best):
+                best = candidate
+    return best
+
+
+def _points_of(key: tuple, profile: Any, cache: dict) -> list[datetime]:
+    """:func:`_points` by its key: (event types read, None: any; literal instants)."""
+    types, literal_instants = key
+    points: set[datetime] = set(literal_instants)
+    points |= _part(cache, _ATTRIBUTES, profile.attributes)
+    if types is None:
+        points |= _part(cache, _ALL_EVENTS, profile.events)
+    else:
+        for event_type in types:
+            points |= _part(cache, (_TYPE, event_type), profile.by_type.get(event_type, ((),))[0])
+    return sorted(points)

@@ -190,16 +190,20 @@ def profile_state(connection: sa.Connection, profile_pk: int) -> tuple[set[int],
 
 # profile_state's rows as branches of cdp.profiles.documents.profile_rows_sql (its columns: kind,
 # a, b, c, at, n): kind 2 a segment the profile is a current member of (n), kind 3 the profile's
-# stored instant (at) — so that streaming reads a profile and its state in ONE statement
-MEMBER_ROW, DUE_ROW = 2, 3
+# stored instant (at), kind 4 its instant in segment_due_saved (at: segments saved, not yet
+# evaluated for it; migration 0023) — so that streaming reads a profile and its state in ONE statement
+MEMBER_ROW, DUE_ROW, SAVED_ROW = 2, 3, 4
 _STATE_ROWS = {
     "sqlite": (" UNION ALL SELECT 2, NULL, NULL, NULL, NULL, segment_pk FROM memberships WHERE profile_pk = :profile "
                "AND status IN " + _MEMBER_SQL + " AND segment_pk IN (SELECT value FROM json_each(:evaluated)) "
-               "UNION ALL SELECT 3, NULL, NULL, NULL, due_at, NULL FROM segment_due WHERE profile_pk = :profile"),
+               "UNION ALL SELECT 3, NULL, NULL, NULL, due_at, NULL FROM segment_due WHERE profile_pk = :profile "
+               "UNION ALL SELECT 4, NULL, NULL, NULL, due_at, NULL FROM segment_due_saved WHERE profile_pk = :profile"),
     "postgresql": (" UNION ALL SELECT 2, NULL::text, NULL::text, NULL::text, NULL::timestamptz, segment_pk "
                    "FROM memberships WHERE profile_pk = %(profile)s AND status IN " + _MEMBER_SQL +
                    " AND segment_pk = ANY(%(evaluated)s::bigint[]) "
                    "UNION ALL SELECT 3, NULL::text, NULL::text, NULL::text, due_at, NULL::bigint FROM segment_due "
+                   "WHERE profile_pk = %(profile)s "
+                   "UNION ALL SELECT 4, NULL::text, NULL::text, NULL::text, due_at, NULL::bigint FROM segment_due_saved "
                    "WHERE profile_pk = %(profile)s"),
 }
 
@@ -216,17 +220,20 @@ def state_rows_parameters(dialect: str, evaluated: list[int]) -> dict[str, Any]:
     return {"evaluated": json.dumps(evaluated) if dialect == "sqlite" else evaluated}
 
 
-def state_from_rows(rows: Iterable) -> tuple[set[int], Any]:
-    """(current memberships, stored instant) from the rows of :func:`state_rows_sql`, in the forms
-    :func:`profile_state` gives."""
+def state_from_rows(rows: Iterable) -> tuple[set[int], Any, Any]:
+    """(current memberships, stored instant, instant in ``segment_due_saved``) from the rows of
+    :func:`state_rows_sql`, the first two in the forms :func:`profile_state` gives (None: none)."""
     members: set[int] = set()
     due: Any = None
+    saved: Any = None
     for row in rows:
         if row[0] == MEMBER_ROW:
             members.add(row[5])
         elif row[0] == DUE_ROW:
             due = row[4]
-    return members, due
+        elif row[0] == SAVED_ROW:
+            saved = row[4]
+    return members, due, saved
 
 
 def due_form(connection: sa.Connection):

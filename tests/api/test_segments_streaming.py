@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from cdp.segments.streaming import run_due
 from cdp.storage.database import write_transaction
-from cdp.storage.models import membership_changes, segment_due
+from cdp.storage.models import membership_changes, segment_due, segment_due_saved
 from tests.api.conftest import create_dataset as _dataset
 
 GIFT_GIVERS = (Path(__file__).parents[2] / "examples" / "gift_giving_cart_abandoners.pql").read_text()
@@ -190,6 +190,12 @@ def test_merge_exits_the_merged_away_profile(api, engine, sandbox, clock):
     assert gone == [(next(k for k, p in before if p != survivor), "exited")]
 
 
+def _saved_due(engine, sandbox: str) -> list[datetime]:
+    with engine.connect() as connection:
+        return sorted(connection.execute(sa.select(segment_due_saved.c.due_at)
+                                         .where(segment_due_saved.c.sandbox == sandbox)).scalars())
+
+
 def test_a_streaming_segment_saved_over_existing_data_lets_members_go_when_windows_pass(api, engine, sandbox, clock):
     """Saved after the purchase: a member from the save on; every profile is scheduled
     (GET shows how many), and the due job lets her go when the 3 hours are up."""
@@ -284,13 +290,14 @@ def test_a_batch_segment_made_streaming_is_evaluated_and_scheduled_at_once(api, 
     response = api.patch("/v1/segments/recent-buyers", json={"evaluation": "streaming"})
     assert response.status_code == 200, response.text
     assert [status for _, status in _members(api, "recent-buyers")] == ["realized"]
-    assert _due(engine, sandbox) == [T0]  # due now: the wave then stores her instant (docs/segments.md)
+    # due now for the segment (segment_due_saved, migration 0023): the wave then stores her instant
+    assert _due(engine, sandbox) == [] and _saved_due(engine, sandbox) == [T0]
     assert api.get("/v1/segments/recent-buyers").json()["scheduled"] == 1
     # the waves then let her go when her purchase is 3 hours old (and leave no due row behind
     # for the next tests' waves, which run over every sandbox of this module's database)
     while run_due(lambda: write_transaction(engine), now=T0 + timedelta(hours=4)):
         pass
-    assert _due(engine, sandbox) == [] and _members(api, "recent-buyers") == []
+    assert _due(engine, sandbox) == [] and _saved_due(engine, sandbox) == [] and _members(api, "recent-buyers") == []
 
 
 def test_a_wave_stopped_midway_loses_nothing(api, engine, sandbox, clock):
@@ -398,3 +405,42 @@ def test_one_instant_per_profile_covers_the_segments_a_record_does_not_evaluate(
     assert sorted((k, s) for k, _, s, *_ in _outbox(engine, sandbox)) == [
         ("recent-buyers", "entered"), ("recent-buyers", "exited"), ("recent-carts", "entered"),
         ("recent-carts", "exited")]
+
+
+def test_saving_a_timed_segment_starts_a_wave_that_evaluates_only_it(api, engine, sandbox, clock):
+    """Saving a timed streaming segment over existing profiles makes them due for THAT segment
+    (``segment_due_saved``, migration 0023): the wave evaluates, per profile, the segments saved
+    since — not all its timed segments (was: profiles × timed segments for each save). The
+    profiles' own instants stand for the others, and at them everything is evaluated again."""
+    web = _dataset(api, "event", "Web")
+    clock.at = T0 - timedelta(hours=2)  # saved (evaluated) before the one saved at T0
+    _segment(api, "recent-buyers", 'exists event where type = "purchase" within last 3 hours')
+    _segment(api, "two-day-buyers", 'exists event where type = "purchase" within last 2 days')
+    clock.at = T0
+    for n in range(3):
+        _ingest(api, web, [{"identities": [{"namespace": "email", "id": f"p{n}@example.com"}], "event": {
+            "id": f"m-{n}", "type": "purchase", "timestamp": _iso(T0 - timedelta(hours=1)), "channel": "web",
+            "order": {"id": f"o{n}", "total": 1.0}}}])
+    own = [T0 + timedelta(hours=2)] * 3  # recent-buyers' end, each profile's own instant
+    assert _due(engine, sandbox) == own
+    metrics = api.app.state.metrics
+
+    def counts() -> dict[str, int]:
+        return {key: metrics.segment_evaluations.count(sandbox, key)
+                for key in ("recent-buyers", "two-day-buyers", "day-buyers")}
+
+    before = counts()
+    saved = _segment(api, "day-buyers", 'exists event where type = "purchase" within last 1 days')
+    assert saved["size"] == 3 and saved["scheduled"] == 3
+    while run_due(lambda: write_transaction(engine), now=T0, metrics=metrics):
+        pass
+    assert counts() == {**before, "day-buyers": 3}  # only the segment saved, once a profile
+    assert _due(engine, sandbox) == own  # its end (T0 + 23 h) is later: the own instants stand
+    assert api.get("/v1/segments/day-buyers").json()["scheduled"] == 3
+    while run_due(lambda: write_transaction(engine), now=T0 + timedelta(hours=2, seconds=1), metrics=metrics):
+        pass
+    assert counts() == {"recent-buyers": before["recent-buyers"] + 3, "two-day-buyers": before["two-day-buyers"] + 3,
+                        "day-buyers": 6}  # at an own instant: all of them
+    assert [s for _, s in _members(api, "recent-buyers") if s != "exited"] == []
+    assert len(_members(api, "day-buyers")) == 3 and len(_members(api, "two-day-buyers")) == 3
+    assert _due(engine, sandbox) == [T0 + timedelta(hours=23)] * 3

@@ -152,6 +152,17 @@ segment_due = sa.Table(
     sa.Index("ix_segment_due_due_at", "due_at"),
 )
 
+# Profiles due because a timed streaming segment was saved (migration 0023): at ``due_at`` (the
+# earliest save not yet evaluated for the profile) the due job evaluates the timed streaming
+# segments evaluated at or after it — not all of the profile's timed segments, as for segment_due.
+segment_due_saved = sa.Table(
+    "segment_due_saved", metadata,
+    sa.Column("profile_pk", Key, sa.ForeignKey("profiles.pk", ondelete="CASCADE"), primary_key=True),
+    sa.Column("sandbox", sa.String(64), nullable=False),
+    sa.Column("due_at", UtcDateTime, nullable=False),
+    sa.Index("ix_segment_due_saved_due_at", "due_at"),
+)
+
 
 # A counter per sandbox that database triggers (migration 0015) raise on every insert, update and
 # delete of its segments, by any writer: streaming evaluation compares one number to know that the
