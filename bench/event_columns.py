@@ -75,11 +75,16 @@ def interleaved_rounds(runs_of: dict[str, Callable[[], list[str]]], expected: li
     the other), after a warm-up round in which every variant's ids must equal ``expected`` (the
     database's); also, under ``cpu_<name>``, the CPU seconds ``cpu_clock`` counted during each run
     (the process's, every thread of it: DuckDB's; on a shared machine less moved by the load than
-    the wall clock)."""
+    the wall clock). The order rotates from round to round (round i starts with variant i mod n):
+    a cost of coming first in a round (session 12: Spark's first query of a round was the slowest,
+    whichever it was) falls on every variant alike."""
     samples: dict[str, list[float]] = {name: [] for name in runs_of}
     samples.update({f"cpu_{name}": [] for name in runs_of})
+    names = list(runs_of)
     for round_ in range(runs + 1):  # round 0: the warm-up of each
-        for name, run in runs_of.items():
+        first = round_ % len(names)
+        for name in names[first:] + names[:first]:
+            run = runs_of[name]
             cpu, started = cpu_clock(), time.perf_counter()
             found = run()
             if round_:
