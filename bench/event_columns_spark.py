@@ -104,8 +104,11 @@ def measure(engine: sa.Engine, data: Path, sandbox: str, runs: int, master: str,
                 duck.close()
             statements = {}
             for name, session in sessions.items():
+                # the typed attribute columns too, as SparkSession.members reads them (until session
+                # 13 only the event columns were passed: (a) and (b) read attributes through JSON)
                 statements[name] = (session, *session.rendered(members_query(
-                    text, engine="spark", as_of=AS_OF, sandbox=sandbox, flat_events=session.flat_events)))
+                    text, engine="spark", as_of=AS_OF, sandbox=sandbox, flat=session.flat,
+                    flat_events=session.flat_events)))
             hand = HAND[key]
             if hand_written:
                 statements["hand"] = (sessions["columns"], hand, {k: _bound(v) for k, v in {**_NAIVE, "sandbox": sandbox}.items()
