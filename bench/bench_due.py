@@ -16,7 +16,7 @@ them. The waves' profiles (disjoint) are generated Luma profiles (cdp.demo, even
 others hold no data and are due a year later.
 
 Per wave of W profiles: their instants are set to T (W × the timed segments: the pairs evaluated),
-and the due job's work runs as the service runs it (cdp.segments.streaming.run_due in rounds of
+and the due job's work runs as the service runs it (cdp.segments.due.run_due in rounds of
 1,000 profiles, profiles sharing short transactions) with the clock at T, until nothing is due.
 Reported: the wave's time (its last re-evaluation's lag behind T), profiles and (profile, segment)
 pairs per second, and what the job reads before each run at this size (due_depth's counts and
@@ -47,7 +47,7 @@ from cdp.engine.sql.loading import load_documents  # noqa: E402
 from cdp.schema import luma_schema  # noqa: E402
 from cdp.segments import service  # noqa: E402
 from cdp.segments.models import Evaluation, SegmentCreate, SegmentStatus  # noqa: E402
-from cdp.segments.streaming import due_depth, run_due  # noqa: E402
+from cdp.segments.due import due_depth, run_due  # noqa: E402
 from cdp.storage.database import create_engine, write_transaction  # noqa: E402
 from cdp.storage.migrate import upgrade  # noqa: E402
 from cdp.storage.models import profiles, segment_due  # noqa: E402

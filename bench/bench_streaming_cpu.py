@@ -166,7 +166,7 @@ def prepare(args) -> None:
     import bench_ingest as bi
     from bench_segments import shapes
 
-    from cdp.segments.streaming import run_due
+    from cdp.segments.due import run_due
     from cdp.storage.database import write_transaction
 
     directory = Path(args.dir)

@@ -137,19 +137,15 @@ def test_postgresql_checks_a_source_insert_s_keys_once_per_statement(postgresql)
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_the_downgrade_gives_the_source_keys_back(backend, request, sqlite_url_factory):
-    from alembic import command
-
     from cdp.storage.database import create_engine
-    from cdp.storage.migrate import alembic_config, upgrade
+    from cdp.storage.migrate import upgrade
+    from tests.test_migration_0018 import _downgrade
 
     url = sqlite_url_factory() if backend == "sqlite" else request.getfixturevalue("postgres_url_factory")()
     engine = create_engine(url)
     try:
         upgrade(engine)
-        config = alembic_config()
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0021")
+        _downgrade(engine, "0021")
         assert sorted((fk["constrained_columns"][0], fk["referred_table"], fk["options"].get("ondelete"))
                       for fk in sa.inspect(engine).get_foreign_keys("attribute_sources")) == [
             ("batch_pk", "ingestion_batches", "SET NULL"), ("dataset_pk", "datasets", "CASCADE"),

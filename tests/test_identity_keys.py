@@ -208,19 +208,15 @@ def test_postgresql_an_identity_of_a_profile_deleted_meanwhile_is_a_key_violatio
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_the_downgrade_gives_the_foreign_keys_back(backend, request, sqlite_url_factory):
-    from alembic import command
-
     from cdp.storage.database import create_engine
-    from cdp.storage.migrate import alembic_config, upgrade
+    from cdp.storage.migrate import upgrade
+    from tests.test_migration_0018 import _downgrade
 
     url = sqlite_url_factory() if backend == "sqlite" else request.getfixturevalue("postgres_url_factory")()
     engine = create_engine(url)
     try:
         upgrade(engine)
-        config = alembic_config()
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0020")
+        _downgrade(engine, "0020")
         inspector = sa.inspect(engine)
         assert sorted((fk["constrained_columns"][0], fk["referred_table"], fk["options"].get("ondelete"))
                       for table in ("identities", "identity_links") for fk in inspector.get_foreign_keys(table)) == [

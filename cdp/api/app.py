@@ -83,7 +83,7 @@ from cdp.segments import jobs as segment_jobs
 from cdp.snapshots import snapshot_kind
 from cdp.segments.jobs import ensure_schedule, fail_interrupted
 from cdp.segments.settings import SegmentSettings
-from cdp.segments.streaming import due_job_kind, schedule_due_job
+from cdp.segments.due import due_job_kind, schedule_due_job
 from cdp.ingestion.reevaluation import KIND as REEVALUATION_KIND
 from cdp.sources.jobs import KINDS as SOURCE_KINDS
 from cdp.settings import Settings

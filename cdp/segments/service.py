@@ -182,7 +182,7 @@ def _reads(connection: sa.Connection, sandbox: str, rows: list) -> list[SegmentR
         .group_by(memberships.c.segment_pk)).all())
     # one instant per profile (migration 0018): a profile's scheduled re-evaluation evaluates every
     # timed streaming segment of its sandbox, so each of them counts the sandbox's scheduled profiles
-    from cdp.segments.streaming import timed_streaming_segments
+    from cdp.segments.due import timed_streaming_segments
 
     timed = timed_streaming_segments(connection, sandbox) & set(pks)
     # (its own instant, or a saved segment's: migration 0023; a profile with both counts once)
@@ -249,7 +249,7 @@ def _evaluate_after_save(connection: sa.Connection, sandbox: str, key: str, sche
     as_of = as_of or _now()
     batch.evaluate_segments(same_transaction, sandbox=sandbox, rows=batch.ordered(rows, graph), schema=schema,
                             catalogue=known, as_of=as_of, source="save")
-    from cdp.segments.streaming import schedule_segment
+    from cdp.segments.due import schedule_segment
 
     for row in rows:
         if row.evaluation == "streaming":

@@ -1,7 +1,7 @@
 """The server is killed (SIGKILL) while a wave of scheduled re-evaluations is being applied, on
 SQLite and on PostgreSQL: memberships that change with time alone (a purchase leaving a 3-hour
 window, a cart dated ahead entering one) come due for many profiles at one instant ``T``, the
-due job (cdp/segments/streaming.py ``run_due``, here every second: CDP_SEGMENT_DUE_EVERY_SECONDS) re-evaluates them in short
+due job (cdp/segments/due.py ``run_due``, here every second: CDP_SEGMENT_DUE_EVERY_SECONDS) re-evaluates them in short
 transactions of a few profiles each (each profile's work whole within one), and the kill lands once
 part of the wave has committed and part has not.
 
@@ -240,7 +240,7 @@ def test_one_instant_per_profile_and_its_wave_evaluates_all_its_timed_segments(a
     """One due row per profile (migration 0018), at the earliest of its timed segments' instants;
     a wave of one row (``limit=1``) re-evaluates all of them (before one row per segment, and a
     profile's rows could straddle two waves)."""
-    from cdp.segments.streaming import run_due
+    from cdp.segments.due import run_due
     from cdp.storage.database import write_transaction
     from cdp.storage.models import segment_due
     from tests.api.conftest import create_dataset

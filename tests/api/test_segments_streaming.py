@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from cdp.segments.streaming import run_due
+from cdp.segments.due import run_due
 from cdp.storage.database import write_transaction
 from cdp.storage.models import membership_changes, segment_due, segment_due_saved
 from tests.api.conftest import create_dataset as _dataset
@@ -226,7 +226,7 @@ def test_metrics_count_streaming_evaluations_and_the_due_queue(api, engine, sand
     _segment(api, "recent-buyers", 'exists event where type = "purchase" within last 3 hours')
     _ingest(api, web, [{"identities": [SARAH_EMAIL], "event": {
         "id": "m-1", "type": "purchase", "timestamp": _iso(T0), "channel": "web", "order": {"id": "o", "total": 1.0}}}])
-    from cdp.segments.streaming import due_job_kind
+    from cdp.segments.due import due_job_kind
 
     class Context:  # what the runner gives a job: its engine and its clock
         def __init__(self):
@@ -248,7 +248,7 @@ def test_the_due_job_runs_at_the_configured_interval(api, engine, monkeypatch):
     changed setting changes the stored job at the next start (it is not re-created)."""
     from cdp.api.app import job_registry
     from cdp.segments.settings import SegmentSettings
-    from cdp.segments.streaming import DUE_KIND, schedule_due_job
+    from cdp.segments.due import DUE_KIND, schedule_due_job
     from cdp.storage.models import jobs
 
     def stored() -> list[float]:

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from cdp.dsl import render
 from cdp.schema_registry.service import get_schema
 from cdp.segments.batch import members_select
-from cdp.segments.streaming import run_due
+from cdp.segments.due import run_due
 from cdp.storage.database import write_transaction
 from cdp.storage.models import memberships, segments
 from tests.api.conftest import Api, create_dataset, new_sandbox

@@ -13,7 +13,7 @@ from datetime import timedelta
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from cdp.dsl import render
-from cdp.segments.streaming import run_due
+from cdp.segments.due import run_due
 from cdp.storage.database import write_transaction
 from tests.api.conftest import Api, create_dataset, new_sandbox
 from tests.api.test_streaming_agrees_with_batch import (EMAILS, T0, Clock, _iso, _streaming,

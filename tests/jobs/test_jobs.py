@@ -144,7 +144,7 @@ def test_a_keyed_job_stored_by_a_concurrent_transaction_is_a_conflict(postgres_u
     the same refusal as the check's (Conflict, 409 job_exists), not an IntegrityError that stops a
     server's start (`cdp serve --workers 2` on a fresh database)."""
     from cdp.errors import Conflict
-    from cdp.segments.streaming import DUE_KIND, schedule_due_job
+    from cdp.segments.due import DUE_KIND, schedule_due_job
     from cdp.storage.database import create_engine
     from cdp.storage.migrate import upgrade
 
