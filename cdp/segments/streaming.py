@@ -339,6 +339,12 @@ class StreamingEvaluator:
         # then the segments evaluated and the earliest of their next instants stored
         own = self.connection.execute(_DUE_CONSUME[0], {"b_profile": profile_pk, "b_now": now}).first()
         saved = self.connection.execute(_DUE_CONSUME[1], {"b_profile": profile_pk, "b_now": now}).first()
+        if saved is not None:
+            # the save that wrote this row may have committed after this transaction read the plan
+            # (PostgreSQL's statements each see what is committed when they start): the row is gone
+            # now, so the plan must hold the segments saved — read its version again (one statement;
+            # only for profiles due because of a save)
+            plan = self._loaded = _plan(self.connection, self.sandbox)
         chosen = plan.timed
         if own is None and saved is not None:
             since = self._saved_since(saved.due_at)
