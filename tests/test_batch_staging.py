@@ -276,3 +276,16 @@ def test_sqlite_splits_by_probing_the_staged_identities(sqlite_url_factory):
     assert any(step == "SCAN s" or step.startswith("SCAN s ") for step in plan), plan
     assert any(step.startswith("SEARCH i USING") and "(sandbox=? AND namespace=? AND value=?)" in step
                for step in plan), plan
+
+
+def test_new_external_ids_are_random_version_4_uuids():
+    import uuid
+
+    from cdp.ingestion.staging import _new_external_ids
+
+    ids = _new_external_ids(2000)
+    assert len(set(ids)) == 2000
+    for external in ids:
+        assert external.startswith("p-") and len(external) == 34
+        parsed = uuid.UUID(hex=external[2:])
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and parsed.hex == external[2:]
