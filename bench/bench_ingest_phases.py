@@ -15,6 +15,12 @@ whole. On PostgreSQL the cluster's CPU (/proc of the postmaster and its children
 Two streams, both bench_ingest.py's: Luma event records (``event_stream``) and the identity-graph
 stream (``identity_stream``: 5 events a person, one or two of three identities a record, profiles
 link and merge); the identity stream's profiles are checked against its union-find.
+``--profile-records N``: also N Luma profile records (bench_ingest_cpu.py's ``profile_records``: three
+identities and ~20 attributes each) into a profile dataset of a sandbox of their own — every record
+a new person — then the same records into a second profile dataset of that sandbox: every record
+lands on a stored profile whose attributes already have a source, so the policy is applied again
+over both datasets' rows. ``--request N``: records per request (default 500; 1 = one record a
+request).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ sys.path.insert(0, str(BENCH))
 import cdp.dsl  # noqa: E402,F401 - cdp.schema must not be imported first (import cycle)
 from bench_ingest import event_stream, identity_stream  # noqa: E402
 
-REQUEST = 500
+REQUEST = 500  # records per request (--request)
 
 
 class Phases:
@@ -150,7 +156,7 @@ def engine_of(client):
     return client.app.state.engine
 
 
-def run(backend: str, records_count: int, people: int, statements: bool = False) -> None:
+def run(backend: str, records_count: int, people: int, statements: bool = False, profile_count: int = 0) -> None:
     import sqlalchemy as sa
     from fastapi.testclient import TestClient
 
@@ -187,15 +193,24 @@ def run(backend: str, records_count: int, people: int, statements: bool = False)
         instrument(phases, engine)
         from cdp.ingestion import models as ingest_models
 
-        streams = [("events", event_stream(records_count, seed=100), None)]
+        streams = [("events", event_stream(records_count, seed=100), None, "event", "events")] if records_count else []
         if people:
             identity_records, components, _, _ = identity_stream(people, seed=7)
-            streams.append(("identity graph", identity_records, components[-1]))
-        for name, records, expected in streams:
-            sandbox = name.replace(" ", "-")
+            streams.append(("identity graph", identity_records, components[-1], "event", "identity-graph"))
+        if profile_count:
+            from bench_ingest_cpu import profile_records
+
+            people_records = profile_records(profile_count, seed=200)
+            streams.append(("profile records, new people", people_records, None, "profile", "profiles"))
+            streams.append(("profile records, the same people again (a second dataset)", people_records, None,
+                            "profile", "profiles"))
+        made: set[str] = set()
+        for name, records, expected, kind, sandbox in streams:
             headers = {"Authorization": f"Bearer {admin}", "X-Sandbox": sandbox}
-            assert client.post("/v1/sandboxes", json={"name": sandbox}, headers=headers).status_code == 201
-            response = client.post("/v1/datasets", json={"name": name, "kind": "event"}, headers=headers)
+            if sandbox not in made:
+                assert client.post("/v1/sandboxes", json={"name": sandbox}, headers=headers).status_code == 201
+                made.add(sandbox)
+            response = client.post("/v1/datasets", json={"name": name[:60], "kind": kind}, headers=headers)
             dataset = response.json()["id"]
             bodies = [json.dumps({"records": records[i:i + REQUEST]}).encode()
                       for i in range(0, len(records), REQUEST)]
@@ -269,14 +284,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--records", type=int, default=10000, help="Luma event records")
     parser.add_argument("--identity-people", type=int, default=4000, help="people of the identity stream (0: none)")
+    parser.add_argument("--profile-records", type=int, default=0,
+                        help="also this many Luma profile records: new people, then the same people again")
+    parser.add_argument("--request", type=int, default=REQUEST, help="records per request (default 500)")
     parser.add_argument("--statements", action="store_true",
                         help="PostgreSQL: pg_stat_statements' top statements by execution time, per stream")
     args = parser.parse_args(argv)
     import cdp
 
+    globals()["REQUEST"] = args.request
     print(f"cdp from {Path(cdp.__file__).parent}; load {open('/proc/loadavg').read().split()[:3]}")
     for backend in (["sqlite", "postgresql"] if args.backend == "both" else [args.backend]):
-        run(backend, args.records, args.identity_people, args.statements)
+        run(backend, args.records, args.identity_people, args.statements, args.profile_records)
     return 0
 
 

@@ -240,3 +240,52 @@ def test_a_fresh_row_that_loses_an_identity_to_a_concurrent_writer_links_to_it(p
     assert stored["profiles"][frozenset({("crm_id", "K7"), ("email", "p7@x.org")})][0] == {
         "loyalty.tier": "gold", "person.first_name": "n7"}
     engine.dispose()
+
+
+def test_sqlite_splits_by_probing_the_staged_identities(sqlite_url_factory):
+    """SQLite: the split looks each staged identity up in the identities' unique index — the
+    batch's cost does not grow with the sandbox. (Its planner, left to itself, walked every identity
+    of the sandbox and probed the staged ones.)"""
+    from cdp.ingestion.service import Writer
+    from cdp.ingestion.staging import Spool, apply_staged
+    from cdp.storage.database import create_engine, write_transaction
+    from cdp.storage.migrate import upgrade
+
+    engine = create_engine(sqlite_url_factory())
+    upgrade(engine)
+    sandbox, dataset = _sandbox(engine, "profile", unique=True)
+    plans = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def explain(connection, cursor, statement, parameters, context, executemany):
+        if statement.startswith("UPDATE cdp_stage_rows SET fresh") and " identities i " in statement:
+            plans.append([row[3] for row in cursor.connection.execute("EXPLAIN QUERY PLAN " + statement,
+                                                                      parameters)])
+
+    batch = [([("crm_id", f"K{i}"), ("email", f"p{i}@example.com")], {"person.first_name": f"n{i}"}, None, "")
+             for i in range(2000)]
+    with write_transaction(engine) as connection:
+        writer = Writer(connection, sandbox=sandbox, dataset_pk=dataset, kind="profile", clock=lambda: NOW)
+        spool = Spool()
+        for number, record in enumerate(_records("profile", batch), start=1):
+            spool.add(number, record)
+        assert apply_staged(connection, writer, spool, kind="profile", dataset_pk=dataset, batch_pk=None,
+                            now=NOW).fresh == 2000
+    engine.dispose()
+    [plan] = plans
+    assert any(step == "SCAN s" or step.startswith("SCAN s ") for step in plan), plan
+    assert any(step.startswith("SEARCH i USING") and "(sandbox=? AND namespace=? AND value=?)" in step
+               for step in plan), plan
+
+
+def test_new_external_ids_are_random_version_4_uuids():
+    import uuid
+
+    from cdp.ingestion.staging import _new_external_ids
+
+    ids = _new_external_ids(2000)
+    assert len(set(ids)) == 2000
+    for external in ids:
+        assert external.startswith("p-") and len(external) == 34
+        parsed = uuid.UUID(hex=external[2:])
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and parsed.hex == external[2:]

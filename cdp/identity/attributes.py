@@ -21,6 +21,8 @@ survivor's value is kept, else the most recently updated merged profile's.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +30,7 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from cdp.identity import listed
 from cdp.identity.settings import IdentitySettings, MergePolicy
 from cdp.storage.bulk import insert_attribute_sources, set_profile_attributes, upsert_attribute_sources
 from cdp.storage.models import attribute_sources, profiles
@@ -60,6 +63,49 @@ _ATTRIBUTES = sa.select(profiles.c.attributes).where(profiles.c.pk == sa.bindpar
 _ATTRIBUTES_FOR_UPDATE = _ATTRIBUTES.with_for_update()
 _SOURCES = sa.select(attribute_sources).where(attribute_sources.c.profile_pk == sa.bindparam("b_pk"))
 _SOURCES_OF_PATHS = _SOURCES.where(attribute_sources.c.path.in_(sa.bindparam("b_paths", expanding=True)))
+# What the policy reads of a request's stored profiles, straight to the driver (cdp/identity/listed.py:
+# the keys and paths as one parameter each, the text made once): the profiles' attributes, and of
+# the source rows of the paths touched only what the policy needs — no lineage (batch, request, the
+# record's identities) — with the value as the database gives it, decoded only for the rows that
+# win. Reading every column of every row through Core (the value and identities decoded as JSON, a
+# statement built and its IN list expanded on every call) measured most of a profile record's CPU
+# when it lands on a stored profile (bench/RESULTS.md, session 14).
+_CURRENT = {"sqlite": "SELECT pk, attributes FROM profiles WHERE pk {list}",
+            "postgresql": "SELECT pk, attributes FROM profiles WHERE pk {list} ORDER BY pk FOR UPDATE"}
+_STORED = {"sqlite": "SELECT pk, profile_pk, path, dataset_pk, removed, observed_at, value FROM attribute_sources "
+                     "WHERE profile_pk {list} AND path {list}",
+           "postgresql": "SELECT pk, profile_pk, path, dataset_pk, removed, observed_at, value::text "
+                         "FROM attribute_sources WHERE profile_pk {list} AND path {list}"}
+
+
+class _Stored(NamedTuple):
+    """A stored source row as the policy reads it (``value`` not decoded yet: :func:`_decoder`)."""
+
+    pk: int
+    profile_pk: int
+    path: str
+    dataset_pk: int
+    removed: Any  # truthy when the row says removed (SQLite gives 0 / 1)
+    observed_at: datetime
+    value: Any
+
+
+@functools.lru_cache(maxsize=64)  # per (column, dialect): an engine's dialect lives as long as it
+def _processor(column: sa.Column, dialect: sa.Dialect):
+    """What Core does to a value of ``column`` read through the driver (the identity when nothing)."""
+    return column.type.dialect_impl(dialect).result_processor(dialect, None) or (lambda value: value)
+
+
+@functools.lru_cache(maxsize=64)
+def _decoder(dialect: sa.Dialect):
+    """The decoder of a stored value as :data:`_STORED` reads it: what Core would have given (SQLite:
+    the column type's processor of its JSON text, or of the number SQLite's numeric affinity made of
+    it; PostgreSQL: the jsonb's text parsed)."""
+    if dialect.name == "postgresql":
+        return lambda text: None if text is None else json.loads(text)
+    return _processor(attribute_sources.c.value, dialect)
+
+
 _SET_ATTRIBUTES = profiles.update().where(profiles.c.pk == sa.bindparam("b_pk")).values(
     attributes=sa.bindparam("b_attributes"))
 
@@ -112,19 +158,21 @@ def record_attributes_many(connection: sa.Connection, items: list[tuple[int, Map
                 attributes[path] = chosen.value
         updates.append({"b_pk": profile_pk, "b_attributes": attributes})
     touched = {pk: paths for pk, paths in touched.items() if paths and pk not in created}
-    locking = connection.dialect.name == "postgresql"
     pks = sorted(touched)
+    dialect = connection.dialect
+    decode, document = _decoder(dialect), _processor(profiles.c.attributes, dialect)
+    observed = _processor(attribute_sources.c.observed_at, dialect)
     for start in range(0, len(pks), _PROFILES_PER_QUERY):
         chunk = pks[start:start + _PROFILES_PER_QUERY]
-        query = sa.select(profiles.c.pk, profiles.c.attributes).where(profiles.c.pk.in_(chunk))
-        current = {row.pk: dict(row.attributes or {}) for row in connection.execute(
-            query.order_by(profiles.c.pk).with_for_update() if locking else query)}
+        current = {pk: dict(document(attributes) or {}) for pk, attributes in listed.run(
+            connection, _CURRENT[dialect.name], listed.keys(chunk))}
         by_path: dict[tuple[int, str], list] = {}
         paths = sorted(set().union(*(touched[pk] for pk in chunk)))
-        for row in connection.execute(sa.select(attribute_sources).where(
-                attribute_sources.c.profile_pk.in_(chunk), attribute_sources.c.path.in_(paths))):
-            if row.path in touched[row.profile_pk]:
-                by_path.setdefault((row.profile_pk, row.path), []).append(row)
+        for pk, profile_pk, path, dataset_pk, removed, observed_at, value in listed.run(
+                connection, _STORED[dialect.name], listed.keys(chunk), listed.Many(paths, "varchar")):
+            if path in touched[profile_pk]:
+                by_path.setdefault((profile_pk, path), []).append(
+                    _Stored(pk, profile_pk, path, dataset_pk, removed, observed(observed_at), value))
         changed: dict[int, dict] = {}
         for (profile_pk, path), candidates in by_path.items():
             attributes = changed.get(profile_pk) or dict(current[profile_pk])
@@ -132,7 +180,7 @@ def record_attributes_many(connection: sa.Connection, items: list[tuple[int, Map
             if chosen is None:
                 attributes.pop(path, None)
             else:
-                attributes[path] = chosen.value
+                attributes[path] = decode(chosen.value)
             changed[profile_pk] = attributes
         updates += [{"b_pk": pk, "b_attributes": attributes} for pk, attributes in changed.items()
                     if attributes != current[pk]]
