@@ -124,3 +124,13 @@ def test_a_re_evaluation_that_changes_nothing_writes_nothing(migrated_engine):
                 sa.event.remove(connection, "before_cursor_execute", seen)
         assert changed == {}  # the save evaluated them already; the first one stores the instants
     assert statements and set(statements) <= {"SELECT", "WITH"}, statements
+
+
+def test_the_plan_compiles_every_predicate_when_it_is_built():
+    """No record pays a compilation: a plan holds every segment's compiled predicate once built
+    (one that fails is kept as its error and raised when the segment is evaluated)."""
+    rows = [*ROWS, Row(len(ROWS) + 1, "unknown-field", 'no_such_attribute = 1', "active", "streaming")]
+    plan = _Plan(SCHEMA, rows, "prod")
+    assert plan.order and all(callable(predicate) for predicate in plan.predicates)
+    compiled = plan.compiled._predicates
+    assert all(row.key in compiled for row in plan.order)
