@@ -93,8 +93,8 @@ class _Plan:
     segments that read it, and the catalogue compiled once (references compiled once and shared).
     What a change selects is kept too (a sandbox sees a handful of distinct changes)."""
 
-    def __init__(self, schema: Schema | None, rows: list, sandbox: str):
-        catalogue = {row.key: row.expression for row in rows}
+    def __init__(self, schema: Schema | None, rows: list, sandbox: str, previous: _Plan | None = None):
+        catalogue = self.catalogue = {row.key: row.expression for row in rows}
         streaming = {row.key: row for row in rows if row.status == "active" and row.evaluation == "streaming"}
         self.schema = schema
         self.sandbox = sandbox
@@ -169,9 +169,23 @@ class _Plan:
         # schema), not by the first records that select each segment: a request then never pays a
         # compilation (~0.3 ms a segment) — at 500 segments the first few hundred records after a
         # start or a save each paid several; one that fails is kept as its error, raised (and
-        # logged) when the segment is evaluated, as before
+        # logged) when the segment is evaluated, as before. The sandbox's previous plan gives its
+        # compiled predicates of the segments whose definition, and the definitions of every
+        # segment they reference (through references), are the same under the same schema: the
+        # same function (a save compiles the segments it changed, not the catalogue)
         if self.compiled is not None:
+            if previous is not None and previous.compiled is not None \
+                    and previous.schema.fingerprint == schema.fingerprint:
+                old_catalogue = previous.catalogue
+                for i, key in enumerate(self.keys):
+                    j = previous.position.get(key)
+                    found = None if j is None else previous.predicates[j]
+                    if found is not None and all(old_catalogue.get(k) == catalogue.get(k)
+                                                 for k in (key, *self.reads[key].references)):
+                        self._predicates[i] = self.predicates[i] = found
             for i in range(len(self.order)):
+                if self.predicates[i] is not None:
+                    continue
                 try:
                     self.predicate(i)
                 except PqlError:
@@ -277,7 +291,7 @@ def _plan(connection: sa.Connection, sandbox: str, version: tuple | None = None)
         rows = connection.execute(
             sa.select(segments.c.pk, segments.c.key, segments.c.expression, segments.c.status, segments.c.evaluation)
             .where(segments.c.sandbox == sandbox).order_by(segments.c.pk)).all()
-        found = (tuple(version), _Plan(schema, rows, sandbox))
+        found = (tuple(version), _Plan(schema, rows, sandbox, None if found is None else found[1]))
         with _plans_lock:
             if len(_plans) > 1000:
                 _plans.clear()
