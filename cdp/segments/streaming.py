@@ -67,7 +67,9 @@ from cdp.profiles.documents import _stored_fields
 from cdp.segments.polarity import Polarity, grows, shrinks
 from cdp.segments.reads import Change, Reads, own_reads, reads_of
 from cdp.segments.relevance import Relevance, Screen
-from cdp.segments.timing import _instant, earliest_change, next_change, timing_parts  # noqa: F401
+from cdp.segments.timing import (  # noqa: F401
+    _instant, earliest_change, earliest_merged, merge_timing, next_change, timing_parts,
+)
 from cdp.storage.memberships import exit_all  # noqa: F401 - re-exported: streaming's exits
 from cdp.storage.memberships import (
     due_form, state_from_rows, state_rows_parameters, state_rows_sql, write_profile,
@@ -160,6 +162,7 @@ class _Plan:
                 and all(key in self.position for key in own.references) else None)
         self._chosen: dict[Change, tuple[list[int], frozenset[str] | None]] = {}
         self._screens: dict[Change, Screen] = {}
+        self._merged: dict[tuple[int, ...], tuple] = {}  # merged_timing's answers
         # per position: the event types it reads (None: any)
         self._types = [None if self.reads[row.key].any_event else self.reads[row.key].event_types
                        for row in self.order]
@@ -190,6 +193,19 @@ class _Plan:
                     self.predicate(i)
                 except PqlError:
                     pass
+
+    def merged_timing(self, positions: tuple[int, ...]) -> tuple:
+        """:func:`merge_timing` of the segments at ``positions`` (kept per set of positions: a
+        record's evaluated segments are one of a few sets)."""
+        found = self._merged.get(positions)
+        if found is None:
+            parts = self.timing_parts
+            found = merge_timing([parts[i] for i in positions])
+            with self._lock:
+                if len(self._merged) > 10_000:
+                    self._merged.clear()
+                self._merged[positions] = found
+        return found
 
     def chosen(self, change: Change) -> list[int]:
         """Positions (in dependency order) of the segments ``change`` can affect."""
@@ -420,8 +436,7 @@ class StreamingEvaluator:
             before = after
         # the earliest of the evaluated segments' next instants, computed at once
         # (cdp/segments/timing.py earliest_change: exactly the least of each one's next_change)
-        parts = plan.timing_parts
-        earliest = earliest_change([parts[i] for i in verdicts], profile, now)
+        earliest = earliest_merged(plan.merged_timing(tuple(verdicts)), profile, now)
         self.evaluations += len(spent)
         evaluated = perf_counter()
         changed = self._write(profile_pk, profile.id, plan, verdicts, earliest, now, members, stored)
