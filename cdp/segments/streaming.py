@@ -151,11 +151,16 @@ class _Plan:
         # the clock at most): for a record that only adds events its answer moves only if one of
         # theirs does (:meth:`StreamingEvaluator._unmoved`); None otherwise
         self.derived: list[tuple[int, ...] | None] = []
+        # per position: the positions of the streaming segments its own expression references
+        # (their answers seeded from the stored memberships when they are not evaluated: _evaluate)
+        self.referenced: list[tuple[int, ...]] = []
         for row in self.order:
             try:
                 own = own_reads(catalogue[row.key], schema) if schema is not None else None
             except PqlError:
                 own = None
+            self.referenced.append(() if own is None else tuple(sorted(
+                self.position[key] for key in own.references if key in self.position)))
             self.derived.append(
                 tuple(sorted(self.position[key] for key in own.references))
                 if own is not None and own.references and not own.any_event and not own.event_types
@@ -406,8 +411,14 @@ class StreamingEvaluator:
         refs = plan.refs
         # ONE statement: the profile (only the events the chosen segments, and those they
         # reference, can read), its memberships of the chosen segments and its stored instant
+        listed = [refs[i].pk for i in chosen]
+        if added and len(listed) <= _LISTED_AT_MOST:  # and the memberships of the segments they reference
+            referenced = plan.referenced
+            extra = {refs[j].pk for i in chosen for j in referenced[i]}
+            if extra:
+                listed = sorted(extra.union(listed))
         profile, members, stored, saved = _load_with_state(self.connection, profile_pk, plan.schema, event_types,
-                                                    [refs[i].pk for i in chosen])
+                                                           listed)
         # a record of new events only, the stored instant not passed: the stored memberships are
         # the answers until it, and the segments whose membership it cannot move are skipped
         # (and no saved segment waits for its first evaluation here: the stored instant does not
@@ -420,15 +431,28 @@ class StreamingEvaluator:
         spent: list[tuple[str, float]] = []
         keys, predicates = plan.keys, plan.predicates
         derived = plan.derived if settled else None
+        # settled: a streaming segment not evaluated for this record (not selected, screened out,
+        # skipped by polarity or as unmoved) keeps its stored membership as its answer now (the
+        # arguments of _unchangeable and _unmoved; a segment the record cannot touch keeps its
+        # answer, which the stored instant makes the stored membership until then) — so the
+        # segments referencing it read that instead of evaluating its expression again
+        referenced = plan.referenced if settled else None
+        failed: set[str] = set()
         before = perf_counter()
         for i in chosen:
             if derived is not None and derived[i] is not None and self._unmoved(derived[i], verdicts, members, refs):
                 continue
             key = keys[i]
+            if referenced is not None:
+                for j in referenced[i]:
+                    other = keys[j]
+                    if other not in memo and other not in failed and predicates[j] is not None:
+                        memo[other] = refs[j].pk in members
             try:
                 verdicts[i] = memo[key] = bool((predicates[i] or plan.predicate(i))(profile, now, memo))
             except PqlError as error:  # no longer checks against the schema, or fails at run time
                 log.warning("streaming segment %r of sandbox %r skipped: %s", key, self.sandbox, error)
+                failed.add(key)
                 before = perf_counter()
                 continue
             after = perf_counter()
