@@ -168,6 +168,7 @@ class _Plan:
         self._chosen: dict[Change, tuple[list[int], frozenset[str] | None]] = {}
         self._screens: dict[Change, Screen] = {}
         self._merged: dict[tuple[int, ...], tuple] = {}  # merged_timing's answers
+        self._kept_types: dict[int, tuple[list[int], frozenset[str] | None]] = {}  # kept_types' answers
         # per position: the event types it reads (None: any)
         self._types = [None if self.reads[row.key].any_event else self.reads[row.key].event_types
                        for row in self.order]
@@ -250,6 +251,19 @@ class _Plan:
         except ProfileError:  # not expected of a validated record: evaluate as before
             return positions
         return screen.keep(events, now)
+
+    def kept_types(self, kept: list[int]) -> frozenset[str] | None:
+        """:meth:`event_types` of a list :meth:`relevant` gave (a Screen keeps its answers: the
+        same list object for the same admitted guards), kept with the list."""
+        found = self._kept_types.get(id(kept))
+        if found is not None and found[0] is kept:
+            return found[1]
+        types = self.event_types(kept)
+        with self._lock:
+            if len(self._kept_types) > 10_000:
+                self._kept_types.clear()
+            self._kept_types[id(kept)] = (kept, types)  # the list held: its id is not reused meanwhile
+        return types
 
     def _choose(self, change: Change) -> list[int]:
         if change.everything:
@@ -373,7 +387,7 @@ class StreamingEvaluator:
             kept = plan.relevant(chosen, change, now)
             if len(kept) < len(chosen):
                 self.skipped += len(chosen) - len(kept)
-                chosen, types = kept, plan.event_types(kept)
+                chosen, types = kept, plan.kept_types(kept)
         return self._evaluate(profile_pk, plan, chosen, types, now, added)
 
     def due(self, profile_pk: int, now: datetime) -> dict[str, str]:
@@ -411,12 +425,14 @@ class StreamingEvaluator:
         refs = plan.refs
         # ONE statement: the profile (only the events the chosen segments, and those they
         # reference, can read), its memberships of the chosen segments and its stored instant
-        listed = [refs[i].pk for i in chosen]
-        if added and len(listed) <= _LISTED_AT_MOST:  # and the memberships of the segments they reference
-            referenced = plan.referenced
-            extra = {refs[j].pk for i in chosen for j in referenced[i]}
-            if extra:
-                listed = sorted(extra.union(listed))
+        listed = None  # None: all the profile's memberships (_load_with_state)
+        if len(chosen) <= _LISTED_AT_MOST:
+            listed = [refs[i].pk for i in chosen]
+            if added:  # and the memberships of the segments they reference
+                referenced = plan.referenced
+                extra = {refs[j].pk for i in chosen for j in referenced[i]}
+                if extra:
+                    listed = sorted(extra.union(listed))
         profile, members, stored, saved = _load_with_state(self.connection, profile_pk, plan.schema, event_types,
                                                            listed)
         # a record of new events only, the stored instant not passed: the stored memberships are
@@ -562,9 +578,9 @@ _LISTED_AT_MOST = 32  # segments to evaluate beyond which all the profile's memb
 
 
 def _load_with_state(connection: sa.Connection, profile_pk: int, schema: Schema, event_types: frozenset[str] | None,
-                     evaluated: list[int]) -> tuple[Any, set[int], Any, Any]:
+                     evaluated: list[int] | None) -> tuple[Any, set[int], Any, Any]:
     """The lean profile (cdp.profiles.documents.stored_profile), which of the ``evaluated``
-    segments it is a current member of (with more than ``_LISTED_AT_MOST`` of them: all its
+    segments it is a current member of (None, or more than ``_LISTED_AT_MOST`` of them: all its
     current memberships, a superset), its stored instant and its instant in
     ``segment_due_saved`` (None: none; migration 0023), read by
     ONE statement straight to the driver (was three: two Core queries for the profile, one for
@@ -572,7 +588,7 @@ def _load_with_state(connection: sa.Connection, profile_pk: int, schema: Schema,
     from cdp.profiles.documents import profile_from_rows, profile_rows_parameters, profile_rows_sql
 
     dialect = connection.dialect.name
-    every = len(evaluated) > _LISTED_AT_MOST
+    every = evaluated is None or len(evaluated) > _LISTED_AT_MOST
     shape = (dialect, None if event_types is None else bool(event_types), every)
     sql = _LOAD_SQL.get(shape)
     if sql is None:
