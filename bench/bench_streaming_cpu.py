@@ -115,6 +115,8 @@ def instrument(phases: Phases, engine) -> None:
         (documents, "profile_from_rows", "streaming: read: profile built from its rows"),
         (streaming, "next_change", "streaming: next instants"),
         (streaming, "earliest_change", "streaming: next instants"),
+        (streaming, "earliest_merged", "streaming: next instants"),
+        (streaming._Plan, "merged_timing", "streaming: next instants"),
         (streaming.StreamingEvaluator, "_write", "streaming: write (Python)"),
         (memberships, "write_profile", "streaming: write (Python)"),
         (metrics.Metrics, "evaluated", "streaming: per-segment metrics"),

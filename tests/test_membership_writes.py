@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdp.schema import luma_schema
-from cdp.segments.streaming import _load_with_state
+from cdp.segments.streaming import _LISTED_AT_MOST, _load_with_state
 from cdp.storage.memberships import MEMBER, due_form, hour_of, profile_state, write_profile
 from cdp.storage.models import membership_changes, memberships, profiles, segment_due, segment_history, segments
 
@@ -63,6 +63,9 @@ def test_writes_equal_the_model(migrated_engine, steps):
             loaded, streaming_members, streaming_stored, saved = _load_with_state(
                 c, profile_pk, luma_schema(), frozenset(), sorted(segment_pks))
             assert (loaded.id, streaming_members, streaming_stored, saved) == (f"p{who}", current, stored, None)
+            # a long list of segments to evaluate reads all the profile's memberships instead
+            padded = sorted(segment_pks) + [-n for n in range(1, _LISTED_AT_MOST + 1)]
+            assert _load_with_state(c, profile_pk, luma_schema(), frozenset(), padded)[1:] == (current, stored, None)
             form = due_form(c)
             assert current == {s for (s, p), row in members.items() if p == profile_pk and row[0] in MEMBER}
             assert stored == (form(due[profile_pk]) if profile_pk in due else None)

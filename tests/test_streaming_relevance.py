@@ -238,3 +238,25 @@ def test_the_screen_keeps_what_relevant_keeps(new, minutes, chosen):
                           allowed_values=False).events
     expected = relevant(positions, guards, relevance, loaded, now)
     assert Screen(relevance, positions, guards).keep(loaded, now) == expected
+
+
+_SCREENS: dict = {}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(new=st.lists(event, min_size=1, max_size=3), minutes=st.integers(-3 * 24 * 60, 3 * 24 * 60),
+       chosen=st.sampled_from([tuple(sorted(SCREENED)), ("w0", "w1", "w5", "seq", "any"), ("p0", "w2", "w3")]))
+def test_a_screen_asked_again_keeps_what_relevant_keeps(new, minutes, chosen):
+    """A Screen serves every record of its selection (streaming keeps one per change): asked again
+    with other events and instants, each answer is still relevant()'s."""
+    from cdp.segments.relevance import Screen, relevant
+
+    now = AS_OF + timedelta(minutes=minutes)
+    relevance, keys, guards = _screened()
+    positions = [keys.index(key) for key in chosen]
+    screen = _SCREENS.get(chosen)
+    if screen is None:
+        screen = _SCREENS[chosen] = Screen(relevance, positions, guards)
+    loaded = load_profile({"id": "x", "events": [dict(e, id=f"n{j}") for j, e in enumerate(new)]}, SCHEMA,
+                          allowed_values=False).events
+    assert screen.keep(loaded, now) == relevant(positions, guards, relevance, loaded, now)

@@ -124,3 +124,34 @@ def test_a_re_evaluation_that_changes_nothing_writes_nothing(migrated_engine):
                 sa.event.remove(connection, "before_cursor_execute", seen)
         assert changed == {}  # the save evaluated them already; the first one stores the instants
     assert statements and set(statements) <= {"SELECT", "WITH"}, statements
+
+
+def test_the_plan_compiles_every_predicate_when_it_is_built():
+    """No record pays a compilation: a plan holds every segment's compiled predicate once built
+    (one that fails is kept as its error and raised when the segment is evaluated)."""
+    rows = [*ROWS, Row(len(ROWS) + 1, "unknown-field", 'no_such_attribute = 1', "active", "streaming")]
+    plan = _Plan(SCHEMA, rows, "prod")
+    assert plan.order and all(callable(predicate) for predicate in plan.predicates)
+    compiled = plan.compiled._predicates
+    assert all(row.key in compiled for row in plan.order)
+
+
+def test_a_rebuilt_plan_reuses_the_predicates_whose_definitions_did_not_change():
+    """A save rebuilds the plan: the predicates of segments whose definition and referenced
+    definitions are unchanged are the previous plan's (not compiled again); the changed segment's,
+    and those of segments referencing it, are compiled afresh and answer by the new definition."""
+    from cdp.engine.profile import LoadedProfile
+
+    changed = "seg-000"  # seg-009 references it (shapes: every 10th references three earlier ones)
+    rows = [row._replace(expression='loyalty.tier = "silver"') if row.key == changed else row for row in ROWS]
+    rebuilt = _Plan(SCHEMA, rows, "prod", previous=PLAN)
+    at = {key: i for i, key in enumerate(rebuilt.keys)}
+    before = {key: PLAN.predicates[i] for i, key in enumerate(PLAN.keys)}
+    fresh = {changed, "seg-009"}
+    assert all(rebuilt.predicates[at[key]] is before[key] for key in rebuilt.keys if key not in fresh)
+    assert all(rebuilt.predicates[at[key]] is not before[key] for key in fresh)
+    silver = LoadedProfile("p", [], {"loyalty.tier": "silver"}, [])
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert rebuilt.predicates[at[changed]](silver, now, {}) and not PLAN.predicates[at[changed]](silver, now, {})
+    other = _Plan(luma_schema(), rows, "prod", previous=PLAN)  # the same schema again: reused alike
+    assert other.predicates[other.keys.index("seg-001")] is before["seg-001"]

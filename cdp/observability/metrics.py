@@ -56,17 +56,24 @@ class SegmentEvaluations:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tallies: dict[tuple[str, str], list] = {}  # (sandbox, segment) → [count, seconds, per-bucket counts]
+        # the same lists by sandbox, then segment: a record's observations are looked up by the
+        # segment's key alone (a string's hash is kept; a (sandbox, segment) tuple's is computed
+        # each time)
+        self._by_sandbox: dict[str, dict[str, list]] = {}
 
     def record(self, sandbox: str, spent: Iterable[tuple[str, float]]) -> None:
+        buckets = EVALUATION_BUCKETS
         with self._lock:
-            tallies = self._tallies
+            tallies = self._by_sandbox.get(sandbox)
+            if tallies is None:
+                tallies = self._by_sandbox[sandbox] = {}
             for segment, seconds in spent:
-                tally = tallies.get((sandbox, segment))
+                tally = tallies.get(segment)
                 if tally is None:
-                    tally = tallies[(sandbox, segment)] = [0, 0.0, [0] * (len(EVALUATION_BUCKETS) + 1)]
+                    tally = tallies[segment] = self._tallies[(sandbox, segment)] = [0, 0.0, [0] * (len(buckets) + 1)]
                 tally[0] += 1
                 tally[1] += seconds
-                tally[2][bisect_left(EVALUATION_BUCKETS, seconds)] += 1  # a bound is inclusive (le)
+                tally[2][bisect_left(buckets, seconds)] += 1  # a bound is inclusive (le)
 
     def count(self, sandbox: str, segment: str) -> int:
         tally = self._tallies.get((sandbox, segment))

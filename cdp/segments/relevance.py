@@ -34,6 +34,7 @@ ahead of the clock is admitted by a relative window (it enters later).
 from __future__ import annotations
 
 import threading
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -189,8 +190,13 @@ class Relevance:
     def holds(self, condition: str, event: Mapping[str, Any]) -> bool:
         """Is ``condition`` (a guard's, on the event alone) TRUE for ``event``? (True when it
         could not be compiled: admitting is always sound.)"""
+        return self.holds_alone(condition, event, None)
+
+    def holds_alone(self, condition: str, event: Mapping[str, Any], alone: LoadedProfile | None) -> bool:
+        """:meth:`holds`, given ``alone``: the profile holding only the event (``_alone(event)``;
+        None: made here) — made once for the conditions asked of one event."""
         predicate = self._predicate(condition)
-        return predicate is None or bool(predicate(_alone(event), event["timestamp"], {}))
+        return predicate is None or bool(predicate(_alone(event) if alone is None else alone, event["timestamp"], {}))
 
     def _predicate(self, condition: str):
         found = self._predicates.get(condition, _UNSET)
@@ -276,16 +282,39 @@ class Screen:
             else:
                 kind, parameter = _FIXED, runtime.timedelta_of(window.amount, window.unit)
             self.checks.append((guard.never, slot.get(guard.condition, -1), kind, parameter))
+        # the checks grouped by window (a guard that never admits left out): per event a window's
+        # lowest instant is compared once for all its guards; in a group, the guards without a
+        # condition and those with one (guard number, condition slot)
+        groups: dict[tuple[int, Any], tuple[list[int], list[tuple[int, int]]]] = {}
+        for number, (never, condition, kind, parameter) in enumerate(self.checks):
+            if never:
+                continue
+            group = groups.setdefault((kind, parameter), ([], []))
+            if condition < 0:
+                group[0].append(number)
+            else:
+                group[1].append((number, condition))
+        self.groups = [(kind, parameter, tuple(plain), tuple(conditional))
+                       for (kind, parameter), (plain, conditional) in groups.items() if kind != _FIXED]
+        # the fixed-length windows sorted by length: an event is in the window of every length
+        # greater than its age (``stamp > now - length`` ⇔ ``now - stamp < length``), a binary search
+        fixed = sorted((parameter, tuple(plain), tuple(conditional))
+                       for (kind, parameter), (plain, conditional) in groups.items() if kind == _FIXED)
+        self.lengths = [length for length, _, _ in fixed]
+        self.fixed = [(plain, conditional) for _, plain, conditional in fixed]
+        self._kept: dict[tuple[bool, ...], list[int]] = {}  # keep()'s answer per admitted guards
 
     def keep(self, events: Sequence[Mapping[str, Any]], now: datetime) -> list[int]:
+        """The positions whose guards admit one of ``events`` at ``now`` (a list kept for the
+        next record admitting the same guards: not to be modified)."""
         admitted = [False] * len(self.checks)
         starts: dict[Any, datetime] = {}  # a window's lowest instant at now, per window
         for event in events:
             stamp = event["timestamp"]
             holds: list[bool | None] = [None] * len(self.conditions)
-            for number, (never, condition, kind, parameter) in enumerate(self.checks):
-                if admitted[number] or never:
-                    continue
+            alone = None  # the profile holding only the event, made for its first condition
+            inside = []
+            for kind, parameter, plain, conditional in self.groups:
                 if kind != _ALWAYS:
                     lowest = starts.get(parameter)
                     if lowest is None:
@@ -293,21 +322,44 @@ class Screen:
                     # (lowest, now] — or [lowest, now] for a calendar period; the lowest only moves forward
                     if stamp < lowest or (stamp == lowest and kind != _PERIOD):
                         continue
-                if condition >= 0:
+                inside.append((plain, conditional))
+            if self.fixed:
+                if stamp.year > 1:
+                    inside += self.fixed[bisect_right(self.lengths, now - stamp):]
+                else:  # a window reaching before the calendar admits any event after its lowest (_lowest)
+                    inside += [group for length, group in zip(self.lengths, self.fixed)
+                               if stamp > self._lowest(_FIXED, length, now)]
+            for plain, conditional in inside:
+                for number in plain:
+                    admitted[number] = True
+                for number, condition in conditional:
+                    if admitted[number]:
+                        continue
                     verdict = holds[condition]
                     if verdict is None:
-                        verdict = holds[condition] = self.relevance.holds(self.conditions[condition], event)
-                    if not verdict:
-                        continue
-                admitted[number] = True
+                        if alone is None:
+                            alone = _alone(event)
+                        verdict = holds[condition] = self.relevance.holds_alone(self.conditions[condition], event,
+                                                                                alone)
+                    if verdict:
+                        admitted[number] = True
+        pattern = tuple(admitted)
+        found = self._kept.get(pattern)
+        if found is not None:
+            return found
         if not self.ordered:
-            return [i for i, numbers in self.rows if numbers is None or any(admitted[n] for n in numbers)]
-        kept = set(self.always)
-        members_of = self.members_of
-        for number, yes in enumerate(admitted):
-            if yes:
-                kept.update(members_of[number])
-        return sorted(kept)
+            found = [i for i, numbers in self.rows if numbers is None or any(admitted[n] for n in numbers)]
+        else:
+            kept = set(self.always)
+            members_of = self.members_of
+            for number, yes in enumerate(admitted):
+                if yes:
+                    kept.update(members_of[number])
+            found = sorted(kept)
+        if len(self._kept) > 1024:
+            self._kept.clear()
+        self._kept[pattern] = found
+        return found
 
     @staticmethod
     def _lowest(kind: int, parameter: Any, now: datetime) -> datetime:

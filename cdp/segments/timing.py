@@ -233,10 +233,15 @@ def earliest_change(parts: Any, profile: Any, as_of: datetime) -> datetime | Non
     Exactly ``min`` of the segments' own next_change: each one's is the earliest candidate over its
     instants × its shifts (and months, and daily ones), so segments reading the same instants
     (the same event types and literal instants) are merged into one set of shifts, months and a
-    daily flag, and the earliest over the merged candidates is the earliest of theirs. Per set of
-    instants the shifts are searched from the instants' side — for each instant the least shift
-    reaching ``as_of`` (a binary search among the sorted shifts) — so a profile with a few events
-    and a catalogue with many window lengths costs a few searches, not one per window length."""
+    daily flag (:func:`merge_timing`), and the earliest over the merged candidates is the earliest
+    of theirs (:func:`earliest_merged`)."""
+    return earliest_merged(merge_timing(parts), profile, as_of)
+
+
+def merge_timing(parts: Any) -> tuple[tuple[tuple, tuple[timedelta, ...], tuple[int, ...], bool], ...]:
+    """:func:`timing_parts` (None entries skipped) merged per key of the instants they read: (key,
+    the shifts sorted, the months, daily). A function of the parts alone: streaming keeps it per
+    set of segments evaluated."""
     merged: dict[tuple, list] = {}
     for part in parts:
         if part is None:
@@ -251,16 +256,24 @@ def earliest_change(parts: Any, profile: Any, as_of: datetime) -> datetime | Non
                 found[1].update(months)
             if daily:
                 found[2] = True
+    return tuple((key, tuple(sorted(shifts)), tuple(sorted(months)), daily)
+                 for key, (shifts, months, daily) in merged.items())
+
+
+def earliest_merged(merged: Any, profile: Any, as_of: datetime) -> datetime | None:
+    """:func:`earliest_change` from :func:`merge_timing`'s answer. Per set of instants the shifts
+    are searched from the instants' side — for each instant the least shift reaching ``as_of`` (a
+    binary search among the sorted shifts) — so a profile with a few events and a catalogue with
+    many window lengths costs a few searches, not one per window length."""
     if not merged:
         return None
     if as_of.__class__ is not datetime or as_of.tzinfo is not timezone.utc:
         as_of = _instant(as_of)
     cache: dict = {}
     best: datetime | None = None
-    for key, (shifts, months, daily) in merged.items():
+    for key, ordered, months, daily in merged:
         points = _points_of(key, profile, cache)
         if points:
-            ordered = sorted(shifts)
             count = len(ordered)
             for point in points:
                 start = bisect_left(ordered, as_of - point)  # the least shift with point + shift ≥ as_of

@@ -78,3 +78,38 @@ def test_once_the_stored_instant_has_passed_a_segment_of_references_is_evaluated
                 query = members_select(dialect=engine.dialect.name, sandbox=sandbox, expression=chosen[key],
                                        schema=schema, catalogue=chosen, as_of=clock.at)
                 assert _streaming(connection, sandbox).get(key, set()) == set(connection.execute(query).scalars())
+
+
+def test_a_referenced_segment_the_record_does_not_evaluate_is_read_from_its_membership(service):
+    """A record that only adds events, the profile's stored instant not passed: a segment it
+    evaluates reads a referenced streaming segment that it does not evaluate (here: not selected,
+    it reads attributes only) from the stored membership — that segment's expression is not
+    evaluated again — and the memberships stay a batch run's."""
+    from cdp.segments import streaming
+
+    chosen = {"no-tier": "loyalty.tier is null",
+              "no-tier-buyer": 'in segment "no-tier" and exists event where type = "purchase"'}
+    with _new_sandbox_at_t0(service) as (api, sandbox, clock):
+        _save(api, chosen)
+        web = create_dataset(api, "event", "Web")
+        _page_view(api, web, 0, T0 - timedelta(minutes=50))  # a new profile: both evaluated; no-tier enters
+        engine = api.app.state.engine
+        with engine.connect() as connection:
+            assert set(_streaming(connection, sandbox)) == {"no-tier"}
+            plan = streaming._plan(connection, sandbox)
+        calls = []
+        # what no-tier-buyer's reference evaluates when it evaluates no-tier: its catalogue's predicate
+        compiled = plan.compiled._predicates
+        inner = plan.predicates[plan.keys.index("no-tier")]
+        compiled["no-tier"] = lambda *args: calls.append(args) or inner(*args)
+        try:
+            before = _counts(api, sandbox, chosen)
+            _purchase(api, web, 0, T0 - timedelta(minutes=10))  # no-tier-buyer evaluated, enters
+            assert _counts(api, sandbox, chosen) == {"no-tier": before["no-tier"],
+                                                      "no-tier-buyer": before["no-tier-buyer"] + 1}
+            assert calls == []  # no-tier's answer came from its membership
+        finally:
+            compiled.pop("no-tier")
+        with engine.connect() as connection:
+            assert set(_streaming(connection, sandbox)) == set(chosen)
+        assert_streaming_equals_batch(engine, sandbox, chosen, as_of=clock.at, context="seeded")
