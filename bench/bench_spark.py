@@ -27,8 +27,10 @@ cluster (``bench_sql.load_all``: executemany / COPY). Then:
 bench/scale_data.py (1M profiles and more; no generation, no PostgreSQL) and a full snapshot of it
 already taken (``export_snapshot``; ROOT holds ``prod/manifest``): ``--segments`` segments saved
 active, then one job per engine of ``--engines`` (any of database, duckdb, spark; in that order,
-each engine's default segments per statement), each timed with its writing back on its own. The
-first job inserts every membership, the later ones find them existing: all must find the same
+each engine's default segments per statement), each timed with its writing back on its own, wall and CPU seconds
+(the job's: this process and Spark's JVM; the writing back's: this process, where SQLite writes).
+The first job inserts every membership, the later ones find them existing (an engine may be named
+twice, e.g. ``duckdb,spark,duckdb``, to time both cases of the same engine): all must find the same
 members per segment (asserted).
 """
 
@@ -122,30 +124,51 @@ def segments_side_by_side(engine, duck, spark, runs: int) -> list[dict]:
     return rows
 
 
-def timed_batch(engine, on: str, root: Path, per_query: int | None = None) -> tuple[float, float, dict]:
+def timed_batch(engine, on: str, root: Path, per_query: int | None = None, cpu: dict | None = None
+                ) -> tuple[float, float, dict]:
     """A job over every active segment (``per_query``: segments per engine statement; None: the
-    engine's default): (seconds, of which writing the memberships back, counts)."""
+    engine's default): (seconds, of which writing the memberships back, counts). ``cpu``, when
+    given, receives the job's CPU seconds ("all": this process and Spark's JVM, from /proc) and
+    those of the writing back ("writing": this process, where SQLite writes; write_members, which
+    the database's own job does not call), and the seconds and CPU seconds of the set-wise update
+    every engine's job runs ("update", "update_cpu": batch._write; on the database its writing
+    back, the members having been computed into the run's table in SQL)."""
+    from event_columns_spark import cpu_clock
+
     from cdp.segments import batch, jobs
 
-    writing = [0.0]
-    write_members = batch.write_members
+    writing, writing_cpu = [0.0], [0.0]
+    updating, updating_cpu = [0.0], [0.0]  # the set-wise update alone (batch._write), every engine's
+    write_members, set_wise = batch.write_members, batch._write
+
+    def timed_update(*args, **kwargs):
+        began, cpu_began = time.perf_counter(), time.process_time()
+        try:
+            return set_wise(*args, **kwargs)
+        finally:
+            updating[0] += time.perf_counter() - began
+            updating_cpu[0] += time.process_time() - cpu_began
 
     def timed_write(*args, **kwargs):
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
         try:
             return write_members(*args, **kwargs)
         finally:
             writing[0] += time.perf_counter() - began
+            writing_cpu[0] += time.process_time() - cpu_began
 
     with engine.begin() as connection:
         job = jobs.create_job(connection=connection, sandbox=SANDBOX, keys=None)
-    batch.write_members = timed_write
+    batch.write_members, batch._write = timed_write, timed_update
     try:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), cpu_clock()
         done = jobs.run_job(engine, job.id, as_of=AS_OF, on=on, snapshots=root, segments_per_query=per_query)
         seconds = time.perf_counter() - started
+        if cpu is not None:
+            cpu.update({"all": cpu_clock() - cpu_started, "writing": writing_cpu[0], "update": updating[0],
+                        "update_cpu": updating_cpu[0]})
     finally:
-        batch.write_members = write_members
+        batch.write_members, batch._write = write_members, set_wise
     if done.status.value != "succeeded":
         raise SystemExit(f"{on}: the batch job failed: {done.message}")
     return seconds, writing[0], {k: v.model_dump() for k, v in done.counts.items()}
@@ -309,21 +332,28 @@ def batch_over_sqlite(args) -> None:
         for on in args.engines.split(","):
             load = os.getloadavg()[0]
             log(f"batch of {args.segments} on {on} ({profiles:,} profiles, load {load:.1f})")
-            seconds, writing, counts = timed_batch(engine, on, Path(args.snapshots))
+            cpu: dict = {}
+            seconds, writing, counts = timed_batch(engine, on, Path(args.snapshots), cpu=cpu)
             found = {key: c["realized"] + c["existing"] for key, c in counts.items()}
             assert members is None or found == members, f"{on} found other members than the first engine"
             members = found
-            rows.append((on, seconds, writing, load, os.getloadavg()[0]))
-            log(f"  {seconds:.1f} s (writing back {writing:.1f} s)")
+            inserted = sum(c["realized"] for c in counts.values())
+            rows.append((on, seconds, writing, cpu, inserted, load, os.getloadavg()[0]))
+            log(f"  {seconds:.1f} s (writing back {writing:.1f} s; CPU {cpu['all']:.1f} s, writing back "
+                f"{cpu['writing']:.1f} s; the set-wise update {cpu['update']:.1f} s, CPU {cpu['update_cpu']:.1f} s; "
+                f"{inserted:,} memberships new; counts {counts})")
     finally:
         stop()
         engine.dispose()
     print(f"{profiles:,} profiles, {args.segments} segments, {sum(members.values()):,} memberships "
           "(equal per segment on every engine, asserted)")
-    print("| engine (order run) | batch | of which writing back | computing | load at start → end |")
-    print("|---|---:|---:|---:|---|")
-    for on, seconds, writing, before, after in rows:
-        print(f"| {on} | {seconds:.1f} s | {writing:.1f} s | {seconds - writing:.1f} s | {before:.1f} → {after:.1f} |")
+    print("| engine (order run) | batch (wall / CPU) | of which writing back (wall / CPU) | computing (wall / CPU) | "
+          "the set-wise update (wall / CPU) | memberships new | load at start → end |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for on, seconds, writing, cpu, inserted, before, after in rows:
+        print(f"| {on} | {seconds:.1f} s / {cpu['all']:.1f} s | {writing:.1f} s / {cpu['writing']:.1f} s | "
+              f"{seconds - writing:.1f} s / {cpu['all'] - cpu['writing']:.1f} s | "
+              f"{cpu['update']:.1f} s / {cpu['update_cpu']:.1f} s | {inserted:,} | {before:.1f} → {after:.1f} |")
 
 
 def main() -> None:

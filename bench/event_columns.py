@@ -105,11 +105,14 @@ def interleaved_medians(runs_of: dict[str, Callable[[], list[str]]], expected: l
 def ratio_figures(row: dict, samples: dict[str, list[float]], key: str, prefix: str = "") -> None:
     """Into ``row``: each variant's median (wall and CPU), and the compiled / hand-written ratio
     of each round (the two ran one after the other, under the same load): its median, lowest and
-    highest, of the wall times and of the CPU times."""
+    highest, of the wall times and of the CPU times; and every round's ratio, in the rounds' order
+    (``round_ratios`` / ``cpu_round_ratios``)."""
     row.update({f"{prefix}{name}_{key}": statistics.median(values) for name, values in samples.items()})
     for clock in ("", "cpu_"):
-        ratios = sorted(c / h for c, h in zip(samples[f"{clock}columns"], samples[f"{clock}hand"]) if h > 0)
+        in_order = [c / h for c, h in zip(samples[f"{clock}columns"], samples[f"{clock}hand"]) if h > 0]
+        ratios = sorted(in_order)
         row[f"{prefix}{clock}ratio_{key}"] = (statistics.median(ratios), ratios[0], ratios[-1])
+        row[f"{prefix}{clock}round_ratios_{key}"] = in_order
 
 
 def database_members(engine: sa.Engine, text: str, sandbox: str) -> list[str]:
