@@ -40,12 +40,14 @@ import cdp.ingestion as limits
 from cdp.observability.metrics import Metrics
 from cdp.errors import CdpError, Unprocessable
 from cdp.identity.namespaces import namespace_codes
+from cdp.ingestion.compiled_rows import compile_csv_rows
+from cdp.ingestion.compiled_validation import compiled_validator
 from cdp.ingestion.mapping import Rule, column_of, compile_rows, parse_mapping
 from cdp.ingestion.models import BatchStatus, RecordResult, RecordStatus
-from cdp.ingestion.readers import Row, iter_rows, open_stored_file
+from cdp.ingestion.readers import Row, csv_records, csv_row, iter_rows, open_stored_file
 from cdp.ingestion.service import Writer
 from cdp.ingestion.staging import Spool, apply_staged
-from cdp.ingestion.validation import ValidRecord, validate_record
+from cdp.ingestion.validation import ValidRecord
 from cdp.jobs import Cause, Failure, Job, JobContext, JobKind
 from cdp.schema_registry.service import get_schema
 from cdp.storage.database import write_transaction
@@ -197,7 +199,7 @@ class _BatchRun:
             record, problems, bound = mapped(row.values)
         if problems:
             return None, problems
-        valid, errors = validate_record(record, self.kind, self.schema, namespaces=self.namespaces, size_bound=bound)
+        valid, errors = self.validator(record, bound)
         if valid is None:
             return None, [(column_of(e["path"], target_columns, rules is None), e["message"]) for e in errors]
         return valid, []
@@ -228,24 +230,17 @@ class _BatchRun:
         threshold = batch.error_threshold
         outcome = _Outcome()
         mapped = None if rules is None else compile_rows(rules, self.kind, fields)
+        self.validator = compiled_validator(self.schema, self.kind, self.namespaces)  # validation.validate_record's
         # 1. validate every row; keep the counts and the rejected rows, spool the valid ones
         try:
-            for row in self._rows():
-                outcome.total += 1
-                if outcome.total > limits.MAX_BATCH_ROWS:
-                    self.fail(f"more than {limits.MAX_BATCH_ROWS:,} rows; at most {limits.MAX_BATCH_ROWS:,} per file "
-                              f"(split it into several batches); nothing was applied", _Outcome(total=outcome.total))
-                    return
-                if outcome.total % _CHECK_EVERY_ROWS == 0:
-                    self.context.checkpoint()
-                    self.context.progress(outcome.total, None, "validating the rows")
-                valid, problems = self._check(row, rules, mapped, target_columns)
-                if valid is None:
-                    outcome.reject(row, problems)
-                else:
-                    spool.add(row.number, valid)
+            if batch.format == "csv" and rules is not None:
+                read = self._validate_csv(rules, mapped, target_columns, spool, outcome)
+            else:
+                read = self._validate_rows(rules, mapped, target_columns, spool, outcome)
         except Unprocessable as exc:
             self.fail(f"{exc.message}; nothing was applied", outcome)
+            return
+        if not read:
             return
         total = outcome.total
         if total == 0:
@@ -270,6 +265,66 @@ class _BatchRun:
                 self.metrics.ingested(batch.sandbox, self.kind, outcome.accepted)
             if outcome.rejected:
                 self.metrics.rejected(batch.sandbox, self.kind, len(outcome.rejected))
+
+    def _counted(self, outcome: _Outcome) -> bool:
+        """One more row read: False (the batch failed) past MAX_BATCH_ROWS."""
+        outcome.total += 1
+        if outcome.total % _CHECK_EVERY_ROWS == 0 or outcome.total > limits.MAX_BATCH_ROWS:
+            return self._checkpoint(outcome)
+        return True
+
+    def _checkpoint(self, outcome: _Outcome) -> bool:
+        """False (the batch failed) past MAX_BATCH_ROWS; else a stop request looked for and progress
+        reported (every _CHECK_EVERY_ROWS rows)."""
+        if outcome.total > limits.MAX_BATCH_ROWS:
+            self.fail(f"more than {limits.MAX_BATCH_ROWS:,} rows; at most {limits.MAX_BATCH_ROWS:,} per file "
+                      f"(split it into several batches); nothing was applied", _Outcome(total=outcome.total))
+            return False
+        self.context.checkpoint()
+        self.context.progress(outcome.total, None, "validating the rows")
+        return True
+
+    def _take(self, row: Row, rules: list[Rule] | None, mapped, target_columns: dict, spool: Spool,
+              outcome: _Outcome) -> None:
+        valid, problems = self._check(row, rules, mapped, target_columns)
+        if valid is None:
+            outcome.reject(row, problems)
+        else:
+            spool.add(row.number, valid)
+
+    def _validate_rows(self, rules: list[Rule] | None, mapped, target_columns: dict, spool: Spool,
+                       outcome: _Outcome) -> bool:
+        """The validate pass, row by row; False when the batch failed."""
+        for row in self._rows():
+            if not self._counted(outcome):
+                return False
+            self._take(row, rules, mapped, target_columns, spool, outcome)
+        return True
+
+    def _validate_csv(self, rules: list[Rule], mapped, target_columns: dict, spool: Spool, outcome: _Outcome
+                      ) -> bool:
+        """The validate pass of a mapped CSV file: a row the function compiled for the header
+        (compiled_rows.py) answers is spooled as it gives it; any other goes the general way
+        (:meth:`_check`), which words its errors."""
+        with open_stored_file(self.engine, self.batch_id) as stream:
+            records = csv_records(stream)
+            _, header, _ = next(records)
+            staged = compile_csv_rows(header, rules, self.kind, self.schema, self.namespaces)
+            add, every, most = spool.add_staged, _CHECK_EVERY_ROWS, limits.MAX_BATCH_ROWS
+            for number, cells, too_long in records:
+                outcome.total += 1
+                if (outcome.total % every == 0 or outcome.total > most) and not self._checkpoint(outcome):
+                    return False
+                if staged is not None and too_long is None:
+                    try:
+                        row = staged(number, cells)
+                    except Exception:  # noqa: BLE001 - any problem at all: the general way answers
+                        row = None
+                    if row is not None:
+                        add(row)
+                        continue
+                self._take(csv_row(number, header, cells, too_long), rules, mapped, target_columns, spool, outcome)
+        return True
 
     def _apply(self, connection: sa.Connection, outcome: _Outcome, spool: Spool) -> None:
         batch, total, threshold = self.batch, outcome.total, self.batch.error_threshold

@@ -67,28 +67,47 @@ def _too_long(size: int) -> str:
             f"read")
 
 
+def _fits(data: bytes) -> bool:
+    return len(data) <= MAX_LINE_BYTES or data.endswith(b"\n") and len(data) == MAX_LINE_BYTES + 1
+
+
+def _long_line(stream: BinaryIO, data: bytes) -> _Line:
+    """A line over the limit whose first MAX_LINE_BYTES + 1 bytes are ``data``: skipped to its end,
+    its head kept."""
+    size = len(data)
+    head = data[:RAW_MAX_BYTES].decode("utf-8", "ignore")
+    while not data.endswith(b"\n"):
+        data = stream.readline(CHUNK_BYTES)
+        if not data:
+            break
+        size += len(data)
+    return _Line(head, size - (1 if data.endswith(b"\n") else 0), True)
+
+
 def _lines(stream: BinaryIO) -> Iterator[_Line]:
     """The physical lines of a UTF-8 file (ending in ``\\n``), each read in at most
     MAX_LINE_BYTES; a longer one is skipped to its end, keeping its head (a BOM is dropped)."""
-    first = True
-    while True:
-        data = stream.readline(MAX_LINE_BYTES + 1)
-        if first:
-            data = data.removeprefix(_BOM)
-            first = False
-        if not data:
-            return
-        if len(data) <= MAX_LINE_BYTES or data.endswith(b"\n") and len(data) == MAX_LINE_BYTES + 1:
+    data = stream.readline(MAX_LINE_BYTES + 1).removeprefix(_BOM)
+    while data:
+        if _fits(data):
             yield _Line(data.decode("utf-8"), len(data.rstrip(b"\r\n")), False)
-            continue
-        size = len(data)
-        head = data[:RAW_MAX_BYTES].decode("utf-8", "ignore")
-        while not data.endswith(b"\n"):
-            data = stream.readline(CHUNK_BYTES)
-            if not data:
-                break
-            size += len(data)
-        yield _Line(head, size - (1 if data.endswith(b"\n") else 0), True)
+        else:
+            yield _long_line(stream, data)
+        data = stream.readline(MAX_LINE_BYTES + 1)
+
+
+def _csv_feed(stream: BinaryIO, oversized: list[_Line]) -> Iterator[str]:
+    """What the csv module reads: :func:`_lines`' text, a line over the limit as an empty one
+    (noted in ``oversized``)."""
+    readline = stream.readline
+    data = readline(MAX_LINE_BYTES + 1).removeprefix(_BOM)
+    while data:
+        if len(data) <= MAX_LINE_BYTES or _fits(data):
+            yield data.decode("utf-8")
+        else:
+            oversized.append(_long_line(stream, data))
+            yield "\n"
+        data = readline(MAX_LINE_BYTES + 1)
 
 
 def csv_header(stream: BinaryIO) -> list[str]:
@@ -132,36 +151,42 @@ def iter_rows(stream: BinaryIO, format_: str) -> Iterator[Row]:
             yield Row(number, None, text, "a line must be a JSON object")
 
 
-def _csv_rows(stream: BinaryIO) -> Iterator[Row]:
+def csv_records(stream: BinaryIO) -> Iterator[tuple[int, list[str], _Line | None]]:
+    """A CSV file's header as ``(1, cells, None)``, then its records as ``(number, cells,
+    too_long)``, blank ones skipped; ``too_long``: the longest line over MAX_LINE_BYTES the
+    record took in (its row is rejected with it, :func:`csv_row`). Unprocessable
+    (``invalid_file``) when the file cannot be read on past a point."""
     # the csv module reads whole lines: it is fed the bounded lines, and a line over the limit
     # as an empty one, noted — the row it falls in is rejected with it
     oversized: list[_Line] = []
-
-    def feed() -> Iterator[str]:
-        for line in _lines(stream):
-            if line.too_long:
-                oversized.append(line)
-                yield "\n"
-            else:
-                yield line.text
-
-    reader = csv.reader(feed())
+    reader = csv.reader(_csv_feed(stream, oversized))
     try:
-        header = next(reader, [])
-        for index, cells in enumerate(reader):
-            number = index + 2
+        yield 1, next(reader, []), None
+        for number, cells in enumerate(reader, 2):
             if oversized:
                 longest = max(oversized, key=lambda line: line.size)
                 oversized.clear()
-                yield Row(number, None, longest.text, _too_long(longest.size), line_bytes=longest.size)
-                continue
-            if not any(c.strip() for c in cells):
-                continue  # blank line
-            problem = None if len(cells) == len(header) else f"{len(cells)} cells; the header has {len(header)} columns"
-            yield Row(number, dict(zip(header, cells)), problem=problem)
+                yield number, cells, longest
+            elif cells and (cells[0].strip() or "".join(cells).strip()):  # else a blank line
+                yield number, cells, None
     except csv.Error as exc:
         raise Unprocessable(f"the CSV file cannot be read past line {reader.line_num}: {exc}",
                             code="invalid_file") from None
+
+
+def csv_row(number: int, header: list[str], cells: list[str], too_long: _Line | None) -> Row:
+    """The Row of a record of :func:`csv_records`."""
+    if too_long is not None:
+        return Row(number, None, too_long.text, _too_long(too_long.size), line_bytes=too_long.size)
+    problem = None if len(cells) == len(header) else f"{len(cells)} cells; the header has {len(header)} columns"
+    return Row(number, dict(zip(header, cells)), problem=problem)
+
+
+def _csv_rows(stream: BinaryIO) -> Iterator[Row]:
+    records = csv_records(stream)
+    _, header, _ = next(records)
+    for number, cells, too_long in records:
+        yield csv_row(number, header, cells, too_long)
 
 
 # ---- the stored file -----------------------------------------------------------------------------

@@ -81,6 +81,13 @@ class Spool:
         if len(self.pending) >= SPOOL_CHUNK_ROWS:
             self._flush()
 
+    def add_staged(self, row: _Spooled) -> None:
+        """A row already as the spool keeps it (compiled_rows.py makes them)."""
+        self.pending.append(row)
+        self.count += 1
+        if len(self.pending) >= SPOOL_CHUNK_ROWS:
+            self._flush()
+
     def _flush(self) -> None:
         if self.pending:
             pickle.dump(self.pending, self.file, protocol=pickle.HIGHEST_PROTOCOL)
