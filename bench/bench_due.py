@@ -129,12 +129,12 @@ _timed_counts: dict[str, int] = {}
 
 def timed_segments(engine: sa.Engine) -> int:
     """The sandbox's timed streaming segments: what a due profile re-evaluates."""
-    from cdp.segments.streaming import _plan
+    from cdp.segments.streaming_plan import streaming_plan
 
     key = str(engine.url)
     if key not in _timed_counts:
         with engine.connect() as connection:
-            plan = _plan(connection, SANDBOX)
+            plan = streaming_plan(connection, SANDBOX)
             _timed_counts[key] = sum(1 for timing in plan.timing if timing is not None)
     return _timed_counts[key]
 

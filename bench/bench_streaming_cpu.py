@@ -101,14 +101,14 @@ def instrument(phases: Phases, engine) -> None:
 
     from cdp.observability import metrics
     from cdp.profiles import documents
-    from cdp.segments import relevance, streaming
+    from cdp.segments import relevance, streaming, streaming_plan
     from cdp.storage import memberships
 
     wrapped = [
         (streaming.StreamingEvaluator, "profile_changed", "streaming: profile_changed (own)"),
-        (streaming._Plan, "relevant", "streaming: choose: relevance screen (events converted)"),
+        (streaming_plan.StreamingPlan, "relevant", "streaming: choose: relevance screen (events converted)"),
         (relevance.Screen, "keep", "streaming: choose: relevance screen (Screen.keep)"),
-        (streaming._Plan, "selection", "streaming: choose: selection by type"),
+        (streaming_plan.StreamingPlan, "selection", "streaming: choose: selection by type"),
         (streaming.StreamingEvaluator, "_unchangeable", "streaming: choose: polarity"),
         (streaming.StreamingEvaluator, "_evaluate", "streaming: the loop over the segments (own)"),
         (streaming, "_load_with_state", "streaming: read (Python around the statement)"),
@@ -116,7 +116,7 @@ def instrument(phases: Phases, engine) -> None:
         (streaming, "next_change", "streaming: next instants"),
         (streaming, "earliest_change", "streaming: next instants"),
         (streaming, "earliest_merged", "streaming: next instants"),
-        (streaming._Plan, "merged_timing", "streaming: next instants"),
+        (streaming_plan.StreamingPlan, "merged_timing", "streaming: next instants"),
         (streaming.StreamingEvaluator, "_write", "streaming: write (Python)"),
         (memberships, "write_profile", "streaming: write (Python)"),
         (metrics.Metrics, "evaluated", "streaming: per-segment metrics"),
@@ -125,7 +125,7 @@ def instrument(phases: Phases, engine) -> None:
     for owner, name, phase in wrapped:
         phases.wrap(owner, name, phase)
     del relevance
-    original_predicate = streaming._Plan.predicate
+    original_predicate = streaming_plan.StreamingPlan.predicate
 
     def predicate(self, i):
         found = original_predicate(self, i)
@@ -137,7 +137,7 @@ def instrument(phases: Phases, engine) -> None:
             finally:
                 phases.leave()
         return timed
-    streaming._Plan.predicate = predicate
+    streaming_plan.StreamingPlan.predicate = predicate
 
     @sa.event.listens_for(engine, "before_cursor_execute")
     def _before(conn, cursor, statement, parameters, context, executemany):

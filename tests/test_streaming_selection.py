@@ -1,4 +1,4 @@
-"""Which streaming segments a change re-evaluates (cdp/segments/streaming.py ``_Plan``), and the
+"""Which streaming segments a change re-evaluates (cdp/segments/streaming.py ``StreamingPlan``), and the
 cheap no-change path.
 
 The plan selects through indexes (event type → segments, an attribute's first name →
@@ -18,7 +18,8 @@ from hypothesis import given, settings, strategies as st
 
 from cdp.schema import luma_schema
 from cdp.segments.reads import Change
-from cdp.segments.streaming import StreamingEvaluator, _Plan
+from cdp.segments.streaming import StreamingEvaluator
+from cdp.segments.streaming_plan import StreamingPlan
 
 Row = namedtuple("Row", "pk key expression status evaluation")
 TYPES = ["purchase", "addToCart", "productView", "pageView", "login"]
@@ -51,7 +52,7 @@ CATALOGUE = {**shapes(60), "any-type": 'count(event within last 2 days) > 3',
              "cart-or-view": 'exists event where type in ["addToCart", "productView"] within last 1 day',
              "nested": 'loyalty.tier = "gold"', "whole-object": 'home_address.country = "US" or loyalty.points > 10'}
 ROWS = [Row(pk, key, text, "active", "streaming") for pk, (key, text) in enumerate(CATALOGUE.items(), 1)]
-PLAN = _Plan(SCHEMA, ROWS, "prod")
+PLAN = StreamingPlan(SCHEMA, ROWS, "prod")
 PATHS = sorted({tuple(path.split(".")) for path in SCHEMA.profile} | {("loyalty",), ("home_address",), ("unknown",)})
 
 changes = st.one_of(
@@ -130,7 +131,7 @@ def test_the_plan_compiles_every_predicate_when_it_is_built():
     """No record pays a compilation: a plan holds every segment's compiled predicate once built
     (one that fails is kept as its error and raised when the segment is evaluated)."""
     rows = [*ROWS, Row(len(ROWS) + 1, "unknown-field", 'no_such_attribute = 1', "active", "streaming")]
-    plan = _Plan(SCHEMA, rows, "prod")
+    plan = StreamingPlan(SCHEMA, rows, "prod")
     assert plan.order and all(callable(predicate) for predicate in plan.predicates)
     compiled = plan.compiled._predicates
     assert all(row.key in compiled for row in plan.order)
@@ -144,7 +145,7 @@ def test_a_rebuilt_plan_reuses_the_predicates_whose_definitions_did_not_change()
 
     changed = "seg-000"  # seg-009 references it (shapes: every 10th references three earlier ones)
     rows = [row._replace(expression='loyalty.tier = "silver"') if row.key == changed else row for row in ROWS]
-    rebuilt = _Plan(SCHEMA, rows, "prod", previous=PLAN)
+    rebuilt = StreamingPlan(SCHEMA, rows, "prod", previous=PLAN)
     at = {key: i for i, key in enumerate(rebuilt.keys)}
     before = {key: PLAN.predicates[i] for i, key in enumerate(PLAN.keys)}
     fresh = {changed, "seg-009"}
@@ -153,5 +154,5 @@ def test_a_rebuilt_plan_reuses_the_predicates_whose_definitions_did_not_change()
     silver = LoadedProfile("p", [], {"loyalty.tier": "silver"}, [])
     now = datetime(2026, 1, 1, tzinfo=timezone.utc)
     assert rebuilt.predicates[at[changed]](silver, now, {}) and not PLAN.predicates[at[changed]](silver, now, {})
-    other = _Plan(luma_schema(), rows, "prod", previous=PLAN)  # the same schema again: reused alike
+    other = StreamingPlan(luma_schema(), rows, "prod", previous=PLAN)  # the same schema again: reused alike
     assert other.predicates[other.keys.index("seg-001")] is before["seg-001"]

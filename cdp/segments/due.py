@@ -24,7 +24,8 @@ from cdp.dsl import PqlError
 from cdp.errors import Conflict
 from cdp.schema import Schema
 from cdp.segments.reads import reads_of
-from cdp.segments.streaming import StreamingEvaluator, _plan
+from cdp.segments.streaming import StreamingEvaluator
+from cdp.segments.streaming_plan import streaming_plan
 from cdp.segments.timing import _instant
 from cdp.storage.memberships import sqlite_instant
 from cdp.storage.models import profiles, segment_due, segment_due_saved
@@ -35,7 +36,7 @@ log = logging.getLogger("cdp.segments")
 def timed_streaming_segments(connection: sa.Connection, sandbox: str) -> set[int]:
     """The pks of the sandbox's active streaming segments whose answers can change with time
     alone: the segments a profile's stored instant stands for."""
-    plan = _plan(connection, sandbox)
+    plan = streaming_plan(connection, sandbox)
     return {plan.refs[i].pk for i in plan.timed}
 
 

@@ -10,7 +10,7 @@ only the streaming segments whose reads it touches — and, since reads are take
 references, the segments that reference them, in dependency order (the in-memory predicate of a
 referencing segment evaluates what it references on the same data and instant).
 
-For every profile and time-dependent streaming segment, :func:`next_change` computes an instant
+For every profile and time-dependent streaming segment, :func:`cdp.segments.timing.next_change` computes an instant
 no later than the first at which the answer can change without new data (or None: never), from
 the tree's durations and calendar windows and the profile's instants. ONE instant per profile is
 stored in ``segment_due`` (migration 0018): no later than the earliest of its timed segments'. An
@@ -46,31 +46,20 @@ evaluates as before and a member whose window has passed leaves at once.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import threading
-from time import perf_counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime
+from time import perf_counter
 from typing import Any
 
 import sqlalchemy as sa
 
 from cdp.dsl import PqlError
-from cdp.dsl.catalogue import dependency_order
-from cdp.engine.memory import CompiledCatalogue
 from cdp.schema import Schema
 from cdp.segments.membership import SegmentRef
-from cdp.engine.profile import ProfileError
-from cdp.profiles.documents import _stored_fields
-from cdp.segments.polarity import Polarity, grows, shrinks
-from cdp.segments.reads import Change, Reads, own_reads, reads_of
-from cdp.segments.relevance import Relevance, Screen
-from cdp.segments.timing import (  # noqa: F401
-    _instant, earliest_change, earliest_merged, merge_timing, next_change, timing_parts,
-)
-from cdp.storage.memberships import exit_all  # noqa: F401 - re-exported: streaming's exits
+from cdp.segments.reads import Change
+from cdp.segments.streaming_plan import StreamingPlan, streaming_plan
+from cdp.segments.timing import earliest_merged
 from cdp.storage.memberships import (
     due_form, state_from_rows, state_rows_parameters, state_rows_sql, write_profile,
 )
@@ -81,266 +70,6 @@ from cdp.storage.models import (
 log = logging.getLogger("cdp.segments")
 
 # ---- evaluation ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class StreamingSegment:
-    ref: SegmentRef
-    expression: str
-
-
-class _Plan:
-    """One sandbox's streaming segments as evaluation needs them, built once per version of its
-    segments and schema and shared by every request (:func:`_plan`): the segments in dependency
-    order with what each reads, indexes from event type and from an attribute's first name to the
-    segments that read it, and the catalogue compiled once (references compiled once and shared).
-    What a change selects is kept too (a sandbox sees a handful of distinct changes)."""
-
-    def __init__(self, schema: Schema | None, rows: list, sandbox: str, previous: _Plan | None = None):
-        catalogue = self.catalogue = {row.key: row.expression for row in rows}
-        streaming = {row.key: row for row in rows if row.status == "active" and row.evaluation == "streaming"}
-        self.schema = schema
-        self.sandbox = sandbox
-        self.compiled = CompiledCatalogue(catalogue, schema) if schema is not None else None
-        self.reads: dict[str, Reads] = {}
-        for key in streaming:
-            try:
-                self.reads[key] = reads_of(key, catalogue, schema)
-            except PqlError as error:
-                log.warning("streaming segment %r of sandbox %r skipped: %s", key, sandbox, error)
-        graph = {key: set(reads.references) & set(streaming) for key, reads in self.reads.items()}
-        self.order = [streaming[key] for key in dependency_order(graph)]
-        self.position = {row.key: index for index, row in enumerate(self.order)}
-        self.refs = [SegmentRef(row.pk, row.key) for row in self.order]
-        # what next_change reads of a segment: its Reads without the attributes and references
-        self.timing = [dataclasses.replace(self.reads[row.key], attributes=frozenset(), references=frozenset())
-                       if self.reads[row.key].timed else None for row in self.order]
-        # per position: the same in the form earliest_change merges (None: untimed); an evaluation
-        # computes the earliest next instant of its segments at once, segments reading the same
-        # instants merged (cdp/segments/timing.py)
-        self.timing_parts = [None if reads is None else timing_parts(reads) for reads in self.timing]
-        # the positions of the timed ones: what a profile's stored instant stands for, all of them
-        # re-evaluated when it comes (one instant per profile, migration 0018)
-        self.timed = [i for i, timing in enumerate(self.timing) if timing is not None]
-        self.any_event = [i for i, row in enumerate(self.order) if self.reads[row.key].any_event]
-        self.by_type: dict[str, list[int]] = {}
-        self.by_attribute: dict[str, list[int]] = {}  # an attribute path's first name → positions
-        self.any_attribute: list[int] = []  # reads an empty path (cannot happen for checked names; kept exact)
-        for i, row in enumerate(self.order):
-            reads = self.reads[row.key]
-            for event_type in reads.event_types:
-                self.by_type.setdefault(event_type, []).append(i)
-            for first in {path[0] if path else "" for path in reads.attributes}:
-                (self.any_attribute if not first else self.by_attribute.setdefault(first, [])).append(i)
-        self._predicates: list = [None] * len(self.order)
-        # per position: the compiled predicate once compiled (None: not yet, or it failed — then
-        # :meth:`predicate` compiles it or raises its error)
-        self.predicates: list = [None] * len(self.order)
-        # per position: what every event its filters (and its references') admit satisfies
-        # (cdp/segments/relevance.py); None: any event may change it
-        self.relevance = Relevance(schema) if schema is not None else None
-        self.guards = [self.relevance.segment_guards(row.key, self._tree) if self.relevance else None
-                       for row in self.order]
-        # per position: whether a member stays one, and a non-member stays none, when the profile
-        # only gains events (cdp/segments/polarity.py); both False when there is no schema
-        polarity = Polarity(self._tree) if schema is not None else None
-        signs = [polarity.segment(row.key) if polarity else None for row in self.order]
-        self.grows = [sign is not None and grows(sign) for sign in signs]
-        self.shrinks = [sign is not None and shrinks(sign) for sign in signs]
-        # per position: the positions of the streaming segments it references when its own
-        # expression reads no event (``in segment "a" and not in segment "b"``, with attributes or
-        # the clock at most): for a record that only adds events its answer moves only if one of
-        # theirs does (:meth:`StreamingEvaluator._unmoved`); None otherwise
-        self.derived: list[tuple[int, ...] | None] = []
-        # per position: the positions of the streaming segments its own expression references
-        # (their answers seeded from the stored memberships when they are not evaluated: _evaluate)
-        self.referenced: list[tuple[int, ...]] = []
-        for row in self.order:
-            try:
-                own = own_reads(catalogue[row.key], schema) if schema is not None else None
-            except PqlError:
-                own = None
-            self.referenced.append(() if own is None else tuple(sorted(
-                self.position[key] for key in own.references if key in self.position)))
-            self.derived.append(
-                tuple(sorted(self.position[key] for key in own.references))
-                if own is not None and own.references and not own.any_event and not own.event_types
-                and all(key in self.position for key in own.references) else None)
-        self._chosen: dict[Change, tuple[list[int], frozenset[str] | None]] = {}
-        self._screens: dict[Change, Screen] = {}
-        self._merged: dict[tuple[int, ...], tuple] = {}  # merged_timing's answers
-        self._kept_types: dict[int, tuple[list[int], frozenset[str] | None]] = {}  # kept_types' answers
-        # per position: the event types it reads (None: any)
-        self._types = [None if self.reads[row.key].any_event else self.reads[row.key].event_types
-                       for row in self.order]
-        self.keys = [row.key for row in self.order]  # per position: the segment's key
-        self._lock = threading.Lock()
-        # every predicate compiled now, with the plan (once per version of the segments and the
-        # schema), not by the first records that select each segment: a request then never pays a
-        # compilation (~0.3 ms a segment) — at 500 segments the first few hundred records after a
-        # start or a save each paid several; one that fails is kept as its error, raised (and
-        # logged) when the segment is evaluated, as before. The sandbox's previous plan gives its
-        # compiled predicates of the segments whose definition, and the definitions of every
-        # segment they reference (through references), are the same under the same schema: the
-        # same function (a save compiles the segments it changed, not the catalogue)
-        if self.compiled is not None:
-            if previous is not None and previous.compiled is not None \
-                    and previous.schema.fingerprint == schema.fingerprint:
-                old_catalogue = previous.catalogue
-                for i, key in enumerate(self.keys):
-                    j = previous.position.get(key)
-                    found = None if j is None else previous.predicates[j]
-                    if found is not None and all(old_catalogue.get(k) == catalogue.get(k)
-                                                 for k in (key, *self.reads[key].references)):
-                        self._predicates[i] = self.predicates[i] = found
-            for i in range(len(self.order)):
-                if self.predicates[i] is not None:
-                    continue
-                try:
-                    self.predicate(i)
-                except PqlError:
-                    pass
-
-    def merged_timing(self, positions: tuple[int, ...]) -> tuple:
-        """:func:`merge_timing` of the segments at ``positions`` (kept per set of positions: a
-        record's evaluated segments are one of a few sets)."""
-        found = self._merged.get(positions)
-        if found is None:
-            parts = self.timing_parts
-            found = merge_timing([parts[i] for i in positions])
-            with self._lock:
-                if len(self._merged) > 10_000:
-                    self._merged.clear()
-                self._merged[positions] = found
-        return found
-
-    def chosen(self, change: Change) -> list[int]:
-        """Positions (in dependency order) of the segments ``change`` can affect."""
-        return self.selection(change)[0]
-
-    def selection(self, change: Change) -> tuple[list[int], frozenset[str] | None]:
-        """(:meth:`chosen`, the event types those segments read: None for any type)."""
-        found = self._chosen.get(change)
-        if found is None:
-            positions = self._choose(change)
-            found = (positions, self.event_types(positions))
-            with self._lock:
-                if len(self._chosen) > 10_000:
-                    self._chosen.clear()
-                self._chosen[change] = found
-        return found
-
-    def _tree(self, key: str):
-        try:
-            return self.compiled.tree(key) if key in self.compiled.catalogue else None
-        except PqlError:
-            return None
-
-    def relevant(self, positions: list[int], change: Change, now: datetime) -> list[int]:
-        """The ``positions`` (the selection for ``change``) whose filters can admit one of its new
-        events at ``now`` or later; the others' answers and next instants cannot change
-        (cdp/segments/relevance.py). The selection's :class:`Screen` is kept with it."""
-        screen = self._screens.get(change)
-        if screen is None:
-            screen = Screen(self.relevance, positions, self.guards)
-            with self._lock:
-                if len(self._screens) > 10_000:
-                    self._screens.clear()
-                self._screens[change] = screen
-        try:
-            events = [_engine_event(row, self.schema) for row in change.events]
-        except ProfileError:  # not expected of a validated record: evaluate as before
-            return positions
-        return screen.keep(events, now)
-
-    def kept_types(self, kept: list[int]) -> frozenset[str] | None:
-        """:meth:`event_types` of a list :meth:`relevant` gave (a Screen keeps its answers: the
-        same list object for the same admitted guards), kept with the list."""
-        found = self._kept_types.get(id(kept))
-        if found is not None and found[0] is kept:
-            return found[1]
-        types = self.event_types(kept)
-        with self._lock:
-            if len(self._kept_types) > 10_000:
-                self._kept_types.clear()
-            self._kept_types[id(kept)] = (kept, types)  # the list held: its id is not reused meanwhile
-        return types
-
-    def _choose(self, change: Change) -> list[int]:
-        if change.everything:
-            return list(range(len(self.order)))
-        found: set[int] = set()
-        if change.event_types:
-            found.update(self.any_event)
-            for event_type in change.event_types:
-                found.update(self.by_type.get(event_type, ()))
-        if change.attributes:
-            candidates = set(self.any_attribute)
-            for path in change.attributes:
-                candidates.update(self.by_attribute.get(path[0], ()) if path else range(len(self.order)))
-            found.update(i for i in candidates - found
-                         if self.reads[self.order[i].key].touched_by(Change(attributes=change.attributes)))
-        return sorted(found)
-
-    def event_types(self, positions: Iterable[int]) -> frozenset[str] | None:
-        """The event types the segments at ``positions`` read (None: any type)."""
-        read = [self._types[i] for i in positions]
-        return None if None in read else frozenset().union(*read)
-
-    def predicate(self, i: int):
-        """The compiled predicate at position ``i`` (PqlError: its definition no longer checks)."""
-        found = self._predicates[i]
-        if found is None:
-            try:
-                found = self.compiled.predicate(self.order[i].key)
-            except PqlError as error:
-                found = error
-            self._predicates[i] = found
-            if not isinstance(found, PqlError):
-                self.predicates[i] = found
-        if isinstance(found, PqlError):
-            raise found
-        return found
-
-
-_plans: dict[tuple[str, str], tuple[tuple, _Plan]] = {}
-_plans_lock = threading.Lock()
-_NO_SEGMENTS = _Plan(None, [], "")
-
-
-def _plan(connection: sa.Connection, sandbox: str, version: tuple | None = None) -> _Plan:
-    """The sandbox's plan, rebuilt when its segments or its schema changed: one statement reads
-    the segments' version (``segment_versions``, raised by database triggers on every write of a
-    segment's definition, status or mode, whoever writes) and the schema's version and time of
-    writing (``sandbox_schemas``; none: the default schema); the definitions and the schema are
-    read only to build a plan."""
-    if version is None:  # else read by the caller in this transaction (cdp/ingestion/config.py)
-        version = connection.exec_driver_sql(_VERSIONS[connection.dialect.name], {"sandbox": sandbox}).one()
-    if version[0] is None:  # no segment was ever saved in the sandbox
-        return _NO_SEGMENTS
-    key = (str(connection.engine.url), sandbox)  # tests run several databases in one process
-    found = _plans.get(key)
-    if found is None or found[0] != tuple(version):
-        from cdp.schema_registry.service import get_schema
-
-        schema = get_schema(connection=connection, sandbox=sandbox)
-        rows = connection.execute(
-            sa.select(segments.c.pk, segments.c.key, segments.c.expression, segments.c.status, segments.c.evaluation)
-            .where(segments.c.sandbox == sandbox).order_by(segments.c.pk)).all()
-        found = (tuple(version), _Plan(schema, rows, sandbox, None if found is None else found[1]))
-        with _plans_lock:
-            if len(_plans) > 1000:
-                _plans.clear()
-            _plans[key] = found
-    return found[1]
-
-
-# per record: straight to the driver (Core's per-statement Python work is most of a lookup this small);
-# the values are only compared with the plan's, so the driver's forms of them do
-_VERSIONS = {dialect: ("SELECT (SELECT version FROM segment_versions WHERE sandbox = {0}), "
-                       "(SELECT version FROM sandbox_schemas WHERE sandbox = {0}), "
-                       "(SELECT updated_at FROM sandbox_schemas WHERE sandbox = {0})").format(parameter)
-             for dialect, parameter in (("sqlite", ":sandbox"), ("postgresql", "%(sandbox)s"))}
-
 
 class StreamingEvaluator:
     """Evaluates one sandbox's active streaming segments for profiles on one connection (its
@@ -363,7 +92,7 @@ class StreamingEvaluator:
         self.plan_version = plan_version  # _VERSIONS' row, when the caller read it (one round trip less)
         self.sandbox = sandbox
         self.metrics = metrics  # cdp.observability.metrics.Metrics, or None
-        self._loaded: _Plan | None = None
+        self._loaded: StreamingPlan | None = None
         self._since: dict[datetime, set[int]] = {}  # _saved_since's reads
         self.evaluations = 0
         self.skipped = 0  # segments selected by a change's types whose filters admit none of its events
@@ -372,9 +101,9 @@ class StreamingEvaluator:
         # and a segment reading no event itself none of whose references moved (:meth:`_unmoved`)
         self.kept = 0
 
-    def _load(self) -> _Plan:
+    def _load(self) -> StreamingPlan:
         if self._loaded is None:
-            self._loaded = _plan(self.connection, self.sandbox, self.plan_version)
+            self._loaded = streaming_plan(self.connection, self.sandbox, self.plan_version)
         return self._loaded
 
     def profile_changed(self, profile_pk: int, change: Change, now: datetime) -> dict[str, str]:
@@ -405,7 +134,7 @@ class StreamingEvaluator:
             # (PostgreSQL's statements each see what is committed when they start): the row is gone
             # now, so the plan must hold the segments saved — read its version again (one statement;
             # only for profiles due because of a save)
-            plan = self._loaded = _plan(self.connection, self.sandbox)
+            plan = self._loaded = streaming_plan(self.connection, self.sandbox)
         chosen = plan.timed
         if own is None and saved is not None:
             since = self._saved_since(saved.due_at)
@@ -423,7 +152,7 @@ class StreamingEvaluator:
                                                segments.c.evaluated_at >= at)).scalars())
         return found
 
-    def _evaluate(self, profile_pk: int, plan: _Plan, chosen: list[int], event_types: frozenset[str] | None,
+    def _evaluate(self, profile_pk: int, plan: StreamingPlan, chosen: list[int], event_types: frozenset[str] | None,
                   now: datetime, added: bool = False) -> dict[str, str]:
         if not chosen:
             return {}
@@ -491,7 +220,7 @@ class StreamingEvaluator:
             self.metrics.streaming_profile(self.sandbox, evaluated - started, perf_counter() - evaluated)
         return changed
 
-    def _unchangeable(self, plan: _Plan, chosen: list[int], members: set[int]) -> list[int]:
+    def _unchangeable(self, plan: StreamingPlan, chosen: list[int], members: set[int]) -> list[int]:
         """``chosen`` without the segments whose stored membership a record that only adds events
         cannot change: a member of a monotone segment, a non-member of an antitone one
         (cdp/segments/polarity.py). Called only when the profile's stored instant is after now
@@ -527,7 +256,7 @@ class StreamingEvaluator:
         self.kept += 1
         return True
 
-    def _write(self, profile_pk: int, profile_id: str, plan: _Plan, verdicts: Mapping[int, bool],
+    def _write(self, profile_pk: int, profile_id: str, plan: StreamingPlan, verdicts: Mapping[int, bool],
                earliest: datetime | None, now: datetime, members: set[int], stored: Any) -> dict[str, str]:
         """ONE write of what changed against the profile's state read with it (``members``, the
         ``stored`` instant): :func:`write_profile` — memberships with their outbox and history
@@ -551,14 +280,6 @@ class StreamingEvaluator:
             write_profile(self.connection, sandbox=self.sandbox, profile_pk=profile_pk, profile_id=profile_id,
                           now=now, source="streaming", changes=changes, due=earliest)
         return {key: "realized" if entered else "exited" for _, key, entered in changes}
-
-
-
-def _engine_event(row: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
-    """An event row as inserted (event_id, type, ts, fields as stored) as the engine holds it —
-    what :func:`profile_from_rows` makes of the row once read back."""
-    fields = _stored_fields(row["fields"], schema.event_type, "")
-    return {**fields, "id": row["event_id"], "type": row["type"], "timestamp": _instant(row["ts"])}
 
 
 _LOAD_SQL: dict[tuple[str, bool | None, bool], str] = {}

@@ -85,7 +85,7 @@ def test_a_referenced_segment_the_record_does_not_evaluate_is_read_from_its_memb
     evaluates reads a referenced streaming segment that it does not evaluate (here: not selected,
     it reads attributes only) from the stored membership — that segment's expression is not
     evaluated again — and the memberships stay a batch run's."""
-    from cdp.segments import streaming
+    from cdp.segments import streaming_plan
 
     chosen = {"no-tier": "loyalty.tier is null",
               "no-tier-buyer": 'in segment "no-tier" and exists event where type = "purchase"'}
@@ -96,7 +96,7 @@ def test_a_referenced_segment_the_record_does_not_evaluate_is_read_from_its_memb
         engine = api.app.state.engine
         with engine.connect() as connection:
             assert set(_streaming(connection, sandbox)) == {"no-tier"}
-            plan = streaming._plan(connection, sandbox)
+            plan = streaming_plan.streaming_plan(connection, sandbox)
         calls = []
         # what no-tier-buyer's reference evaluates when it evaluates no-tier: its catalogue's predicate
         compiled = plan.compiled._predicates
