@@ -14,6 +14,9 @@ import sqlalchemy as sa
 
 from cdp.storage.database import write_transaction
 from cdp.storage.models import attribute_sources, datasets, ingestion_batches, profiles
+from tests.key_checks import (  # noqa: F401 - postgresql: a fixture
+    postgresql, key_refused, table_scans,
+)
 
 NOW = datetime(2026, 12, 7, tzinfo=timezone.utc)
 MISSING = 10**12
@@ -41,29 +44,19 @@ def _source(profile_pk: int, path: str, dataset_pk: int, batch_pk: int | None = 
             "observed_at": NOW, "batch_pk": batch_pk, "request_id": None, "record_index": 0, "identities": None}
 
 
-def _refused(engine, write) -> None:
-    with pytest.raises(sa.exc.IntegrityError) as refused:
-        with write_transaction(engine) as connection:
-            write(connection)
-    if engine.dialect.name == "postgresql":
-        assert refused.value.orig.sqlstate == "23503", refused.value  # foreign_key_violation, as the constraint
-    else:
-        assert "FOREIGN KEY constraint failed" in str(refused.value)
-
-
 def test_source_keys_are_checked_and_deletes_cascade(migrated_engine):
     sandbox, (a, b), crm, web, batch = _setup(migrated_engine, 2)
     insert = attribute_sources.insert()
     for bad in (_source(MISSING, "loyalty.tier", crm), _source(a, "loyalty.tier", MISSING),
                 _source(a, "loyalty.tier", crm, MISSING)):
-        _refused(migrated_engine, lambda c, bad=bad: c.execute(insert, [_source(a, "person.first_name", crm), bad]))
+        key_refused(migrated_engine, lambda c, bad=bad: c.execute(insert, [_source(a, "person.first_name", crm), bad]))
     with write_transaction(migrated_engine) as connection:
         connection.execute(insert, [_source(a, "loyalty.tier", crm, batch), _source(a, "loyalty.tier", web),
                                     _source(b, "loyalty.tier", crm, batch), _source(b, "person.first_name", web)])
     # an update that changes a key checks it (a merge moving sources to the survivor)
-    _refused(migrated_engine, lambda c: c.execute(attribute_sources.update().where(
+    key_refused(migrated_engine, lambda c: c.execute(attribute_sources.update().where(
         attribute_sources.c.profile_pk == a).values(profile_pk=MISSING)))
-    _refused(migrated_engine, lambda c: c.execute(attribute_sources.update().where(
+    key_refused(migrated_engine, lambda c: c.execute(attribute_sources.update().where(
         attribute_sources.c.profile_pk == a).values(batch_pk=MISSING)))
     with write_transaction(migrated_engine) as connection:  # a key left as it was is not a new key
         connection.execute(attribute_sources.update().where(attribute_sources.c.profile_pk == b)
@@ -95,31 +88,13 @@ def test_no_foreign_key_is_left_on_attribute_sources(migrated_engine):
     assert sa.inspect(migrated_engine).get_foreign_keys("attribute_sources") == []
 
 
-@pytest.fixture(scope="module")
-def postgresql(postgres_url_factory):
-    """PostgreSQL alone: its foreign keys cost a query per row and key (SQLite's, a probe of the rowid)."""
-    from cdp.storage.database import create_engine
-    from cdp.storage.migrate import upgrade
-
-    engine = create_engine(postgres_url_factory())
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-def _scans(connection, table: str) -> int:
-    connection.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
-    return connection.exec_driver_sql(
-        "SELECT coalesce(idx_scan, 0) + seq_scan FROM pg_stat_user_tables WHERE relname = %s", (table,)).scalar_one()
-
-
 def test_postgresql_checks_a_source_insert_s_keys_once_per_statement(postgresql):
     """The staging path's shape: one INSERT … SELECT of 400 sources for 50 profiles, one dataset,
     one batch. Foreign keys: 400 probes each of profiles, datasets and batches."""
     sandbox, keys, crm, _web, batch = _setup(postgresql, 50)
     tables = ("profiles", "datasets", "ingestion_batches")
     with postgresql.connect() as reader:
-        before = {table: _scans(reader, table) for table in tables}
+        before = {table: table_scans(reader, table) for table in tables}
         with write_transaction(postgresql) as connection:
             connection.execute(sa.text(
                 "INSERT INTO attribute_sources (profile_pk, path, dataset_pk, value, removed, observed_at, batch_pk) "
@@ -127,7 +102,7 @@ def test_postgresql_checks_a_source_insert_s_keys_once_per_statement(postgresql)
                 "FROM unnest(CAST(:keys AS bigint[])) AS p(pk) CROSS JOIN generate_series(1, 8) AS g"),
                 {"dataset": crm, "batch": batch, "now": NOW, "keys": keys})
             connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")
-        after = {table: _scans(reader, table) for table in tables}
+        after = {table: table_scans(reader, table) for table in tables}
         assert reader.execute(sa.select(sa.func.count()).select_from(attribute_sources).where(
             attribute_sources.c.profile_pk.in_(keys))).scalar_one() == 400
     assert after["profiles"] - before["profiles"] <= 50 + 5, (before, after)

@@ -5,16 +5,17 @@ key index a few times, not once a row (a foreign key's check is one query per ro
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import datetime, timezone
 
-import pytest
 import sqlalchemy as sa
 
 from cdp.storage.bulk import insert_events
 from cdp.storage.database import write_transaction
 from cdp.storage.models import datasets, events, profiles
+from tests.key_checks import (  # noqa: F401 - postgresql: a fixture
+    a_write_racing_a_profile_delete, postgresql, key_refused, table_scans,
+)
 
 NOW = datetime(2026, 12, 7, tzinfo=timezone.utc)
 
@@ -36,25 +37,17 @@ def _event(profile_pk: int, dataset_pk: int | None, n: int) -> dict:
             "dataset_pk": dataset_pk, "identities": None}
 
 
-def _refused(engine, write) -> sa.exc.IntegrityError:
-    with pytest.raises(sa.exc.IntegrityError) as refused:
-        with write_transaction(engine) as connection:
-            write(connection)
-    if engine.dialect.name == "postgresql":
-        assert refused.value.orig.sqlstate == "23503"  # foreign_key_violation, as the constraint raised
-    return refused.value
-
-
 def test_keys_are_checked_and_deletes_cascade(migrated_engine):
     (a, b), dataset = _profiles_and_dataset(migrated_engine, 2)
     missing = 10**12
-    _refused(migrated_engine, lambda c: c.execute(events.insert(), [_event(a, dataset, 1), _event(missing, dataset, 2)]))
-    _refused(migrated_engine, lambda c: c.execute(events.insert(), [_event(a, dataset, 1), _event(b, missing, 2)]))
+    key_refused(migrated_engine, lambda c: c.execute(events.insert(), [_event(a, dataset, 1),
+                                                                      _event(missing, dataset, 2)]))
+    key_refused(migrated_engine, lambda c: c.execute(events.insert(), [_event(a, dataset, 1), _event(b, missing, 2)]))
     with write_transaction(migrated_engine) as connection:
         connection.execute(events.insert(), [_event(a, dataset, 1), _event(b, dataset, 2), _event(b, None, 3)])
-    _refused(migrated_engine, lambda c: c.execute(events.update().where(events.c.profile_pk == a)
+    key_refused(migrated_engine, lambda c: c.execute(events.update().where(events.c.profile_pk == a)
                                                   .values(profile_pk=missing)))
-    _refused(migrated_engine, lambda c: c.execute(events.update().where(events.c.profile_pk == a)
+    key_refused(migrated_engine, lambda c: c.execute(events.update().where(events.c.profile_pk == a)
                                                   .values(dataset_pk=missing)))
     with write_transaction(migrated_engine) as connection:  # a move between profiles that exist
         connection.execute(events.update().where(events.c.profile_pk == a).values(profile_pk=b))
@@ -79,35 +72,17 @@ def test_no_foreign_key_is_left_on_events(migrated_engine):
     assert sa.inspect(migrated_engine).get_foreign_keys("events") == []
 
 
-@pytest.fixture(scope="module")
-def postgresql(postgres_url_factory):
-    """PostgreSQL alone: its foreign keys cost a query per row (SQLite's, a probe of the rowid), and
-    only its writers run concurrently (SQLite's take turns)."""
-    from cdp.storage.database import create_engine
-    from cdp.storage.migrate import upgrade
-
-    engine = create_engine(postgres_url_factory())
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
 def test_postgresql_checks_an_insert_s_profiles_once_per_statement(postgresql):
     migrated_engine = postgresql
     keys, dataset = _profiles_and_dataset(migrated_engine, 50)
 
-    def key_scans(connection) -> int:
-        connection.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
-        return connection.exec_driver_sql(
-            "SELECT coalesce(idx_scan, 0) + seq_scan FROM pg_stat_user_tables WHERE relname = 'profiles'").scalar_one()
-
     with migrated_engine.connect() as reader:
-        before = key_scans(reader)
+        before = table_scans(reader, "profiles")
         with write_transaction(migrated_engine) as connection:
             # one statement, as ingestion writes them (cdp/storage/bulk.py)
             insert_events(connection, [_event(keys[n % 50], dataset, n) for n in range(500)])
             connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")
-        after = key_scans(reader)
+        after = table_scans(reader, "profiles")
     assert after - before <= 10, after - before  # a foreign key: 500 probes, one a row
 
 
@@ -116,26 +91,8 @@ def test_postgresql_an_insert_into_a_profile_deleted_meanwhile_is_a_key_violatio
     transaction's lock and then finds the profile gone."""
     migrated_engine = postgresql
     (a,), dataset = _profiles_and_dataset(migrated_engine, 1)
-    errors: list[BaseException] = []
-    deleting = migrated_engine.connect()
-    transaction = deleting.begin()
-    deleting.execute(profiles.delete().where(profiles.c.pk == a))
-
-    def insert() -> None:
-        try:
-            with write_transaction(migrated_engine) as connection:
-                connection.execute(events.insert(), [_event(a, dataset, 1)])
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-    writer = threading.Thread(target=insert)
-    writer.start()
-    writer.join(0.5)
-    assert writer.is_alive()  # waiting for the deleting transaction
-    transaction.commit()
-    deleting.close()
-    writer.join(10)
-    assert len(errors) == 1 and isinstance(errors[0], sa.exc.IntegrityError), errors
-    assert errors[0].orig.sqlstate == "23503"
+    a_write_racing_a_profile_delete(migrated_engine, a, lambda connection: connection.execute(
+        events.insert(), [_event(a, dataset, 1)]))
     with migrated_engine.connect() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(events)
                                   .where(events.c.profile_pk == a)).scalar_one() == 0

@@ -5,7 +5,6 @@ the profiles' and identities' key indexes a few times, not once a row and key.""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import datetime, timezone
 
@@ -15,6 +14,9 @@ import sqlalchemy as sa
 from cdp.storage.bulk import claim_identities, insert_links, upsert_links
 from cdp.storage.database import write_transaction
 from cdp.storage.models import datasets, identities, identity_links, ingestion_batches, profiles
+from tests.key_checks import (  # noqa: F401 - postgresql: a fixture
+    a_write_racing_a_profile_delete, postgresql, key_refused, table_scans,
+)
 
 NOW = datetime(2026, 12, 7, tzinfo=timezone.utc)
 MISSING = 10**12
@@ -49,19 +51,6 @@ def _link(sandbox: str, profile_pk: int, a_pk: int, b_pk: int, dataset_pk: int |
             "request_id": None, "record_index": 0, "removed_at": None, "removed_reason": None}
 
 
-def _refused(engine, write) -> None:
-    # COPY (insert_links on PostgreSQL) runs on the driver's cursor: its error is the driver's
-    with pytest.raises(Exception) as refused:  # noqa: PT011 - which one: checked below
-        with write_transaction(engine) as connection:
-            write(connection)
-    error = getattr(refused.value, "orig", refused.value)
-    if engine.dialect.name == "postgresql":
-        assert error.sqlstate == "23503", error  # foreign_key_violation, as the constraint raised
-    else:
-        assert isinstance(refused.value, sa.exc.IntegrityError), refused.value
-        assert "FOREIGN KEY constraint failed" in str(error)
-
-
 def _insert_identities(connection, rows: list[dict]) -> list[int]:
     keys: dict = {}
     claim_identities(connection, rows, keys)
@@ -72,28 +61,29 @@ def test_keys_are_checked_and_deletes_cascade(migrated_engine):
     sandbox, (a, b), dataset, batch = _setup(migrated_engine, 2)
     # an identity's profile; a link's profile, identities, dataset and batch — by the bulk writers
     # ingestion uses (COPY and the upsert on PostgreSQL) and by plain Core statements
-    _refused(migrated_engine, lambda c: claim_identities(c, [_identity(sandbox, MISSING, "x@example.com")], {}))
-    _refused(migrated_engine, lambda c: c.execute(identities.insert(), [_identity(sandbox, a, "y@example.com"),
-                                                                        _identity(sandbox, MISSING, "z@example.com")]))
+    key_refused(migrated_engine, lambda c: claim_identities(c, [_identity(sandbox, MISSING, "x@example.com")], {}))
+    key_refused(migrated_engine, lambda c: c.execute(identities.insert(), [
+        _identity(sandbox, a, "y@example.com"), _identity(sandbox, MISSING, "z@example.com")]))
     with write_transaction(migrated_engine) as connection:
         i1, i2, i3, i4 = _insert_identities(connection, [_identity(sandbox, a, f"{n}@example.com") for n in range(4)])
     for bad in (_link(sandbox, MISSING, i1, i2, dataset), _link(sandbox, a, MISSING, i2, dataset),
                 _link(sandbox, a, i1, MISSING, dataset), _link(sandbox, a, i1, i2, MISSING),
                 _link(sandbox, a, i1, i2, dataset, MISSING)):
-        _refused(migrated_engine, lambda c, bad=bad: insert_links(c, [_link(sandbox, a, i3, i4, dataset), bad]))
-        _refused(migrated_engine, lambda c, bad=bad: upsert_links(c, [bad]))
+        key_refused(migrated_engine, lambda c, bad=bad: insert_links(
+            c, [_link(sandbox, a, i3, i4, dataset), bad]), driver_errors=True)  # COPY on PostgreSQL
+        key_refused(migrated_engine, lambda c, bad=bad: upsert_links(c, [bad]))
     with write_transaction(migrated_engine) as connection:
         insert_links(connection, [_link(sandbox, a, i1, i2, dataset, batch), _link(sandbox, a, i1, i3, dataset)])
         upsert_links(connection, [_link(sandbox, a, i2, i3, None), _link(sandbox, a, i3, i4, dataset, batch)])
     # an update that changes a key checks it (a merge moving identities and links; a link seen again)
-    _refused(migrated_engine, lambda c: c.execute(identities.update().where(identities.c.pk == i1)
-                                                  .values(profile_pk=MISSING)))
-    _refused(migrated_engine, lambda c: upsert_links(c, [_link(sandbox, a, i1, i2, MISSING)]))
-    _refused(migrated_engine, lambda c: c.execute(identity_links.update().where(identity_links.c.a_pk == i1)
-                                                  .values(batch_pk=MISSING)))
-    _refused(migrated_engine, lambda c: c.execute(identity_links.update().where(identity_links.c.a_pk == i1,
-                                                                                identity_links.c.b_pk == i2)
-                                                  .values(b_pk=MISSING)))
+    key_refused(migrated_engine, lambda c: c.execute(identities.update().where(identities.c.pk == i1)
+                                                     .values(profile_pk=MISSING)))
+    key_refused(migrated_engine, lambda c: upsert_links(c, [_link(sandbox, a, i1, i2, MISSING)]))
+    key_refused(migrated_engine, lambda c: c.execute(identity_links.update().where(identity_links.c.a_pk == i1)
+                                                     .values(batch_pk=MISSING)))
+    key_refused(migrated_engine, lambda c: c.execute(identity_links.update().where(identity_links.c.a_pk == i1,
+                                                                                   identity_links.c.b_pk == i2)
+                                                     .values(b_pk=MISSING)))
     with write_transaction(migrated_engine) as connection:  # moves to keys that exist
         connection.execute(identities.update().where(identities.c.pk.in_([i1, i2, i3])).values(profile_pk=b))
         connection.execute(identity_links.update().where(identity_links.c.a_pk.in_([i1, i2])).values(profile_pk=b))
@@ -135,43 +125,24 @@ def test_no_foreign_key_is_left_on_identities_and_links(migrated_engine):
     assert inspector.get_foreign_keys("identity_links") == []
 
 
-@pytest.fixture(scope="module")
-def postgresql(postgres_url_factory):
-    """PostgreSQL alone: its foreign keys cost a query per row and key (SQLite's, a probe of the
-    rowid), and only its writers run concurrently (SQLite's take turns)."""
-    from cdp.storage.database import create_engine
-    from cdp.storage.migrate import upgrade
-
-    engine = create_engine(postgres_url_factory())
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-def _key_scans(connection, table: str) -> int:
-    connection.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
-    return connection.exec_driver_sql(
-        "SELECT coalesce(idx_scan, 0) + seq_scan FROM pg_stat_user_tables WHERE relname = %s", (table,)).scalar_one()
-
-
 def test_postgresql_checks_an_insert_s_keys_once_per_statement(postgresql):
     """A foreign key probes its table once a row and key; the triggers look a statement's distinct
     keys up together (PostgreSQL counts an index scan per key of ``= ANY(…)`` at most)."""
     sandbox, keys, dataset, batch = _setup(postgresql, 50)
     with postgresql.connect() as reader:
-        before = {table: _key_scans(reader, table) for table in ("profiles", "identities")}
+        before = {table: table_scans(reader, table) for table in ("profiles", "identities")}
         with write_transaction(postgresql) as connection:
             # one statement each, as ingestion writes them (cdp/storage/bulk.py: the claim, COPY):
             # 500 identities of 50 profiles; the 435 links between 30 of them
             pks = _insert_identities(connection, [_identity(sandbox, keys[n % 50], f"{n}@example.com")
                                                   for n in range(500)])
             connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")
-        claimed = _key_scans(reader, "identities")  # the claim's own probes (ON CONFLICT's) left out
+        claimed = table_scans(reader, "identities")  # the claim's own probes (ON CONFLICT's) left out
         with write_transaction(postgresql) as connection:
             insert_links(connection, [_link(sandbox, keys[a % 50], pks[a], pks[b], dataset, batch)
                                       for a in range(30) for b in range(a + 1, 30)])
             connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")
-        after = {table: _key_scans(reader, table) for table in ("profiles", "identities")}
+        after = {table: table_scans(reader, table) for table in ("profiles", "identities")}
     # foreign keys: 500 + 435 probes of profiles, 870 of identities (one a row and key)
     assert after["profiles"] - before["profiles"] <= 2 * 50 + 10, (before, after)
     assert after["identities"] - claimed <= 2 * 30 + 10, (before, claimed, after)
@@ -181,26 +152,8 @@ def test_postgresql_an_identity_of_a_profile_deleted_meanwhile_is_a_key_violatio
     """What ingestion's retry relies on (a lost race: 23503): the insert waits for the deleting
     transaction's lock and then finds the profile gone."""
     sandbox, (a,), _, _ = _setup(postgresql, 1)
-    errors: list[BaseException] = []
-    deleting = postgresql.connect()
-    transaction = deleting.begin()
-    deleting.execute(profiles.delete().where(profiles.c.pk == a))
-
-    def insert() -> None:
-        try:
-            with write_transaction(postgresql) as connection:
-                claim_identities(connection, [_identity(sandbox, a, "late@example.com")], {})
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-    writer = threading.Thread(target=insert)
-    writer.start()
-    writer.join(0.5)
-    assert writer.is_alive()  # waiting for the deleting transaction
-    transaction.commit()
-    deleting.close()
-    writer.join(10)
-    assert len(errors) == 1 and isinstance(errors[0], sa.exc.IntegrityError), errors
-    assert errors[0].orig.sqlstate == "23503"
+    a_write_racing_a_profile_delete(postgresql, a, lambda connection: claim_identities(
+        connection, [_identity(sandbox, a, "late@example.com")], {}))
     with postgresql.connect() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(identities)
                                   .where(identities.c.sandbox == sandbox)).scalar_one() == 0
