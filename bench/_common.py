@@ -5,7 +5,9 @@ from __future__ import annotations
 import gc
 import platform
 import statistics
+import threading
 import time
+from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -140,3 +142,52 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+class ExclusivePhases:
+    """Exclusive thread CPU per phase, on the bench's thread only (not the app's background
+    loops): a stack of [phase, start]; entering a phase pauses the one below, so a phase's figure
+    leaves out the phases it calls. ``on`` False: nothing is counted."""
+
+    def __init__(self, on: bool = True) -> None:
+        self.cpu: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.thread = threading.get_ident()
+        self.stack: list = []
+        self.on = on
+
+    def enter(self, phase: str) -> None:
+        if not self.on or threading.get_ident() != self.thread:
+            return
+        now = time.thread_time()
+        if self.stack:
+            below = self.stack[-1]
+            self.cpu[below[0]] += now - below[1]
+        self.stack.append([phase, now])
+        self.calls[phase] += 1
+
+    def leave(self) -> None:
+        if not self.on or threading.get_ident() != self.thread or not self.stack:
+            return
+        now = time.thread_time()
+        phase, since = self.stack.pop()
+        self.cpu[phase] += now - since
+        if self.stack:
+            self.stack[-1][1] = now
+
+    def wrap(self, owner, name: str, phase: str) -> None:
+        """``owner.name`` timed as ``phase`` (left alone where the code measured has no such name:
+        the benches measure older checkouts too)."""
+        if not hasattr(owner, name):
+            return
+        original = getattr(owner, name)
+        phases = self
+
+        def timed(*args, **kwargs):
+            phases.enter(phase)
+            try:
+                return original(*args, **kwargs)
+            finally:
+                phases.leave()
+        timed.__wrapped__ = original
+        setattr(owner, name, timed)

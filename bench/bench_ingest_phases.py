@@ -31,66 +31,20 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
-from collections import defaultdict
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import cdp.dsl  # noqa: E402,F401 - cdp.schema must not be imported first (import cycle)
+from _common import ExclusivePhases  # noqa: E402
 from bench_ingest import event_stream, identity_stream  # noqa: E402
 
 REQUEST = 500  # records per request (--request)
 
 
-class Phases:
-    """Exclusive CPU per phase: a stack of (phase, start); entering a phase pauses the one below."""
-
-    def __init__(self) -> None:
-        self.cpu: dict[str, float] = defaultdict(float)
-        self.thread = threading.get_ident()  # the bench's thread only (not the app's background loops)
-        self.stack: list = []
-
-    def _stack(self) -> list | None:
-        return self.stack if threading.get_ident() == self.thread else None
-
-    def enter(self, phase: str) -> None:
-        now = time.thread_time()
-        stack = self._stack()
-        if stack is None:
-            return
-        if stack:
-            below, since = stack[-1]
-            self.cpu[below] += now - since
-        stack.append([phase, now])
-
-    def leave(self) -> None:
-        now = time.thread_time()
-        stack = self._stack()
-        if not stack:
-            return
-        phase, since = stack.pop()
-        self.cpu[phase] += now - since
-        if stack:
-            stack[-1][1] = now
-
-    def wrap(self, owner, name: str, phase: str) -> None:
-        original = getattr(owner, name)
-        phases = self
-
-        def timed(*args, **kwargs):
-            phases.enter(phase)
-            try:
-                return original(*args, **kwargs)
-            finally:
-                phases.leave()
-        timed.__wrapped__ = original
-        setattr(owner, name, timed)
-
-
-def instrument(phases: Phases, engine) -> None:
+def instrument(phases: ExclusivePhases, engine) -> None:
     """The phases' functions wrapped (where this checkout has them)."""
     import sqlalchemy as sa
 
@@ -189,7 +143,7 @@ def run(backend: str, records_count: int, people: int, statements: bool = False,
             with engine_of(client).begin() as c:
                 c.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         engine = client.app.state.engine
-        phases = Phases()
+        phases = ExclusivePhases()
         instrument(phases, engine)
         from cdp.ingestion import models as ingest_models
 

@@ -45,55 +45,19 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import cdp.dsl  # noqa: E402,F401 - cdp.schema must not be imported first (import cycle)
+from _common import ExclusivePhases  # noqa: E402
 
 ADMIN = "cdp_benchadmin1_" + "S" * 40
 
 
-class Phases:
-    """Exclusive thread CPU per phase (a stack: entering a phase pauses the one below)."""
+class Phases(ExclusivePhases):
+    """The exclusive phases, off until the measured sandbox's records, and streaming's statements
+    and rows by their first words."""
 
     def __init__(self) -> None:
-        self.cpu: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
-        self.thread = threading.get_ident()
-        self.stack: list = []
-        self.on = False
-        self.statements: dict[str, int] = defaultdict(int)  # streaming's, by their first words
+        super().__init__(on=False)
+        self.statements: dict[str, int] = defaultdict(int)
         self.rows: dict[str, int] = defaultdict(int)
-
-    def enter(self, phase: str) -> None:
-        if not self.on or threading.get_ident() != self.thread:
-            return
-        now = time.thread_time()
-        if self.stack:
-            below = self.stack[-1]
-            self.cpu[below[0]] += now - below[1]
-        self.stack.append([phase, now])
-        self.calls[phase] += 1
-
-    def leave(self) -> None:
-        if not self.on or threading.get_ident() != self.thread or not self.stack:
-            return
-        now = time.thread_time()
-        phase, since = self.stack.pop()
-        self.cpu[phase] += now - since
-        if self.stack:
-            self.stack[-1][1] = now
-
-    def wrap(self, owner, name: str, phase: str) -> None:
-        if not hasattr(owner, name):
-            return
-        original = getattr(owner, name)
-        phases = self
-
-        def timed(*args, **kwargs):
-            phases.enter(phase)
-            try:
-                return original(*args, **kwargs)
-            finally:
-                phases.leave()
-        timed.__wrapped__ = original
-        setattr(owner, name, timed)
 
 
 def instrument(phases: Phases, engine) -> None:
