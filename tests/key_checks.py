@@ -1,18 +1,21 @@
 """What the tests of keys checked by triggers share (migrations 0019, 0021, 0022 —
 tests/test_event_keys.py, test_identity_keys.py, test_attribute_source_keys.py): a migrated
 PostgreSQL of the module's own, a table's scan count, a write refused for a missing key, and the
-lost race a deleted profile gives a concurrent writer."""
+lost race a deleted profile gives a concurrent writer; and the rows their keys point at."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 import pytest
 import sqlalchemy as sa
 
 from cdp.storage.database import write_transaction
-from cdp.storage.models import profiles
+from cdp.storage.models import datasets, ingestion_batches, profiles
+
+NOW = datetime(2026, 12, 7, tzinfo=timezone.utc)
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +81,24 @@ def a_write_racing_a_profile_delete(engine: sa.Engine, profile_pk: int,
     writer.join(10)
     assert len(errors) == 1 and isinstance(errors[0], sa.exc.IntegrityError), errors
     assert errors[0].orig.sqlstate == "23503"
+
+
+def new_profiles(connection: sa.Connection, sandbox: str, count: int) -> list[int]:
+    """``count`` empty profiles of ``sandbox``; their keys."""
+    return [connection.execute(profiles.insert().values(
+        sandbox=sandbox, external_id=f"p{i}", attributes={}, created_at=NOW, updated_at=NOW)
+        .returning(profiles.c.pk)).scalar_one() for i in range(count)]
+
+
+def new_dataset(connection: sa.Connection, sandbox: str, name: str, kind: str) -> int:
+    return connection.execute(datasets.insert().values(
+        sandbox=sandbox, name=name, kind=kind, labels=[], field_labels={}, created_at=NOW,
+        updated_at=NOW).returning(datasets.c.pk)).scalar_one()
+
+
+def new_batch(connection: sa.Connection, sandbox: str, dataset_pk: int) -> int:
+    """A succeeded batch of ``dataset_pk`` (a key for links and attribute sources to point at)."""
+    return connection.execute(ingestion_batches.insert().values(
+        sandbox=sandbox, dataset_pk=dataset_pk, status="succeeded", format="csv", file_sha256="0" * 64,
+        error_threshold=0.0, total_rows=0, accepted_rows=0, rejected_rows=0, duplicate_rows=0,
+        created_at=NOW).returning(ingestion_batches.c.pk)).scalar_one()

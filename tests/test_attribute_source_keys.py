@@ -16,6 +16,7 @@ from cdp.storage.database import write_transaction
 from cdp.storage.models import attribute_sources, datasets, ingestion_batches, profiles
 from tests.key_checks import (  # noqa: F401 - postgresql: a fixture
     postgresql, key_refused, table_scans,
+    new_batch, new_dataset, new_profiles,
 )
 
 NOW = datetime(2026, 12, 7, tzinfo=timezone.utc)
@@ -26,18 +27,9 @@ def _setup(engine, count: int) -> tuple[str, list[int], int, int, int]:
     """``count`` profiles, two datasets and a batch of the first in a new sandbox."""
     sandbox = f"sk-{uuid.uuid4().hex[:12]}"
     with write_transaction(engine) as connection:
-        keys = [connection.execute(profiles.insert().values(
-            sandbox=sandbox, external_id=f"p{i}", attributes={}, created_at=NOW, updated_at=NOW)
-            .returning(profiles.c.pk)).scalar_one() for i in range(count)]
-        crm, web = (connection.execute(datasets.insert().values(
-            sandbox=sandbox, name=name, kind="profile", labels=[], field_labels={}, created_at=NOW,
-            updated_at=NOW).returning(datasets.c.pk)).scalar_one() for name in ("CRM", "Loyalty"))
-        batch = connection.execute(ingestion_batches.insert().values(
-            sandbox=sandbox, dataset_pk=crm, status="succeeded", format="csv", file_sha256="0" * 64,
-            error_threshold=0.0, total_rows=0, accepted_rows=0, rejected_rows=0, duplicate_rows=0,
-            created_at=NOW).returning(ingestion_batches.c.pk)).scalar_one()
-    return sandbox, keys, crm, web, batch
-
+        keys = new_profiles(connection, sandbox, count)
+        crm, web = (new_dataset(connection, sandbox, name, "profile") for name in ("CRM", "Loyalty"))
+        return sandbox, keys, crm, web, new_batch(connection, sandbox, crm)
 
 def _source(profile_pk: int, path: str, dataset_pk: int, batch_pk: int | None = None) -> dict:
     return {"profile_pk": profile_pk, "path": path, "dataset_pk": dataset_pk, "value": "gold", "removed": False,

@@ -15,6 +15,7 @@ from cdp.storage.database import write_transaction
 from cdp.storage.models import datasets, events, profiles
 from tests.key_checks import (  # noqa: F401 - postgresql: a fixture
     a_write_racing_a_profile_delete, postgresql, key_refused, table_scans,
+    new_dataset, new_profiles,
 )
 
 NOW = datetime(2026, 12, 7, tzinfo=timezone.utc)
@@ -23,14 +24,7 @@ NOW = datetime(2026, 12, 7, tzinfo=timezone.utc)
 def _profiles_and_dataset(engine, count: int) -> tuple[list[int], int]:
     sandbox = f"ek-{uuid.uuid4().hex[:12]}"
     with write_transaction(engine) as connection:
-        keys = [connection.execute(profiles.insert().values(
-            sandbox=sandbox, external_id=f"p{i}", attributes={}, created_at=NOW, updated_at=NOW)
-            .returning(profiles.c.pk)).scalar_one() for i in range(count)]
-        dataset = connection.execute(datasets.insert().values(
-            sandbox=sandbox, name="Web", kind="event", labels=[], field_labels={}, created_at=NOW,
-            updated_at=NOW).returning(datasets.c.pk)).scalar_one()
-    return keys, dataset
-
+        return new_profiles(connection, sandbox, count), new_dataset(connection, sandbox, "Web", "event")
 
 def _event(profile_pk: int, dataset_pk: int | None, n: int) -> dict:
     return {"profile_pk": profile_pk, "event_id": f"e{n}", "type": "pageView", "ts": NOW, "fields": {},

@@ -16,6 +16,7 @@ from cdp.storage.database import write_transaction
 from cdp.storage.models import datasets, identities, identity_links, ingestion_batches, profiles
 from tests.key_checks import (  # noqa: F401 - postgresql: a fixture
     a_write_racing_a_profile_delete, postgresql, key_refused, table_scans,
+    new_batch, new_dataset, new_profiles,
 )
 
 NOW = datetime(2026, 12, 7, tzinfo=timezone.utc)
@@ -26,18 +27,9 @@ def _setup(engine, count: int) -> tuple[str, list[int], int, int]:
     """``count`` profiles, a dataset and a batch of it in a new sandbox."""
     sandbox = f"ik-{uuid.uuid4().hex[:12]}"
     with write_transaction(engine) as connection:
-        keys = [connection.execute(profiles.insert().values(
-            sandbox=sandbox, external_id=f"p{i}", attributes={}, created_at=NOW, updated_at=NOW)
-            .returning(profiles.c.pk)).scalar_one() for i in range(count)]
-        dataset = connection.execute(datasets.insert().values(
-            sandbox=sandbox, name="Web", kind="event", labels=[], field_labels={}, created_at=NOW,
-            updated_at=NOW).returning(datasets.c.pk)).scalar_one()
-        batch = connection.execute(ingestion_batches.insert().values(
-            sandbox=sandbox, dataset_pk=dataset, status="succeeded", format="csv", file_sha256="0" * 64,
-            error_threshold=0.0, total_rows=0, accepted_rows=0, rejected_rows=0, duplicate_rows=0,
-            created_at=NOW).returning(ingestion_batches.c.pk)).scalar_one()
-    return sandbox, keys, dataset, batch
-
+        keys = new_profiles(connection, sandbox, count)
+        dataset = new_dataset(connection, sandbox, "Web", "event")
+        return sandbox, keys, dataset, new_batch(connection, sandbox, dataset)
 
 def _identity(sandbox: str, profile_pk: int, value: str) -> dict:
     return {"sandbox": sandbox, "profile_pk": profile_pk, "namespace": "email", "value": value,
