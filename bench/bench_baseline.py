@@ -6,7 +6,7 @@ For each backend one ``cdp serve`` (as bench_ingest.py starts it: same settings,
 PostgreSQL cluster) and, in the same run:
 
 * **Streaming, 1 record per request, 8 clients** (threads of this process, one keep-alive
-  ``httpx.Client`` each) next to the same server's **trivial authenticated GET**
+  connection each: bench/http_load.py's lean client, or ``--client httpx`` an ``httpx.Client``) next to the same server's **trivial authenticated GET**
   (``GET /v1/datasets/{id}``: the key checked, one small read), the same number of requests and
   clients, run alternately (GET, POST, GET, POST) so both see the same machine. Ratio = POST
   records/s ÷ GET requests/s; target ≥ 0.5, p99 ≤ 20 ms. On PostgreSQL also with ``cdp serve
@@ -56,27 +56,6 @@ def pct(values: list[float], q: float) -> float:
     return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def run_gets(base: str, headers: dict, path: str, count: int, clients: int):
-    """``count`` GETs of ``path`` by ``clients`` threads (bench_ingest.run_clients' machinery, with
-    GET instead of POST)."""
-    original = bi.send
-
-    def get(client, _path, _body, n, out):
-        started = time.perf_counter()
-        response = client.get(path)
-        out.latencies.append(time.perf_counter() - started)
-        out.requests += 1
-        out.records += n
-        out.statuses[response.status_code] = out.statuses.get(response.status_code, 0) + 1
-        out.accepted += 1 if response.status_code == 200 else 0
-
-    bi.send = get
-    try:
-        return run_clients(base, headers, path, [(b"", 1)] * count, clients)
-    finally:
-        bi.send = original
-
-
 class CpuMeter:
     """CPU seconds (user + system) of the server (its worker processes included), of the database
     server (PostgreSQL's postmaster and backends; None on SQLite, which runs inside the server) and
@@ -96,7 +75,7 @@ def _spent(before: tuple, after: tuple) -> tuple:
 
 
 def section_stream(server: Server, key: str, requests: int, rounds: int = 2, prefix: str = "",
-                   db_pid: int | None = None) -> dict:
+                   db_pid: int | None = None, client: str = "lean") -> dict:
     api = Api(server.base, key, f"{prefix}baseline-stream")
     get_dataset = api.create_dataset("GET target", "event")
     api.close()
@@ -109,14 +88,16 @@ def section_stream(server: Server, key: str, requests: int, rounds: int = 2, pre
         api.close()
         headers = {"Authorization": f"Bearer {key}", "X-Sandbox": f"{prefix}baseline-stream"}
         before = meter.read()
-        wall, outcome = run_gets(server.base, headers, f"/v1/datasets/{get_dataset}", requests, 8)
+        wall, outcome = run_clients(server.base, headers, f"/v1/datasets/{get_dataset}", [(b"", 1)] * requests, 8,
+                                    client=client, method="GET")
         out["get_cpu"].append(_spent(before, meter.read()))
         assert outcome.accepted == requests, outcome.statuses
         out["get"].append((wall, outcome.latencies))
         bodies = encode_requests(records[round_ * requests:(round_ + 1) * requests], 1)
         headers = {"Authorization": f"Bearer {key}", "X-Sandbox": f"{prefix}baseline-stream-{round_}"}
         before = meter.read()
-        wall, outcome = run_clients(server.base, headers, f"/v1/datasets/{dataset}/records", bodies, 8)
+        wall, outcome = run_clients(server.base, headers, f"/v1/datasets/{dataset}/records", bodies, 8,
+                                    client=client)
         out["post_cpu"].append(_spent(before, meter.read()))
         assert outcome.accepted == requests and outcome.non_200 == 0, (outcome.statuses, outcome.errors)
         out["post"].append((wall, outcome.latencies))
@@ -280,13 +261,13 @@ def run_backend(name: str, args, results: dict) -> None:
                 server = Server(url, workdir / f"server-{workers}.log", key, workers=workers)
                 try:
                     results[f"stream×{workers}"] = section_stream(server, key, args.requests, prefix=f"w{workers}-",
-                                                                  db_pid=db_pid)
+                                                                  db_pid=db_pid, client=args.client)
                 finally:
                     server.stop()
         server = Server(url, workdir / "server.log", key, workers=args.workers[0] if name == "postgresql" else 1)
         try:
             if "stream" in args.only:
-                results["stream"] = section_stream(server, key, args.requests, db_pid=db_pid)
+                results["stream"] = section_stream(server, key, args.requests, db_pid=db_pid, client=args.client)
             if "csv" in args.only:
                 if args.pg_stat and name == "postgresql":
                     _pg_stat_reset(url)
@@ -313,6 +294,8 @@ def report(args, all_results: dict, started: datetime, wall: float, load_start: 
              f"{load_start:.2f}, at end {os.getloadavg()[0]:.2f}; client, server and database share the machine",
              f"- code: {git}{' (cdp/ modified)' if dirty else ' (cdp/ clean)'}",
              f"- command: `{os.environ.get('CDP_BENCH_COMMAND', 'bench/bench_baseline.py')}`",
+             f"- streaming's load client: {args.client} ("
+             f"{'bench/http_load.py, a raw keep-alive socket' if args.client == 'lean' else 'an httpx.Client'} per thread)",
              f"- wall time: {wall / 60:.1f} min", ""]
     if any("stream" in r for r in all_results.values()):
         lines += ["### Streaming, 1 record per request, 8 clients, vs a trivial authenticated GET", "",
@@ -392,6 +375,8 @@ def main() -> int:
     parser.add_argument("--csv-rows", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=2_000)
     parser.add_argument("--record", action="store_true")
+    parser.add_argument("--client", choices=["lean", "httpx"], default="lean", help="streaming's load client: "
+                        "bench/http_load.py (default) or one httpx.Client a thread (the client before session 15)")
     parser.add_argument("--workers", default="1,2", help="PostgreSQL streaming: `cdp serve --workers` counts to "
                         "measure, each with its own server (default 1,2: the scale-out target); SQLite always 1")
     parser.add_argument("--pg-stat", action="store_true", help="PostgreSQL: pg_stat_statements during the cdp batch "

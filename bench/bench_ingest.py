@@ -219,7 +219,7 @@ class Server:
         if spy_dir:
             Path(spy_dir).mkdir(parents=True, exist_ok=True)
             self.profiler = subprocess.Popen(
-                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(self.process.pid), "--rate",
+                [os.environ.get("CDP_BENCH_PYSPY_BIN") or str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(self.process.pid), "--rate",
                  "250", "--format", "raw", "--output", str(Path(spy_dir) / f"server-{self.process.pid}.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -390,8 +390,51 @@ def send(client: httpx.Client, path: str, body: bytes, n: int, out: Outcome) -> 
             out.errors[text] = out.errors.get(text, 0) + 1
 
 
-def run_clients(base: str, headers: dict, path: str, bodies: list[tuple[bytes, int]], clients: int) -> tuple[float, Outcome]:
-    """``clients`` threads, one httpx.Client each, take the requests from one queue; (wall, outcome)."""
+def _lean_send(connection, method: str, path: str, body: bytes, n: int, out: Outcome) -> None:
+    """``send``'s bookkeeping over a bench/http_load.py connection."""
+    started = time.perf_counter()
+    try:
+        status, data = connection.request(method, path, body)
+    except OSError as exc:
+        connection.close()  # the next request opens another connection
+        status, data = 0, None
+        text = f"transport error: {type(exc).__name__}: {str(exc)[:200]}"
+        out.errors[text] = out.errors.get(text, 0) + 1
+    out.latencies.append(time.perf_counter() - started)
+    out.requests += 1
+    out.records += n
+    out.statuses[status] = out.statuses.get(status, 0) + 1
+    if data is None:
+        return
+    if method == "GET":  # the trivial GET of bench_baseline.py: its answer is a dataset
+        out.accepted += 1 if status == 200 else 0
+        return
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        answer = {}
+    if status != 200:
+        error = answer.get("error", {}) if isinstance(answer, dict) else {}
+        text = f"{status} {error.get('code', '?')}: {str(error.get('message', data[:200]))[:200]}"
+        out.errors[text] = out.errors.get(text, 0) + 1
+        return
+    out.accepted += answer.get("accepted", 0)
+    out.rejected += answer.get("rejected", 0)
+    out.duplicates += answer.get("duplicates", 0)
+    for result in answer.get("results", ()):
+        out.warnings += len(result.get("warnings") or ())
+        if result.get("status") == "rejected":
+            text = "rejected: " + "; ".join(f"{e['path']}: {e['message']}" for e in result.get("errors", []))[:200]
+            out.errors[text] = out.errors.get(text, 0) + 1
+
+
+def run_clients(base: str, headers: dict, path: str, bodies: list[tuple[bytes, int]], clients: int,
+                client: str = "httpx", method: str = "POST") -> tuple[float, Outcome]:
+    """``clients`` threads take the requests from one queue, each on one keep-alive connection:
+    ``client="httpx"`` an httpx.Client each (``send``), ``"lean"`` bench/http_load.py's
+    LeanConnection (a fraction of httpx's CPU a request); (wall, outcome)."""
+    from http_load import LeanConnection
+
     work: queue.SimpleQueue = queue.SimpleQueue()
     for item in bodies:
         work.put(item)
@@ -402,8 +445,21 @@ def run_clients(base: str, headers: dict, path: str, bodies: list[tuple[bytes, i
     deadline = [0.0]
 
     def worker(out: Outcome) -> None:
-        with httpx.Client(base_url=base, headers=headers, timeout=LIMIT["request"]) as client:
-            client.get("/healthz")  # the connection is open before the clock starts
+        if client == "lean":
+            connection = LeanConnection.to(base, headers, timeout=LIMIT["request"])
+
+            def one(body: bytes, n: int) -> None:
+                _lean_send(connection, method, path, body, n, out)
+        else:
+            connection = httpx.Client(base_url=base, headers=headers, timeout=LIMIT["request"])
+
+            def one(body: bytes, n: int) -> None:
+                if method == "POST":
+                    send(connection, path, body, n, out)
+                else:
+                    _httpx_get(connection, path, n, out)
+        with connection:
+            connection.request("GET", "/healthz")  # the connection is open before the clock starts
             ready.wait()
             while True:
                 try:
@@ -413,7 +469,7 @@ def run_clients(base: str, headers: dict, path: str, bodies: list[tuple[bytes, i
                 if time.perf_counter() > deadline[0]:
                     out.unsent += n
                     continue
-                send(client, path, body, n, out)
+                one(body, n)
 
     threads = [threading.Thread(target=worker, args=(o,), name=f"bench-client-{i}") for i, o in enumerate(outcomes)]
     for t in threads:
@@ -428,6 +484,16 @@ def run_clients(base: str, headers: dict, path: str, bodies: list[tuple[bytes, i
     for o in outcomes:
         total.add(o)
     return wall, total
+
+
+def _httpx_get(client: httpx.Client, path: str, n: int, out: Outcome) -> None:
+    started = time.perf_counter()
+    response = client.get(path)
+    out.latencies.append(time.perf_counter() - started)
+    out.requests += 1
+    out.records += n
+    out.statuses[response.status_code] = out.statuses.get(response.status_code, 0) + 1
+    out.accepted += 1 if response.status_code == 200 else 0
 
 
 @dataclass
