@@ -22,13 +22,15 @@ that prove every endpoint is protected).
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
+import anyio
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -61,13 +63,135 @@ def read_only(handler):
     return handler
 
 
-def get_connection(request: Request) -> Iterator[sa.Connection]:
-    if request.method in _READS or getattr(request.scope.get("endpoint"), "cdp_read_only", False):
-        with request.app.state.engine.begin() as connection:
-            yield connection
-    else:  # a request that may write takes SQLite's write lock up front (cdp.storage.database)
-        with write_transaction(request.app.state.engine) as connection:
-            yield connection
+class RequestConnection:
+    """The request's database connection, opened on first use by whoever needs it — in the thread
+    that uses it — and closed once: committed, or rolled back when given the exception.
+
+    What it opens is what ``ConnectionDep`` promises: requests other than GET/HEAD/OPTIONS begin
+    as writers (:func:`~cdp.storage.database.write_transaction`: SQLite's lock up front), routes
+    marked :func:`read_only` as readers. A request whose key and sandbox were seen lately opens
+    nothing before its handler; one that must read them opens it in the Authorizer."""
+
+    __slots__ = ("_request", "engine", "_context", "_connection", "_closed")
+
+    def __init__(self, request: Request):
+        self._request = request
+        self.engine: sa.Engine = request.app.state.engine
+        self._context = self._connection = None
+        self._closed = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._connection is not None
+
+    def open(self) -> sa.Connection:
+        """The connection in its transaction (blocking: call it in a worker thread)."""
+        if self._connection is None:
+            if self._closed:
+                raise RuntimeError("the request's connection was closed")
+            request = self._request
+            if request.method in _READS or getattr(request.scope.get("endpoint"), "cdp_read_only", False):
+                context = self.engine.begin()
+            else:  # a request that may write takes SQLite's write lock up front (cdp.storage.database)
+                context = write_transaction(self.engine)
+            self._connection = context.__enter__()
+            self._context = context
+        return self._connection
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Commit (``error`` None) or roll back, and give the connection back (blocking)."""
+        context, self._context, self._connection, self._closed = self._context, None, None, True
+        if context is None:
+            return
+        if error is None:
+            context.__exit__(None, None, None)
+        elif context.__exit__(type(error), error, error.__traceback__):
+            raise RuntimeError("a transaction swallowed the request's error")  # neither context does
+
+
+async def get_request_connection(request: Request) -> AsyncIterator[RequestConnection]:
+    """The :class:`RequestConnection` (async: no thread-pool hop unless it was opened, and then
+    one, to close it — when its user did not)."""
+    holder = RequestConnection(request)
+    try:
+        yield holder
+    except BaseException as exc:
+        if holder.is_open:
+            await _close_in_thread(holder, exc)
+        raise
+    if holder.is_open:
+        await _close_in_thread(holder, None)
+
+
+async def _close_in_thread(holder: RequestConnection, error: BaseException | None) -> None:
+    # as FastAPI's contextmanager_in_threadpool exits: shielded, and with a limiter of its own (a
+    # full thread pool must not keep a connection from going back to its pool)
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(holder.close, error, limiter=anyio.CapacityLimiter(1))
+
+
+RequestConnectionDep = Annotated[RequestConnection, Depends(get_request_connection, scope="function")]
+
+
+def get_connection(holder: RequestConnectionDep) -> Iterator[sa.Connection]:
+    connection = holder.open()
+    try:
+        yield connection
+    except BaseException as exc:
+        holder.close(exc)
+        raise
+    holder.close()
+
+
+def single_hop(handler):
+    """Runs a sync route handler that takes a ``ConnectionDep`` in one thread-pool hop with its
+    connection: opened, the handler, committed (rolled back if it raises) and closed, where a
+    sync ``ConnectionDep`` costs three hops (open, handler, close) and a response model a fourth
+    (FastAPI validates a sync handler's answer in the pool). What ConnectionDep promises holds:
+    the commit before the response (a failed commit is this request's error), the rollback on
+    error, SQLite's write lock up front; the handler gets a plain connection.
+
+    The answer is checked against the response model after the commit, on the event loop: use
+    it on handlers that answer a ``Response`` themselves or only read. The route stays the same
+    FastAPI route, parameters and OpenAPI document unchanged (the handler's signature is kept, its
+    ``ConnectionDep`` parameters served by the request's connection). Put it below the route
+    decorator."""
+    if inspect.iscoroutinefunction(handler):
+        raise TypeError("single_hop is for sync handlers")
+    hints = get_type_hints(handler, include_extras=True)
+    signature = inspect.signature(handler)
+    parameters, names = [], []
+    for parameter in signature.parameters.values():
+        annotation = hints.get(parameter.name, parameter.annotation)
+        if annotation == ConnectionDep:
+            annotation = RequestConnectionDep
+            names.append(parameter.name)
+        parameters.append(parameter.replace(annotation=annotation))
+    if not names:
+        raise TypeError(f"{handler.__name__} takes no ConnectionDep")
+
+    def run(values: dict[str, Any]) -> Any:
+        holder: RequestConnection = values[names[0]]
+        connection = holder.open()
+        try:
+            result = handler(**{**values, **dict.fromkeys(names, connection)})
+        except BaseException as exc:
+            holder.close(exc)
+            raise
+        holder.close()
+        return result
+
+    async def endpoint(**values: Any) -> Any:
+        return await run_in_threadpool(run, values)
+
+    # what FastAPI reads of an endpoint (name, docstring, module, signature with its annotations
+    # resolved); no __wrapped__, which would make FastAPI see the sync handler
+    for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):
+        setattr(endpoint, attribute, getattr(handler, attribute))
+    endpoint.__dict__.update(handler.__dict__)
+    endpoint.__signature__ = signature.replace(parameters=parameters,  # type: ignore[attr-defined]
+                                               return_annotation=hints.get("return", signature.return_annotation))
+    return endpoint
 
 
 async def get_settings(request: Request) -> Settings:
@@ -134,12 +258,13 @@ class Authorizer:
 
     # async: a request whose key and sandbox were seen lately (cdp/auth/service.py, the cache
     # below) needs no database here, so it runs on the event loop — a thread-pool hop less per
-    # request (~0.1 ms of server CPU measured, of a trivial GET's ~2); a miss reads the database
-    # in the thread pool, as a sync dependency would
+    # request (~0.1 ms of server CPU measured, of a trivial GET's ~2) — and opens no connection
+    # (the handler does, in its own hop: single_hop); a miss opens the request's connection and
+    # reads the database in the thread pool, as a sync dependency would
     async def __call__(
         self,
         request: Request,
-        connection: ConnectionDep,
+        connection: RequestConnectionDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         x_sandbox: Annotated[str | None, Header(
             alias=SANDBOX_HEADER, description=_SANDBOX_HELP,
@@ -149,7 +274,7 @@ class Authorizer:
         presented = credentials.credentials if credentials else None
         key = cached_key(connection.engine, presented)
         if key is None:
-            key = await run_in_threadpool(authenticate, connection=connection, key=presented)
+            key = await run_in_threadpool(lambda: authenticate(connection=connection.open(), key=presented))
         request.app.state.rate_limiter.take(key.id)  # 429 rate_limited past the key's limit
         sandbox = validate_sandbox_name(x_sandbox) if x_sandbox is not None else DEFAULT_SANDBOX
         if key.role not in self.roles:
@@ -162,7 +287,7 @@ class Authorizer:
                             f"({SANDBOX_HEADER} header)", code="sandbox_forbidden",
                             details={"key_sandbox": key.sandbox, "sandbox": sandbox})
         if self.sandbox_must_exist and not _sandbox_seen(connection.engine, sandbox):
-            await run_in_threadpool(_require_sandbox_cached, connection, sandbox)
+            await run_in_threadpool(lambda: _require_sandbox_cached(connection.open(), sandbox))
         return Principal(key_id=key.id, name=key.name, role=key.role, key_sandbox=key.sandbox, sandbox=sandbox)
 
 

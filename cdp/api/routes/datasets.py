@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from cdp.activation.service import recheck  # labels, policies and segments in use are evaluated again
-from cdp.api.deps import AnyRole, ConnectionDep, Stewards
+from cdp.api.deps import AnyRole, ConnectionDep, Stewards, single_hop
 from cdp.api.errors import COMMON_RESPONSES, ErrorResponse
 from cdp.api.pagination import Page, PageDep
 from cdp.datasets import service
@@ -38,6 +38,7 @@ def list_datasets(principal: AnyRole, connection: ConnectionDep, page: PageDep,
 
 
 @router.get("/{dataset_id}", response_model=DatasetRead, responses=NOT_FOUND, summary="Read a dataset")
+@single_hop  # connection, handler, commit in one thread-pool hop (cdp/api/deps.py)
 def get_dataset(dataset_id: DatasetId, principal: AnyRole, connection: ConnectionDep) -> DatasetRead:
     return service.get_dataset(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id)
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, BackgroundTasks, Body, Depends, File, Form, Path, Query, Request, UploadFile, status
 from fastapi.responses import Response, StreamingResponse
 
-from cdp.api.deps import ClockDep, ConnectionDep, EngineDep, MetricsDep, SettingsDep, Stewards
+from cdp.api.deps import ClockDep, ConnectionDep, EngineDep, MetricsDep, SettingsDep, Stewards, single_hop
 from cdp.api.errors import COMMON_RESPONSES, ErrorResponse
 from cdp.api.pagination import Page, PageDep
 from cdp.api.routes.activation import wake_delivery
@@ -52,6 +52,7 @@ _RECORDS_BODY = {"anyOf": [
                          "has `identities` and `attributes`; an event record `identities` and `event` (id, type, "
                          "timestamp and fields, as in the profile document). Limits: 64 KiB per record, 1,000 "
                          "records per request (413 `batch_too_large`), 100,000 events per profile.")
+@single_hop  # connection, handler, commit in one thread-pool hop (cdp/api/deps.py)
 def ingest_records(dataset_id: DatasetId, principal: Stewards, connection: ConnectionDep, metrics: MetricsDep,
                    clock: ClockDep, request: Request,
                    body: Annotated[Any, Body(openapi_examples={"batch": {"value": _RECORDS_EXAMPLE}},
@@ -60,10 +61,10 @@ def ingest_records(dataset_id: DatasetId, principal: Stewards, connection: Conne
     # the schema is read with the sandbox's other settings (one version number: cdp/ingestion/config.py)
     answer = service.ingest_records(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id,
                                     body=body, metrics=metrics, clock=clock)
-    # committed here, on this thread, rather than by the dependency after the handler returns (two
-    # thread-pool hops later): the request's locks — the identities of its people, on PostgreSQL;
-    # the database, on SQLite — are held until the COMMIT, and 8 writers of the same people queue
-    # on them (bench/RESULTS.md, issue 16 fifth round). A failed commit is still this request's error.
+    # committed here, before the delivery wake and the answer's encoding: the request's locks —
+    # the identities of its people, on PostgreSQL; the database, on SQLite — are held until the
+    # COMMIT, and 8 writers of the same people queue on them (bench/RESULTS.md, issue 16 fifth
+    # round). A failed commit is still this request's error.
     commit_now(connection)
     # after the commit: the changes it made go out at once. Called here, not as a background task:
     # the wake only sets an event, and a background task cost the request a thread-pool hop after
