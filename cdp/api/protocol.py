@@ -61,6 +61,44 @@ class JsonErrorsH11Protocol(H11Protocol):
         self.transport.close()
 
 
+class _HeadWithBody:
+    """The transport as one response sees it: the response's head (uvicorn writes the status line
+    and headers as soon as the app starts its answer) is held until the body's first bytes, and
+    both go out in one write — one send(2) and one TCP segment for a small answer instead of two,
+    on both ends (measured on the trivial GET: uvicorn's send was a third of the event loop's
+    CPU). A head whose body is late (a streamed answer) goes out at the loop's next turn; closing
+    writes what is held first. Everything else is the transport's."""
+
+    __slots__ = ("_transport", "_loop", "_held")
+
+    def __init__(self, transport, loop):
+        self._transport, self._loop = transport, loop
+        self._held: bytes | None = b""  # b"": nothing written yet; None: the head went out
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            self._transport.write(data)
+        elif held:  # the head, with the first bytes after it
+            self._held = None
+            self._transport.write(held + data)
+        else:  # the response's first write: its head
+            self._held = data
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        held, self._held = self._held, None
+        if held and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
+
+
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 except ImportError:  # httptools not installed: serving_protocol() answers the h11 protocol
@@ -129,7 +167,10 @@ if HttpToolsProtocol is not None:
             size = self._head_size + len(self.parser.get_method()) + 1
             # the section's bytes in this read: all of it if it began here, else what earlier reads lacked
             self._read_used = self._began_at + size if self._began_at is not None else max(0, size - self._head_bytes)
+            before = self.cycle
             super().on_headers_complete()
+            if self.cycle is not None and self.cycle is not before:  # a new request's cycle (not an upgrade)
+                self.cycle.transport = _HeadWithBody(self.transport, self.loop)
 
         def on_body(self, body: bytes) -> None:
             self._read_used += len(body)

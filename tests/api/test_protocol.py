@@ -7,6 +7,7 @@ whole `cdp serve`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -16,7 +17,7 @@ import pytest
 import uvicorn
 
 from cdp.api.protocol import (MAX_HEADER_BYTES, JsonErrorsH11Protocol, JsonErrorsHttpToolsProtocol,
-                              serving_protocol)
+                              _HeadWithBody, serving_protocol)
 
 
 async def _echo(scope, receive, send):
@@ -131,3 +132,51 @@ def test_keep_alive_requests_after_an_incomplete_section_count_afresh(port):
     pieces = [part for _ in range(4) for part in (request[:5000], request[5000:])]
     answers = _exchange(port, pieces, answers=4)
     assert [status for status, _, _ in answers] == [200] * 4
+
+
+class _Transport:
+    def __init__(self):
+        self.writes: list = []
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.writes.append("closed")
+
+    def get_extra_info(self, name):
+        return name
+
+
+def test_a_response_head_goes_out_with_its_body_in_one_write():
+    """The httptools protocol holds a response's head until its body (one send, one segment)."""
+    loop = asyncio.new_event_loop()
+    try:
+        raw = _Transport()
+        t = _HeadWithBody(raw, loop)
+        t.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        assert raw.writes == []
+        t.write(b"body")
+        t.write(b"more")
+        assert raw.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody", b"more"]
+        loop.run_until_complete(asyncio.sleep(0))  # its flush finds nothing held
+        assert raw.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody", b"more"]
+        assert t.get_extra_info("peername") == "peername"  # the rest is the transport's
+
+        raw = _Transport()
+        late = _HeadWithBody(raw, loop)
+        late.write(b"head")  # a body that is late (a streamed answer): the head goes out at the next turn
+        loop.run_until_complete(asyncio.sleep(0))
+        assert raw.writes == [b"head"]
+
+        raw = _Transport()
+        closed = _HeadWithBody(raw, loop)
+        closed.write(b"head")
+        closed.close()  # what is held is written before the close
+        assert raw.writes == [b"head", "closed"]
+    finally:
+        loop.close()
