@@ -5,7 +5,11 @@
   the response is sent, so a failed commit is an error response, not a lost write). Requests
   other than GET/HEAD/OPTIONS begin as writers (``write_transaction``: SQLite's lock up front),
   except routes marked :func:`read_only` (evaluating, checking): readers never wait for a
-  writer — not even behind a batch holding SQLite's write lock.
+  writer — not even behind a batch holding SQLite's write lock. The connection is the request's
+  :class:`RequestConnection`, opened where first needed: by the authorization on a key or
+  sandbox cache miss, else by the handler. A sync handler costs FastAPI three thread-pool hops
+  with it (open, handler, close); :func:`single_hop` makes it one (the hot routes: a record
+  posted, a dataset read).
 * ``require(*roles)`` — authentication and authorization, declared by every endpoint: the API key
   (``Authorization: Bearer``) must be valid (else 401), hold one of ``roles`` (else 403
   ``forbidden``) and, when bound to a sandbox, be used in that sandbox (else 403
