@@ -31,6 +31,7 @@ source ``streaming``), and the server's CPU seconds.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import secrets
@@ -244,7 +245,12 @@ class SandboxProfile:
 
 
 def measure(server: bi.Server, key: str, made: dict[int, tuple[str, int]], records: list[dict], rounds: int,
-            name: str = "") -> dict:
+            name: str = "", client_kind: str = "httpx") -> dict:
+    """``client_kind``: the timed POSTs by an httpx.Client (default: as recorded so far) or by
+    bench/http_load.py's lean connection (``--client lean``: ~0.1 ms of client CPU a request
+    instead of ~1, out of the latency measured)."""
+    from http_load import LeanConnection
+
     per_round = len(records) // rounds
     server_side: dict[int, dict] = {count: {} for count in made}  # histograms over the measured requests
     latencies: dict[int, list[float]] = {count: [] for count in made}
@@ -258,17 +264,24 @@ def measure(server: bi.Server, key: str, made: dict[int, tuple[str, int]], recor
         for count in (order if round_ % 2 == 0 else order[::-1]):
             sandbox, dataset = made[count]
             headers = {"Authorization": f"Bearer {key}", "X-Sandbox": sandbox, "Content-Type": "application/json"}
-            with httpx.Client(base_url=server.base, headers=headers, timeout=60) as client:
+            with httpx.Client(base_url=server.base, headers=headers, timeout=60) as client, \
+                    LeanConnection.to(server.base, headers, timeout=60) as lean:
                 path = f"/v1/datasets/{dataset}/records"
+                if client_kind == "lean":
+                    lean.request("GET", "/healthz")  # the connection open before the clock starts
                 histograms_before = histograms(client)
                 profile.start(count, round_ + 1)
                 cpu_before = bi.cpu_seconds(server.pid)
                 started = time.perf_counter()
                 for body in bodies:
                     t0 = time.perf_counter()
-                    response = client.post(path, content=body)
+                    if client_kind == "lean":
+                        status, text = lean.request("POST", path, body)
+                    else:
+                        response = client.post(path, content=body)
+                        status, text = response.status_code, response.content
                     latencies[count].append((time.perf_counter() - t0) * 1000)
-                    assert response.status_code == 200 and response.json()["accepted"] == 1, response.text[:500]
+                    assert status == 200 and json.loads(text)["accepted"] == 1, text[:500]
                 walls[count] += time.perf_counter() - started
                 cpu[count] += bi.cpu_seconds(server.pid) - cpu_before
                 profile.stop()
@@ -330,7 +343,7 @@ def run_backend(name: str, args, counts: list[int]) -> dict:
             engine.dispose()
             warm_up(server, key, made, warmup)
             cpu_before = bi.cpu_seconds(server.pid)
-            out = measure(server, key, made, records, args.rounds, name)
+            out = measure(server, key, made, records, args.rounds, name, client_kind=args.client)
             out["server_cpu"] = bi.cpu_seconds(server.pid) - cpu_before
         finally:
             server.stop()
@@ -351,6 +364,7 @@ def report(args, counts: list[int], results: dict[str, dict], started: datetime,
              f"- machine: nproc {os.cpu_count()}, {cpu_model()}; load average at start {os.getloadavg()[0]:.2f}; "
              f"Python {platform.python_version()}; commit {git}",
              f"- command: `{command}`",
+             f"- the timed requests' client: {args.client}",
              f"- wall time: {wall / 60:.1f} min",
              f"- segments: {'bench/bench_segments.py `shapes(N)`' if args.segment_mix == 'shapes' else 'bench/bench_streaming.py `by_value_shapes(N)` (per category / channel)'}"
              f"{'; the stream moved to end at the run start (--fresh)' if args.fresh else ''}"
@@ -428,6 +442,8 @@ def main() -> int:
     parser.add_argument("--fresh", action="store_true",
                         help="move the stream in time so that it ends now (the generator's events are days old)")
     parser.add_argument("--record", action="store_true")
+    parser.add_argument("--client", choices=["httpx", "lean"], default="httpx",
+                        help="the timed requests' client: httpx (as recorded so far) or bench/http_load.py")
     args = parser.parse_args()
     bi.LIMIT.update(bi.LIMITS[False])
     counts = [0, *(int(c) for c in args.segments.split(","))]
