@@ -18,7 +18,8 @@ PostgreSQL cluster) and, in the same run:
   per row, with keys handed out up front, in one transaction: ``executemany`` on SQLite,
   ``COPY … FROM STDIN`` (psycopg) on PostgreSQL. Ratio = ours ÷ bare, in seconds; target ≤ 3.
 
-Client, server and database share the machine's cores; the report gives wall times only.
+Client, server and database share the machine's cores; the report gives rates and latencies (wall time) and
+each side's CPU per request (server, database, client), which the machine's load disturbs less.
 """
 
 from __future__ import annotations

@@ -33,8 +33,10 @@ def main() -> None:
     parser.add_argument("--match", default="", help="only functions whose label contains this")
     parser.add_argument("--within", default="", help="only stacks through a function whose label contains this "
                         "(e.g. _BatchRun.run); percentages of those stacks")
-    parser.add_argument("--idle", default="select (selectors.py)|_worker (thread.py)|wait (threading.py)|"
-                        "sleep|run_until_complete|_run_once (base_events.py)",
+    # the labels py-spy gives idle leaf frames, escaped: their parentheses are literal, not groups
+    idle_frames = ("select (selectors.py)", "_worker (thread.py)", "wait (threading.py)", "sleep",
+                   "run_until_complete", "_run_once (base_events.py)")
+    parser.add_argument("--idle", default="|".join(map(re.escape, idle_frames)),
                         help="leaf frames counted as idle (regex)")
     args = parser.parse_args()
     inclusive: Counter = Counter()
