@@ -61,7 +61,7 @@ from cdp.segments.reads import Change
 from cdp.segments.streaming_plan import StreamingPlan, streaming_plan
 from cdp.segments.timing import earliest_merged
 from cdp.storage.memberships import (
-    due_form, state_from_rows, state_rows_parameters, state_rows_sql, write_profile,
+    driver, due_form, state_from_rows, state_rows_parameters, state_rows_sql, write_profile,
 )
 from cdp.storage.models import (
     segment_due, segment_due_saved, segments,
@@ -324,7 +324,7 @@ def _load_with_state(connection: sa.Connection, profile_pk: int, schema: Schema,
     parameters = profile_rows_parameters(dialect, profile_pk, event_types)
     if not every:
         parameters.update(state_rows_parameters(dialect, evaluated))
-    profile, rest = profile_from_rows(connection.exec_driver_sql(sql, parameters).fetchall(), schema, dialect)
+    profile, rest = profile_from_rows(driver(connection, sql, parameters, rows=True), schema, dialect)
     members, stored, saved = state_from_rows(rest)
     return profile, members, stored, saved
 
