@@ -91,9 +91,7 @@ def instrument(phases: Phases, engine) -> None:
     del relevance
     original_predicate = streaming_plan.StreamingPlan.predicate
 
-    def predicate(self, i):
-        found = original_predicate(self, i)
-
+    def timer(found):
         def timed(*args):
             phases.enter("streaming: predicates")
             try:
@@ -101,7 +99,18 @@ def instrument(phases: Phases, engine) -> None:
             finally:
                 phases.leave()
         return timed
+
+    def predicate(self, i):
+        return timer(original_predicate(self, i))
     streaming_plan.StreamingPlan.predicate = predicate
+    # a plan built with its predicates compiled (session 14) calls them from its list: time those
+    original_init = streaming_plan.StreamingPlan.__init__
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        if isinstance(getattr(self, "predicates", None), list):
+            self.predicates = [None if found is None else timer(found) for found in self.predicates]
+    streaming_plan.StreamingPlan.__init__ = init
 
     @sa.event.listens_for(engine, "before_cursor_execute")
     def _before(conn, cursor, statement, parameters, context, executemany):

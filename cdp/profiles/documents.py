@@ -173,10 +173,26 @@ def profile_from_rows(rows: Iterable, schema: Schema, dialect: str) -> tuple[Loa
     fingerprint = schema.fingerprint
     attributes = dict(_converted(head[2], fingerprint, schema.profile_type, external_id))
     event_type = schema.event_type
-    loaded = [{"id": event_id, "type": intern(type_), "timestamp": _utc(at, sqlite),
-               **_converted(fields, fingerprint, event_type, external_id)}
-              for _, event_id, fields, type_, at, _ in stored]
+    loaded = []
+    for _, event_id, fields, type_, at, pk in stored:
+        key = (fingerprint, pk, event_id, type_, at, fields)
+        event = _LOADED_EVENTS.get(key)
+        if event is None:
+            event = {"id": event_id, "type": intern(type_), "timestamp": _utc(at, sqlite),
+                     **_converted(fields, fingerprint, event_type, external_id)}
+            if len(_LOADED_EVENTS) >= _CONVERTED_LIMIT:
+                _LOADED_EVENTS.clear()
+            _LOADED_EVENTS[key] = event
+        loaded.append(event)
     return LoadedProfile(external_id, [], attributes, loaded), rest
+
+
+# An event as the engine holds it, memoised by everything its row holds (pk, id, type, time, the
+# stored JSON text) and the schema's fingerprint — a pure function of them, so a hit is exactly
+# what building it again gives; each ingest re-reads the profile's events of the types its
+# segments read, most of them loaded before. The dicts are shared between loaded profiles: the
+# engine reads events and never writes them.
+_LOADED_EVENTS: dict[tuple, dict[str, Any]] = {}
 
 
 # Stored documents as the engine holds them, memoised by their stored JSON text and the schema's
