@@ -119,7 +119,11 @@ def instrument(phases: Phases, engine) -> None:
             shape = " ".join(statement.split())[:70]
             phases.statements[shape] += 1
             phases.rows[shape] += len(parameters) if executemany else 1
-        phases.enter(("streaming: " if top.startswith("streaming") else "") + "statements (driver)")
+        if top.startswith("streaming"):  # streaming's statements: the read apart from the writes
+            kind = "read" if statement.lstrip().upper().startswith("SELECT") else "writes"
+            phases.enter(f"streaming: statements (driver): {kind}")
+        else:
+            phases.enter("statements (driver)")
 
     @sa.event.listens_for(engine, "after_cursor_execute")
     def _after(*_args, **_kwargs):

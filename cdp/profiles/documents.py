@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timezone
+from operator import itemgetter
 from sys import intern
 from typing import Any
 
@@ -132,15 +133,17 @@ _ROWS = {
 def profile_rows_sql(dialect: str, event_types: Collection[str] | None, extra: str = "") -> str:
     """One statement giving a profile's row and the rows of its events (of ``event_types``; None:
     all; empty: none), then ``extra`` (``UNION ALL SELECT …`` branches of the caller's, in the
-    same columns), ordered by kind, time and pk (the events in the order the Core queries gave).
-    Parameters: :func:`profile_rows_parameters`."""
+    same columns), in no order: :func:`profile_from_rows` orders the events by time and pk (the
+    order the Core queries gave) — in Python, where the statement's ``ORDER BY 1, 5, 6`` made
+    SQLite sort every row of the union in a temporary B-tree (~11 of ~55 µs a read of a
+    profile of ~20 rows, measured). Parameters: :func:`profile_rows_parameters`."""
     profile, events_sql, of_types = _ROWS[dialect]
     parts = [profile]
     if event_types is None:
         parts.append(events_sql)
     elif event_types:
         parts.append(events_sql + of_types)
-    return " UNION ALL ".join(parts) + extra + " ORDER BY 1, 5, 6"
+    return " UNION ALL ".join(parts) + extra
 
 
 def profile_rows_parameters(dialect: str, profile_pk: int, event_types: Collection[str] | None) -> dict[str, Any]:
@@ -173,6 +176,9 @@ def profile_from_rows(rows: Iterable, schema: Schema, dialect: str) -> tuple[Loa
     fingerprint = schema.fingerprint
     attributes = dict(_converted(head[2], fingerprint, schema.profile_type, external_id))
     event_type = schema.event_type
+    # by time, then pk: on SQLite the stored text (bytewise, as SQLite's ORDER BY compared it), on
+    # PostgreSQL aware datetimes (chronological, as timestamptz compares)
+    stored.sort(key=_TIME_AND_PK)
     loaded = []
     for _, event_id, fields, type_, at, pk in stored:
         key = (fingerprint, pk, event_id, type_, at, fields)
@@ -186,6 +192,8 @@ def profile_from_rows(rows: Iterable, schema: Schema, dialect: str) -> tuple[Loa
         loaded.append(event)
     return LoadedProfile(external_id, [], attributes, loaded), rest
 
+
+_TIME_AND_PK = itemgetter(4, 5)
 
 # An event as the engine holds it, memoised by everything its row holds (pk, id, type, time, the
 # stored JSON text) and the schema's fingerprint — a pure function of them, so a hit is exactly
