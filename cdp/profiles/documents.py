@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from cdp.engine.profile import INTEGER_MAX, INTEGER_MIN, LoadedProfile, ProfileError, coerce, flatten
 from cdp.schema import Schema
+from cdp.storage.memberships import array_literal
 from cdp.storage.models import events, identities, profiles
 
 
@@ -126,7 +127,7 @@ _ROWS = {
     "postgresql": ("SELECT 0, external_id::text, attributes::text, NULL::text, NULL::timestamptz, pk FROM profiles "
                    "WHERE pk = %(profile)s",
                    "SELECT 1, event_id::text, fields::text, type::text, ts, pk FROM events WHERE profile_pk = %(profile)s",
-                   " AND type = ANY(%(types)s)"),
+                   " AND type = ANY(%(types)s::text[])"),
 }
 
 
@@ -149,9 +150,20 @@ def profile_rows_sql(dialect: str, event_types: Collection[str] | None, extra: s
 def profile_rows_parameters(dialect: str, profile_pk: int, event_types: Collection[str] | None) -> dict[str, Any]:
     parameters: dict[str, Any] = {"profile": profile_pk}
     if event_types:
-        ordered = sorted(event_types)
-        parameters["types"] = json.dumps(ordered) if dialect == "sqlite" else ordered
+        key = (dialect, event_types if isinstance(event_types, frozenset) else frozenset(event_types))
+        found = _TYPES.get(key)
+        if found is None:  # the types sorted, as one text: JSON (SQLite), an array literal (PostgreSQL)
+            ordered = sorted(event_types)
+            found = json.dumps(ordered) if dialect == "sqlite" else array_literal(ordered)
+            if len(_TYPES) > 10_000:
+                _TYPES.clear()
+            _TYPES[key] = found
+        parameters["types"] = found
     return parameters
+
+
+# profile_rows_parameters' text per set of event types (a plan's selections are a few sets)
+_TYPES: dict[tuple, str] = {}
 
 
 def profile_from_rows(rows: Iterable, schema: Schema, dialect: str) -> tuple[LoadedProfile, list]:

@@ -190,6 +190,15 @@ def driver(connection: sa.Connection, sql: str, parameters: Any, *, many: bool =
     return answer
 
 
+def array_literal(values: Iterable[Any]) -> str:
+    """A PostgreSQL array literal (``{1,2}``; text quoted, backslash and double quote escaped),
+    sent as one text parameter and cast by the statement: psycopg dumps a list parameter element by
+    element in Python (~20 µs more a statement than one text, measured; cdp.identity.listed does
+    the same for the identity graph)."""
+    return "{" + ",".join(str(v) if v.__class__ is int else
+                          '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
 _sqlite_instants: dict[datetime, str] = {}
 
 
@@ -252,7 +261,7 @@ def state_rows_sql(dialect: str) -> str:
 
 def state_rows_parameters(dialect: str, evaluated: list[int]) -> dict[str, Any]:
     """``evaluated``: the segments whose membership is wanted."""
-    return {"evaluated": json.dumps(evaluated) if dialect == "sqlite" else evaluated}
+    return {"evaluated": json.dumps(evaluated) if dialect == "sqlite" else array_literal(evaluated)}
 
 
 def state_from_rows(rows: Iterable) -> tuple[set[int], Any, Any]:
