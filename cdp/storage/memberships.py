@@ -162,8 +162,8 @@ def driver(connection: sa.Connection, sql: str, parameters: Any, *, many: bool =
     measured: its execution context, result metadata and row objects for statements whose text
     and parameter forms are fixed here). ``rows``: the fetched rows (tuples), else the cursor's
     ``rowcount``. Inside the connection's transaction only (else through ``exec_driver_sql``,
-    which begins it); errors are SQLAlchemy's (``sa.exc.DBAPIError.instance``: an IntegrityError
-    stays one, so callers that tell a lost race from a failure keep working); the
+    which begins it); errors are SQLAlchemy's (its own handling of a statement's error: an
+    IntegrityError stays one, so callers that tell a lost race from a failure keep working); the
     ``before_cursor_execute`` / ``after_cursor_execute`` listeners of the connection and its
     engine (the tests' and benches' statement counts) are called as SQLAlchemy calls them, with no
     execution context."""
@@ -181,9 +181,9 @@ def driver(connection: sa.Connection, sql: str, parameters: Any, *, many: bool =
             cursor.execute(sql, parameters)
         answer = cursor.fetchall() if rows else cursor.rowcount
     except connection.dialect.loaded_dbapi.Error as error:
-        cursor.close()
-        raise sa.exc.DBAPIError.instance(sql, parameters, error, connection.dialect.loaded_dbapi.Error,
-                                         hide_parameters=True, dialect=connection.dialect, ismulti=many) from error
+        # as SQLAlchemy handles its own statements' errors (SQLAlchemy 2.x): translated, and a
+        # lost connection invalidated; it raises
+        connection._handle_dbapi_exception(error, sql, parameters, cursor, None)
     cursor.close()
     if observed:
         connection.dispatch.after_cursor_execute(connection, cursor, sql, parameters, None, many)
