@@ -91,9 +91,7 @@ def instrument(phases: Phases, engine) -> None:
     del relevance
     original_predicate = streaming_plan.StreamingPlan.predicate
 
-    def predicate(self, i):
-        found = original_predicate(self, i)
-
+    def timer(found):
         def timed(*args):
             phases.enter("streaming: predicates")
             try:
@@ -101,7 +99,18 @@ def instrument(phases: Phases, engine) -> None:
             finally:
                 phases.leave()
         return timed
+
+    def predicate(self, i):
+        return timer(original_predicate(self, i))
     streaming_plan.StreamingPlan.predicate = predicate
+    # a plan built with its predicates compiled (session 14) calls them from its list: time those
+    original_init = streaming_plan.StreamingPlan.__init__
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        if isinstance(getattr(self, "predicates", None), list):
+            self.predicates = [None if found is None else timer(found) for found in self.predicates]
+    streaming_plan.StreamingPlan.__init__ = init
 
     @sa.event.listens_for(engine, "before_cursor_execute")
     def _before(conn, cursor, statement, parameters, context, executemany):
@@ -110,7 +119,11 @@ def instrument(phases: Phases, engine) -> None:
             shape = " ".join(statement.split())[:70]
             phases.statements[shape] += 1
             phases.rows[shape] += len(parameters) if executemany else 1
-        phases.enter(("streaming: " if top.startswith("streaming") else "") + "statements (driver)")
+        if top.startswith("streaming"):  # streaming's statements: the read apart from the writes
+            kind = "read" if statement.lstrip().upper().startswith("SELECT") else "writes"
+            phases.enter(f"streaming: statements (driver): {kind}")
+        else:
+            phases.enter("statements (driver)")
 
     @sa.event.listens_for(engine, "after_cursor_execute")
     def _after(*_args, **_kwargs):

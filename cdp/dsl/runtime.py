@@ -147,6 +147,14 @@ def window_start(as_of: datetime, amount: int, unit: str) -> datetime:
     return lo if lo is not None else datetime.min.replace(tzinfo=timezone.utc)
 
 
+def window_start_by(as_of: datetime, length: timedelta) -> datetime:
+    """:func:`window_start` for a fixed-unit length given as a timedelta."""
+    try:
+        return as_of - length
+    except OverflowError:
+        return datetime.min.replace(tzinfo=timezone.utc)
+
+
 def timedelta_of(amount: int, unit: str) -> timedelta:
     return timedelta(seconds=amount * _UNIT_SECONDS[unit])
 

@@ -61,7 +61,7 @@ from cdp.segments.reads import Change
 from cdp.segments.streaming_plan import StreamingPlan, streaming_plan
 from cdp.segments.timing import earliest_merged
 from cdp.storage.memberships import (
-    due_form, state_from_rows, state_rows_parameters, state_rows_sql, write_profile,
+    driver, due_form, state_from_rows, state_rows_parameters, state_rows_sql, write_profile,
 )
 from cdp.storage.models import (
     segment_due, segment_due_saved, segments,
@@ -160,16 +160,11 @@ class StreamingEvaluator:
         refs = plan.refs
         # ONE statement: the profile (only the events the chosen segments, and those they
         # reference, can read), its memberships of the chosen segments and its stored instant
-        listed = None  # None: all the profile's memberships (_load_with_state)
+        listed, listed_parameters = None, None  # None: all the profile's memberships (_load_with_state)
         if len(chosen) <= _LISTED_AT_MOST:
-            listed = [refs[i].pk for i in chosen]
-            if added:  # and the memberships of the segments they reference
-                referenced = plan.referenced
-                extra = {refs[j].pk for i in chosen for j in referenced[i]}
-                if extra:
-                    listed = sorted(extra.union(listed))
+            listed, listed_parameters = plan.listed(chosen, added, self.connection.dialect.name)
         profile, members, stored, saved = _load_with_state(self.connection, profile_pk, plan.schema, event_types,
-                                                           listed)
+                                                           listed, listed_parameters)
         # a record of new events only, the stored instant not passed: the stored memberships are
         # the answers until it, and the segments whose membership it cannot move are skipped
         # (and no saved segment waits for its first evaluation here: the stored instant does not
@@ -305,10 +300,12 @@ _LISTED_AT_MOST = 32  # segments to evaluate beyond which all the profile's memb
 
 
 def _load_with_state(connection: sa.Connection, profile_pk: int, schema: Schema, event_types: frozenset[str] | None,
-                     evaluated: list[int] | None) -> tuple[Any, set[int], Any, Any]:
+                     evaluated: list[int] | None,
+                     listed_parameters: dict[str, Any] | None = None) -> tuple[Any, set[int], Any, Any]:
     """The lean profile (cdp.profiles.documents.stored_profile), which of the ``evaluated``
     segments it is a current member of (None, or more than ``_LISTED_AT_MOST`` of them: all its
-    current memberships, a superset), its stored instant and its instant in
+    current memberships, a superset; ``listed_parameters``: their parameters when the caller has
+    them, :meth:`StreamingPlan.listed`), its stored instant and its instant in
     ``segment_due_saved`` (None: none; migration 0023), read by
     ONE statement straight to the driver (was three: two Core queries for the profile, one for
     its state — a round trip each — and every membership of the profile)."""
@@ -323,8 +320,8 @@ def _load_with_state(connection: sa.Connection, profile_pk: int, schema: Schema,
                                                   _ALL_MEMBERS[dialect] if every else state_rows_sql(dialect))
     parameters = profile_rows_parameters(dialect, profile_pk, event_types)
     if not every:
-        parameters.update(state_rows_parameters(dialect, evaluated))
-    profile, rest = profile_from_rows(connection.exec_driver_sql(sql, parameters).fetchall(), schema, dialect)
+        parameters.update(listed_parameters or state_rows_parameters(dialect, evaluated))
+    profile, rest = profile_from_rows(driver(connection, sql, parameters, rows=True), schema, dialect)
     members, stored, saved = state_from_rows(rest)
     return profile, members, stored, saved
 

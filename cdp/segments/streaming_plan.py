@@ -32,6 +32,7 @@ from cdp.segments.polarity import Polarity, grows, shrinks
 from cdp.segments.reads import Change, Reads, own_reads, reads_of
 from cdp.segments.relevance import Relevance, Screen
 from cdp.segments.timing import _instant, merge_timing, timing_parts
+from cdp.storage.memberships import state_rows_parameters
 from cdp.storage.models import segments
 
 log = logging.getLogger("cdp.segments")
@@ -124,6 +125,7 @@ class StreamingPlan:
         self._screens: dict[Change, Screen] = {}
         self._merged: dict[tuple[int, ...], tuple] = {}  # merged_timing's answers
         self._kept_types: dict[int, tuple[list[int], frozenset[str] | None]] = {}  # kept_types' answers
+        self._listed: dict[tuple, tuple[list[int], tuple]] = {}  # listed's answers
         # per position: the event types it reads (None: any)
         self._types = [None if self.reads[row.key].any_event else self.reads[row.key].event_types
                        for row in self.order]
@@ -206,6 +208,29 @@ class StreamingPlan:
         except ProfileError:  # not expected of a validated record: evaluate as before
             return positions
         return screen.keep(events, now)
+
+    def listed(self, chosen: list[int], added: bool, dialect: str) -> tuple[list[int], dict[str, Any]]:
+        """The segments whose memberships streaming's read gives — those at ``chosen`` and, for a
+        record of new events only, the segments they reference (answered from their memberships
+        when not evaluated) — and :func:`state_rows_parameters` of them; kept per list (the
+        selections and the Screen's answers are kept lists: the same object for the same
+        choice)."""
+        key = (id(chosen), added, dialect)
+        found = self._listed.get(key)
+        if found is not None and found[0] is chosen:
+            return found[1]
+        refs = self.refs
+        listed = [refs[i].pk for i in chosen]
+        if added:
+            extra = {refs[j].pk for i in chosen for j in self.referenced[i]}
+            if extra:
+                listed = sorted(extra.union(listed))
+        found = (listed, state_rows_parameters(dialect, listed))
+        with self._lock:
+            if len(self._listed) > 10_000:
+                self._listed.clear()
+            self._listed[key] = (chosen, found)  # the list held: its id is not reused meanwhile
+        return found
 
     def kept_types(self, kept: list[int]) -> frozenset[str] | None:
         """:meth:`event_types` of a list :meth:`relevant` gave (a Screen keeps its answers: the

@@ -52,6 +52,7 @@ class Codegen(ValueNodes, PredicateNodes, EventNodes):
         }
         self.functions: list[str] = []  # generated helper functions (source)
         self.refresh: list[str] = []  # expressions of as_of, in order: C[1], C[2], …
+        self.window_deltas: dict[tuple[int, str], str] = {}  # (amount, unit) → its timedelta's name ("": none)
         self.counter = itertools.count(1)
         self.traced: list[tuple[int, str, bool]] = []  # (depth, text, is_boolean)
         self.uses_segments = False
