@@ -248,7 +248,8 @@ def test_the_walks_size_bound_is_never_below_the_size(data):
 
 
 @pytest.mark.parametrize("value", ["", "\x00\x1f\"\\", "é" * 10, "\U0001F600", "\ud800", -(2**63), 2**64 - 1,
-                                   -2.2250738585072014e-308, float("nan"), float("-inf"), True, False, None])
+                                   -2.2250738585072014e-308, float("nan"), float("-inf"), True, False, None, [],
+                                   ["\x00é", 2**64 - 1, 1e300, None, True], [["x", [1]], []], [{"a": 1}]])
 def test_leaf_bounds(value):
     from cdp.ingestion.compiled_validation import _chars
     from cdp.ingestion.validation import _compact

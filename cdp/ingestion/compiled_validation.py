@@ -139,7 +139,7 @@ def _level(prefix: str, fields: dict[str, PqlType], objects: frozenset[str], sch
 # of braces, colons and commas besides its keys and values; a list of n items n + 1. ``within_size``
 # takes a text of c characters as within the limit when 4c is (UTF-8: at most 4 bytes a character),
 # so a bound b with 4b within the limit gives its answer without the text. A value whose form has no
-# cheap bound (a list attribute, an integer beyond 64 bits, a subclass) is _UNBOUNDED: measured.
+# cheap bound (an object in a list, an integer beyond 64 bits, a subclass) is _UNBOUNDED: measured.
 _INTEGER_CHARS = 20  # "-9223372036854775808"; "18446744073709551615"
 _FLOAT_CHARS = 24  # float repr at its longest: "-2.2250738585072014e-308" (inf, nan: "-Infinity", "NaN")
 _UNBOUNDED = 1 << 62
@@ -156,6 +156,8 @@ def _chars(value: Any) -> int:
         return _FLOAT_CHARS
     if kind is bool or value is None:
         return 5
+    if kind is list:  # a list attribute's values: brackets, commas and each item
+        return 2 + len(value) + sum(map(_chars, value))
     return _UNBOUNDED
 
 
