@@ -25,6 +25,7 @@ from cdp.identity.namespaces import Namespace, sandbox_namespaces
 from cdp.identity.settings import IdentitySettings, get_identity_settings
 from cdp.schema import Schema
 from cdp.schema_registry.service import get_schema
+from cdp.storage.driver import driver
 from cdp.storage.models import datasets
 
 # one statement, straight to the driver: the configuration's version and, for the streaming
@@ -67,8 +68,8 @@ def ingest_config(*, connection: sa.Connection, sandbox: str) -> IngestConfig:
 def ingest_config_and_plan_version(*, connection: sa.Connection, sandbox: str) -> tuple[IngestConfig, tuple]:
     """The sandbox's configuration as of now, and the version of its streaming segments' plan
     (``StreamingEvaluator(plan_version=…)``), read by the same statement."""
-    version, *plan_version = connection.exec_driver_sql(_VERSIONS[connection.dialect.name],
-                                                        {"sandbox": sandbox}).one()
+    [(version, *plan_version)] = driver(connection, _VERSIONS[connection.dialect.name], {"sandbox": sandbox},
+                                        rows=True)
     return _config_at(connection, sandbox, version), tuple(plan_version)
 
 

@@ -262,8 +262,8 @@ class Writer:
         results: dict[int, RecordResult] = {}
         changes: dict[int, Change] = {}  # profile → what the records changed (streaming segments)
         if self.kind == "event":
-            stored = set(listed.run(self.connection, _EVENTS_SEEN, self.dataset_pk, listed.Many(
-                [record.event_id for _, _, record, _ in prepared], "varchar")).scalars().all())
+            stored = {row[0] for row in listed.rows(self.connection, _EVENTS_SEEN, self.dataset_pk, listed.Many(
+                [record.event_id for _, _, record, _ in prepared], "varchar"))}
             fresh, here = [], set()
             for item in prepared:
                 event_id = item[2].event_id
@@ -308,7 +308,7 @@ class Writer:
             unknown = sorted({r.profile_pk for r in resolutions} - set(counts))
             if unknown:
                 counts.update({pk: 0 for pk in unknown})
-                counts.update(listed.run(self.connection, _EVENT_COUNTS, listed.keys(unknown)).all())
+                counts.update(listed.rows(self.connection, _EVENT_COUNTS, listed.keys(unknown)))
             rows, stored_ids = [], []
             types_of: dict[int, set[str]] = {}  # profile → the types of the events it got (streaming segments)
             events_of: dict[int, list[dict]] = {}  # profile → the events it got
