@@ -13,6 +13,7 @@ of a ~5 ms single-record request on SQLite, four round trips on PostgreSQL.
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ import sqlalchemy as sa
 
 from cdp.errors import NotFound
 from cdp.identity.namespaces import Namespace, sandbox_namespaces
+from cdp.identity.rules import Rules
 from cdp.identity.settings import IdentitySettings, get_identity_settings
 from cdp.schema import Schema
 from cdp.schema_registry.service import get_schema
@@ -47,6 +49,12 @@ class IngestConfig:
     namespaces: Mapping[str, Namespace]
     settings: IdentitySettings
     dataset_kinds: Mapping[int, str]  # dataset key → "profile" / "event"
+
+    @functools.cached_property
+    def rules(self) -> Rules:
+        """The identity graph's linking rules of these namespaces and settings, made once per
+        version (each request made them: the priority order sorted afresh)."""
+        return Rules.of(self.namespaces, self.settings.unique_namespaces, self.settings.namespace_priority)
 
     def dataset_kind(self, sandbox: str, dataset_id: int) -> str:
         """The dataset's kind; NotFound (404) when the sandbox has no such dataset."""

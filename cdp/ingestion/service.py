@@ -70,12 +70,13 @@ class Writer:
         self.event_counts: dict[int, int] = {}
         # ``config``: what the request already read (cdp/ingestion/config.py); a batch reads its own
         if config is not None:
-            self.namespaces, self.settings = config.namespaces, config.settings
+            self.namespaces, self.settings, rules = config.namespaces, config.settings, config.rules
         else:
             self.namespaces = sandbox_namespaces(connection=connection, sandbox=sandbox)
             self.settings = get_identity_settings(connection=connection, sandbox=sandbox)
+            rules = None
         self.graph = IdentityGraph(connection, sandbox=sandbox, namespaces=dict(self.namespaces),
-                                   settings=self.settings)
+                                   settings=self.settings, rules=rules)
         self.graph.lineage = Lineage(dataset_pk, batch_pk, request_id)
         # PostgreSQL events: the touch rides on the event insert (one round trip less while the
         # identities are locked: 8 writers of the same people queue there)
