@@ -39,8 +39,9 @@ def _post(api, dataset: int, record: dict) -> None:
     assert response.status_code == 200 and response.json()["accepted"] == 1, response.text
 
 
-# the statements a single event runs through SQLAlchemy's execution: the transaction's own steps
-_THROUGH_SQLALCHEMY = ("BEGIN", "SAVEPOINT")
+# the one statement a single event runs through SQLAlchemy's execution: PostgreSQL's savepoint with its
+# settings (SQLite's BEGIN IMMEDIATE runs on the cursor too: cdp/storage/database.py)
+_THROUGH_SQLALCHEMY = ("SAVEPOINT",)
 
 
 @pytest.mark.parametrize("known", [False, True], ids=["new person", "returning person"])
@@ -86,3 +87,32 @@ def test_a_driver_statements_error_is_sqlalchemys_and_the_transaction_is_the_cal
     finally:
         sa.event.remove(engine, "after_cursor_execute", listener)
     assert any(statement.startswith("SELECT count(*) FROM events") for statement in seen)
+
+
+def test_sqlites_begin_on_the_cursor_is_seen_and_a_busy_database_is_sqlalchemys_error(tmp_path):
+    from cdp.storage.database import create_engine
+    from cdp.storage.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path}/busy.db"
+    first, second = create_engine(url), create_engine(url)
+    upgrade(first)
+    seen: list[tuple[str, bool]] = []
+    sa.event.listen(second, "before_cursor_execute",
+                    lambda _c, _cu, statement, _p, context, _m: seen.append((statement, context is not None)))
+    try:
+        with first.connect() as holder:
+            holder.execution_options(sqlite_begin="IMMEDIATE")
+            with holder.begin():  # the write lock, held
+                with second.connect() as waiter:
+                    waiter.exec_driver_sql("PRAGMA busy_timeout = 0")
+                    waiter.commit()
+                    waiter.execution_options(sqlite_begin="IMMEDIATE")
+                    with pytest.raises(sa.exc.OperationalError, match="database is locked"):
+                        waiter.begin()
+                    assert not waiter.in_transaction()
+        with second.connect() as waiter, waiter.begin():
+            assert waiter.exec_driver_sql("SELECT 1").scalar() == 1
+    finally:
+        first.dispose()
+        second.dispose()
+    assert ("BEGIN IMMEDIATE", False) in seen and ("BEGIN DEFERRED", False) in seen, seen
