@@ -90,3 +90,32 @@ def test_postgresql_an_insert_into_a_profile_deleted_meanwhile_is_a_key_violatio
     with migrated_engine.connect() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(events)
                                   .where(events.c.profile_pk == a)).scalar_one() == 0
+
+
+def test_postgresql_an_insert_into_one_profile_probes_it_once_and_checks_its_keys(postgresql):
+    """Migration 0024: the events of ONE profile (a single-record request) are counted by one
+    UPDATE of it, which also locks it and finds it — not a lock and then an update (two probes) —
+    and the keys are checked as before: a missing profile or dataset refused (23503), datasets of
+    several or none checked too."""
+    migrated_engine = postgresql
+    (a, b), dataset = _profiles_and_dataset(migrated_engine, 2)
+    with migrated_engine.connect() as reader:
+        before = table_scans(reader, "profiles")
+        with write_transaction(migrated_engine) as connection:
+            insert_events(connection, [_event(a, dataset, n) for n in range(3)])
+            connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+        after = table_scans(reader, "profiles")
+    # measured: 3 with 0020 (the PERFORM … FOR NO KEY UPDATE, the UPDATE, one more scan of the write), 2 with 0024
+    assert after - before <= 2, after - before
+    missing = 10**12
+    key_refused(migrated_engine, lambda c: insert_events(c, [_event(missing, dataset, 10)]))
+    key_refused(migrated_engine, lambda c: insert_events(c, [_event(a, missing, 11)]))
+    key_refused(migrated_engine, lambda c: insert_events(c, [_event(a, dataset, 12), _event(a, missing, 13)]))
+    with write_transaction(migrated_engine) as connection:
+        other = new_dataset(connection, f"ek-{uuid.uuid4().hex[:12]}", "Other", "event")
+        insert_events(connection, [_event(b, dataset, 20), _event(b, other, 21), _event(b, None, 22)])
+        insert_events(connection, [_event(b, None, 23)])
+    with migrated_engine.connect() as connection:
+        counts = dict(connection.execute(sa.select(profiles.c.pk, profiles.c.event_count)
+                                         .where(profiles.c.pk.in_([a, b]))).all())
+    assert counts == {a: 3, b: 4}
