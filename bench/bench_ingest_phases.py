@@ -243,13 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--request", type=int, default=REQUEST, help="records per request (default 500)")
     parser.add_argument("--statements", action="store_true",
                         help="PostgreSQL: pg_stat_statements' top statements by execution time, per stream")
+    parser.add_argument("--top", type=int, default=14, help="--statements: how many (nested ones included)")
     args = parser.parse_args(argv)
     import cdp
 
     globals()["REQUEST"] = args.request
     print(f"cdp from {Path(cdp.__file__).parent}; load {open('/proc/loadavg').read().split()[:3]}")
     for backend in (["sqlite", "postgresql"] if args.backend == "both" else [args.backend]):
-        run(backend, args.records, args.identity_people, args.statements, args.profile_records)
+        run(backend, args.records, args.identity_people, args.statements, args.profile_records, args.top)
     return 0
 
 
