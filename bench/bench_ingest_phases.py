@@ -110,7 +110,8 @@ def engine_of(client):
     return client.app.state.engine
 
 
-def run(backend: str, records_count: int, people: int, statements: bool = False, profile_count: int = 0) -> None:
+def run(backend: str, records_count: int, people: int, statements: bool = False, profile_count: int = 0,
+        top: int = 14) -> None:
     import sqlalchemy as sa
     from fastapi.testclient import TestClient
 
@@ -205,7 +206,7 @@ def run(backend: str, records_count: int, people: int, statements: bool = False,
                 with engine.connect() as c:
                     top = c.exec_driver_sql(
                         "SELECT calls, total_exec_time, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) "
-                        "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 14").all()
+                        "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT %s", (top,)).all()
                 for calls, ms, rows, query in top:
                     print(f"      pg_stat_statements: {ms * 1000 / n:7.1f} µs a record, {calls:>6} calls, {rows:>7} rows: {query}")
                 # row updates that stayed on their page (HOT: no index entry) — the counter's and the
