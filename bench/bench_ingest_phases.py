@@ -110,7 +110,8 @@ def engine_of(client):
     return client.app.state.engine
 
 
-def run(backend: str, records_count: int, people: int, statements: bool = False, profile_count: int = 0) -> None:
+def run(backend: str, records_count: int, people: int, statements: bool = False, profile_count: int = 0,
+        top: int = 14) -> None:
     import sqlalchemy as sa
     from fastapi.testclient import TestClient
 
@@ -205,7 +206,7 @@ def run(backend: str, records_count: int, people: int, statements: bool = False,
                 with engine.connect() as c:
                     top = c.exec_driver_sql(
                         "SELECT calls, total_exec_time, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) "
-                        "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 14").all()
+                        "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT %s", (top,)).all()
                 for calls, ms, rows, query in top:
                     print(f"      pg_stat_statements: {ms * 1000 / n:7.1f} µs a record, {calls:>6} calls, {rows:>7} rows: {query}")
                 # row updates that stayed on their page (HOT: no index entry) — the counter's and the
@@ -243,13 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--request", type=int, default=REQUEST, help="records per request (default 500)")
     parser.add_argument("--statements", action="store_true",
                         help="PostgreSQL: pg_stat_statements' top statements by execution time, per stream")
+    parser.add_argument("--top", type=int, default=14, help="--statements: how many (nested ones included)")
     args = parser.parse_args(argv)
     import cdp
 
     globals()["REQUEST"] = args.request
     print(f"cdp from {Path(cdp.__file__).parent}; load {open('/proc/loadavg').read().split()[:3]}")
     for backend in (["sqlite", "postgresql"] if args.backend == "both" else [args.backend]):
-        run(backend, args.records, args.identity_people, args.statements, args.profile_records)
+        run(backend, args.records, args.identity_people, args.statements, args.profile_records, args.top)
     return 0
 
 

@@ -90,3 +90,65 @@ def test_postgresql_an_insert_into_a_profile_deleted_meanwhile_is_a_key_violatio
     with migrated_engine.connect() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(events)
                                   .where(events.c.profile_pk == a)).scalar_one() == 0
+
+
+def test_postgresql_an_insert_into_one_profile_probes_it_once_and_checks_its_keys(postgresql):
+    """Migration 0024: the events of ONE profile (a single-record request) are counted by one
+    UPDATE of it, which also locks it and finds it — not a lock and then an update (two probes) —
+    and the keys are checked as before: a missing profile or dataset refused (23503), datasets of
+    several or none checked too."""
+    migrated_engine = postgresql
+    sandbox = f"ek-{uuid.uuid4().hex[:12]}"
+    with write_transaction(migrated_engine) as connection:
+        (a, b), dataset = new_profiles(connection, sandbox, 2), new_dataset(connection, sandbox, "Web", "event")
+        connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")  # the setup's scans counted before
+    with migrated_engine.connect() as reader:
+        before = table_scans(reader, "profiles")
+        with write_transaction(migrated_engine) as connection:
+            # generic plans: a custom plan's estimate may probe the key index itself (the extremes of
+            # a column with statistics), which would count here
+            connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+            insert_events(connection, [_event(a, dataset, n) for n in range(3)])
+            connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+        after = table_scans(reader, "profiles")
+    assert after - before == 1, after - before  # 0020: 2 (the PERFORM … FOR NO KEY UPDATE, then the UPDATE)
+    missing = 10**12
+    key_refused(migrated_engine, lambda c: insert_events(c, [_event(missing, dataset, 10)]))
+    key_refused(migrated_engine, lambda c: insert_events(c, [_event(a, missing, 11)]))
+    key_refused(migrated_engine, lambda c: insert_events(c, [_event(a, dataset, 12), _event(a, missing, 13)]))
+    with write_transaction(migrated_engine) as connection:
+        other = new_dataset(connection, f"ek-{uuid.uuid4().hex[:12]}", "Other", "event")
+        insert_events(connection, [_event(b, dataset, 20), _event(b, other, 21), _event(b, None, 22)])
+        insert_events(connection, [_event(b, None, 23)])
+    with migrated_engine.connect() as connection:
+        counts = dict(connection.execute(sa.select(profiles.c.pk, profiles.c.event_count)
+                                         .where(profiles.c.pk.in_([a, b]))).all())
+    assert counts == {a: 3, b: 4}
+
+
+def test_postgresql_0024_downgrades_to_0020s_counter_and_back(postgres_url_factory):
+    from cdp.storage.database import create_engine
+    from cdp.storage.migrate import upgrade
+    from tests.test_migration_0018 import _downgrade
+
+    engine = create_engine(postgres_url_factory())
+
+    def counter() -> str:
+        with engine.connect() as connection:
+            return connection.exec_driver_sql("SELECT prosrc FROM pg_proc WHERE proname = 'cdp_event_count_insert'"
+                                              ).scalar_one()
+    try:
+        upgrade(engine)
+        assert "INTO low, high, total" in counter()
+        _downgrade(engine, "0023")
+        assert "INTO low, high, total" not in counter() and "pk = wanted[1] FOR NO KEY UPDATE" in counter()
+        (a,), dataset = _profiles_and_dataset(engine, 1)
+        with write_transaction(engine) as connection:
+            insert_events(connection, [_event(a, dataset, 1), _event(a, dataset, 2)])
+        upgrade(engine)
+        with write_transaction(engine) as connection:
+            insert_events(connection, [_event(a, dataset, 3)])
+        with engine.connect() as connection:
+            assert connection.execute(sa.select(profiles.c.event_count).where(profiles.c.pk == a)).scalar_one() == 3
+    finally:
+        engine.dispose()

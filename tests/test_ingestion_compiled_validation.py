@@ -200,3 +200,91 @@ def test_kept_per_schema_content():
     assert compiled_validator(schema, "event", NAMESPACES) is not compiled_validator(schema, "profile", NAMESPACES)
     other = Schema.from_dict({**schema.to_dict(), "event_types": ["only"]})
     assert compiled_validator(other, "event", NAMESPACES) is not compiled_validator(schema, "event", NAMESPACES)
+
+
+# ---- the walk's bound of a record's size (compiled_validation._chars) ------------------------------------
+
+any_text = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=40)
+edge_numbers = st.one_of(
+    st.sampled_from([-(2**63), 2**63 - 1, 2**64 - 1, 2**64, -(2**63) - 1, 2**70, 0, -1]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([-2.2250738585072014e-308, -1.2345678901234567e-100, 5e-324, -1.7976931348623157e308]))
+
+
+def _retexted(draw, value):
+    """``value`` with some of its strings replaced by any text at all (control characters, quotes,
+    backslashes, astral and surrogate code points) and some numbers by edge cases."""
+    if isinstance(value, dict):
+        return {key: _retexted(draw, item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_retexted(draw, item) for item in value]
+    if isinstance(value, str) and draw(st.booleans()):
+        return draw(any_text)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and draw(st.booleans()):
+        return draw(edge_numbers)
+    return value
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.data())
+def test_the_walks_size_bound_is_never_below_the_size(data):
+    """Wherever the fast path answers, its bound is at least the length of the record's compact JSON
+    — the text ``validation.within_size`` measures — so a bound whose 4× is within the limit gives
+    within_size's own answer."""
+    from cdp.ingestion import compiled_validation
+    from cdp.ingestion.validation import _compact
+
+    schema = data.draw(schemas())
+    kind = data.draw(st.sampled_from(["profile", "event"]))
+    record = _retexted(data.draw, data.draw(records(schema, kind)))
+    make = compiled_validation._profile_validator if kind == "profile" else compiled_validation._event_validator
+    try:
+        valid, chars = make(schema, NAMESPACES)(record)
+    except Exception:  # noqa: BLE001 - refused: the specification answers, no bound used
+        event("refused")
+        return
+    event("answered")
+    assert chars >= len(_compact(record)), (record, chars)
+
+
+@pytest.mark.parametrize("value", ["", "\x00\x1f\"\\", "é" * 10, "\U0001F600", "\ud800", -(2**63), 2**64 - 1,
+                                   -2.2250738585072014e-308, float("nan"), float("-inf"), True, False, None, [],
+                                   ["\x00é", 2**64 - 1, 1e300, None, True], [["x", [1]], []], [{"a": 1}]])
+def test_leaf_bounds(value):
+    from cdp.ingestion.compiled_validation import _chars
+    from cdp.ingestion.validation import _compact
+
+    assert _chars(value) >= len(_compact(value))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.data())
+def test_compiled_equals_interpreted_near_the_size_limit(data):
+    """With the limit small enough that records fall on both sides of it (and of the bound's 4×),
+    the compiled validator still answers what the specification answers."""
+    schema = data.draw(schemas())
+    kind = data.draw(st.sampled_from(["profile", "event"]))
+    record = _retexted(data.draw, data.draw(records(schema, kind)))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(limits, "RECORD_MAX_BYTES", data.draw(st.sampled_from([64, 200, 400, 1000])))
+        try:
+            expected = interpret_record(record, kind, schema, namespaces=NAMESPACES)
+        except UnicodeEncodeError:  # a lone surrogate in a record the specification measures
+            return
+        assert compile_validator(schema, kind, NAMESPACES)(record, None) == expected
+
+
+def test_a_small_valid_record_is_not_measured(monkeypatch):
+    """The walk's bound answers for a plainly small record: within_size is not called."""
+    from cdp.ingestion import compiled_validation
+
+    calls = []
+    real = compiled_validation.within_size
+    monkeypatch.setattr(compiled_validation, "within_size", lambda *a: calls.append(a) or real(*a))
+    validator = compile_validator(luma_schema(), "event", NAMESPACES)
+    event_record = {"identities": [{"namespace": "email", "id": "A@b.com"}],
+                    "event": {"id": "e1", "type": "purchase", "timestamp": "2026-01-02T03:04:05Z",
+                              "order": {"total": 12.5}, "page": {"url": "https://luma.com/"}}}
+    assert validator(event_record, None)[0] is not None and calls == []
+    big = {**event_record, "event": {**event_record["event"], "page": {"url": "w" * 3000}}}  # 6 × 3000 × 4 > 64 KiB
+    assert validator(big, None)[0] is not None and len(calls) == 1

@@ -127,3 +127,26 @@ def test_what_a_rolled_back_transaction_read_is_not_kept(two_processes):
         answer = ingest_records(connection=c, sandbox="cfg-rollback", dataset_id=dataset, body={"records": [
             _event("gone", "G-2", "2"), _event("kept", "K-1", "3")]})
         assert [r.status.value for r in answer.results] == ["rejected", "accepted"], answer.results
+
+
+def test_the_linking_rules_are_made_once_per_version_and_follow_a_settings_change(migrated_engine):
+    """The identity graph's rules (the namespaces' priority order, the unique ones) are kept with
+    the configuration — one object per version, not made by every request — and a change of the
+    identity settings is in the next request's rules."""
+    from cdp.ingestion.service import Writer
+
+    _sandbox(migrated_engine, "cfg-rules")
+    with migrated_engine.begin() as c:
+        first = ingest_config(connection=c, sandbox="cfg-rules")
+        assert first.rules is ingest_config(connection=c, sandbox="cfg-rules").rules
+        assert first.rules.rank["crm_id"] < first.rules.rank["email"] and "crm_id" in first.rules.unique
+        writer = Writer(c, sandbox="cfg-rules", dataset_pk=0, kind="event", config=first)
+        assert writer.graph.rules is first.rules
+    with migrated_engine.begin() as c:
+        c.execute(identity_settings.insert().values(
+            sandbox="cfg-rules", merge_policy="timestamp_ordered", dataset_order=[], graph_limit=50,
+            unique_namespaces=["email"], namespace_priority=["email", "crm_id"], updated_at=NOW))
+    with migrated_engine.begin() as c:
+        second = ingest_config(connection=c, sandbox="cfg-rules")
+        assert second.rules is not first.rules
+        assert second.rules.rank["email"] < second.rules.rank["crm_id"] and second.rules.unique == {"email"}

@@ -142,7 +142,9 @@ class IdentityGraph:
     """Resolution and merges on one connection (inside the caller's transaction)."""
 
     def __init__(self, connection: sa.Connection, *, sandbox: str, namespaces: dict[str, Namespace],
-                 settings: IdentitySettings):
+                 settings: IdentitySettings, rules: Rules | None = None):
+        """``rules``: the linking rules of ``namespaces`` and ``settings`` when the caller keeps them
+        (a request's configuration: cdp/ingestion/config.py), else made here."""
         self.connection = connection
         self.sandbox = sandbox
         self.namespaces = namespaces
@@ -150,7 +152,7 @@ class IdentityGraph:
         self.dialect = connection.dialect.name
         self.created_here: set[int] = set()  # profiles created by this transaction (no merge record needed)
         self.external_ids: dict[int, str] = {}  # profile key → id (ids never change; merged ones are dropped)
-        self.rules = Rules.of(namespaces, settings.unique_namespaces, settings.namespace_priority)
+        self.rules = rules or Rules.of(namespaces, settings.unique_namespaces, settings.namespace_priority)
         self.lineage = Lineage()
         self.identity_pks: dict[tuple[str, str], int] = {}
         self.claimed: set[int] = set()  # identities inserted by this call (none of their links exists yet)

@@ -30,6 +30,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cdp.storage.driver import driver
+
 
 @dataclass(frozen=True)
 class Many:
@@ -80,6 +82,14 @@ def run(connection: sa.Connection, sql: str, *parameters: Any) -> sa.CursorResul
     dialect = connection.dialect.name
     casts = tuple((p.cast, _one(dialect, p)) for p in parameters if isinstance(p, Many))
     return connection.exec_driver_sql(_text(sql, dialect, casts), tuple(_value(dialect, p) for p in parameters))
+
+
+def rows(connection: sa.Connection, sql: str, *parameters: Any) -> list[tuple]:
+    """:func:`run`'s rows as tuples, the statement run on the DBAPI cursor
+    (cdp/storage/driver.py): for the hot path's statements whose rows are read by position."""
+    dialect = connection.dialect.name
+    casts = tuple((p.cast, _one(dialect, p)) for p in parameters if isinstance(p, Many))
+    return driver(connection, _text(sql, dialect, casts), tuple(_value(dialect, p) for p in parameters), rows=True)
 
 
 def keys(values: Iterable[int]) -> Many:

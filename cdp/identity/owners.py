@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from cdp.identity.listed import array_literal
 from cdp.storage.database import sqlite_text
+from cdp.storage.driver import driver
 
 
 class Owner(NamedTuple):
@@ -124,16 +125,16 @@ def find_owners(connection: sa.Connection, sandbox: str, pairs: Sequence[tuple[s
         return []
     if connection.dialect.name == "sqlite":
         text = json.dumps(pairs, ensure_ascii=False, separators=(",", ":"))
-        return [Owner(*row) for row in connection.exec_driver_sql(_SQLITE_OWNERS, (text, sandbox)).all()]
+        return [Owner(*row) for row in driver(connection, _SQLITE_OWNERS, (text, sandbox), rows=True)]
     wanted = set(pairs)
     if len(wanted) <= _PAIRS_AS_EQUALITIES:
         parameters = tuple(x for namespace, value in sorted(wanted) for x in (sandbox, namespace, value))
-        rows = connection.exec_driver_sql(_owners_of_pairs(len(wanted), lock), parameters).all()
+        rows = driver(connection, _owners_of_pairs(len(wanted), lock), parameters, rows=True)
         return [Owner(*row) for row in rows]
     ordered = sorted(wanted)
     sql = _POSTGRESQL_OWNERS_LOCKED if lock else _POSTGRESQL_OWNERS
-    rows = connection.exec_driver_sql(sql, (sandbox, array_literal([namespace for namespace, _ in ordered]),
-                                            array_literal([value for _, value in ordered]))).all()
+    rows = driver(connection, sql, (sandbox, array_literal([namespace for namespace, _ in ordered]),
+                                    array_literal([value for _, value in ordered])), rows=True)
     return [Owner(*row) for row in rows]
 
 
@@ -164,14 +165,14 @@ def mark_seen(connection: sa.Connection, identity_pks: Sequence[int], now: datet
         return None
     if connection.dialect.name == "sqlite":
         at = sqlite_text(now)
-        connection.exec_driver_sql(_SQLITE_TOUCH, (at, json.dumps(sorted(identity_pks)), at))
+        driver(connection, _SQLITE_TOUCH, (at, json.dumps(sorted(identity_pks)), at))
         return None
     at = now.astimezone(timezone.utc)
     if len(identity_pks) == 1:  # one row has no order to get wrong (most events carry one identity)
         touch = PendingTouch((at, next(iter(identity_pks)), at), TOUCH_ONE_CTE, _POSTGRESQL_TOUCH_ONE)
     else:
         keys = array_literal(sorted(identity_pks))
-        connection.exec_driver_sql(_POSTGRESQL_LOCK_FOR_TOUCH, (keys,)).all()
+        driver(connection, _POSTGRESQL_LOCK_FOR_TOUCH, (keys,), rows=True)
         touch = PendingTouch((at, keys, at))
     if defer:
         return touch
@@ -181,4 +182,4 @@ def mark_seen(connection: sa.Connection, identity_pks: Sequence[int], now: datet
 
 def run_touch(connection: sa.Connection, pending: PendingTouch) -> None:
     """A deferred touch on its own (nothing followed it)."""
-    connection.exec_driver_sql(pending.statement, pending.parameters)
+    driver(connection, pending.statement, pending.parameters)

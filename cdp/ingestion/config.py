@@ -13,6 +13,7 @@ of a ~5 ms single-record request on SQLite, four round trips on PostgreSQL.
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from collections.abc import Mapping
@@ -22,9 +23,11 @@ import sqlalchemy as sa
 
 from cdp.errors import NotFound
 from cdp.identity.namespaces import Namespace, sandbox_namespaces
+from cdp.identity.rules import Rules
 from cdp.identity.settings import IdentitySettings, get_identity_settings
 from cdp.schema import Schema
 from cdp.schema_registry.service import get_schema
+from cdp.storage.driver import driver
 from cdp.storage.models import datasets
 
 # one statement, straight to the driver: the configuration's version and, for the streaming
@@ -47,6 +50,12 @@ class IngestConfig:
     settings: IdentitySettings
     dataset_kinds: Mapping[int, str]  # dataset key → "profile" / "event"
 
+    @functools.cached_property
+    def rules(self) -> Rules:
+        """The identity graph's linking rules of these namespaces and settings, made once per
+        version (each request made them: the priority order sorted afresh)."""
+        return Rules.of(self.namespaces, self.settings.unique_namespaces, self.settings.namespace_priority)
+
     def dataset_kind(self, sandbox: str, dataset_id: int) -> str:
         """The dataset's kind; NotFound (404) when the sandbox has no such dataset."""
         kind = self.dataset_kinds.get(dataset_id)
@@ -67,8 +76,8 @@ def ingest_config(*, connection: sa.Connection, sandbox: str) -> IngestConfig:
 def ingest_config_and_plan_version(*, connection: sa.Connection, sandbox: str) -> tuple[IngestConfig, tuple]:
     """The sandbox's configuration as of now, and the version of its streaming segments' plan
     (``StreamingEvaluator(plan_version=…)``), read by the same statement."""
-    version, *plan_version = connection.exec_driver_sql(_VERSIONS[connection.dialect.name],
-                                                        {"sandbox": sandbox}).one()
+    [(version, *plan_version)] = driver(connection, _VERSIONS[connection.dialect.name], {"sandbox": sandbox},
+                                        rows=True)
     return _config_at(connection, sandbox, version), tuple(plan_version)
 
 

@@ -70,12 +70,13 @@ class Writer:
         self.event_counts: dict[int, int] = {}
         # ``config``: what the request already read (cdp/ingestion/config.py); a batch reads its own
         if config is not None:
-            self.namespaces, self.settings = config.namespaces, config.settings
+            self.namespaces, self.settings, rules = config.namespaces, config.settings, config.rules
         else:
             self.namespaces = sandbox_namespaces(connection=connection, sandbox=sandbox)
             self.settings = get_identity_settings(connection=connection, sandbox=sandbox)
+            rules = None
         self.graph = IdentityGraph(connection, sandbox=sandbox, namespaces=dict(self.namespaces),
-                                   settings=self.settings)
+                                   settings=self.settings, rules=rules)
         self.graph.lineage = Lineage(dataset_pk, batch_pk, request_id)
         # PostgreSQL events: the touch rides on the event insert (one round trip less while the
         # identities are locked: 8 writers of the same people queue there)
@@ -262,8 +263,8 @@ class Writer:
         results: dict[int, RecordResult] = {}
         changes: dict[int, Change] = {}  # profile → what the records changed (streaming segments)
         if self.kind == "event":
-            stored = set(listed.run(self.connection, _EVENTS_SEEN, self.dataset_pk, listed.Many(
-                [record.event_id for _, _, record, _ in prepared], "varchar")).scalars().all())
+            stored = {row[0] for row in listed.rows(self.connection, _EVENTS_SEEN, self.dataset_pk, listed.Many(
+                [record.event_id for _, _, record, _ in prepared], "varchar"))}
             fresh, here = [], set()
             for item in prepared:
                 event_id = item[2].event_id
@@ -308,7 +309,7 @@ class Writer:
             unknown = sorted({r.profile_pk for r in resolutions} - set(counts))
             if unknown:
                 counts.update({pk: 0 for pk in unknown})
-                counts.update(listed.run(self.connection, _EVENT_COUNTS, listed.keys(unknown)).all())
+                counts.update(listed.rows(self.connection, _EVENT_COUNTS, listed.keys(unknown)))
             rows, stored_ids = [], []
             types_of: dict[int, set[str]] = {}  # profile → the types of the events it got (streaming segments)
             events_of: dict[int, list[dict]] = {}  # profile → the events it got

@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from cdp.storage.database import sqlite_text
+from cdp.storage.driver import driver
 
 
 def _make_dumps() -> Callable[[Any], str]:
@@ -67,12 +68,13 @@ def _rows(columns: Sequence[tuple[str, str]]) -> str:
     return f"SELECT {selected} FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS e(r, n) ORDER BY n"
 
 
-def _execute(connection: sa.Connection, sql_sqlite: str, sql_postgresql: str, rows: list[tuple]):
+def _execute(connection: sa.Connection, sql_sqlite: str, sql_postgresql: str, rows: list[tuple]) -> int | None:
+    """The rows written by one statement (cdp/storage/driver.py): the driver's row count."""
     if not rows:
         return None
     if connection.dialect.name == "sqlite":
-        return connection.exec_driver_sql(sql_sqlite, rows)
-    return connection.exec_driver_sql(sql_postgresql, (_json_rows(rows),))
+        return driver(connection, sql_sqlite, rows, many=True)
+    return driver(connection, sql_postgresql, (_json_rows(rows),))
 
 
 def _json_rows(rows: list[tuple]) -> str:
@@ -145,14 +147,14 @@ def insert_attribute_sources(connection: sa.Connection, rows: Sequence[dict[str,
     shared = _shared_json()
     if connection.dialect.name == "sqlite":
         instant = _instant("sqlite")
-        connection.exec_driver_sql(_INSERT_SOURCES_SQLITE, [
+        driver(connection, _INSERT_SOURCES_SQLITE, [
             (r["profile_pk"], r["path"], r["dataset_pk"], json_text(r["value"]), bool(r["removed"]),
              instant(r["observed_at"]), r["batch_pk"], r["request_id"], r["record_index"],
-             shared(r.get("identities"))) for r in rows])
+             shared(r.get("identities"))) for r in rows], many=True)
         return
     instant = _instant("postgresql")
-    driver = connection.connection.driver_connection  # the same connection, in the same transaction
-    with driver.cursor() as cursor, cursor.copy(_COPY_SOURCES) as copy:
+    dbapi = connection.connection.driver_connection  # the same connection, in the same transaction
+    with dbapi.cursor() as cursor, cursor.copy(_COPY_SOURCES) as copy:
         for r in rows:
             copy.write_row((r["profile_pk"], r["path"], r["dataset_pk"], json_text(r["value"]), bool(r["removed"]),
                             instant(r["observed_at"]), r["batch_pk"], r["request_id"], r["record_index"],
@@ -183,7 +185,7 @@ def claim_identities(connection: sa.Connection, rows: Sequence[dict[str, Any]],
                instant(r["last_seen"])) for r in rows]
     if keys is None or not values:
         result = _execute(connection, _CLAIM["sqlite"], _CLAIM["postgresql"], values)
-        return 0 if result is None else result.rowcount
+        return 0 if result is None else result
     if connection.dialect.name == "sqlite":  # RETURNING in one multi-row statement per chunk (one
         # statement, not three: the highest key before, an executemany and a read of the rows above it)
         count = 0
@@ -192,12 +194,12 @@ def claim_identities(connection: sa.Connection, rows: Sequence[dict[str, Any]],
             sql = (f"INSERT INTO identities ({_IDENTITY_NAMES}) VALUES "
                    + ", ".join([f"({_placeholders(len(_IDENTITIES))})"] * len(chunk))
                    + " ON CONFLICT (sandbox, namespace, value) DO NOTHING RETURNING pk, namespace, value")
-            returned = connection.exec_driver_sql(sql, tuple(v for row in chunk for v in row)).all()
+            returned = driver(connection, sql, tuple(v for row in chunk for v in row), rows=True)
             keys.update(((namespace, value), pk) for pk, namespace, value in returned)
             count += len(returned)
         return count
-    returned = connection.exec_driver_sql(_CLAIM["postgresql"] + " RETURNING pk, namespace, value",
-                                          (_json_rows(values),)).all()
+    returned = driver(connection, _CLAIM["postgresql"] + " RETURNING pk, namespace, value", (_json_rows(values),),
+                      rows=True)
     keys.update(((namespace, value), pk) for pk, namespace, value in returned)
     return len(returned)
 
@@ -223,7 +225,7 @@ def insert_events(connection: sa.Connection, rows: Sequence[dict[str, Any]], *,
         return
     cte, condition, parameters = first
     sql = _INSERT_EVENTS["postgresql"].replace(" ORDER BY n", f" WHERE {condition} ORDER BY n")
-    connection.exec_driver_sql(f"{cte} {sql}", (*parameters, _json_rows(values)))
+    driver(connection, f"{cte} {sql}", (*parameters, _json_rows(values)))
 
 
 _PROFILE_COLUMNS = (("sandbox", "varchar"), ("external_id", "varchar"), ("attributes", "jsonb"),
@@ -247,12 +249,12 @@ def insert_profiles(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -
             sql = (f"INSERT INTO profiles ({_PROFILE_NAMES}) VALUES "
                    + ", ".join([f"({_placeholders(len(_PROFILE_COLUMNS))})"] * len(chunk))
                    + " RETURNING pk, external_id")
-            keys.update((external_id, pk) for pk, external_id in connection.exec_driver_sql(
-                sql, tuple(v for row in chunk for v in row)).all())
+            keys.update((external_id, pk) for pk, external_id in driver(
+                connection, sql, tuple(v for row in chunk for v in row), rows=True))
     else:
         sql = f"INSERT INTO profiles ({_PROFILE_NAMES}) {_rows(_PROFILE_COLUMNS)} RETURNING pk, external_id"
-        keys.update((external_id, pk) for pk, external_id in connection.exec_driver_sql(
-            sql, (_json_rows(values),)).all())
+        keys.update((external_id, pk) for pk, external_id in driver(connection, sql, (_json_rows(values),),
+                                                                       rows=True))
     return [keys[r["external_id"]] for r in rows]
 
 
@@ -267,8 +269,8 @@ _SET_ATTRIBUTES = {
 def set_profile_attributes(connection: sa.Connection, rows: Sequence[tuple[int, dict[str, Any]]]) -> None:
     """UPDATE profiles SET attributes = … WHERE pk = … for each (key, attributes) (one row per key)."""
     if rows:
-        connection.exec_driver_sql(_SET_ATTRIBUTES[connection.dialect.name],
-                                   [(json_text(attributes), pk) for pk, attributes in rows])
+        driver(connection, _SET_ATTRIBUTES[connection.dialect.name],
+               [(json_text(attributes), pk) for pk, attributes in rows], many=True)
 
 
 _LINKS = (("sandbox", "varchar"), ("profile_pk", "bigint"), ("a_pk", "bigint"), ("b_pk", "bigint"),
@@ -310,9 +312,9 @@ def insert_links(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> N
                r["seen_order"], r["dataset_pk"], r["batch_pk"], r["request_id"], r["record_index"],
                instant(r.get("removed_at")), r.get("removed_reason")) for r in rows]
     if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql(_INSERT_LINKS_SQLITE, values)
+        driver(connection, _INSERT_LINKS_SQLITE, values, many=True)
         return
-    driver = connection.connection.driver_connection  # the same connection, in the same transaction
-    with driver.cursor() as cursor, cursor.copy(_COPY_LINKS) as copy:
+    dbapi = connection.connection.driver_connection  # the same connection, in the same transaction
+    with dbapi.cursor() as cursor, cursor.copy(_COPY_LINKS) as copy:
         for row in values:
             copy.write_row(row)

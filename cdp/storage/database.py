@@ -149,7 +149,7 @@ def create_engine(url: str, *, read_only: bool = False, **kwargs) -> sa.Engine:
             mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
             if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
                 raise ValueError(f"sqlite_begin: {mode!r}")
-            connection.exec_driver_sql(f"BEGIN {mode}")
+            _sqlite_begin_statement(connection, _SQLITE_BEGINS[mode])
     elif engine.dialect.name == "postgresql":
         @event.listens_for(engine, "connect")
         def _postgres_setup(dbapi_connection, _record):  # noqa: ANN001
@@ -306,6 +306,28 @@ def commit_now(connection: sa.Connection) -> None:
     release = connection.info.pop(_RELEASE_WRITER, None)
     if release is not None:
         release()
+
+
+_SQLITE_BEGINS = {mode: f"BEGIN {mode}" for mode in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE")}
+
+
+def _sqlite_begin_statement(connection: sa.Connection, sql: str) -> None:
+    """SQLite's BEGIN on the DBAPI cursor, as cdp/storage/driver.py runs the ingest hot path's
+    statements (a statement of every transaction: SQLAlchemy's execution context around it cost
+    more than SQLite's BEGIN itself). Not through ``driver``: the connection has no transaction
+    yet while it begins one. The engine's cursor listeners see it (statement counts), and its
+    error is SQLAlchemy's (a busy database: OperationalError, as before)."""
+    cursor = connection.connection.cursor()
+    observed = connection._has_events or connection.engine._has_events
+    if observed:
+        connection.dispatch.before_cursor_execute(connection, cursor, sql, (), None, False)
+    try:
+        cursor.execute(sql)
+    except sqlite3.Error as error:
+        connection._handle_dbapi_exception(error, sql, (), cursor, None)
+    cursor.close()
+    if observed:
+        connection.dispatch.after_cursor_execute(connection, cursor, sql, (), None, False)
 
 
 def sqlite_text(value: date | datetime) -> str:
