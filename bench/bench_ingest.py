@@ -66,6 +66,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import sqlalchemy as sa
@@ -355,6 +356,31 @@ class Outcome:
             self.errors[text] = self.errors.get(text, 0) + n
         self.latencies += other.latencies
 
+    def count_error(self, text: str) -> None:
+        self.errors[text] = self.errors.get(text, 0) + 1
+
+    def sent(self, started: float, status: int, n: int) -> None:
+        """A request's time, status and records (``status`` 0: it did not get through)."""
+        self.latencies.append(time.perf_counter() - started)
+        self.requests += 1
+        self.records += n
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    def answered(self, status: int, answer: Any, raw_text: str) -> None:
+        """An ingest answer's counts, or its error (``answer``: the decoded JSON, {} if not JSON)."""
+        if status != 200:
+            error = answer.get("error", {}) if isinstance(answer, dict) else {}
+            self.count_error(f"{status} {error.get('code', '?')}: {str(error.get('message', raw_text))[:200]}")
+            return
+        self.accepted += answer.get("accepted", 0)
+        self.rejected += answer.get("rejected", 0)
+        self.duplicates += answer.get("duplicates", 0)
+        for result in answer.get("results", ()):
+            self.warnings += len(result.get("warnings") or ())
+            if result.get("status") == "rejected":
+                self.count_error("rejected: " + "; ".join(f"{e['path']}: {e['message']}"
+                                                          for e in result.get("errors", []))[:200])
+
 
 def send(client: httpx.Client, path: str, body: bytes, n: int, out: Outcome) -> None:
     started = time.perf_counter()
@@ -363,31 +389,15 @@ def send(client: httpx.Client, path: str, body: bytes, n: int, out: Outcome) -> 
         status = response.status_code
     except httpx.HTTPError as exc:
         response, status = None, 0
-        text = f"transport error: {type(exc).__name__}: {str(exc)[:200]}"
-        out.errors[text] = out.errors.get(text, 0) + 1
-    out.latencies.append(time.perf_counter() - started)
-    out.requests += 1
-    out.records += n
-    out.statuses[status] = out.statuses.get(status, 0) + 1
+        out.count_error(f"transport error: {type(exc).__name__}: {str(exc)[:200]}")
+    out.sent(started, status, n)
     if response is None:
         return
     try:
         answer = response.json()
     except ValueError:
         answer = {}
-    if status != 200:
-        error = answer.get("error", {}) if isinstance(answer, dict) else {}
-        text = f"{status} {error.get('code', '?')}: {str(error.get('message', response.text))[:200]}"
-        out.errors[text] = out.errors.get(text, 0) + 1
-        return
-    out.accepted += answer.get("accepted", 0)
-    out.rejected += answer.get("rejected", 0)
-    out.duplicates += answer.get("duplicates", 0)
-    for result in answer.get("results", ()):
-        out.warnings += len(result.get("warnings") or ())
-        if result.get("status") == "rejected":
-            text = "rejected: " + "; ".join(f"{e['path']}: {e['message']}" for e in result.get("errors", []))[:200]
-            out.errors[text] = out.errors.get(text, 0) + 1
+    out.answered(status, answer, response.text)
 
 
 def _lean_send(connection, method: str, path: str, body: bytes, n: int, out: Outcome) -> None:
@@ -398,12 +408,8 @@ def _lean_send(connection, method: str, path: str, body: bytes, n: int, out: Out
     except OSError as exc:
         connection.close()  # the next request opens another connection
         status, data = 0, None
-        text = f"transport error: {type(exc).__name__}: {str(exc)[:200]}"
-        out.errors[text] = out.errors.get(text, 0) + 1
-    out.latencies.append(time.perf_counter() - started)
-    out.requests += 1
-    out.records += n
-    out.statuses[status] = out.statuses.get(status, 0) + 1
+        out.count_error(f"transport error: {type(exc).__name__}: {str(exc)[:200]}")
+    out.sent(started, status, n)
     if data is None:
         return
     if method == "GET":  # the trivial GET of bench_baseline.py: its answer is a dataset
@@ -413,19 +419,7 @@ def _lean_send(connection, method: str, path: str, body: bytes, n: int, out: Out
         answer = json.loads(data)
     except ValueError:
         answer = {}
-    if status != 200:
-        error = answer.get("error", {}) if isinstance(answer, dict) else {}
-        text = f"{status} {error.get('code', '?')}: {str(error.get('message', data[:200]))[:200]}"
-        out.errors[text] = out.errors.get(text, 0) + 1
-        return
-    out.accepted += answer.get("accepted", 0)
-    out.rejected += answer.get("rejected", 0)
-    out.duplicates += answer.get("duplicates", 0)
-    for result in answer.get("results", ()):
-        out.warnings += len(result.get("warnings") or ())
-        if result.get("status") == "rejected":
-            text = "rejected: " + "; ".join(f"{e['path']}: {e['message']}" for e in result.get("errors", []))[:200]
-            out.errors[text] = out.errors.get(text, 0) + 1
+    out.answered(status, answer, str(data[:200]))
 
 
 def run_clients(base: str, headers: dict, path: str, bodies: list[tuple[bytes, int]], clients: int,
