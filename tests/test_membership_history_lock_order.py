@@ -144,3 +144,53 @@ def test_deferred_moves_give_the_history_of_per_profile_writes(migrated_engine):
 
     assert rows(plain) == rows(deferred)
     assert len(rows(plain)) > SEGMENTS  # several hours
+
+
+def test_the_streaming_evaluator_moves_several_profiles_history_once(migrated_engine):
+    """StreamingEvaluator.profiles_changed: each profile's memberships and outbox rows written, the
+    hour's history row moved by one statement for all of them (counted), the answers those of
+    profile_changed."""
+    from cdp.engine.sql.loading import load_documents
+    from cdp.schema import luma_schema
+    from cdp.segments import service
+    from cdp.segments.models import Evaluation, SegmentCreate, SegmentStatus
+    from cdp.segments.reads import Change
+    from cdp.segments.streaming import StreamingEvaluator
+    from cdp.storage.database import write_transaction
+    from cdp.storage.models import membership_changes
+
+    engine, schema = migrated_engine, luma_schema()
+    sandbox = f"several-{engine.dialect.name}"
+    saved = datetime(2026, 12, 7, 9, 30, tzinfo=timezone.utc)
+    now = saved + timedelta(hours=1)
+    with write_transaction(engine) as connection:
+        connection.execute(sandboxes.insert().values(name=sandbox, created_at=saved))
+        load_documents(connection, [{"id": f"p{i}", "attributes": {"loyalty": {"tier": "gold", "points": 5}},
+                                     "events": []} for i in range(3)], sandbox=sandbox, schema=schema)
+        service.create_segment(connection=connection, sandbox=sandbox, schema=schema, as_of=saved, spec=SegmentCreate(
+            key="gold", name="gold", expression='loyalty.tier = "gold"', status=SegmentStatus.active,
+            evaluation=Evaluation.streaming))
+        pks = connection.execute(sa.select(profiles.c.pk).where(profiles.c.sandbox == sandbox)
+                                 .order_by(profiles.c.pk)).scalars().all()
+        connection.execute(profiles.update().where(profiles.c.pk.in_(pks[:2])).values(
+            attributes={"loyalty": {"tier": "silver", "points": 5}}))
+    history_statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        if "UPDATE segment_history" in statement:
+            history_statements.append(statement)
+
+    with write_transaction(engine) as connection:
+        sa.event.listen(connection, "before_cursor_execute", seen)
+        changed = StreamingEvaluator(connection, sandbox=sandbox).profiles_changed(
+            [(pk, Change(attributes=frozenset({("loyalty", "tier")}))) for pk in reversed(pks)], now)
+        sa.event.remove(connection, "before_cursor_execute", seen)
+    assert changed == {pks[0]: {"gold": "exited"}, pks[1]: {"gold": "exited"}, pks[2]: {}}
+    assert len(history_statements) == 1, history_statements  # per profile: one for each that changed
+    with engine.connect() as c:
+        segment_pk = c.execute(sa.select(segments.c.pk).where(segments.c.sandbox == sandbox)).scalar_one()
+        hour = c.execute(sa.select(segment_history).where(segment_history.c.segment_pk == segment_pk,
+                                                          segment_history.c.at == now.replace(minute=0))).one()
+        exits = c.execute(sa.select(sa.func.count()).select_from(membership_changes).where(
+            membership_changes.c.segment_pk == segment_pk, membership_changes.c.status == "exited")).scalar_one()
+    assert (hour.size, hour.entered, hour.exited, exits) == (1, 0, 2, 2)
