@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from time import perf_counter
 from typing import Any
@@ -104,26 +105,35 @@ def run_due(connection_factory, *, now: datetime, limit: int = 1000, metrics: An
                 existing = set(connection.execute(_EXISTING, {"b_pks": [pk for _, pk in chunk]}).scalars())
                 evaluators: dict[str, StreamingEvaluator] = {}
                 started = perf_counter()
-                for sandbox, profile_pk in chunk:
-                    position += 1
-                    if profile_pk in existing:
-                        evaluator = evaluators.get(sandbox)
-                        if evaluator is None:
-                            evaluator = evaluators[sandbox] = StreamingEvaluator(connection, sandbox=sandbox,
-                                                                                 metrics=metrics)
-                        if not savepoints:
-                            evaluator.due(profile_pk, now)
-                        else:
-                            try:
-                                with connection.begin_nested():
-                                    evaluator.due(profile_pk, now)
-                            except (sa.exc.IntegrityError, sa.exc.OperationalError) as error:
-                                log.info("due re-evaluation of profile %s lost a race: %s", profile_pk,
-                                         str(error).splitlines()[0])
-                                continue
-                    done += 1
-                    if perf_counter() - started > budget:
-                        break
+                # the chunk's history rows moved once, at its end (StreamingEvaluator.deferred): the
+                # transaction holds every profile's locks until it ends, so each profile's write
+                # locking its own segments' rows would lock them in no one order
+                with ExitStack() as deferring:
+                    for sandbox, profile_pk in chunk:
+                        position += 1
+                        if profile_pk in existing:
+                            evaluator = evaluators.get(sandbox)
+                            if evaluator is None:
+                                evaluator = evaluators[sandbox] = StreamingEvaluator(connection, sandbox=sandbox,
+                                                                                     metrics=metrics)
+                                deferring.enter_context(evaluator.deferred())
+                            if not savepoints:
+                                evaluator.due(profile_pk, now)
+                            else:
+                                moves = evaluator.moves
+                                before = {key: delta[:] for key, delta in moves.items()}
+                                try:
+                                    with connection.begin_nested():
+                                        evaluator.due(profile_pk, now)
+                                except (sa.exc.IntegrityError, sa.exc.OperationalError) as error:
+                                    moves.clear()  # the profile's deltas are rolled back with its savepoint
+                                    moves.update(before)
+                                    log.info("due re-evaluation of profile %s lost a race: %s", profile_pk,
+                                             str(error).splitlines()[0])
+                                    continue
+                        done += 1
+                        if perf_counter() - started > budget:
+                            break
         except (sa.exc.IntegrityError, sa.exc.OperationalError) as error:
             # the transaction itself failed (SQLite: the lock not had in time): none of its work
             # is kept, its rows stay due for the next wave

@@ -47,7 +47,8 @@ evaluates as before and a member whose window has passed leaves at once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from time import perf_counter
 from typing import Any
@@ -61,7 +62,7 @@ from cdp.segments.reads import Change
 from cdp.segments.streaming_plan import StreamingPlan, streaming_plan
 from cdp.segments.timing import earliest_merged
 from cdp.storage.memberships import (
-    driver, due_form, state_from_rows, state_rows_parameters, state_rows_sql, write_profile,
+    HistoryMoves, driver, due_form, move_history, state_from_rows, state_rows_parameters, state_rows_sql, write_profile,
 )
 from cdp.storage.models import (
     segment_due, segment_due_saved, segments,
@@ -100,6 +101,9 @@ class StreamingEvaluator:
         # events: a member of a monotone one, a non-member of an antitone one (cdp/segments/polarity.py),
         # and a segment reading no event itself none of whose references moved (:meth:`_unmoved`)
         self.kept = 0
+        # the history deltas of the profiles written so far, while :meth:`profiles_changed` or
+        # :meth:`deferred` runs (None: each profile's write moves its own)
+        self.moves: HistoryMoves | None = None
 
     def _load(self) -> StreamingPlan:
         if self._loaded is None:
@@ -118,6 +122,35 @@ class StreamingEvaluator:
                 self.skipped += len(chosen) - len(kept)
                 chosen, types = kept, plan.kept_types(kept)
         return self._evaluate(profile_pk, plan, chosen, types, now, added)
+
+    def profiles_changed(self, changes: Iterable[tuple[int, Change]], now: datetime) -> dict[int, dict[str, str]]:
+        """:meth:`profile_changed` for several profiles in one transaction (a request of several
+        records), in profile order; their history rows moved once, at the end
+        (cdp/storage/memberships.py ``move_history``): every row the transaction shares with
+        concurrent writers locked in one order, whatever segments each profile changed (each
+        profile's own write locking its segments' rows would not be: two such transactions
+        deadlocked on PostgreSQL). Returns profile → what :meth:`profile_changed` gave."""
+        ordered = sorted(changes)
+        if len(ordered) == 1:  # one profile's write locks its rows in order: moved by its own statement
+            return {pk: self.profile_changed(pk, change, now) for pk, change in ordered}
+        with self.deferred():
+            return {pk: self.profile_changed(pk, change, now) for pk, change in ordered}
+
+    @contextmanager
+    def deferred(self) -> Iterator[HistoryMoves]:
+        """Within it, the profiles' writes add their history deltas to the yielded
+        ``HistoryMoves`` (:attr:`moves`), moved when it ends — unless it ends by an exception (the
+        transaction, or its savepoint, is then rolled back by the caller). A caller that rolls
+        back a savepoint inside it removes that profile's deltas itself (cdp/segments/due.py)."""
+        if self.moves is not None:  # nested: the outer one moves them
+            yield self.moves
+            return
+        self.moves = {}
+        try:
+            yield self.moves
+            move_history(self.connection, self.moves)
+        finally:
+            self.moves = None
 
     def due(self, profile_pk: int, now: datetime) -> dict[str, str]:
         """Re-evaluate the timed streaming segments of a profile whose instant has come: all of
@@ -273,7 +306,7 @@ class StreamingEvaluator:
             earliest = None
         if changes or earliest is not None:
             write_profile(self.connection, sandbox=self.sandbox, profile_pk=profile_pk, profile_id=profile_id,
-                          now=now, source="streaming", changes=changes, due=earliest)
+                          now=now, source="streaming", changes=changes, due=earliest, moves=self.moves)
         return {key: "realized" if entered else "exited" for _, key, entered in changes}
 
 
