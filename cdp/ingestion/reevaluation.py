@@ -25,9 +25,12 @@ def _run(context: Any) -> None:
         groups, changed = reevaluate_sandbox(connection, sandbox=sandbox, now=now, checkpoint=context.checkpoint)
         memberships = MembershipRefresher(connection, sandbox=sandbox)
         streaming = StreamingEvaluator(connection, sandbox=sandbox)
-        for profile_pk in sorted(changed):
-            memberships.refresh(profile_pk, now)
-            streaming.profile_changed(profile_pk, Change(everything=True), now)
+        # the history rows moved once, at the end, in one order (as a request of several records:
+        # cdp/segments/streaming.py profiles_changed): no deadlock with concurrent writers
+        with streaming.deferred():
+            for profile_pk in sorted(changed):
+                memberships.refresh(profile_pk, now)
+                streaming.profile_changed(profile_pk, Change(everything=True), now)
         context.succeed(connection, f"{groups} graph(s) changed by the linking rules; {len(changed)} profile(s) "
                                     f"rewritten")
 

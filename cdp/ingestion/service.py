@@ -346,8 +346,7 @@ class Writer:
         for profile_pk in {*merged_into, *(r.profile_pk for r in resolutions if r.created)}:
             changes[profile_pk] = Change(everything=True)  # a new profile: any segment may take it
         # streaming segments: evaluated in this transaction, so memberships commit with the records
-        for profile_pk in sorted(changes):
-            self.streaming.profile_changed(profile_pk, changes[profile_pk], now)
+        self.streaming.profiles_changed(changes.items(), now)
         return results, remember
 
     def _warnings(self, resolution: Resolution) -> list[str]:

@@ -344,12 +344,15 @@ def apply_staged(connection: sa.Connection, writer, spool: Spool, *, kind: str, 
               "now": sqlite_text(now) if dialect == "sqlite" else now}
     fresh = _apply_fresh(connection, params, kind) if spool.count else 0
     # new profiles: any streaming segment may take them (as the Writer does for the profiles it
-    # makes); read a page at a time, as the rest below, so memory does not grow with the file
+    # makes); read a page at a time, as the rest below, so memory does not grow with the file. Their
+    # history rows are moved once, at the end, in one order (no deadlock with concurrent writers;
+    # the deltas are per hour and segment, so they do not grow with the file either)
     after = -1
-    while page := connection.execute(_FRESH_PAGE, {"after": after}).all():
-        for _, profile_pk in page:
-            writer.streaming.profile_changed(profile_pk, Change(everything=True), now)
-        after = page[-1][0]
+    with writer.streaming.deferred():
+        while page := connection.execute(_FRESH_PAGE, {"after": after}).all():
+            for _, profile_pk in page:
+                writer.streaming.profile_changed(profile_pk, Change(everything=True), now)
+            after = page[-1][0]
     results: list[tuple[int, RecordResult]] = []
     pending: list[tuple[int, ValidRecord]] = []
 

@@ -444,3 +444,31 @@ def test_saving_a_timed_segment_starts_a_wave_that_evaluates_only_it(api, engine
     assert [s for _, s in _members(api, "recent-buyers") if s != "exited"] == []
     assert len(_members(api, "day-buyers")) == 3 and len(_members(api, "two-day-buyers")) == 3
     assert _due(engine, sandbox) == [T0 + timedelta(hours=23)] * 3
+
+
+def test_a_request_of_several_people_moves_the_hours_history_once(api, engine, sandbox, clock):
+    """A request whose records change several profiles moves the hour's segment_history rows in one
+    statement at its end (StreamingEvaluator.profiles_changed: the rows shared with concurrent
+    writers locked in one order — per profile, two requests deadlocked on PostgreSQL), and the
+    history counts every entry."""
+    crm = _dataset(api, "profile", "CRM contacts")
+    _segment(api, "gold", 'loyalty.tier = "gold"')
+    updates: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        if "UPDATE segment_history" in statement:
+            updates.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        _ingest(api, crm, [{"identities": [{"namespace": "email", "id": f"p{i}@example.com"}],
+                            "attributes": {"loyalty": {"tier": "gold"}}} for i in range(3)])
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert len(updates) == 1, updates  # per profile: one each
+    with engine.connect() as connection:
+        entered, size = connection.execute(sa.text(
+            "SELECT h.entered, h.size FROM segment_history h JOIN segments s ON s.pk = h.segment_pk "
+            "WHERE s.sandbox = :sandbox AND s.key = 'gold'"), {"sandbox": sandbox}).one()
+    assert (entered, size) == (3, 3)
+    assert [(key, status) for key, _, status, _, _ in _outbox(engine, sandbox)] == [("gold", "entered")] * 3
