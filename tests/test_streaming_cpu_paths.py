@@ -1,7 +1,7 @@
 """Streaming's CPU per record (issue 15, session 15): the shorter paths keep what the longer ones
 guaranteed.
 
-- Streaming's read and membership writes go to the DBAPI cursor (cdp.storage.memberships.driver),
+- Streaming's read and membership writes go to the DBAPI cursor (cdp.storage.driver.driver),
   past SQLAlchemy's execution context: still seen by ``before_cursor_execute`` /
   ``after_cursor_execute`` listeners (the tests' and benches' statement counts), in the
   connection's transaction, and failing with SQLAlchemy's exceptions (a lost race stays an
@@ -41,7 +41,7 @@ def _profile(connection, sandbox: str) -> int:
 
 
 def test_driver_statements_are_seen_transactional_and_fail_as_sqlalchemy_does(migrated_engine):
-    from cdp.storage.memberships import driver
+    from cdp.storage.driver import driver
 
     sandbox = next(_SANDBOXES)
     dialect = migrated_engine.dialect.name

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from cdp.engine.profile import INTEGER_MAX, INTEGER_MIN, LoadedProfile, ProfileError, coerce, flatten
 from cdp.schema import Schema
-from cdp.storage.memberships import array_literal
+from cdp.storage.driver import array_literal
 from cdp.storage.models import events, identities, profiles
 
 

@@ -61,8 +61,9 @@ from cdp.segments.membership import SegmentRef
 from cdp.segments.reads import Change
 from cdp.segments.streaming_plan import StreamingPlan, streaming_plan
 from cdp.segments.timing import earliest_merged
+from cdp.storage.driver import driver
 from cdp.storage.memberships import (
-    HistoryMoves, driver, due_form, move_history, state_from_rows, state_rows_parameters, state_rows_sql, write_profile,
+    HistoryMoves, due_form, move_history, state_from_rows, state_rows_parameters, state_rows_sql, write_profile,
 )
 from cdp.storage.models import (
     segment_due, segment_due_saved, segments,

@@ -1,12 +1,12 @@
 """Fixed statements run on the connection's DBAPI cursor, past SQLAlchemy's per-statement work.
 
-:func:`driver` and :func:`array_literal` are those of cdp/storage/memberships.py on branch
-s15-stream (issue 15), copied as they are so that module can import them from here: the
-ingestion hot path (cdp/ingestion/service.py, cdp/identity/owners.py, cdp/storage/bulk.py,
-cdp/ingestion/config.py) runs its fixed ``exec_driver_sql`` statements through :func:`driver` —
-the same text and the same parameters (``exec_driver_sql`` processes none either), without the
-execution context, result metadata and row objects SQLAlchemy builds around each (15.6–21.3 µs a
-statement on SQLite against sqlite3's own 2.0 µs, measured: bench/RESULTS.md, session 15).
+:func:`driver` runs a fixed statement (its text and parameter forms written once, as
+``exec_driver_sql`` takes them: it processes no parameter either) without the execution context,
+result metadata and row objects SQLAlchemy builds around each — 15.6–21.3 µs a statement on SQLite
+against sqlite3's own 2.0 µs (bench/RESULTS.md, session 15). Its users: streaming's read and
+membership writes (cdp/storage/memberships.py) and the ingestion hot path (cdp/ingestion/service.py,
+cdp/identity/owners.py, cdp/storage/bulk.py, cdp/ingestion/config.py). :func:`array_literal` sends
+a PostgreSQL list as one text parameter.
 """
 
 from __future__ import annotations
