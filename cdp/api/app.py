@@ -55,7 +55,7 @@ from cdp.api import access_log, docs, errors
 from cdp.api.deps import endpoints
 from cdp.api.errors import COMMON_RESPONSES
 from cdp.api.health import router as operations
-from cdp.api.middleware import BodySizeLimit, HeaderSizeLimit, NoNulInUrl, RequestMetrics
+from cdp.api.middleware import RequestGate
 from cdp.api.ratelimit import RateLimiter
 from cdp.api.routes.activation import activations_router, dataflow_router, destinations_router
 from cdp.api.routes.auth import me_router as me
@@ -167,11 +167,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.state.clock = utcnow  # tests inject another (cdp.api.deps.get_clock)
     errors.install(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, max_file_bytes=settings.max_file_bytes,
+    # metrics (counting the 413s and 431s too), header size, NUL in the URL, body size: one layer
+    app.add_middleware(RequestGate, metrics=metrics, max_bytes=settings.max_body_bytes,
+                       max_file_bytes=settings.max_file_bytes,
                        file_routes=[(method, API_PREFIX + path) for method, path in FILE_ROUTES])
-    app.add_middleware(NoNulInUrl)
-    app.add_middleware(HeaderSizeLimit)
-    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts 413s and 431s too
 
     for router in _routers():  # each under /v1 directly: FastAPI matches a request router by router, level by level
         app.include_router(router, prefix=API_PREFIX)
@@ -222,7 +221,7 @@ _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 
 
 def _no_nul(schema: dict) -> None:
-    """A string in a URL may not hold NUL (cdp/api/middleware.py NoNulInUrl): say so where no
+    """A string in a URL may not hold NUL (cdp/api/middleware.py RequestGate): say so where no
     pattern says more."""
     for option in schema.get("anyOf", [schema]):
         target = option.get("items", option) if option.get("type") == "array" else option

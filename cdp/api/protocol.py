@@ -8,7 +8,7 @@ otherwise. Both behave the same to a client:
 
 * a header section still incomplete past :data:`MAX_HEADER_BYTES` (a 100 KB ``Authorization``
   header arriving in pieces, say) is 431 ``headers_too_large``, as the app's own check answers one
-  that arrived whole (cdp/api/middleware.py ``HeaderSizeLimit``);
+  that arrived whole (cdp/api/middleware.py ``RequestGate``);
 * any other malformed request is 400 ``bad_request``.
 
 Both close the connection, as uvicorn does. h11 bounds an incomplete header section itself

@@ -9,12 +9,14 @@ another sandbox is 404.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Body, Depends, File, Form, Path, Query, Request, UploadFile, status
 from fastapi.responses import Response, StreamingResponse
 
-from cdp.api.deps import ClockDep, ConnectionDep, EngineDep, MetricsDep, SettingsDep, Stewards, single_hop
+from cdp.api.deps import (ConnectionDep, EngineDep, FastPathRoute, SettingsDep, Stewards, fast_path, run_single_hop,
+                          single_hop)
 from cdp.api.errors import COMMON_RESPONSES, ErrorResponse
 from cdp.api.pagination import Page, PageDep
 from cdp.api.routes.activation import wake_delivery
@@ -24,7 +26,8 @@ from cdp.jobs import Runner
 from cdp.schema_registry.service import get_schema
 from cdp.storage.database import commit_now
 
-router = APIRouter(tags=["ingestion"], responses=COMMON_RESPONSES)
+# FastPathRoute: a record posted is answered without FastAPI's dependency solving in the plain case
+router = APIRouter(tags=["ingestion"], responses=COMMON_RESPONSES, route_class=FastPathRoute)
 
 DatasetId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 NOT_FOUND = {404: {"model": ErrorResponse}}
@@ -52,15 +55,17 @@ _RECORDS_BODY = {"anyOf": [
                          "has `identities` and `attributes`; an event record `identities` and `event` (id, type, "
                          "timestamp and fields, as in the profile document). Limits: 64 KiB per record, 1,000 "
                          "records per request (413 `batch_too_large`), 100,000 events per profile.")
+@fast_path(lambda request, authorizer: _ingest_records_fast(request, authorizer))
 @single_hop  # connection, handler, commit in one thread-pool hop (cdp/api/deps.py)
-def ingest_records(dataset_id: DatasetId, principal: Stewards, connection: ConnectionDep, metrics: MetricsDep,
-                   clock: ClockDep, request: Request,
+def ingest_records(dataset_id: DatasetId, principal: Stewards, connection: ConnectionDep, request: Request,
                    body: Annotated[Any, Body(openapi_examples={"batch": {"value": _RECORDS_EXAMPLE}},
                                              json_schema_extra=_RECORDS_BODY)]
                    ) -> Response:
     # the schema is read with the sandbox's other settings (one version number: cdp/ingestion/config.py)
+    # the metrics and the clock read from the app's state here, not as two dependencies solved a request
+    state = request.app.state
     answer = service.ingest_records(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id,
-                                    body=body, metrics=metrics, clock=clock)
+                                    body=body, metrics=state.metrics, clock=state.clock)
     # committed here, before the delivery wake and the answer's encoding: the request's locks —
     # the identities of its people, on PostgreSQL; the database, on SQLite — are held until the
     # COMMIT, and 8 writers of the same people queue on them (bench/RESULTS.md, issue 16 fifth
@@ -74,6 +79,38 @@ def ingest_records(dataset_id: DatasetId, principal: Stewards, connection: Conne
     # encoded here, not through the response model (documented above as IngestResponse): up to
     # 1,000 results a request, each a model FastAPI would validate and serialise again
     return Response(ingest_response_json(answer), media_type="application/json")
+
+
+_MAX_ID = 2**63 - 1
+
+
+async def _ingest_records_fast(request: Request, authorizer) -> Response | None:
+    """ingest_records' plain case without FastAPI's dependency solving (cdp/api/deps.py
+    FastPathRoute): a dataset id of plain digits in range, a JSON body (``Content-Type:
+    application/json``) that is not null, the key and sandbox seen lately. Anything else is None —
+    FastAPI's handler answers it as before (its body already read), errors included."""
+    text = request.path_params.get("dataset_id")
+    if not (isinstance(text, str) and text.isascii() and text.isdigit() and text[0] != "0" and len(text) <= 19):
+        return None
+    dataset_id = int(text)
+    if dataset_id > _MAX_ID:
+        return None
+    if request.headers.get("content-type", "").lower() != "application/json":
+        return None
+    raw = await request.body()
+    if not raw:
+        return None
+    try:
+        body = json.loads(raw)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError: FastAPI's 422 / 400
+        return None
+    if body is None:  # a required body that is null: FastAPI's 422 missing
+        return None
+    principal = authorizer.if_seen(request)
+    if principal is None:
+        return None
+    return await run_single_hop(ingest_records, request, {"dataset_id": dataset_id, "principal": principal,
+                                                          "request": request, "body": body})
 
 
 # ---- batch files ---------------------------------------------------------------------------------
