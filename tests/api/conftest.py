@@ -132,6 +132,20 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
     return error
 
 
+def count_awaits(monkeypatch, owner: Any, name: str) -> list[int]:
+    """The calls of the coroutine function ``owner.<name>`` during the test, counted in the one
+    item of the returned list (which the test may reset)."""
+    count = [0]
+    original = getattr(owner, name)
+
+    async def counting(*args, **kwargs):
+        count[0] += 1
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counting)
+    return count
+
+
 def create_dataset(api, kind: str, name: str | None = None, **kwargs) -> int:
     """A new dataset of the test's sandbox; its id."""
     response = api.post("/v1/datasets", json={"name": name or f"{kind} data", "kind": kind}, **kwargs)

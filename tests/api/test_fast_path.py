@@ -8,7 +8,7 @@ from __future__ import annotations
 import fastapi.routing
 import pytest
 
-from tests.api.conftest import create_dataset
+from tests.api.conftest import count_awaits, create_dataset
 
 PROFILE = {"identities": [{"namespace": "email", "id": "fast@example.com"}],
            "attributes": {"person": {"first_name": "Fast"}}}
@@ -17,15 +17,7 @@ PROFILE = {"identities": [{"namespace": "email", "id": "fast@example.com"}],
 @pytest.fixture
 def solves(monkeypatch):
     """Counts FastAPI's dependency solving of a request (one call for each request it handles)."""
-    count = [0]
-    original = fastapi.routing.solve_dependencies
-
-    async def counting(*args, **kwargs):
-        count[0] += 1
-        return await original(*args, **kwargs)
-
-    monkeypatch.setattr(fastapi.routing, "solve_dependencies", counting)
-    return count
+    return count_awaits(monkeypatch, fastapi.routing, "solve_dependencies")
 
 
 @pytest.fixture

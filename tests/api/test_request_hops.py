@@ -15,21 +15,13 @@ from fastapi.testclient import TestClient
 
 from cdp.api.deps import ConnectionDep, single_hop
 from cdp.storage.database import create_engine
-from tests.api.conftest import create_dataset
+from tests.api.conftest import count_awaits, create_dataset
 
 
 @pytest.fixture
 def hops(monkeypatch):
     """Counts the thread-pool hops (anyio.to_thread.run_sync: FastAPI's and Starlette's way there)."""
-    count = [0]
-    original = anyio.to_thread.run_sync
-
-    async def counting(*args, **kwargs):
-        count[0] += 1
-        return await original(*args, **kwargs)
-
-    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
-    return count
+    return count_awaits(monkeypatch, anyio.to_thread, "run_sync")
 
 
 def test_the_hot_routes_take_one_thread_pool_hop(api, hops):
