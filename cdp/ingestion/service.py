@@ -8,6 +8,8 @@ import logging
 import random
 import time
 import uuid
+from collections import Counter
+from operator import itemgetter
 from datetime import date, datetime, timezone
 from collections.abc import Callable
 from typing import Any
@@ -55,6 +57,10 @@ class Writer:
     that loses a race with a concurrent writer (a merge deleted its profile, a deadlock, an
     identity or event id claimed meanwhile) is rolled back and tried again.
     """
+
+    # events written as columns (:meth:`_apply_events`); False: record by record, as before (the
+    # tests compare the two: tests/test_ingest_columns.py)
+    columns = True
 
     def __init__(self, connection: sa.Connection, *, sandbox: str, dataset_pk: int, kind: str,
                  batch_pk: int | None = None, request_id: str | None = None, clock: Callable[[], datetime] | None = None,
@@ -300,47 +306,7 @@ class Writer:
                                                  profile_id=resolution.external_id, warnings=self._warnings(resolution))
             remember = _nothing
         else:
-            if merged_into:
-                self.event_counts.clear()
-            counts = dict(self.event_counts)
-            counts.update((r.profile_pk, 0) for r in resolutions if r.created)  # made just now: none yet
-            # read with the owners (cdp/identity/owners.py), unless a merge changed them since
-            counts.update((pk, n) for pk, n in self.graph.event_counts.items() if pk not in counts)
-            unknown = sorted({r.profile_pk for r in resolutions} - set(counts))
-            if unknown:
-                counts.update({pk: 0 for pk in unknown})
-                counts.update(listed.rows(self.connection, _EVENT_COUNTS, listed.keys(unknown)))
-            rows, stored_ids = [], []
-            types_of: dict[int, set[str]] = {}  # profile → the types of the events it got (streaming segments)
-            events_of: dict[int, list[dict]] = {}  # profile → the events it got
-            dialect = self.dialect
-            for (position, index, record, pairs), resolution in zip(prepared, resolutions):
-                profile_pk, warnings = resolution.profile_pk, self._warnings(resolution)
-                if counts[profile_pk] >= limits.MAX_EVENTS_PER_PROFILE:
-                    results[position] = self._too_many_events(index, resolution.external_id, counts[profile_pk],
-                                                              warnings)
-                    continue
-                counts[profile_pk] += 1
-                rows.append({"profile_pk": profile_pk, "event_id": record.event_id, "type": record.event_type,
-                             "ts": record.ts, "dataset_pk": self.dataset_pk, "identities": [list(p) for p in pairs],
-                             "fields": _stored_fields(record.event_fields, dialect)})
-                stored_ids.append(record.event_id)
-                types_of.setdefault(profile_pk, set()).add(record.event_type)
-                events_of.setdefault(profile_pk, []).append(rows[-1])  # its values: streaming skips by them
-                results[position] = RecordResult(index=index, status=RecordStatus.accepted,
-                                                 profile_id=resolution.external_id, warnings=warnings)
-            changes.update((pk, Change(event_types=frozenset(types), events=tuple(events_of[pk])))
-                           for pk, types in types_of.items())
-            touch = self.graph.take_touch()  # PostgreSQL: the identities' last_seen, in the insert's statement
-            if rows:  # in one order for every writer (the unique index on dataset and event id)
-                insert_events(self.connection, sorted(rows, key=lambda row: row["event_id"]),
-                              first=None if touch is None else (touch.cte, TOUCH_DONE, touch.parameters))
-            elif touch is not None:
-                run_touch(self.connection, touch)
-
-            def remember() -> None:
-                self.seen_event_ids.update(stored_ids)
-                self.event_counts.update(counts)
+            remember = self._apply_events(prepared, resolutions, results, changes, bool(merged_into))
         for profile_pk in merged_into:
             self.memberships.refresh(profile_pk, now)
         for profile_pk in {*merged_into, *(r.profile_pk for r in resolutions if r.created)}:
@@ -348,6 +314,97 @@ class Writer:
         # streaming segments: evaluated in this transaction, so memberships commit with the records
         self.streaming.profiles_changed(changes.items(), now)
         return results, remember
+
+    def _apply_events(self, prepared: list, resolutions: list[Resolution], results: dict[int, RecordResult],
+                      changes: dict[int, Change], merged: bool) -> Callable[[], None]:
+        """The resolved event records written as columns: one list per field of the events' rows,
+        built by comprehensions over the request's records, the per-profile limit checked per profile
+        (not per record), one result per record — then ONE insert (with the identities' touch on
+        PostgreSQL). Records of a profile that would pass the limit of events are checked one after
+        the other (:meth:`_apply_events_one_by_one`), with the same outcome."""
+        if merged:
+            self.event_counts.clear()
+        counts = dict(self.event_counts)
+        counts.update((r.profile_pk, 0) for r in resolutions if r.created)  # made just now: none yet
+        # read with the owners (cdp/identity/owners.py), unless a merge changed them since
+        counts.update((pk, n) for pk, n in self.graph.event_counts.items() if pk not in counts)
+        profile_pks = [r.profile_pk for r in resolutions]
+        landing = Counter(profile_pks)
+        unknown = sorted(landing.keys() - counts.keys())
+        if unknown:
+            counts.update({pk: 0 for pk in unknown})
+            counts.update(listed.rows(self.connection, _EVENT_COUNTS, listed.keys(unknown)))
+        limit = limits.MAX_EVENTS_PER_PROFILE
+        if not self.columns or any(counts[pk] + landed > limit for pk, landed in landing.items()):
+            return self._apply_events_one_by_one(prepared, resolutions, results, changes, counts)
+        for pk, landed in landing.items():
+            counts[pk] += landed
+        dialect, dataset_pk = self.dialect, self.dataset_pk
+        records = [item[2] for item in prepared]
+        event_ids = [record.event_id for record in records]
+        rows = [{"profile_pk": profile_pk, "event_id": event_id, "type": record.event_type, "ts": record.ts,
+                 "dataset_pk": dataset_pk, "identities": [list(p) for p in item[3]],
+                 "fields": _stored_fields(record.event_fields, dialect)}
+                for profile_pk, event_id, record, item in zip(profile_pks, event_ids, records, prepared)]
+        accepted = RecordStatus.accepted
+        for (position, index, _, _), resolution in zip(prepared, resolutions):
+            # most records have nothing to warn of: _warnings only where the resolution says something
+            warnings = self._warnings(resolution) if (resolution.merged or resolution.unlinked or resolution.split
+                                                      or resolution.removed) else []
+            results[position] = RecordResult(index=index, status=accepted, profile_id=resolution.external_id,
+                                             warnings=warnings)
+        events_of: dict[int, list[dict]] = {}  # profile → the events it got (streaming skips by their values)
+        for row in rows:
+            events_of.setdefault(row["profile_pk"], []).append(row)
+        changes.update((pk, Change(event_types=frozenset(row["type"] for row in got), events=tuple(got)))
+                       for pk, got in events_of.items())
+        self._insert_events(rows)
+
+        def remember() -> None:
+            self.seen_event_ids.update(event_ids)
+            self.event_counts.update(counts)
+        return remember
+
+    def _apply_events_one_by_one(self, prepared: list, resolutions: list[Resolution],
+                                 results: dict[int, RecordResult], changes: dict[int, Change],
+                                 counts: dict[int, int]) -> Callable[[], None]:
+        """The event records checked one after the other against the per-profile limit of events
+        (a profile at its limit: each of its records is rejected from the one that passes it on)."""
+        rows, stored_ids = [], []
+        types_of: dict[int, set[str]] = {}  # profile → the types of the events it got (streaming segments)
+        events_of: dict[int, list[dict]] = {}  # profile → the events it got
+        dialect = self.dialect
+        for (position, index, record, pairs), resolution in zip(prepared, resolutions):
+            profile_pk, warnings = resolution.profile_pk, self._warnings(resolution)
+            if counts[profile_pk] >= limits.MAX_EVENTS_PER_PROFILE:
+                results[position] = self._too_many_events(index, resolution.external_id, counts[profile_pk],
+                                                          warnings)
+                continue
+            counts[profile_pk] += 1
+            rows.append({"profile_pk": profile_pk, "event_id": record.event_id, "type": record.event_type,
+                         "ts": record.ts, "dataset_pk": self.dataset_pk, "identities": [list(p) for p in pairs],
+                         "fields": _stored_fields(record.event_fields, dialect)})
+            stored_ids.append(record.event_id)
+            types_of.setdefault(profile_pk, set()).add(record.event_type)
+            events_of.setdefault(profile_pk, []).append(rows[-1])  # its values: streaming skips by them
+            results[position] = RecordResult(index=index, status=RecordStatus.accepted,
+                                             profile_id=resolution.external_id, warnings=warnings)
+        changes.update((pk, Change(event_types=frozenset(types), events=tuple(events_of[pk])))
+                       for pk, types in types_of.items())
+        self._insert_events(rows)
+
+        def remember() -> None:
+            self.seen_event_ids.update(stored_ids)
+            self.event_counts.update(counts)
+        return remember
+
+    def _insert_events(self, rows: list[dict]) -> None:
+        touch = self.graph.take_touch()  # PostgreSQL: the identities' last_seen, in the insert's statement
+        if rows:  # in one order for every writer (the unique index on dataset and event id)
+            insert_events(self.connection, sorted(rows, key=_by_event_id),
+                          first=None if touch is None else (touch.cte, TOUCH_DONE, touch.parameters))
+        elif touch is not None:
+            run_touch(self.connection, touch)
 
     def _warnings(self, resolution: Resolution) -> list[str]:
         warnings: list[str] = []
@@ -422,6 +479,9 @@ def _stored_fields(fields: dict[str, Any], dialect: str) -> dict[str, Any]:
         if isinstance(value, _CONVERTED):
             return {k: json_value(v, dialect) for k, v in fields.items()}
     return fields
+
+
+_by_event_id = itemgetter("event_id")
 
 
 def _wall_clock() -> datetime:
