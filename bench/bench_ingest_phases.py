@@ -204,10 +204,10 @@ def run(backend: str, records_count: int, people: int, statements: bool = False,
             print(f"    {'(sum of phases)':<48} {sum(phases.cpu.values()) / n * 1e6:8.1f}")
             if cluster is not None and statements:
                 with engine.connect() as c:
-                    top = c.exec_driver_sql(
+                    heaviest = c.exec_driver_sql(
                         "SELECT calls, total_exec_time, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) "
                         "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT %s", (top,)).all()
-                for calls, ms, rows, query in top:
+                for calls, ms, rows, query in heaviest:
                     print(f"      pg_stat_statements: {ms * 1000 / n:7.1f} µs a record, {calls:>6} calls, {rows:>7} rows: {query}")
                 # row updates that stayed on their page (HOT: no index entry) — the counter's and the
                 # touch's; cumulative since the cluster started (both streams' rows for the second)
