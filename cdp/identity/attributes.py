@@ -164,11 +164,11 @@ def record_attributes_many(connection: sa.Connection, items: list[tuple[int, Map
     observed = _processor(attribute_sources.c.observed_at, dialect)
     for start in range(0, len(pks), _PROFILES_PER_QUERY):
         chunk = pks[start:start + _PROFILES_PER_QUERY]
-        current = {pk: dict(document(attributes) or {}) for pk, attributes in listed.run(
+        current = {pk: dict(document(attributes) or {}) for pk, attributes in listed.rows(
             connection, _CURRENT[dialect.name], listed.keys(chunk))}
         by_path: dict[tuple[int, str], list] = {}
         paths = sorted(set().union(*(touched[pk] for pk in chunk)))
-        for pk, profile_pk, path, dataset_pk, removed, observed_at, value in listed.run(
+        for pk, profile_pk, path, dataset_pk, removed, observed_at, value in listed.rows(
                 connection, _STORED[dialect.name], listed.keys(chunk), listed.Many(paths, "varchar")):
             if path in touched[profile_pk]:
                 by_path.setdefault((profile_pk, path), []).append(
