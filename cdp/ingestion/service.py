@@ -8,7 +8,6 @@ import logging
 import random
 import time
 import uuid
-from collections import Counter
 from operator import itemgetter
 from datetime import date, datetime, timezone
 from collections.abc import Callable
@@ -65,10 +64,6 @@ class Writer:
     that loses a race with a concurrent writer (a merge deleted its profile, a deadlock, an
     identity or event id claimed meanwhile) is rolled back and tried again.
     """
-
-    # events written as columns (:meth:`_apply_events`); False: record by record, as before (the
-    # tests compare the two: tests/test_ingest_columns.py)
-    columns = True
 
     def __init__(self, connection: sa.Connection, *, sandbox: str, dataset_pk: int, kind: str,
                  batch_pk: int | None = None, request_id: str | None = None, clock: Callable[[], datetime] | None = None,
@@ -324,59 +319,21 @@ class Writer:
 
     def _apply_events(self, prepared: list, resolutions: list[Resolution], results: dict[int, RecordResult],
                       changes: dict[int, Change], merged: bool) -> Callable[[], None]:
-        """The resolved event records written as columns: one list per field of the events' rows,
-        built by comprehensions over the request's records, the per-profile limit checked per profile
-        (not per record), one result per record — then ONE insert (with the identities' touch on
-        PostgreSQL). Records of a profile that would pass the limit of events are checked one after
-        the other (:meth:`_apply_events_one_by_one`), with the same outcome."""
+        """The resolved event records checked one after the other against the per-profile limit
+        of events (a profile at its limit: each of its records is rejected from the one that
+        passes it on), then ONE insert with the identities' touch on PostgreSQL. (A variant that
+        built the rows as whole-request lists saved 0–2 µs a record and was a second copy of
+        this: bench/RESULTS.md, session 16.)"""
         if merged:
             self.event_counts.clear()
         counts = dict(self.event_counts)
         counts.update((r.profile_pk, 0) for r in resolutions if r.created)  # made just now: none yet
         # read with the owners (cdp/identity/owners.py), unless a merge changed them since
         counts.update((pk, n) for pk, n in self.graph.event_counts.items() if pk not in counts)
-        profile_pks = [r.profile_pk for r in resolutions]
-        landing = Counter(profile_pks)
-        unknown = sorted(landing.keys() - counts.keys())
+        unknown = sorted({r.profile_pk for r in resolutions} - counts.keys())
         if unknown:
             counts.update({pk: 0 for pk in unknown})
             counts.update(listed.rows(self.connection, _EVENT_COUNTS, listed.keys(unknown)))
-        limit = limits.MAX_EVENTS_PER_PROFILE
-        if not self.columns or any(counts[pk] + landed > limit for pk, landed in landing.items()):
-            return self._apply_events_one_by_one(prepared, resolutions, results, changes, counts)
-        for pk, landed in landing.items():
-            counts[pk] += landed
-        dialect, dataset_pk = self.dialect, self.dataset_pk
-        records = [item[2] for item in prepared]
-        event_ids = [record.event_id for record in records]
-        rows = [{"profile_pk": profile_pk, "event_id": event_id, "type": record.event_type, "ts": record.ts,
-                 "dataset_pk": dataset_pk, "identities": [list(p) for p in item[3]],
-                 "fields": _stored_fields(record.event_fields, dialect)}
-                for profile_pk, event_id, record, item in zip(profile_pks, event_ids, records, prepared)]
-        accepted = RecordStatus.accepted
-        for (position, index, _, _), resolution in zip(prepared, resolutions):
-            # most records have nothing to warn of: _warnings only where the resolution says something
-            warnings = self._warnings(resolution) if (resolution.merged or resolution.unlinked or resolution.split
-                                                      or resolution.removed) else []
-            results[position] = RecordResult(index=index, status=accepted, profile_id=resolution.external_id,
-                                             warnings=warnings)
-        events_of: dict[int, list[dict]] = {}  # profile → the events it got (streaming skips by their values)
-        for row in rows:
-            events_of.setdefault(row["profile_pk"], []).append(row)
-        changes.update((pk, Change(event_types=frozenset(row["type"] for row in got), events=tuple(got)))
-                       for pk, got in events_of.items())
-        self._insert_events(rows)
-
-        def remember() -> None:
-            self.seen_event_ids.update(event_ids)
-            self.event_counts.update(counts)
-        return remember
-
-    def _apply_events_one_by_one(self, prepared: list, resolutions: list[Resolution],
-                                 results: dict[int, RecordResult], changes: dict[int, Change],
-                                 counts: dict[int, int]) -> Callable[[], None]:
-        """The event records checked one after the other against the per-profile limit of events
-        (a profile at its limit: each of its records is rejected from the one that passes it on)."""
         rows, stored_ids = [], []
         types_of: dict[int, set[str]] = {}  # profile → the types of the events it got (streaming segments)
         events_of: dict[int, list[dict]] = {}  # profile → the events it got
