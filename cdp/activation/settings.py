@@ -24,7 +24,7 @@ class ActivationSettings(BaseSettings):
                                                                 "when nothing woke it.")
     wake_coalesce_seconds: float = Field(default=0.02, ge=0, le=5, description=(
         "A woken delivery loop starts its next cycle no sooner than this after the last one began: "
-        "under a stream of ingest requests (each wakes it) one cycle serves all the changes of that "
+        "under a stream of ingest requests (each that changes a membership wakes it) one cycle serves all the changes of that "
         "interval instead of one cycle per request (0: a cycle per wake)."))
     consent_every_seconds: float = Field(default=5.0, gt=0, description="How often consent withdrawals (and grants) "
                                                                         "of exported members are looked for.")

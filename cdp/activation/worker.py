@@ -4,7 +4,8 @@ in threads of their own (cdp/activation/delivery.py says how; docs/activation.md
 Everything it knows is in the database — cursors, deliveries and their attempts — so a restart
 resumes where it stopped: a delivery that was being sent when the process died is sent again
 (same ``delivery_id``). It looks at the outbox every ``poll_seconds`` (a read on an index) and at
-once when woken (a request that made work calls :meth:`DeliveryWorker.wake`; wakes within
+once when woken (a request that made work — an ingest request that changed a membership, an
+activation created — calls :meth:`DeliveryWorker.wake`; wakes within
 ``wake_coalesce_seconds`` of a cycle's start share the next cycle). Each destination
 with open deliveries is sent to by one sender at a time, up to ``senders`` destinations at once,
 so one slow receiver holds up only its own deliveries.
@@ -110,8 +111,9 @@ class DeliveryWorker:
                 log.exception("delivery loop: a cycle failed; trying again")
                 self._stopping.wait(1.0)
             self._wake.wait(self.settings.poll_seconds)
-            # woken early (every ingest request wakes it): a cycle costs ~1 ms of CPU whether it
-            # finds one change or a hundred, so the changes of a short interval share one cycle
+            # woken early (each ingest request that changed a membership wakes it): a cycle costs
+            # ~1 ms of CPU whether it finds one change or a hundred, so the changes of a short
+            # interval share one cycle
             rest = began + self.settings.wake_coalesce_seconds - time.monotonic()
             if rest > 0:
                 self._stopping.wait(rest)

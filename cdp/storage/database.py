@@ -321,6 +321,24 @@ def commit_now(connection: sa.Connection) -> None:
         release()
 
 
+_OUTBOX_WRITTEN = "cdp_outbox_written"
+
+
+def note_outbox_written(connection: sa.Connection) -> None:
+    """Mark the connection's transaction as one that wrote outbox rows (``membership_changes``):
+    whoever commits it and wants them delivered at once wakes the delivery loop only then
+    (:func:`take_outbox_written`). Set where the rows are written (cdp/storage/memberships.py).
+    A mark set in a savepoint that was rolled back stays: one needless wake, never a missed one."""
+    connection.info[_OUTBOX_WRITTEN] = True
+
+
+def take_outbox_written(connection: sa.Connection) -> bool:
+    """Whether outbox rows were written on ``connection`` since the mark was last taken (and take
+    it). ``info`` outlives the checkout (it is the pooled connection's): take it once before the
+    work, so that a mark left by the connection's last user does not count."""
+    return connection.info.pop(_OUTBOX_WRITTEN, False)
+
+
 _SQLITE_BEGINS = {mode: f"BEGIN {mode}" for mode in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE")}
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cdp.storage.database import note_outbox_written
 from cdp.storage.driver import array_literal, driver
 from cdp.storage.models import membership_changes, memberships, profiles, segment_due, segment_history, segments
 
@@ -51,6 +52,7 @@ def exit_all(connection: sa.Connection, *, sandbox: str, profile_pk: int, now: d
         .join(profiles, profiles.c.pk == memberships.c.profile_pk)
         .where(memberships.c.profile_pk == profile_pk, memberships.c.status.in_(MEMBER))).all()
     if rows:
+        note_outbox_written(connection)  # the delivery loop is woken after the commit (cdp/api)
         connection.execute(membership_changes.insert(), [
             {"sandbox": sandbox, "segment_pk": r.segment_pk, "segment_key": r.key, "profile_pk": profile_pk,
              "profile_id": r.external_id, "status": "exited", "at": now, "source": source} for r in rows])
@@ -279,6 +281,8 @@ def write_profile(connection: sa.Connection, *, sandbox: str, profile_pk: int, p
     if not (changes or due is not None or undue):
         return
     hour = hour_of(now)
+    if changes:
+        note_outbox_written(connection)  # the delivery loop is woken after the commit (cdp/api)
     if moves is not None:
         for pk, _, entered in changes:
             delta = moves.setdefault((hour, pk), [0, 0])

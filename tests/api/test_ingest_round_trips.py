@@ -97,26 +97,57 @@ def test_a_duplicate_event_marks_nothing_seen(api):
     assert _last_seen(api) == before
 
 
+def _streaming_segment(api, key: str, expression: str) -> None:
+    response = api.post("/v1/segments", json={"key": key, "name": key, "expression": expression,
+                                              "evaluation": "streaming"})
+    assert response.status_code == 201, response.text
+
+
 def test_an_ingest_request_wakes_the_delivery_loop_once_after_its_commit(api, monkeypatch):
     """The wake is what lets a membership change the record made go out at once (not at the loop's
     next poll); it is sent on the request's thread after the COMMIT, so the loop it wakes sees the
-    record's changes."""
-    from cdp.storage.models import events
+    record's changes (and its outbox row)."""
+    from cdp.storage.models import events, membership_changes
 
     dataset = create_dataset(api, "event")
+    _streaming_segment(api, "woken", "count(event) >= 1")  # the event's new person enters it
     delivery = api.app.state.delivery
-    committed_at_wake: list[int] = []
+    committed_at_wake: list[tuple[int, int]] = []
 
-    def wake() -> None:  # the real wake, observed: how many of the event's rows another connection sees
+    def wake() -> None:  # the real wake, observed: what another connection sees of the request's writes
         with api.app.state.engine.connect() as connection:
-            committed_at_wake.append(connection.execute(
-                sa.select(sa.func.count()).select_from(events).where(events.c.event_id == "e-wake")).scalar_one())
+            committed_at_wake.append((
+                connection.execute(sa.select(sa.func.count()).select_from(events)
+                                   .where(events.c.event_id == "e-wake")).scalar_one(),
+                connection.execute(sa.select(sa.func.count()).select_from(membership_changes)
+                                   .where(membership_changes.c.segment_key == "woken",
+                                          membership_changes.c.sandbox == api.sandbox)).scalar_one()))
         real_wake()
 
     real_wake = delivery.wake
     monkeypatch.setattr(delivery, "wake", wake)
     _post(api, dataset, {**_event(0, ("ecid", "rt-wake")), "event": {**_event(0)["event"], "id": "e-wake"}})
-    assert committed_at_wake == [1]
+    assert committed_at_wake == [(1, 1)]
+
+
+def test_an_ingest_request_that_changes_no_membership_does_not_wake_the_delivery_loop(api, monkeypatch):
+    """A request whose records change no membership wrote nothing for the loop to deliver: it does
+    not wake it (each woken cycle is a pooled connection and a read; the loop's poll finds anything
+    else) — with no streaming segment, and with one its records do not move. A later request that
+    does change one still wakes it."""
+    dataset = create_dataset(api, "event")
+    delivery = api.app.state.delivery
+    woken: list[int] = []
+    monkeypatch.setattr(delivery, "wake", lambda: woken.append(1))
+    _post(api, dataset, _event(10, ("ecid", "rt-quiet")))  # a new person; no streaming segment
+    _post(api, dataset, _event(11, ("ecid", "rt-quiet")))  # a returning one
+    _streaming_segment(api, "many", "count(event) > 5")
+    _post(api, dataset, _event(12, ("ecid", "rt-quiet-2")))  # evaluated, not a member: no change
+    _post(api, dataset, _event(13, ("ecid", "rt-quiet")))  # its third event: still not a member
+    assert woken == []
+    _streaming_segment(api, "any", "count(event) >= 1")
+    _post(api, dataset, _event(14, ("ecid", "rt-loud")))  # a new person: enters "any"
+    assert woken == [1]
 
 
 def test_a_request_may_reuse_cached_plans_and_nothing_after_it_does(api):

@@ -24,7 +24,7 @@ from cdp.ingestion import DEFAULT_ERROR_THRESHOLD, batches, service, uploads
 from cdp.ingestion.models import BatchErrorPage, BatchRead, IngestResponse, ingest_response_json
 from cdp.jobs import Runner
 from cdp.schema_registry.service import get_schema
-from cdp.storage.database import commit_now
+from cdp.storage.database import commit_now, take_outbox_written
 
 # FastPathRoute: a record posted is answered without FastAPI's dependency solving in the plain case
 router = APIRouter(tags=["ingestion"], responses=COMMON_RESPONSES, route_class=FastPathRoute)
@@ -64,6 +64,7 @@ def ingest_records(dataset_id: DatasetId, principal: Stewards, connection: Conne
     # the schema is read with the sandbox's other settings (one version number: cdp/ingestion/config.py)
     # the metrics and the clock read from the app's state here, not as two dependencies solved a request
     state = request.app.state
+    take_outbox_written(connection)  # a mark left by the pooled connection's last user does not count
     answer = service.ingest_records(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id,
                                     body=body, metrics=state.metrics, clock=state.clock)
     # committed here, before the delivery wake and the answer's encoding: the request's locks —
@@ -71,11 +72,14 @@ def ingest_records(dataset_id: DatasetId, principal: Stewards, connection: Conne
     # COMMIT, and 8 writers of the same people queue on them (bench/RESULTS.md, issue 16 fifth
     # round). A failed commit is still this request's error.
     commit_now(connection)
-    # after the commit: the changes it made go out at once. Called here, not as a background task:
-    # the wake only sets an event, and a background task cost the request a thread-pool hop after
-    # its answer (a sync callable) and FastAPI's BackgroundTasks plumbing, ~7 % of a POST's server
-    # time (bench/RESULTS.md, issue 16's per-request path)
-    wake_delivery(request)
+    # after the commit, when the records changed a membership (they wrote outbox rows): the
+    # changes go out at once. A request that changed none wakes nothing — each woken cycle was a
+    # pooled connection and a read, ~10 % of a single-record POST's server time with nothing
+    # subscribed (bench/RESULTS.md, session 16); the loop's poll still finds anything else. Called
+    # here, not as a background task: the wake only sets an event, and a background task cost the
+    # request a thread-pool hop after its answer and FastAPI's BackgroundTasks plumbing
+    if take_outbox_written(connection):
+        wake_delivery(request)
     # encoded here, not through the response model (documented above as IngestResponse): up to
     # 1,000 results a request, each a model FastAPI would validate and serialise again
     return Response(ingest_response_json(answer), media_type="application/json")
