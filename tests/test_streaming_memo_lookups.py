@@ -1,15 +1,29 @@
-"""Streaming's per-record work without exceptions as control flow (issue 15, session 16): an event
-term shared through the evaluation's memo (cdp/engine/memory/codegen.py ``_shared``) is looked up
-with ``dict.get`` — a catalogue's terms are mostly computed once per profile, so most lookups miss,
-and a miss through ``memo[key]`` raised and caught a KeyError each time. The answers and the
-sharing stay as tests/test_streaming_sharing.py proves them."""
+"""Streaming's per-record work, session 16 (issue 15), each the same answer for less:
+
+- an event term shared through the evaluation's memo (cdp/engine/memory/codegen.py ``_shared``)
+  is looked up with ``dict.get`` — a catalogue's terms are mostly computed once per profile, so
+  most lookups miss, and a miss through ``memo[key]`` raised and caught a KeyError each time (the
+  answers and the sharing as tests/test_streaming_sharing.py proves them);
+- the next instants (cdp/segments/timing.py ``earliest_merged``) read a profile's instants where
+  its schema puts them (``SchemaInstants``: the date and datetime attributes, each event's
+  timestamp when no other event field is dated) instead of walking every value: the same instant
+  as the walk for generated segments and profiles, and a schema with a dated event field walks.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import cdp.dsl  # noqa: F401 - before cdp.schema
+from cdp.dsl import check, render
 from cdp.engine import compile_predicate, load_profile
+from cdp.schema import Schema, luma_schema
+from cdp.segments.reads import reads_of_tree
+from cdp.segments.timing import SchemaInstants, earliest_merged, merge_timing, timing_parts
+from tests.strategies import segments
+from tests.test_differential import AS_OF as DIFFERENTIAL_AS_OF, CATALOGUE, attributes, event
 
 AS_OF = datetime(2026, 12, 6, 9, 15, tzinfo=timezone.utc)
 
@@ -40,18 +54,6 @@ def test_a_shared_terms_first_lookup_raises_nothing():
 
 
 # ---- the next instants from where the schema says a profile holds instants ------------------------
-
-from datetime import timedelta  # noqa: E402
-
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
-
-from cdp.dsl import check, render  # noqa: E402
-from cdp.schema import Schema, luma_schema  # noqa: E402
-from cdp.segments.reads import reads_of_tree  # noqa: E402
-from cdp.segments.timing import SchemaInstants, earliest_merged, merge_timing, timing_parts  # noqa: E402
-from tests.strategies import segments  # noqa: E402
-from tests.test_differential import AS_OF as DIFFERENTIAL_AS_OF, CATALOGUE, attributes, event  # noqa: E402
-
 
 def _document(attrs, events) -> dict:
     return {"id": "p", "attributes": attrs, "events": [dict(e, id=f"e{j}") for j, e in enumerate(events)]}
