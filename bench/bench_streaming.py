@@ -231,7 +231,7 @@ class SandboxProfile:
         Path(self.directory).mkdir(parents=True, exist_ok=True)
         output = Path(self.directory) / f"{self.name}-{count}-r{round_}.txt"
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(self.server.pid), "--rate", "250",
+            [os.environ.get("CDP_BENCH_PYSPY_BIN") or str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(self.server.pid), "--rate", "250",
              "--format", "raw", "--output", str(output)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # attached before the first request
 
@@ -242,6 +242,19 @@ class SandboxProfile:
             self.process.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
             self.process.wait(timeout=60)
             self.process = None
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """Each thread's user + system CPU seconds (``/proc/PID/task``): the event loop's thread is the
+    one whose id is the process's, the others are the request threads and the service's own."""
+    found: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        found[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
 
 
 def measure(server: bi.Server, key: str, made: dict[int, tuple[str, int]], records: list[dict], rounds: int,
@@ -256,6 +269,7 @@ def measure(server: bi.Server, key: str, made: dict[int, tuple[str, int]], recor
     latencies: dict[int, list[float]] = {count: [] for count in made}
     walls: dict[int, float] = {count: 0.0 for count in made}
     cpu: dict[int, float] = {count: 0.0 for count in made}  # the server's CPU seconds (robust to a loaded machine)
+    loop_cpu: dict[int, float] = {count: 0.0 for count in made}  # of which its event loop's thread
     order = list(made)
     profile = SandboxProfile(server, name)
     for round_ in range(rounds):
@@ -272,6 +286,7 @@ def measure(server: bi.Server, key: str, made: dict[int, tuple[str, int]], recor
                 histograms_before = histograms(client)
                 profile.start(count, round_ + 1)
                 cpu_before = bi.cpu_seconds(server.pid)
+                threads_before = thread_cpu(server.pid)
                 started = time.perf_counter()
                 for body in bodies:
                     t0 = time.perf_counter()
@@ -284,11 +299,12 @@ def measure(server: bi.Server, key: str, made: dict[int, tuple[str, int]], recor
                     assert status == 200 and json.loads(text)["accepted"] == 1, text[:500]
                 walls[count] += time.perf_counter() - started
                 cpu[count] += bi.cpu_seconds(server.pid) - cpu_before
+                loop_cpu[count] += thread_cpu(server.pid).get(server.pid, 0.0) - threads_before.get(server.pid, 0.0)
                 profile.stop()
                 add(server_side[count], delta(histograms(client), histograms_before))
         bi.log(f"round {round_ + 1}/{rounds}: " + ", ".join(
             f"{c} segments p50 {statistics.median(latencies[c]):.1f} ms" for c in order))
-    return {"latencies": latencies, "walls": walls, "cpu": cpu, "requests": per_round * rounds,
+    return {"latencies": latencies, "walls": walls, "cpu": cpu, "loop_cpu": loop_cpu, "requests": per_round * rounds,
             "server_side": server_side}
 
 
@@ -384,15 +400,17 @@ def report(args, counts: list[int], results: dict[str, dict], started: datetime,
             target = ("≤ 10 ms: " + ("PASS" if p99 <= 10 else "FAIL")) if count == 500 else ""
             cpu_ms = out["cpu"][count] / out["requests"] * 1000
             cpu_ratio = f"{out['cpu'][0] / out['cpu'][count]:.2f}×" if 0 in out["cpu"] and count else "—"
+            loop_ms = out["loop_cpu"][count] / out["requests"] * 1000
             rows.append([name, count, out["requests"], f"{statistics.median(lat):.2f}", f"{pct(lat, 0.95):.2f}",
-                         f"{p99:.2f}", target, f"{rate:,.0f}", ratio, f"{cpu_ms:.2f}", cpu_ratio, out["changes"][count]])
+                         f"{p99:.2f}", target, f"{rate:,.0f}", ratio, f"{cpu_ms:.2f}", f"{loop_ms:.2f}",
+                         f"{cpu_ms - loop_ms:.2f}", cpu_ratio, out["changes"][count]])
     lines += ["Latency = the client's round trip of a single-record request (ms); the membership changes and their "
               "outbox rows commit in the record's transaction, before the answer. Server CPU per record (the "
               "`cdp serve` process, from /proc) is the figure a loaded machine disturbs least; its ratio is the "
               "throughput ratio one core would give.", "",
               markdown_table(["database", "streaming segments", "requests", "p50", "p95", "p99", "target (p99)",
                               "records/s", "÷ no segments (≥ 0.8)", "server CPU ms / record",
-                              "CPU: no segments ÷ this", "outbox rows (streaming)"], rows), ""]
+                              "of which the event loop's thread", "the other threads", "CPU: no segments ÷ this", "outbox rows (streaming)"], rows), ""]
     rows = []
     for name, out in results.items():
         for count in counts:

@@ -48,7 +48,9 @@ if os.environ.get("STREAMING_HOOK_DIR"):
             _cpu["gc"] += time.thread_time() - _gc_started.pop(me)
 
     def _timed(owner, name: str, label: str) -> None:
-        inner = getattr(owner, name)
+        inner = getattr(owner, name, None)
+        if inner is None:  # not in this version of the code
+            return
 
         def timed(*args, **kwargs):
             started = time.thread_time()
@@ -64,18 +66,19 @@ if os.environ.get("STREAMING_HOOK_DIR"):
         import cdp.ingestion.service as ingestion
         import cdp.observability.metrics as metrics
         import cdp.segments.streaming as streaming
+        import cdp.storage.database as database
 
         _timed(streaming.StreamingEvaluator, "profile_changed", "streaming (all)")
         _timed(streaming.StreamingEvaluator, "_write", "streaming: write")
         _timed(streaming, "_load_with_state", "streaming: read")
-        _timed(streaming, "next_change", "streaming: next instants")
-        if hasattr(streaming, "earliest_change"):
-            _timed(streaming, "earliest_change", "streaming: next instants")
+        for name in ("next_change", "earliest_change", "earliest_merged"):
+            _timed(streaming, name, "streaming: next instants")
         _timed(metrics.Metrics, "evaluated", "streaming: per-segment metrics")
         _timed(ingestion.Writer, "apply_many", "ingestion: apply_many (streaming included)")
+        _timed(ingestion, "ingest_records", "ingestion: ingest_records (all)")
+        _timed(database, "commit_now", "commit_now")
         _timed(worker.DeliveryWorker, "pump_once", "delivery: pump_once")
-        if hasattr(worker.DeliveryWorker, "_cycle"):
-            _timed(worker.DeliveryWorker, "_cycle", "delivery: cycle")
+        _timed(worker.DeliveryWorker, "_cycle", "delivery: cycle")
 
     def _per_thread() -> dict[str, float]:
         found: dict[str, float] = {}

@@ -240,7 +240,7 @@ class StreamingEvaluator:
             before = after
         # the earliest of the evaluated segments' next instants, computed at once
         # (cdp/segments/timing.py earliest_change: exactly the least of each one's next_change)
-        earliest = earliest_merged(plan.merged_timing(tuple(verdicts)), profile, now)
+        earliest = earliest_merged(plan.merged_timing(tuple(verdicts)), profile, now, plan.instants)
         self.evaluations += len(spent)
         evaluated = perf_counter()
         changed = self._write(profile_pk, profile.id, plan, verdicts, earliest, now, members, stored)

@@ -31,7 +31,7 @@ from cdp.segments.membership import SegmentRef
 from cdp.segments.polarity import Polarity, grows, shrinks
 from cdp.segments.reads import Change, Reads, own_reads, reads_of
 from cdp.segments.relevance import Relevance, Screen
-from cdp.segments.timing import _instant, merge_timing, timing_parts
+from cdp.segments.timing import SchemaInstants, _instant, merge_timing, timing_parts
 from cdp.storage.memberships import state_rows_parameters
 from cdp.storage.models import segments
 
@@ -77,6 +77,9 @@ class StreamingPlan:
         # the positions of the timed ones: what a profile's stored instant stands for, all of them
         # re-evaluated when it comes (one instant per profile, migration 0018)
         self.timed = [i for i, timing in enumerate(self.timing) if timing is not None]
+        # where the profiles this plan loads (under its schema) hold their instants: the next
+        # instants read those values only (cdp/segments/timing.py SchemaInstants)
+        self.instants = SchemaInstants(schema) if schema is not None else None
         self.any_event = [i for i, row in enumerate(self.order) if self.reads[row.key].any_event]
         self.by_type: dict[str, list[int]] = {}
         self.by_attribute: dict[str, list[int]] = {}  # an attribute path's first name → positions

@@ -260,19 +260,26 @@ def merge_timing(parts: Any) -> tuple[tuple[tuple, tuple[timedelta, ...], tuple[
                  for key, (shifts, months, daily) in merged.items())
 
 
-def earliest_merged(merged: Any, profile: Any, as_of: datetime) -> datetime | None:
+def earliest_merged(merged: Any, profile: Any, as_of: datetime, instants: SchemaInstants | None = None
+                    ) -> datetime | None:
     """:func:`earliest_change` from :func:`merge_timing`'s answer. Per set of instants the shifts
     are searched from the instants' side — for each instant the least shift reaching ``as_of`` (a
     binary search among the sorted shifts) — so a profile with a few events and a catalogue with
-    many window lengths costs a few searches, not one per window length."""
+    many window lengths costs a few searches, not one per window length. ``instants``: where a
+    profile loaded under the schema holds instants (:class:`SchemaInstants`; the same answer,
+    without walking every value of the profile)."""
     if not merged:
         return None
     if as_of.__class__ is not datetime or as_of.tzinfo is not timezone.utc:
         as_of = _instant(as_of)
     cache: dict = {}
+    stamped = False
+    if instants is not None:
+        instants.prime(cache, profile)
+        stamped = instants.events_by_timestamp
     best: datetime | None = None
     for key, ordered, months, daily in merged:
-        points = _points_of(key, profile, cache)
+        points = _points_of(key, profile, cache, stamped)
         if points:
             count = len(ordered)
             for point in points:
@@ -295,14 +302,81 @@ def earliest_merged(merged: Any, profile: Any, as_of: datetime) -> datetime | No
     return best
 
 
-def _points_of(key: tuple, profile: Any, cache: dict) -> list[datetime]:
-    """:func:`_points` by its key: (event types read, None: any; literal instants)."""
+def _points_of(key: tuple, profile: Any, cache: dict, stamped: bool = False) -> list[datetime]:
+    """:func:`_points` by its key: (event types read, None: any; literal instants). ``stamped``:
+    an event's only instant is its timestamp (:class:`SchemaInstants`)."""
     types, literal_instants = key
     points: set[datetime] = set(literal_instants)
     points |= _part(cache, _ATTRIBUTES, profile.attributes)
     if types is None:
-        points |= _part(cache, _ALL_EVENTS, profile.events)
+        if stamped:
+            points |= _stamped(cache, _ALL_EVENTS, profile.timestamps)
+        else:
+            points |= _part(cache, _ALL_EVENTS, profile.events)
     else:
         for event_type in types:
-            points |= _part(cache, (_TYPE, event_type), profile.by_type.get(event_type, ((),))[0])
+            if stamped:
+                points |= _stamped(cache, (_TYPE, event_type), profile.by_type.get(event_type, _NO_EVENTS)[1])
+            else:
+                points |= _part(cache, (_TYPE, event_type), profile.by_type.get(event_type, ((),))[0])
     return sorted(points)
+
+
+_NO_EVENTS: tuple[tuple, tuple] = ((), ())
+
+
+def _dated(type_: Any) -> bool:
+    """Whether a value of this schema type holds dates or datetimes (a date, a datetime, a list of them)."""
+    name = getattr(type_, "name", None)
+    if name == "list":
+        name = getattr(getattr(type_, "element", None), "name", None)
+    return name in ("date", "datetime")
+
+
+class SchemaInstants:
+    """Where a profile loaded under ``schema`` holds its instants, so that :func:`earliest_merged`
+    need not walk every value of it. A loaded profile's values are converted by the schema
+    (cdp/profiles/documents.py ``_stored_fields``, cdp/engine/profile.py ``load_profile``): a
+    field the schema types as a date or datetime (or a list of them) holds dates or datetimes; a
+    field it does not know keeps its JSON value, and JSON has no date. So the attributes' instants
+    are those of the schema's date and datetime paths, and — when the schema's events have no date
+    or datetime field but the timestamp — an event's only instant is its timestamp: a type's
+    instants are its timestamp list (``by_type``), the profile's all its events'
+    (``timestamps``) — exactly what walking the values gives (the same instants, each converted by
+    :func:`_instants_of` as the walk converts it)."""
+
+    __slots__ = ("attribute_paths", "events_by_timestamp")
+
+    def __init__(self, schema: Any):
+        self.attribute_paths = tuple(sorted(path for path, type_ in schema.profile.items() if _dated(type_)))
+        self.events_by_timestamp = not any(_dated(type_) for path, type_ in schema.all_event_fields().items()
+                                           if path != "timestamp")
+
+    def prime(self, cache: dict, profile: Any) -> None:
+        """The attributes' instants, in ``cache`` under the key :func:`_part` reads."""
+        found: set[datetime] = set()
+        attributes = profile.attributes
+        for path in self.attribute_paths:
+            value = attributes.get(path)
+            if value is not None:
+                _instants_of(value, found)
+        cache[_ATTRIBUTES] = found
+
+
+def _stamped(cache: dict, key: Any, stamps: Any) -> set[datetime]:
+    """:func:`_part` of events whose only instant is their timestamp, from their timestamps."""
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = _stamps(stamps)
+    return found
+
+
+def _stamps(stamps: list) -> set[datetime]:
+    """The instants of events whose only instant is their timestamp, as :func:`_instants_of` gives them."""
+    found: set[datetime] = set()
+    for stamp in stamps:
+        if stamp.__class__ is datetime and stamp.tzinfo is timezone.utc:
+            found.add(stamp)
+        else:
+            _instants_of(stamp, found)
+    return found

@@ -18,17 +18,19 @@ from cdp.engine.memory.predicates import PredicateNodes
 from cdp.engine.memory.values import ValueNodes
 
 _EMPTY = ([], [])
+_MISSING = object()
 
 
 def _shared(key: tuple, function: Callable, p: Any, A: Any, C: tuple, memo: dict | None) -> Any:
-    """An event term's value, computed once per evaluation memo (see EventNodes._event_function)."""
+    """An event term's value, computed once per evaluation memo (see EventNodes._event_function).
+    Looked up with ``dict.get``: most terms of a catalogue are computed once, so a lookup is
+    mostly a miss, and a miss through ``memo[key]`` raised and caught a KeyError (~0.3 µs)."""
     if memo is None:
         return function(p, A, C, memo)
-    try:
-        return memo[key]
-    except KeyError:
+    value = memo.get(key, _MISSING)
+    if value is _MISSING:
         value = memo[key] = function(p, A, C, memo)
-        return value
+    return value
 
 
 class Codegen(ValueNodes, PredicateNodes, EventNodes):
