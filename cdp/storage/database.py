@@ -179,6 +179,11 @@ def create_engine(url: str, *, read_only: bool = False, **kwargs) -> sa.Engine:
             cursor.close()
             dbapi_connection.commit()
             keep_prepared_statements(dbapi_connection)
+
+        @event.listens_for(engine, "checkin")
+        def _postgres_end_holds(_dbapi_connection, record):  # noqa: ANN001
+            # after the pool's rollback (or the owner's commit): what was held for the transaction goes
+            _end_holds(record.info)
     return engine
 
 
@@ -319,6 +324,42 @@ def commit_now(connection: sa.Connection) -> None:
     release = connection.info.pop(_RELEASE_WRITER, None)
     if release is not None:
         release()
+    _end_holds(connection.info)
+
+
+_HOLDS = "cdp_holds_until_transaction_ends"
+
+
+def hold_until_transaction_ends(connection: sa.Connection, release) -> None:  # noqa: ANN001 - a callable
+    """Call ``release`` when ``connection``'s transaction has ended: right after :func:`commit_now`'s
+    COMMIT, else when the connection goes back to the pool (after its commit or rollback) — whatever
+    the request's outcome. For in-process holds tied to a transaction's locks (identity turns,
+    cdp/identity/turns.py)."""
+    connection.info.setdefault(_HOLDS, []).append(release)
+
+
+def holds_until_transaction_ends(connection: sa.Connection) -> bool:
+    return bool(connection.info.get(_HOLDS))
+
+
+def _end_holds(info: dict) -> None:
+    holds = info.pop(_HOLDS, None)
+    while holds:
+        holds.pop()()
+
+
+_TURNS: weakref.WeakKeyDictionary[sa.Engine, object] = weakref.WeakKeyDictionary()
+
+
+def identity_turns(engine: sa.Engine):  # noqa: ANN201 - cdp.identity.turns.IdentityTurns
+    """The process's identity turns on ``engine``'s database (cdp/identity/turns.py)."""
+    with _WRITER_LOCKS_GUARD:
+        turns = _TURNS.get(engine)
+        if turns is None:
+            from cdp.identity.turns import IdentityTurns
+
+            turns = _TURNS[engine] = IdentityTurns()
+        return turns
 
 
 _OUTBOX_WRITTEN = "cdp_outbox_written"
