@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Hashable, Iterable
+
+from cdp.storage.database import FifoLock
 
 STRIPES = 1024
 TURN_WAIT_SECONDS = 2.0
@@ -32,60 +33,29 @@ MAX_TURN_KEYS = 32
 class IdentityTurns:
     """A process's turns on one database (one per engine: cdp.storage.database.identity_turns).
 
-    First come, first served: a stripe given back goes to its longest waiter (``threading.Lock``
-    lets a newcomer barge in — with a burst of one person's requests a waiter was passed over again
-    and again)."""
+    First come, first served: a stripe given back goes to its longest waiter (FifoLock)."""
 
     def __init__(self, stripes: int = STRIPES):
-        self._mutex = threading.Lock()
-        self._busy = [False] * stripes
-        self._waiters: list[deque[threading.Lock] | None] = [None] * stripes
+        self._locks = [FifoLock() for _ in range(stripes)]
 
     def take(self, keys: Iterable[Hashable], timeout: float) -> Callable[[], None] | None:
         """The turns of ``keys`` (waiting at most ``timeout`` seconds in all) and the function
         that gives them back (once); None when they were not all had in time (none is held then)."""
-        count = len(self._busy)
+        count = len(self._locks)
         stripes = sorted({hash(key) % count for key in keys})
         end = time.monotonic() + timeout
-        taken: list[int] = []
+        taken: list[FifoLock] = []
         for stripe in stripes:  # in stripe order: two takers never wait for each other in a cycle
-            if not self._acquire(stripe, end):
+            lock = self._locks[stripe]
+            if not lock.acquire(timeout=max(0.0, end - time.monotonic())):
                 for held in reversed(taken):
-                    self._release(held)
+                    held.release()
                 return None
-            taken.append(stripe)
+            taken.append(lock)
         given_back = threading.Lock()
 
         def give_back() -> None:
             if given_back.acquire(blocking=False):
                 for held in reversed(taken):
-                    self._release(held)
+                    held.release()
         return give_back
-
-    def _acquire(self, stripe: int, end: float) -> bool:
-        with self._mutex:
-            if not self._busy[stripe]:
-                self._busy[stripe] = True
-                return True
-            turn = threading.Lock()
-            turn.acquire()
-            waiters = self._waiters[stripe]
-            if waiters is None:
-                waiters = self._waiters[stripe] = deque()
-            waiters.append(turn)
-        if turn.acquire(timeout=max(0.0, end - time.monotonic())):
-            return True  # handed over by _release
-        with self._mutex:
-            try:
-                waiters.remove(turn)
-            except ValueError:  # handed over between the timeout and now: ours after all
-                return True
-            return False
-
-    def _release(self, stripe: int) -> None:
-        with self._mutex:
-            waiters = self._waiters[stripe]
-            if waiters:
-                waiters.popleft().release()  # the stripe stays busy: it is the waiter's now
-            else:
-                self._busy[stripe] = False

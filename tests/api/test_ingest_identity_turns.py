@@ -101,13 +101,13 @@ def test_turns_are_all_or_none_and_given_back_once():
     blocker_key = next(k for k in [("s", "x", str(n)) for n in range(1000)] if hash(k) % 64 == max(stripes))
     blocker = turns.take([blocker_key], timeout=1)
     assert turns.take(keys, timeout=0.1) is None  # the last stripe is busy: nothing is held
-    assert all(not turns._busy[s] for s in stripes if s != max(stripes))
+    assert all(not turns._locks[s].locked() for s in stripes if s != max(stripes))
     blocker()
     give_back = turns.take(keys, timeout=1)
-    assert give_back is not None and all(turns._busy[s] for s in stripes)
+    assert give_back is not None and all(turns._locks[s].locked() for s in stripes)
     give_back()
     give_back()  # once: a second call gives back nothing more
-    assert not any(turns._busy)
+    assert not any(lock.locked() for lock in turns._locks)
     again = turns.take(keys, timeout=0.1)
     assert again is not None
     again()
