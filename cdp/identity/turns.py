@@ -3,9 +3,9 @@
 Two single-record requests of the same new person in flight at once — a burst of a person's
 events spread over 8 keep-alive clients — both insert its identities: the second waits on the
 unique index for the first to commit, then loses (``another writer claimed an identity``), rolls
-back to its savepoint and does its attempt again. On PostgreSQL with 8 clients that was 15 % of
-single-record POSTs, and two thirds of the slowest 1 % (bench/RESULTS.md, session 16, s16-tail):
-the losers' p50 19.7 ms against 8.2 ms for the others.
+back to its savepoint and does its attempt again. On PostgreSQL with 8 clients that was 12–16 % of
+single-record POSTs and 28–65 % of the slowest 1 % (bench/RESULTS.md, session 16, s16-tail): the
+losers' p50 19.7 ms against 8.2 ms for the others.
 
 So before its first attempt a streaming request of a few records takes a turn on each identity it
 names (a lock per stripe of (sandbox, namespace, value), in stripe order, all or none), and gives
