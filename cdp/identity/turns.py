@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable, Iterable
+
+import sqlalchemy as sa
 
 from cdp.storage.database import FifoLock
 
@@ -31,7 +34,7 @@ MAX_TURN_KEYS = 32
 
 
 class IdentityTurns:
-    """A process's turns on one database (one per engine: cdp.storage.database.identity_turns).
+    """A process's turns on one database (one per engine: :func:`identity_turns`).
 
     First come, first served: a stripe given back goes to its longest waiter (FifoLock)."""
 
@@ -59,3 +62,16 @@ class IdentityTurns:
                 for held in reversed(taken):
                     held.release()
         return give_back
+
+
+_TURNS: weakref.WeakKeyDictionary[sa.Engine, IdentityTurns] = weakref.WeakKeyDictionary()
+_TURNS_GUARD = threading.Lock()
+
+
+def identity_turns(engine: sa.Engine) -> IdentityTurns:
+    """The process's identity turns on ``engine``'s database."""
+    with _TURNS_GUARD:
+        turns = _TURNS.get(engine)
+        if turns is None:
+            turns = _TURNS[engine] = IdentityTurns()
+        return turns

@@ -29,12 +29,12 @@ from cdp.identity.graph import IdentityGraph, Lineage, Resolution, ResolutionCon
 from cdp.identity.owners import TOUCH_DONE, run_touch
 from cdp.identity.namespaces import IdentityValueError, normalize, sandbox_namespaces
 from cdp.identity.settings import get_identity_settings
-from cdp.identity.turns import MAX_TURN_KEYS, TURN_WAIT_SECONDS
+from cdp.identity.turns import MAX_TURN_KEYS, TURN_WAIT_SECONDS, identity_turns
 from cdp.segments.membership import MembershipRefresher
 from cdp.segments.reads import Change
 from cdp.segments.streaming import StreamingEvaluator
 from cdp.storage.bulk import insert_events
-from cdp.storage.database import hold_until_transaction_ends, holds_until_transaction_ends, identity_turns
+from cdp.storage.database import hold_until_transaction_ends, holds_until_transaction_ends
 from cdp.storage.driver import driver
 from cdp.storage.models import profiles
 

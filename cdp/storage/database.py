@@ -395,20 +395,6 @@ def _end_holds(info: dict) -> None:
         holds.pop()()
 
 
-_TURNS: weakref.WeakKeyDictionary[sa.Engine, object] = weakref.WeakKeyDictionary()
-
-
-def identity_turns(engine: sa.Engine):  # noqa: ANN201 - cdp.identity.turns.IdentityTurns
-    """The process's identity turns on ``engine``'s database (cdp/identity/turns.py)."""
-    with _WRITER_LOCKS_GUARD:
-        turns = _TURNS.get(engine)
-        if turns is None:
-            from cdp.identity.turns import IdentityTurns
-
-            turns = _TURNS[engine] = IdentityTurns()
-        return turns
-
-
 _OUTBOX_WRITTEN = "cdp_outbox_written"
 
 
