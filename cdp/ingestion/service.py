@@ -29,10 +29,12 @@ from cdp.identity.graph import IdentityGraph, Lineage, Resolution, ResolutionCon
 from cdp.identity.owners import TOUCH_DONE, run_touch
 from cdp.identity.namespaces import IdentityValueError, normalize, sandbox_namespaces
 from cdp.identity.settings import get_identity_settings
+from cdp.identity.turns import MAX_TURN_KEYS, TURN_WAIT_SECONDS, identity_turns
 from cdp.segments.membership import MembershipRefresher
 from cdp.segments.reads import Change
 from cdp.segments.streaming import StreamingEvaluator
 from cdp.storage.bulk import insert_events
+from cdp.storage.database import hold_until_transaction_ends, holds_until_transaction_ends
 from cdp.storage.driver import driver
 from cdp.storage.models import profiles
 
@@ -103,6 +105,9 @@ class Writer:
         # PostgreSQL: the state of this writer's savepoint (Writer._open_savepoint): None (none
         # yet), "open" (an attempt runs in it, or lost and was rolled back to it), "won"
         self.savepoint: str | None = None
+        # PostgreSQL: whether a request takes turns on its identities before its first attempt
+        # (cdp/identity/turns.py): a streaming request whose transaction has written nothing before
+        self.take_turns = False
 
     # ---- identities --------------------------------------------------------------------------
 
@@ -164,6 +169,8 @@ class Writer:
             remember()
             results.update(applied)
         elif prepared:
+            if self.take_turns:
+                self._take_turns(prepared)
             applied = self._attempt(prepared, SET_WISE_ATTEMPTS if len(prepared) > 1 else MAX_ATTEMPTS)
             if applied is None and self.serialize():  # still losing: again, as the sandbox's one such writer
                 # each loss means a competitor committed; a request keeps trying until its deadline
@@ -172,6 +179,23 @@ class Writer:
                 applied = {position: _conflict(index) for position, index, _, _ in prepared}
             results.update(applied)
         return [results[position] for position in range(len(items))]
+
+    def _take_turns(self, prepared: list) -> None:
+        """PostgreSQL, a streaming request's first write: wait for this process's other writers of
+        the same identities to end their transactions (cdp/identity/turns.py), and hold the turns
+        until this one ends. Only before anything is written (no lock of this transaction can be
+        what the turn's holder waits for) and for a few identities."""
+        if self.savepoint is not None or self.serialized or holds_until_transaction_ends(self.connection):
+            return
+        keys = {(self.sandbox, namespace, value) for _, _, _, pairs in prepared for namespace, value in pairs}
+        if not keys or len(keys) > MAX_TURN_KEYS:
+            return
+        wait = TURN_WAIT_SECONDS if self.deadline is None else min(TURN_WAIT_SECONDS, self.deadline - time.monotonic())
+        give_back = identity_turns(self.connection.engine).take(keys, max(0.0, wait))
+        if give_back is None:
+            log.info("identity turns not had within %.1f s: writing without them", wait)
+            return
+        hold_until_transaction_ends(self.connection, give_back)
 
     def _attempt(self, prepared: list, attempts: int) -> dict[int, RecordResult] | None:
         """PostgreSQL: apply ``prepared`` in a savepoint, up to ``attempts`` times while it loses
@@ -495,13 +519,15 @@ def records_of(body: Any) -> list[Any]:
 
 def ingest_records(*, connection: sa.Connection, sandbox: str, dataset_id: int, body: Any,
                    schema: Schema | None = None, metrics: Metrics | None = None,
-                   clock: Callable[[], datetime] | None = None) -> IngestResponse:
+                   clock: Callable[[], datetime] | None = None, take_turns: bool = False) -> IngestResponse:
     """Validate each record on its own and apply the valid ones set-wise (Writer.apply_many), in
     ``connection``'s transaction — on PostgreSQL in a savepoint of it, rolled back and tried again
     on a lost race (one transaction per request: the owners are locked as they are read, so a
     separate short transaction for the records saves nothing and costs a BEGIN, a COMMIT and a
     connection). ``schema``: the schema in force (default: read with the sandbox's other settings,
-    one version number per request: cdp/ingestion/config.py)."""
+    one version number per request: cdp/ingestion/config.py). ``take_turns`` (PostgreSQL): the
+    caller's transaction has written nothing yet, and the request waits for this process's other
+    writers of its identities before it writes (cdp/identity/turns.py)."""
     config, plan_version = ingest_config_and_plan_version(connection=connection, sandbox=sandbox)
     kind = config.dataset_kind(sandbox, dataset_id)
     schema = config.schema if schema is None else schema
@@ -512,6 +538,7 @@ def ingest_records(*, connection: sa.Connection, sandbox: str, dataset_id: int, 
     if writer.dialect == "postgresql":
         writer.deadline = time.monotonic() + WAIT_SECONDS
         writer.reuse_plans = True
+        writer.take_turns = take_turns
     slots: list[RecordResult | None] = []
     valid_records: list[tuple[int, ValidRecord]] = []
     for index, raw in enumerate(records):

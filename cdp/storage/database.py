@@ -20,6 +20,7 @@ closed when the connection is checked in, whatever the request's outcome.
 
 from __future__ import annotations
 
+import collections
 import functools
 import importlib.util
 import re
@@ -179,6 +180,11 @@ def create_engine(url: str, *, read_only: bool = False, **kwargs) -> sa.Engine:
             cursor.close()
             dbapi_connection.commit()
             keep_prepared_statements(dbapi_connection)
+
+        @event.listens_for(engine, "checkin")
+        def _postgres_end_holds(_dbapi_connection, record):  # noqa: ANN001
+            # after the pool's rollback (or the owner's commit): what was held for the transaction goes
+            _end_holds(record.info)
     return engine
 
 
@@ -255,15 +261,60 @@ def _sqlite_read_only(url: str) -> str:
     return f"{parsed.drivername}:///file:{quote(str(path))}?mode=ro&uri=true"
 
 
-_WRITER_LOCKS: weakref.WeakKeyDictionary[sa.Engine, threading.Lock] = weakref.WeakKeyDictionary()
+class FifoLock:
+    """A lock handed to its waiters in the order they came: ``release`` gives it straight to the
+    longest waiter, so a thread arriving just then cannot take it first (``threading.Lock`` lets it:
+    of 8 single-record writers queued on SQLite's in-process writer lock, the slowest 1 % were
+    passed over 2–4 times each, up to 12; bench/RESULTS.md, session 16)."""
+
+    __slots__ = ("_mutex", "_busy", "_waiters")
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._busy = False
+        self._waiters: collections.deque[threading.Lock] = collections.deque()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        with self._mutex:
+            if not self._busy:
+                self._busy = True
+                return True
+            if not blocking:
+                return False
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append(turn)
+        if turn.acquire(timeout=timeout):
+            return True  # handed over by release
+        with self._mutex:
+            try:
+                self._waiters.remove(turn)
+            except ValueError:  # handed over between the timeout and now: ours after all
+                return True
+            return False
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().release()  # still busy: the waiter's now
+            elif self._busy:
+                self._busy = False
+            else:
+                raise RuntimeError("release of an unlocked FifoLock")
+
+    def locked(self) -> bool:
+        return self._busy
+
+
+_WRITER_LOCKS: weakref.WeakKeyDictionary[sa.Engine, FifoLock] = weakref.WeakKeyDictionary()
 _WRITER_LOCKS_GUARD = threading.Lock()
 
 
-def _writer_lock(engine: sa.Engine) -> threading.Lock:
+def _writer_lock(engine: sa.Engine) -> FifoLock:
     with _WRITER_LOCKS_GUARD:
         lock = _WRITER_LOCKS.get(engine)
         if lock is None:
-            lock = _WRITER_LOCKS[engine] = threading.Lock()
+            lock = _WRITER_LOCKS[engine] = FifoLock()
         return lock
 
 
@@ -276,7 +327,8 @@ def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
     ``BEGIN IMMEDIATE``: SQLite's own busy handler makes a waiting writer sleep and poll (sleeps
     of up to 100 ms), so with a few concurrent writers most of a request's time was spent asleep
     after the lock had been freed (measured: p95 545 ms, max 9 s, for 1-record writes taking
-    5 ms). A waiter is now woken the moment the previous writer ends. It waits at most the busy
+    5 ms). A waiter is now woken the moment the previous writer ends, first come first served
+    (:class:`FifoLock`). It waits at most the busy
     timeout, then fails as SQLite would (``database is locked``: 503). Writers of other
     processes or engines still meet at SQLite's lock, as before."""
     if engine.dialect.name != "sqlite":
@@ -319,6 +371,28 @@ def commit_now(connection: sa.Connection) -> None:
     release = connection.info.pop(_RELEASE_WRITER, None)
     if release is not None:
         release()
+    _end_holds(connection.info)
+
+
+_HOLDS = "cdp_holds_until_transaction_ends"
+
+
+def hold_until_transaction_ends(connection: sa.Connection, release) -> None:  # noqa: ANN001 - a callable
+    """Call ``release`` when ``connection``'s transaction has ended: right after :func:`commit_now`'s
+    COMMIT, else when the connection goes back to the pool (after its commit or rollback) — whatever
+    the request's outcome. For in-process holds tied to a transaction's locks (identity turns,
+    cdp/identity/turns.py)."""
+    connection.info.setdefault(_HOLDS, []).append(release)
+
+
+def holds_until_transaction_ends(connection: sa.Connection) -> bool:
+    return bool(connection.info.get(_HOLDS))
+
+
+def _end_holds(info: dict) -> None:
+    holds = info.pop(_HOLDS, None)
+    while holds:
+        holds.pop()()
 
 
 _OUTBOX_WRITTEN = "cdp_outbox_written"

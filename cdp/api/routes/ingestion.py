@@ -66,7 +66,10 @@ def ingest_records(dataset_id: DatasetId, principal: Stewards, connection: Conne
     state = request.app.state
     take_outbox_written(connection)  # a mark left by the pooled connection's last user does not count
     answer = service.ingest_records(connection=connection, sandbox=principal.sandbox, dataset_id=dataset_id,
-                                    body=body, metrics=state.metrics, clock=state.clock)
+                                    body=body, metrics=state.metrics, clock=state.clock,
+                                    # nothing written yet: wait for this process's writers of the same people
+                                    # in Python rather than lose a race to them (cdp/identity/turns.py)
+                                    take_turns=True)
     # committed here, before the delivery wake and the answer's encoding: the request's locks —
     # the identities of its people, on PostgreSQL; the database, on SQLite — are held until the
     # COMMIT, and 8 writers of the same people queue on them (bench/RESULTS.md, issue 16 fifth

@@ -1,0 +1,113 @@
+"""PostgreSQL: two single-record POSTs of the same new person in flight at once. The second waits for
+the first's turn on the person's identities (cdp/identity/turns.py) and then writes once, linked to
+the profile the first created — it no longer inserts the identity beside the first, waits on the
+unique index for the first's COMMIT and loses a race (a rolled-back attempt, done again: 15 % of
+8 clients' single-record POSTs on the bench's event stream, bench/RESULTS.md, session 16).
+
+The turns themselves: first come, first served; all of a taker's stripes or none; given back once."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+
+from cdp.identity.turns import IdentityTurns
+from tests.api.conftest import create_dataset
+
+
+def _event(identity: str, event_id: str) -> dict:
+    return {"identities": [{"namespace": "ecid", "id": identity}],
+            "event": {"id": event_id, "type": "pageView", "timestamp": "2026-11-28T10:00:00Z"}}
+
+
+def test_a_second_writer_of_the_same_new_person_waits_its_turn_instead_of_losing_a_race(api, monkeypatch, caplog):
+    if api.app.state.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's writers run at once; SQLite's queue on one write lock (cdp/storage/database.py)")
+    import cdp.api.routes.ingestion as route
+
+    dataset = create_dataset(api, "event")
+    path = f"/v1/datasets/{dataset}/records"
+    first_written, let_first_commit = threading.Event(), threading.Event()
+    commit = route.commit_now
+
+    calls: list[int] = []
+
+    def held_commit(connection):  # the first request waits here, its identity written, not committed
+        calls.append(1)
+        if len(calls) == 1:
+            first_written.set()
+            assert let_first_commit.wait(30)
+        commit(connection)
+
+    monkeypatch.setattr(route, "commit_now", held_commit)
+    caplog.set_level(logging.INFO, logger="cdp.ingestion")
+    answers: dict[str, object] = {}
+
+    def post(name: str, body: dict) -> None:
+        answers[name] = api.post(path, json=body)
+
+    first = threading.Thread(target=post, args=("first", _event("turn-person", "e1")), )
+    first.start()
+    assert first_written.wait(30)
+    second = threading.Thread(target=post, args=("second", _event("turn-person", "e2")), )
+    second.start()
+    time.sleep(0.5)  # the second is in flight: waiting for its turn (or, without turns, on the index)
+    assert second.is_alive()
+    let_first_commit.set()
+    first.join(30)
+    second.join(30)
+    results = {name: answer.json()["results"][0] for name, answer in answers.items()}
+    assert all(answer.status_code == 200 for answer in answers.values()), answers
+    assert [r["status"] for r in results.values()] == ["accepted", "accepted"], results
+    assert results["first"]["profile_id"] == results["second"]["profile_id"]
+    lost = [r.getMessage() for r in caplog.records if "lost a race" in r.getMessage()]
+    assert lost == [], lost
+
+
+def test_turns_are_first_come_first_served():
+    turns = IdentityTurns(stripes=4)
+    held = turns.take(["a"], timeout=1)
+    assert held is not None
+    order: list[int] = []
+    started: list[threading.Event] = []
+
+    def waiter(n: int) -> None:
+        give_back = turns.take(["a"], timeout=10)
+        order.append(n)
+        give_back()
+
+    threads = []
+    for n in range(5):
+        threads.append(threading.Thread(target=waiter, args=(n,)))
+        threads[-1].start()
+        time.sleep(0.05)  # queued in this order
+    # a newcomer that arrives as the stripe is given back does not pass the queue
+    held()
+    late = turns.take(["a"], timeout=10)
+    order.append("late")
+    late()
+    for thread in threads:
+        thread.join(10)
+    assert order == [0, 1, 2, 3, 4, "late"]
+
+
+def test_turns_are_all_or_none_and_given_back_once():
+    turns = IdentityTurns(stripes=64)
+    keys = [("s", "ecid", str(n)) for n in range(10)]
+    stripes = {hash(k) % 64 for k in keys}
+    blocker_key = next(k for k in [("s", "x", str(n)) for n in range(1000)] if hash(k) % 64 == max(stripes))
+    blocker = turns.take([blocker_key], timeout=1)
+    assert turns.take(keys, timeout=0.1) is None  # the last stripe is busy: nothing is held
+    assert all(not turns._locks[s].locked() for s in stripes if s != max(stripes))
+    blocker()
+    give_back = turns.take(keys, timeout=1)
+    assert give_back is not None and all(turns._locks[s].locked() for s in stripes)
+    give_back()
+    give_back()  # once: a second call gives back nothing more
+    assert not any(lock.locked() for lock in turns._locks)
+    again = turns.take(keys, timeout=0.1)
+    assert again is not None
+    again()
