@@ -407,16 +407,44 @@ class _no_savepoint:
         return False
 
 
+# PostgreSQL (migration 0025): the key checks of the identities', links' and sources' inserts are not
+# run for the fresh rows' writes — their profile and identity keys are the rows these statements
+# have just inserted (in this transaction: no other can see, so none can delete them), their dataset
+# and batch the job's own, locked here once as the checks would lock them (FOR KEY SHARE: a
+# concurrent delete waits for the batch; a missing one refused as the checks refuse it)
+_KEYS_CREATED = "SELECT set_config('cdp.keys_created', %s, true)"
+_LOCK_KEY = {"dataset": "SELECT 1 FROM datasets WHERE pk = %s FOR KEY SHARE",
+             "batch": "SELECT 1 FROM ingestion_batches WHERE pk = %s FOR KEY SHARE"}
+
+
+def _lock_job_keys(connection: sa.Connection, params: dict[str, Any]) -> None:
+    for name, query in _LOCK_KEY.items():
+        if params[name] is not None and connection.exec_driver_sql(query, (params[name],)).first() is None:
+            raise sa.exc.IntegrityError(query, (params[name],), _MissingKey(f"the batch's {name} {params[name]} "
+                                                                            "is not a key of its table"))
+
+
+class _MissingKey(Exception):
+    sqlstate = "23503"  # foreign_key_violation, as the key checks raise it
+
+
 def _write_fresh(connection: sa.Connection, params: dict[str, Any], kind: str) -> int:
     dialect = connection.dialect.name
     for statement in _SPLIT + (_SPLIT_EVENTS if kind == "event" else []):
         connection.execute(_sql(dialect, statement), params)
+    postgresql = dialect == "postgresql"
+    if postgresql:
+        _lock_job_keys(connection, params)
     connection.execute(_sql(dialect, _WRITE_PROFILES), params)
+    if postgresql:  # inside the savepoint of _apply_fresh: rolled back with it when a write fails
+        connection.exec_driver_sql(_KEYS_CREATED, ("on",))
     connection.execute(sa.text(_WRITE_IDENTITIES), params)
     connection.execute(sa.text(_WRITE_LINKS), params)
     if kind == "profile":
         connection.execute(sa.text(_WRITE_SOURCES[dialect]), params)
         connection.execute(_sql(dialect, _WRITE_REMOVALS), params)
-    else:
+    if postgresql:  # every later insert of the transaction checked again
+        connection.exec_driver_sql(_KEYS_CREATED, ("off",))
+    if kind == "event":
         connection.execute(sa.text(_WRITE_EVENTS), params)
     return connection.execute(sa.text("SELECT count(*) FROM cdp_stage_rows WHERE fresh")).scalar_one()
