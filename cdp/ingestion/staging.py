@@ -187,7 +187,7 @@ _DRAW_KEYS = "SELECT nextval(%s::regclass) FROM generate_series(1, %s)"
 # just inserted, found again by their profile (two probes of its index a link)
 _WRITE_IDENTITIES = ("INSERT INTO identities (pk, sandbox, profile_pk, namespace, value, first_seen, last_seen) "
                      "SELECT s.pk, :sandbox, r.profile_pk, s.namespace, s.value, :now, :now FROM cdp_stage_ids s "
-                     "JOIN cdp_stage_rows r ON r.row_no = s.row_no WHERE r.fresh ORDER BY s.namespace, s.value")
+                     "JOIN cdp_stage_rows r ON r.row_no = s.row_no WHERE r.fresh ORDER BY s.pk")
 # a fresh row's profile holds exactly its identities: its links are every two of them
 _WRITE_LINKS = ("INSERT INTO identity_links (sandbox, profile_pk, a_pk, b_pk, first_seen, last_seen, seen_order, "
                 "dataset_pk, batch_pk, request_id, record_index, removed_at, removed_reason) "
