@@ -128,7 +128,8 @@ _TABLES = {
         "CREATE TEMP TABLE cdp_stage_rows (row_no INTEGER PRIMARY KEY, external_id TEXT NOT NULL, "
         "attributes TEXT, identities TEXT, observed_at TEXT, event_id TEXT, event_type TEXT, ts TEXT, fields TEXT, "
         "fresh INTEGER NOT NULL, profile_pk INTEGER)",
-        "CREATE TEMP TABLE cdp_stage_ids (row_no INTEGER NOT NULL, namespace TEXT NOT NULL, value TEXT NOT NULL)",
+        "CREATE TEMP TABLE cdp_stage_ids (row_no INTEGER NOT NULL, namespace TEXT NOT NULL, value TEXT NOT NULL, "
+        "pk INTEGER NOT NULL)",
         "CREATE TEMP TABLE cdp_stage_removed (row_no INTEGER NOT NULL, path TEXT NOT NULL)",
     ],
     # temporary (never WAL-logged), dropped at the end of the transaction whatever its outcome
@@ -136,7 +137,8 @@ _TABLES = {
         "CREATE TEMP TABLE cdp_stage_rows (row_no bigint PRIMARY KEY, external_id varchar NOT NULL, "
         "attributes jsonb, identities jsonb, observed_at timestamptz, event_id varchar, event_type varchar, "
         "ts timestamptz, fields jsonb, fresh boolean NOT NULL, profile_pk bigint) ON COMMIT DROP",
-        "CREATE TEMP TABLE cdp_stage_ids (row_no bigint NOT NULL, namespace varchar NOT NULL, value varchar NOT NULL) "
+        "CREATE TEMP TABLE cdp_stage_ids (row_no bigint NOT NULL, namespace varchar NOT NULL, value varchar NOT NULL, "
+        "pk bigint NOT NULL) "
         "ON COMMIT DROP",
         "CREATE TEMP TABLE cdp_stage_removed (row_no bigint NOT NULL, path varchar NOT NULL) ON COMMIT DROP",
     ],
@@ -145,7 +147,7 @@ _NAMES = ("cdp_stage_rows", "cdp_stage_ids", "cdp_stage_removed")
 # (namespace, value, row_no): the split's and the identities' insert read the row numbers from the
 # index alone
 _INDEXES = ["CREATE INDEX cdp_stage_ids_pair ON cdp_stage_ids (namespace, value, row_no)",
-            "CREATE INDEX cdp_stage_ids_row ON cdp_stage_ids (row_no)",
+            "CREATE INDEX cdp_stage_ids_row ON cdp_stage_ids (row_no, pk)",
             "CREATE INDEX cdp_stage_removed_row ON cdp_stage_removed (row_no)"]
 _ROW_COLUMNS = ("row_no, external_id, attributes, identities, observed_at, event_id, event_type, ts, fields, fresh, "
                 "profile_pk")
@@ -179,15 +181,19 @@ _WRITE_PROFILES = ("INSERT INTO profiles (pk, sandbox, external_id, attributes, 
                    "SELECT profile_pk, :sandbox, external_id, coalesce(attributes, {empty}), :now, :now "
                    "FROM cdp_stage_rows WHERE fresh ORDER BY row_no")
 _DRAW_KEYS = "SELECT nextval(%s::regclass) FROM generate_series(1, %s)"
-_WRITE_IDENTITIES = ("INSERT INTO identities (sandbox, profile_pk, namespace, value, first_seen, last_seen) "
-                     "SELECT :sandbox, r.profile_pk, s.namespace, s.value, :now, :now FROM cdp_stage_ids s "
-                     "JOIN cdp_stage_rows r ON r.row_no = s.row_no WHERE r.fresh ORDER BY s.namespace, s.value")
+# A new identity's key is chosen when it is staged too (as a profile's, above: SQLite the highest key
+# stored when the pass began + the staged identity's place, PostgreSQL the identities' sequence), so
+# that a fresh row's links are made from the staged identities alone — before, from the identities
+# just inserted, found again by their profile (two probes of its index a link)
+_WRITE_IDENTITIES = ("INSERT INTO identities (pk, sandbox, profile_pk, namespace, value, first_seen, last_seen) "
+                     "SELECT s.pk, :sandbox, r.profile_pk, s.namespace, s.value, :now, :now FROM cdp_stage_ids s "
+                     "JOIN cdp_stage_rows r ON r.row_no = s.row_no WHERE r.fresh ORDER BY s.pk")
 # a fresh row's profile holds exactly its identities: its links are every two of them
 _WRITE_LINKS = ("INSERT INTO identity_links (sandbox, profile_pk, a_pk, b_pk, first_seen, last_seen, seen_order, "
                 "dataset_pk, batch_pk, request_id, record_index, removed_at, removed_reason) "
                 "SELECT :sandbox, r.profile_pk, a.pk, b.pk, :now, :now, r.row_no, :dataset, :batch, NULL, r.row_no, "
-                "NULL, NULL FROM cdp_stage_rows r JOIN identities a ON a.profile_pk = r.profile_pk "
-                "JOIN identities b ON b.profile_pk = r.profile_pk AND a.pk < b.pk WHERE r.fresh")
+                "NULL, NULL FROM cdp_stage_rows r JOIN cdp_stage_ids a ON a.row_no = r.row_no "
+                "JOIN cdp_stage_ids b ON b.row_no = r.row_no AND a.pk < b.pk WHERE r.fresh")
 # a fresh row's attribute sources: one per attribute its document sets (read back from it by the
 # database: no row per value is built in Python), and one per path it removes
 _SOURCE_COLUMNS = ("INSERT INTO attribute_sources (profile_pk, path, dataset_pk, value, removed, observed_at, "
@@ -243,11 +249,13 @@ def _new_external_ids(count: int) -> list[str]:
 class _Stager:
     """Loads spooled rows into the staging tables, chunk by chunk."""
 
-    def __init__(self, connection: sa.Connection, writer, kind: str, first_key: int | None):
+    def __init__(self, connection: sa.Connection, writer, kind: str, first_key: int | None,
+                 first_identity_key: int | None):
         self.connection = connection
         self.first_key = first_key  # SQLite: a new profile's key is this + its row's number
-        self.sequence = None if first_key is not None else connection.exec_driver_sql(
-            "SELECT pg_get_serial_sequence('profiles', 'pk')").scalar_one()
+        self.next_identity_key = first_identity_key  # SQLite: a staged identity's key is this, then + 1
+        self.sequence, self.identity_sequence = (None, None) if first_key is not None else connection.exec_driver_sql(
+            "SELECT pg_get_serial_sequence('profiles', 'pk'), pg_get_serial_sequence('identities', 'pk')").one()
         self.writer = writer
         self.kind = kind
         self.dialect = connection.dialect.name
@@ -275,7 +283,8 @@ class _Stager:
                 pairs, errors = writer.normalized_identities(identities)
             # what the Writer refuses or must check against other rows goes its way
             fresh = not errors and bool(pairs) and len(pairs) <= self.limit and not writer.graph.rules.doubled(pairs)
-            ids += [(number, namespace, value) for namespace, value in pairs]
+            # keys in (namespace, value) order within the row, as the Writer draws them (a link's a_pk < b_pk)
+            ids += [(number, namespace, value) for namespace, value in (sorted(pairs) if len(pairs) > 1 else pairs)]
             shared = json_text([list(pair) for pair in pairs])
             key = drawn[position] if first_key is None else first_key + number
             if self.kind == "profile":
@@ -292,7 +301,13 @@ class _Stager:
                                                            for k, v in fields.items()}),
                              fresh, key))
         self._write("cdp_stage_rows", _ROW_COLUMNS, rows)
-        self._write("cdp_stage_ids", "row_no, namespace, value", ids)
+        if first_key is None:
+            identity_keys = self.connection.exec_driver_sql(_DRAW_KEYS, (self.identity_sequence, len(ids))).scalars().all()
+        else:
+            identity_keys = range(self.next_identity_key, self.next_identity_key + len(ids))
+            self.next_identity_key += len(ids)
+        self._write("cdp_stage_ids", "row_no, namespace, value, pk",
+                    [(*identity, key) for identity, key in zip(ids, identity_keys)])
         self._write("cdp_stage_removed", "row_no, path", removals)
 
     def _write(self, table: str, columns: str, rows: list[tuple]) -> None:
@@ -327,10 +342,11 @@ def apply_staged(connection: sa.Connection, writer, spool: Spool, *, kind: str, 
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
     for statement in _TABLES[dialect]:
         connection.exec_driver_sql(statement)
-    first_key = None
+    first_key = first_identity_key = None
     if dialect == "sqlite":
         first_key = connection.exec_driver_sql("SELECT coalesce(max(pk), 0) FROM profiles").scalar_one()
-    stager = _Stager(connection, writer, kind, first_key)
+        first_identity_key = connection.exec_driver_sql("SELECT coalesce(max(pk), 0) + 1 FROM identities").scalar_one()
+    stager = _Stager(connection, writer, kind, first_key, first_identity_key)
     done = 0
     for chunk in spool.chunks():
         stager.load(chunk)
@@ -407,16 +423,44 @@ class _no_savepoint:
         return False
 
 
+# PostgreSQL (migration 0025): the key checks of the identities', links' and sources' inserts are not
+# run for the fresh rows' writes — their profile and identity keys are the rows these statements
+# have just inserted (in this transaction: no other can see, so none can delete them), their dataset
+# and batch the job's own, locked here once as the checks would lock them (FOR KEY SHARE: a
+# concurrent delete waits for the batch; a missing one refused as the checks refuse it)
+_KEYS_CREATED = "SELECT set_config('cdp.keys_created', %s, true)"
+_LOCK_KEY = {"dataset": "SELECT 1 FROM datasets WHERE pk = %s FOR KEY SHARE",
+             "batch": "SELECT 1 FROM ingestion_batches WHERE pk = %s FOR KEY SHARE"}
+
+
+def _lock_job_keys(connection: sa.Connection, params: dict[str, Any]) -> None:
+    for name, query in _LOCK_KEY.items():
+        if params[name] is not None and connection.exec_driver_sql(query, (params[name],)).first() is None:
+            raise sa.exc.IntegrityError(query, (params[name],), _MissingKey(f"the batch's {name} {params[name]} "
+                                                                            "is not a key of its table"))
+
+
+class _MissingKey(Exception):
+    sqlstate = "23503"  # foreign_key_violation, as the key checks raise it
+
+
 def _write_fresh(connection: sa.Connection, params: dict[str, Any], kind: str) -> int:
     dialect = connection.dialect.name
     for statement in _SPLIT + (_SPLIT_EVENTS if kind == "event" else []):
         connection.execute(_sql(dialect, statement), params)
+    postgresql = dialect == "postgresql"
+    if postgresql:
+        _lock_job_keys(connection, params)
     connection.execute(_sql(dialect, _WRITE_PROFILES), params)
+    if postgresql:  # inside the savepoint of _apply_fresh: rolled back with it when a write fails
+        connection.exec_driver_sql(_KEYS_CREATED, ("on",))
     connection.execute(sa.text(_WRITE_IDENTITIES), params)
     connection.execute(sa.text(_WRITE_LINKS), params)
     if kind == "profile":
         connection.execute(sa.text(_WRITE_SOURCES[dialect]), params)
         connection.execute(_sql(dialect, _WRITE_REMOVALS), params)
-    else:
+    if postgresql:  # every later insert of the transaction checked again
+        connection.exec_driver_sql(_KEYS_CREATED, ("off",))
+    if kind == "event":
         connection.execute(sa.text(_WRITE_EVENTS), params)
     return connection.execute(sa.text("SELECT count(*) FROM cdp_stage_rows WHERE fresh")).scalar_one()
