@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from collections.abc import Callable, Hashable, Iterable
 
-import sqlalchemy as sa
-
-from cdp.storage.database import FifoLock
+from cdp.storage.database import FifoLock, PerEngine
 
 STRIPES = 1024
 TURN_WAIT_SECONDS = 2.0
@@ -64,14 +61,5 @@ class IdentityTurns:
         return give_back
 
 
-_TURNS: weakref.WeakKeyDictionary[sa.Engine, IdentityTurns] = weakref.WeakKeyDictionary()
-_TURNS_GUARD = threading.Lock()
-
-
-def identity_turns(engine: sa.Engine) -> IdentityTurns:
-    """The process's identity turns on ``engine``'s database."""
-    with _TURNS_GUARD:
-        turns = _TURNS.get(engine)
-        if turns is None:
-            turns = _TURNS[engine] = IdentityTurns()
-        return turns
+# the process's turns on an engine's database (one per engine)
+identity_turns = PerEngine(IdentityTurns)

@@ -27,9 +27,10 @@ import re
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -306,16 +307,25 @@ class FifoLock:
         return self._busy
 
 
-_WRITER_LOCKS: weakref.WeakKeyDictionary[sa.Engine, FifoLock] = weakref.WeakKeyDictionary()
-_WRITER_LOCKS_GUARD = threading.Lock()
+class PerEngine:
+    """One object per engine in this process (made by ``make`` on first use; gone with the
+    engine): the in-process locks that stand beside a database (its writer lock here, the
+    identity turns of cdp/identity/turns.py)."""
+
+    def __init__(self, make: Callable[[], Any]):
+        self._make = make
+        self._objects: weakref.WeakKeyDictionary[sa.Engine, Any] = weakref.WeakKeyDictionary()
+        self._guard = threading.Lock()
+
+    def __call__(self, engine: sa.Engine) -> Any:
+        with self._guard:
+            made = self._objects.get(engine)
+            if made is None:
+                made = self._objects[engine] = self._make()
+            return made
 
 
-def _writer_lock(engine: sa.Engine) -> FifoLock:
-    with _WRITER_LOCKS_GUARD:
-        lock = _WRITER_LOCKS.get(engine)
-        if lock is None:
-            lock = _WRITER_LOCKS[engine] = FifoLock()
-        return lock
+_writer_lock = PerEngine(FifoLock)
 
 
 @contextmanager
