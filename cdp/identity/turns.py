@@ -7,7 +7,7 @@ back to its savepoint and does its attempt again. On PostgreSQL with 8 clients t
 single-record POSTs and 28–65 % of the slowest 1 % (bench/RESULTS.md, session 16, s16-tail): the
 losers' p50 19.7 ms against 8.2 ms for the others.
 
-So before its first attempt a streaming request of a few records takes a turn on each identity it
+So before its first attempt a streaming request takes a turn on each identity it
 names (a lock per stripe of (sandbox, namespace, value), in stripe order, all or none), and gives
 them back when its transaction ends (:func:`cdp.storage.database.hold_until_transaction_ends`). The
 second writer of the person waits in Python, holding nothing, and then finds the identities owned
@@ -25,9 +25,14 @@ from cdp.storage.database import FifoLock, PerEngine
 
 STRIPES = 1024
 TURN_WAIT_SECONDS = 2.0
-# a request naming more identities takes no turns (it would queue behind many; a large request's
-# races are answered set-wise, cdp/ingestion/service.py)
-MAX_TURN_KEYS = 32
+# a request naming more identities takes no turns. Large requests take them too: answered set-wise
+# instead (cdp/ingestion/service.py), 8 clients' requests of 500 records of the bench's time-ordered
+# stream (every request shares people with the 7 before it) waited on the unique index for each
+# other's COMMIT, lost ~3 attempts a request and 30 % of them ended as the serialized writer:
+# PostgreSQL's CPU 3× and the server's 2× one client's. With turns they queue in Python, holding
+# nothing, and write once (bench/RESULTS.md, session 16, s16-par). A large request's ~200 stripes
+# of 1,024 do make an unrelated small request wait for it now and then (a stripe shared by chance).
+MAX_TURN_KEYS = 100_000
 
 
 class IdentityTurns:

@@ -184,7 +184,7 @@ class Writer:
         """PostgreSQL, a streaming request's first write: wait for this process's other writers of
         the same identities to end their transactions (cdp/identity/turns.py), and hold the turns
         until this one ends. Only before anything is written (no lock of this transaction can be
-        what the turn's holder waits for) and for a few identities."""
+        what the turn's holder waits for) and for at most MAX_TURN_KEYS identities."""
         if self.savepoint is not None or self.serialized or holds_until_transaction_ends(self.connection):
             return
         keys = {(self.sandbox, namespace, value) for _, _, _, pairs in prepared for namespace, value in pairs}
