@@ -23,7 +23,9 @@ from collections.abc import Callable, Hashable, Iterable
 
 from cdp.storage.database import FifoLock, PerEngine
 
-STRIPES = 1024
+# a request of 500 records names ~200 identities: with 16,384 stripes a one-identity request
+# shares one of them by chance 1.2 % of the time (with 1,024: 18 %), and waits for that request
+STRIPES = 16_384
 TURN_WAIT_SECONDS = 2.0
 # a request naming more identities takes no turns. Large requests take them too: answered set-wise
 # instead (cdp/ingestion/service.py), 8 clients' requests of 500 records of the bench's time-ordered
@@ -31,7 +33,7 @@ TURN_WAIT_SECONDS = 2.0
 # other's COMMIT, lost ~3 attempts a request and 30 % of them ended as the serialized writer:
 # PostgreSQL's CPU 3× and the server's 2× one client's. With turns they queue in Python, holding
 # nothing, and write once (bench/RESULTS.md, session 16, s16-par). A large request's ~200 stripes
-# of 1,024 do make an unrelated small request wait for it now and then (a stripe shared by chance).
+# can make an unrelated small request wait for it (a stripe shared by chance: STRIPES).
 MAX_TURN_KEYS = 100_000
 
 
@@ -41,17 +43,28 @@ class IdentityTurns:
     First come, first served: a stripe given back goes to its longest waiter (FifoLock)."""
 
     def __init__(self, stripes: int = STRIPES):
-        self._locks = [FifoLock() for _ in range(stripes)]
+        self._stripes = stripes
+        # made on first use: a process touches the stripes of the identities it writes, and many
+        # stripes keep a large request's ~200 from being shared by chance with a small request's
+        self._locks: dict[int, FifoLock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, stripe: int) -> FifoLock:
+        lock = self._locks.get(stripe)
+        if lock is None:
+            with self._guard:
+                lock = self._locks.setdefault(stripe, FifoLock())
+        return lock
 
     def take(self, keys: Iterable[Hashable], timeout: float) -> Callable[[], None] | None:
         """The turns of ``keys`` (waiting at most ``timeout`` seconds in all) and the function
         that gives them back (once); None when they were not all had in time (none is held then)."""
-        count = len(self._locks)
+        count = self._stripes
         stripes = sorted({hash(key) % count for key in keys})
         end = time.monotonic() + timeout
         taken: list[FifoLock] = []
         for stripe in stripes:  # in stripe order: two takers never wait for each other in a cycle
-            lock = self._locks[stripe]
+            lock = self._lock(stripe)
             if not lock.acquire(timeout=max(0.0, end - time.monotonic())):
                 for held in reversed(taken):
                     held.release()
