@@ -30,7 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cdp.storage.driver import driver
+from cdp.storage.driver import array_literal, driver  # array_literal: also listed.array_literal (its callers)
 
 
 @dataclass(frozen=True)
@@ -65,15 +65,6 @@ def _value(dialect: str, parameter: Any) -> Any:
         value = parameter.values[0]
         return value if value.__class__ is int else str(value)
     return array_literal(parameter.values)
-
-
-def array_literal(values: Iterable[Any]) -> str:
-    """A PostgreSQL array literal (``{1,2}``; text quoted, backslash and double quote escaped),
-    sent as one text and parsed by the server in C: psycopg dumps a list parameter element by
-    element in Python (cProfile of the identity stream on PostgreSQL: the largest Python cost of
-    the graph's statements, 496 lists for 10,000 records)."""
-    return "{" + ",".join(str(v) if v.__class__ is int else
-                          '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
 def run(connection: sa.Connection, sql: str, *parameters: Any) -> sa.CursorResult:

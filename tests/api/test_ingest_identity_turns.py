@@ -22,18 +22,20 @@ def _event(identity: str, event_id: str) -> dict:
             "event": {"id": event_id, "type": "pageView", "timestamp": "2026-11-28T10:00:00Z"}}
 
 
-def test_a_second_writer_of_the_same_new_person_waits_its_turn_instead_of_losing_a_race(api, monkeypatch, caplog):
-    # on PostgreSQL the second waits for its turn; on SQLite for the one write lock (cdp/storage/database.py)
+def _second_writer_while_the_first_holds_its_commit(api, monkeypatch, caplog, body_of) -> dict:
+    """Two POSTs of the same new people: the first is held after its writes, before its COMMIT; the
+    second is sent then, must still be in flight half a second later (waiting for its turn on
+    PostgreSQL, for the one write lock on SQLite), and ends after the first commits. The answers by
+    name ("first", "second"); the test's log of cdp.ingestion is in ``caplog``."""
     import cdp.api.routes.ingestion as route
 
     dataset = create_dataset(api, "event")
     path = f"/v1/datasets/{dataset}/records"
     first_written, let_first_commit = threading.Event(), threading.Event()
     commit = route.commit_now
-
     calls: list[int] = []
 
-    def held_commit(connection):  # the first request waits here, its identity written, not committed
+    def held_commit(connection):  # the first request waits here, its identities written, not committed
         calls.append(1)
         if len(calls) == 1:
             first_written.set()
@@ -44,25 +46,35 @@ def test_a_second_writer_of_the_same_new_person_waits_its_turn_instead_of_losing
     caplog.set_level(logging.INFO, logger="cdp.ingestion")
     answers: dict[str, object] = {}
 
-    def post(name: str, body: dict) -> None:
-        answers[name] = api.post(path, json=body)
+    def post(name: str) -> None:
+        answers[name] = api.post(path, json=body_of(name))
 
-    first = threading.Thread(target=post, args=("first", _event("turn-person", "e1")), )
+    first = threading.Thread(target=post, args=("first",))
     first.start()
     assert first_written.wait(30)
-    second = threading.Thread(target=post, args=("second", _event("turn-person", "e2")), )
+    second = threading.Thread(target=post, args=("second",))
     second.start()
     time.sleep(0.5)  # the second is in flight: waiting for its turn (or, without turns, on the index)
     assert second.is_alive()
     let_first_commit.set()
     first.join(30)
     second.join(30)
+    return answers
+
+
+def _lost_races(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "lost a race" in r.getMessage()]
+
+
+def test_a_second_writer_of_the_same_new_person_waits_its_turn_instead_of_losing_a_race(api, monkeypatch, caplog):
+    # on PostgreSQL the second waits for its turn; on SQLite for the one write lock (cdp/storage/database.py)
+    answers = _second_writer_while_the_first_holds_its_commit(
+        api, monkeypatch, caplog, lambda name: _event("turn-person", f"{name}-e"))
     results = {name: answer.json()["results"][0] for name, answer in answers.items()}
     assert all(answer.status_code == 200 for answer in answers.values()), answers
     assert [r["status"] for r in results.values()] == ["accepted", "accepted"], results
     assert results["first"]["profile_id"] == results["second"]["profile_id"]
-    lost = [r.getMessage() for r in caplog.records if "lost a race" in r.getMessage()]
-    assert lost == [], lost
+    assert _lost_races(caplog) == []
 
 
 def test_turns_are_first_come_first_served():
@@ -115,46 +127,15 @@ def test_a_second_large_request_of_the_same_new_people_waits_its_turn_instead_of
     # requests of hundreds of records naming more than the old bound of 32 identities: in the bench's
     # time-ordered stream (500 a request, 8 clients) every request shared people with the 7 before it,
     # and without turns each lost ~3 attempts on the unique index (bench/RESULTS.md, session 16, s16-par)
-    import cdp.api.routes.ingestion as route
-
-    dataset = create_dataset(api, "event")
-    path = f"/v1/datasets/{dataset}/records"
     people = [f"big-turn-{n}" for n in range(60)]
-    first_written, let_first_commit = threading.Event(), threading.Event()
-    commit = route.commit_now
-    calls: list[int] = []
-
-    def held_commit(connection):
-        calls.append(1)
-        if len(calls) == 1:
-            first_written.set()
-            assert let_first_commit.wait(30)
-        commit(connection)
-
-    monkeypatch.setattr(route, "commit_now", held_commit)
-    caplog.set_level(logging.INFO, logger="cdp.ingestion")
-    answers: dict[str, object] = {}
-
-    def post(name: str) -> None:
-        body = {"records": [_event(person, f"{name}-{n}") for n, person in enumerate(people)]}
-        answers[name] = api.post(path, json=body)
-
-    first = threading.Thread(target=post, args=("first",))
-    first.start()
-    assert first_written.wait(30)
-    second = threading.Thread(target=post, args=("second",))
-    second.start()
-    time.sleep(0.5)
-    assert second.is_alive()
-    let_first_commit.set()
-    first.join(30)
-    second.join(30)
+    answers = _second_writer_while_the_first_holds_its_commit(
+        api, monkeypatch, caplog,
+        lambda name: {"records": [_event(person, f"{name}-{n}") for n, person in enumerate(people)]})
     assert all(answer.status_code == 200 for answer in answers.values()), answers
     results = {name: answer.json()["results"] for name, answer in answers.items()}
     assert all(r["status"] == "accepted" for rs in results.values() for r in rs), results
     assert [r["profile_id"] for r in results["first"]] == [r["profile_id"] for r in results["second"]]
-    lost = [r.getMessage() for r in caplog.records if "lost a race" in r.getMessage()]
-    assert lost == [], lost
+    assert _lost_races(caplog) == []
 
 
 def test_a_large_request_rarely_holds_a_small_requests_turn_by_chance():
