@@ -48,6 +48,7 @@ import pickle
 import queue
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -67,7 +68,8 @@ log = logging.getLogger("cdp.ingestion")
 
 SPOOL_CHUNK_ROWS = 1000  # rows pickled together (and loaded into the staging tables together)
 ROUND_ROWS = 10_000  # rows split and written set-wise together (at least: a round is whole chunks)
-FEED_CHUNKS = 10  # chunks a Feed holds before its reader waits (with the round being applied: the rows in memory)
+_YIELD_EVERY_ROWS = 64  # a Feed's reader lets the applier run this often (~0.5-1 ms of its work)
+FEED_CHUNKS = 4  # chunks a Feed holds before its reader waits (with the round being applied: the rows in memory)
 APPLY_CHUNK_ROWS = 1000  # rows of the Writer's path resolved set-wise at once
 _FRESH_ATTEMPTS = 4  # PostgreSQL: splits made again after losing an identity to a concurrent writer
 
@@ -159,6 +161,10 @@ class Feed:
     def add_staged(self, row: _Spooled) -> None:
         self.pending.append(row)
         self.count += 1
+        if not self.count % _YIELD_EVERY_ROWS:
+            # the GIL to the applier, if its database call has returned: else it waits for the
+            # interpreter's switch interval (5 ms) after each of its statements while the database idles
+            time.sleep(0)
         if len(self.pending) >= SPOOL_CHUNK_ROWS:
             self._put(prepare(self.pending, self.checks, self.kind, self.dialect))
             self.pending = []
@@ -227,14 +233,16 @@ _TABLES = {
         "pk INTEGER NOT NULL)",
         "CREATE TEMP TABLE cdp_stage_removed (row_no INTEGER NOT NULL, path TEXT NOT NULL)",
     ],
-    # temporary (never WAL-logged), dropped at the end of the transaction whatever its outcome
+    # temporary (never WAL-logged), dropped at the end of the transaction whatever its outcome; a
+    # staged row's profile key and a staged identity's key drawn from the tables' sequences as the
+    # rows are copied in ({profiles} and {identities}: the sequences' names, as SQL literals)
     "postgresql": [
         "CREATE TEMP TABLE cdp_stage_rows (row_no bigint PRIMARY KEY, external_id varchar NOT NULL, "
         "attributes jsonb, identities jsonb, observed_at timestamptz, event_id varchar, event_type varchar, "
-        "ts timestamptz, fields jsonb, fresh boolean NOT NULL, profile_pk bigint) ON COMMIT DROP",
+        "ts timestamptz, fields jsonb, fresh boolean NOT NULL, "
+        "profile_pk bigint NOT NULL DEFAULT nextval({profiles}::regclass)) ON COMMIT DROP",
         "CREATE TEMP TABLE cdp_stage_ids (row_no bigint NOT NULL, namespace varchar NOT NULL, value varchar NOT NULL, "
-        "pk bigint NOT NULL) "
-        "ON COMMIT DROP",
+        "pk bigint NOT NULL DEFAULT nextval({identities}::regclass)) ON COMMIT DROP",
         "CREATE TEMP TABLE cdp_stage_removed (row_no bigint NOT NULL, path varchar NOT NULL) ON COMMIT DROP",
     ],
 }
@@ -244,16 +252,18 @@ _NAMES = ("cdp_stage_rows", "cdp_stage_ids", "cdp_stage_removed")
 _INDEXES = ["CREATE INDEX cdp_stage_ids_pair ON cdp_stage_ids (namespace, value, row_no)",
             "CREATE INDEX cdp_stage_ids_row ON cdp_stage_ids (row_no, pk)",
             "CREATE INDEX cdp_stage_removed_row ON cdp_stage_removed (row_no)"]
-_ROW_COLUMNS = ("row_no, external_id, attributes, identities, observed_at, event_id, event_type, ts, fields, fresh, "
-                "profile_pk")
+_ROW_COLUMNS = "row_no, external_id, attributes, identities, observed_at, event_id, event_type, ts, fields, fresh"
 
 # the split: a row stops being fresh when one of its identities is owned, or carried by another
 # row, or (events) its event id is stored in the dataset or repeated in the batch
-# (SQLite: CROSS JOIN keeps the staged identities the outer loop — its planner otherwise chose to walk
-# every identity of the sandbox and probe the staged ones, a batch's cost growing with the sandbox)
+# (the staged identities are the outer loop, each probing the identities' unique index — SQLite: CROSS
+# JOIN; its planner otherwise chose to walk every identity of the sandbox and probe the staged ones.
+# PostgreSQL: a LATERAL subquery with a LIMIT, which is never flattened into a join — a round's split
+# otherwise became a hash join over a sequential scan of the identities, which the rounds before grow:
+# measured 2.2 s of 200,000 contacts' 14 s in rounds of 10,000 rows; a batch's cost grew with the sandbox)
 _SPLIT = [
     "UPDATE cdp_stage_rows SET fresh = {false} WHERE fresh AND row_no IN (SELECT s.row_no FROM cdp_stage_ids s "
-    "{cross} identities i ON i.sandbox = :sandbox AND i.namespace = s.namespace AND i.value = s.value)",
+    "{probe})",
     "UPDATE cdp_stage_rows SET fresh = {false} WHERE fresh AND row_no IN (SELECT s.row_no FROM cdp_stage_ids s "
     "JOIN (SELECT namespace, value FROM cdp_stage_ids GROUP BY namespace, value HAVING count(*) > 1) d "
     "ON d.namespace = s.namespace AND d.value = s.value)",
@@ -262,20 +272,20 @@ _SPLIT_EVENTS = [
     "UPDATE cdp_stage_rows SET fresh = {false} WHERE fresh AND event_id IN (SELECT event_id FROM cdp_stage_rows "
     "GROUP BY event_id HAVING count(*) > 1)",
     "UPDATE cdp_stage_rows SET fresh = {false} WHERE fresh AND EXISTS (SELECT 1 FROM events e "
-    "WHERE e.dataset_pk = :dataset AND e.event_id = cdp_stage_rows.event_id)",
+    "WHERE e.dataset_pk = :dataset AND e.event_id = cdp_stage_rows.event_id {fence})",
 ]
 # A new profile's key is chosen when its row is staged, and the profile inserted with it: no staged
 # row looks its profile up again by its random external id (a probe of a random page of the
 # profiles' unique index per row, measured 3-4 µs a row on SQLite and ~4 µs on PostgreSQL at
 # 100,000-200,000 rows). SQLite: the keys after the highest stored when the round began (the pass holds
 # the one write lock from its start), in the round's row order — SQLite would have given the next keys
-# itself (no AUTOINCREMENT: the highest key + 1). PostgreSQL: the profiles' sequence, a value per staged
-# row drawn with the chunk (as an insert would draw them; concurrent writers draw others). Rows
+# itself (no AUTOINCREMENT: the highest key + 1). PostgreSQL: the profiles' sequence, the staging
+# table's default, drawn as the row is copied in (as an insert would draw them; concurrent writers
+# draw others). Rows
 # that are not fresh leave gaps.
 _WRITE_PROFILES = ("INSERT INTO profiles (pk, sandbox, external_id, attributes, created_at, updated_at) "
                    "SELECT profile_pk, :sandbox, external_id, coalesce(attributes, {empty}), :now, :now "
                    "FROM cdp_stage_rows WHERE fresh ORDER BY row_no")
-_DRAW_KEYS = "SELECT nextval(%s::regclass) FROM generate_series(1, %s)"
 # A new identity's key is chosen when it is staged too (as a profile's, above: SQLite the highest key
 # stored when the round began + the staged identity's place, PostgreSQL the identities' sequence), so
 # that a fresh row's links are made from the staged identities alone — before, from the identities
@@ -313,9 +323,10 @@ _WRITE_EVENTS = ("INSERT INTO events (profile_pk, event_id, type, ts, fields, da
                  "WHERE fresh ORDER BY event_id")
 
 
+_PAGE = 5000
 _FRESH_PAGE = sa.text("SELECT row_no, profile_pk FROM cdp_stage_rows WHERE fresh AND row_no > :after "
-                      "ORDER BY row_no LIMIT 5000")
-_OTHERS = sa.text("SELECT row_no FROM cdp_stage_rows WHERE NOT fresh AND row_no BETWEEN :first AND :last")
+                      f"ORDER BY row_no LIMIT {_PAGE}")
+_OTHERS = sa.text("SELECT row_no FROM cdp_stage_rows WHERE NOT fresh")
 
 
 def _sql(dialect: str, text: str) -> sa.TextClause:
@@ -323,7 +334,14 @@ def _sql(dialect: str, text: str) -> sa.TextClause:
     return sa.text(text.format(false="false" if postgresql else "0", true="true" if postgresql else "1",
                                null="'null'::jsonb" if postgresql else "'null'",
                                empty="'{}'::jsonb" if postgresql else "'{}'",
-                               cross="JOIN" if postgresql else "CROSS JOIN"))
+                               probe=_PROBE_POSTGRESQL if postgresql else _PROBE_SQLITE,
+                               # OFFSET 0: not made a semi join (a hash over the dataset's events), a probe a row
+                               fence="OFFSET 0" if postgresql else ""))
+
+
+_PROBE_SQLITE = "CROSS JOIN identities i ON i.sandbox = :sandbox AND i.namespace = s.namespace AND i.value = s.value"
+_PROBE_POSTGRESQL = ("CROSS JOIN LATERAL (SELECT 1 FROM identities i WHERE i.sandbox = :sandbox "
+                     "AND i.namespace = s.namespace AND i.value = s.value LIMIT 1) owned")
 
 
 # values a JSON document stores as they are (json_value returns them unchanged): not looked at again
@@ -403,14 +421,13 @@ def prepare(chunk: list[_Spooled], checks: _Checks, kind: str, dialect: str) -> 
 
 
 class _Stager:
-    """Writes prepared chunks into the staging tables, with their keys."""
+    """Writes prepared chunks into the staging tables, with their keys: a ``COPY`` a table
+    (PostgreSQL: the keys are the tables' defaults), an ``executemany`` (SQLite)."""
 
     def __init__(self, connection: sa.Connection):
         self.connection = connection
         self.dialect = connection.dialect.name
-        self.next_key = self.next_identity_key = None  # SQLite: the next new profile's and identity's keys
-        self.sequence, self.identity_sequence = (None, None) if self.dialect == "sqlite" else connection.exec_driver_sql(
-            "SELECT pg_get_serial_sequence('profiles', 'pk'), pg_get_serial_sequence('identities', 'pk')").one()
+        self.next_key = self.next_identity_key = 0  # SQLite: the next new profile's and identity's keys
 
     def begin_round(self) -> None:
         """SQLite: the keys go on from the highest stored (the Writer's rows of the round before
@@ -420,28 +437,27 @@ class _Stager:
                 "SELECT (SELECT coalesce(max(pk), 0) + 1 FROM profiles), "
                 "(SELECT coalesce(max(pk), 0) + 1 FROM identities)").one()
 
-    def _keys(self, sequence: str | None, count: int, counter: str) -> list[int] | range:
-        if sequence is not None:
-            return self.connection.exec_driver_sql(_DRAW_KEYS, (sequence, count)).scalars().all()
-        first = getattr(self, counter)
-        setattr(self, counter, first + count)
-        return range(first, first + count)
-
     def write(self, prepared: Prepared) -> None:
-        keys = self._keys(self.sequence, len(prepared.rows), "next_key")
-        self._write("cdp_stage_rows", _ROW_COLUMNS, [(*row, key) for row, key in zip(prepared.rows, keys)])
-        identity_keys = self._keys(self.identity_sequence, len(prepared.ids), "next_identity_key")
-        self._write("cdp_stage_ids", "row_no, namespace, value, pk",
-                    [(*identity, key) for identity, key in zip(prepared.ids, identity_keys)])
-        self._write("cdp_stage_removed", "row_no, path", prepared.removals)
-
-    def _write(self, table: str, columns: str, rows: list[tuple]) -> None:
-        if not rows:
-            return
         if self.dialect == "sqlite":
+            key, identity_key = self.next_key, self.next_identity_key
+            self._insert("cdp_stage_rows", _ROW_COLUMNS + ", profile_pk",
+                         [(*row, key + place) for place, row in enumerate(prepared.rows)])
+            self._insert("cdp_stage_ids", "row_no, namespace, value, pk",
+                         [(*identity, identity_key + place) for place, identity in enumerate(prepared.ids)])
+            self.next_key, self.next_identity_key = key + len(prepared.rows), identity_key + len(prepared.ids)
+            self._insert("cdp_stage_removed", "row_no, path", prepared.removals)
+            return
+        self._copy("cdp_stage_rows", _ROW_COLUMNS, prepared.rows)
+        self._copy("cdp_stage_ids", "row_no, namespace, value", prepared.ids)
+        if prepared.removals:
+            self._copy("cdp_stage_removed", "row_no, path", prepared.removals)
+
+    def _insert(self, table: str, columns: str, rows: list[tuple]) -> None:
+        if rows:
             marks = ", ".join("?" * (columns.count(",") + 1))
             self.connection.exec_driver_sql(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
-            return
+
+    def _copy(self, table: str, columns: str, rows: list[tuple]) -> None:
         driver = self.connection.connection.driver_connection  # the same connection, in the same transaction
         with driver.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             for row in rows:
@@ -466,8 +482,13 @@ def apply_staged(connection: sa.Connection, writer, spool: Spool | Feed, *, kind
     for name in _NAMES:
         if dialect == "sqlite":  # a pooled connection may hold them from a transaction that failed to drop them
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
+    sequences = {}
+    if dialect == "postgresql":
+        names = connection.exec_driver_sql("SELECT pg_get_serial_sequence('profiles', 'pk'), "
+                                           "pg_get_serial_sequence('identities', 'pk')").one()
+        sequences = {"profiles": _literal(names[0]), "identities": _literal(names[1])}
     for statement in _TABLES[dialect] + _INDEXES:
-        connection.exec_driver_sql(statement)
+        connection.exec_driver_sql(statement.format(**sequences) if sequences else statement)
     stager = _Stager(connection)
     params = {"sandbox": writer.sandbox, "dataset": dataset_pk, "batch": batch_pk,
               "now": sqlite_text(now) if dialect == "sqlite" else now}
@@ -483,15 +504,25 @@ def apply_staged(connection: sa.Connection, writer, spool: Spool | Feed, *, kind
     round_: list[Prepared] = []
     size = 0
     for prepared in spool.prepared(writer, kind, dialect):
+        if not round_:  # a new round
+            if done:
+                if dialect == "sqlite":
+                    for name in _NAMES:
+                        connection.exec_driver_sql(f"DELETE FROM {name}")
+                else:
+                    connection.exec_driver_sql(f"TRUNCATE {', '.join(_NAMES)}")
+            stager.begin_round()
+        stager.write(prepared)  # staged as it comes; the spooled rows kept for the Writer's rows of the round
+        prepared.rows = prepared.ids = prepared.removals = []
         round_.append(prepared)
         size += len(prepared.chunk)
         if size >= ROUND_ROWS:
-            fresh += _apply_round(connection, stager, writer, round_, params, kind, now, answer, first=done == 0)
+            fresh += _apply_round(connection, writer, round_, params, kind, now, answer, first=done == 0)
             done += size
             round_, size = [], 0
             checkpoint(done)
     if round_:
-        fresh += _apply_round(connection, stager, writer, round_, params, kind, now, answer, first=done == 0)
+        fresh += _apply_round(connection, writer, round_, params, kind, now, answer, first=done == 0)
         done += size
         checkpoint(done)
     for name in _NAMES:
@@ -499,20 +530,17 @@ def apply_staged(connection: sa.Connection, writer, spool: Spool | Feed, *, kind
     return StagedOutcome(fresh=fresh, results=results)
 
 
-def _apply_round(connection: sa.Connection, stager: _Stager, writer, round_: list[Prepared], params: dict[str, Any],
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _apply_round(connection: sa.Connection, writer, round_: list[Prepared], params: dict[str, Any],
                  kind: str, now: datetime, answer: Callable[[int, RecordResult], None], *, first: bool) -> int:
-    """One round's rows: staged, split, the fresh ones written set-wise, the others through the
+    """One round's rows (staged): split, the fresh ones written set-wise, the others through the
     writer in arrival order; how many were fresh."""
     dialect = connection.dialect.name
-    if not first:
-        for name in _NAMES:
-            connection.exec_driver_sql(f"DELETE FROM {name}" if dialect == "sqlite" else f"TRUNCATE {name}")
-    stager.begin_round()
-    count = 0
-    for prepared in round_:
-        stager.write(prepared)
-        count += len(prepared.chunk)
-    if dialect == "postgresql":
+    count = sum(len(prepared.chunk) for prepared in round_)
+    if first and dialect == "postgresql":  # the next rounds' are alike: their statistics are kept
         connection.exec_driver_sql("ANALYZE cdp_stage_rows, cdp_stage_ids, cdp_stage_removed")
     fresh = _apply_fresh(connection, params, kind) if count else 0
     # new profiles: any streaming segment may take them (as the Writer does for the profiles it
@@ -533,10 +561,9 @@ def _apply_round(connection: sa.Connection, stager: _Stager, writer, round_: lis
                 answer(number, result)
             pending.clear()
 
-        for prepared in round_:  # in file order: the rows of a chunk are a range of row numbers
-            chunk = prepared.chunk
-            others = set(connection.execute(_OTHERS, {"first": chunk[0][0], "last": chunk[-1][0]}).scalars())
-            for row in chunk:
+        others = set(connection.execute(_OTHERS).scalars())
+        for prepared in round_:  # in file order
+            for row in prepared.chunk:
                 if row[0] in others:
                     pending.append((row[0], record_of(row)))
                     if len(pending) >= APPLY_CHUNK_ROWS:
