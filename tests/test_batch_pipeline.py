@@ -129,6 +129,46 @@ def test_the_applier_applies_while_the_reader_reads(engine, monkeypatch):
     assert steps[-1] == ("applied", 200)
 
 
+
+def test_the_applier_stages_while_the_reader_reads_when_the_batch_is_one_round(engine, monkeypatch):
+    """As it runs by default (the whole batch one round: split and written when the last row is
+    read): the rows are copied into the staging tables while the reader reads the next ones, and
+    the reader is at most the queue's chunk, the one it fills and the one it hands on ahead."""
+    from cdp.ingestion import batch_job, staging
+
+    monkeypatch.setattr(staging, "SPOOL_CHUNK_ROWS", 5)
+    monkeypatch.setattr(staging, "FEED_CHUNKS", 1, raising=False)
+    monkeypatch.setattr(batch_job, "_CHECK_EVERY_ROWS", 5)
+    steps: list[tuple] = []
+    checkpoint = batch_job._BatchRun._checkpoint
+    name = "write" if hasattr(staging._Stager, "write") else "load"  # main's code stages in `load`
+    stage = getattr(staging._Stager, name)
+    staged = [0]
+
+    def read(run, outcome):
+        steps.append(("read", outcome.total))
+        return checkpoint(run, outcome)
+
+    def write(stager, chunk):
+        stage(stager, chunk)
+        staged[0] += len(chunk.rows if hasattr(chunk, "rows") else chunk)
+        steps.append(("staged", staged[0]))
+
+    monkeypatch.setattr(batch_job._BatchRun, "_checkpoint", read)
+    monkeypatch.setattr(staging._Stager, name, write)
+    rows = [(f"K{i}", f"p{i}@example.com", f"n{i}", str(i)) for i in range(200)]
+    sandbox, batch = _run(engine, _csv(rows))
+    assert _batch(engine, batch).status == "succeeded"
+    assert _count(engine, sandbox, "profiles") == 200
+    assert steps.index(("staged", 5)) < steps.index(("read", 200)), "nothing was staged before every row was read"
+    read_rows = staged_rows = 0
+    for kind, count in steps:
+        if kind == "read":
+            read_rows = count
+        else:
+            staged_rows = count
+        assert read_rows - staged_rows <= 5 + 5 + 5, (read_rows, staged_rows)
+
 def test_rows_rejected_after_rounds_were_applied_still_fail_the_batch_and_store_nothing(engine, monkeypatch):
     steps = _small_rounds(monkeypatch)
     rows = [(f"K{i}", f"p{i}@example.com", f"n{i}", str(i)) for i in range(100)]

@@ -363,6 +363,7 @@ class _BatchRun:
         finally:  # the reader stops at its next chunk when the applier stopped taking them
             feed.abandoned.set()
             reader.join()
+            feed.close()
         total = outcome.total
         if total == 0:
             raise _Failed("the file holds no rows", outcome)

@@ -67,7 +67,10 @@ from cdp.storage.database import sqlite_text
 log = logging.getLogger("cdp.ingestion")
 
 SPOOL_CHUNK_ROWS = 1000  # rows pickled together (and loaded into the staging tables together)
-ROUND_ROWS = 10_000  # rows split and written set-wise together (at least: a round is whole chunks)
+ROUND_ROWS: int | None = None  # rows split and written set-wise together (at least: a round is whole chunks);
+# None: the whole batch is one round (what is built: rounds cost the database a few µs a row more — each
+# round's split probes the identities the rounds before stored — which took all the overlap's gain away;
+# bench/RESULTS.md, session 17)
 _YIELD_EVERY_ROWS = 64  # a Feed's reader lets the applier run this often (~0.5-1 ms of its work)
 FEED_CHUNKS = 4  # chunks a Feed holds before its reader waits (with the round being applied: the rows in memory)
 APPLY_CHUNK_ROWS = 1000  # rows of the Writer's path resolved set-wise at once
@@ -117,6 +120,10 @@ class Spool:
             except EOFError:
                 return
 
+    def raw(self) -> Iterator[list[_Spooled]]:
+        """The rows as spooled, chunk by chunk (once every chunk was prepared)."""
+        return self.chunks()
+
     def prepared(self, writer, kind: str, dialect: str) -> Iterator[Prepared]:
         """The spooled rows' chunks, each made ready for the staging tables."""
         checks = _Checks(writer)
@@ -152,7 +159,10 @@ class Feed:
         self.queue: queue.Queue = queue.Queue(maxsize=depth or FEED_CHUNKS)
         self.pending: list[_Spooled] = []
         self.count = 0
-        self.abandoned = threading.Event()  # set by the applying thread when it stops taking chunks
+        self.abandoned = threading.Event()
+        # the rows as read, for those that go through the Writer: spooled by the reader when the
+        # batch is one round (read back once the reader is done), else kept with the round
+        self.spool = Spool() if ROUND_ROWS is None else None  # set by the applying thread when it stops taking chunks
 
     def add(self, number: int, record: ValidRecord) -> None:
         self.add_staged((number, record.identities, record.set_attributes, record.removed, record.event_id,
@@ -160,6 +170,8 @@ class Feed:
 
     def add_staged(self, row: _Spooled) -> None:
         self.pending.append(row)
+        if self.spool is not None:
+            self.spool.add_staged(row)
         self.count += 1
         if not self.count % _YIELD_EVERY_ROWS:
             # the GIL to the applier, if its database call has returned: else it waits for the
@@ -194,6 +206,14 @@ class Feed:
                 self._put(_End(exc))
             except FeedAbandoned:
                 pass
+
+    def raw(self) -> Iterator[list[_Spooled]]:
+        """The rows as read, chunk by chunk, once the reader is done (when the batch is one round)."""
+        return self.spool.chunks()
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
 
     def prepared(self, writer, kind: str, dialect: str) -> Iterator[Prepared]:
         try:
@@ -514,15 +534,18 @@ def apply_staged(connection: sa.Connection, writer, spool: Spool | Feed, *, kind
             stager.begin_round()
         stager.write(prepared)  # staged as it comes; the spooled rows kept for the Writer's rows of the round
         prepared.rows = prepared.ids = prepared.removals = []
-        round_.append(prepared)
         size += len(prepared.chunk)
-        if size >= ROUND_ROWS:
-            fresh += _apply_round(connection, writer, round_, params, kind, now, answer, first=done == 0)
+        if ROUND_ROWS is None:
+            prepared.chunk = []  # spooled (read back by spool.raw)
+        round_.append(prepared)
+        if ROUND_ROWS is not None and size >= ROUND_ROWS:
+            fresh += _apply_round(connection, writer, round_, size, params, kind, now, answer, first=done == 0)
             done += size
             round_, size = [], 0
             checkpoint(done)
     if round_:
-        fresh += _apply_round(connection, writer, round_, params, kind, now, answer, first=done == 0)
+        raw = spool.raw() if ROUND_ROWS is None else None
+        fresh += _apply_round(connection, writer, round_, size, params, kind, now, answer, first=done == 0, raw=raw)
         done += size
         checkpoint(done)
     for name in _NAMES:
@@ -534,12 +557,12 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _apply_round(connection: sa.Connection, writer, round_: list[Prepared], params: dict[str, Any],
-                 kind: str, now: datetime, answer: Callable[[int, RecordResult], None], *, first: bool) -> int:
+def _apply_round(connection: sa.Connection, writer, round_: list[Prepared], count: int, params: dict[str, Any],
+                 kind: str, now: datetime, answer: Callable[[int, RecordResult], None], *, first: bool,
+                 raw: Iterator[list[_Spooled]] | None = None) -> int:
     """One round's rows (staged): split, the fresh ones written set-wise, the others through the
     writer in arrival order; how many were fresh."""
     dialect = connection.dialect.name
-    count = sum(len(prepared.chunk) for prepared in round_)
     if first and dialect == "postgresql":  # the next rounds' are alike: their statistics are kept
         connection.exec_driver_sql("ANALYZE cdp_stage_rows, cdp_stage_ids, cdp_stage_removed")
     fresh = _apply_fresh(connection, params, kind) if count else 0
@@ -562,8 +585,8 @@ def _apply_round(connection: sa.Connection, writer, round_: list[Prepared], para
             pending.clear()
 
         others = set(connection.execute(_OTHERS).scalars())
-        for prepared in round_:  # in file order
-            for row in prepared.chunk:
+        for chunk in raw if raw is not None else (prepared.chunk for prepared in round_):  # in file order
+            for row in chunk:
                 if row[0] in others:
                     pending.append((row[0], record_of(row)))
                     if len(pending) >= APPLY_CHUNK_ROWS:
