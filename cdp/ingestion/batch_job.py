@@ -8,11 +8,11 @@ a few MiB), the valid rows handed on a few thousand at a time. Two threads work 
   force, counts the rejected ones with their reasons, and prepares the valid ones for the staging
   tables — into a bounded queue (cdp/ingestion/staging.py's ``Feed``: it waits while the queue is
   full, so memory stays bounded);
-* the *applier* (the job's thread) applies them in ONE transaction, a round of rows at a time in
-  file order, while the reader prepares the next (the database's work and the reader's Python
-  overlap: the driver releases the GIL while it waits): loaded into temporary staging tables, the
-  rows that are people of their own written set-wise from them, the others through the Writer in
-  file order (cdp/ingestion/staging.py). The same transaction records the outcome (the batch's
+* the *applier* (the job's thread) applies them in ONE transaction: it loads each chunk into
+  temporary staging tables while the reader prepares the next (the database's work and the
+  reader's Python overlap: the driver releases the GIL while it waits); once the last row is
+  read, the rows that are people of their own are written set-wise from them, the others through
+  the Writer in file order (cdp/ingestion/staging.py). The same transaction records the outcome (the batch's
   status, counts and per-row errors, and its job's end). Rows the writer refuses (an identity its
   namespace does not accept, too many events …) count as rejected too (the file is read again for
   their raw rows only).

@@ -4,10 +4,11 @@ The validate pass maps and validates every row once and spools the valid ones he
 tuples (a temporary file, pickled in chunks: memory stays bounded whatever the file's size), so
 the apply pass reads neither the upload nor validates anything again.
 
-The apply pass (:func:`apply_staged`, in the batch's one transaction) takes the rows a *round*
-(:data:`ROUND_ROWS`) at a time, in file order: it loads a round into temporary staging tables —
-``COPY`` on PostgreSQL, ``executemany`` on SQLite; dropped with the transaction, so a killed server
-leaves nothing behind — and splits it with a few set-wise statements:
+The apply pass (:func:`apply_staged`, in the batch's one transaction) loads the rows, chunk by chunk
+as they come, into temporary staging tables — ``COPY`` on PostgreSQL, ``executemany`` on SQLite;
+dropped with the transaction, so a killed server leaves nothing behind — and, once they are all
+loaded, splits them with a few set-wise statements (or, with :data:`ROUND_ROWS` set, a *round* of
+that many rows at a time, in file order — not the default: see there):
 
 * **fresh** rows: none of their identities is owned by a profile yet (the earlier rounds' rows are
   stored by then), none is carried by another row of the round, they are valid for the linking rules (no two identities of a unique namespace,
