@@ -1,18 +1,15 @@
 """A batch file's reader and applier work at once (cdp/ingestion/batch_job.py, staging.py's Feed).
 
 The job's reader (its own thread) reads, maps, validates and prepares the rows while the applier
-(the job's thread) applies the rows read before, a round at a time, in the one transaction. Shown
-without timing: the order of what the two threads did, recorded as they do it, on SQLite and
-PostgreSQL —
+(the job's thread) stages the rows read before, chunk by chunk, in the one transaction; once the
+last row is read, the applier splits and writes them. Shown without timing: the order of what the
+two threads did, recorded as they do it, on SQLite and PostgreSQL —
 
-* the applier applies its first round before the reader has read the file's last row (main's code
-  read every row before applying any), and the reader is never more than the queue's chunks ahead
-  of the applier (memory stays bounded);
-* rows rejected after rounds were applied still fail the batch over its error threshold, and then
-  nothing of it is stored (the transaction is rolled back), with the per-row errors kept;
-* a round's split sees the rounds before as stored: a row sharing an identity with a row of an
-  earlier round joins its profile (the staged ≡ Writer property in many rounds is
-  tests/test_batch_staging.py's).
+* the applier stages chunks before the reader has read the file's last row (main's code read every
+  row before staging any), and the reader is never more than the queue's chunks ahead of it
+  (memory stays bounded);
+* rows rejected after chunks were staged still fail the batch over its error threshold, and then
+  nothing of it is stored (the transaction is rolled back), with the per-row errors kept.
 """
 
 from __future__ import annotations
@@ -65,37 +62,6 @@ def _run(engine, data: bytes, threshold: float = 0.0) -> tuple[str, int]:
     return sandbox, batch
 
 
-def _small_rounds(monkeypatch, *, chunk: int = 5, round_rows: int = 10, depth: int = 1) -> list[tuple]:
-    """Rounds of ``round_rows`` rows in chunks of ``chunk``, a queue of ``depth`` chunks; the two
-    threads' steps, in the order they happen: ("read", rows read so far, every ``chunk`` rows) and
-    ("applied", new people written so far). The steps are recorded by functions main's code has too
-    (the reader's checkpoint, the fresh rows' writes), so the tests run — and fail — on it."""
-    from cdp.ingestion import batch_job, staging
-
-    monkeypatch.setattr(staging, "SPOOL_CHUNK_ROWS", chunk)
-    monkeypatch.setattr(staging, "ROUND_ROWS", round_rows, raising=False)
-    monkeypatch.setattr(staging, "FEED_CHUNKS", depth, raising=False)
-    monkeypatch.setattr(batch_job, "_CHECK_EVERY_ROWS", chunk)
-    steps: list[tuple] = []  # list.append is atomic: the two threads' steps in one order
-    checkpoint, apply_fresh = batch_job._BatchRun._checkpoint, staging._apply_fresh
-
-    def read(run, outcome):
-        steps.append(("read", outcome.total))
-        return checkpoint(run, outcome)
-
-    applied = [0]
-
-    def apply(*args, **kwargs):
-        fresh = apply_fresh(*args, **kwargs)
-        applied[0] += fresh
-        steps.append(("applied", applied[0]))
-        return fresh
-
-    monkeypatch.setattr(batch_job._BatchRun, "_checkpoint", read)
-    monkeypatch.setattr(staging, "_apply_fresh", apply)
-    return steps
-
-
 def _batch(engine, batch: int):
     from cdp.storage.models import ingestion_batches
 
@@ -108,38 +74,17 @@ def _count(engine, sandbox: str, table: str) -> int:
         return connection.execute(sa.text(f"SELECT count(*) FROM {table} WHERE sandbox = :s"), {"s": sandbox}).scalar_one()
 
 
-def test_the_applier_applies_while_the_reader_reads(engine, monkeypatch):
-    steps = _small_rounds(monkeypatch)
-    rows = [(f"K{i}", f"p{i}@example.com", f"n{i}", str(i)) for i in range(200)]
-    sandbox, batch = _run(engine, _csv(rows))
-    assert _batch(engine, batch).status == "succeeded"
-    assert (_count(engine, sandbox, "profiles"), _count(engine, sandbox, "identities")) == (200, 400)
-    last_read = steps.index(("read", 200))
-    first_applied = next(i for i, step in enumerate(steps) if step[0] == "applied")
-    assert first_applied < last_read, "the first round was applied after the reader had read every row"
-    # bounded: the reader is at most the round being applied, the queue's chunk and the chunk it
-    # is filling ahead of the rows applied (5-row chunks, 10-row rounds, a queue of one chunk)
-    read = applied = 0
-    for kind, count in steps:
-        if kind == "read":
-            read = count
-        else:
-            applied = count
-        assert read - applied <= 10 + 5 + 5 + 5, (read, applied)
-    assert steps[-1] == ("applied", 200)
-
-
-
-def test_the_applier_stages_while_the_reader_reads_when_the_batch_is_one_round(engine, monkeypatch):
-    """As it runs by default (the whole batch one round: split and written when the last row is
-    read): the rows are copied into the staging tables while the reader reads the next ones, and
-    the reader is at most the queue's chunk, the one it fills and the one it hands on ahead."""
+def _steps(monkeypatch) -> list[tuple]:
+    """Chunks of 5 rows, a queue of one chunk; the two threads' steps, in the order they happen:
+    ("read", rows read so far, every 5 rows) and ("staged", rows staged so far). Recorded by
+    functions main's code has too (the reader's checkpoint, the staging of a chunk), so the tests
+    run — and fail — on it."""
     from cdp.ingestion import batch_job, staging
 
     monkeypatch.setattr(staging, "SPOOL_CHUNK_ROWS", 5)
     monkeypatch.setattr(staging, "FEED_CHUNKS", 1, raising=False)
     monkeypatch.setattr(batch_job, "_CHECK_EVERY_ROWS", 5)
-    steps: list[tuple] = []
+    steps: list[tuple] = []  # list.append is atomic: the two threads' steps in one order
     checkpoint = batch_job._BatchRun._checkpoint
     name = "write" if hasattr(staging._Stager, "write") else "load"  # main's code stages in `load`
     stage = getattr(staging._Stager, name)
@@ -156,10 +101,17 @@ def test_the_applier_stages_while_the_reader_reads_when_the_batch_is_one_round(e
 
     monkeypatch.setattr(batch_job._BatchRun, "_checkpoint", read)
     monkeypatch.setattr(staging._Stager, name, write)
+    return steps
+
+
+def test_the_applier_stages_while_the_reader_reads(engine, monkeypatch):
+    """The rows are copied into the staging tables while the reader reads the next ones, and the
+    reader is at most the queue's chunk, the one it fills and the one it hands on ahead."""
+    steps = _steps(monkeypatch)
     rows = [(f"K{i}", f"p{i}@example.com", f"n{i}", str(i)) for i in range(200)]
     sandbox, batch = _run(engine, _csv(rows))
     assert _batch(engine, batch).status == "succeeded"
-    assert _count(engine, sandbox, "profiles") == 200
+    assert (_count(engine, sandbox, "profiles"), _count(engine, sandbox, "identities")) == (200, 400)
     assert steps.index(("staged", 5)) < steps.index(("read", 200)), "nothing was staged before every row was read"
     read_rows = staged_rows = 0
     for kind, count in steps:
@@ -168,13 +120,27 @@ def test_the_applier_stages_while_the_reader_reads_when_the_batch_is_one_round(e
         else:
             staged_rows = count
         assert read_rows - staged_rows <= 5 + 5 + 5, (read_rows, staged_rows)
+    assert steps[-1] == ("staged", 200)
 
-def test_rows_rejected_after_rounds_were_applied_still_fail_the_batch_and_store_nothing(engine, monkeypatch):
-    steps = _small_rounds(monkeypatch)
+
+def test_rows_rejected_after_rows_were_staged_still_fail_the_batch_and_store_nothing(engine, monkeypatch):
+    """Over the threshold once the last row is read: rolled back before the split and writes (they
+    would be undone; on SQLite they would hold the write lock longer for nothing)."""
+    from cdp.ingestion import staging
+
+    steps = _steps(monkeypatch)
+    apply_fresh = staging._apply_fresh
+
+    def written(*args, **kwargs):
+        steps.append(("written",))
+        return apply_fresh(*args, **kwargs)
+
+    monkeypatch.setattr(staging, "_apply_fresh", written)
     rows = [(f"K{i}", f"p{i}@example.com", f"n{i}", str(i)) for i in range(100)]
     rows += [(f"K{i}", f"p{i}@example.com", f"n{i}", "many") for i in range(100, 110)]  # points: not a number
     sandbox, batch = _run(engine, _csv(rows), threshold=0.05)
-    assert ("applied", 100) in steps  # the valid rows' rounds were applied before the last rows were read
+    assert steps.index(("staged", 50)) < steps.index(("read", 110))  # staged before the last rows were read
+    assert ("written",) not in steps, "the rows were split and written, then rolled back"
     stored = _batch(engine, batch)
     assert stored.status == "failed", stored.message
     assert "10 of 110 rows rejected" in stored.message and "nothing of the batch was applied" in stored.message
@@ -184,20 +150,3 @@ def test_rows_rejected_after_rounds_were_applied_still_fail_the_batch_and_store_
         errors = connection.execute(sa.text("SELECT row_number FROM ingestion_errors WHERE batch_pk = :b "
                                             "ORDER BY row_number"), {"b": batch}).scalars().all()
     assert errors == list(range(102, 112))  # the header is line 1
-
-
-def test_a_row_sharing_an_identity_with_an_earlier_round_joins_its_profile(engine, monkeypatch):
-    steps = _small_rounds(monkeypatch)
-    rows = [(f"K{i}", f"p{i}@example.com", f"n{i}", str(i)) for i in range(30)]
-    rows.append(("K3", "other@example.com", "late", "7"))  # K3 was applied two rounds before, fresh
-    sandbox, batch = _run(engine, _csv(rows))
-    assert _batch(engine, batch).status == "succeeded"
-    assert ("applied", 10) in steps and steps[-1] == ("applied", 30)  # the last row through the Writer
-    assert (_count(engine, sandbox, "profiles"), _count(engine, sandbox, "identities")) == (30, 61)
-    with engine.connect() as connection:
-        owned = connection.execute(sa.text(
-            "SELECT i.namespace, i.value FROM identities i JOIN identities k ON k.profile_pk = i.profile_pk "
-            "WHERE k.sandbox = :s AND k.namespace = 'crm_id' AND k.value = 'K3' ORDER BY i.namespace, i.value"),
-            {"s": sandbox}).all()
-    assert [tuple(row) for row in owned] == [("crm_id", "K3"), ("email", "other@example.com"),
-                                             ("email", "p3@example.com")]

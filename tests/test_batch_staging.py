@@ -86,9 +86,7 @@ def _sandbox(engine, kind: str, unique: bool) -> tuple[str, int]:
     return sandbox, dataset
 
 
-def _apply(engine, sandbox: str, dataset: int, kind: str, prelude, batch, staged: bool, batch_pk: int,
-           rounds: int | None = None):
-    """``rounds``: the Writer (``staged`` false) is given the rows this many at a time."""
+def _apply(engine, sandbox: str, dataset: int, kind: str, prelude, batch, staged: bool, batch_pk: int):
     from cdp.ingestion.service import Writer
     from cdp.ingestion.staging import Spool, apply_staged
     from cdp.storage.database import write_transaction
@@ -101,8 +99,7 @@ def _apply(engine, sandbox: str, dataset: int, kind: str, prelude, batch, staged
         writer = Writer(connection, sandbox=sandbox, dataset_pk=dataset, kind=kind, batch_pk=batch_pk,
                         clock=lambda: NOW)
         if not staged:
-            size = rounds or len(records)
-            results = [r for start in range(0, len(records), size) for r in writer.apply_many(records[start:start + size])]
+            results = writer.apply_many(records)
             return {number: r.status.value for (number, _), r in zip(records, results)}
         spool = Spool()
         for number, record in records:
@@ -161,34 +158,6 @@ def test_staged_batches_store_what_the_writer_stores(engine, kind, unique, prelu
     for staged in (False, True):
         sandbox, dataset = _sandbox(engine, kind, unique)
         outcomes.append(_apply(engine, sandbox, dataset, kind, prelude, batch, staged, batch_pk=None))
-        stored.append(_stored(engine, sandbox))
-    assert outcomes[1] == outcomes[0]
-    assert stored[1] == stored[0]
-
-
-# Rounds are a setting, not the default. Two runs of this file in about ten failed on one generated
-# example each (a profile's attributes differed); not reproduced in seven reruns before the session
-# ended: bench/RESULTS.md, session 17 (s17-csv), "Tests". Open until the example is found.
-@pytest.mark.xfail(strict=False, reason="rounds: an intermittent difference in a profile's attributes, not yet found")
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
-@given(kind=st.sampled_from(["profile", "event"]), unique=st.booleans(), prelude=rows, batch=rows,
-       chunk=st.integers(1, 4), round_rows=st.integers(1, 9))
-def test_staged_batches_in_rounds_store_what_the_writer_stores(engine, monkeypatch, kind, unique, prelude, batch,
-                                                               chunk, round_rows):
-    """The same, the batch applied in rounds of a few rows: a round's split sees the rounds before as
-    stored, as the Writer sees the rows before when it is given the rows a round at a time (it
-    offers the profiles it changed to the streaming segments after each call, as the staged apply
-    after each round — and as it does after each APPLY_CHUNK_ROWS rows)."""
-    from cdp.ingestion import staging
-
-    monkeypatch.setattr(staging, "SPOOL_CHUNK_ROWS", chunk)
-    monkeypatch.setattr(staging, "ROUND_ROWS", round_rows)
-    rounds = -(-round_rows // chunk) * chunk  # a round is whole chunks: at least round_rows rows
-    outcomes, stored = [], []
-    for staged in (False, True):
-        sandbox, dataset = _sandbox(engine, kind, unique)
-        outcomes.append(_apply(engine, sandbox, dataset, kind, prelude, batch, staged, batch_pk=None, rounds=rounds))
         stored.append(_stored(engine, sandbox))
     assert outcomes[1] == outcomes[0]
     assert stored[1] == stored[0]

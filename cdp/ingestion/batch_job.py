@@ -17,9 +17,11 @@ a few MiB), the valid rows handed on a few thousand at a time. Two threads work 
   namespace does not accept, too many events …) count as rejected too (the file is read again for
   their raw rows only).
 
-When the reader is done, over the error threshold (a fraction of the rows), past the rows'
-limit, or when the reader fails or is stopped, the transaction is rolled back and the batch fails
-— nothing of it is applied, as when it applies nothing until every row is read.
+When the reader is done over the error threshold (a fraction of the rows: known at the last
+row), the transaction is rolled back before the split and writes; past the rows' limit, or when
+the reader fails or is stopped, at once — the batch fails and nothing of it is applied. On SQLite
+the transaction holds the write lock from the first row read (docs/ingestion.md says what that
+costs a file that fails).
 
 Events already ingested into the dataset (by id) are counted as duplicates, not errors, so
 re-uploading a file changes nothing. While the job runs, the batch's ``message`` says that it is
@@ -343,8 +345,11 @@ class _BatchRun:
 
         def checkpoint(done: int) -> None:
             self.context.checkpoint()
-            self.context.progress(done, None, f"applied {done:,} valid rows; reading, validating and applying "
-                                              f"the rest")
+            self.context.progress(done, None, f"applied {done:,} valid rows")
+
+        def read_all(count: int) -> None:  # the reader is done (its last item taken from the queue)
+            if outcome.total and len(outcome.rejected) > threshold * outcome.total:
+                raise _Rejected  # before the split and writes: nothing more is done in the transaction
 
         refused: dict[int, list[tuple[str | None, str]]] = {}  # row number → what the writer said
 
@@ -359,7 +364,8 @@ class _BatchRun:
         reader.start()
         try:
             staged = apply_staged(connection, writer, feed, kind=self.kind, dataset_pk=batch.dataset_pk,
-                                  batch_pk=self.batch_id, now=now, checkpoint=checkpoint, report=report)
+                                  batch_pk=self.batch_id, now=now, checkpoint=checkpoint, read=read_all,
+                                  report=report)
         finally:  # the reader stops at its next chunk when the applier stopped taking them
             feed.abandoned.set()
             reader.join()

@@ -7,11 +7,10 @@ the apply pass reads neither the upload nor validates anything again.
 The apply pass (:func:`apply_staged`, in the batch's one transaction) loads the rows, chunk by chunk
 as they come, into temporary staging tables — ``COPY`` on PostgreSQL, ``executemany`` on SQLite;
 dropped with the transaction, so a killed server leaves nothing behind — and, once they are all
-loaded, splits them with a few set-wise statements (or, with :data:`ROUND_ROWS` set, a *round* of
-that many rows at a time, in file order — not the default: see there):
+loaded (the last row read), splits them with a few set-wise statements:
 
-* **fresh** rows: none of their identities is owned by a profile yet (the earlier rounds' rows are
-  stored by then), none is carried by another row of the round, they are valid for the linking rules (no two identities of a unique namespace,
+* **fresh** rows: none of their identities is owned by a profile yet, none is carried by another
+  row of the batch, they are valid for the linking rules (no two identities of a unique namespace,
   no more than the graph limit) and, for events, their event id is new to the dataset and to the
   batch. Each is a connected component of its own in the identity graph, so each gets a new
   profile holding exactly its identities, its links, its attribute sources and its attributes (the
@@ -21,14 +20,13 @@ that many rows at a time, in file order — not the default: see there):
   by the rules, a repeated event id — goes through :class:`cdp.ingestion.service.Writer`, in
   arrival order, exactly as before (merges, the linking rules, the graph limit, per-row errors).
 
-The two sets share no identity and no event id, and a fresh row shares none with the rows of the
-earlier rounds (stored) either, so applying a round's fresh rows first gives the same graph,
-attributes and links as applying all rows in arrival order (tests/test_batch_staging.py checks it
-against the Writer on generated batches, in one round and in many).
+The two sets share no identity and no event id, so applying the fresh rows first gives the same
+graph, attributes and links as applying all rows in arrival order (tests/test_batch_staging.py
+checks it against the Writer on generated batches).
 
 The rows come from a :class:`Spool` (a temporary file) or a :class:`Feed`: a bounded queue filled by
 another thread — the batch job's reader, which reads, maps and validates the rows and turns them
-into the staging tables' rows while the database applies the round before (the database call
+into the staging tables' rows while the database stages the chunk before (the database call
 releases the GIL). The reader waits when the queue is full, so memory stays bounded; an error of
 the reader (a stop request, too many rows) is raised in the applying thread, whose transaction
 is then rolled back. The rows of one batch are stamped with one
@@ -68,12 +66,8 @@ from cdp.storage.database import sqlite_text
 log = logging.getLogger("cdp.ingestion")
 
 SPOOL_CHUNK_ROWS = 1000  # rows pickled together (and loaded into the staging tables together)
-ROUND_ROWS: int | None = None  # rows split and written set-wise together (at least: a round is whole chunks);
-# None: the whole batch is one round (what is built: rounds cost the database a few µs a row more — each
-# round's split probes the identities the rounds before stored — which took all the overlap's gain away;
-# bench/RESULTS.md, session 17)
 _YIELD_EVERY_ROWS = 64  # a Feed's reader lets the applier run this often (~0.5-1 ms of its work)
-FEED_CHUNKS = 4  # chunks a Feed holds before its reader waits (with the round being applied: the rows in memory)
+FEED_CHUNKS = 4  # chunks a Feed holds before its reader waits (with the chunk being staged: the rows in memory)
 APPLY_CHUNK_ROWS = 1000  # rows of the Writer's path resolved set-wise at once
 _FRESH_ATTEMPTS = 4  # PostgreSQL: splits made again after losing an identity to a concurrent writer
 
@@ -160,10 +154,10 @@ class Feed:
         self.queue: queue.Queue = queue.Queue(maxsize=depth or FEED_CHUNKS)
         self.pending: list[_Spooled] = []
         self.count = 0
-        self.abandoned = threading.Event()
-        # the rows as read, for those that go through the Writer: spooled by the reader when the
-        # batch is one round (read back once the reader is done), else kept with the round
-        self.spool = Spool() if ROUND_ROWS is None else None  # set by the applying thread when it stops taking chunks
+        self.abandoned = threading.Event()  # set by the applying thread when it stops taking chunks
+        # the rows as read, for those that go through the Writer: spooled by the reader (read back
+        # once the reader is done)
+        self.spool = Spool()
 
     def add(self, number: int, record: ValidRecord) -> None:
         self.add_staged((number, record.identities, record.set_attributes, record.removed, record.event_id,
@@ -171,8 +165,7 @@ class Feed:
 
     def add_staged(self, row: _Spooled) -> None:
         self.pending.append(row)
-        if self.spool is not None:
-            self.spool.add_staged(row)
+        self.spool.add_staged(row)
         self.count += 1
         if not self.count % _YIELD_EVERY_ROWS:
             # the GIL to the applier, if its database call has returned: else it waits for the
@@ -209,12 +202,11 @@ class Feed:
                 pass
 
     def raw(self) -> Iterator[list[_Spooled]]:
-        """The rows as read, chunk by chunk, once the reader is done (when the batch is one round)."""
+        """The rows as read, chunk by chunk, once the reader is done."""
         return self.spool.chunks()
 
     def close(self) -> None:
-        if self.spool is not None:
-            self.spool.close()
+        self.spool.close()
 
     def prepared(self, writer, kind: str, dialect: str) -> Iterator[Prepared]:
         try:
@@ -279,9 +271,10 @@ _ROW_COLUMNS = "row_no, external_id, attributes, identities, observed_at, event_
 # row, or (events) its event id is stored in the dataset or repeated in the batch
 # (the staged identities are the outer loop, each probing the identities' unique index — SQLite: CROSS
 # JOIN; its planner otherwise chose to walk every identity of the sandbox and probe the staged ones.
-# PostgreSQL: a LATERAL subquery with a LIMIT, which is never flattened into a join — a round's split
-# otherwise became a hash join over a sequential scan of the identities, which the rounds before grow:
-# measured 2.2 s of 200,000 contacts' 14 s in rounds of 10,000 rows; a batch's cost grew with the sandbox)
+# PostgreSQL: a LATERAL subquery with a LIMIT, which is never flattened into a join — else the planner
+# may make the split a hash join over a sequential scan of the sandbox's identities, whose cost grows with
+# the sandbox, not the batch: measured 2.2 s of 200,000 contacts' 14 s when a batch was split in rounds
+# of 10,000 rows, bench/RESULTS.md session 17; kept for the one split as the plan bounded by the batch)
 _SPLIT = [
     "UPDATE cdp_stage_rows SET fresh = {false} WHERE fresh AND row_no IN (SELECT s.row_no FROM cdp_stage_ids s "
     "{probe})",
@@ -298,8 +291,8 @@ _SPLIT_EVENTS = [
 # A new profile's key is chosen when its row is staged, and the profile inserted with it: no staged
 # row looks its profile up again by its random external id (a probe of a random page of the
 # profiles' unique index per row, measured 3-4 µs a row on SQLite and ~4 µs on PostgreSQL at
-# 100,000-200,000 rows). SQLite: the keys after the highest stored when the round began (the pass holds
-# the one write lock from its start), in the round's row order — SQLite would have given the next keys
+# 100,000-200,000 rows). SQLite: the keys after the highest stored when the pass began (it holds
+# the one write lock from its start), in the rows' order — SQLite would have given the next keys
 # itself (no AUTOINCREMENT: the highest key + 1). PostgreSQL: the profiles' sequence, the staging
 # table's default, drawn as the row is copied in (as an insert would draw them; concurrent writers
 # draw others). Rows
@@ -308,7 +301,7 @@ _WRITE_PROFILES = ("INSERT INTO profiles (pk, sandbox, external_id, attributes, 
                    "SELECT profile_pk, :sandbox, external_id, coalesce(attributes, {empty}), :now, :now "
                    "FROM cdp_stage_rows WHERE fresh ORDER BY row_no")
 # A new identity's key is chosen when it is staged too (as a profile's, above: SQLite the highest key
-# stored when the round began + the staged identity's place, PostgreSQL the identities' sequence), so
+# stored when the pass began + the staged identity's place, PostgreSQL the identities' sequence), so
 # that a fresh row's links are made from the staged identities alone — before, from the identities
 # just inserted, found again by their profile (two probes of its index a link)
 _WRITE_IDENTITIES = ("INSERT INTO identities (pk, sandbox, profile_pk, namespace, value, first_seen, last_seen) "
@@ -394,7 +387,6 @@ class _Checks:
 class Prepared:
     """A chunk of spooled rows made ready for the staging tables, all but the keys (drawn when it is
     written): the rows without their profile key, the identities without theirs."""
-    chunk: list[_Spooled]
     rows: list[tuple]
     ids: list[tuple]
     removals: list[tuple]
@@ -438,7 +430,7 @@ def prepare(chunk: list[_Spooled], checks: _Checks, kind: str, dialect: str) -> 
                          _instant(ts, dialect), json_text({k: v if v.__class__ in _AS_STORED else json_value(v, dialect)
                                                            for k, v in fields.items()}),
                          fresh))
-    return Prepared(chunk=chunk, rows=rows, ids=ids, removals=removals)
+    return Prepared(rows=rows, ids=ids, removals=removals)
 
 
 class _Stager:
@@ -449,12 +441,8 @@ class _Stager:
         self.connection = connection
         self.dialect = connection.dialect.name
         self.next_key = self.next_identity_key = 0  # SQLite: the next new profile's and identity's keys
-
-    def begin_round(self) -> None:
-        """SQLite: the keys go on from the highest stored (the Writer's rows of the round before
-        took the next ones)."""
-        if self.dialect == "sqlite":
-            self.next_key, self.next_identity_key = self.connection.exec_driver_sql(
+        if self.dialect == "sqlite":  # after the highest stored (the pass holds the write lock from its start)
+            self.next_key, self.next_identity_key = connection.exec_driver_sql(
                 "SELECT (SELECT coalesce(max(pk), 0) + 1 FROM profiles), "
                 "(SELECT coalesce(max(pk), 0) + 1 FROM identities)").one()
 
@@ -486,14 +474,16 @@ class _Stager:
 
 
 def apply_staged(connection: sa.Connection, writer, spool: Spool | Feed, *, kind: str, dataset_pk: int,
-                 batch_pk: int, now: datetime, checkpoint=lambda done: None,
+                 batch_pk: int, now: datetime, checkpoint=lambda done: None, read=lambda count: None,
                  report: Callable[[int, RecordResult], None] | None = None) -> StagedOutcome:
     """Apply the rows of ``spool`` (a :class:`Spool`, or a :class:`Feed` another thread fills) on
     ``connection`` (in the caller's transaction) with ``writer`` (a
-    :class:`~cdp.ingestion.service.Writer` of that connection, its clock at ``now``), a round at a
-    time: its fresh rows set-wise from the staging tables, the others through the writer in
-    arrival order. ``report``: called with each of those rows' (number, result) as it comes (else
-    they are listed in the outcome); ``checkpoint``: with the rows applied so far, after each round."""
+    :class:`~cdp.ingestion.service.Writer` of that connection, its clock at ``now``): each chunk staged as it comes; once
+    the last is staged, the fresh rows written set-wise from the staging tables, the others through
+    the writer in arrival order. ``report``: called with each of those rows' (number, result) as it
+    comes (else they are listed in the outcome); ``read``: with the rows staged, once the last is
+    (before the split and writes: it raises to stop there); ``checkpoint``: with the rows applied,
+    at the end."""
     dialect = connection.dialect.name
     if dialect == "postgresql":
         # the sandbox's one serialized writer for the whole apply pass, taken before its first
@@ -521,34 +511,13 @@ def apply_staged(connection: sa.Connection, writer, spool: Spool | Feed, *, kind
         else:
             report(number, result)
 
-    fresh = done = 0
-    round_: list[Prepared] = []
-    size = 0
+    count = 0
     for prepared in spool.prepared(writer, kind, dialect):
-        if not round_:  # a new round
-            if done:
-                if dialect == "sqlite":
-                    for name in _NAMES:
-                        connection.exec_driver_sql(f"DELETE FROM {name}")
-                else:
-                    connection.exec_driver_sql(f"TRUNCATE {', '.join(_NAMES)}")
-            stager.begin_round()
-        stager.write(prepared)  # staged as it comes; the spooled rows kept for the Writer's rows of the round
-        prepared.rows = prepared.ids = prepared.removals = []
-        size += len(prepared.chunk)
-        if ROUND_ROWS is None:
-            prepared.chunk = []  # spooled (read back by spool.raw)
-        round_.append(prepared)
-        if ROUND_ROWS is not None and size >= ROUND_ROWS:
-            fresh += _apply_round(connection, writer, round_, size, params, kind, now, answer, first=done == 0)
-            done += size
-            round_, size = [], 0
-            checkpoint(done)
-    if round_:
-        raw = spool.raw() if ROUND_ROWS is None else None
-        fresh += _apply_round(connection, writer, round_, size, params, kind, now, answer, first=done == 0, raw=raw)
-        done += size
-        checkpoint(done)
+        stager.write(prepared)  # staged as it comes (the rows as read are spooled: spool.raw)
+        count += len(prepared.rows)
+    read(count)
+    fresh = _apply_all(connection, writer, spool.raw(), count, params, kind, now, answer)
+    checkpoint(count)
     for name in _NAMES:
         connection.exec_driver_sql(f"DROP TABLE {name}")
     return StagedOutcome(fresh=fresh, results=results)
@@ -558,18 +527,17 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _apply_round(connection: sa.Connection, writer, round_: list[Prepared], count: int, params: dict[str, Any],
-                 kind: str, now: datetime, answer: Callable[[int, RecordResult], None], *, first: bool,
-                 raw: Iterator[list[_Spooled]] | None = None) -> int:
-    """One round's rows (staged): split, the fresh ones written set-wise, the others through the
-    writer in arrival order; how many were fresh."""
+def _apply_all(connection: sa.Connection, writer, raw: Iterator[list[_Spooled]], count: int,
+               params: dict[str, Any], kind: str, now: datetime, answer: Callable[[int, RecordResult], None]) -> int:
+    """The staged rows: split, the fresh ones written set-wise, the others (``raw``: the rows as
+    read, chunk by chunk) through the writer in arrival order; how many were fresh."""
     dialect = connection.dialect.name
-    if first and dialect == "postgresql":  # the next rounds' are alike: their statistics are kept
+    if dialect == "postgresql":
         connection.exec_driver_sql("ANALYZE cdp_stage_rows, cdp_stage_ids, cdp_stage_removed")
     fresh = _apply_fresh(connection, params, kind) if count else 0
     # new profiles: any streaming segment may take them (as the Writer does for the profiles it
-    # makes); read a page at a time, as the rest below, so memory does not grow with the round. Their
-    # history rows are moved once, at the end of the round, in one order (no deadlock with
+    # makes); read a page at a time, as the rest below, so memory does not grow with the batch. Their
+    # history rows are moved once, at the end, in one order (no deadlock with
     # concurrent writers; the deltas are per hour and segment, so they do not grow with the file either)
     after = -1
     with writer.streaming.deferred():
@@ -586,7 +554,7 @@ def _apply_round(connection: sa.Connection, writer, round_: list[Prepared], coun
             pending.clear()
 
         others = set(connection.execute(_OTHERS).scalars())
-        for chunk in raw if raw is not None else (prepared.chunk for prepared in round_):  # in file order
+        for chunk in raw:  # in file order
             for row in chunk:
                 if row[0] in others:
                     pending.append((row[0], record_of(row)))
