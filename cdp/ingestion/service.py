@@ -150,12 +150,15 @@ class Writer:
         holds the write lock, so nothing races."""
         results: dict[int, RecordResult] = {}
         prepared: list[tuple[int, int, ValidRecord, list[tuple[str, str]]]] = []
+        namespaces, rules = self.namespaces, self.graph.rules
         for position, (index, record) in enumerate(items):
-            if record.normalized and all(namespace in self.namespaces for namespace, _ in record.identities):
-                pairs, errors = record.identities, []  # normalize() is idempotent: the same pairs again
+            pairs = record.identities
+            if record.normalized and (pairs[0][0] in namespaces if len(pairs) == 1 else
+                                      all(namespace in namespaces for namespace, _ in pairs)):
+                errors = []  # normalize() is idempotent: the same pairs again
             else:
-                pairs, errors = self.normalized_identities(record.identities)
-            doubled = None if errors else self.graph.rules.doubled(pairs)
+                pairs, errors = self.normalized_identities(pairs)
+            doubled = None if errors or len(pairs) < 2 else rules.doubled(pairs)  # one identity: never two
             if doubled:
                 errors = [RecordError(path="identities", message=(
                     f"two {doubled} identities in one record: {doubled} is a unique namespace of this sandbox (a "
@@ -373,7 +376,8 @@ class Writer:
             counts[profile_pk] = count + 1
             row = {"profile_pk": profile_pk, "event_id": record.event_id, "type": record.event_type,
                    "ts": record.ts, "dataset_pk": dataset_pk, "identities": [list(p) for p in pairs],
-                   "fields": _stored_fields(record.event_fields, dialect)}
+                   "fields": record.event_fields if record.plain_fields else _stored_fields(record.event_fields,
+                                                                                             dialect)}
             rows.append(row)
             stored_ids.append(record.event_id)
             found = types_of.get(profile_pk)
