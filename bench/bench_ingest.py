@@ -16,11 +16,13 @@ A. Streaming (``POST /v1/datasets/{id}/records``, ``{"records": [...]}``): Luma 
    purchases, e-mail events and 15 % of the others, their ``email``. Four scenarios per
    backend: requests of 1 and of 500 records, 1 client and 8 concurrent clients (threads, one
    ``httpx.Client`` each, taking requests from one shared queue). Each scenario replays the same
-   records into an empty sandbox of its own, so 1 and 8 clients do the same work. Request bodies
-   are encoded before the clock starts. Every response must be 200 with every record accepted
-   (non-200 answers and rejected / duplicate records are counted, never retried), and afterwards
-   the events stored for the scenario's dataset (counted with SQLAlchemy on the database) must
-   equal the records sent.
+   records into an empty sandbox of its own, so 1 and 8 clients do the same work. A fifth, reported
+   on its own line: requests of 500 from 2 clients whose streams name disjoint people (every other
+   person by first appearance, each client into a dataset of its own: two sources' customers).
+   Request bodies are encoded before the clock starts. Every response must be 200 with every
+   record accepted (non-200 answers and rejected / duplicate records are counted, never retried),
+   and afterwards the events stored for the scenario's sandbox (counted with SQLAlchemy on the
+   database) must equal the records sent.
 B. A CSV file of N CRM contacts (1,000,000; 50,000 with --quick): crm_id and email identities,
    first/last name, loyalty tier and points (for ~60 %), city; uploaded to a profile dataset with
    a mapping (``POST /v1/datasets/{id}/batches``) and polled through the list endpoint
