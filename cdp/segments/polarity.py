@@ -45,9 +45,20 @@ from E. Otherwise every term over it is UNKNOWN.
   ``T`` has k's sign, ``F`` the opposite. A reference that cannot be resolved is UNKNOWN.
 * Anything else holding an event term or a reference is UNKNOWN: UNKNOWN means "evaluate".
 
+**By the types added.** A record's new events have known types. With ``added`` (the types of
+the new events), a term whose filters all read no other event (as above) and admit none of those
+types by their condition (``type = "x"``, ``type in [...]`` at the top of an ``and``: the types
+selection reads, cdp/segments/reads.py) admits the same events from E' as from E: it is CONSTANT.
+A sequence whose touched steps are all positive is MONOTONE (every choice of events that
+satisfied it still does: the ``then no`` step admits no new event), one whose only touched step is
+its ``then no`` is ANTITONE (more candidates for the ``no`` only remove choices), both: UNKNOWN.
+So ``cart then no purchase`` is monotone for a new cart, antitone for a new purchase, where it is
+unknown for events of any type.
+
 tests/test_streaming_polarity.py checks, for generated expressions, profiles and added events,
 that a TRUE answer stays TRUE at sampled instants whenever this says monotone, and a not-TRUE one
-stays not-TRUE whenever it says antitone.
+stays not-TRUE whenever it says antitone — for events of any type, and for the added events'
+own types.
 """
 
 from __future__ import annotations
@@ -56,6 +67,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cdp.dsl import ast
+from cdp.segments.reads import _event_types
 
 CONSTANT, MONOTONE, ANTITONE, UNKNOWN = "constant", "monotone", "antitone", "unknown"
 Sign = str
@@ -115,10 +127,12 @@ def _filter_grows(flt: ast.EventFilter) -> bool:
 
 class Polarity:
     """Signs of the segments of one catalogue; ``tree_of(key)``: a segment's checked tree (None:
-    none). Each segment's sign is computed once."""
+    none). Each segment's sign is computed once. ``added``: the types of the events added (None:
+    any type; see the module doc)."""
 
-    def __init__(self, tree_of: Callable[[str], ast.Node | None]):
+    def __init__(self, tree_of: Callable[[str], ast.Node | None], added: frozenset[str] | None = None):
         self.tree_of = tree_of
+        self.added = added
         self._signs: dict[str, Sign] = {}
         self._open: set[str] = set()  # being computed: a cycle (rejected on save) is UNKNOWN
 
@@ -137,8 +151,27 @@ class Polarity:
             self._signs[key] = found
         return found
 
+    def _untouched(self, flt: ast.EventFilter) -> bool:
+        """Whether the filter admits the same events after the addition: it reads no other event
+        and its condition admits none of the added types."""
+        if self.added is None or not _filter_grows(flt):
+            return False
+        types = _event_types(flt.condition)
+        return types is not None and not (types & self.added)
+
+    def _moves(self, node: ast.Node) -> bool:
+        """Whether an event term or reference in ``node`` can change with the addition."""
+        for n in ast.walk(node):
+            if isinstance(n, ast.EventFilter):
+                if not self._untouched(n):
+                    return True
+            elif isinstance(n, ast.SegmentRef):
+                if self.segment(n.key) != CONSTANT:
+                    return True
+        return False
+
     def truth(self, node: ast.Node) -> Truth:
-        if not _reads_events(node):
+        if not _reads_events(node) or (self.added is not None and not self._moves(node)):
             return _CONSTANT_TRUTH
         if isinstance(node, ast.BoolChain):
             true, false = CONSTANT, CONSTANT
@@ -150,9 +183,16 @@ class Polarity:
             return self.truth(node.operand).negated()
         if isinstance(node, ast.Exists):
             filters = [node.filter, *(step.filter for step in node.steps)]
-            if any(step.negated for step in node.steps) or not all(_filter_grows(f) for f in filters):
+            if not all(_filter_grows(f) for f in filters):
                 return _UNKNOWN_TRUTH
-            return Truth(MONOTONE, ANTITONE)
+            # the steps the addition can touch: positive ones only, monotone; the `then no` only,
+            # antitone (no choice is added, some may be removed)
+            touched = [k > 0 and node.steps[k - 1].negated for k, f in enumerate(filters) if not self._untouched(f)]
+            if not any(touched):
+                return Truth(MONOTONE, ANTITONE)
+            if all(touched):
+                return Truth(ANTITONE, MONOTONE)
+            return _UNKNOWN_TRUTH
         if isinstance(node, ast.NoEvent):
             return Truth(ANTITONE, MONOTONE) if _filter_grows(node.filter) else _UNKNOWN_TRUTH
         if isinstance(node, ast.SegmentRef):
@@ -178,7 +218,7 @@ class Polarity:
         return _UNKNOWN_TRUTH
 
     def value(self, node: ast.Node) -> Value:
-        if not _reads_events(node):
+        if not _reads_events(node) or (self.added is not None and not self._moves(node)):
             return _CONSTANT_VALUE
         if isinstance(node, ast.Aggregate):
             if not _filter_grows(node.filter):

@@ -105,6 +105,8 @@ class StreamingPlan:
         signs = [polarity.segment(row.key) if polarity else None for row in self.order]
         self.grows = [sign is not None and grows(sign) for sign in signs]
         self.shrinks = [sign is not None and shrinks(sign) for sign in signs]
+        # the same for events of given types only (:meth:`polarity`), kept per set of types
+        self._polarity: dict[frozenset[str], tuple[list[bool], list[bool]]] = {}
         # per position: the positions of the streaming segments it references when its own
         # expression reads no event (``in segment "a" and not in segment "b"``, with attributes or
         # the clock at most): for a record that only adds events its answer moves only if one of
@@ -159,6 +161,25 @@ class StreamingPlan:
                     self.predicate(i)
                 except PqlError:
                     pass
+
+    def polarity(self, added: frozenset[str]) -> tuple[list[bool], list[bool]]:
+        """Per position, whether a member stays one (grows) and a non-member stays none (shrinks)
+        when the profile gains events of the types ``added`` only (cdp/segments/polarity.py: a
+        term none of whose filters admits those types is constant) — a superset of
+        :attr:`grows` and :attr:`shrinks`; kept per set of types."""
+        found = self._polarity.get(added)
+        if found is None:
+            if self.schema is None or not added:
+                found = (self.grows, self.shrinks)
+            else:
+                polarity = Polarity(self._tree, added)
+                signs = [polarity.segment(row.key) for row in self.order]
+                found = ([grows(sign) for sign in signs], [shrinks(sign) for sign in signs])
+            with self._lock:
+                if len(self._polarity) > 10_000:
+                    self._polarity.clear()
+                self._polarity[added] = found
+        return found
 
     def merged_timing(self, positions: tuple[int, ...]) -> tuple:
         """:func:`merge_timing` of the segments at ``positions`` (kept per set of positions: a
