@@ -133,6 +133,10 @@ class Polarity:
     def __init__(self, tree_of: Callable[[str], ast.Node | None], added: frozenset[str] | None = None):
         self.tree_of = tree_of
         self.added = added
+        # id(node) → (node, whether it can change with the addition): truth() and value() ask it at
+        # every level of a tree (the node is held, so that its id is not reused meanwhile)
+        self._moving: dict[int, tuple[ast.Node, bool]] = {}
+        self._quiet: dict[int, tuple[ast.Node, bool]] = {}  # the same for :meth:`_untouched`
         self._signs: dict[str, Sign] = {}
         self._open: set[str] = set()  # being computed: a cycle (rejected on save) is UNKNOWN
 
@@ -154,21 +158,29 @@ class Polarity:
     def _untouched(self, flt: ast.EventFilter) -> bool:
         """Whether the filter admits the same events after the addition: it reads no other event
         and its condition admits none of the added types."""
-        if self.added is None or not _filter_grows(flt):
+        if self.added is None:
             return False
-        types = _event_types(flt.condition)
-        return types is not None and not (types & self.added)
+        found = self._quiet.get(id(flt))
+        if found is None:
+            types = _event_types(flt.condition)
+            found = self._quiet[id(flt)] = (flt, types is not None and not (types & self.added)
+                                            and _filter_grows(flt))
+        return found[1]
 
     def _moves(self, node: ast.Node) -> bool:
         """Whether an event term or reference in ``node`` can change with the addition."""
-        for n in ast.walk(node):
-            if isinstance(n, ast.EventFilter):
-                if not self._untouched(n):
-                    return True
-            elif isinstance(n, ast.SegmentRef):
-                if self.segment(n.key) != CONSTANT:
-                    return True
-        return False
+        found = self._moving.get(id(node))
+        if found is not None:
+            return found[1]
+        if isinstance(node, ast.EventFilter):
+            moves = not self._untouched(node)
+        elif isinstance(node, ast.SegmentRef):
+            moves = self.segment(node.key) != CONSTANT
+        else:
+            moves = False
+        moves = moves or any(self._moves(child) for child in node.children())
+        self._moving[id(node)] = (node, moves)
+        return moves
 
     def truth(self, node: ast.Node) -> Truth:
         if not _reads_events(node) or (self.added is not None and not self._moves(node)):

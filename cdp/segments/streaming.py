@@ -265,7 +265,7 @@ class StreamingEvaluator:
         (:meth:`StreamingPlan.polarity`: a cart-then-no-purchase segment keeps its members on a
         new cart, its non-members on a new purchase)."""
         refs = plan.refs
-        grown, shrunk = plan.polarity(added)
+        grown, shrunk = plan.polarity(added, chosen)
         kept = [i for i in chosen if not (grown[i] if refs[i].pk in members else shrunk[i])]
         self.kept += len(chosen) - len(kept)
         return kept
