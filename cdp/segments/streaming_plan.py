@@ -106,7 +106,7 @@ class StreamingPlan:
         self.grows = [sign is not None and grows(sign) for sign in signs]
         self.shrinks = [sign is not None and shrinks(sign) for sign in signs]
         # the same for events of given types only (:meth:`polarity`), kept per set of types
-        self._polarity: dict[frozenset[str], tuple[Polarity, list, list]] = {}
+        self._polarity: dict[frozenset[str], tuple[Polarity, list, list, dict]] = {}
         # per position: the positions of the streaming segments it references when its own
         # expression reads no event (``in segment "a" and not in segment "b"``, with attributes or
         # the clock at most): for a record that only adds events its answer moves only if one of
@@ -172,6 +172,8 @@ class StreamingPlan:
         if self.schema is None or not added:
             return self.grows, self.shrinks
         found = self._polarity.get(added)
+        if found is not None and found[3].get(id(positions)) is positions:  # this list's, all computed
+            return found[1], found[2]
         if found is None or any(found[1][i] is None for i in positions):
             with self._lock:
                 found = self._polarity.get(added)
@@ -179,12 +181,18 @@ class StreamingPlan:
                     if len(self._polarity) > 1000:
                         self._polarity.clear()
                     found = self._polarity[added] = (Polarity(self._tree, added), [None] * len(self.order),
-                                                     [None] * len(self.order))
-                polarity, grown, shrunk = found
+                                                     [None] * len(self.order), {})
+                polarity, grown, shrunk, _ = found
                 for i in positions:
                     if grown[i] is None:
                         sign = polarity.segment(self.keys[i])
                         grown[i], shrunk[i] = grows(sign), shrinks(sign)
+        # the selections and the Screen's answers are kept lists (the same object for the same
+        # choice): a list seen once is answered by one lookup (held, so its id is not reused)
+        complete = found[3]
+        if len(complete) > 10_000:
+            complete.clear()
+        complete[id(positions)] = positions
         return found[1], found[2]
 
     def merged_timing(self, positions: tuple[int, ...]) -> tuple:
