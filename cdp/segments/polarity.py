@@ -128,16 +128,19 @@ def _filter_grows(flt: ast.EventFilter) -> bool:
 class Polarity:
     """Signs of the segments of one catalogue; ``tree_of(key)``: a segment's checked tree (None:
     none). Each segment's sign is computed once. ``added``: the types of the events added (None:
-    any type; see the module doc)."""
+    any type; see the module doc). ``like``: an analysis of the same trees for other types, whose
+    answers that do not depend on the types are shared."""
 
-    def __init__(self, tree_of: Callable[[str], ast.Node | None], added: frozenset[str] | None = None):
+    def __init__(self, tree_of: Callable[[str], ast.Node | None], added: frozenset[str] | None = None,
+                 like: Polarity | None = None):
         self.tree_of = tree_of
         self.added = added
         # id(node) → (node, whether it can change with the addition): truth() and value() ask it at
         # every level of a tree (the node is held, so that its id is not reused meanwhile)
         self._moving: dict[int, tuple[ast.Node, bool]] = {}
         self._quiet: dict[int, tuple[ast.Node, bool]] = {}  # the same for :meth:`_untouched`
-        self._reading: dict[int, tuple[ast.Node, bool]] = {}  # the same for :meth:`_reads`
+        # the same for :meth:`_reads` (whatever the types)
+        self._reading: dict[int, tuple[ast.Node, bool]] = {} if like is None else like._reading
         self._signs: dict[str, Sign] = {}
         self._open: set[str] = set()  # being computed: a cycle (rejected on save) is UNKNOWN
 
