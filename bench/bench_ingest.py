@@ -16,11 +16,13 @@ A. Streaming (``POST /v1/datasets/{id}/records``, ``{"records": [...]}``): Luma 
    purchases, e-mail events and 15 % of the others, their ``email``. Four scenarios per
    backend: requests of 1 and of 500 records, 1 client and 8 concurrent clients (threads, one
    ``httpx.Client`` each, taking requests from one shared queue). Each scenario replays the same
-   records into an empty sandbox of its own, so 1 and 8 clients do the same work. Request bodies
-   are encoded before the clock starts. Every response must be 200 with every record accepted
-   (non-200 answers and rejected / duplicate records are counted, never retried), and afterwards
-   the events stored for the scenario's dataset (counted with SQLAlchemy on the database) must
-   equal the records sent.
+   records into an empty sandbox of its own, so 1 and 8 clients do the same work. A fifth, reported
+   on its own line: requests of 500 from 2 clients whose streams name disjoint people (every other
+   person by first appearance, each client into a dataset of its own: two sources' customers).
+   Request bodies are encoded before the clock starts. Every response must be 200 with every
+   record accepted (non-200 answers and rejected / duplicate records are counted, never retried),
+   and afterwards the events stored for the scenario's sandbox (counted with SQLAlchemy on the
+   database) must equal the records sent.
 B. A CSV file of N CRM contacts (1,000,000; 50,000 with --quick): crm_id and email identities,
    first/last name, loyalty tier and points (for ~60 %), city; uploaded to a profile dataset with
    a mapping (``POST /v1/datasets/{id}/batches``) and polled through the list endpoint
@@ -323,6 +325,17 @@ def event_stream(count: int, seed: int) -> list[dict]:
     return [record for _, record in records[:count]]
 
 
+def disjoint_halves(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The records of every other person (by first appearance; a person is its ecid, every record's
+    first identity) in each half, in the stream's order: two streams naming disjoint people."""
+    order: dict[str, int] = {}
+    halves: tuple[list[dict], list[dict]] = ([], [])
+    for record in records:
+        person = record["identities"][0]["id"]
+        halves[order.setdefault(person, len(order)) % 2].append(record)
+    return halves
+
+
 def encode_requests(records: list[dict], size: int) -> list[tuple[bytes, int]]:
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     return [(dumps({"records": records[i:i + size]}).encode(), len(records[i:i + size]))
@@ -423,22 +436,35 @@ def _lean_send(connection, method: str, path: str, body: bytes, n: int, out: Out
 
 
 def run_clients(base: str, headers: dict, path: str, bodies: list[tuple[bytes, int]], clients: int,
-                client: str = "httpx", method: str = "POST") -> tuple[float, Outcome]:
+                client: str = "httpx", method: str = "POST",
+                own: list[tuple[str, list[tuple[bytes, int]]]] | None = None) -> tuple[float, Outcome]:
     """``clients`` threads take the requests from one queue, each on one keep-alive connection:
     ``client="httpx"`` an httpx.Client each (``send``), ``"lean"`` bench/http_load.py's
-    LeanConnection (a fraction of httpx's CPU a request); (wall, outcome)."""
+    LeanConnection (a fraction of httpx's CPU a request); (wall, outcome). ``own``: instead, client
+    i sends ``own[i]``'s bodies to ``own[i]``'s path, in order (``path``, ``bodies`` and ``clients``
+    unused)."""
     from http_load import LeanConnection
 
-    work: queue.SimpleQueue = queue.SimpleQueue()
-    for item in bodies:
-        work.put(item)
+    if own is None:
+        work: queue.SimpleQueue = queue.SimpleQueue()
+        for item in bodies:
+            work.put(item)
+        lanes = [(path, work)] * clients
+    else:
+        lanes = []
+        for lane_path, lane_bodies in own:
+            lane: queue.SimpleQueue = queue.SimpleQueue()
+            for item in lane_bodies:
+                lane.put(item)
+            lanes.append((lane_path, lane))
+        clients = len(lanes)
     outcomes = [Outcome() for _ in range(clients)]
     ready = threading.Barrier(clients + 1)
     headers = {**headers, "Content-Type": "application/json"}
 
     deadline = [0.0]
 
-    def worker(out: Outcome) -> None:
+    def worker(out: Outcome, path: str, work: queue.SimpleQueue) -> None:
         if client == "lean":
             connection = LeanConnection.to(base, headers, timeout=LIMIT["request"])
 
@@ -465,7 +491,8 @@ def run_clients(base: str, headers: dict, path: str, bodies: list[tuple[bytes, i
                     continue
                 one(body, n)
 
-    threads = [threading.Thread(target=worker, args=(o,), name=f"bench-client-{i}") for i, o in enumerate(outcomes)]
+    threads = [threading.Thread(target=worker, args=(o, *lanes[i]), name=f"bench-client-{i}")
+               for i, o in enumerate(outcomes)]
     for t in threads:
         t.start()
     deadline[0] = time.perf_counter() + LIMIT["scenario"]
@@ -504,6 +531,7 @@ class StreamResult:
     client_cpu: float
     deadlocks: int | None  # PostgreSQL: pg_stat_database.deadlocks during the scenario
     restarted: bool = False  # the server was restarted after this scenario (requests left hanging)
+    disjoint: bool = False  # each client its own half of the people, into its own dataset (two sources)
 
     @property
     def rate(self) -> float:
@@ -522,17 +550,27 @@ def section_stream(backend: Backend, sizes: dict[int, int], seed: int) -> list[S
     for size in REQUEST_SIZES:
         records = event_stream(sizes[size], seed)
         bodies = encode_requests(records, size)
-        for clients in CLIENTS:
-            sandbox = f"stream-r{size}-c{clients}"
+        # 500 a request: also 2 clients whose streams name disjoint people (two sources' customers,
+        # each into a dataset of its own): requests that share no identity can overlap their
+        # Python and the database's work (bench/RESULTS.md, session 17)
+        for clients, disjoint in [*((c, False) for c in CLIENTS), *([(2, True)] if size > 1 else [])]:
+            sandbox = f"stream-r{size}-c{clients}" + ("-disjoint" if disjoint else "")
             api = Api(backend.server.base, backend.key, sandbox)
-            dataset = api.create_dataset(f"Web events ({size}/request, {clients} clients)", "event")
+            if disjoint:
+                halves = disjoint_halves(records)
+                own = [(f"/v1/datasets/{api.create_dataset(f'Web events ({size}/request, source {i + 1})', 'event')}"
+                        f"/records", encode_requests(half, size)) for i, half in enumerate(halves)]
+                dataset = None
+            else:
+                dataset = api.create_dataset(f"Web events ({size}/request, {clients} clients)", "event")
+                own = None
             api.close()
             log(f"{backend.name}: A. {len(records):,} records in {len(bodies):,} requests of {size}, "
-                f"{clients} client(s)")
+                f"{clients} client(s)" + (" of disjoint people" if disjoint else ""))
             cpu0, db0, client0 = cpu_seconds(backend.server.pid), backend.db_cpu(), time.process_time()
             deadlocks0 = backend.deadlocks()
             wall, outcome = run_clients(backend.server.base, api.headers, f"/v1/datasets/{dataset}/records", bodies,
-                                        clients)
+                                        clients, own=own)
             cpu1, db1, client1 = cpu_seconds(backend.server.pid), backend.db_cpu(), time.process_time()
             deadlocks1 = backend.deadlocks()
             restarted = False
@@ -541,11 +579,12 @@ def section_stream(backend: Backend, sizes: dict[int, int], seed: int) -> list[S
                 log(f"{backend.name}: A. requests timed out or were not sent: restarting cdp serve")
                 backend.restart()
                 restarted = True
-            stored = backend.count("SELECT count(*) FROM events WHERE dataset_pk = :d", d=dataset)
+            stored = backend.count("SELECT count(*) FROM events AS e JOIN profiles AS p ON p.pk = e.profile_pk "
+                                   "WHERE p.sandbox = :s", s=sandbox)
             profiles = backend.count("SELECT count(*) FROM profiles WHERE sandbox = :s", s=sandbox)
             result = StreamResult(backend.name, size, clients, wall, outcome, stored, profiles, cpu1 - cpu0,
                                   None if db0 is None else db1 - db0, client1 - client0,
-                                  None if deadlocks0 is None else deadlocks1 - deadlocks0, restarted)
+                                  None if deadlocks0 is None else deadlocks1 - deadlocks0, restarted, disjoint)
             log(f"{backend.name}: A. {result.rate:,.0f} records/s; {outcome.non_200} non-200, {outcome.rejected} "
                 f"rejected, {outcome.unsent:,} not sent, {stored:,} stored of {len(records):,}"
                 + (f", {result.deadlocks} deadlocks" if result.deadlocks else "") + ("" if result.ok else " — FAILED"))
@@ -1041,7 +1080,8 @@ def report(args, command: str, started_at: datetime, wall: float, load_avg: floa
         rows = []
         for s in stream:
             o = s.outcome
-            rows.append([LABEL[s.backend], s.size, s.clients, f"{o.records + o.unsent:,}", f"{s.wall:.1f}",
+            rows.append([LABEL[s.backend], s.size, f"{s.clients} (disjoint people)" if s.disjoint else s.clients,
+                         f"{o.records + o.unsent:,}", f"{s.wall:.1f}",
                          f"{s.rate:,.0f}", fmt_ms(o.latencies, 0.5), fmt_ms(o.latencies, 0.95),
                          fmt_ms(o.latencies, 1.0), o.non_200, o.rejected + o.duplicates, f"{o.unsent:,}",
                          f"{s.stored:,}", f"{s.profiles:,}", "–" if s.deadlocks is None else s.deadlocks,
@@ -1055,7 +1095,7 @@ def report(args, command: str, started_at: datetime, wall: float, load_avg: floa
         for backend in dict.fromkeys(s.backend for s in stream):
             parts = []
             for size in REQUEST_SIZES:
-                by = {s.clients: s for s in stream if s.backend == backend and s.size == size}
+                by = {s.clients: s for s in stream if s.backend == backend and s.size == size and not s.disjoint}
                 if 1 in by and 8 in by and by[1].rate:
                     parts.append(f"{size} record{'s' if size > 1 else ''}/request {by[8].rate / by[1].rate:.2f}×")
             lines.append(f"- {LABEL[backend]}, 8 clients / 1 client: " + "; ".join(parts))

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import cdp.ingestion as limits
+from cdp.engine.sql.loading import json_value
 from cdp.ingestion.compiled_validation import compile_validator, compiled_validator
 from cdp.ingestion.validation import interpret_record, validate_record
 from cdp.schema import Schema, luma_schema
@@ -148,7 +149,14 @@ def test_compiled_equals_interpreted(data):
         record = data.draw(records(schema, kind))
         expected = interpret_record(record, kind, schema, namespaces=namespaces)
         event(f"{kind} {'valid' if expected[0] is not None else 'invalid'}")
-        assert validator(record, None) == expected, (record, schema)
+        compiled = validator(record, None)
+        assert compiled == expected, (record, schema)
+        if compiled[0] is not None and compiled[0].plain_fields:
+            # stored as they are: the values json_value would convert are none of them
+            fields = compiled[0].event_fields
+            for dialect in ("sqlite", "postgresql"):
+                assert {k: json_value(v, dialect) for k, v in fields.items()} == fields
+                assert all(json_value(v, dialect) is v for v in fields.values()), fields
 
 
 @settings(max_examples=150, deadline=None)

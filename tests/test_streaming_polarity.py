@@ -105,12 +105,13 @@ small_event = st.fixed_dictionaries({
                                               optional={"sku": st.sampled_from(["A1", "B2"])})})
 
 
-def sign_of(text: str, catalogue: dict[str, str]) -> str:
+def sign_of(text: str, catalogue: dict[str, str], added: frozenset[str] | None = None) -> str:
+    """``added``: the sign for events of those types only (None: of any type)."""
     def tree_of(key: str):
         if key == "":
             return check(text, SCHEMA, segments=catalogue)
         return check(catalogue[key], SCHEMA, segments=catalogue) if key in catalogue else None
-    return Polarity(tree_of).segment("")
+    return Polarity(tree_of, added).segment("")
 
 
 def _instants(tree: ast.Node, stamps: set[datetime], now: datetime) -> list[datetime]:
@@ -154,7 +155,12 @@ def _check(tree: ast.Node, catalogue: dict[str, str], attrs: dict, events: list[
     except Exception as error:  # noqa: BLE001 - every generated tree must check
         raise AssertionError(f"{text!r} does not check: {error}") from None
     note(sign)
-    if sign == UNKNOWN:
+    # the sign for each addition's own types (at least as decided as the sign for any type)
+    by_types = {frozenset(e["type"] for e in added): None for added in _additions([], drawn)}
+    for types in by_types:
+        by_types[types] = sign_of(text, catalogue, types)
+        assert sign == UNKNOWN or by_types[types] in (sign, CONSTANT), (text, types, sign, by_types[types])
+    if sign == UNKNOWN and all(found == UNKNOWN for found in by_types.values()):
         return
     before = {"id": "p", "attributes": attrs, "events": [dict(e, id=f"e{j}") for j, e in enumerate(events)]}
     additions = _additions(before["events"], drawn)
@@ -167,12 +173,16 @@ def _check(tree: ast.Node, catalogue: dict[str, str], attrs: dict, events: list[
     for added in additions:
         after = dict(before, events=[*before["events"], *(dict(e, id=f"n{j}") for j, e in enumerate(added))])
         with_them = load_profile(after, SCHEMA, allowed_values=False)
+        typed = by_types[frozenset(e["type"] for e in added)]
         for at, was in zip(instants, answers):
             now_is = bool(predicate(with_them, at))
-            if grows(sign):
-                assert not (was and not now_is), f"{text}: monotone, but TRUE → not TRUE at {at} adding {added}"
-            if shrinks(sign):
-                assert not (now_is and not was), f"{text}: antitone, but not TRUE → TRUE at {at} adding {added}"
+            for found, which in ((sign, "any type"), (typed, "its types")):
+                if grows(found):
+                    assert not (was and not now_is), \
+                        f"{text}: monotone ({which}), but TRUE → not TRUE at {at} adding {added}"
+                if shrinks(found):
+                    assert not (now_is and not was), \
+                        f"{text}: antitone ({which}), but not TRUE → TRUE at {at} adding {added}"
             moved = moved or was != now_is
     if moved:
         note(f"{sign}: the answer moved (its way) at some instant")
@@ -254,6 +264,35 @@ def test_signs(text, expected):
     assert sign_of(text, BUYERS) == expected
 
 
+CART_THEN_NO_PURCHASE = 'exists event as c where type = "addToCart" then no event where type = "purchase" within 1 day'
+
+
+@pytest.mark.parametrize("text, added, expected", [
+    # the bench's gift-giving cart abandoners: unknown for any event, decided by the new event's type
+    (CART_THEN_NO_PURCHASE, {"addToCart"}, MONOTONE),
+    (CART_THEN_NO_PURCHASE, {"purchase"}, ANTITONE),
+    (CART_THEN_NO_PURCHASE, {"pageView"}, CONSTANT),
+    (CART_THEN_NO_PURCHASE, {"addToCart", "purchase"}, UNKNOWN),
+    ('exists event as c where type = "addToCart" then no event within 1 day', {"purchase"}, ANTITONE),
+    ('exists event as c then no event where type = "purchase" within 1 day', {"purchase"}, UNKNOWN),
+    ('sum(event.order.total where type = "purchase") > 100', {"addToCart"}, CONSTANT),
+    ('sum(event.order.total where type = "purchase") > 100', {"purchase"}, UNKNOWN),
+    ('sum(event.order.total) > 100', {"addToCart"}, UNKNOWN),
+    ('last(event.product.category where type in ["purchase", "addToCart"]) = "mens"', {"pageView"}, CONSTANT),
+    ('last(event.product.category where type in ["purchase", "addToCart"]) = "mens"', {"addToCart"}, UNKNOWN),
+    ('count(event where type = "purchase") = 2 and exists event where type = "addToCart"', {"addToCart"}, MONOTONE),
+    ('count(event where type = "purchase") = 2 and exists event where type = "addToCart"', {"purchase"}, UNKNOWN),
+    ('exists event where type = "purchase" since max(event.timestamp where type = "addToCart")', {"pageView"}, UNKNOWN),
+    ('exists event where type != "purchase"', {"purchase"}, MONOTONE),
+    ('in segment "gift" and loyalty.points > 3', {"addToCart"}, MONOTONE),
+    ('not in segment "gift"', {"purchase"}, MONOTONE),
+    ('in segment "gift" or in segment "buyers"', {"purchase"}, UNKNOWN),
+    ('in segment "gift" or in segment "buyers"', {"addToCart"}, MONOTONE),
+])
+def test_signs_for_the_added_types(text, added, expected):
+    assert sign_of(text, {**BUYERS, "gift": CART_THEN_NO_PURCHASE}, frozenset(added)) == expected
+
+
 def _answer(text: str, events: list[dict], at: datetime = AS_OF) -> bool:
     document = {"id": "p", "attributes": {"loyalty": {"points": 5}},
                 "events": [dict(e, id=f"e{j}") for j, e in enumerate(events)]}
@@ -286,3 +325,18 @@ def _purchase(hours_ago: float, total: float = 10.0, kind: str = "purchase") -> 
 def test_unknown_shapes_do_move_both_ways(text, first, second):
     assert sign_of(text, {}) == UNKNOWN
     assert _answer(text, first) != _answer(text, second)
+
+
+@pytest.mark.parametrize("first, second", [
+    # a cart abandoned, then bought: a new purchase takes a member out (never a non-member in)
+    ([_purchase(40, kind="addToCart")], [_purchase(40, kind="addToCart"), _purchase(30)]),
+    # an older cart abandoned: a new cart brings a non-member in (never a member out)
+    ([], [_purchase(40, kind="addToCart")]),
+])
+def test_the_added_types_decide_the_way_the_answer_moves(first, second):
+    """The typed signs on answers that do move: each moves the way its type's sign says."""
+    was, now_is = _answer(CART_THEN_NO_PURCHASE, first), _answer(CART_THEN_NO_PURCHASE, second)
+    assert was != now_is
+    added = frozenset(e["type"] for e in second[len(first):])
+    sign = sign_of(CART_THEN_NO_PURCHASE, {}, added)
+    assert sign == (MONOTONE if now_is else ANTITONE)

@@ -43,6 +43,8 @@ class _Refused(Exception):
 
 _REFUSED = _Refused()
 _BUILTINS = frozenset(BUILTIN_EVENT_FIELDS)
+# types whose converters (_converter) give the JSON value itself: a str, int, float or bool
+_JSON_TYPES = frozenset({"string", "integer", "number", "boolean"})
 
 
 # ---- converters: one per field, made once ------------------------------------------------------------
@@ -246,6 +248,10 @@ def _event_validator(schema: Schema, namespaces: tuple[str, ...]) -> Callable[[d
              if key not in _BUILTINS}  # the built-in fields are checked on their own, not walked
     types = frozenset(schema.event_types)
     allowed_keys = frozenset({"identities", "event"})
+    # the fields whose engine values are not JSON values (``json_value`` converts dates, datetimes
+    # and lists): an event holding none of them is stored as it is
+    converted = frozenset(path for path, type_ in schema.event.items()
+                          if path not in _BUILTINS and type_.name not in _JSON_TYPES)
 
     def validate(record: dict) -> tuple[ValidRecord, int]:
         if not allowed_keys.issuperset(record):
@@ -265,7 +271,8 @@ def _event_validator(schema: Schema, namespaces: tuple[str, ...]) -> Callable[[d
         chars += 1 + 2 * len(record) + 9 + 27 + (6 * len(event_id) + 2) + (6 * len(event_type) + 2) + _chars(stamp)
         chars += _walk(event, table, fields, None, _BUILTINS)
         return ValidRecord(identities=identities, event_id=event_id, event_type=event_type,
-                           ts=parse_timestamp(stamp), event_fields=fields, normalized=True), chars
+                           ts=parse_timestamp(stamp), event_fields=fields, normalized=True,
+                           plain_fields=converted.isdisjoint(fields)), chars
     return validate
 
 

@@ -150,12 +150,15 @@ class Writer:
         holds the write lock, so nothing races."""
         results: dict[int, RecordResult] = {}
         prepared: list[tuple[int, int, ValidRecord, list[tuple[str, str]]]] = []
+        namespaces, rules = self.namespaces, self.graph.rules
         for position, (index, record) in enumerate(items):
-            if record.normalized and all(namespace in self.namespaces for namespace, _ in record.identities):
-                pairs, errors = record.identities, []  # normalize() is idempotent: the same pairs again
+            pairs = record.identities
+            if record.normalized and (pairs[0][0] in namespaces if len(pairs) == 1 else
+                                      all(namespace in namespaces for namespace, _ in pairs)):
+                errors = []  # normalize() is idempotent: the same pairs again
             else:
-                pairs, errors = self.normalized_identities(record.identities)
-            doubled = None if errors else self.graph.rules.doubled(pairs)
+                pairs, errors = self.normalized_identities(pairs)
+            doubled = None if errors or len(pairs) < 2 else rules.doubled(pairs)  # one identity: never two
             if doubled:
                 errors = [RecordError(path="identities", message=(
                     f"two {doubled} identities in one record: {doubled} is a unique namespace of this sandbox (a "
@@ -301,7 +304,7 @@ class Writer:
             for item in prepared:
                 event_id = item[2].event_id
                 if event_id in stored or event_id in self.seen_event_ids or event_id in here:
-                    results[item[0]] = RecordResult(index=item[1], status=RecordStatus.duplicate, warnings=[
+                    results[item[0]] = _result(item[1], RecordStatus.duplicate, None, [
                         f"event {event_id!r} was already ingested into this dataset; not stored again"])
                 else:
                     here.add(event_id)
@@ -328,8 +331,7 @@ class Writer:
             if touched:
                 self.connection.execute(_TOUCH_PROFILE, [{"b_pk": pk, "b_now": now} for pk in touched])
             for (position, index, _, _), resolution in zip(prepared, resolutions):
-                results[position] = RecordResult(index=index, status=RecordStatus.accepted,
-                                                 profile_id=resolution.external_id, warnings=self._warnings(resolution))
+                results[position] = _result(index, _ACCEPTED, resolution.external_id, self._warnings(resolution))
             remember = _nothing
         else:
             remember = self._apply_events(prepared, resolutions, results, changes, bool(merged_into))
@@ -361,22 +363,31 @@ class Writer:
         rows, stored_ids = [], []
         types_of: dict[int, set[str]] = {}  # profile → the types of the events it got (streaming segments)
         events_of: dict[int, list[dict]] = {}  # profile → the events it got
-        dialect = self.dialect
+        dialect, dataset_pk, most = self.dialect, self.dataset_pk, limits.MAX_EVENTS_PER_PROFILE
         for (position, index, record, pairs), resolution in zip(prepared, resolutions):
-            profile_pk, warnings = resolution.profile_pk, self._warnings(resolution)
-            if counts[profile_pk] >= limits.MAX_EVENTS_PER_PROFILE:
-                results[position] = self._too_many_events(index, resolution.external_id, counts[profile_pk],
-                                                          warnings)
+            profile_pk = resolution.profile_pk
+            # a plain resolution (no merge, removal or split: the common case) says nothing
+            warnings = (self._warnings(resolution) if resolution.merged or resolution.unlinked or resolution.split
+                        or resolution.removed else [])
+            count = counts[profile_pk]
+            if count >= most:
+                results[position] = self._too_many_events(index, resolution.external_id, count, warnings)
                 continue
-            counts[profile_pk] += 1
-            rows.append({"profile_pk": profile_pk, "event_id": record.event_id, "type": record.event_type,
-                         "ts": record.ts, "dataset_pk": self.dataset_pk, "identities": [list(p) for p in pairs],
-                         "fields": _stored_fields(record.event_fields, dialect)})
+            counts[profile_pk] = count + 1
+            row = {"profile_pk": profile_pk, "event_id": record.event_id, "type": record.event_type,
+                   "ts": record.ts, "dataset_pk": dataset_pk, "identities": [list(p) for p in pairs],
+                   "fields": record.event_fields if record.plain_fields else _stored_fields(record.event_fields,
+                                                                                             dialect)}
+            rows.append(row)
             stored_ids.append(record.event_id)
-            types_of.setdefault(profile_pk, set()).add(record.event_type)
-            events_of.setdefault(profile_pk, []).append(rows[-1])  # its values: streaming skips by them
-            results[position] = RecordResult(index=index, status=RecordStatus.accepted,
-                                             profile_id=resolution.external_id, warnings=warnings)
+            found = types_of.get(profile_pk)
+            if found is None:
+                types_of[profile_pk] = {record.event_type}
+                events_of[profile_pk] = [row]  # its values: streaming skips by them
+            else:
+                found.add(record.event_type)
+                events_of[profile_pk].append(row)
+            results[position] = _result(index, _ACCEPTED, resolution.external_id, warnings)
         changes.update((pk, Change(event_types=frozenset(types), events=tuple(events_of[pk])))
                        for pk, types in types_of.items())
         self._insert_events(rows)
@@ -438,6 +449,44 @@ _ROLLBACK_ATTEMPT = "ROLLBACK TO SAVEPOINT cdp_write"
 _NO_PARAMETERS = {"no_parameters": True}
 # foreign key, unique, deadlock, serialization, a lock not taken in time (NOWAIT, lock_timeout)
 _RACE_CODES = {"23503", "23505", "40P01", "40001", "55P03"}
+
+
+_ACCEPTED = RecordStatus.accepted
+
+
+def _validated_result(index: int, status: RecordStatus, profile_id: str | None, warnings: list[str]) -> RecordResult:
+    return RecordResult(index=index, status=status, profile_id=profile_id, warnings=warnings)
+
+
+def _made_result() -> Callable[[int, RecordStatus, str | None, list[str]], RecordResult]:
+    """An accepted or duplicate record's result without pydantic's validation of its values (the
+    Writer made them: an int, a RecordStatus, a str or None, a list of str) — 0.66 µs against 1.25
+    for the validated model, a record of every request (bench/RESULTS.md, session 17). The model
+    is the same one, with the same fields set, as the validated constructor makes (checked here
+    once; tests/test_ingest_results.py): pydantic's own ``model_construct`` sets these four
+    attributes, after work that made it slower than validating."""
+    new, set_attribute = object.__new__, object.__setattr__
+    fields_set = frozenset({"index", "status", "profile_id", "warnings"})
+
+    def made(index: int, status: RecordStatus, profile_id: str | None, warnings: list[str]) -> RecordResult:
+        result = new(RecordResult)
+        set_attribute(result, "__dict__", {"index": index, "status": status, "profile_id": profile_id, "errors": [],
+                                           "warnings": warnings})
+        set_attribute(result, "__pydantic_fields_set__", set(fields_set))
+        set_attribute(result, "__pydantic_extra__", None)
+        set_attribute(result, "__pydantic_private__", None)
+        return result
+
+    try:
+        same = all(made(*case) == _validated_result(*case) and made(*case).model_fields_set
+                   == _validated_result(*case).model_fields_set
+                   for case in ((3, RecordStatus.accepted, "p-1", []), (0, RecordStatus.duplicate, None, ["w"])))
+    except Exception:  # noqa: BLE001 - another pydantic's internals: the validated constructor
+        same = False
+    return made if same else _validated_result
+
+
+_result = _made_result()
 
 
 def _conflict(index: int) -> RecordResult:

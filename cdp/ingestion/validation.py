@@ -39,6 +39,10 @@ class ValidRecord:
     # the identities are normalised already and distinct (validate_record made them): the writer
     # only checks their namespaces against its own
     normalized: bool = False
+    # the event's fields hold only JSON values (no date, datetime or list: nothing that
+    # ``json_value`` converts), so they are stored as they are (the compiled validator knows it
+    # from the schema; False: the writer looks)
+    plain_fields: bool = field(default=False, compare=False)
 
 
 def _error(path: str, message: str) -> dict[str, str]:

@@ -45,9 +45,20 @@ from E. Otherwise every term over it is UNKNOWN.
   ``T`` has k's sign, ``F`` the opposite. A reference that cannot be resolved is UNKNOWN.
 * Anything else holding an event term or a reference is UNKNOWN: UNKNOWN means "evaluate".
 
+**By the types added.** A record's new events have known types. With ``added`` (the types of
+the new events), a term whose filters all read no other event (as above) and admit none of those
+types by their condition (``type = "x"``, ``type in [...]`` at the top of an ``and``: the types
+selection reads, cdp/segments/reads.py) admits the same events from E' as from E: it is CONSTANT.
+A sequence whose touched steps are all positive is MONOTONE (every choice of events that
+satisfied it still does: the ``then no`` step admits no new event), one whose only touched step is
+its ``then no`` is ANTITONE (more candidates for the ``no`` only remove choices), both: UNKNOWN.
+So ``cart then no purchase`` is monotone for a new cart, antitone for a new purchase, where it is
+unknown for events of any type.
+
 tests/test_streaming_polarity.py checks, for generated expressions, profiles and added events,
 that a TRUE answer stays TRUE at sampled instants whenever this says monotone, and a not-TRUE one
-stays not-TRUE whenever it says antitone.
+stays not-TRUE whenever it says antitone — for events of any type, and for the added events'
+own types.
 """
 
 from __future__ import annotations
@@ -56,6 +67,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cdp.dsl import ast
+from cdp.segments.reads import _event_types
 
 CONSTANT, MONOTONE, ANTITONE, UNKNOWN = "constant", "monotone", "antitone", "unknown"
 Sign = str
@@ -115,10 +127,20 @@ def _filter_grows(flt: ast.EventFilter) -> bool:
 
 class Polarity:
     """Signs of the segments of one catalogue; ``tree_of(key)``: a segment's checked tree (None:
-    none). Each segment's sign is computed once."""
+    none). Each segment's sign is computed once. ``added``: the types of the events added (None:
+    any type; see the module doc). ``like``: an analysis of the same trees for other types, whose
+    answers that do not depend on the types are shared."""
 
-    def __init__(self, tree_of: Callable[[str], ast.Node | None]):
+    def __init__(self, tree_of: Callable[[str], ast.Node | None], added: frozenset[str] | None = None,
+                 like: Polarity | None = None):
         self.tree_of = tree_of
+        self.added = added
+        # id(node) → (node, whether it can change with the addition): truth() and value() ask it at
+        # every level of a tree (the node is held, so that its id is not reused meanwhile)
+        self._moving: dict[int, tuple[ast.Node, bool]] = {}
+        self._quiet: dict[int, tuple[ast.Node, bool]] = {}  # the same for :meth:`_untouched`
+        # the same for :meth:`_reads` (whatever the types)
+        self._reading: dict[int, tuple[ast.Node, bool]] = {} if like is None else like._reading
         self._signs: dict[str, Sign] = {}
         self._open: set[str] = set()  # being computed: a cycle (rejected on save) is UNKNOWN
 
@@ -137,8 +159,48 @@ class Polarity:
             self._signs[key] = found
         return found
 
+    def _reads(self, node: ast.Node) -> bool:
+        """:func:`_reads_events`, kept per node: asked at every level of a tree, it walked the
+        subtree each time (an analysis of 500 segments took ~11 ms, most of it here)."""
+        found = self._reading.get(id(node))
+        if found is None:
+            reads = isinstance(node, _TERMS) or any(self._reads(child) for child in node.children())
+            found = self._reading[id(node)] = (node, reads)
+        return found[1]
+
+    def _grows(self, flt: ast.EventFilter) -> bool:
+        """:func:`_filter_grows` through :meth:`_reads`."""
+        return not any(part is not None and self._reads(part) for part in (flt.condition, flt.window))
+
+    def _untouched(self, flt: ast.EventFilter) -> bool:
+        """Whether the filter admits the same events after the addition: it reads no other event
+        and its condition admits none of the added types."""
+        if self.added is None:
+            return False
+        found = self._quiet.get(id(flt))
+        if found is None:
+            types = _event_types(flt.condition)
+            found = self._quiet[id(flt)] = (flt, types is not None and not (types & self.added)
+                                            and self._grows(flt))
+        return found[1]
+
+    def _moves(self, node: ast.Node) -> bool:
+        """Whether an event term or reference in ``node`` can change with the addition."""
+        found = self._moving.get(id(node))
+        if found is not None:
+            return found[1]
+        if isinstance(node, ast.EventFilter):
+            moves = not self._untouched(node)
+        elif isinstance(node, ast.SegmentRef):
+            moves = self.segment(node.key) != CONSTANT
+        else:
+            moves = False
+        moves = moves or any(self._moves(child) for child in node.children())
+        self._moving[id(node)] = (node, moves)
+        return moves
+
     def truth(self, node: ast.Node) -> Truth:
-        if not _reads_events(node):
+        if not self._reads(node) or (self.added is not None and not self._moves(node)):
             return _CONSTANT_TRUTH
         if isinstance(node, ast.BoolChain):
             true, false = CONSTANT, CONSTANT
@@ -150,11 +212,18 @@ class Polarity:
             return self.truth(node.operand).negated()
         if isinstance(node, ast.Exists):
             filters = [node.filter, *(step.filter for step in node.steps)]
-            if any(step.negated for step in node.steps) or not all(_filter_grows(f) for f in filters):
+            if not all(self._grows(f) for f in filters):
                 return _UNKNOWN_TRUTH
-            return Truth(MONOTONE, ANTITONE)
+            # the steps the addition can touch: positive ones only, monotone; the `then no` only,
+            # antitone (no choice is added, some may be removed)
+            touched = [k > 0 and node.steps[k - 1].negated for k, f in enumerate(filters) if not self._untouched(f)]
+            if not any(touched):
+                return Truth(MONOTONE, ANTITONE)
+            if all(touched):
+                return Truth(ANTITONE, MONOTONE)
+            return _UNKNOWN_TRUTH
         if isinstance(node, ast.NoEvent):
-            return Truth(ANTITONE, MONOTONE) if _filter_grows(node.filter) else _UNKNOWN_TRUTH
+            return Truth(ANTITONE, MONOTONE) if self._grows(node.filter) else _UNKNOWN_TRUTH
         if isinstance(node, ast.SegmentRef):
             sign = self.segment(node.key)
             return Truth(sign, opposite(sign))
@@ -178,10 +247,10 @@ class Polarity:
         return _UNKNOWN_TRUTH
 
     def value(self, node: ast.Node) -> Value:
-        if not _reads_events(node):
+        if not self._reads(node) or (self.added is not None and not self._moves(node)):
             return _CONSTANT_VALUE
         if isinstance(node, ast.Aggregate):
-            if not _filter_grows(node.filter):
+            if not self._grows(node.filter):
                 return _UNKNOWN_VALUE
             function = node.function
             if function in ("count", "count_distinct"):

@@ -122,7 +122,7 @@ class StreamingEvaluator:
             if len(kept) < len(chosen):
                 self.skipped += len(chosen) - len(kept)
                 chosen, types = kept, plan.kept_types(kept)
-        return self._evaluate(profile_pk, plan, chosen, types, now, added)
+        return self._evaluate(profile_pk, plan, chosen, types, now, change.event_types if added else None)
 
     def profiles_changed(self, changes: Iterable[tuple[int, Change]], now: datetime) -> dict[int, dict[str, str]]:
         """:meth:`profile_changed` for several profiles in one transaction (a request of several
@@ -187,7 +187,7 @@ class StreamingEvaluator:
         return found
 
     def _evaluate(self, profile_pk: int, plan: StreamingPlan, chosen: list[int], event_types: frozenset[str] | None,
-                  now: datetime, added: bool = False) -> dict[str, str]:
+                  now: datetime, added: frozenset[str] | None = None) -> dict[str, str]:
         if not chosen:
             return {}
         started = perf_counter()
@@ -196,16 +196,16 @@ class StreamingEvaluator:
         # reference, can read), its memberships of the chosen segments and its stored instant
         listed, listed_parameters = None, None  # None: all the profile's memberships (_load_with_state)
         if len(chosen) <= _LISTED_AT_MOST:
-            listed, listed_parameters = plan.listed(chosen, added, self.connection.dialect.name)
+            listed, listed_parameters = plan.listed(chosen, added is not None, self.connection.dialect.name)
         profile, members, stored, saved = _load_with_state(self.connection, profile_pk, plan.schema, event_types,
                                                            listed, listed_parameters)
         # a record of new events only, the stored instant not passed: the stored memberships are
         # the answers until it, and the segments whose membership it cannot move are skipped
         # (and no saved segment waits for its first evaluation here: the stored instant does not
         # stand for those yet, migration 0023)
-        settled = added and saved is None and (stored is None or due_form(self.connection)(now) < stored)
+        settled = added is not None and saved is None and (stored is None or due_form(self.connection)(now) < stored)
         if settled:
-            chosen = self._unchangeable(plan, chosen, members)
+            chosen = self._unchangeable(plan, chosen, members, added)
         verdicts: dict[int, bool] = {}
         memo: dict = {}  # a referenced segment is evaluated once for all that reference it
         spent: list[tuple[str, float]] = []
@@ -249,7 +249,8 @@ class StreamingEvaluator:
             self.metrics.streaming_profile(self.sandbox, evaluated - started, perf_counter() - evaluated)
         return changed
 
-    def _unchangeable(self, plan: StreamingPlan, chosen: list[int], members: set[int]) -> list[int]:
+    def _unchangeable(self, plan: StreamingPlan, chosen: list[int], members: set[int],
+                      added: frozenset[str] = frozenset()) -> list[int]:
         """``chosen`` without the segments whose stored membership a record that only adds events
         cannot change: a member of a monotone segment, a non-member of an antitone one
         (cdp/segments/polarity.py). Called only when the profile's stored instant is after now
@@ -259,8 +260,12 @@ class StreamingEvaluator:
         [now, stored): the membership is right and the stored instant still comes no later than
         its first change; the due job re-evaluates it then, as every timed segment of the
         profile. Likewise a non-member of an antitone segment. The stored instant is only ever
-        lowered here (:meth:`_write`), so it keeps covering the segments skipped."""
-        refs, grown, shrunk = plan.refs, plan.grows, plan.shrinks
+        lowered here (:meth:`_write`), so it keeps covering the segments skipped. ``added``: the
+        types of the record's events — a segment is monotone or antitone for events of those types
+        (:meth:`StreamingPlan.polarity`: a cart-then-no-purchase segment keeps its members on a
+        new cart, its non-members on a new purchase)."""
+        refs = plan.refs
+        grown, shrunk = plan.polarity(added, chosen)
         kept = [i for i in chosen if not (grown[i] if refs[i].pk in members else shrunk[i])]
         self.kept += len(chosen) - len(kept)
         return kept

@@ -95,3 +95,58 @@ def test_once_the_stored_instant_has_passed_a_record_evaluates_them_all(service)
         with api.app.state.engine.connect() as connection:
             assert set(_streaming(connection, sandbox)) == set()
         assert_streaming_equals_batch(api.app.state.engine, sandbox, recent, as_of=clock.at, context="m")
+
+
+CARTS = {
+    # unknown for events of any type; monotone for a new cart, antitone for a new purchase
+    "abandoners": 'exists event as c where type = "addToCart" then no event where type = "purchase" within 1 day',
+    "recent-abandoners": 'exists event as c where type = "addToCart" within last 2 hours '
+                         'then no event where type = "purchase" within 1 day',
+}
+
+
+def _event(api: Api, dataset: int, n: int, kind: str, at) -> None:
+    record = {"identities": [{"namespace": "email", "id": "c@example.com"}],
+              "event": {"id": f"c{n}", "type": kind, "timestamp": _iso(at), "channel": "web",
+                        **({"order": {"id": f"o{n}", "total": 10.0}} if kind == "purchase" else {})}}
+    response = api.post(f"/v1/datasets/{dataset}/records", json=record)
+    assert response.status_code == 200 and response.json()["accepted"] == 1, response.text
+
+
+def test_the_new_events_types_decide_what_a_record_cannot_move(service):
+    """A cart-then-no-purchase segment is evaluated for every event of either type when any added
+    event may move it either way; by the record's own types, a new cart cannot take a member out
+    and a new purchase cannot bring a non-member in (cdp/segments/polarity.py, ``added``)."""
+    with _new_sandbox_at_t0(service) as (api, sandbox, clock):
+        _save(api, CARTS)
+        web = create_dataset(api, "event", "Web")
+        _event(api, web, 0, "addToCart", T0 - timedelta(hours=40))  # a new profile: both evaluated
+        first = _counts(api, sandbox, CARTS)
+        assert all(first.values()), first
+        with api.app.state.engine.connect() as connection:
+            assert set(_streaming(connection, sandbox)) == {"abandoners"}
+        _event(api, web, 1, "addToCart", T0 - timedelta(minutes=30))
+        second = _counts(api, sandbox, CARTS)
+        assert second["abandoners"] == first["abandoners"]  # a member, and a cart cannot take her out
+        assert second["recent-abandoners"] == first["recent-abandoners"] + 1  # a cart may bring her in
+        with api.app.state.engine.connect() as connection:
+            assert set(_streaming(connection, sandbox)) == {"abandoners", "recent-abandoners"}
+        _event(api, web, 2, "purchase", T0 - timedelta(minutes=20))  # bought the recent cart
+        third = _counts(api, sandbox, CARTS)
+        assert third == {key: second[key] + 1 for key in CARTS}  # members: a purchase may take them out
+        with api.app.state.engine.connect() as connection:
+            assert set(_streaming(connection, sandbox)) == {"abandoners"}
+        _event(api, web, 3, "purchase", T0 - timedelta(minutes=10))
+        fourth = _counts(api, sandbox, CARTS)
+        assert fourth["abandoners"] == third["abandoners"] + 1
+        assert fourth["recent-abandoners"] == third["recent-abandoners"]  # a purchase cannot bring her in
+        with api.app.state.engine.connect() as connection:
+            assert set(_streaming(connection, sandbox)) == {"abandoners"}
+        assert_streaming_equals_batch(api.app.state.engine, sandbox, CARTS, as_of=clock.at, context="c")
+        clock.at = T0 + timedelta(days=2)  # no new data: the due job's answers are a batch run's too
+        from cdp.segments.due import run_due
+        from cdp.storage.database import write_transaction
+        engine = api.app.state.engine
+        while run_due(lambda: write_transaction(engine), now=clock.at):
+            pass
+        assert_streaming_equals_batch(engine, sandbox, CARTS, as_of=clock.at, context="c")
