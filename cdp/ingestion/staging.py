@@ -1,9 +1,8 @@
-"""A batch file's valid rows, staged and applied set-wise.
+"""A batch file's valid rows, staged: spooled once by the validate pass, then applied set-wise.
 
-The batch job's reader maps and validates every row once and hands the valid ones here as compact
-tuples: to a :class:`Feed` (below), which also spools them to a temporary file (pickled in chunks:
-memory stays bounded whatever the file's size) for the rows that go through the Writer, so nothing
-is read from the upload or validated again.
+The validate pass maps and validates every row once and spools the valid ones here as compact
+tuples (a temporary file, pickled in chunks: memory stays bounded whatever the file's size), so
+the apply pass reads neither the upload nor validates anything again.
 
 The apply pass (:func:`apply_staged`, in the batch's one transaction) loads the rows, chunk by chunk
 as they come, into temporary staging tables — ``COPY`` on PostgreSQL, ``executemany`` on SQLite;
