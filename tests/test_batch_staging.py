@@ -99,8 +99,7 @@ def _apply(engine, sandbox: str, dataset: int, kind: str, prelude, batch, staged
         writer = Writer(connection, sandbox=sandbox, dataset_pk=dataset, kind=kind, batch_pk=batch_pk,
                         clock=lambda: NOW)
         if not staged:
-            results = writer.apply_many(records)
-            return {number: r.status.value for (number, _), r in zip(records, results)}
+            return {number: r.status.value for (number, _), r in zip(records, writer.apply_many(records))}
         spool = Spool()
         for number, record in records:
             spool.add(number, record)

@@ -1,31 +1,23 @@
 """A batch file as a job of kind ``ingestion.batch`` (cdp/jobs): the handler that processes it.
 
 The handler reads the stored file once, as a stream of rows, and never holds the rows — or the
-file — in memory: the rejected rows' numbers and errors are kept (spooled to a temporary file past
-a few MiB), the valid rows handed on a few thousand at a time. Two threads work at once:
+file — in memory: the valid rows are spooled to a temporary file (cdp/ingestion/staging.py), the
+rejected rows' numbers and errors kept (spooled to a temporary file past a few MiB).
 
-* the *reader* (a thread of its own) reads every row, maps and validates it against the schema in
-  force, counts the rejected ones with their reasons, and prepares the valid ones for the staging
-  tables — into a bounded queue (cdp/ingestion/staging.py's ``Feed``: it waits while the queue is
-  full, so memory stays bounded);
-* the *applier* (the job's thread) applies them in ONE transaction: it loads each chunk into
-  temporary staging tables while the reader prepares the next (the database's work and the
-  reader's Python overlap: the driver releases the GIL while it waits); once the last row is
-  read, the rows that are people of their own are written set-wise from them, the others through
-  the Writer in file order (cdp/ingestion/staging.py). The same transaction records the outcome (the batch's
-  status, counts and per-row errors, and its job's end). Rows the writer refuses (an identity its
-  namespace does not accept, too many events …) count as rejected too (the file is read again for
-  their raw rows only).
-
-When the reader is done over the error threshold (a fraction of the rows: known at the last
-row), the transaction is rolled back before the split and writes; past the rows' limit, or when
-the reader fails or is stopped, at once — the batch fails and nothing of it is applied. On SQLite
-the transaction holds the write lock from the first row read (docs/ingestion.md says what that
-costs a file that fails).
+1. *validate* — every row is read, mapped and validated against the schema in force; the valid
+   ones are spooled, the rejected ones counted with their reasons. Over the error threshold (a
+   fraction of the rows), the batch fails here and nothing is applied.
+2. *apply* — the spooled rows are applied in ONE transaction (nothing is read or validated again),
+   which also records the outcome (the batch's status, counts and per-row errors, and its job's
+   end): loaded into temporary staging tables, the rows that are people of their own written
+   set-wise from them, the others through the Writer in file order (cdp/ingestion/staging.py).
+   Rows the writer refuses (an identity its namespace does not accept, too many events …) count
+   as rejected too (the file is read again for their raw rows only); over the threshold the
+   transaction is rolled back and the batch fails — nothing of it is applied.
 
 Events already ingested into the dataset (by id) are counted as duplicates, not errors, so
-re-uploading a file changes nothing. While the job runs, the batch's ``message`` says that it is
-applying, and the job's progress how many rows were read (then applied).
+re-uploading a file changes nothing. While the job runs, the batch's ``message`` says which pass
+it is in, and the job's progress how many rows were read.
 
 A batch job is tried once (``max_attempts=1``): a batch fails for reasons in its data or the
 schema, which a person fixes before ``POST /v1/batches/{id}/retry``; and when its server stops
@@ -38,7 +30,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -55,7 +46,7 @@ from cdp.ingestion.mapping import Rule, column_of, compile_rows, parse_mapping
 from cdp.ingestion.models import BatchStatus, RecordResult, RecordStatus
 from cdp.ingestion.readers import Row, csv_records, csv_row, iter_rows, open_stored_file
 from cdp.ingestion.service import Writer
-from cdp.ingestion.staging import Feed, FeedAbandoned, apply_staged
+from cdp.ingestion.staging import Spool, apply_staged
 from cdp.ingestion.validation import ValidRecord
 from cdp.jobs import Cause, Failure, Job, JobContext, JobKind
 from cdp.schema_registry.service import get_schema
@@ -103,16 +94,6 @@ def _on_failure(connection: sa.Connection, job: Job, failure: Failure) -> None:
 
 class _Rejected(Exception):
     """Raised out of the applying transaction to roll it back (threshold passed)."""
-
-
-class _Failed(Exception):
-    """Raised (by the reader, or the applier) out of the applying transaction to roll it back: the
-    batch fails with ``message`` (and ``outcome``'s counts and errors, when given)."""
-
-    def __init__(self, message: str, outcome: "_Outcome | None" = None):
-        super().__init__(message)
-        self.message = message
-        self.outcome = outcome
 
 
 def _visible_nul(text: str) -> str:
@@ -238,40 +219,46 @@ class _BatchRun:
             return
         fields = dict(self.schema.profile) if self.kind == "profile" else self.schema.all_event_fields()
         target_columns = {r.target: r.column for r in rules or []}
-        self._validate_and_apply(rules, fields, target_columns)
+        spool = Spool()
+        try:
+            self._validate_and_apply(rules, fields, target_columns, spool)
+        finally:
+            spool.close()
 
-    def _validate_and_apply(self, rules: list[Rule] | None, fields: dict, target_columns: dict) -> None:
+    def _validate_and_apply(self, rules: list[Rule] | None, fields: dict, target_columns: dict, spool: Spool) -> None:
         batch = self.batch
+        threshold = batch.error_threshold
         outcome = _Outcome()
         mapped = None if rules is None else compile_rows(rules, self.kind, fields)
         self.validator = compiled_validator(self.schema, self.kind, self.namespaces)  # validation.validate_record's
-        self._message("applying the rows as they are read and validated, in one transaction (nothing is visible "
-                      "until it commits)")
-        self.context.progress(0, None, "reading, validating and applying the rows", flush=True)
-
-        def read(feed: Feed) -> None:  # the reader's thread: counts and rejected rows in outcome, valid rows fed
-            try:
-                if batch.format == "csv" and rules is not None:
-                    self._validate_csv(rules, mapped, target_columns, feed, outcome)
-                else:
-                    self._validate_rows(rules, mapped, target_columns, feed, outcome)
-            except FeedAbandoned:  # the applier stopped taking rows: it has its reason
-                return
-            except Unprocessable as exc:
-                feed.finish(_Failed(f"{exc.message}; nothing was applied", outcome))
-            except BaseException as exc:  # noqa: BLE001 - a stop request, a bug: raised in the applier
-                feed.finish(exc)
-            else:
-                feed.finish()
-
+        # 1. validate every row; keep the counts and the rejected rows, spool the valid ones
         try:
-            with self.context.exclusive(), write_transaction(self.engine) as connection:
-                self._apply(connection, outcome, read)
-        except _Rejected:
+            if batch.format == "csv" and rules is not None:
+                read = self._validate_csv(rules, mapped, target_columns, spool, outcome)
+            else:
+                read = self._validate_rows(rules, mapped, target_columns, spool, outcome)
+        except Unprocessable as exc:
+            self.fail(f"{exc.message}; nothing was applied", outcome)
+            return
+        if not read:
+            return
+        total = outcome.total
+        if total == 0:
+            self.fail("the file holds no rows", outcome)
+            return
+        if len(outcome.rejected) > threshold * total:
             self._over_threshold(outcome)
             return
-        except _Failed as exc:
-            self.fail(exc.message, exc.outcome)
+        # 2. apply the valid rows in ONE transaction, with the outcome
+        valid_rows = total - len(outcome.rejected)
+        self._message(f"applying {valid_rows:,} valid rows of {total:,} in one transaction (nothing is visible "
+                      f"until it commits)")
+        self.context.progress(0, total, "applying the valid rows", flush=True)
+        try:
+            with self.context.exclusive(), write_transaction(self.engine) as connection:
+                self._apply(connection, outcome, spool)
+        except _Rejected:
+            self._over_threshold(outcome)
             return
         if self.metrics is not None:
             if outcome.accepted:
@@ -279,22 +266,25 @@ class _BatchRun:
             if outcome.rejected:
                 self.metrics.rejected(batch.sandbox, self.kind, len(outcome.rejected))
 
-    def _counted(self, outcome: _Outcome) -> None:
-        """One more row read (:class:`_Failed` past MAX_BATCH_ROWS)."""
+    def _counted(self, outcome: _Outcome) -> bool:
+        """One more row read: False (the batch failed) past MAX_BATCH_ROWS."""
         outcome.total += 1
         if outcome.total % _CHECK_EVERY_ROWS == 0 or outcome.total > limits.MAX_BATCH_ROWS:
-            self._checkpoint(outcome)
+            return self._checkpoint(outcome)
+        return True
 
-    def _checkpoint(self, outcome: _Outcome) -> None:
-        """:class:`_Failed` past MAX_BATCH_ROWS; else a stop request looked for and progress
+    def _checkpoint(self, outcome: _Outcome) -> bool:
+        """False (the batch failed) past MAX_BATCH_ROWS; else a stop request looked for and progress
         reported (every _CHECK_EVERY_ROWS rows)."""
         if outcome.total > limits.MAX_BATCH_ROWS:
-            raise _Failed(f"more than {limits.MAX_BATCH_ROWS:,} rows; at most {limits.MAX_BATCH_ROWS:,} per file "
-                          f"(split it into several batches); nothing was applied", _Outcome(total=outcome.total))
+            self.fail(f"more than {limits.MAX_BATCH_ROWS:,} rows; at most {limits.MAX_BATCH_ROWS:,} per file "
+                      f"(split it into several batches); nothing was applied", _Outcome(total=outcome.total))
+            return False
         self.context.checkpoint()
-        self.context.progress(outcome.total, None, "reading, validating and applying the rows")
+        self.context.progress(outcome.total, None, "validating the rows")
+        return True
 
-    def _take(self, row: Row, rules: list[Rule] | None, mapped, target_columns: dict, spool: Feed,
+    def _take(self, row: Row, rules: list[Rule] | None, mapped, target_columns: dict, spool: Spool,
               outcome: _Outcome) -> None:
         valid, problems = self._check(row, rules, mapped, target_columns)
         if valid is None:
@@ -302,15 +292,17 @@ class _BatchRun:
         else:
             spool.add(row.number, valid)
 
-    def _validate_rows(self, rules: list[Rule] | None, mapped, target_columns: dict, spool: Feed,
-                       outcome: _Outcome) -> None:
-        """The validate pass, row by row."""
+    def _validate_rows(self, rules: list[Rule] | None, mapped, target_columns: dict, spool: Spool,
+                       outcome: _Outcome) -> bool:
+        """The validate pass, row by row; False when the batch failed."""
         for row in self._rows():
-            self._counted(outcome)
+            if not self._counted(outcome):
+                return False
             self._take(row, rules, mapped, target_columns, spool, outcome)
+        return True
 
-    def _validate_csv(self, rules: list[Rule], mapped, target_columns: dict, spool: Feed, outcome: _Outcome
-                      ) -> None:
+    def _validate_csv(self, rules: list[Rule], mapped, target_columns: dict, spool: Spool, outcome: _Outcome
+                      ) -> bool:
         """The validate pass of a mapped CSV file: a row the function compiled for the header
         (compiled_rows.py) answers is spooled as it gives it; any other goes the general way
         (:meth:`_check`), which words its errors."""
@@ -321,8 +313,8 @@ class _BatchRun:
             add, every, most = spool.add_staged, _CHECK_EVERY_ROWS, limits.MAX_BATCH_ROWS
             for number, cells, too_long in records:
                 outcome.total += 1
-                if outcome.total % every == 0 or outcome.total > most:
-                    self._checkpoint(outcome)
+                if (outcome.total % every == 0 or outcome.total > most) and not self._checkpoint(outcome):
+                    return False
                 if staged is not None and too_long is None:
                     try:
                         row = staged(number, cells)
@@ -332,24 +324,18 @@ class _BatchRun:
                         add(row)
                         continue
                 self._take(csv_row(number, header, cells, too_long), rules, mapped, target_columns, spool, outcome)
+        return True
 
-    def _apply(self, connection: sa.Connection, outcome: _Outcome, read) -> None:
-        """The applier: starts the reader (``read``, given the Feed) on a thread of its own and
-        applies what it feeds; raises out of the transaction when the batch fails."""
-        batch, threshold = self.batch, self.batch.error_threshold
+    def _apply(self, connection: sa.Connection, outcome: _Outcome, spool: Spool) -> None:
+        batch, total, threshold = self.batch, outcome.total, self.batch.error_threshold
         now = datetime.now(timezone.utc)  # one instant for the batch: it is one transaction
         writer = Writer(connection, sandbox=batch.sandbox, dataset_pk=batch.dataset_pk, kind=self.kind,
                         batch_pk=self.batch_id, clock=lambda: now)
-        feed = Feed(writer, self.kind, connection.dialect.name)
-        reader = threading.Thread(target=read, args=(feed,), name=f"batch-{self.batch_id}-reader", daemon=True)
+        valid = spool.count
 
         def checkpoint(done: int) -> None:
             self.context.checkpoint()
-            self.context.progress(done, None, f"applied {done:,} valid rows")
-
-        def read_all(count: int) -> None:  # the reader is done (its last item taken from the queue)
-            if outcome.total and len(outcome.rejected) > threshold * outcome.total:
-                raise _Rejected  # before the split and writes: nothing more is done in the transaction
+            self.context.progress(done, valid, "applying the valid rows")
 
         refused: dict[int, list[tuple[str | None, str]]] = {}  # row number → what the writer said
 
@@ -361,18 +347,8 @@ class _BatchRun:
             else:
                 outcome.accepted += 1
 
-        reader.start()
-        try:
-            staged = apply_staged(connection, writer, feed, kind=self.kind, dataset_pk=batch.dataset_pk,
-                                  batch_pk=self.batch_id, now=now, checkpoint=checkpoint, read=read_all,
-                                  report=report)
-        finally:  # the reader stops at its next chunk when the applier stopped taking them
-            feed.abandoned.set()
-            reader.join()
-            feed.close()
-        total = outcome.total
-        if total == 0:
-            raise _Failed("the file holds no rows", outcome)
+        staged = apply_staged(connection, writer, spool, kind=self.kind, dataset_pk=batch.dataset_pk,
+                              batch_pk=self.batch_id, now=now, checkpoint=checkpoint, report=report)
         outcome.accepted += staged.fresh
         if refused:  # the error rows quote the rows as read: the file is read again for those only
             for row in self._rows():

@@ -4,10 +4,10 @@ The validate pass maps and validates every row once and spools the valid ones he
 tuples (a temporary file, pickled in chunks: memory stays bounded whatever the file's size), so
 the apply pass reads neither the upload nor validates anything again.
 
-The apply pass (:func:`apply_staged`, in the batch's one transaction) loads the rows, chunk by chunk
-as they come, into temporary staging tables — ``COPY`` on PostgreSQL, ``executemany`` on SQLite;
-dropped with the transaction, so a killed server leaves nothing behind — and, once they are all
-loaded (the last row read), splits them with a few set-wise statements:
+The apply pass (:func:`apply_staged`, in the batch's one transaction) loads the spooled rows into
+temporary staging tables — ``COPY`` on PostgreSQL, ``executemany`` on SQLite; dropped with the
+transaction, so a killed server leaves nothing behind — and splits them with a few set-wise
+statements:
 
 * **fresh** rows: none of their identities is owned by a profile yet, none is carried by another
   row of the batch, they are valid for the linking rules (no two identities of a unique namespace,
@@ -22,14 +22,7 @@ loaded (the last row read), splits them with a few set-wise statements:
 
 The two sets share no identity and no event id, so applying the fresh rows first gives the same
 graph, attributes and links as applying all rows in arrival order (tests/test_batch_staging.py
-checks it against the Writer on generated batches).
-
-The rows come from a :class:`Spool` (a temporary file) or a :class:`Feed`: a bounded queue filled by
-another thread — the batch job's reader, which reads, maps and validates the rows and turns them
-into the staging tables' rows while the database stages the chunk before (the database call
-releases the GIL). The reader waits when the queue is full, so memory stays bounded; an error of
-the reader (a stop request, too many rows) is raised in the applying thread, whose transaction
-is then rolled back. The rows of one batch are stamped with one
+checks it against the Writer on generated batches). The rows of one batch are stamped with one
 instant (the batch is one transaction). New profiles are then offered to the streaming segments
 as the Writer offers its new profiles (``Change(everything=True)``).
 
@@ -44,10 +37,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import queue
 import tempfile
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -66,8 +56,6 @@ from cdp.storage.database import sqlite_text
 log = logging.getLogger("cdp.ingestion")
 
 SPOOL_CHUNK_ROWS = 1000  # rows pickled together (and loaded into the staging tables together)
-_YIELD_EVERY_ROWS = 64  # a Feed's reader lets the applier run this often (~0.5-1 ms of its work)
-FEED_CHUNKS = 4  # chunks a Feed holds before its reader waits (with the chunk being staged: the rows in memory)
 APPLY_CHUNK_ROWS = 1000  # rows of the Writer's path resolved set-wise at once
 _FRESH_ATTEMPTS = 4  # PostgreSQL: splits made again after losing an identity to a concurrent writer
 
@@ -115,110 +103,8 @@ class Spool:
             except EOFError:
                 return
 
-    def raw(self) -> Iterator[list[_Spooled]]:
-        """The rows as spooled, chunk by chunk (once every chunk was prepared)."""
-        return self.chunks()
-
-    def prepared(self, writer, kind: str, dialect: str) -> Iterator[Prepared]:
-        """The spooled rows' chunks, each made ready for the staging tables."""
-        checks = _Checks(writer)
-        for chunk in self.chunks():
-            yield prepare(chunk, checks, kind, dialect)
-
     def close(self) -> None:
         self.file.close()
-
-
-class _End:
-    """The last item of a Feed's queue: the reader is done (``error``: it failed so)."""
-
-    def __init__(self, error: BaseException | None = None):
-        self.error = error
-
-
-class FeedAbandoned(Exception):
-    """Raised in a Feed's reader when the applying thread stopped taking its rows."""
-
-
-class Feed:
-    """The valid rows of a batch, from the thread that reads and validates them (``add``,
-    ``add_staged`` as a :class:`Spool`'s, then :meth:`finish`) to the thread that applies them
-    (:meth:`prepared`, through :func:`apply_staged`): prepared for the staging tables in the
-    reader's thread, a chunk at a time, through a queue of :data:`FEED_CHUNKS` chunks — the reader
-    waits while it is full. Made in the applying thread (the writer's namespaces and rules are read
-    there), before the reader starts."""
-
-    def __init__(self, writer, kind: str, dialect: str, depth: int | None = None):
-        self.checks = _Checks(writer)
-        self.kind, self.dialect = kind, dialect
-        self.queue: queue.Queue = queue.Queue(maxsize=depth or FEED_CHUNKS)
-        self.pending: list[_Spooled] = []
-        self.count = 0
-        self.abandoned = threading.Event()  # set by the applying thread when it stops taking chunks
-        # the rows as read, for those that go through the Writer: spooled by the reader (read back
-        # once the reader is done)
-        self.spool = Spool()
-
-    def add(self, number: int, record: ValidRecord) -> None:
-        self.add_staged((number, record.identities, record.set_attributes, record.removed, record.event_id,
-                         record.event_type, record.ts, record.event_fields, record.observed_at, record.normalized))
-
-    def add_staged(self, row: _Spooled) -> None:
-        self.pending.append(row)
-        self.spool.add_staged(row)
-        self.count += 1
-        if not self.count % _YIELD_EVERY_ROWS:
-            # the GIL to the applier, if its database call has returned: else it waits for the
-            # interpreter's switch interval (5 ms) after each of its statements while the database idles
-            time.sleep(0)
-        if len(self.pending) >= SPOOL_CHUNK_ROWS:
-            self._put(prepare(self.pending, self.checks, self.kind, self.dialect))
-            self.pending = []
-
-    def _put(self, item) -> None:
-        while True:  # the queue's wait, looking every 0.1 s whether the applying thread went away
-            if self.abandoned.is_set():
-                raise FeedAbandoned
-            try:
-                self.queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def finish(self, error: BaseException | None = None) -> None:
-        """The reader is done: the last rows are passed on — or ``error``, raised in the applying
-        thread (never raises: ends quietly when that thread went away)."""
-        try:
-            if error is None and self.pending:
-                self._put(prepare(self.pending, self.checks, self.kind, self.dialect))
-                self.pending = []
-            self._put(_End(error))
-        except FeedAbandoned:
-            pass
-        except BaseException as exc:  # noqa: BLE001 - preparing the last rows failed: the applying thread says so
-            try:
-                self._put(_End(exc))
-            except FeedAbandoned:
-                pass
-
-    def raw(self) -> Iterator[list[_Spooled]]:
-        """The rows as read, chunk by chunk, once the reader is done."""
-        return self.spool.chunks()
-
-    def close(self) -> None:
-        self.spool.close()
-
-    def prepared(self, writer, kind: str, dialect: str) -> Iterator[Prepared]:
-        try:
-            while True:
-                item = self.queue.get()
-                if isinstance(item, _End):
-                    if item.error is not None:
-                        raise item.error
-                    return
-                yield item
-        finally:
-            self.abandoned.set()  # the reader, still putting, stops (FeedAbandoned)
 
 
 def record_of(row: _Spooled) -> ValidRecord:
@@ -246,16 +132,14 @@ _TABLES = {
         "pk INTEGER NOT NULL)",
         "CREATE TEMP TABLE cdp_stage_removed (row_no INTEGER NOT NULL, path TEXT NOT NULL)",
     ],
-    # temporary (never WAL-logged), dropped at the end of the transaction whatever its outcome; a
-    # staged row's profile key and a staged identity's key drawn from the tables' sequences as the
-    # rows are copied in ({profiles} and {identities}: the sequences' names, as SQL literals)
+    # temporary (never WAL-logged), dropped at the end of the transaction whatever its outcome
     "postgresql": [
         "CREATE TEMP TABLE cdp_stage_rows (row_no bigint PRIMARY KEY, external_id varchar NOT NULL, "
         "attributes jsonb, identities jsonb, observed_at timestamptz, event_id varchar, event_type varchar, "
-        "ts timestamptz, fields jsonb, fresh boolean NOT NULL, "
-        "profile_pk bigint NOT NULL DEFAULT nextval({profiles}::regclass)) ON COMMIT DROP",
+        "ts timestamptz, fields jsonb, fresh boolean NOT NULL, profile_pk bigint) ON COMMIT DROP",
         "CREATE TEMP TABLE cdp_stage_ids (row_no bigint NOT NULL, namespace varchar NOT NULL, value varchar NOT NULL, "
-        "pk bigint NOT NULL DEFAULT nextval({identities}::regclass)) ON COMMIT DROP",
+        "pk bigint NOT NULL) "
+        "ON COMMIT DROP",
         "CREATE TEMP TABLE cdp_stage_removed (row_no bigint NOT NULL, path varchar NOT NULL) ON COMMIT DROP",
     ],
 }
@@ -265,19 +149,16 @@ _NAMES = ("cdp_stage_rows", "cdp_stage_ids", "cdp_stage_removed")
 _INDEXES = ["CREATE INDEX cdp_stage_ids_pair ON cdp_stage_ids (namespace, value, row_no)",
             "CREATE INDEX cdp_stage_ids_row ON cdp_stage_ids (row_no, pk)",
             "CREATE INDEX cdp_stage_removed_row ON cdp_stage_removed (row_no)"]
-_ROW_COLUMNS = "row_no, external_id, attributes, identities, observed_at, event_id, event_type, ts, fields, fresh"
+_ROW_COLUMNS = ("row_no, external_id, attributes, identities, observed_at, event_id, event_type, ts, fields, fresh, "
+                "profile_pk")
 
 # the split: a row stops being fresh when one of its identities is owned, or carried by another
 # row, or (events) its event id is stored in the dataset or repeated in the batch
-# (the staged identities are the outer loop, each probing the identities' unique index — SQLite: CROSS
-# JOIN; its planner otherwise chose to walk every identity of the sandbox and probe the staged ones.
-# PostgreSQL: a LATERAL subquery with a LIMIT, which is never flattened into a join — else the planner
-# may make the split a hash join over a sequential scan of the sandbox's identities, whose cost grows with
-# the sandbox, not the batch: measured 2.2 s of 200,000 contacts' 14 s when a batch was split in rounds
-# of 10,000 rows, bench/RESULTS.md session 17; kept for the one split as the plan bounded by the batch)
+# (SQLite: CROSS JOIN keeps the staged identities the outer loop — its planner otherwise chose to walk
+# every identity of the sandbox and probe the staged ones, a batch's cost growing with the sandbox)
 _SPLIT = [
     "UPDATE cdp_stage_rows SET fresh = {false} WHERE fresh AND row_no IN (SELECT s.row_no FROM cdp_stage_ids s "
-    "{probe})",
+    "{cross} identities i ON i.sandbox = :sandbox AND i.namespace = s.namespace AND i.value = s.value)",
     "UPDATE cdp_stage_rows SET fresh = {false} WHERE fresh AND row_no IN (SELECT s.row_no FROM cdp_stage_ids s "
     "JOIN (SELECT namespace, value FROM cdp_stage_ids GROUP BY namespace, value HAVING count(*) > 1) d "
     "ON d.namespace = s.namespace AND d.value = s.value)",
@@ -286,20 +167,20 @@ _SPLIT_EVENTS = [
     "UPDATE cdp_stage_rows SET fresh = {false} WHERE fresh AND event_id IN (SELECT event_id FROM cdp_stage_rows "
     "GROUP BY event_id HAVING count(*) > 1)",
     "UPDATE cdp_stage_rows SET fresh = {false} WHERE fresh AND EXISTS (SELECT 1 FROM events e "
-    "WHERE e.dataset_pk = :dataset AND e.event_id = cdp_stage_rows.event_id {fence})",
+    "WHERE e.dataset_pk = :dataset AND e.event_id = cdp_stage_rows.event_id)",
 ]
 # A new profile's key is chosen when its row is staged, and the profile inserted with it: no staged
 # row looks its profile up again by its random external id (a probe of a random page of the
 # profiles' unique index per row, measured 3-4 µs a row on SQLite and ~4 µs on PostgreSQL at
-# 100,000-200,000 rows). SQLite: the keys after the highest stored when the pass began (it holds
-# the one write lock from its start), in the rows' order — SQLite would have given the next keys
-# itself (no AUTOINCREMENT: the highest key + 1). PostgreSQL: the profiles' sequence, the staging
-# table's default, drawn as the row is copied in (as an insert would draw them; concurrent writers
-# draw others). Rows
+# 100,000-200,000 rows). SQLite: the highest key stored when the pass began (the pass holds the one
+# write lock from its start) plus the row's number — SQLite would have given the next keys itself
+# (no AUTOINCREMENT: the highest key + 1). PostgreSQL: the profiles' sequence, a value per staged
+# row drawn with the chunk (as an insert would draw them; concurrent writers draw others). Rows
 # that are not fresh leave gaps.
 _WRITE_PROFILES = ("INSERT INTO profiles (pk, sandbox, external_id, attributes, created_at, updated_at) "
                    "SELECT profile_pk, :sandbox, external_id, coalesce(attributes, {empty}), :now, :now "
                    "FROM cdp_stage_rows WHERE fresh ORDER BY row_no")
+_DRAW_KEYS = "SELECT nextval(%s::regclass) FROM generate_series(1, %s)"
 # A new identity's key is chosen when it is staged too (as a profile's, above: SQLite the highest key
 # stored when the pass began + the staged identity's place, PostgreSQL the identities' sequence), so
 # that a fresh row's links are made from the staged identities alone — before, from the identities
@@ -337,10 +218,9 @@ _WRITE_EVENTS = ("INSERT INTO events (profile_pk, event_id, type, ts, fields, da
                  "WHERE fresh ORDER BY event_id")
 
 
-_PAGE = 5000
 _FRESH_PAGE = sa.text("SELECT row_no, profile_pk FROM cdp_stage_rows WHERE fresh AND row_no > :after "
-                      f"ORDER BY row_no LIMIT {_PAGE}")
-_OTHERS = sa.text("SELECT row_no FROM cdp_stage_rows WHERE NOT fresh")
+                      "ORDER BY row_no LIMIT 5000")
+_OTHERS = sa.text("SELECT row_no FROM cdp_stage_rows WHERE NOT fresh AND row_no BETWEEN :first AND :last")
 
 
 def _sql(dialect: str, text: str) -> sa.TextClause:
@@ -348,14 +228,7 @@ def _sql(dialect: str, text: str) -> sa.TextClause:
     return sa.text(text.format(false="false" if postgresql else "0", true="true" if postgresql else "1",
                                null="'null'::jsonb" if postgresql else "'null'",
                                empty="'{}'::jsonb" if postgresql else "'{}'",
-                               probe=_PROBE_POSTGRESQL if postgresql else _PROBE_SQLITE,
-                               # OFFSET 0: not made a semi join (a hash over the dataset's events), a probe a row
-                               fence="OFFSET 0" if postgresql else ""))
-
-
-_PROBE_SQLITE = "CROSS JOIN identities i ON i.sandbox = :sandbox AND i.namespace = s.namespace AND i.value = s.value"
-_PROBE_POSTGRESQL = ("CROSS JOIN LATERAL (SELECT 1 FROM identities i WHERE i.sandbox = :sandbox "
-                     "AND i.namespace = s.namespace AND i.value = s.value LIMIT 1) owned")
+                               cross="JOIN" if postgresql else "CROSS JOIN"))
 
 
 # values a JSON document stores as they are (json_value returns them unchanged): not looked at again
@@ -373,117 +246,91 @@ def _new_external_ids(count: int) -> list[str]:
     return ["p-" + text[i:i + 32] for i in range(0, len(text), 32)]
 
 
-class _Checks:
-    """What preparing a row reads of the writer (read once, in the applying thread)."""
+class _Stager:
+    """Loads spooled rows into the staging tables, chunk by chunk."""
 
-    def __init__(self, writer):
-        self.namespaces = writer.namespaces
-        self.normalized_identities = writer.normalized_identities  # pure: the namespaces and normalisers
-        self.doubled = writer.graph.rules.doubled
+    def __init__(self, connection: sa.Connection, writer, kind: str, first_key: int | None,
+                 first_identity_key: int | None):
+        self.connection = connection
+        self.first_key = first_key  # SQLite: a new profile's key is this + its row's number
+        self.next_identity_key = first_identity_key  # SQLite: a staged identity's key is this, then + 1
+        self.sequence, self.identity_sequence = (None, None) if first_key is not None else connection.exec_driver_sql(
+            "SELECT pg_get_serial_sequence('profiles', 'pk'), pg_get_serial_sequence('identities', 'pk')").one()
+        self.writer = writer
+        self.kind = kind
+        self.dialect = connection.dialect.name
         self.limit = writer.settings.graph_limit
 
+    def _instant(self, value: datetime | None):
+        if value is None:
+            return None
+        return sqlite_text(value) if self.dialect == "sqlite" else value.astimezone(timezone.utc)
 
-@dataclass
-class Prepared:
-    """A chunk of spooled rows made ready for the staging tables, all but the keys (drawn when it is
-    written): the rows without their profile key, the identities without theirs."""
-    rows: list[tuple]
-    ids: list[tuple]
-    removals: list[tuple]
-
-
-def _instant(value: datetime | None, dialect: str):
-    if value is None:
-        return None
-    return sqlite_text(value) if dialect == "sqlite" else value.astimezone(timezone.utc)
-
-
-def prepare(chunk: list[_Spooled], checks: _Checks, kind: str, dialect: str) -> Prepared:
-    """``chunk``'s rows for the staging tables (no database: runs in the reader's thread of a Feed)."""
-    rows, ids, removals = [], [], []
-    namespaces, limit, doubled = checks.namespaces, checks.limit, checks.doubled
-    # new profiles' ids, as uuid.uuid4() makes them, from one read of the system's randomness
-    external = _new_external_ids(len(chunk))
-    for position, row in enumerate(chunk):
-        number, identities, set_attributes, removed, event_id, event_type, ts, fields, observed_at, normalized = row
-        # normalised and distinct already (validate_record): only their namespaces are checked
-        # against the writer's, as the Writer does for a validated record
-        if normalized and all(namespace in namespaces for namespace, _ in identities):
-            pairs, errors = identities, []
-        else:
-            pairs, errors = checks.normalized_identities(identities)
-        # what the Writer refuses or must check against other rows goes its way
-        fresh = not errors and bool(pairs) and len(pairs) <= limit and not doubled(pairs)
-        # keys in (namespace, value) order within the row, as the Writer draws them (a link's a_pk < b_pk)
-        ids += [(number, namespace, value) for namespace, value in (sorted(pairs) if len(pairs) > 1 else pairs)]
-        shared = json_text([list(pair) for pair in pairs])
-        if kind == "profile":
-            values = {path: value if value.__class__ in _AS_STORED else json_value(value, dialect)
-                      for path, value in set_attributes.items()}
-            if removed:
-                removals += [(number, path) for path in removed if path not in values]
-            rows.append((number, external[position], json_text(values), shared, _instant(observed_at, dialect),
-                         None, None, None, None, fresh))
-        else:
-            fresh = fresh and event_id is not None
-            rows.append((number, external[position], None, shared, None, event_id, event_type,
-                         _instant(ts, dialect), json_text({k: v if v.__class__ in _AS_STORED else json_value(v, dialect)
+    def load(self, chunk: list[_Spooled]) -> None:
+        rows, ids, removals = [], [], []
+        writer, dialect, first_key = self.writer, self.dialect, self.first_key
+        drawn = None if first_key is not None else self.connection.exec_driver_sql(
+            _DRAW_KEYS, (self.sequence, len(chunk))).scalars().all()
+        # new profiles' ids, as uuid.uuid4() makes them, from one read of the system's randomness
+        external = _new_external_ids(len(chunk))
+        for position, row in enumerate(chunk):
+            number, identities, set_attributes, removed, event_id, event_type, ts, fields, observed_at, normalized = row
+            # normalised and distinct already (validate_record): only their namespaces are checked
+            # against the writer's, as the Writer does for a validated record
+            if normalized and all(namespace in writer.namespaces for namespace, _ in identities):
+                pairs, errors = identities, []
+            else:
+                pairs, errors = writer.normalized_identities(identities)
+            # what the Writer refuses or must check against other rows goes its way
+            fresh = not errors and bool(pairs) and len(pairs) <= self.limit and not writer.graph.rules.doubled(pairs)
+            # keys in (namespace, value) order within the row, as the Writer draws them (a link's a_pk < b_pk)
+            ids += [(number, namespace, value) for namespace, value in (sorted(pairs) if len(pairs) > 1 else pairs)]
+            shared = json_text([list(pair) for pair in pairs])
+            key = drawn[position] if first_key is None else first_key + number
+            if self.kind == "profile":
+                values = {path: value if value.__class__ in _AS_STORED else json_value(value, dialect)
+                          for path, value in set_attributes.items()}
+                if removed:
+                    removals += [(number, path) for path in removed if path not in values]
+                rows.append((number, external[position], json_text(values), shared, self._instant(observed_at),
+                             None, None, None, None, fresh, key))
+            else:
+                fresh = fresh and event_id is not None
+                rows.append((number, external[position], None, shared, None, event_id, event_type,
+                             self._instant(ts), json_text({k: v if v.__class__ in _AS_STORED else json_value(v, dialect)
                                                            for k, v in fields.items()}),
-                         fresh))
-    return Prepared(rows=rows, ids=ids, removals=removals)
+                             fresh, key))
+        self._write("cdp_stage_rows", _ROW_COLUMNS, rows)
+        if first_key is None:
+            identity_keys = self.connection.exec_driver_sql(_DRAW_KEYS, (self.identity_sequence, len(ids))).scalars().all()
+        else:
+            identity_keys = range(self.next_identity_key, self.next_identity_key + len(ids))
+            self.next_identity_key += len(ids)
+        self._write("cdp_stage_ids", "row_no, namespace, value, pk",
+                    [(*identity, key) for identity, key in zip(ids, identity_keys)])
+        self._write("cdp_stage_removed", "row_no, path", removals)
 
-
-class _Stager:
-    """Writes prepared chunks into the staging tables, with their keys: a ``COPY`` a table
-    (PostgreSQL: the keys are the tables' defaults), an ``executemany`` (SQLite)."""
-
-    def __init__(self, connection: sa.Connection):
-        self.connection = connection
-        self.dialect = connection.dialect.name
-        self.next_key = self.next_identity_key = 0  # SQLite: the next new profile's and identity's keys
-        if self.dialect == "sqlite":  # after the highest stored (the pass holds the write lock from its start)
-            self.next_key, self.next_identity_key = connection.exec_driver_sql(
-                "SELECT (SELECT coalesce(max(pk), 0) + 1 FROM profiles), "
-                "(SELECT coalesce(max(pk), 0) + 1 FROM identities)").one()
-
-    def write(self, prepared: Prepared) -> None:
-        if self.dialect == "sqlite":
-            key, identity_key = self.next_key, self.next_identity_key
-            self._insert("cdp_stage_rows", _ROW_COLUMNS + ", profile_pk",
-                         [(*row, key + place) for place, row in enumerate(prepared.rows)])
-            self._insert("cdp_stage_ids", "row_no, namespace, value, pk",
-                         [(*identity, identity_key + place) for place, identity in enumerate(prepared.ids)])
-            self.next_key, self.next_identity_key = key + len(prepared.rows), identity_key + len(prepared.ids)
-            self._insert("cdp_stage_removed", "row_no, path", prepared.removals)
+    def _write(self, table: str, columns: str, rows: list[tuple]) -> None:
+        if not rows:
             return
-        self._copy("cdp_stage_rows", _ROW_COLUMNS, prepared.rows)
-        self._copy("cdp_stage_ids", "row_no, namespace, value", prepared.ids)
-        if prepared.removals:
-            self._copy("cdp_stage_removed", "row_no, path", prepared.removals)
-
-    def _insert(self, table: str, columns: str, rows: list[tuple]) -> None:
-        if rows:
+        if self.dialect == "sqlite":
             marks = ", ".join("?" * (columns.count(",") + 1))
             self.connection.exec_driver_sql(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
-
-    def _copy(self, table: str, columns: str, rows: list[tuple]) -> None:
+            return
         driver = self.connection.connection.driver_connection  # the same connection, in the same transaction
         with driver.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
 
 
-def apply_staged(connection: sa.Connection, writer, spool: Spool | Feed, *, kind: str, dataset_pk: int,
-                 batch_pk: int, now: datetime, checkpoint=lambda done: None, read=lambda count: None,
+def apply_staged(connection: sa.Connection, writer, spool: Spool, *, kind: str, dataset_pk: int, batch_pk: int,
+                 now: datetime, checkpoint=lambda done: None,
                  report: Callable[[int, RecordResult], None] | None = None) -> StagedOutcome:
-    """Apply the rows of ``spool`` (a :class:`Spool`, or a :class:`Feed` another thread fills) on
-    ``connection`` (in the caller's transaction) with ``writer`` (a
-    :class:`~cdp.ingestion.service.Writer` of that connection, its clock at ``now``): each chunk staged as it comes; once
-    the last is staged, the fresh rows written set-wise from the staging tables, the others through
-    the writer in arrival order. ``report``: called with each of those rows' (number, result) as it
-    comes (else they are listed in the outcome); ``read``: with the rows staged, once the last is
-    (before the split and writes: it raises to stop there); ``checkpoint``: with the rows applied,
-    at the end."""
+    """Apply the spooled rows on ``connection`` (in the caller's transaction) with ``writer`` (a
+    :class:`~cdp.ingestion.service.Writer` of that connection, its clock at ``now``): the fresh rows
+    set-wise from the staging tables, the others through the writer in arrival order. ``report``:
+    called with each of those rows' (number, result) as it comes (else they are listed in the
+    outcome)."""
     dialect = connection.dialect.name
     if dialect == "postgresql":
         # the sandbox's one serialized writer for the whole apply pass, taken before its first
@@ -493,75 +340,59 @@ def apply_staged(connection: sa.Connection, writer, spool: Spool | Feed, *, kind
     for name in _NAMES:
         if dialect == "sqlite":  # a pooled connection may hold them from a transaction that failed to drop them
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
-    sequences = {}
-    if dialect == "postgresql":
-        names = connection.exec_driver_sql("SELECT pg_get_serial_sequence('profiles', 'pk'), "
-                                           "pg_get_serial_sequence('identities', 'pk')").one()
-        sequences = {"profiles": _literal(names[0]), "identities": _literal(names[1])}
-    for statement in _TABLES[dialect] + _INDEXES:
-        connection.exec_driver_sql(statement.format(**sequences) if sequences else statement)
-    stager = _Stager(connection)
-    params = {"sandbox": writer.sandbox, "dataset": dataset_pk, "batch": batch_pk,
-              "now": sqlite_text(now) if dialect == "sqlite" else now}
-    results: list[tuple[int, RecordResult]] = []
-
-    def answer(number: int, result: RecordResult) -> None:
-        if report is None:
-            results.append((number, result))
-        else:
-            report(number, result)
-
-    count = 0
-    for prepared in spool.prepared(writer, kind, dialect):
-        stager.write(prepared)  # staged as it comes (the rows as read are spooled: spool.raw)
-        count += len(prepared.rows)
-    read(count)
-    fresh = _apply_all(connection, writer, spool.raw(), count, params, kind, now, answer)
-    checkpoint(count)
-    for name in _NAMES:
-        connection.exec_driver_sql(f"DROP TABLE {name}")
-    return StagedOutcome(fresh=fresh, results=results)
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _apply_all(connection: sa.Connection, writer, raw: Iterator[list[_Spooled]], count: int,
-               params: dict[str, Any], kind: str, now: datetime, answer: Callable[[int, RecordResult], None]) -> int:
-    """The staged rows: split, the fresh ones written set-wise, the others (``raw``: the rows as
-    read, chunk by chunk) through the writer in arrival order; how many were fresh."""
-    dialect = connection.dialect.name
+    for statement in _TABLES[dialect]:
+        connection.exec_driver_sql(statement)
+    first_key = first_identity_key = None
+    if dialect == "sqlite":
+        first_key = connection.exec_driver_sql("SELECT coalesce(max(pk), 0) FROM profiles").scalar_one()
+        first_identity_key = connection.exec_driver_sql("SELECT coalesce(max(pk), 0) + 1 FROM identities").scalar_one()
+    stager = _Stager(connection, writer, kind, first_key, first_identity_key)
+    done = 0
+    for chunk in spool.chunks():
+        stager.load(chunk)
+        done += len(chunk)
+        checkpoint(done)
+    for statement in _INDEXES:
+        connection.exec_driver_sql(statement)
     if dialect == "postgresql":
         connection.exec_driver_sql("ANALYZE cdp_stage_rows, cdp_stage_ids, cdp_stage_removed")
-    fresh = _apply_fresh(connection, params, kind) if count else 0
+    params = {"sandbox": writer.sandbox, "dataset": dataset_pk, "batch": batch_pk,
+              "now": sqlite_text(now) if dialect == "sqlite" else now}
+    fresh = _apply_fresh(connection, params, kind) if spool.count else 0
     # new profiles: any streaming segment may take them (as the Writer does for the profiles it
-    # makes); read a page at a time, as the rest below, so memory does not grow with the batch. Their
-    # history rows are moved once, at the end, in one order (no deadlock with
-    # concurrent writers; the deltas are per hour and segment, so they do not grow with the file either)
+    # makes); read a page at a time, as the rest below, so memory does not grow with the file. Their
+    # history rows are moved once, at the end, in one order (no deadlock with concurrent writers;
+    # the deltas are per hour and segment, so they do not grow with the file either)
     after = -1
     with writer.streaming.deferred():
         while page := connection.execute(_FRESH_PAGE, {"after": after}).all():
             for _, profile_pk in page:
                 writer.streaming.profile_changed(profile_pk, Change(everything=True), now)
             after = page[-1][0]
-    if fresh < count:
-        pending: list[tuple[int, ValidRecord]] = []
+    results: list[tuple[int, RecordResult]] = []
+    pending: list[tuple[int, ValidRecord]] = []
 
-        def apply_pending() -> None:
-            for number, result in zip((number for number, _ in pending), writer.apply_many(pending)):
-                answer(number, result)
-            pending.clear()
+    def apply_pending() -> None:
+        for number, result in zip((number for number, _ in pending), writer.apply_many(pending)):
+            if report is None:
+                results.append((number, result))
+            else:
+                report(number, result)
+        pending.clear()
 
-        others = set(connection.execute(_OTHERS).scalars())
-        for chunk in raw:  # in file order
+    if fresh < spool.count:
+        for chunk in spool.chunks():  # in file order: the rows of a chunk are a range of row numbers
+            others = set(connection.execute(_OTHERS, {"first": chunk[0][0], "last": chunk[-1][0]}).scalars())
             for row in chunk:
                 if row[0] in others:
                     pending.append((row[0], record_of(row)))
                     if len(pending) >= APPLY_CHUNK_ROWS:
                         apply_pending()
+                        checkpoint(done)
         apply_pending()
-    return fresh
+    for name in _NAMES:
+        connection.exec_driver_sql(f"DROP TABLE {name}")
+    return StagedOutcome(fresh=fresh, results=results)
 
 
 def _apply_fresh(connection: sa.Connection, params: dict[str, Any], kind: str) -> int:
