@@ -49,19 +49,19 @@ def instrument(phases: ExclusivePhases, engine) -> None:
     import sqlalchemy as sa
 
     from cdp.identity import graph, merging, owners
-    from cdp.ingestion import service, validation
+    from cdp.ingestion import service, validation, writer
     from cdp.ingestion import models as ingest_models
     from cdp.segments import membership, streaming
     from cdp.storage import bulk
 
     wrapped = [
         (service, "validate_record", "validation"),
-        (service.Writer, "normalized_identities", "validation"),
+        (writer.Writer, "normalized_identities", "validation"),
         (graph.IdentityGraph, "resolve_many", "identity resolution"),
         (graph, "merge_profiles", "identity resolution: merges"),
         (graph, "apply_policy_many", "attribute merge"),
-        (service, "record_attributes_many", "attribute merge"),
-        (service, "insert_events", "event rows (the insert's Python)"),
+        (writer, "record_attributes_many", "attribute merge"),
+        (writer, "insert_events", "event rows (the insert's Python)"),
         (streaming.StreamingEvaluator, "profile_changed", "streaming hook"),
         (membership.MembershipRefresher, "refresh", "streaming hook"),
         (ingest_models, "ingest_response_json", "response"),

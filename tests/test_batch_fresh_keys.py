@@ -37,7 +37,7 @@ def _checks_called(connection: sa.Connection) -> dict[str, int]:
 
 
 def test_fresh_rows_skip_the_key_checks_and_later_inserts_do_not(postgresql):  # noqa: F811
-    from cdp.ingestion.service import Writer
+    from cdp.ingestion.writer import Writer
     from cdp.ingestion.staging import apply_staged
 
     sandbox, dataset = _sandbox(postgresql, "profile", unique=True)
@@ -65,7 +65,7 @@ def test_fresh_rows_skip_the_key_checks_and_later_inserts_do_not(postgresql):  #
 
 
 def test_a_missing_batch_is_refused_as_its_key_check_refused_it(postgresql):  # noqa: F811
-    from cdp.ingestion.service import Writer
+    from cdp.ingestion.writer import Writer
     from cdp.ingestion.staging import apply_staged
 
     sandbox, dataset = _sandbox(postgresql, "profile", unique=True)

@@ -87,7 +87,7 @@ def _sandbox(engine, kind: str, unique: bool) -> tuple[str, int]:
 
 
 def _apply(engine, sandbox: str, dataset: int, kind: str, prelude, batch, staged: bool, batch_pk: int):
-    from cdp.ingestion.service import Writer
+    from cdp.ingestion.writer import Writer
     from cdp.ingestion.staging import Spool, apply_staged
     from cdp.storage.database import write_transaction
 
@@ -168,7 +168,7 @@ def test_fresh_rows_take_the_set_wise_path(engine):
     batch = [([("crm_id", f"K{i}"), ("email", f"p{i}@example.com")], {"person.first_name": f"n{i}"}, None, "")
              for i in range(50)]
     batch.append(([("crm_id", "K1")], {"loyalty.tier": "gold"}, None, ""))  # shares K1: both through the Writer
-    from cdp.ingestion.service import Writer
+    from cdp.ingestion.writer import Writer
     from cdp.ingestion.staging import Spool, apply_staged
     from cdp.storage.database import write_transaction
 
@@ -195,7 +195,7 @@ def test_a_fresh_row_that_loses_an_identity_to_a_concurrent_writer_links_to_it(p
     import threading
     import time
 
-    from cdp.ingestion.service import Writer
+    from cdp.ingestion.writer import Writer
     from cdp.ingestion.staging import Spool, apply_staged
     from cdp.ingestion.validation import ValidRecord
     from cdp.storage.database import create_engine, write_transaction
@@ -246,7 +246,7 @@ def test_sqlite_splits_by_probing_the_staged_identities(sqlite_url_factory):
     """SQLite: the split looks each staged identity up in the identities' unique index — the
     batch's cost does not grow with the sandbox. (Its planner, left to itself, walked every identity
     of the sandbox and probed the staged ones.)"""
-    from cdp.ingestion.service import Writer
+    from cdp.ingestion.writer import Writer
     from cdp.ingestion.staging import Spool, apply_staged
     from cdp.storage.database import create_engine, write_transaction
     from cdp.storage.migrate import upgrade

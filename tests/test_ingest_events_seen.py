@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 import cdp.dsl  # noqa: F401 - cdp.schema must not be imported first (import cycle)
-from cdp.ingestion.service import Writer
+from cdp.ingestion.writer import Writer
 from cdp.storage.database import create_engine, write_transaction
 from cdp.storage.migrate import upgrade
 from cdp.storage.models import datasets
@@ -57,16 +57,16 @@ def stored(postgres_url_factory):
 @pytest.mark.parametrize("statement", ["probed", "any"])
 def test_the_event_id_check_probes_the_index_once_per_id(stored, statement):
     from cdp.identity import listed
-    from cdp.ingestion import service
+    from cdp.ingestion import writer
 
     engine, dataset = stored
     ids = [f"e{n:06d}" for n in range(0, 100, 2)] + [f"new{n}" for n in range(50)]  # 50 stored, 50 new
     with engine.connect() as connection:
         if statement == "probed":
-            sql, parameters = service._EVENTS_SEEN_PROBED, (listed.array_literal(ids), dataset)
+            sql, parameters = writer._EVENTS_SEEN_PROBED, (listed.array_literal(ids), dataset)
             types = ("varchar[]", "bigint")
         else:  # main's statement, as the Writer sent it for several ids
-            sql = service._EVENTS_SEEN.replace("?", "%s").replace("{list}", "= ANY(%s::varchar[])")
+            sql = writer._EVENTS_SEEN.replace("?", "%s").replace("{list}", "= ANY(%s::varchar[])")
             parameters, types = (dataset, listed.array_literal(ids)), ("bigint", "varchar[]")
         numbered = sql.replace("%s", "{}").format(*(f"${i}" for i in range(1, sql.count("%s") + 1)))
         connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")  # the plan a pooled connection caches

@@ -1,7 +1,7 @@
 """A single-record request's statements find their rows by key, whatever plan PostgreSQL caches
 for them (PostgreSQL only).
 
-Ingest requests run with ``plan_cache_mode = auto`` (cdp/ingestion/service.py), so a connection
+Ingest requests run with ``plan_cache_mode = auto`` (cdp/ingestion/writer.py), so a connection
 may keep a generic plan of a statement — one made without the parameters' values and, in a new
 database, without statistics. Such plans of ``… = ANY($1)`` read every event of the dataset for one
 event id, every identity of the sandbox for one identity, and all of ``profiles`` in the event
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from cdp.identity import listed
 from cdp.identity import owners
 from cdp.identity.owners import find_owners, mark_seen
-from cdp.ingestion.service import _EVENTS_SEEN
+from cdp.ingestion.writer import _EVENTS_SEEN
 from cdp.storage.bulk import insert_events
 
 NOW = datetime(2026, 12, 7, tzinfo=timezone.utc)

@@ -4,7 +4,7 @@ scans, and only they (PostgreSQL only).
 With statistics that lag a new database's growth, PostgreSQL planned a merge's move of events,
 the identity counts and the touch's lock of a 500-record request as scans of whole tables
 (bench/RESULTS.md, session 12); a request touches the rows of its records only, so it runs with
-``SET LOCAL enable_seqscan = off`` (cdp/ingestion/service.py, with its savepoint). ``LOCAL``: the
+``SET LOCAL enable_seqscan = off`` (cdp/ingestion/writer.py, with its savepoint). ``LOCAL``: the
 pooled connection's next user plans as before.
 
 (Reproducing such a plan here was tried — merges served by one connection while ``events`` was

@@ -1,5 +1,5 @@
 """The Writer's results of accepted and duplicate records, made without pydantic's validation
-(``service._result``), are the validated model's: equal, the same fields set, the same dump and
+(``writer._result``), are the validated model's: equal, the same fields set, the same dump and
 the same bytes in the records endpoint's answer."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import cdp.dsl  # noqa: F401 - cdp.schema must not be imported first (import cyc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdp.ingestion import service
+from cdp.ingestion import writer
 from cdp.ingestion.models import IngestResponse, RecordResult, RecordStatus, ingest_response_json
 
 texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
@@ -16,14 +16,14 @@ texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
 
 def test_the_fast_constructor_is_in_use():
     # this pydantic's internals are the ones _made_result sets: not the fallback
-    assert service._result is not service._validated_result
+    assert writer._result is not writer._validated_result
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, 999), st.sampled_from([RecordStatus.accepted, RecordStatus.duplicate]),
        st.one_of(st.none(), texts), st.lists(texts, max_size=3))
 def test_a_made_result_is_the_validated_model(index, status, profile_id, warnings):
-    made = service._result(index, status, profile_id, list(warnings))
+    made = writer._result(index, status, profile_id, list(warnings))
     validated = RecordResult(index=index, status=status, profile_id=profile_id, warnings=list(warnings))
     assert type(made) is RecordResult
     assert made == validated
@@ -34,7 +34,7 @@ def test_a_made_result_is_the_validated_model(index, status, profile_id, warning
     assert response.results[0] is made
     assert ingest_response_json(response) == response.model_dump_json().encode()
     # each result its own lists and fields set: changing one changes no other
-    other = service._result(index, status, profile_id, [])
+    other = writer._result(index, status, profile_id, [])
     made.errors.append("x")
     made.model_fields_set.add("errors")
     assert other.errors == [] and "errors" not in other.model_fields_set

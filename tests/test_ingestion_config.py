@@ -133,7 +133,7 @@ def test_the_linking_rules_are_made_once_per_version_and_follow_a_settings_chang
     """The identity graph's rules (the namespaces' priority order, the unique ones) are kept with
     the configuration — one object per version, not made by every request — and a change of the
     identity settings is in the next request's rules."""
-    from cdp.ingestion.service import Writer
+    from cdp.ingestion.writer import Writer
 
     _sandbox(migrated_engine, "cfg-rules")
     with migrated_engine.begin() as c:

@@ -64,6 +64,7 @@ if os.environ.get("STREAMING_HOOK_DIR"):
         """After the app imported them (at the first signal): thread CPU of these functions."""
         import cdp.activation.worker as worker
         import cdp.ingestion.service as ingestion
+        import cdp.ingestion.writer as writer
         import cdp.observability.metrics as metrics
         import cdp.segments.streaming as streaming
         import cdp.storage.database as database
@@ -74,7 +75,7 @@ if os.environ.get("STREAMING_HOOK_DIR"):
         for name in ("next_change", "earliest_change", "earliest_merged"):
             _timed(streaming, name, "streaming: next instants")
         _timed(metrics.Metrics, "evaluated", "streaming: per-segment metrics")
-        _timed(ingestion.Writer, "apply_many", "ingestion: apply_many (streaming included)")
+        _timed(writer.Writer, "apply_many", "ingestion: apply_many (streaming included)")
         _timed(ingestion, "ingest_records", "ingestion: ingest_records (all)")
         _timed(database, "commit_now", "commit_now")
         _timed(worker.DeliveryWorker, "pump_once", "delivery: pump_once")

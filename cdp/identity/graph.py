@@ -34,7 +34,7 @@ and marked seen (cdp/identity/owners.py: claims before touches, for every writer
 another transaction got in the way —
 an identity claimed meanwhile, a profile gone, a deadlock — resolution raises
 :class:`ResolutionConflict` (or the database error), and the caller rolls back and tries again
-(cdp/ingestion/service.py), now seeing the other writer's identities as owned. On SQLite a
+(cdp/ingestion/writer.py), now seeing the other writer's identities as owned. On SQLite a
 writer holds the database's write lock for its whole transaction, so nothing interleaves.
 """
 

@@ -15,7 +15,7 @@ On PostgreSQL a list of ONE value is sent as a plain ``= %s`` (a text of its own
 own): a single-record request's statements then compare a key column with one value, which every
 plan answers with one probe of the key's index. ``= ANY(%s)`` of a parameter is estimated at ten
 values, and a plan PostgreSQL caches for it (``plan_cache_mode = auto``: the ingest requests,
-cdp/ingestion/service.py) was measured scanning every event of the dataset for the one event id
+cdp/ingestion/writer.py) was measured scanning every event of the dataset for the one event id
 (``Bitmap Heap Scan … Filter: event_id = ANY($2)``, 1,300 rows for 1) while the tables had no
 statistics yet (bench/RESULTS.md, session 11).
 """

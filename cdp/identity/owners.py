@@ -139,7 +139,7 @@ def find_owners(connection: sa.Connection, sandbox: str, pairs: Sequence[tuple[s
 
 
 # PostgreSQL: the touch as the first part of the statement that follows it (an event insert), one
-# round trip less inside the time the identities are locked (cdp/ingestion/service.py). The
+# round trip less inside the time the identities are locked (cdp/ingestion/writer.py). The
 # statement reads ``touched`` in an InitPlan, so the UPDATE runs to completion before that
 # statement writes anything: the lock order stays the identities' first (an unreferenced
 # data-modifying CTE would run only at the end, after the statement's own rows).

@@ -28,7 +28,7 @@ from cdp.storage.database import PerEngine
 
 TURN_WAIT_SECONDS = 2.0
 # a request naming more identities takes no turns. Large requests take them too: answered set-wise
-# instead (cdp/ingestion/service.py), 8 clients' requests of 500 records of the bench's time-ordered
+# instead (cdp/ingestion/writer.py), 8 clients' requests of 500 records of the bench's time-ordered
 # stream (every request shares people with the 7 before it) waited on the unique index for each
 # other's COMMIT, lost ~3 attempts a request and 30 % of them ended as the serialized writer:
 # PostgreSQL's CPU 3× and the server's 2× one client's. With turns they queue in Python, holding

@@ -45,7 +45,7 @@ from cdp.ingestion.compiled_validation import compiled_validator
 from cdp.ingestion.mapping import Rule, column_of, compile_rows, parse_mapping
 from cdp.ingestion.models import BatchStatus, RecordResult, RecordStatus
 from cdp.ingestion.readers import Row, csv_records, csv_row, iter_rows, open_stored_file
-from cdp.ingestion.service import Writer
+from cdp.ingestion.writer import Writer
 from cdp.ingestion.staging import Spool, apply_staged
 from cdp.ingestion.validation import ValidRecord
 from cdp.jobs import Cause, Failure, Job, JobContext, JobKind

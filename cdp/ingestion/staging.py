@@ -17,7 +17,7 @@ statements:
   policy over one source row per attribute is that row's value), or its event — written as
   ``INSERT … SELECT`` from the staging tables, a handful of statements for all of them;
 * every other row — linking to a stored profile, sharing an identity with another row, refused
-  by the rules, a repeated event id — goes through :class:`cdp.ingestion.service.Writer`, in
+  by the rules, a repeated event id — goes through :class:`cdp.ingestion.writer.Writer`, in
   arrival order, exactly as before (merges, the linking rules, the graph limit, per-row errors).
 
 The two sets share no identity and no event id, so applying the fresh rows first gives the same
@@ -327,7 +327,7 @@ def apply_staged(connection: sa.Connection, writer, spool: Spool, *, kind: str, 
                  now: datetime, checkpoint=lambda done: None,
                  report: Callable[[int, RecordResult], None] | None = None) -> StagedOutcome:
     """Apply the spooled rows on ``connection`` (in the caller's transaction) with ``writer`` (a
-    :class:`~cdp.ingestion.service.Writer` of that connection, its clock at ``now``): the fresh rows
+    :class:`~cdp.ingestion.writer.Writer` of that connection, its clock at ``now``): the fresh rows
     set-wise from the staging tables, the others through the writer in arrival order. ``report``:
     called with each of those rows' (number, result) as it comes (else they are listed in the
     outcome)."""

@@ -4,7 +4,7 @@
 ``exec_driver_sql`` takes them: it processes no parameter either) without the execution context,
 result metadata and row objects SQLAlchemy builds around each — 15.6–21.3 µs a statement on SQLite
 against sqlite3's own 2.0 µs (bench/RESULTS.md, session 15). Its users: streaming's read and
-membership writes (cdp/storage/memberships.py) and the ingestion hot path (cdp/ingestion/service.py,
+membership writes (cdp/storage/memberships.py) and the ingestion hot path (cdp/ingestion/writer.py,
 cdp/identity/owners.py, cdp/storage/bulk.py, cdp/ingestion/config.py). :func:`array_literal` sends
 a PostgreSQL list as one text parameter.
 """

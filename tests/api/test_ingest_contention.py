@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx2 as httpx
 import pytest
 
-from cdp.ingestion.service import WAIT_SECONDS
+from cdp.ingestion.writer import WAIT_SECONDS
 from tests.api.test_identity_concurrency import _profiles_and_events, _setup
 from tests.api.test_identity_concurrency import served  # noqa: F401 - the same server fixture, both databases
 
@@ -137,6 +137,7 @@ def test_a_request_held_up_past_its_deadline_is_rejected_as_conflict_and_stores_
     import sqlalchemy as sa
 
     from cdp.ingestion import service
+    from cdp.ingestion.writer import Writer
     from cdp.storage.models import datasets, events, sandboxes
 
     now = datetime(2026, 12, 6, tzinfo=timezone.utc)
@@ -152,7 +153,7 @@ def test_a_request_held_up_past_its_deadline_is_rejected_as_conflict_and_stores_
         holding = holder.begin()
         assert service.ingest_records(connection=holder, sandbox="held", dataset_id=dataset,
                                       body=_event("shared", "h1")).accepted == 1
-        writer = service.Writer(holder, sandbox="held", dataset_pk=dataset, kind="event")
+        writer = Writer(holder, sandbox="held", dataset_pk=dataset, kind="event")
         assert writer.serialize()
         started = time.monotonic()
         with postgres_engine.begin() as c:

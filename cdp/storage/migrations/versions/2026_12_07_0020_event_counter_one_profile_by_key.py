@@ -1,7 +1,7 @@
 """The event counter's insert trigger (0017, 0019) finds ONE profile and ONE dataset by plain key
 equality: a single-record request's insert counts into one profile, of one dataset.
 
-Why: ingest requests run with ``plan_cache_mode = auto`` (cdp/ingestion/service.py, session 10),
+Why: ingest requests run with ``plan_cache_mode = auto`` (cdp/ingestion/writer.py, session 10),
 so the trigger's statements keep the plan PostgreSQL caches for them per connection. For
 ``WHERE pk = ANY(wanted)`` that plan is made for an array of unknown length (estimated at ten
 keys): on a table with no statistics yet — a new database, before autovacuum's first ANALYZE — it
